@@ -1,0 +1,66 @@
+"""Stackable resilience decorators for sync and async Python."""
+
+from __future__ import annotations
+
+import logging
+
+from ._active import is_active, set_active
+from ._breaker_core import CircuitState
+from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
+from .decorators import with_circuit_breaker
+from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
+from .events import (
+    BulkheadRejected,
+    CallFailed,
+    CallRejected,
+    CallStarted,
+    CallSucceeded,
+    Event,
+    FallbackUsed,
+    RateLimited,
+    RetriesExhausted,
+    RetryAttempted,
+    StateChanged,
+    StreamInactive,
+    TimedOut,
+    get_request_id,
+    request_context,
+    subscribe,
+)
+from .registry import Registry, registry
+
+logging.getLogger("resilient").addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BreakerMetrics",
+    "BulkheadFullError",
+    "BulkheadRejected",
+    "CallFailed",
+    "CallRejected",
+    "CallStarted",
+    "CallSucceeded",
+    "CallTimeoutError",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitOpenError",
+    "CircuitState",
+    "Event",
+    "FallbackUsed",
+    "RateLimited",
+    "Registry",
+    "ResilienceError",
+    "RetriesExhausted",
+    "RetryAttempted",
+    "StateChanged",
+    "StreamInactive",
+    "TimedOut",
+    "get_request_id",
+    "is_active",
+    "registry",
+    "request_context",
+    "set_active",
+    "subscribe",
+    "with_circuit_breaker",
+]

@@ -1,0 +1,227 @@
+"""The circuit breaker's rules as a pure state object: no clock, no lock, no I/O.
+
+The caller passes ``now`` in, holds the lock around every method, and drains
+``changes`` afterwards to emit one event per transition.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from typing import TYPE_CHECKING
+
+from ._windows import CountWindow, TimeWindow
+
+if TYPE_CHECKING:
+    from .circuit_breaker import CircuitBreakerConfig
+
+__all__ = ["ADMIT", "PROBE", "REJECT", "BreakerCore", "CircuitState"]
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    FORCED_CLOSED = "forced_closed"
+
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+# What acquire() grants. A probe carries the half-open generation it was
+# admitted in (a positive int), so a probe finishing after the breaker moved
+# on cannot release a permit it no longer holds.
+ADMIT = 0
+REJECT = -1
+PROBE = 1  # only a marker for readers: probes are generations >= 1
+
+
+class BreakerCore:
+    __slots__ = (
+        "_flushed",
+        "_generation",
+        "_reads",
+        "_ticks",
+        "changes",
+        "config",
+        "consecutive_failures",
+        "half_open_in_flight",
+        "half_open_successes",
+        "opened_at",
+        "state",
+        "tick",
+        "window",
+    )
+
+    def __init__(self, config: CircuitBreakerConfig) -> None:
+        self.config = config
+        self.state = CLOSED
+        self.opened_at = 0.0
+        self.consecutive_failures = 0
+        self.half_open_in_flight = 0
+        self.half_open_successes = 0
+        self._generation = 0
+        self.changes: list[tuple[CircuitState, CircuitState]] = []
+        # Fast successes in CLOSED are counted without the lock by
+        # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
+        # folded into the window by ``flush`` before anything reads it.
+        self._ticks = itertools.count(1)
+        self._flushed = 0
+        self._reads = 0
+        self.tick = self._ticks.__next__
+        self.window: CountWindow | TimeWindow = (
+            TimeWindow(config.window_duration)
+            if config.window_duration is not None
+            else CountWindow(config.window_size)
+        )
+
+    # -- transitions ---------------------------------------------------------
+
+    def flush(self, now: float) -> None:
+        """Fold the successes counted by ``tick()`` into the window."""
+        seen = self._seen()
+        pending = seen - self._flushed
+        if pending:
+            self._flushed = seen
+            if self.state is CLOSED or self.state is FORCED_CLOSED:
+                self.consecutive_failures = 0
+                self.window.add_successes(pending, now)
+
+    def _seen(self) -> int:
+        """How many times ``tick()`` has been called, by reading the counter
+        through itself (each read consumes one value, tracked in _reads)."""
+        self._reads += 1
+        return next(self._ticks) - self._reads
+
+    def _drop_ticks(self) -> None:
+        self._flushed = self._seen()
+
+    def _move(self, new: CircuitState, now: float) -> None:
+        old = self.state
+        if old is new:
+            return
+        self.flush(now)
+        self.state = new
+        self._generation += 1
+        self.half_open_in_flight = 0
+        self.half_open_successes = 0
+        if new is OPEN:
+            self.opened_at = now
+        elif new is CLOSED:
+            self._drop_ticks()
+            self.window.clear()
+            self.consecutive_failures = 0
+        self.changes.append((old, new))
+
+    def current(self, now: float) -> CircuitState:
+        """The state at ``now``: an OPEN breaker whose timer ran out is HALF_OPEN."""
+        if self.state is OPEN and now - self.opened_at >= self.config.recovery_timeout:
+            self._move(HALF_OPEN, now)
+        return self.state
+
+    def remaining(self, now: float) -> float:
+        state = self.state
+        if state is FORCED_OPEN:
+            return math.inf
+        if state is OPEN:
+            return max(0.0, self.opened_at + self.config.recovery_timeout - now)
+        return 0.0
+
+    # -- calls ---------------------------------------------------------------
+
+    def acquire(self, now: float) -> int:
+        """ADMIT, REJECT, or a probe token (>= 1) for a half-open call."""
+        state = self.current(now)
+        if state is CLOSED or state is FORCED_CLOSED:
+            return ADMIT
+        if state is HALF_OPEN and self.half_open_in_flight < self.config.half_open_max_calls:
+            self.half_open_in_flight += 1
+            return self._generation
+        return REJECT
+
+    def _end_probe(self, token: int) -> bool:
+        """Release a probe permit; False when the probe is stale."""
+        if token == self._generation and self.state is HALF_OPEN:
+            self.half_open_in_flight -= 1
+            return True
+        return False
+
+    def on_success(self, token: int, slow: bool, now: float) -> None:
+        self.flush(now)
+        if token:
+            if self._end_probe(token):
+                self.half_open_successes += 1
+                if self.half_open_successes >= self.config.success_threshold:
+                    self._move(CLOSED, now)
+            return
+        state = self.state
+        if state is CLOSED or state is FORCED_CLOSED:
+            self.consecutive_failures = 0
+            self.window.record(False, slow, now)
+            if slow and state is CLOSED:
+                self._check_rates(now)
+
+    def on_failure(self, token: int, slow: bool, now: float) -> None:
+        self.flush(now)
+        if token:
+            if self._end_probe(token):
+                self._move(OPEN, now)
+            return
+        state = self.state
+        if state is CLOSED or state is FORCED_CLOSED:
+            self.consecutive_failures += 1
+            self.window.record(True, slow, now)
+            if state is CLOSED:
+                if self.consecutive_failures >= self.config.failure_threshold:
+                    self._move(OPEN, now)
+                else:
+                    self._check_rates(now)
+
+    def on_ignored(self, token: int) -> None:
+        """A call that is neither success nor failure (ignored error, cancellation)."""
+        if token:
+            self._end_probe(token)
+
+    def _check_rates(self, now: float) -> None:
+        cfg = self.config
+        window = self.window
+        calls = window.calls
+        if calls < cfg.minimum_calls or calls == 0:
+            return
+        rate = cfg.failure_rate_threshold
+        if rate is not None and window.failures / calls >= rate:
+            self._move(OPEN, now)
+            return
+        slow_rate = cfg.slow_call_rate_threshold
+        if slow_rate is not None and window.slow / calls >= slow_rate:
+            self._move(OPEN, now)
+
+    # -- manual control ------------------------------------------------------
+
+    def force_open(self, now: float) -> None:
+        self._move(FORCED_OPEN, now)
+
+    def force_closed(self, now: float) -> None:
+        self._move(FORCED_CLOSED, now)
+
+    def reset(self, now: float) -> None:
+        """CLOSED with a cleared window, whatever the state was."""
+        self._move(CLOSED, now)
+        self._drop_ticks()
+        self.window.clear()
+        self.consecutive_failures = 0
+
+    def release(self, now: float) -> None:
+        """Undo a force; a breaker that is not forced is left alone."""
+        if self.state is FORCED_OPEN or self.state is FORCED_CLOSED:
+            self.reset(now)
+
+    def take_changes(self) -> list[tuple[CircuitState, CircuitState]]:
+        changes = self.changes
+        self.changes = []
+        return changes

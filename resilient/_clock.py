@@ -1,0 +1,77 @@
+"""The one clock and the one sleep every policy goes through.
+
+Everything is looked up at call time (``time.monotonic``, not a reference
+captured at import), so freezegun and time-machine move it, and tests can
+swap the whole clock with :func:`set_clock` (see ``resilient.testing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["Clock", "get_clock", "monotonic", "set_clock", "sleep", "sleep_async", "wall"]
+
+
+def _real_monotonic() -> float:
+    return time.monotonic()
+
+
+def _real_wall() -> float:
+    return time.time()
+
+
+def _real_sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _real_sleep_async(seconds: float) -> Awaitable[None]:
+    return asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """How a policy reads time and waits. Replaced as a whole in tests."""
+
+    monotonic: Callable[[], float] = _real_monotonic
+    wall: Callable[[], float] = _real_wall
+    sleep: Callable[[float], None] = _real_sleep
+    sleep_async: Callable[[float], Awaitable[None]] = _real_sleep_async
+
+
+REAL = Clock()
+_current: list[Clock] = [REAL]
+
+
+def get_clock() -> Clock:
+    return _current[0]
+
+
+def set_clock(clock: Clock | None) -> Clock:
+    """Install ``clock`` (``None``: the real one) and return the previous one."""
+    previous = _current[0]
+    _current[0] = clock if clock is not None else REAL
+    return previous
+
+
+def monotonic() -> float:
+    return _current[0].monotonic()
+
+
+def wall() -> float:
+    return _current[0].wall()
+
+
+def sleep(seconds: float) -> None:
+    if seconds > 0:
+        _current[0].sleep(seconds)
+
+
+async def sleep_async(seconds: float) -> None:
+    if seconds > 0:
+        await _current[0].sleep_async(seconds)
+    else:
+        # Still a checkpoint: a cancelled task notices here, as with asyncio.sleep(0).
+        await asyncio.sleep(0)

@@ -1,0 +1,110 @@
+"""Turning a policy into a decorator: sync or async is decided once, here.
+
+Plain functions (which includes methods, at the time a class body decorates
+them) get a closure: it binds to instances as any function does, and skips
+the per-call ``__self__`` look-up wrapt's ``FunctionWrapper`` makes on
+unbound functions. Everything else that binds (``classmethod``,
+``staticmethod``, bound methods, callable objects) gets a wrapt
+``FunctionWrapper``, which binds it correctly and keeps introspection.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
+
+import wrapt
+
+__all__ = ["Decoratable", "Policy", "decorate", "is_async_callable"]
+
+if TYPE_CHECKING:
+    Decoratable: TypeAlias = (
+        Callable[..., Any] | classmethod[Any, Any, Any] | staticmethod[Any, Any]
+    )
+else:
+    Decoratable = object
+F = TypeVar("F", bound="Decoratable")
+
+
+class Policy(Protocol):
+    """What a policy offers the decorator: one sync and one async execution."""
+
+    def _call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+
+    def _acall(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[Any]: ...
+
+
+def is_async_callable(fn: object) -> bool:
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+def _is_async_gen(fn: object) -> bool:
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    return inspect.isasyncgenfunction(fn)
+
+
+def _policy_name(policy: object) -> str:
+    return type(policy).__name__
+
+
+def decorate(policy: Any, target: F) -> F:
+    """Wrap ``target`` so every call runs through ``policy``."""
+    if not callable(target) and not isinstance(target, (classmethod, staticmethod)):
+        raise TypeError(f"{_policy_name(policy)} can only decorate a callable, got {target!r}")
+    if _is_async_gen(target):
+        stream = getattr(policy, "_astream", None)
+        if stream is None:
+            raise TypeError(
+                f"{_policy_name(policy)} cannot wrap the async generator function {target!r}: "
+                "its calls return a stream at once; use with_timeout(inactivity=...) on it"
+            )
+        return cast(F, _wrap(target, stream, async_gen=True))
+    if is_async_callable(target):
+        return cast(F, _wrap(target, policy._acall, is_async=True))
+    return cast(F, _wrap(target, policy._call))
+
+
+def _wrap(
+    target: Any, run: Callable[..., Any], *, is_async: bool = False, async_gen: bool = False
+) -> Any:
+    if inspect.isfunction(target):
+        fn = target
+        if async_gen:
+
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async for item in run(fn, args, kwargs):
+                    yield item
+
+            return functools.update_wrapper(agen_wrapper, fn)
+        if is_async:
+
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await run(fn, args, kwargs)
+
+            return functools.update_wrapper(async_wrapper, fn)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return run(fn, args, kwargs)
+
+        return functools.update_wrapper(wrapper, fn)
+
+    # wrapt hands the bound callable to the wrapper; for a method reached
+    # through its class, args already start with the instance.
+    def via_wrapt(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        return run(wrapped, args, kwargs)
+
+    return wrapt.FunctionWrapper(target, via_wrapt)

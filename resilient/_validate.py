@@ -1,0 +1,77 @@
+"""Field checks shared by every config: each error names the field and the value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "callable_or_none",
+    "exception_types",
+    "fraction_or_none",
+    "int_at_least",
+    "seconds",
+    "seconds_or_none",
+]
+
+
+def _fail_type(owner: str, field: str, value: object, expected: str) -> TypeError:
+    return TypeError(f"{owner}.{field} must be {expected}, got {value!r}")
+
+
+def _fail_value(owner: str, field: str, value: object, expected: str) -> ValueError:
+    return ValueError(f"{owner}.{field} must be {expected}, got {value!r}")
+
+
+def int_at_least(owner: str, field: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail_type(owner, field, value, "an int")
+    if value < minimum:
+        raise _fail_value(owner, field, value, f">= {minimum}")
+    return value
+
+
+def _number(owner: str, field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail_type(owner, field, value, "a number")
+    if math.isnan(value):
+        raise _fail_value(owner, field, value, "a number, not NaN")
+    return float(value)
+
+
+def seconds(owner: str, field: str, value: object, *, allow_zero: bool = True) -> float:
+    number = _number(owner, field, value)
+    if number < 0 or (number == 0 and not allow_zero) or math.isinf(number):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise _fail_value(owner, field, value, f"a finite number of seconds {bound}")
+    return number
+
+
+def seconds_or_none(owner: str, field: str, value: object) -> float | None:
+    if value is None:
+        return None
+    return seconds(owner, field, value, allow_zero=False)
+
+
+def fraction_or_none(owner: str, field: str, value: object) -> float | None:
+    if value is None:
+        return None
+    number = _number(owner, field, value)
+    if not 0 < number <= 1:
+        raise _fail_value(owner, field, value, "a rate with 0 < rate <= 1")
+    return number
+
+
+def exception_types(owner: str, field: str, value: object) -> tuple[type[BaseException], ...]:
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise _fail_type(owner, field, value, "an exception type or a tuple of them")
+    return items
+
+
+def callable_or_none(owner: str, field: str, value: object) -> Callable[..., Any] | None:
+    if value is not None and not callable(value):
+        raise _fail_type(owner, field, value, "callable or None")
+    return value

@@ -1,0 +1,473 @@
+"""``CircuitBreakerConfig`` and ``CircuitBreaker``: the lock, the clock and the
+events around the pure rules of :mod:`resilient._breaker_core`."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
+
+from . import _clock, _validate, events
+from ._active import switch
+from ._breaker_core import CLOSED, REJECT, BreakerCore, CircuitState
+from .config import defaults
+from .errors import BulkheadFullError, CircuitOpenError
+
+if TYPE_CHECKING:
+    from ._decorate import Decoratable
+
+__all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+log = logging.getLogger("resilient")
+
+_OWNER = "CircuitBreakerConfig"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitBreakerConfig:
+    """How a breaker decides to open and to close. Validated at construction."""
+
+    failure_threshold: int = field(default_factory=lambda: defaults.cb_failure_threshold)
+    failure_rate_threshold: float | None = None
+    minimum_calls: int = 10
+    window_size: int = 100
+    window_duration: float | None = None
+    slow_call_duration: float | None = None
+    slow_call_rate_threshold: float | None = None
+    recovery_timeout: float = field(default_factory=lambda: defaults.cb_recovery_timeout)
+    half_open_max_calls: int = 1
+    success_threshold: int = 2
+    record_on: tuple[type[BaseException], ...] = (Exception,)
+    ignore_on: tuple[type[BaseException], ...] = ()
+    failure_predicate: Callable[[BaseException], bool] | None = None
+    result_predicate: Callable[[Any], bool] | None = None
+    timeout: float | None = None
+    health_check: Callable[[], Any] | None = None
+    health_check_interval: float = 30.0
+    storage: Any = None
+
+    DEFAULT: ClassVar[CircuitBreakerConfig]
+    LENIENT: ClassVar[CircuitBreakerConfig]
+    STRICT: ClassVar[CircuitBreakerConfig]
+    AI_SERVICE: ClassVar[CircuitBreakerConfig]
+
+    def __post_init__(self) -> None:
+        v = _validate
+        v.int_at_least(_OWNER, "failure_threshold", self.failure_threshold, 1)
+        v.fraction_or_none(_OWNER, "failure_rate_threshold", self.failure_rate_threshold)
+        v.int_at_least(_OWNER, "minimum_calls", self.minimum_calls, 1)
+        v.int_at_least(_OWNER, "window_size", self.window_size, 1)
+        v.seconds_or_none(_OWNER, "window_duration", self.window_duration)
+        v.seconds_or_none(_OWNER, "slow_call_duration", self.slow_call_duration)
+        v.fraction_or_none(_OWNER, "slow_call_rate_threshold", self.slow_call_rate_threshold)
+        v.seconds(_OWNER, "recovery_timeout", self.recovery_timeout)
+        v.int_at_least(_OWNER, "half_open_max_calls", self.half_open_max_calls, 1)
+        v.int_at_least(_OWNER, "success_threshold", self.success_threshold, 1)
+        object.__setattr__(
+            self, "record_on", v.exception_types(_OWNER, "record_on", self.record_on)
+        )
+        object.__setattr__(
+            self, "ignore_on", v.exception_types(_OWNER, "ignore_on", self.ignore_on)
+        )
+        v.callable_or_none(_OWNER, "failure_predicate", self.failure_predicate)
+        v.callable_or_none(_OWNER, "result_predicate", self.result_predicate)
+        v.seconds_or_none(_OWNER, "timeout", self.timeout)
+        v.callable_or_none(_OWNER, "health_check", self.health_check)
+        v.seconds(_OWNER, "health_check_interval", self.health_check_interval, allow_zero=False)
+        if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
+            raise ValueError(
+                f"{_OWNER}.slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
+                "needs slow_call_duration to say what a slow call is"
+            )
+        uses_rate = (
+            self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+        )
+        if uses_rate and self.window_duration is None and self.minimum_calls > self.window_size:
+            raise ValueError(
+                f"{_OWNER}.minimum_calls={self.minimum_calls!r} can never be reached "
+                f"in a window of window_size={self.window_size!r} calls"
+            )
+
+
+CircuitBreakerConfig.DEFAULT = CircuitBreakerConfig(failure_threshold=5, recovery_timeout=30.0)
+CircuitBreakerConfig.LENIENT = CircuitBreakerConfig(failure_threshold=10, recovery_timeout=60.0)
+CircuitBreakerConfig.STRICT = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=15.0)
+CircuitBreakerConfig.AI_SERVICE = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=60.0)
+
+
+class BreakerMetrics(NamedTuple):
+    """A snapshot of a breaker's window and timer."""
+
+    state: CircuitState
+    calls: int
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    slow_rate: float
+    consecutive_failures: int
+    remaining: float
+
+
+# How an outcome counts.
+_SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
+
+
+class _Permit(NamedTuple):
+    token: int
+    start: float | None  # None: nothing needs this call's duration
+
+
+_UNTIMED = _Permit(0, None)
+
+
+class CircuitBreaker:
+    """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
+    around bookkeeping, never across the protected call or an ``await``."""
+
+    def __init__(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None = None,
+        *,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
+        if config is not None and not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
+        self.name = name
+        self._lock = threading.Lock()
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._configure(config if config is not None else CircuitBreakerConfig())
+        self._cm_permits: contextvars.ContextVar[tuple[_Permit | None, ...]] | None = None
+
+    def _configure(self, cfg: CircuitBreakerConfig) -> None:
+        self.config = cfg
+        self._core = BreakerCore(cfg)
+        # The clock is read per call only when something needs a duration.
+        self._timed = cfg.slow_call_duration is not None or cfg.window_duration is not None
+        self._slow_after = (
+            cfg.slow_call_duration if cfg.slow_call_duration is not None else math.inf
+        )
+        ignore = cfg.ignore_on
+        if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
+            # A full bulkhead says nothing about the dependency's health.
+            ignore = (*ignore, BulkheadFullError)
+        self._ignore_on = ignore
+        # Calls in CLOSED that need neither a clock nor a result check skip
+        # the lock on success (see BreakerCore.tick).
+        self._fast = not self._timed and cfg.result_predicate is None and cfg.timeout is None
+        self._tick = self._core.tick
+
+    def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
+        """Adopt ``cfg`` (the registry does this when a first explicit config
+        arrives for a breaker created with defaults). The state starts over."""
+        with self._lock:
+            state = self._core.state
+            self._configure(cfg)
+        if state is not CLOSED:
+            self._announce([(state, CLOSED)])
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self._core.state.value}>"
+
+    # -- state and control ---------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        with self._lock:
+            state = self._core.current(_clock.monotonic())
+            changes = self._core.take_changes() if self._core.changes else None
+        if changes:
+            self._announce(changes)
+        return state
+
+    def metrics(self) -> BreakerMetrics:
+        now = _clock.monotonic()
+        with self._lock:
+            core = self._core
+            state = core.current(now)
+            core.flush(now)
+            window = core.window
+            window.expire(now)
+            calls = window.calls
+            snapshot = BreakerMetrics(
+                state=state,
+                calls=calls,
+                failures=window.failures,
+                slow_calls=window.slow,
+                failure_rate=window.failures / calls if calls else 0.0,
+                slow_rate=window.slow / calls if calls else 0.0,
+                consecutive_failures=core.consecutive_failures,
+                remaining=core.remaining(now),
+            )
+            changes = core.take_changes() if core.changes else None
+        if changes:
+            self._announce(changes)
+        return snapshot
+
+    def _control(self, action: Callable[[BreakerCore, float], None]) -> None:
+        with self._lock:
+            action(self._core, _clock.monotonic())
+            changes = self._core.take_changes()
+        if changes:
+            self._announce(changes)
+
+    def reset(self) -> None:
+        """CLOSED with a cleared window."""
+        self._control(BreakerCore.reset)
+
+    def force_open(self) -> None:
+        """Reject every call (``remaining`` is infinite) until released or reset."""
+        self._control(BreakerCore.force_open)
+
+    def force_closed(self) -> None:
+        """Admit every call and keep recording, but never transition."""
+        self._control(BreakerCore.force_closed)
+
+    def release(self) -> None:
+        """Undo a force: CLOSED with a cleared window. Does nothing if not forced."""
+        self._control(BreakerCore.release)
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
+        return self._listeners.subscribe(listener)
+
+    # -- events --------------------------------------------------------------
+
+    def _announce(self, changes: list[tuple[CircuitState, CircuitState]]) -> None:
+        for old, new in changes:
+            log.warning(
+                "circuit %r: %s -> %s",
+                self.name,
+                old.value,
+                new.value,
+                extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
+            )
+            if events.hub.listening:
+                self._listeners.emit(
+                    events.StateChanged(
+                        name=self.name,
+                        policy="circuit_breaker",
+                        old_state=old.value,
+                        new_state=new.value,
+                        **events.stamp(),  # type: ignore[arg-type]
+                    )
+                )
+
+    def _rejected(self, now: float) -> CircuitOpenError:
+        core = self._core
+        error = CircuitOpenError(self.name, core.state.value, core.remaining(now))
+        if events.hub.listening:
+            self._listeners.emit(
+                events.CallRejected(
+                    name=self.name,
+                    policy="circuit_breaker",
+                    state=error.state,
+                    remaining=error.remaining,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+        return error
+
+    # -- the protocol every execution path drives ------------------------------
+
+    def _enter(self) -> _Permit:
+        """Admit the call or raise ``CircuitOpenError``."""
+        core = self._core
+        if core.state is CLOSED:
+            # A racy read is fine: admitting one call that raced a trip is the
+            # same as that call arriving a moment earlier.
+            start = _clock.monotonic() if (self._timed or events.hub.listening) else None
+            return _Permit(0, start)
+        now = _clock.monotonic()
+        with self._lock:
+            token = core.acquire(now)
+            error = self._rejected(now) if token == REJECT else None
+            changes = core.take_changes() if core.changes else None
+        if changes:
+            self._announce(changes)
+        if error is not None:
+            raise error
+        return _Permit(token, now)
+
+    def _classify_error(self, exc: BaseException) -> int:
+        if not isinstance(exc, Exception) or isinstance(exc, self._ignore_on):
+            return _IGNORED
+        cfg = self.config
+        if not isinstance(exc, cfg.record_on):
+            return _SUCCESS
+        predicate = cfg.failure_predicate
+        if predicate is not None and not predicate(exc):
+            return _SUCCESS
+        return _FAILURE
+
+    def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
+        """Record how an admitted call ended."""
+        core = self._core
+        token, start = permit
+        if start is not None:
+            now = _clock.monotonic()
+            duration = now - start
+        else:
+            # Untimed success in CLOSED needs no clock; a failure may open
+            # the breaker, and the opening time matters.
+            now = _clock.monotonic() if outcome == _FAILURE else 0.0
+            duration = 0.0
+        slow = duration >= self._slow_after
+        with self._lock:
+            if outcome == _SUCCESS:
+                core.on_success(token, slow, now)
+            elif outcome == _FAILURE:
+                core.on_failure(token, slow, now)
+            else:
+                core.on_ignored(token)
+            changes = core.take_changes() if core.changes else None
+        if changes:
+            self._announce(changes)
+        if events.hub.listening and outcome != _IGNORED:
+            common = events.stamp()
+            if error is None and outcome == _SUCCESS:
+                event: events.Event = events.CallSucceeded(
+                    name=self.name,
+                    policy="circuit_breaker",
+                    duration=duration,
+                    **common,  # type: ignore[arg-type]
+                )
+            else:
+                event = events.CallFailed(
+                    name=self.name,
+                    policy="circuit_breaker",
+                    duration=duration,
+                    error=error if error is not None else _ResultCountedAsFailure(),
+                    **common,  # type: ignore[arg-type]
+                )
+            self._listeners.emit(event)
+
+    def _exit_result(self, permit: _Permit, result: object) -> None:
+        predicate = self.config.result_predicate
+        failed = predicate is not None and predicate(result)
+        self._exit(permit, _FAILURE if failed else _SUCCESS, None)
+
+    def _exit_error(self, permit: _Permit, exc: BaseException) -> None:
+        self._exit(permit, self._classify_error(exc), exc)
+
+    # -- execution -----------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` through the breaker."""
+        return self._call(fn, args, kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` through the breaker."""
+        return await self._acall(fn, args, kwargs)
+
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+            if not switch.on:
+                return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._exit_error(_UNTIMED, exc)
+                raise
+            self._tick()
+            return result
+        if not switch.on:
+            return fn(*args, **kwargs)
+        permit = self._enter()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(permit, exc)
+            raise
+        self._exit_result(permit, result)
+        return result
+
+    async def _acall(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._exit_error(_UNTIMED, exc)
+                raise
+            self._tick()
+            return result
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        permit = self._enter()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(permit, exc)
+            raise
+        self._exit_result(permit, result)
+        return result
+
+    def __call__(self, fn: F) -> F:
+        """Use the breaker itself as a decorator."""
+        from ._decorate import decorate
+
+        return decorate(self, fn)
+
+    # -- context managers ----------------------------------------------------
+
+    def _permits(self) -> contextvars.ContextVar[tuple[_Permit | None, ...]]:
+        if self._cm_permits is None:
+            self._cm_permits = contextvars.ContextVar(f"resilient_cb_{self.name}", default=())
+        return self._cm_permits
+
+    def __enter__(self) -> CircuitBreaker:
+        permit = self._enter() if switch.on else None
+        permits = self._permits()
+        permits.set((*permits.get(), permit))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        permits = self._permits()
+        stack = permits.get()
+        if not stack:
+            return
+        permits.set(stack[:-1])
+        permit = stack[-1]
+        if permit is None:
+            return
+        if exc is None:
+            self._exit(permit, _SUCCESS, None)
+        else:
+            self._exit_error(permit, exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class _ResultCountedAsFailure(Exception):
+    """Stands in for the error of a result that ``result_predicate`` rejected."""

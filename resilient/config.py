@@ -1,0 +1,98 @@
+"""Configuration from the environment.
+
+Read at import and again by :func:`reload`. ``RESILIENT_ENABLED=false`` turns
+every policy into a pass-through; the other variables change the defaults of
+``CircuitBreakerConfig()``, ``RetryConfig()`` and ``ResiliencePolicy()`` for
+the fields not given explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import _active
+
+__all__ = ["VARIABLES", "Defaults", "defaults", "reload"]
+
+VARIABLES = (
+    "RESILIENT_ENABLED",
+    "RESILIENT_DEFAULT_TIMEOUT",
+    "RESILIENT_RETRY_MAX_ATTEMPTS",
+    "RESILIENT_CB_FAILURE_THRESHOLD",
+    "RESILIENT_CB_RECOVERY_TIMEOUT",
+)
+
+
+@dataclass(slots=True)
+class Defaults:
+    enabled: bool = True
+    timeout: float = 30.0
+    retry_max_attempts: int = 3
+    cb_failure_threshold: int = 5
+    cb_recovery_timeout: float = 30.0
+
+
+defaults = Defaults()
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(variable: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{variable} must be true or false, got {raw!r}")
+
+
+def _positive_int(variable: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{variable} must be a whole number >= 1, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{variable} must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+def _positive_seconds(variable: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"{variable} must be a number of seconds > 0, got {raw!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{variable} must be a number of seconds > 0, got {raw!r}")
+    return value
+
+
+def parse(environ: Mapping[str, str]) -> Defaults:
+    """The defaults ``environ`` asks for; a bad value names the variable."""
+    result = Defaults()
+    if (raw := environ.get("RESILIENT_ENABLED")) is not None:
+        result.enabled = _bool("RESILIENT_ENABLED", raw)
+    if (raw := environ.get("RESILIENT_DEFAULT_TIMEOUT")) is not None:
+        result.timeout = _positive_seconds("RESILIENT_DEFAULT_TIMEOUT", raw)
+    if (raw := environ.get("RESILIENT_RETRY_MAX_ATTEMPTS")) is not None:
+        result.retry_max_attempts = _positive_int("RESILIENT_RETRY_MAX_ATTEMPTS", raw)
+    if (raw := environ.get("RESILIENT_CB_FAILURE_THRESHOLD")) is not None:
+        result.cb_failure_threshold = _positive_int("RESILIENT_CB_FAILURE_THRESHOLD", raw)
+    if (raw := environ.get("RESILIENT_CB_RECOVERY_TIMEOUT")) is not None:
+        result.cb_recovery_timeout = _positive_seconds("RESILIENT_CB_RECOVERY_TIMEOUT", raw)
+    return result
+
+
+def reload(environ: Mapping[str, str] | None = None) -> Defaults:
+    """Read the environment again (or ``environ``) and apply it."""
+    parsed = parse(os.environ if environ is None else environ)
+    for field in Defaults.__slots__:
+        setattr(defaults, field, getattr(parsed, field))
+    _active.set_active(parsed.enabled)
+    return defaults
+
+
+reload()

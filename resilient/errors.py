@@ -1,0 +1,61 @@
+"""The exceptions `resilient` raises itself. All subclass :class:`ResilienceError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BulkheadFullError",
+    "CallTimeoutError",
+    "CircuitOpenError",
+    "ResilienceError",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of every error raised by a resilience policy itself."""
+
+
+class CircuitOpenError(ResilienceError):
+    """The breaker rejected the call without running it."""
+
+    def __init__(self, name: str, state: str, remaining: float) -> None:
+        self.name = name
+        self.state = state
+        self.remaining = remaining
+        super().__init__(name, state, remaining)
+
+    def __str__(self) -> str:
+        if self.remaining == float("inf"):
+            return f"circuit {self.name!r} is {self.state}; calls are rejected until released"
+        return f"circuit {self.name!r} is {self.state}; next probe allowed in {self.remaining:.3f}s"
+
+
+class BulkheadFullError(ResilienceError):
+    """The bulkhead had no free slot and no room (or time) left in its queue."""
+
+    def __init__(self, name: str, max_concurrent: int, max_queue: int) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        super().__init__(name, max_concurrent, max_queue)
+
+    def __str__(self) -> str:
+        return (
+            f"bulkhead {self.name!r} is full "
+            f"(max_concurrent={self.max_concurrent}, max_queue={self.max_queue})"
+        )
+
+
+class CallTimeoutError(ResilienceError, TimeoutError):
+    """The call took longer than its timeout. Also a builtin ``TimeoutError``."""
+
+    def __init__(self, timeout: float, name: str = "", message: str | None = None) -> None:
+        self.timeout = timeout
+        self.name = name
+        self._message = message
+        super().__init__(timeout)
+
+    def __str__(self) -> str:
+        if self._message is not None:
+            return self._message
+        where = f" {self.name!r}" if self.name else ""
+        return f"call{where} timed out after {self.timeout:g}s"

@@ -1,0 +1,160 @@
+"""``Registry``: breakers and bulkheads by name, forcing, health and features."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+from . import events
+from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+
+__all__ = ["Registry", "registry"]
+
+_Force = Literal["open", "closed"]
+
+
+class Registry:
+    """Named policies. ``resilient.registry`` is the process-global one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._explicit: set[str] = set()
+        self._pending: dict[str, _Force] = {}
+        self._listeners = events.ListenerSet(events.GLOBAL)
+
+    def __repr__(self) -> str:
+        return f"<Registry breakers={sorted(self._breakers)}>"
+
+    # -- breakers ------------------------------------------------------------
+
+    def get_or_create(
+        self, name: str, config: CircuitBreakerConfig | None = None
+    ) -> CircuitBreaker:
+        """The breaker called ``name``, created with ``config`` on first use.
+
+        Asking again with a different explicit config is an error: two call
+        sites would otherwise silently disagree about one dependency.
+        """
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = CircuitBreaker(name, config, listeners=self._listeners)
+                self._breakers[name] = breaker
+                if config is not None:
+                    self._explicit.add(name)
+                force = self._pending.pop(name, None)
+                if force == "open":
+                    breaker.force_open()
+                elif force == "closed":
+                    breaker.force_closed()
+                return breaker
+            if config is not None and config != breaker.config:
+                if name in self._explicit:
+                    raise ValueError(
+                        f"circuit breaker {name!r} already exists with config "
+                        f"{breaker.config!r}; got a different one: {config!r}"
+                    )
+                breaker._reconfigure(config)
+                self._explicit.add(name)
+            elif config is not None:
+                self._explicit.add(name)
+            return breaker
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        """The breaker called ``name``, or ``None``."""
+        return self._breakers.get(name)
+
+    def names(self) -> list[str]:
+        """Names of every breaker, sorted."""
+        with self._lock:
+            return sorted(self._breakers)
+
+    def breakers(self) -> list[CircuitBreaker]:
+        with self._lock:
+            return [self._breakers[n] for n in sorted(self._breakers)]
+
+    def _require(self, name: str) -> CircuitBreaker:
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            raise KeyError(f"no circuit breaker named {name!r}")
+        return breaker
+
+    def reset(self, name: str) -> None:
+        """Close ``name`` and clear its window."""
+        with self._lock:
+            self._pending.pop(name, None)
+            self._require(name).reset()
+
+    def reset_all(self) -> None:
+        """Reset every breaker; forces, pending ones included, are cleared."""
+        with self._lock:
+            self._pending.clear()
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker.reset()
+
+    def _force(self, name: str, how: _Force) -> None:
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                self._pending[name] = how
+                return
+        if how == "open":
+            breaker.force_open()
+        else:
+            breaker.force_closed()
+
+    def force_open(self, name: str) -> None:
+        """Reject every call to ``name``; applies at creation if it does not exist yet."""
+        self._force(name, "open")
+
+    def force_closed(self, name: str) -> None:
+        """Admit every call to ``name``; applies at creation if it does not exist yet."""
+        self._force(name, "closed")
+
+    def release(self, name: str) -> None:
+        """Undo a force on ``name`` (a pending one too); otherwise nothing."""
+        with self._lock:
+            self._pending.pop(name, None)
+            breaker = self._breakers.get(name)
+        if breaker is not None:
+            breaker.release()
+
+    def pending_forces(self) -> dict[str, _Force]:
+        """Forces waiting for their breaker to be created."""
+        with self._lock:
+            return dict(self._pending)
+
+    @contextlib.contextmanager
+    def forced_open(self, name: str) -> Iterator[None]:
+        """``name`` is forced open inside the block and released after it."""
+        self.force_open(name)
+        try:
+            yield
+        finally:
+            self.release(name)
+
+    @contextlib.contextmanager
+    def forced_closed(self, name: str) -> Iterator[None]:
+        """``name`` is forced closed inside the block and released after it."""
+        self.force_closed(name)
+        try:
+            yield
+        finally:
+            self.release(name)
+
+    # -- events --------------------------------------------------------------
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Listen to every event of every policy in this registry."""
+        return self._listeners.subscribe(listener)
+
+    @property
+    def listeners(self) -> events.ListenerSet:
+        return self._listeners
+
+
+registry = Registry()
