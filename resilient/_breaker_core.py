@@ -16,7 +16,7 @@ from ._windows import CountWindow, TimeWindow
 if TYPE_CHECKING:
     from .circuit_breaker import CircuitBreakerConfig
 
-__all__ = ["ADMIT", "PROBE", "REJECT", "BreakerCore", "CircuitState"]
+__all__ = ["REJECT", "BreakerCore", "CircuitState"]
 
 
 class CircuitState(enum.StrEnum):
@@ -33,23 +33,25 @@ HALF_OPEN = CircuitState.HALF_OPEN
 FORCED_OPEN = CircuitState.FORCED_OPEN
 FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
-# What acquire() grants. A probe carries the half-open generation it was
-# admitted in (a positive int), so a probe finishing after the breaker moved
-# on cannot release a permit it no longer holds.
-ADMIT = 0
+# What acquire() grants: REJECT, or the generation the call was admitted in.
+# Every transition and every reset starts a new generation, so a call that
+# finishes in a later one is stale and its outcome is dropped: its window is
+# gone (cleared, or no longer recording), or its probe permit was taken back.
 REJECT = -1
-PROBE = 1  # only a marker for readers: probes are generations >= 1
 
 
 class BreakerCore:
     __slots__ = (
         "_flushed",
-        "_generation",
+        "_rates",
         "_reads",
+        "_tickable",
         "_ticks",
         "changes",
         "config",
         "consecutive_failures",
+        "fast",
+        "generation",
         "half_open_in_flight",
         "half_open_successes",
         "opened_at",
@@ -65,11 +67,23 @@ class BreakerCore:
         self.consecutive_failures = 0
         self.half_open_in_flight = 0
         self.half_open_successes = 0
-        self._generation = 0
+        self.generation = 0
+        self._rates = (
+            config.failure_rate_threshold is not None or config.slow_call_rate_threshold is not None
+        )
         self.changes: list[tuple[CircuitState, CircuitState]] = []
-        # Fast successes in CLOSED are counted without the lock by
-        # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
-        # folded into the window by ``flush`` before anything reads it.
+        # While ``fast`` is true, the successes of calls admitted in CLOSED
+        # may be counted without the lock by ``tick()``
+        # (itertools.count.__next__ is atomic under the GIL) and folded into
+        # the window by ``flush`` before anything reads it. That needs calls
+        # whose success says nothing but "success": no duration, no result
+        # check, and no chance of tripping a rate (see _refresh_fast).
+        self._tickable = (
+            config.slow_call_duration is None
+            and config.window_duration is None
+            and config.result_predicate is None
+            and config.timeout is None
+        )
         self._ticks = itertools.count(1)
         self._flushed = 0
         self._reads = 0
@@ -79,6 +93,8 @@ class BreakerCore:
             if config.window_duration is not None
             else CountWindow(config.window_size)
         )
+        self.fast = False
+        self._refresh_fast()
 
     # -- transitions ---------------------------------------------------------
 
@@ -107,7 +123,7 @@ class BreakerCore:
             return
         self.flush(now)
         self.state = new
-        self._generation += 1
+        self.generation += 1
         self.half_open_in_flight = 0
         self.half_open_successes = 0
         if new is OPEN:
@@ -116,7 +132,18 @@ class BreakerCore:
             self._drop_ticks()
             self.window.clear()
             self.consecutive_failures = 0
+        self._refresh_fast()
         self.changes.append((old, new))
+
+    def _refresh_fast(self) -> None:
+        # In a count window, a success can trip the failure rate only as the
+        # window fills up to minimum_calls; beyond that, adding a success
+        # never raises the rate. (Time windows are never tickable.)
+        self.fast = (
+            self._tickable
+            and self.state is CLOSED
+            and (not self._rates or self.window.calls >= self.config.minimum_calls)
+        )
 
     def current(self, now: float) -> CircuitState:
         """The state at ``now``: an OPEN breaker whose timer ran out is HALF_OPEN."""
@@ -135,57 +162,56 @@ class BreakerCore:
     # -- calls ---------------------------------------------------------------
 
     def acquire(self, now: float) -> int:
-        """ADMIT, REJECT, or a probe token (>= 1) for a half-open call."""
+        """REJECT, or the generation to hand back to ``on_*`` when the call ends."""
         state = self.current(now)
         if state is CLOSED or state is FORCED_CLOSED:
-            return ADMIT
+            return self.generation
         if state is HALF_OPEN and self.half_open_in_flight < self.config.half_open_max_calls:
             self.half_open_in_flight += 1
-            return self._generation
+            return self.generation
         return REJECT
-
-    def _end_probe(self, token: int) -> bool:
-        """Release a probe permit; False when the probe is stale."""
-        if token == self._generation and self.state is HALF_OPEN:
-            self.half_open_in_flight -= 1
-            return True
-        return False
 
     def on_success(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
-        if token:
-            if self._end_probe(token):
-                self.half_open_successes += 1
-                if self.half_open_successes >= self.config.success_threshold:
-                    self._move(CLOSED, now)
+        if token != self.generation:
             return
         state = self.state
-        if state is CLOSED or state is FORCED_CLOSED:
-            self.consecutive_failures = 0
-            self.window.record(False, slow, now)
-            if slow and state is CLOSED:
-                self._check_rates(now)
+        if state is HALF_OPEN:
+            # A probe's success counts even when slow: it answered.
+            self.half_open_in_flight -= 1
+            self.half_open_successes += 1
+            if self.half_open_successes >= self.config.success_threshold:
+                self._move(CLOSED, now)
+            return
+        self.consecutive_failures = 0
+        self.window.record(False, slow, now)
+        if state is CLOSED and self._rates:
+            # A success can trip a rate too: by bringing the window up to
+            # minimum_calls, or once older successes have slid out of it.
+            self._check_rates(now)
+            self._refresh_fast()
 
     def on_failure(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
-        if token:
-            if self._end_probe(token):
-                self._move(OPEN, now)
+        if token != self.generation:
             return
         state = self.state
-        if state is CLOSED or state is FORCED_CLOSED:
-            self.consecutive_failures += 1
-            self.window.record(True, slow, now)
-            if state is CLOSED:
-                if self.consecutive_failures >= self.config.failure_threshold:
-                    self._move(OPEN, now)
-                else:
-                    self._check_rates(now)
+        if state is HALF_OPEN:
+            self._move(OPEN, now)
+            return
+        self.consecutive_failures += 1
+        self.window.record(True, slow, now)
+        if state is CLOSED:
+            if self.consecutive_failures >= self.config.failure_threshold:
+                self._move(OPEN, now)
+            elif self._rates:
+                self._check_rates(now)
+                self._refresh_fast()
 
     def on_ignored(self, token: int) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
-        if token:
-            self._end_probe(token)
+        if token == self.generation and self.state is HALF_OPEN:
+            self.half_open_in_flight -= 1
 
     def _check_rates(self, now: float) -> None:
         cfg = self.config
@@ -215,6 +241,9 @@ class BreakerCore:
         self._drop_ticks()
         self.window.clear()
         self.consecutive_failures = 0
+        # Calls in flight belong to the window just cleared.
+        self.generation += 1
+        self._refresh_fast()
 
     def release(self, now: float) -> None:
         """Undo a force; a breaker that is not forced is left alone."""

@@ -122,11 +122,8 @@ _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
 
 
 class _Permit(NamedTuple):
-    token: int
+    token: int  # the generation the call was admitted in (see BreakerCore.acquire)
     start: float | None  # None: nothing needs this call's duration
-
-
-_UNTIMED = _Permit(0, None)
 
 
 class CircuitBreaker:
@@ -163,10 +160,8 @@ class CircuitBreaker:
             # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
-        # Calls in CLOSED that need neither a clock nor a result check skip
-        # the lock on success (see BreakerCore.tick).
-        self._fast = not self._timed and cfg.result_predicate is None and cfg.timeout is None
-        self._tick = self._core.tick
+        # A success can trip the failure rate, and the opening time matters.
+        self._clock_on_success = cfg.failure_rate_threshold is not None
 
     def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
         """Adopt ``cfg`` (the registry does this when a first explicit config
@@ -288,7 +283,7 @@ class CircuitBreaker:
             # A racy read is fine: admitting one call that raced a trip is the
             # same as that call arriving a moment earlier.
             start = _clock.monotonic() if (self._timed or events.hub.listening) else None
-            return _Permit(0, start)
+            return _Permit(core.generation, start)
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now)
@@ -319,9 +314,10 @@ class CircuitBreaker:
             now = _clock.monotonic()
             duration = now - start
         else:
-            # Untimed success in CLOSED needs no clock; a failure may open
-            # the breaker, and the opening time matters.
-            now = _clock.monotonic() if outcome == _FAILURE else 0.0
+            # Untimed success in CLOSED needs no clock unless it can trip a
+            # rate; a failure may open the breaker, and the opening time matters.
+            needs_now = outcome == _FAILURE or (outcome == _SUCCESS and self._clock_on_success)
+            now = _clock.monotonic() if needs_now else 0.0
             duration = 0.0
         slow = duration >= self._slow_after
         with self._lock:
@@ -374,15 +370,18 @@ class CircuitBreaker:
         return await self._acall(fn, args, kwargs)
 
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        core = self._core
+        if core.fast and not events.hub.listening:
             if not switch.on:
                 return fn(*args, **kwargs)
+            generation = core.generation
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                self._exit_error(_UNTIMED, exc)
+                self._exit_error(_Permit(generation, None), exc)
                 raise
-            self._tick()
+            if core.generation == generation:
+                core.tick()
             return result
         if not switch.on:
             return fn(*args, **kwargs)
@@ -398,15 +397,18 @@ class CircuitBreaker:
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        core = self._core
+        if core.fast and not events.hub.listening:
             if not switch.on:
                 return await fn(*args, **kwargs)
+            generation = core.generation
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                self._exit_error(_UNTIMED, exc)
+                self._exit_error(_Permit(generation, None), exc)
                 raise
-            self._tick()
+            if core.generation == generation:
+                core.tick()
             return result
         if not switch.on:
             return await fn(*args, **kwargs)

@@ -1,0 +1,710 @@
+"""The circuit breaker against a reference model written from DESIGN.md alone.
+
+Hypothesis drives random sequences of calls (fast, slow, failing, ignored,
+not recorded, cancelled, in flight across transitions), clock advances,
+forcing, release, reset and reads through the real ``CircuitBreaker`` and
+through :class:`ModelBreaker`, and checks that every observable agrees:
+admission and rejection (with ``state`` and ``remaining``), results and
+errors passed through, ``state``, ``metrics()``, and exactly one
+transition event per transition.
+
+The model follows DESIGN.md's text. Where DESIGN.md is silent, the model
+states the rule it picked (marked "open:" below); docs/guarantees.md lists
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
+
+from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, events
+from resilient.testing import FakeClock, fake_clock
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+FORCED_OPEN, FORCED_CLOSED = "forced_open", "forced_closed"
+SUCCESS, FAILURE, IGNORED = "success", "failure", "ignored"
+
+
+class Boom(Exception):
+    """A failure the breaker records."""
+
+
+class Benign(Boom):
+    """Recorded by type, but the failure predicate of some configs clears it."""
+
+
+class Other(Exception):
+    """Recorded only by configs whose ``record_on`` is ``(Exception,)``."""
+
+
+class Skipped(Exception):
+    """Always in ``ignore_on``."""
+
+
+BAD = "bad result"  # what the result predicate of some configs rejects
+
+
+# -- the reference model -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejected(Exception):
+    state: str
+    remaining: float
+
+
+@dataclass(frozen=True)
+class Record:
+    second: int
+    failure: bool
+    slow: bool
+
+
+class ModelBreaker:
+    """DESIGN.md's breaker, written for clarity, not speed: the window is a
+    plain list of every recorded outcome, filtered on every read."""
+
+    def __init__(self, cfg: CircuitBreakerConfig) -> None:
+        self.cfg = cfg
+        self.state = CLOSED
+        # Every transition or reset starts a new epoch. An admitted call is
+        # stamped with the epoch it was admitted in. open: a call whose epoch
+        # is over when it finishes is dropped, whatever its outcome (the
+        # window it belonged to is gone, or it was a probe of an episode
+        # that has ended).
+        self.epoch = 0
+        self.opened_at = 0.0
+        self.records: list[Record] = []
+        self.consecutive = 0
+        self.probes = 0
+        self.probe_successes = 0
+        self.transitions: list[tuple[str, str]] = []
+
+    # states and the window
+
+    def _go(self, new: str, now: float) -> None:
+        if new == self.state:
+            return
+        self.transitions.append((self.state, new))
+        self.state = new
+        self.epoch += 1
+        self.probes = self.probe_successes = 0
+        if new == OPEN:
+            self.opened_at = now
+        elif new == CLOSED:
+            # "success_threshold successes close it and clear the window";
+            # release and reset also leave it "CLOSED with a cleared window".
+            self.records.clear()
+            self.consecutive = 0
+
+    def _timer(self, now: float) -> None:
+        """ "after recovery_timeout the next call (or a read of .state) moves it
+        to HALF_OPEN"."""
+        if self.state == OPEN and now - self.opened_at >= self.cfg.recovery_timeout:
+            self._go(HALF_OPEN, now)
+
+    def window(self, now: float) -> list[Record]:
+        if self.cfg.window_duration is None:
+            return self.records[-self.cfg.window_size :]
+        # Per-second buckets: the window is the last ceil(duration) whole
+        # seconds, the current one included.
+        seconds = math.ceil(self.cfg.window_duration)
+        return [r for r in self.records if int(now) - r.second < seconds]
+
+    def remaining(self, now: float) -> float:
+        if self.state == FORCED_OPEN:
+            return math.inf
+        if self.state == OPEN:
+            return max(0.0, self.opened_at + self.cfg.recovery_timeout - now)
+        return 0.0
+
+    # calls
+
+    def admit(self, now: float) -> int:
+        self._timer(now)
+        if self.state in (CLOSED, FORCED_CLOSED):
+            return self.epoch
+        if self.state == HALF_OPEN and self.probes < self.cfg.half_open_max_calls:
+            self.probes += 1
+            return self.epoch
+        raise Rejected(self.state, self.remaining(now))
+
+    def classify(self, error: BaseException | None, result: object = None) -> str:
+        cfg = self.cfg
+        if error is None:
+            if cfg.result_predicate is not None and cfg.result_predicate(result):
+                return FAILURE
+            return SUCCESS
+        if not isinstance(error, Exception) or isinstance(error, cfg.ignore_on):
+            return IGNORED
+        # open: an exception outside record_on, or one the failure predicate
+        # clears, is a success (resilience4j), not an ignored call.
+        if not isinstance(error, cfg.record_on):
+            return SUCCESS
+        if cfg.failure_predicate is not None and not cfg.failure_predicate(error):
+            return SUCCESS
+        return FAILURE
+
+    def finish(self, ticket: int, outcome: str, slow: bool, now: float) -> None:
+        if ticket != self.epoch:
+            return
+        if self.state == HALF_OPEN:
+            # open: a probe's success counts even when slow.
+            self.probes -= 1
+            if outcome == SUCCESS:
+                self.probe_successes += 1
+                if self.probe_successes >= self.cfg.success_threshold:
+                    self._go(CLOSED, now)
+            elif outcome == FAILURE:
+                self._go(OPEN, now)
+            return
+        if outcome == IGNORED:
+            # "neither counted nor breaks a run of consecutive failures"
+            return
+        failure = outcome == FAILURE
+        self.records.append(Record(int(now), failure, slow))
+        self.consecutive = self.consecutive + 1 if failure else 0
+        if self.state == CLOSED and self._should_open(now):
+            self._go(OPEN, now)
+
+    def _should_open(self, now: float) -> bool:
+        cfg = self.cfg
+        if self.consecutive >= cfg.failure_threshold:
+            return True
+        window = self.window(now)
+        calls = len(window)
+        if calls == 0 or calls < cfg.minimum_calls:
+            return False
+        failures = sum(r.failure for r in window)
+        slow = sum(r.slow for r in window)
+        if (
+            cfg.failure_rate_threshold is not None
+            and failures / calls >= cfg.failure_rate_threshold
+        ):
+            return True
+        threshold = cfg.slow_call_rate_threshold
+        return threshold is not None and slow / calls >= threshold
+
+    # control and reads
+
+    def force_open(self, now: float) -> None:
+        self._go(FORCED_OPEN, now)
+
+    def force_closed(self, now: float) -> None:
+        # open: forcing keeps the window; FORCED_CLOSED goes on recording into it.
+        self._go(FORCED_CLOSED, now)
+
+    def reset(self, now: float) -> None:
+        self._go(CLOSED, now)
+        self.records.clear()
+        self.consecutive = 0
+        self.epoch += 1
+
+    def release(self, now: float) -> None:
+        if self.state in (FORCED_OPEN, FORCED_CLOSED):
+            self.reset(now)
+
+    def read_state(self, now: float) -> str:
+        self._timer(now)
+        return self.state
+
+    def metrics(self, now: float) -> dict[str, Any]:
+        self._timer(now)
+        window = self.window(now)
+        calls = len(window)
+        failures = sum(r.failure for r in window)
+        slow = sum(r.slow for r in window)
+        return {
+            "state": self.state,
+            "calls": calls,
+            "failures": failures,
+            "slow_calls": slow,
+            "failure_rate": failures / calls if calls else 0.0,
+            "slow_rate": slow / calls if calls else 0.0,
+            "consecutive_failures": self.consecutive,
+            "remaining": self.remaining(now),
+        }
+
+
+# -- configurations --------------------------------------------------------------
+
+# Times are multiples of 1/4 s, so float arithmetic on them is exact and the
+# model and the breaker cannot disagree by rounding.
+DURATIONS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.5])
+ADVANCES = st.sampled_from([0.25, 0.5, 1.0, 1.75, 2.5, 5.0, 30.0])
+RATES = st.sampled_from([0.25, 0.5, 0.75, 1.0])
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "failure_threshold": draw(st.integers(1, 6)),
+        "failure_rate_threshold": draw(st.none() | RATES),
+        "minimum_calls": draw(st.integers(1, 6)),
+        "recovery_timeout": draw(st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0])),
+        "half_open_max_calls": draw(st.integers(1, 3)),
+        "success_threshold": draw(st.integers(1, 3)),
+    }
+    if draw(st.booleans()):
+        fields["window_duration"] = draw(st.sampled_from([0.5, 1.0, 2.0, 2.5, 4.0]))
+    else:
+        fields["window_size"] = draw(st.integers(fields["minimum_calls"], 8))
+    if draw(st.booleans()):
+        fields["slow_call_duration"] = draw(st.sampled_from([0.25, 0.5, 1.0]))
+        fields["slow_call_rate_threshold"] = draw(st.none() | RATES)
+    if draw(st.booleans()):
+        fields["record_on"] = (Boom,)
+    fields["ignore_on"] = (Skipped,)
+    if draw(st.booleans()):
+        fields["failure_predicate"] = lambda e: not isinstance(e, Benign)
+    if draw(st.booleans()):
+        fields["result_predicate"] = lambda r: r == BAD
+    return fields
+
+
+# What a call does: return a result, or raise one of these.
+ACTIONS = {
+    "ok": lambda: None,
+    "bad_result": lambda: None,
+    "boom": Boom,
+    "benign": Benign,
+    "other": Other,
+    "skipped": Skipped,
+    "interrupt": KeyboardInterrupt,
+}
+ACTION = st.sampled_from(sorted(ACTIONS))
+# asyncio re-raises a KeyboardInterrupt out of the event loop; cancellation
+# is the async BaseException case (cancel_async_call).
+ASYNC_ACTION = st.sampled_from(sorted(set(ACTIONS) - {"interrupt"}))
+
+
+def _error_for(action: str) -> BaseException | None:
+    if action in ("ok", "bad_result"):
+        return None
+    error: BaseException = ACTIONS[action]()  # type: ignore[assignment]
+    return error
+
+
+def _result_for(action: str) -> object:
+    return BAD if action == "bad_result" else "ok"
+
+
+@dataclass
+class InFlight:
+    task: asyncio.Task[Any]
+    future: asyncio.Future[Any]
+    ticket: int | None  # None: the model rejected it
+    start: float
+
+
+class _TransitionLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        old = getattr(record, "old_state", None)
+        if old is not None:
+            self.seen.append((old, record.new_state))  # type: ignore[attr-defined]
+
+
+# -- the machine -----------------------------------------------------------------
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self._clock_cm = fake_clock(start=100.0)
+        self.clock: FakeClock = self._clock_cm.__enter__()
+        self.in_flight: list[InFlight] = []
+        self.log = _TransitionLog()
+        logging.getLogger("resilient").addHandler(self.log)
+        self.unsubscribe: Any = None
+        self.events: list[events.Event] = []
+        self.expected_events = {"succeeded": 0, "failed": 0, "rejected": 0}
+
+    @initialize(fields=configs(), listen=st.booleans())
+    def build(self, fields: dict[str, Any], listen: bool) -> None:
+        # Drawn as a dict: the config's repr would drag its presets along.
+        self.cfg = cfg = CircuitBreakerConfig(**fields)
+        self.breaker = CircuitBreaker("model", cfg, listeners=events.ListenerSet())
+        self.model = ModelBreaker(cfg)
+        # Listening turns off the breaker's lock-free path for closed calls:
+        # half the runs exercise each path.
+        self.listen = listen
+        if listen:
+            self.unsubscribe = self.breaker.subscribe(self.events.append)
+
+    def teardown(self) -> None:
+        for call in self.in_flight:
+            call.task.cancel()
+        if self.in_flight:
+            self._settle()
+        self.loop.close()
+        if self.unsubscribe is not None:
+            self.unsubscribe()
+        logging.getLogger("resilient").removeHandler(self.log)
+        self._clock_cm.__exit__(None, None, None)
+
+    # helpers
+
+    def _settle(self) -> None:
+        for _ in range(3):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
+    def _admit(self) -> int | None:
+        """The model's admission decision at the current time."""
+        try:
+            return self.model.admit(self.clock.now())
+        except Rejected:
+            return None
+
+    def _check_rejection(self, error: CircuitOpenError, now: float) -> None:
+        model_state = self.model.state
+        assert error.state == model_state
+        assert error.remaining == self.model.remaining(now)
+        self.expected_events["rejected"] += 1
+
+    def _finish_model(self, ticket: int, action: str, start: float) -> None:
+        now = self.clock.now()
+        error = _error_for(action)
+        outcome = self.model.classify(error, _result_for(action))
+        threshold = self.cfg.slow_call_duration
+        slow = threshold is not None and now - start >= threshold
+        self.model.finish(ticket, outcome, slow, now)
+        # open: the event describes the call as its caller saw it, so an
+        # exception the window counts as a success is still a CallFailed
+        # (it carries the error); ignored calls emit neither.
+        if outcome == IGNORED:
+            return
+        if error is None and outcome == SUCCESS:
+            self.expected_events["succeeded"] += 1
+        else:
+            self.expected_events["failed"] += 1
+
+    # rules: calls
+
+    @rule(action=ACTION, duration=DURATIONS)
+    def call(self, action: str, duration: float) -> None:
+        start = self.clock.now()
+        ticket = self._admit()
+        ran = []
+
+        def fn() -> object:
+            ran.append(True)
+            self.clock.advance(duration)
+            error = _error_for(action)
+            if error is not None:
+                raise error
+            return _result_for(action)
+
+        raised: BaseException | None = None
+        result: object = None
+        try:
+            result = self.breaker.call(fn)
+        except BaseException as error:  # KeyboardInterrupt is one of the outcomes
+            raised = error
+        if isinstance(raised, CircuitOpenError):
+            assert ticket is None, "the breaker rejected a call the model admits"
+            assert not ran
+            self._check_rejection(raised, start)
+            return
+        assert ticket is not None, f"the model rejects, the breaker ran the call: {raised!r}"
+        assert ran
+        expected = _error_for(action)
+        assert type(raised) is type(expected), "the call's own error passes through"
+        if expected is None:
+            assert result == _result_for(action), "results pass through, rejected ones too"
+        self._finish_model(ticket, action, start)
+
+    @rule(ok=st.booleans(), duration=DURATIONS)
+    def call_in_with_block(self, ok: bool, duration: float) -> None:
+        start = self.clock.now()
+        ticket = self._admit()
+        try:
+            with self.breaker:
+                self.clock.advance(duration)
+                if not ok:
+                    raise Boom
+        except CircuitOpenError as error:
+            assert ticket is None
+            self._check_rejection(error, start)
+            return
+        except Boom:
+            pass
+        assert ticket is not None
+        self._finish_model(ticket, "ok" if ok else "boom", start)
+
+    @rule()
+    def start_async_call(self) -> None:
+        future: asyncio.Future[Any] = self.loop.create_future()
+
+        async def body() -> Any:
+            return await future
+
+        start = self.clock.now()
+        ticket = self._admit()
+        task = self.loop.create_task(self.breaker.call_async(body))
+        self._settle()
+        if ticket is None:
+            assert task.done(), "the model rejects, the breaker admitted"
+            error = task.exception()
+            assert isinstance(error, CircuitOpenError), f"expected a rejection, got {error!r}"
+            self._check_rejection(error, start)
+            return
+        assert not task.done(), f"the model admits, the breaker ended the call: {task!r}"
+        self.in_flight.append(InFlight(task, future, ticket, start))
+
+    @rule(index=st.integers(0, 100), action=ASYNC_ACTION)
+    def finish_async_call(self, index: int, action: str) -> None:
+        if not self.in_flight:
+            return
+        call = self.in_flight.pop(index % len(self.in_flight))
+        error = _error_for(action)
+        if error is None:
+            call.future.set_result(_result_for(action))
+        else:
+            call.future.set_exception(error)
+        self._settle()
+        assert call.task.done()
+        if error is None:
+            assert call.task.result() == _result_for(action)
+        else:
+            assert type(call.task.exception()) is type(error)
+        assert call.ticket is not None
+        self._finish_model(call.ticket, action, call.start)
+
+    @rule(index=st.integers(0, 100))
+    def cancel_async_call(self, index: int) -> None:
+        if not self.in_flight:
+            return
+        call = self.in_flight.pop(index % len(self.in_flight))
+        call.task.cancel()
+        self._settle()
+        assert call.task.cancelled()
+        assert call.ticket is not None
+        self.model.finish(call.ticket, IGNORED, False, self.clock.now())
+
+    # rules: time, control, reads
+
+    @rule(seconds=ADVANCES)
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def force_open(self) -> None:
+        self.breaker.force_open()
+        self.model.force_open(self.clock.now())
+
+    @rule()
+    def force_closed(self) -> None:
+        self.breaker.force_closed()
+        self.model.force_closed(self.clock.now())
+
+    @rule()
+    def release(self) -> None:
+        self.breaker.release()
+        self.model.release(self.clock.now())
+
+    @rule()
+    def reset(self) -> None:
+        self.breaker.reset()
+        self.model.reset(self.clock.now())
+
+    @rule()
+    def read_state(self) -> None:
+        assert self.breaker.state.value == self.model.read_state(self.clock.now())
+
+    @rule()
+    def read_metrics(self) -> None:
+        now = self.clock.now()
+        expected = self.model.metrics(now)
+        actual = self.breaker.metrics()._asdict()
+        actual["state"] = actual["state"].value
+        assert actual == expected
+
+    # invariants: checked after every step
+
+    @invariant()
+    def one_event_per_transition(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        assert self.log.seen == self.model.transitions
+        if self.listen:
+            changes = [
+                (e.old_state, e.new_state)
+                for e in self.events
+                if isinstance(e, events.StateChanged)
+            ]
+            assert changes == self.model.transitions
+            counts = {
+                "succeeded": sum(isinstance(e, events.CallSucceeded) for e in self.events),
+                "failed": sum(isinstance(e, events.CallFailed) for e in self.events),
+                "rejected": sum(isinstance(e, events.CallRejected) for e in self.events),
+            }
+            assert counts == self.expected_events
+            assert all(e.name == "model" and e.policy == "circuit_breaker" for e in self.events)
+
+
+# RESILIENT_MODEL_EXAMPLES=5000 for a long hunt; the default keeps the suite quick.
+EXAMPLES = int(os.environ.get("RESILIENT_MODEL_EXAMPLES", "150"))
+
+BreakerMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestBreakerModel = BreakerMachine.TestCase
+
+
+# -- the model's open choices, pinned one by one on the real breaker ---------------
+
+
+def _probe_ready(**fields: Any) -> tuple[CircuitBreaker, FakeClock, Any]:
+    cm = fake_clock()
+    clock = cm.__enter__()
+    cfg = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=1.0, **fields)
+    breaker = CircuitBreaker("pinned", cfg, listeners=events.ListenerSet())
+    return breaker, clock, cm
+
+
+def _boom() -> None:
+    raise Boom
+
+
+@pytest.mark.parametrize("fields", [{}, {"slow_call_duration": 0.5}])
+def test_rate_trips_when_a_success_brings_the_window_to_minimum_calls(
+    fields: dict[str, Any],
+) -> None:
+    # F, F, then a success makes 3 calls at a failure rate of 2/3 >= 0.5:
+    # "the window holds at least minimum_calls" and the rate is over, so the
+    # breaker opens on that success, and the next call is rejected.
+    with fake_clock():
+        cfg = CircuitBreakerConfig(
+            failure_threshold=10, failure_rate_threshold=0.5, minimum_calls=3, **fields
+        )
+        breaker = CircuitBreaker("rate", cfg, listeners=events.ListenerSet())
+        for _ in range(2):
+            with pytest.raises(Boom):
+                breaker.call(_boom)
+        assert breaker.call(lambda: 1) == 1
+        assert breaker.state.value == OPEN
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: 1)
+
+
+def test_rate_trips_on_a_success_after_old_successes_expire() -> None:
+    # In a time window, successes sliding out raise the failure rate; the
+    # next recorded call (a success here) sees it.
+    with fake_clock() as clock:
+        cfg = CircuitBreakerConfig(
+            failure_threshold=10, failure_rate_threshold=0.5, minimum_calls=2, window_duration=2
+        )
+        breaker = CircuitBreaker("expiry", cfg, listeners=events.ListenerSet())
+        for _ in range(3):
+            breaker.call(lambda: None)
+        clock.advance(1.0)
+        with pytest.raises(Boom):
+            breaker.call(_boom)
+        assert breaker.state.value == CLOSED  # 1 failure in 4 calls
+        clock.advance(1.0)  # the three successes slide out
+        breaker.call(lambda: None)  # 1 failure in 2 calls
+        assert breaker.state.value == OPEN
+
+
+async def test_failure_admitted_before_a_close_does_not_count_after_it() -> None:
+    # A call admitted while CLOSED that fails after the breaker opened,
+    # probed and closed again belongs to a window that is gone: counting it
+    # would reopen a breaker that just recovered.
+    with fake_clock() as clock:
+        cfg = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=1.0, success_threshold=1)
+        breaker = CircuitBreaker("stale", cfg, listeners=events.ListenerSet())
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def slow_failure() -> None:
+            await gate
+            raise Boom
+
+        straggler = asyncio.ensure_future(breaker.call_async(slow_failure))
+        await asyncio.sleep(0)
+        with pytest.raises(Boom):
+            breaker.call(_boom)  # opens
+        clock.advance(1.0)
+        breaker.call(lambda: None)  # the probe closes it
+        assert breaker.state.value == CLOSED
+        gate.set_result(None)
+        with pytest.raises(Boom):
+            await straggler
+        assert breaker.state.value == CLOSED
+        assert breaker.metrics().calls == 0
+
+
+async def test_success_admitted_before_a_reset_does_not_count_after_it() -> None:
+    with fake_clock():
+        breaker = CircuitBreaker("stale-ok", listeners=events.ListenerSet())
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def wait() -> None:
+            await gate
+
+        straggler = asyncio.ensure_future(breaker.call_async(wait))
+        await asyncio.sleep(0)
+        breaker.reset()
+        gate.set_result(None)
+        await straggler
+        assert breaker.metrics().calls == 0
+
+
+def test_slow_success_in_half_open_is_a_success() -> None:
+    breaker, clock, cm = _probe_ready(slow_call_duration=0.5, success_threshold=1)
+    try:
+        with pytest.raises(Boom):
+            breaker.call(_boom)
+        clock.advance(1.0)
+        breaker.call(lambda: clock.advance(5.0))
+        assert breaker.state.value == CLOSED
+    finally:
+        cm.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"record_on": (Boom,)}, Other()),
+        ({"failure_predicate": lambda e: not isinstance(e, Benign)}, Benign()),
+    ],
+)
+def test_unrecorded_exceptions_count_as_successes(fields: dict[str, Any], error: Exception) -> None:
+    with fake_clock():
+        cfg = CircuitBreakerConfig(failure_threshold=2, **fields)
+        breaker = CircuitBreaker("unrecorded", cfg, listeners=events.ListenerSet())
+
+        def raise_it() -> None:
+            raise error
+
+        with pytest.raises(Boom):
+            breaker.call(_boom)
+        with pytest.raises(type(error)):
+            breaker.call(raise_it)
+        # The success broke the run: one more failure does not open it.
+        with pytest.raises(Boom):
+            breaker.call(_boom)
+        assert breaker.state.value == CLOSED
+        assert breaker.metrics().calls == 3
