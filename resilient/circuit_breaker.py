@@ -343,13 +343,23 @@ class CircuitBreaker:
         """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
         permit = self._enter()
         if permit.token and self._shared is not None:
-            return self._fleet_verdict(permit, self._shared.acquire())
+            try:
+                verdict = self._shared.acquire()
+            except BaseException:
+                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                raise
+            return self._fleet_verdict(permit, verdict)
         return permit
 
     async def _aadmit(self) -> _Permit:
         permit = self._enter()
         if permit.token and self._shared is not None:
-            return self._fleet_verdict(permit, await self._shared.acquire_async())
+            try:
+                verdict = await self._shared.acquire_async()
+            except BaseException:  # cancelled while asking: the local permit goes back
+                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                raise
+            return self._fleet_verdict(permit, verdict)
         return permit
 
     def _fleet_verdict(self, permit: _Permit, verdict: Verdict | None) -> _Permit:

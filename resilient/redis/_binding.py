@@ -16,7 +16,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _clock
-from .._breaker_core import HALF_OPEN, BreakerCore, CircuitState
+from .._breaker_core import CLOSED, HALF_OPEN, BreakerCore, CircuitState
 from .._storage import Action, Outcome, Verdict
 from ._script import keys
 
@@ -102,19 +102,17 @@ class Binding:
     def control(self, action: Action) -> None:
         # Applied fleet-wide now when Redis answers; otherwise replayed by the
         # next sync that gets through.
-        self._pending_control = action
         storage = self._storage
-        if not storage.up:
-            storage.wake()
-            return
-        try:
-            (reply,) = storage.execute([(self.keys, self._args("control", action))])
-        except storage.unavailable as exc:
-            storage.down(exc)
-            return
-        if self._pending_control == action:
-            self._pending_control = None
-        self._mirror(reply)
+        if storage.up:
+            self._pending_control = None  # superseded
+            try:
+                (reply,) = storage.execute([(self.keys, self._args("control", action))])
+            except storage.unavailable as exc:
+                storage.down(exc)
+            else:
+                self._mirror(reply)
+                return
+        self._pending_control = action
 
     def acquire(self) -> Verdict | None:
         if not self._worth_asking():
@@ -255,6 +253,7 @@ class Binding:
 
     def _mirror(self, reply: Any) -> None:
         state, remaining, epoch, incarnation = _parse(reply)
+        fresh = (incarnation, epoch) != (self._incarnation, self._epoch)
         if not self._seen(incarnation, epoch):
             return
         breaker = self._breaker()
@@ -263,6 +262,9 @@ class Binding:
 
         def adopt(core: BreakerCore, now: float) -> None:
             core.follower = self._storage.up
+            if fresh and state is CLOSED and core.state is CLOSED:
+                # A new closed period for the fleet (a reset): so for us too.
+                core.reset(now)
             core.adopt(state, remaining, now)
 
         breaker._with_core(adopt)
