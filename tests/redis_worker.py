@@ -12,10 +12,45 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from resilient.redis import RedisStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Worker:
+    """One instance of the fleet in its own process (tests/redis_worker.py)."""
+
+    def __init__(self, url: str, name: str, quorum: int = 1, **fields: Any) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, url, name,
+             json.dumps(fields), str(quorum)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )  # fmt: skip
+        assert self.read() == "ready"
+
+    def read(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def ask(self, command: str) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.ask("quit")
+            self.process.wait(timeout=10)
+        assert self.process.returncode == 0
 
 
 class Boom(Exception):
