@@ -30,6 +30,8 @@ from resilient.redis import RedisStorage
 from tests.redis_server import RedisServer, wait_for
 from tests.redis_worker import Worker
 
+pytestmark = pytest.mark.redis
+
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 FORCED_OPEN, FORCED_CLOSED = CircuitState.FORCED_OPEN, CircuitState.FORCED_CLOSED
 

@@ -18,6 +18,8 @@ from resilient.redis import RedisStorage
 from tests.redis_server import RedisServer, wait_for
 from tests.redis_worker import Worker
 
+pytestmark = pytest.mark.redis
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
