@@ -9,7 +9,10 @@ own clock for recovery timeouts, and other processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -550,6 +553,32 @@ def workers(redis_server: RedisServer) -> Iterator[Callable[..., Worker]]:
     yield make
     for worker in made:
         worker.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_is_another_instance(storages) -> None:
+    a = storages()
+    breaker = shared("pay", a)
+    sync(a)
+
+    def child() -> None:
+        for _ in range(2):
+            with contextlib.suppress(Boom):
+                breaker.call(fail)
+        synced = a.sync()
+        a.close()
+        os._exit(0 if synced else 1)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 0
+    sync(a)
+    info = a.describe("pay")
+    assert info is not None
+    assert info.consecutive_failures == 2
+    assert info.instances == 2  # the parent and the child
+    assert breaker.state is CLOSED
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -93,17 +94,11 @@ class RedisStorage:
         self.channel = f"{namespace}:changes"
         self._client = client
         self._sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
-        self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
         self._bindings: list[Binding] = []
         self._up = True
         self._closed = False
-        self._pid = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.instance = ""
         self._new_instance()
+        _STORAGES.add(self)
 
     @classmethod
     def from_url(
@@ -145,9 +140,15 @@ class RedisStorage:
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
     def _new_instance(self) -> None:
-        # Per process: a forked child is another instance of the fleet.
+        # Per process: a forked child is another instance of the fleet, with
+        # none of the parent's threads, and locks they may have held at fork.
         self._pid = os.getpid()
         self.instance = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     @property
     def up(self) -> bool:
@@ -172,15 +173,16 @@ class RedisStorage:
         """Sync soon (after a failure, a probe, or a published transition)."""
         self._wake.set()
 
+    def _forked(self) -> None:
+        had_threads = bool(self._threads)
+        self._new_instance()
+        if had_threads:
+            with self._lock:
+                self._start()
+
     def _start(self) -> None:
         if self._closed:
             return
-        if self._pid != os.getpid():
-            # Forked: the parent's threads did not come along.
-            self._new_instance()
-            self._threads = []
-            self._wake = threading.Event()
-            self._stop = threading.Event()
         if self._threads:
             return
         self._threads = [
@@ -321,7 +323,9 @@ class RedisStorage:
                     self._wake.set()
                 if pubsub.get_message(timeout=1.0) is not None:
                     self._wake.set()
-            except _UNAVAILABLE:
+            except Exception as exc:  # whatever broke the connection, start over
+                if not isinstance(exc, _UNAVAILABLE):
+                    log.debug("resilient: Redis listener restarts", exc_info=True)
                 _discard(pubsub)
                 pubsub = None
                 stop.wait(self.refresh_interval)
@@ -386,6 +390,17 @@ class RedisStorage:
     def reset(self, name: str) -> bool:
         """Close ``name`` fleet-wide and clear its shared counts."""
         return self._control(name, "reset")
+
+
+_STORAGES: weakref.WeakSet[RedisStorage] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for storage in list(_STORAGES):
+        storage._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _discard(pubsub: Any) -> None:
