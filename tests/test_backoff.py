@@ -125,9 +125,7 @@ def test_retry_after_in_seconds_or_timedelta(value: object, expected: float) -> 
     assert retry_after_of(_Limited(value)) == expected
 
 
-@pytest.mark.parametrize(
-    "value", [None, True, -1, math.nan, "30", timedelta(seconds=-5), object()]
-)
+@pytest.mark.parametrize("value", [None, True, -1, math.nan, "30", timedelta(seconds=-5), object()])
 def test_retry_after_that_makes_no_sense_is_ignored(value: object) -> None:
     assert retry_after_of(_Limited(value)) is None
 
