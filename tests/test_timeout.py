@@ -520,8 +520,8 @@ async def test_stream_set_active_false() -> None:
 
 
 def test_breaker_without_timeout_keeps_its_fast_path() -> None:
-    assert CircuitBreaker("fast")._fast
-    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._fast
+    assert CircuitBreaker("fast")._core.fast
+    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core.fast
 
 
 def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:
