@@ -580,3 +580,28 @@ def test_many_callers_through_a_small_pool() -> None:
     assert wrong == []
     assert pool.threads <= 3
     assert pool.queued == 0
+
+
+@needs_sigalrm
+def test_interrupted_while_queued_the_call_never_runs(release: threading.Event) -> None:
+    pool = WorkerPool(1)
+    blocker = Job(release.wait, (LONG,), {})
+    pool.submit(blocker)  # holds the only worker
+    ran: list[str] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, SHORT)
+        with pytest.raises(KeyboardInterrupt):
+            Timeout(LONG, pool=pool).call(ran.append, "late")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.queued == 0
+    release.set()
+    assert blocker.done.acquire(timeout=LONG)
+    assert Timeout(LONG, pool=pool).call(ran.append, "next") is None
+    assert ran == ["next"]
