@@ -1,7 +1,8 @@
-"""How long to wait before the next attempt: pure functions of their inputs.
+"""How long to wait before the next attempt, and when to stop: pure
+functions of their inputs.
 
-No clock, no sleeping: the caller passes ``now``, the deadline and a
-``random.Random``, so a seeded source gives an exact sequence of delays.
+No clock, no sleeping: the caller passes the time elapsed, the deadline and
+a ``random.Random``, so a seeded source gives an exact sequence of delays.
 
 Formulas, for the wait after failed attempt ``n`` (1 for the first call),
 with ``base(n) = min(max_delay, initial_delay * multiplier ** (n - 1))``:
