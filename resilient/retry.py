@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._backoff import DEFAULT_RANDOM, JITTER_STRATEGIES, Backoff, Plan, plan, retry_after_of
+from ._backoff import (
+    DEFAULT_RANDOM,
+    JITTER_STRATEGIES,
+    Backoff,
+    JitterStrategy,
+    Plan,
+    plan,
+    retry_after_of,
+)
 from .config import defaults
 from .errors import CircuitOpenError
 
@@ -52,7 +60,7 @@ class RetryConfig:
     initial_delay: float = 1.0
     max_delay: float = 30.0
     multiplier: float = 2.0
-    jitter: float | str = 0.1
+    jitter: float | JitterStrategy = 0.1
     retry_on: RetryOn = (Exception,)
     give_up_on: tuple[type[BaseException], ...] = ()
     retry_if_result: Callable[[Any], bool] | None = None
