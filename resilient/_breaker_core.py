@@ -2,6 +2,10 @@
 
 The caller passes ``now`` in, holds the lock around every method, and drains
 ``changes`` afterwards to emit one event per transition.
+
+A core can be a *follower*: it still counts every outcome, but leaves the
+decisions that belong to a fleet (tripping, and ending a half-open period) to
+a shared store, whose verdicts it mirrors with :meth:`BreakerCore.adopt`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from ._windows import CountWindow, TimeWindow
 if TYPE_CHECKING:
     from .circuit_breaker import CircuitBreakerConfig
 
-__all__ = ["REJECT", "BreakerCore", "CircuitState"]
+__all__ = ["REJECT", "UNTRACKED", "BreakerCore", "CircuitState"]
 
 
 class CircuitState(enum.StrEnum):
@@ -38,22 +42,26 @@ FORCED_CLOSED = CircuitState.FORCED_CLOSED
 # finishes in a later one is stale and its outcome is dropped: its window is
 # gone (cleared, or no longer recording), or its probe permit was taken back.
 REJECT = -1
+# A token no generation matches: for a call admitted on someone else's say-so.
+UNTRACKED = -2
 
 
 class BreakerCore:
     __slots__ = (
+        "_fast_allowed",
         "_flushed",
-        "_rates",
         "_reads",
-        "_tickable",
         "_ticks",
         "changes",
         "config",
         "consecutive_failures",
+        "failed_total",
         "fast",
+        "follower",
         "generation",
         "half_open_in_flight",
         "half_open_successes",
+        "ok_total",
         "opened_at",
         "state",
         "tick",
@@ -68,33 +76,46 @@ class BreakerCore:
         self.half_open_in_flight = 0
         self.half_open_successes = 0
         self.generation = 0
-        self._rates = (
-            config.failure_rate_threshold is not None or config.slow_call_rate_threshold is not None
-        )
+        self.follower = False
+        # Outcomes recorded in CLOSED / FORCED_CLOSED since creation; a shared
+        # store sends the differences, so nothing is lost between two syncs.
+        self.ok_total = 0
+        self.failed_total = 0
         self.changes: list[tuple[CircuitState, CircuitState]] = []
-        # While ``fast`` is true, the successes of calls admitted in CLOSED
-        # may be counted without the lock by ``tick()``
-        # (itertools.count.__next__ is atomic under the GIL) and folded into
-        # the window by ``flush`` before anything reads it. That needs calls
-        # whose success says nothing but "success": no duration, no result
-        # check, and no chance of tripping a rate (see _refresh_fast).
-        self._tickable = (
-            config.slow_call_duration is None
-            and config.window_duration is None
-            and config.result_predicate is None
-            and config.timeout is None
-        )
-        self._ticks = itertools.count(1)
-        self._flushed = 0
-        self._reads = 0
-        self.tick = self._ticks.__next__
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
             if config.window_duration is not None
             else CountWindow(config.window_size)
         )
+        # Fast successes in CLOSED are counted without the lock by
+        # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
+        # folded into the window by ``flush`` before anything reads it.
+        self._ticks = itertools.count(1)
+        self._flushed = 0
+        self._reads = 0
+        self.tick = self._ticks.__next__
+        # ``fast`` says a caller may skip the lock for a success right now:
+        # CLOSED, nothing to time or check on the result, and no rate that a
+        # success could still trip (once the window holds minimum_calls, a
+        # success can only lower the failure rate).
+        self._fast_allowed = (
+            config.slow_call_duration is None
+            and config.window_duration is None
+            and config.result_predicate is None
+            and config.timeout is None
+        )
         self.fast = False
-        self._refresh_fast()
+        self._update_fast()
+
+    def _update_fast(self) -> None:
+        self.fast = (
+            self._fast_allowed
+            and self.state is CLOSED
+            and (
+                self.config.failure_rate_threshold is None
+                or self.window.calls >= self.config.minimum_calls
+            )
+        )
 
     # -- transitions ---------------------------------------------------------
 
@@ -105,6 +126,7 @@ class BreakerCore:
         if pending:
             self._flushed = seen
             if self.state is CLOSED or self.state is FORCED_CLOSED:
+                self.ok_total += pending
                 self.consecutive_failures = 0
                 self.window.add_successes(pending, now)
 
@@ -132,18 +154,8 @@ class BreakerCore:
             self._drop_ticks()
             self.window.clear()
             self.consecutive_failures = 0
-        self._refresh_fast()
+        self._update_fast()
         self.changes.append((old, new))
-
-    def _refresh_fast(self) -> None:
-        # In a count window, a success can trip the failure rate only as the
-        # window fills up to minimum_calls; beyond that, adding a success
-        # never raises the rate. (Time windows are never tickable.)
-        self.fast = (
-            self._tickable
-            and self.state is CLOSED
-            and (not self._rates or self.window.calls >= self.config.minimum_calls)
-        )
 
     def current(self, now: float) -> CircuitState:
         """The state at ``now``: an OPEN breaker whose timer ran out is HALF_OPEN."""
@@ -179,17 +191,19 @@ class BreakerCore:
         if state is HALF_OPEN:
             # A probe's success counts even when slow: it answered.
             self.half_open_in_flight -= 1
-            self.half_open_successes += 1
-            if self.half_open_successes >= self.config.success_threshold:
-                self._move(CLOSED, now)
+            if not self.follower:
+                self.half_open_successes += 1
+                if self.half_open_successes >= self.config.success_threshold:
+                    self._move(CLOSED, now)
             return
+        # Admitted in this generation, so CLOSED or FORCED_CLOSED.
+        self.ok_total += 1
         self.consecutive_failures = 0
         self.window.record(False, slow, now)
-        if state is CLOSED and self._rates:
-            # A success can trip a rate too: by bringing the window up to
-            # minimum_calls, or once older successes have slid out of it.
-            self._check_rates(now)
-            self._refresh_fast()
+        if state is CLOSED:
+            if not self.follower:
+                self._check_rates(now)
+            self._update_fast()
 
     def on_failure(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
@@ -197,16 +211,19 @@ class BreakerCore:
             return
         state = self.state
         if state is HALF_OPEN:
-            self._move(OPEN, now)
+            self.half_open_in_flight -= 1
+            if not self.follower:
+                self._move(OPEN, now)
             return
+        self.failed_total += 1
         self.consecutive_failures += 1
         self.window.record(True, slow, now)
-        if state is CLOSED:
+        if state is CLOSED and not self.follower:
             if self.consecutive_failures >= self.config.failure_threshold:
                 self._move(OPEN, now)
-            elif self._rates:
+            else:
                 self._check_rates(now)
-                self._refresh_fast()
+        self._update_fast()
 
     def on_ignored(self, token: int) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
@@ -214,18 +231,36 @@ class BreakerCore:
             self.half_open_in_flight -= 1
 
     def _check_rates(self, now: float) -> None:
+        if self.rates_trip():
+            self._move(OPEN, now)
+
+    def rates_trip(self) -> bool:
+        """Whether the window's failure or slow-call rate calls for opening."""
         cfg = self.config
         window = self.window
         calls = window.calls
         if calls < cfg.minimum_calls or calls == 0:
-            return
+            return False
         rate = cfg.failure_rate_threshold
         if rate is not None and window.failures / calls >= rate:
-            self._move(OPEN, now)
-            return
+            return True
         slow_rate = cfg.slow_call_rate_threshold
-        if slow_rate is not None and window.slow / calls >= slow_rate:
-            self._move(OPEN, now)
+        return slow_rate is not None and window.slow / calls >= slow_rate
+
+    # -- a state decided elsewhere -------------------------------------------
+
+    def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
+        """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
+        by a shared store."""
+        if state is OPEN:
+            if self.state is HALF_OPEN and remaining <= 0:
+                # Our own timer ran out first; the next probe asks the store.
+                return
+            if self.state is not OPEN:
+                self._move(OPEN, now)
+            self.opened_at = now - (self.config.recovery_timeout - remaining)
+        elif state is not self.state:
+            self._move(state, now)
 
     # -- manual control ------------------------------------------------------
 
@@ -243,7 +278,7 @@ class BreakerCore:
         self.consecutive_failures = 0
         # Calls in flight belong to the window just cleared.
         self.generation += 1
-        self._refresh_fast()
+        self._update_fast()
 
     def release(self, now: float) -> None:
         """Undo a force; a breaker that is not forced is left alone."""
