@@ -6,15 +6,23 @@ import logging
 
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
+from .chaos import Chaos, with_chaos
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
 from .decorators import with_circuit_breaker, with_fallback, with_retry, with_timeout
-from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
+from .errors import (
+    BulkheadFullError,
+    CallTimeoutError,
+    ChaosError,
+    CircuitOpenError,
+    ResilienceError,
+)
 from .events import (
     BulkheadRejected,
     CallFailed,
     CallRejected,
     CallStarted,
     CallSucceeded,
+    ChaosInjected,
     Event,
     FallbackUsed,
     RateLimited,
@@ -45,6 +53,9 @@ __all__ = [
     "CallStarted",
     "CallSucceeded",
     "CallTimeoutError",
+    "Chaos",
+    "ChaosError",
+    "ChaosInjected",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitOpenError",
@@ -70,6 +81,7 @@ __all__ = [
     "request_context",
     "set_active",
     "subscribe",
+    "with_chaos",
     "with_circuit_breaker",
     "with_fallback",
     "with_retry",

@@ -11,6 +11,7 @@ __all__ = [
     "exception_types",
     "fraction_or_none",
     "int_at_least",
+    "probability",
     "seconds",
     "seconds_or_none",
 ]
@@ -60,6 +61,13 @@ def fraction_or_none(owner: str, field: str, value: object) -> float | None:
     number = _number(owner, field, value)
     if not 0 < number <= 1:
         raise _fail_value(owner, field, value, "a rate with 0 < rate <= 1")
+    return number
+
+
+def probability(owner: str, field: str, value: object) -> float:
+    number = _number(owner, field, value)
+    if not 0 <= number <= 1:
+        raise _fail_value(owner, field, value, "a probability with 0 <= p <= 1")
     return number
 
 

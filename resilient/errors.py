@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BulkheadFullError",
     "CallTimeoutError",
+    "ChaosError",
     "CircuitOpenError",
     "ResilienceError",
 ]
@@ -59,3 +60,12 @@ class CallTimeoutError(ResilienceError, TimeoutError):
             return self._message
         where = f" {self.name!r}" if self.name else ""
         return f"call{where} timed out after {self.timeout:g}s"
+
+
+class ChaosError(ResilienceError, ConnectionError):
+    """The fault ``with_chaos`` injects by default: a dependency that could not
+    be reached. Also a builtin ``ConnectionError``, so policies that handle
+    network trouble (``RetryPolicies.network()``) treat it as the real thing."""
+
+    def __init__(self, message: str = "fault injected by resilient.chaos") -> None:
+        super().__init__(message)

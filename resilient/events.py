@@ -21,6 +21,7 @@ __all__ = [
     "CallRejected",
     "CallStarted",
     "CallSucceeded",
+    "ChaosInjected",
     "Event",
     "FallbackUsed",
     "Listener",
@@ -136,6 +137,17 @@ class FallbackUsed(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamInactive(Event):
     inactivity: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChaosInjected(Event):
+    """``with_chaos`` changed a call: ``kind`` is ``"latency"`` (``delay``
+    seconds added before it), ``"fault"`` (``error`` raised instead of
+    running it) or ``"result"`` (a result returned instead of running it)."""
+
+    kind: str
+    delay: float
+    error: BaseException | None
 
 
 Listener = Callable[[Event], object]
