@@ -16,6 +16,7 @@ def _isolate() -> Iterator[None]:
     resilient.registry._breakers.clear()
     resilient.registry._explicit.clear()
     resilient.registry._pending.clear()
+    resilient.registry._bulkheads.clear()
     resilient.set_active(True)
     previous = _clock.set_clock(None)
     yield
@@ -24,3 +25,4 @@ def _isolate() -> Iterator[None]:
     resilient.registry._breakers.clear()
     resilient.registry._breakers.update(saved)
     resilient.registry._pending.clear()
+    resilient.registry._bulkheads.clear()
