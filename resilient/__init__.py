@@ -28,6 +28,7 @@ from .events import (
     request_context,
     subscribe,
 )
+from .health import DegradationLevel, Feature, HealthReport, HealthStatus
 from .registry import Registry, registry
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
@@ -50,8 +51,12 @@ __all__ = [
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "CircuitState",
+    "DegradationLevel",
     "Event",
     "FallbackUsed",
+    "Feature",
+    "HealthReport",
+    "HealthStatus",
     "RateLimited",
     "Registry",
     "ResilienceError",

@@ -17,6 +17,7 @@ def _isolate() -> Iterator[None]:
     resilient.registry._explicit.clear()
     resilient.registry._pending.clear()
     resilient.registry._bulkheads.clear()
+    resilient.registry._features.clear()
     resilient.set_active(True)
     previous = _clock.set_clock(None)
     yield
@@ -26,3 +27,4 @@ def _isolate() -> Iterator[None]:
     resilient.registry._breakers.update(saved)
     resilient.registry._pending.clear()
     resilient.registry._bulkheads.clear()
+    resilient.registry._features.clear()
