@@ -8,7 +8,13 @@ from ._active import is_active, set_active
 from ._breaker_core import CircuitState
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
-from .decorators import with_bulkhead, with_circuit_breaker
+from .decorators import (
+    with_bulkhead,
+    with_circuit_breaker,
+    with_fallback,
+    with_retry,
+    with_timeout,
+)
 from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
 from .events import (
     BulkheadRejected,
@@ -28,8 +34,11 @@ from .events import (
     request_context,
     subscribe,
 )
+from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
 from .registry import Registry, registry
+from .retry import Retry, RetryConfig, RetryPolicies
+from .timeout import Timeout
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
 
@@ -53,6 +62,7 @@ __all__ = [
     "CircuitState",
     "DegradationLevel",
     "Event",
+    "Fallback",
     "FallbackUsed",
     "Feature",
     "HealthReport",
@@ -61,10 +71,14 @@ __all__ = [
     "Registry",
     "ResilienceError",
     "RetriesExhausted",
+    "Retry",
     "RetryAttempted",
+    "RetryConfig",
+    "RetryPolicies",
     "StateChanged",
     "StreamInactive",
     "TimedOut",
+    "Timeout",
     "get_request_id",
     "is_active",
     "registry",
@@ -73,4 +87,7 @@ __all__ = [
     "subscribe",
     "with_bulkhead",
     "with_circuit_breaker",
+    "with_fallback",
+    "with_retry",
+    "with_timeout",
 ]

@@ -19,6 +19,7 @@ from ._breaker_core import CLOSED, OPEN, REJECT, BreakerCore, CircuitState
 from ._decorate import is_async_callable
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
+from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
@@ -165,9 +166,13 @@ class CircuitBreaker:
             # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
-        # Calls in CLOSED that need neither a clock nor a result check skip
-        # the lock on success (see BreakerCore.tick).
-        self._fast = not self._timed and cfg.result_predicate is None and cfg.timeout is None
+        # Each admitted call runs under this; its CallTimeoutError is an
+        # ordinary failure to classify. (With it, the fast path is off.)
+        self._timeout = (
+            Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
+            if cfg.timeout is not None
+            else None
+        )
         self._tick = self._core.tick
         self._health_check = cfg.health_check
         self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
@@ -365,14 +370,10 @@ class CircuitBreaker:
         """Record how an admitted call ended."""
         core = self._core
         token, start = permit
-        if start is not None:
-            now = _clock.monotonic()
-            duration = now - start
-        else:
-            # Untimed success in CLOSED needs no clock; a failure may open
-            # the breaker, and the opening time matters.
-            now = _clock.monotonic() if outcome == _FAILURE else 0.0
-            duration = 0.0
+        # Off the fast path: the clock is cheap next to the lock, and any
+        # outcome here may trip the breaker, when the time matters.
+        now = _clock.monotonic()
+        duration = now - start if start is not None else 0.0
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
@@ -424,7 +425,7 @@ class CircuitBreaker:
         return await self._acall(fn, args, kwargs)
 
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        if self._core.fast and not events.hub.listening:
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
@@ -437,8 +438,9 @@ class CircuitBreaker:
         if not switch.on:
             return fn(*args, **kwargs)
         permit = self._enter()
+        timeout = self._timeout
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if timeout is None else timeout._call(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -448,7 +450,7 @@ class CircuitBreaker:
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        if self._core.fast and not events.hub.listening:
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:
@@ -463,8 +465,12 @@ class CircuitBreaker:
         if self._health_is_async and self._core.state is OPEN:
             await self._apoll_health()
         permit = self._enter()
+        timeout = self._timeout
         try:
-            result = await fn(*args, **kwargs)
+            if timeout is None:
+                result = await fn(*args, **kwargs)
+            else:
+                result = await timeout._acall(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
