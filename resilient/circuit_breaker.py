@@ -167,6 +167,8 @@ class CircuitBreaker:
             raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
         self.name = name
         self._lock = threading.Lock()
+        # Held by the one thread delivering state changes (see _announce).
+        self._announcing = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
@@ -217,8 +219,9 @@ class CircuitBreaker:
         with self._lock:
             state = self._core.state
             self._configure(cfg)
-        if state is not CLOSED:
-            self._announce([(state, CLOSED)])
+            if state is not CLOSED:
+                self._core.changes.append((state, CLOSED))
+        self._announce()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._core.state.value}>"
@@ -231,9 +234,7 @@ class CircuitBreaker:
             self._poll_health()
         with self._lock:
             state = self._core.current(_clock.monotonic())
-            changes = self._core.take_changes() if self._core.changes else None
-        if changes:
-            self._announce(changes)
+        self._announce()
         return state
 
     def metrics(self) -> BreakerMetrics:
@@ -255,9 +256,7 @@ class CircuitBreaker:
                 consecutive_failures=core.consecutive_failures,
                 remaining=core.remaining(now),
             )
-            changes = core.take_changes() if core.changes else None
-        if changes:
-            self._announce(changes)
+        self._announce()
         return snapshot
 
     def _with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
@@ -265,9 +264,7 @@ class CircuitBreaker:
         (how a shared store reads counts and applies verdicts)."""
         with self._lock:
             result = fn(self._core, _clock.monotonic())
-            changes = self._core.take_changes() if self._core.changes else None
-        if changes:
-            self._announce(changes)
+        self._announce()
         return result
 
     def _control(self, action: Callable[[BreakerCore, float], None], name: Action) -> None:
@@ -341,32 +338,48 @@ class CircuitBreaker:
 
     # -- events --------------------------------------------------------------
 
-    def _announce(self, changes: list[tuple[CircuitState, CircuitState]]) -> None:
-        for old, new in changes:
-            log.warning(
-                "circuit %r: %s -> %s",
-                self.name,
-                old.value,
-                new.value,
-                extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
-            )
-            if events.hub.listening:
-                self._listeners.emit(
-                    events.StateChanged(
-                        name=self.name,
-                        policy="circuit_breaker",
-                        old_state=old.value,
-                        new_state=new.value,
-                        **events.stamp(),  # type: ignore[arg-type]
-                    )
-                )
+    def _announce(self) -> None:
+        """Deliver the transitions the core has recorded: in order, one event
+        (and one log line) each, outside the breaker's lock.
 
-    def _rejected(self, now: float) -> CircuitOpenError:
-        core = self._core
-        error = CircuitOpenError(self.name, core.state.value, core.remaining(now))
+        Called after every release of the lock that may have left changes.
+        One thread delivers at a time; a thread that finds another one
+        delivering leaves its changes to it. The deliverer looks again after
+        letting go, so no change is stranded; and a listener whose own call
+        causes a transition does not deadlock: that change is delivered
+        after the listener returns.
+        """
+        announcing = self._announcing
+        while self._core.changes and announcing.acquire(blocking=False):
+            try:
+                while True:
+                    with self._lock:
+                        changes = self._core.take_changes()
+                    if not changes:
+                        break
+                    for old, new in changes:
+                        self._deliver(old, new)
+            finally:
+                announcing.release()
+
+    def _deliver(self, old: CircuitState, new: CircuitState) -> None:
+        log.warning(
+            "circuit %r: %s -> %s",
+            self.name,
+            old.value,
+            new.value,
+            extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
+        )
         if events.hub.listening:
-            self._emit_rejected(error)
-        return error
+            self._listeners.emit(
+                events.StateChanged(
+                    name=self.name,
+                    policy="circuit_breaker",
+                    old_state=old.value,
+                    new_state=new.value,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
 
     def _emit_rejected(self, error: CircuitOpenError) -> None:
         self._listeners.emit(
@@ -394,13 +407,16 @@ class CircuitBreaker:
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now)
-            error = self._rejected(now) if token == REJECT else None
-            half_open = core.state is not CLOSED and core.state is not FORCED_CLOSED
-            changes = core.take_changes() if core.changes else None
-        if changes:
-            self._announce(changes)
-        if error is not None:
+            state = core.state
+            remaining = core.remaining(now)
+        self._announce()
+        if token == REJECT:
+            # Emitted outside the lock: a listener may read the breaker.
+            error = CircuitOpenError(self.name, state.value, remaining)
+            if events.hub.listening:
+                self._emit_rejected(error)
             raise error
+        half_open = state is not CLOSED and state is not FORCED_CLOSED
         return _Permit(token, now, None, half_open)
 
     def _admit(self) -> _Permit:
@@ -475,9 +491,7 @@ class CircuitBreaker:
                 core.on_failure(token, slow, now)
             else:
                 core.on_ignored(token)
-            changes = core.take_changes() if core.changes else None
-        if changes:
-            self._announce(changes)
+        self._announce()
         shared = self._shared
         if shared is not None:
             if probe is not None:

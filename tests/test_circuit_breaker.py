@@ -691,3 +691,83 @@ def test_freezegun_moves_the_breaker_to_half_open() -> None:
         assert breaker.state is CircuitState.OPEN
         frozen.tick(1)
         assert breaker.state is CircuitState.HALF_OPEN
+
+
+# -- listeners run outside the lock, and see transitions in order ----------------
+
+
+def _in_thread(target: object) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)  # type: ignore[arg-type]
+    thread.start()
+    return thread
+
+
+def test_a_listener_may_read_the_breaker_it_listens_to(clock: FakeClock) -> None:
+    # A CallRejected listener reading breaker.state used to deadlock: the
+    # event was emitted under the breaker's own lock.
+    breaker = CircuitBreaker("reader", CircuitBreakerConfig(failure_threshold=1))
+    states: list[tuple[str, CircuitState]] = []
+    breaker.subscribe(lambda event: states.append((type(event).__name__, breaker.state)))
+
+    def run() -> None:
+        with pytest.raises(Boom):
+            breaker.call(boom)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+
+    thread = _in_thread(run)
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "deadlocked"
+    assert [name for name, _ in states] == ["StateChanged", "CallFailed", "CallRejected"]
+    assert {state for _, state in states} == {"open"}
+
+
+def test_a_transition_caused_by_a_listener_is_announced_after_it(clock: FakeClock) -> None:
+    cfg = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=1.0)
+    breaker = CircuitBreaker("reentrant", cfg)
+    seen: list[tuple[str, str]] = []
+
+    def listener(event: Event) -> None:
+        if isinstance(event, StateChanged):
+            seen.append((event.old_state, event.new_state))
+            if event.new_state == "open":
+                clock.advance(1.0)
+                assert breaker.state == "half_open"  # a transition, from inside a listener
+
+    breaker.subscribe(listener)
+    with pytest.raises(Boom):
+        breaker.call(boom)
+    assert seen == [("closed", "open"), ("open", "half_open")]
+
+
+def test_state_changes_reach_listeners_in_order_across_threads(clock: FakeClock) -> None:
+    # Thread A is still delivering closed->open when thread B moves the
+    # breaker on: B leaves its change to A, which delivers it next.
+    cfg = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=1.0)
+    breaker = CircuitBreaker("ordered", cfg)
+    seen: list[tuple[str, str, str]] = []
+    delivering = threading.Event()
+    go_on = threading.Event()
+
+    def listener(event: Event) -> None:
+        if isinstance(event, StateChanged):
+            seen.append((event.old_state, event.new_state, threading.current_thread().name))
+            if event.new_state == "open":
+                delivering.set()
+                go_on.wait()
+
+    breaker.subscribe(listener)
+
+    def trip() -> None:
+        with pytest.raises(Boom):
+            breaker.call(boom)
+
+    a = threading.Thread(target=trip, name="A", daemon=True)
+    a.start()
+    assert delivering.wait(timeout=10)
+    clock.advance(1.0)
+    assert breaker.state == "half_open"  # B (this thread) moves it on
+    assert seen == [("closed", "open", "A")]  # not yet delivered, and not out of order
+    go_on.set()
+    a.join(timeout=10)
+    assert seen == [("closed", "open", "A"), ("open", "half_open", "A")]

@@ -1,0 +1,381 @@
+"""Stress: many threads and tasks through one policy, with random outcomes
+and cancellations, and every call accounted for exactly.
+
+Each call is classified twice: by the caller (what it got back) and by the
+policy (its events, its window, its permits). The two must agree to the
+unit, and nothing may be left behind: no permit held, no thread, no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import resilient
+from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, events
+
+pytestmark = pytest.mark.slow
+
+THREADS = 8
+CALLS_PER_THREAD = 50_000
+TASKS = 10_000
+
+
+class Boom(Exception):
+    pass
+
+
+class Skipped(Exception):
+    pass
+
+
+class Tally:
+    """Counters shared by threads."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counts)
+
+
+class EventTally:
+    def __init__(self) -> None:
+        self.kinds: Counter[str] = Counter()
+        self.changes: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: events.Event) -> None:
+        with self._lock:
+            self.kinds[type(event).__name__] += 1
+            if isinstance(event, events.StateChanged):
+                self.changes.append((event.old_state, event.new_state))
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    before = threading.active_count()
+    yield
+    assert threading.active_count() == before, "a thread outlived the test"
+
+
+def _run_threads(target: Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _outcome(rng: random.Random, fail: float, skip: float) -> str:
+    roll = rng.random()
+    return "fail" if roll < fail else "skip" if roll < fail + skip else "ok"
+
+
+def _check_transitions(changes: list[tuple[str, str]]) -> None:
+    """Each transition starts where the previous one ended (one event each)."""
+    state = "closed"
+    for old, new in changes:
+        assert old == state, f"transition {old}->{new} announced while {state}"
+        state = new
+
+
+# -- threads -----------------------------------------------------------------------
+
+
+def test_threads_lock_free_successes_are_all_counted(no_leaks: None) -> None:
+    # A breaker that never trips, with a window larger than all the calls:
+    # the window must hold exactly every recorded call, although successes
+    # are counted without the lock.
+    total = THREADS * CALLS_PER_THREAD
+    cfg = CircuitBreakerConfig(failure_threshold=total + 1, window_size=total, ignore_on=(Skipped,))
+    breaker = CircuitBreaker("stress-window", cfg, listeners=events.ListenerSet())
+    tally = Tally()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(CALLS_PER_THREAD):
+            outcome = _outcome(rng, 0.1, 0.05)
+
+            def fn(outcome: str = outcome) -> None:
+                tally.add("ran")
+                if outcome == "fail":
+                    raise Boom
+                if outcome == "skip":
+                    raise Skipped
+
+            try:
+                breaker.call(fn)
+            except Boom:
+                tally.add("failed")
+            except Skipped:
+                tally.add("ignored")
+            else:
+                tally.add("succeeded")
+
+    assert not events.hub.listening  # the lock-free path is the one under test
+    _run_threads(worker)
+    counts = tally.snapshot()
+    assert counts["ran"] == total
+    assert counts["succeeded"] + counts["failed"] + counts["ignored"] == total
+    metrics = breaker.metrics()
+    assert metrics.state == "closed"
+    assert metrics.calls == counts["succeeded"] + counts["failed"]
+    assert metrics.failures == counts["failed"]
+
+
+def test_threads_tripping_breaker_accounts_for_every_call(no_leaks: None) -> None:
+    cfg = CircuitBreakerConfig(
+        failure_threshold=5,
+        failure_rate_threshold=0.5,
+        minimum_calls=20,
+        window_size=50,
+        recovery_timeout=0.0,  # OPEN half-opens at once: many transitions
+        half_open_max_calls=3,
+        success_threshold=2,
+        ignore_on=(Skipped,),
+    )
+    breaker = CircuitBreaker("stress-trip", cfg, listeners=events.ListenerSet())
+    seen = EventTally()
+    unsubscribe = breaker.subscribe(seen)
+    tally = Tally()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(CALLS_PER_THREAD):
+            outcome = _outcome(rng, 0.3, 0.05)
+
+            def fn(outcome: str = outcome) -> None:
+                tally.add("ran")
+                if outcome == "fail":
+                    raise Boom
+                if outcome == "skip":
+                    raise Skipped
+
+            try:
+                breaker.call(fn)
+            except CircuitOpenError:
+                tally.add("rejected")
+            except Boom:
+                tally.add("failed")
+            except Skipped:
+                tally.add("ignored")
+            else:
+                tally.add("succeeded")
+
+    try:
+        _run_threads(worker)
+    finally:
+        unsubscribe()
+    counts = tally.snapshot()
+    started = THREADS * CALLS_PER_THREAD
+    assert counts["succeeded"] + counts["failed"] + counts["ignored"] == counts["ran"]
+    assert counts["ran"] + counts["rejected"] == started
+    assert counts["rejected"] > 0, "the breaker should have tripped"
+    assert seen.kinds["CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["CallFailed"] == counts["failed"]
+    assert seen.kinds["CallRejected"] == counts["rejected"]
+    _check_transitions(seen.changes)
+    assert breaker._core.half_open_in_flight == 0
+
+
+def test_threads_half_open_admits_exactly_half_open_max_calls(no_leaks: None) -> None:
+    contenders = 12
+    for max_calls in (1, 3, 5):
+        cfg = CircuitBreakerConfig(
+            failure_threshold=1,
+            recovery_timeout=0.0,
+            half_open_max_calls=max_calls,
+            success_threshold=10**9,  # stays half-open round after round
+        )
+        breaker = CircuitBreaker("stress-probes", cfg, listeners=events.ListenerSet())
+        with pytest.raises(Boom):
+            breaker.call(_raise_boom)
+        assert breaker.state == "half_open"
+        for _round in range(30):
+            admitted = Tally()
+            reached = threading.Semaphore(0)  # one release per contender decided
+            gate = threading.Event()
+
+            def probe(
+                admitted: Tally = admitted,
+                reached: threading.Semaphore = reached,
+                gate: threading.Event = gate,
+            ) -> None:
+                admitted.add("in")
+                reached.release()
+                gate.wait()  # holds the permit until every contender has tried
+
+            def contender(
+                breaker: CircuitBreaker = breaker,
+                probe: Callable[[], None] = probe,
+                reached: threading.Semaphore = reached,
+            ) -> None:
+                try:
+                    breaker.call(probe)
+                except CircuitOpenError:
+                    reached.release()
+
+            threads = [threading.Thread(target=contender) for _ in range(contenders)]
+            for thread in threads:
+                thread.start()
+            for _ in range(contenders):
+                reached.acquire()
+            assert admitted.snapshot()["in"] == max_calls
+            gate.set()
+            for thread in threads:
+                thread.join()
+        assert breaker._core.half_open_in_flight == 0
+
+
+def _raise_boom() -> None:
+    raise Boom
+
+
+# -- asyncio -----------------------------------------------------------------------
+
+
+def test_tasks_with_random_cancellations_are_all_accounted_for() -> None:
+    cfg = CircuitBreakerConfig(
+        failure_threshold=5,
+        failure_rate_threshold=0.5,
+        minimum_calls=20,
+        window_size=50,
+        recovery_timeout=0.0,
+        half_open_max_calls=4,
+        success_threshold=2,
+        ignore_on=(Skipped,),
+    )
+    breaker = CircuitBreaker("stress-tasks", cfg, listeners=events.ListenerSet())
+    seen = EventTally()
+    unsubscribe = breaker.subscribe(seen)
+    tally = Tally()
+
+    async def one(rng: random.Random) -> None:
+        tally.add("entered")  # not reached by a task cancelled before it starts
+        outcome = _outcome(rng, 0.3, 0.05)
+        steps = rng.randrange(4)
+        ran = False
+
+        async def fn() -> None:
+            nonlocal ran
+            ran = True
+            tally.add("ran")
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            if outcome == "fail":
+                raise Boom
+            if outcome == "skip":
+                raise Skipped
+
+        try:
+            await breaker.call_async(fn)
+        except CircuitOpenError:
+            tally.add("rejected")
+        except Boom:
+            tally.add("failed")
+        except Skipped:
+            tally.add("ignored")
+        except asyncio.CancelledError:
+            tally.add("cancelled_running" if ran else "cancelled_before")
+            raise
+        else:
+            tally.add("succeeded")
+
+    cancelled = 0
+
+    async def main() -> None:
+        nonlocal cancelled
+        before = asyncio.all_tasks()
+        rng = random.Random(2024)
+        tasks = [asyncio.ensure_future(one(random.Random(rng.random()))) for _ in range(TASKS)]
+        for _ in range(3):
+            await asyncio.sleep(0)
+            for task in rng.sample(tasks, TASKS // 20):
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = sum(task.cancelled() for task in tasks)
+        assert asyncio.all_tasks() == before, "a task outlived its call"
+
+    try:
+        asyncio.run(main())
+    finally:
+        unsubscribe()
+    counts = tally.snapshot()
+    admitted = counts["ran"]
+    assert (
+        counts["succeeded"] + counts["failed"] + counts["ignored"] + counts["cancelled_running"]
+        == admitted
+    )
+    assert admitted + counts["rejected"] + counts["cancelled_before"] == counts["entered"]
+    never_started = TASKS - counts["entered"]
+    assert cancelled == never_started + counts["cancelled_running"] + counts["cancelled_before"]
+    assert counts["cancelled_running"] > 0
+    assert counts["rejected"] > 0
+    assert seen.kinds["CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["CallFailed"] == counts["failed"]
+    assert seen.kinds["CallRejected"] == counts["rejected"]
+    _check_transitions(seen.changes)
+    assert breaker._core.half_open_in_flight == 0
+
+
+def test_tasks_half_open_admits_exactly_half_open_max_calls() -> None:
+    async def main() -> None:
+        before = asyncio.all_tasks()
+        cfg = CircuitBreakerConfig(
+            failure_threshold=1,
+            recovery_timeout=0.0,
+            half_open_max_calls=4,
+            success_threshold=10**9,
+        )
+        breaker = CircuitBreaker("stress-task-probes", cfg, listeners=events.ListenerSet())
+        with pytest.raises(Boom):
+            breaker.call(_raise_boom)
+        rng = random.Random(5)
+        for _round in range(200):
+            gate = asyncio.Event()
+            running = 0
+
+            async def probe(gate: asyncio.Event = gate) -> None:
+                nonlocal running
+                running += 1
+                try:
+                    await gate.wait()
+                finally:
+                    running -= 1
+
+            async def contender(probe: Callable[[], object] = probe) -> str:
+                try:
+                    await breaker.call_async(probe)  # type: ignore[arg-type]
+                except CircuitOpenError:
+                    return "rejected"
+                return "admitted"
+
+            tasks = [asyncio.ensure_future(contender()) for _ in range(20)]
+            await asyncio.sleep(0)
+            assert running == 4
+            # Cancel some probes while they hold a permit: they must give it back.
+            for task in rng.sample(tasks, 8):
+                task.cancel()
+            gate.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            assert breaker._core.half_open_in_flight == 0
+        assert asyncio.all_tasks() == before
+
+    asyncio.run(main())
+
+
+def test_the_global_registry_is_untouched() -> None:
+    # The stress tests use unregistered breakers; nothing leaks into the registry.
+    assert resilient.registry.names() == []
