@@ -60,8 +60,13 @@ def _latency(value: object) -> tuple[float, float]:
             raise TypeError(
                 f"{_OWNER}.latency must be seconds or a (low, high) pair of them, got {value!r}"
             )
-        low = _validate.seconds(_OWNER, "latency", value[0])
-        high = _validate.seconds(_OWNER, "latency", value[1])
+        try:
+            low = _validate.seconds(_OWNER, "latency", value[0])
+            high = _validate.seconds(_OWNER, "latency", value[1])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{_OWNER}.latency must be a (low, high) pair of finite seconds >= 0, got {value!r}"
+            ) from None
         if high < low:
             raise ValueError(f"{_OWNER}.latency must be a range with low <= high, got {value!r}")
         return low, high
@@ -70,9 +75,10 @@ def _latency(value: object) -> tuple[float, float]:
 
 
 def _exception_factory(value: object) -> Callable[[], BaseException]:
-    if isinstance(value, type) and issubclass(value, BaseException):
-        return value
-    if isinstance(value, BaseException):
+    if isinstance(value, type):
+        if issubclass(value, BaseException):
+            return value
+    elif isinstance(value, BaseException):
         template = value
 
         def copied() -> BaseException:
@@ -83,7 +89,7 @@ def _exception_factory(value: object) -> Callable[[], BaseException]:
             return error
 
         return copied
-    if callable(value):
+    elif callable(value):
         return value
     raise TypeError(
         f"{_OWNER}.exception must be an exception type, an exception, or a callable "
