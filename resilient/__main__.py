@@ -1,10 +1,13 @@
-"""``python -m resilient demo``: watch a breaker open and recover."""
+"""``python -m resilient``: the demo and the command-line tools."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .demo import add_arguments as add_demo_arguments
+from .demo import validate as validate_demo
 
 __all__ = ["main"]
 
@@ -18,18 +21,20 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resilient")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="simulate a flaky dependency behind a breaker")
-    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--calls", type=int, default=60, help="calls to make (default 60)")
-    demo.set_defaults(handler=_demo)
+    demo = commands.add_parser(
+        "demo", help="watch with_resilience protect callers from a failing dependency"
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(handler=_demo, validate=lambda a, _: validate_demo(a, demo))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "calls", 1) < 1:
-        parser.error(f"--calls must be >= 1, got {args.calls}")
+    check = getattr(args, "validate", None)
+    if check is not None:
+        check(args, parser)
     code: int = args.handler(args)
     return code
 
