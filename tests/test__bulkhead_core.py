@@ -1,59 +1,74 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient._bulkhead_core import FULL, GRANTED, QUEUE, LimiterCore, Waiter
+from resilient._bulkhead_core import LimiterCore, Waiter
 
 
-def test_grants_up_to_the_limit_then_queues_then_is_full() -> None:
+def test_permits_are_taken_until_none_is_free() -> None:
     core = LimiterCore(2, 1)
-    assert [core.try_enter(), core.try_enter()] == [GRANTED, GRANTED]
-    assert core.try_enter() == QUEUE
-    core.enqueue("w")
-    assert core.try_enter() == FULL
-    assert (core.active, core.queued) == (2, 1)
+    core.take()
+    core.take()
+    with pytest.raises(IndexError):
+        core.take()
+    assert core.active == 2
+    core.give()
+    assert core.active == 1
 
 
-def test_release_hands_the_permit_to_the_first_waiter_in_order() -> None:
+def test_the_queue_has_room_for_max_queue_waiters() -> None:
+    core = LimiterCore(1, 2)
+    assert core.can_queue()
+    core.enqueue("a")
+    core.enqueue("b")
+    assert not core.can_queue()
+    assert core.queued == 2
+
+
+def test_hand_over_gives_free_permits_to_waiters_in_order() -> None:
     core = LimiterCore(1, 3)
-    core.try_enter()
+    core.take()
     first, second = core.enqueue("a"), core.enqueue("b")
-    assert core.release() is first
-    assert (core.active, core.queued, core.completed) == (1, 1, 1)
-    assert core.release() is second
-    assert core.release() is None
-    assert (core.active, core.queued, core.completed) == (0, 0, 3)
+    assert core.hand_over() is None  # no free permit
+    core.give()
+    assert core.hand_over() is first
+    assert (core.active, core.queued) == (1, 1)
+    assert core.hand_over() is None
+    core.give()
+    assert core.hand_over() is second
+    assert core.hand_over() is None  # nobody waits
+    assert (core.active, core.queued) == (1, 0)
 
 
 def test_a_cancelled_waiter_is_skipped_and_holds_nothing() -> None:
     core = LimiterCore(1, 2)
-    core.try_enter()
+    core.take()
     gone, kept = core.enqueue("a"), core.enqueue("b")
     assert core.cancel(gone) is False
     assert core.queued == 1
-    assert core.release() is kept
+    core.give()
+    assert core.hand_over() is kept
 
 
-def test_a_waiter_granted_before_it_cancels_holds_the_permit_once() -> None:
+def test_a_waiter_handed_a_permit_before_it_cancels_holds_it_once() -> None:
     core = LimiterCore(1, 1)
-    core.try_enter()
+    core.take()
     waiter = core.enqueue("a")
-    assert core.release() is waiter
+    core.give()
+    assert core.hand_over() is waiter
     assert core.cancel(waiter) is True
     assert core.cancel(waiter) is False  # asking twice never frees twice
-    assert core.release(completed=False) is None
-    assert (core.active, core.completed) == (0, 1)
 
 
-def test_undeliverable_permit_goes_to_the_next_waiter() -> None:
-    core = LimiterCore(1, 2)
-    core.try_enter()
-    dead, alive = core.enqueue("a"), core.enqueue("b")
-    assert core.release() is dead
-    assert core.undeliverable(dead) is alive
-    assert core.cancel(dead) is False  # its late clean-up must not free it again
-    assert (core.active, core.queued) == (1, 0)
+def test_completed_calls_are_counted_without_the_lock() -> None:
+    core = LimiterCore(1, 0)
+    assert core.completed() == 0
+    for _ in range(5):
+        core.finished()
+    assert core.completed() == 5
+    assert core.completed() == 5  # reading does not count
 
 
 def test_reject_counts_and_remembers_when() -> None:
@@ -64,49 +79,54 @@ def test_reject_counts_and_remembers_when() -> None:
 
 def test_cancelled_waiters_do_not_pile_up_without_releases() -> None:
     core = LimiterCore(1, 1)
-    core.try_enter()
+    core.take()
     for _ in range(10_000):
-        assert core.try_enter() == QUEUE
+        assert core.can_queue()
         core.cancel(core.enqueue("w"))
     assert len(core._waiters) <= 17
 
 
-@given(st.lists(st.tuples(st.sampled_from("eEcrx"), st.integers(0, 50)), max_size=200))
-def test_invariants_hold_under_any_sequence(ops: list[tuple[str, int]]) -> None:
-    """Permits are conserved: holders = active, and nobody waits while one is free."""
+@given(st.lists(st.tuples(st.sampled_from("eerrcx"), st.integers(0, 50)), max_size=200))
+def test_permits_are_conserved_under_any_sequence(ops: list[tuple[str, int]]) -> None:
+    """The driver's protocol, step by step: permits held = active, at most
+    max_concurrent; and no permit stays free while someone waits."""
     core = LimiterCore(3, 4)
-    holders = 0  # calls running with a permit
+    running = 0
     waiting: list[Waiter] = []
-    granted: list[Waiter] = []  # handed a permit, not yet running
+    handed: list[Waiter] = []  # given a permit, not yet running
+
+    def give_back() -> None:
+        core.give()
+        while core.queued:
+            waiter = core.hand_over()
+            if waiter is None:
+                break
+            waiting.remove(waiter)
+            handed.append(waiter)
+
     for op, pick in ops:
-        if op in "eE":
-            decision = core.try_enter()
-            if decision == GRANTED:
-                holders += 1
-            elif decision == QUEUE:
-                waiting.append(core.enqueue(None))
-        elif op == "c" and (waiting or granted):
-            pool = waiting + granted
+        if op == "e":  # a call arrives
+            try:
+                core.take()
+                running += 1
+            except IndexError:
+                if core.can_queue():
+                    waiting.append(core.enqueue(None))
+        elif op == "r" and running:  # a call ends
+            running -= 1
+            core.finished()
+            give_back()
+        elif op == "c" and (waiting or handed):  # a waiter gives up
+            pool = waiting + handed
             waiter = pool[pick % len(pool)]
             if core.cancel(waiter):
-                granted.remove(waiter)
-                handed = core.release(completed=False)
-                if handed is not None:
-                    waiting.remove(handed)
-                    granted.append(handed)
+                handed.remove(waiter)
+                give_back()
             else:
                 waiting.remove(waiter)
-        elif op == "r" and holders:
-            holders -= 1
-            handed = core.release()
-            if handed is not None:
-                waiting.remove(handed)
-                granted.append(handed)
-        elif op == "x" and granted:
-            # A granted waiter wakes and runs.
-            waiter = granted.pop(pick % len(granted))
-            assert core.cancel(waiter) is True
-            holders += 1
-        assert core.active == holders + len(granted) <= 3
+        elif op == "x" and handed:  # a woken waiter starts running
+            handed.pop(pick % len(handed))
+            running += 1
+        assert core.active == running + len(handed) <= 3
         assert core.queued == len(waiting) <= 4
         assert not waiting or core.active == 3
