@@ -11,7 +11,6 @@ retry has given up.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -146,44 +145,15 @@ class ResiliencePolicies:
         )
 
 
-# A layer's (sync, async) entry points, each called as (fn, args, kwargs).
-_Entry = tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]
-
 _NO_KWARGS: dict[str, Any] = {}  # never mutated: each layer unpacks it into a fresh call
-
-
-class _Hop:
-    """One layer over the layer below it: the layer's ``_call`` gets the
-    layer below as its function and ``(fn, args, kwargs)`` as its arguments."""
-
-    __slots__ = ("abelow", "acall", "below", "call")
-
-    def __init__(
-        self,
-        call: Callable[..., Any],
-        acall: Callable[..., Awaitable[Any]],
-        below: Callable[..., Any],
-        abelow: Callable[..., Awaitable[Any]],
-    ) -> None:
-        self.call, self.acall, self.below, self.abelow = call, acall, below, abelow
-
-    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return self.call(self.below, (fn, args, kwargs), _NO_KWARGS)
-
-    def arun(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Awaitable[Any]:
-        # Returns the layer's own awaitable: no coroutine of our own per hop.
-        return self.acall(self.abelow, (fn, args, kwargs), _NO_KWARGS)
 
 
 class Resilience:
     """A :class:`ResiliencePolicy` made real under ``name``: its breaker and
     bulkhead are registered in ``registry`` (default: the global one).
 
-    One object runs the whole stack, chained once here: the innermost layer
-    is handed the caller's function, each layer above it the layer below
-    (see :class:`_Hop`). A call builds a tuple per layer and no closures.
+    One object runs the whole stack, chained once here (see :func:`_chain`):
+    a call builds a tuple per layer, and no closure.
     """
 
     __slots__ = (
@@ -234,20 +204,16 @@ class Resilience:
 
         # Every layer checks the on/off switch itself, so the chain needs no
         # check of its own; fallback is the one layer handled here.
-        layers: list[_Entry] = [
-            (layer._call, layer._acall)
-            for layer in (self.retry, self.breaker, self.bulkhead, self.timeout)
-            if layer is not None
+        present = [
+            layer for layer in (self.retry, self.breaker, self.bulkhead, self.timeout) if layer
         ]
-        if self.fallback is not None:
-            # The outermost layer is called by the fallback's own frame.
-            outer, aouter = layers.pop(0) if layers else (_plain, _aplain)
-        run, arun = _chain(layers)
+        run = _chain([layer._call for layer in present])
+        arun = _chain([layer._acall for layer in present])
         if self.fallback is None:
             self._call, self._acall = run, arun
         else:
-            self._call = functools.partial(self._call_with_fallback, outer, run)
-            self._acall = functools.partial(self._acall_with_fallback, aouter, arun)
+            self._call = _falling_back(self.fallback, run)
+            self._acall = _afalling_back(self.fallback, arun)
 
     def __repr__(self) -> str:
         layers = [
@@ -275,47 +241,6 @@ class Resilience:
         """Await ``fn(*args, **kwargs)`` through every layer."""
         return cast(R, await self._acall(fn, args, kwargs))
 
-    def _call_with_fallback(
-        self,
-        outer: Callable[..., Any],
-        below: Callable[..., Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        try:
-            return outer(below, (fn, args, kwargs), _NO_KWARGS)
-        except Exception as exc:
-            fallback = self.fallback
-            assert fallback is not None
-            if not isinstance(exc, fallback.on) or not switch.on:
-                raise
-            if fallback._async_handler:
-                raise TypeError(
-                    f"{fallback!r}: an async handler cannot answer for the sync function {fn!r}"
-                ) from exc
-            return fallback._answer(fn, args, kwargs, exc)
-
-    async def _acall_with_fallback(
-        self,
-        aouter: Callable[..., Awaitable[Any]],
-        abelow: Callable[..., Awaitable[Any]],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        try:
-            return await aouter(abelow, (fn, args, kwargs), _NO_KWARGS)
-        except Exception as exc:
-            fallback = self.fallback
-            assert fallback is not None
-            if not isinstance(exc, fallback.on) or not switch.on:
-                raise
-            answer = fallback._answer(fn, args, kwargs, exc)
-            if inspect.isawaitable(answer):
-                answer = await answer
-            return answer
-
     def __call__(self, fn: F) -> F:
         """Use the composed policy itself as a decorator."""
         from ._decorate import decorate
@@ -331,24 +256,82 @@ class Resilience:
         return decorate(self, fn)
 
 
-def _chain(layers: list[_Entry]) -> _Entry:
-    """The (sync, async) entry points of ``layers`` (outermost first): the
-    innermost takes the caller's function itself, each other one a hop."""
-    run: Callable[..., Any] = _plain
-    arun: Callable[..., Awaitable[Any]] = _aplain
-    if layers:
-        run, arun = layers[-1]
-        for call, acall in reversed(layers[:-1]):
-            hop = _Hop(call, acall, run, arun)
-            run, arun = hop.run, hop.arun
-    return run, arun
+def _chain(layers: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """One entry point, called as ``(fn, args, kwargs)``, for ``layers``
+    (their ``_call``s, or their ``_acall``s; outermost first).
+
+    The innermost layer is handed the caller's function; each other layer is
+    handed the layer below it as its function, and that layer's arguments
+    as its own. The call ``entry(fn, args, kwargs)`` through retry, breaker
+    and bulkhead is ``retry(breaker, (bulkhead, (fn, args, kwargs), {}), {})``:
+    nested tuples built once per call, and no frame of ours between layers.
+    An async entry returns the outermost layer's awaitable.
+    """
+    n = len(layers)
+    if n == 0:
+        return _plain
+    if n == 1:
+        return layers[0]
+    if n == 2:
+        a, b = layers
+
+        def entry2(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return a(b, (fn, args, kwargs), _NO_KWARGS)
+
+        return entry2
+    if n == 3:
+        a, b, c = layers
+
+        def entry3(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return a(b, (c, (fn, args, kwargs), _NO_KWARGS), _NO_KWARGS)
+
+        return entry3
+    a, b, c, d = layers  # retry, breaker, bulkhead, timeout: never more
+
+    def entry4(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return a(b, (c, (d, (fn, args, kwargs), _NO_KWARGS), _NO_KWARGS), _NO_KWARGS)
+
+    return entry4
+
+
+def _falling_back(fallback: Fallback, run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` under ``fallback``, which answers with the call's own arguments."""
+    on = fallback.on
+
+    def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return run(fn, args, kwargs)
+        except Exception as exc:
+            if not isinstance(exc, on) or not switch.on:
+                raise
+            if fallback._async_handler:
+                raise TypeError(
+                    f"{fallback!r}: an async handler cannot answer for the sync function {fn!r}"
+                ) from exc
+            return fallback._answer(fn, args, kwargs, exc)
+
+    return call
+
+
+def _afalling_back(
+    fallback: Fallback, arun: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    on = fallback.on
+
+    async def acall(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return await arun(fn, args, kwargs)
+        except Exception as exc:
+            if not isinstance(exc, on) or not switch.on:
+                raise
+            answer = fallback._answer(fn, args, kwargs, exc)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return answer
+
+    return acall
 
 
 def _plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return fn(*args, **kwargs)
-
-
-def _aplain(
-    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Awaitable[Any]:
+    """No layer at all: the call itself (for a coroutine function, its coroutine)."""
     return fn(*args, **kwargs)
