@@ -1,10 +1,11 @@
 """``BulkheadConfig`` and ``Bulkhead``: a concurrency limit with a bounded queue.
 
 One limiter serves threads and asyncio tasks together, on any number of
-event loops: the rules live in :mod:`resilient._bulkhead_core` behind one
-``threading.Lock``; a queued thread waits on its own lock, a queued task on
-a future of its own loop, resolved through ``call_soon_threadsafe`` when the
-permit comes from another thread.
+event loops. The rules live in :mod:`resilient._bulkhead_core`: free permits
+are taken and given back without a lock, the queue sits behind one
+``threading.Lock``. A queued thread waits on a lock of its own, a queued task
+on a future of its own loop, resolved through ``call_soon_threadsafe`` when
+the permit comes from another thread.
 """
 
 from __future__ import annotations
@@ -215,8 +216,8 @@ class Bulkhead:
             return self._core.cancel(waiter)
 
     def _join_queue(self, wake: Callable[[], object]) -> Waiter | None:
-        """Under the lock: None with a permit taken after all, else the new
-        waiter (or ``BulkheadFullError`` when the queue is full)."""
+        """The new waiter, or None when a permit was taken after all; raises
+        ``BulkheadFullError`` when the queue is full."""
         core = self._core
         with self._lock:
             try:
@@ -224,11 +225,7 @@ class Bulkhead:
                 return None
             except IndexError:
                 pass
-            if not core.can_queue():
-                core.reject(_clock.monotonic())
-                full = True
-            else:
-                full = False
+            if core.can_queue():
                 waiter = core.enqueue(wake())
                 try:
                     core.take()  # freed by a release that saw no waiter yet
@@ -236,7 +233,7 @@ class Bulkhead:
                     return waiter
                 core.cancel(waiter)
                 return None
-        assert full
+            core.reject(_clock.monotonic())
         raise self._full()
 
     def _acquire(self) -> None:
@@ -293,7 +290,8 @@ class Bulkhead:
                 return  # granted at the last moment: use it
             raise self._reject() from None
         except BaseException:
-            # Cancelled: a permit handed over meanwhile goes to the next waiter.
+            # Cancelled or interrupted: a permit handed over meanwhile goes on
+            # to the next waiter.
             if self._leave_queue(waiter):
                 self._give_back()
             raise
