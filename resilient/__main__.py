@@ -1,4 +1,5 @@
-"""``python -m resilient``: the demo and the command-line tools."""
+"""``python -m resilient demo``: watch with_resilience protect callers from a
+failing dependency; ``python -m resilient breakers``: the fleet's shared breakers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .cli import breakers
 from .demo import add_arguments as add_demo_arguments
 from .demo import validate as validate_demo
 
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_demo_arguments(demo)
     demo.set_defaults(handler=_demo, validate=lambda a, _: validate_demo(a, demo))
+    breakers.add_parser(commands)
     return parser
 
 
