@@ -20,19 +20,20 @@ _PHASE_COLOURS = {True: "#dff0d8", False: "#f2dede"}
 
 @dataclass(frozen=True, slots=True)
 class Timeline:
-    """Per-second samples of one run."""
+    """One run cut into equal bins of time."""
 
-    seconds: Sequence[float]
-    phases: Sequence[tuple[str, bool]]  # (name, healthy) per second
-    breaker_states: Sequence[str]
+    duration: float
+    phases: Sequence[tuple[str, bool]]  # (name, healthy) per bin
+    breaker_states: Sequence[str]  # the worst state seen in each bin
     protected_error_rate: Sequence[float]  # failures seen by users, 0..1
+    protected_fallback_rate: Sequence[float]
     unprotected_error_rate: Sequence[float]
 
 
 def render_svg(timeline: Timeline, title: str) -> str:
-    width, height, left, right, top = 900, 360, 60, 20, 40
+    width, height, left, right, top = 900, 400, 60, 20, 40
     plot_w = width - left - right
-    n = max(1, len(timeline.seconds))
+    n = max(1, len(timeline.phases))
     step = plot_w / n
 
     def x(i: float) -> float:
@@ -68,7 +69,7 @@ def render_svg(timeline: Timeline, title: str) -> str:
         )
     # Plot: error rates.
     plot_top = state_y + band_h + 20
-    plot_h = height - plot_top - 40
+    plot_h = height - plot_top - 62
     parts.append(
         f'<rect x="{left}" y="{plot_top}" width="{plot_w}" height="{plot_h}" '
         'fill="none" stroke="#cccccc"/>'
@@ -76,9 +77,9 @@ def render_svg(timeline: Timeline, title: str) -> str:
     for frac in (0.0, 0.5, 1.0):
         y = plot_top + plot_h * (1 - frac)
         parts.append(f'<text x="{left - 36}" y="{y + 4:.1f}">{int(frac * 100)}%</text>')
-    parts.append(f'<text x="4" y="{plot_top - 6}">failed calls seen by users, per second</text>')
+    parts.append(f'<text x="4" y="{plot_top - 6}">share of calls, over time</text>')
 
-    def line(values: Sequence[float], colour: str, label: str, dy: int) -> None:
+    def line(values: Sequence[float], colour: str, label: str, dy: int, dash: str = "") -> None:
         if not values:
             return
         points = " ".join(
@@ -86,22 +87,24 @@ def render_svg(timeline: Timeline, title: str) -> str:
             for i, v in enumerate(values)
         )
         parts.append(
-            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
         )
         parts.append(
-            f'<text x="{left + 10}" y="{height - 22 + dy}" fill="{colour}">{escape(label)}</text>'
+            f'<text x="{left + 10}" y="{height - 40 + dy}" fill="{colour}">{escape(label)}</text>'
         )
 
-    line(timeline.unprotected_error_rate, "#d43f3a", "unprotected", 0)
-    line(timeline.protected_error_rate, "#1f5fa8", "protected by with_resilience", 14)
+    line(timeline.unprotected_error_rate, "#d43f3a", "unprotected: failed", 0)
+    line(timeline.protected_error_rate, "#1f5fa8", "with_resilience: failed", 14)
+    dashed = ' stroke-dasharray="5,4"'
+    line(timeline.protected_fallback_rate, "#7aa6d6", "with_resilience: fallback", 28, dashed)
     parts.append(
-        f'<text x="{width - right - 80}" y="{height - 8}">time: {n} s</text>'
+        f'<text x="{width - right - 90}" y="{height - 8}">time: {timeline.duration:g} s</text>'
     )
     legend_x = width - right - 330
     for j, (state, colour) in enumerate(list(_STATE_COLOURS.items())[:3]):
         parts.append(
-            f'<rect x="{legend_x + j * 100}" y="{height - 34}" width="10" height="10" '
-            f'fill="{colour}"/><text x="{legend_x + j * 100 + 14}" y="{height - 25}">'
+            f'<rect x="{legend_x + j * 100}" y="{height - 50}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{legend_x + j * 100 + 14}" y="{height - 41}">'
             f"{state}</text>"
         )
     parts.append("</svg>")

@@ -20,7 +20,7 @@ POLICY_NAME = "demo.dependency"
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    second: int
+    t: float  # seconds since the start, when the call began
     path: str
     outcome: str  # ok | fallback | failed
     latency: float
@@ -36,8 +36,7 @@ class Run:
     records: list[CallRecord] = field(default_factory=list)
     dependency_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     wasted_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    breaker_states: dict[int, str] = field(default_factory=dict)
-    phases: dict[int, Phase] = field(default_factory=dict)
+    samples: list[tuple[float, str, Phase]] = field(default_factory=list)  # t, breaker, phase
     done: bool = False
 
     def elapsed(self) -> float:
@@ -66,9 +65,7 @@ class Dependency:
         return "fresh data"
 
 
-def build_protected(
-    dependency: Dependency, duration: float
-) -> Callable[[str], object]:
+def build_protected(dependency: Dependency, duration: float) -> Callable[[str], object]:
     from ..bulkhead import BulkheadConfig
     from ..circuit_breaker import CircuitBreakerConfig
     from ..decorators import with_resilience
@@ -98,37 +95,29 @@ def build_protected(
     return fetch
 
 
-async def _worker(
-    run: Run, path: str, call: Callable[[str], object], pace: float
-) -> None:
+async def _worker(run: Run, path: str, call: Callable[[str], object], pace: float) -> None:
     while run.elapsed() < run.duration:
         start = time.monotonic()
-        second = int(start - run.started)
         try:
             result = await call(path)  # type: ignore[misc]
             outcome = "fallback" if result == "cached data" else "ok"
         except Exception:
             outcome = "failed"
-        run.records.append(CallRecord(second, path, outcome, time.monotonic() - start))
+        end = time.monotonic()
+        run.records.append(CallRecord(start - run.started, path, outcome, end - start))
         await asyncio.sleep(pace)
 
 
 async def _sampler(run: Run, on_tick: Callable[[Run], None] | None) -> None:
     from ..registry import registry
 
-    severity = {"closed": 0, "forced_closed": 0, "half_open": 1, "open": 2, "forced_open": 2}
     while run.elapsed() < run.duration:
-        second = int(run.elapsed())
         breaker = registry.get(POLICY_NAME)
         state = breaker.state.value if breaker is not None else "closed"
-        # Keep the worst state seen in each second.
-        old = run.breaker_states.get(second)
-        if old is None or severity[state] > severity[old]:
-            run.breaker_states[second] = state
-        run.phases.setdefault(second, run.scenario.phase_at(run.fraction()))
+        run.samples.append((run.elapsed(), state, run.scenario.phase_at(run.fraction())))
         if on_tick is not None:
             on_tick(run)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 async def _run(

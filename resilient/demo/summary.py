@@ -1,4 +1,4 @@
-"""What a run shows: per-second series and the protected-vs-unprotected summary."""
+"""What a run shows: binned series and the protected-vs-unprotected summary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from .chart import Timeline
 from .runner import PROTECTED, UNPROTECTED, CallRecord, Run
 
-__all__ = ["PathSummary", "percentile", "summarize", "timeline", "window_stats"]
+__all__ = ["BINS", "PathSummary", "percentile", "summarize", "timeline", "window_stats"]
+
+BINS = 60
+_SEVERITY = {"closed": 0, "forced_closed": 0, "half_open": 1, "open": 2, "forced_open": 2}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -31,83 +34,94 @@ class PathSummary:
     recover_seconds: float | None
     p50: float
     p99: float
+    p99_unhealthy: float  # over calls made while the dependency was failing or slow
 
 
-def _per_second(records: Sequence[CallRecord], path: str, seconds: int) -> list[list[CallRecord]]:
-    buckets: list[list[CallRecord]] = [[] for _ in range(seconds)]
+def _binned(records: Sequence[CallRecord], path: str, run: Run) -> list[list[CallRecord]]:
+    width = run.duration / BINS
+    bins: list[list[CallRecord]] = [[] for _ in range(BINS)]
     for record in records:
-        if record.path == path and 0 <= record.second < seconds:
-            buckets[record.second].append(record)
-    return buckets
+        if record.path == path:
+            bins[min(BINS - 1, max(0, int(record.t / width)))].append(record)
+    return bins
 
 
-def _error_rate(bucket: Sequence[CallRecord]) -> float:
-    return sum(r.outcome == "failed" for r in bucket) / len(bucket) if bucket else 0.0
+def _rate(bucket: Sequence[CallRecord], outcome: str) -> float:
+    return sum(r.outcome == outcome for r in bucket) / len(bucket) if bucket else 0.0
 
 
-def _recovery(run: Run, path: str, seconds: int) -> float | None:
+def _recovery(run: Run, path: str) -> float | None:
     """Seconds from the dependency's recovery until this path served fresh
-    data again with under 5 % errors for a whole second."""
+    data again (>= 95 % of a bin's calls)."""
     start = run.scenario.recovery_start()
     if start is None:
         return None
-    first = int(start * run.duration)
-    for second, bucket in enumerate(_per_second(run.records, path, seconds)):
-        if second < first or not bucket:
+    begin = start * run.duration
+    width = run.duration / BINS
+    for index, bucket in enumerate(_binned(run.records, path, run)):
+        if (index + 1) * width <= begin or not bucket:
             continue
-        ok = sum(r.outcome == "ok" for r in bucket)
-        if ok / len(bucket) >= 0.95:
-            return float(max(0, second - first))
+        if _rate(bucket, "ok") >= 0.95:
+            return max(0.0, index * width - begin)
     return None
 
 
 def summarize(run: Run) -> dict[str, PathSummary]:
-    seconds = max(1, math.ceil(run.duration))
     result = {}
     for path in (UNPROTECTED, PROTECTED):
         mine = [r for r in run.records if r.path == path]
         latencies = [r.latency for r in mine]
+        unhealthy = [
+            r.latency for r in mine if not run.scenario.phase_at(r.t / run.duration).healthy
+        ]
         result[path] = PathSummary(
             calls=len(mine),
             ok=sum(r.outcome == "ok" for r in mine),
             fallbacks=sum(r.outcome == "fallback" for r in mine),
             failed=sum(r.outcome == "failed" for r in mine),
             wasted=run.wasted_calls.get(path, 0),
-            recover_seconds=_recovery(run, path, seconds),
+            recover_seconds=_recovery(run, path),
             p50=percentile(latencies, 50),
             p99=percentile(latencies, 99),
+            p99_unhealthy=percentile(unhealthy, 99),
         )
     return result
 
 
 def window_stats(run: Run, path: str, now: float, width: float = 1.0) -> tuple[float, float]:
-    """Calls per second and success rate over the last ``width`` seconds."""
-    recent = [r for r in run.records[-4000:] if r.path == path and r.second >= int(now - width)]
+    """Calls per second and fresh-data rate over the last ``width`` seconds."""
+    recent = [r for r in run.records[-4000:] if r.path == path and r.t >= now - width]
     if not recent:
         return 0.0, 1.0
-    ok = sum(r.outcome == "ok" for r in recent)
-    return len(recent) / width, ok / len(recent)
+    return len(recent) / width, _rate(recent, "ok")
 
 
 def timeline(run: Run) -> Timeline:
-    seconds = max(1, math.ceil(run.duration))
-    phases = []
-    states = []
-    last_phase = run.scenario.phases[0]
-    last_state = "closed"
-    for second in range(seconds):
-        last_phase = run.phases.get(second, last_phase)
-        last_state = run.breaker_states.get(second, last_state)
-        phases.append((last_phase.name, last_phase.healthy))
+    width = run.duration / BINS
+    phases: list[tuple[str, bool]] = []
+    states: list[str] = []
+    first = run.scenario.phases[0]
+    worst: list[str | None] = [None] * BINS
+    phase_of: list[tuple[str, bool] | None] = [None] * BINS
+    for t, state, phase in run.samples:
+        index = min(BINS - 1, int(t / width))
+        old = worst[index]
+        if old is None or _SEVERITY[state] > _SEVERITY[old]:
+            worst[index] = state
+        if phase_of[index] is None:
+            phase_of[index] = (phase.name, phase.healthy)
+    last_state, last_phase = "closed", (first.name, first.healthy)
+    for index in range(BINS):
+        last_state = worst[index] or last_state
+        last_phase = phase_of[index] or last_phase
         states.append(last_state)
+        phases.append(last_phase)
+    protected = _binned(run.records, PROTECTED, run)
     return Timeline(
-        seconds=list(range(seconds)),
+        duration=run.duration,
         phases=phases,
         breaker_states=states,
-        protected_error_rate=[
-            _error_rate(b) for b in _per_second(run.records, PROTECTED, seconds)
-        ],
-        unprotected_error_rate=[
-            _error_rate(b) for b in _per_second(run.records, UNPROTECTED, seconds)
-        ],
+        protected_error_rate=[_rate(b, "failed") for b in protected],
+        protected_fallback_rate=[_rate(b, "fallback") for b in protected],
+        unprotected_error_rate=[_rate(b, "failed") for b in _binned(run.records, UNPROTECTED, run)],
     )

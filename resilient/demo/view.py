@@ -58,9 +58,7 @@ class LiveView:
             rate, success = window_stats(run, path, now)
             p50, p99 = _latency(run, path)
             state = _breaker_state() if path == PROTECTED else "-"
-            rows.append(
-                (label, state, f"{rate:.0f}", f"{success:.0%}", _ms(p50), _ms(p99))
-            )
+            rows.append((label, state, f"{rate:.0f}", f"{success:.0%}", _ms(p50), _ms(p99)))
         return rows
 
     def _tick_plain(self, run: Run) -> None:
@@ -71,7 +69,7 @@ class LiveView:
         phase = run.scenario.phase_at(run.fraction()).name
         parts = [f"[{min(run.elapsed(), run.duration):5.1f}s {phase:<10}]"]
         for label, state, rate, success, p50, p99 in self._rows(run):
-            parts.append(f"{label}: {state:<9} {rate:>4}/s ok {success:>4} p50 {p50} p99 {p99}")
+            parts.append(f"{label}: {state:<9} {rate:>4}/s fresh {success:>4} p50 {p50} p99 {p99}")
         parts.append(_collector_line(self._collector))
         print(" | ".join(parts), file=self._out, flush=True)
 
@@ -81,7 +79,7 @@ class LiveView:
         from rich.table import Table
 
         table = Table(title=f"scenario {run.scenario.name!r}: {run.scenario.description}")
-        for column in ("policy", "breaker", "calls/s", "success", "p50", "p99"):
+        for column in ("policy", "breaker", "calls/s", "fresh data", "p50", "p99"):
             table.add_column(column, justify="right" if column != "policy" else "left")
         for row in self._rows(run):
             table.add_row(*row)
@@ -110,15 +108,19 @@ def summary_rows(summaries: dict[str, PathSummary]) -> list[tuple[str, str, str]
     u, p = summaries[UNPROTECTED], summaries[PROTECTED]
 
     def recover(value: float | None) -> str:
-        return "did not recover" if value is None else f"{value:.0f} s"
+        return "did not recover" if value is None else f"{value:.1f} s"
 
     return [
         ("calls made by users", str(u.calls), str(p.calls)),
         ("failed calls seen by users", str(u.failed), str(p.failed)),
         ("served from fallback", "-", str(p.fallbacks)),
         ("calls wasted on the failing dependency", str(u.wasted), str(p.wasted)),
-        ("time to recover after the dependency did", recover(u.recover_seconds),
-         recover(p.recover_seconds)),
+        (
+            "time to recover after the dependency did",
+            recover(u.recover_seconds),
+            recover(p.recover_seconds),
+        ),
         ("p50 latency", _ms(u.p50), _ms(p.p50)),
         ("p99 latency", _ms(u.p99), _ms(p.p99)),
+        ("p99 latency while the dependency was down", _ms(u.p99_unhealthy), _ms(p.p99_unhealthy)),
     ]
