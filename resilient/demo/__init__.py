@@ -51,8 +51,8 @@ def _has_rich() -> bool:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ..metrics import MetricsCollector
     from ..events import subscribe
+    from ..metrics import MetricsCollector
     from .chart import render_svg
     from .runner import run_scenario
     from .summary import summarize, timeline

@@ -21,6 +21,7 @@ def test_render_svg_is_well_formed_and_shows_each_series() -> None:
     polylines = root.findall(f"{ns}polyline")
     assert len(polylines) == 3
     titles = [t.text for t in root.iter(f"{ns}title")]
-    assert titles.count("open") == 1 and titles.count("half_open") == 1
+    assert titles.count("open") == 1
+    assert titles.count("half_open") == 1
     assert "failing" in titles
     assert "demo &lt;test&gt;" in svg

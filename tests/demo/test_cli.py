@@ -40,7 +40,8 @@ def test_plain_live_view_prints_progress(
     out = tmp_path / "t.svg"
     assert main(["demo", "--duration", "2", "--scenario", "flaky", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "with_resilience:" in text and "unprotected:" in text
+    assert "with_resilience:" in text
+    assert "unprotected:" in text
     assert out.exists()
 
 

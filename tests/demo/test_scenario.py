@@ -23,5 +23,6 @@ def test_recovery_starts_after_the_last_bad_phase(name: str, start: float) -> No
 
 def test_every_scenario_starts_healthy_and_has_a_bad_phase() -> None:
     for scenario in SCENARIOS.values():
-        assert scenario.phases[0].start == 0.0 and scenario.phases[0].healthy
+        assert scenario.phases[0].start == 0.0
+        assert scenario.phases[0].healthy
         assert any(not p.healthy for p in scenario.phases)

@@ -36,7 +36,8 @@ def test_summarize_counts_each_path() -> None:
     assert (p.calls, p.failed, p.fallbacks, p.wasted) == (100, 0, 50, 3)
     assert u.recover_seconds == 0.0
     assert p.recover_seconds == 0.5
-    assert u.p99_unhealthy == 0.5 and p.p99_unhealthy == 0.02
+    assert u.p99_unhealthy == 0.5
+    assert p.p99_unhealthy == 0.02
 
 
 def test_timeline_bins_the_run() -> None:
