@@ -129,6 +129,13 @@ class _Permit(NamedTuple):
 _UNTIMED = _Permit(0, None)
 
 
+class _Entry(NamedTuple):
+    """What ``with breaker:`` keeps between entering and leaving the block."""
+
+    permit: _Permit
+    scope: events.RequestScope | None
+
+
 class CircuitBreaker:
     """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
     around bookkeeping, never across the protected call or an ``await``."""
@@ -148,7 +155,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._cm_permits: contextvars.ContextVar[tuple[_Permit | None, ...]] | None = None
+        self._cm_permits: contextvars.ContextVar[tuple[_Entry | None, ...]] | None = None
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self.config = cfg
@@ -386,6 +393,14 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return fn(*args, **kwargs)
+        if events.hub.listening:
+            outcome: R = events.run_request(
+                self._listeners, self.name, "circuit_breaker", self._run, fn, args, kwargs
+            )
+            return outcome
+        return self._run(fn, args, kwargs)
+
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         permit = self._enter()
         try:
             result = fn(*args, **kwargs)
@@ -410,6 +425,15 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
+        if events.hub.listening:
+            return await events.arun_request(
+                self._listeners, self.name, "circuit_breaker", self._arun, fn, args, kwargs
+            )
+        return await self._arun(fn, args, kwargs)
+
+    async def _arun(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
         permit = self._enter()
         try:
             result = await fn(*args, **kwargs)
@@ -427,15 +451,27 @@ class CircuitBreaker:
 
     # -- context managers ----------------------------------------------------
 
-    def _permits(self) -> contextvars.ContextVar[tuple[_Permit | None, ...]]:
+    def _permits(self) -> contextvars.ContextVar[tuple[_Entry | None, ...]]:
         if self._cm_permits is None:
             self._cm_permits = contextvars.ContextVar(f"resilient_cb_{self.name}", default=())
         return self._cm_permits
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._enter() if switch.on else None
+        entry = None
+        if switch.on:
+            scope = (
+                events.begin_request(self._listeners, self.name, "circuit_breaker")
+                if events.hub.listening
+                else None
+            )
+            try:
+                entry = _Entry(self._enter(), scope)
+            except BaseException as exc:
+                if scope is not None:
+                    scope.failed(exc)
+                raise
         permits = self._permits()
-        permits.set((*permits.get(), permit))
+        permits.set((*permits.get(), entry))
         return self
 
     def __exit__(
@@ -449,13 +485,21 @@ class CircuitBreaker:
         if not stack:
             return
         permits.set(stack[:-1])
-        permit = stack[-1]
-        if permit is None:
+        entry = stack[-1]
+        if entry is None:
             return
-        if exc is None:
-            self._exit(permit, _SUCCESS, None)
-        else:
-            self._exit_error(permit, exc)
+        permit, scope = entry
+        try:
+            if exc is None:
+                self._exit(permit, _SUCCESS, None)
+            else:
+                self._exit_error(permit, exc)
+        finally:
+            if scope is not None:
+                if exc is None:
+                    scope.succeeded()
+                else:
+                    scope.failed(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         return self.__enter__()

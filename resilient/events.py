@@ -1,7 +1,32 @@
-"""Typed events every policy emits, and how listeners subscribe to them.
+"""Typed events every policy emits, how listeners subscribe to them, and how
+one call of a decorated function is counted as exactly one request.
 
 Emitting costs one check when nobody listens: policies test
-``events.hub.listening`` before building an event.
+``events.hub.listening`` before building an event, and only then call into
+the request scope below.
+
+Two levels of call events
+-------------------------
+``CallStarted``, ``CallSucceeded``, ``CallFailed`` and ``CallRejected`` carry a
+``level``:
+
+- ``"request"``: the call as its caller saw it. The outermost resilient layer
+  of a call emits exactly one ``CallStarted`` and, unless the call was
+  cancelled or interrupted, exactly one of the other three, however many
+  layers are stacked and however many attempts a retry makes.
+- ``"policy"``: one policy's own view of one call through it (a breaker
+  records every attempt a retry makes through it; a result its
+  ``result_predicate`` rejects is a failure to the breaker and a success to
+  the caller).
+
+The request scope
+-----------------
+A contextvar holds the :class:`RequestScope` of the call in progress while
+control is *between* layers; the user's own function always runs with it
+cleared, so a decorated function called from inside another one is a
+request of its own (it shares the request id, though). A policy learns
+whether the callable it was given is another layer from the marker
+:func:`mark_layer` puts on every wrapper ``resilient`` makes.
 """
 
 from __future__ import annotations
@@ -9,13 +34,18 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import uuid
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
-from . import _clock
+from . import _clock, _request
+from ._request import get_request_id, new_request_id, request_context
+from .errors import BulkheadFullError, CircuitOpenError
 
 __all__ = [
+    "POLICY",
+    "REQUEST",
     "BulkheadRejected",
     "CallFailed",
     "CallRejected",
@@ -23,41 +53,38 @@ __all__ = [
     "CallSucceeded",
     "Event",
     "FallbackUsed",
+    "Level",
     "Listener",
     "ListenerSet",
     "RateLimited",
+    "RequestScope",
     "RetriesExhausted",
     "RetryAttempted",
     "StateChanged",
     "StreamInactive",
     "TimedOut",
+    "arun_request",
+    "astream_request",
+    "begin_request",
     "get_request_id",
     "hub",
+    "is_layer",
+    "mark_layer",
+    "new_request_id",
     "request_context",
+    "run_request",
+    "stamp",
     "subscribe",
 ]
 
 log = logging.getLogger("resilient")
 
-_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "resilient_request_id", default=None
-)
+R = TypeVar("R")
+T = TypeVar("T")
 
-
-def get_request_id() -> str | None:
-    """The request id of the current context, or ``None`` outside any."""
-    return _request_id.get()
-
-
-@contextlib.contextmanager
-def request_context(request_id: str | None = None) -> Iterator[str]:
-    """Set (or generate) the request id for every call inside the block."""
-    rid = request_id if request_id is not None else uuid.uuid4().hex
-    token = _request_id.set(rid)
-    try:
-        yield rid
-    finally:
-        _request_id.reset(token)
+Level = Literal["request", "policy"]
+REQUEST: Level = "request"
+POLICY: Level = "policy"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,24 +100,30 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallStarted(Event):
-    pass
+    level: Level = POLICY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallSucceeded(Event):
     duration: float
+    level: Level = POLICY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallFailed(Event):
     duration: float
     error: BaseException
+    level: Level = POLICY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallRejected(Event):
+    """A call refused without running: ``state`` is the breaker's state, or
+    ``"full"`` for a bulkhead (at request level)."""
+
     state: str
     remaining: float
+    level: Level = POLICY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +173,10 @@ class StreamInactive(Event):
 
 Listener = Callable[[Event], object]
 
+# Subscribing is rare and may race with another thread subscribing; emitting
+# never takes this lock (it reads an immutable tuple).
+_subscribe_lock = threading.Lock()
+
 
 class _Hub:
     """Counts live subscriptions everywhere, so emitters can skip all work at zero."""
@@ -155,9 +192,10 @@ class _Hub:
         self._count += 1
         self.listening = True
 
-    def _removed(self) -> None:
+    def _removed(self, listener: Listener) -> None:
         self._count -= 1
         self.listening = self._count > 0
+        self._failed.discard(id(listener))
 
     def deliver(self, listeners: tuple[Listener, ...], event: Event) -> None:
         for listener in listeners:
@@ -187,19 +225,21 @@ class ListenerSet:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        self.listeners = (*self.listeners, listener)
-        hub._added()
+        with _subscribe_lock:
+            self.listeners = (*self.listeners, listener)
+            hub._added()
         done = False
 
         def unsubscribe() -> None:
             nonlocal done
-            if done:
-                return
-            done = True
-            items = list(self.listeners)
-            items.remove(listener)
-            self.listeners = tuple(items)
-            hub._removed()
+            with _subscribe_lock:
+                if done:
+                    return
+                done = True
+                items = list(self.listeners)
+                items.remove(listener)
+                self.listeners = tuple(items)
+                hub._removed(listener)
 
         return unsubscribe
 
@@ -224,5 +264,259 @@ def stamp() -> dict[str, object]:
     return {
         "timestamp": _clock.wall(),
         "monotonic": _clock.monotonic(),
-        "request_id": _request_id.get(),
+        "request_id": _request.current.get(),
     }
+
+
+# -- the request scope ---------------------------------------------------------
+
+_LAYER = "__resilient_layer__"
+
+
+def mark_layer(fn: T) -> T:
+    """Declare ``fn`` a resilient layer: a policy handed ``fn`` is stacked on
+    it (one request), not wrapped around user code that calls it (two).
+
+    ``resilient``'s own wrappers are marked; a composition that chains
+    policies through its own callables marks each link.
+    """
+    setattr(fn, _LAYER, True)
+    return fn
+
+
+def is_layer(fn: object) -> bool:
+    return getattr(fn, _LAYER, False) is True
+
+
+_scope: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
+    "resilient_request_scope", default=None
+)
+
+
+class RequestScope:
+    """One call of a decorated function, as its caller sees it.
+
+    Opened by the outermost layer, which emits the request-level events
+    through it; closed by :meth:`succeeded` or :meth:`failed`.
+    """
+
+    __slots__ = ("_id_token", "_listeners", "_scope_token", "name", "policy", "request_id", "start")
+
+    def __init__(self, listeners: ListenerSet, name: str, policy: str, request_id: str) -> None:
+        self._listeners = listeners
+        self.name = name
+        self.policy = policy
+        self.request_id = request_id
+        self._id_token: contextvars.Token[str | None] | None = None
+        self._scope_token: contextvars.Token[RequestScope | None] | None = None
+        self.start = _clock.monotonic()
+        self._emit(CallStarted, {})
+
+    def _emit(self, kind: type[Event], fields: dict[str, Any]) -> None:
+        if hub.listening:
+            self._listeners.emit(
+                kind(
+                    name=self.name,
+                    policy=self.policy,
+                    timestamp=_clock.wall(),
+                    monotonic=_clock.monotonic(),
+                    request_id=self.request_id,
+                    level=REQUEST,  # type: ignore[call-arg]
+                    **fields,
+                )
+            )
+
+    def _close(self) -> None:
+        # A token belongs to the context it was made in; a scope closed from
+        # another one (an abandoned stream finalized elsewhere) must not fail.
+        scope_token, id_token = self._scope_token, self._id_token
+        self._scope_token = self._id_token = None
+        with contextlib.suppress(ValueError):
+            if scope_token is not None:
+                _scope.reset(scope_token)
+        with contextlib.suppress(ValueError):
+            if id_token is not None:
+                _request.current.reset(id_token)
+
+    def succeeded(self) -> None:
+        try:
+            self._emit(CallSucceeded, {"duration": _clock.monotonic() - self.start})
+        finally:
+            self._close()
+
+    def failed(self, error: BaseException) -> None:
+        """The call raised ``error``. Rejections by a breaker or a bulkhead are
+        ``CallRejected``; cancellation and interrupts are not counted at all."""
+        try:
+            if isinstance(error, CircuitOpenError):
+                self._emit(CallRejected, {"state": error.state, "remaining": error.remaining})
+            elif isinstance(error, BulkheadFullError):
+                self._emit(CallRejected, {"state": "full", "remaining": 0.0})
+            elif isinstance(error, Exception):
+                duration = _clock.monotonic() - self.start
+                self._emit(CallFailed, {"duration": duration, "error": error})
+        finally:
+            self._close()
+
+
+def _open(listeners: ListenerSet, name: str, policy: str, *, enter: bool) -> RequestScope:
+    rid = _request.current.get()
+    generated = rid is None
+    if rid is None:
+        rid = new_request_id()
+    scope = RequestScope(listeners, name, policy, rid)
+    if generated:
+        scope._id_token = _request.current.set(rid)
+    if enter:
+        scope._scope_token = _scope.set(scope)
+    return scope
+
+
+def begin_request(listeners: ListenerSet, name: str, policy: str) -> RequestScope | None:
+    """For a policy used as a context manager: the scope of the block, or
+    ``None`` when the policy runs inside another layer's call.
+
+    The block is user code, so it runs outside the scope (decorated calls in
+    it are requests of their own) but under the request id.
+    """
+    if _scope.get() is not None:
+        return None
+    return _open(listeners, name, policy, enter=False)
+
+
+def _shield(fn: Callable[..., R]) -> Callable[..., R]:
+    def shielded(*args: Any, **kwargs: Any) -> R:
+        token = _scope.set(None)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _scope.reset(token)
+
+    return shielded
+
+
+def _ashield(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    async def shielded(*args: Any, **kwargs: Any) -> R:
+        token = _scope.set(None)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _scope.reset(token)
+
+    return shielded
+
+
+Run = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], R]
+
+
+def run_request(
+    listeners: ListenerSet,
+    name: str,
+    policy: str,
+    run: Run[R],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """``run(fn, args, kwargs)`` as one request when this layer is the outermost.
+
+    Call it only when ``hub.listening``. ``run`` is the policy's own
+    execution; it receives ``fn`` shielded from the scope when ``fn`` is user
+    code.
+    """
+    if not is_layer(fn):
+        fn = _shield(fn)
+    if _scope.get() is not None:
+        return run(fn, args, kwargs)
+    scope = _open(listeners, name, policy, enter=True)
+    try:
+        result = run(fn, args, kwargs)
+    except BaseException as exc:
+        scope.failed(exc)
+        raise
+    scope.succeeded()
+    return result
+
+
+async def arun_request(
+    listeners: ListenerSet,
+    name: str,
+    policy: str,
+    run: Run[Awaitable[R]],
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """The async twin of :func:`run_request`: ``await run(fn, args, kwargs)``."""
+    if not is_layer(fn):
+        fn = _ashield(fn)
+    if _scope.get() is not None:
+        return await run(fn, args, kwargs)
+    scope = _open(listeners, name, policy, enter=True)
+    try:
+        result = await run(fn, args, kwargs)
+    except BaseException as exc:
+        scope.failed(exc)
+        raise
+    scope.succeeded()
+    return result
+
+
+async def astream_request(
+    listeners: ListenerSet,
+    name: str,
+    policy: str,
+    run: Run[AsyncIterator[T]],
+    fn: Callable[..., AsyncIterator[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> AsyncIterator[T]:
+    """The stream of ``run(fn, args, kwargs)`` as one request (a stream that
+    is consumed to its end succeeds; one the consumer abandons is not counted).
+
+    Nothing is left set in the consumer's context while it holds an item:
+    the scope and the request id are set around each step only.
+    """
+    outer = _scope.get()
+    rid = _request.current.get()
+    scope: RequestScope | None = None
+    if outer is None:
+        rid = rid if rid is not None else new_request_id()
+        scope = RequestScope(listeners, name, policy, rid)
+    inner_sees = (scope or outer) if is_layer(fn) else None
+    stream: AsyncIterator[T] | None = None
+
+    def enter() -> tuple[contextvars.Token[Any], contextvars.Token[Any]]:
+        return _scope.set(inner_sees), _request.current.set(rid)
+
+    def leave(tokens: tuple[contextvars.Token[Any], contextvars.Token[Any]]) -> None:
+        _request.current.reset(tokens[1])
+        _scope.reset(tokens[0])
+
+    try:
+        while True:
+            tokens = enter()
+            try:
+                if stream is None:
+                    stream = run(fn, args, kwargs)
+                item = await anext(stream)
+            except StopAsyncIteration:
+                break
+            finally:
+                leave(tokens)
+            yield item
+    except BaseException as exc:
+        if scope is not None:
+            scope.failed(exc)
+        raise
+    else:
+        if scope is not None:
+            scope.succeeded()
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            tokens = enter()
+            try:
+                await aclose()
+            finally:
+                leave(tokens)
