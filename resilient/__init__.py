@@ -27,6 +27,7 @@ from .events import (
     request_context,
     subscribe,
 )
+from .metrics import MetricsCollector
 from .registry import Registry, registry
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
@@ -48,6 +49,7 @@ __all__ = [
     "CircuitState",
     "Event",
     "FallbackUsed",
+    "MetricsCollector",
     "RateLimited",
     "Registry",
     "ResilienceError",
