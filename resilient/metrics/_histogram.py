@@ -65,7 +65,12 @@ class LogHistogram:
         found: list[float | None] = [None] * len(qs)
         seen = self._zeros
         for i, rank in enumerate(ranks):
-            if rank <= seen:
+            # The extremes are known exactly.
+            if rank >= self.count:
+                found[i] = self.maximum
+            elif rank == 1:
+                found[i] = self.minimum
+            elif rank <= seen:
                 found[i] = 0.0
         for index in sorted(self._buckets):
             seen += self._buckets[index]

@@ -99,20 +99,17 @@ class _Tally:
 
 
 def _succeeded(t: _Tally, e: Event) -> None:
-    if e.level == events.REQUEST:  # type: ignore[attr-defined]
-        t.successes += 1
-        t.latency.add(e.duration)  # type: ignore[attr-defined]
+    t.successes += 1
+    t.latency.add(e.duration)  # type: ignore[attr-defined]
 
 
 def _failed(t: _Tally, e: Event) -> None:
-    if e.level == events.REQUEST:  # type: ignore[attr-defined]
-        t.failures += 1
-        t.latency.add(e.duration)  # type: ignore[attr-defined]
+    t.failures += 1
+    t.latency.add(e.duration)  # type: ignore[attr-defined]
 
 
 def _rejected(t: _Tally, e: Event) -> None:
-    if e.level == events.REQUEST:  # type: ignore[attr-defined]
-        t.rejections += 1
+    t.rejections += 1
 
 
 def _retried(t: _Tally, e: Event) -> None:
@@ -143,6 +140,10 @@ _COUNT: dict[type[Event], Callable[[_Tally, Event], None]] = {
 }
 
 
+# Call events count only at request level: the policy level is one layer's view.
+_REQUEST_ONLY = frozenset({events.CallSucceeded, events.CallFailed, events.CallRejected})
+
+
 class MetricsCollector:
     """A listener: ``resilient.subscribe(collector)`` (or a registry's or a
     policy's ``subscribe``), then read ``collector.statistics`` or iterate
@@ -169,8 +170,11 @@ class MetricsCollector:
     def __call__(self, event: Event) -> None:
         if not self.enabled:
             return
-        count = _COUNT.get(type(event))
-        if count is not None:
+        kind = type(event)
+        count = _COUNT.get(kind)
+        if count is not None and (
+            kind not in _REQUEST_ONLY or event.level == events.REQUEST  # type: ignore[attr-defined]
+        ):
             with self._lock:
                 tally = self._by_name.get(event.name)
                 if tally is None:
