@@ -80,7 +80,9 @@ def test_timeout_error_is_also_a_call_timeout_and_builtin_timeout() -> None:
 
 
 def test_str_carries_the_request_id() -> None:
-    assert str(ServerError("502 Bad Gateway", request_id="abc")) == "502 Bad Gateway [request id abc]"
+    assert (
+        str(ServerError("502 Bad Gateway", request_id="abc")) == "502 Bad Gateway [request id abc]"
+    )
 
 
 def test_errors_pickle_without_the_httpx_objects() -> None:
@@ -90,7 +92,12 @@ def test_errors_pickle_without_the_httpx_objects() -> None:
     error.request_sent = False
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is HTTPTimeoutError
-    assert (copy.message, copy.timeout, copy.request_id, copy.request_sent) == ("t", 2.0, "x", False)
+    assert (copy.message, copy.timeout, copy.request_id, copy.request_sent) == (
+        "t",
+        2.0,
+        "x",
+        False,
+    )
     assert copy.response is None
     assert copy.request is None
 
@@ -137,14 +144,18 @@ def test_retry_after_ms_wins_and_bad_ms_falls_back() -> None:
     ("body", "expected"),
     [
         (b'{"error": {"message": "Rate limit reached", "type": "requests"}}', "Rate limit reached"),
-        (b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
-         "Overloaded"),
+        (
+            b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+            "Overloaded",
+        ),
         (b'{"message": "bad key"}', "bad key"),
         (b'{"detail": "Not authenticated"}', "Not authenticated"),
         (b'{"error": "invalid_grant", "error_description": "expired"}', "expired"),
         (b'{"error": "invalid_grant"}', "invalid_grant"),
-        (b'{"detail": [{"loc": ["body"], "msg": "field required"}]}',
-         '{"detail": [{"loc": ["body"], "msg": "field required"}]}'),
+        (
+            b'{"detail": [{"loc": ["body"], "msg": "field required"}]}',
+            '{"detail": [{"loc": ["body"], "msg": "field required"}]}',
+        ),
         (b"  upstream\n  connect error  ", "upstream connect error"),
         (b"", ""),
         (b"\xff\xfe", "\ufffd\ufffd"),
@@ -172,7 +183,10 @@ def test_error_for_status_builds_the_whole_error() -> None:
         request_id="req-9",
     )
     assert isinstance(error, RateLimitError)
-    assert error.message == "429 Too Many Requests from POST https://api.example.com/v1/chat: slow down"
+    assert (
+        error.message
+        == "429 Too Many Requests from POST https://api.example.com/v1/chat: slow down"
+    )
     assert error.status_code == 429
     assert error.retry_after == 3.0
     assert error.request_id == "req-9"
@@ -187,8 +201,13 @@ def test_error_for_status_below_400_is_none() -> None:
 
 def test_retry_after_is_read_on_503_too() -> None:
     error = error_for_status(
-        503, reason="Service Unavailable", method="GET", url="u",
-        headers={"retry-after": "5"}, body=b"", now=NOW,
+        503,
+        reason="Service Unavailable",
+        method="GET",
+        url="u",
+        headers={"retry-after": "5"},
+        body=b"",
+        now=NOW,
     )
     assert isinstance(error, ServerError)
     assert error.retry_after == 5.0

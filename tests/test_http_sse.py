@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient.http import SSEDecoder, ServerSentEvent, StreamError, aiter_sse, iter_sse
+from resilient.http import ServerSentEvent, SSEDecoder, StreamError, aiter_sse, iter_sse
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:

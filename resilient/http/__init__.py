@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._classify import IDEMPOTENT_METHODS, parse_retry_after
-from ._sse import SSEDecoder, ServerSentEvent, aiter_sse, iter_sse
+from ._sse import ServerSentEvent, SSEDecoder, aiter_sse, iter_sse
 from .errors import (
     AuthenticationError,
     HTTPError,

@@ -5,6 +5,7 @@ No httpx, no clock: the wall-clock ``now`` is passed in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -105,10 +106,8 @@ def detail(body: bytes) -> str:
     """A short reason from an error body: the message of a JSON error object
     (``{"error": {"message": ...}}``, as LLM providers send it), else the text."""
     text = body.decode("utf-8", "replace").strip()
-    try:
+    with contextlib.suppress(ValueError):
         text = _message_of(json.loads(text)) or text
-    except ValueError:
-        pass
     text = " ".join(text.split())
     if len(text) > _DETAIL_CHARS:
         text = text[: _DETAIL_CHARS - 3] + "..."

@@ -82,22 +82,26 @@ def from_exception(
     if request is None:
         request = _request_of(exc)
     where = f" on {request.method} {request.url}" if request is not None else ""
-    fields = {"request_id": _request_id(request, request_id), "request": request}
-    error: HTTPError
+    rid = _request_id(request, request_id)
     if isinstance(exc, httpx.TimeoutException):
         phase = next((name for cls, name in _PHASES if isinstance(exc, cls)), "read")
         timeouts = request.extensions.get("timeout", {}) if request is not None else {}
         limit = timeouts.get(phase)
         after = f" after {limit:g}s" if limit is not None else ""
-        error = HTTPTimeoutError(f"{phase} timeout{where}{after}", timeout=limit, **fields)
+        error: HTTPError = HTTPTimeoutError(
+            f"{phase} timeout{where}{after}", timeout=limit, request_id=rid, request=request
+        )
         error.request_sent = phase not in ("connect", "pool")
-    elif isinstance(exc, httpx.ConnectError):
-        error = NetworkError(f"could not connect{where}: {exc}", **fields)
-        error.request_sent = False
+        return error
+    cls: type[HTTPError]
+    if isinstance(exc, httpx.ConnectError):
+        cls, what = NetworkError, "could not connect"
     elif isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
-        error = NetworkError(f"connection failed{where}: {exc}", **fields)
+        cls, what = NetworkError, "connection failed"
     elif isinstance(exc, httpx.DecodingError):
-        error = StreamError(f"could not decode the response{where}: {exc}", **fields)
+        cls, what = StreamError, "could not decode the response"
     else:  # a request that can never work: bad URL scheme, protocol misuse, redirect loop
-        error = HTTPError(f"{type(exc).__name__}{where}: {exc}", **fields)
+        cls, what = HTTPError, type(exc).__name__
+    error = cls(f"{what}{where}: {exc}", request_id=rid, request=request)
+    error.request_sent = not isinstance(exc, httpx.ConnectError)
     return error

@@ -48,34 +48,34 @@ class _Failure:
 
     def __call__(self, exc: httpx.HTTPError) -> HTTPError:
         request = self.request
-        fields = {
-            "request_id": self.request_id,
-            "status_code": self.response.status_code,
-            "request": request,
-            "response": self.response,
-        }
         where = f"{request.method} {request.url}"
-        if isinstance(exc, httpx.TimeoutException):
-            silent = (request.extensions.get("timeout") or {}).get("read") or 0.0
-            if events.hub.listening:
-                stamp = events.stamp()
-                stamp["request_id"] = self.request_id
-                self.listeners.emit(
-                    events.StreamInactive(
-                        name=self.name,
-                        policy="http",
-                        inactivity=silent,
-                        **stamp,  # type: ignore[arg-type]
-                    )
-                )
-            return HTTPTimeoutError(
-                f"the response body of {where} went silent for {silent:g}s",
-                timeout=silent,
-                **fields,  # type: ignore[arg-type]
+        if not isinstance(exc, httpx.TimeoutException):
+            return StreamError(
+                f"the response body of {where} broke off: {exc}",
+                request_id=self.request_id,
+                status_code=self.response.status_code,
+                request=request,
+                response=self.response,
             )
-        return StreamError(
-            f"the response body of {where} broke off: {exc}",
-            **fields,  # type: ignore[arg-type]
+        silent = (request.extensions.get("timeout") or {}).get("read") or 0.0
+        if events.hub.listening:
+            stamp = events.stamp()
+            stamp["request_id"] = self.request_id
+            self.listeners.emit(
+                events.StreamInactive(
+                    name=self.name,
+                    policy="http",
+                    inactivity=silent,
+                    **stamp,  # type: ignore[arg-type]
+                )
+            )
+        return HTTPTimeoutError(
+            f"the response body of {where} went silent for {silent:g}s",
+            timeout=silent,
+            request_id=self.request_id,
+            status_code=self.response.status_code,
+            request=request,
+            response=self.response,
         )
 
 

@@ -132,7 +132,9 @@ class _Base:
     # -- routing -------------------------------------------------------------
 
     def _route(self, url: httpx.URL) -> _Route:
-        key = "" if not self.per_host else url.host if url.port is None else f"{url.host}:{url.port}"
+        key = (
+            "" if not self.per_host else url.host if url.port is None else f"{url.host}:{url.port}"
+        )
         route = self._routes.get(key)
         if route is None:
             with self._lock:
@@ -205,7 +207,9 @@ class _Base:
             return request_id, route.send
         return request_id, route.send_once
 
-    def _failure(self, name: str, request: httpx.Request, response: httpx.Response) -> _Failure:
+    def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> _Failure:
+        """How the body of an answered request fails: silent past the
+        inactivity limit, or broken off."""
         response.request = request
         if switch.on:
             inactivity = request.extensions.get(INACTIVITY, self.inactivity)
@@ -258,7 +262,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
                 raise from_exception(exc, request) from exc
             cls = error_class(response.status_code)
             if cls is None:
-                failure = self._failure(name, request, response)
+                failure = self._watch(name, request, response)
                 assert isinstance(response.stream, httpx.SyncByteStream)
                 response.stream = GuardedStream(response.stream, failure)
                 return response
@@ -333,7 +337,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 raise from_exception(exc, request) from exc
             cls = error_class(response.status_code)
             if cls is None:
-                failure = self._failure(name, request, response)
+                failure = self._watch(name, request, response)
                 assert isinstance(response.stream, httpx.AsyncByteStream)
                 response.stream = AsyncGuardedStream(response.stream, failure)
                 return response

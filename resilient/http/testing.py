@@ -57,23 +57,30 @@ class LoopbackServer:
         if not script:
             script = (Reply(),)
         self._script = [r if isinstance(r, Reply) else Reply(status=r) for r in script]
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()
         self._stopping = threading.Event()
         self.requests: list[RecordedRequest] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._url: str | None = None
 
     @property
     def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("LoopbackServer is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        """``http://127.0.0.1:{port}``; it stays readable after the server stopped."""
+        if self._url is None:
+            raise RuntimeError("LoopbackServer has not been started")
+        return self._url
 
     def _next(self, request: RecordedRequest) -> Reply:
-        with self._lock:
+        with self._arrived:
             self.requests.append(request)
+            self._arrived.notify_all()
             return self._script.pop(0) if len(self._script) > 1 else self._script[0]
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Block until ``count`` requests have arrived; False if ``timeout`` passed first."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
 
     def start(self) -> LoopbackServer:
         server = self
@@ -84,6 +91,8 @@ class LoopbackServer:
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         httpd.daemon_threads = True
         self._httpd = httpd
+        host, port = httpd.server_address[:2]
+        self._url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -146,7 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not reply.events and not reply.stall:
             self.send_header("Content-Length", str(len(content)))
         self.end_headers()
-        self.wfile.write(content)
+        if self.command != "HEAD":
+            self.wfile.write(content)
         self.wfile.flush()
         for chunk in reply.events:
             self.wfile.write(chunk.encode())
