@@ -61,6 +61,16 @@ def _may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseExce
     return retryable
 
 
+def _names(methods: Any) -> tuple[str, ...] | None:
+    if isinstance(methods, str):
+        return None
+    try:
+        names = tuple(methods)
+    except TypeError:
+        return None
+    return names if all(isinstance(m, str) for m in names) else None
+
+
 class _RaiseForStatus:
     """The layer that turns an error response nobody retried into its error."""
 
@@ -87,7 +97,7 @@ class _Route(NamedTuple):
     name: str
     send: Send  # for requests that may be repeated
     send_once: Send  # for the others
-    send_never_again: Send  # for requests that asked for no retry
+    send_no_retry: Send  # for requests that asked not to be retried
 
 
 class _Base:
@@ -107,7 +117,8 @@ class _Base:
             raise TypeError(f"{_OWNER}.policy must be a ResiliencePolicy or None, got {policy!r}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"{_OWNER}.name must be a non-empty str, got {name!r}")
-        if isinstance(retry_methods, str) or not all(isinstance(m, str) for m in retry_methods):
+        methods = _names(retry_methods)
+        if methods is None:
             raise TypeError(
                 f"{_OWNER}.retry_methods must be an iterable of method names, got {retry_methods!r}"
             )
@@ -119,7 +130,7 @@ class _Base:
         self.per_host = bool(per_host)
         self.name = name
         self.registry = registry
-        self.retry_methods = frozenset(m.upper() for m in retry_methods)
+        self.retry_methods = frozenset(m.upper() for m in methods)
         self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
         self._listeners = events.ListenerSet(registry.listeners)
         self._routes: dict[str, _Route] = {}
@@ -198,7 +209,7 @@ class _Base:
             }
         asked = request.extensions.get(RETRY)
         if asked is False:
-            return request_id, route.send_never_again
+            return request_id, route.send_no_retry
         repeatable = asked is True or (
             request.method in self.retry_methods or "idempotency-key" in request.headers
         )
@@ -215,7 +226,8 @@ class _Base:
             inactivity = request.extensions.get(INACTIVITY, self.inactivity)
             if inactivity is not None:
                 limit_inactivity(request, inactivity)
-        request_id = request.headers.get("x-request-id", "")
+        # Attempts run inside request_context(the request's id).
+        request_id = events.get_request_id() or ""
         return _Failure(name, request, response, request_id, self._listeners)
 
 
