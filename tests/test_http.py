@@ -801,6 +801,7 @@ async def test_async_transport_wraps_any_transport() -> None:
         ({"inactivity": -1.0}, ValueError, "ResilientTransport.inactivity must be"),
         ({"retry_methods": "GET"}, TypeError, "ResilientTransport.retry_methods must be"),
         ({"name": ""}, ValueError, "ResilientTransport.name must be"),
+        ({"transport": httpx.AsyncHTTPTransport()}, TypeError, r"an httpx\.BaseTransport"),
     ],
 )
 def test_transport_arguments_are_validated(
@@ -808,6 +809,21 @@ def test_transport_arguments_are_validated(
 ) -> None:
     with pytest.raises(error, match=match):
         ResilientTransport(**kwargs)  # type: ignore[arg-type]
+
+
+def test_async_transport_must_wrap_an_async_transport() -> None:
+    with pytest.raises(TypeError, match=r"an httpx\.AsyncBaseTransport"):
+        AsyncResilientTransport(transport=httpx.HTTPTransport(verify=False))  # type: ignore[arg-type]
+
+
+def test_a_bad_inactivity_extension_names_itself() -> None:
+    with (
+        LoopbackServer(200) as server,
+        client(policy(), base_url=server.url) as http,
+        pytest.raises(ValueError, match=r"request.extensions\['resilient.inactivity'\] must be"),
+    ):
+        http.get("/", extensions={"resilient.inactivity": -1})
+    assert server.requests == []
 
 
 def test_default_policy_is_the_default_resilience_policy() -> None:

@@ -207,6 +207,10 @@ class _Base:
                 phase: timeout if timeouts.get(phase) is None else min(timeouts[phase], timeout)
                 for phase in _PHASES
             }
+        if INACTIVITY in request.extensions:
+            _validate.seconds_or_none(
+                "request", f"extensions[{INACTIVITY!r}]", request.extensions[INACTIVITY]
+            )
         asked = request.extensions.get(RETRY)
         if asked is False:
             return request_id, route.send_no_retry
@@ -258,6 +262,8 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             retry_methods=retry_methods,
             inactivity=inactivity,
         )
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
     def _chain(self, layers: list[Any], attempt: Send) -> Send:
@@ -333,6 +339,11 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             retry_methods=retry_methods,
             inactivity=inactivity,
         )
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise TypeError(
+                "AsyncResilientTransport.transport must be an httpx.AsyncBaseTransport, "
+                f"got {transport!r}"
+            )
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
 
     def _chain(self, layers: list[Any], attempt: Send) -> Send:
