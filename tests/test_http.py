@@ -448,6 +448,22 @@ def test_one_breaker_for_every_host_when_not_per_host(clock: FakeClock) -> None:
     assert [n for n in registry.names() if "backend" in n] == ["backend"]
 
 
+def test_two_clients_disagreeing_about_a_host_is_an_error() -> None:
+    lenient = policy(circuit_breaker=CircuitBreakerConfig(failure_threshold=50))
+    with (
+        LoopbackServer(200) as server,
+        client(policy(), base_url=server.url) as one,
+        client(lenient, base_url=server.url) as two,
+        client(lenient, base_url=server.url, name="batch") as three,
+    ):
+        one.get("/")
+        with pytest.raises(ValueError, match="already exists with config"):
+            two.get("/")
+        three.get("/")
+    assert len(server.requests) == 2
+    assert registry.get("batch:" + server.url.removeprefix("http://")) is not None
+
+
 def test_a_forced_open_host_is_not_called(clock: FakeClock) -> None:
     with LoopbackServer(200) as server, client(policy(), base_url=server.url) as http:
         with registry.forced_open(breaker_name(server)), pytest.raises(CircuitOpenError):
