@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 
 import httpx
@@ -435,6 +436,17 @@ def test_one_breaker_per_host(clock: FakeClock) -> None:
     assert registry.get(breaker_name(bad)).state is CircuitState.OPEN  # type: ignore[union-attr]
     assert registry.get(breaker_name(good)).state is CircuitState.CLOSED  # type: ignore[union-attr]
     assert len(bad.requests) == 1
+
+
+def test_threads_share_one_route_per_host() -> None:
+    with (
+        LoopbackServer(200) as server,
+        client(policy(), base_url=server.url) as http,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        codes = list(pool.map(lambda _: http.get("/").status_code, range(32)))
+    assert codes == [200] * 32
+    assert [n for n in registry.names() if n.startswith("http:")] == [breaker_name(server)]
 
 
 def test_one_breaker_for_every_host_when_not_per_host(clock: FakeClock) -> None:
