@@ -20,6 +20,8 @@ import pytest
 
 import resilient
 from resilient import (
+    BulkheadConfig,
+    BulkheadFullError,
     CallTimeoutError,
     CircuitBreakerConfig,
     CircuitOpenError,
@@ -513,6 +515,24 @@ def test_retry_waits_for_a_breaker_that_opens_mid_way(clock: FakeClock) -> None:
         assert http.get("/").status_code == 200
     # 1 s of backoff, then the open breaker's remaining 9 s, then the probe.
     assert clock.sleeps == [1.0, 9.0]
+
+
+def test_one_bulkhead_per_host_sheds_load_without_retrying(clock: FakeClock) -> None:
+    narrow = policy(bulkhead=BulkheadConfig(1), retry=QUICK)
+    server = LoopbackServer(Reply(delay=math.inf)).start()
+    with client(narrow, base_url=server.url) as http, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(http.get, "/slow")
+        assert server.wait_for(1)
+        with pytest.raises(BulkheadFullError):
+            http.get("/fast")
+        server.stop()  # the held request now fails: its connection closes unanswered
+        with pytest.raises(NetworkError):
+            held.result()
+    bulkhead = registry.get_bulkhead(breaker_name(server))
+    assert bulkhead is not None
+    metrics = bulkhead.metrics()
+    assert (metrics.active, metrics.rejected) == (0, 1)
+    assert [r.path for r in server.requests] == ["/slow"]
 
 
 def test_fallback_answers_when_everything_failed(clock: FakeClock) -> None:

@@ -18,7 +18,7 @@ import httpx
 
 from .. import _validate, events
 from .._active import switch
-from ..errors import BulkheadFullError, CircuitOpenError
+from ..errors import CircuitOpenError
 from ..events import request_context
 from ..policy import ResiliencePolicy
 from ..registry import Registry
@@ -42,9 +42,10 @@ Send = Callable[[httpx.Request], Any]
 
 
 def _may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseException], bool]:
-    """Retry's ``retry_on``: only transient failures, and for a request that
-    must not be repeated, only failures that happened before it was sent; then
-    whatever the policy's own ``retry_on`` says."""
+    """Retry's ``retry_on``: only transient failures (an open breaker too, for
+    retry's breaker-aware wait), and for a request that must not be repeated,
+    only failures that happened before it was sent; then whatever the
+    policy's own ``retry_on`` says."""
 
     def retryable(error: BaseException) -> bool:
         if isinstance(error, HTTPError):
@@ -52,7 +53,8 @@ def _may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseExce
                 return False
             if error.retry_after is not None and error.retry_after > max_delay:
                 return False  # the caller, not a sleeping thread, should decide
-        elif not isinstance(error, (CircuitOpenError, BulkheadFullError)):
+        elif not isinstance(error, CircuitOpenError):
+            # A full bulkhead sheds load on purpose: trying again defeats it.
             return False
         if isinstance(user, tuple):
             return isinstance(error, user)
