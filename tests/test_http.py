@@ -26,6 +26,7 @@ from resilient import (
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
+    ResiliencePolicy,
     RetryConfig,
     events,
     registry,
@@ -49,7 +50,6 @@ from resilient.http import (
 from resilient.http import async_client as _async_client
 from resilient.http import client as _client
 from resilient.http.testing import LoopbackServer, Reply
-from resilient.policy import ResiliencePolicy
 from resilient.testing import FakeClock, fake_clock
 
 QUICK = RetryConfig(max_attempts=3, initial_delay=1.0, multiplier=2.0, jitter=0.0)
