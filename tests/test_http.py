@@ -26,6 +26,7 @@ from resilient import (
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
+    ResiliencePolicies,
     ResiliencePolicy,
     RetryConfig,
     events,
@@ -311,6 +312,19 @@ def test_a_post_that_never_left_is_retried(clock: FakeClock, refused_url: str) -
     with client(policy(), base_url=refused_url) as http, pytest.raises(NetworkError):
         http.post("/", json={})
     assert clock.sleeps == [1.0, 2.0]
+
+
+def test_the_network_preset_retries_connections_but_not_5xx(
+    clock: FakeClock, refused_url: str
+) -> None:
+    external = ResiliencePolicies.external()
+    with client(external) as http:
+        with pytest.raises(NetworkError):
+            http.get(refused_url)
+        assert len(clock.sleeps) == 3  # RetryPolicies.network(): 4 attempts
+        with LoopbackServer(500, 200) as server, pytest.raises(ServerError):
+            http.get(server.url)
+    assert len(server.requests) == 1
 
 
 def test_refused_connections_open_the_host_breaker(clock: FakeClock, refused_url: str) -> None:

@@ -79,6 +79,15 @@ def test_timeout_error_is_also_a_call_timeout_and_builtin_timeout() -> None:
     assert str(error) == "read timeout"
 
 
+def test_network_error_is_also_a_builtin_connection_error() -> None:
+    error = NetworkError("refused", request_id="r")
+    assert isinstance(error, ConnectionError)
+    assert str(error) == "refused [request id r]"
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is NetworkError
+    assert copy.request_id == "r"
+
+
 def test_str_carries_the_request_id() -> None:
     assert (
         str(ServerError("502 Bad Gateway", request_id="abc")) == "502 Bad Gateway [request id abc]"

@@ -16,7 +16,7 @@ import httpx
 from .. import events
 from .errors import HTTPError, HTTPTimeoutError, StreamError
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "limit_inactivity"]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]
 
 
 def limit_inactivity(request: httpx.Request, seconds: float) -> None:
@@ -27,7 +27,7 @@ def limit_inactivity(request: httpx.Request, seconds: float) -> None:
     request.extensions["timeout"] = timeouts
 
 
-class _Failure:
+class StreamFailure:
     """Turns an error raised while the body streams into an HTTPError."""
 
     __slots__ = ("listeners", "name", "request", "request_id", "response")
@@ -82,7 +82,7 @@ class _Failure:
 class GuardedStream(httpx.SyncByteStream):
     __slots__ = ("_failure", "_stream")
 
-    def __init__(self, stream: httpx.SyncByteStream, failure: _Failure) -> None:
+    def __init__(self, stream: httpx.SyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
         self._failure = failure
 
@@ -99,7 +99,7 @@ class GuardedStream(httpx.SyncByteStream):
 class AsyncGuardedStream(httpx.AsyncByteStream):
     __slots__ = ("_failure", "_stream")
 
-    def __init__(self, stream: httpx.AsyncByteStream, failure: _Failure) -> None:
+    def __init__(self, stream: httpx.AsyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
         self._failure = failure
 

@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import httpx
 
@@ -25,7 +25,7 @@ from ..registry import Registry
 from ..retry import Retry, RetryConfig
 from ._classify import IDEMPOTENT_METHODS, error_class
 from ._map import from_exception, from_response
-from ._streams import AsyncGuardedStream, GuardedStream, _Failure, limit_inactivity
+from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
 from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
@@ -73,6 +73,12 @@ def _names(methods: Any) -> tuple[str, ...] | None:
     return names if all(isinstance(m, str) for m in names) else None
 
 
+def _raise_for(response: httpx.Response) -> NoReturn:
+    error = from_response(response)
+    assert error is not None, "only called for a status >= 400"
+    raise error
+
+
 class _RaiseForStatus:
     """The layer that turns an error response nobody retried into its error."""
 
@@ -80,7 +86,7 @@ class _RaiseForStatus:
     def _call(fn: Send, args: tuple[Any, ...], kwargs: dict[str, Any]) -> httpx.Response:
         response: httpx.Response = fn(*args, **kwargs)
         if response.status_code >= 400:
-            raise from_response(response)  # type: ignore[misc]
+            _raise_for(response)
         return response
 
     @staticmethod
@@ -91,7 +97,7 @@ class _RaiseForStatus:
     ) -> httpx.Response:
         response = await fn(*args, **kwargs)
         if response.status_code >= 400:
-            raise from_response(response)  # type: ignore[misc]
+            _raise_for(response)
         return response
 
 
@@ -224,7 +230,7 @@ class _Base:
             return request_id, route.send
         return request_id, route.send_once
 
-    def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> _Failure:
+    def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> StreamFailure:
         """How the body of an answered request fails: silent past the
         inactivity limit, or broken off."""
         response.request = request
@@ -234,7 +240,7 @@ class _Base:
                 limit_inactivity(request, inactivity)
         # Attempts run inside request_context(the request's id).
         request_id = events.get_request_id() or ""
-        return _Failure(name, request, response, request_id, self._listeners)
+        return StreamFailure(name, request, response, request_id, self._listeners)
 
 
 class ResilientTransport(_Base, httpx.BaseTransport):
@@ -294,7 +300,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             finally:
                 response.close()
             if cls.is_retryable:
-                raise from_response(response)  # type: ignore[misc]
+                _raise_for(response)
             return response
 
         return attempt
@@ -374,7 +380,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             finally:
                 await response.aclose()
             if cls.is_retryable:
-                raise from_response(response)  # type: ignore[misc]
+                _raise_for(response)
             return response
 
         return attempt

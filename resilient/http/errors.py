@@ -66,8 +66,9 @@ def _rebuild(cls: type[HTTPError], message: str) -> HTTPError:
     return cls(message)
 
 
-class NetworkError(HTTPError):
-    """No usable response: DNS failure, refused or dropped connection."""
+class NetworkError(HTTPError, ConnectionError):
+    """No usable response: DNS failure, refused or dropped connection. Also a
+    builtin ``ConnectionError``, so ``RetryPolicies.network()`` retries it."""
 
     is_retryable = True
 
