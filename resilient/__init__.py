@@ -6,8 +6,16 @@ import logging
 
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
+from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
-from .decorators import with_circuit_breaker
+from .decorators import (
+    with_bulkhead,
+    with_circuit_breaker,
+    with_fallback,
+    with_resilience,
+    with_retry,
+    with_timeout,
+)
 from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
 from .events import (
     BulkheadRejected,
@@ -27,8 +35,13 @@ from .events import (
     request_context,
     subscribe,
 )
+from .fallback import Fallback
+from .health import DegradationLevel, Feature, HealthReport, HealthStatus
 from .metrics import MetricsCollector
+from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
+from .retry import Retry, RetryConfig, RetryPolicies
+from .timeout import Timeout
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
 
@@ -36,7 +49,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BreakerMetrics",
+    "Bulkhead",
+    "BulkheadConfig",
     "BulkheadFullError",
+    "BulkheadMetrics",
     "BulkheadRejected",
     "CallFailed",
     "CallRejected",
@@ -47,22 +63,39 @@ __all__ = [
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "CircuitState",
+    "DegradationLevel",
     "Event",
+    "Fallback",
     "FallbackUsed",
+    "Feature",
+    "HealthReport",
+    "HealthStatus",
     "MetricsCollector",
     "RateLimited",
     "Registry",
+    "Resilience",
     "ResilienceError",
+    "ResiliencePolicies",
+    "ResiliencePolicy",
     "RetriesExhausted",
+    "Retry",
     "RetryAttempted",
+    "RetryConfig",
+    "RetryPolicies",
     "StateChanged",
     "StreamInactive",
     "TimedOut",
+    "Timeout",
     "get_request_id",
     "is_active",
     "registry",
     "request_context",
     "set_active",
     "subscribe",
+    "with_bulkhead",
     "with_circuit_breaker",
+    "with_fallback",
+    "with_resilience",
+    "with_retry",
+    "with_timeout",
 ]

@@ -2,6 +2,10 @@
 
 The caller passes ``now`` in, holds the lock around every method, and drains
 ``changes`` afterwards to emit one event per transition.
+
+A core can be a *follower*: it still counts every outcome, but leaves the
+decisions that belong to a fleet (tripping, and ending a half-open period) to
+a shared store, whose verdicts it mirrors with :meth:`BreakerCore.adopt`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ PROBE = 1  # only a marker for readers: probes are generations >= 1
 
 class BreakerCore:
     __slots__ = (
+        "_fast_allowed",
         "_flushed",
         "_generation",
         "_reads",
@@ -50,8 +55,13 @@ class BreakerCore:
         "changes",
         "config",
         "consecutive_failures",
+        "failed_total",
+        "fast",
+        "follower",
         "half_open_in_flight",
         "half_open_successes",
+        "health_checked_at",
+        "ok_total",
         "opened_at",
         "state",
         "tick",
@@ -62,11 +72,22 @@ class BreakerCore:
         self.config = config
         self.state = CLOSED
         self.opened_at = 0.0
+        self.health_checked_at = 0.0
         self.consecutive_failures = 0
         self.half_open_in_flight = 0
         self.half_open_successes = 0
         self._generation = 0
+        self.follower = False
+        # Outcomes recorded in CLOSED / FORCED_CLOSED since creation; a shared
+        # store sends the differences, so nothing is lost between two syncs.
+        self.ok_total = 0
+        self.failed_total = 0
         self.changes: list[tuple[CircuitState, CircuitState]] = []
+        self.window: CountWindow | TimeWindow = (
+            TimeWindow(config.window_duration)
+            if config.window_duration is not None
+            else CountWindow(config.window_size)
+        )
         # Fast successes in CLOSED are counted without the lock by
         # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
         # folded into the window by ``flush`` before anything reads it.
@@ -74,10 +95,27 @@ class BreakerCore:
         self._flushed = 0
         self._reads = 0
         self.tick = self._ticks.__next__
-        self.window: CountWindow | TimeWindow = (
-            TimeWindow(config.window_duration)
-            if config.window_duration is not None
-            else CountWindow(config.window_size)
+        # ``fast`` says a caller may skip the lock for a success right now:
+        # CLOSED, nothing to time or check on the result, and no rate that a
+        # success could still trip (once the window holds minimum_calls, a
+        # success can only lower the failure rate).
+        self._fast_allowed = (
+            config.slow_call_duration is None
+            and config.window_duration is None
+            and config.result_predicate is None
+            and config.timeout is None
+        )
+        self.fast = False
+        self._update_fast()
+
+    def _update_fast(self) -> None:
+        self.fast = (
+            self._fast_allowed
+            and self.state is CLOSED
+            and (
+                self.config.failure_rate_threshold is None
+                or self.window.calls >= self.config.minimum_calls
+            )
         )
 
     # -- transitions ---------------------------------------------------------
@@ -89,6 +127,7 @@ class BreakerCore:
         if pending:
             self._flushed = seen
             if self.state is CLOSED or self.state is FORCED_CLOSED:
+                self.ok_total += pending
                 self.consecutive_failures = 0
                 self.window.add_successes(pending, now)
 
@@ -112,10 +151,12 @@ class BreakerCore:
         self.half_open_successes = 0
         if new is OPEN:
             self.opened_at = now
+            self.health_checked_at = now
         elif new is CLOSED:
             self._drop_ticks()
             self.window.clear()
             self.consecutive_failures = 0
+        self._update_fast()
         self.changes.append((old, new))
 
     def current(self, now: float) -> CircuitState:
@@ -131,6 +172,23 @@ class BreakerCore:
         if state is OPEN:
             return max(0.0, self.opened_at + self.config.recovery_timeout - now)
         return 0.0
+
+    # -- health check ----------------------------------------------------------
+
+    def health_due(self, now: float) -> bool:
+        """Whether an OPEN breaker should ask its health check now; answering
+        True claims the check, so concurrent callers do not all run it."""
+        if self.current(now) is not OPEN:
+            return False
+        if now - self.health_checked_at < self.config.health_check_interval:
+            return False
+        self.health_checked_at = now
+        return True
+
+    def recover_early(self, now: float) -> None:
+        """The health check says the dependency is back: probe it now."""
+        if self.state is OPEN:
+            self._move(HALF_OPEN, now)
 
     # -- calls ---------------------------------------------------------------
 
@@ -154,33 +212,38 @@ class BreakerCore:
     def on_success(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
         if token:
-            if self._end_probe(token):
+            if self._end_probe(token) and not self.follower:
                 self.half_open_successes += 1
                 if self.half_open_successes >= self.config.success_threshold:
                     self._move(CLOSED, now)
             return
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            self.ok_total += 1
             self.consecutive_failures = 0
             self.window.record(False, slow, now)
-            if slow and state is CLOSED:
-                self._check_rates(now)
+            if state is CLOSED:
+                if not self.follower:
+                    self._check_rates(now)
+                self._update_fast()
 
     def on_failure(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
         if token:
-            if self._end_probe(token):
+            if self._end_probe(token) and not self.follower:
                 self._move(OPEN, now)
             return
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            self.failed_total += 1
             self.consecutive_failures += 1
             self.window.record(True, slow, now)
-            if state is CLOSED:
+            if state is CLOSED and not self.follower:
                 if self.consecutive_failures >= self.config.failure_threshold:
                     self._move(OPEN, now)
                 else:
                     self._check_rates(now)
+            self._update_fast()
 
     def on_ignored(self, token: int) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
@@ -188,18 +251,36 @@ class BreakerCore:
             self._end_probe(token)
 
     def _check_rates(self, now: float) -> None:
+        if self.rates_trip():
+            self._move(OPEN, now)
+
+    def rates_trip(self) -> bool:
+        """Whether the window's failure or slow-call rate calls for opening."""
         cfg = self.config
         window = self.window
         calls = window.calls
         if calls < cfg.minimum_calls or calls == 0:
-            return
+            return False
         rate = cfg.failure_rate_threshold
         if rate is not None and window.failures / calls >= rate:
-            self._move(OPEN, now)
-            return
+            return True
         slow_rate = cfg.slow_call_rate_threshold
-        if slow_rate is not None and window.slow / calls >= slow_rate:
-            self._move(OPEN, now)
+        return slow_rate is not None and window.slow / calls >= slow_rate
+
+    # -- a state decided elsewhere -------------------------------------------
+
+    def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
+        """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
+        by a shared store."""
+        if state is OPEN:
+            if self.state is HALF_OPEN and remaining <= 0:
+                # Our own timer ran out first; the next probe asks the store.
+                return
+            if self.state is not OPEN:
+                self._move(OPEN, now)
+            self.opened_at = now - (self.config.recovery_timeout - remaining)
+        elif state is not self.state:
+            self._move(state, now)
 
     # -- manual control ------------------------------------------------------
 
@@ -215,6 +296,7 @@ class BreakerCore:
         self._drop_ticks()
         self.window.clear()
         self.consecutive_failures = 0
+        self._update_fast()
 
     def release(self, now: float) -> None:
         """Undo a force; a breaker that is not forced is left alone."""

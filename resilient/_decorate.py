@@ -88,8 +88,16 @@ def _wrap(
         if async_gen:
 
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async for item in run(fn, args, kwargs):
-                    yield item
+                stream = run(fn, args, kwargs)
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    # Closed with this wrapper, not whenever the collector
+                    # gets to it: the policy's stream may hold a slot.
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
 
             return mark_layer(functools.update_wrapper(agen_wrapper, fn))
         if is_async:

@@ -4,6 +4,7 @@ events around the pure rules of :mod:`resilient._breaker_core`."""
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import math
 import threading
@@ -14,17 +15,21 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._breaker_core import CLOSED, REJECT, BreakerCore, CircuitState
+from ._breaker_core import CLOSED, OPEN, REJECT, BreakerCore, CircuitState
+from ._decorate import is_async_callable
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
+from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
+    from ._storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
@@ -53,7 +58,7 @@ class CircuitBreakerConfig:
     timeout: float | None = None
     health_check: Callable[[], Any] | None = None
     health_check_interval: float = 30.0
-    storage: Any = None
+    storage: BreakerStorage | None = None
 
     DEFAULT: ClassVar[CircuitBreakerConfig]
     LENIENT: ClassVar[CircuitBreakerConfig]
@@ -83,6 +88,11 @@ class CircuitBreakerConfig:
         v.seconds_or_none(_OWNER, "timeout", self.timeout)
         v.callable_or_none(_OWNER, "health_check", self.health_check)
         v.seconds(_OWNER, "health_check_interval", self.health_check_interval, allow_zero=False)
+        if self.storage is not None and not callable(getattr(self.storage, "attach", None)):
+            raise TypeError(
+                f"{_OWNER}.storage must be a breaker storage (with an attach() method, "
+                f"e.g. resilient.redis.RedisStorage), got {self.storage!r}"
+            )
         if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
             raise ValueError(
                 f"{_OWNER}.slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
@@ -124,9 +134,11 @@ _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
 class _Permit(NamedTuple):
     token: int
     start: float | None  # None: nothing needs this call's duration
+    probe: object = None  # a half-open probe granted by the shared store
 
 
 _UNTIMED = _Permit(0, None)
+_OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
 
 
 class _Entry(NamedTuple):
@@ -146,6 +158,7 @@ class CircuitBreaker:
         config: CircuitBreakerConfig | None = None,
         *,
         listeners: events.ListenerSet | None = None,
+        storage: BreakerStorage | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
@@ -154,6 +167,9 @@ class CircuitBreaker:
         self.name = name
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        # The store to use when the config names none (a registry's default).
+        self._default_storage = storage
+        self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
         self._cm_permits: contextvars.ContextVar[tuple[_Entry | None, ...]] | None = None
 
@@ -170,10 +186,30 @@ class CircuitBreaker:
             # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
-        # Calls in CLOSED that need neither a clock nor a result check skip
-        # the lock on success (see BreakerCore.tick).
-        self._fast = not self._timed and cfg.result_predicate is None and cfg.timeout is None
+        # Each admitted call runs under this; its CallTimeoutError is an
+        # ordinary failure to classify. (With it, the fast path is off.)
+        self._timeout = (
+            Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
+            if cfg.timeout is not None
+            else None
+        )
         self._tick = self._core.tick
+        self._health_check = cfg.health_check
+        self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
+        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
+
+    def _attach(self, storage: BreakerStorage | None) -> None:
+        if self._shared is not None:
+            self._shared.detach()
+            self._shared = None
+        if storage is not None:
+            self._shared = storage.attach(self)
+
+    def _use_default_storage(self, storage: BreakerStorage | None) -> None:
+        """Share through ``storage`` unless the config names a store itself."""
+        self._default_storage = storage
+        if self.config.storage is None:
+            self._attach(storage)
 
     def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
         """Adopt ``cfg`` (the registry does this when a first explicit config
@@ -191,6 +227,8 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
+        if self._health_check is not None and self._core.state is OPEN:
+            self._poll_health()
         with self._lock:
             state = self._core.current(_clock.monotonic())
             changes = self._core.take_changes() if self._core.changes else None
@@ -222,32 +260,84 @@ class CircuitBreaker:
             self._announce(changes)
         return snapshot
 
-    def _control(self, action: Callable[[BreakerCore, float], None]) -> None:
+    def _with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
+        """Run ``fn(core, now)`` under the lock and announce what it changed
+        (how a shared store reads counts and applies verdicts)."""
         with self._lock:
-            action(self._core, _clock.monotonic())
-            changes = self._core.take_changes()
+            result = fn(self._core, _clock.monotonic())
+            changes = self._core.take_changes() if self._core.changes else None
         if changes:
             self._announce(changes)
+        return result
+
+    def _control(self, action: Callable[[BreakerCore, float], None], name: Action) -> None:
+        self._with_core(action)
+        if self._shared is not None:
+            # Fleet-wide too; the store mirrors the fleet's answer back here.
+            self._shared.control(name)
 
     def reset(self) -> None:
         """CLOSED with a cleared window."""
-        self._control(BreakerCore.reset)
+        self._control(BreakerCore.reset, "reset")
 
     def force_open(self) -> None:
         """Reject every call (``remaining`` is infinite) until released or reset."""
-        self._control(BreakerCore.force_open)
+        self._control(BreakerCore.force_open, "force_open")
 
     def force_closed(self) -> None:
         """Admit every call and keep recording, but never transition."""
-        self._control(BreakerCore.force_closed)
+        self._control(BreakerCore.force_closed, "force_closed")
 
     def release(self) -> None:
         """Undo a force: CLOSED with a cleared window. Does nothing if not forced."""
-        self._control(BreakerCore.release)
+        self._control(BreakerCore.release, "release")
 
     def subscribe(self, listener: events.Listener) -> Callable[[], None]:
         """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
         return self._listeners.subscribe(listener)
+
+    # -- health check ----------------------------------------------------------
+
+    def _health_due(self) -> bool:
+        with self._lock:
+            return self._core.health_due(_clock.monotonic())
+
+    def _poll_health(self) -> None:
+        """While OPEN, ask a sync health check (at most once per interval)
+        whether the dependency is back. Async checks run from async calls."""
+        check = self._health_check
+        if check is None or self._health_is_async or not self._health_due():
+            return
+        try:
+            result = check()
+        except Exception:
+            log.warning("circuit %r: health check raised", self.name, exc_info=True)
+            return
+        if inspect.isawaitable(result):
+            # A sync callable that returns an awaitable: nothing here can wait for it.
+            if inspect.iscoroutine(result):
+                result.close()
+            return
+        if result:
+            self._recover_early()
+
+    async def _apoll_health(self) -> None:
+        check = self._health_check
+        if check is None or not self._health_due():
+            return
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:
+            log.warning("circuit %r: health check raised", self.name, exc_info=True)
+            return
+        if result:
+            self._recover_early()
+
+    def _recover_early(self) -> None:
+        # A local decision: with a shared store, the probe still asks the fleet.
+        self._with_core(BreakerCore.recover_early)
 
     # -- events --------------------------------------------------------------
 
@@ -275,16 +365,19 @@ class CircuitBreaker:
         core = self._core
         error = CircuitOpenError(self.name, core.state.value, core.remaining(now))
         if events.hub.listening:
-            self._listeners.emit(
-                events.CallRejected(
-                    name=self.name,
-                    policy="circuit_breaker",
-                    state=error.state,
-                    remaining=error.remaining,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+            self._emit_rejected(error)
         return error
+
+    def _emit_rejected(self, error: CircuitOpenError) -> None:
+        self._listeners.emit(
+            events.CallRejected(
+                name=self.name,
+                policy="circuit_breaker",
+                state=error.state,
+                remaining=error.remaining,
+                **events.stamp(),  # type: ignore[arg-type]
+            )
+        )
 
     # -- the protocol every execution path drives ------------------------------
 
@@ -296,6 +389,8 @@ class CircuitBreaker:
             # same as that call arriving a moment earlier.
             start = _clock.monotonic() if (self._timed or events.hub.listening) else None
             return _Permit(0, start)
+        if self._health_check is not None and core.state is OPEN:
+            self._poll_health()
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now)
@@ -306,6 +401,49 @@ class CircuitBreaker:
         if error is not None:
             raise error
         return _Permit(token, now)
+
+    def _admit(self) -> _Permit:
+        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
+        permit = self._enter()
+        if permit.token and self._shared is not None:
+            try:
+                verdict = self._shared.acquire()
+            except BaseException:
+                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    async def _aadmit(self) -> _Permit:
+        permit = self._enter()
+        if permit.token and self._shared is not None:
+            try:
+                verdict = await self._shared.acquire_async()
+            except BaseException:  # cancelled while asking: the local permit goes back
+                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    def _fleet_verdict(self, permit: _Permit, verdict: Verdict | None) -> _Permit:
+        if verdict is None:
+            return permit  # the store is unreachable: the local probe stands
+        if verdict.kind == "probe":
+            return permit._replace(probe=verdict.probe)
+
+        def settle(core: BreakerCore, now: float) -> CircuitOpenError | None:
+            core.on_ignored(permit.token)
+            core.adopt(verdict.state, verdict.remaining, now)
+            if verdict.kind == "reject":
+                return CircuitOpenError(self.name, verdict.state.value, verdict.remaining)
+            return None
+
+        error = self._with_core(settle)
+        if error is not None:
+            if events.hub.listening:
+                self._emit_rejected(error)
+            raise error
+        return _Permit(0, permit.start)
 
     def _classify_error(self, exc: BaseException) -> int:
         if not isinstance(exc, Exception) or isinstance(exc, self._ignore_on):
@@ -321,15 +459,11 @@ class CircuitBreaker:
     def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
         """Record how an admitted call ended."""
         core = self._core
-        token, start = permit
-        if start is not None:
-            now = _clock.monotonic()
-            duration = now - start
-        else:
-            # Untimed success in CLOSED needs no clock; a failure may open
-            # the breaker, and the opening time matters.
-            now = _clock.monotonic() if outcome == _FAILURE else 0.0
-            duration = 0.0
+        token, start, probe = permit
+        # Off the fast path: the clock is cheap next to the lock, and any
+        # outcome here may trip the breaker, when the time matters.
+        now = _clock.monotonic()
+        duration = now - start if start is not None else 0.0
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
@@ -341,6 +475,12 @@ class CircuitBreaker:
             changes = core.take_changes() if core.changes else None
         if changes:
             self._announce(changes)
+        shared = self._shared
+        if shared is not None:
+            if probe is not None:
+                shared.finished(probe, _OUTCOMES[outcome])
+            elif outcome == _FAILURE:
+                shared.poke()
         if events.hub.listening and outcome != _IGNORED:
             common = events.stamp()
             if error is None and outcome == _SUCCESS:
@@ -380,8 +520,9 @@ class CircuitBreaker:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        if self._core.fast and not events.hub.listening:
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
@@ -395,25 +536,34 @@ class CircuitBreaker:
             return fn(*args, **kwargs)
         if events.hub.listening:
             outcome: R = events.run_request(
-                self._listeners, self.name, "circuit_breaker", self._run, fn, args, kwargs
+                self._listeners,
+                self.name,
+                "circuit_breaker",
+                self._run,
+                fn,
+                args,
+                kwargs,
+                owner=self,
             )
             return outcome
         return self._run(fn, args, kwargs)
 
     def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        permit = self._enter()
+        permit = self._admit()
+        timeout = self._timeout
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if timeout is None else timeout._call(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
         self._exit_result(permit, result)
         return result
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        if self._core.fast and not events.hub.listening:
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:
@@ -427,16 +577,29 @@ class CircuitBreaker:
             return await fn(*args, **kwargs)
         if events.hub.listening:
             return await events.arun_request(
-                self._listeners, self.name, "circuit_breaker", self._arun, fn, args, kwargs
+                self._listeners,
+                self.name,
+                "circuit_breaker",
+                self._arun,
+                fn,
+                args,
+                kwargs,
+                owner=self,
             )
         return await self._arun(fn, args, kwargs)
 
     async def _arun(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        permit = self._enter()
+        if self._health_is_async and self._core.state is OPEN:
+            await self._apoll_health()
+        permit = await self._aadmit()
+        timeout = self._timeout
         try:
-            result = await fn(*args, **kwargs)
+            if timeout is None:
+                result = await fn(*args, **kwargs)
+            else:
+                result = await timeout._acall(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -457,22 +620,27 @@ class CircuitBreaker:
         return self._cm_permits
 
     def __enter__(self) -> CircuitBreaker:
-        entry = None
-        if switch.on:
-            scope = (
-                events.begin_request(self._listeners, self.name, "circuit_breaker")
-                if events.hub.listening
-                else None
-            )
-            try:
-                entry = _Entry(self._enter(), scope)
-            except BaseException as exc:
-                if scope is not None:
-                    scope.failed(exc)
-                raise
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
+            permit = self._admit()
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(_Entry(permit, scope))
+        return self
+
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "circuit_breaker")
+        return None
+
+    def _push(self, entry: _Entry | None) -> None:
         permits = self._permits()
         permits.set((*permits.get(), entry))
-        return self
 
     def __exit__(
         self,
@@ -502,7 +670,20 @@ class CircuitBreaker:
                     scope.failed(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        return self.__enter__()
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
+            if self._health_is_async and self._core.state is OPEN:
+                await self._apoll_health()
+            permit = await self._aadmit()
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(_Entry(permit, scope))
+        return self
 
     async def __aexit__(
         self,

@@ -7,12 +7,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._decorate import decorate
+from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+from .fallback import MISSING, Fallback
+from .policy import Resilience, ResiliencePolicy
+from .retry import Retry, RetryConfig
+from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
 
-__all__ = ["with_circuit_breaker"]
+__all__ = [
+    "with_bulkhead",
+    "with_circuit_breaker",
+    "with_fallback",
+    "with_resilience",
+    "with_retry",
+    "with_timeout",
+]
 
 F = TypeVar("F", bound="Decoratable")
 
@@ -52,3 +64,122 @@ def with_circuit_breaker(
         return decorate(breaker, fn)
 
     return decorator
+
+
+def with_bulkhead(
+    name: str | Bulkhead,
+    *,
+    max_concurrent: int | None = None,
+    max_queue: int = 0,
+    queue_timeout: float | None = None,
+    registry: Any = None,
+) -> Callable[[F], F]:
+    """Limit a function, coroutine function or method to ``max_concurrent``
+    calls at once, with up to ``max_queue`` more waiting (each at most
+    ``queue_timeout`` seconds); beyond that, :class:`BulkheadFullError`.
+
+    ``name`` registers (or reuses) a bulkhead in the registry; a ready
+    :class:`Bulkhead` may be passed instead.
+    """
+    if isinstance(name, Bulkhead):
+        if max_concurrent is not None or max_queue or queue_timeout is not None:
+            raise TypeError("with_bulkhead: pass either a Bulkhead or a name with limits")
+        bulkhead = name
+    else:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"with_bulkhead: name must be a non-empty str, got {name!r}")
+        if max_concurrent is None:
+            raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        bulkhead = registry.bulkhead(
+            name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
+        )
+
+    def decorator(fn: F) -> F:
+        return decorate(bulkhead, fn)
+
+    return decorator
+
+
+def with_retry(config: RetryConfig | Retry | None = None, **fields: Any) -> Callable[[F], F]:
+    """Run a function, coroutine function or method again when it fails.
+
+    ``config`` and keyword fields (those of :class:`RetryConfig`) configure
+    it; a ready :class:`Retry` may be passed instead.
+    """
+    if isinstance(config, Retry):
+        if fields:
+            raise TypeError(
+                "with_retry: pass either a Retry or a config with fields, "
+                f"not both (got fields={sorted(fields)})"
+            )
+        retry = config
+    else:
+        if config is not None and not isinstance(config, RetryConfig):
+            raise TypeError(f"with_retry: config must be a RetryConfig or a Retry, got {config!r}")
+        if fields:
+            config = dataclasses.replace(config or RetryConfig(), **fields)
+        retry = Retry(config)
+    return retry.__call__
+
+
+def with_timeout(seconds: float | Timeout | None = None, **options: Any) -> Callable[[F], F]:
+    """Fail a call with ``CallTimeoutError`` when it takes longer than ``seconds``.
+
+    Options are those of :class:`Timeout`: ``mode="thread"`` (default) or
+    ``"signal"`` for sync functions, ``inactivity=`` for async generator
+    functions, ``name=``, ``pool=``. A ready :class:`Timeout` may be passed.
+    """
+    if isinstance(seconds, Timeout):
+        if options:
+            raise TypeError(
+                "with_timeout: pass either a Timeout or seconds with options, "
+                f"not both (got options={sorted(options)})"
+            )
+        return seconds.__call__
+    return Timeout(seconds, **options).__call__
+
+
+def with_fallback(
+    value: Any = MISSING,
+    *,
+    handler: Callable[..., Any] | None = None,
+    on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+) -> Callable[[F], F]:
+    """Answer with ``value``, or what ``handler`` returns, when the call fails
+    with one of ``on``. A ready :class:`Fallback` may be passed as ``value``."""
+    if isinstance(value, Fallback):
+        if handler is not None or on != (Exception,):
+            raise TypeError(
+                "with_fallback: pass either a Fallback or value/handler/on, not both "
+                f"(got handler={handler!r}, on={on!r})"
+            )
+        return value.__call__
+    return Fallback(value, handler=handler, on=on).__call__
+
+
+def with_resilience(
+    name: str,
+    policy: ResiliencePolicy | None = None,
+    *,
+    registry: Any = None,
+    **overrides: Any,
+) -> Callable[[F], F]:
+    """Protect a function, coroutine function or method with every layer of
+    ``policy`` (default ``ResiliencePolicy()``), outermost first: fallback →
+    retry → circuit breaker → bulkhead → timeout.
+
+    ``overrides`` replace the policy's fields by name (``timeout=5.0``,
+    ``bulkhead=BulkheadConfig(10)``; ``None`` drops a layer). The breaker and
+    the bulkhead are registered under ``name``.
+    """
+    if policy is None:
+        policy = ResiliencePolicy()
+    elif not isinstance(policy, ResiliencePolicy):
+        raise TypeError(f"with_resilience: policy must be a ResiliencePolicy, got {policy!r}")
+    if overrides:
+        policy = policy.replace(**overrides)
+    return Resilience(name, policy, registry=registry).__call__

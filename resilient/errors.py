@@ -25,7 +25,9 @@ class ResilienceError(Exception):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.request_id = _request.current.get()
+        # A subclass may have set its own (an HTTP error names its request).
+        if getattr(self, "request_id", None) is None:
+            self.request_id = _request.current.get()
 
 
 class CircuitOpenError(ResilienceError):

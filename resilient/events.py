@@ -27,6 +27,20 @@ cleared, so a decorated function called from inside another one is a
 request of its own (it shares the request id, though). A policy learns
 whether the callable it was given is another layer from the marker
 :func:`mark_layer` puts on every wrapper ``resilient`` makes.
+
+How a policy takes part (only when someone listens, so one check otherwise)::
+
+    def _call(self, fn, args, kwargs):
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(
+                self._listeners, name, "retry", self._call, fn, args, kwargs, owner=self
+            )
+        ...  # the policy's own work, calling fn as usual
+
+``run_request`` opens the request if no layer has, then calls ``_call``
+again with ``fn`` wrapped so that :func:`entering` says no. The async twins
+are :func:`arun_request` and :func:`astream_request`; a context manager
+uses :func:`begin_request`.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -65,7 +80,9 @@ __all__ = [
     "TimedOut",
     "arun_request",
     "astream_request",
+    "ashield",
     "begin_request",
+    "entering",
     "get_request_id",
     "hub",
     "is_layer",
@@ -73,6 +90,7 @@ __all__ = [
     "new_request_id",
     "request_context",
     "run_request",
+    "shield",
     "stamp",
     "subscribe",
 ]
@@ -174,8 +192,9 @@ class StreamInactive(Event):
 Listener = Callable[[Event], object]
 
 # Subscribing is rare and may race with another thread subscribing; emitting
-# never takes this lock (it reads an immutable tuple).
-_subscribe_lock = threading.Lock()
+# never takes this lock (it reads an immutable tuple). Reentrant: a listener
+# set collected while it is held releases its subscriptions from a finalizer.
+_subscribe_lock = threading.RLock()
 
 
 class _Hub:
@@ -192,10 +211,11 @@ class _Hub:
         self._count += 1
         self.listening = True
 
-    def _removed(self, listener: Listener) -> None:
-        self._count -= 1
-        self.listening = self._count > 0
-        self._failed.discard(id(listener))
+    def _removed(self, listener_id: int) -> None:
+        with _subscribe_lock:
+            self._count -= 1
+            self.listening = self._count > 0
+            self._failed.discard(listener_id)
 
     def deliver(self, listeners: tuple[Listener, ...], event: Event) -> None:
         for listener in listeners:
@@ -216,7 +236,7 @@ hub = _Hub()
 class ListenerSet:
     """Listeners of one scope (a policy, a registry, or the whole process)."""
 
-    __slots__ = ("listeners", "parent")
+    __slots__ = ("__weakref__", "listeners", "parent")
 
     def __init__(self, parent: ListenerSet | None = None) -> None:
         self.listeners: tuple[Listener, ...] = ()
@@ -228,18 +248,18 @@ class ListenerSet:
         with _subscribe_lock:
             self.listeners = (*self.listeners, listener)
             hub._added()
-        done = False
+        # A policy dropped with listeners still on it must not leave every
+        # other call paying for events nobody receives.
+        gone = weakref.finalize(self, hub._removed, id(listener))
 
         def unsubscribe() -> None:
-            nonlocal done
+            if gone.detach() is None:
+                return  # already unsubscribed
             with _subscribe_lock:
-                if done:
-                    return
-                done = True
                 items = list(self.listeners)
                 items.remove(listener)
                 self.listeners = tuple(items)
-                hub._removed(listener)
+            hub._removed(id(listener))
 
         return unsubscribe
 
@@ -277,8 +297,9 @@ def mark_layer(fn: T) -> T:
     """Declare ``fn`` a resilient layer: a policy handed ``fn`` is stacked on
     it (one request), not wrapped around user code that calls it (two).
 
-    ``resilient``'s own wrappers are marked; a composition that chains
-    policies through its own callables marks each link.
+    ``resilient``'s own wrappers and every policy's ``_call`` / ``_acall`` /
+    ``_astream`` are marked; a composition that chains policies through
+    callables of its own marks each link.
     """
     setattr(fn, _LAYER, True)
     return fn
@@ -348,15 +369,20 @@ class RequestScope:
         """The call raised ``error``. Rejections by a breaker or a bulkhead are
         ``CallRejected``; cancellation and interrupts are not counted at all."""
         try:
-            if isinstance(error, CircuitOpenError):
-                self._emit(CallRejected, {"state": error.state, "remaining": error.remaining})
-            elif isinstance(error, BulkheadFullError):
-                self._emit(CallRejected, {"state": "full", "remaining": 0.0})
-            elif isinstance(error, Exception):
-                duration = _clock.monotonic() - self.start
-                self._emit(CallFailed, {"duration": duration, "error": error})
+            _emit_outcome(self._emit, error, self.start)
         finally:
             self._close()
+
+
+def _emit_outcome(
+    emit: Callable[[type[Event], dict[str, Any]], None], error: BaseException, start: float
+) -> None:
+    if isinstance(error, CircuitOpenError):
+        emit(CallRejected, {"state": error.state, "remaining": error.remaining})
+    elif isinstance(error, BulkheadFullError):
+        emit(CallRejected, {"state": "full", "remaining": 0.0})
+    elif isinstance(error, Exception):
+        emit(CallFailed, {"duration": _clock.monotonic() - start, "error": error})
 
 
 def _open(listeners: ListenerSet, name: str, policy: str, *, enter: bool) -> RequestScope:
@@ -384,53 +410,130 @@ def begin_request(listeners: ListenerSet, name: str, policy: str) -> RequestScop
     return _open(listeners, name, policy, enter=False)
 
 
-def _shield(fn: Callable[..., R]) -> Callable[..., R]:
-    def shielded(*args: Any, **kwargs: Any) -> R:
-        token = _scope.set(None)
+Report = tuple[ListenerSet, str, str]
+
+
+class _Handed:
+    """The callable :func:`run_request` hands to the policy that asked.
+
+    ``owner`` is that policy: handed back to it, :func:`entering` says the
+    call is accounted for. ``clear`` (user code) runs ``fn`` outside the
+    scope; ``report`` emits the policy-level outcome of ``fn`` (a bulkhead's
+    admitted calls). Everything else about ``fn`` (its name) shows through.
+    """
+
+    __slots__ = ("clear", "fn", "owner", "report")
+    __resilient_layer__ = True  # safe to call with the scope set
+
+    def __init__(self, fn: Callable[..., Any], owner: object, clear: bool, report: Report | None):
+        self.fn = fn
+        self.owner = owner
+        self.clear = clear
+        self.report = report
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fn, name)
+
+    def __repr__(self) -> str:
+        return repr(self.fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        token = _scope.set(None) if self.clear else None
+        start = _clock.monotonic() if self.report is not None else 0.0
         try:
-            return fn(*args, **kwargs)
+            result = self.fn(*args, **kwargs)
+        except BaseException as exc:
+            if self.report is not None:
+                _report(self.report, start, exc)
+            raise
         finally:
-            _scope.reset(token)
+            if token is not None:
+                _scope.reset(token)
+        if self.report is not None:
+            _report(self.report, start, None)
+        return result
 
-    return shielded
 
+class _AHanded(_Handed):
+    __slots__ = ()
 
-def _ashield(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    async def shielded(*args: Any, **kwargs: Any) -> R:
-        token = _scope.set(None)
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        token = _scope.set(None) if self.clear else None
+        start = _clock.monotonic() if self.report is not None else 0.0
         try:
-            return await fn(*args, **kwargs)
+            result = await self.fn(*args, **kwargs)
+        except BaseException as exc:
+            if self.report is not None:
+                _report(self.report, start, exc)
+            raise
         finally:
-            _scope.reset(token)
+            if token is not None:
+                _scope.reset(token)
+        if self.report is not None:
+            _report(self.report, start, None)
+        return result
 
-    return shielded
+
+def _report(report: Report, start: float, error: BaseException | None) -> None:
+    if not hub.listening:
+        return
+    listeners, name, policy = report
+
+    def emit(kind: type[Event], fields: dict[str, Any]) -> None:
+        listeners.emit(kind(name=name, policy=policy, **stamp(), **fields))  # type: ignore[arg-type]
+
+    if error is None:
+        emit(CallSucceeded, {"duration": _clock.monotonic() - start})
+    elif isinstance(error, Exception):
+        emit(CallFailed, {"duration": _clock.monotonic() - start, "error": error})
 
 
-Run = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], R]
+def entering(fn: object, owner: object) -> bool:
+    """Whether ``owner`` must pass its call through :func:`run_request` (and
+    friends): false when ``fn`` is what ``run_request`` handed back to it.
+
+    A policy's ``_call`` reads, so that nobody listening costs one check::
+
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(..., self._call, fn, args, kwargs, owner=self)
+    """
+    return type(fn) not in _HANDED or fn.owner is not owner  # type: ignore[attr-defined]
+
+
+_HANDED = (_Handed, _AHanded)
+
+
+def _hand(
+    fn: Callable[..., Any], owner: object, report: Report | None, kind: type[_Handed]
+) -> _Handed:
+    return kind(fn, owner, not is_layer(fn), report)
 
 
 def run_request(
     listeners: ListenerSet,
     name: str,
     policy: str,
-    run: Run[R],
-    fn: Callable[..., Any],
+    run: Callable[[Callable[..., R], tuple[Any, ...], dict[str, Any]], R],
+    fn: Callable[..., R],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    *,
+    owner: object,
+    report: bool = False,
 ) -> R:
     """``run(fn, args, kwargs)`` as one request when this layer is the outermost.
 
     Call it only when ``hub.listening``. ``run`` is the policy's own
-    execution; it receives ``fn`` shielded from the scope when ``fn`` is user
-    code.
+    execution (often its ``_call`` itself: see :func:`entering`); ``fn``
+    reaches it wrapped (:class:`_Handed`). ``report=True`` emits the
+    policy-level outcome of every call of ``fn`` under ``name``/``policy``.
     """
-    if not is_layer(fn):
-        fn = _shield(fn)
+    handed = _hand(fn, owner, (listeners, name, policy) if report else None, _Handed)
     if _scope.get() is not None:
-        return run(fn, args, kwargs)
+        return run(handed, args, kwargs)
     scope = _open(listeners, name, policy, enter=True)
     try:
-        result = run(fn, args, kwargs)
+        result = run(handed, args, kwargs)
     except BaseException as exc:
         scope.failed(exc)
         raise
@@ -442,19 +545,21 @@ async def arun_request(
     listeners: ListenerSet,
     name: str,
     policy: str,
-    run: Run[Awaitable[R]],
+    run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Awaitable[R]],
     fn: Callable[..., Awaitable[Any]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    *,
+    owner: object,
+    report: bool = False,
 ) -> R:
     """The async twin of :func:`run_request`: ``await run(fn, args, kwargs)``."""
-    if not is_layer(fn):
-        fn = _ashield(fn)
+    handed = _hand(fn, owner, (listeners, name, policy) if report else None, _AHanded)
     if _scope.get() is not None:
-        return await run(fn, args, kwargs)
+        return await run(handed, args, kwargs)
     scope = _open(listeners, name, policy, enter=True)
     try:
-        result = await run(fn, args, kwargs)
+        result = await run(handed, args, kwargs)
     except BaseException as exc:
         scope.failed(exc)
         raise
@@ -462,20 +567,34 @@ async def arun_request(
     return result
 
 
+def shield(fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn`` (user code a policy calls itself: a fallback handler) made to
+    run outside the request scope, so decorated calls in it count on their own."""
+    return _Handed(fn, None, True, None)
+
+
+def ashield(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """:func:`shield` for a coroutine function."""
+    return _AHanded(fn, None, True, None)
+
+
 async def astream_request(
     listeners: ListenerSet,
     name: str,
     policy: str,
-    run: Run[AsyncIterator[T]],
+    run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], AsyncIterator[T]],
     fn: Callable[..., AsyncIterator[Any]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    *,
+    owner: object,
 ) -> AsyncIterator[T]:
     """The stream of ``run(fn, args, kwargs)`` as one request (a stream that
     is consumed to its end succeeds; one the consumer abandons is not counted).
 
     Nothing is left set in the consumer's context while it holds an item:
-    the scope and the request id are set around each step only.
+    the scope and the request id are set around each step only (user code
+    in ``fn`` steps with the scope cleared).
     """
     outer = _scope.get()
     rid = _request.current.get()
@@ -484,6 +603,7 @@ async def astream_request(
         rid = rid if rid is not None else new_request_id()
         scope = RequestScope(listeners, name, policy, rid)
     inner_sees = (scope or outer) if is_layer(fn) else None
+    handed = _Handed(fn, owner, False, None)
     stream: AsyncIterator[T] | None = None
 
     def enter() -> tuple[contextvars.Token[Any], contextvars.Token[Any]]:
@@ -498,7 +618,7 @@ async def astream_request(
             tokens = enter()
             try:
                 if stream is None:
-                    stream = run(fn, args, kwargs)
+                    stream = run(handed, args, kwargs)
                 item = await anext(stream)
             except StopAsyncIteration:
                 break

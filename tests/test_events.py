@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,7 +21,10 @@ from resilient import (
     CircuitBreakerConfig,
     CircuitOpenError,
     Event,
+    FallbackUsed,
     Registry,
+    RetryAttempted,
+    RetryConfig,
     StateChanged,
     events,
     get_request_id,
@@ -55,13 +59,10 @@ class Repeat:
         self._listeners = events.ListenerSet(events.GLOBAL)
 
     def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if events.hub.listening:
+        if events.hub.listening and events.entering(fn, self):
             return events.run_request(
-                self._listeners, self.name, "retry", self._run, fn, args, kwargs
+                self._listeners, self.name, "retry", self._call, fn, args, kwargs, owner=self
             )
-        return self._run(fn, args, kwargs)
-
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         for _ in range(self.times - 1):
             with contextlib.suppress(Exception):
                 fn(*args, **kwargs)
@@ -70,9 +71,9 @@ class Repeat:
     def _acall(
         self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
-        if events.hub.listening:
+        if events.hub.listening and events.entering(fn, self):
             return events.arun_request(
-                self._listeners, self.name, "retry", self._arun, fn, args, kwargs
+                self._listeners, self.name, "retry", self._acall, fn, args, kwargs, owner=self
             )
         return self._arun(fn, args, kwargs)
 
@@ -440,9 +441,9 @@ class Stream:
         raise NotImplementedError
 
     def _astream(self, fn: Any, args: Any, kwargs: Any) -> AsyncIterator[Any]:
-        if events.hub.listening:
+        if events.hub.listening and events.entering(fn, self):
             return events.astream_request(
-                self._listeners, self.name, "timeout", self._run, fn, args, kwargs
+                self._listeners, self.name, "timeout", self._astream, fn, args, kwargs, owner=self
             )
         return self._run(fn, args, kwargs)
 
@@ -542,8 +543,10 @@ def test_request_context_sets_the_id_of_every_event_and_error(seen: list[Event])
     assert get_request_id() is None
 
 
-def test_errors_carry_the_request_id_even_with_nobody_listening() -> None:
-    assert not events.hub.listening
+def test_errors_carry_the_request_id_even_with_nobody_listening(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events.hub, "listening", False)
     breaker = CircuitBreaker("db")
     breaker.force_open()
     with request_context() as rid, pytest.raises(CircuitOpenError) as info:
@@ -586,12 +589,14 @@ def test_policy_registry_and_global_scopes_each_see_their_events() -> None:
 
 
 def test_unsubscribing_twice_is_harmless_and_listening_follows_subscriptions() -> None:
-    assert not events.hub.listening
+    before = events.hub._count
     unsubscribe = resilient.subscribe(lambda e: None)
     assert events.hub.listening
+    assert events.hub._count == before + 1
     unsubscribe()
     unsubscribe()
-    assert not events.hub.listening
+    assert events.hub._count == before
+    assert events.hub.listening is (before > 0)
     with pytest.raises(TypeError, match="callable"):
         resilient.subscribe("not a function")  # type: ignore[arg-type]
 
@@ -618,6 +623,16 @@ def test_a_listener_that_raises_is_logged_once_and_never_breaks_the_call(
     assert len(received) == 6  # the next listener still got every event
 
 
+def test_a_policy_dropped_with_listeners_on_it_stops_the_listening() -> None:
+    before = events.hub._count
+    breaker = CircuitBreaker("db")
+    breaker.subscribe(lambda e: None)  # never unsubscribed
+    assert events.hub._count == before + 1
+    del breaker
+    gc.collect()
+    assert events.hub._count == before
+
+
 def test_subscribing_from_many_threads_loses_nobody() -> None:
     breaker = CircuitBreaker("db")
     unsubscribers: list[Callable[[], None]] = []
@@ -637,16 +652,16 @@ def test_subscribing_from_many_threads_loses_nobody() -> None:
     assert len(breaker._listeners.listeners) == 800
     for u in unsubscribers:
         u()
-    assert not events.hub.listening
     assert breaker._listeners.listeners == ()
 
 
 def test_with_nobody_listening_no_request_scope_is_opened(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def fail(*args: Any) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the hot path must not reach the request scope")
 
+    monkeypatch.setattr(events.hub, "listening", False)
     monkeypatch.setattr(events, "run_request", fail)
     monkeypatch.setattr(events, "arun_request", fail)
     monkeypatch.setattr(events, "begin_request", fail)
@@ -690,3 +705,164 @@ def test_state_changes_are_logged_at_warning_with_structured_extra(
 
 def _fail() -> None:
     raise ConnectionError("down")
+
+
+# -- the real layers ---------------------------------------------------------------
+
+
+def requests_of(seen: list[Event]) -> list[tuple[str, str, str]]:
+    return [(type(e).__name__, e.name, e.policy) for e in request_events(seen)]
+
+
+def test_with_resilience_is_one_request_whatever_its_layers_do(seen: list[Event]) -> None:
+    calls = 0
+
+    @resilient.with_resilience("api", retry=RetryConfig(max_attempts=3, jitter=0.0))
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("down")
+        return "ok"
+
+    with fake_clock():
+        assert flaky() == "ok"
+    assert requests_of(seen) == [
+        ("CallStarted", "api", "resilience"),
+        ("CallSucceeded", "api", "resilience"),
+    ]
+    breaker = [type(e) for e in seen if e.policy == "circuit_breaker"]
+    assert breaker == [CallFailed, CallFailed, CallSucceeded]
+    assert [e.attempt for e in seen if isinstance(e, RetryAttempted)] == [1, 2]
+    assert len({e.request_id for e in seen}) == 1
+
+
+async def test_with_resilience_async_with_every_layer(seen: list[Event]) -> None:
+    @resilient.with_resilience(
+        "api",
+        retry=RetryConfig(max_attempts=2, jitter=0.0),
+        bulkhead=resilient.BulkheadConfig(2),
+        fallback=resilient.Fallback("cached"),
+    )
+    async def down() -> str:
+        raise ConnectionError("down")
+
+    with fake_clock():
+        assert await down() == "cached"
+    assert requests_of(seen) == [
+        ("CallStarted", "api", "resilience"),
+        ("CallSucceeded", "api", "resilience"),  # the fallback answered
+    ]
+    assert len([e for e in seen if isinstance(e, FallbackUsed)]) == 1
+    # The bulkhead reports each call it admitted (each attempt).
+    assert [type(e) for e in seen if e.policy == "bulkhead"] == [CallFailed, CallFailed]
+
+
+def test_a_fallback_over_an_open_breaker_is_a_successful_request(seen: list[Event]) -> None:
+    resilient.registry.force_open("api")
+
+    @resilient.with_resilience("api", retry=None, fallback=resilient.Fallback("cached"))
+    def call() -> str:
+        raise AssertionError("never runs")
+
+    assert call() == "cached"
+    assert [type(e).__name__ for e in request_events(seen)] == ["CallStarted", "CallSucceeded"]
+    assert [type(e) for e in seen if e.policy == "circuit_breaker"][-1] is CallRejected
+
+
+def test_a_fallback_handler_calling_a_decorated_function_makes_it_a_request(
+    seen: list[Event],
+) -> None:
+    @resilient.with_circuit_breaker("backup")
+    def backup() -> str:
+        return "backup"
+
+    @resilient.with_fallback(handler=backup)
+    @resilient.with_circuit_breaker("primary")
+    def primary() -> str:
+        raise ConnectionError("down")
+
+    assert primary() == "backup"
+    starts = [e.name for e in request_events(seen) if isinstance(e, CallStarted)]
+    # An unnamed outermost layer names the request after the function.
+    assert [name.rsplit(".", 1)[-1] for name in starts] == ["primary", "backup"]
+
+
+def test_manually_stacked_decorators_are_one_request(seen: list[Event]) -> None:
+    calls = 0
+
+    @resilient.with_retry(resilient.Retry(RetryConfig(max_attempts=2, jitter=0.0), name="fetch"))
+    @resilient.with_timeout(5.0)
+    @resilient.with_circuit_breaker("fetch")
+    def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("down")
+        return "ok"
+
+    with fake_clock():
+        assert fetch() == "ok"
+    assert requests_of(seen) == [
+        ("CallStarted", "fetch", "retry"),
+        ("CallSucceeded", "fetch", "retry"),
+    ]
+    # The breaker ran in the timeout's worker thread, still inside the request.
+    assert [type(e) for e in seen if e.policy == "circuit_breaker"] == [CallFailed, CallSucceeded]
+
+
+def test_a_timed_out_call_is_a_failed_request(seen: list[Event]) -> None:
+    gate = threading.Event()
+
+    @resilient.with_timeout(0.05)
+    def stuck() -> None:
+        gate.wait(10)
+
+    try:
+        with pytest.raises(resilient.CallTimeoutError):
+            stuck()
+    finally:
+        gate.set()
+    kinds = [type(e) for e in seen]
+    assert kinds == [CallStarted, resilient.TimedOut, CallFailed]
+
+
+async def test_a_stream_through_timeout_and_bulkhead_is_one_request(seen: list[Event]) -> None:
+    @resilient.with_timeout(inactivity=5.0, name="feed")
+    @resilient.with_bulkhead("feed", max_concurrent=1)
+    async def feed() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+
+    assert [i async for i in feed()] == [0, 1, 2]
+    assert requests_of(seen) == [
+        ("CallStarted", "feed", "timeout"),
+        ("CallSucceeded", "feed", "timeout"),
+    ]
+
+    @resilient.with_timeout(inactivity=0.01)
+    async def silent() -> AsyncIterator[int]:
+        yield 1
+        await asyncio.Event().wait()
+        yield 2
+
+    seen.clear()
+    with pytest.raises(resilient.CallTimeoutError):
+        async for _ in silent():
+            pass
+    assert [type(e) for e in seen] == [CallStarted, resilient.StreamInactive, CallFailed]
+
+
+async def test_an_abandoned_stream_gives_back_its_bulkhead_slot_at_once() -> None:
+    bulkhead = resilient.Bulkhead("feed", max_concurrent=1)
+
+    @bulkhead
+    async def feed() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+
+    stream = feed()
+    async for _ in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert bulkhead.metrics().active == 0

@@ -20,13 +20,10 @@ class Repeat:
         self._listeners = events.ListenerSet(events.GLOBAL)
 
     def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if events.hub.listening:
+        if events.hub.listening and events.entering(fn, self):
             return events.run_request(
-                self._listeners, self.name, "retry", self._run, fn, args, kwargs
+                self._listeners, self.name, "retry", self._call, fn, args, kwargs, owner=self
             )
-        return self._run(fn, args, kwargs)
-
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         for attempt in range(1, self.times):
             with contextlib.suppress(Exception):
                 return fn(*args, **kwargs)

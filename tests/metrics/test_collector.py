@@ -336,3 +336,61 @@ def test_the_buffer_size_is_validated(size: Any) -> None:
 def test_streams_are_exported() -> None:
     assert isinstance(MetricsCollector().events(), EventStream)
     assert resilient.MetricsCollector is MetricsCollector
+
+
+# -- with the real policies ------------------------------------------------------
+
+
+def test_statistics_of_composed_calls(collector: MetricsCollector) -> None:
+    answers = iter(
+        [ConnectionError("down"), "ok", ConnectionError("down"), ConnectionError("down")]
+    )
+
+    def flaky() -> str:
+        clock.advance(0.1)
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    api = resilient.with_resilience(
+        "api",
+        retry=resilient.RetryConfig(max_attempts=2, jitter=0.0),
+        timeout=None,
+        fallback=None,
+    )(flaky)
+    with fake_clock() as clock:
+        assert api() == "ok"  # a retry, then success: one request
+        with pytest.raises(ConnectionError):
+            api()  # two attempts, both fail: one failed request
+    stats = collector.statistics.by_name["api"]
+    assert (stats.total_requests, stats.successes, stats.failures) == (2, 1, 1)
+    assert stats.total_retries == 2
+    # Each request's latency spans its attempts and the wait between them.
+    assert stats.average_latency == pytest.approx((0.1 + 1.0 + 0.1) * 1.0)
+
+
+def test_rejections_timeouts_and_fallbacks_of_real_policies(collector: MetricsCollector) -> None:
+    resilient.registry.force_open("closed-shop")
+    shop = resilient.with_circuit_breaker("closed-shop")(lambda: None)
+    with pytest.raises(CircuitOpenError):
+        shop()
+    cached = resilient.with_fallback("cached")(
+        resilient.with_circuit_breaker("closed-shop")(lambda: None)
+    )
+    assert cached() == "cached"
+
+    gate = threading.Event()
+    slow = resilient.with_timeout(0.05, name="slow")(lambda: gate.wait(10))
+    try:
+        with pytest.raises(resilient.CallTimeoutError):
+            slow()
+    finally:
+        gate.set()
+
+    stats = collector.statistics
+    assert stats.rejections == 1  # the fallback turned the second one into a success
+    assert stats.fallbacks == 1
+    assert stats.timeouts == 1
+    assert stats.by_name["slow"].failures == 1
+    assert stats.total_requests == 3

@@ -1,0 +1,130 @@
+"""The bulkhead's rules as a pure state object: permits and a FIFO of waiters.
+
+No lock, no clock, no waking. Free permits are tokens in a deque, so taking
+one (:meth:`LimiterCore.take`) and giving one back (:meth:`give`) are single
+atomic operations that need no lock: a call that finds a free permit, and
+its release while nobody waits, cost two deque operations. Everything about
+the queue needs the caller's lock.
+
+The hand-over rule closes the race between the two: a waiter tries
+:meth:`take` once more after joining the queue (under the lock), and a
+release checks ``queued`` after giving its permit back, calling
+:meth:`hand_over` (under the lock) when someone waits. Whatever the
+interleaving, a free permit and a waiting caller never both stay put.
+
+A waiter's ``state`` is the single truth about who holds a permit: one that
+gives up asks :meth:`cancel`, which says whether a permit reached it first
+(then it must give that permit back).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import deque
+
+__all__ = ["LimiterCore", "Waiter"]
+
+_WAITING = 0
+_HOLDS_PERMIT = 1
+_GONE = 2
+
+
+class Waiter:
+    """One queued caller. ``wake`` is whatever the driver needs to wake it."""
+
+    __slots__ = ("state", "wake")
+
+    def __init__(self, wake: object) -> None:
+        self.wake = wake
+        self.state = _WAITING
+
+
+class LimiterCore:
+    __slots__ = (
+        "_done",
+        "_done_reads",
+        "_free",
+        "_waiters",
+        "finished",
+        "give",
+        "last_rejected_at",
+        "max_concurrent",
+        "max_queue",
+        "queued",
+        "rejected",
+        "take",
+    )
+
+    def __init__(self, max_concurrent: int, max_queue: int) -> None:
+        self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        self._free: deque[None] = deque([None] * max_concurrent)
+        self.take = self._free.pop  # lock-free; IndexError when none is free
+        self.give = functools.partial(self._free.append, None)  # lock-free; then check ``queued``
+        self.queued = 0
+        self.rejected = 0
+        self.last_rejected_at: float | None = None
+        # Waiters that gave up stay here, marked gone, until popped or
+        # compacted away: removing from the middle of a deque is O(n).
+        self._waiters: deque[Waiter] = deque()
+        # Completed calls are counted without the lock (count.__next__ is
+        # atomic); reads consume a value each, tracked in _done_reads.
+        self._done = itertools.count()
+        self._done_reads = 0
+        self.finished = self._done.__next__
+
+    @property
+    def active(self) -> int:
+        """Permits held: by running calls, or handed to waiters not yet running."""
+        return self.max_concurrent - len(self._free)
+
+    def completed(self) -> int:
+        value = next(self._done) - self._done_reads
+        self._done_reads += 1
+        return value
+
+    def can_queue(self) -> bool:
+        return self.queued < self.max_queue
+
+    def enqueue(self, wake: object) -> Waiter:
+        waiter = Waiter(wake)
+        self._waiters.append(waiter)
+        self.queued += 1
+        return waiter
+
+    def reject(self, now: float) -> None:
+        self.rejected += 1
+        self.last_rejected_at = now
+
+    def hand_over(self) -> Waiter | None:
+        """A free permit goes to the first waiter still waiting, which is
+        returned for the caller to wake; None when either is missing."""
+        waiters = self._waiters
+        while self.queued:
+            waiter = waiters.popleft()
+            if waiter.state != _WAITING:
+                continue
+            try:
+                self.take()
+            except IndexError:
+                waiters.appendleft(waiter)
+                return None
+            waiter.state = _HOLDS_PERMIT
+            self.queued -= 1
+            return waiter
+        return None
+
+    def cancel(self, waiter: Waiter) -> bool:
+        """``waiter`` gives up. True when a permit reached it first: it holds
+        that permit and must give it back. Asking twice answers False."""
+        state = waiter.state
+        waiter.state = _GONE
+        if state == _HOLDS_PERMIT:
+            return True
+        if state == _WAITING:
+            self.queued -= 1
+            waiters = self._waiters
+            if len(waiters) > 2 * self.queued + 16:
+                self._waiters = deque(w for w in waiters if w.state == _WAITING)
+        return False

@@ -1,0 +1,469 @@
+"""``BulkheadConfig`` and ``Bulkhead``: a concurrency limit with a bounded queue.
+
+One limiter serves threads and asyncio tasks together, on any number of
+event loops. The rules live in :mod:`resilient._bulkhead_core`: free permits
+are taken and given back without a lock, the queue sits behind one
+``threading.Lock``. A queued thread waits on a lock of its own, a queued task
+on a future of its own loop, resolved through ``call_soon_threadsafe`` when
+the permit comes from another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+
+from . import _clock, _validate, events
+from ._active import switch
+from ._bulkhead_core import LimiterCore, Waiter
+from .errors import BulkheadFullError
+
+if TYPE_CHECKING:
+    from ._decorate import Decoratable
+
+__all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+_OWNER = "BulkheadConfig"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadConfig:
+    """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait
+    for a slot, each at most ``queue_timeout`` seconds (``None``: no limit)."""
+
+    max_concurrent: int
+    _: KW_ONLY
+    max_queue: int = 0
+    queue_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _validate.int_at_least(_OWNER, "max_concurrent", self.max_concurrent, 1)
+        _validate.int_at_least(_OWNER, "max_queue", self.max_queue, 0)
+        _validate.seconds_or_none(_OWNER, "queue_timeout", self.queue_timeout)
+
+
+class BulkheadMetrics(NamedTuple):
+    """A snapshot of a bulkhead. ``utilization`` is active / max_concurrent."""
+
+    active: int
+    queued: int
+    completed: int
+    rejected: int
+    utilization: float
+    max_concurrent: int
+    max_queue: int
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _held_lock() -> threading.Lock:
+    """What a queued thread blocks on: a lock already taken, released to wake it."""
+    signal = threading.Lock()
+    signal.acquire()
+    return signal
+
+
+def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]:
+    loop = asyncio.get_running_loop()
+    return loop, loop.create_future()
+
+
+class Bulkhead:
+    """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BulkheadConfig | None = None,
+        *,
+        max_concurrent: int | None = None,
+        max_queue: int = 0,
+        queue_timeout: float | None = None,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Bulkhead name must be a non-empty str, got {name!r}")
+        if config is None:
+            if max_concurrent is None:
+                raise TypeError(f"Bulkhead {name!r} needs a config or max_concurrent")
+            config = BulkheadConfig(
+                max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
+            )
+        elif not isinstance(config, BulkheadConfig):
+            raise TypeError(f"Bulkhead config must be a BulkheadConfig, got {config!r}")
+        elif max_concurrent is not None or max_queue or queue_timeout is not None:
+            raise TypeError(f"Bulkhead {name!r}: pass either a config or limits, not both")
+        self.name = name
+        self.config = config
+        self._core = LimiterCore(config.max_concurrent, config.max_queue)
+        self._lock = threading.Lock()
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._cm_held: contextvars.ContextVar[tuple[bool, ...]] | None = None
+
+    def __repr__(self) -> str:
+        core = self._core
+        return (
+            f"<Bulkhead {self.name!r} active={core.active}/{core.max_concurrent} "
+            f"queued={core.queued}/{core.max_queue}>"
+        )
+
+    def metrics(self) -> BulkheadMetrics:
+        with self._lock:
+            core = self._core
+            active = core.active
+            return BulkheadMetrics(
+                active=active,
+                queued=core.queued,
+                completed=core.completed(),
+                rejected=core.rejected,
+                utilization=active / core.max_concurrent,
+                max_concurrent=core.max_concurrent,
+                max_queue=core.max_queue,
+            )
+
+    def rejected_since(self, since: float) -> bool:
+        """Whether a call was rejected at or after monotonic time ``since``."""
+        last = self._core.last_rejected_at
+        return last is not None and last >= since
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event of this bulkhead; returns the unsubscriber."""
+        return self._listeners.subscribe(listener)
+
+    # -- permits -------------------------------------------------------------
+
+    def _full(self) -> BulkheadFullError:
+        """The error for a rejection the core has counted; emits its event."""
+        cfg = self.config
+        if events.hub.listening:
+            self._listeners.emit(
+                events.BulkheadRejected(
+                    name=self.name,
+                    policy="bulkhead",
+                    max_concurrent=cfg.max_concurrent,
+                    max_queue=cfg.max_queue,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+        return BulkheadFullError(self.name, cfg.max_concurrent, cfg.max_queue)
+
+    def _reject(self) -> BulkheadFullError:
+        with self._lock:
+            self._core.reject(_clock.monotonic())
+        return self._full()
+
+    def _release(self) -> None:
+        """A call ends: its permit goes back, to a waiter if there is one."""
+        core = self._core
+        core.finished()
+        core.give()
+        if core.queued:
+            self._hand_over()
+
+    def _give_back(self) -> None:
+        """A permit that served no call goes back (its waiter gave up)."""
+        core = self._core
+        core.give()
+        if core.queued:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Free permits go to waiters, first come first served."""
+        core = self._core
+        lock = self._lock
+        while core.queued:
+            with lock:
+                waiter = core.hand_over()
+            if waiter is None:
+                return
+            if not self._wake(waiter):
+                with lock:
+                    core.cancel(waiter)
+                core.give()
+
+    @staticmethod
+    def _wake(waiter: Waiter) -> bool:
+        wake = waiter.wake
+        if isinstance(wake, tuple):
+            loop, fut = wake
+            if asyncio._get_running_loop() is loop:
+                _resolve(fut)
+                return True
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # its loop is closed: the task will never run again
+                return False
+            return True
+        cast(threading.Lock, wake).release()
+        return True
+
+    def _leave_queue(self, waiter: Waiter) -> bool:
+        """``waiter`` stops waiting. True when a permit reached it first: it
+        holds that permit now."""
+        with self._lock:
+            return self._core.cancel(waiter)
+
+    def _join_queue(self, wake: Callable[[], object]) -> Waiter | None:
+        """The new waiter, or None when a permit was taken after all; raises
+        ``BulkheadFullError`` when the queue is full."""
+        core = self._core
+        with self._lock:
+            try:
+                core.take()  # freed since the lock-free try
+                return None
+            except IndexError:
+                pass
+            if core.can_queue():
+                waiter = core.enqueue(wake())
+                try:
+                    core.take()  # freed by a release that saw no waiter yet
+                except IndexError:
+                    return waiter
+                core.cancel(waiter)
+                return None
+            core.reject(_clock.monotonic())
+        raise self._full()
+
+    def _acquire(self) -> None:
+        """Take a permit for this thread, waiting in the queue if need be."""
+        try:
+            self._core.take()
+        except IndexError:
+            self._wait_for_permit()
+
+    def _wait_for_permit(self) -> None:
+        waiter = self._join_queue(_held_lock)
+        if waiter is None:
+            return
+        signal = cast(threading.Lock, waiter.wake)
+        timeout = self.config.queue_timeout
+        try:
+            if timeout is None:
+                signal.acquire()
+            elif _clock.get_clock() is _clock.REAL:
+                signal.acquire(timeout=timeout)
+            elif not signal.acquire(blocking=False):
+                # A test clock: the wait passes on that clock, not for real.
+                _clock.sleep(timeout)
+        except BaseException:
+            if self._leave_queue(waiter):
+                self._give_back()
+            raise
+        if not self._leave_queue(waiter):
+            raise self._reject()
+
+    async def _aacquire(self) -> None:
+        """Take a permit for this task, waiting in the queue if need be."""
+        try:
+            self._core.take()
+        except IndexError:
+            await self._await_permit()
+
+    async def _await_permit(self) -> None:
+        waiter = self._join_queue(_future_of_running_loop)
+        if waiter is None:
+            return
+        fut: asyncio.Future[None] = waiter.wake[1]  # type: ignore[index]
+        timeout = self.config.queue_timeout
+        try:
+            if timeout is None:
+                await fut
+            elif _clock.get_clock() is _clock.REAL:
+                async with asyncio.timeout(timeout):
+                    await fut
+            else:
+                await self._wait_on_clock(fut, timeout)
+        except TimeoutError:
+            if self._leave_queue(waiter):
+                return  # granted at the last moment: use it
+            raise self._reject() from None
+        except BaseException:
+            # Cancelled or interrupted: a permit handed over meanwhile goes on
+            # to the next waiter.
+            if self._leave_queue(waiter):
+                self._give_back()
+            raise
+
+    @staticmethod
+    async def _wait_on_clock(fut: asyncio.Future[None], seconds: float) -> None:
+        """Wait for ``fut`` at most ``seconds`` of a test clock's time."""
+        sleeper = asyncio.ensure_future(_clock.sleep_async(seconds))
+        try:
+            await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+        if not fut.done():
+            sleeper.result()  # what the clock's sleep raised, if anything
+            raise TimeoutError
+
+    # -- execution -----------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` inside the bulkhead."""
+        return self._call(fn, args, kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
+        return await self._acall(fn, args, kwargs)
+
+    @events.mark_layer
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if not switch.on:
+            return fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
+        # _acquire and _release, inlined: this is every call's path.
+        core = self._core
+        try:
+            core.take()
+        except IndexError:
+            self._wait_for_permit()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            core.finished()
+            core.give()
+            if core.queued:
+                self._hand_over()
+
+    @events.mark_layer
+    async def _acall(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
+        core = self._core
+        try:
+            core.take()
+        except IndexError:
+            await self._await_permit()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            core.finished()
+            core.give()
+            if core.queued:
+                self._hand_over()
+
+    @events.mark_layer
+    def _astream(
+        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.astream_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._astream,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return self._stream(fn, args, kwargs)
+
+    async def _stream(
+        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        """A stream holds its slot until it ends or is closed."""
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        await self._aacquire()
+        try:
+            async for item in fn(*args, **kwargs):
+                yield item
+        finally:
+            self._release()
+
+    def __call__(self, fn: F) -> F:
+        """Use the bulkhead itself as a decorator."""
+        from ._decorate import decorate
+
+        return decorate(self, fn)
+
+    # -- context managers ----------------------------------------------------
+
+    def _held(self) -> contextvars.ContextVar[tuple[bool, ...]]:
+        if self._cm_held is None:
+            self._cm_held = contextvars.ContextVar(f"resilient_bh_{self.name}", default=())
+        return self._cm_held
+
+    def _push(self, held: bool) -> None:
+        var = self._held()
+        var.set((*var.get(), held))
+
+    def _pop(self) -> None:
+        var = self._held()
+        stack = var.get()
+        if stack:
+            var.set(stack[:-1])
+            if stack[-1]:
+                self._release()
+
+    def __enter__(self) -> Bulkhead:
+        held = switch.on
+        if held:
+            self._acquire()
+        self._push(held)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pop()
+
+    async def __aenter__(self) -> Bulkhead:
+        held = switch.on
+        if held:
+            await self._aacquire()
+        self._push(held)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pop()
