@@ -45,7 +45,6 @@ uses :func:`begin_request`.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import threading
@@ -330,17 +329,17 @@ class RequestScope:
         self.request_id = request_id
         self._id_token: contextvars.Token[str | None] | None = None
         self._scope_token: contextvars.Token[RequestScope | None] | None = None
-        self.start = _clock.monotonic()
-        self._emit(CallStarted, {})
+        self.start = now = _clock.monotonic()
+        self._emit(CallStarted, now, {})
 
-    def _emit(self, kind: type[Event], fields: dict[str, Any]) -> None:
+    def _emit(self, kind: type[Event], now: float, fields: dict[str, Any]) -> None:
         if hub.listening:
             self._listeners.emit(
                 kind(
                     name=self.name,
                     policy=self.policy,
                     timestamp=_clock.wall(),
-                    monotonic=_clock.monotonic(),
+                    monotonic=now,
                     request_id=self.request_id,
                     level=REQUEST,  # type: ignore[call-arg]
                     **fields,
@@ -352,16 +351,21 @@ class RequestScope:
         # another one (an abandoned stream finalized elsewhere) must not fail.
         scope_token, id_token = self._scope_token, self._id_token
         self._scope_token = self._id_token = None
-        with contextlib.suppress(ValueError):
-            if scope_token is not None:
+        if scope_token is not None:
+            try:
                 _scope.reset(scope_token)
-        with contextlib.suppress(ValueError):
-            if id_token is not None:
+            except ValueError:
+                _scope.set(None)
+        if id_token is not None:
+            try:
                 _request.current.reset(id_token)
+            except ValueError:
+                _request.current.set(None)
 
     def succeeded(self) -> None:
+        now = _clock.monotonic()
         try:
-            self._emit(CallSucceeded, {"duration": _clock.monotonic() - self.start})
+            self._emit(CallSucceeded, now, {"duration": now - self.start})
         finally:
             self._close()
 
@@ -375,14 +379,15 @@ class RequestScope:
 
 
 def _emit_outcome(
-    emit: Callable[[type[Event], dict[str, Any]], None], error: BaseException, start: float
+    emit: Callable[[type[Event], float, dict[str, Any]], None], error: BaseException, start: float
 ) -> None:
+    now = _clock.monotonic()
     if isinstance(error, CircuitOpenError):
-        emit(CallRejected, {"state": error.state, "remaining": error.remaining})
+        emit(CallRejected, now, {"state": error.state, "remaining": error.remaining})
     elif isinstance(error, BulkheadFullError):
-        emit(CallRejected, {"state": "full", "remaining": 0.0})
+        emit(CallRejected, now, {"state": "full", "remaining": 0.0})
     elif isinstance(error, Exception):
-        emit(CallFailed, {"duration": _clock.monotonic() - start, "error": error})
+        emit(CallFailed, now, {"duration": now - start, "error": error})
 
 
 def _open(listeners: ListenerSet, name: str, policy: str, *, enter: bool) -> RequestScope:
@@ -479,13 +484,23 @@ def _report(report: Report, start: float, error: BaseException | None) -> None:
         return
     listeners, name, policy = report
 
-    def emit(kind: type[Event], fields: dict[str, Any]) -> None:
-        listeners.emit(kind(name=name, policy=policy, **stamp(), **fields))  # type: ignore[arg-type]
+    def emit(kind: type[Event], now: float, fields: dict[str, Any]) -> None:
+        listeners.emit(
+            kind(
+                name=name,
+                policy=policy,
+                timestamp=_clock.wall(),
+                monotonic=now,
+                request_id=_request.current.get(),
+                **fields,
+            )
+        )
 
+    now = _clock.monotonic()
     if error is None:
-        emit(CallSucceeded, {"duration": _clock.monotonic() - start})
+        emit(CallSucceeded, now, {"duration": now - start})
     elif isinstance(error, Exception):
-        emit(CallFailed, {"duration": _clock.monotonic() - start, "error": error})
+        emit(CallFailed, now, {"duration": now - start, "error": error})
 
 
 def entering(fn: object, owner: object) -> bool:

@@ -53,6 +53,17 @@ class LogHistogram:
         buckets = self._buckets
         buckets[index] = buckets.get(index, 0) + 1
 
+    def merge(self, other: LogHistogram) -> None:
+        """Add everything ``other`` recorded (the error bound still holds)."""
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+        self._zeros += other._zeros
+        buckets = self._buckets
+        for index, n in other._buckets.items():
+            buckets[index] = buckets.get(index, 0) + n
+
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0

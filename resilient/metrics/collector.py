@@ -77,6 +77,16 @@ class _Tally:
         self.retries = self.rate_limits = self.timeouts = self.fallbacks = 0
         self.latency = LogHistogram()
 
+    def merge(self, other: _Tally) -> None:
+        self.successes += other.successes
+        self.failures += other.failures
+        self.rejections += other.rejections
+        self.retries += other.retries
+        self.rate_limits += other.rate_limits
+        self.timeouts += other.timeouts
+        self.fallbacks += other.fallbacks
+        self.latency.merge(other.latency)
+
     def snapshot(self, by_name: Mapping[str, Statistics] | None = None) -> Statistics:
         total = self.successes + self.failures + self.rejections
         p50, p95, p99 = self.latency.quantiles(0.50, 0.95, 0.99)
@@ -159,7 +169,7 @@ class MetricsCollector:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = bool(enabled)
         self._lock = threading.Lock()
-        self._total = _Tally()
+        # Counted per name only; the totals are summed when read.
         self._by_name: dict[str, _Tally] = {}
         self._streams: tuple[weakref.ref[EventStream], ...] = ()
 
@@ -179,7 +189,6 @@ class MetricsCollector:
                 tally = self._by_name.get(event.name)
                 if tally is None:
                     tally = self._by_name[event.name] = _Tally()
-                count(self._total, event)
                 count(tally, event)
         for ref in self._streams:
             stream = ref()
@@ -188,14 +197,17 @@ class MetricsCollector:
 
     @property
     def statistics(self) -> Statistics:
+        total = _Tally()
         with self._lock:
-            by_name = {name: t.snapshot() for name, t in sorted(self._by_name.items())}
-            return self._total.snapshot(by_name)
+            tallies = sorted(self._by_name.items())
+            for _, tally in tallies:
+                total.merge(tally)
+            by_name = {name: tally.snapshot() for name, tally in tallies}
+        return total.snapshot(by_name)
 
     def reset(self) -> None:
         """Forget every count and latency (open event streams stay open)."""
         with self._lock:
-            self._total = _Tally()
             self._by_name = {}
 
     def events(self, maxsize: int = 1000) -> EventStream:

@@ -211,6 +211,16 @@ def test_quantiles_are_within_the_stated_relative_error(values: list[float], q: 
     truth = exact(values, q)
     assert abs(estimate - truth) <= RELATIVE_ERROR * truth * (1 + 1e-9)
     assert histogram.mean == pytest.approx(sum(values) / len(values))
+    # Totals are per-name histograms merged: the same answer.
+    half = len(values) // 2
+    merged, other = LogHistogram(), LogHistogram()
+    for v in values[:half]:
+        merged.add(v)
+    for v in values[half:]:
+        other.add(v)
+    merged.merge(other)
+    assert merged.quantiles(q) == [estimate]
+    assert merged.count == histogram.count
 
 
 def test_zero_durations_and_extremes() -> None:
