@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
@@ -80,6 +80,11 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
     return loop, loop.create_future()
 
 
+# What ``with bulkhead:`` remembers per block: None (switched off, nothing
+# held), True (a permit), or the block's request scope (a permit, observed).
+_Held: TypeAlias = "bool | events.RequestScope | None"
+
+
 class Bulkhead:
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
@@ -110,7 +115,7 @@ class Bulkhead:
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._cm_held: contextvars.ContextVar[tuple[bool, ...]] | None = None
+        self._cm_held: contextvars.ContextVar[tuple[_Held, ...]] | None = None
 
     def __repr__(self) -> str:
         core = self._core
@@ -421,28 +426,49 @@ class Bulkhead:
 
     # -- context managers ----------------------------------------------------
 
-    def _held(self) -> contextvars.ContextVar[tuple[bool, ...]]:
+    def _held(self) -> contextvars.ContextVar[tuple[_Held, ...]]:
         if self._cm_held is None:
             self._cm_held = contextvars.ContextVar(f"resilient_bh_{self.name}", default=())
         return self._cm_held
 
-    def _push(self, held: bool) -> None:
+    def _push(self, held: _Held) -> None:
         var = self._held()
         var.set((*var.get(), held))
 
-    def _pop(self) -> None:
+    def _pop(self, exc: BaseException | None) -> None:
         var = self._held()
         stack = var.get()
         if stack:
             var.set(stack[:-1])
-            if stack[-1]:
+            held = stack[-1]
+            if held is None:
+                return
+            try:
                 self._release()
+            finally:
+                if isinstance(held, events.RequestScope):
+                    if exc is None:
+                        held.succeeded()
+                    else:
+                        held.failed(exc)
+
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "bulkhead")
+        return None
 
     def __enter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             self._acquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     def __exit__(
@@ -451,13 +477,20 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)
 
     async def __aenter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             await self._aacquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     async def __aexit__(
@@ -466,4 +499,4 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)

@@ -387,6 +387,7 @@ def test_registry_bulkhead_events_reach_registry_listeners() -> None:
     assert [type(e) for e in seen if not isinstance(e, events.CallStarted)] == [
         BulkheadRejected,
         events.CallRejected,  # the call, as its caller saw it
+        events.CallSucceeded,  # the `with bh:` block
     ]
 
 

@@ -866,3 +866,52 @@ async def test_an_abandoned_stream_gives_back_its_bulkhead_slot_at_once() -> Non
         break
     await stream.aclose()  # type: ignore[attr-defined]
     assert bulkhead.metrics().active == 0
+
+
+def test_an_observed_composed_call_logs_nothing_until_it_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = iter(["ok", ConnectionError("reset"), "ok"])
+
+    @resilient.with_resilience("api", retry=RetryConfig(max_attempts=2, jitter=0.0))
+    def call() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    unsubscribe = resilient.subscribe(resilient.MetricsCollector())
+    try:
+        with fake_clock(), caplog.at_level(logging.DEBUG, logger="resilient"):
+            call()
+            assert caplog.records == []
+            call()
+    finally:
+        unsubscribe()
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO
+    assert (record.retry, record.attempt, record.delay, record.error_type) == (  # type: ignore[attr-defined]
+        "api",
+        1,
+        1.0,
+        "ConnectionError",
+    )
+
+
+async def test_a_bulkhead_block_is_a_request_and_a_full_one_a_rejected_request(
+    seen: list[Event],
+) -> None:
+    bulkhead = resilient.Bulkhead("pool", max_concurrent=1)
+    with bulkhead:
+        with pytest.raises(resilient.BulkheadFullError):
+            async with bulkhead:
+                raise AssertionError("never runs")
+        assert bulkhead.metrics().active == 1
+    assert bulkhead.metrics().active == 0
+    assert [type(e) for e in request_events(seen)] == [
+        CallStarted,
+        CallStarted,
+        CallRejected,
+        CallSucceeded,
+    ]
+    assert get_request_id() is None
