@@ -5,22 +5,15 @@ from collections.abc import Iterator
 import pytest
 
 import resilient
-from resilient import _clock
+
+# Loads the plugin when the package is not installed; a no-op when its entry
+# point already did.
+pytest_plugins = ["resilient.testing"]
 
 
 @pytest.fixture(autouse=True)
-def _isolate() -> Iterator[None]:
-    """Every test starts with an empty global registry, the real clock, and
-    policies switched on."""
-    saved = dict(resilient.registry._breakers)
-    resilient.registry._breakers.clear()
-    resilient.registry._explicit.clear()
-    resilient.registry._pending.clear()
+def _isolate(resilient_registry: resilient.Registry) -> Iterator[None]:
+    """Every test gets an isolated global registry and policies switched on."""
     resilient.set_active(True)
-    previous = _clock.set_clock(None)
     yield
-    _clock.set_clock(previous)
     resilient.set_active(True)
-    resilient.registry._breakers.clear()
-    resilient.registry._breakers.update(saved)
-    resilient.registry._pending.clear()
