@@ -22,7 +22,8 @@ def _real_monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float
     machine: Any = _loaded("time_machine")
     if machine is not None and machine.escape_hatch.is_travelling():
         # time-machine moves time.time() only: add how far it has moved it.
-        return time.monotonic() + time.time() - machine.escape_hatch.time.time()
+        real_wall: float = machine.escape_hatch.time.time()
+        return time.monotonic() + time.time() - real_wall
     return time.monotonic()
 
 
