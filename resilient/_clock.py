@@ -3,7 +3,7 @@
 Everything is looked up at call time (``time.monotonic``, not a reference
 captured at import), so freezegun moves it, and tests can swap the whole
 clock with :func:`set_clock` (see ``resilient.testing``). time-machine leaves
-``time.monotonic`` alone, so while it travels the clock follows its shifts.
+``time.monotonic`` alone, so while it travels the clock follows ``time.time``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ __all__ = ["Clock", "get_clock", "monotonic", "set_clock", "sleep", "sleep_async
 def _real_monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float:
     machine: Any = _loaded("time_machine")
     if machine is not None and machine.escape_hatch.is_travelling():
-        # time-machine moves time.time() only: add how far it has moved it.
-        real_wall: float = machine.escape_hatch.time.time()
-        return time.monotonic() + time.time() - real_wall
+        # time-machine moves time.time() only: follow it while it travels.
+        return time.time()
     return time.monotonic()
 
 
