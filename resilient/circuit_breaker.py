@@ -17,6 +17,7 @@ from ._active import switch
 from ._breaker_core import CLOSED, REJECT, BreakerCore, CircuitState
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
+from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
@@ -171,6 +172,13 @@ class CircuitBreaker:
         # Calls in CLOSED that need neither a clock nor a result check skip
         # the lock on success (see BreakerCore.tick).
         self._fast = not self._timed and cfg.result_predicate is None and cfg.timeout is None
+        # Each admitted call runs under this; its CallTimeoutError is an
+        # ordinary failure to classify.
+        self._timeout = (
+            Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
+            if cfg.timeout is not None
+            else None
+        )
         self._tick = self._core.tick
 
     def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
@@ -405,8 +413,9 @@ class CircuitBreaker:
         if not switch.on:
             return fn(*args, **kwargs)
         permit = self._enter()
+        timeout = self._timeout
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if timeout is None else timeout._call(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -429,8 +438,12 @@ class CircuitBreaker:
         if not switch.on:
             return await fn(*args, **kwargs)
         permit = self._enter()
+        timeout = self._timeout
         try:
-            result = await fn(*args, **kwargs)
+            if timeout is None:
+                result = await fn(*args, **kwargs)
+            else:
+                result = await timeout._acall(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
