@@ -483,3 +483,35 @@ def test_importing_resilient_testing_needs_no_pytest() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+# -- the pytest recipes of docs/testing.md, run by pytest ---------------------------
+
+_DOC = ROOT / "docs" / "testing.md"
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _doc_blocks() -> list[tuple[int, str]]:
+    text = _DOC.read_text()
+    return [(text.count("\n", 0, m.start()) + 2, m[1]) for m in _BLOCK.finditer(text)]
+
+
+_CONFTEST = next(
+    code for _, code in _doc_blocks() if "resilient_registry" in code and "\ndef test_" not in code
+)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(code, id=f"docs/testing.md:{line}")
+        for line, code in _doc_blocks()
+        if "\ndef test_" in code
+    ],
+)
+def test_the_docs_pytest_recipes_pass_under_pytest(project: pytest.Pytester, code: str) -> None:
+    # test_docs.py only runs these blocks (defining the tests); here pytest
+    # runs the tests, with the conftest the page recommends.
+    project.makeconftest(_CONFTEST)
+    project.makepyfile(test_recipe=code)
+    _run(project).assert_outcomes(passed=code.count("\ndef test_"))
