@@ -188,6 +188,7 @@ def test_the_pool_is_bounded_and_a_call_that_never_started_never_runs(
     with pytest.raises(CallTimeoutError):
         timeout.call(work, "second")  # queued behind it, then given up
     assert pool.threads == 1
+    assert pool.queued == 0  # a call nobody waits for leaves the queue
     release.set()
     assert Timeout(LONG, pool=pool).call(work, "third") == "third"
     assert ran == ["first", "third"]
@@ -520,8 +521,8 @@ async def test_stream_set_active_false() -> None:
 
 
 def test_breaker_without_timeout_keeps_its_fast_path() -> None:
-    assert CircuitBreaker("fast")._fast
-    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._fast
+    assert CircuitBreaker("fast")._core.fast
+    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core.fast
 
 
 def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:
@@ -559,3 +560,48 @@ def test_timeout_repr() -> None:
     assert "inactivity=3" in repr(Timeout(inactivity=3))
     if hasattr(signal, "SIGALRM"):
         assert "mode='signal'" in repr(Timeout(1, mode="signal"))
+
+
+def test_many_callers_through_a_small_pool() -> None:
+    pool = WorkerPool(3)
+    timeout = Timeout(LONG, pool=pool)
+    wrong: list[int] = []
+
+    def caller(offset: int) -> None:
+        for i in range(50):
+            if timeout.call(lambda x: x * 2, offset + i) != (offset + i) * 2:
+                wrong.append(offset + i)
+
+    callers = [threading.Thread(target=caller, args=(n * 100,)) for n in range(8)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(LONG)
+    assert wrong == []
+    assert pool.threads <= 3
+    assert pool.queued == 0
+
+
+@needs_sigalrm
+def test_interrupted_while_queued_the_call_never_runs(release: threading.Event) -> None:
+    pool = WorkerPool(1)
+    blocker = Job(release.wait, (LONG,), {})
+    pool.submit(blocker)  # holds the only worker
+    ran: list[str] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, SHORT)
+        with pytest.raises(KeyboardInterrupt):
+            Timeout(LONG, pool=pool).call(ran.append, "late")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.queued == 0
+    release.set()
+    assert blocker.done.acquire(timeout=LONG)
+    assert Timeout(LONG, pool=pool).call(ran.append, "next") is None
+    assert ran == ["next"]
