@@ -156,7 +156,7 @@ class WaitRecorder:
 def instant_waits() -> Iterator[WaitRecorder]:
     """Inside the block, every wait a policy makes returns at once and is
     recorded in ``.delays``. Time is still read from the installed clock;
-    under :func:`fake_clock` the waits still move the fake clock."""
+    nested inside :func:`fake_clock` the waits still move the fake clock."""
     recorder = WaitRecorder()
     previous = _clock.get_clock()
     forward = previous is not _clock.REAL
@@ -218,8 +218,12 @@ else:
             yield clock
 
     @pytest.fixture(name="instant_waits")
-    def _instant_waits_fixture() -> Iterator[WaitRecorder]:
+    def _instant_waits_fixture(request: pytest.FixtureRequest) -> Iterator[WaitRecorder]:
         """Waits return at once; ``.delays`` lists what would have been slept."""
+        if "fake_clock" in request.fixturenames:
+            # Installed first, whatever the order the test asks in, so the
+            # waits are recorded and still move the fake clock.
+            request.getfixturevalue("fake_clock")
         with instant_waits() as recorder:
             yield recorder
 

@@ -402,6 +402,12 @@ def test_instant_waits_fixture_records_waits(instant_waits):
     assert instant_waits.delays == [60.0, 1.0]
 
 
+def test_instant_waits_and_fake_clock_compose_in_any_order(instant_waits, fake_clock):
+    _clock.sleep(3.0)
+    assert instant_waits.delays == fake_clock.delays == [3.0]
+    assert fake_clock.now() == 3.0
+
+
 def test_clock_restored_after_fixtures():
     assert _clock.get_clock() is _clock.REAL
 """
@@ -409,7 +415,7 @@ def test_clock_restored_after_fixtures():
 
 def test_plugin_in_a_fresh_project(project: pytest.Pytester) -> None:
     project.makepyfile(test_project=_PROJECT)
-    _run(project).assert_outcomes(passed=9)
+    _run(project).assert_outcomes(passed=10)
 
 
 def test_plugin_registers_the_marker(project: pytest.Pytester) -> None:
