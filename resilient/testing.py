@@ -32,8 +32,8 @@ class FakeClock:
     Under it, every wait a policy makes moves the clock instead of sleeping.
     A sync wait moves it at once. An async wait lets the event loop run
     whatever is ready first, then moves the clock to its own end, the
-    earliest-ending wait first: a timeout racing a longer wait fires first,
-    as it would in real time.
+    earliest-ending wait first: of two racing waits the shorter one ends
+    first, as in real time. (Timeouts measure real time: see timeout.py.)
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
