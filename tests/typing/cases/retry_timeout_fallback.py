@@ -91,3 +91,6 @@ fetch("not an int")  # type: ignore[arg-type]
 price(1)  # type: ignore[arg-type]
 Service().get(1)  # type: ignore[arg-type]
 Retry().call(fetch, "x")  # type: ignore[arg-type]
+RetryConfig(jitter="full")
+RetryConfig(jitter=0.2)
+RetryConfig(jitter="gaussian")  # type: ignore[arg-type]
