@@ -6,8 +6,15 @@ import logging
 
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
+from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
-from .decorators import with_circuit_breaker, with_fallback, with_retry, with_timeout
+from .decorators import (
+    with_bulkhead,
+    with_circuit_breaker,
+    with_fallback,
+    with_retry,
+    with_timeout,
+)
 from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
 from .events import (
     BulkheadRejected,
@@ -28,6 +35,7 @@ from .events import (
     subscribe,
 )
 from .fallback import Fallback
+from .health import DegradationLevel, Feature, HealthReport, HealthStatus
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout
@@ -38,7 +46,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BreakerMetrics",
+    "Bulkhead",
+    "BulkheadConfig",
     "BulkheadFullError",
+    "BulkheadMetrics",
     "BulkheadRejected",
     "CallFailed",
     "CallRejected",
@@ -49,9 +60,13 @@ __all__ = [
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "CircuitState",
+    "DegradationLevel",
     "Event",
     "Fallback",
     "FallbackUsed",
+    "Feature",
+    "HealthReport",
+    "HealthStatus",
     "RateLimited",
     "Registry",
     "ResilienceError",
@@ -70,6 +85,7 @@ __all__ = [
     "request_context",
     "set_active",
     "subscribe",
+    "with_bulkhead",
     "with_circuit_breaker",
     "with_fallback",
     "with_retry",
