@@ -172,8 +172,9 @@ class Registry:
         Inside the block every breaker already registered (say, by a
         module-level decorator) is CLOSED with an empty window and nothing is
         forced. After it, whatever the block created, forced or tripped is
-        gone: the names, configs, forces and breaker states are back as they
-        were. Listeners subscribed inside the block are not removed.
+        gone: breakers, bulkheads and features declared inside are dropped,
+        and names, configs, forces and breaker states are back as they were.
+        Bulkheads keep their counters; listeners subscribed inside stay.
         """
         with self._lock:
             # Every per-name table (breakers, explicit configs, pending

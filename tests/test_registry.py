@@ -225,3 +225,21 @@ def test_isolated_itself_emits_no_events_and_nests() -> None:
     assert breaker.state is CircuitState.OPEN
     changes = [e for e in seen if isinstance(e, StateChanged)]
     assert [(e.old_state, e.new_state) for e in changes] == [("closed", "forced_open")]
+
+
+def test_isolated_drops_the_bulkheads_and_features_the_block_declared() -> None:
+    reg = Registry()
+    pool = reg.bulkhead("pool", max_concurrent=2)
+    reg.feature("checkout", depends_on=["payments"])
+    with reg.isolated():
+        reg.bulkhead("made-inside", max_concurrent=1)
+        reg.feature("search", depends_on=["index"])
+        assert reg.get_bulkhead("pool") is pool
+    assert reg.get_bulkhead("made-inside") is None
+    assert [b.name for b in reg.bulkheads()] == ["pool"]
+    with pytest.raises(KeyError):
+        reg.is_available("search")
+    assert reg.is_available("checkout")
+    # Names declared inside do not bind outside.
+    reg.bulkhead("made-inside", max_concurrent=5)
+    reg.feature("search", depends_on=["other"])
