@@ -12,6 +12,7 @@ from .decorators import (
     with_bulkhead,
     with_circuit_breaker,
     with_fallback,
+    with_resilience,
     with_retry,
     with_timeout,
 )
@@ -36,6 +37,7 @@ from .events import (
 )
 from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
+from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout
@@ -69,7 +71,10 @@ __all__ = [
     "HealthStatus",
     "RateLimited",
     "Registry",
+    "Resilience",
     "ResilienceError",
+    "ResiliencePolicies",
+    "ResiliencePolicy",
     "RetriesExhausted",
     "Retry",
     "RetryAttempted",
@@ -88,6 +93,7 @@ __all__ = [
     "with_bulkhead",
     "with_circuit_breaker",
     "with_fallback",
+    "with_resilience",
     "with_retry",
     "with_timeout",
 ]
