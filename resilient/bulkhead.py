@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
@@ -80,6 +80,11 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
     return loop, loop.create_future()
 
 
+# What ``with bulkhead:`` remembers per block: None (switched off, nothing
+# held), True (a permit), or the block's request scope (a permit, observed).
+_Held: TypeAlias = "bool | events.RequestScope | None"
+
+
 class Bulkhead:
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
@@ -110,7 +115,7 @@ class Bulkhead:
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._cm_held: contextvars.ContextVar[tuple[bool, ...]] | None = None
+        self._cm_held: contextvars.ContextVar[tuple[_Held, ...]] | None = None
 
     def __repr__(self) -> str:
         core = self._core
@@ -320,9 +325,22 @@ class Bulkhead:
         """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
         # _acquire and _release, inlined: this is every call's path.
         core = self._core
         try:
@@ -337,11 +355,24 @@ class Bulkhead:
             if core.queued:
                 self._hand_over()
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
         core = self._core
         try:
             core.take()
@@ -355,7 +386,24 @@ class Bulkhead:
             if core.queued:
                 self._hand_over()
 
-    async def _astream(
+    @events.mark_layer
+    def _astream(
+        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.astream_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._astream,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return self._stream(fn, args, kwargs)
+
+    async def _stream(
         self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         """A stream holds its slot until it ends or is closed."""
@@ -378,28 +426,49 @@ class Bulkhead:
 
     # -- context managers ----------------------------------------------------
 
-    def _held(self) -> contextvars.ContextVar[tuple[bool, ...]]:
+    def _held(self) -> contextvars.ContextVar[tuple[_Held, ...]]:
         if self._cm_held is None:
             self._cm_held = contextvars.ContextVar(f"resilient_bh_{self.name}", default=())
         return self._cm_held
 
-    def _push(self, held: bool) -> None:
+    def _push(self, held: _Held) -> None:
         var = self._held()
         var.set((*var.get(), held))
 
-    def _pop(self) -> None:
+    def _pop(self, exc: BaseException | None) -> None:
         var = self._held()
         stack = var.get()
         if stack:
             var.set(stack[:-1])
-            if stack[-1]:
+            held = stack[-1]
+            if held is None:
+                return
+            try:
                 self._release()
+            finally:
+                if isinstance(held, events.RequestScope):
+                    if exc is None:
+                        held.succeeded()
+                    else:
+                        held.failed(exc)
+
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "bulkhead")
+        return None
 
     def __enter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             self._acquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     def __exit__(
@@ -408,13 +477,20 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)
 
     async def __aenter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             await self._aacquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     async def __aexit__(
@@ -423,4 +499,4 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)

@@ -121,6 +121,9 @@ class Fallback:
         handler = self.handler
         if handler is None:
             return self.value
+        if events.hub.listening:
+            # The handler is user code: decorated calls in it are requests of their own.
+            handler = events.ashield(handler) if self._async_handler else events.shield(handler)
         if self._takes_error:
             return handler(*args, **kwargs, error=error)
         return handler(*args, **kwargs)
@@ -137,7 +140,19 @@ class Fallback:
         """Await ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "fallback",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -149,9 +164,21 @@ class Fallback:
                 ) from exc
             return self._answer(fn, args, kwargs, exc)  # type: ignore[no-any-return]
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "fallback",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         try:
             return await fn(*args, **kwargs)
         except Exception as exc:
