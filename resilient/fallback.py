@@ -83,6 +83,13 @@ class Fallback:
         self._takes_error = handler is not None and _takes_error(handler)
         self._async_handler = handler is not None and is_async_callable(handler)
 
+    def _named(self, name: str, listeners: events.ListenerSet | None) -> Fallback:
+        """This fallback as a layer of the composed policy ``name``: its
+        events carry that name and reach that policy's listeners."""
+        if self.handler is not None:
+            return Fallback(handler=self.handler, on=self.on, name=name, listeners=listeners)
+        return Fallback(self.value, on=self.on, name=name, listeners=listeners)
+
     def __repr__(self) -> str:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"
         return f"<Fallback {what}>"

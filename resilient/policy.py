@@ -200,7 +200,7 @@ class Resilience:
             if policy.timeout is None
             else Timeout(policy.timeout, name=name, listeners=listeners)
         )
-        self.fallback = policy.fallback
+        self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
 
         # Every layer checks the on/off switch itself, so the chain needs no
         # check of its own; fallback is the one layer handled here.

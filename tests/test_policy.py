@@ -631,3 +631,28 @@ def test_errors_outside_the_fallbacks_on_are_raised(clock: FakeClock) -> None:
     with pytest.raises(KeyError):
         with_resilience("dep", policy)(Script(KeyError("k")))()
     assert with_resilience("dep", policy)(Script(ConnectionError()))() == "x"
+
+
+def test_fallback_events_carry_the_policy_name() -> None:
+    from resilient import CircuitBreakerConfig, Fallback, FallbackUsed, subscribe, with_resilience
+
+    seen: list[object] = []
+    unsubscribe = subscribe(seen.append)
+    shared = Fallback(value="cached")
+
+    @with_resilience(
+        "named-policy",
+        fallback=shared,
+        retry=None,
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+    )
+    def fetch() -> str:
+        raise ConnectionError()
+
+    try:
+        assert fetch() == "cached"
+    finally:
+        unsubscribe()
+    used = [e for e in seen if isinstance(e, FallbackUsed)]
+    assert [e.name for e in used] == ["named-policy"]
+    assert shared.name is None  # the policy's own copy was named, not the shared object
