@@ -56,14 +56,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from .chart import render_svg
     from .runner import run_scenario
     from .summary import summarize, timeline
-    from .view import LiveView, summary_rows
+    from .view import LiveView, Rejections, policy_line, summary_rows
 
     out = out if out is not None else sys.stdout
     scenario = SCENARIOS[args.scenario]
     collector = MetricsCollector()
-    unsubscribe = subscribe(collector)
+    rejections = Rejections()
+    unsubscribers = [subscribe(collector), subscribe(rejections)]
     use_rich = _has_rich() and out.isatty()
-    view = None if args.no_live else LiveView(out, collector, use_rich)
+    view = None if args.no_live else LiveView(out, collector, rejections, use_rich)
     print(
         f"resilient demo: scenario {scenario.name!r} ({scenario.description}), "
         f"{args.duration:g} s, seed {args.seed}",
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             scenario, args.duration, args.seed, on_tick=view.tick if view else None
         )
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribers:
+            unsubscribe()
     summaries = summarize(result)
     rows = summary_rows(summaries)
     width = max(len(r[0]) for r in rows)
@@ -82,13 +84,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(f"{'':<{width}}  {'unprotected':>15}  {'with_resilience':>15}", file=out)
     for label, unprotected, protected in rows:
         print(f"{label:<{width}}  {unprotected:>15}  {protected:>15}", file=out)
-    stats = collector.statistics.by_name.get("demo.dependency")
-    if stats is not None:
-        print(
-            f"\npolicy events: {stats.total_retries} retries, {stats.rejections} rejections, "
-            f"{stats.timeouts} timeouts, {stats.fallbacks} fallbacks",
-            file=out,
-        )
+    print(f"\nwith_resilience: {policy_line(collector, rejections)}", file=out)
     args.out.write_text(
         render_svg(timeline(result), f"resilient demo: {scenario.name} ({scenario.description})")
     )

@@ -9,22 +9,37 @@ from typing import Any, TextIO
 from .runner import POLICY_NAME, PROTECTED, UNPROTECTED, Run
 from .summary import PathSummary, percentile, window_stats
 
-__all__ = ["LiveView", "summary_rows"]
+__all__ = ["LiveView", "Rejections", "policy_line", "summary_rows"]
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _collector_line(collector: Any) -> str:
-    if collector is None:
-        return ""
+class Rejections:
+    """Counts the breaker's and bulkhead's refusals of the demo policy, also
+    those a fallback then answered (the collector counts requests, and a
+    request the fallback answered succeeded)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, event: object) -> None:
+        from ..events import CallRejected
+
+        if isinstance(event, CallRejected) and event.name == POLICY_NAME:
+            if event.level == "policy":
+                self.count += 1
+
+
+def policy_line(collector: Any, rejections: Rejections) -> str:
     stats = collector.statistics.by_name.get(POLICY_NAME)
-    if stats is None:
-        return "retries 0 · rejections 0 · fallbacks 0"
+    retries = stats.total_retries if stats else 0
+    timeouts = stats.timeouts if stats else 0
+    fallbacks = stats.fallbacks if stats else 0
     return (
-        f"retries {stats.total_retries} · rejections {stats.rejections} · "
-        f"fallbacks {stats.fallbacks}"
+        f"retries {retries} · rejected by the breaker {rejections.count} · "
+        f"timeouts {timeouts} · fallbacks {fallbacks}"
     )
 
 
@@ -43,9 +58,10 @@ def _latency(run: Run, path: str) -> tuple[float, float]:
 class LiveView:
     """Redraws a few times a second; ``tick`` is called by the runner."""
 
-    def __init__(self, out: TextIO, collector: Any, use_rich: bool) -> None:
+    def __init__(self, out: TextIO, collector: Any, rejections: Rejections, use_rich: bool) -> None:
         self._out = out
         self._collector = collector
+        self._rejections = rejections
         self._live: Any = None
         self._last_plain = -1
         self._rich = use_rich
@@ -70,13 +86,14 @@ class LiveView:
         parts = [f"[{min(run.elapsed(), run.duration):5.1f}s {phase:<10}]"]
         for label, state, rate, success, p50, p99 in self._rows(run):
             parts.append(f"{label}: {state:<9} {rate:>4}/s fresh {success:>4} p50 {p50} p99 {p99}")
-        parts.append(_collector_line(self._collector))
+        parts.append(policy_line(self._collector, self._rejections))
         print(" | ".join(parts), file=self._out, flush=True)
 
     def _render(self, run: Run) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"scenario {run.scenario.name!r}: {run.scenario.description}")
         for column in ("policy", "breaker", "calls/s", "fresh data", "p50", "p99"):
@@ -86,10 +103,10 @@ class LiveView:
         phase = run.scenario.phase_at(run.fraction()).name
         footer = (
             f"dependency: {phase} · {min(run.elapsed(), run.duration):.1f}/{run.duration:.0f} s"
-            f" · {_collector_line(self._collector)}"
+            f" · {policy_line(self._collector, self._rejections)}"
         )
         bar = ProgressBar(total=run.duration, completed=min(run.elapsed(), run.duration))
-        return Group(table, bar, footer)
+        return Group(table, Text(footer), bar)
 
     def _tick_rich(self, run: Run) -> None:
         if self._live is None:
