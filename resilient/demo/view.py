@@ -27,9 +27,12 @@ class Rejections:
     def __call__(self, event: object) -> None:
         from ..events import CallRejected
 
-        if isinstance(event, CallRejected) and event.name == POLICY_NAME:
-            if event.level == "policy":
-                self.count += 1
+        if (
+            isinstance(event, CallRejected)
+            and event.name == POLICY_NAME
+            and event.level == "policy"
+        ):
+            self.count += 1
 
 
 def policy_line(collector: Any, rejections: Rejections) -> str:
