@@ -13,6 +13,7 @@ from .decorators import (
     with_bulkhead,
     with_circuit_breaker,
     with_fallback,
+    with_resilience,
     with_retry,
     with_timeout,
 )
@@ -44,6 +45,8 @@ from .events import (
 )
 from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
+from .metrics import MetricsCollector
+from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout
@@ -78,9 +81,13 @@ __all__ = [
     "Feature",
     "HealthReport",
     "HealthStatus",
+    "MetricsCollector",
     "RateLimited",
     "Registry",
+    "Resilience",
     "ResilienceError",
+    "ResiliencePolicies",
+    "ResiliencePolicy",
     "RetriesExhausted",
     "Retry",
     "RetryAttempted",
@@ -100,6 +107,7 @@ __all__ = [
     "with_chaos",
     "with_circuit_breaker",
     "with_fallback",
+    "with_resilience",
     "with_retry",
     "with_timeout",
 ]

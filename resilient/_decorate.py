@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
 import wrapt
 
+from .events import mark_layer
+
 __all__ = ["Decoratable", "Policy", "decorate", "is_async_callable"]
 
 if TYPE_CHECKING:
@@ -86,25 +88,45 @@ def _wrap(
         if async_gen:
 
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async for item in run(fn, args, kwargs):
-                    yield item
+                stream = run(fn, args, kwargs)
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    # Closed with this wrapper, not whenever the collector
+                    # gets to it: the policy's stream may hold a slot.
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
 
-            return functools.update_wrapper(agen_wrapper, fn)
+            return mark_layer(functools.update_wrapper(agen_wrapper, fn))
         if is_async:
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await run(fn, args, kwargs)
 
-            return functools.update_wrapper(async_wrapper, fn)
+            return mark_layer(functools.update_wrapper(async_wrapper, fn))
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return run(fn, args, kwargs)
 
-        return functools.update_wrapper(wrapper, fn)
+        return mark_layer(functools.update_wrapper(wrapper, fn))
 
     # wrapt hands the bound callable to the wrapper; for a method reached
     # through its class, args already start with the instance.
     def via_wrapt(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         return run(wrapped, args, kwargs)
 
-    return wrapt.FunctionWrapper(target, via_wrapt)
+    return _Layer(target, via_wrapt)
+
+
+# A policy handed one of these (bound or not) knows it is stacked on another
+# layer of the same call; see ``events.is_layer``. Class attributes, because
+# setting an attribute on a wrapt proxy would set it on the user's function.
+class _BoundLayer(wrapt.BoundFunctionWrapper[..., Any]):
+    __resilient_layer__ = True
+
+
+class _Layer(wrapt.FunctionWrapper[..., Any]):
+    __resilient_layer__ = True
+    __bound_function_wrapper__ = _BoundLayer

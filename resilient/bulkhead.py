@@ -1,10 +1,11 @@
 """``BulkheadConfig`` and ``Bulkhead``: a concurrency limit with a bounded queue.
 
 One limiter serves threads and asyncio tasks together, on any number of
-event loops: the rules live in :mod:`resilient._bulkhead_core` behind one
-``threading.Lock``; a queued thread waits on its own lock, a queued task on
-a future of its own loop, resolved through ``call_soon_threadsafe`` when the
-permit comes from another thread.
+event loops. The rules live in :mod:`resilient._bulkhead_core`: free permits
+are taken and given back without a lock, the queue sits behind one
+``threading.Lock``. A queued thread waits on a lock of its own, a queued task
+on a future of its own loop, resolved through ``call_soon_threadsafe`` when
+the permit comes from another thread.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._bulkhead_core import FULL, GRANTED, LimiterCore, Waiter
+from ._bulkhead_core import LimiterCore, Waiter
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -67,6 +68,23 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _held_lock() -> threading.Lock:
+    """What a queued thread blocks on: a lock already taken, released to wake it."""
+    signal = threading.Lock()
+    signal.acquire()
+    return signal
+
+
+def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]:
+    loop = asyncio.get_running_loop()
+    return loop, loop.create_future()
+
+
+# What ``with bulkhead:`` remembers per block: None (switched off, nothing
+# held), True (a permit), or the block's request scope (a permit, observed).
+_Held: TypeAlias = "bool | events.RequestScope | None"
+
+
 class Bulkhead:
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
@@ -97,7 +115,7 @@ class Bulkhead:
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._cm_held: contextvars.ContextVar[tuple[bool, ...]] | None = None
+        self._cm_held: contextvars.ContextVar[tuple[_Held, ...]] | None = None
 
     def __repr__(self) -> str:
         core = self._core
@@ -109,12 +127,13 @@ class Bulkhead:
     def metrics(self) -> BulkheadMetrics:
         with self._lock:
             core = self._core
+            active = core.active
             return BulkheadMetrics(
-                active=core.active,
+                active=active,
                 queued=core.queued,
-                completed=core.completed,
+                completed=core.completed(),
                 rejected=core.rejected,
-                utilization=core.active / core.max_concurrent,
+                utilization=active / core.max_concurrent,
                 max_concurrent=core.max_concurrent,
                 max_queue=core.max_queue,
             )
@@ -131,9 +150,7 @@ class Bulkhead:
     # -- permits -------------------------------------------------------------
 
     def _full(self) -> BulkheadFullError:
-        """Count a rejection (the caller holds no lock) and build its error."""
-        with self._lock:
-            self._core.reject(_clock.monotonic())
+        """The error for a rejection the core has counted; emits its event."""
         cfg = self.config
         if events.hub.listening:
             self._listeners.emit(
@@ -147,12 +164,39 @@ class Bulkhead:
             )
         return BulkheadFullError(self.name, cfg.max_concurrent, cfg.max_queue)
 
-    def _release(self, *, completed: bool = True) -> None:
+    def _reject(self) -> BulkheadFullError:
         with self._lock:
-            waiter = self._core.release(completed=completed)
-        while waiter is not None and not self._wake(waiter):
-            with self._lock:
-                waiter = self._core.undeliverable(waiter)
+            self._core.reject(_clock.monotonic())
+        return self._full()
+
+    def _release(self) -> None:
+        """A call ends: its permit goes back, to a waiter if there is one."""
+        core = self._core
+        core.finished()
+        core.give()
+        if core.queued:
+            self._hand_over()
+
+    def _give_back(self) -> None:
+        """A permit that served no call goes back (its waiter gave up)."""
+        core = self._core
+        core.give()
+        if core.queued:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Free permits go to waiters, first come first served."""
+        core = self._core
+        lock = self._lock
+        while core.queued:
+            with lock:
+                waiter = core.hand_over()
+            if waiter is None:
+                return
+            if not self._wake(waiter):
+                with lock:
+                    core.cancel(waiter)
+                core.give()
 
     @staticmethod
     def _wake(waiter: Waiter) -> bool:
@@ -176,18 +220,39 @@ class Bulkhead:
         with self._lock:
             return self._core.cancel(waiter)
 
+    def _join_queue(self, wake: Callable[[], object]) -> Waiter | None:
+        """The new waiter, or None when a permit was taken after all; raises
+        ``BulkheadFullError`` when the queue is full."""
+        core = self._core
+        with self._lock:
+            try:
+                core.take()  # freed since the lock-free try
+                return None
+            except IndexError:
+                pass
+            if core.can_queue():
+                waiter = core.enqueue(wake())
+                try:
+                    core.take()  # freed by a release that saw no waiter yet
+                except IndexError:
+                    return waiter
+                core.cancel(waiter)
+                return None
+            core.reject(_clock.monotonic())
+        raise self._full()
+
     def _acquire(self) -> None:
         """Take a permit for this thread, waiting in the queue if need be."""
-        with self._lock:
-            decision = self._core.try_enter()
-            if decision == GRANTED:
-                return
-            if decision != FULL:
-                signal = threading.Lock()
-                signal.acquire()
-                waiter = self._core.enqueue(signal)
-        if decision == FULL:
-            raise self._full()
+        try:
+            self._core.take()
+        except IndexError:
+            self._wait_for_permit()
+
+    def _wait_for_permit(self) -> None:
+        waiter = self._join_queue(_held_lock)
+        if waiter is None:
+            return
+        signal = cast(threading.Lock, waiter.wake)
         timeout = self.config.queue_timeout
         try:
             if timeout is None:
@@ -199,23 +264,23 @@ class Bulkhead:
                 _clock.sleep(timeout)
         except BaseException:
             if self._leave_queue(waiter):
-                self._release(completed=False)
+                self._give_back()
             raise
         if not self._leave_queue(waiter):
-            raise self._full()
+            raise self._reject()
 
     async def _aacquire(self) -> None:
         """Take a permit for this task, waiting in the queue if need be."""
-        with self._lock:
-            decision = self._core.try_enter()
-            if decision == GRANTED:
-                return
-            if decision != FULL:
-                loop = asyncio.get_running_loop()
-                fut: asyncio.Future[None] = loop.create_future()
-                waiter = self._core.enqueue((loop, fut))
-        if decision == FULL:
-            raise self._full()
+        try:
+            self._core.take()
+        except IndexError:
+            await self._await_permit()
+
+    async def _await_permit(self) -> None:
+        waiter = self._join_queue(_future_of_running_loop)
+        if waiter is None:
+            return
+        fut: asyncio.Future[None] = waiter.wake[1]  # type: ignore[index]
         timeout = self.config.queue_timeout
         try:
             if timeout is None:
@@ -228,11 +293,12 @@ class Bulkhead:
         except TimeoutError:
             if self._leave_queue(waiter):
                 return  # granted at the last moment: use it
-            raise self._full() from None
+            raise self._reject() from None
         except BaseException:
-            # Cancelled: a permit handed over meanwhile goes to the next waiter.
+            # Cancelled or interrupted: a permit handed over meanwhile goes on
+            # to the next waiter.
             if self._leave_queue(waiter):
-                self._release(completed=False)
+                self._give_back()
             raise
 
     @staticmethod
@@ -259,27 +325,85 @@ class Bulkhead:
         """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
-        self._acquire()
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
+        # _acquire and _release, inlined: this is every call's path.
+        core = self._core
+        try:
+            core.take()
+        except IndexError:
+            self._wait_for_permit()
         try:
             return fn(*args, **kwargs)
         finally:
-            self._release()
+            core.finished()
+            core.give()
+            if core.queued:
+                self._hand_over()
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
-        await self._aacquire()
+        if events.hub.listening and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
+        core = self._core
+        try:
+            core.take()
+        except IndexError:
+            await self._await_permit()
         try:
             return await fn(*args, **kwargs)
         finally:
-            self._release()
+            core.finished()
+            core.give()
+            if core.queued:
+                self._hand_over()
 
-    async def _astream(
+    @events.mark_layer
+    def _astream(
+        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.astream_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._astream,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return self._stream(fn, args, kwargs)
+
+    async def _stream(
         self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         """A stream holds its slot until it ends or is closed."""
@@ -302,28 +426,49 @@ class Bulkhead:
 
     # -- context managers ----------------------------------------------------
 
-    def _held(self) -> contextvars.ContextVar[tuple[bool, ...]]:
+    def _held(self) -> contextvars.ContextVar[tuple[_Held, ...]]:
         if self._cm_held is None:
             self._cm_held = contextvars.ContextVar(f"resilient_bh_{self.name}", default=())
         return self._cm_held
 
-    def _push(self, held: bool) -> None:
+    def _push(self, held: _Held) -> None:
         var = self._held()
         var.set((*var.get(), held))
 
-    def _pop(self) -> None:
+    def _pop(self, exc: BaseException | None) -> None:
         var = self._held()
         stack = var.get()
         if stack:
             var.set(stack[:-1])
-            if stack[-1]:
+            held = stack[-1]
+            if held is None:
+                return
+            try:
                 self._release()
+            finally:
+                if isinstance(held, events.RequestScope):
+                    if exc is None:
+                        held.succeeded()
+                    else:
+                        held.failed(exc)
+
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "bulkhead")
+        return None
 
     def __enter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             self._acquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     def __exit__(
@@ -332,13 +477,20 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)
 
     async def __aenter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             await self._aacquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     async def __aexit__(
@@ -347,4 +499,4 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)

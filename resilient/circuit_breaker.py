@@ -139,6 +139,11 @@ class BreakerMetrics(NamedTuple):
 _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
 
 
+class _Saved(NamedTuple):
+    config: CircuitBreakerConfig
+    core: BreakerCore
+
+
 class _Permit(NamedTuple):
     token: int  # the generation the call was admitted in (BreakerCore.acquire)
     start: float | None  # None: nothing needs this call's duration
@@ -147,6 +152,13 @@ class _Permit(NamedTuple):
 
 
 _OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
+
+
+class _Entry(NamedTuple):
+    """What ``with breaker:`` keeps between entering and leaving the block."""
+
+    permit: _Permit
+    scope: events.RequestScope | None
 
 
 class CircuitBreaker:
@@ -174,7 +186,7 @@ class CircuitBreaker:
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._cm_permits: contextvars.ContextVar[tuple[_Permit | None, ...]] | None = None
+        self._cm_permits: contextvars.ContextVar[tuple[_Entry | None, ...]] | None = None
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self.config = cfg
@@ -222,6 +234,22 @@ class CircuitBreaker:
             if state is not CLOSED:
                 self._core.changes.append((state, CLOSED))
         self._announce()
+
+    def _swap_state(self, saved: _Saved | None = None) -> _Saved:
+        """Install ``saved`` (``None``: a fresh CLOSED state) without events,
+        and return what it replaced. ``Registry.isolated()`` uses this."""
+        with self._lock:
+            previous = _Saved(self.config, self._core)
+            if saved is None:
+                core = BreakerCore(self.config)
+            else:
+                if saved.config is not self.config:
+                    self._configure(saved.config)
+                core = saved.core
+            # Only the core: a shared breaker stays attached to its storage.
+            self._core = core
+            self._tick = core.tick
+        return previous
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._core.state.value}>"
@@ -537,6 +565,7 @@ class CircuitBreaker:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         core = self._core
         if core.fast and not events.hub.listening:
@@ -553,6 +582,21 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return fn(*args, **kwargs)
+        if events.hub.listening:
+            outcome: R = events.run_request(
+                self._listeners,
+                self.name,
+                "circuit_breaker",
+                self._run,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+            return outcome
+        return self._run(fn, args, kwargs)
+
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         permit = self._admit()
         timeout = self._timeout
         try:
@@ -563,6 +607,7 @@ class CircuitBreaker:
         self._exit_result(permit, result)
         return result
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
@@ -581,6 +626,22 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
+        if events.hub.listening:
+            return await events.arun_request(
+                self._listeners,
+                self.name,
+                "circuit_breaker",
+                self._arun,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return await self._arun(fn, args, kwargs)
+
+    async def _arun(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
         if self._health_is_async and self._core.state is OPEN:
             await self._apoll_health()
         permit = await self._aadmit()
@@ -604,18 +665,33 @@ class CircuitBreaker:
 
     # -- context managers ----------------------------------------------------
 
-    def _permits(self) -> contextvars.ContextVar[tuple[_Permit | None, ...]]:
+    def _permits(self) -> contextvars.ContextVar[tuple[_Entry | None, ...]]:
         if self._cm_permits is None:
             self._cm_permits = contextvars.ContextVar(f"resilient_cb_{self.name}", default=())
         return self._cm_permits
 
     def __enter__(self) -> CircuitBreaker:
-        self._push(self._admit() if switch.on else None)
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
+            permit = self._admit()
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(_Entry(permit, scope))
         return self
 
-    def _push(self, permit: _Permit | None) -> None:
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "circuit_breaker")
+        return None
+
+    def _push(self, entry: _Entry | None) -> None:
         permits = self._permits()
-        permits.set((*permits.get(), permit))
+        permits.set((*permits.get(), entry))
 
     def __exit__(
         self,
@@ -628,18 +704,36 @@ class CircuitBreaker:
         if not stack:
             return
         permits.set(stack[:-1])
-        permit = stack[-1]
-        if permit is None:
+        entry = stack[-1]
+        if entry is None:
             return
-        if exc is None:
-            self._exit(permit, _SUCCESS, None)
-        else:
-            self._exit_error(permit, exc)
+        permit, scope = entry
+        try:
+            if exc is None:
+                self._exit(permit, _SUCCESS, None)
+            else:
+                self._exit_error(permit, exc)
+        finally:
+            if scope is not None:
+                if exc is None:
+                    scope.succeeded()
+                else:
+                    scope.failed(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        if switch.on and self._health_is_async and self._core.state is OPEN:
-            await self._apoll_health()
-        self._push(await self._aadmit() if switch.on else None)
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
+            if self._health_is_async and self._core.state is OPEN:
+                await self._apoll_health()
+            permit = await self._aadmit()
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(_Entry(permit, scope))
         return self
 
     async def __aexit__(

@@ -10,13 +10,21 @@ from ._decorate import decorate
 from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .fallback import MISSING, Fallback
+from .policy import Resilience, ResiliencePolicy
 from .retry import Retry, RetryConfig
 from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
 
-__all__ = ["with_bulkhead", "with_circuit_breaker", "with_fallback", "with_retry", "with_timeout"]
+__all__ = [
+    "with_bulkhead",
+    "with_circuit_breaker",
+    "with_fallback",
+    "with_resilience",
+    "with_retry",
+    "with_timeout",
+]
 
 F = TypeVar("F", bound="Decoratable")
 
@@ -151,3 +159,27 @@ def with_fallback(
             )
         return value.__call__
     return Fallback(value, handler=handler, on=on).__call__
+
+
+def with_resilience(
+    name: str,
+    policy: ResiliencePolicy | None = None,
+    *,
+    registry: Any = None,
+    **overrides: Any,
+) -> Callable[[F], F]:
+    """Protect a function, coroutine function or method with every layer of
+    ``policy`` (default ``ResiliencePolicy()``), outermost first: fallback →
+    retry → circuit breaker → bulkhead → timeout.
+
+    ``overrides`` replace the policy's fields by name (``timeout=5.0``,
+    ``bulkhead=BulkheadConfig(10)``; ``None`` drops a layer). The breaker and
+    the bulkhead are registered under ``name``.
+    """
+    if policy is None:
+        policy = ResiliencePolicy()
+    elif not isinstance(policy, ResiliencePolicy):
+        raise TypeError(f"with_resilience: policy must be a ResiliencePolicy, got {policy!r}")
+    if overrides:
+        policy = policy.replace(**overrides)
+    return Resilience(name, policy, registry=registry).__call__

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from . import _request
+
 __all__ = [
     "BulkheadFullError",
     "CallTimeoutError",
@@ -12,7 +16,19 @@ __all__ = [
 
 
 class ResilienceError(Exception):
-    """Base class of every error raised by a resilience policy itself."""
+    """Base class of every error raised by a resilience policy itself.
+
+    ``request_id`` is the request id current where the error was raised (see
+    :func:`resilient.request_context`), or ``None``.
+    """
+
+    request_id: str | None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # A subclass may have set its own (an HTTP error names its request).
+        if getattr(self, "request_id", None) is None:
+            self.request_id = _request.current.get()
 
 
 class CircuitOpenError(ResilienceError):

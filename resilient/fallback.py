@@ -83,6 +83,13 @@ class Fallback:
         self._takes_error = handler is not None and _takes_error(handler)
         self._async_handler = handler is not None and is_async_callable(handler)
 
+    def _named(self, name: str, listeners: events.ListenerSet | None) -> Fallback:
+        """This fallback as a layer of the composed policy ``name``: its
+        events carry that name and reach that policy's listeners."""
+        if self.handler is not None:
+            return Fallback(handler=self.handler, on=self.on, name=name, listeners=listeners)
+        return Fallback(self.value, on=self.on, name=name, listeners=listeners)
+
     def __repr__(self) -> str:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"
         return f"<Fallback {what}>"
@@ -121,6 +128,9 @@ class Fallback:
         handler = self.handler
         if handler is None:
             return self.value
+        if events.hub.listening:
+            # The handler is user code: decorated calls in it are requests of their own.
+            handler = events.ashield(handler) if self._async_handler else events.shield(handler)
         if self._takes_error:
             return handler(*args, **kwargs, error=error)
         return handler(*args, **kwargs)
@@ -137,7 +147,19 @@ class Fallback:
         """Await ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "fallback",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -149,9 +171,21 @@ class Fallback:
                 ) from exc
             return self._answer(fn, args, kwargs, exc)  # type: ignore[no-any-return]
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "fallback",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         try:
             return await fn(*args, **kwargs)
         except Exception as exc:

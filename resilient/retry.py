@@ -372,10 +372,22 @@ class Retry:
         """Await ``fn(*args, **kwargs)``, retrying as configured."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # The first attempt costs a try and two attribute reads; everything
         # else happens only once it has failed (and outside its except
         # block, so later errors do not chain onto earlier ones).
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "retry",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         start = _clock.monotonic() if self._deadline is not None else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -421,9 +433,21 @@ class Retry:
                 return cast(R, result)
             error = None
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "retry",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         start = _clock.monotonic() if self._deadline is not None else 0.0
         try:
             result = await fn(*args, **kwargs)

@@ -145,3 +145,28 @@ def test_a_bad_value_fails_the_import_naming_the_variable() -> None:
     assert done.returncode != 0
     assert "ValueError: RESILIENT_RETRY_MAX_ATTEMPTS must be" in done.stderr
     assert "'lots'" in done.stderr
+
+
+def test_every_default_built_after_a_reload_follows_it() -> None:
+    config.reload(
+        {
+            "RESILIENT_DEFAULT_TIMEOUT": "4.5",
+            "RESILIENT_RETRY_MAX_ATTEMPTS": "6",
+            "RESILIENT_CB_FAILURE_THRESHOLD": "2",
+            "RESILIENT_CB_RECOVERY_TIMEOUT": "8",
+        }
+    )
+    assert resilient.RetryConfig().max_attempts == 6
+    assert resilient.RetryConfig(max_attempts=2).max_attempts == 2
+    assert resilient.RetryConfig.DEFAULT.max_attempts == 3  # presets stay fixed
+    policy = resilient.ResiliencePolicy()
+    assert policy.timeout == 4.5
+    assert policy.retry == resilient.RetryConfig(max_attempts=6)
+    assert policy.circuit_breaker == CircuitBreakerConfig(failure_threshold=2, recovery_timeout=8)
+    assert resilient.ResiliencePolicies.api().timeout == 30.0  # presets stay fixed
+    config.reload({})
+    assert resilient.ResiliencePolicy() == resilient.ResiliencePolicy(
+        circuit_breaker=CircuitBreakerConfig.DEFAULT,
+        retry=resilient.RetryConfig.DEFAULT,
+        timeout=30.0,
+    )
