@@ -227,7 +227,19 @@ class Chaos:
         """Await ``fn(*args, **kwargs)``, perhaps late, perhaps not at all."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "chaos",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         if not self._active():
             return fn(*args, **kwargs)
         delay, fault = self._fate()
@@ -237,9 +249,21 @@ class Chaos:
             return self._fault(fn)  # type: ignore[no-any-return]
         return fn(*args, **kwargs)
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "chaos",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         if not self._active():
             return await fn(*args, **kwargs)
         delay, fault = self._fate()

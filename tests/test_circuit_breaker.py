@@ -707,7 +707,13 @@ def test_a_listener_may_read_the_breaker_it_listens_to(clock: FakeClock) -> None
     # event was emitted under the breaker's own lock.
     breaker = CircuitBreaker("reader", CircuitBreakerConfig(failure_threshold=1))
     states: list[tuple[str, CircuitState]] = []
-    breaker.subscribe(lambda event: states.append((type(event).__name__, breaker.state)))
+    breaker.subscribe(
+        lambda event: (
+            states.append((type(event).__name__, breaker.state))
+            if getattr(event, "level", "policy") == "policy"
+            else None
+        )
+    )
 
     def run() -> None:
         with pytest.raises(Boom):
