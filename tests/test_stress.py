@@ -16,7 +16,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, events
+from resilient import (
+    BulkheadConfig,
+    BulkheadFullError,
+    CallTimeoutError,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    Registry,
+    RetryConfig,
+    events,
+)
+from resilient.policy import Resilience, ResiliencePolicy
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +67,11 @@ class EventTally:
         self._lock = threading.Lock()
 
     def __call__(self, event: events.Event) -> None:
-        # "CallFailed" is the policy's own view; "request:CallFailed" the caller's.
+        # "circuit_breaker.CallFailed" is a policy's own view of a call,
+        # "request.CallFailed" the caller's.
         level = getattr(event, "level", "policy")
-        kind = type(event).__name__ if level == "policy" else f"{level}:{type(event).__name__}"
+        scope = event.policy if level == "policy" else level
+        kind = f"{scope}.{type(event).__name__}"
         with self._lock:
             self.kinds[kind] += 1
             if isinstance(event, events.StateChanged):
@@ -185,14 +198,14 @@ def test_threads_tripping_breaker_accounts_for_every_call(no_leaks: None) -> Non
     assert counts["succeeded"] + counts["failed"] + counts["ignored"] == counts["ran"]
     assert counts["ran"] + counts["rejected"] == started
     assert counts["rejected"] > 0, "the breaker should have tripped"
-    assert seen.kinds["CallSucceeded"] == counts["succeeded"]
-    assert seen.kinds["CallFailed"] == counts["failed"]
-    assert seen.kinds["CallRejected"] == counts["rejected"]
+    assert seen.kinds["circuit_breaker.CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["circuit_breaker.CallFailed"] == counts["failed"]
+    assert seen.kinds["circuit_breaker.CallRejected"] == counts["rejected"]
     # As the callers saw it: one request each, ignored errors being failures to them.
-    assert seen.kinds["request:CallStarted"] == started
-    assert seen.kinds["request:CallSucceeded"] == counts["succeeded"]
-    assert seen.kinds["request:CallFailed"] == counts["failed"] + counts["ignored"]
-    assert seen.kinds["request:CallRejected"] == counts["rejected"]
+    assert seen.kinds["request.CallStarted"] == started
+    assert seen.kinds["request.CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["request.CallFailed"] == counts["failed"] + counts["ignored"]
+    assert seen.kinds["request.CallRejected"] == counts["rejected"]
     _check_transitions(seen.changes)
     assert breaker._core.half_open_in_flight == 0
 
@@ -330,14 +343,14 @@ def test_tasks_with_random_cancellations_are_all_accounted_for() -> None:
     assert cancelled == never_started + counts["cancelled_running"] + counts["cancelled_before"]
     assert counts["cancelled_running"] > 0
     assert counts["rejected"] > 0
-    assert seen.kinds["CallSucceeded"] == counts["succeeded"]
-    assert seen.kinds["CallFailed"] == counts["failed"]
-    assert seen.kinds["CallRejected"] == counts["rejected"]
+    assert seen.kinds["circuit_breaker.CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["circuit_breaker.CallFailed"] == counts["failed"]
+    assert seen.kinds["circuit_breaker.CallRejected"] == counts["rejected"]
     # As the callers saw it: one request each, ignored errors being failures to them.
-    assert seen.kinds["request:CallStarted"] == counts["entered"]
-    assert seen.kinds["request:CallSucceeded"] == counts["succeeded"]
-    assert seen.kinds["request:CallFailed"] == counts["failed"] + counts["ignored"]
-    assert seen.kinds["request:CallRejected"] == counts["rejected"]
+    assert seen.kinds["request.CallStarted"] == counts["entered"]
+    assert seen.kinds["request.CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["request.CallFailed"] == counts["failed"] + counts["ignored"]
+    assert seen.kinds["request.CallRejected"] == counts["rejected"]
     _check_transitions(seen.changes)
     assert breaker._core.half_open_in_flight == 0
 
@@ -386,3 +399,200 @@ def test_tasks_half_open_admits_exactly_half_open_max_calls() -> None:
         assert asyncio.all_tasks() == before
 
     asyncio.run(main())
+
+
+# -- through a composed policy -----------------------------------------------------
+
+
+def _composed(
+    name: str, *, timeout: float | None, bulkhead: BulkheadConfig
+) -> tuple[Resilience, Registry]:
+    registry = Registry()
+    policy = ResiliencePolicy(
+        circuit_breaker=CircuitBreakerConfig(
+            failure_threshold=5,
+            failure_rate_threshold=0.5,
+            minimum_calls=20,
+            window_size=50,
+            recovery_timeout=0.0,
+            half_open_max_calls=2,
+            success_threshold=2,
+            ignore_on=(Skipped,),
+        ),
+        retry=RetryConfig(
+            max_attempts=3, initial_delay=0.0, max_delay=0.0, jitter=0.0, give_up_on=(Skipped,)
+        ),
+        timeout=timeout,
+        bulkhead=bulkhead,
+    )
+    return Resilience(name, policy, registry=registry), registry
+
+
+def _classify(tally: Tally, call: Callable[[], object]) -> None:
+    try:
+        call()
+    except (CircuitOpenError, BulkheadFullError):
+        tally.add("rejected")
+    except (Boom, Skipped, CallTimeoutError):
+        tally.add("failed")
+    else:
+        tally.add("succeeded")
+
+
+def _check_composed(
+    composed: Resilience, seen: EventTally, counts: Counter[str], started: int
+) -> None:
+    assert counts["succeeded"] + counts["failed"] + counts["rejected"] == started
+    # The policy's own accounting, one request per call, agrees exactly.
+    assert seen.kinds["request.CallStarted"] == started
+    assert seen.kinds["request.CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["request.CallFailed"] == counts["failed"]
+    assert seen.kinds["request.CallRejected"] == counts["rejected"]
+    # Each layer's own view: every attempt that got a slot ran, and each run
+    # the breaker saw succeed or fail did so.
+    assert composed.bulkhead is not None
+    assert composed.breaker is not None
+    bulkhead = composed.bulkhead.metrics()
+    assert bulkhead.completed == counts["ran"]
+    assert bulkhead.rejected == seen.kinds["bulkhead.BulkheadRejected"]
+    assert seen.kinds["circuit_breaker.CallSucceeded"] == counts["ran_ok"]
+    assert seen.kinds["circuit_breaker.CallFailed"] == counts["ran_boom"]
+    # Nothing held.
+    assert (bulkhead.active, bulkhead.queued) == (0, 0)
+    assert composed.breaker._core.half_open_in_flight == 0
+    _check_transitions(seen.changes)
+
+
+COMPOSED_CALLS_PER_THREAD = 5_000
+
+
+def test_threads_through_a_composed_policy(no_leaks: None) -> None:
+    composed, registry = _composed(
+        "stress-composed",
+        timeout=None,
+        bulkhead=BulkheadConfig(2, max_queue=4, queue_timeout=0.005),
+    )
+    seen = EventTally()
+    unsubscribe = registry.subscribe(seen)
+    tally = Tally()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(COMPOSED_CALLS_PER_THREAD):
+            outcome = _outcome(rng, 0.3, 0.05)
+
+            def fn(outcome: str = outcome) -> str:
+                tally.add("ran")
+                if outcome == "fail":
+                    tally.add("ran_boom")
+                    raise Boom
+                if outcome == "skip":
+                    raise Skipped
+                tally.add("ran_ok")
+                return "ok"
+
+            _classify(tally, lambda fn=fn: composed.call(fn))  # type: ignore[misc]
+
+    try:
+        _run_threads(worker)
+    finally:
+        unsubscribe()
+    counts = tally.snapshot()
+    _check_composed(composed, seen, counts, THREADS * COMPOSED_CALLS_PER_THREAD)
+    assert counts["rejected"] > 0
+
+
+def test_tasks_through_a_composed_policy_with_timeouts_and_cancellations() -> None:
+    composed, registry = _composed(
+        "stress-composed-async",
+        timeout=0.05,
+        bulkhead=BulkheadConfig(50, max_queue=100, queue_timeout=0.02),
+    )
+    seen = EventTally()
+    unsubscribe = registry.subscribe(seen)
+    tally = Tally()
+
+    async def one(rng: random.Random, hang: asyncio.Future[None]) -> None:
+        roll = rng.random()
+        outcome = "hang" if roll < 0.02 else _outcome(rng, 0.3, 0.05)
+        steps = rng.randrange(3)
+
+        async def fn() -> str:
+            tally.add("ran")
+            try:
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                if outcome == "hang":
+                    await hang  # until the timeout
+            except asyncio.CancelledError:
+                # By the timeout (under load, not only the hanging ones), or
+                # by the test cancelling the task.
+                tally.add("ran_cancelled")
+                raise
+            if outcome == "fail":
+                tally.add("ran_boom")
+                raise Boom
+            if outcome == "skip":
+                raise Skipped
+            tally.add("ran_ok")
+            return "ok"
+
+        try:
+            await composed.call_async(fn)
+        except (CircuitOpenError, BulkheadFullError):
+            tally.add("rejected")
+        except (Boom, Skipped, CallTimeoutError):
+            tally.add("failed")
+        except asyncio.CancelledError:
+            tally.add("cancelled")
+            raise
+        else:
+            tally.add("succeeded")
+
+    cancelled_tasks = 0
+
+    async def main() -> None:
+        nonlocal cancelled_tasks
+        before = asyncio.all_tasks()
+        hang: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        rng = random.Random(99)
+        tasks = [
+            asyncio.ensure_future(one(random.Random(rng.random()), hang)) for _ in range(TASKS)
+        ]
+        for _ in range(3):
+            await asyncio.sleep(0)
+            for task in rng.sample(tasks, TASKS // 50):
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled_tasks = sum(task.cancelled() for task in tasks)
+        assert asyncio.all_tasks() == before, "a task outlived its call"
+
+    try:
+        asyncio.run(main())
+    finally:
+        unsubscribe()
+    counts = tally.snapshot()
+    # A task cancelled before it first ran never became a request; one
+    # cancelled later did, with no outcome.
+    never_started = cancelled_tasks - counts["cancelled"]
+    started = TASKS - never_started
+    assert counts["succeeded"] + counts["failed"] + counts["rejected"] + counts["cancelled"] == (
+        started
+    )
+    assert seen.kinds["request.CallStarted"] == started
+    assert seen.kinds["request.CallSucceeded"] == counts["succeeded"]
+    assert seen.kinds["request.CallFailed"] == counts["failed"]
+    assert seen.kinds["request.CallRejected"] == counts["rejected"]
+    assert composed.bulkhead is not None
+    assert composed.breaker is not None
+    bulkhead = composed.bulkhead.metrics()
+    assert bulkhead.completed == counts["ran"]
+    assert bulkhead.rejected == seen.kinds["bulkhead.BulkheadRejected"]
+    assert seen.kinds["circuit_breaker.CallSucceeded"] == counts["ran_ok"]
+    timed_out = seen.kinds["timeout.TimedOut"]
+    assert seen.kinds["circuit_breaker.CallFailed"] == counts["ran_boom"] + timed_out
+    assert 0 < timed_out <= counts["ran_cancelled"]
+    assert (bulkhead.active, bulkhead.queued) == (0, 0)
+    assert composed.breaker._core.half_open_in_flight == 0
+    assert counts["cancelled"] > 0
+    _check_transitions(seen.changes)
