@@ -17,11 +17,15 @@ import pytest
 import resilient
 from resilient import (
     Bulkhead,
+    BulkheadConfig,
     Chaos,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
     Fallback,
+    Registry,
+    Resilience,
+    ResiliencePolicy,
     Retry,
     RetryConfig,
     Timeout,
@@ -72,6 +76,24 @@ def _nothing(_: Any) -> None:
     pass
 
 
+def _composed() -> Resilience:
+    policy = ResiliencePolicy(
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+        retry=RetryConfig(max_attempts=3, retry_on=(BaseException,)),
+        timeout=5.0,
+        bulkhead=BulkheadConfig(1),
+        fallback=Fallback("fallback", on=(BaseException,)),
+    )
+    return Resilience("base", policy, registry=Registry())
+
+
+def _composed_untouched(composed: Resilience) -> None:
+    assert composed.breaker is not None
+    assert composed.bulkhead is not None
+    _breaker_untouched(composed.breaker)
+    _bulkhead_untouched(composed.bulkhead)
+
+
 CASES = [
     Case(
         "breaker",
@@ -90,6 +112,7 @@ CASES = [
     Case("fallback", lambda: Fallback("fallback", on=(BaseException,)), _nothing),
     Case("bulkhead", lambda: Bulkhead("base", max_concurrent=1), _bulkhead_untouched),
     Case("chaos", lambda: Chaos(latency=0.5), _nothing),
+    Case("with_resilience", _composed, _composed_untouched),
 ]
 IDS = [case.name for case in CASES]
 

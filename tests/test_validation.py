@@ -19,6 +19,8 @@ from resilient import (
     CircuitBreaker,
     CircuitBreakerConfig,
     Fallback,
+    Registry,
+    ResiliencePolicy,
     Retry,
     RetryConfig,
     Timeout,
@@ -26,9 +28,11 @@ from resilient import (
     with_chaos,
     with_circuit_breaker,
     with_fallback,
+    with_resilience,
     with_retry,
     with_timeout,
 )
+from resilient.policy import Resilience
 
 NAN = math.nan
 INF = math.inf
@@ -167,6 +171,19 @@ _add("Chaos", _chaos, "enabled", [None, "yes", 1])
 _add("Chaos", _chaos, "seed", ["42", 4.2, True])
 
 
+# -- ResiliencePolicy ----------------------------------------------------------------
+
+
+def _resilience_policy(**kw: Any) -> object:
+    return ResiliencePolicy(**kw)
+
+
+_NOT_A_CONFIG = [{"max_attempts": 3}, "default", 3]
+for _field in ("circuit_breaker", "retry", "bulkhead", "fallback"):
+    _add("ResiliencePolicy", _resilience_policy, _field, _NOT_A_CONFIG)
+_add("ResiliencePolicy", _resilience_policy, "timeout", SECONDS_OR_NONE)
+
+
 def _params() -> list[Any]:
     params = []
     for _owner, build, field, values in CASES:
@@ -192,7 +209,7 @@ def test_every_config_field_is_covered() -> None:
     covered: dict[str, set[str]] = {}
     for owner, _, field, _ in CASES:
         covered.setdefault(owner, set()).add(field)
-    for config in (CircuitBreakerConfig, RetryConfig, BulkheadConfig):
+    for config in (CircuitBreakerConfig, RetryConfig, BulkheadConfig, ResiliencePolicy):
         fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
         assert fields <= covered[config.__name__], fields - covered[config.__name__]
 
@@ -224,6 +241,11 @@ def test_every_config_field_is_covered() -> None:
         (lambda v: with_timeout(v), -1),
         (lambda v: with_chaos(v), "chaos"),
         (lambda v: with_chaos(fault_rate=v), 2),
+        (lambda v: with_resilience(v), ""),
+        (lambda v: with_resilience("r", v), "api"),
+        (lambda v: with_resilience("r", timeout=v), -5),
+        (lambda v: with_resilience("r", **{v: 1}), "retries"),
+        (lambda v: Resilience(v), None),
     ],
 )
 def test_bad_names_and_configs_show_the_value(build: Callable[[Any], object], value: Any) -> None:
@@ -288,6 +310,8 @@ DECORATORS: list[tuple[str, Callable[[], Callable[[Any], Any]]]] = [
     ("Bulkhead", lambda: Bulkhead("validation", max_concurrent=1)),
     ("with_chaos", lambda: with_chaos(fault_rate=0.5)),
     ("Chaos", lambda: Chaos()),
+    ("with_resilience", lambda: with_resilience("validation")),
+    ("Resilience", lambda: Resilience("validation", registry=Registry())),
 ]
 
 
