@@ -138,8 +138,18 @@ class BreakerCore:
         self._reads += 1
         return next(self._ticks) - self._reads
 
-    def _drop_ticks(self) -> None:
-        self._flushed = self._seen()
+    def _fresh_ticks(self) -> None:
+        """A counter per generation: a caller takes ``tick`` when its call is
+        admitted, so a call admitted in an earlier generation ticks a counter
+        nobody reads any more (its success is dropped, as any stale outcome)."""
+        self._ticks = itertools.count(1)
+        self._flushed = 0
+        self._reads = 0
+        self.tick = self._ticks.__next__
+
+    def _next_generation(self) -> None:
+        self.generation += 1
+        self._fresh_ticks()
 
     def _move(self, new: CircuitState, now: float) -> None:
         old = self.state
@@ -147,14 +157,13 @@ class BreakerCore:
             return
         self.flush(now)
         self.state = new
-        self.generation += 1
+        self._next_generation()
         self.half_open_in_flight = 0
         self.half_open_successes = 0
         if new is OPEN:
             self.opened_at = now
             self.health_checked_at = now
         elif new is CLOSED:
-            self._drop_ticks()
             self.window.clear()
             self.consecutive_failures = 0
         self._update_fast()
@@ -293,11 +302,10 @@ class BreakerCore:
     def reset(self, now: float) -> None:
         """CLOSED with a cleared window, whatever the state was."""
         self._move(CLOSED, now)
-        self._drop_ticks()
         self.window.clear()
         self.consecutive_failures = 0
         # Calls in flight belong to the window just cleared.
-        self.generation += 1
+        self._next_generation()
         self._update_fast()
 
     def release(self, now: float) -> None:

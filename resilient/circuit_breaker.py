@@ -161,6 +161,11 @@ class _Entry(NamedTuple):
     scope: events.RequestScope | None
 
 
+def _generation_of(core: BreakerCore, tick: Callable[[], int]) -> int:
+    """The generation a lock-free call was admitted in, from the counter it took."""
+    return core.generation if tick is core.tick else UNTRACKED
+
+
 class CircuitBreaker:
     """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
     around bookkeeping, never across the protected call or an ``await``."""
@@ -571,14 +576,13 @@ class CircuitBreaker:
         if core.fast and not events.hub.listening:
             if not switch.on:
                 return fn(*args, **kwargs)
-            generation = core.generation
+            tick = core.tick  # this generation's (see BreakerCore._fresh_ticks)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                self._exit_error(_Permit(generation, None), exc)
+                self._exit_error(_Permit(_generation_of(core, tick), None), exc)
                 raise
-            if core.generation == generation:
-                core.tick()
+            tick()
             return result
         if not switch.on:
             return fn(*args, **kwargs)
@@ -615,14 +619,13 @@ class CircuitBreaker:
         if core.fast and not events.hub.listening:
             if not switch.on:
                 return await fn(*args, **kwargs)
-            generation = core.generation
+            tick = core.tick  # this generation's (see BreakerCore._fresh_ticks)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                self._exit_error(_Permit(generation, None), exc)
+                self._exit_error(_Permit(_generation_of(core, tick), None), exc)
                 raise
-            if core.generation == generation:
-                core.tick()
+            tick()
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
