@@ -43,6 +43,7 @@ PROBE = 1  # only a marker for readers: probes are generations >= 1
 
 class BreakerCore:
     __slots__ = (
+        "_fast_allowed",
         "_flushed",
         "_generation",
         "_reads",
@@ -50,6 +51,7 @@ class BreakerCore:
         "changes",
         "config",
         "consecutive_failures",
+        "fast",
         "half_open_in_flight",
         "half_open_successes",
         "opened_at",
@@ -67,6 +69,11 @@ class BreakerCore:
         self.half_open_successes = 0
         self._generation = 0
         self.changes: list[tuple[CircuitState, CircuitState]] = []
+        self.window: CountWindow | TimeWindow = (
+            TimeWindow(config.window_duration)
+            if config.window_duration is not None
+            else CountWindow(config.window_size)
+        )
         # Fast successes in CLOSED are counted without the lock by
         # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
         # folded into the window by ``flush`` before anything reads it.
@@ -74,10 +81,27 @@ class BreakerCore:
         self._flushed = 0
         self._reads = 0
         self.tick = self._ticks.__next__
-        self.window: CountWindow | TimeWindow = (
-            TimeWindow(config.window_duration)
-            if config.window_duration is not None
-            else CountWindow(config.window_size)
+        # ``fast`` says a caller may skip the lock for a success right now:
+        # CLOSED, nothing to time or check on the result, and no rate that a
+        # success could still trip (once the window holds minimum_calls, a
+        # success can only lower the failure rate).
+        self._fast_allowed = (
+            config.slow_call_duration is None
+            and config.window_duration is None
+            and config.result_predicate is None
+            and config.timeout is None
+        )
+        self.fast = False
+        self._update_fast()
+
+    def _update_fast(self) -> None:
+        self.fast = (
+            self._fast_allowed
+            and self.state is CLOSED
+            and (
+                self.config.failure_rate_threshold is None
+                or self.window.calls >= self.config.minimum_calls
+            )
         )
 
     # -- transitions ---------------------------------------------------------
@@ -116,6 +140,7 @@ class BreakerCore:
             self._drop_ticks()
             self.window.clear()
             self.consecutive_failures = 0
+        self._update_fast()
         self.changes.append((old, new))
 
     def current(self, now: float) -> CircuitState:
@@ -163,8 +188,9 @@ class BreakerCore:
         if state is CLOSED or state is FORCED_CLOSED:
             self.consecutive_failures = 0
             self.window.record(False, slow, now)
-            if slow and state is CLOSED:
+            if state is CLOSED:
                 self._check_rates(now)
+                self._update_fast()
 
     def on_failure(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
@@ -181,6 +207,7 @@ class BreakerCore:
                     self._move(OPEN, now)
                 else:
                     self._check_rates(now)
+                    self._update_fast()
 
     def on_ignored(self, token: int) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
@@ -215,6 +242,7 @@ class BreakerCore:
         self._drop_ticks()
         self.window.clear()
         self.consecutive_failures = 0
+        self._update_fast()
 
     def release(self, now: float) -> None:
         """Undo a force; a breaker that is not forced is left alone."""

@@ -163,9 +163,6 @@ class CircuitBreaker:
             # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
-        # Calls in CLOSED that need neither a clock nor a result check skip
-        # the lock on success (see BreakerCore.tick).
-        self._fast = not self._timed and cfg.result_predicate is None and cfg.timeout is None
         self._tick = self._core.tick
 
     def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
@@ -315,14 +312,10 @@ class CircuitBreaker:
         """Record how an admitted call ended."""
         core = self._core
         token, start = permit
-        if start is not None:
-            now = _clock.monotonic()
-            duration = now - start
-        else:
-            # Untimed success in CLOSED needs no clock; a failure may open
-            # the breaker, and the opening time matters.
-            now = _clock.monotonic() if outcome == _FAILURE else 0.0
-            duration = 0.0
+        # Off the fast path: the clock is cheap next to the lock, and any
+        # outcome here may trip the breaker, when the time matters.
+        now = _clock.monotonic()
+        duration = now - start if start is not None else 0.0
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
@@ -374,7 +367,7 @@ class CircuitBreaker:
         return await self._acall(fn, args, kwargs)
 
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        if self._core.fast and not events.hub.listening:
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
@@ -398,7 +391,7 @@ class CircuitBreaker:
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        if self._fast and self._core.state is CLOSED and not events.hub.listening:
+        if self._core.fast and not events.hub.listening:
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:

@@ -10,17 +10,18 @@ from resilient import _clock
 
 @pytest.fixture(autouse=True)
 def _isolate() -> Iterator[None]:
-    """Every test starts with an empty global registry, the real clock, and
-    policies switched on."""
-    saved = dict(resilient.registry._breakers)
-    resilient.registry._breakers.clear()
-    resilient.registry._explicit.clear()
-    resilient.registry._pending.clear()
+    """Every test starts with the real clock, policies on, and every breaker
+    of the global registry reset; breakers a test creates are dropped after it
+    (breakers of module-level decorated functions stay registered)."""
+    reg = resilient.registry
+    before = set(reg.names())
+    reg.reset_all()
     resilient.set_active(True)
     previous = _clock.set_clock(None)
     yield
     _clock.set_clock(previous)
     resilient.set_active(True)
-    resilient.registry._breakers.clear()
-    resilient.registry._breakers.update(saved)
-    resilient.registry._pending.clear()
+    for name in set(reg.names()) - before:
+        reg._breakers.pop(name, None)
+        reg._explicit.discard(name)
+    reg.reset_all()
