@@ -7,7 +7,7 @@ import logging
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
-from .decorators import with_circuit_breaker
+from .decorators import with_circuit_breaker, with_fallback, with_retry, with_timeout
 from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
 from .events import (
     BulkheadRejected,
@@ -27,7 +27,10 @@ from .events import (
     request_context,
     subscribe,
 )
+from .fallback import Fallback
 from .registry import Registry, registry
+from .retry import Retry, RetryConfig, RetryPolicies
+from .timeout import Timeout
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
 
@@ -47,15 +50,20 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "Event",
+    "Fallback",
     "FallbackUsed",
     "RateLimited",
     "Registry",
     "ResilienceError",
     "RetriesExhausted",
+    "Retry",
     "RetryAttempted",
+    "RetryConfig",
+    "RetryPolicies",
     "StateChanged",
     "StreamInactive",
     "TimedOut",
+    "Timeout",
     "get_request_id",
     "is_active",
     "registry",
@@ -63,4 +71,7 @@ __all__ = [
     "set_active",
     "subscribe",
     "with_circuit_breaker",
+    "with_fallback",
+    "with_retry",
+    "with_timeout",
 ]

@@ -17,6 +17,7 @@ from ._active import switch
 from ._breaker_core import CLOSED, REJECT, BreakerCore, CircuitState
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
+from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
@@ -163,6 +164,13 @@ class CircuitBreaker:
             # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
+        # Each admitted call runs under this; its CallTimeoutError is an
+        # ordinary failure to classify.
+        self._timeout = (
+            Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
+            if cfg.timeout is not None
+            else None
+        )
         self._tick = self._core.tick
 
     def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
@@ -380,8 +388,9 @@ class CircuitBreaker:
         if not switch.on:
             return fn(*args, **kwargs)
         permit = self._enter()
+        timeout = self._timeout
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if timeout is None else timeout._call(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -404,8 +413,12 @@ class CircuitBreaker:
         if not switch.on:
             return await fn(*args, **kwargs)
         permit = self._enter()
+        timeout = self._timeout
         try:
-            result = await fn(*args, **kwargs)
+            if timeout is None:
+                result = await fn(*args, **kwargs)
+            else:
+                result = await timeout._acall(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise

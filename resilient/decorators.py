@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._decorate import decorate
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+from .fallback import MISSING, Fallback
+from .retry import Retry, RetryConfig
+from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
 
-__all__ = ["with_circuit_breaker"]
+__all__ = ["with_circuit_breaker", "with_fallback", "with_retry", "with_timeout"]
 
 F = TypeVar("F", bound="Decoratable")
 
@@ -52,3 +55,60 @@ def with_circuit_breaker(
         return decorate(breaker, fn)
 
     return decorator
+
+
+def with_retry(config: RetryConfig | Retry | None = None, **fields: Any) -> Callable[[F], F]:
+    """Run a function, coroutine function or method again when it fails.
+
+    ``config`` and keyword fields (those of :class:`RetryConfig`) configure
+    it; a ready :class:`Retry` may be passed instead.
+    """
+    if isinstance(config, Retry):
+        if fields:
+            raise TypeError(
+                "with_retry: pass either a Retry or a config with fields, "
+                f"not both (got fields={sorted(fields)})"
+            )
+        retry = config
+    else:
+        if config is not None and not isinstance(config, RetryConfig):
+            raise TypeError(f"with_retry: config must be a RetryConfig or a Retry, got {config!r}")
+        if fields:
+            config = dataclasses.replace(config or RetryConfig(), **fields)
+        retry = Retry(config)
+    return retry.__call__
+
+
+def with_timeout(seconds: float | Timeout | None = None, **options: Any) -> Callable[[F], F]:
+    """Fail a call with ``CallTimeoutError`` when it takes longer than ``seconds``.
+
+    Options are those of :class:`Timeout`: ``mode="thread"`` (default) or
+    ``"signal"`` for sync functions, ``inactivity=`` for async generator
+    functions, ``name=``, ``pool=``. A ready :class:`Timeout` may be passed.
+    """
+    if isinstance(seconds, Timeout):
+        if options:
+            raise TypeError(
+                "with_timeout: pass either a Timeout or seconds with options, "
+                f"not both (got options={sorted(options)})"
+            )
+        return seconds.__call__
+    return Timeout(seconds, **options).__call__
+
+
+def with_fallback(
+    value: Any = MISSING,
+    *,
+    handler: Callable[..., Any] | None = None,
+    on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+) -> Callable[[F], F]:
+    """Answer with ``value``, or what ``handler`` returns, when the call fails
+    with one of ``on``. A ready :class:`Fallback` may be passed as ``value``."""
+    if isinstance(value, Fallback):
+        if handler is not None or on != (Exception,):
+            raise TypeError(
+                "with_fallback: pass either a Fallback or value/handler/on, not both "
+                f"(got handler={handler!r}, on={on!r})"
+            )
+        return value.__call__
+    return Fallback(value, handler=handler, on=on).__call__

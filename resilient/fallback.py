@@ -1,0 +1,173 @@
+"""``Fallback``: answer with a value, or a handler's answer, when a call fails.
+
+The handler is called with the call's own arguments (a method's instance
+first, as the method receives it). A handler that declares a keyword-only
+parameter named ``error`` also receives the exception: ``def h(x, *, error)``.
+Async functions may have async handlers. A handler that raises does so with
+the original error as its context (``__context__``), as any exception raised
+while handling another.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from . import _validate, events
+from ._active import switch
+from ._decorate import is_async_callable
+
+if TYPE_CHECKING:
+    from ._decorate import Decoratable
+
+__all__ = ["Fallback"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+log = logging.getLogger("resilient")
+
+_OWNER = "Fallback"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Any = _Missing()
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _takes_error(handler: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(handler).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    param = parameters.get("error")
+    return param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+class Fallback:
+    """``Fallback(value=...)`` or ``Fallback(handler=...)``, for the exceptions
+    of ``on`` (``Exception`` subclasses; others are never caught)."""
+
+    def __init__(
+        self,
+        value: Any = MISSING,
+        *,
+        handler: Callable[..., Any] | None = None,
+        on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        name: str | None = None,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        if (value is MISSING) == (handler is None):
+            raise TypeError(
+                f"{_OWNER} needs exactly one of value= or handler=, "
+                f"got value={value!r}, handler={handler!r}"
+            )
+        _validate.callable_or_none(_OWNER, "handler", handler)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{_OWNER} name must be a non-empty str or None, got {name!r}")
+        self.value = None if value is MISSING else value
+        self.handler = handler
+        self.on = _validate.exception_types(_OWNER, "on", on)
+        self.name = name
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._takes_error = handler is not None and _takes_error(handler)
+        self._async_handler = handler is not None and is_async_callable(handler)
+
+    def __repr__(self) -> str:
+        what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"
+        return f"<Fallback {what}>"
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event of this fallback; returns the unsubscriber."""
+        return self._listeners.subscribe(listener)
+
+    def _used(self, fn: Callable[..., Any], error: Exception) -> None:
+        name = self.name or _fn_name(fn)
+        log.info(
+            "fallback %r used after %r",
+            name,
+            error,
+            extra={"fallback": name, "error_type": type(error).__name__},
+        )
+        if events.hub.listening:
+            self._listeners.emit(
+                events.FallbackUsed(
+                    name=name,
+                    policy="fallback",
+                    error=error,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+
+    def _answer(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: Exception,
+    ) -> Any:
+        """What the failed call returns instead (for an async handler, an awaitable)."""
+        self._used(fn, error)
+        handler = self.handler
+        if handler is None:
+            return self.value
+        if self._takes_error:
+            return handler(*args, **kwargs, error=error)
+        return handler(*args, **kwargs)
+
+    # -- execution -----------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
+        return self._call(fn, args, kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
+        return await self._acall(fn, args, kwargs)
+
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, self.on) or not switch.on:
+                raise
+            if self._async_handler:
+                raise TypeError(
+                    f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
+                ) from exc
+            return self._answer(fn, args, kwargs, exc)  # type: ignore[no-any-return]
+
+    async def _acall(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, self.on) or not switch.on:
+                raise
+            answer = self._answer(fn, args, kwargs, exc)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return answer  # type: ignore[no-any-return]
+
+    def __call__(self, fn: F) -> F:
+        """Use the fallback itself as a decorator."""
+        from ._decorate import decorate
+
+        if self._async_handler and not is_async_callable(fn):
+            raise TypeError(
+                f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
+            )
+        return decorate(self, fn)

@@ -1,0 +1,478 @@
+"""``RetryConfig``, ``RetryPolicies`` and ``Retry``: run a call again when it fails.
+
+The delay schedule is :mod:`resilient._backoff` (pure); :meth:`Retry._plan`
+decides, after each failed attempt, whether and how long to wait. The sync
+and async loops both drive it and differ only in how they sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
+
+from . import _clock, _validate, events
+from ._active import switch
+from ._backoff import DEFAULT_RANDOM, JITTER_STRATEGIES, Backoff, fits, retry_after_of
+from .config import defaults
+from .errors import CircuitOpenError
+
+if TYPE_CHECKING:
+    from ._decorate import Decoratable
+
+__all__ = ["Retry", "RetryConfig", "RetryPolicies"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+log = logging.getLogger("resilient")
+
+_OWNER = "RetryConfig"
+
+RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    """When to try again and how long to wait. Validated at construction.
+
+    ``max_attempts`` counts the first call. ``jitter`` is a fraction (±) or
+    ``"full"``, ``"equal"``, ``"decorrelated"`` (formulas in the docs).
+    ``retry_on`` is exception types or a predicate on the exception;
+    ``give_up_on`` types win over it. ``deadline`` bounds the whole, in
+    seconds from the first attempt. ``rng`` is the random source of the
+    jitter (a seeded ``random.Random`` gives an exact sequence).
+    """
+
+    max_attempts: int = field(default_factory=lambda: defaults.retry_max_attempts)
+    initial_delay: float = 1.0
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float | str = 0.1
+    retry_on: RetryOn = (Exception,)
+    give_up_on: tuple[type[BaseException], ...] = ()
+    retry_if_result: Callable[[Any], bool] | None = None
+    on_retry: Callable[[int, BaseException | None, float], object] | None = None
+    respect_retry_after: bool = True
+    deadline: float | None = None
+    rng: random.Random | None = None
+
+    DEFAULT: ClassVar[RetryConfig]
+    AGGRESSIVE: ClassVar[RetryConfig]
+    NO_RETRY: ClassVar[RetryConfig]
+
+    def __post_init__(self) -> None:
+        v = _validate
+        v.int_at_least(_OWNER, "max_attempts", self.max_attempts, 1)
+        initial = v.seconds(_OWNER, "initial_delay", self.initial_delay)
+        maximum = v.seconds(_OWNER, "max_delay", self.max_delay)
+        if maximum < initial:
+            raise ValueError(
+                f"{_OWNER}.max_delay must be >= initial_delay ({initial!r}), got {self.max_delay!r}"
+            )
+        multiplier = self.multiplier
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
+            raise TypeError(f"{_OWNER}.multiplier must be a number, got {multiplier!r}")
+        if not 1 <= multiplier < float("inf"):
+            raise ValueError(
+                f"{_OWNER}.multiplier must be a finite number >= 1, got {multiplier!r}"
+            )
+        object.__setattr__(self, "initial_delay", initial)
+        object.__setattr__(self, "max_delay", maximum)
+        object.__setattr__(self, "multiplier", float(multiplier))
+        object.__setattr__(self, "jitter", _jitter(self.jitter))
+        retry_on = self.retry_on
+        if isinstance(retry_on, (type, tuple)):
+            retry_on = v.exception_types(_OWNER, "retry_on", retry_on)
+            object.__setattr__(self, "retry_on", retry_on)
+        elif not callable(retry_on):
+            raise TypeError(
+                f"{_OWNER}.retry_on must be exception types or a predicate, got {retry_on!r}"
+            )
+        object.__setattr__(
+            self, "give_up_on", v.exception_types(_OWNER, "give_up_on", self.give_up_on)
+        )
+        v.callable_or_none(_OWNER, "retry_if_result", self.retry_if_result)
+        v.callable_or_none(_OWNER, "on_retry", self.on_retry)
+        if not isinstance(self.respect_retry_after, bool):
+            raise TypeError(
+                f"{_OWNER}.respect_retry_after must be a bool, got {self.respect_retry_after!r}"
+            )
+        object.__setattr__(self, "deadline", v.seconds_or_none(_OWNER, "deadline", self.deadline))
+        if self.rng is not None and not isinstance(self.rng, random.Random):
+            raise TypeError(f"{_OWNER}.rng must be a random.Random or None, got {self.rng!r}")
+
+
+def _jitter(value: object) -> float | str:
+    if isinstance(value, str):
+        if value not in JITTER_STRATEGIES:
+            raise ValueError(
+                f"{_OWNER}.jitter must be a fraction in [0, 1] or one of "
+                f"{', '.join(map(repr, JITTER_STRATEGIES))}, got {value!r}"
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{_OWNER}.jitter must be a fraction in [0, 1] or a strategy name, got {value!r}"
+        )
+    if not 0 <= value <= 1:
+        raise ValueError(f"{_OWNER}.jitter must be a fraction in [0, 1], got {value!r}")
+    return float(value)
+
+
+RetryConfig.DEFAULT = RetryConfig(max_attempts=3, initial_delay=1.0)
+RetryConfig.AGGRESSIVE = RetryConfig(max_attempts=5, initial_delay=0.5)
+RetryConfig.NO_RETRY = RetryConfig(max_attempts=1)
+
+
+class RetryPolicies:
+    """Ready-made retry configurations for common dependencies."""
+
+    @staticmethod
+    def fixed(max_attempts: int = 3, delay: float = 1.0) -> RetryConfig:
+        """The same wait every time, no jitter."""
+        return RetryConfig(
+            max_attempts=max_attempts,
+            initial_delay=delay,
+            max_delay=delay,
+            multiplier=1.0,
+            jitter=0.0,
+        )
+
+    @staticmethod
+    def exponential(
+        max_attempts: int = 3, initial_delay: float = 1.0, max_delay: float = 30.0
+    ) -> RetryConfig:
+        """Doubling waits from ``initial_delay`` up to ``max_delay``, ±10 % jitter."""
+        return RetryConfig(
+            max_attempts=max_attempts, initial_delay=initial_delay, max_delay=max_delay
+        )
+
+    @staticmethod
+    def api_rate_limit() -> RetryConfig:
+        """For rate-limited APIs: 5 attempts, full jitter up to 60 s, and a
+        server's ``retry_after`` honoured."""
+        return RetryConfig(
+            max_attempts=5,
+            initial_delay=1.0,
+            max_delay=60.0,
+            jitter="full",
+            respect_retry_after=True,
+        )
+
+    @staticmethod
+    def network() -> RetryConfig:
+        """For connection trouble only (``ConnectionError``, ``TimeoutError``):
+        4 attempts, decorrelated jitter from 0.5 s up to 10 s."""
+        return RetryConfig(
+            max_attempts=4,
+            initial_delay=0.5,
+            max_delay=10.0,
+            jitter="decorrelated",
+            retry_on=(ConnectionError, TimeoutError),
+        )
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _plural(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
+class Retry:
+    """Run a call up to ``config.max_attempts`` times. Stateless between calls,
+    so one instance serves any number of threads and tasks.
+
+    ``name`` names its events and log lines; without one, the name of the
+    function called is used.
+    """
+
+    def __init__(
+        self,
+        config: RetryConfig | None = None,
+        *,
+        name: str | None = None,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        if config is not None and not isinstance(config, RetryConfig):
+            raise TypeError(f"Retry config must be a RetryConfig, got {config!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Retry name must be a non-empty str or None, got {name!r}")
+        cfg = config if config is not None else RetryConfig()
+        self.config = cfg
+        self.name = name
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._backoff = Backoff(cfg.initial_delay, cfg.max_delay, cfg.multiplier, cfg.jitter)
+        # Read on every call: kept as plain attributes.
+        self._deadline = cfg.deadline
+        self._check_result = cfg.retry_if_result
+
+    def __repr__(self) -> str:
+        named = f" {self.name!r}" if self.name else ""
+        return f"<Retry{named} max_attempts={self.config.max_attempts}>"
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event of this retry; returns the unsubscriber."""
+        return self._listeners.subscribe(listener)
+
+    # -- the rules, shared by both loops ---------------------------------------
+
+    def _retryable(self, error: BaseException) -> bool:
+        cfg = self.config
+        if isinstance(error, cfg.give_up_on):
+            return False
+        retry_on = cfg.retry_on
+        if isinstance(retry_on, tuple):
+            return isinstance(error, retry_on)
+        return bool(retry_on(error))
+
+    def _plan(
+        self,
+        fn: Callable[..., Any],
+        attempt: int,
+        error: BaseException | None,
+        start: float,
+        previous: float,
+    ) -> tuple[float, float] | None:
+        """After failed attempt ``attempt`` (an error, or a result that
+        ``retry_if_result`` rejected when ``error`` is None): the wait before
+        the next one and the new ``previous`` delay, or None to stop.
+
+        Stopping on a retryable outcome notes the attempts on the error and
+        emits ``RetriesExhausted``; the caller then re-raises or returns.
+        """
+        cfg = self.config
+        if error is not None and not self._retryable(error):
+            if attempt > 1:
+                error.add_note(
+                    f"resilient: gave up after {_plural(attempt)} "
+                    f"({type(error).__name__} is not retried)"
+                )
+            return None
+        if attempt >= cfg.max_attempts:
+            # With a single attempt there is nothing to give up: a pass-through.
+            if attempt > 1:
+                self._give_up(fn, attempt, error, "")
+            return None
+        deadline_at = None if self._deadline is None else start + self._deadline
+        now = _clock.monotonic() if deadline_at is not None else 0.0
+        retry_after = None
+        if isinstance(error, CircuitOpenError) and error.remaining > 0:
+            # Don't hammer an open breaker: wait until it lets a probe through.
+            delay = error.remaining
+            if delay > cfg.max_delay:
+                why = (
+                    f" (circuit {error.name!r} stays open {delay:g}s, "
+                    f"more than max_delay {cfg.max_delay:g}s)"
+                )
+                self._give_up(fn, attempt, error, why)
+                return None
+        else:
+            rng = cfg.rng if cfg.rng is not None else DEFAULT_RANDOM
+            delay = previous = self._backoff.delay(attempt, previous, rng)
+            if cfg.respect_retry_after:
+                retry_after = retry_after_of(error)
+                if retry_after is not None and retry_after > delay:
+                    delay = retry_after
+        if not fits(now, delay, deadline_at):
+            why = f" (the next wait of {delay:g}s would pass the {self._deadline:g}s deadline)"
+            self._give_up(fn, attempt, error, why)
+            return None
+        self._announce_retry(fn, attempt, error, delay, retry_after)
+        return delay, previous
+
+    def _announce_retry(
+        self,
+        fn: Callable[..., Any],
+        attempt: int,
+        error: BaseException | None,
+        delay: float,
+        retry_after: float | None,
+    ) -> None:
+        name = self.name or _fn_name(fn)
+        log.info(
+            "retry %r: attempt %d failed (%s); retrying in %.3fs",
+            name,
+            attempt,
+            "result rejected" if error is None else repr(error),
+            delay,
+            extra={
+                "retry": name,
+                "attempt": attempt,
+                "delay": delay,
+                "error_type": None if error is None else type(error).__name__,
+            },
+        )
+        if events.hub.listening:
+            emit = self._listeners.emit
+            if retry_after is not None:
+                emit(
+                    events.RateLimited(
+                        name=name,
+                        policy="retry",
+                        retry_after=retry_after,
+                        **events.stamp(),  # type: ignore[arg-type]
+                    )
+                )
+            emit(
+                events.RetryAttempted(
+                    name=name,
+                    policy="retry",
+                    attempt=attempt,
+                    delay=delay,
+                    error=error,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+        hook = self.config.on_retry
+        if hook is not None:
+            hook(attempt, error, delay)
+
+    def _give_up(
+        self, fn: Callable[..., Any], attempt: int, error: BaseException | None, why: str
+    ) -> None:
+        name = self.name or _fn_name(fn)
+        if error is not None:
+            error.add_note(f"resilient: gave up after {_plural(attempt)}{why}")
+        log.warning(
+            "retry %r: gave up after %s%s",
+            name,
+            _plural(attempt),
+            why,
+            extra={
+                "retry": name,
+                "attempts": attempt,
+                "error_type": None if error is None else type(error).__name__,
+            },
+        )
+        if events.hub.listening:
+            self._listeners.emit(
+                events.RetriesExhausted(
+                    name=name,
+                    policy="retry",
+                    attempts=attempt,
+                    error=error,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+
+    # -- execution -----------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)``, retrying as configured."""
+        return self._call(fn, args, kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)``, retrying as configured."""
+        return await self._acall(fn, args, kwargs)
+
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        # The first attempt costs a try and two attribute reads; everything
+        # else happens only once it has failed (and outside its except
+        # block, so later errors do not chain onto earlier ones).
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            error: Exception | None = exc
+        else:
+            check = self._check_result
+            if check is None or not check(result):
+                return result
+            error = None
+        return self._retry(fn, args, kwargs, error, result if error is None else None, start)
+
+    def _retry(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: Exception | None,
+        result: Any,
+        start: float,
+    ) -> R:
+        attempt = 1
+        previous = 0.0
+        check = self._check_result
+        while True:
+            plan = self._plan(fn, attempt, error, start, previous) if switch.on else None
+            if plan is None:
+                if error is None:
+                    return result  # type: ignore[no-any-return]
+                try:
+                    raise error
+                finally:
+                    error = None
+            delay, previous = plan
+            _clock.sleep(delay)
+            attempt += 1
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            if check is None or not check(result):
+                return cast(R, result)
+            error = None
+
+    async def _acall(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            error: Exception | None = exc
+        else:
+            check = self._check_result
+            if check is None or not check(result):
+                return result
+            error = None
+        return await self._aretry(fn, args, kwargs, error, result if error is None else None, start)
+
+    async def _aretry(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: Exception | None,
+        result: Any,
+        start: float,
+    ) -> R:
+        attempt = 1
+        previous = 0.0
+        check = self._check_result
+        while True:
+            plan = self._plan(fn, attempt, error, start, previous) if switch.on else None
+            if plan is None:
+                if error is None:
+                    return result  # type: ignore[no-any-return]
+                try:
+                    raise error
+                finally:
+                    error = None
+            delay, previous = plan
+            # A cancellation here ends the whole call: no further attempt.
+            await _clock.sleep_async(delay)
+            attempt += 1
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            if check is None or not check(result):
+                return cast(R, result)
+            error = None
+
+    def __call__(self, fn: F) -> F:
+        """Use the retry itself as a decorator."""
+        from ._decorate import decorate
+
+        return decorate(self, fn)

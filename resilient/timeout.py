@@ -1,0 +1,300 @@
+"""``Timeout``: stop waiting for a call that takes too long.
+
+- Coroutines run under ``asyncio.timeout``: asyncio's own cancellation, no
+  extra task. A cancellation from outside passes through untouched.
+- Sync functions (``mode="thread"``, the default) run in a worker thread of a
+  bounded pool (:mod:`resilient._workers`), in a copy of the caller's
+  contextvars; on timeout the caller stops waiting. Python cannot kill a
+  thread: the abandoned call keeps running to its end in the background.
+- ``mode="signal"`` interrupts the call itself with ``SIGALRM``: no thread,
+  and the call really stops, but only in the main thread of a POSIX process.
+- Async generator functions get an inactivity timeout
+  (``inactivity=seconds``): a stream that yields nothing for that long fails.
+
+Timeouts measure real time (the event loop's clock, the OS timer):
+``resilient.testing.fake_clock()`` does not move them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from . import _validate, events
+from ._active import switch
+from ._workers import Job, WorkerPool, shared_pool
+from .errors import CallTimeoutError
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from ._decorate import Decoratable
+
+__all__ = ["Timeout", "TimeoutMode", "WorkerPool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+TimeoutMode = Literal["thread", "signal"]
+
+_OWNER = "Timeout"
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class _Alarm(BaseException):
+    """Raised by our SIGALRM handler. A BaseException, so the interrupted
+    code's own ``except Exception`` cannot swallow it; turned into a
+    ``CallTimeoutError`` where the timeout was set."""
+
+
+class Timeout:
+    """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
+    gaps between the items of an async stream (either or both).
+
+    ``mode`` applies to sync functions: ``"thread"`` (default) or
+    ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
+    (default: one shared pool of 64 daemon threads).
+    """
+
+    def __init__(
+        self,
+        seconds: float | None = None,
+        *,
+        mode: TimeoutMode = "thread",
+        inactivity: float | None = None,
+        name: str | None = None,
+        pool: WorkerPool | None = None,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        self.seconds = _validate.seconds_or_none(_OWNER, "seconds", seconds)
+        self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
+        if self.seconds is None and self.inactivity is None:
+            raise ValueError(f"{_OWNER} needs seconds or inactivity (or both), got neither")
+        if mode not in ("thread", "signal"):
+            raise ValueError(f"{_OWNER}.mode must be 'thread' or 'signal', got {mode!r}")
+        if mode == "signal" and not hasattr(signal, "SIGALRM"):
+            raise ValueError(f"{_OWNER}.mode='signal' needs SIGALRM, which this platform lacks")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{_OWNER} name must be a non-empty str or None, got {name!r}")
+        if pool is not None and not isinstance(pool, WorkerPool):
+            raise TypeError(f"{_OWNER}.pool must be a WorkerPool or None, got {pool!r}")
+        self.mode: TimeoutMode = mode
+        self.name = name
+        self._pool = pool
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+
+    def __repr__(self) -> str:
+        parts = [f"{self.name!r}"] if self.name else []
+        if self.seconds is not None:
+            parts.append(f"seconds={self.seconds:g}")
+        if self.inactivity is not None:
+            parts.append(f"inactivity={self.inactivity:g}")
+        if self.mode != "thread":
+            parts.append(f"mode={self.mode!r}")
+        return f"<Timeout {' '.join(parts)}>"
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event of this timeout; returns the unsubscriber."""
+        return self._listeners.subscribe(listener)
+
+    def _timed_out(self, fn: Callable[..., Any], seconds: float) -> CallTimeoutError:
+        name = self.name or _fn_name(fn)
+        if events.hub.listening:
+            self._listeners.emit(
+                events.TimedOut(
+                    name=name,
+                    policy="timeout",
+                    timeout=seconds,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+        return CallTimeoutError(seconds, name=name)
+
+    def _no_seconds(self) -> TypeError:
+        return TypeError(
+            f"{self!r} has only an inactivity limit, which applies to async "
+            "generator functions; give it seconds to time other calls"
+        )
+
+    # -- execution -----------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` under the time limit."""
+        return self._call(fn, args, kwargs)
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` under the time limit."""
+        return await self._acall(fn, args, kwargs)
+
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        seconds = self.seconds
+        if seconds is None:
+            raise self._no_seconds()
+        if not switch.on:
+            return fn(*args, **kwargs)
+        if self.mode == "signal":
+            return self._call_signal(fn, args, kwargs, seconds)
+        return self._call_thread(fn, args, kwargs, seconds)
+
+    def _call_thread(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], seconds: float
+    ) -> R:
+        pool = self._pool if self._pool is not None else shared_pool()
+        job = Job(fn, args, kwargs)
+        pool.submit(job)
+        try:
+            finished = job.done.acquire(timeout=seconds)
+        except BaseException:
+            # Interrupted while waiting (KeyboardInterrupt): don't start it late.
+            pool.drop(job)
+            raise
+        if not finished:
+            pool.drop(job)
+            raise self._timed_out(fn, seconds)
+        error = job.error
+        if error is not None:
+            job.error = None
+            try:
+                raise error
+            finally:
+                error = None
+        result: R = job.result
+        return result
+
+    def _call_signal(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], seconds: float
+    ) -> R:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                f"{self!r}: mode='signal' works only in the main thread "
+                f"(called from {threading.current_thread().name!r}); use mode='thread'"
+            )
+        outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+        if 0 < outer_left <= seconds:
+            # An enclosing alarm fires first anyway: let it.
+            return fn(*args, **kwargs)
+        alarm = _Alarm()
+
+        def on_alarm(signum: int, frame: FrameType | None) -> None:
+            raise alarm
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        left = 0.0  # stays 0.0 when the alarm fired: the whole time was used
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, seconds)
+                return fn(*args, **kwargs)
+            finally:
+                left = signal.setitimer(signal.ITIMER_REAL, 0)[0]
+        except _Alarm as exc:
+            if exc is not alarm:
+                raise
+            # With the alarm's traceback: it shows where the call was stopped.
+            error = self._timed_out(fn, seconds).with_traceback(exc.__traceback__)
+            raise error from None
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            if outer_left > 0:
+                # Re-arm the enclosing alarm for what is left of it.
+                signal.setitimer(signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6))
+
+    async def _acall(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        seconds = self.seconds
+        if seconds is None:
+            raise self._no_seconds()
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await fn(*args, **kwargs)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # the call's own TimeoutError
+            # Chained, so the traceback shows where the call was interrupted.
+            raise self._timed_out(fn, seconds) from exc
+
+    async def _astream(
+        self, fn: Callable[..., AsyncIterator[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[R]:
+        stream = fn(*args, **kwargs)
+        try:
+            if not switch.on:
+                async for item in stream:
+                    yield item
+                return
+            loop = asyncio.get_running_loop()
+            inactivity = self.inactivity
+            total = self.seconds
+            ends = None if total is None else loop.time() + total
+            while True:
+                quiet_ends = None if inactivity is None else loop.time() + inactivity
+                if ends is None or (quiet_ends is not None and quiet_ends < ends):
+                    when, silent = quiet_ends, True
+                else:
+                    when, silent = ends, False
+                scope = asyncio.timeout_at(when)
+                try:
+                    async with scope:
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    if not scope.expired():
+                        raise
+                    if silent:
+                        assert inactivity is not None
+                        raise self._inactive(fn, inactivity) from exc
+                    assert total is not None
+                    raise self._timed_out(fn, total) from exc
+                # Yielded outside the scope: the consumer's time between
+                # items is not the stream's silence.
+                yield item
+        finally:
+            await _aclose(stream)
+
+    def _inactive(self, fn: Callable[..., Any], inactivity: float) -> CallTimeoutError:
+        name = self.name or _fn_name(fn)
+        if events.hub.listening:
+            self._listeners.emit(
+                events.StreamInactive(
+                    name=name,
+                    policy="timeout",
+                    inactivity=inactivity,
+                    **events.stamp(),  # type: ignore[arg-type]
+                )
+            )
+        return CallTimeoutError(
+            inactivity,
+            name=name,
+            message=f"stream {name!r} yielded nothing for {inactivity:g}s",
+        )
+
+    def __call__(self, fn: F) -> F:
+        """Use the timeout itself as a decorator."""
+        from ._decorate import _is_async_gen, decorate
+
+        if _is_async_gen(fn):
+            return decorate(self, fn)
+        if self.inactivity is not None:
+            raise TypeError(
+                f"{self!r}: inactivity= applies to async generator functions, not {fn!r}"
+            )
+        return decorate(self, fn)
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

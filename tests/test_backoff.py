@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import math
+import random
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from resilient._backoff import Backoff, fits, retry_after_of
+
+
+class _NoRandom(random.Random):
+    def random(self) -> float:
+        raise AssertionError("no jitter: the random source must not be read")
+
+
+def test_base_grows_by_multiplier_and_stops_at_max_delay() -> None:
+    backoff = Backoff(1.0, 10.0, 2.0, 0.0)
+    assert [backoff.base(n) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_multiplier_one_is_a_constant_delay() -> None:
+    backoff = Backoff(0.5, 0.5, 1.0, 0.0)
+    assert [backoff.base(n) for n in range(1, 4)] == [0.5, 0.5, 0.5]
+
+
+def test_huge_attempt_numbers_do_not_overflow() -> None:
+    backoff = Backoff(1.0, 30.0, 2.0, 0.0)
+    assert backoff.base(100_000) == 30.0
+
+
+def test_no_jitter_is_exact_and_reads_no_randomness() -> None:
+    backoff = Backoff(1.0, 30.0, 3.0, 0.0)
+    rng = _NoRandom()
+    assert [backoff.delay(n, 0.0, rng) for n in range(1, 5)] == [1.0, 3.0, 9.0, 27.0]
+
+
+def test_fractional_jitter_sequence_is_exact_with_a_seed() -> None:
+    backoff = Backoff(1.0, 30.0, 2.0, 0.1)
+    got = [backoff.delay(n, 0.0, random.Random(42)) for n in (1, 2, 3)]
+    # Random(42).random() == 0.6394267984578837: uniform(-0.1, 0.1) == 0.0278853...
+    assert got == pytest.approx([1.0278853596915767, 2.0557707193831534, 4.111541438766307])
+    mirror = random.Random(7)
+    expected = [min(30.0, 2.0 ** (n - 1) * (1 + mirror.uniform(-0.1, 0.1))) for n in (1, 2, 3)]
+    rng = random.Random(7)
+    assert [backoff.delay(n, 0.0, rng) for n in (1, 2, 3)] == expected
+
+
+def test_fractional_jitter_never_exceeds_max_delay() -> None:
+    backoff = Backoff(1.0, 4.0, 2.0, 0.5)
+    rng = random.Random(3)
+    assert max(backoff.delay(10, 0.0, rng) for _ in range(200)) <= 4.0
+
+
+def test_full_jitter_formula() -> None:
+    backoff = Backoff(1.0, 30.0, 2.0, "full")
+    mirror = random.Random(5)
+    expected = [mirror.uniform(0.0, 2.0 ** (n - 1)) for n in (1, 2, 3, 4)]
+    rng = random.Random(5)
+    assert [backoff.delay(n, 0.0, rng) for n in (1, 2, 3, 4)] == expected
+
+
+def test_equal_jitter_formula() -> None:
+    backoff = Backoff(2.0, 30.0, 2.0, "equal")
+    mirror = random.Random(5)
+    bases = [2.0, 4.0, 8.0]
+    expected = [b / 2 + mirror.uniform(0.0, b / 2) for b in bases]
+    rng = random.Random(5)
+    assert [backoff.delay(n, 0.0, rng) for n in (1, 2, 3)] == expected
+
+
+def test_decorrelated_jitter_formula_uses_the_previous_delay() -> None:
+    backoff = Backoff(1.0, 10.0, 2.0, "decorrelated")
+    mirror = random.Random(9)
+    expected = []
+    previous = 0.0
+    for _ in range(6):
+        previous = min(10.0, mirror.uniform(1.0, 3.0 * max(previous, 1.0)))
+        expected.append(previous)
+    rng = random.Random(9)
+    got = []
+    previous = 0.0
+    for n in range(1, 7):
+        previous = backoff.delay(n, previous, rng)
+        got.append(previous)
+    assert got == expected
+
+
+@given(
+    attempt=st.integers(1, 60),
+    previous=st.floats(0, 100),
+    initial=st.floats(0, 5),
+    extra=st.floats(0, 60),
+    jitter=st.sampled_from([0.0, 0.1, 0.5, 1.0, "full", "equal", "decorrelated"]),
+    seed=st.integers(0, 2**32),
+)
+def test_every_delay_is_between_zero_and_max_delay(
+    attempt: int, previous: float, initial: float, extra: float, jitter: float | str, seed: int
+) -> None:
+    backoff = Backoff(initial, initial + extra, 2.0, jitter)
+    delay = backoff.delay(attempt, previous, random.Random(seed))
+    assert 0.0 <= delay <= initial + extra
+    if jitter == "decorrelated":
+        assert delay >= min(initial, initial + extra)
+
+
+class _Limited(Exception):
+    def __init__(self, retry_after: object) -> None:
+        self.retry_after = retry_after
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, 3.0),
+        (2.5, 2.5),
+        (0, 0.0),
+        (timedelta(seconds=90), 90.0),
+        (timedelta(milliseconds=1500), 1.5),
+    ],
+)
+def test_retry_after_in_seconds_or_timedelta(value: object, expected: float) -> None:
+    assert retry_after_of(_Limited(value)) == expected
+
+
+@pytest.mark.parametrize("value", [None, True, -1, math.nan, "30", timedelta(seconds=-5), object()])
+def test_retry_after_that_makes_no_sense_is_ignored(value: object) -> None:
+    assert retry_after_of(_Limited(value)) is None
+
+
+def test_no_retry_after_attribute() -> None:
+    assert retry_after_of(ValueError()) is None
+    assert retry_after_of(None) is None
+
+
+def test_fits_the_deadline() -> None:
+    assert fits(10.0, 5.0, None)
+    assert fits(10.0, 5.0, 15.0)
+    assert not fits(10.0, 5.1, 15.0)
+    assert not fits(16.0, 0.0, 15.0)

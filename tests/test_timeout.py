@@ -1,0 +1,561 @@
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import resilient
+from resilient import (
+    CallTimeoutError,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitState,
+    ResilienceError,
+    StreamInactive,
+    TimedOut,
+    Timeout,
+    with_timeout,
+)
+from resilient._workers import Job, WorkerPool
+from resilient.events import Event
+
+# Timeouts under test are real, and small; nothing here sleeps to wait for state.
+SHORT = 0.05
+LONG = 10.0
+
+
+@pytest.fixture
+def seen() -> Iterator[list[Event]]:
+    events: list[Event] = []
+    unsubscribe = resilient.subscribe(events.append)
+    yield events
+    unsubscribe()
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at the end of the test, so abandoned calls finish."""
+    gate = threading.Event()
+    yield gate
+    gate.set()
+
+
+# -- configuration ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"seconds": 0}, ValueError, ["Timeout.seconds", "0"]),
+        ({"seconds": -1.5}, ValueError, ["Timeout.seconds", "-1.5"]),
+        ({"seconds": float("inf")}, ValueError, ["Timeout.seconds", "inf"]),
+        ({"seconds": float("nan")}, ValueError, ["Timeout.seconds", "nan"]),
+        ({"seconds": "5"}, TypeError, ["Timeout.seconds", "'5'"]),
+        ({"seconds": True}, TypeError, ["Timeout.seconds", "True"]),
+        ({"inactivity": 0}, ValueError, ["Timeout.inactivity", "0"]),
+        ({}, ValueError, ["seconds or inactivity"]),
+        ({"seconds": 1, "mode": "process"}, ValueError, ["Timeout.mode", "'process'"]),
+        ({"seconds": 1, "name": ""}, ValueError, ["name", "''"]),
+        ({"seconds": 1, "pool": 4}, TypeError, ["Timeout.pool", "4"]),
+    ],
+)
+def test_bad_values_name_the_field_and_the_value(
+    kwargs: dict[str, Any], error: type[Exception], words: list[str]
+) -> None:
+    with pytest.raises(error) as info:
+        Timeout(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_pool_size() -> None:
+    with pytest.raises(ValueError, match=r"max_workers.*0"):
+        WorkerPool(0)
+
+
+def test_with_timeout_rejects_a_timeout_with_options() -> None:
+    with pytest.raises(TypeError, match="either a Timeout"):
+        with_timeout(Timeout(1), mode="signal")
+
+
+def test_inactivity_only_applies_to_async_generators() -> None:
+    def sync() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="inactivity"):
+        with_timeout(inactivity=1.0)(sync)
+    with pytest.raises(TypeError, match="inactivity"):
+        Timeout(inactivity=1.0).call(sync)
+
+
+def test_call_timeout_error_is_a_timeout_error() -> None:
+    error = CallTimeoutError(2.5, name="db")
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error, ResilienceError)
+    assert error.timeout == 2.5
+    assert error.name == "db"
+    assert str(error) == "call 'db' timed out after 2.5s"
+
+
+# -- sync, worker thread ------------------------------------------------------------
+
+
+def test_sync_result_and_errors_pass_through() -> None:
+    @with_timeout(LONG)
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    assert add(1, b=2) == 3
+    error = KeyError("k")
+
+    @with_timeout(LONG)
+    def fail() -> None:
+        raise error
+
+    with pytest.raises(KeyError) as info:
+        fail()
+    assert info.value is error
+
+
+def test_sync_timeout_raises_and_the_abandoned_call_keeps_running(
+    release: threading.Event, seen: list[Event]
+) -> None:
+    finished = threading.Event()
+
+    @with_timeout(SHORT)
+    def stuck() -> str:
+        release.wait(LONG)
+        finished.set()
+        return "late"
+
+    with pytest.raises(CallTimeoutError) as info:
+        stuck()
+    assert info.value.timeout == SHORT
+    assert info.value.name == stuck.__qualname__
+    assert not finished.is_set()
+    release.set()
+    assert finished.wait(LONG)  # it ran to its end in the background
+    timed_out = [e for e in seen if isinstance(e, TimedOut)]
+    assert len(timed_out) == 1
+    assert timed_out[0].timeout == SHORT
+    assert timed_out[0].policy == "timeout"
+
+
+def test_context_variables_flow_into_the_worker() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+
+    @with_timeout(LONG)
+    def read() -> tuple[str, str | None, str]:
+        return var.get(), resilient.get_request_id(), threading.current_thread().name
+
+    with resilient.request_context("req-1"):
+        value, request_id, thread = read()
+    assert (value, request_id) == ("caller", "req-1")
+    assert thread.startswith("resilient-timeout-")
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_base_exceptions_of_the_call_reach_the_caller(error: type[BaseException]) -> None:
+    @with_timeout(LONG)
+    def stop() -> None:
+        raise error
+
+    with pytest.raises(error):
+        stop()
+
+
+def test_the_pool_is_bounded_and_a_call_that_never_started_never_runs(
+    release: threading.Event,
+) -> None:
+    pool = WorkerPool(max_workers=1)
+    ran: list[str] = []
+
+    def work(tag: str) -> str:
+        ran.append(tag)
+        release.wait(LONG)
+        return tag
+
+    timeout = Timeout(SHORT, pool=pool)
+    with pytest.raises(CallTimeoutError):
+        timeout.call(work, "first")  # abandoned; holds the only worker
+    with pytest.raises(CallTimeoutError):
+        timeout.call(work, "second")  # queued behind it, then given up
+    assert pool.threads == 1
+    release.set()
+    assert Timeout(LONG, pool=pool).call(work, "third") == "third"
+    assert ran == ["first", "third"]
+    assert pool.threads == 1
+
+
+def test_a_dropped_job_is_skipped() -> None:
+    pool = WorkerPool(1)
+    gate = threading.Event()
+    blocker = Job(gate.wait, (LONG,), {})
+    pool.submit(blocker)
+    skipped = Job(lambda: pytest.fail("a dropped job ran"), (), {})
+    pool.submit(skipped)
+    assert pool.drop(skipped)
+    gate.set()
+    assert blocker.done.acquire(timeout=LONG)
+    assert not pool.drop(blocker)  # already ran
+    after = Job(lambda: "ran", (), {})
+    pool.submit(after)
+    assert after.done.acquire(timeout=LONG)
+    assert after.result == "ran"
+    assert "threads=1/1" in repr(pool)
+
+
+def test_methods_keep_working_and_their_signature() -> None:
+    class Repo:
+        def __init__(self) -> None:
+            self.rows = {"a": 1}
+
+        @with_timeout(LONG)
+        def get(self, key: str) -> int:
+            return self.rows[key]
+
+        @staticmethod
+        @with_timeout(LONG)
+        def double(x: int) -> int:
+            return 2 * x
+
+    assert Repo().get("a") == 1
+    assert Repo.double(3) == 6
+    assert list(inspect.signature(Repo.get).parameters) == ["self", "key"]
+
+
+def test_set_active_false_runs_the_call_in_place(release: threading.Event) -> None:
+    resilient.set_active(False)
+
+    @with_timeout(SHORT)
+    def here() -> str:
+        return threading.current_thread().name
+
+    assert here() == threading.current_thread().name
+
+
+# -- sync, SIGALRM ------------------------------------------------------------------
+
+needs_sigalrm = pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="no SIGALRM")
+
+
+@needs_sigalrm
+def test_signal_mode_interrupts_the_call_itself() -> None:
+    progress: list[str] = []
+
+    @with_timeout(SHORT, mode="signal")
+    def stuck() -> None:
+        progress.append("started")
+        try:
+            threading.Event().wait(LONG)
+        except Exception:  # the call's own handlers cannot swallow the timeout
+            progress.append("swallowed")
+        progress.append("finished")
+
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(CallTimeoutError) as info:
+        stuck()
+    assert info.value.timeout == SHORT
+    assert progress == ["started"]
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    # The traceback shows where the call was stopped.
+    names = []
+    tb = info.value.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert "stuck" in names
+
+
+@needs_sigalrm
+def test_signal_mode_fast_call_leaves_no_timer() -> None:
+    assert Timeout(LONG, mode="signal").call(lambda: 7) == 7
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_nested_the_sooner_alarm_wins() -> None:
+    inner = Timeout(LONG, mode="signal")
+    outer = Timeout(SHORT, mode="signal")
+
+    def stuck() -> None:
+        threading.Event().wait(LONG)
+
+    with pytest.raises(CallTimeoutError) as info:
+        outer.call(inner.call, stuck)
+    assert info.value.timeout == SHORT
+
+    def inner_times_out() -> str:
+        with pytest.raises(CallTimeoutError) as inner_info:
+            Timeout(SHORT, mode="signal").call(stuck)
+        assert inner_info.value.timeout == SHORT
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 0 < left < LONG  # the enclosing alarm is armed again
+        return "ok"
+
+    assert Timeout(LONG, mode="signal").call(inner_times_out) == "ok"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_outside_the_main_thread_is_an_error_at_call_time() -> None:
+    decorated = with_timeout(1.0, mode="signal")(lambda: "never")  # fine to decorate
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            decorated()
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(LONG)
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "main thread" in str(errors[0])
+
+
+# -- async --------------------------------------------------------------------------
+
+
+async def test_async_result_and_timeout(seen: list[Event]) -> None:
+    @with_timeout(LONG)
+    async def quick(x: int) -> int:
+        return x + 1
+
+    assert await quick(1) == 2
+
+    @with_timeout(SHORT)
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError) as info:
+        await stuck()
+    assert info.value.timeout == SHORT
+    assert isinstance(info.value.__cause__, TimeoutError)
+    assert [type(e) for e in seen] == [TimedOut]
+
+
+async def test_async_own_timeout_error_passes_through_untouched() -> None:
+    mine = TimeoutError("the call's own")
+
+    @with_timeout(LONG)
+    async def fails() -> None:
+        raise mine
+
+    with pytest.raises(TimeoutError) as info:
+        await fails()
+    assert info.value is mine
+
+
+async def test_outside_cancellation_propagates_untouched() -> None:
+    started = asyncio.Event()
+
+    @with_timeout(LONG)
+    async def stuck() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(stuck())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+async def test_async_timeout_cancels_the_call() -> None:
+    cancelled = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(CallTimeoutError):
+        await Timeout(SHORT, name="db").call_async(stuck)
+    assert cancelled.is_set()
+
+
+async def test_async_set_active_false() -> None:
+    resilient.set_active(False)
+    assert await Timeout(SHORT).call_async(asyncio.sleep, 0, "done") == "done"
+
+
+# -- async streams ------------------------------------------------------------------
+
+
+async def test_stream_inactivity_fails_a_silent_stream(seen: list[Event]) -> None:
+    closed = asyncio.Event()
+
+    @with_timeout(inactivity=SHORT)
+    async def ticks(n: int) -> AsyncIterator[int]:
+        try:
+            for i in range(n):
+                yield i
+            await asyncio.Event().wait()  # then silence
+        finally:
+            closed.set()
+
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in ticks(3):
+            got.append(item)
+
+    with pytest.raises(CallTimeoutError) as info:
+        await consume()
+    assert got == [0, 1, 2]
+    assert info.value.timeout == SHORT
+    assert "yielded nothing" in str(info.value)
+    assert closed.is_set()
+    inactive = [e for e in seen if isinstance(e, StreamInactive)]
+    assert len(inactive) == 1
+    assert inactive[0].inactivity == SHORT
+
+
+async def test_stream_consumer_time_is_not_silence() -> None:
+    @with_timeout(inactivity=SHORT)
+    async def ticks() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+
+    got = []
+    async for item in ticks():
+        got.append(item)
+        await asyncio.sleep(SHORT * 2)  # a slow consumer, not a silent stream
+    assert got == [0, 1, 2]
+
+
+async def test_stream_total_time_limit(seen: list[Event]) -> None:
+    @with_timeout(SHORT, inactivity=LONG)
+    async def forever() -> AsyncIterator[int]:
+        i = 0
+        while True:
+            await asyncio.sleep(0)
+            yield i
+            i += 1
+
+    async def consume() -> None:
+        async for _ in forever():
+            await asyncio.sleep(0)
+
+    with pytest.raises(CallTimeoutError) as info:
+        await consume()
+    assert info.value.timeout == SHORT
+    assert any(isinstance(e, TimedOut) for e in seen)
+
+
+async def test_stream_early_break_closes_the_generator() -> None:
+    closed = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            closed.set()
+
+    stream = Timeout(inactivity=LONG)._astream(source, (), {})
+    assert await anext(stream) == 0
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert closed.is_set()
+
+
+async def test_stream_errors_and_outside_cancellation_pass_through() -> None:
+    error = ValueError("bad row")
+
+    @with_timeout(inactivity=LONG)
+    async def broken() -> AsyncIterator[int]:
+        yield 1
+        raise error
+
+    with pytest.raises(ValueError) as info:
+        async for _ in broken():
+            pass
+    assert info.value is error
+
+    started = asyncio.Event()
+
+    @with_timeout(inactivity=LONG)
+    async def silent() -> AsyncIterator[int]:
+        started.set()
+        await asyncio.Event().wait()
+        yield 0
+
+    async def consume() -> None:
+        async for _ in silent():
+            pass
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_stream_set_active_false() -> None:
+    resilient.set_active(False)
+
+    @with_timeout(inactivity=SHORT)
+    async def items() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+
+    assert [i async for i in items()] == [1, 2]
+
+
+# -- the breaker's own timeout ------------------------------------------------------
+
+
+def test_breaker_without_timeout_keeps_its_fast_path() -> None:
+    assert CircuitBreaker("fast")._core.fast
+    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core.fast
+
+
+def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:
+    breaker = CircuitBreaker("db", CircuitBreakerConfig(failure_threshold=2, timeout=SHORT))
+
+    @breaker
+    def query(wait: bool) -> str:
+        if wait:
+            release.wait(LONG)
+        return "rows"
+
+    assert query(False) == "rows"
+    for _ in range(2):
+        with pytest.raises(CallTimeoutError) as info:
+            query(True)
+        assert info.value.name == "db"
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_breaker_timeout_async() -> None:
+    breaker = CircuitBreaker("api", CircuitBreakerConfig(failure_threshold=1, timeout=SHORT))
+
+    @breaker
+    async def fetch() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError):
+        await fetch()
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.metrics().failures == 1
+
+
+def test_timeout_repr() -> None:
+    assert repr(Timeout(2, name="db")) == "<Timeout 'db' seconds=2>"
+    assert "inactivity=3" in repr(Timeout(inactivity=3))
+    if hasattr(signal, "SIGALRM"):
+        assert "mode='signal'" in repr(Timeout(1, mode="signal"))
