@@ -12,6 +12,7 @@ make 3 attempts with a 1 s exponential backoff; bulkheads admit 10.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -96,20 +97,16 @@ async def afail(x: int) -> int:
 def trip(call: Callable[[int], Any]) -> Callable[[int], Any]:
     """Fail ``call`` until its breaker opens, then return it."""
     for _ in range(FAILURES):
-        try:
+        with contextlib.suppress(Exception):
             call(1)
-        except Exception:
-            pass
     return call
 
 
 def atrip(call: Callable[[int], Any]) -> Callable[[int], Any]:
     async def failures() -> None:
         for _ in range(FAILURES):
-            try:
+            with contextlib.suppress(Exception):
                 await call(1)
-            except Exception:
-                pass
 
     from .timing import event_loop
 
@@ -242,9 +239,7 @@ STACK = ("with_resilience", "BulkheadConfig", "Fallback")
 
 for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, afail, atrip)):
     case(_mode, "circuit breaker", "resilient")(functools.partial(_with_breaker, _fn, "cb"))
-    case(_mode, "retry", "resilient", features=("with_retry",))(
-        functools.partial(_with_retry, _fn)
-    )
+    case(_mode, "retry", "resilient", features=("with_retry",))(functools.partial(_with_retry, _fn))
     case(_mode, "timeout", "resilient", features=("with_timeout",))(
         functools.partial(_with_timeout, _fn)
     )
@@ -467,10 +462,14 @@ for _lib, _decorate, _module in (
     ("circuitbreaker", _circuitbreaker, "circuitbreaker"),
 ):
     for _threads in (1, 2):
-        case("threads", "circuit breaker", f"{_lib}, {_threads} thread{'s' * (_threads > 1)}",
-             peer=_module, threads=_threads, param=_threads)(
-            functools.partial(_decorate, work)
-        )
+        case(
+            "threads",
+            "circuit breaker",
+            f"{_lib}, {_threads} thread{'s' * (_threads > 1)}",
+            peer=_module,
+            threads=_threads,
+            param=_threads,
+        )(functools.partial(_decorate, work))
 
 
 # -- scaling: the cost of a call against the window's size -------------------------
@@ -498,8 +497,13 @@ def _windowed(**window: Any) -> Any:
 
 
 for _size in (100, 1_000, 10_000, 100_000, 1_000_000):
-    case("window", "count window", f"{_size:.0e} calls".replace("e+0", "e"),
-         guarded=True, param=_size)(functools.partial(_windowed, window_size=_size))
+    case(
+        "window",
+        "count window",
+        f"{_size:.0e} calls".replace("e+0", "e"),
+        guarded=True,
+        param=_size,
+    )(functools.partial(_windowed, window_size=_size))
 
 for _seconds, _label in ((1, "1 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h")):
     case("window", "time window", _label, guarded=True, param=_seconds)(

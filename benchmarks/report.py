@@ -33,7 +33,7 @@ class Target:
     limit: float
     at_most: bool
     measure: Callable[[Times, dict[str, float]], float | None]
-    unit: str = "×"
+    unit: str = "x"
 
     def check(self, times: Times, extra: dict[str, float]) -> tuple[float | None, bool | None]:
         value = self.measure(times, extra)
@@ -67,35 +67,91 @@ def _extra(key: str) -> Callable[[Times, dict[str, float]], float | None]:
 def targets(cases: Sequence[Case]) -> list[Target]:
     cb = "circuit breaker"
     return [
-        Target("closed breaker (sync) / functools.wraps pass-through", 2.6, True,
-               _ratio(f"sync {cb}: resilient", f"sync pass-through: {WRAPS}")),
-        Target("circuitbreaker / resilient, closed breaker (sync)", 2.0, False,
-               _ratio(f"sync {cb}: circuitbreaker", f"sync {cb}: resilient")),
-        Target("pybreaker / resilient, closed breaker (sync)", 5.0, False,
-               _ratio(f"sync {cb}: pybreaker", f"sync {cb}: resilient")),
-        Target("tenacity / resilient, retry, first attempt succeeds", 40.0, False,
-               _ratio("sync retry: tenacity", "sync retry: resilient")),
-        Target("backoff / resilient, retry, first attempt succeeds", 7.0, False,
-               _ratio("sync retry: backoff", "sync retry: resilient")),
-        Target("full stack (sync) / functools.wraps pass-through", 6.0, True,
-               _ratio("sync stack: resilient", f"sync pass-through: {WRAPS}")),
-        Target("full stack: async / sync", 1.5, True,
-               _ratio("async stack: resilient", "sync stack: resilient")),
-        Target("hyx / resilient, closed breaker (async)", 2.0, False,
-               _ratio(f"async {cb}: hyx", f"async {cb}: resilient")),
-        Target("purgatory / resilient, closed breaker (async)", 2.0, False,
-               _ratio(f"async {cb}: purgatory", f"async {cb}: resilient")),
-        Target("timeout (async) / stdlib asyncio.timeout", 1.2, True,
-               _ratio("async timeout: resilient", "async timeout: floor: asyncio.timeout")),
-        Target("open-circuit rejection / raise+catch (sync)", 2.0, True,
-               _ratio("sync rejection: resilient", f"sync rejection: {RAISE}")),
-        Target("count windows 1e2..1e6 calls: slowest / fastest", 1.25, True,
-               _spread("window", "count window", cases)),
-        Target("time windows 1 s..1 h: slowest / fastest", 1.25, True,
-               _spread("window", "time window", cases)),
+        Target(
+            "closed breaker (sync) / functools.wraps pass-through",
+            2.6,
+            True,
+            _ratio(f"sync {cb}: resilient", f"sync pass-through: {WRAPS}"),
+        ),
+        Target(
+            "circuitbreaker / resilient, closed breaker (sync)",
+            2.0,
+            False,
+            _ratio(f"sync {cb}: circuitbreaker", f"sync {cb}: resilient"),
+        ),
+        Target(
+            "pybreaker / resilient, closed breaker (sync)",
+            5.0,
+            False,
+            _ratio(f"sync {cb}: pybreaker", f"sync {cb}: resilient"),
+        ),
+        Target(
+            "tenacity / resilient, retry, first attempt succeeds",
+            40.0,
+            False,
+            _ratio("sync retry: tenacity", "sync retry: resilient"),
+        ),
+        Target(
+            "backoff / resilient, retry, first attempt succeeds",
+            7.0,
+            False,
+            _ratio("sync retry: backoff", "sync retry: resilient"),
+        ),
+        Target(
+            "full stack (sync) / functools.wraps pass-through",
+            6.0,
+            True,
+            _ratio("sync stack: resilient", f"sync pass-through: {WRAPS}"),
+        ),
+        Target(
+            "full stack: async / sync",
+            1.5,
+            True,
+            _ratio("async stack: resilient", "sync stack: resilient"),
+        ),
+        Target(
+            "hyx / resilient, closed breaker (async)",
+            2.0,
+            False,
+            _ratio(f"async {cb}: hyx", f"async {cb}: resilient"),
+        ),
+        Target(
+            "purgatory / resilient, closed breaker (async)",
+            2.0,
+            False,
+            _ratio(f"async {cb}: purgatory", f"async {cb}: resilient"),
+        ),
+        Target(
+            "timeout (async) / stdlib asyncio.timeout",
+            1.2,
+            True,
+            _ratio("async timeout: resilient", "async timeout: floor: asyncio.timeout"),
+        ),
+        Target(
+            "open-circuit rejection / raise+catch (sync)",
+            2.0,
+            True,
+            _ratio("sync rejection: resilient", f"sync rejection: {RAISE}"),
+        ),
+        Target(
+            "count windows 1e2..1e6 calls: slowest / fastest",
+            1.25,
+            True,
+            _spread("window", "count window", cases),
+        ),
+        Target(
+            "time windows 1 s..1 h: slowest / fastest",
+            1.25,
+            True,
+            _spread("window", "time window", cases),
+        ),
         Target("memory per breaker (10,000 breakers)", 2048.0, True, _extra("memory"), " B"),
-        Target("2 threads / 1 thread throughput, one breaker", 0.8, False,
-               _ratio(f"threads {cb}: resilient, 1 thread", f"threads {cb}: resilient, 2 threads")),
+        Target(
+            "2 threads / 1 thread throughput, one breaker",
+            0.8,
+            False,
+            _ratio(f"threads {cb}: resilient, 1 thread", f"threads {cb}: resilient, 2 threads"),
+        ),
     ]
 
 
@@ -126,7 +182,7 @@ def _ns(seconds: float) -> str:
 
 
 def _times_x(x: float) -> str:
-    return f"{x:.2f}×" if x < 10 else f"{x:,.0f}×" if x >= 100 else f"{x:.1f}×"
+    return f"{x:.2f}x" if x < 10 else f"{x:,.0f}x" if x >= 100 else f"{x:.1f}x"
 
 
 _JOB_ORDER = [
@@ -163,14 +219,16 @@ def _rows(cases: Sequence[Case], times: Times, mode: str, job: str) -> list[Case
 
 def overhead_table(cases: Sequence[Case], times: Times) -> list[str]:
     lines = [
-        "| job | library | ns per call | overhead, ns | × floor | × resilient |",
+        "| job | library | ns per call | overhead, ns | x floor | x resilient |",
         "|---|---|--:|--:|--:|--:|",
     ]
     for mode in ("sync", "async"):
         bare = times.get(f"{mode} pass-through: {BARE}")
         for job in _JOB_ORDER:
-            floor_name = f"{mode} {job}: {RAISE}" if job == "rejection" else (
-                f"{mode} pass-through: {WRAPS}"
+            floor_name = (
+                f"{mode} {job}: {RAISE}"
+                if job == "rejection"
+                else (f"{mode} pass-through: {WRAPS}")
             )
             floor = times.get(floor_name)
             ours = times.get(f"{mode} {job}: resilient")
@@ -180,7 +238,9 @@ def overhead_table(cases: Sequence[Case], times: Times) -> list[str]:
                 over = _ns(t - bare) if bare is not None and job != "rejection" else ""
                 xf = _times_x(t / floor) if floor else ""
                 xr = _times_x(t / ours) if ours and not c.lib.startswith("floor") else ""
-                lines.append(f"| {mode} {_JOB_TITLE[job]} | {lib} | {_ns(t)} | {over} | {xf} | {xr} |")
+                lines.append(
+                    f"| {mode} {_JOB_TITLE[job]} | {lib} | {_ns(t)} | {over} | {xf} | {xr} |"
+                )
     return lines
 
 
@@ -196,10 +256,13 @@ def scaling_tables(cases: Sequence[Case], times: Times) -> list[str]:
         lines.append("")
     threaded = [c for c in cases if c.mode == "threads" and c.name in times]
     if threaded:
-        lines += ["| one breaker, called from | ns per call | throughput vs 1 thread |", "|---|--:|--:|"]
+        lines += [
+            "| one breaker, called from | ns per call | throughput vs 1 thread |",
+            "|---|--:|--:|",
+        ]
         for c in threaded:
             single = times.get(c.name.replace("2 threads", "1 thread"))
-            rel = f"{single / times[c.name]:.2f}×" if single else ""
+            rel = f"{single / times[c.name]:.2f}x" if single else ""
             lines.append(f"| {c.lib} | {_ns(times[c.name])} | {rel} |")
         lines.append("")
     return lines
@@ -216,12 +279,12 @@ def target_table(cases: Sequence[Case], times: Times, extra: dict[str, float]) -
     for target in targets(cases):
         value, ok = target.check(times, extra)
         goal = ("≤ " if target.at_most else "≥ ") + (
-            f"{target.limit:,.0f}{target.unit}" if target.unit != "×" else f"{target.limit:g}×"
+            f"{target.limit:,.0f}{target.unit}" if target.unit != "x" else f"{target.limit:g}x"
         )
         if value is None:
             shown, verdict = "not measured", ""
         else:
-            shown = f"{value:,.0f}{target.unit}" if target.unit != "×" else f"{value:.2f}×"
+            shown = f"{value:,.0f}{target.unit}" if target.unit != "x" else f"{value:.2f}x"
             if ok:
                 verdict = "met"
             else:
@@ -238,7 +301,9 @@ def overhead_chart(cases: Sequence[Case], times: Times) -> str:
             rows = _rows(cases, times, mode, job)
             if job == "pass-through" or not rows:
                 continue
-            floor = f"{mode} {job}: {RAISE}" if job == "rejection" else f"{mode} pass-through: {WRAPS}"
+            floor = (
+                f"{mode} {job}: {RAISE}" if job == "rejection" else f"{mode} pass-through: {WRAPS}"
+            )
             bars: list[Bar] = []
             if floor in times and job != "rejection":
                 bars.append(("floor: functools.wraps", times[floor] * 1e9, False))
@@ -288,9 +353,9 @@ def write(
         "",
         "## Time per call",
         "",
-        "Overhead is the time per call minus a bare call's; × floor divides by the",
+        "Overhead is the time per call minus a bare call's; x floor divides by the",
         "functools.wraps pass-through (for rejections: a function that raises, caught",
-        "by its caller); × resilient divides by resilient doing the same job.",
+        "by its caller); x resilient divides by resilient doing the same job.",
         "",
         "![time per call](overhead.svg)",
         "",

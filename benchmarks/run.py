@@ -90,9 +90,7 @@ def verify(case: Case) -> None:
         if case.rejects is None:
             raise AssertionError(f"{case.name}: the call failed: {exc!r}") from exc
         if type(exc).__name__ != case.rejects:
-            raise AssertionError(
-                f"{case.name}: expected {case.rejects}, got {exc!r}"
-            ) from exc
+            raise AssertionError(f"{case.name}: expected {case.rejects}, got {exc!r}") from exc
         return
     if case.rejects is not None:
         raise AssertionError(f"{case.name}: expected {case.rejects}, got result {result!r}")
@@ -126,16 +124,22 @@ def update_readme(results: str, readme: Path = README) -> bool:
 def _options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name has TEXT")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=RESULTS,
-                        help=f"where to write results.md and the charts (default: {RESULTS})")
-    parser.add_argument("--check", action="store_true",
-                        help="run each case a few times in-process, without pyperf")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=RESULTS,
+        help=f"where to write results.md and the charts (default: {RESULTS})",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="run each case a few times in-process, without pyperf"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    options, rest = _options().parse_known_args(argv)
+    options, _ = _options().parse_known_args(argv)
     cases, skipped = select(options.only)
     load = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -143,8 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.check:
         times = check(cases)
         meta = {"mode": "--check: a few calls each, in one process; the numbers mean nothing"}
-        report.write(options.out, cases, times, skipped=skipped,
-                     memory=memory.per_breaker(200), meta=meta)
+        report.write(
+            options.out, cases, times, skipped=skipped, memory=memory.per_breaker(200), meta=meta
+        )
         print(f"checked {len(cases)} cases ({len(skipped)} not available); wrote {options.out}")
         return 0
 
@@ -155,8 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd.extend(["--only", options.only])
 
     runner = pyperf.Runner(
-        processes=6, values=3, warmups=1, min_time=0.1,
-        program_args=(str(Path(__file__).resolve()),), add_cmdline_args=forward,
+        processes=6,
+        values=3,
+        warmups=1,
+        min_time=0.1,
+        program_args=(str(Path(__file__).resolve()),),
+        add_cmdline_args=forward,
     )
     for action in _options()._actions:
         runner.argparser._add_action(action)
@@ -174,15 +183,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     end_load = os.getloadavg()
-    how = "--fast (rough)" if args.fast else f"{args.processes} processes × {args.values} values"
+    how = "--fast (rough)" if args.fast else f"{args.processes} processes x {args.values} values"
     meta = {
         "date": started,
         **report.machine(),
-        "run": f"pyperf, {how}, median of the values; `python -m benchmarks {' '.join(argv)}`".rstrip(),
+        "run": f"pyperf, {how}, median of the values",
+        "command": f"`python -m benchmarks {' '.join(argv)}`".replace(" `", "`"),
         "load average (1 min) at start / end": f"{load[0]:.2f} / {end_load[0]:.2f}",
     }
-    results = report.write(options.out, cases, times, skipped=skipped,
-                           memory=memory.per_breaker(), meta=meta)
+    results = report.write(
+        options.out, cases, times, skipped=skipped, memory=memory.per_breaker(), meta=meta
+    )
     print(f"\nwrote {options.out / 'results.md'}")
     if not args.fast and options.only is None and options.out == RESULTS and update_readme(results):
         print(f"updated the Performance section of {README}")

@@ -77,8 +77,9 @@ def bar_chart(
                 f'<text x="{_LABEL_WIDTH - 8}" y="{y + 13:.0f}" text-anchor="end">'
                 f"{escape(label)}</text>"
             )
+            width = max(end - _LABEL_WIDTH, 1)
             out.append(
-                f'<rect x="{_LABEL_WIDTH}" y="{y + 3:.0f}" width="{max(end - _LABEL_WIDTH, 1):.1f}" '
+                f'<rect x="{_LABEL_WIDTH}" y="{y + 3:.0f}" width="{width:.1f}" '
                 f'height="{_ROW - 5}" fill="{color}"/>'
             )
             out.append(f'<text x="{end + 4:.1f}" y="{y + 13:.0f}">{fmt.format(value)}</text>')

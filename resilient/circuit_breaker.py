@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._breaker_core import CLOSED, REJECT, BreakerCore, CircuitState
+from ._breaker_core import CLOSED, FORCED_OPEN, OPEN, REJECT, BreakerCore, CircuitState
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
+from .events import hub
 from .timeout import Timeout
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ class CircuitBreaker:
 
     def _rejected(self, now: float) -> CircuitOpenError:
         core = self._core
-        error = CircuitOpenError(self.name, core.state.value, core.remaining(now))
+        error = CircuitOpenError(self.name, core.state, core.remaining(now))
         if events.hub.listening:
             self._listeners.emit(
                 events.CallRejected(
@@ -294,6 +295,15 @@ class CircuitBreaker:
             # same as that call arriving a moment earlier.
             start = _clock.monotonic() if (self._timed or events.hub.listening) else None
             return _Permit(0, start)
+        state = core.state
+        if (state is OPEN or state is FORCED_OPEN) and not hub.listening and switch.on:
+            # Rejected without the lock. Racy reads are fine here too:
+            # rejecting a call that raced a probe's success is the same as
+            # that call arriving a moment earlier. When a probe is due, the
+            # locked path below decides.
+            left = core.remaining(_clock.monotonic())
+            if left:
+                raise CircuitOpenError(self.name, state, left)
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now)
@@ -373,6 +383,57 @@ class CircuitBreaker:
     ) -> R:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         return await self._acall(fn, args, kwargs)
+
+    # The decorator installs these closures on plain functions: one frame per
+    # call instead of two, the success of ``_call``'s fast path with no lock,
+    # and a rejection raised from the closure itself. Everything else goes
+    # through ``_call`` / ``_acall``.
+
+    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+        call = self._call
+
+        def through_breaker(*args: Any, **kwargs: Any) -> R:
+            core = self._core
+            if not hub.listening and switch.on:
+                if core.fast:
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        self._exit_error(_UNTIMED, exc)
+                        raise
+                    core.tick()
+                    return result
+                if core.state is OPEN:
+                    # BreakerCore.remaining, inlined: with the exception, it is
+                    # the whole cost of a rejected call.
+                    left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
+                    if left > 0.0:
+                        raise CircuitOpenError(self.name, OPEN, left)
+            return call(fn, args, kwargs)
+
+        return through_breaker
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        acall = self._acall
+
+        async def through_breaker(*args: Any, **kwargs: Any) -> R:
+            core = self._core
+            if not hub.listening and switch.on:
+                if core.fast:
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        self._exit_error(_UNTIMED, exc)
+                        raise
+                    core.tick()
+                    return result
+                if core.state is OPEN:
+                    left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
+                    if left > 0.0:
+                        raise CircuitOpenError(self.name, OPEN, left)
+            return await acall(fn, args, kwargs)
+
+        return through_breaker
 
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._core.fast and not events.hub.listening:
