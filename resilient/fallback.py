@@ -137,17 +137,50 @@ class Fallback:
         """Await ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
         return await self._acall(fn, args, kwargs)
 
+    # The decorator installs these closures on plain functions: ``_call`` /
+    # ``_acall`` in one frame.
+
+    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+        def falling_back(*args: Any, **kwargs: Any) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not isinstance(exc, self.on) or not switch.on:
+                    raise
+                return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
+
+        return falling_back
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        async def falling_back(*args: Any, **kwargs: Any) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                if not isinstance(exc, self.on) or not switch.on:
+                    raise
+                answer = self._answer(fn, args, kwargs, exc)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+                return answer  # type: ignore[no-any-return]
+
+        return falling_back
+
+    def _answer_sync(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+    ) -> Any:
+        if self._async_handler:
+            raise TypeError(
+                f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
+            ) from exc
+        return self._answer(fn, args, kwargs, exc)
+
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
             if not isinstance(exc, self.on) or not switch.on:
                 raise
-            if self._async_handler:
-                raise TypeError(
-                    f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
-                ) from exc
-            return self._answer(fn, args, kwargs, exc)  # type: ignore[no-any-return]
+            return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
 
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]

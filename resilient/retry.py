@@ -373,6 +373,47 @@ class Retry:
         """Await ``fn(*args, **kwargs)``, retrying as configured."""
         return await self._acall(fn, args, kwargs)
 
+    # The decorator installs these closures on plain functions: the first
+    # attempt of ``_call`` / ``_acall`` in one frame, then the same ``_retry``.
+
+    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+        retry = self._retry
+        check = self._check_result
+        deadline = self._deadline
+
+        def retrying(*args: Any, **kwargs: Any) -> R:
+            start = _clock.monotonic() if deadline is not None else 0.0
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                error: Exception | None = exc
+            else:
+                if check is None or not check(result):
+                    return result
+                error = None
+            return retry(fn, args, kwargs, error, result if error is None else None, start)
+
+        return retrying
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        aretry = self._aretry
+        check = self._check_result
+        deadline = self._deadline
+
+        async def retrying(*args: Any, **kwargs: Any) -> R:
+            start = _clock.monotonic() if deadline is not None else 0.0
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                error: Exception | None = exc
+            else:
+                if check is None or not check(result):
+                    return result
+                error = None
+            return await aretry(fn, args, kwargs, error, result if error is None else None, start)
+
+        return retrying
+
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # The first attempt costs a try and two attribute reads; everything
         # else happens only once it has failed (and outside its except
