@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -116,7 +117,7 @@ def update_readme(results: str, readme: Path = README) -> bool:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     body = results.split("\n", 2)[2].replace("](", "](benchmarks/results/")
-    body = body.replace("\n## ", "\n#### ")
+    body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)
     readme.write_text(f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}")
     return True
 
