@@ -1,7 +1,8 @@
-"""How long to wait before the next attempt: pure functions of their inputs.
+"""How long to wait before the next attempt, and when to stop: pure
+functions of their inputs.
 
-No clock, no sleeping: the caller passes ``now``, the deadline and a
-``random.Random``, so a seeded source gives an exact sequence of delays.
+No clock, no sleeping: the caller passes the time elapsed, the deadline and
+a ``random.Random``, so a seeded source gives an exact sequence of delays.
 
 Formulas, for the wait after failed attempt ``n`` (1 for the first call),
 with ``base(n) = min(max_delay, initial_delay * multiplier ** (n - 1))``:
@@ -23,9 +24,16 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
-__all__ = ["JITTER_STRATEGIES", "Backoff", "JitterStrategy", "fits", "retry_after_of"]
+__all__ = [
+    "JITTER_STRATEGIES",
+    "Backoff",
+    "JitterStrategy",
+    "Plan",
+    "plan",
+    "retry_after_of",
+]
 
 JitterStrategy = Literal["full", "equal", "decorrelated"]
 JITTER_STRATEGIES: tuple[str, ...] = ("full", "equal", "decorrelated")
@@ -89,6 +97,56 @@ def retry_after_of(error: BaseException | None) -> float | None:
     return seconds
 
 
-def fits(now: float, delay: float, deadline_at: float | None) -> bool:
-    """Whether a wait of ``delay`` from ``now`` ends by the deadline."""
-    return deadline_at is None or now + delay <= deadline_at
+class Plan(NamedTuple):
+    """What follows a failed, retryable attempt."""
+
+    delay: float  # the wait before the next attempt
+    previous: float  # pass back as ``previous`` after the next failure
+    retry_after: float | None  # the Retry-After this wait honours, if any
+    stop: str | None = None  # why there is no next attempt; None: wait ``delay``
+
+
+def plan(
+    backoff: Backoff,
+    rng: random.Random,
+    *,
+    attempt: int,
+    max_attempts: int,
+    previous: float,
+    elapsed: float,
+    deadline: float | None,
+    retry_after: float | None = None,
+    open_for: float | None = None,
+) -> Plan:
+    """The wait after failed attempt ``attempt`` (1-based), or why to stop.
+
+    ``elapsed`` is the time since the first attempt started; ``deadline``
+    bounds it, waits included. ``retry_after`` is the wait a server asked
+    for (at least that long, even past ``max_delay``). ``open_for`` is the
+    time an open circuit breaker still rejects calls: waited as is when it
+    is at most ``max_delay``, else a reason to stop.
+    """
+    if attempt >= max_attempts:
+        return Plan(0.0, previous, None, "")
+    if open_for is not None and open_for > 0:
+        if open_for > backoff.max_delay:
+            return Plan(
+                0.0,
+                previous,
+                None,
+                f"the circuit stays open {open_for:g}s, more than max_delay {backoff.max_delay:g}s",
+            )
+        delay = open_for
+        retry_after = None
+    else:
+        delay = previous = backoff.delay(attempt, previous, rng)
+        if retry_after is not None and retry_after > delay:
+            delay = retry_after
+    if deadline is not None and elapsed + delay > deadline:
+        return Plan(
+            0.0,
+            previous,
+            None,
+            f"the next wait of {delay:g}s would pass the {deadline:g}s deadline",
+        )
+    return Plan(delay, previous, retry_after)

@@ -5,15 +5,15 @@ interpreter exit, so one abandoned call that never returns would hang the
 process on the way out. These threads are daemons, and there are never more
 than ``max_workers`` of them: when every one is busy (typically with calls
 that timed out and were abandoned), new calls wait in a queue, and a call
-whose caller stopped waiting before it started is dropped, never run.
+whose caller stopped waiting before it started leaves the queue, never run.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import itertools
 import os
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,62 +46,69 @@ class Job:
 
 
 class WorkerPool:
-    """At most ``max_workers`` daemon threads, started on demand and kept."""
+    """At most ``max_workers`` daemon threads, started on demand and kept.
+
+    The queue holds only jobs someone still waits for: a dropped job leaves
+    it at once, so a pool stuck on hung calls does not pile up dead work.
+    """
 
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"WorkerPool.max_workers must be an int >= 1, got {max_workers!r}")
         self.max_workers = max_workers
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._ready = threading.Condition(self._lock)
+        self._jobs: collections.deque[Job] = collections.deque()
         self._threads = 0
         self._idle = 0
-        self._waiting = 0
         self._names = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={self._waiting}>"
+        return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={len(self._jobs)}>"
 
     @property
     def threads(self) -> int:
         return self._threads
 
+    @property
+    def queued(self) -> int:
+        return len(self._jobs)
+
     def submit(self, job: Job) -> None:
         with self._lock:
-            self._waiting += 1
-            spawn = self._waiting > self._idle and self._threads < self.max_workers
+            self._jobs.append(job)
+            spawn = len(self._jobs) > self._idle and self._threads < self.max_workers
             if spawn:
                 self._threads += 1
                 self._idle += 1
+            self._ready.notify()
         if spawn:
             threading.Thread(
                 target=self._work, name=f"resilient-timeout-{next(self._names)}", daemon=True
             ).start()
-        self._queue.put(job)
 
     def drop(self, job: Job) -> bool:
         """Make sure ``job`` never starts; False when it already has."""
         with self._lock:
-            if job.state == _PENDING:
-                job.state = _DROPPED
-                return True
-            return False
+            if job.state != _PENDING:
+                return False
+            job.state = _DROPPED
+            self._jobs.remove(job)
+            return True
 
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
             with self._lock:
-                self._waiting -= 1
+                while not self._jobs:
+                    self._ready.wait()
+                job = self._jobs.popleft()
+                job.state = _RUNNING
                 self._idle -= 1
-                run = job.state == _PENDING
-                if run:
-                    job.state = _RUNNING
-            if run:
-                try:
-                    job.result = job.context.run(job.fn, *job.args, **job.kwargs)
-                except BaseException as exc:  # re-raised in the caller's thread
-                    job.error = exc
-                job.done.release()
+            try:
+                job.result = job.context.run(job.fn, *job.args, **job.kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread
+                job.error = exc
+            job.done.release()
             # Nothing of the call stays reachable from an idle worker.
             del job
             with self._lock:

@@ -166,7 +166,7 @@ class CircuitBreaker:
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
         # Each admitted call runs under this; its CallTimeoutError is an
-        # ordinary failure to classify.
+        # ordinary failure to classify. (With it, the fast path is off.)
         self._timeout = (
             Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
             if cfg.timeout is not None

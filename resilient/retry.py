@@ -1,8 +1,9 @@
 """``RetryConfig``, ``RetryPolicies`` and ``Retry``: run a call again when it fails.
 
-The delay schedule is :mod:`resilient._backoff` (pure); :meth:`Retry._plan`
-decides, after each failed attempt, whether and how long to wait. The sync
-and async loops both drive it and differ only in how they sleep.
+The rules — the delay schedule and when to stop — are pure functions in
+:mod:`resilient._backoff`; :meth:`Retry._plan` feeds them after each failed
+attempt and announces the outcome. The sync and async loops both drive it
+and differ only in how they sleep.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._backoff import DEFAULT_RANDOM, JITTER_STRATEGIES, Backoff, fits, retry_after_of
+from ._backoff import (
+    DEFAULT_RANDOM,
+    JITTER_STRATEGIES,
+    Backoff,
+    JitterStrategy,
+    Plan,
+    plan,
+    retry_after_of,
+)
 from .config import defaults
 from .errors import CircuitOpenError
 
@@ -51,7 +60,7 @@ class RetryConfig:
     initial_delay: float = 1.0
     max_delay: float = 30.0
     multiplier: float = 2.0
-    jitter: float | str = 0.1
+    jitter: float | JitterStrategy = 0.1
     retry_on: RetryOn = (Exception,)
     give_up_on: tuple[type[BaseException], ...] = ()
     retry_if_result: Callable[[Any], bool] | None = None
@@ -238,10 +247,11 @@ class Retry:
         error: BaseException | None,
         start: float,
         previous: float,
-    ) -> tuple[float, float] | None:
+    ) -> Plan | None:
         """After failed attempt ``attempt`` (an error, or a result that
         ``retry_if_result`` rejected when ``error`` is None): the wait before
-        the next one and the new ``previous`` delay, or None to stop.
+        the next one, or None to stop. The rules are :func:`_backoff.plan`;
+        this gathers their inputs and announces the outcome.
 
         Stopping on a retryable outcome notes the attempts on the error and
         emits ``RetriesExhausted``; the caller then re-raises or returns.
@@ -254,37 +264,25 @@ class Retry:
                     f"({type(error).__name__} is not retried)"
                 )
             return None
-        if attempt >= cfg.max_attempts:
-            # With a single attempt there is nothing to give up: a pass-through.
-            if attempt > 1:
-                self._give_up(fn, attempt, error, "")
+        if cfg.max_attempts == 1:
+            return None  # nothing to give up: a pass-through
+        deadline = self._deadline
+        next_wait = plan(
+            self._backoff,
+            cfg.rng if cfg.rng is not None else DEFAULT_RANDOM,
+            attempt=attempt,
+            max_attempts=cfg.max_attempts,
+            previous=previous,
+            elapsed=_clock.monotonic() - start if deadline is not None else 0.0,
+            deadline=deadline,
+            retry_after=retry_after_of(error) if cfg.respect_retry_after else None,
+            open_for=error.remaining if isinstance(error, CircuitOpenError) else None,
+        )
+        if next_wait.stop is not None:
+            self._give_up(fn, attempt, error, next_wait.stop)
             return None
-        deadline_at = None if self._deadline is None else start + self._deadline
-        now = _clock.monotonic() if deadline_at is not None else 0.0
-        retry_after = None
-        if isinstance(error, CircuitOpenError) and error.remaining > 0:
-            # Don't hammer an open breaker: wait until it lets a probe through.
-            delay = error.remaining
-            if delay > cfg.max_delay:
-                why = (
-                    f" (circuit {error.name!r} stays open {delay:g}s, "
-                    f"more than max_delay {cfg.max_delay:g}s)"
-                )
-                self._give_up(fn, attempt, error, why)
-                return None
-        else:
-            rng = cfg.rng if cfg.rng is not None else DEFAULT_RANDOM
-            delay = previous = self._backoff.delay(attempt, previous, rng)
-            if cfg.respect_retry_after:
-                retry_after = retry_after_of(error)
-                if retry_after is not None and retry_after > delay:
-                    delay = retry_after
-        if not fits(now, delay, deadline_at):
-            why = f" (the next wait of {delay:g}s would pass the {self._deadline:g}s deadline)"
-            self._give_up(fn, attempt, error, why)
-            return None
-        self._announce_retry(fn, attempt, error, delay, retry_after)
-        return delay, previous
+        self._announce_retry(fn, attempt, error, next_wait.delay, next_wait.retry_after)
+        return next_wait
 
     def _announce_retry(
         self,
@@ -337,6 +335,7 @@ class Retry:
         self, fn: Callable[..., Any], attempt: int, error: BaseException | None, why: str
     ) -> None:
         name = self.name or _fn_name(fn)
+        why = f" ({why})" if why else ""
         if error is not None:
             error.add_note(f"resilient: gave up after {_plural(attempt)}{why}")
         log.warning(
@@ -443,16 +442,16 @@ class Retry:
         previous = 0.0
         check = self._check_result
         while True:
-            plan = self._plan(fn, attempt, error, start, previous) if switch.on else None
-            if plan is None:
+            next_wait = self._plan(fn, attempt, error, start, previous) if switch.on else None
+            if next_wait is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
                 try:
                     raise error
                 finally:
                     error = None
-            delay, previous = plan
-            _clock.sleep(delay)
+            _clock.sleep(next_wait.delay)
+            previous = next_wait.previous
             attempt += 1
             try:
                 result = fn(*args, **kwargs)
@@ -491,17 +490,17 @@ class Retry:
         previous = 0.0
         check = self._check_result
         while True:
-            plan = self._plan(fn, attempt, error, start, previous) if switch.on else None
-            if plan is None:
+            next_wait = self._plan(fn, attempt, error, start, previous) if switch.on else None
+            if next_wait is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
                 try:
                     raise error
                 finally:
                     error = None
-            delay, previous = plan
             # A cancellation here ends the whole call: no further attempt.
-            await _clock.sleep_async(delay)
+            await _clock.sleep_async(next_wait.delay)
+            previous = next_wait.previous
             attempt += 1
             try:
                 result = await fn(*args, **kwargs)

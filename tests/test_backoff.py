@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient._backoff import Backoff, fits, retry_after_of
+from resilient._backoff import Backoff, Plan, plan, retry_after_of
 
 
 class _NoRandom(random.Random):
@@ -135,8 +135,47 @@ def test_no_retry_after_attribute() -> None:
     assert retry_after_of(None) is None
 
 
-def test_fits_the_deadline() -> None:
-    assert fits(10.0, 5.0, None)
-    assert fits(10.0, 5.0, 15.0)
-    assert not fits(10.0, 5.1, 15.0)
-    assert not fits(16.0, 0.0, 15.0)
+NO_JITTER = Backoff(1.0, 30.0, 2.0, 0.0)
+RNG = _NoRandom()
+
+
+def _plan(**kwargs: object) -> Plan:
+    args: dict[str, object] = {
+        "attempt": 1,
+        "max_attempts": 5,
+        "previous": 0.0,
+        "elapsed": 0.0,
+        "deadline": None,
+    }
+    args.update(kwargs)
+    return plan(NO_JITTER, RNG, **args)  # type: ignore[arg-type]
+
+
+def test_plan_waits_the_backoff() -> None:
+    assert _plan(attempt=3) == Plan(4.0, 4.0, None)
+
+
+def test_plan_stops_when_attempts_run_out() -> None:
+    assert _plan(attempt=5).stop == ""
+
+
+def test_plan_retry_after_raises_the_wait_but_never_lowers_it() -> None:
+    assert _plan(retry_after=45.0) == Plan(45.0, 1.0, 45.0)
+    assert _plan(attempt=3, retry_after=0.5) == Plan(4.0, 4.0, 0.5)
+
+
+def test_plan_open_breaker_waits_its_remaining_time_or_stops() -> None:
+    assert _plan(open_for=12.0) == Plan(12.0, 0.0, None)
+    assert _plan(open_for=12.0, retry_after=99.0) == Plan(12.0, 0.0, None)
+    stop = _plan(open_for=31.0).stop
+    assert stop == "the circuit stays open 31s, more than max_delay 30s"
+    # Half-open with its probes busy: no time to wait for, so the backoff.
+    assert _plan(open_for=0.0) == Plan(1.0, 1.0, None)
+
+
+def test_plan_no_wait_ends_past_the_deadline() -> None:
+    assert _plan(attempt=2, elapsed=8.0, deadline=10.0) == Plan(2.0, 2.0, None)
+    stop = _plan(attempt=2, elapsed=8.5, deadline=10.0).stop
+    assert stop == "the next wait of 2s would pass the 10s deadline"
+    assert _plan(open_for=5.0, elapsed=6.0, deadline=10.0).stop is not None
+    assert _plan(retry_after=60.0, deadline=30.0).stop is not None

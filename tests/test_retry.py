@@ -456,7 +456,7 @@ def test_open_breaker_longer_than_max_delay_gives_up_at_once(clock: FakeClock) -
     assert fn.calls == 1
     assert clock.sleeps == []
     assert info.value.__notes__ == [
-        "resilient: gave up after 1 attempt (circuit 'db' stays open 45s, more than max_delay 30s)"
+        "resilient: gave up after 1 attempt (the circuit stays open 45s, more than max_delay 30s)"
     ]
 
 

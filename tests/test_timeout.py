@@ -28,6 +28,8 @@ from resilient.events import Event
 # Timeouts under test are real, and small; nothing here sleeps to wait for state.
 SHORT = 0.05
 LONG = 10.0
+# A limit that work which should fit in it fits in by far, even on a busy machine.
+ROOMY = 0.25
 
 
 @pytest.fixture
@@ -188,6 +190,7 @@ def test_the_pool_is_bounded_and_a_call_that_never_started_never_runs(
     with pytest.raises(CallTimeoutError):
         timeout.call(work, "second")  # queued behind it, then given up
     assert pool.threads == 1
+    assert pool.queued == 0  # a call nobody waits for leaves the queue
     release.set()
     assert Timeout(LONG, pool=pool).call(work, "third") == "third"
     assert ran == ["first", "third"]
@@ -399,7 +402,7 @@ async def test_async_set_active_false() -> None:
 async def test_stream_inactivity_fails_a_silent_stream(seen: list[Event]) -> None:
     closed = asyncio.Event()
 
-    @with_timeout(inactivity=SHORT)
+    @with_timeout(inactivity=ROOMY)
     async def ticks(n: int) -> AsyncIterator[int]:
         try:
             for i in range(n):
@@ -417,16 +420,16 @@ async def test_stream_inactivity_fails_a_silent_stream(seen: list[Event]) -> Non
     with pytest.raises(CallTimeoutError) as info:
         await consume()
     assert got == [0, 1, 2]
-    assert info.value.timeout == SHORT
+    assert info.value.timeout == ROOMY
     assert "yielded nothing" in str(info.value)
     assert closed.is_set()
     inactive = [e for e in seen if isinstance(e, StreamInactive)]
     assert len(inactive) == 1
-    assert inactive[0].inactivity == SHORT
+    assert inactive[0].inactivity == ROOMY
 
 
 async def test_stream_consumer_time_is_not_silence() -> None:
-    @with_timeout(inactivity=SHORT)
+    @with_timeout(inactivity=ROOMY)
     async def ticks() -> AsyncIterator[int]:
         for i in range(3):
             yield i
@@ -434,7 +437,7 @@ async def test_stream_consumer_time_is_not_silence() -> None:
     got = []
     async for item in ticks():
         got.append(item)
-        await asyncio.sleep(SHORT * 2)  # a slow consumer, not a silent stream
+        await asyncio.sleep(ROOMY * 1.5)  # a slow consumer, not a silent stream
     assert got == [0, 1, 2]
 
 
@@ -528,16 +531,16 @@ def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:
     breaker = CircuitBreaker("db", CircuitBreakerConfig(failure_threshold=2, timeout=SHORT))
 
     @breaker
-    def query(wait: bool) -> str:
-        if wait:
-            release.wait(LONG)
+    def query() -> str:
+        release.wait(LONG)
         return "rows"
 
-    assert query(False) == "rows"
-    for _ in range(2):
-        with pytest.raises(CallTimeoutError) as info:
-            query(True)
-        assert info.value.name == "db"
+    with pytest.raises(CallTimeoutError) as info:
+        query()
+    assert info.value.name == "db"
+    assert breaker.state is CircuitState.CLOSED
+    with pytest.raises(CallTimeoutError):
+        query()
     assert breaker.state is CircuitState.OPEN
 
 
@@ -559,3 +562,48 @@ def test_timeout_repr() -> None:
     assert "inactivity=3" in repr(Timeout(inactivity=3))
     if hasattr(signal, "SIGALRM"):
         assert "mode='signal'" in repr(Timeout(1, mode="signal"))
+
+
+def test_many_callers_through_a_small_pool() -> None:
+    pool = WorkerPool(3)
+    timeout = Timeout(LONG, pool=pool)
+    wrong: list[int] = []
+
+    def caller(offset: int) -> None:
+        for i in range(50):
+            if timeout.call(lambda x: x * 2, offset + i) != (offset + i) * 2:
+                wrong.append(offset + i)
+
+    callers = [threading.Thread(target=caller, args=(n * 100,)) for n in range(8)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(LONG)
+    assert wrong == []
+    assert pool.threads <= 3
+    assert pool.queued == 0
+
+
+@needs_sigalrm
+def test_interrupted_while_queued_the_call_never_runs(release: threading.Event) -> None:
+    pool = WorkerPool(1)
+    blocker = Job(release.wait, (LONG,), {})
+    pool.submit(blocker)  # holds the only worker
+    ran: list[str] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, SHORT)
+        with pytest.raises(KeyboardInterrupt):
+            Timeout(LONG, pool=pool).call(ran.append, "late")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.queued == 0
+    release.set()
+    assert blocker.done.acquire(timeout=LONG)
+    assert Timeout(LONG, pool=pool).call(ran.append, "next") is None
+    assert ran == ["next"]
