@@ -6,8 +6,9 @@ import logging
 
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
+from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
-from .decorators import with_circuit_breaker, with_fallback, with_retry, with_timeout
+from .decorators import with_bulkhead, with_circuit_breaker, with_fallback, with_retry, with_timeout
 from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
 from .events import (
     BulkheadRejected,
@@ -38,7 +39,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BreakerMetrics",
+    "Bulkhead",
+    "BulkheadConfig",
     "BulkheadFullError",
+    "BulkheadMetrics",
     "BulkheadRejected",
     "CallFailed",
     "CallRejected",
@@ -70,6 +74,7 @@ __all__ = [
     "request_context",
     "set_active",
     "subscribe",
+    "with_bulkhead",
     "with_circuit_breaker",
     "with_fallback",
     "with_retry",

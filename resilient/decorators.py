@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._decorate import decorate
+from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .fallback import MISSING, Fallback
 from .retry import Retry, RetryConfig
@@ -15,7 +16,7 @@ from .timeout import Timeout
 if TYPE_CHECKING:
     from ._decorate import Decoratable
 
-__all__ = ["with_circuit_breaker", "with_fallback", "with_retry", "with_timeout"]
+__all__ = ["with_bulkhead", "with_circuit_breaker", "with_fallback", "with_retry", "with_timeout"]
 
 F = TypeVar("F", bound="Decoratable")
 
@@ -112,3 +113,41 @@ def with_fallback(
             )
         return value.__call__
     return Fallback(value, handler=handler, on=on).__call__
+
+
+def with_bulkhead(
+    name: str | Bulkhead,
+    *,
+    max_concurrent: int | None = None,
+    max_queue: int = 0,
+    queue_timeout: float | None = None,
+    registry: Any = None,
+) -> Callable[[F], F]:
+    """Limit a function, coroutine function or method to ``max_concurrent``
+    calls at once, with up to ``max_queue`` more waiting (each at most
+    ``queue_timeout`` seconds); beyond that, :class:`BulkheadFullError`.
+
+    ``name`` registers (or reuses) a bulkhead in the registry; a ready
+    :class:`Bulkhead` may be passed instead.
+    """
+    if isinstance(name, Bulkhead):
+        if max_concurrent is not None or max_queue or queue_timeout is not None:
+            raise TypeError("with_bulkhead: pass either a Bulkhead or a name with limits")
+        bulkhead = name
+    else:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"with_bulkhead: name must be a non-empty str, got {name!r}")
+        if max_concurrent is None:
+            raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        bulkhead = registry.bulkhead(
+            name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
+        )
+
+    def decorator(fn: F) -> F:
+        return decorate(bulkhead, fn)
+
+    return decorator

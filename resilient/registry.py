@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 from . import events
+from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 
 __all__ = ["Registry", "registry"]
@@ -23,6 +24,7 @@ class Registry:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._explicit: set[str] = set()
         self._pending: dict[str, _Force] = {}
+        self._bulkheads: dict[str, Bulkhead] = {}
         self._listeners = events.ListenerSet(events.GLOBAL)
 
     def __repr__(self) -> str:
@@ -145,6 +147,50 @@ class Registry:
             yield
         finally:
             self.release(name)
+
+    # -- bulkheads ------------------------------------------------------------
+
+    def bulkhead(
+        self,
+        name: str,
+        *,
+        max_concurrent: int | None = None,
+        max_queue: int = 0,
+        queue_timeout: float | None = None,
+        config: BulkheadConfig | None = None,
+    ) -> Bulkhead:
+        """The bulkhead called ``name``, created with these limits on first use.
+
+        Asking again with different limits is an error, as for breakers.
+        """
+        if config is None:
+            if max_concurrent is None:
+                raise TypeError(f"registry.bulkhead({name!r}) needs max_concurrent")
+            config = BulkheadConfig(
+                max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
+            )
+        elif max_concurrent is not None or max_queue or queue_timeout is not None:
+            raise TypeError(f"registry.bulkhead({name!r}): pass either a config or limits")
+        with self._lock:
+            bulkhead = self._bulkheads.get(name)
+            if bulkhead is None:
+                bulkhead = Bulkhead(name, config, listeners=self._listeners)
+                self._bulkheads[name] = bulkhead
+            elif bulkhead.config != config:
+                raise ValueError(
+                    f"bulkhead {name!r} already exists with {bulkhead.config!r}; "
+                    f"got different limits: {config!r}"
+                )
+            return bulkhead
+
+    def get_bulkhead(self, name: str) -> Bulkhead | None:
+        """The bulkhead called ``name``, or ``None``."""
+        return self._bulkheads.get(name)
+
+    def bulkheads(self) -> list[Bulkhead]:
+        """Every bulkhead, sorted by name."""
+        with self._lock:
+            return [self._bulkheads[n] for n in sorted(self._bulkheads)]
 
     # -- events --------------------------------------------------------------
 

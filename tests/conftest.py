@@ -15,6 +15,7 @@ def _isolate() -> Iterator[None]:
     (breakers of module-level decorated functions stay registered)."""
     reg = resilient.registry
     before = set(reg.names())
+    bulkheads = dict(reg._bulkheads)
     reg.reset_all()
     resilient.set_active(True)
     previous = _clock.set_clock(None)
@@ -25,3 +26,5 @@ def _isolate() -> Iterator[None]:
         reg._breakers.pop(name, None)
         reg._explicit.discard(name)
     reg.reset_all()
+    reg._bulkheads.clear()
+    reg._bulkheads.update(bulkheads)

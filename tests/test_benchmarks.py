@@ -34,7 +34,8 @@ def test_resilient_cases_check_and_report(tmp_path: Path) -> None:
     assert "| memory per breaker (10,000 breakers) |" in text
     for chart in ("overhead.svg", "windows.svg"):
         svg = (tmp_path / chart).read_text()
-        assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+        assert svg.startswith("<svg")
+        assert svg.rstrip().endswith("</svg>")
 
 
 @pytest.mark.skipif(
