@@ -5,10 +5,17 @@ and wakes the waiter that :meth:`LimiterCore.release` hands a permit to. The
 waiter's ``state`` here is the single truth about who holds a permit: a
 waiter that gives up asks :meth:`LimiterCore.cancel`, which says whether a
 permit reached it first (then the waiter must release it, passing it on).
+
+Free permits are tokens in the list ``free``. A limiter that nobody may
+wait for (``max_queue == 0``) has no waiters to hand permits to, so its
+driver may take and return tokens without the lock: ``list.pop()`` and
+``list.append()`` are atomic under the GIL, and ``tick()`` counts those
+calls' completions.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 __all__ = ["FULL", "GRANTED", "QUEUE", "LimiterCore", "Waiter"]
@@ -35,33 +42,58 @@ class Waiter:
 
 class LimiterCore:
     __slots__ = (
+        "_completed",
+        "_reads",
+        "_ticks",
         "_waiters",
-        "active",
-        "completed",
+        "free",
         "last_rejected_at",
         "max_concurrent",
         "max_queue",
         "queued",
         "rejected",
+        "tick",
     )
 
     def __init__(self, max_concurrent: int, max_queue: int) -> None:
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
-        self.active = 0
+        self.free: list[None] = [None] * max_concurrent
         self.queued = 0
-        self.completed = 0
         self.rejected = 0
         self.last_rejected_at: float | None = None
         # Waiters that gave up stay here, marked gone, until popped or
         # compacted away: removing from the middle of a deque is O(n).
         self._waiters: deque[Waiter] = deque()
+        self._completed = 0
+        self._ticks = itertools.count()
+        self._reads = 0
+        self.tick = self._ticks.__next__
+
+    @property
+    def active(self) -> int:
+        """Permits held (and handed to woken waiters)."""
+        return self.max_concurrent - len(self.free)
+
+    @property
+    def completed(self) -> int:
+        """Calls that ended holding a permit."""
+        # Reading the tick count consumes one of its values; each read is
+        # remembered and subtracted.
+        ticks = next(self._ticks) - self._reads
+        self._reads += 1
+        return self._completed + ticks
 
     def try_enter(self) -> int:
         # Free permits exist only when nobody waits (release hands permits to
-        # waiters first), so a newcomer never overtakes the queue.
-        if self.active < self.max_concurrent:
-            self.active += 1
+        # waiters first), so a newcomer never overtakes the queue. The pop
+        # may find the list emptied by a lock-free caller since it was
+        # looked at: taking is the test.
+        try:
+            self.free.pop()
+        except IndexError:
+            pass
+        else:
             return GRANTED
         if self.queued < self.max_queue:
             return QUEUE
@@ -85,7 +117,7 @@ class LimiterCore:
         waiter gave up after being granted it, or could not be woken).
         """
         if completed:
-            self.completed += 1
+            self._completed += 1
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
@@ -93,7 +125,7 @@ class LimiterCore:
                 waiter.state = _HOLDS_PERMIT
                 self.queued -= 1
                 return waiter
-        self.active -= 1
+        self.free.append(None)
         return None
 
     def cancel(self, waiter: Waiter) -> bool:

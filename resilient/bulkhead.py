@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 from . import _clock, _validate, events
 from ._active import switch
 from ._bulkhead_core import FULL, GRANTED, LimiterCore, Waiter
+from ._decorate import athrough, through
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -258,6 +259,52 @@ class Bulkhead:
     ) -> R:
         """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
         return await self._acall(fn, args, kwargs)
+
+    # The decorator installs these closures on plain functions. Without a
+    # queue, nobody waits for a permit, so the closure takes and returns one
+    # without the lock (see _bulkhead_core): only a rejection locks.
+
+    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+        if self.config.max_queue:
+            return through(self._call, fn)
+        core = self._core
+        take, give_back, tick = core.free.pop, core.free.append, core.tick
+
+        def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            if not switch.on:
+                return fn(*args, **kwargs)
+            try:
+                take()
+            except IndexError:
+                raise self._full() from None
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                give_back(None)
+                tick()
+
+        return through_bulkhead
+
+    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        if self.config.max_queue:
+            return athrough(self._acall, fn)
+        core = self._core
+        take, give_back, tick = core.free.pop, core.free.append, core.tick
+
+        async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            try:
+                take()
+            except IndexError:
+                raise self._full() from None
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                give_back(None)
+                tick()
+
+        return through_bulkhead
 
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
