@@ -1,10 +1,13 @@
-"""``python -m resilient demo``: watch a breaker open and recover."""
+"""``python -m resilient demo``: watch a breaker open and recover;
+``python -m resilient breakers``: the fleet's shared breakers."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .cli import breakers
 
 __all__ = ["main"]
 
@@ -22,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--calls", type=int, default=60, help="calls to make (default 60)")
     demo.set_defaults(handler=_demo)
+    breakers.add_parser(commands)
     return parser
 
 

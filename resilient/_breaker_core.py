@@ -2,6 +2,10 @@
 
 The caller passes ``now`` in, holds the lock around every method, and drains
 ``changes`` afterwards to emit one event per transition.
+
+A core can be a *follower*: it still counts every outcome, but leaves the
+decisions that belong to a fleet (tripping, and ending a half-open period) to
+a shared store, whose verdicts it mirrors with :meth:`BreakerCore.adopt`.
 """
 
 from __future__ import annotations
@@ -51,9 +55,12 @@ class BreakerCore:
         "changes",
         "config",
         "consecutive_failures",
+        "failed_total",
         "fast",
+        "follower",
         "half_open_in_flight",
         "half_open_successes",
+        "ok_total",
         "opened_at",
         "state",
         "tick",
@@ -68,6 +75,11 @@ class BreakerCore:
         self.half_open_in_flight = 0
         self.half_open_successes = 0
         self._generation = 0
+        self.follower = False
+        # Outcomes recorded in CLOSED / FORCED_CLOSED since creation; a shared
+        # store sends the differences, so nothing is lost between two syncs.
+        self.ok_total = 0
+        self.failed_total = 0
         self.changes: list[tuple[CircuitState, CircuitState]] = []
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
@@ -113,6 +125,7 @@ class BreakerCore:
         if pending:
             self._flushed = seen
             if self.state is CLOSED or self.state is FORCED_CLOSED:
+                self.ok_total += pending
                 self.consecutive_failures = 0
                 self.window.add_successes(pending, now)
 
@@ -182,35 +195,38 @@ class BreakerCore:
     def on_success(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
         if token:
-            if self._end_probe(token):
+            if self._end_probe(token) and not self.follower:
                 self.half_open_successes += 1
                 if self.half_open_successes >= self.config.success_threshold:
                     self._move(CLOSED, now)
             return
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            self.ok_total += 1
             self.consecutive_failures = 0
             self.window.record(False, slow, now)
             if state is CLOSED:
-                self._check_rates(now)
+                if not self.follower:
+                    self._check_rates(now)
                 self._update_fast()
 
     def on_failure(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
         if token:
-            if self._end_probe(token):
+            if self._end_probe(token) and not self.follower:
                 self._move(OPEN, now)
             return
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            self.failed_total += 1
             self.consecutive_failures += 1
             self.window.record(True, slow, now)
-            if state is CLOSED:
+            if state is CLOSED and not self.follower:
                 if self.consecutive_failures >= self.config.failure_threshold:
                     self._move(OPEN, now)
                 else:
                     self._check_rates(now)
-                    self._update_fast()
+            self._update_fast()
 
     def on_ignored(self, token: int) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
@@ -218,18 +234,36 @@ class BreakerCore:
             self._end_probe(token)
 
     def _check_rates(self, now: float) -> None:
+        if self.rates_trip():
+            self._move(OPEN, now)
+
+    def rates_trip(self) -> bool:
+        """Whether the window's failure or slow-call rate calls for opening."""
         cfg = self.config
         window = self.window
         calls = window.calls
         if calls < cfg.minimum_calls or calls == 0:
-            return
+            return False
         rate = cfg.failure_rate_threshold
         if rate is not None and window.failures / calls >= rate:
-            self._move(OPEN, now)
-            return
+            return True
         slow_rate = cfg.slow_call_rate_threshold
-        if slow_rate is not None and window.slow / calls >= slow_rate:
-            self._move(OPEN, now)
+        return slow_rate is not None and window.slow / calls >= slow_rate
+
+    # -- a state decided elsewhere -------------------------------------------
+
+    def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
+        """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
+        by a shared store."""
+        if state is OPEN:
+            if self.state is HALF_OPEN and remaining <= 0:
+                # Our own timer ran out first; the next probe asks the store.
+                return
+            if self.state is not OPEN:
+                self._move(OPEN, now)
+            self.opened_at = now - (self.config.recovery_timeout - remaining)
+        elif state is not self.state:
+            self._move(state, now)
 
     # -- manual control ------------------------------------------------------
 

@@ -22,11 +22,13 @@ from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
+    from ._storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
@@ -55,7 +57,7 @@ class CircuitBreakerConfig:
     timeout: float | None = None
     health_check: Callable[[], Any] | None = None
     health_check_interval: float = 30.0
-    storage: Any = None
+    storage: BreakerStorage | None = None
 
     DEFAULT: ClassVar[CircuitBreakerConfig]
     LENIENT: ClassVar[CircuitBreakerConfig]
@@ -85,6 +87,11 @@ class CircuitBreakerConfig:
         v.seconds_or_none(_OWNER, "timeout", self.timeout)
         v.callable_or_none(_OWNER, "health_check", self.health_check)
         v.seconds(_OWNER, "health_check_interval", self.health_check_interval, allow_zero=False)
+        if self.storage is not None and not callable(getattr(self.storage, "attach", None)):
+            raise TypeError(
+                f"{_OWNER}.storage must be a breaker storage (with an attach() method, "
+                f"e.g. resilient.redis.RedisStorage), got {self.storage!r}"
+            )
         if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
             raise ValueError(
                 f"{_OWNER}.slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
@@ -126,9 +133,11 @@ _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
 class _Permit(NamedTuple):
     token: int
     start: float | None  # None: nothing needs this call's duration
+    probe: object = None  # a half-open probe granted by the shared store
 
 
 _UNTIMED = _Permit(0, None)
+_OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
 
 
 class CircuitBreaker:
@@ -141,6 +150,7 @@ class CircuitBreaker:
         config: CircuitBreakerConfig | None = None,
         *,
         listeners: events.ListenerSet | None = None,
+        storage: BreakerStorage | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
@@ -149,6 +159,9 @@ class CircuitBreaker:
         self.name = name
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        # The store to use when the config names none (a registry's default).
+        self._default_storage = storage
+        self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
         self._cm_permits: contextvars.ContextVar[tuple[_Permit | None, ...]] | None = None
 
@@ -173,6 +186,20 @@ class CircuitBreaker:
             else None
         )
         self._tick = self._core.tick
+        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
+
+    def _attach(self, storage: BreakerStorage | None) -> None:
+        if self._shared is not None:
+            self._shared.detach()
+            self._shared = None
+        if storage is not None:
+            self._shared = storage.attach(self)
+
+    def _use_default_storage(self, storage: BreakerStorage | None) -> None:
+        """Share through ``storage`` unless the config names a store itself."""
+        self._default_storage = storage
+        if self.config.storage is None:
+            self._attach(storage)
 
     def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
         """Adopt ``cfg`` (the registry does this when a first explicit config
@@ -221,28 +248,37 @@ class CircuitBreaker:
             self._announce(changes)
         return snapshot
 
-    def _control(self, action: Callable[[BreakerCore, float], None]) -> None:
+    def _with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
+        """Run ``fn(core, now)`` under the lock and announce what it changed
+        (how a shared store reads counts and applies verdicts)."""
         with self._lock:
-            action(self._core, _clock.monotonic())
-            changes = self._core.take_changes()
+            result = fn(self._core, _clock.monotonic())
+            changes = self._core.take_changes() if self._core.changes else None
         if changes:
             self._announce(changes)
+        return result
+
+    def _control(self, action: Callable[[BreakerCore, float], None], name: Action) -> None:
+        self._with_core(action)
+        if self._shared is not None:
+            # Fleet-wide too; the store mirrors the fleet's answer back here.
+            self._shared.control(name)
 
     def reset(self) -> None:
         """CLOSED with a cleared window."""
-        self._control(BreakerCore.reset)
+        self._control(BreakerCore.reset, "reset")
 
     def force_open(self) -> None:
         """Reject every call (``remaining`` is infinite) until released or reset."""
-        self._control(BreakerCore.force_open)
+        self._control(BreakerCore.force_open, "force_open")
 
     def force_closed(self) -> None:
         """Admit every call and keep recording, but never transition."""
-        self._control(BreakerCore.force_closed)
+        self._control(BreakerCore.force_closed, "force_closed")
 
     def release(self) -> None:
         """Undo a force: CLOSED with a cleared window. Does nothing if not forced."""
-        self._control(BreakerCore.release)
+        self._control(BreakerCore.release, "release")
 
     def subscribe(self, listener: events.Listener) -> Callable[[], None]:
         """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
@@ -274,16 +310,19 @@ class CircuitBreaker:
         core = self._core
         error = CircuitOpenError(self.name, core.state, core.remaining(now))
         if events.hub.listening:
-            self._listeners.emit(
-                events.CallRejected(
-                    name=self.name,
-                    policy="circuit_breaker",
-                    state=error.state,
-                    remaining=error.remaining,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+            self._emit_rejected(error)
         return error
+
+    def _emit_rejected(self, error: CircuitOpenError) -> None:
+        self._listeners.emit(
+            events.CallRejected(
+                name=self.name,
+                policy="circuit_breaker",
+                state=error.state,
+                remaining=error.remaining,
+                **events.stamp(),  # type: ignore[arg-type]
+            )
+        )
 
     # -- the protocol every execution path drives ------------------------------
 
@@ -315,6 +354,49 @@ class CircuitBreaker:
             raise error
         return _Permit(token, now)
 
+    def _admit(self) -> _Permit:
+        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
+        permit = self._enter()
+        if permit.token and self._shared is not None:
+            try:
+                verdict = self._shared.acquire()
+            except BaseException:
+                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    async def _aadmit(self) -> _Permit:
+        permit = self._enter()
+        if permit.token and self._shared is not None:
+            try:
+                verdict = await self._shared.acquire_async()
+            except BaseException:  # cancelled while asking: the local permit goes back
+                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    def _fleet_verdict(self, permit: _Permit, verdict: Verdict | None) -> _Permit:
+        if verdict is None:
+            return permit  # the store is unreachable: the local probe stands
+        if verdict.kind == "probe":
+            return permit._replace(probe=verdict.probe)
+
+        def settle(core: BreakerCore, now: float) -> CircuitOpenError | None:
+            core.on_ignored(permit.token)
+            core.adopt(verdict.state, verdict.remaining, now)
+            if verdict.kind == "reject":
+                return CircuitOpenError(self.name, verdict.state.value, verdict.remaining)
+            return None
+
+        error = self._with_core(settle)
+        if error is not None:
+            if events.hub.listening:
+                self._emit_rejected(error)
+            raise error
+        return _Permit(0, permit.start)
+
     def _classify_error(self, exc: BaseException) -> int:
         if not isinstance(exc, Exception) or isinstance(exc, self._ignore_on):
             return _IGNORED
@@ -329,7 +411,7 @@ class CircuitBreaker:
     def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
         """Record how an admitted call ended."""
         core = self._core
-        token, start = permit
+        token, start, probe = permit
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
@@ -345,6 +427,12 @@ class CircuitBreaker:
             changes = core.take_changes() if core.changes else None
         if changes:
             self._announce(changes)
+        shared = self._shared
+        if shared is not None:
+            if probe is not None:
+                shared.finished(probe, _OUTCOMES[outcome])
+            elif outcome == _FAILURE:
+                shared.poke()
         if events.hub.listening and outcome != _IGNORED:
             common = events.stamp()
             if error is None and outcome == _SUCCESS:
@@ -448,7 +536,7 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return fn(*args, **kwargs)
-        permit = self._enter()
+        permit = self._admit()
         timeout = self._timeout
         try:
             result = fn(*args, **kwargs) if timeout is None else timeout._call(fn, args, kwargs)
@@ -473,7 +561,7 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
-        permit = self._enter()
+        permit = await self._aadmit()
         timeout = self._timeout
         try:
             if timeout is None:
@@ -500,10 +588,12 @@ class CircuitBreaker:
         return self._cm_permits
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._enter() if switch.on else None
+        self._push(self._admit() if switch.on else None)
+        return self
+
+    def _push(self, permit: _Permit | None) -> None:
         permits = self._permits()
         permits.set((*permits.get(), permit))
-        return self
 
     def __exit__(
         self,
@@ -525,7 +615,8 @@ class CircuitBreaker:
             self._exit_error(permit, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        return self.__enter__()
+        self._push(await self._aadmit() if switch.on else None)
+        return self
 
     async def __aexit__(
         self,

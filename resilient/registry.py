@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import events
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+
+if TYPE_CHECKING:
+    from ._storage import BreakerStorage
 
 __all__ = ["Registry", "registry"]
 
@@ -19,7 +22,8 @@ _Force = Literal["open", "closed"]
 class Registry:
     """Named policies. ``resilient.registry`` is the process-global one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, storage: BreakerStorage | None = None) -> None:
+        self._storage = storage
         self._lock = threading.RLock()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._explicit: set[str] = set()
@@ -43,7 +47,9 @@ class Registry:
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:
-                breaker = CircuitBreaker(name, config, listeners=self._listeners)
+                breaker = CircuitBreaker(
+                    name, config, listeners=self._listeners, storage=self._storage
+                )
                 self._breakers[name] = breaker
                 if config is not None:
                     self._explicit.add(name)
@@ -64,6 +70,15 @@ class Registry:
             elif config is not None:
                 self._explicit.add(name)
             return breaker
+
+    def set_default_storage(self, storage: BreakerStorage | None) -> None:
+        """Share every breaker whose config names no store through ``storage``
+        (``None``: stop sharing them), those already created included."""
+        with self._lock:
+            self._storage = storage
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker._use_default_storage(storage)
 
     def get(self, name: str) -> CircuitBreaker | None:
         """The breaker called ``name``, or ``None``."""

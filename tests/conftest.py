@@ -6,6 +6,7 @@ import pytest
 
 import resilient
 from resilient import _clock
+from tests.redis_server import redis_server  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(autouse=True)

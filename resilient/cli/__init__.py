@@ -1,0 +1,1 @@
+"""The ``python -m resilient`` subcommands beyond the demo."""

@@ -1,0 +1,283 @@
+"""One breaker's link to a :class:`~resilient.redis.RedisStorage`.
+
+The breaker's local core keeps counting on the hot path with no I/O. The
+storage's flusher thread calls :meth:`Binding.prepare` / :meth:`Binding.done`
+around one pipelined round trip: the counts made since the last
+acknowledged sync go up, the fleet's state comes back and the core mirrors it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .. import _clock
+from .._breaker_core import CLOSED, HALF_OPEN, BreakerCore, CircuitState
+from .._storage import Action, Outcome, Verdict
+from ._script import keys
+
+if TYPE_CHECKING:
+    from ..circuit_breaker import CircuitBreaker
+    from ._storage import RedisStorage
+
+__all__ = ["Binding", "Op"]
+
+log = logging.getLogger("resilient")
+
+# A probe granted by Redis: its id, and the epoch of the half-open period.
+_Probe = tuple[str, str]
+
+
+class Op(NamedTuple):
+    """One script call of a sync, and what to do with its reply."""
+
+    binding: Binding
+    kind: str
+    args: list[str]
+    context: Any
+
+
+class _Snapshot(NamedTuple):
+    ok_total: int
+    failed_total: int
+    trailing: int
+    vote: bool
+    state: CircuitState
+    remaining: float
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Binding:
+    def __init__(self, storage: RedisStorage, breaker: CircuitBreaker) -> None:
+        self._storage = storage
+        self._breaker = weakref.ref(breaker)
+        self.name = breaker.name
+        self.keys = keys(storage.namespace, breaker.name)
+        cfg = breaker.config
+        self._config = [
+            repr(cfg.recovery_timeout),
+            str(cfg.failure_threshold),
+            str(cfg.half_open_max_calls),
+            str(cfg.success_threshold),
+            str(storage.quorum),
+            # A rate vote stands while its instance keeps renewing it.
+            repr(max(3 * storage.refresh_interval, 1.0)),
+            # A probe's permit outlives any sane probe, not a crashed instance.
+            repr(max(30.0, cfg.recovery_timeout)),
+        ]
+        self._sent_ok = 0
+        self._sent_failed = 0
+        # The shared state last mirrored: which Redis data set, which transition.
+        self._incarnation = ""
+        self._epoch = 0
+        self._finished: collections.deque[tuple[_Probe, Outcome]] = collections.deque()
+        self._pending_control: Action | None = None
+        self._probe_ids = itertools.count(1)
+        # Until then, every fleet probe slot is taken: reject without asking.
+        self._busy_until = 0.0
+
+    def _args(self, op: str, *extra: str) -> list[str]:
+        storage = self._storage
+        return [op, self.name, storage.instance, storage.channel, *self._config, *extra]
+
+    # -- what the breaker calls (SharedBreaker) --------------------------------
+
+    def poke(self) -> None:
+        self._storage.wake()
+
+    def finished(self, probe: object, outcome: Outcome) -> None:
+        self._finished.append((probe, outcome))  # type: ignore[arg-type]
+        self._storage.wake()
+
+    def detach(self) -> None:
+        self._storage.forget(self)
+
+    def control(self, action: Action) -> None:
+        # Applied fleet-wide now when Redis answers; otherwise replayed by the
+        # next sync that gets through.
+        storage = self._storage
+        if storage.up:
+            self._pending_control = None  # superseded
+            try:
+                (reply,) = storage.execute([(self.keys, self._args("control", action))])
+            except storage.unavailable as exc:
+                storage.down(exc)
+            else:
+                self._mirror(reply)
+                return
+        self._pending_control = action
+
+    def acquire(self) -> Verdict | None:
+        if not self._worth_asking():
+            return self._without_asking()
+        storage = self._storage
+        probe_id = f"{storage.instance}:{next(self._probe_ids)}"
+        try:
+            (reply,) = storage.execute([(self.keys, self._args("acquire", probe_id))])
+        except storage.unavailable as exc:
+            storage.down(exc)
+            return None
+        kind = _text(reply[0])
+        if kind == "missing":
+            storage.wake()  # the next sync seeds it; this probe is local
+            return None
+        state, remaining, epoch, incarnation = _parse(reply)
+        kind = _text(reply[4])
+        if kind == "probe":
+            return Verdict("probe", HALF_OPEN, 0.0, (probe_id, str(epoch)))
+        if kind == "reject" and state is HALF_OPEN:
+            self._busy_until = _clock.monotonic() + storage.refresh_interval
+        self._seen(incarnation, epoch)
+        return Verdict("reject" if kind == "reject" else "admit", state, remaining)
+
+    async def acquire_async(self) -> Verdict | None:
+        if not self._worth_asking():
+            return self._without_asking()
+        future = asyncio.get_running_loop().run_in_executor(None, self.acquire)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The caller is gone but the request may still be granted.
+            future.add_done_callback(self._abandon)
+            raise
+
+    def _worth_asking(self) -> bool:
+        return self._storage.up and _clock.monotonic() >= self._busy_until
+
+    def _without_asking(self) -> Verdict | None:
+        # Redis down: the local probe stands. Every fleet slot taken: reject.
+        return Verdict("reject", HALF_OPEN, 0.0) if self._storage.up else None
+
+    def _abandon(self, future: asyncio.Future[Verdict | None]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        verdict = future.result()
+        if verdict is not None and verdict.kind == "probe":
+            self.finished(verdict.probe, "ignored")
+
+    # -- what the storage's sync calls ---------------------------------------------
+
+    def prepare(self) -> list[Op] | None:
+        """This breaker's part of the next sync; ``None`` once it is gone."""
+        breaker = self._breaker()
+        if breaker is None:
+            return None
+        ops = []
+        action = self._pending_control
+        if action is not None:
+            ops.append(Op(self, "control", self._args("control", action), action))
+        finished = self._finished
+        while finished:
+            (probe_id, epoch), outcome = finished.popleft()
+            ops.append(
+                Op(
+                    self,
+                    "finish",
+                    self._args("finish", probe_id, outcome, epoch),
+                    (probe_id, epoch),
+                )
+            )
+        snap = breaker._with_core(self._snapshot)
+        ops.append(
+            Op(
+                self,
+                "sync",
+                self._args(
+                    "sync",
+                    str(snap.ok_total - self._sent_ok),
+                    str(snap.failed_total - self._sent_failed),
+                    str(snap.trailing),
+                    "1" if snap.vote else "0",
+                    self._incarnation,
+                    str(self._epoch),
+                    snap.state.value,
+                    repr(snap.remaining),
+                ),
+                snap,
+            )
+        )
+        return ops
+
+    def undo(self, ops: list[Op]) -> None:
+        """The round trip failed: keep the probe outcomes for the next one."""
+        for op in reversed(ops):
+            if op.kind == "finish":
+                self._finished.appendleft((op.context, op.args[-2]))
+
+    def done(self, op: Op, reply: Any) -> None:
+        if op.kind == "control" and self._pending_control == op.context:
+            self._pending_control = None
+        elif op.kind == "sync":
+            snap: _Snapshot = op.context
+            self._sent_ok = snap.ok_total
+            self._sent_failed = snap.failed_total
+            self._busy_until = 0.0
+            if len(reply) > 4 and int(reply[4]) and self._incarnation:
+                log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
+        self._mirror(reply)
+
+    def go_local(self) -> None:
+        breaker = self._breaker()
+        if breaker is not None:
+            breaker._with_core(_lead)
+
+    # -- mirroring ---------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot(core: BreakerCore, now: float) -> _Snapshot:
+        core.flush(now)
+        core.window.expire(now)
+        return _Snapshot(
+            core.ok_total,
+            core.failed_total,
+            core.consecutive_failures,
+            core.rates_trip(),
+            core.state,
+            core.remaining(now),
+        )
+
+    def _seen(self, incarnation: str, epoch: int) -> bool:
+        """Record a shared state; False when it is older than the one mirrored."""
+        if incarnation == self._incarnation and epoch < self._epoch:
+            return False
+        self._incarnation = incarnation
+        self._epoch = epoch
+        return True
+
+    def _mirror(self, reply: Any) -> None:
+        state, remaining, epoch, incarnation = _parse(reply)
+        fresh = (incarnation, epoch) != (self._incarnation, self._epoch)
+        if not self._seen(incarnation, epoch):
+            return
+        breaker = self._breaker()
+        if breaker is None:
+            return
+
+        def adopt(core: BreakerCore, now: float) -> None:
+            core.follower = self._storage.up
+            if fresh and state is CLOSED and core.state is CLOSED:
+                # A new closed period for the fleet (a reset): so for us too.
+                core.reset(now)
+            core.adopt(state, remaining, now)
+
+        breaker._with_core(adopt)
+
+
+def _lead(core: BreakerCore, now: float) -> None:
+    core.follower = False
+
+
+def _parse(reply: Any) -> tuple[CircuitState, float, int, str]:
+    return (
+        CircuitState(_text(reply[0])),
+        float(_text(reply[1])),
+        int(reply[2]),
+        _text(reply[3]),
+    )

@@ -1,0 +1,208 @@
+"""The shared breaker's transitions, as one Lua script run atomically by Redis.
+
+Every instance's local core keeps counting; only the decisions that two
+instances could otherwise make differently at the same moment (open on the
+fleet's counts, admit a half-open probe, end a half-open period, manual
+control) are made here, so no interleaving of instances can, for example,
+admit more probes than ``half_open_max_calls``. Time is Redis's own
+(``TIME``), so hosts with skewed clocks agree on when a breaker opened.
+
+Keys of a breaker ``NAME`` in namespace ``NS``:
+
+- ``NS:cb:NAME`` hash: ``state``, ``epoch`` (bumped by every transition),
+  ``incarnation`` (when the hash was made: a Redis that lost its data is told
+  apart from an old epoch), ``opened_at``, ``run`` (the fleet's consecutive
+  failures), ``probe_ok``, ``calls``/``failures`` (since the last close),
+  ``recovery``/``threshold`` (as the last instance configured them), ``changed_at``.
+- ``NS:cb:NAME:run`` set: instances whose failures make up ``run`` (quorum).
+- ``NS:cb:NAME:votes`` zset: instance -> when its own window last asked to
+  open on a failure or slow-call rate (quorum).
+- ``NS:cb:NAME:probes`` zset: probe id -> when it was admitted (a lease, so
+  a crashed instance cannot hold a probe forever).
+- ``NS:cb:NAME:instances`` zset: instance -> when it last synced.
+- ``NS:breakers`` set: every name.
+
+Each transition publishes the name on ``NS:changes``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ARG_COUNT", "SCRIPT", "keys"]
+
+
+def keys(namespace: str, name: str) -> list[str]:
+    base = f"{namespace}:cb:{name}"
+    return [base, f"{base}:run", f"{base}:votes", f"{base}:probes", f"{base}:instances",
+            f"{namespace}:breakers"]  # fmt: skip
+
+
+# ARGV: op, name, instance, channel, then the config (empty: use the stored
+# value): recovery, threshold, half_open_max, success_threshold, quorum,
+# vote_ttl, lease; then the op's own arguments.
+ARG_COUNT = 11
+
+SCRIPT = r"""
+local H, RUN, VOTES, PROBES, INST, NAMES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local op, name, me, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+
+local function cfg(i, field)
+  if ARGV[i] ~= '' then return tonumber(ARGV[i]) end
+  return tonumber(redis.call('HGET', H, field) or '0')
+end
+local recovery = cfg(5, 'recovery')
+
+local function field(f, default)
+  local v = redis.call('HGET', H, f)
+  if v then return v end
+  return default
+end
+
+local function remaining(state)
+  if state == 'forced_open' then return 'inf' end
+  if state ~= 'open' then return '0' end
+  local left = tonumber(field('opened_at', '0')) + recovery - now
+  if left < 0 then left = 0 end
+  return tostring(left)
+end
+
+local function reply(extra)
+  local state = field('state', 'closed')
+  local out = {state, remaining(state), tonumber(field('epoch', '0')), field('incarnation', '')}
+  if extra then out[5] = extra end
+  return out
+end
+
+local function move(to)
+  redis.call('HINCRBY', H, 'epoch', 1)
+  redis.call('HSET', H, 'state', to, 'run', 0, 'probe_ok', 0, 'changed_at', tostring(now))
+  if to == 'open' then redis.call('HSET', H, 'opened_at', tostring(now)) end
+  if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0) end
+  redis.call('DEL', RUN, VOTES, PROBES)
+  redis.call('PUBLISH', channel, name)
+end
+
+-- A missing hash is a breaker nobody has made yet, or a Redis that lost its
+-- data: start from the caller's state (a CLI or a fresh instance: closed).
+local function ensure(seed_state, seed_remaining)
+  if redis.call('EXISTS', H) == 1 then return 0 end
+  redis.call('HSET', H, 'state', seed_state, 'epoch', 1, 'incarnation', tostring(now),
+    'run', 0, 'probe_ok', 0, 'calls', 0, 'failures', 0, 'changed_at', tostring(now))
+  if seed_state == 'open' then
+    redis.call('HSET', H, 'opened_at', tostring(now - recovery + seed_remaining))
+  end
+  redis.call('SADD', NAMES, name)
+  return 1
+end
+
+if op == 'sync' then
+  -- ARGV 12..: successes, failures, trailing failures, rate vote, local
+  -- incarnation, local epoch, seed state, seed remaining, threshold...
+  local ok, bad, trailing, vote = tonumber(ARGV[12]), tonumber(ARGV[13]),
+    tonumber(ARGV[14]), ARGV[15]
+  local seeded = ensure(ARGV[18], tonumber(ARGV[19]))
+  redis.call('HSET', H, 'recovery', ARGV[5], 'threshold', ARGV[6], 'quorum', ARGV[9],
+    'vote_ttl', ARGV[10])
+  redis.call('ZADD', INST, now, me)
+  redis.call('ZREMRANGEBYSCORE', INST, '-inf', now - 86400)
+  local state = field('state', 'closed')
+  -- Counts made under another epoch belong to a period that is over.
+  local current = ARGV[16] == field('incarnation', '') and ARGV[17] == field('epoch', '')
+  if seeded == 0 and (current or ARGV[17] == '0')
+      and (state == 'closed' or state == 'forced_closed') then
+    if ok + bad > 0 then
+      redis.call('HINCRBY', H, 'calls', ok + bad)
+      redis.call('HINCRBY', H, 'failures', bad)
+    end
+    local run = tonumber(field('run', '0'))
+    if ok > 0 then
+      -- A success ended the fleet's run; only this batch's tail is left.
+      run = trailing
+      redis.call('DEL', RUN)
+      if trailing > 0 then redis.call('SADD', RUN, me) end
+    elseif bad > 0 then
+      run = run + bad
+      redis.call('SADD', RUN, me)
+    end
+    redis.call('HSET', H, 'run', run)
+    if state == 'closed' then
+      local quorum = cfg(9, 'quorum')
+      if vote == '1' then redis.call('ZADD', VOTES, now, me) else redis.call('ZREM', VOTES, me) end
+      redis.call('ZREMRANGEBYSCORE', VOTES, '-inf', now - cfg(10, 'vote_ttl'))
+      local votes = redis.call('ZCARD', VOTES)
+      if (run >= cfg(6, 'threshold') and redis.call('SCARD', RUN) >= quorum)
+          or (votes > 0 and votes >= quorum) then
+        move('open')
+      end
+    end
+  end
+  return reply(seeded)
+end
+
+if op == 'acquire' then
+  -- ARGV 12: probe id
+  if redis.call('EXISTS', H) == 0 then return {'missing'} end
+  local state = field('state', 'closed')
+  if state == 'open' and now - tonumber(field('opened_at', '0')) >= recovery then
+    move('half_open')
+    state = 'half_open'
+  end
+  if state == 'half_open' then
+    redis.call('ZREMRANGEBYSCORE', PROBES, '-inf', now - cfg(11, 'lease'))
+    if redis.call('ZCARD', PROBES) < cfg(7, 'half_open_max') then
+      redis.call('ZADD', PROBES, now, ARGV[12])
+      return reply('probe')
+    end
+    return reply('reject')
+  end
+  if state == 'open' or state == 'forced_open' then return reply('reject') end
+  return reply('admit')
+end
+
+if op == 'finish' then
+  -- ARGV 12..: probe id, outcome, the epoch it was admitted in
+  if field('state', '') ~= 'half_open' or field('epoch', '') ~= ARGV[14] then return reply() end
+  if redis.call('ZREM', PROBES, ARGV[12]) == 0 then return reply() end
+  if ARGV[13] == 'failure' then
+    move('open')
+  elseif ARGV[13] == 'success' then
+    if redis.call('HINCRBY', H, 'probe_ok', 1) >= cfg(8, 'success_threshold') then
+      move('closed')
+    else
+      redis.call('PUBLISH', channel, name)  -- a probe slot is free again
+    end
+  else
+    redis.call('PUBLISH', channel, name)
+  end
+  return reply()
+end
+
+if op == 'control' then
+  -- ARGV 12: force_open, force_closed, release or reset
+  ensure('closed', 0)
+  local action, state = ARGV[12], field('state', 'closed')
+  if action == 'force_open' and state ~= 'forced_open' then move('forced_open')
+  elseif action == 'force_closed' and state ~= 'forced_closed' then move('forced_closed')
+  elseif action == 'reset' then move('closed')
+  elseif action == 'release' and (state == 'forced_open' or state == 'forced_closed') then
+    move('closed')
+  end
+  return reply(redis.call('ZCARD', INST))
+end
+
+if op == 'read' then
+  -- Nothing changes; an OPEN breaker whose timer ran out reads as half_open.
+  if redis.call('EXISTS', H) == 0 then return {'missing'} end
+  local out = reply()
+  if out[1] == 'open' and tonumber(out[2]) <= 0 then out[1] = 'half_open' end
+  local seen = redis.call('ZCOUNT', INST, now - 60, '+inf')
+  local votes = redis.call('ZCOUNT', VOTES, now - cfg(10, 'vote_ttl'), '+inf')
+  return {out[1], out[2], out[3], out[4], tonumber(field('run', '0')),
+    redis.call('SCARD', RUN), votes, redis.call('ZCARD', PROBES),
+    seen, redis.call('ZCARD', INST), tonumber(field('calls', '0')),
+    tonumber(field('failures', '0')), field('changed_at', '0'), field('threshold', '')}
+end
+
+return redis.error_reply('resilient: unknown op ' .. tostring(op))
+"""

@@ -1,0 +1,434 @@
+"""``RedisStorage``: breakers shared across processes and hosts through Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import secrets
+import socket
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from .. import _validate
+from ._binding import Binding, Op
+from ._script import SCRIPT, keys
+
+if TYPE_CHECKING:
+    from ..circuit_breaker import CircuitBreaker
+
+__all__ = ["RedisStorage", "SharedBreakerInfo"]
+
+log = logging.getLogger("resilient")
+
+_OWNER = "RedisStorage"
+# After a sync, the flusher waits this long before the next one, so a burst of
+# failures costs one round trip, not one each.
+_MIN_GAP = 0.005
+_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedBreakerInfo:
+    """A shared breaker as Redis holds it (what ``python -m resilient breakers`` shows)."""
+
+    name: str
+    state: str
+    remaining: float  # seconds until a probe is allowed (inf when forced open)
+    consecutive_failures: int  # the fleet's run, as the instances reported it
+    failure_threshold: int | None
+    failing_instances: int  # instances whose failures make up that run
+    rate_votes: int  # instances whose own window asks to open on a rate
+    probes_in_flight: int
+    instances: int  # instances that synced it in the last minute
+    created: bool  # some instance has made this breaker (not only a forced name)
+    calls: int  # reported since it last closed
+    failures: int
+    changed_at: float  # Redis's wall clock at the last transition
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if math.isinf(self.remaining):
+            data["remaining"] = None  # JSON has no infinity
+        return data
+
+
+class RedisStorage:
+    """Breaker state shared through one Redis.
+
+    Attach breakers with ``CircuitBreakerConfig(storage=...)`` or
+    ``Registry(storage=...)``. The hot path never waits for Redis: a background
+    thread sends counts and fetches the fleet's state every
+    ``refresh_interval`` seconds, at once after a failure, and when another
+    instance publishes a transition. ``quorum``: the fleet opens on counts
+    only when at least that many instances reported failures.
+    """
+
+    unavailable = _UNAVAILABLE
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "resilient",
+        refresh_interval: float = 1.0,
+        quorum: int = 1,
+    ) -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"{_OWNER}.namespace must be a non-empty str, got {namespace!r}")
+        self.refresh_interval = _validate.seconds(
+            _OWNER, "refresh_interval", refresh_interval, allow_zero=False
+        )
+        self.quorum = _validate.int_at_least(_OWNER, "quorum", quorum, 1)
+        self.namespace = namespace
+        self.channel = f"{namespace}:changes"
+        self._client = client
+        self._sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
+        self._bindings: list[Binding] = []
+        self._up = True
+        self._closed = False
+        self._new_instance()
+        _STORAGES.add(self)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "resilient",
+        refresh_interval: float = 1.0,
+        quorum: int = 1,
+        socket_timeout: float = 0.25,
+    ) -> RedisStorage:
+        """A storage on the Redis at ``url`` (``redis://host:port/db``).
+
+        Nothing connects yet. Every command gives up after ``socket_timeout``
+        seconds and is never retried: a breaker would rather decide on local
+        state than wait.
+        """
+        timeout = _validate.seconds(_OWNER, "socket_timeout", socket_timeout, allow_zero=False)
+        try:
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{_OWNER}: bad Redis URL {url!r}: {exc}") from exc
+        return cls(client, namespace=namespace, refresh_interval=refresh_interval, quorum=quorum)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "up" if self._up else "down"
+        return f"<RedisStorage {self._where()} namespace={self.namespace!r} {state}>"
+
+    def _where(self) -> str:
+        kwargs = self._client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    def _new_instance(self) -> None:
+        # Per process: a forked child is another instance of the fleet, with
+        # none of the parent's threads, and locks they may have held at fork.
+        self._pid = os.getpid()
+        self.instance = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def up(self) -> bool:
+        """False while Redis is unreachable (breakers then decide locally) and after close."""
+        return self._up and not self._closed
+
+    # -- breakers (the BreakerStorage protocol) ----------------------------------
+
+    def attach(self, breaker: CircuitBreaker) -> Binding:
+        binding = Binding(self, breaker)
+        with self._lock:
+            self._bindings.append(binding)
+            self._start()
+        self._wake.set()
+        return binding
+
+    def forget(self, binding: Binding) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._bindings.remove(binding)
+
+    def wake(self) -> None:
+        """Sync soon (after a failure, a probe, or a published transition)."""
+        self._wake.set()
+
+    def _forked(self) -> None:
+        had_threads = bool(self._threads)
+        self._new_instance()
+        if had_threads:
+            with self._lock:
+                self._start()
+
+    def _start(self) -> None:
+        if self._closed:
+            return
+        if self._threads:
+            return
+        self._threads = [
+            threading.Thread(target=self._flush_loop, name="resilient-redis-sync", daemon=True),
+            threading.Thread(target=self._listen_loop, name="resilient-redis-listen", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop the background threads and close the connections. Attached
+        breakers carry on with local state only."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads, self._threads = self._threads, []
+            bindings = list(self._bindings)
+        self._stop.set()
+        self._wake.set()
+        if threads:
+            with contextlib.suppress(*_UNAVAILABLE):
+                self._client.publish(self._private_channel(), b"close")
+        for thread in threads:
+            thread.join(timeout=5.0)
+        for binding in bindings:
+            binding.go_local()
+        self._client.close()
+
+    def __enter__(self) -> RedisStorage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- talking to Redis --------------------------------------------------------
+
+    def execute(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)``, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for call_keys, args in calls:
+            pipe.evalsha(self._sha, len(call_keys), *call_keys, *args)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            # A restarted (or SCRIPT FLUSHed) Redis forgot the script; these
+            # calls did not run, so running them again counts nothing twice.
+            self._client.script_load(SCRIPT)
+            again = self.execute([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def down(self, error: BaseException) -> None:
+        """Redis failed a command: breakers go local. Logged once per outage."""
+        with self._lock:
+            if not self._up or self._closed:
+                return
+            self._up = False
+            bindings = list(self._bindings)
+        log.warning(
+            "resilient: Redis at %s is unreachable (%s: %s); shared breakers decide "
+            "on local state until it is back",
+            self._where(),
+            type(error).__name__,
+            error,
+        )
+        for binding in bindings:
+            binding.go_local()
+
+    def sync(self) -> bool:
+        """One round trip for every attached breaker: send the counts made
+        since the last sync, mirror the fleet's state. False if Redis failed."""
+        with self._sync_lock:
+            with self._lock:
+                bindings = list(self._bindings)
+            plans: list[tuple[Binding, list[Op]]] = []
+            for binding in bindings:
+                ops = binding.prepare()
+                if ops is None:
+                    self.forget(binding)  # its breaker was garbage-collected
+                else:
+                    plans.append((binding, ops))
+            ops = [op for _, plan in plans for op in plan]
+            if not ops:
+                return self._up
+            try:
+                replies = self.execute([(op.binding.keys, op.args) for op in ops])
+            except _UNAVAILABLE as exc:
+                for binding, plan in plans:
+                    binding.undo(plan)
+                self.down(exc)
+                return False
+            with self._lock:
+                back = not self._up and not self._closed
+                self._up = True
+            if back:
+                log.info(
+                    "resilient: Redis at %s is reachable again; breakers resynced", self._where()
+                )
+            for op, reply in zip(ops, replies, strict=True):
+                op.binding.done(op, reply)
+            return True
+
+    # -- background threads ------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        # Real time on purpose: this paces I/O; it is no policy's wait.
+        wake, stop = self._wake, self._stop
+        while not stop.is_set():
+            wake.wait(self.refresh_interval)
+            if stop.is_set():
+                return
+            wake.clear()
+            try:
+                self.sync()
+            except Exception:  # a bug here must not kill sharing for good
+                log.exception("resilient: Redis sync failed")
+            stop.wait(_MIN_GAP)
+
+    def _private_channel(self) -> str:
+        return f"{self.namespace}:instance:{self.instance}"
+
+    def _listen_loop(self) -> None:
+        stop = self._stop
+        pubsub: Any = None
+        while not stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._client.pubsub(  # type: ignore[no-untyped-call]
+                        ignore_subscribe_messages=True
+                    )
+                    pubsub.subscribe(self.channel, self._private_channel())
+                    # Whatever was published while we were away, a sync catches up.
+                    self._wake.set()
+                if pubsub.get_message(timeout=1.0) is not None:
+                    self._wake.set()
+            except Exception as exc:  # whatever broke the connection, start over
+                if not isinstance(exc, _UNAVAILABLE):
+                    log.debug("resilient: Redis listener restarts", exc_info=True)
+                _discard(pubsub)
+                pubsub = None
+                stop.wait(self.refresh_interval)
+        _discard(pubsub)
+
+    # -- administration (the CLI) ------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise the Redis error if Redis cannot be reached."""
+        self._client.ping()
+
+    def _admin(self, names: Sequence[str], op: str, *extra: str) -> list[Any]:
+        # Empty config arguments: the script uses what the instances stored.
+        blank = [""] * 7
+        return self.execute(
+            [
+                (keys(self.namespace, name), [op, name, "cli", self.channel, *blank, *extra])
+                for name in names
+            ]
+        )
+
+    def names(self) -> list[str]:
+        """Every breaker name known to this namespace, sorted."""
+        members = self._client.smembers(f"{self.namespace}:breakers")
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    def describe(self, name: str) -> SharedBreakerInfo | None:
+        """The shared breaker ``name``, or ``None`` if Redis has never heard of it."""
+        (reply,) = self._admin([name], "read")
+        return _info(name, reply)
+
+    def breakers(self) -> list[SharedBreakerInfo]:
+        """Every shared breaker, sorted by name."""
+        names = self.names()
+        if not names:
+            return []
+        found = (
+            _info(name, reply)
+            for name, reply in zip(names, self._admin(names, "read"), strict=True)
+        )
+        return [info for info in found if info is not None]
+
+    def _control(self, name: str, action: str) -> bool:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"breaker name must be a non-empty str, got {name!r}")
+        (reply,) = self._admin([name], "control", action)
+        return bool(int(reply[4]))
+
+    def force_open(self, name: str) -> bool:
+        """Force ``name`` open fleet-wide; False if no instance has made it yet
+        (it applies when one does)."""
+        return self._control(name, "force_open")
+
+    def force_closed(self, name: str) -> bool:
+        """Force ``name`` closed fleet-wide; False if no instance has made it yet."""
+        return self._control(name, "force_closed")
+
+    def release(self, name: str) -> bool:
+        """Undo a force on ``name`` fleet-wide (closed, counts cleared)."""
+        return self._control(name, "release")
+
+    def reset(self, name: str) -> bool:
+        """Close ``name`` fleet-wide and clear its shared counts."""
+        return self._control(name, "reset")
+
+
+_STORAGES: weakref.WeakSet[RedisStorage] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for storage in list(_STORAGES):
+        storage._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _discard(pubsub: Any) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            pubsub.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _info(name: str, reply: Any) -> SharedBreakerInfo | None:
+    if _text(reply[0]) == "missing":
+        return None
+    threshold = _text(reply[13])
+    return SharedBreakerInfo(
+        name=name,
+        state=_text(reply[0]),
+        remaining=float(_text(reply[1])),
+        consecutive_failures=int(reply[4]),
+        failure_threshold=int(float(threshold)) if threshold else None,
+        failing_instances=int(reply[5]),
+        rate_votes=int(reply[6]),
+        probes_in_flight=int(reply[7]),
+        instances=int(reply[8]),
+        created=int(reply[9]) > 0,
+        calls=int(reply[10]),
+        failures=int(reply[11]),
+        changed_at=float(_text(reply[12])),
+    )
