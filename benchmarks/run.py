@@ -109,6 +109,15 @@ def check(cases: Sequence[Case], loops: int = 50) -> dict[str, float]:
     return times
 
 
+def calibrate(case: Case, min_time: float) -> int:
+    """The loops (a power of two) for one value of ``case`` to last ``min_time``."""
+    run = timer(case)
+    loops = 1
+    while run(loops) < min_time and loops < 2**32:
+        loops *= 2
+    return loops
+
+
 def update_readme(results: str, readme: Path = README) -> bool:
     """Replace the README's generated block with ``results``' tables."""
     text = readme.read_text()
@@ -171,12 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for action in _options()._actions:
         runner.argparser._add_action(action)
     args = runner.parse_args(argv)
-    if args.fast and not args.worker:
-        # pyperf's --fast still spawns 3 processes per case; one is enough for a rough pass.
-        args.processes, args.values, args.min_time = 1, 2, 0.05
+    fast = args.fast and not args.worker
+    if fast:
+        # pyperf's --fast still spawns 3 processes per case and a 4th to
+        # calibrate; one, with loops calibrated here, is enough for a rough pass.
+        args.processes, args.values, args.min_time = 1, 2, 0.02
 
     times: dict[str, float] = {}
     for case in cases:
+        if fast:
+            args.loops = calibrate(case, args.min_time)
         bench = runner.bench_time_func(case.name, timer(case), inner_loops=inner_loops(case))
         if bench is not None and not args.worker:
             times[case.name] = bench.median()
