@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks`` (about 5 minutes) or
+"""Run the benchmarks: ``python -m benchmarks`` (about 6 minutes) or
 ``python -m benchmarks --fast`` (under a minute, rough).
 
 Every case runs in pyperf worker processes. The parent writes
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd.extend(["--only", options.only])
 
     runner = pyperf.Runner(
-        processes=6,
+        processes=5,
         values=3,
         warmups=1,
         min_time=0.1,
@@ -180,15 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for action in _options()._actions:
         runner.argparser._add_action(action)
     args = runner.parse_args(argv)
-    fast = args.fast and not args.worker
-    if fast:
-        # pyperf's --fast still spawns 3 processes per case and a 4th to
-        # calibrate; one, with loops calibrated here, is enough for a rough pass.
+    # Loops are calibrated here, in the parent, rather than by pyperf in one
+    # more worker per case: the run is shorter by a process per case.
+    calibrating = not args.worker and not args.loops
+    if args.fast and not args.worker:
+        # pyperf's --fast still spawns 3 processes per case; one is enough
+        # for a rough pass.
         args.processes, args.values, args.min_time = 1, 2, 0.02
 
     times: dict[str, float] = {}
     for case in cases:
-        if fast:
+        if calibrating:
             args.loops = calibrate(case, args.min_time)
         bench = runner.bench_time_func(case.name, timer(case), inner_loops=inner_loops(case))
         if bench is not None and not args.worker:
@@ -203,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **report.machine(),
         "run": f"pyperf, {how}, median of the values",
         "command": f"`python -m benchmarks {' '.join(argv)}`".replace(" `", "`"),
-        "load average (1 min) at start / end": f"{load[0]:.2f} / {end_load[0]:.2f}",
+        "load average (1 min) at start / end": f"{load[0]:.2f} / {end_load[0]:.2f}"
+        + (" (other work was running)" if max(load[0], end_load[0]) >= 0.5 else ""),
     }
     results = report.write(
         options.out, cases, times, skipped=skipped, memory=memory.per_breaker(), meta=meta
