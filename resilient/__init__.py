@@ -8,7 +8,14 @@ from ._active import is_active, set_active
 from ._breaker_core import CircuitState
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
-from .decorators import with_bulkhead, with_circuit_breaker, with_fallback, with_retry, with_timeout
+from .decorators import (
+    with_bulkhead,
+    with_circuit_breaker,
+    with_fallback,
+    with_resilience,
+    with_retry,
+    with_timeout,
+)
 from .errors import BulkheadFullError, CallTimeoutError, CircuitOpenError, ResilienceError
 from .events import (
     BulkheadRejected,
@@ -29,6 +36,8 @@ from .events import (
     subscribe,
 )
 from .fallback import Fallback
+from .health import DegradationLevel, Feature, HealthReport, HealthStatus
+from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout
@@ -53,12 +62,19 @@ __all__ = [
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "CircuitState",
+    "DegradationLevel",
     "Event",
     "Fallback",
     "FallbackUsed",
+    "Feature",
+    "HealthReport",
+    "HealthStatus",
     "RateLimited",
     "Registry",
+    "Resilience",
     "ResilienceError",
+    "ResiliencePolicies",
+    "ResiliencePolicy",
     "RetriesExhausted",
     "Retry",
     "RetryAttempted",
@@ -77,6 +93,7 @@ __all__ = [
     "with_bulkhead",
     "with_circuit_breaker",
     "with_fallback",
+    "with_resilience",
     "with_retry",
     "with_timeout",
 ]

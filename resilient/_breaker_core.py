@@ -60,6 +60,7 @@ class BreakerCore:
         "follower",
         "half_open_in_flight",
         "half_open_successes",
+        "health_checked_at",
         "ok_total",
         "opened_at",
         "state",
@@ -71,6 +72,7 @@ class BreakerCore:
         self.config = config
         self.state = CLOSED
         self.opened_at = 0.0
+        self.health_checked_at = 0.0
         self.consecutive_failures = 0
         self.half_open_in_flight = 0
         self.half_open_successes = 0
@@ -149,6 +151,7 @@ class BreakerCore:
         self.half_open_successes = 0
         if new is OPEN:
             self.opened_at = now
+            self.health_checked_at = now
         elif new is CLOSED:
             self._drop_ticks()
             self.window.clear()
@@ -172,6 +175,23 @@ class BreakerCore:
             left = self.opened_at + self.config.recovery_timeout - now
             return left if left > 0.0 else 0.0
         return 0.0
+
+    # -- health check ----------------------------------------------------------
+
+    def health_due(self, now: float) -> bool:
+        """Whether an OPEN breaker should ask its health check now; answering
+        True claims the check, so concurrent callers do not all run it."""
+        if self.current(now) is not OPEN:
+            return False
+        if now - self.health_checked_at < self.config.health_check_interval:
+            return False
+        self.health_checked_at = now
+        return True
+
+    def recover_early(self, now: float) -> None:
+        """The health check says the dependency is back: probe it now."""
+        if self.state is OPEN:
+            self._move(HALF_OPEN, now)
 
     # -- calls ---------------------------------------------------------------
 

@@ -1,29 +1,29 @@
 """The bulkhead's rules as a pure state object: permits and a FIFO of waiters.
 
-No lock, no clock, no waking. The caller holds one lock around every method
-and wakes the waiter that :meth:`LimiterCore.release` hands a permit to. The
-waiter's ``state`` here is the single truth about who holds a permit: a
-waiter that gives up asks :meth:`LimiterCore.cancel`, which says whether a
-permit reached it first (then the waiter must release it, passing it on).
+No lock, no clock, no waking. Free permits are tokens in a deque, so taking
+one (:meth:`LimiterCore.take`) and giving one back (:meth:`give`) are single
+atomic operations that need no lock: a call that finds a free permit, and
+its release while nobody waits, cost two deque operations. Everything about
+the queue needs the caller's lock.
 
-Free permits are tokens in the list ``free``. A limiter that nobody may
-wait for (``max_queue == 0``) has no waiters to hand permits to, so its
-driver may take and return tokens without the lock: ``list.pop()`` and
-``list.append()`` are atomic under the GIL, and ``tick()`` counts those
-calls' completions.
+The hand-over rule closes the race between the two: a waiter tries
+:meth:`take` once more after joining the queue (under the lock), and a
+release checks ``queued`` after giving its permit back, calling
+:meth:`hand_over` (under the lock) when someone waits. Whatever the
+interleaving, a free permit and a waiting caller never both stay put.
+
+A waiter's ``state`` is the single truth about who holds a permit: one that
+gives up asks :meth:`cancel`, which says whether a permit reached it first
+(then it must give that permit back).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 
-__all__ = ["FULL", "GRANTED", "QUEUE", "LimiterCore", "Waiter"]
-
-# What try_enter() answers.
-GRANTED = 0  # a permit is taken
-QUEUE = 1  # no permit free, but room to wait: enqueue()
-FULL = 2  # no permit and no room: reject
+__all__ = ["LimiterCore", "Waiter"]
 
 _WAITING = 0
 _HOLDS_PERMIT = 1
@@ -42,62 +42,50 @@ class Waiter:
 
 class LimiterCore:
     __slots__ = (
-        "_completed",
-        "_reads",
-        "_ticks",
+        "_done",
+        "_done_reads",
+        "_free",
         "_waiters",
-        "free",
+        "finished",
+        "give",
         "last_rejected_at",
         "max_concurrent",
         "max_queue",
         "queued",
         "rejected",
-        "tick",
+        "take",
     )
 
     def __init__(self, max_concurrent: int, max_queue: int) -> None:
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
-        self.free: list[None] = [None] * max_concurrent
+        self._free: deque[None] = deque([None] * max_concurrent)
+        self.take = self._free.pop  # lock-free; IndexError when none is free
+        self.give = functools.partial(self._free.append, None)  # lock-free; then check ``queued``
         self.queued = 0
         self.rejected = 0
         self.last_rejected_at: float | None = None
         # Waiters that gave up stay here, marked gone, until popped or
         # compacted away: removing from the middle of a deque is O(n).
         self._waiters: deque[Waiter] = deque()
-        self._completed = 0
-        self._ticks = itertools.count()
-        self._reads = 0
-        self.tick = self._ticks.__next__
+        # Completed calls are counted without the lock (count.__next__ is
+        # atomic); reads consume a value each, tracked in _done_reads.
+        self._done = itertools.count()
+        self._done_reads = 0
+        self.finished = self._done.__next__
 
     @property
     def active(self) -> int:
-        """Permits held (and handed to woken waiters)."""
-        return self.max_concurrent - len(self.free)
+        """Permits held: by running calls, or handed to waiters not yet running."""
+        return self.max_concurrent - len(self._free)
 
-    @property
     def completed(self) -> int:
-        """Calls that ended holding a permit."""
-        # Reading the tick count consumes one of its values; each read is
-        # remembered and subtracted.
-        ticks = next(self._ticks) - self._reads
-        self._reads += 1
-        return self._completed + ticks
+        value = next(self._done) - self._done_reads
+        self._done_reads += 1
+        return value
 
-    def try_enter(self) -> int:
-        # Free permits exist only when nobody waits (release hands permits to
-        # waiters first), so a newcomer never overtakes the queue. The pop
-        # may find the list emptied by a lock-free caller since it was
-        # looked at: taking is the test.
-        try:
-            self.free.pop()
-        except IndexError:
-            pass
-        else:
-            return GRANTED
-        if self.queued < self.max_queue:
-            return QUEUE
-        return FULL
+    def can_queue(self) -> bool:
+        return self.queued < self.max_queue
 
     def enqueue(self, wake: object) -> Waiter:
         waiter = Waiter(wake)
@@ -109,28 +97,27 @@ class LimiterCore:
         self.rejected += 1
         self.last_rejected_at = now
 
-    def release(self, *, completed: bool = True) -> Waiter | None:
-        """A permit comes back; it goes to the first waiter still waiting
-        (returned, for the caller to wake), else it is freed.
-
-        ``completed=False``: the permit was never used for a call (its
-        waiter gave up after being granted it, or could not be woken).
-        """
-        if completed:
-            self._completed += 1
+    def hand_over(self) -> Waiter | None:
+        """A free permit goes to the first waiter still waiting, which is
+        returned for the caller to wake; None when either is missing."""
         waiters = self._waiters
-        while waiters:
+        while self.queued:
             waiter = waiters.popleft()
-            if waiter.state == _WAITING:
-                waiter.state = _HOLDS_PERMIT
-                self.queued -= 1
-                return waiter
-        self.free.append(None)
+            if waiter.state != _WAITING:
+                continue
+            try:
+                self.take()
+            except IndexError:
+                waiters.appendleft(waiter)
+                return None
+            waiter.state = _HOLDS_PERMIT
+            self.queued -= 1
+            return waiter
         return None
 
     def cancel(self, waiter: Waiter) -> bool:
         """``waiter`` gives up. True when a permit reached it first: it holds
-        that permit and must release it. Asking twice answers False."""
+        that permit and must give it back. Asking twice answers False."""
         state = waiter.state
         waiter.state = _GONE
         if state == _HOLDS_PERMIT:
@@ -141,9 +128,3 @@ class LimiterCore:
             if len(waiters) > 2 * self.queued + 16:
                 self._waiters = deque(w for w in waiters if w.state == _WAITING)
         return False
-
-    def undeliverable(self, waiter: Waiter) -> Waiter | None:
-        """The permit handed to ``waiter`` cannot reach it (its event loop is
-        closed): it goes to the next waiter, as :meth:`release` does."""
-        waiter.state = _GONE
-        return self.release(completed=False)

@@ -1,10 +1,11 @@
 """``BulkheadConfig`` and ``Bulkhead``: a concurrency limit with a bounded queue.
 
 One limiter serves threads and asyncio tasks together, on any number of
-event loops: the rules live in :mod:`resilient._bulkhead_core` behind one
-``threading.Lock``; a queued thread waits on its own lock, a queued task on
-a future of its own loop, resolved through ``call_soon_threadsafe`` when the
-permit comes from another thread.
+event loops. The rules live in :mod:`resilient._bulkhead_core`: free permits
+are taken and given back without a lock, the queue sits behind one
+``threading.Lock``. A queued thread waits on a lock of its own, a queued task
+on a future of its own loop, resolved through ``call_soon_threadsafe`` when
+the permit comes from another thread.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._bulkhead_core import FULL, GRANTED, LimiterCore, Waiter
-from ._decorate import athrough, through
+from ._bulkhead_core import LimiterCore, Waiter
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -68,6 +68,18 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _held_lock() -> threading.Lock:
+    """What a queued thread blocks on: a lock already taken, released to wake it."""
+    signal = threading.Lock()
+    signal.acquire()
+    return signal
+
+
+def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]:
+    loop = asyncio.get_running_loop()
+    return loop, loop.create_future()
+
+
 class Bulkhead:
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
@@ -110,12 +122,13 @@ class Bulkhead:
     def metrics(self) -> BulkheadMetrics:
         with self._lock:
             core = self._core
+            active = core.active
             return BulkheadMetrics(
-                active=core.active,
+                active=active,
                 queued=core.queued,
-                completed=core.completed,
+                completed=core.completed(),
                 rejected=core.rejected,
-                utilization=core.active / core.max_concurrent,
+                utilization=active / core.max_concurrent,
                 max_concurrent=core.max_concurrent,
                 max_queue=core.max_queue,
             )
@@ -132,9 +145,7 @@ class Bulkhead:
     # -- permits -------------------------------------------------------------
 
     def _full(self) -> BulkheadFullError:
-        """Count a rejection (the caller holds no lock) and build its error."""
-        with self._lock:
-            self._core.reject(_clock.monotonic())
+        """The error for a rejection the core has counted; emits its event."""
         cfg = self.config
         if events.hub.listening:
             self._listeners.emit(
@@ -148,12 +159,39 @@ class Bulkhead:
             )
         return BulkheadFullError(self.name, cfg.max_concurrent, cfg.max_queue)
 
-    def _release(self, *, completed: bool = True) -> None:
+    def _reject(self) -> BulkheadFullError:
         with self._lock:
-            waiter = self._core.release(completed=completed)
-        while waiter is not None and not self._wake(waiter):
-            with self._lock:
-                waiter = self._core.undeliverable(waiter)
+            self._core.reject(_clock.monotonic())
+        return self._full()
+
+    def _release(self) -> None:
+        """A call ends: its permit goes back, to a waiter if there is one."""
+        core = self._core
+        core.finished()
+        core.give()
+        if core.queued:
+            self._hand_over()
+
+    def _give_back(self) -> None:
+        """A permit that served no call goes back (its waiter gave up)."""
+        core = self._core
+        core.give()
+        if core.queued:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Free permits go to waiters, first come first served."""
+        core = self._core
+        lock = self._lock
+        while core.queued:
+            with lock:
+                waiter = core.hand_over()
+            if waiter is None:
+                return
+            if not self._wake(waiter):
+                with lock:
+                    core.cancel(waiter)
+                core.give()
 
     @staticmethod
     def _wake(waiter: Waiter) -> bool:
@@ -177,18 +215,39 @@ class Bulkhead:
         with self._lock:
             return self._core.cancel(waiter)
 
+    def _join_queue(self, wake: Callable[[], object]) -> Waiter | None:
+        """The new waiter, or None when a permit was taken after all; raises
+        ``BulkheadFullError`` when the queue is full."""
+        core = self._core
+        with self._lock:
+            try:
+                core.take()  # freed since the lock-free try
+                return None
+            except IndexError:
+                pass
+            if core.can_queue():
+                waiter = core.enqueue(wake())
+                try:
+                    core.take()  # freed by a release that saw no waiter yet
+                except IndexError:
+                    return waiter
+                core.cancel(waiter)
+                return None
+            core.reject(_clock.monotonic())
+        raise self._full()
+
     def _acquire(self) -> None:
         """Take a permit for this thread, waiting in the queue if need be."""
-        with self._lock:
-            decision = self._core.try_enter()
-            if decision == GRANTED:
-                return
-            if decision != FULL:
-                signal = threading.Lock()
-                signal.acquire()
-                waiter = self._core.enqueue(signal)
-        if decision == FULL:
-            raise self._full()
+        try:
+            self._core.take()
+        except IndexError:
+            self._wait_for_permit()
+
+    def _wait_for_permit(self) -> None:
+        waiter = self._join_queue(_held_lock)
+        if waiter is None:
+            return
+        signal = cast(threading.Lock, waiter.wake)
         timeout = self.config.queue_timeout
         try:
             if timeout is None:
@@ -200,23 +259,23 @@ class Bulkhead:
                 _clock.sleep(timeout)
         except BaseException:
             if self._leave_queue(waiter):
-                self._release(completed=False)
+                self._give_back()
             raise
         if not self._leave_queue(waiter):
-            raise self._full()
+            raise self._reject()
 
     async def _aacquire(self) -> None:
         """Take a permit for this task, waiting in the queue if need be."""
-        with self._lock:
-            decision = self._core.try_enter()
-            if decision == GRANTED:
-                return
-            if decision != FULL:
-                loop = asyncio.get_running_loop()
-                fut: asyncio.Future[None] = loop.create_future()
-                waiter = self._core.enqueue((loop, fut))
-        if decision == FULL:
-            raise self._full()
+        try:
+            self._core.take()
+        except IndexError:
+            await self._await_permit()
+
+    async def _await_permit(self) -> None:
+        waiter = self._join_queue(_future_of_running_loop)
+        if waiter is None:
+            return
+        fut: asyncio.Future[None] = waiter.wake[1]  # type: ignore[index]
         timeout = self.config.queue_timeout
         try:
             if timeout is None:
@@ -229,11 +288,12 @@ class Bulkhead:
         except TimeoutError:
             if self._leave_queue(waiter):
                 return  # granted at the last moment: use it
-            raise self._full() from None
+            raise self._reject() from None
         except BaseException:
-            # Cancelled: a permit handed over meanwhile goes to the next waiter.
+            # Cancelled or interrupted: a permit handed over meanwhile goes on
+            # to the next waiter.
             if self._leave_queue(waiter):
-                self._release(completed=False)
+                self._give_back()
             raise
 
     @staticmethod
@@ -260,15 +320,15 @@ class Bulkhead:
         """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
         return await self._acall(fn, args, kwargs)
 
-    # The decorator installs these closures on plain functions. Without a
-    # queue, nobody waits for a permit, so the closure takes and returns one
-    # without the lock (see _bulkhead_core): only a rejection locks.
+    # The decorator installs these closures on plain functions: ``_call`` /
+    # ``_acall`` in one frame.
 
     def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
-        if self.config.max_queue:
-            return through(self._call, fn)
         core = self._core
-        take, give_back, tick = core.free.pop, core.free.append, core.tick
+        # core.give, without its functools.partial: a third of a free
+        # bulkhead's cost.
+        take, finished, give = core.take, core.finished, core._free.append
+        wait, hand_over = self._wait_for_permit, self._hand_over
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             if not switch.on:
@@ -276,20 +336,21 @@ class Bulkhead:
             try:
                 take()
             except IndexError:
-                raise self._full() from None
+                wait()
             try:
                 return fn(*args, **kwargs)
             finally:
-                give_back(None)
-                tick()
+                finished()
+                give(None)
+                if core.queued:
+                    hand_over()
 
         return through_bulkhead
 
     def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        if self.config.max_queue:
-            return athrough(self._acall, fn)
         core = self._core
-        take, give_back, tick = core.free.pop, core.free.append, core.tick
+        take, finished, give = core.take, core.finished, core._free.append
+        await_permit, hand_over = self._await_permit, self._hand_over
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             if not switch.on:
@@ -297,34 +358,51 @@ class Bulkhead:
             try:
                 take()
             except IndexError:
-                raise self._full() from None
+                await await_permit()
             try:
                 return await fn(*args, **kwargs)
             finally:
-                give_back(None)
-                tick()
+                finished()
+                give(None)
+                if core.queued:
+                    hand_over()
 
         return through_bulkhead
 
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
-        self._acquire()
+        # _acquire and _release, inlined: this is every call's path.
+        core = self._core
+        try:
+            core.take()
+        except IndexError:
+            self._wait_for_permit()
         try:
             return fn(*args, **kwargs)
         finally:
-            self._release()
+            core.finished()
+            core.give()
+            if core.queued:
+                self._hand_over()
 
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
-        await self._aacquire()
+        core = self._core
+        try:
+            core.take()
+        except IndexError:
+            await self._await_permit()
         try:
             return await fn(*args, **kwargs)
         finally:
-            self._release()
+            core.finished()
+            core.give()
+            if core.queued:
+                self._hand_over()
 
     async def _astream(
         self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -4,6 +4,7 @@ events around the pure rules of :mod:`resilient._breaker_core`."""
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import math
 import threading
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 from . import _clock, _validate, events
 from ._active import switch
 from ._breaker_core import CLOSED, FORCED_OPEN, OPEN, REJECT, BreakerCore, CircuitState
+from ._decorate import is_async_callable
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import hub
@@ -186,6 +188,8 @@ class CircuitBreaker:
             else None
         )
         self._tick = self._core.tick
+        self._health_check = cfg.health_check
+        self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
         self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
 
     def _attach(self, storage: BreakerStorage | None) -> None:
@@ -217,6 +221,8 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
+        if self._health_check is not None and self._core.state is OPEN:
+            self._poll_health()
         with self._lock:
             state = self._core.current(_clock.monotonic())
             changes = self._core.take_changes() if self._core.changes else None
@@ -284,6 +290,49 @@ class CircuitBreaker:
         """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
         return self._listeners.subscribe(listener)
 
+    # -- health check ----------------------------------------------------------
+
+    def _health_due(self) -> bool:
+        with self._lock:
+            return self._core.health_due(_clock.monotonic())
+
+    def _poll_health(self) -> None:
+        """While OPEN, ask a sync health check (at most once per interval)
+        whether the dependency is back. Async checks run from async calls."""
+        check = self._health_check
+        if check is None or self._health_is_async or not self._health_due():
+            return
+        try:
+            result = check()
+        except Exception:
+            log.warning("circuit %r: health check raised", self.name, exc_info=True)
+            return
+        if inspect.isawaitable(result):
+            # A sync callable that returns an awaitable: nothing here can wait for it.
+            if inspect.iscoroutine(result):
+                result.close()
+            return
+        if result:
+            self._recover_early()
+
+    async def _apoll_health(self) -> None:
+        check = self._health_check
+        if check is None or not self._health_due():
+            return
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:
+            log.warning("circuit %r: health check raised", self.name, exc_info=True)
+            return
+        if result:
+            self._recover_early()
+
+    def _recover_early(self) -> None:
+        # A local decision: with a shared store, the probe still asks the fleet.
+        self._with_core(BreakerCore.recover_early)
+
     # -- events --------------------------------------------------------------
 
     def _announce(self, changes: list[tuple[CircuitState, CircuitState]]) -> None:
@@ -334,6 +383,8 @@ class CircuitBreaker:
             # same as that call arriving a moment earlier.
             start = _clock.monotonic() if (self._timed or events.hub.listening) else None
             return _Permit(0, start)
+        if self._health_check is not None and core.state is OPEN:
+            self._poll_health()
         state = core.state
         if (state is OPEN or state is FORCED_OPEN) and not hub.listening and switch.on:
             # Rejected without the lock. Racy reads are fine here too:
@@ -491,9 +542,10 @@ class CircuitBreaker:
                         raise
                     core.tick()
                     return result
-                if core.state is OPEN:
+                if core.state is OPEN and self._health_check is None:
                     # BreakerCore.remaining, inlined: with the exception, it is
-                    # the whole cost of a rejected call.
+                    # the whole cost of a rejected call. (A health check is
+                    # polled on the way to the lock instead.)
                     left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
                     if left > 0.0:
                         raise CircuitOpenError(self.name, OPEN, left)
@@ -515,7 +567,7 @@ class CircuitBreaker:
                         raise
                     core.tick()
                     return result
-                if core.state is OPEN:
+                if core.state is OPEN and self._health_check is None:
                     left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
                     if left > 0.0:
                         raise CircuitOpenError(self.name, OPEN, left)
@@ -561,6 +613,8 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
+        if self._health_is_async and self._core.state is OPEN:
+            await self._apoll_health()
         permit = await self._aadmit()
         timeout = self._timeout
         try:
@@ -615,6 +669,8 @@ class CircuitBreaker:
             self._exit_error(permit, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
+        if switch.on and self._health_is_async and self._core.state is OPEN:
+            await self._apoll_health()
         self._push(await self._aadmit() if switch.on else None)
         return self
 

@@ -10,13 +10,21 @@ from ._decorate import decorate
 from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .fallback import MISSING, Fallback
+from .policy import Resilience, ResiliencePolicy
 from .retry import Retry, RetryConfig
 from .timeout import Timeout
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
 
-__all__ = ["with_bulkhead", "with_circuit_breaker", "with_fallback", "with_retry", "with_timeout"]
+__all__ = [
+    "with_bulkhead",
+    "with_circuit_breaker",
+    "with_fallback",
+    "with_resilience",
+    "with_retry",
+    "with_timeout",
+]
 
 F = TypeVar("F", bound="Decoratable")
 
@@ -54,6 +62,44 @@ def with_circuit_breaker(
 
     def decorator(fn: F) -> F:
         return decorate(breaker, fn)
+
+    return decorator
+
+
+def with_bulkhead(
+    name: str | Bulkhead,
+    *,
+    max_concurrent: int | None = None,
+    max_queue: int = 0,
+    queue_timeout: float | None = None,
+    registry: Any = None,
+) -> Callable[[F], F]:
+    """Limit a function, coroutine function or method to ``max_concurrent``
+    calls at once, with up to ``max_queue`` more waiting (each at most
+    ``queue_timeout`` seconds); beyond that, :class:`BulkheadFullError`.
+
+    ``name`` registers (or reuses) a bulkhead in the registry; a ready
+    :class:`Bulkhead` may be passed instead.
+    """
+    if isinstance(name, Bulkhead):
+        if max_concurrent is not None or max_queue or queue_timeout is not None:
+            raise TypeError("with_bulkhead: pass either a Bulkhead or a name with limits")
+        bulkhead = name
+    else:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"with_bulkhead: name must be a non-empty str, got {name!r}")
+        if max_concurrent is None:
+            raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        bulkhead = registry.bulkhead(
+            name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
+        )
+
+    def decorator(fn: F) -> F:
+        return decorate(bulkhead, fn)
 
     return decorator
 
@@ -115,39 +161,25 @@ def with_fallback(
     return Fallback(value, handler=handler, on=on).__call__
 
 
-def with_bulkhead(
-    name: str | Bulkhead,
+def with_resilience(
+    name: str,
+    policy: ResiliencePolicy | None = None,
     *,
-    max_concurrent: int | None = None,
-    max_queue: int = 0,
-    queue_timeout: float | None = None,
     registry: Any = None,
+    **overrides: Any,
 ) -> Callable[[F], F]:
-    """Limit a function, coroutine function or method to ``max_concurrent``
-    calls at once, with up to ``max_queue`` more waiting (each at most
-    ``queue_timeout`` seconds); beyond that, :class:`BulkheadFullError`.
+    """Protect a function, coroutine function or method with every layer of
+    ``policy`` (default ``ResiliencePolicy()``), outermost first: fallback →
+    retry → circuit breaker → bulkhead → timeout.
 
-    ``name`` registers (or reuses) a bulkhead in the registry; a ready
-    :class:`Bulkhead` may be passed instead.
+    ``overrides`` replace the policy's fields by name (``timeout=5.0``,
+    ``bulkhead=BulkheadConfig(10)``; ``None`` drops a layer). The breaker and
+    the bulkhead are registered under ``name``.
     """
-    if isinstance(name, Bulkhead):
-        if max_concurrent is not None or max_queue or queue_timeout is not None:
-            raise TypeError("with_bulkhead: pass either a Bulkhead or a name with limits")
-        bulkhead = name
-    else:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"with_bulkhead: name must be a non-empty str, got {name!r}")
-        if max_concurrent is None:
-            raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
-        if registry is None:
-            from .registry import registry as global_registry
-
-            registry = global_registry
-        bulkhead = registry.bulkhead(
-            name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
-        )
-
-    def decorator(fn: F) -> F:
-        return decorate(bulkhead, fn)
-
-    return decorator
+    if policy is None:
+        policy = ResiliencePolicy()
+    elif not isinstance(policy, ResiliencePolicy):
+        raise TypeError(f"with_resilience: policy must be a ResiliencePolicy, got {policy!r}")
+    if overrides:
+        policy = policy.replace(**overrides)
+    return Resilience(name, policy, registry=registry).__call__

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Literal
 
-from . import events
+from . import _clock, events, health
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+from .health import DegradationLevel, Feature, HealthReport
 
 if TYPE_CHECKING:
     from ._storage import BreakerStorage
@@ -29,6 +30,7 @@ class Registry:
         self._explicit: set[str] = set()
         self._pending: dict[str, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
+        self._features: dict[str, Feature] = {}
         self._listeners = events.ListenerSet(events.GLOBAL)
 
     def __repr__(self) -> str:
@@ -206,6 +208,86 @@ class Registry:
         """Every bulkhead, sorted by name."""
         with self._lock:
             return [self._bulkheads[n] for n in sorted(self._bulkheads)]
+
+    # -- health and features -------------------------------------------------
+
+    def _states(self) -> dict[str, health.CircuitState]:
+        # Reading .state lets an expired OPEN timer (or a health check)
+        # move a breaker to HALF_OPEN, as any caller would see it.
+        return {breaker.name: breaker.state for breaker in self.breakers()}
+
+    def _pending_open(self) -> list[str]:
+        with self._lock:
+            return [name for name, how in self._pending.items() if how == "open"]
+
+    def health(self, *, rejection_window: float = 60.0) -> HealthReport:
+        """Every breaker's state, every bulkhead's load, every feature's
+        availability, and one status: healthy, degraded, unhealthy or critical.
+
+        A bulkhead counts as rejecting if it rejected a call within the last
+        ``rejection_window`` seconds.
+        """
+        since = _clock.monotonic() - rejection_window
+        bulkheads = []
+        for bulkhead in self.bulkheads():
+            m = bulkhead.metrics()
+            bulkheads.append(
+                health.BulkheadHealth(
+                    name=bulkhead.name,
+                    active=m.active,
+                    queued=m.queued,
+                    max_concurrent=m.max_concurrent,
+                    max_queue=m.max_queue,
+                    utilization=m.utilization,
+                    rejected=m.rejected,
+                    rejecting=bulkhead.rejected_since(since),
+                )
+            )
+        with self._lock:
+            features = dict(sorted(self._features.items()))
+        return health.build_report(
+            self._states(), bulkheads, features, pending_open=self._pending_open()
+        )
+
+    def feature(self, name: str, depends_on: Iterable[str] = ()) -> Feature:
+        """Declare a feature that works only while the breakers it depends on
+        let calls through. Declaring it again with other dependencies is an error."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"feature name must be a non-empty str, got {name!r}")
+        if isinstance(depends_on, str):
+            raise TypeError(
+                f"feature {name!r}: depends_on must be a list of breaker names, "
+                f"got the str {depends_on!r}"
+            )
+        feature = Feature(name, tuple(depends_on))
+        with self._lock:
+            known = self._features.setdefault(name, feature)
+        if known != feature:
+            raise ValueError(
+                f"feature {name!r} already depends on {list(known.depends_on)}; "
+                f"got {list(feature.depends_on)}"
+            )
+        return known
+
+    def is_available(self, name: str) -> bool:
+        """False when any breaker feature ``name`` depends on is open or forced open."""
+        feature = self._features.get(name)
+        if feature is None:
+            raise KeyError(f"no feature named {name!r}")
+        states = {}
+        for dep in feature.depends_on:
+            breaker = self._breakers.get(dep)
+            if breaker is not None:
+                states[dep] = breaker.state
+        return health.available(feature, health.dependency_states(states, self._pending_open()))
+
+    def degradation_level(self) -> DegradationLevel:
+        """none, minor, moderate, severe or critical, by the share of
+        features unavailable: 0, < 25 %, < 50 %, < 100 %, all."""
+        with self._lock:
+            features = list(self._features)
+        unavailable = sum(1 for name in features if not self.is_available(name))
+        return health.degradation_level(unavailable, len(features))
 
     # -- events --------------------------------------------------------------
 

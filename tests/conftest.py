@@ -16,7 +16,8 @@ def _isolate() -> Iterator[None]:
     (breakers of module-level decorated functions stay registered)."""
     reg = resilient.registry
     before = set(reg.names())
-    bulkheads = dict(reg._bulkheads)
+    bulkheads_before = set(reg._bulkheads)
+    features_before = set(reg._features)
     reg.reset_all()
     resilient.set_active(True)
     previous = _clock.set_clock(None)
@@ -27,5 +28,7 @@ def _isolate() -> Iterator[None]:
         reg._breakers.pop(name, None)
         reg._explicit.discard(name)
     reg.reset_all()
-    reg._bulkheads.clear()
-    reg._bulkheads.update(bulkheads)
+    for name in set(reg._bulkheads) - bulkheads_before:
+        del reg._bulkheads[name]
+    for name in set(reg._features) - features_before:
+        del reg._features[name]

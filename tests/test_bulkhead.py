@@ -493,8 +493,9 @@ async def test_a_permit_granted_as_the_queue_timeout_fires_is_used() -> None:
     async def release_while_waiting(seconds: float) -> None:
         # The permit is handed over, its wake-up still on the way, as the
         # timeout fires.
+        bh._core.give()
         with bh._lock:
-            assert bh._core.release() is not None
+            assert bh._core.hand_over() is not None
         raise TimeoutError
 
     await bh.__aenter__()
