@@ -71,15 +71,32 @@ class AsyncScript(Script):
 
 
 def run(mode: str, policy: Callable[[Any], Any], script: Script, *args: Any) -> Any:
-    """Decorate ``script`` (sync or async by ``mode``) and call it once."""
+    """Decorate ``script`` (sync or async by ``mode``) and call it once.
+
+    A script is a callable object, which the decorator binds with wrapt and
+    sends through the layers' ``_call``; the "plain" modes decorate a plain
+    function calling it, which gets the layers' own closures, nested.
+    """
     if mode == "sync":
         return policy(script)(*args)
+    if mode == "plain sync":
+
+        def plain(*args: Any) -> Any:
+            return script(*args)
+
+        return policy(plain)(*args)
     target = AsyncScript()
     target.outcomes, target.calls = script.outcomes, script.calls  # one script, played async
+    if mode == "plain async":
+
+        async def aplain(*args: Any) -> Any:
+            return await target(*args)
+
+        return asyncio.run(policy(aplain)(*args))
     return asyncio.run(policy(target)(*args))
 
 
-MODES = pytest.mark.parametrize("mode", ["sync", "async"])
+MODES = pytest.mark.parametrize("mode", ["sync", "async", "plain sync", "plain async"])
 
 
 # -- ResiliencePolicy ------------------------------------------------------------
@@ -631,3 +648,19 @@ def test_errors_outside_the_fallbacks_on_are_raised(clock: FakeClock) -> None:
     with pytest.raises(KeyError):
         with_resilience("dep", policy)(Script(KeyError("k")))()
     assert with_resilience("dep", policy)(Script(ConnectionError()))() == "x"
+
+
+def test_nested_layers_name_events_after_the_decorated_function(
+    clock: FakeClock, seen: list[Event]
+) -> None:
+    """A plain function gets the layers' closures, nested; each carries the
+    function's name, so events name the function, not a closure."""
+
+    @with_resilience("dep", retry=NO_JITTER, timeout=None, fallback=Fallback(value="fb"))
+    def fetch() -> str:
+        raise OSError("down")
+
+    assert fetch() == "fb"
+    assert fetch.__name__ == "fetch"
+    used = [e for e in seen if isinstance(e, FallbackUsed)]
+    assert [e.name for e in used] == [fetch.__qualname__]
