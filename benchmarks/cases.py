@@ -235,13 +235,7 @@ def _with_stack(fn: Callable[..., Any], name: str) -> Any:
     )(fn)
 
 
-def _nested_stack(fn: Callable[..., Any], name: str) -> Any:
-    """The same layers as with_resilience, one decorator each."""
-    return _with_fallback(_with_retry(_with_breaker(_with_bulkhead(fn, name), name)))
-
-
 STACK = ("with_resilience", "BulkheadConfig", "Fallback")
-NESTED = ("with_fallback", "with_retry", "with_bulkhead")
 
 for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, afail, atrip)):
     case(_mode, "circuit breaker", "resilient")(functools.partial(_with_breaker, _fn, "cb"))
@@ -257,9 +251,6 @@ for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, af
     )
     case(_mode, "stack", "resilient", features=STACK)(
         functools.partial(_with_stack, _fn, f"bench-stack-{_mode}")
-    )
-    case(_mode, "stack", "resilient, nested decorators", features=NESTED)(
-        functools.partial(_nested_stack, _fn, f"bench-nested-{_mode}")
     )
     case(_mode, "rejection", "resilient", guarded=True, rejects="CircuitOpenError")(
         # Opened by real failures (not forced): the path every open breaker takes.

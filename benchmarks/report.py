@@ -40,17 +40,10 @@ class Target:
 
 def _ratio(top: str, bottom: str) -> Callable[[Times, dict[str, float]], float | None]:
     def measure(times: Times, extra: dict[str, float]) -> float | None:
-        a, b = _t(times, top), _t(times, bottom)
+        a, b = times.get(top), times.get(bottom)
         return a / b if a is not None and b else None
 
     return measure
-
-
-def _t(times: Times, name: str) -> float | None:
-    """``name``'s time; for the stack without with_resilience, the nested decorators'."""
-    if name not in times and name.endswith("stack: resilient"):
-        name += ", nested decorators"
-    return times.get(name)
 
 
 def _spread(mode: str, job: str, cases: Sequence[Case]) -> Callable[..., float | None]:
@@ -234,7 +227,7 @@ def overhead_table(cases: Sequence[Case], times: Times) -> list[str]:
                 else (f"{mode} pass-through: {WRAPS}")
             )
             floor = times.get(floor_name)
-            ours = _t(times, f"{mode} {job}: resilient")
+            ours = times.get(f"{mode} {job}: resilient")
             for c in _rows(cases, times, mode, job):
                 t = times[c.name]
                 lib = f"**{c.lib}**" if c.lib.startswith("resilient") else c.lib

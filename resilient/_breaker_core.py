@@ -51,7 +51,6 @@ class BreakerCore:
         "_flushed",
         "_generation",
         "_reads",
-        "_ticks",
         "changes",
         "config",
         "consecutive_failures",
@@ -64,7 +63,7 @@ class BreakerCore:
         "ok_total",
         "opened_at",
         "state",
-        "tick",
+        "ticks",
         "window",
     )
 
@@ -89,12 +88,12 @@ class BreakerCore:
             else CountWindow(config.window_size)
         )
         # Fast successes in CLOSED are counted without the lock by
-        # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
-        # folded into the window by ``flush`` before anything reads it.
-        self._ticks = itertools.count(1)
+        # ``next(core.ticks)`` (itertools.count.__next__ is atomic under the
+        # GIL; the builtin ``next`` is the cheapest way to call it) and folded
+        # into the window by ``flush`` before anything reads it.
+        self.ticks = itertools.count(1)
         self._flushed = 0
         self._reads = 0
-        self.tick = self._ticks.__next__
         # ``fast`` says a caller may skip the lock for a success right now:
         # CLOSED, nothing to time or check on the result, and no rate that a
         # success could still trip (once the window holds minimum_calls, a
@@ -121,7 +120,7 @@ class BreakerCore:
     # -- transitions ---------------------------------------------------------
 
     def flush(self, now: float) -> None:
-        """Fold the successes counted by ``tick()`` into the window."""
+        """Fold the successes counted in ``ticks`` into the window."""
         seen = self._seen()
         pending = seen - self._flushed
         if pending:
@@ -132,10 +131,10 @@ class BreakerCore:
                 self.window.add_successes(pending, now)
 
     def _seen(self) -> int:
-        """How many times ``tick()`` has been called, by reading the counter
+        """How many successes ``ticks`` has counted, by reading the counter
         through itself (each read consumes one value, tracked in _reads)."""
         self._reads += 1
-        return next(self._ticks) - self._reads
+        return next(self.ticks) - self._reads
 
     def _drop_ticks(self) -> None:
         self._flushed = self._seen()

@@ -325,9 +325,7 @@ class Bulkhead:
 
     def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
         core = self._core
-        # core.give, without its functools.partial: a third of a free
-        # bulkhead's cost.
-        take, finished, give = core.take, core.finished, core._free.append
+        take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
@@ -340,7 +338,7 @@ class Bulkhead:
             try:
                 return fn(*args, **kwargs)
             finally:
-                finished()
+                next(done)
                 give(None)
                 if core.queued:
                     hand_over()
@@ -349,7 +347,7 @@ class Bulkhead:
 
     def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         core = self._core
-        take, finished, give = core.take, core.finished, core._free.append
+        take, done, give = core.free.pop, core.done, core.free.append
         await_permit, hand_over = self._await_permit, self._hand_over
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
@@ -362,7 +360,7 @@ class Bulkhead:
             try:
                 return await fn(*args, **kwargs)
             finally:
-                finished()
+                next(done)
                 give(None)
                 if core.queued:
                     hand_over()

@@ -187,7 +187,6 @@ class CircuitBreaker:
             if cfg.timeout is not None
             else None
         )
-        self._tick = self._core.tick
         self._health_check = cfg.health_check
         self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
         self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
@@ -540,7 +539,7 @@ class CircuitBreaker:
                     except BaseException as exc:
                         self._exit_error(_UNTIMED, exc)
                         raise
-                    core.tick()
+                    next(core.ticks)
                     return result
                 if core.state is OPEN and self._health_check is None:
                     # BreakerCore.remaining, inlined: with the exception, it is
@@ -565,7 +564,7 @@ class CircuitBreaker:
                     except BaseException as exc:
                         self._exit_error(_UNTIMED, exc)
                         raise
-                    core.tick()
+                    next(core.ticks)
                     return result
                 if core.state is OPEN and self._health_check is None:
                     left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
@@ -584,7 +583,7 @@ class CircuitBreaker:
             except BaseException as exc:
                 self._exit_error(_UNTIMED, exc)
                 raise
-            self._tick()
+            next(self._core.ticks)
             return result
         if not switch.on:
             return fn(*args, **kwargs)
@@ -609,7 +608,7 @@ class CircuitBreaker:
             except BaseException as exc:
                 self._exit_error(_UNTIMED, exc)
                 raise
-            self._tick()
+            next(self._core.ticks)
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
