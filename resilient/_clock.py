@@ -1,21 +1,28 @@
 """The one clock and the one sleep every policy goes through.
 
 Everything is looked up at call time (``time.monotonic``, not a reference
-captured at import), so freezegun and time-machine move it, and tests can
-swap the whole clock with :func:`set_clock` (see ``resilient.testing``).
+captured at import), so freezegun moves it, and tests can swap the whole
+clock with :func:`set_clock` (see ``resilient.testing``). time-machine leaves
+``time.monotonic`` alone, so while it travels the clock follows ``time.time``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Clock", "get_clock", "monotonic", "set_clock", "sleep", "sleep_async", "wall"]
 
 
-def _real_monotonic() -> float:
+def _real_monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float:
+    machine: Any = _loaded("time_machine")
+    if machine is not None and machine.escape_hatch.is_travelling():
+        # time-machine moves time.time() only: follow it while it travels.
+        return time.time()
     return time.monotonic()
 
 
@@ -56,10 +63,11 @@ def set_clock(clock: Clock | None) -> Clock:
     return previous
 
 
-def monotonic() -> float:
+def monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float:
     clock = _current[0]
-    if clock is REAL:
-        # The real clock without its wrapper: policies read it on hot paths.
+    if clock is REAL and _loaded("time_machine") is None:
+        # The real clock without its wrapper, which policies' hot paths
+        # (a rejection, a timed call) would feel.
         return time.monotonic()
     return clock.monotonic()
 

@@ -132,6 +132,11 @@ class BreakerMetrics(NamedTuple):
 _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
 
 
+class _Saved(NamedTuple):
+    config: CircuitBreakerConfig
+    core: BreakerCore
+
+
 class _Permit(NamedTuple):
     token: int
     start: float | None  # None: nothing needs this call's duration
@@ -212,6 +217,21 @@ class CircuitBreaker:
             self._configure(cfg)
         if state is not CLOSED:
             self._announce([(state, CLOSED)])
+
+    def _swap_state(self, saved: _Saved | None = None) -> _Saved:
+        """Install ``saved`` (``None``: a fresh CLOSED state) without events,
+        and return what it replaced. ``Registry.isolated()`` uses this."""
+        with self._lock:
+            previous = _Saved(self.config, self._core)
+            if saved is None:
+                core = BreakerCore(self.config)
+            else:
+                if saved.config is not self.config:
+                    self._configure(saved.config)
+                core = saved.core
+            # Only the core: a shared breaker stays attached to its storage.
+            self._core = core
+        return previous
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._core.state.value}>"

@@ -165,6 +165,38 @@ class Registry:
         finally:
             self.release(name)
 
+    @contextlib.contextmanager
+    def isolated(self) -> Iterator[Registry]:
+        """A clean slate for one test, undone after it.
+
+        Inside the block every breaker already registered (say, by a
+        module-level decorator) is CLOSED with an empty window and nothing is
+        forced. After it, whatever the block created, forced or tripped is
+        gone: breakers, bulkheads and features declared inside are dropped,
+        and names, configs, forces and breaker states are back as they were.
+        Bulkheads keep their counters; listeners subscribed inside stay.
+        """
+        with self._lock:
+            # Every per-name table (breakers, explicit configs, pending
+            # forces, and any a later feature adds), copied shallowly.
+            tables = {
+                key: value.copy()
+                for key, value in vars(self).items()
+                if isinstance(value, (dict, set))
+            }
+            states = [(b, b._swap_state()) for b in self._breakers.values()]
+            self._pending.clear()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                for key, saved in tables.items():
+                    live = getattr(self, key)
+                    live.clear()
+                    live.update(saved)
+                for breaker, state in states:
+                    breaker._swap_state(state)
+
     # -- bulkheads ------------------------------------------------------------
 
     def bulkhead(

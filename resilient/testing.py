@@ -1,51 +1,136 @@
-"""Test helpers: a fake clock that every policy reads, and waits that never sleep."""
+"""Testing code that uses ``resilient``: a fake clock, waits that never sleep,
+and a pytest plugin (loaded by entry point, or with ``-p resilient.testing``).
+
+The plugin gives the fixtures ``resilient_registry``, ``fake_clock`` and
+``instant_waits`` and the marker ``@pytest.mark.force_open("name", ...)``.
+Everything else here works without pytest.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
+import math
+import threading
 from collections.abc import Iterator
 
 from . import _clock
+from .registry import Registry, registry
 
-__all__ = ["FakeClock", "fake_clock"]
+__all__ = ["FakeClock", "WaitRecorder", "fake_clock", "instant_waits"]
+
+# How many times a fake async wait lets the event loop go round, while it
+# still has other work ready, before the clock jumps to the wait's end.
+_MAX_HOPS = 1000
 
 
 class FakeClock:
     """A monotonic (and wall) clock that moves only when told to.
 
-    Under it, every wait a policy makes advances the clock instead of sleeping.
+    Under it, every wait a policy makes moves the clock instead of sleeping.
+    A sync wait moves it at once. An async wait lets the event loop run
+    whatever is ready first, then moves the clock to its own end, the
+    earliest-ending wait first: of two racing waits the shorter one ends
+    first, as in real time. (Timeouts measure real time: see timeout.py.)
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
         self._now = float(start)
         self._wall_offset = wall_start - start
-        self.sleeps: list[float] = []
+        #: Every wait a policy made under this clock, in seconds, in order.
+        self.delays: list[float] = []
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._jumping: set[asyncio.AbstractEventLoop] = set()
+
+    @property
+    def sleeps(self) -> list[float]:
+        """The same list as :attr:`delays`."""
+        return self.delays
 
     def now(self) -> float:
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"FakeClock.advance(seconds) must be >= 0, got {seconds!r}")
-        self._now += seconds
-
-    def _wall(self) -> float:
+    def wall(self) -> float:
         return self._now + self._wall_offset
 
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward; async waits that end by then wake up."""
+        if not seconds >= 0 or math.isinf(seconds):
+            raise ValueError(
+                f"FakeClock.advance(seconds) must be a finite number >= 0, got {seconds!r}"
+            )
+        self._move_to(self._now + seconds)
+
+    def _move_to(self, when: float) -> None:
+        with self._lock:
+            self._now = max(self._now, when)
+            due = []
+            while self._waiters and self._waiters[0][0] <= self._now:
+                due.append(heapq.heappop(self._waiters)[2])
+        for future in due:
+            _wake(future)
+
     def _sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
+        self.delays.append(seconds)
+        self._move_to(self._now + seconds)
 
     async def _sleep_async(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        self.delays.append(seconds)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            heapq.heappush(self._waiters, (self._now + seconds, next(self._order), future))
+            start = loop not in self._jumping
+            self._jumping.add(loop)
+        if start:
+            loop.call_soon(self._jump_when_idle, loop, 0)
+        # A cancelled wait leaves its future cancelled; the jump skips it.
+        await future
+
+    def _jump_when_idle(self, loop: asyncio.AbstractEventLoop, hops: int) -> None:
+        # "Idle" means nothing else is ready to run. asyncio has no public way
+        # to ask, so look at the base loop's ready queue when there is one.
+        if hops < _MAX_HOPS and getattr(loop, "_ready", None):
+            loop.call_soon(self._jump_when_idle, loop, hops + 1)
+            return
+        with self._lock:
+            waiters = self._waiters
+            while waiters and waiters[0][2].done():
+                heapq.heappop(waiters)
+            if not waiters:
+                self._jumping.discard(loop)
+                return
+            end = waiters[0][0]
+        self._move_to(end)
+        # The woken task runs before the next jump.
+        loop.call_soon(self._jump_when_idle, loop, 0)
 
     def as_clock(self) -> _clock.Clock:
         return _clock.Clock(
-            monotonic=self.now, wall=self._wall, sleep=self._sleep, sleep_async=self._sleep_async
+            monotonic=self.now, wall=self.wall, sleep=self._sleep, sleep_async=self._sleep_async
         )
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    loop = future.get_loop()
+    if loop.is_closed():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        resolve()
+    else:
+        loop.call_soon_threadsafe(resolve)
 
 
 @contextlib.contextmanager
@@ -57,3 +142,101 @@ def fake_clock(start: float = 0.0) -> Iterator[FakeClock]:
         yield clock
     finally:
         _clock.set_clock(previous)
+
+
+class WaitRecorder:
+    """What :func:`instant_waits` yields."""
+
+    def __init__(self) -> None:
+        #: Every wait a policy would have slept, in seconds, in order.
+        self.delays: list[float] = []
+
+
+@contextlib.contextmanager
+def instant_waits() -> Iterator[WaitRecorder]:
+    """Inside the block, every wait a policy makes returns at once and is
+    recorded in ``.delays``. Time is still read from the installed clock;
+    nested inside :func:`fake_clock` the waits still move the fake clock."""
+    recorder = WaitRecorder()
+    previous = _clock.get_clock()
+    forward = previous is not _clock.REAL
+
+    def sleep(seconds: float) -> None:
+        recorder.delays.append(seconds)
+        if forward:
+            previous.sleep(seconds)
+
+    async def sleep_async(seconds: float) -> None:
+        recorder.delays.append(seconds)
+        if forward:
+            await previous.sleep_async(seconds)
+        else:
+            await asyncio.sleep(0)
+
+    _clock.set_clock(
+        _clock.Clock(
+            monotonic=previous.monotonic,
+            wall=previous.wall,
+            sleep=sleep,
+            sleep_async=sleep_async,
+        )
+    )
+    try:
+        yield recorder
+    finally:
+        _clock.set_clock(previous)
+
+
+# -- the pytest plugin ---------------------------------------------------------
+# Defined only when pytest is importable, so the helpers above need no pytest.
+
+try:
+    import pytest
+except ModuleNotFoundError as missing:  # pragma: no cover - exercised without pytest
+    if missing.name != "pytest":
+        raise
+else:
+
+    def pytest_configure(config: pytest.Config) -> None:
+        config.addinivalue_line(
+            "markers",
+            "force_open(*names): force these circuit breakers open for the test "
+            "(in an isolated registry; released after it). From resilient.testing.",
+        )
+
+    @pytest.fixture
+    def resilient_registry() -> Iterator[Registry]:
+        """The global registry, isolated: every breaker starts CLOSED and
+        unforced, and whatever the test changes is undone after it."""
+        with registry.isolated() as isolated:
+            yield isolated
+
+    @pytest.fixture(name="fake_clock")
+    def _fake_clock_fixture() -> Iterator[FakeClock]:
+        """A :class:`FakeClock` installed for the test; ``advance(seconds)``."""
+        with fake_clock() as clock:
+            yield clock
+
+    @pytest.fixture(name="instant_waits")
+    def _instant_waits_fixture(request: pytest.FixtureRequest) -> Iterator[WaitRecorder]:
+        """Waits return at once; ``.delays`` lists what would have been slept."""
+        if "fake_clock" in request.fixturenames:
+            # Installed first, whatever the order the test asks in, so the
+            # waits are recorded and still move the fake clock.
+            request.getfixturevalue("fake_clock")
+        with instant_waits() as recorder:
+            yield recorder
+
+    @pytest.fixture(autouse=True)
+    def _resilient_force_open(request: pytest.FixtureRequest) -> None:
+        markers = list(request.node.iter_markers("force_open"))
+        if not markers:
+            return
+        names = [name for marker in markers for name in marker.args]
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise pytest.UsageError(
+                f"@pytest.mark.force_open takes one or more breaker names, got {names!r}"
+            )
+        isolated: Registry = request.getfixturevalue("resilient_registry")
+        for name in names:
+            isolated.force_open(name)

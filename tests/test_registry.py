@@ -164,3 +164,82 @@ def test_registry_listeners_hear_their_breakers_only() -> None:
     unsubscribe()
     reg.get_or_create("mine").release()
     assert [(e.name, type(e)) for e in seen] == [("mine", StateChanged)]
+
+
+# -- isolated(): what the resilient_registry fixture of resilient.testing uses --------
+
+
+def _trip(breaker: CircuitBreaker) -> None:
+    for _ in range(breaker.config.failure_threshold):
+        with pytest.raises(OSError):
+            breaker.call(boom)
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_isolated_starts_every_breaker_clean_and_restores_it_after() -> None:
+    reg = Registry()
+    tripped = reg.get_or_create("tripped", CircuitBreakerConfig(failure_threshold=1))
+    forced = reg.get_or_create("forced")
+    _trip(tripped)
+    reg.force_open("forced")
+    reg.force_open("not-yet")
+    with reg.isolated() as inside:
+        assert inside is reg
+        assert tripped.state is CircuitState.CLOSED
+        assert tripped.metrics().calls == 0
+        assert forced.state is CircuitState.CLOSED
+        assert reg.pending_forces() == {}
+    assert tripped.state is CircuitState.OPEN
+    assert tripped.metrics().failures == 1
+    assert forced.state is CircuitState.FORCED_OPEN
+    assert reg.pending_forces() == {"not-yet": "open"}
+
+
+def test_isolated_undoes_what_the_block_did() -> None:
+    reg = Registry()
+    existing = reg.get_or_create("existing")
+    with reg.isolated():
+        reg.get_or_create("made-inside", CircuitBreakerConfig(failure_threshold=1))
+        reg.get_or_create("existing", CircuitBreakerConfig.STRICT)  # adopts an explicit config
+        _trip(existing)
+        reg.force_open("pending")
+    assert reg.names() == ["existing"]
+    assert existing.state is CircuitState.CLOSED
+    assert existing.config == CircuitBreakerConfig()
+    assert reg.pending_forces() == {}
+    # The config given inside does not bind the name outside.
+    reg.get_or_create("made-inside", CircuitBreakerConfig.LENIENT)
+    reg.get_or_create("existing", CircuitBreakerConfig.LENIENT)
+
+
+def test_isolated_itself_emits_no_events_and_nests() -> None:
+    reg = Registry()
+    breaker = reg.get_or_create("b", CircuitBreakerConfig(failure_threshold=1))
+    _trip(breaker)
+    seen: list[object] = []
+    reg.subscribe(seen.append)
+    with reg.isolated():
+        with reg.isolated():
+            reg.force_open("b")
+        assert breaker.state is CircuitState.CLOSED
+    assert breaker.state is CircuitState.OPEN
+    changes = [e for e in seen if isinstance(e, StateChanged)]
+    assert [(e.old_state, e.new_state) for e in changes] == [("closed", "forced_open")]
+
+
+def test_isolated_drops_the_bulkheads_and_features_the_block_declared() -> None:
+    reg = Registry()
+    pool = reg.bulkhead("pool", max_concurrent=2)
+    reg.feature("checkout", depends_on=["payments"])
+    with reg.isolated():
+        reg.bulkhead("made-inside", max_concurrent=1)
+        reg.feature("search", depends_on=["index"])
+        assert reg.get_bulkhead("pool") is pool
+    assert reg.get_bulkhead("made-inside") is None
+    assert [b.name for b in reg.bulkheads()] == ["pool"]
+    with pytest.raises(KeyError):
+        reg.is_available("search")
+    assert reg.is_available("checkout")
+    # Names declared inside do not bind outside.
+    reg.bulkhead("made-inside", max_concurrent=5)
+    reg.feature("search", depends_on=["other"])

@@ -1,0 +1,72 @@
+"""httpx integration: typed errors, Retry-After, request ids, per-host
+breakers, stream inactivity. Needs the ``http`` extra for everything that
+touches httpx (``pip install 'resilient[http]'``); the errors and the
+event-stream decoder import without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._classify import IDEMPOTENT_METHODS, parse_retry_after
+from ._sse import ServerSentEvent, SSEDecoder, aiter_sse, iter_sse
+from .errors import (
+    AuthenticationError,
+    HTTPError,
+    HTTPTimeoutError,
+    NetworkError,
+    RateLimitError,
+    ServerError,
+    StreamError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from ._map import classify
+    from ._transport import AsyncResilientTransport, ResilientTransport, async_client, client
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "AsyncResilientTransport",
+    "AuthenticationError",
+    "HTTPError",
+    "HTTPTimeoutError",
+    "NetworkError",
+    "RateLimitError",
+    "ResilientTransport",
+    "SSEDecoder",
+    "ServerError",
+    "ServerSentEvent",
+    "StreamError",
+    "ValidationError",
+    "aiter_sse",
+    "async_client",
+    "classify",
+    "client",
+    "iter_sse",
+    "parse_retry_after",
+]
+
+_NEEDS_HTTPX = {
+    "classify": "._map",
+    "AsyncResilientTransport": "._transport",
+    "ResilientTransport": "._transport",
+    "async_client": "._transport",
+    "client": "._transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _NEEDS_HTTPX.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import httpx  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"resilient.http.{name} needs httpx: pip install 'resilient[http]'"
+        ) from exc
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,114 @@
+"""Response bodies that fail with :mod:`resilient.http.errors`.
+
+The inactivity limit itself is the socket read timeout of the body: httpx's
+own transports read ``request.extensions["timeout"]["read"]`` when the body
+starts, so lowering it once the headers are in bounds every wait for the next
+chunk and nothing before it (a model thinking before its first token is
+governed by the ordinary read timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+
+from .. import events
+from .errors import HTTPError, HTTPTimeoutError, StreamError
+
+__all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]
+
+
+def limit_inactivity(request: httpx.Request, seconds: float) -> None:
+    """From now on, a body read waits at most ``seconds`` for the next bytes."""
+    timeouts = dict(request.extensions.get("timeout") or {})
+    read = timeouts.get("read")
+    timeouts["read"] = seconds if read is None else min(read, seconds)
+    request.extensions["timeout"] = timeouts
+
+
+class StreamFailure:
+    """Turns an error raised while the body streams into an HTTPError."""
+
+    __slots__ = ("listeners", "name", "request", "request_id", "response")
+
+    def __init__(
+        self,
+        name: str,
+        request: httpx.Request,
+        response: httpx.Response,
+        request_id: str,
+        listeners: events.ListenerSet,
+    ) -> None:
+        self.name = name
+        self.request = request
+        self.response = response
+        self.request_id = request_id
+        self.listeners = listeners
+
+    def __call__(self, exc: httpx.HTTPError) -> HTTPError:
+        request = self.request
+        where = f"{request.method} {request.url}"
+        if not isinstance(exc, httpx.TimeoutException):
+            return StreamError(
+                f"the response body of {where} broke off: {exc}",
+                request_id=self.request_id,
+                status_code=self.response.status_code,
+                request=request,
+                response=self.response,
+            )
+        silent = (request.extensions.get("timeout") or {}).get("read") or 0.0
+        if events.hub.listening:
+            stamp = events.stamp()
+            stamp["request_id"] = self.request_id
+            self.listeners.emit(
+                events.StreamInactive(
+                    name=self.name,
+                    policy="http",
+                    inactivity=silent,
+                    **stamp,  # type: ignore[arg-type]
+                )
+            )
+        return HTTPTimeoutError(
+            f"the response body of {where} went silent for {silent:g}s",
+            timeout=silent,
+            request_id=self.request_id,
+            status_code=self.response.status_code,
+            request=request,
+            response=self.response,
+        )
+
+
+class GuardedStream(httpx.SyncByteStream):
+    __slots__ = ("_failure", "_stream")
+
+    def __init__(self, stream: httpx.SyncByteStream, failure: StreamFailure) -> None:
+        self._stream = stream
+        self._failure = failure
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._stream
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc) from exc
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class AsyncGuardedStream(httpx.AsyncByteStream):
+    __slots__ = ("_failure", "_stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream, failure: StreamFailure) -> None:
+        self._stream = stream
+        self._failure = failure
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

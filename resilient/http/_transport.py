@@ -1,0 +1,466 @@
+"""httpx transports that run every request through a resilience policy.
+
+Per request, outermost first: fallback -> raise for status -> retry ->
+circuit breaker -> bulkhead -> one attempt on the wrapped transport. The
+breaker and bulkhead are per host (``http:{host}`` in the registry); the
+policy's timeout bounds each attempt through httpx's own timeouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple, NoReturn
+
+import httpx
+
+from .. import _validate, events
+from .._active import switch
+from ..errors import CircuitOpenError
+from ..events import request_context
+from ..policy import ResiliencePolicy
+from ..registry import Registry
+from ..retry import Retry, RetryConfig
+from ._classify import IDEMPOTENT_METHODS, error_class
+from ._map import from_exception, from_response
+from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
+from .errors import HTTPError
+
+__all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
+
+_OWNER = "ResilientTransport"
+_PHASES = ("connect", "read", "write", "pool")
+# Options of httpx.Client that configure the transport it would have built.
+_TRANSPORT_OPTIONS = ("verify", "cert", "http1", "http2", "limits")
+
+RETRY = "resilient.retry"
+INACTIVITY = "resilient.inactivity"
+
+Send = Callable[[httpx.Request], Any]
+
+
+def _may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseException], bool]:
+    """Retry's ``retry_on``: only transient failures (an open breaker too, for
+    retry's breaker-aware wait), and for a request that must not be repeated,
+    only failures that happened before it was sent; then whatever the
+    policy's own ``retry_on`` says."""
+
+    def retryable(error: BaseException) -> bool:
+        if isinstance(error, HTTPError):
+            if not error.is_retryable or (error.request_sent and not sent):
+                return False
+            if error.retry_after is not None and error.retry_after > max_delay:
+                return False  # the caller, not a sleeping thread, should decide
+        elif not isinstance(error, CircuitOpenError):
+            # A full bulkhead sheds load on purpose: trying again defeats it.
+            return False
+        if isinstance(user, tuple):
+            return isinstance(error, user)
+        return bool(user(error))
+
+    return retryable
+
+
+def _names(methods: Any) -> tuple[str, ...] | None:
+    if isinstance(methods, str):
+        return None
+    try:
+        names = tuple(methods)
+    except TypeError:
+        return None
+    return names if all(isinstance(m, str) for m in names) else None
+
+
+def _raise_for(response: httpx.Response) -> NoReturn:
+    error = from_response(response)
+    assert error is not None, "only called for a status >= 400"
+    raise error
+
+
+class _RaiseForStatus:
+    """The layer that turns an error response nobody retried into its error."""
+
+    @staticmethod
+    def _call(fn: Send, args: tuple[Any, ...], kwargs: dict[str, Any]) -> httpx.Response:
+        response: httpx.Response = fn(*args, **kwargs)
+        if response.status_code >= 400:
+            _raise_for(response)
+        return response
+
+    @staticmethod
+    async def _acall(
+        fn: Callable[..., Awaitable[httpx.Response]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> httpx.Response:
+        response = await fn(*args, **kwargs)
+        if response.status_code >= 400:
+            _raise_for(response)
+        return response
+
+
+class _Route(NamedTuple):
+    name: str
+    send: Send  # for requests that may be repeated
+    send_once: Send  # for the others
+    send_no_retry: Send  # for requests that asked not to be retried
+
+
+class _Base:
+    """What both transports share: everything but the I/O."""
+
+    def __init__(
+        self,
+        policy: ResiliencePolicy | None,
+        *,
+        per_host: bool,
+        name: str,
+        registry: Registry | None,
+        retry_methods: Iterable[str],
+        inactivity: float | None,
+    ) -> None:
+        if policy is not None and not isinstance(policy, ResiliencePolicy):
+            raise TypeError(f"{_OWNER}.policy must be a ResiliencePolicy or None, got {policy!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{_OWNER}.name must be a non-empty str, got {name!r}")
+        methods = _names(retry_methods)
+        if methods is None:
+            raise TypeError(
+                f"{_OWNER}.retry_methods must be an iterable of method names, got {retry_methods!r}"
+            )
+        if registry is None:
+            from ..registry import registry as global_registry
+
+            registry = global_registry
+        self.policy = policy if policy is not None else ResiliencePolicy()
+        self.per_host = bool(per_host)
+        self.name = name
+        self.registry = registry
+        self.retry_methods = frozenset(m.upper() for m in methods)
+        self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
+        self._listeners = events.ListenerSet(registry.listeners)
+        self._routes: dict[str, _Route] = {}
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+        """Listen to this transport's own events (``StreamInactive``, and its retries')."""
+        return self._listeners.subscribe(listener)
+
+    # -- routing -------------------------------------------------------------
+
+    def _route(self, url: httpx.URL) -> _Route:
+        key = (
+            "" if not self.per_host else url.host if url.port is None else f"{url.host}:{url.port}"
+        )
+        route = self._routes.get(key)
+        if route is None:
+            with self._lock:
+                route = self._routes.get(key)
+                if route is None:
+                    route = self._routes[key] = self._build(
+                        f"{self.name}:{key}" if key else self.name
+                    )
+        return route
+
+    def _build(self, name: str) -> _Route:
+        policy = self.policy
+        inner: list[Any] = []
+        if policy.circuit_breaker is not None:
+            inner.append(self.registry.get_or_create(name, policy.circuit_breaker))
+        if policy.bulkhead is not None:
+            inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
+        outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
+        outer.append(_RaiseForStatus)
+
+        def chain(retry: RetryConfig | None) -> Send:
+            layers = [*outer]
+            if retry is not None:
+                layers.append(Retry(retry, name=name, listeners=self._listeners))
+            layers.extend(inner)
+            return self._chain(layers, self._attempt_for(name))
+
+        cfg = policy.retry
+        if cfg is None:
+            send = chain(None)
+            return _Route(name, send, send, send)
+        replace = dataclasses.replace
+        return _Route(
+            name,
+            chain(replace(cfg, retry_on=_may_retry(cfg.retry_on, cfg.max_delay, sent=True))),
+            chain(replace(cfg, retry_on=_may_retry(cfg.retry_on, cfg.max_delay, sent=False))),
+            chain(None),
+        )
+
+    def _chain(self, layers: list[Any], attempt: Send) -> Send:
+        raise NotImplementedError
+
+    def _attempt_for(self, name: str) -> Send:
+        raise NotImplementedError
+
+    # -- per request -----------------------------------------------------------
+
+    def _prepare(self, request: httpx.Request) -> tuple[str, Send]:
+        """The request id (sent as X-Request-ID) and how to send the request."""
+        request_id = request.headers.get("x-request-id")
+        if request_id is None:
+            request_id = events.get_request_id() or uuid.uuid4().hex
+            request.headers["X-Request-ID"] = request_id
+        route = self._route(request.url)
+        timeout = self.policy.timeout
+        if timeout is not None and switch.on:
+            timeouts = request.extensions.get("timeout") or {}
+            request.extensions["timeout"] = {
+                phase: timeout if timeouts.get(phase) is None else min(timeouts[phase], timeout)
+                for phase in _PHASES
+            }
+        if INACTIVITY in request.extensions:
+            _validate.seconds_or_none(
+                "request", f"extensions[{INACTIVITY!r}]", request.extensions[INACTIVITY]
+            )
+        asked = request.extensions.get(RETRY)
+        if asked is False:
+            return request_id, route.send_no_retry
+        repeatable = asked is True or (
+            request.method in self.retry_methods or "idempotency-key" in request.headers
+        )
+        # A body streamed from a generator can be sent only once.
+        if repeatable and isinstance(request.stream, httpx.ByteStream):
+            return request_id, route.send
+        return request_id, route.send_once
+
+    def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> StreamFailure:
+        """How the body of an answered request fails: silent past the
+        inactivity limit, or broken off."""
+        response.request = request
+        if switch.on:
+            inactivity = request.extensions.get(INACTIVITY, self.inactivity)
+            if inactivity is not None:
+                limit_inactivity(request, inactivity)
+        # Attempts run inside request_context(the request's id).
+        request_id = events.get_request_id() or ""
+        return StreamFailure(name, request, response, request_id, self._listeners)
+
+
+class ResilientTransport(_Base, httpx.BaseTransport):
+    """An httpx transport applying ``policy`` to every request.
+
+    Error responses and transport failures are raised as
+    :class:`~resilient.http.HTTPError` subclasses once the policy is done
+    with them (retries spent, fallback not taken).
+    """
+
+    def __init__(
+        self,
+        policy: ResiliencePolicy | None = None,
+        *,
+        per_host: bool = True,
+        transport: httpx.BaseTransport | None = None,
+        name: str = "http",
+        registry: Registry | None = None,
+        retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        inactivity: float | None = None,
+    ) -> None:
+        super().__init__(
+            policy,
+            per_host=per_host,
+            name=name,
+            registry=registry,
+            retry_methods=retry_methods,
+            inactivity=inactivity,
+        )
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
+        self.transport = transport if transport is not None else httpx.HTTPTransport()
+
+    def _chain(self, layers: list[Any], attempt: Send) -> Send:
+        send = attempt
+        for layer in reversed(layers):
+            send = _sync_layer(layer, send)
+        return send
+
+    def _attempt_for(self, name: str) -> Send:
+        def attempt(request: httpx.Request) -> httpx.Response:
+            try:
+                response = self.transport.handle_request(request)
+            except httpx.TransportError as exc:
+                raise from_exception(exc, request) from exc
+            cls = error_class(response.status_code)
+            if cls is None:
+                failure = self._watch(name, request, response)
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                response.stream = GuardedStream(response.stream, failure)
+                return response
+            response.request = request
+            try:
+                response.read()
+            except httpx.TransportError as exc:
+                raise from_exception(exc, request) from exc
+            finally:
+                response.close()
+            if cls.is_retryable:
+                _raise_for(response)
+            return response
+
+        return attempt
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request_id, send = self._prepare(request)
+        with request_context(request_id):
+            response: httpx.Response = send(request)
+        return response
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _sync_layer(layer: Any, inner: Send) -> Send:
+    call = layer._call
+    return lambda request: call(inner, (request,), {})
+
+
+def _async_layer(layer: Any, inner: Send) -> Send:
+    call = layer._acall
+    return lambda request: call(inner, (request,), {})
+
+
+class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
+    """The asyncio twin of :class:`ResilientTransport`."""
+
+    def __init__(
+        self,
+        policy: ResiliencePolicy | None = None,
+        *,
+        per_host: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        name: str = "http",
+        registry: Registry | None = None,
+        retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        inactivity: float | None = None,
+    ) -> None:
+        super().__init__(
+            policy,
+            per_host=per_host,
+            name=name,
+            registry=registry,
+            retry_methods=retry_methods,
+            inactivity=inactivity,
+        )
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise TypeError(
+                "AsyncResilientTransport.transport must be an httpx.AsyncBaseTransport, "
+                f"got {transport!r}"
+            )
+        self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+
+    def _chain(self, layers: list[Any], attempt: Send) -> Send:
+        send = attempt
+        for layer in reversed(layers):
+            send = _async_layer(layer, send)
+        return send
+
+    def _attempt_for(self, name: str) -> Send:
+        async def attempt(request: httpx.Request) -> httpx.Response:
+            try:
+                response = await self.transport.handle_async_request(request)
+            except httpx.TransportError as exc:
+                raise from_exception(exc, request) from exc
+            cls = error_class(response.status_code)
+            if cls is None:
+                failure = self._watch(name, request, response)
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                response.stream = AsyncGuardedStream(response.stream, failure)
+                return response
+            response.request = request
+            try:
+                await response.aread()
+            except httpx.TransportError as exc:
+                raise from_exception(exc, request) from exc
+            finally:
+                await response.aclose()
+            if cls.is_retryable:
+                _raise_for(response)
+            return response
+
+        return attempt
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request_id, send = self._prepare(request)
+        with request_context(request_id):
+            response: httpx.Response = await send(request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def _split(kw: dict[str, Any], transport: object) -> dict[str, Any]:
+    options = {key: kw.pop(key) for key in _TRANSPORT_OPTIONS if key in kw}
+    if options and transport is not None:
+        raise TypeError(
+            f"{sorted(options)} configure the transport httpx would build; "
+            "set them on the transport= you pass instead"
+        )
+    if "trust_env" in kw:
+        options["trust_env"] = kw["trust_env"]
+    return options
+
+
+def client(
+    policy: ResiliencePolicy | None = None,
+    *,
+    per_host: bool = True,
+    transport: httpx.BaseTransport | None = None,
+    name: str = "http",
+    registry: Registry | None = None,
+    retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+    inactivity: float | None = None,
+    **kw: Any,
+) -> httpx.Client:
+    """An ``httpx.Client`` whose requests go through :class:`ResilientTransport`.
+
+    Other keywords go to ``httpx.Client`` (``verify``, ``http2``, ``limits``
+    ... to the transport it wraps). Without a ``timeout=``, the policy's
+    per-attempt timeout is the client's.
+    """
+    options = _split(kw, transport)
+    wrapped = ResilientTransport(
+        policy,
+        per_host=per_host,
+        transport=transport if transport is not None else httpx.HTTPTransport(**options),
+        name=name,
+        registry=registry,
+        retry_methods=retry_methods,
+        inactivity=inactivity,
+    )
+    if wrapped.policy.timeout is not None:
+        kw.setdefault("timeout", wrapped.policy.timeout)
+    return httpx.Client(transport=wrapped, **kw)
+
+
+def async_client(
+    policy: ResiliencePolicy | None = None,
+    *,
+    per_host: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    name: str = "http",
+    registry: Registry | None = None,
+    retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+    inactivity: float | None = None,
+    **kw: Any,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose requests go through :class:`AsyncResilientTransport`."""
+    options = _split(kw, transport)
+    wrapped = AsyncResilientTransport(
+        policy,
+        per_host=per_host,
+        transport=transport if transport is not None else httpx.AsyncHTTPTransport(**options),
+        name=name,
+        registry=registry,
+        retry_methods=retry_methods,
+        inactivity=inactivity,
+    )
+    if wrapped.policy.timeout is not None:
+        kw.setdefault("timeout", wrapped.policy.timeout)
+    return httpx.AsyncClient(transport=wrapped, **kw)

@@ -1,0 +1,91 @@
+"""with_circuit_breaker and a CircuitBreaker used as a decorator keep every
+signature exactly: names, kinds, defaults, and the return type."""
+
+from resilient import CircuitBreaker, with_circuit_breaker
+
+breaker = CircuitBreaker("typing")
+
+
+@with_circuit_breaker("fetch")
+def fetch(url: str, *, retries: int = 3) -> bytes:
+    return b""
+
+
+@with_circuit_breaker("afetch", failure_threshold=2)
+async def afetch(url: str, *, retries: int = 3) -> bytes:
+    return b""
+
+
+@with_circuit_breaker(breaker)
+def positional(x: int, /, y: str = "", *args: float, **kwargs: object) -> list[int]:
+    return [x]
+
+
+@breaker
+def plain(x: int) -> int | None:
+    return x
+
+
+@breaker
+async def aplain(x: int) -> None:
+    return None
+
+
+class Service:
+    @with_circuit_breaker("method")
+    def get(self, key: str) -> int:
+        return 0
+
+    @breaker
+    async def aget(self, key: str) -> int:
+        return 0
+
+    @with_circuit_breaker("classmethod")
+    @classmethod
+    def build(cls, size: int) -> "Service":
+        return cls()
+
+    @classmethod
+    @with_circuit_breaker("classmethod-inner")
+    async def abuild(cls, size: int) -> "Service":
+        return cls()
+
+    @with_circuit_breaker("staticmethod")
+    @staticmethod
+    def parse(raw: bytes) -> str:
+        return ""
+
+    @staticmethod
+    @breaker
+    async def aparse(raw: bytes) -> str:
+        return ""
+
+
+reveal_type(fetch)  # N: Revealed type is "def (url: str, *, retries: int =) -> bytes"
+reveal_type(afetch)  # N: Revealed type is "def (url: str, *, retries: int =) -> typing.Coroutine[Any, Any, bytes]"
+reveal_type(positional)  # N: Revealed type is "def (int, y: str =, *args: float, **kwargs: object) -> list[int]"
+reveal_type(plain)  # N: Revealed type is "def (x: int) -> int | None"
+reveal_type(aplain)  # N: Revealed type is "def (x: int) -> typing.Coroutine[Any, Any, None]"
+
+reveal_type(Service().get)  # N: Revealed type is "def (key: str) -> int"
+reveal_type(Service.get)  # N: Revealed type is "def (self: with_circuit_breaker.Service, key: str) -> int"
+reveal_type(Service().aget)  # N: Revealed type is "def (key: str) -> typing.Coroutine[Any, Any, int]"
+reveal_type(Service.build)  # N: Revealed type is "def (size: int) -> with_circuit_breaker.Service"
+reveal_type(Service().build)  # N: Revealed type is "def (size: int) -> with_circuit_breaker.Service"
+reveal_type(Service.abuild)  # N: Revealed type is "def (size: int) -> typing.Coroutine[Any, Any, with_circuit_breaker.Service]"
+reveal_type(Service.parse)  # N: Revealed type is "def (raw: bytes) -> str"
+reveal_type(Service().parse)  # N: Revealed type is "def (raw: bytes) -> str"
+reveal_type(Service.aparse)  # N: Revealed type is "def (raw: bytes) -> typing.Coroutine[Any, Any, str]"
+
+reveal_type(breaker.call(fetch, "u"))  # N: Revealed type is "bytes"
+
+
+async def use() -> None:
+    reveal_type(await breaker.call_async(afetch, "u"))  # N: Revealed type is "bytes"
+    reveal_type(await Service().aget("k"))  # N: Revealed type is "int"
+
+
+fetch(1)  # E: Argument 1 to "fetch" has incompatible type "int"; expected "str"  [arg-type]
+fetch("u", 3)  # E: Too many positional arguments for "fetch"  [call-arg]
+Service().get(key=1)  # E: Argument "key" to "get" of "Service" has incompatible type "int"; expected "str"  [arg-type]
+breaker.call(fetch, "u", retries="3")  # E: Argument "retries" to "call" of "CircuitBreaker" has incompatible type "str"; expected "int"  [arg-type]
