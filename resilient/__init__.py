@@ -37,6 +37,7 @@ from .events import (
 )
 from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
+from .metrics import MetricsCollector
 from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
@@ -69,6 +70,7 @@ __all__ = [
     "Feature",
     "HealthReport",
     "HealthStatus",
+    "MetricsCollector",
     "RateLimited",
     "Registry",
     "Resilience",

@@ -1,5 +1,5 @@
-"""``python -m resilient demo``: watch a breaker open and recover;
-``python -m resilient breakers``: the fleet's shared breakers."""
+"""``python -m resilient demo``: watch with_resilience protect callers from a
+failing dependency; ``python -m resilient breakers``: the fleet's shared breakers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from .cli import breakers
+from .demo import add_arguments as add_demo_arguments
+from .demo import validate as validate_demo
 
 __all__ = ["main"]
 
@@ -21,10 +23,11 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resilient")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="simulate a flaky dependency behind a breaker")
-    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--calls", type=int, default=60, help="calls to make (default 60)")
-    demo.set_defaults(handler=_demo)
+    demo = commands.add_parser(
+        "demo", help="watch with_resilience protect callers from a failing dependency"
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(handler=_demo, validate=lambda a, _: validate_demo(a, demo))
     breakers.add_parser(commands)
     return parser
 
@@ -32,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "calls", 1) < 1:
-        parser.error(f"--calls must be >= 1, got {args.calls}")
+    check = getattr(args, "validate", None)
+    if check is not None:
+        check(args, parser)
     code: int = args.handler(args)
     return code
 

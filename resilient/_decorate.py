@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
 import wrapt
 
-__all__ = ["Decoratable", "Policy", "athrough", "decorate", "is_async_callable", "through"]
+from .events import mark_layer
+
+__all__ = [
+    "Decoratable",
+    "Listened",
+    "Policy",
+    "athrough",
+    "decorate",
+    "is_async_callable",
+    "through",
+]
 
 if TYPE_CHECKING:
     Decoratable: TypeAlias = (
@@ -27,13 +37,20 @@ else:
     Decoratable = object
 F = TypeVar("F", bound="Decoratable")
 
+# While someone listens, a policy's closure hands each call to this,
+# ``(args, kwargs) -> result``, rather than run it itself: by default its
+# own ``_call`` (or ``_acall``), which accounts for the request; a
+# composition passes its own to the outermost layer's closure.
+Listened: TypeAlias = "Callable[[tuple[Any, ...], dict[str, Any]], Any] | None"
+
 
 class Policy(Protocol):
     """What a policy offers the decorator: one sync and one async execution.
 
-    A policy may also offer ``_wrap_sync(fn)`` / ``_wrap_async(fn)``, returning
-    a closure that runs ``fn`` exactly as ``_call`` / ``_acall`` would: the
-    decorator then installs it on plain functions, and composition nests them.
+    A policy may also offer ``_wrap_sync(fn, listened=None)`` /
+    ``_wrap_async(...)``, returning a closure that runs ``fn`` exactly as
+    ``_call`` / ``_acall`` would: the decorator then installs it on plain
+    functions, and composition nests them (see ``Listened``).
     """
 
     def _call(
@@ -115,19 +132,41 @@ def _wrap(
         if async_gen:
 
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async for item in run(fn, args, kwargs):
-                    yield item
+                stream = run(fn, args, kwargs)
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    # Closed with this wrapper, not whenever the collector
+                    # gets to it: the policy's stream may hold a slot.
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
 
-            return functools.update_wrapper(agen_wrapper, fn)
+            return mark_layer(functools.update_wrapper(agen_wrapper, fn))
         if specialize is not None:
             # The policy's own closure: the same behaviour as going through
             # ``run``, one call frame less on its hot path.
-            return functools.update_wrapper(specialize(fn), fn)
-        return functools.update_wrapper((athrough if is_async else through)(run, fn), fn)
+            return mark_layer(functools.update_wrapper(specialize(fn), fn))
+        return mark_layer(
+            functools.update_wrapper((athrough if is_async else through)(run, fn), fn)
+        )
 
     # wrapt hands the bound callable to the wrapper; for a method reached
     # through its class, args already start with the instance.
     def via_wrapt(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         return run(wrapped, args, kwargs)
 
-    return wrapt.FunctionWrapper(target, via_wrapt)
+    return _Layer(target, via_wrapt)
+
+
+# A policy handed one of these (bound or not) knows it is stacked on another
+# layer of the same call; see ``events.is_layer``. Class attributes, because
+# setting an attribute on a wrapt proxy would set it on the user's function.
+class _BoundLayer(wrapt.BoundFunctionWrapper[..., Any]):
+    __resilient_layer__ = True
+
+
+class _Layer(wrapt.FunctionWrapper[..., Any]):
+    __resilient_layer__ = True
+    __bound_function_wrapper__ = _BoundLayer

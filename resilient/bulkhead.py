@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
 from ._bulkhead_core import LimiterCore, Waiter
+from ._decorate import Listened
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -80,6 +82,11 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
     return loop, loop.create_future()
 
 
+# What ``with bulkhead:`` remembers per block: None (switched off, nothing
+# held), True (a permit), or the block's request scope (a permit, observed).
+_Held: TypeAlias = "bool | events.RequestScope | None"
+
+
 class Bulkhead:
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
@@ -110,7 +117,7 @@ class Bulkhead:
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._cm_held: contextvars.ContextVar[tuple[bool, ...]] | None = None
+        self._cm_held: contextvars.ContextVar[tuple[_Held, ...]] | None = None
 
     def __repr__(self) -> str:
         core = self._core
@@ -321,14 +328,18 @@ class Bulkhead:
         return await self._acall(fn, args, kwargs)
 
     # The decorator installs these closures on plain functions: ``_call`` /
-    # ``_acall`` in one frame.
+    # ``_acall`` in one frame (through them while someone listens, for the
+    # request's events).
 
-    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        via = listened or functools.partial(self._call, fn)
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return via(args, kwargs)
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
@@ -345,12 +356,17 @@ class Bulkhead:
 
         return through_bulkhead
 
-    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        via = listened or functools.partial(self._acall, fn)
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         await_permit, hand_over = self._await_permit, self._hand_over
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return await via(args, kwargs)
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:
@@ -367,9 +383,22 @@ class Bulkhead:
 
         return through_bulkhead
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
         # _acquire and _release, inlined: this is every call's path.
         core = self._core
         try:
@@ -384,11 +413,24 @@ class Bulkhead:
             if core.queued:
                 self._hand_over()
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+                report=True,
+            )
         core = self._core
         try:
             core.take()
@@ -402,7 +444,24 @@ class Bulkhead:
             if core.queued:
                 self._hand_over()
 
-    async def _astream(
+    @events.mark_layer
+    def _astream(
+        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.astream_request(
+                self._listeners,
+                self.name,
+                "bulkhead",
+                self._astream,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return self._stream(fn, args, kwargs)
+
+    async def _stream(
         self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         """A stream holds its slot until it ends or is closed."""
@@ -425,28 +484,49 @@ class Bulkhead:
 
     # -- context managers ----------------------------------------------------
 
-    def _held(self) -> contextvars.ContextVar[tuple[bool, ...]]:
+    def _held(self) -> contextvars.ContextVar[tuple[_Held, ...]]:
         if self._cm_held is None:
             self._cm_held = contextvars.ContextVar(f"resilient_bh_{self.name}", default=())
         return self._cm_held
 
-    def _push(self, held: bool) -> None:
+    def _push(self, held: _Held) -> None:
         var = self._held()
         var.set((*var.get(), held))
 
-    def _pop(self) -> None:
+    def _pop(self, exc: BaseException | None) -> None:
         var = self._held()
         stack = var.get()
         if stack:
             var.set(stack[:-1])
-            if stack[-1]:
+            held = stack[-1]
+            if held is None:
+                return
+            try:
                 self._release()
+            finally:
+                if isinstance(held, events.RequestScope):
+                    if exc is None:
+                        held.succeeded()
+                    else:
+                        held.failed(exc)
+
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "bulkhead")
+        return None
 
     def __enter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             self._acquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     def __exit__(
@@ -455,13 +535,20 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)
 
     async def __aenter__(self) -> Bulkhead:
-        held = switch.on
-        if held:
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
             await self._aacquire()
-        self._push(held)
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(True if scope is None else scope)
         return self
 
     async def __aexit__(
@@ -470,4 +557,4 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pop()
+        self._pop(exc)

@@ -4,6 +4,7 @@ events around the pure rules of :mod:`resilient._breaker_core`."""
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import logging
 import math
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
+from . import _clock, _request, _validate, events
 from ._active import switch
 from ._breaker_core import CLOSED, FORCED_OPEN, OPEN, REJECT, BreakerCore, CircuitState
-from ._decorate import is_async_callable
+from ._decorate import Listened, is_async_callable
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import hub
@@ -144,7 +145,16 @@ class _Permit(NamedTuple):
 
 
 _UNTIMED = _Permit(0, None)
+# The request id a rejection carries (CircuitOpenError has no __init__ to read it).
+_request_id = _request.current.get
 _OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
+
+
+class _Entry(NamedTuple):
+    """What ``with breaker:`` keeps between entering and leaving the block."""
+
+    permit: _Permit
+    scope: events.RequestScope | None
 
 
 class CircuitBreaker:
@@ -170,7 +180,7 @@ class CircuitBreaker:
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._cm_permits: contextvars.ContextVar[tuple[_Permit | None, ...]] | None = None
+        self._cm_permits: contextvars.ContextVar[tuple[_Entry | None, ...]] | None = None
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self.config = cfg
@@ -376,7 +386,7 @@ class CircuitBreaker:
 
     def _rejected(self, now: float) -> CircuitOpenError:
         core = self._core
-        error = CircuitOpenError(self.name, core.state, core.remaining(now))
+        error = CircuitOpenError(self.name, core.state, core.remaining(now), _request_id())
         if events.hub.listening:
             self._emit_rejected(error)
         return error
@@ -412,7 +422,7 @@ class CircuitBreaker:
             # locked path below decides.
             left = core.remaining(_clock.monotonic())
             if left:
-                raise CircuitOpenError(self.name, state, left)
+                raise CircuitOpenError(self.name, state, left, _request_id())
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now)
@@ -457,7 +467,9 @@ class CircuitBreaker:
             core.on_ignored(permit.token)
             core.adopt(verdict.state, verdict.remaining, now)
             if verdict.kind == "reject":
-                return CircuitOpenError(self.name, verdict.state.value, verdict.remaining)
+                return CircuitOpenError(
+                    self.name, verdict.state.value, verdict.remaining, _request_id()
+                )
             return None
 
         error = self._with_core(settle)
@@ -547,12 +559,15 @@ class CircuitBreaker:
     # and a rejection raised from the closure itself. Everything else goes
     # through ``_call`` / ``_acall``.
 
-    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
         call = self._call
+        via = listened or functools.partial(call, fn)
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
+            if hub.listening:
+                return via(args, kwargs)
             core = self._core
-            if not hub.listening and switch.on:
+            if switch.on:
                 if core.fast:
                     try:
                         result = fn(*args, **kwargs)
@@ -567,17 +582,22 @@ class CircuitBreaker:
                     # polled on the way to the lock instead.)
                     left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
                     if left > 0.0:
-                        raise CircuitOpenError(self.name, OPEN, left)
+                        raise CircuitOpenError(self.name, OPEN, left, _request_id())
             return call(fn, args, kwargs)
 
         return through_breaker
 
-    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
         acall = self._acall
+        via = listened or functools.partial(acall, fn)
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
+            if hub.listening:
+                return await via(args, kwargs)
             core = self._core
-            if not hub.listening and switch.on:
+            if switch.on:
                 if core.fast:
                     try:
                         result = await fn(*args, **kwargs)
@@ -589,11 +609,12 @@ class CircuitBreaker:
                 if core.state is OPEN and self._health_check is None:
                     left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
                     if left > 0.0:
-                        raise CircuitOpenError(self.name, OPEN, left)
+                        raise CircuitOpenError(self.name, OPEN, left, _request_id())
             return await acall(fn, args, kwargs)
 
         return through_breaker
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self._core.fast and not events.hub.listening:
             if not switch.on:
@@ -607,6 +628,21 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return fn(*args, **kwargs)
+        if events.hub.listening:
+            outcome: R = events.run_request(
+                self._listeners,
+                self.name,
+                "circuit_breaker",
+                self._run,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+            return outcome
+        return self._run(fn, args, kwargs)
+
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         permit = self._admit()
         timeout = self._timeout
         try:
@@ -617,6 +653,7 @@ class CircuitBreaker:
         self._exit_result(permit, result)
         return result
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
@@ -632,6 +669,22 @@ class CircuitBreaker:
             return result
         if not switch.on:
             return await fn(*args, **kwargs)
+        if events.hub.listening:
+            return await events.arun_request(
+                self._listeners,
+                self.name,
+                "circuit_breaker",
+                self._arun,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return await self._arun(fn, args, kwargs)
+
+    async def _arun(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
         if self._health_is_async and self._core.state is OPEN:
             await self._apoll_health()
         permit = await self._aadmit()
@@ -655,18 +708,33 @@ class CircuitBreaker:
 
     # -- context managers ----------------------------------------------------
 
-    def _permits(self) -> contextvars.ContextVar[tuple[_Permit | None, ...]]:
+    def _permits(self) -> contextvars.ContextVar[tuple[_Entry | None, ...]]:
         if self._cm_permits is None:
             self._cm_permits = contextvars.ContextVar(f"resilient_cb_{self.name}", default=())
         return self._cm_permits
 
     def __enter__(self) -> CircuitBreaker:
-        self._push(self._admit() if switch.on else None)
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
+            permit = self._admit()
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(_Entry(permit, scope))
         return self
 
-    def _push(self, permit: _Permit | None) -> None:
+    def _begin(self) -> events.RequestScope | None:
+        if events.hub.listening:
+            return events.begin_request(self._listeners, self.name, "circuit_breaker")
+        return None
+
+    def _push(self, entry: _Entry | None) -> None:
         permits = self._permits()
-        permits.set((*permits.get(), permit))
+        permits.set((*permits.get(), entry))
 
     def __exit__(
         self,
@@ -679,18 +747,36 @@ class CircuitBreaker:
         if not stack:
             return
         permits.set(stack[:-1])
-        permit = stack[-1]
-        if permit is None:
+        entry = stack[-1]
+        if entry is None:
             return
-        if exc is None:
-            self._exit(permit, _SUCCESS, None)
-        else:
-            self._exit_error(permit, exc)
+        permit, scope = entry
+        try:
+            if exc is None:
+                self._exit(permit, _SUCCESS, None)
+            else:
+                self._exit_error(permit, exc)
+        finally:
+            if scope is not None:
+                if exc is None:
+                    scope.succeeded()
+                else:
+                    scope.failed(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        if switch.on and self._health_is_async and self._core.state is OPEN:
-            await self._apoll_health()
-        self._push(await self._aadmit() if switch.on else None)
+        if not switch.on:
+            self._push(None)
+            return self
+        scope = self._begin()
+        try:
+            if self._health_is_async and self._core.state is OPEN:
+                await self._apoll_health()
+            permit = await self._aadmit()
+        except BaseException as exc:
+            if scope is not None:
+                scope.failed(exc)
+            raise
+        self._push(_Entry(permit, scope))
         return self
 
     async def __aexit__(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from . import _request
 
 __all__ = [
     "BulkheadFullError",
@@ -13,21 +15,39 @@ __all__ = [
 
 
 class ResilienceError(Exception):
-    """Base class of every error raised by a resilience policy itself."""
+    """Base class of every error raised by a resilience policy itself.
+
+    ``request_id`` is the request id current where the error was raised (see
+    :func:`resilient.request_context`), or ``None``.
+    """
+
+    request_id: str | None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # A subclass may have set its own (an HTTP error names its request).
+        if getattr(self, "request_id", None) is None:
+            self.request_id = _request.current.get()
 
 
 class CircuitOpenError(ResilienceError):
     """The breaker rejected the call without running it:
-    ``CircuitOpenError(name, state, remaining)``.
+    ``CircuitOpenError(name, state, remaining, request_id=None)``.
 
-    One is built for every rejected call, so the fields live in ``args``
-    (stored by the builtin constructor) rather than in a Python ``__init__``,
-    which would double the cost of a rejection.
+    One is built for every rejected call, so it has no Python ``__init__``,
+    which would double the cost of a rejection: its fields live in ``args``,
+    stored by the builtin constructor, and the breaker passes the request id
+    current where it rejects.
     """
 
     if TYPE_CHECKING:
 
-        def __init__(self, name: str, state: str, remaining: float) -> None: ...
+        def __init__(
+            self, name: str, state: str, remaining: float, request_id: str | None = None
+        ) -> None: ...
+
+    else:
+        __init__ = Exception.__init__
 
     @property
     def name(self) -> str:
@@ -45,6 +65,16 @@ class CircuitOpenError(ResilienceError):
         """Seconds until the breaker lets a probe through (``inf`` when forced open)."""
         remaining: float = self.args[2]
         return remaining
+
+    @property
+    def request_id(self) -> str | None:
+        args = self.args
+        request_id: str | None = args[3] if len(args) > 3 else None
+        return request_id
+
+    @request_id.setter
+    def request_id(self, value: str | None) -> None:
+        self.args = (*self.args[:3], value)
 
     def __str__(self) -> str:
         if self.remaining == float("inf"):

@@ -10,6 +10,7 @@ while handling another.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _validate, events
 from ._active import switch
-from ._decorate import is_async_callable
+from ._decorate import Listened, is_async_callable
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
@@ -83,6 +84,13 @@ class Fallback:
         self._takes_error = handler is not None and _takes_error(handler)
         self._async_handler = handler is not None and is_async_callable(handler)
 
+    def _named(self, name: str, listeners: events.ListenerSet | None) -> Fallback:
+        """This fallback as a layer of the composed policy ``name``: its
+        events carry that name and reach that policy's listeners."""
+        if self.handler is not None:
+            return Fallback(handler=self.handler, on=self.on, name=name, listeners=listeners)
+        return Fallback(self.value, on=self.on, name=name, listeners=listeners)
+
     def __repr__(self) -> str:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"
         return f"<Fallback {what}>"
@@ -121,6 +129,9 @@ class Fallback:
         handler = self.handler
         if handler is None:
             return self.value
+        if events.hub.listening:
+            # The handler is user code: decorated calls in it are requests of their own.
+            handler = events.ashield(handler) if self._async_handler else events.shield(handler)
         if self._takes_error:
             return handler(*args, **kwargs, error=error)
         return handler(*args, **kwargs)
@@ -138,10 +149,15 @@ class Fallback:
         return await self._acall(fn, args, kwargs)
 
     # The decorator installs these closures on plain functions: ``_call`` /
-    # ``_acall`` in one frame.
+    # ``_acall`` in one frame (through them while someone listens, for the
+    # request's events).
 
-    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        via = listened or functools.partial(self._call, fn)
+
         def falling_back(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return via(args, kwargs)
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
@@ -151,8 +167,14 @@ class Fallback:
 
         return falling_back
 
-    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        via = listened or functools.partial(self._acall, fn)
+
         async def falling_back(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return await via(args, kwargs)
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
@@ -174,7 +196,19 @@ class Fallback:
             ) from exc
         return self._answer(fn, args, kwargs, exc)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "fallback",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -182,9 +216,21 @@ class Fallback:
                 raise
             return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "fallback",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         try:
             return await fn(*args, **kwargs)
         except Exception as exc:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from . import _validate
+from . import _validate, events
 from ._active import switch
 from ._decorate import athrough, through
 from .bulkhead import Bulkhead, BulkheadConfig
@@ -202,20 +202,24 @@ class Resilience:
             if policy.timeout is None
             else Timeout(policy.timeout, name=name, listeners=listeners)
         )
-        self.fallback = policy.fallback
+        self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
 
         # Every layer checks the on/off switch itself, so the chain needs no
         # check of its own; fallback is the one layer handled here.
         present = [
             layer for layer in (self.retry, self.breaker, self.bulkhead, self.timeout) if layer
         ]
-        run = _chain([layer._call for layer in present])
-        arun = _chain([layer._acall for layer in present])
+        # The outermost entry opens the request (see events.run_request) as
+        # "resilience"; the layers inside see it and count only their own.
+        whole = _Whole(listeners, name, self)
+        opens = self.fallback is None
+        run = _chain([layer._call for layer in present], whole, is_async=False, opens=opens)
+        arun = _chain([layer._acall for layer in present], whole, is_async=True, opens=opens)
         if self.fallback is None:
             self._call, self._acall = run, arun
         else:
-            self._call = _falling_back(self.fallback, run)
-            self._acall = _afalling_back(self.fallback, arun)
+            self._call = _falling_back(self.fallback, run, whole)
+            self._acall = _afalling_back(self.fallback, arun, whole)
 
     def __repr__(self) -> str:
         layers = [
@@ -244,30 +248,40 @@ class Resilience:
         return cast(R, await self._acall(fn, args, kwargs))
 
     # A decorated plain function gets every layer's own closure, nested:
-    # what ``_call`` does, one frame per layer (layers without a closure of
-    # their own go through their ``_call``). Each closure carries the
-    # function's name, which events and log lines use.
+    # what ``_call`` does, one frame per layer. While someone listens, the
+    # outermost closure hands the call to ``_call``, which opens the
+    # request as the composition's. Each closure carries the function's
+    # name and is marked a layer, so the one around it stacks on it.
 
     def _wrap_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        return self._nest(fn, "_wrap_sync", through)
+        return self._nest(fn, is_async=False)
 
     def _wrap_async(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        return self._nest(fn, "_wrap_async", athrough)
+        return self._nest(fn, is_async=True)
 
-    def _nest(
-        self,
-        fn: Callable[..., Any],
-        wrap: str,
-        default: Callable[[Callable[..., Any], Callable[..., Any]], Callable[..., Any]],
-    ) -> Callable[..., Any]:
+    def _nest(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+        layers = [
+            layer
+            for layer in (self.timeout, self.bulkhead, self.breaker, self.retry, self.fallback)
+            if layer is not None
+        ]
+        wrap = "_wrap_async" if is_async else "_wrap_sync"
+        if not layers or not hasattr(layers[-1], wrap):
+            # A timeout alone has no closure of its own: the chain it is.
+            return (athrough if is_async else through)(self._acall if is_async else self._call, fn)
         inner = fn
-        for layer in (self.timeout, self.bulkhead, self.breaker, self.retry, self.fallback):
-            if layer is None:
-                continue
+        for layer in layers[:-1]:
             own = getattr(layer, wrap, None)
-            run = layer._acall if default is athrough else layer._call
-            inner = functools.update_wrapper(own(inner) if own else default(run, inner), fn)
-        return inner
+            if own is not None:
+                closure = own(inner)
+            else:
+                closure = (athrough if is_async else through)(
+                    layer._acall if is_async else layer._call, inner
+                )
+            inner = events.mark_layer(functools.update_wrapper(closure, fn))
+        listened = functools.partial(self._acall if is_async else self._call, fn)
+        outermost: Callable[..., Any] = getattr(layers[-1], wrap)(inner, listened)
+        return outermost
 
     def __call__(self, fn: F) -> F:
         """Use the composed policy itself as a decorator."""
@@ -284,9 +298,36 @@ class Resilience:
         return decorate(self, fn)
 
 
-def _chain(layers: list[Callable[..., Any]]) -> Callable[..., Any]:
+class _Whole:
+    """Who opens the request of a composed call: listeners, name, owner."""
+
+    __slots__ = ("listeners", "name", "owner")
+
+    def __init__(self, listeners: events.ListenerSet, name: str, owner: object) -> None:
+        self.listeners = listeners
+        self.name = name
+        self.owner = owner
+
+    def open(self, entry: Callable[..., Any], fn: Any, args: Any, kwargs: Any) -> Any:
+        """The request around ``entry`` (which, handed ``fn`` back, runs the layers)."""
+        return events.run_request(
+            self.listeners, self.name, "resilience", entry, fn, args, kwargs, owner=self.owner
+        )
+
+    def aopen(self, entry: Callable[..., Any], fn: Any, args: Any, kwargs: Any) -> Any:
+        return events.arun_request(
+            self.listeners, self.name, "resilience", entry, fn, args, kwargs, owner=self.owner
+        )
+
+
+def _chain(
+    layers: list[Callable[..., Any]], whole: _Whole, *, is_async: bool, opens: bool
+) -> Callable[..., Any]:
     """One entry point, called as ``(fn, args, kwargs)``, for ``layers``
     (their ``_call``s, or their ``_acall``s; outermost first).
+
+    The entry opens the request of ``whole`` when someone listens (one check
+    otherwise); with ``opens=False`` the fallback around it has opened it.
 
     The innermost layer is handed the caller's function; each other layer is
     handed the layer below it as its function, and that layer's arguments
@@ -296,14 +337,25 @@ def _chain(layers: list[Callable[..., Any]]) -> Callable[..., Any]:
     An async entry returns the outermost layer's awaitable.
     """
     n = len(layers)
-    if n == 0:
-        return _plain
-    if n == 1:
-        return layers[0]
+    if n <= 1 and not opens:
+        return layers[0] if layers else _plain
+    opened = whole.aopen if is_async else whole.open
+    owner = whole.owner
+    if n <= 1:
+        inner = layers[0] if layers else _plain
+
+        def entry1(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if events.hub.listening and events.entering(fn, owner):
+                return opened(entry1, fn, args, kwargs)
+            return inner(fn, args, kwargs)
+
+        return entry1
     if n == 2:
         a, b = layers
 
         def entry2(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if events.hub.listening and events.entering(fn, owner):
+                return opened(entry2, fn, args, kwargs)
             return a(b, (fn, args, kwargs), _NO_KWARGS)
 
         return entry2
@@ -311,22 +363,29 @@ def _chain(layers: list[Callable[..., Any]]) -> Callable[..., Any]:
         a, b, c = layers
 
         def entry3(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if events.hub.listening and events.entering(fn, owner):
+                return opened(entry3, fn, args, kwargs)
             return a(b, (c, (fn, args, kwargs), _NO_KWARGS), _NO_KWARGS)
 
         return entry3
     a, b, c, d = layers  # retry, breaker, bulkhead, timeout: never more
 
     def entry4(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if events.hub.listening and events.entering(fn, owner):
+            return opened(entry4, fn, args, kwargs)
         return a(b, (c, (d, (fn, args, kwargs), _NO_KWARGS), _NO_KWARGS), _NO_KWARGS)
 
     return entry4
 
 
-def _falling_back(fallback: Fallback, run: Callable[..., Any]) -> Callable[..., Any]:
+def _falling_back(fallback: Fallback, run: Callable[..., Any], whole: _Whole) -> Callable[..., Any]:
     """``run`` under ``fallback``, which answers with the call's own arguments."""
     on = fallback.on
+    owner = whole.owner
 
     def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if events.hub.listening and events.entering(fn, owner):
+            return whole.open(call, fn, args, kwargs)
         try:
             return run(fn, args, kwargs)
         except Exception as exc:
@@ -342,11 +401,14 @@ def _falling_back(fallback: Fallback, run: Callable[..., Any]) -> Callable[..., 
 
 
 def _afalling_back(
-    fallback: Fallback, arun: Callable[..., Awaitable[Any]]
+    fallback: Fallback, arun: Callable[..., Awaitable[Any]], whole: _Whole
 ) -> Callable[..., Awaitable[Any]]:
     on = fallback.on
+    owner = whole.owner
 
     async def acall(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if events.hub.listening and events.entering(fn, owner):
+            return await whole.aopen(acall, fn, args, kwargs)
         try:
             return await arun(fn, args, kwargs)
         except Exception as exc:

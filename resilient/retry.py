@@ -8,6 +8,7 @@ and differ only in how they sleep.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from ._backoff import (
     plan,
     retry_after_of,
 )
+from ._decorate import Listened
 from .config import defaults
 from .errors import CircuitOpenError
 
@@ -373,14 +375,18 @@ class Retry:
         return await self._acall(fn, args, kwargs)
 
     # The decorator installs these closures on plain functions: the first
-    # attempt of ``_call`` / ``_acall`` in one frame, then the same ``_retry``.
+    # attempt of ``_call`` / ``_acall`` in one frame, then the same ``_retry``
+    # (through them while someone listens, for the request's events).
 
-    def _wrap_sync(self, fn: Callable[..., R]) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        via = listened or functools.partial(self._call, fn)
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
 
         def retrying(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return via(args, kwargs)
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = fn(*args, **kwargs)
@@ -394,12 +400,17 @@ class Retry:
 
         return retrying
 
-    def _wrap_async(self, fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        via = listened or functools.partial(self._acall, fn)
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return await via(args, kwargs)
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = await fn(*args, **kwargs)
@@ -413,10 +424,22 @@ class Retry:
 
         return retrying
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # The first attempt costs a try and two attribute reads; everything
         # else happens only once it has failed (and outside its except
         # block, so later errors do not chain onto earlier ones).
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "retry",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         start = _clock.monotonic() if self._deadline is not None else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -462,9 +485,21 @@ class Retry:
                 return cast(R, result)
             error = None
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "retry",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         start = _clock.monotonic() if self._deadline is not None else 0.0
         try:
             result = await fn(*args, **kwargs)

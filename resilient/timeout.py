@@ -135,12 +135,24 @@ class Timeout:
         """Await ``fn(*args, **kwargs)`` under the time limit."""
         return await self._acall(fn, args, kwargs)
 
+    @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
         if not switch.on:
             return fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return events.run_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "timeout",
+                self._call,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         if self.mode == "signal":
             return self._call_signal(fn, args, kwargs, seconds)
         return self._call_thread(fn, args, kwargs, seconds)
@@ -207,6 +219,7 @@ class Timeout:
                 # Re-arm the enclosing alarm for what is left of it.
                 signal.setitimer(signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6))
 
+    @events.mark_layer
     async def _acall(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
@@ -215,6 +228,17 @@ class Timeout:
             raise self._no_seconds()
         if not switch.on:
             return await fn(*args, **kwargs)
+        if events.hub.listening and events.entering(fn, self):
+            return await events.arun_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "timeout",
+                self._acall,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
         scope = asyncio.timeout(seconds)
         try:
             async with scope:
@@ -225,7 +249,24 @@ class Timeout:
             # Chained, so the traceback shows where the call was interrupted.
             raise self._timed_out(fn, seconds) from exc
 
-    async def _astream(
+    @events.mark_layer
+    def _astream(
+        self, fn: Callable[..., AsyncIterator[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[R]:
+        if events.hub.listening and switch.on and events.entering(fn, self):
+            return events.astream_request(
+                self._listeners,
+                self.name or _fn_name(fn),
+                "timeout",
+                self._astream,
+                fn,
+                args,
+                kwargs,
+                owner=self,
+            )
+        return self._stream(fn, args, kwargs)
+
+    async def _stream(
         self, fn: Callable[..., AsyncIterator[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[R]:
         stream = fn(*args, **kwargs)

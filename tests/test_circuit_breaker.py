@@ -801,7 +801,10 @@ def test_decorated_rejection_is_an_event_when_listened_to(clock: FakeClock, is_a
     finally:
         unsubscribe()
     rejected = [e for e in seen if isinstance(e, CallRejected)]
-    assert [(e.name, e.state) for e in rejected] == [("svc", "open")]
+    assert sorted((e.level, e.name, e.state) for e in rejected) == [
+        ("policy", "svc", "open"),
+        ("request", "svc", "open"),
+    ]
 
 
 def test_decorated_open_breaker_is_a_pass_through_when_inactive(
@@ -832,4 +835,7 @@ def test_rejection_without_the_lock_matches_the_locked_one(clock: FakeClock) -> 
             breaker.call(ok)
     finally:
         unsubscribe()
-    assert quick.value.args == locked.value.args == ("svc", "open", 10.0)
+    assert quick.value.args[:3] == locked.value.args[:3] == ("svc", "open", 10.0)
+    # Nobody listened to the first: no request id was made for it.
+    assert quick.value.request_id is None
+    assert isinstance(locked.value.request_id, str)

@@ -175,6 +175,39 @@ def test_events_of_a_request_carry_its_request_id(
     assert [(e.name, e.request_id, e.attempt) for e in retried] == [(breaker_name(server), rid, 1)]
 
 
+def test_an_http_request_is_one_request_named_after_its_route(
+    clock: FakeClock, seen: list[events.Event]
+) -> None:
+    with (
+        LoopbackServer(500, 500, 500) as server,
+        client(policy(), base_url=server.url) as http,
+        pytest.raises(ServerError),
+    ):
+        http.get("/")
+    requests = [e for e in seen if getattr(e, "level", None) == events.REQUEST]
+    rid = server.requests[0].headers["x-request-id"]
+    assert [(type(e).__name__, e.name, e.policy, e.request_id) for e in requests] == [
+        ("CallStarted", breaker_name(server), "http", rid),
+        ("CallFailed", breaker_name(server), "http", rid),
+    ]
+    # What the caller got: the error raise-for-status made of the last response.
+    assert isinstance(requests[1].error, ServerError)  # type: ignore[attr-defined]
+
+
+async def test_an_async_http_request_is_one_request(
+    clock: FakeClock, seen: list[events.Event]
+) -> None:
+    with LoopbackServer(503, 200) as server:
+        async with async_client(policy(), base_url=server.url) as http:
+            response = await http.get("/")
+    assert response.status_code == 200
+    requests = [e for e in seen if getattr(e, "level", None) == events.REQUEST]
+    assert [(type(e).__name__, e.policy) for e in requests] == [
+        ("CallStarted", "http"),
+        ("CallSucceeded", "http"),
+    ]
+
+
 def test_post_is_not_retried_by_default(clock: FakeClock) -> None:
     with (
         LoopbackServer(500, 200) as server,

@@ -650,17 +650,26 @@ def test_errors_outside_the_fallbacks_on_are_raised(clock: FakeClock) -> None:
     assert with_resilience("dep", policy)(Script(ConnectionError()))() == "x"
 
 
-def test_nested_layers_name_events_after_the_decorated_function(
-    clock: FakeClock, seen: list[Event]
-) -> None:
-    """A plain function gets the layers' closures, nested; each carries the
-    function's name, so events name the function, not a closure."""
+def test_fallback_events_carry_the_policy_name() -> None:
+    from resilient import CircuitBreakerConfig, Fallback, FallbackUsed, subscribe, with_resilience
 
-    @with_resilience("dep", retry=NO_JITTER, timeout=None, fallback=Fallback(value="fb"))
+    seen: list[object] = []
+    unsubscribe = subscribe(seen.append)
+    shared = Fallback(value="cached")
+
+    @with_resilience(
+        "named-policy",
+        fallback=shared,
+        retry=None,
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+    )
     def fetch() -> str:
-        raise OSError("down")
+        raise ConnectionError()
 
-    assert fetch() == "fb"
-    assert fetch.__name__ == "fetch"
+    try:
+        assert fetch() == "cached"
+    finally:
+        unsubscribe()
     used = [e for e in seen if isinstance(e, FallbackUsed)]
-    assert [e.name for e in used] == [fetch.__qualname__]
+    assert [e.name for e in used] == ["named-policy"]
+    assert shared.name is None  # the policy's own copy was named, not the shared object

@@ -201,8 +201,9 @@ class _Base:
 
     # -- per request -----------------------------------------------------------
 
-    def _prepare(self, request: httpx.Request) -> tuple[str, Send]:
-        """The request id (sent as X-Request-ID) and how to send the request."""
+    def _prepare(self, request: httpx.Request) -> tuple[str, str, Send]:
+        """The request id (sent as X-Request-ID), the route's name, and how to
+        send the request."""
         request_id = request.headers.get("x-request-id")
         if request_id is None:
             request_id = events.get_request_id() or uuid.uuid4().hex
@@ -221,14 +222,14 @@ class _Base:
             )
         asked = request.extensions.get(RETRY)
         if asked is False:
-            return request_id, route.send_no_retry
+            return request_id, route.name, route.send_no_retry
         repeatable = asked is True or (
             request.method in self.retry_methods or "idempotency-key" in request.headers
         )
         # A body streamed from a generator can be sent only once.
         if repeatable and isinstance(request.stream, httpx.ByteStream):
-            return request_id, route.send
-        return request_id, route.send_once
+            return request_id, route.name, route.send
+        return request_id, route.name, route.send_once
 
     def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> StreamFailure:
         """How the body of an answered request fails: silent past the
@@ -306,9 +307,15 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         return attempt
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request_id, send = self._prepare(request)
+        request_id, name, send = self._prepare(request)
         with request_context(request_id):
-            response: httpx.Response = send(request)
+            if events.hub.listening:
+                # One request per HTTP request, whatever the layers inside do.
+                response: httpx.Response = events.run_request(
+                    self._listeners, name, "http", _send, send, (request,), {}, owner=self
+                )
+            else:
+                response = send(request)
         return response
 
     def close(self) -> None:
@@ -317,12 +324,17 @@ class ResilientTransport(_Base, httpx.BaseTransport):
 
 def _sync_layer(layer: Any, inner: Send) -> Send:
     call = layer._call
-    return lambda request: call(inner, (request,), {})
+    # A link of the chain: the layers it leads to belong to the same request.
+    return events.mark_layer(lambda request: call(inner, (request,), {}))
 
 
 def _async_layer(layer: Any, inner: Send) -> Send:
     call = layer._acall
-    return lambda request: call(inner, (request,), {})
+    return events.mark_layer(lambda request: call(inner, (request,), {}))
+
+
+def _send(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
 
 
 class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
@@ -386,9 +398,14 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         return attempt
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request_id, send = self._prepare(request)
+        request_id, name, send = self._prepare(request)
         with request_context(request_id):
-            response: httpx.Response = await send(request)
+            if events.hub.listening:
+                response: httpx.Response = await events.arun_request(
+                    self._listeners, name, "http", _send, send, (request,), {}, owner=self
+                )
+            else:
+                response = await send(request)
         return response
 
     async def aclose(self) -> None:

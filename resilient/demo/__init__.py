@@ -1,0 +1,92 @@
+"""``python -m resilient demo``: a dependency that fails, slows down and
+recovers, with the same traffic through ``with_resilience`` and unprotected."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from .scenario import SCENARIOS
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds to run (default 20, 2..600)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="outage",
+        help="what the dependency does (default: outage)",
+    )
+    parser.add_argument("--no-live", action="store_true", help="no live view, summary only")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("resilient-demo.svg"),
+        help="where to write the timeline chart (default ./resilient-demo.svg)",
+    )
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if not 2.0 <= args.duration <= 600.0:
+        parser.error(f"--duration must be between 2 and 600 seconds, got {args.duration:g}")
+    if args.out.suffix.lower() != ".svg":
+        parser.error(f"--out must name an .svg file, got {str(args.out)!r}")
+    if not args.out.parent.exists():
+        parser.error(f"--out: directory {str(args.out.parent)!r} does not exist")
+
+
+def _has_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from ..events import subscribe
+    from ..metrics import MetricsCollector
+    from .chart import render_svg
+    from .runner import run_scenario
+    from .summary import summarize, timeline
+    from .view import LiveView, Rejections, policy_line, summary_rows
+
+    out = out if out is not None else sys.stdout
+    scenario = SCENARIOS[args.scenario]
+    collector = MetricsCollector()
+    rejections = Rejections()
+    unsubscribers = [subscribe(collector), subscribe(rejections)]
+    use_rich = _has_rich() and out.isatty()
+    view = None if args.no_live else LiveView(out, collector, rejections, use_rich)
+    print(
+        f"resilient demo: scenario {scenario.name!r} ({scenario.description}), "
+        f"{args.duration:g} s, seed {args.seed}",
+        file=out,
+    )
+    try:
+        result = run_scenario(
+            scenario, args.duration, args.seed, on_tick=view.tick if view else None
+        )
+    finally:
+        for unsubscribe in unsubscribers:
+            unsubscribe()
+    summaries = summarize(result)
+    rows = summary_rows(summaries)
+    width = max(len(r[0]) for r in rows)
+    print(file=out)
+    print(f"{'':<{width}}  {'unprotected':>15}  {'with_resilience':>15}", file=out)
+    for label, unprotected, protected in rows:
+        print(f"{label:<{width}}  {unprotected:>15}  {protected:>15}", file=out)
+    print(f"\nwith_resilience: {policy_line(collector, rejections)}", file=out)
+    args.out.write_text(
+        render_svg(timeline(result), f"resilient demo: {scenario.name} ({scenario.description})")
+    )
+    print(f"\ntimeline chart: {args.out.resolve()}", file=out)
+    return 0

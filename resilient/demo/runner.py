@@ -1,0 +1,157 @@
+"""Runs one scenario: the same traffic through ``with_resilience`` and unprotected."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .scenario import Phase, Scenario
+
+__all__ = ["CallRecord", "Run", "run_scenario"]
+
+PROTECTED = "protected"
+UNPROTECTED = "unprotected"
+POLICY_NAME = "demo.dependency"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    t: float  # seconds since the start, when the call began
+    path: str
+    outcome: str  # ok | fallback | failed
+    latency: float
+
+
+@dataclass
+class Run:
+    """Everything measured in one run, for the live view, summary and chart."""
+
+    scenario: Scenario
+    duration: float
+    started: float = 0.0
+    records: list[CallRecord] = field(default_factory=list)
+    dependency_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    wasted_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    samples: list[tuple[float, str, Phase]] = field(default_factory=list)  # t, breaker, phase
+    done: bool = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def fraction(self) -> float:
+        return min(1.0, self.elapsed() / self.duration)
+
+
+class Dependency:
+    """The simulated remote service. Each path gets its own calls counted."""
+
+    def __init__(self, run: Run, rng: random.Random) -> None:
+        self._run = run
+        self._rng = rng
+
+    async def __call__(self, path: str) -> str:
+        run = self._run
+        phase = run.scenario.phase_at(run.fraction())
+        run.dependency_calls[path] += 1
+        if not phase.healthy:
+            run.wasted_calls[path] += 1
+        await asyncio.sleep(phase.latency * self._rng.uniform(0.6, 1.4))
+        if self._rng.random() < phase.fault_rate:
+            raise ConnectionError(f"dependency failed ({phase.name})")
+        return "fresh data"
+
+
+def build_protected(dependency: Dependency, duration: float) -> Callable[[str], object]:
+    from ..bulkhead import BulkheadConfig
+    from ..circuit_breaker import CircuitBreakerConfig
+    from ..decorators import with_resilience
+    from ..fallback import Fallback
+    from ..policy import ResiliencePolicy
+    from ..retry import RetryConfig
+
+    policy = ResiliencePolicy(
+        circuit_breaker=CircuitBreakerConfig(
+            failure_threshold=5,
+            failure_rate_threshold=0.5,
+            minimum_calls=10,
+            window_size=50,
+            recovery_timeout=max(0.5, duration * 0.06),
+            success_threshold=2,
+        ),
+        retry=RetryConfig(max_attempts=2, initial_delay=0.05, max_delay=0.2, jitter=0.1),
+        timeout=0.15,
+        bulkhead=BulkheadConfig(max_concurrent=16, max_queue=16, queue_timeout=0.2),
+        fallback=Fallback(value="cached data"),
+    )
+
+    @with_resilience(POLICY_NAME, policy=policy)
+    async def fetch(path: str) -> str:
+        return await dependency(path)
+
+    return fetch
+
+
+async def _worker(run: Run, path: str, call: Callable[[str], object], pace: float) -> None:
+    while run.elapsed() < run.duration:
+        start = time.monotonic()
+        try:
+            result = await call(path)  # type: ignore[misc]
+            outcome = "fallback" if result == "cached data" else "ok"
+        except Exception:
+            outcome = "failed"
+        end = time.monotonic()
+        run.records.append(CallRecord(start - run.started, path, outcome, end - start))
+        await asyncio.sleep(pace)
+
+
+async def _sampler(run: Run, on_tick: Callable[[Run], None] | None) -> None:
+    from ..registry import registry
+
+    while run.elapsed() < run.duration:
+        breaker = registry.get(POLICY_NAME)
+        state = breaker.state.value if breaker is not None else "closed"
+        run.samples.append((run.elapsed(), state, run.scenario.phase_at(run.fraction())))
+        if on_tick is not None:
+            on_tick(run)
+        await asyncio.sleep(0.05)
+
+
+async def _run(
+    scenario: Scenario,
+    duration: float,
+    seed: int,
+    workers: int,
+    on_tick: Callable[[Run], None] | None,
+) -> Run:
+    run = Run(scenario=scenario, duration=duration)
+    rng = random.Random(seed)
+    dependency = Dependency(run, rng)
+    protected = build_protected(dependency, duration)
+
+    async def unprotected(path: str) -> str:
+        return await dependency(path)
+
+    run.started = time.monotonic()
+    tasks = [asyncio.create_task(_sampler(run, on_tick))]
+    for _ in range(workers):
+        tasks.append(asyncio.create_task(_worker(run, PROTECTED, protected, 0.01)))
+        tasks.append(asyncio.create_task(_worker(run, UNPROTECTED, unprotected, 0.01)))
+    await asyncio.gather(*tasks)
+    run.done = True
+    if on_tick is not None:
+        on_tick(run)
+    return run
+
+
+def run_scenario(
+    scenario: Scenario,
+    duration: float,
+    seed: int,
+    workers: int = 6,
+    on_tick: Callable[[Run], None] | None = None,
+) -> Run:
+    return asyncio.run(_run(scenario, duration, seed, workers, on_tick))

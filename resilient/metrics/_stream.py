@@ -1,0 +1,123 @@
+"""``EventStream``: events handed to an asyncio consumer through a bounded buffer.
+
+The producer is the protected call, in whatever thread it runs: it appends
+under a short lock and never waits. When the buffer is full the oldest event
+is dropped and counted. A consumer waiting in its loop is woken through that
+loop (``call_soon_threadsafe`` from another thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+
+from ..events import Event
+
+__all__ = ["EventStream"]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class EventStream:
+    """An async iterator over the events its collector receives from the
+    moment the stream is made. One consumer per stream; make one per task.
+
+    ``dropped`` counts the events lost because the consumer fell more than
+    ``maxsize`` events behind (the oldest go first).
+    """
+
+    __slots__ = ("__weakref__", "_buffer", "_closed", "_lock", "_on_close", "_waiter", "dropped")
+
+    def __init__(self, maxsize: int, on_close: Callable[[EventStream], None]) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"events(maxsize) must be an int >= 1, got {maxsize!r}")
+        self._buffer: deque[Event] = deque(maxlen=maxsize)
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._on_close = on_close
+        self.dropped = 0
+
+    @property
+    def maxsize(self) -> int:
+        return self._buffer.maxlen or 0
+
+    def __len__(self) -> int:
+        """Events buffered and not yet consumed."""
+        return len(self._buffer)
+
+    def _push(self, event: Event) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            buffer = self._buffer
+            if len(buffer) == buffer.maxlen:
+                self.dropped += 1
+            buffer.append(event)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    @staticmethod
+    def _wake(waiter: asyncio.Future[None]) -> None:
+        loop = waiter.get_loop()
+        if asyncio._get_running_loop() is loop:
+            _wake(waiter)
+            return
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_wake, waiter)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            with self._lock:
+                if self._buffer:
+                    return self._buffer.popleft()
+                if self._closed:
+                    raise StopAsyncIteration
+                if self._waiter is not None:
+                    raise RuntimeError("this EventStream already has a consumer waiting")
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                with self._lock:
+                    if self._waiter is waiter:
+                        self._waiter = None
+
+    def close(self) -> None:
+        """Stop receiving; a waiting consumer's iteration ends. Safe from any thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._buffer.clear()
+            waiter, self._waiter = self._waiter, None
+        self._on_close(self)
+        if waiter is not None:
+            self._wake(waiter)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

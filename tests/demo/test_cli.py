@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from resilient.__main__ import main
+
+
+def test_a_short_headless_run_prints_a_summary_and_writes_the_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "timeline.svg"
+    code = main(["demo", "--duration", "2", "--no-live", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "scenario 'outage'" in text
+    for row in (
+        "calls made by users",
+        "failed calls seen by users",
+        "served from fallback",
+        "calls wasted on the failing dependency",
+        "time to recover after the dependency did",
+        "p99 latency",
+    ):
+        assert row in text
+    assert f"timeline chart: {out.resolve()}" in text
+    root = ET.fromstring(out.read_text())
+    assert root.tag.endswith("svg")
+    # The protected path must have shielded users from most failures.
+    failed = next(line for line in text.splitlines() if line.startswith("failed calls"))
+    unprotected, protected = (int(v) for v in failed.split()[-2:])
+    assert protected < unprotected
+
+
+def test_plain_live_view_prints_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t.svg"
+    assert main(["demo", "--duration", "2", "--scenario", "flaky", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "with_resilience:" in text
+    assert "unprotected:" in text
+    assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--duration", "0.5"], "--duration must be between 2 and 600 seconds, got 0.5"),
+        (["demo", "--scenario", "nope"], "invalid choice: 'nope'"),
+        (["demo", "--out", "chart.png"], "--out must name an .svg file, got 'chart.png'"),
+        (["demo", "--out", "/no/such/dir/x.svg"], "does not exist"),
+        (["demo", "--seed", "x"], "invalid int value: 'x'"),
+    ],
+)
+def test_bad_options_are_clear_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from resilient.demo.runner import PROTECTED, UNPROTECTED, CallRecord, Run
+from resilient.demo.scenario import SCENARIOS
+from resilient.demo.summary import BINS, percentile, summarize, timeline
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([], 99) == 0.0
+
+
+def _run() -> Run:
+    scenario = SCENARIOS["outage"]  # recovering from 70 %
+    run = Run(scenario=scenario, duration=10.0)
+    for i in range(100):
+        t = i / 10
+        bad = not scenario.phase_at(t / 10).healthy
+        run.records.append(
+            CallRecord(t, UNPROTECTED, "failed" if bad else "ok", 0.5 if bad else 0.01)
+        )
+        outcome = "fallback" if bad else ("ok" if t >= 7.5 or t < 2.5 else "fallback")
+        run.records.append(CallRecord(t, PROTECTED, outcome, 0.02))
+    run.wasted_calls[UNPROTECTED] = 45
+    run.wasted_calls[PROTECTED] = 3
+    run.samples.append((3.0, "open", scenario.phase_at(0.3)))
+    return run
+
+
+def test_summarize_counts_each_path() -> None:
+    summary = summarize(_run())
+    u, p = summary[UNPROTECTED], summary[PROTECTED]
+    assert (u.calls, u.failed, u.ok, u.wasted) == (100, 45, 55, 45)
+    assert (p.calls, p.failed, p.fallbacks, p.wasted) == (100, 0, 50, 3)
+    assert u.recover_seconds == 0.0
+    assert p.recover_seconds == 0.5
+    assert u.p99_unhealthy == 0.5
+    assert p.p99_unhealthy == 0.02
+
+
+def test_timeline_bins_the_run() -> None:
+    line = timeline(_run())
+    assert len(line.phases) == len(line.breaker_states) == BINS
+    assert line.breaker_states[0] == "closed"
+    assert line.breaker_states[BINS * 3 // 10] == "open"
+    assert max(line.unprotected_error_rate) == 1.0
+    assert max(line.protected_error_rate) == 0.0
