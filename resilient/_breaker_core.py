@@ -62,6 +62,7 @@ class BreakerCore:
         "health_checked_at",
         "ok_total",
         "opened_at",
+        "reject_until",
         "state",
         "ticks",
         "window",
@@ -71,6 +72,10 @@ class BreakerCore:
         self.config = config
         self.state = CLOSED
         self.opened_at = 0.0
+        # Until when a call may be rejected on sight: no lock, no health
+        # check to ask (callers read it without the lock). 0.0 unless OPEN
+        # with no health check.
+        self.reject_until = 0.0
         self.health_checked_at = 0.0
         self.consecutive_failures = 0
         self.half_open_in_flight = 0
@@ -156,7 +161,16 @@ class BreakerCore:
             self.window.clear()
             self.consecutive_failures = 0
         self._update_fast()
+        self._update_reject_until()
         self.changes.append((old, new))
+
+    def _update_reject_until(self) -> None:
+        cfg = self.config
+        self.reject_until = (
+            self.opened_at + cfg.recovery_timeout
+            if self.state is OPEN and cfg.health_check is None
+            else 0.0
+        )
 
     def current(self, now: float) -> CircuitState:
         """The state at ``now``: an OPEN breaker whose timer ran out is HALF_OPEN."""
@@ -281,6 +295,7 @@ class BreakerCore:
             if self.state is not OPEN:
                 self._move(OPEN, now)
             self.opened_at = now - (self.config.recovery_timeout - remaining)
+            self._update_reject_until()
         elif state is not self.state:
             self._move(state, now)
 

@@ -562,6 +562,7 @@ class CircuitBreaker:
     def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
         call = self._call
         via = listened or functools.partial(call, fn)
+        name = self.name
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
             if hub.listening:
@@ -576,13 +577,13 @@ class CircuitBreaker:
                         raise
                     next(core.ticks)
                     return result
-                if core.state is OPEN and self._health_check is None:
-                    # BreakerCore.remaining, inlined: with the exception, it is
-                    # the whole cost of a rejected call. (A health check is
-                    # polled on the way to the lock instead.)
-                    left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
+                until = core.reject_until
+                if until:
+                    # With the exception, this is the whole cost of a rejected
+                    # call. (Forced open, or a health check to ask: _call.)
+                    left = until - _clock.monotonic()
                     if left > 0.0:
-                        raise CircuitOpenError(self.name, OPEN, left, _request_id())
+                        raise CircuitOpenError(name, OPEN, left, _request_id())
             return call(fn, args, kwargs)
 
         return through_breaker
@@ -592,6 +593,7 @@ class CircuitBreaker:
     ) -> Callable[..., Awaitable[R]]:
         acall = self._acall
         via = listened or functools.partial(acall, fn)
+        name = self.name
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
             if hub.listening:
@@ -606,10 +608,11 @@ class CircuitBreaker:
                         raise
                     next(core.ticks)
                     return result
-                if core.state is OPEN and self._health_check is None:
-                    left = core.opened_at + core.config.recovery_timeout - _clock.monotonic()
+                until = core.reject_until
+                if until:
+                    left = until - _clock.monotonic()
                     if left > 0.0:
-                        raise CircuitOpenError(self.name, OPEN, left, _request_id())
+                        raise CircuitOpenError(name, OPEN, left, _request_id())
             return await acall(fn, args, kwargs)
 
         return through_breaker

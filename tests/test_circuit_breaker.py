@@ -839,3 +839,26 @@ def test_rejection_without_the_lock_matches_the_locked_one(clock: FakeClock) -> 
     # Nobody listened to the first: no request id was made for it.
     assert quick.value.request_id is None
     assert isinstance(locked.value.request_id, str)
+
+
+def test_reject_until_follows_the_open_timer(clock: FakeClock) -> None:
+    """What the decorator's closure reads to reject without the lock: the end
+    of an OPEN period, and 0.0 whenever a call must go the locked way."""
+    breaker = make(failure_threshold=1, recovery_timeout=10.0, success_threshold=1)
+    core = breaker._core
+    assert core.reject_until == 0.0
+    fail(breaker)
+    assert core.reject_until == 1010.0
+    clock.advance(10.0)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert core.reject_until == 0.0
+    breaker.force_open()  # forced: rejected by the locked path's lock-free check
+    assert core.reject_until == 0.0
+    breaker.release()
+    fail(breaker)
+    core.adopt(CircuitState.OPEN, 3.0, clock.now())  # a shared store's verdict
+    assert core.reject_until == clock.now() + 3.0
+    checked = make(failure_threshold=1, health_check=lambda: False)
+    fail(checked)
+    assert checked.state is CircuitState.OPEN
+    assert checked._core.reject_until == 0.0  # the health check must be asked
