@@ -51,7 +51,6 @@ class BreakerCore:
         "_fast_allowed",
         "_flushed",
         "_reads",
-        "_ticks",
         "changes",
         "config",
         "consecutive_failures",
@@ -64,8 +63,9 @@ class BreakerCore:
         "health_checked_at",
         "ok_total",
         "opened_at",
+        "reject_until",
         "state",
-        "tick",
+        "ticks",
         "window",
     )
 
@@ -73,6 +73,10 @@ class BreakerCore:
         self.config = config
         self.state = CLOSED
         self.opened_at = 0.0
+        # Until when a call may be rejected on sight: no lock, no health
+        # check to ask (callers read it without the lock). 0.0 unless OPEN
+        # with no health check.
+        self.reject_until = 0.0
         self.health_checked_at = 0.0
         self.consecutive_failures = 0
         self.half_open_in_flight = 0
@@ -90,12 +94,12 @@ class BreakerCore:
             else CountWindow(config.window_size)
         )
         # Fast successes in CLOSED are counted without the lock by
-        # ``tick()`` (itertools.count.__next__ is atomic under the GIL) and
-        # folded into the window by ``flush`` before anything reads it.
-        self._ticks = itertools.count(1)
+        # ``next(core.ticks)`` (itertools.count.__next__ is atomic under the
+        # GIL; the builtin ``next`` is the cheapest way to call it) and folded
+        # into the window by ``flush`` before anything reads it.
+        self.ticks = itertools.count(1)
         self._flushed = 0
         self._reads = 0
-        self.tick = self._ticks.__next__
         # ``fast`` says a caller may skip the lock for a success right now:
         # CLOSED, nothing to time or check on the result, and no rate that a
         # success could still trip (once the window holds minimum_calls, a
@@ -122,7 +126,7 @@ class BreakerCore:
     # -- transitions ---------------------------------------------------------
 
     def flush(self, now: float) -> None:
-        """Fold the successes counted by ``tick()`` into the window."""
+        """Fold the successes counted in ``ticks`` into the window."""
         seen = self._seen()
         pending = seen - self._flushed
         if pending:
@@ -133,19 +137,19 @@ class BreakerCore:
                 self.window.add_successes(pending, now)
 
     def _seen(self) -> int:
-        """How many times ``tick()`` has been called, by reading the counter
+        """How many successes ``ticks`` has counted, by reading the counter
         through itself (each read consumes one value, tracked in _reads)."""
         self._reads += 1
-        return next(self._ticks) - self._reads
+        return next(self.ticks) - self._reads
 
     def _fresh_ticks(self) -> None:
-        """A counter per generation: a caller takes ``tick`` when its call is
-        admitted, so a call admitted in an earlier generation ticks a counter
-        nobody reads any more (its success is dropped, as any stale outcome)."""
-        self._ticks = itertools.count(1)
+        """A counter per generation: a caller takes ``ticks`` when its call is
+        admitted, so a call admitted in an earlier generation counts on a
+        counter nobody reads any more (its success is dropped, as any stale
+        outcome)."""
+        self.ticks = itertools.count(1)
         self._flushed = 0
         self._reads = 0
-        self.tick = self._ticks.__next__
 
     def _next_generation(self) -> None:
         self.generation += 1
@@ -167,7 +171,16 @@ class BreakerCore:
             self.window.clear()
             self.consecutive_failures = 0
         self._update_fast()
+        self._update_reject_until()
         self.changes.append((old, new))
+
+    def _update_reject_until(self) -> None:
+        cfg = self.config
+        self.reject_until = (
+            self.opened_at + cfg.recovery_timeout
+            if self.state is OPEN and cfg.health_check is None
+            else 0.0
+        )
 
     def current(self, now: float) -> CircuitState:
         """The state at ``now``: an OPEN breaker whose timer ran out is HALF_OPEN."""
@@ -180,7 +193,10 @@ class BreakerCore:
         if state is FORCED_OPEN:
             return math.inf
         if state is OPEN:
-            return max(0.0, self.opened_at + self.config.recovery_timeout - now)
+            # Not max(): this runs on every rejected call, and max() costs
+            # more than the rest of it.
+            left = self.opened_at + self.config.recovery_timeout - now
+            return left if left > 0.0 else 0.0
         return 0.0
 
     # -- health check ----------------------------------------------------------
@@ -288,6 +304,7 @@ class BreakerCore:
             if self.state is not OPEN:
                 self._move(OPEN, now)
             self.opened_at = now - (self.config.recovery_timeout - remaining)
+            self._update_reject_until()
         elif state is not self.state:
             self._move(state, now)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 from . import _clock, _validate, events
 from ._active import switch
 from ._bulkhead_core import LimiterCore, Waiter
+from ._decorate import Listened
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -324,6 +326,62 @@ class Bulkhead:
     ) -> R:
         """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
         return await self._acall(fn, args, kwargs)
+
+    # The decorator installs these closures on plain functions: ``_call`` /
+    # ``_acall`` in one frame (through them while someone listens, for the
+    # request's events).
+
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        via = listened or functools.partial(self._call, fn)
+        core = self._core
+        take, done, give = core.free.pop, core.done, core.free.append
+        wait, hand_over = self._wait_for_permit, self._hand_over
+
+        def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return via(args, kwargs)
+            if not switch.on:
+                return fn(*args, **kwargs)
+            try:
+                take()
+            except IndexError:
+                wait()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                next(done)
+                give(None)
+                if core.queued:
+                    hand_over()
+
+        return through_bulkhead
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        via = listened or functools.partial(self._acall, fn)
+        core = self._core
+        take, done, give = core.free.pop, core.done, core.free.append
+        await_permit, hand_over = self._await_permit, self._hand_over
+
+        async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return await via(args, kwargs)
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            try:
+                take()
+            except IndexError:
+                await await_permit()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                next(done)
+                give(None)
+                if core.queued:
+                    hand_over()
+
+        return through_bulkhead
 
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

@@ -4,7 +4,9 @@ events around the pure rules of :mod:`resilient._breaker_core`."""
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
+import itertools
 import logging
 import math
 import threading
@@ -13,20 +15,22 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
+from . import _clock, _request, _validate, events
 from ._active import switch
 from ._breaker_core import (
     CLOSED,
     FORCED_CLOSED,
+    FORCED_OPEN,
     OPEN,
     REJECT,
     UNTRACKED,
     BreakerCore,
     CircuitState,
 )
-from ._decorate import is_async_callable
+from ._decorate import Listened, is_async_callable
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
+from .events import hub
 from .timeout import Timeout
 
 if TYPE_CHECKING:
@@ -151,6 +155,8 @@ class _Permit(NamedTuple):
     half_open: bool = False  # admitted as a local half-open probe
 
 
+# The request id a rejection carries (CircuitOpenError has no __init__ to read it).
+_request_id = _request.current.get
 _OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
 
 
@@ -161,9 +167,9 @@ class _Entry(NamedTuple):
     scope: events.RequestScope | None
 
 
-def _generation_of(core: BreakerCore, tick: Callable[[], int]) -> int:
+def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
     """The generation a lock-free call was admitted in, from the counter it took."""
-    return core.generation if tick is core.tick else UNTRACKED
+    return core.generation if ticks is core.ticks else UNTRACKED
 
 
 class CircuitBreaker:
@@ -253,7 +259,6 @@ class CircuitBreaker:
                 core = saved.core
             # Only the core: a shared breaker stays attached to its storage.
             self._core = core
-            self._tick = core.tick
         return previous
 
     def __repr__(self) -> str:
@@ -437,6 +442,15 @@ class CircuitBreaker:
             return _Permit(core.generation, start)
         if self._health_check is not None and core.state is OPEN:
             self._poll_health()
+        state = core.state
+        if (state is OPEN or state is FORCED_OPEN) and not hub.listening and switch.on:
+            # Rejected without the lock. Racy reads are fine here too:
+            # rejecting a call that raced a probe's success is the same as
+            # that call arriving a moment earlier. When a probe is due, the
+            # locked path below decides.
+            left = core.remaining(_clock.monotonic())
+            if left:
+                raise CircuitOpenError(self.name, state, left, _request_id())
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now)
@@ -445,7 +459,7 @@ class CircuitBreaker:
         self._announce()
         if token == REJECT:
             # Emitted outside the lock: a listener may read the breaker.
-            error = CircuitOpenError(self.name, state.value, remaining)
+            error = CircuitOpenError(self.name, state, remaining, _request_id())
             if events.hub.listening:
                 self._emit_rejected(error)
             raise error
@@ -485,7 +499,9 @@ class CircuitBreaker:
             core.on_ignored(permit.token)
             core.adopt(verdict.state, verdict.remaining, now)
             if verdict.kind == "reject":
-                return CircuitOpenError(self.name, verdict.state.value, verdict.remaining)
+                return CircuitOpenError(
+                    self.name, verdict.state.value, verdict.remaining, _request_id()
+                )
             if core.state is CLOSED or core.state is FORCED_CLOSED:
                 return core.generation  # an ordinary call of the adopted state
             return UNTRACKED
@@ -570,19 +586,84 @@ class CircuitBreaker:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         return await self._acall(fn, args, kwargs)
 
+    # The decorator installs these closures on plain functions: one frame per
+    # call instead of two, the success of ``_call``'s fast path with no lock,
+    # and a rejection raised from the closure itself. Everything else goes
+    # through ``_call`` / ``_acall``.
+
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        call = self._call
+        via = listened or functools.partial(call, fn)
+        name = self.name
+
+        def through_breaker(*args: Any, **kwargs: Any) -> R:
+            if hub.listening:
+                return via(args, kwargs)
+            core = self._core
+            if switch.on:
+                if core.fast:
+                    ticks = core.ticks  # this generation's
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
+                        raise
+                    next(ticks)
+                    return result
+                until = core.reject_until
+                if until:
+                    # With the exception, this is the whole cost of a rejected
+                    # call. (Forced open, or a health check to ask: _call.)
+                    left = until - _clock.monotonic()
+                    if left > 0.0:
+                        raise CircuitOpenError(name, OPEN, left, _request_id())
+            return call(fn, args, kwargs)
+
+        return through_breaker
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        acall = self._acall
+        via = listened or functools.partial(acall, fn)
+        name = self.name
+
+        async def through_breaker(*args: Any, **kwargs: Any) -> R:
+            if hub.listening:
+                return await via(args, kwargs)
+            core = self._core
+            if switch.on:
+                if core.fast:
+                    ticks = core.ticks  # this generation's
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
+                        raise
+                    next(ticks)
+                    return result
+                until = core.reject_until
+                if until:
+                    left = until - _clock.monotonic()
+                    if left > 0.0:
+                        raise CircuitOpenError(name, OPEN, left, _request_id())
+            return await acall(fn, args, kwargs)
+
+        return through_breaker
+
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         core = self._core
         if core.fast and not events.hub.listening:
             if not switch.on:
                 return fn(*args, **kwargs)
-            tick = core.tick  # this generation's (see BreakerCore._fresh_ticks)
+            ticks = core.ticks  # this generation's (see BreakerCore._fresh_ticks)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                self._exit_error(_Permit(_generation_of(core, tick), None), exc)
+                self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
                 raise
-            tick()
+            next(ticks)
             return result
         if not switch.on:
             return fn(*args, **kwargs)
@@ -619,13 +700,13 @@ class CircuitBreaker:
         if core.fast and not events.hub.listening:
             if not switch.on:
                 return await fn(*args, **kwargs)
-            tick = core.tick  # this generation's (see BreakerCore._fresh_ticks)
+            ticks = core.ticks  # this generation's (see BreakerCore._fresh_ticks)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                self._exit_error(_Permit(_generation_of(core, tick), None), exc)
+                self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
                 raise
-            tick()
+            next(ticks)
             return result
         if not switch.on:
             return await fn(*args, **kwargs)

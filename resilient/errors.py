@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _request
 
@@ -32,13 +32,50 @@ class ResilienceError(Exception):
 
 
 class CircuitOpenError(ResilienceError):
-    """The breaker rejected the call without running it."""
+    """The breaker rejected the call without running it:
+    ``CircuitOpenError(name, state, remaining, request_id=None)``.
 
-    def __init__(self, name: str, state: str, remaining: float) -> None:
-        self.name = name
-        self.state = state
-        self.remaining = remaining
-        super().__init__(name, state, remaining)
+    One is built for every rejected call, so it has no Python ``__init__``,
+    which would double the cost of a rejection: its fields live in ``args``,
+    stored by the builtin constructor, and the breaker passes the request id
+    current where it rejects.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self, name: str, state: str, remaining: float, request_id: str | None = None
+        ) -> None: ...
+
+    else:
+        __init__ = Exception.__init__
+
+    @property
+    def name(self) -> str:
+        name: str = self.args[0]
+        return name
+
+    @property
+    def state(self) -> str:
+        """The breaker's state when it rejected the call (``CircuitState`` value)."""
+        state: str = self.args[1]
+        return state
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the breaker lets a probe through (``inf`` when forced open)."""
+        remaining: float = self.args[2]
+        return remaining
+
+    @property
+    def request_id(self) -> str | None:
+        args = self.args
+        request_id: str | None = args[3] if len(args) > 3 else None
+        return request_id
+
+    @request_id.setter
+    def request_id(self, value: str | None) -> None:
+        self.args = (*self.args[:3], value)
 
     def __str__(self) -> str:
         if self.remaining == float("inf"):

@@ -10,6 +10,7 @@ while handling another.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _validate, events
 from ._active import switch
-from ._decorate import is_async_callable
+from ._decorate import Listened, is_async_callable
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
@@ -147,6 +148,54 @@ class Fallback:
         """Await ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
         return await self._acall(fn, args, kwargs)
 
+    # The decorator installs these closures on plain functions: ``_call`` /
+    # ``_acall`` in one frame (through them while someone listens, for the
+    # request's events).
+
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        via = listened or functools.partial(self._call, fn)
+
+        def falling_back(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return via(args, kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not isinstance(exc, self.on) or not switch.on:
+                    raise
+                return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
+
+        return falling_back
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        via = listened or functools.partial(self._acall, fn)
+
+        async def falling_back(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return await via(args, kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                if not isinstance(exc, self.on) or not switch.on:
+                    raise
+                answer = self._answer(fn, args, kwargs, exc)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+                return answer  # type: ignore[no-any-return]
+
+        return falling_back
+
+    def _answer_sync(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+    ) -> Any:
+        if self._async_handler:
+            raise TypeError(
+                f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
+            ) from exc
+        return self._answer(fn, args, kwargs, exc)
+
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
@@ -165,11 +214,7 @@ class Fallback:
         except Exception as exc:
             if not isinstance(exc, self.on) or not switch.on:
                 raise
-            if self._async_handler:
-                raise TypeError(
-                    f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
-                ) from exc
-            return self._answer(fn, args, kwargs, exc)  # type: ignore[no-any-return]
+            return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
 
     @events.mark_layer
     async def _acall(

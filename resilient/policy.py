@@ -11,6 +11,7 @@ retry has given up.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _validate, events
 from ._active import switch
+from ._decorate import athrough, through
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
@@ -244,6 +246,42 @@ class Resilience:
     ) -> R:
         """Await ``fn(*args, **kwargs)`` through every layer."""
         return cast(R, await self._acall(fn, args, kwargs))
+
+    # A decorated plain function gets every layer's own closure, nested:
+    # what ``_call`` does, one frame per layer. While someone listens, the
+    # outermost closure hands the call to ``_call``, which opens the
+    # request as the composition's. Each closure carries the function's
+    # name and is marked a layer, so the one around it stacks on it.
+
+    def _wrap_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self._nest(fn, is_async=False)
+
+    def _wrap_async(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self._nest(fn, is_async=True)
+
+    def _nest(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+        layers = [
+            layer
+            for layer in (self.timeout, self.bulkhead, self.breaker, self.retry, self.fallback)
+            if layer is not None
+        ]
+        wrap = "_wrap_async" if is_async else "_wrap_sync"
+        if not layers or not hasattr(layers[-1], wrap):
+            # A timeout alone has no closure of its own: the chain it is.
+            return (athrough if is_async else through)(self._acall if is_async else self._call, fn)
+        inner = fn
+        for layer in layers[:-1]:
+            own = getattr(layer, wrap, None)
+            if own is not None:
+                closure = own(inner)
+            else:
+                closure = (athrough if is_async else through)(
+                    layer._acall if is_async else layer._call, inner
+                )
+            inner = events.mark_layer(functools.update_wrapper(closure, fn))
+        listened = functools.partial(self._acall if is_async else self._call, fn)
+        outermost: Callable[..., Any] = getattr(layers[-1], wrap)(inner, listened)
+        return outermost
 
     def __call__(self, fn: F) -> F:
         """Use the composed policy itself as a decorator."""

@@ -8,6 +8,7 @@ and differ only in how they sleep.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from ._backoff import (
     plan,
     retry_after_of,
 )
+from ._decorate import Listened
 from .config import defaults
 from .errors import CircuitOpenError
 
@@ -371,6 +373,56 @@ class Retry:
     ) -> R:
         """Await ``fn(*args, **kwargs)``, retrying as configured."""
         return await self._acall(fn, args, kwargs)
+
+    # The decorator installs these closures on plain functions: the first
+    # attempt of ``_call`` / ``_acall`` in one frame, then the same ``_retry``
+    # (through them while someone listens, for the request's events).
+
+    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
+        via = listened or functools.partial(self._call, fn)
+        retry = self._retry
+        check = self._check_result
+        deadline = self._deadline
+
+        def retrying(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return via(args, kwargs)
+            start = _clock.monotonic() if deadline is not None else 0.0
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                error: Exception | None = exc
+            else:
+                if check is None or not check(result):
+                    return result
+                error = None
+            return retry(fn, args, kwargs, error, result if error is None else None, start)
+
+        return retrying
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+    ) -> Callable[..., Awaitable[R]]:
+        via = listened or functools.partial(self._acall, fn)
+        aretry = self._aretry
+        check = self._check_result
+        deadline = self._deadline
+
+        async def retrying(*args: Any, **kwargs: Any) -> R:
+            if events.hub.listening:
+                return await via(args, kwargs)
+            start = _clock.monotonic() if deadline is not None else 0.0
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                error: Exception | None = exc
+            else:
+                if check is None or not check(result):
+                    return result
+                error = None
+            return await aretry(fn, args, kwargs, error, result if error is None else None, start)
+
+        return retrying
 
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

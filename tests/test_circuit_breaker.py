@@ -693,6 +693,177 @@ def test_freezegun_moves_the_breaker_to_half_open() -> None:
         assert breaker.state is CircuitState.HALF_OPEN
 
 
+# -- decorated calls: the closures of _wrap_sync / _wrap_async --------------------
+#
+# A decorated plain function runs through the breaker's own closure, which
+# has its own lock-free success and rejection paths; these tests drive both
+# a sync and an async decorated function through every state.
+
+
+def _decorated(breaker: CircuitBreaker, is_async: bool, calls: list[str]):  # type: ignore[no-untyped-def]
+    """A decorated function that records its calls; ``run(outcome)`` calls it
+    (awaiting when async) with "ok" or "boom" and returns the result."""
+    if is_async:
+
+        @breaker
+        async def afn(outcome: str) -> str:
+            calls.append(outcome)
+            if outcome == "boom":
+                raise Boom(outcome)
+            return outcome
+
+        async def arun(outcome: str = "ok") -> str:
+            return await afn(outcome)
+
+        return lambda outcome="ok": asyncio.run(arun(outcome))
+
+    @breaker
+    def fn(outcome: str) -> str:
+        calls.append(outcome)
+        if outcome == "boom":
+            raise Boom(outcome)
+        return outcome
+
+    return fn
+
+
+@pytest.fixture(params=[False, True], ids=["sync", "async"])
+def is_async(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def test_decorated_calls_are_counted_and_trip(clock: FakeClock, is_async: bool) -> None:
+    breaker = make(failure_threshold=2)
+    calls: list[str] = []
+    run = _decorated(breaker, is_async, calls)
+    assert run("ok") == "ok"
+    assert run("ok") == "ok"
+    assert breaker.metrics().calls == 2
+    for _ in range(2):
+        with pytest.raises(Boom):
+            run("boom")
+    assert breaker.state is CircuitState.OPEN
+    assert breaker.metrics().failures == 2
+
+
+def test_decorated_open_rejects_without_calling(clock: FakeClock, is_async: bool) -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=10.0)
+    calls: list[str] = []
+    run = _decorated(breaker, is_async, calls)
+    with pytest.raises(Boom):
+        run("boom")
+    clock.advance(4.0)
+    with pytest.raises(CircuitOpenError) as info:
+        run("ok")
+    assert calls == ["boom"]
+    error = info.value
+    assert (error.name, error.state, error.remaining) == ("svc", "open", pytest.approx(6.0))
+    assert str(error) == "circuit 'svc' is open; next probe allowed in 6.000s"
+
+
+def test_decorated_forced_open_rejects_with_infinite_remaining(
+    clock: FakeClock, is_async: bool
+) -> None:
+    breaker = make()
+    calls: list[str] = []
+    run = _decorated(breaker, is_async, calls)
+    breaker.force_open()
+    with pytest.raises(CircuitOpenError) as info:
+        run("ok")
+    assert (info.value.state, info.value.remaining) == ("forced_open", math.inf)
+    assert calls == []
+
+
+def test_decorated_call_probes_once_the_timer_ran_out(clock: FakeClock, is_async: bool) -> None:
+    breaker = make(failure_threshold=1, recovery_timeout=10.0, success_threshold=1)
+    calls: list[str] = []
+    run = _decorated(breaker, is_async, calls)
+    with pytest.raises(Boom):
+        run("boom")
+    clock.advance(10.0)
+    assert run("ok") == "ok"
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_decorated_rejection_is_an_event_when_listened_to(clock: FakeClock, is_async: bool) -> None:
+    from resilient import CallRejected
+
+    breaker = make(failure_threshold=1)
+    calls: list[str] = []
+    run = _decorated(breaker, is_async, calls)
+    with pytest.raises(Boom):
+        run("boom")
+    seen: list[Event] = []
+    unsubscribe = breaker.subscribe(seen.append)
+    try:
+        with pytest.raises(CircuitOpenError):
+            run("ok")
+    finally:
+        unsubscribe()
+    rejected = [e for e in seen if isinstance(e, CallRejected)]
+    assert sorted((e.level, e.name, e.state) for e in rejected) == [
+        ("policy", "svc", "open"),
+        ("request", "svc", "open"),
+    ]
+
+
+def test_decorated_open_breaker_is_a_pass_through_when_inactive(
+    clock: FakeClock, is_async: bool
+) -> None:
+    breaker = make(failure_threshold=1)
+    calls: list[str] = []
+    run = _decorated(breaker, is_async, calls)
+    with pytest.raises(Boom):
+        run("boom")
+    set_active(False)
+    assert run("ok") == "ok"
+    set_active(True)
+    with pytest.raises(CircuitOpenError):
+        run("ok")
+
+
+def test_rejection_without_the_lock_matches_the_locked_one(clock: FakeClock) -> None:
+    """``call`` rejects an open breaker without taking the lock; a listener
+    makes it take the locked path. Both errors say the same."""
+    breaker = make(failure_threshold=1, recovery_timeout=10.0)
+    fail(breaker)
+    with pytest.raises(CircuitOpenError) as quick:
+        breaker.call(ok)
+    unsubscribe = breaker.subscribe(lambda event: None)
+    try:
+        with pytest.raises(CircuitOpenError) as locked:
+            breaker.call(ok)
+    finally:
+        unsubscribe()
+    assert quick.value.args[:3] == locked.value.args[:3] == ("svc", "open", 10.0)
+    # Nobody listened to the first: no request id was made for it.
+    assert quick.value.request_id is None
+    assert isinstance(locked.value.request_id, str)
+
+
+def test_reject_until_follows_the_open_timer(clock: FakeClock) -> None:
+    """What the decorator's closure reads to reject without the lock: the end
+    of an OPEN period, and 0.0 whenever a call must go the locked way."""
+    breaker = make(failure_threshold=1, recovery_timeout=10.0, success_threshold=1)
+    core = breaker._core
+    assert core.reject_until == 0.0
+    fail(breaker)
+    assert core.reject_until == 1010.0
+    clock.advance(10.0)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert core.reject_until == 0.0
+    breaker.force_open()  # forced: rejected by the locked path's lock-free check
+    assert core.reject_until == 0.0
+    breaker.release()
+    fail(breaker)
+    core.adopt(CircuitState.OPEN, 3.0, clock.now())  # a shared store's verdict
+    assert core.reject_until == clock.now() + 3.0
+    checked = make(failure_threshold=1, health_check=lambda: False)
+    fail(checked)
+    assert checked.state is CircuitState.OPEN
+    assert checked._core.reject_until == 0.0  # the health check must be asked
+
+
 # -- listeners run outside the lock, and see transitions in order ----------------
 
 

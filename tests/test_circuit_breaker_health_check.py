@@ -202,3 +202,38 @@ def test_a_sync_callable_returning_a_coroutine_is_not_left_unawaited(
     clock.advance(5.0)
     assert breaker.state is CircuitState.OPEN
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_decorated_call_polls_the_check_too(clock: FakeClock) -> None:
+    """A decorated plain function rejects an open breaker without its lock,
+    except when a health check is due: then it asks the check."""
+    check = Check()
+    breaker = opened(check)
+
+    @breaker
+    def call() -> str:
+        return "probe"
+
+    clock.advance(5.0)
+    with pytest.raises(CircuitOpenError):
+        call()
+    assert check.calls == 1
+    check.healthy = True
+    clock.advance(5.0)
+    assert call() == "probe"
+    assert check.calls == 2
+    assert breaker.state is CircuitState.HALF_OPEN
+
+
+async def test_a_decorated_coroutine_awaits_an_async_check(clock: FakeClock) -> None:
+    check = AsyncCheck(healthy=True)
+    breaker = opened(check)
+
+    @breaker
+    async def call() -> str:
+        return "probe"
+
+    clock.advance(5.0)
+    assert await call() == "probe"
+    assert check.calls == 1
+    assert breaker.state is CircuitState.HALF_OPEN

@@ -213,3 +213,93 @@ def test_keyword_fields_configure_the_breaker() -> None:
 def test_unknown_keyword_field_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="bogus"):
         with_circuit_breaker("kw", bogus=1)
+
+
+# -- policies that offer their own closure ----------------------------------------
+
+
+class Recording:
+    """A policy recording which path each call took."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def _call(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
+        self.paths.append("_call")
+        return fn(*args, **kwargs)
+
+    async def _acall(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
+        self.paths.append("_acall")
+        return await fn(*args, **kwargs)
+
+
+class Specialized(Recording):
+    def _wrap_sync(self, fn):  # type: ignore[no-untyped-def]
+        def closure(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.paths.append("_wrap_sync")
+            return fn(*args, **kwargs)
+
+        return closure
+
+    def _wrap_async(self, fn):  # type: ignore[no-untyped-def]
+        async def closure(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.paths.append("_wrap_async")
+            return await fn(*args, **kwargs)
+
+        return closure
+
+
+async def test_plain_functions_get_the_policys_own_closure() -> None:
+    from resilient._decorate import decorate
+
+    policy = Specialized()
+
+    def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    async def adouble(x: int) -> int:
+        return 2 * x
+
+    wrapped = decorate(policy, double)
+    awrapped = decorate(policy, adouble)
+    assert wrapped(2) == 4
+    assert await awrapped(3) == 6
+    assert policy.paths == ["_wrap_sync", "_wrap_async"]
+    assert (wrapped.__name__, wrapped.__doc__, wrapped.__wrapped__) == (
+        "double",
+        "Twice x.",
+        double,
+    )  # type: ignore[attr-defined]
+    assert inspect.iscoroutinefunction(awrapped)
+
+
+async def test_without_a_closure_the_decorator_goes_through_call() -> None:
+    from resilient._decorate import decorate
+
+    policy = Recording()
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    async def adouble(x: int) -> int:
+        return 2 * x
+
+    assert decorate(policy, double)(2) == 4
+    assert await decorate(policy, adouble)(3) == 6
+    assert policy.paths == ["_call", "_acall"]
+
+
+def test_what_wrapt_binds_goes_through_call() -> None:
+    from resilient._decorate import decorate
+
+    policy = Specialized()
+
+    class Service:
+        @functools.partial(decorate, policy)
+        @classmethod
+        def name(cls) -> str:
+            return cls.__name__
+
+    assert Service.name() == "Service"
+    assert policy.paths == ["_call"]

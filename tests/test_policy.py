@@ -71,15 +71,32 @@ class AsyncScript(Script):
 
 
 def run(mode: str, policy: Callable[[Any], Any], script: Script, *args: Any) -> Any:
-    """Decorate ``script`` (sync or async by ``mode``) and call it once."""
+    """Decorate ``script`` (sync or async by ``mode``) and call it once.
+
+    A script is a callable object, which the decorator binds with wrapt and
+    sends through the layers' ``_call``; the "plain" modes decorate a plain
+    function calling it, which gets the layers' own closures, nested.
+    """
     if mode == "sync":
         return policy(script)(*args)
+    if mode == "plain sync":
+
+        def plain(*args: Any) -> Any:
+            return script(*args)
+
+        return policy(plain)(*args)
     target = AsyncScript()
     target.outcomes, target.calls = script.outcomes, script.calls  # one script, played async
+    if mode == "plain async":
+
+        async def aplain(*args: Any) -> Any:
+            return await target(*args)
+
+        return asyncio.run(policy(aplain)(*args))
     return asyncio.run(policy(target)(*args))
 
 
-MODES = pytest.mark.parametrize("mode", ["sync", "async"])
+MODES = pytest.mark.parametrize("mode", ["sync", "async", "plain sync", "plain async"])
 
 
 # -- ResiliencePolicy ------------------------------------------------------------

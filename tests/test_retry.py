@@ -699,3 +699,72 @@ def test_decorating_something_not_callable_fails() -> None:
     decorate: Callable[[Any], Any] = with_retry()
     with pytest.raises(TypeError, match="callable"):
         decorate(42)
+
+
+# -- plain functions: the closures of _wrap_sync / _wrap_async -----------------------
+#
+# Most tests above decorate a Script object, which wrapt binds and sends through
+# ``_call``; a plain function gets the retry's own closure. These drive it.
+
+
+def _plain(fn: Script) -> Callable[..., Any]:
+    if isinstance(fn, AsyncScript):
+
+        async def aplain(*args: Any, **kwargs: Any) -> Any:
+            return await fn(*args, **kwargs)
+
+        return aplain
+
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return plain
+
+
+async def _run(decorated: Callable[..., Any], *args: Any) -> Any:
+    result = decorated(*args)
+    return await result if inspect.isawaitable(result) else result
+
+
+@pytest.fixture(params=[Script, AsyncScript], ids=["sync", "async"])
+def script(request: pytest.FixtureRequest) -> type[Script]:
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_plain_function_retries_then_succeeds(clock: FakeClock, script: type[Script]) -> None:
+    fn = script(ConnectionError, TimeoutError, "ok")
+    decorated = with_retry(**NO_JITTER)(_plain(fn))
+    assert inspect.iscoroutinefunction(decorated) == (script is AsyncScript)
+    assert await _run(decorated, 1) == "ok"
+    assert fn.calls == 3
+    assert clock.sleeps == [1.0, 2.0]
+
+
+async def test_plain_function_gives_up_with_the_last_error(
+    clock: FakeClock, script: type[Script]
+) -> None:
+    errors = [ConnectionError(n) for n in range(3)]
+    decorated = with_retry(**NO_JITTER)(_plain(script(*errors)))
+    with pytest.raises(ConnectionError) as info:
+        await _run(decorated)
+    assert info.value is errors[-1]
+    assert info.value.__notes__ == ["resilient: gave up after 3 attempts"]
+
+
+async def test_plain_function_result_check(clock: FakeClock, script: type[Script]) -> None:
+    fn = script(None, None, None)
+    decorated = with_retry(retry_if_result=lambda r: r is None, **NO_JITTER)(_plain(fn))
+    assert await _run(decorated) is None
+    assert fn.calls == 3
+
+
+async def test_plain_function_deadline_counts_from_the_first_attempt(
+    clock: FakeClock, script: type[Script]
+) -> None:
+    clock.advance(100.0)
+    fn = script(ConnectionError)
+    decorated = with_retry(max_attempts=10, deadline=3.5, **NO_JITTER)(_plain(fn))
+    with pytest.raises(ConnectionError) as info:
+        await _run(decorated)
+    assert clock.sleeps == [1.0, 2.0]
+    assert "would pass the 3.5s deadline" in info.value.__notes__[0]

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of resilient and its peers: ``python -m benchmarks``."""

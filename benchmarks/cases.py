@@ -1,0 +1,511 @@
+"""Every benchmarked call: the floors, resilient, and the peers doing the same job.
+
+A case's ``make`` builds its callable inside the worker process that times
+it, so a worker imports only the library it measures (a coroutine function
+``make`` is run in the worker's event loop). Every protected
+function is ``work(x) -> x``; rejection cases call a function that would
+raise ``ValueError`` if the breaker let it run. Configurations match across
+libraries: breakers open after 5 consecutive failures and wait 30 s; retries
+make 3 attempts with a 1 s exponential backoff; bulkheads admit 10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib.util
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+__all__ = ["CASES", "Case", "available"]
+
+FAILURES = 5  # consecutive failures that open a breaker
+RECOVERY = 30.0  # seconds an open breaker waits
+ATTEMPTS = 3
+CONCURRENCY = 10
+TIMEOUT = 5.0  # never reached: only the cost of arming it is measured
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark. ``mode``: sync, async or threads; ``job``: what is done;
+    ``lib``: who does it (``floor: ...`` for the references)."""
+
+    mode: str
+    job: str
+    lib: str
+    make: Callable[[], Callable[..., Any]]
+    peer: str | None = None  # module that must be importable
+    features: tuple[str, ...] = ()  # names resilient must export
+    guarded: bool = False  # the loop catches an exception per call
+    rejects: str | None = None  # class name of the error every call raises
+    threads: int = 0
+    param: float | None = None  # the x of a scaling series
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode} {self.job}: {self.lib}"
+
+
+CASES: list[Case] = []
+
+
+def case(mode: str, job: str, lib: str, **kw: Any) -> Callable[[Callable[[], Any]], Any]:
+    def register(make: Callable[[], Any]) -> Callable[[], Any]:
+        CASES.append(Case(mode, job, lib, make, **kw))
+        return make
+
+    return register
+
+
+def available(c: Case) -> str | None:
+    """Why ``c`` cannot run here, or ``None`` when it can."""
+    if c.peer is not None and importlib.util.find_spec(c.peer) is None:
+        return f"{c.peer} is not installed"
+    if c.features:
+        import resilient
+
+        missing = [f for f in c.features if not hasattr(resilient, f)]
+        if missing:
+            return f"resilient has no {', '.join(missing)} yet"
+    return None
+
+
+# -- the protected functions ---------------------------------------------------
+
+
+def work(x: int) -> int:
+    return x
+
+
+async def awork(x: int) -> int:
+    return x
+
+
+def fail(x: int) -> int:
+    raise ValueError(x)
+
+
+async def afail(x: int) -> int:
+    raise ValueError(x)
+
+
+def trip(call: Callable[[int], Any]) -> Callable[[int], Any]:
+    """Fail ``call`` until its breaker opens, then return it."""
+    for _ in range(FAILURES):
+        with contextlib.suppress(Exception):
+            call(1)
+    return call
+
+
+def atrip(call: Callable[[int], Any]) -> Callable[[int], Any]:
+    async def failures() -> None:
+        for _ in range(FAILURES):
+            with contextlib.suppress(Exception):
+                await call(1)
+
+    from .timing import event_loop
+
+    event_loop().run_until_complete(failures())
+    return call
+
+
+def wraps_passthrough(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def awraps_passthrough(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+# -- floors ----------------------------------------------------------------------
+
+
+@case("sync", "pass-through", "floor: bare call")
+def _() -> Any:
+    return work
+
+
+@case("sync", "pass-through", "floor: functools.wraps")
+def _() -> Any:
+    return wraps_passthrough(work)
+
+
+@case("sync", "pass-through", "floor: wrapt", peer="wrapt")
+def _() -> Any:
+    import wrapt
+
+    @wrapt.decorator
+    def passthrough(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)
+
+    return passthrough(work)
+
+
+@case("async", "pass-through", "floor: bare call")
+def _() -> Any:
+    return awork
+
+
+@case("async", "pass-through", "floor: functools.wraps")
+def _() -> Any:
+    return awraps_passthrough(awork)
+
+
+@case("sync", "rejection", "floor: raise+catch", guarded=True, rejects="ValueError")
+def _() -> Any:
+    return fail
+
+
+@case("async", "rejection", "floor: raise+catch", guarded=True, rejects="ValueError")
+def _() -> Any:
+    return afail
+
+
+@case("async", "timeout", "floor: asyncio.timeout")
+def _() -> Any:
+    @functools.wraps(awork)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async with asyncio.timeout(TIMEOUT):
+            return await awork(*args, **kwargs)
+
+    return wrapper
+
+
+# -- resilient -------------------------------------------------------------------
+
+
+def _breaker(name: str, **fields: Any) -> Any:
+    from resilient import CircuitBreaker, CircuitBreakerConfig
+
+    config = CircuitBreakerConfig(failure_threshold=FAILURES, recovery_timeout=RECOVERY, **fields)
+    return CircuitBreaker(name, config)
+
+
+def _with_breaker(fn: Callable[..., Any], name: str) -> Any:
+    from resilient import with_circuit_breaker
+
+    return with_circuit_breaker(_breaker(name))(fn)
+
+
+def _with_retry(fn: Callable[..., Any]) -> Any:
+    from resilient import with_retry
+
+    return with_retry(max_attempts=ATTEMPTS, initial_delay=1.0)(fn)
+
+
+def _with_timeout(fn: Callable[..., Any]) -> Any:
+    from resilient import with_timeout
+
+    return with_timeout(TIMEOUT)(fn)
+
+
+def _with_bulkhead(fn: Callable[..., Any], name: str) -> Any:
+    from resilient import with_bulkhead
+
+    return with_bulkhead(name, max_concurrent=CONCURRENCY)(fn)
+
+
+def _with_fallback(fn: Callable[..., Any]) -> Any:
+    from resilient import with_fallback
+
+    return with_fallback(None)(fn)
+
+
+def _with_stack(fn: Callable[..., Any], name: str) -> Any:
+    from resilient import BulkheadConfig, Fallback, with_resilience
+
+    return with_resilience(
+        name,
+        timeout=None,
+        bulkhead=BulkheadConfig(max_concurrent=CONCURRENCY),
+        fallback=Fallback(value=None),
+    )(fn)
+
+
+STACK = ("with_resilience", "BulkheadConfig", "Fallback")
+
+for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, afail, atrip)):
+    case(_mode, "circuit breaker", "resilient")(functools.partial(_with_breaker, _fn, "cb"))
+    case(_mode, "retry", "resilient", features=("with_retry",))(functools.partial(_with_retry, _fn))
+    case(_mode, "timeout", "resilient", features=("with_timeout",))(
+        functools.partial(_with_timeout, _fn)
+    )
+    case(_mode, "bulkhead", "resilient", features=("with_bulkhead",))(
+        functools.partial(_with_bulkhead, _fn, f"bench-bulkhead-{_mode}")
+    )
+    case(_mode, "fallback", "resilient", features=("with_fallback",))(
+        functools.partial(_with_fallback, _fn)
+    )
+    case(_mode, "stack", "resilient", features=STACK)(
+        functools.partial(_with_stack, _fn, f"bench-stack-{_mode}")
+    )
+    case(_mode, "rejection", "resilient", guarded=True, rejects="CircuitOpenError")(
+        # Opened by real failures (not forced): the path every open breaker takes.
+        lambda fn=_fail, trip=_trip: trip(_with_breaker(fn, "open"))
+    )
+
+
+# -- peers: circuit breakers -------------------------------------------------------
+
+
+def _pybreaker(fn: Callable[..., Any]) -> Any:
+    import pybreaker
+
+    return pybreaker.CircuitBreaker(fail_max=FAILURES, reset_timeout=RECOVERY)(fn)
+
+
+def _circuitbreaker(fn: Callable[..., Any]) -> Any:
+    import circuitbreaker
+
+    breaker = circuitbreaker.CircuitBreaker(
+        failure_threshold=FAILURES, recovery_timeout=RECOVERY, name=f"bench-{id(fn)}"
+    )
+    return breaker(fn)
+
+
+def _aiobreaker(fn: Callable[..., Any]) -> Any:
+    import aiobreaker
+
+    breaker = aiobreaker.CircuitBreaker(
+        fail_max=FAILURES, timeout_duration=timedelta(seconds=RECOVERY)
+    )
+    return breaker(fn)
+
+
+_purgatory_names = itertools.count()
+
+
+def _purgatory(fn: Callable[..., Any]) -> Any:
+    import purgatory
+
+    factory: Any
+    if asyncio.iscoroutinefunction(fn):
+        factory = purgatory.AsyncCircuitBreakerFactory(
+            default_threshold=FAILURES, default_ttl=RECOVERY
+        )
+    else:
+        factory = purgatory.SyncCircuitBreakerFactory(
+            default_threshold=FAILURES, default_ttl=RECOVERY
+        )
+    return factory(f"bench-{next(_purgatory_names)}")(fn)
+
+
+def _hyx_breaker(fn: Callable[..., Any]) -> Any:
+    from hyx.circuitbreaker import consecutive_breaker
+
+    return consecutive_breaker(failure_threshold=FAILURES, recovery_time_secs=RECOVERY)(fn)
+
+
+def _pyresilience(fn: Callable[..., Any], **layers: Any) -> Any:
+    import pyresilience as pr
+
+    configs = {
+        "retry": lambda: pr.RetryConfig(max_attempts=ATTEMPTS, delay=1.0),
+        "circuit_breaker": lambda: pr.CircuitBreakerConfig(
+            failure_threshold=FAILURES, recovery_timeout=RECOVERY
+        ),
+        "bulkhead": lambda: pr.BulkheadConfig(max_concurrent=CONCURRENCY),
+        "fallback": lambda: pr.FallbackConfig(handler=None),
+        "timeout": lambda: pr.TimeoutConfig(seconds=TIMEOUT),
+    }
+    return pr.resilient(**{layer: configs[layer]() for layer in layers})(fn)
+
+
+_BREAKERS: dict[str, tuple[str, Callable[..., Any], str, str]] = {
+    # lib: (module, decorate, sync/async/both, error raised when open)
+    "circuitbreaker": ("circuitbreaker", _circuitbreaker, "both", "CircuitBreakerError"),
+    "pybreaker": ("pybreaker", _pybreaker, "sync", "CircuitBreakerError"),
+    "aiobreaker": ("aiobreaker", _aiobreaker, "async", "CircuitBreakerError"),
+    "purgatory": ("purgatory", _purgatory, "both", "OpenedState"),
+    "hyx": ("hyx", _hyx_breaker, "async", "BreakerFailing"),
+    "pyresilience": (
+        "pyresilience",
+        functools.partial(_pyresilience, circuit_breaker=True),
+        "both",
+        "CircuitOpenError",
+    ),
+}
+
+for _lib, (_module, _decorate, _modes, _error) in _BREAKERS.items():
+    for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, afail, atrip)):
+        if _modes not in ("both", _mode):
+            continue
+        case(_mode, "circuit breaker", _lib, peer=_module)(functools.partial(_decorate, _fn))
+        case(_mode, "rejection", _lib, peer=_module, guarded=True, rejects=_error)(
+            lambda d=_decorate, fn=_fail, trip=_trip: trip(d(fn))
+        )
+
+
+# -- peers: retry, timeout, bulkhead, fallback, the whole stack --------------------
+
+
+def _tenacity(fn: Callable[..., Any]) -> Any:
+    import tenacity
+
+    return tenacity.retry(
+        stop=tenacity.stop_after_attempt(ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=1.0, max=30.0),
+        reraise=True,
+    )(fn)
+
+
+def _stamina(fn: Callable[..., Any]) -> Any:
+    import stamina
+
+    return stamina.retry(on=Exception, attempts=ATTEMPTS, wait_initial=1.0)(fn)
+
+
+def _backoff(fn: Callable[..., Any]) -> Any:
+    import backoff
+
+    return backoff.on_exception(backoff.expo, Exception, max_tries=ATTEMPTS)(fn)
+
+
+def _hyx_retry(fn: Callable[..., Any]) -> Any:
+    from hyx.retry import retry
+
+    return retry(on=Exception, attempts=ATTEMPTS, backoff=1.0)(fn)
+
+
+async def _hyx_timeout(fn: Callable[..., Any]) -> Any:
+    # hyx binds its timeout to the running loop when it decorates.
+    from hyx.timeout import timeout
+
+    return timeout(TIMEOUT)(fn)
+
+
+def _hyx_bulkhead(fn: Callable[..., Any]) -> Any:
+    from hyx.bulkhead import bulkhead
+
+    return bulkhead(max_concurrency=CONCURRENCY, max_capacity=2 * CONCURRENCY)(fn)
+
+
+async def _hyx_fallback_value(result: Any, *args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _hyx_fallback(fn: Callable[..., Any]) -> Any:
+    from hyx.fallback import fallback
+
+    return fallback(_hyx_fallback_value)(fn)
+
+
+def _hyx_stack(fn: Callable[..., Any]) -> Any:
+    return _hyx_fallback(_hyx_retry(_hyx_breaker(_hyx_bulkhead(fn))))
+
+
+_JOBS: list[tuple[str, str, str, Callable[..., Any], str]] = [
+    # job, lib, module, decorate, sync/async/both
+    ("retry", "tenacity", "tenacity", _tenacity, "both"),
+    ("retry", "stamina", "stamina", _stamina, "both"),
+    ("retry", "backoff", "backoff", _backoff, "both"),
+    ("retry", "hyx", "hyx", _hyx_retry, "async"),
+    ("retry", "pyresilience", "pyresilience", functools.partial(_pyresilience, retry=1), "both"),
+    ("timeout", "hyx", "hyx", _hyx_timeout, "async"),
+    (
+        "timeout",
+        "pyresilience",
+        "pyresilience",
+        functools.partial(_pyresilience, timeout=1),
+        "both",
+    ),
+    ("bulkhead", "hyx", "hyx", _hyx_bulkhead, "async"),
+    (
+        "bulkhead",
+        "pyresilience",
+        "pyresilience",
+        functools.partial(_pyresilience, bulkhead=1),
+        "both",
+    ),
+    ("fallback", "hyx", "hyx", _hyx_fallback, "async"),
+    (
+        "fallback",
+        "pyresilience",
+        "pyresilience",
+        functools.partial(_pyresilience, fallback=1),
+        "both",
+    ),
+    ("stack", "hyx", "hyx", _hyx_stack, "async"),
+    (
+        "stack",
+        "pyresilience",
+        "pyresilience",
+        functools.partial(_pyresilience, fallback=1, retry=1, circuit_breaker=1, bulkhead=1),
+        "both",
+    ),
+]
+
+for _job, _lib, _module, _decorate, _modes in _JOBS:
+    for _mode, _fn in (("sync", work), ("async", awork)):
+        if _modes in ("both", _mode):
+            case(_mode, _job, _lib, peer=_module)(functools.partial(_decorate, _fn))
+
+
+# -- threads: two threads through one breaker against one --------------------------
+
+for _lib, _decorate, _module in (
+    ("resilient", lambda fn: _with_breaker(fn, "threads"), None),
+    ("pybreaker", _pybreaker, "pybreaker"),
+    ("circuitbreaker", _circuitbreaker, "circuitbreaker"),
+):
+    for _threads in (1, 2):
+        case(
+            "threads",
+            "circuit breaker",
+            f"{_lib}, {_threads} thread{'s' * (_threads > 1)}",
+            peer=_module,
+            threads=_threads,
+            param=_threads,
+        )(functools.partial(_decorate, work))
+
+
+# -- scaling: the cost of a call against the window's size -------------------------
+
+
+def _flaky() -> Callable[[int], int]:
+    """Fails one call in 16: enough to record into the window and fold in the
+    fast successes, never enough to open a breaker at a 50 % failure rate."""
+    calls = itertools.count()
+
+    def flaky(x: int) -> int:
+        if not next(calls) % 16:
+            raise ValueError(x)
+        return x
+
+    return flaky
+
+
+def _windowed(**window: Any) -> Any:
+    from resilient import with_circuit_breaker
+
+    breaker = _breaker("window", failure_rate_threshold=0.5, minimum_calls=10, **window)
+    # failure_threshold stays 5: one failure in 16 is never 5 in a row.
+    return with_circuit_breaker(breaker)(_flaky())
+
+
+for _size in (100, 1_000, 10_000, 100_000, 1_000_000):
+    case(
+        "window",
+        "count window",
+        f"{_size:.0e} calls".replace("e+0", "e"),
+        guarded=True,
+        param=_size,
+    )(functools.partial(_windowed, window_size=_size))
+
+for _seconds, _label in ((1, "1 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h")):
+    case("window", "time window", _label, guarded=True, param=_seconds)(
+        functools.partial(_windowed, window_duration=float(_seconds))
+    )

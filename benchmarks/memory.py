@@ -1,0 +1,84 @@
+"""Memory per breaker: 10,000 breakers built under tracemalloc."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+__all__ = ["BREAKERS", "per_breaker"]
+
+COUNT = 10_000
+
+
+def _resilient() -> Callable[[int], Any]:
+    from resilient import CircuitBreaker
+
+    return lambda i: CircuitBreaker(f"breaker-{i}")
+
+
+def _resilient_registry() -> Callable[[int], Any]:
+    from resilient import Registry
+
+    registry = Registry()
+    return lambda i: registry.get_or_create(f"breaker-{i}")
+
+
+def _pybreaker() -> Callable[[int], Any]:
+    import pybreaker
+
+    return lambda i: pybreaker.CircuitBreaker(name=f"breaker-{i}")
+
+
+def _circuitbreaker() -> Callable[[int], Any]:
+    import circuitbreaker
+
+    return lambda i: circuitbreaker.CircuitBreaker(name=f"breaker-{i}")
+
+
+def _aiobreaker() -> Callable[[int], Any]:
+    import aiobreaker
+
+    return lambda i: aiobreaker.CircuitBreaker(
+        name=f"breaker-{i}", timeout_duration=timedelta(seconds=30)
+    )
+
+
+BREAKERS: list[tuple[str, str | None, Callable[[], Callable[[int], Any]]]] = [
+    ("resilient (CircuitBreaker, window of 100 calls)", None, _resilient),
+    ("resilient (registered by name)", None, _resilient_registry),
+    ("pybreaker", "pybreaker", _pybreaker),
+    ("circuitbreaker", "circuitbreaker", _circuitbreaker),
+    ("aiobreaker", "aiobreaker", _aiobreaker),
+]
+
+
+def _measure(make: Callable[[int], Any], count: int) -> float:
+    make(-1)  # first-use allocations (caches, interned constants) are not per breaker
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [make(i) for i in range(count)]
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # The list holding them is not the breakers' cost either.
+    overhead = 8 * len(kept) + 56
+    del kept
+    return (after - before - overhead) / count
+
+
+def per_breaker(count: int = COUNT) -> list[tuple[str, float | None]]:
+    """Bytes per breaker for each library (``None``: not installed)."""
+    results: list[tuple[str, float | None]] = []
+    for label, module, factory in BREAKERS:
+        if module is not None and importlib.util.find_spec(module) is None:
+            results.append((label, None))
+            continue
+        results.append((label, _measure(factory(), count)))
+    return results

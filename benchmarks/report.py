@@ -1,0 +1,380 @@
+"""Turn the timings into ``results.md`` (tables, targets) and two SVG charts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cases import Case
+from .svg import Bar, bar_chart
+
+__all__ = ["Target", "TARGETS", "machine", "write"]
+
+WRAPS = "floor: functools.wraps"
+BARE = "floor: bare call"
+RAISE = "floor: raise+catch"
+
+Times = dict[str, float]  # case name -> seconds per call
+
+
+@dataclass(frozen=True)
+class Target:
+    """``what`` holds when ``measure(times)`` is at most (or at least) ``limit``."""
+
+    what: str
+    limit: float
+    at_most: bool
+    measure: Callable[[Times, dict[str, float]], float | None]
+    unit: str = "x"
+
+    def check(self, times: Times, extra: dict[str, float]) -> tuple[float | None, bool | None]:
+        value = self.measure(times, extra)
+        if value is None:
+            return None, None
+        return value, (value <= self.limit if self.at_most else value >= self.limit)
+
+
+def _ratio(top: str, bottom: str) -> Callable[[Times, dict[str, float]], float | None]:
+    def measure(times: Times, extra: dict[str, float]) -> float | None:
+        a, b = times.get(top), times.get(bottom)
+        return a / b if a is not None and b else None
+
+    return measure
+
+
+def _spread(mode: str, job: str, cases: Sequence[Case]) -> Callable[..., float | None]:
+    names = [c.name for c in cases if c.mode == mode and c.job == job]
+
+    def measure(times: Times, extra: dict[str, float]) -> float | None:
+        found = [times[n] for n in names if n in times]
+        return max(found) / min(found) if len(found) > 1 else None
+
+    return measure
+
+
+def _extra(key: str) -> Callable[[Times, dict[str, float]], float | None]:
+    return lambda times, extra: extra.get(key)
+
+
+def targets(cases: Sequence[Case]) -> list[Target]:
+    cb = "circuit breaker"
+    return [
+        Target(
+            "closed breaker (sync) / functools.wraps pass-through",
+            2.6,
+            True,
+            _ratio(f"sync {cb}: resilient", f"sync pass-through: {WRAPS}"),
+        ),
+        Target(
+            "circuitbreaker / resilient, closed breaker (sync)",
+            2.0,
+            False,
+            _ratio(f"sync {cb}: circuitbreaker", f"sync {cb}: resilient"),
+        ),
+        Target(
+            "pybreaker / resilient, closed breaker (sync)",
+            5.0,
+            False,
+            _ratio(f"sync {cb}: pybreaker", f"sync {cb}: resilient"),
+        ),
+        Target(
+            "tenacity / resilient, retry, first attempt succeeds",
+            40.0,
+            False,
+            _ratio("sync retry: tenacity", "sync retry: resilient"),
+        ),
+        Target(
+            "backoff / resilient, retry, first attempt succeeds",
+            7.0,
+            False,
+            _ratio("sync retry: backoff", "sync retry: resilient"),
+        ),
+        Target(
+            "full stack (sync) / functools.wraps pass-through",
+            6.0,
+            True,
+            _ratio("sync stack: resilient", f"sync pass-through: {WRAPS}"),
+        ),
+        Target(
+            "full stack: async / sync",
+            1.5,
+            True,
+            _ratio("async stack: resilient", "sync stack: resilient"),
+        ),
+        Target(
+            "hyx / resilient, closed breaker (async)",
+            2.0,
+            False,
+            _ratio(f"async {cb}: hyx", f"async {cb}: resilient"),
+        ),
+        Target(
+            "purgatory / resilient, closed breaker (async)",
+            2.0,
+            False,
+            _ratio(f"async {cb}: purgatory", f"async {cb}: resilient"),
+        ),
+        Target(
+            "timeout (async) / stdlib asyncio.timeout",
+            1.2,
+            True,
+            _ratio("async timeout: resilient", "async timeout: floor: asyncio.timeout"),
+        ),
+        Target(
+            "open-circuit rejection / raise+catch (sync)",
+            2.0,
+            True,
+            _ratio("sync rejection: resilient", f"sync rejection: {RAISE}"),
+        ),
+        Target(
+            "count windows 1e2..1e6 calls: slowest / fastest",
+            1.25,
+            True,
+            _spread("window", "count window", cases),
+        ),
+        Target(
+            "time windows 1 s..1 h: slowest / fastest",
+            1.25,
+            True,
+            _spread("window", "time window", cases),
+        ),
+        Target("memory per breaker (10,000 breakers)", 2048.0, True, _extra("memory"), " B"),
+        Target(
+            "2 threads / 1 thread throughput, one breaker",
+            0.8,
+            False,
+            _ratio(f"threads {cb}: resilient, 1 thread", f"threads {cb}: resilient, 2 threads"),
+        ),
+    ]
+
+
+TARGETS = targets  # built from the case list, which the spreads need
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": f"{platform.system()} {platform.release()}",
+        "cpu": f"{cpu}, {os.cpu_count()} logical cores",
+    }
+
+
+def _ns(seconds: float) -> str:
+    ns = seconds * 1e9
+    return f"{ns:,.0f}" if ns >= 10 else f"{ns:.1f}"
+
+
+def _times_x(x: float) -> str:
+    return f"{x:.2f}x" if x < 10 else f"{x:,.0f}x" if x >= 100 else f"{x:.1f}x"
+
+
+_JOB_ORDER = [
+    "pass-through",
+    "circuit breaker",
+    "retry",
+    "timeout",
+    "bulkhead",
+    "fallback",
+    "stack",
+    "rejection",
+]
+_JOB_TITLE = {
+    "pass-through": "pass-through (the floors)",
+    "circuit breaker": "circuit breaker, closed, call succeeds",
+    "retry": "retry, first attempt succeeds",
+    "timeout": "timeout, call returns in time",
+    "bulkhead": "bulkhead, free slot",
+    "fallback": "fallback, call succeeds",
+    "stack": "full stack: fallback, retry, breaker, bulkhead",
+    "rejection": "open circuit rejects the call",
+}
+
+
+def _rows(cases: Sequence[Case], times: Times, mode: str, job: str) -> list[Case]:
+    found = [c for c in cases if c.mode == mode and c.job == job and c.name in times]
+
+    def order(c: Case) -> tuple[int, float]:
+        rank = 0 if c.lib.startswith("floor") else 1 if c.lib.startswith("resilient") else 2
+        return rank, times[c.name]
+
+    return sorted(found, key=order)
+
+
+def overhead_table(cases: Sequence[Case], times: Times) -> list[str]:
+    lines = [
+        "| job | library | ns per call | overhead, ns | x floor | x resilient |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for mode in ("sync", "async"):
+        bare = times.get(f"{mode} pass-through: {BARE}")
+        for job in _JOB_ORDER:
+            floor_name = (
+                f"{mode} {job}: {RAISE}"
+                if job == "rejection"
+                else (f"{mode} pass-through: {WRAPS}")
+            )
+            floor = times.get(floor_name)
+            ours = times.get(f"{mode} {job}: resilient")
+            for c in _rows(cases, times, mode, job):
+                t = times[c.name]
+                lib = f"**{c.lib}**" if c.lib.startswith("resilient") else c.lib
+                over = _ns(t - bare) if bare is not None and job != "rejection" else ""
+                xf = _times_x(t / floor) if floor else ""
+                xr = _times_x(t / ours) if ours and not c.lib.startswith("floor") else ""
+                lines.append(
+                    f"| {mode} {_JOB_TITLE[job]} | {lib} | {_ns(t)} | {over} | {xf} | {xr} |"
+                )
+    return lines
+
+
+def scaling_tables(cases: Sequence[Case], times: Times) -> list[str]:
+    lines: list[str] = []
+    windowed = [c for c in cases if c.mode == "window" and c.name in times]
+    if windowed:
+        lines += [
+            "| window | size | ns per call |",
+            "|---|--:|--:|",
+        ]
+        lines += [f"| {c.job} | {c.lib} | {_ns(times[c.name])} |" for c in windowed]
+        lines.append("")
+    threaded = [c for c in cases if c.mode == "threads" and c.name in times]
+    if threaded:
+        lines += [
+            "| one breaker, called from | ns per call | throughput vs 1 thread |",
+            "|---|--:|--:|",
+        ]
+        for c in threaded:
+            single = times.get(c.name.replace("2 threads", "1 thread"))
+            rel = f"{single / times[c.name]:.2f}x" if single else ""
+            lines.append(f"| {c.lib} | {_ns(times[c.name])} | {rel} |")
+        lines.append("")
+    return lines
+
+
+def memory_table(memory: Sequence[tuple[str, float | None]]) -> list[str]:
+    lines = ["| breaker | bytes per breaker |", "|---|--:|"]
+    lines += [f"| {label} | {b:,.0f} |" for label, b in memory if b is not None]
+    return lines
+
+
+def target_table(cases: Sequence[Case], times: Times, extra: dict[str, float]) -> list[str]:
+    lines = ["| target | measured | goal | |", "|---|--:|--:|---|"]
+    for target in targets(cases):
+        value, ok = target.check(times, extra)
+        goal = ("≤ " if target.at_most else "≥ ") + (
+            f"{target.limit:,.0f}{target.unit}" if target.unit != "x" else f"{target.limit:g}x"
+        )
+        if value is None:
+            shown, verdict = "not measured", ""
+        else:
+            shown = f"{value:,.0f}{target.unit}" if target.unit != "x" else f"{value:.2f}x"
+            if ok:
+                verdict = "met"
+            else:
+                miss = value / target.limit if target.at_most else target.limit / value
+                verdict = f"**missed** by {(miss - 1) * 100:.0f} %"
+        lines.append(f"| {target.what} | {shown} | {goal} | {verdict} |")
+    return lines
+
+
+def overhead_chart(cases: Sequence[Case], times: Times) -> str:
+    groups: list[tuple[str, list[Bar]]] = []
+    for mode in ("sync", "async"):
+        for job in _JOB_ORDER:
+            rows = _rows(cases, times, mode, job)
+            if job == "pass-through" or not rows:
+                continue
+            floor = (
+                f"{mode} {job}: {RAISE}" if job == "rejection" else f"{mode} pass-through: {WRAPS}"
+            )
+            bars: list[Bar] = []
+            if floor in times and job != "rejection":
+                bars.append(("floor: functools.wraps", times[floor] * 1e9, False))
+            bars += [(c.lib, times[c.name] * 1e9, c.lib.startswith("resilient")) for c in rows]
+            groups.append((f"{mode}: {_JOB_TITLE[job]}", bars))
+    return bar_chart("Time per call (lower is better)", groups, log=True)
+
+
+def scaling_chart(cases: Sequence[Case], times: Times) -> str:
+    groups: list[tuple[str, list[Bar]]] = []
+    for job in ("count window", "time window"):
+        bars = [
+            (c.lib, times[c.name] * 1e9, True)
+            for c in cases
+            if c.mode == "window" and c.job == job and c.name in times
+        ]
+        if bars:
+            groups.append((f"{job}: one call in 16 fails", bars))
+    return bar_chart("Cost per call against window size (flat is good)", groups)
+
+
+def write(
+    out: Path,
+    cases: Sequence[Case],
+    times: Times,
+    *,
+    skipped: dict[str, str],
+    memory: Sequence[tuple[str, float | None]],
+    meta: dict[str, str],
+) -> str:
+    """Write results.md and the charts into ``out``; return the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {}
+    ours = [b for label, b in memory if label.startswith("resilient") and b is not None]
+    if ours:
+        extra["memory"] = max(ours)
+    (out / "overhead.svg").write_text(overhead_chart(cases, times))
+    (out / "windows.svg").write_text(scaling_chart(cases, times))
+    lines = [
+        "# Benchmark results",
+        "",
+        *[f"- {key}: {value}" for key, value in meta.items()],
+        "",
+        "## Targets",
+        "",
+        *target_table(cases, times, extra),
+        "",
+        "## Time per call",
+        "",
+        "Overhead is the time per call minus a bare call's; x floor divides by the",
+        "functools.wraps pass-through (for rejections: a function that raises, caught",
+        "by its caller); x resilient divides by resilient doing the same job.",
+        "",
+        "![time per call](overhead.svg)",
+        "",
+        *overhead_table(cases, times),
+        "",
+        "## Scaling",
+        "",
+        "![cost per call against window size](windows.svg)",
+        "",
+        *scaling_tables(cases, times),
+        "## Memory",
+        "",
+        *memory_table(memory),
+        "",
+    ]
+    if skipped:
+        lines += ["## Not measured", ""]
+        lines += [f"- {name}: {why}" for name, why in sorted(skipped.items())]
+        lines.append("")
+    text = "\n".join(lines)
+    (out / "results.md").write_text(text)
+    return text
+
+
+def command_line() -> str:
+    return " ".join(["python", "-m", "benchmarks", *sys.argv[1:]])

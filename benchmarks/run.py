@@ -1,0 +1,223 @@
+"""Run the benchmarks: ``python -m benchmarks`` (about 6 minutes) or
+``python -m benchmarks --fast`` (under a minute, rough).
+
+Every case runs in pyperf worker processes. The parent writes
+``benchmarks/results/results.md`` and the charts, and after a full run of
+every case refreshes the Performance section of the README. Options:
+``--only TEXT`` runs the cases whose name contains TEXT; ``--check`` runs
+each case a few times in this process, without pyperf (a smoke test);
+``--out DIR`` writes the results elsewhere; pyperf's own options apply too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    # Benchmark the checkout, wherever the command is run from.
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import memory, report, timing  # noqa: E402
+from benchmarks.cases import CASES, Case, available  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BEGIN = "<!-- benchmarks: begin -->"
+END = "<!-- benchmarks: end -->"
+
+_built: dict[str, Callable[..., Any]] = {}
+
+
+def build(case: Case) -> Callable[..., Any]:
+    """The case's callable, built once per process."""
+    call = _built.get(case.name)
+    if call is None:
+        made = case.make()
+        if inspect.iscoroutine(made):
+            made = timing.event_loop().run_until_complete(made)
+        call = _built[case.name] = made
+    return call
+
+
+def timer(case: Case) -> Callable[[int], float]:
+    """``loops -> seconds`` for ``case``; each loop makes ``inner_loops(case)`` calls."""
+    if case.threads:
+        return lambda loops: timing.time_threads(loops, build(case), case.threads)
+    if case.mode == "async":
+        run = timing.time_async_guarded if case.guarded else timing.time_async
+    else:
+        run = timing.time_guarded if case.guarded else timing.time_sync
+    return lambda loops: run(loops, build(case))
+
+
+def inner_loops(case: Case) -> int:
+    return 1 if case.guarded else timing.INNER
+
+
+def select(only: str | None) -> tuple[list[Case], dict[str, str]]:
+    chosen: list[Case] = []
+    skipped: dict[str, str] = {}
+    for case in CASES:
+        if only is not None and only not in case.name:
+            continue
+        why = available(case)
+        if why is None:
+            chosen.append(case)
+        else:
+            skipped[case.name] = why
+    return chosen, skipped
+
+
+def verify(case: Case) -> None:
+    """Fail loudly if a case does not do what its name says."""
+    call = build(case)
+    if case.mode == "window":
+        return
+    try:
+        if case.mode == "async":
+            result = timing.event_loop().run_until_complete(call(1))
+        else:
+            result = call(1)
+    except Exception as exc:
+        if case.rejects is None:
+            raise AssertionError(f"{case.name}: the call failed: {exc!r}") from exc
+        if type(exc).__name__ != case.rejects:
+            raise AssertionError(f"{case.name}: expected {case.rejects}, got {exc!r}") from exc
+        return
+    if case.rejects is not None:
+        raise AssertionError(f"{case.name}: expected {case.rejects}, got result {result!r}")
+    if result != 1 and not (case.job in ("fallback", "stack") and result is None):
+        raise AssertionError(f"{case.name}: expected 1, got {result!r}")
+
+
+def check(cases: Sequence[Case], loops: int = 50) -> dict[str, float]:
+    """Build, verify and briefly time every case in this process."""
+    times: dict[str, float] = {}
+    for case in cases:
+        verify(case)
+        seconds = timer(case)(loops)
+        times[case.name] = seconds / (loops * inner_loops(case))
+    return times
+
+
+def calibrate(case: Case, min_time: float) -> int:
+    """The loops (a power of two) for one value of ``case`` to last ``min_time``."""
+    run = timer(case)
+    loops = 1
+    while run(loops) < min_time and loops < 2**32:
+        loops *= 2
+    return loops
+
+
+def update_readme(results: str, readme: Path = README) -> bool:
+    """Replace the README's generated block with ``results``' tables."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    body = results.split("\n", 2)[2].replace("](", "](benchmarks/results/")
+    body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)
+    readme.write_text(f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}")
+    return True
+
+
+def _options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name has TEXT")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=RESULTS,
+        help=f"where to write results.md and the charts (default: {RESULTS})",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="run each case a few times in-process, without pyperf"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options, _ = _options().parse_known_args(argv)
+    cases, skipped = select(options.only)
+    load = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M")
+
+    if options.check:
+        times = check(cases)
+        meta = {"mode": "--check: a few calls each, in one process; the numbers mean nothing"}
+        report.write(
+            options.out, cases, times, skipped=skipped, memory=memory.per_breaker(200), meta=meta
+        )
+        print(f"checked {len(cases)} cases ({len(skipped)} not available); wrote {options.out}")
+        return 0
+
+    import pyperf
+
+    def forward(cmd: list[str], args: argparse.Namespace) -> None:
+        if options.only is not None:
+            cmd.extend(["--only", options.only])
+
+    runner = pyperf.Runner(
+        processes=5,
+        values=3,
+        warmups=1,
+        min_time=0.1,
+        program_args=(str(Path(__file__).resolve()),),
+        add_cmdline_args=forward,
+    )
+    for action in _options()._actions:
+        runner.argparser._add_action(action)
+    args = runner.parse_args(argv)
+    # Loops are calibrated here, in the parent, rather than by pyperf in one
+    # more worker per case: the run is shorter by a process per case.
+    calibrating = not args.worker and not args.loops
+    if args.fast and not args.worker:
+        # pyperf's --fast still spawns 3 processes per case; one is enough
+        # for a rough pass.
+        args.processes, args.values, args.min_time = 1, 2, 0.02
+
+    times: dict[str, float] = {}
+    for case in cases:
+        if calibrating:
+            args.loops = calibrate(case, args.min_time)
+        bench = runner.bench_time_func(case.name, timer(case), inner_loops=inner_loops(case))
+        if bench is not None and not args.worker:
+            # The least disturbed value: on a shared machine, other work only
+            # ever adds time, to whichever case it lands on.
+            times[case.name] = min(bench.get_values())
+    if args.worker:
+        return 0
+
+    end_load = os.getloadavg()
+    how = "--fast (rough)" if args.fast else f"{args.processes} processes x {args.values} values"
+    meta = {
+        "date": started,
+        **report.machine(),
+        "run": f"pyperf, {how}; the fastest value of each case",
+        "command": f"`python -m benchmarks {' '.join(argv)}`".replace(" `", "`"),
+        "load average (1 min) at start / end": f"{load[0]:.2f} / {end_load[0]:.2f}"
+        + (" (other work was running)" if max(load[0], end_load[0]) >= 0.5 else ""),
+    }
+    results = report.write(
+        options.out, cases, times, skipped=skipped, memory=memory.per_breaker(), meta=meta
+    )
+    print(f"\nwrote {options.out / 'results.md'}")
+    if not args.fast and options.only is None and options.out == RESULTS and update_readme(results):
+        print(f"updated the Performance section of {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
