@@ -174,7 +174,7 @@ def test_threads_tripping_breaker_accounts_for_every_call(no_leaks: None) -> Non
         failure_rate_threshold=0.5,
         minimum_calls=20,
         window_size=50,
-        recovery_timeout=0.0,  # OPEN half-opens at once: many transitions
+        recovery_timeout=0.002,  # short: many transitions, and rejections while open
         half_open_max_calls=3,
         success_threshold=2,
         ignore_on=(Skipped,),
@@ -432,7 +432,7 @@ def _composed(
             failure_rate_threshold=0.5,
             minimum_calls=20,
             window_size=50,
-            recovery_timeout=0.0,
+            recovery_timeout=0.002,  # open for real, briefly: calls meet it rejecting
             half_open_max_calls=2,
             success_threshold=2,
             ignore_on=(Skipped,),
