@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -47,11 +46,30 @@ class Run:
 
 
 class Dependency:
-    """The simulated remote service. Each path gets its own calls counted."""
+    """The simulated remote service: a healthy function whose faults and
+    latency come from one ``resilient.chaos`` policy per phase (seeded, so a
+    run is reproducible). Each path's calls are counted."""
 
-    def __init__(self, run: Run, rng: random.Random) -> None:
+    def __init__(self, run: Run, seed: int) -> None:
+        from ..chaos import Chaos, with_chaos
+
         self._run = run
-        self._rng = rng
+
+        async def answer() -> str:
+            return "fresh data"
+
+        self._by_phase = {
+            phase.name: with_chaos(
+                Chaos(
+                    fault_rate=phase.fault_rate,
+                    exception=ConnectionError,
+                    latency=(phase.latency * 0.6, phase.latency * 1.4),
+                    seed=seed + index,
+                    name=f"dependency.{phase.name}",
+                )
+            )(answer)
+            for index, phase in enumerate(run.scenario.phases)
+        }
 
     async def __call__(self, path: str) -> str:
         run = self._run
@@ -59,10 +77,7 @@ class Dependency:
         run.dependency_calls[path] += 1
         if not phase.healthy:
             run.wasted_calls[path] += 1
-        await asyncio.sleep(phase.latency * self._rng.uniform(0.6, 1.4))
-        if self._rng.random() < phase.fault_rate:
-            raise ConnectionError(f"dependency failed ({phase.name})")
-        return "fresh data"
+        return await self._by_phase[phase.name]()
 
 
 def build_protected(dependency: Dependency, duration: float) -> Callable[[str], object]:
@@ -128,8 +143,7 @@ async def _run(
     on_tick: Callable[[Run], None] | None,
 ) -> Run:
     run = Run(scenario=scenario, duration=duration)
-    rng = random.Random(seed)
-    dependency = Dependency(run, rng)
+    dependency = Dependency(run, seed)
     protected = build_protected(dependency, duration)
 
     async def unprotected(path: str) -> str:
