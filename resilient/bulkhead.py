@@ -23,6 +23,7 @@ from . import _clock, _validate, events
 from ._active import switch
 from ._bulkhead_core import LimiterCore, Waiter
 from ._decorate import Listened
+from ._policy import PolicyBase
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
 _Held: TypeAlias = "bool | events.RequestScope | None"
 
 
-class Bulkhead:
+class Bulkhead(PolicyBase):
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
     def __init__(
@@ -144,10 +145,6 @@ class Bulkhead:
         """Whether a call was rejected at or after monotonic time ``since``."""
         last = self._core.last_rejected_at
         return last is not None and last >= since
-
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
-        """Call ``listener`` with every event of this bulkhead; returns the unsubscriber."""
-        return self._listeners.subscribe(listener)
 
     # -- permits -------------------------------------------------------------
 
@@ -317,16 +314,6 @@ class Bulkhead:
 
     # -- execution -----------------------------------------------------------
 
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` inside the bulkhead."""
-        return self._call(fn, args, kwargs)
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)`` inside the bulkhead."""
-        return await self._acall(fn, args, kwargs)
-
     # The decorator installs these closures on plain functions: ``_call`` /
     # ``_acall`` in one frame (through them while someone listens, for the
     # request's events).
@@ -475,12 +462,6 @@ class Bulkhead:
                 yield item
         finally:
             self._release()
-
-    def __call__(self, fn: F) -> F:
-        """Use the bulkhead itself as a decorator."""
-        from ._decorate import decorate
-
-        return decorate(self, fn)
 
     # -- context managers ----------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
+from ._policy import PolicyBase
 from .errors import ChaosError
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _exception_factory(value: object) -> Callable[[], BaseException]:
     )
 
 
-class Chaos:
+class Chaos(PolicyBase):
     """Fault and latency injection for one function or many.
 
     ``fault_rate`` (0..1): the share of calls replaced by a fault: raising
@@ -153,10 +154,6 @@ class Chaos:
             f"<Chaos fault_rate={self.fault_rate:g} latency={latency}s "
             f"latency_rate={self.latency_rate:g}>"
         )
-
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
-        """Call ``listener`` with every event of this policy; returns the unsubscriber."""
-        return self._listeners.subscribe(listener)
 
     # -- the rules, shared by both paths ---------------------------------------
 
@@ -217,16 +214,6 @@ class Chaos:
 
     # -- execution -------------------------------------------------------------
 
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)``, perhaps late, perhaps not at all."""
-        return self._call(fn, args, kwargs)
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)``, perhaps late, perhaps not at all."""
-        return await self._acall(fn, args, kwargs)
-
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
@@ -272,12 +259,6 @@ class Chaos:
         if fault:
             return self._fault(fn)  # type: ignore[no-any-return]
         return await fn(*args, **kwargs)
-
-    def __call__(self, fn: F) -> F:
-        """Use the policy itself as a decorator."""
-        from ._decorate import decorate
-
-        return decorate(self, fn)
 
 
 def with_chaos(

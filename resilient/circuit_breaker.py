@@ -28,6 +28,7 @@ from ._breaker_core import (
     CircuitState,
 )
 from ._decorate import Listened, is_async_callable
+from ._policy import PolicyBase
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import hub
@@ -172,7 +173,7 @@ def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
     return core.generation if ticks is core.ticks else UNTRACKED
 
 
-class CircuitBreaker:
+class CircuitBreaker(PolicyBase):
     """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
     around bookkeeping, never across the protected call or an ``await``."""
 
@@ -326,10 +327,6 @@ class CircuitBreaker:
     def release(self) -> None:
         """Undo a force: CLOSED with a cleared window. Does nothing if not forced."""
         self._control(BreakerCore.release, "release")
-
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
-        """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
-        return self._listeners.subscribe(listener)
 
     # -- health check ----------------------------------------------------------
 
@@ -576,16 +573,6 @@ class CircuitBreaker:
 
     # -- execution -----------------------------------------------------------
 
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` through the breaker."""
-        return self._call(fn, args, kwargs)
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)`` through the breaker."""
-        return await self._acall(fn, args, kwargs)
-
     # The decorator installs these closures on plain functions: one frame per
     # call instead of two, the success of ``_call``'s fast path with no lock,
     # and a rejection raised from the closure itself. Everything else goes
@@ -740,12 +727,6 @@ class CircuitBreaker:
             raise
         self._exit_result(permit, result)
         return result
-
-    def __call__(self, fn: F) -> F:
-        """Use the breaker itself as a decorator."""
-        from ._decorate import decorate
-
-        return decorate(self, fn)
 
     # -- context managers ----------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from . import _validate, events
 from ._active import switch
 from ._decorate import Listened, is_async_callable
+from ._policy import PolicyBase
 
 if TYPE_CHECKING:
     from ._decorate import Decoratable
@@ -55,7 +56,7 @@ def _takes_error(handler: Callable[..., Any]) -> bool:
     return param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY
 
 
-class Fallback:
+class Fallback(PolicyBase):
     """``Fallback(value=...)`` or ``Fallback(handler=...)``, for the exceptions
     of ``on`` (``Exception`` subclasses; others are never caught)."""
 
@@ -95,10 +96,6 @@ class Fallback:
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"
         return f"<Fallback {what}>"
 
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
-        """Call ``listener`` with every event of this fallback; returns the unsubscriber."""
-        return self._listeners.subscribe(listener)
-
     def _used(self, fn: Callable[..., Any], error: Exception) -> None:
         name = self.name or _fn_name(fn)
         log.info(
@@ -137,16 +134,6 @@ class Fallback:
         return handler(*args, **kwargs)
 
     # -- execution -----------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
-        return self._call(fn, args, kwargs)
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)``; on a matching error, the fallback's answer."""
-        return await self._acall(fn, args, kwargs)
 
     # The decorator installs these closures on plain functions: ``_call`` /
     # ``_acall`` in one frame (through them while someone listens, for the

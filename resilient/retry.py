@@ -27,6 +27,7 @@ from ._backoff import (
     retry_after_of,
 )
 from ._decorate import Listened
+from ._policy import PolicyBase
 from .config import defaults
 from .errors import CircuitOpenError
 
@@ -195,7 +196,7 @@ def _plural(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
-class Retry:
+class Retry(PolicyBase):
     """Run a call up to ``config.max_attempts`` times. Stateless between calls,
     so one instance serves any number of threads and tasks.
 
@@ -226,10 +227,6 @@ class Retry:
     def __repr__(self) -> str:
         named = f" {self.name!r}" if self.name else ""
         return f"<Retry{named} max_attempts={self.config.max_attempts}>"
-
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
-        """Call ``listener`` with every event of this retry; returns the unsubscriber."""
-        return self._listeners.subscribe(listener)
 
     # -- the rules, shared by both loops ---------------------------------------
 
@@ -363,16 +360,6 @@ class Retry:
             )
 
     # -- execution -----------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)``, retrying as configured."""
-        return self._call(fn, args, kwargs)
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)``, retrying as configured."""
-        return await self._acall(fn, args, kwargs)
 
     # The decorator installs these closures on plain functions: the first
     # attempt of ``_call`` / ``_acall`` in one frame, then the same ``_retry``
@@ -545,9 +532,3 @@ class Retry:
             if check is None or not check(result):
                 return cast(R, result)
             error = None
-
-    def __call__(self, fn: F) -> F:
-        """Use the retry itself as a decorator."""
-        from ._decorate import decorate
-
-        return decorate(self, fn)

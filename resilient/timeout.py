@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from . import _validate, events
 from ._active import switch
+from ._policy import PolicyBase
 from ._workers import Job, WorkerPool, shared_pool
 from .errors import CallTimeoutError
 
@@ -54,7 +55,7 @@ class _Alarm(BaseException):
     ``CallTimeoutError`` where the timeout was set."""
 
 
-class Timeout:
+class Timeout(PolicyBase):
     """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
     gaps between the items of an async stream (either or both).
 
@@ -100,10 +101,6 @@ class Timeout:
             parts.append(f"mode={self.mode!r}")
         return f"<Timeout {' '.join(parts)}>"
 
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
-        """Call ``listener`` with every event of this timeout; returns the unsubscriber."""
-        return self._listeners.subscribe(listener)
-
     def _timed_out(self, fn: Callable[..., Any], seconds: float) -> CallTimeoutError:
         name = self.name or _fn_name(fn)
         if events.hub.listening:
@@ -124,16 +121,6 @@ class Timeout:
         )
 
     # -- execution -----------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` under the time limit."""
-        return self._call(fn, args, kwargs)
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)`` under the time limit."""
-        return await self._acall(fn, args, kwargs)
 
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
