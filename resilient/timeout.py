@@ -18,9 +18,11 @@ Timeouts measure real time (the event loop's clock, the OS timer):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from . import _validate, events
@@ -101,8 +103,8 @@ class Timeout(PolicyBase):
             parts.append(f"mode={self.mode!r}")
         return f"<Timeout {' '.join(parts)}>"
 
-    def _timed_out(self, fn: Callable[..., Any], seconds: float) -> CallTimeoutError:
-        name = self.name or _fn_name(fn)
+    def _timed_out(self, fn: Callable[..., Any] | None, seconds: float) -> CallTimeoutError:
+        name = self.name or (_fn_name(fn) if fn is not None else "async with block")
         if events.hub.listening:
             self._listeners.emit(
                 events.TimedOut(
@@ -113,6 +115,56 @@ class Timeout(PolicyBase):
                 )
             )
         return CallTimeoutError(seconds, name=name)
+
+    # -- as an async context manager ------------------------------------------
+
+    async def __aenter__(self) -> Timeout:
+        """``async with Timeout(5):`` bounds the block, as ``asyncio.timeout``
+        does, and raises :class:`CallTimeoutError` when it runs out."""
+        seconds = self.seconds
+        if seconds is None:
+            raise self._no_seconds()
+        scope = asyncio.timeout(seconds) if switch.on else None
+        if scope is not None:
+            await scope.__aenter__()
+        scopes = self._block_scopes()
+        scopes.set((*scopes.get(), scope))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scopes = self._block_scopes()
+        stack = scopes.get()
+        scopes.set(stack[:-1])
+        scope = stack[-1]
+        if scope is None:
+            return
+        try:
+            await scope.__aexit__(exc_type, exc, tb)
+        except TimeoutError as error:
+            if not scope.expired():
+                raise
+            raise self._timed_out(None, self.seconds or 0.0) from error
+
+    def __enter__(self) -> Timeout:
+        raise TypeError(
+            f"{self!r}: a sync block cannot be interrupted safely; use "
+            "`async with` in a coroutine, or timeout.call(fn, ...) for sync code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached: ``__enter__`` refuses."""
+
+    def _block_scopes(self) -> contextvars.ContextVar[tuple[asyncio.Timeout | None, ...]]:
+        scopes = self.__dict__.get("_scopes")
+        if scopes is None:
+            scopes = contextvars.ContextVar(f"resilient_timeout_{id(self)}", default=())
+            self.__dict__["_scopes"] = scopes
+        return scopes
 
     def _no_seconds(self) -> TypeError:
         return TypeError(

@@ -607,3 +607,108 @@ def test_interrupted_while_queued_the_call_never_runs(release: threading.Event) 
     assert blocker.done.acquire(timeout=LONG)
     assert Timeout(LONG, pool=pool).call(ran.append, "next") is None
     assert ran == ["next"]
+
+
+# -- async with -----------------------------------------------------------------
+
+
+async def test_async_with_bounds_the_block() -> None:
+    from resilient import Timeout
+
+    seen: list[object] = []
+    timeout = Timeout(0.05, name="block")
+    unsubscribe = timeout.subscribe(seen.append)
+    try:
+        with pytest.raises(CallTimeoutError) as info:
+            async with timeout:
+                await asyncio.Event().wait()
+    finally:
+        unsubscribe()
+    assert info.value.timeout == 0.05
+    assert info.value.name == "block"
+    assert isinstance(info.value.__cause__, TimeoutError)
+    assert [type(e).__name__ for e in seen] == ["TimedOut"]
+
+
+async def test_async_with_passes_results_and_errors_through() -> None:
+    from resilient import Timeout
+
+    timeout = Timeout(5.0)
+    async with timeout:
+        value = await asyncio.sleep(0, result=42)
+    assert value == 42
+    with pytest.raises(KeyError):
+        async with timeout:
+            raise KeyError("x")
+    with pytest.raises(TimeoutError) as info:  # the block's own TimeoutError
+        async with timeout:
+            raise TimeoutError("mine")
+    assert not isinstance(info.value, CallTimeoutError)
+
+
+async def test_async_with_nests_and_is_task_local() -> None:
+    from resilient import Timeout
+
+    outer, inner = Timeout(5.0), Timeout(0.05)
+
+    async def nested() -> None:
+        async with outer, inner:
+            await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError) as info:
+        await nested()
+    assert info.value.timeout == 0.05
+    shared = Timeout(0.05)
+
+    async def hang() -> None:
+        async with shared:
+            await asyncio.Event().wait()
+
+    async def quick() -> int:
+        async with shared:
+            return 1
+
+    results = await asyncio.gather(hang(), quick(), return_exceptions=True)
+    assert isinstance(results[0], CallTimeoutError)
+    assert results[1] == 1
+
+
+async def test_async_with_does_not_swallow_outside_cancellation() -> None:
+    from resilient import Timeout
+
+    started = asyncio.Event()
+
+    async def body() -> None:
+        async with Timeout(5.0):
+            started.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(body())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_async_with_is_a_pass_through_when_inactive() -> None:
+    from resilient import Timeout, set_active
+
+    set_active(False)
+    async with Timeout(0.001):
+        await asyncio.sleep(0.01)
+    set_active(True)
+
+
+def test_sync_with_is_refused() -> None:
+    from resilient import Timeout
+
+    with pytest.raises(TypeError, match="use `async with`"), Timeout(1.0):
+        pass
+
+
+async def test_async_with_only_inactivity_is_refused() -> None:
+    from resilient import Timeout
+
+    with pytest.raises(TypeError, match="only an inactivity limit"):
+        async with Timeout(inactivity=1.0):
+            pass
