@@ -46,6 +46,10 @@ class Clock:
     wall: Callable[[], float] = _real_wall
     sleep: Callable[[float], None] = _real_sleep
     sleep_async: Callable[[float], Awaitable[None]] = _real_sleep_async
+    #: Test clocks only: a future (on the running loop) resolved once the
+    #: clock reaches the given ``monotonic`` time, so async timeouts can
+    #: end when a test moves the clock past them. ``None``: real time only.
+    wake_at: Callable[[float], asyncio.Future[None]] | None = None
 
 
 REAL = Clock()

@@ -33,7 +33,8 @@ class FakeClock:
     A sync wait moves it at once. An async wait lets the event loop run
     whatever is ready first, then moves the clock to its own end, the
     earliest-ending wait first: of two racing waits the shorter one ends
-    first, as in real time. (Timeouts measure real time: see timeout.py.)
+    first, as in real time. An async timeout ends when real time runs out or
+    when this clock reaches its deadline, whichever comes first.
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
@@ -43,6 +44,10 @@ class FakeClock:
         self.delays: list[float] = []
         self._lock = threading.Lock()
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        # Deadlines (async timeouts) wake when the clock gets there, but never
+        # move it themselves: a call doing real I/O under a timeout must not
+        # see fake time jump to its deadline while the loop waits.
+        self._deadlines: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._jumping: set[asyncio.AbstractEventLoop] = set()
 
@@ -71,6 +76,8 @@ class FakeClock:
             due = []
             while self._waiters and self._waiters[0][0] <= self._now:
                 due.append(heapq.heappop(self._waiters)[2])
+            while self._deadlines and self._deadlines[0][0] <= self._now:
+                due.append(heapq.heappop(self._deadlines)[2])
         for future in due:
             _wake(future)
 
@@ -105,13 +112,33 @@ class FakeClock:
                 self._jumping.discard(loop)
                 return
             end = waiters[0][0]
+            # A deadline before that wait's end is reached on the way there:
+            # stop at it first, so the timeout ends the call before the wait.
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][2].done():
+                heapq.heappop(deadlines)
+            if deadlines and deadlines[0][0] < end:
+                end = deadlines[0][0]
         self._move_to(end)
         # The woken task runs before the next jump.
         loop.call_soon(self._jump_when_idle, loop, 0)
 
+    def _wake_at(self, when: float) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if when <= self._now:
+                future.set_result(None)
+            else:
+                heapq.heappush(self._deadlines, (when, next(self._order), future))
+        return future
+
     def as_clock(self) -> _clock.Clock:
         return _clock.Clock(
-            monotonic=self.now, wall=self.wall, sleep=self._sleep, sleep_async=self._sleep_async
+            monotonic=self.now,
+            wall=self.wall,
+            sleep=self._sleep,
+            sleep_async=self._sleep_async,
+            wake_at=self._wake_at,
         )
 
 
@@ -179,6 +206,7 @@ def instant_waits() -> Iterator[WaitRecorder]:
             wall=previous.wall,
             sleep=sleep,
             sleep_async=sleep_async,
+            wake_at=previous.wake_at,
         )
     )
     try:

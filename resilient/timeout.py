@@ -11,8 +11,10 @@
 - Async generator functions get an inactivity timeout
   (``inactivity=seconds``): a stream that yields nothing for that long fails.
 
-Timeouts measure real time (the event loop's clock, the OS timer):
-``resilient.testing.fake_clock()`` does not move them.
+Timeouts measure real time (the event loop's clock, the OS timer). Under
+``resilient.testing.fake_clock()`` an async call's timeout also ends when
+the fake clock reaches its deadline; sync calls and streams use real time
+only.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from . import _validate, events
+from . import _clock, _validate, events
 from ._active import switch
 from ._policy import PolicyBase
 from ._workers import Job, WorkerPool, shared_pool
@@ -279,9 +281,14 @@ class Timeout(PolicyBase):
                 owner=self,
             )
         scope = asyncio.timeout(seconds)
+        wake_at = _clock.get_clock().wake_at
         try:
             async with scope:
-                return await fn(*args, **kwargs)
+                if wake_at is None:
+                    return await fn(*args, **kwargs)
+                return await _racing_test_clock(
+                    scope, wake_at(_clock.monotonic() + seconds), fn(*args, **kwargs)
+                )
         except TimeoutError as exc:
             if not scope.expired():
                 raise  # the call's own TimeoutError
@@ -372,6 +379,26 @@ class Timeout(PolicyBase):
                 f"{self!r}: inactivity= applies to async generator functions, not {fn!r}"
             )
         return decorate(self, fn)
+
+
+async def _racing_test_clock(
+    scope: asyncio.Timeout, deadline: asyncio.Future[None], call: Awaitable[R]
+) -> R:
+    """Await ``call`` inside ``scope``, also ending the scope when a test
+    clock reaches ``deadline`` (the real timer keeps running too)."""
+    loop = asyncio.get_running_loop()
+    inside = True
+
+    def expire(_: asyncio.Future[None]) -> None:
+        if inside and not deadline.cancelled() and not scope.expired():
+            scope.reschedule(loop.time())
+
+    deadline.add_done_callback(expire)
+    try:
+        return await call
+    finally:
+        inside = False
+        deadline.cancel()
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -712,3 +712,82 @@ async def test_async_with_only_inactivity_is_refused() -> None:
     with pytest.raises(TypeError, match="only an inactivity limit"):
         async with Timeout(inactivity=1.0):
             pass
+
+
+# -- under the fake clock ----------------------------------------------------------
+
+
+async def test_fake_clock_moving_past_the_deadline_times_out_an_async_call() -> None:
+    from resilient import with_timeout
+    from resilient.testing import fake_clock
+
+    with fake_clock() as clock:
+        started = asyncio.Event()
+
+        @with_timeout(5.0)
+        async def hang() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(hang())
+        await started.wait()
+        clock.advance(4.9)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not task.done()
+        clock.advance(0.1)
+        with pytest.raises(CallTimeoutError) as info:
+            await task
+        assert info.value.timeout == 5.0
+
+
+async def test_fake_waits_inside_the_call_count_against_its_timeout() -> None:
+    from resilient import with_retry, with_timeout
+    from resilient.testing import fake_clock
+
+    attempts = []
+
+    @with_timeout(5.0)
+    @with_retry(max_attempts=5, initial_delay=2.0, multiplier=2.0, jitter=0.0)
+    async def flaky() -> None:
+        attempts.append(1)
+        raise ConnectionError()
+
+    with fake_clock() as clock:
+        with pytest.raises(CallTimeoutError):
+            await flaky()
+        # Waits of 2 s then 4 s: the deadline at 5 s passed during the second.
+        assert len(attempts) == 2
+        assert clock.now() >= 5.0
+
+
+async def test_fake_clock_does_not_jump_to_a_deadline_by_itself() -> None:
+    from resilient import with_timeout
+    from resilient.testing import fake_clock
+
+    with fake_clock() as clock:
+
+        @with_timeout(30.0)
+        async def real_io() -> str:
+            # Stands for real I/O: the loop idles, no fake wait is pending.
+            await asyncio.sleep(0.01)
+            return "done"
+
+        assert await real_io() == "done"
+        assert clock.now() == 0.0
+
+
+async def test_a_call_that_finishes_first_leaves_no_deadline_behind() -> None:
+    from resilient import with_timeout
+    from resilient.testing import fake_clock
+
+    with fake_clock() as clock:
+
+        @with_timeout(5.0)
+        async def quick() -> int:
+            return 1
+
+        assert await quick() == 1
+        clock.advance(10.0)  # the cancelled deadline wakes nothing
+        await asyncio.sleep(0)
+        assert clock._deadlines == [] or all(f.done() for _, _, f in clock._deadlines)
