@@ -3,8 +3,8 @@ function through it, use as a decorator, and listeners of its events."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from . import events
 
@@ -15,11 +15,80 @@ __all__ = ["PolicyBase"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 F = TypeVar("F", bound="Decoratable")
+
+
+def fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 class PolicyBase:
     _listeners: events.ListenerSet
+    #: What the policy's events say it is ("retry", "circuit_breaker", ...).
+    _kind: ClassVar[str]
+
+    # -- the request a call opens when it is the outermost layer (see events) --
+
+    def _event_name(self, fn: Callable[..., Any]) -> str:
+        """The policy's name, or else the function's (an unnamed policy)."""
+        name: str | None = getattr(self, "name", None)
+        return name or fn_name(fn)
+
+    def _request(
+        self,
+        run: Callable[[Callable[..., R], tuple[Any, ...], dict[str, Any]], R],
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        report: bool = False,
+    ) -> R:
+        return events.run_request(
+            self._listeners,
+            self._event_name(fn),
+            self._kind,
+            run,
+            fn,
+            args,
+            kwargs,
+            owner=self,
+            report=report,
+        )
+
+    def _arequest(
+        self,
+        run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Awaitable[R]],
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        report: bool = False,
+    ) -> Awaitable[R]:
+        return events.arun_request(
+            self._listeners,
+            self._event_name(fn),
+            self._kind,
+            run,
+            fn,
+            args,
+            kwargs,
+            owner=self,
+            report=report,
+        )
+
+    def _stream_request(
+        self,
+        run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], AsyncIterator[T]],
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[T]:
+        return events.astream_request(
+            self._listeners, self._event_name(fn), self._kind, run, fn, args, kwargs, owner=self
+        )
+
+    # -- running and decorating ------------------------------------------------
 
     def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError

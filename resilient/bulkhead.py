@@ -91,6 +91,8 @@ _Held: TypeAlias = "bool | events.RequestScope | None"
 class Bulkhead(PolicyBase):
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
+    _kind = "bulkhead"
+
     def __init__(
         self,
         name: str,
@@ -375,17 +377,7 @@ class Bulkhead(PolicyBase):
         if not switch.on:
             return fn(*args, **kwargs)
         if events.hub.listening and events.entering(fn, self):
-            return events.run_request(
-                self._listeners,
-                self.name,
-                "bulkhead",
-                self._call,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-                report=True,
-            )
+            return self._request(self._call, fn, args, kwargs, report=True)
         # _acquire and _release, inlined: this is every call's path.
         core = self._core
         try:
@@ -407,17 +399,7 @@ class Bulkhead(PolicyBase):
         if not switch.on:
             return await fn(*args, **kwargs)
         if events.hub.listening and events.entering(fn, self):
-            return await events.arun_request(
-                self._listeners,
-                self.name,
-                "bulkhead",
-                self._acall,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-                report=True,
-            )
+            return await self._arequest(self._acall, fn, args, kwargs, report=True)
         core = self._core
         try:
             core.take()
@@ -436,16 +418,7 @@ class Bulkhead(PolicyBase):
         self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return events.astream_request(
-                self._listeners,
-                self.name,
-                "bulkhead",
-                self._astream,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return self._stream_request(self._astream, fn, args, kwargs)
         return self._stream(fn, args, kwargs)
 
     async def _stream(

@@ -50,10 +50,6 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-def _fn_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
 def _latency(value: object) -> tuple[float, float]:
     """``seconds`` or ``(low, high)`` seconds, as a range."""
     if isinstance(value, tuple):
@@ -109,6 +105,8 @@ class Chaos(PolicyBase):
     ``enabled`` is a bool or a callable asked on every call (a feature flag).
     ``seed`` makes the sequence of fates reproducible.
     """
+
+    _kind = "chaos"
 
     def __init__(
         self,
@@ -177,7 +175,7 @@ class Chaos(PolicyBase):
     def _announce(
         self, fn: Callable[..., Any], kind: str, delay: float, error: BaseException | None
     ) -> None:
-        name = self.name or _fn_name(fn)
+        name = self._event_name(fn)
         log.debug(
             "chaos %r: injected %s",
             name,
@@ -217,16 +215,7 @@ class Chaos(PolicyBase):
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return events.run_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "chaos",
-                self._call,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return self._request(self._call, fn, args, kwargs)
         if not self._active():
             return fn(*args, **kwargs)
         delay, fault = self._fate()
@@ -241,16 +230,7 @@ class Chaos(PolicyBase):
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return await events.arun_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "chaos",
-                self._acall,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return await self._arequest(self._acall, fn, args, kwargs)
         if not self._active():
             return await fn(*args, **kwargs)
         delay, fault = self._fate()

@@ -177,6 +177,8 @@ class CircuitBreaker(PolicyBase):
     """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
     around bookkeeping, never across the protected call or an ``await``."""
 
+    _kind = "circuit_breaker"
+
     def __init__(
         self,
         name: str,
@@ -655,16 +657,7 @@ class CircuitBreaker(PolicyBase):
         if not switch.on:
             return fn(*args, **kwargs)
         if events.hub.listening:
-            outcome: R = events.run_request(
-                self._listeners,
-                self.name,
-                "circuit_breaker",
-                self._run,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            outcome: R = self._request(self._run, fn, args, kwargs)
             return outcome
         return self._run(fn, args, kwargs)
 
@@ -698,16 +691,7 @@ class CircuitBreaker(PolicyBase):
         if not switch.on:
             return await fn(*args, **kwargs)
         if events.hub.listening:
-            return await events.arun_request(
-                self._listeners,
-                self.name,
-                "circuit_breaker",
-                self._arun,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return await self._arequest(self._arun, fn, args, kwargs)
         return await self._arun(fn, args, kwargs)
 
     async def _arun(

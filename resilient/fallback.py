@@ -43,10 +43,6 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-def _fn_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
 def _takes_error(handler: Callable[..., Any]) -> bool:
     try:
         parameters = inspect.signature(handler).parameters
@@ -59,6 +55,8 @@ def _takes_error(handler: Callable[..., Any]) -> bool:
 class Fallback(PolicyBase):
     """``Fallback(value=...)`` or ``Fallback(handler=...)``, for the exceptions
     of ``on`` (``Exception`` subclasses; others are never caught)."""
+
+    _kind = "fallback"
 
     def __init__(
         self,
@@ -97,7 +95,7 @@ class Fallback(PolicyBase):
         return f"<Fallback {what}>"
 
     def _used(self, fn: Callable[..., Any], error: Exception) -> None:
-        name = self.name or _fn_name(fn)
+        name = self._event_name(fn)
         log.info(
             "fallback %r used after %r",
             name,
@@ -186,16 +184,7 @@ class Fallback(PolicyBase):
     @events.mark_layer
     def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return events.run_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "fallback",
-                self._call,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return self._request(self._call, fn, args, kwargs)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -208,16 +197,7 @@ class Fallback(PolicyBase):
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return await events.arun_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "fallback",
-                self._acall,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return await self._arequest(self._acall, fn, args, kwargs)
         try:
             return await fn(*args, **kwargs)
         except Exception as exc:

@@ -188,10 +188,6 @@ class RetryPolicies:
         )
 
 
-def _fn_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
 def _plural(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
 
@@ -203,6 +199,8 @@ class Retry(PolicyBase):
     ``name`` names its events and log lines; without one, the name of the
     function called is used.
     """
+
+    _kind = "retry"
 
     def __init__(
         self,
@@ -291,7 +289,7 @@ class Retry(PolicyBase):
         delay: float,
         retry_after: float | None,
     ) -> None:
-        name = self.name or _fn_name(fn)
+        name = self._event_name(fn)
         log.info(
             "retry %r: attempt %d failed (%s); retrying in %.3fs",
             name,
@@ -333,7 +331,7 @@ class Retry(PolicyBase):
     def _give_up(
         self, fn: Callable[..., Any], attempt: int, error: BaseException | None, why: str
     ) -> None:
-        name = self.name or _fn_name(fn)
+        name = self._event_name(fn)
         why = f" ({why})" if why else ""
         if error is not None:
             error.add_note(f"resilient: gave up after {_plural(attempt)}{why}")
@@ -417,16 +415,7 @@ class Retry(PolicyBase):
         # else happens only once it has failed (and outside its except
         # block, so later errors do not chain onto earlier ones).
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return events.run_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "retry",
-                self._call,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return self._request(self._call, fn, args, kwargs)
         start = _clock.monotonic() if self._deadline is not None else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -477,16 +466,7 @@ class Retry(PolicyBase):
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return await events.arun_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "retry",
-                self._acall,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return await self._arequest(self._acall, fn, args, kwargs)
         start = _clock.monotonic() if self._deadline is not None else 0.0
         try:
             result = await fn(*args, **kwargs)

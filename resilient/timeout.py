@@ -49,10 +49,6 @@ TimeoutMode = Literal["thread", "signal"]
 _OWNER = "Timeout"
 
 
-def _fn_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
 class _Alarm(BaseException):
     """Raised by our SIGALRM handler. A BaseException, so the interrupted
     code's own ``except Exception`` cannot swallow it; turned into a
@@ -67,6 +63,8 @@ class Timeout(PolicyBase):
     ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
     (default: one shared pool of 64 daemon threads).
     """
+
+    _kind = "timeout"
 
     def __init__(
         self,
@@ -106,7 +104,7 @@ class Timeout(PolicyBase):
         return f"<Timeout {' '.join(parts)}>"
 
     def _timed_out(self, fn: Callable[..., Any] | None, seconds: float) -> CallTimeoutError:
-        name = self.name or (_fn_name(fn) if fn is not None else "async with block")
+        name = self._event_name(fn) if fn is not None else (self.name or "async with block")
         if events.hub.listening:
             self._listeners.emit(
                 events.TimedOut(
@@ -184,16 +182,7 @@ class Timeout(PolicyBase):
         if not switch.on:
             return fn(*args, **kwargs)
         if events.hub.listening and events.entering(fn, self):
-            return events.run_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "timeout",
-                self._call,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return self._request(self._call, fn, args, kwargs)
         if self.mode == "signal":
             return self._call_signal(fn, args, kwargs, seconds)
         return self._call_thread(fn, args, kwargs, seconds)
@@ -270,16 +259,7 @@ class Timeout(PolicyBase):
         if not switch.on:
             return await fn(*args, **kwargs)
         if events.hub.listening and events.entering(fn, self):
-            return await events.arun_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "timeout",
-                self._acall,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return await self._arequest(self._acall, fn, args, kwargs)
         scope = asyncio.timeout(seconds)
         wake_at = _clock.get_clock().wake_at
         try:
@@ -300,16 +280,7 @@ class Timeout(PolicyBase):
         self, fn: Callable[..., AsyncIterator[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[R]:
         if events.hub.listening and switch.on and events.entering(fn, self):
-            return events.astream_request(
-                self._listeners,
-                self.name or _fn_name(fn),
-                "timeout",
-                self._astream,
-                fn,
-                args,
-                kwargs,
-                owner=self,
-            )
+            return self._stream_request(self._astream, fn, args, kwargs)
         return self._stream(fn, args, kwargs)
 
     async def _stream(
@@ -352,7 +323,7 @@ class Timeout(PolicyBase):
             await _aclose(stream)
 
     def _inactive(self, fn: Callable[..., Any], inactivity: float) -> CallTimeoutError:
-        name = self.name or _fn_name(fn)
+        name = self._event_name(fn)
         if events.hub.listening:
             self._listeners.emit(
                 events.StreamInactive(
