@@ -11,7 +11,6 @@ the permit comes from another thread.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
+from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
 from ._decorate import Listened
 from ._policy import PolicyBase
@@ -85,7 +85,7 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
 
 # What ``with bulkhead:`` remembers per block: None (switched off, nothing
 # held), True (a permit), or the block's request scope (a permit, observed).
-_Held: TypeAlias = "bool | events.RequestScope | None"
+_Held: TypeAlias = "bool | events.RequestScope"
 
 
 class Bulkhead(PolicyBase):
@@ -120,7 +120,7 @@ class Bulkhead(PolicyBase):
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._cm_held: contextvars.ContextVar[tuple[_Held, ...]] | None = None
+        self._blocks: BlockStack[_Held] = BlockStack(f"resilient_bh_{name}")
 
     def __repr__(self) -> str:
         core = self._core
@@ -438,31 +438,15 @@ class Bulkhead(PolicyBase):
 
     # -- context managers ----------------------------------------------------
 
-    def _held(self) -> contextvars.ContextVar[tuple[_Held, ...]]:
-        if self._cm_held is None:
-            self._cm_held = contextvars.ContextVar(f"resilient_bh_{self.name}", default=())
-        return self._cm_held
-
-    def _push(self, held: _Held) -> None:
-        var = self._held()
-        var.set((*var.get(), held))
-
     def _pop(self, exc: BaseException | None) -> None:
-        var = self._held()
-        stack = var.get()
-        if stack:
-            var.set(stack[:-1])
-            held = stack[-1]
-            if held is None:
-                return
-            try:
-                self._release()
-            finally:
-                if isinstance(held, events.RequestScope):
-                    if exc is None:
-                        held.succeeded()
-                    else:
-                        held.failed(exc)
+        held = self._blocks.pop()
+        if held is None:
+            return
+        try:
+            self._release()
+        finally:
+            if isinstance(held, events.RequestScope):
+                held.end(exc)
 
     def _begin(self) -> events.RequestScope | None:
         if events.hub.listening:
@@ -471,7 +455,7 @@ class Bulkhead(PolicyBase):
 
     def __enter__(self) -> Bulkhead:
         if not switch.on:
-            self._push(None)
+            self._blocks.push(None)
             return self
         scope = self._begin()
         try:
@@ -480,7 +464,7 @@ class Bulkhead(PolicyBase):
             if scope is not None:
                 scope.failed(exc)
             raise
-        self._push(True if scope is None else scope)
+        self._blocks.push(True if scope is None else scope)
         return self
 
     def __exit__(
@@ -493,7 +477,7 @@ class Bulkhead(PolicyBase):
 
     async def __aenter__(self) -> Bulkhead:
         if not switch.on:
-            self._push(None)
+            self._blocks.push(None)
             return self
         scope = self._begin()
         try:
@@ -502,7 +486,7 @@ class Bulkhead(PolicyBase):
             if scope is not None:
                 scope.failed(exc)
             raise
-        self._push(True if scope is None else scope)
+        self._blocks.push(True if scope is None else scope)
         return self
 
     async def __aexit__(

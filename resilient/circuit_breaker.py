@@ -3,7 +3,6 @@ events around the pure rules of :mod:`resilient._breaker_core`."""
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import itertools
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
 from . import _clock, _request, _validate, events
 from ._active import switch
+from ._blocks import BlockStack
 from ._breaker_core import (
     CLOSED,
     FORCED_CLOSED,
@@ -200,7 +200,7 @@ class CircuitBreaker(PolicyBase):
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._cm_permits: contextvars.ContextVar[tuple[_Entry | None, ...]] | None = None
+        self._blocks: BlockStack[_Entry] = BlockStack(f"resilient_cb_{name}")
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self.config = cfg
@@ -714,14 +714,9 @@ class CircuitBreaker(PolicyBase):
 
     # -- context managers ----------------------------------------------------
 
-    def _permits(self) -> contextvars.ContextVar[tuple[_Entry | None, ...]]:
-        if self._cm_permits is None:
-            self._cm_permits = contextvars.ContextVar(f"resilient_cb_{self.name}", default=())
-        return self._cm_permits
-
     def __enter__(self) -> CircuitBreaker:
         if not switch.on:
-            self._push(None)
+            self._blocks.push(None)
             return self
         scope = self._begin()
         try:
@@ -730,7 +725,7 @@ class CircuitBreaker(PolicyBase):
             if scope is not None:
                 scope.failed(exc)
             raise
-        self._push(_Entry(permit, scope))
+        self._blocks.push(_Entry(permit, scope))
         return self
 
     def _begin(self) -> events.RequestScope | None:
@@ -738,22 +733,13 @@ class CircuitBreaker(PolicyBase):
             return events.begin_request(self._listeners, self.name, "circuit_breaker")
         return None
 
-    def _push(self, entry: _Entry | None) -> None:
-        permits = self._permits()
-        permits.set((*permits.get(), entry))
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        permits = self._permits()
-        stack = permits.get()
-        if not stack:
-            return
-        permits.set(stack[:-1])
-        entry = stack[-1]
+        entry = self._blocks.pop()
         if entry is None:
             return
         permit, scope = entry
@@ -764,14 +750,11 @@ class CircuitBreaker(PolicyBase):
                 self._exit_error(permit, exc)
         finally:
             if scope is not None:
-                if exc is None:
-                    scope.succeeded()
-                else:
-                    scope.failed(exc)
+                scope.end(exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         if not switch.on:
-            self._push(None)
+            self._blocks.push(None)
             return self
         scope = self._begin()
         try:
@@ -782,7 +765,7 @@ class CircuitBreaker(PolicyBase):
             if scope is not None:
                 scope.failed(exc)
             raise
-        self._push(_Entry(permit, scope))
+        self._blocks.push(_Entry(permit, scope))
         return self
 
     async def __aexit__(

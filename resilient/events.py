@@ -381,6 +381,13 @@ class RequestScope:
         finally:
             self._close()
 
+    def end(self, error: BaseException | None) -> None:
+        """Close the scope with a block's outcome: ``None`` is success."""
+        if error is None:
+            self.succeeded()
+        else:
+            self.failed(error)
+
     def failed(self, error: BaseException) -> None:
         """The call raised ``error``. Rejections by a breaker or a bulkhead are
         ``CallRejected``; cancellation and interrupts are not counted at all."""

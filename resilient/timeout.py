@@ -20,7 +20,6 @@ only.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
+from ._blocks import BlockStack
 from ._policy import PolicyBase
 from ._workers import Job, WorkerPool, shared_pool
 from .errors import CallTimeoutError
@@ -92,6 +92,7 @@ class Timeout(PolicyBase):
         self.name = name
         self._pool = pool
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._blocks: BlockStack[asyncio.Timeout] = BlockStack(f"resilient_timeout_{id(self)}")
 
     def __repr__(self) -> str:
         parts = [f"{self.name!r}"] if self.name else []
@@ -127,8 +128,7 @@ class Timeout(PolicyBase):
         scope = asyncio.timeout(seconds) if switch.on else None
         if scope is not None:
             await scope.__aenter__()
-        scopes = self._block_scopes()
-        scopes.set((*scopes.get(), scope))
+        self._blocks.push(scope)
         return self
 
     async def __aexit__(
@@ -137,10 +137,7 @@ class Timeout(PolicyBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scopes = self._block_scopes()
-        stack = scopes.get()
-        scopes.set(stack[:-1])
-        scope = stack[-1]
+        scope = self._blocks.pop()
         if scope is None:
             return
         try:
@@ -158,13 +155,6 @@ class Timeout(PolicyBase):
 
     def __exit__(self, *exc_info: object) -> None:
         """Never reached: ``__enter__`` refuses."""
-
-    def _block_scopes(self) -> contextvars.ContextVar[tuple[asyncio.Timeout | None, ...]]:
-        scopes = self.__dict__.get("_scopes")
-        if scopes is None:
-            scopes = contextvars.ContextVar(f"resilient_timeout_{id(self)}", default=())
-            self.__dict__["_scopes"] = scopes
-        return scopes
 
     def _no_seconds(self) -> TypeError:
         return TypeError(

@@ -1,0 +1,41 @@
+"""What each open ``with policy:`` block holds, per thread and per task.
+
+Blocks nest and interleave across tasks, so a policy cannot keep the entry on
+itself: it keeps a stack in a contextvar, made on first use.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Generic, TypeVar
+
+__all__ = ["BlockStack"]
+
+T = TypeVar("T")
+
+
+class BlockStack(Generic[T]):
+    __slots__ = ("_label", "_var")
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._var: contextvars.ContextVar[tuple[T | None, ...]] | None = None
+
+    def _stack(self) -> contextvars.ContextVar[tuple[T | None, ...]]:
+        if self._var is None:
+            self._var = contextvars.ContextVar(self._label, default=())
+        return self._var
+
+    def push(self, entry: T | None) -> None:
+        """``None`` marks a block entered while policies were switched off."""
+        var = self._stack()
+        var.set((*var.get(), entry))
+
+    def pop(self) -> T | None:
+        """The innermost block's entry; ``None`` when there is nothing to undo."""
+        var = self._stack()
+        stack = var.get()
+        if not stack:
+            return None
+        var.set(stack[:-1])
+        return stack[-1]
