@@ -65,6 +65,7 @@ class BreakerCore:
         "opened_at",
         "reject_until",
         "state",
+        "ticked",
         "ticks",
         "window",
     )
@@ -100,6 +101,9 @@ class BreakerCore:
         self.ticks = itertools.count(1)
         self._flushed = 0
         self._reads = 0
+        # Every success counted by ``ticks`` and folded in, whatever the state
+        # (what the breaker's counters report).
+        self.ticked = 0
         # ``fast`` says a caller may skip the lock for a success right now:
         # CLOSED, nothing to time or check on the result, and no rate that a
         # success could still trip (once the window holds minimum_calls, a
@@ -131,6 +135,7 @@ class BreakerCore:
         pending = seen - self._flushed
         if pending:
             self._flushed = seen
+            self.ticked += pending
             if self.state is CLOSED or self.state is FORCED_CLOSED:
                 self.ok_total += pending
                 self.consecutive_failures = 0

@@ -1,21 +1,21 @@
-"""What every policy offers around its own ``_call`` / ``_acall``: running a
-function through it, use as a decorator, and listeners of its events."""
+"""What every policy offers around its own closures: running a function
+through it, use as a decorator, its counters and its listeners."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
-from . import events
+from . import _stats, events
+from ._compose import NEVER, compose, decorate
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Layer
 
-__all__ = ["PolicyBase"]
+__all__ = ["PolicyBase", "fn_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 F = TypeVar("F", bound="Decoratable")
 
 
@@ -24,89 +24,75 @@ def fn_name(fn: Callable[..., Any]) -> str:
 
 
 class PolicyBase:
+    """The shared half of every policy. A policy adds ``_wrap_sync`` and
+    ``_wrap_async`` (its fast paths) and, if it has per-call events of its
+    own, sets ``_own_gate`` to a gate on its listeners."""
+
     _listeners: events.ListenerSet
     #: What the policy's events say it is ("retry", "circuit_breaker", ...).
     _kind: ClassVar[str]
-
-    # -- the request a call opens when it is the outermost layer (see events) --
+    _own_gate: events.Gate = NEVER
+    _stats: dict[str, _stats.Stats] | None = None
+    _last: tuple[Any, Callable[..., Any]] | None = None
+    _alast: tuple[Any, Callable[..., Any]] | None = None
 
     def _event_name(self, fn: Callable[..., Any]) -> str:
         """The policy's name, or else the function's (an unnamed policy)."""
         name: str | None = getattr(self, "name", None)
         return name or fn_name(fn)
 
-    def _request(
-        self,
-        run: Callable[[Callable[..., R], tuple[Any, ...], dict[str, Any]], R],
-        fn: Callable[..., R],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        report: bool = False,
-    ) -> R:
-        return events.run_request(
-            self._listeners,
-            self._event_name(fn),
-            self._kind,
-            run,
-            fn,
-            args,
-            kwargs,
-            owner=self,
-            report=report,
-        )
+    def _stats_for(self, name: str) -> _stats.Stats:
+        """The counters this policy keeps under ``name``."""
+        table = self._stats
+        if table is None:
+            table = self._stats = {}
+        stats = table.get(name)
+        if stats is None:
+            stats = table[name] = _stats.stats_for(name, self._kind, self._listeners)
+            self._init_stats(stats)
+        return stats
 
-    def _arequest(
-        self,
-        run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Awaitable[R]],
-        fn: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        report: bool = False,
-    ) -> Awaitable[R]:
-        return events.arun_request(
-            self._listeners,
-            self._event_name(fn),
-            self._kind,
-            run,
-            fn,
-            args,
-            kwargs,
-            owner=self,
-            report=report,
-        )
+    def _init_stats(self, stats: _stats.Stats) -> None:
+        """Hook: a policy with live gauges or lock-free counts sets them up."""
 
-    def _stream_request(
-        self,
-        run: Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], AsyncIterator[T]],
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> AsyncIterator[T]:
-        return events.astream_request(
-            self._listeners, self._event_name(fn), self._kind, run, fn, args, kwargs, owner=self
-        )
+    def _layers(self) -> tuple[Layer, ...]:
+        return (cast("Layer", self),)
 
     # -- running and decorating ------------------------------------------------
 
-    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        raise NotImplementedError
+    def _chain(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        last = self._last
+        if last is not None and (last[0] is fn or last[0] == fn):
+            return last[1]
+        chain = self._compose(fn, is_async=False)
+        self._last = (fn, chain)
+        return chain
 
-    def _acall(
-        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Awaitable[Any]:
-        raise NotImplementedError
+    def _achain(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        last = self._alast
+        if last is not None and (last[0] is fn or last[0] == fn):
+            return last[1]
+        chain = self._compose(fn, is_async=True)
+        self._alast = (fn, chain)
+        return chain
+
+    def _compose(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+        from ._compose import chain_of
+
+        stacked = chain_of(fn)
+        if stacked is not None:
+            return compose(self, (*self._layers(), *stacked.layers), stacked.fn, is_async=is_async)
+        return compose(self, self._layers(), fn, is_async=is_async)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` through this policy."""
-        return cast(R, self._call(fn, args, kwargs))
+        return cast(R, self._chain(fn)(*args, **kwargs))
 
     async def call_async(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn(*args, **kwargs)`` through this policy."""
-        return cast(R, await self._acall(fn, args, kwargs))
+        return cast(R, await self._achain(fn)(*args, **kwargs))
 
     def subscribe(self, listener: events.Listener) -> Callable[[], None]:
         """Call ``listener`` with every event of this policy; returns the unsubscriber."""
@@ -114,6 +100,5 @@ class PolicyBase:
 
     def __call__(self, fn: F) -> F:
         """Use the policy itself as a decorator."""
-        from ._decorate import decorate
-
-        return decorate(self, fn)
+        layers = self._layers()
+        return decorate(self, fn, self, layers)

@@ -22,12 +22,15 @@ from . import _clock, _validate, events
 from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
-from ._decorate import Listened
+from ._requests import Request
+from ._stats import weakly
 from ._policy import PolicyBase
+from .events import POLICY
 from .errors import BulkheadFullError
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Detour
+    from ._stats import Stats
 
 __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics"]
 
@@ -83,9 +86,9 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
     return loop, loop.create_future()
 
 
-# What ``with bulkhead:`` remembers per block: None (switched off, nothing
-# held), True (a permit), or the block's request scope (a permit, observed).
-_Held: TypeAlias = "bool | events.RequestScope"
+# What ``with bulkhead:`` remembers per block (None: switched off, nothing
+# held): when it started, and its request when someone watched it open.
+_Held: TypeAlias = "tuple[float, Any]"
 
 
 class Bulkhead(PolicyBase):
@@ -120,6 +123,11 @@ class Bulkhead(PolicyBase):
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._own_gate = events.Gate(None, (self._listeners,))
+        self._interrupted = 0  # calls that ended by cancellation or interrupt
+        self._block_request = Request(
+            name, self._kind, self._listeners, self._stats_for(name), events.Gate(self._listeners)
+        )
         self._blocks: BlockStack[_Held] = BlockStack(f"resilient_bh_{name}")
 
     def __repr__(self) -> str:
@@ -143,6 +151,25 @@ class Bulkhead(PolicyBase):
                 max_queue=core.max_queue,
             )
 
+    def _init_stats(self, stats: Stats) -> None:
+        stats.refresh = weakly(self._fold_counts)
+        stats.gauges = weakly(self._gauges)
+
+    def _fold_counts(self) -> None:
+        core = self._core
+        stats = self._stats_for(self.name)
+        stats.rejected = core.rejected
+        stats.succeeded = core.completed() - stats.failed - self._interrupted
+
+    def _gauges(self) -> dict[str, float | str]:
+        core = self._core
+        return {
+            "active": core.active,
+            "queued": core.queued,
+            "limit": core.max_concurrent,
+            "utilization": core.active / core.max_concurrent,
+        }
+
     def rejected_since(self, since: float) -> bool:
         """Whether a call was rejected at or after monotonic time ``since``."""
         last = self._core.last_rejected_at
@@ -153,15 +180,9 @@ class Bulkhead(PolicyBase):
     def _full(self) -> BulkheadFullError:
         """The error for a rejection the core has counted; emits its event."""
         cfg = self.config
-        if events.hub.listening:
-            self._listeners.emit(
-                events.BulkheadRejected(
-                    name=self.name,
-                    policy="bulkhead",
-                    max_concurrent=cfg.max_concurrent,
-                    max_queue=cfg.max_queue,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
+        if self._listeners.events:
+            self._listeners.new(
+                events.BulkheadRejected, self.name, self._kind, cfg.max_concurrent, cfg.max_queue
             )
         return BulkheadFullError(self.name, cfg.max_concurrent, cfg.max_queue)
 
@@ -316,19 +337,29 @@ class Bulkhead(PolicyBase):
 
     # -- execution -----------------------------------------------------------
 
-    # The decorator installs these closures on plain functions: ``_call`` /
-    # ``_acall`` in one frame (through them while someone listens, for the
-    # request's events).
+    # The fast path, written once per flavour: a free permit is a token
+    # popped from a deque and pushed back, without the lock. ``_run`` /
+    # ``_arun`` are the same with the policy's own events, the detour while
+    # someone listens to this bulkhead.
 
-    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
-        via = listened or functools.partial(self._call, fn)
+    def _wrap_sync(
+        self,
+        fn: Callable[..., R],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., R]:
+        if gate is None:
+            gate, detour = self._own_gate, functools.partial(self._run, fn)
+        assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
+        stats = self._stats_for(self.name)
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            if events.hub.listening:
-                return via(args, kwargs)
+            if gate.level:
+                return detour(args, kwargs)  # type: ignore[no-any-return]
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
@@ -337,6 +368,12 @@ class Bulkhead(PolicyBase):
                 wait()
             try:
                 return fn(*args, **kwargs)
+            except Exception:
+                stats.failed += 1
+                raise
+            except BaseException:
+                self._interrupted += 1
+                raise
             finally:
                 next(done)
                 give(None)
@@ -346,16 +383,23 @@ class Bulkhead(PolicyBase):
         return through_bulkhead
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
     ) -> Callable[..., Awaitable[R]]:
-        via = listened or functools.partial(self._acall, fn)
+        if gate is None:
+            gate, detour = self._own_gate, functools.partial(self._arun, fn)
+        assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         await_permit, hand_over = self._await_permit, self._hand_over
+        stats = self._stats_for(self.name)
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            if events.hub.listening:
-                return await via(args, kwargs)
+            if gate.level:
+                return await detour(args, kwargs)  # type: ignore[no-any-return]
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:
@@ -364,6 +408,12 @@ class Bulkhead(PolicyBase):
                 await await_permit()
             try:
                 return await fn(*args, **kwargs)
+            except Exception:
+                stats.failed += 1
+                raise
+            except BaseException:
+                self._interrupted += 1
+                raise
             finally:
                 next(done)
                 give(None)
@@ -372,57 +422,62 @@ class Bulkhead(PolicyBase):
 
         return through_bulkhead
 
-    @events.mark_layer
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _report(self, start: float, error: BaseException | None, emit: bool = True) -> None:
+        """An admitted call ended (or its block did): count it, and report it
+        to this bulkhead's listeners."""
+        if error is not None:
+            if isinstance(error, Exception):
+                self._stats_for(self.name).failed += 1
+            else:
+                self._interrupted += 1
+        listeners = self._listeners
+        if emit and listeners.events and (error is None or isinstance(error, Exception)):
+            now = _clock.monotonic()
+            if error is None:
+                listeners.new(events.CallSucceeded, self.name, self._kind, now - start, POLICY)
+            else:
+                listeners.new(
+                    events.CallFailed, self.name, self._kind, now - start, error, POLICY
+                )
+
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
-        if events.hub.listening and events.entering(fn, self):
-            return self._request(self._call, fn, args, kwargs, report=True)
-        # _acquire and _release, inlined: this is every call's path.
-        core = self._core
+        self._acquire()
+        start = _clock.monotonic()
         try:
-            core.take()
-        except IndexError:
-            self._wait_for_permit()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            core.finished()
-            core.give()
-            if core.queued:
-                self._hand_over()
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._release()
+            self._report(start, exc)
+            raise
+        self._release()
+        self._report(start, None)
+        return result
 
-    @events.mark_layer
-    async def _acall(
+    async def _arun(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
-        if events.hub.listening and events.entering(fn, self):
-            return await self._arequest(self._acall, fn, args, kwargs, report=True)
-        core = self._core
+        await self._aacquire()
+        start = _clock.monotonic()
         try:
-            core.take()
-        except IndexError:
-            await self._await_permit()
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            core.finished()
-            core.give()
-            if core.queued:
-                self._hand_over()
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._release()
+            self._report(start, exc)
+            raise
+        self._release()
+        self._report(start, None)
+        return result
 
-    @events.mark_layer
-    def _astream(
-        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> AsyncIterator[Any]:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return self._stream_request(self._astream, fn, args, kwargs)
-        return self._stream(fn, args, kwargs)
-
-    async def _stream(
-        self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
     ) -> AsyncIterator[Any]:
         """A stream holds its slot until it ends or is closed."""
         if not switch.on:
@@ -438,33 +493,35 @@ class Bulkhead(PolicyBase):
 
     # -- context managers ----------------------------------------------------
 
+    def _open_block(self) -> _Held:
+        block = self._block_request
+        start = _clock.monotonic()
+        return (start, block.begin() if block.gate.level else None)
+
     def _pop(self, exc: BaseException | None) -> None:
         held = self._blocks.pop()
         if held is None:
             return
+        start, opened = held
         try:
             self._release()
+            self._report(start, exc, emit=False)  # a block is reported as a request
         finally:
-            if isinstance(held, events.RequestScope):
-                held.end(exc)
-
-    def _begin(self) -> events.RequestScope | None:
-        if events.hub.listening:
-            return events.begin_request(self._listeners, self.name, "bulkhead")
-        return None
+            if opened is not None:
+                self._block_request.end(opened, exc)
 
     def __enter__(self) -> Bulkhead:
         if not switch.on:
             self._blocks.push(None)
             return self
-        scope = self._begin()
+        held = self._open_block()
         try:
             self._acquire()
         except BaseException as exc:
-            if scope is not None:
-                scope.failed(exc)
+            if held[1] is not None:
+                self._block_request.end(held[1], exc)
             raise
-        self._blocks.push(True if scope is None else scope)
+        self._blocks.push(held)
         return self
 
     def __exit__(
@@ -479,14 +536,14 @@ class Bulkhead(PolicyBase):
         if not switch.on:
             self._blocks.push(None)
             return self
-        scope = self._begin()
+        held = self._open_block()
         try:
             await self._aacquire()
         except BaseException as exc:
-            if scope is not None:
-                scope.failed(exc)
+            if held[1] is not None:
+                self._block_request.end(held[1], exc)
             raise
-        self._blocks.push(True if scope is None else scope)
+        self._blocks.push(held)
         return self
 
     async def __aexit__(

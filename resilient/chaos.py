@@ -26,7 +26,7 @@ from ._policy import PolicyBase
 from .errors import ChaosError
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Detour
 
 __all__ = ["Chaos", "with_chaos"]
 
@@ -172,73 +172,79 @@ class Chaos(PolicyBase):
             fault = self.fault_rate > 0 and rng.random() < self.fault_rate
         return delay, fault
 
-    def _announce(
-        self, fn: Callable[..., Any], kind: str, delay: float, error: BaseException | None
-    ) -> None:
-        name = self._event_name(fn)
+    def _announce(self, name: str, kind: str, delay: float, error: BaseException | None) -> None:
         log.debug(
             "chaos %r: injected %s",
             name,
             f"{delay:g}s of latency" if kind == "latency" else kind,
             extra={"chaos": name, "kind": kind},
         )
-        if events.hub.listening:
-            self._listeners.emit(
-                events.ChaosInjected(
-                    name=name,
-                    policy="chaos",
-                    kind=kind,
-                    delay=delay,
-                    error=error,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+        if self._listeners.events:
+            self._listeners.new(events.ChaosInjected, name, self._kind, kind, delay, error)
 
-    def _delay(self, fn: Callable[..., Any], delay: float) -> float:
-        self._announce(fn, "latency", delay, None)
+    def _delay(self, name: str, delay: float) -> float:
+        self._announce(name, "latency", delay, None)
         return delay
 
-    def _fault(self, fn: Callable[..., Any]) -> Any:
+    def _fault(self, name: str) -> Any:
         """The injected outcome: a result to return, or an error raised."""
         if self.result is not UNSET:
-            self._announce(fn, "result", 0.0, None)
+            self._announce(name, "result", 0.0, None)
             return self.result
         error = self._make_error()
         if not isinstance(error, BaseException):
             raise TypeError(f"{_OWNER}.exception factory must return an exception, got {error!r}")
         error.add_note(_NOTE)
-        self._announce(fn, "fault", 0.0, error)
+        self._announce(name, "fault", 0.0, error)
         raise error
 
     # -- execution -------------------------------------------------------------
 
-    @events.mark_layer
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return self._request(self._call, fn, args, kwargs)
-        if not self._active():
-            return fn(*args, **kwargs)
-        delay, fault = self._fate()
-        if delay:
-            _clock.sleep(self._delay(fn, delay))
-        if fault:
-            return self._fault(fn)  # type: ignore[no-any-return]
-        return fn(*args, **kwargs)
+    def _wrap_sync(
+        self,
+        fn: Callable[..., R],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., R]:
+        gate = gate or self._own_gate
 
-    @events.mark_layer
-    async def _acall(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return await self._arequest(self._acall, fn, args, kwargs)
-        if not self._active():
+        def chaotic(*args: Any, **kwargs: Any) -> R:
+            if gate.level:
+                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+            if not self._active():
+                return fn(*args, **kwargs)
+            delay, fault = self._fate()
+            if delay:
+                _clock.sleep(self._delay(name, delay))
+            if fault:
+                return self._fault(name)  # type: ignore[no-any-return]
+            return fn(*args, **kwargs)
+
+        return chaotic
+
+    def _wrap_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., Awaitable[R]]:
+        gate = gate or self._own_gate
+
+        async def chaotic(*args: Any, **kwargs: Any) -> R:
+            if gate.level:
+                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+            if not self._active():
+                return await fn(*args, **kwargs)
+            delay, fault = self._fate()
+            if delay:
+                await _clock.sleep_async(self._delay(name, delay))
+            if fault:
+                return self._fault(name)  # type: ignore[no-any-return]
             return await fn(*args, **kwargs)
-        delay, fault = self._fate()
-        if delay:
-            await _clock.sleep_async(self._delay(fn, delay))
-        if fault:
-            return self._fault(fn)  # type: ignore[no-any-return]
-        return await fn(*args, **kwargs)
+
+        return chaotic
 
 
 def with_chaos(

@@ -27,15 +27,17 @@ from ._breaker_core import (
     BreakerCore,
     CircuitState,
 )
-from ._decorate import Listened, is_async_callable
+from ._compose import is_async_callable
+from ._requests import Request
+from ._stats import weakly
 from ._policy import PolicyBase
 from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
-from .events import hub
 from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Detour
+    from ._stats import Stats
     from ._storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
@@ -165,7 +167,7 @@ class _Entry(NamedTuple):
     """What ``with breaker:`` keeps between entering and leaving the block."""
 
     permit: _Permit
-    scope: events.RequestScope | None
+    opened: Any  # the block's request, when someone watched it open
 
 
 def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
@@ -196,11 +198,40 @@ class CircuitBreaker(PolicyBase):
         # Held by the one thread delivering state changes (see _announce).
         self._announcing = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        # The per-call events of the breaker itself (the policy level).
+        self._own_gate = events.Gate(None, (self._listeners,))
+        self._block_request = Request(
+            name,
+            self._kind,
+            self._listeners,
+            self._stats_for(name),
+            events.Gate(self._listeners),
+        )
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
         self._blocks: BlockStack[_Entry] = BlockStack(f"resilient_cb_{name}")
+
+    def _init_stats(self, stats: Stats) -> None:
+        self._ticks_core: BreakerCore | None = None
+        self._ticks_seen = 0
+        stats.refresh = weakly(self._fold_ticks)
+        stats.gauges = weakly(self._gauges)
+
+    def _gauges(self) -> dict[str, float | str]:
+        return {"state": self.state.value}
+
+    def _fold_ticks(self) -> None:
+        """Add the successes counted without the lock to the counters."""
+        with self._lock:
+            core = self._core
+            core.flush(_clock.monotonic())
+            if core is not self._ticks_core:
+                self._ticks_core, self._ticks_seen = core, 0
+            new = core.ticked - self._ticks_seen
+            self._ticks_seen = core.ticked
+        self._stats_for(self.name).succeeded += new
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self.config = cfg
@@ -407,26 +438,17 @@ class CircuitBreaker(PolicyBase):
             new.value,
             extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
         )
-        if events.hub.listening:
-            self._listeners.emit(
-                events.StateChanged(
-                    name=self.name,
-                    policy="circuit_breaker",
-                    old_state=old.value,
-                    new_state=new.value,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
+        changes = self._stats_for(self.name).changes
+        key = (old.value, new.value)
+        changes[key] = changes.get(key, 0) + 1
+        if self._listeners.events:
+            self._listeners.new(
+                events.StateChanged, self.name, self._kind, old.value, new.value
             )
 
     def _emit_rejected(self, error: CircuitOpenError) -> None:
-        self._listeners.emit(
-            events.CallRejected(
-                name=self.name,
-                policy="circuit_breaker",
-                state=error.state,
-                remaining=error.remaining,
-                **events.stamp(),  # type: ignore[arg-type]
-            )
+        self._listeners.new(
+            events.CallRejected, self.name, self._kind, error.state, error.remaining, events.POLICY
         )
 
     # -- the protocol every execution path drives ------------------------------
@@ -437,18 +459,19 @@ class CircuitBreaker(PolicyBase):
         if core.state is CLOSED:
             # A racy read is fine: admitting one call that raced a trip is the
             # same as that call arriving a moment earlier.
-            start = _clock.monotonic() if (self._timed or events.hub.listening) else None
+            start = _clock.monotonic() if (self._timed or self._listeners.events) else None
             return _Permit(core.generation, start)
         if self._health_check is not None and core.state is OPEN:
             self._poll_health()
         state = core.state
-        if (state is OPEN or state is FORCED_OPEN) and not hub.listening and switch.on:
+        if (state is OPEN or state is FORCED_OPEN) and not self._listeners.events and switch.on:
             # Rejected without the lock. Racy reads are fine here too:
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
             # locked path below decides.
             left = core.remaining(_clock.monotonic())
             if left:
+                self._stats_for(self.name).rejected += 1
                 raise CircuitOpenError(self.name, state, left, _request_id())
         now = _clock.monotonic()
         with self._lock:
@@ -459,7 +482,8 @@ class CircuitBreaker(PolicyBase):
         if token == REJECT:
             # Emitted outside the lock: a listener may read the breaker.
             error = CircuitOpenError(self.name, state, remaining, _request_id())
-            if events.hub.listening:
+            self._stats_for(self.name).rejected += 1
+            if self._listeners.events:
                 self._emit_rejected(error)
             raise error
         half_open = state is not CLOSED and state is not FORCED_CLOSED
@@ -507,7 +531,8 @@ class CircuitBreaker(PolicyBase):
 
         settled = self._with_core(settle)
         if isinstance(settled, CircuitOpenError):
-            if events.hub.listening:
+            self._stats_for(self.name).rejected += 1
+            if self._listeners.events:
                 self._emit_rejected(settled)
             raise settled
         return _Permit(settled, permit.start)
@@ -546,24 +571,25 @@ class CircuitBreaker(PolicyBase):
                 shared.finished(probe, _OUTCOMES[outcome])
             elif outcome == _FAILURE:
                 shared.poke()
-        if events.hub.listening and outcome != _IGNORED:
-            common = events.stamp()
-            if error is None and outcome == _SUCCESS:
-                event: events.Event = events.CallSucceeded(
-                    name=self.name,
-                    policy="circuit_breaker",
-                    duration=duration,
-                    **common,  # type: ignore[arg-type]
+        if outcome == _IGNORED:
+            return
+        stats = self._stats_for(self.name)
+        listeners = self._listeners
+        if error is None and outcome == _SUCCESS:
+            stats.succeeded += 1
+            if listeners.events:
+                listeners.new(events.CallSucceeded, self.name, self._kind, duration, events.POLICY)
+        else:
+            stats.failed += 1
+            if listeners.events:
+                listeners.new(
+                    events.CallFailed,
+                    self.name,
+                    self._kind,
+                    duration,
+                    error if error is not None else _ResultCountedAsFailure(),
+                    events.POLICY,
                 )
-            else:
-                event = events.CallFailed(
-                    name=self.name,
-                    policy="circuit_breaker",
-                    duration=duration,
-                    error=error if error is not None else _ResultCountedAsFailure(),
-                    **common,  # type: ignore[arg-type]
-                )
-            self._listeners.emit(event)
 
     def _exit_result(self, permit: _Permit, result: object) -> None:
         predicate = self.config.result_predicate
@@ -575,21 +601,31 @@ class CircuitBreaker(PolicyBase):
 
     # -- execution -----------------------------------------------------------
 
-    # The decorator installs these closures on plain functions: one frame per
-    # call instead of two, the success of ``_call``'s fast path with no lock,
-    # and a rejection raised from the closure itself. Everything else goes
-    # through ``_call`` / ``_acall``.
+    # The fast path, written once per flavour and installed by every chain
+    # (decorator, ``call``, composition): a CLOSED breaker with nothing to
+    # time counts a success without its lock, and an OPEN one rejects from
+    # the closure itself. Everything else goes through ``_run`` / ``_arun``,
+    # the locked path, which is also the detour while someone listens.
 
-    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
-        call = self._call
-        via = listened or functools.partial(call, fn)
-        name = self.name
+    def _wrap_sync(
+        self,
+        fn: Callable[..., R],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., R]:
+        run = self._run
+        if gate is None:
+            gate, detour = self._own_gate, functools.partial(run, fn)
+        assert detour is not None
+        stats = self._stats_for(self.name)
+        breaker = self.name
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
-            if hub.listening:
-                return via(args, kwargs)
-            core = self._core
+            if gate.level:
+                return detour(args, kwargs)  # type: ignore[no-any-return]
             if switch.on:
+                core = self._core
                 if core.fast:
                     ticks = core.ticks  # this generation's
                     try:
@@ -602,26 +638,35 @@ class CircuitBreaker(PolicyBase):
                 until = core.reject_until
                 if until:
                     # With the exception, this is the whole cost of a rejected
-                    # call. (Forced open, or a health check to ask: _call.)
+                    # call. (Forced open, or a health check to ask: _run.)
                     left = until - _clock.monotonic()
                     if left > 0.0:
-                        raise CircuitOpenError(name, OPEN, left, _request_id())
-            return call(fn, args, kwargs)
+                        stats.rejected += 1
+                        raise CircuitOpenError(breaker, OPEN, left, _request_id())
+                return run(fn, args, kwargs)
+            return fn(*args, **kwargs)
 
         return through_breaker
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
     ) -> Callable[..., Awaitable[R]]:
-        acall = self._acall
-        via = listened or functools.partial(acall, fn)
-        name = self.name
+        arun = self._arun
+        if gate is None:
+            gate, detour = self._own_gate, functools.partial(arun, fn)
+        assert detour is not None
+        stats = self._stats_for(self.name)
+        breaker = self.name
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
-            if hub.listening:
-                return await via(args, kwargs)
-            core = self._core
+            if gate.level:
+                return await detour(args, kwargs)  # type: ignore[no-any-return]
             if switch.on:
+                core = self._core
                 if core.fast:
                     ticks = core.ticks  # this generation's
                     try:
@@ -635,68 +680,31 @@ class CircuitBreaker(PolicyBase):
                 if until:
                     left = until - _clock.monotonic()
                     if left > 0.0:
-                        raise CircuitOpenError(name, OPEN, left, _request_id())
-            return await acall(fn, args, kwargs)
+                        stats.rejected += 1
+                        raise CircuitOpenError(breaker, OPEN, left, _request_id())
+                return await arun(fn, args, kwargs)
+            return await fn(*args, **kwargs)
 
         return through_breaker
 
-    @events.mark_layer
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        core = self._core
-        if core.fast and not events.hub.listening:
-            if not switch.on:
-                return fn(*args, **kwargs)
-            ticks = core.ticks  # this generation's (see BreakerCore._fresh_ticks)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
-                raise
-            next(ticks)
-            return result
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
-        if events.hub.listening:
-            outcome: R = self._request(self._run, fn, args, kwargs)
-            return outcome
-        return self._run(fn, args, kwargs)
-
-    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         permit = self._admit()
         timeout = self._timeout
         try:
-            result = fn(*args, **kwargs) if timeout is None else timeout._call(fn, args, kwargs)
+            result = fn(*args, **kwargs) if timeout is None else timeout._run(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
         self._exit_result(permit, result)
         return result
 
-    @events.mark_layer
-    async def _acall(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
-        core = self._core
-        if core.fast and not events.hub.listening:
-            if not switch.on:
-                return await fn(*args, **kwargs)
-            ticks = core.ticks  # this generation's (see BreakerCore._fresh_ticks)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
-                raise
-            next(ticks)
-            return result
-        if not switch.on:
-            return await fn(*args, **kwargs)
-        if events.hub.listening:
-            return await self._arequest(self._arun, fn, args, kwargs)
-        return await self._arun(fn, args, kwargs)
-
     async def _arun(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
         if self._health_is_async and self._core.state is OPEN:
             await self._apoll_health()
         permit = await self._aadmit()
@@ -705,7 +713,7 @@ class CircuitBreaker(PolicyBase):
             if timeout is None:
                 result = await fn(*args, **kwargs)
             else:
-                result = await timeout._acall(fn, args, kwargs)
+                result = await timeout._arun(fn, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -714,24 +722,28 @@ class CircuitBreaker(PolicyBase):
 
     # -- context managers ----------------------------------------------------
 
+    def _open_block(self) -> object:
+        block = self._block_request
+        if block.gate.level:
+            return block.begin()
+        return None
+
+    def _close_block(self, opened: object, exc: BaseException | None) -> None:
+        if opened is not None:
+            self._block_request.end(opened, exc)  # type: ignore[arg-type]
+
     def __enter__(self) -> CircuitBreaker:
         if not switch.on:
             self._blocks.push(None)
             return self
-        scope = self._begin()
+        opened = self._open_block()
         try:
             permit = self._admit()
         except BaseException as exc:
-            if scope is not None:
-                scope.failed(exc)
+            self._close_block(opened, exc)
             raise
-        self._blocks.push(_Entry(permit, scope))
+        self._blocks.push(_Entry(permit, opened))
         return self
-
-    def _begin(self) -> events.RequestScope | None:
-        if events.hub.listening:
-            return events.begin_request(self._listeners, self.name, "circuit_breaker")
-        return None
 
     def __exit__(
         self,
@@ -742,30 +754,28 @@ class CircuitBreaker(PolicyBase):
         entry = self._blocks.pop()
         if entry is None:
             return
-        permit, scope = entry
+        permit, opened = entry
         try:
             if exc is None:
                 self._exit(permit, _SUCCESS, None)
             else:
                 self._exit_error(permit, exc)
         finally:
-            if scope is not None:
-                scope.end(exc)
+            self._close_block(opened, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         if not switch.on:
             self._blocks.push(None)
             return self
-        scope = self._begin()
+        opened = self._open_block()
         try:
             if self._health_is_async and self._core.state is OPEN:
                 await self._apoll_health()
             permit = await self._aadmit()
         except BaseException as exc:
-            if scope is not None:
-                scope.failed(exc)
+            self._close_block(opened, exc)
             raise
-        self._blocks.push(_Entry(permit, scope))
+        self._blocks.push(_Entry(permit, opened))
         return self
 
     async def __aexit__(

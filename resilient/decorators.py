@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._decorate import decorate
+from ._compose import decorate
 from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .fallback import MISSING, Fallback
@@ -15,7 +15,7 @@ from .retry import Retry, RetryConfig
 from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable
 
 __all__ = [
     "with_bulkhead",

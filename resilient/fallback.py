@@ -10,7 +10,6 @@ while handling another.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _validate, events
 from ._active import switch
-from ._decorate import Listened, is_async_callable
+from ._compose import is_async_callable
 from ._policy import PolicyBase
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Detour
 
 __all__ = ["Fallback"]
 
@@ -94,126 +93,92 @@ class Fallback(PolicyBase):
         what = f"handler={self.handler!r}" if self.handler is not None else f"value={self.value!r}"
         return f"<Fallback {what}>"
 
-    def _used(self, fn: Callable[..., Any], error: Exception) -> None:
-        name = self._event_name(fn)
+    def _used(self, name: str, error: Exception) -> None:
         log.info(
             "fallback %r used after %r",
             name,
             error,
             extra={"fallback": name, "error_type": type(error).__name__},
         )
-        if events.hub.listening:
-            self._listeners.emit(
-                events.FallbackUsed(
-                    name=name,
-                    policy="fallback",
-                    error=error,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+        self._stats_for(name).fallbacks += 1
+        if self._listeners.events:
+            self._listeners.new(events.FallbackUsed, name, self._kind, error)
 
     def _answer(
         self,
-        fn: Callable[..., Any],
+        name: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         error: Exception,
     ) -> Any:
         """What the failed call returns instead (for an async handler, an awaitable)."""
-        self._used(fn, error)
+        self._used(name, error)
         handler = self.handler
         if handler is None:
             return self.value
-        if events.hub.listening:
-            # The handler is user code: decorated calls in it are requests of their own.
-            handler = events.ashield(handler) if self._async_handler else events.shield(handler)
         if self._takes_error:
             return handler(*args, **kwargs, error=error)
         return handler(*args, **kwargs)
 
     # -- execution -----------------------------------------------------------
 
-    # The decorator installs these closures on plain functions: ``_call`` /
-    # ``_acall`` in one frame (through them while someone listens, for the
-    # request's events).
+    # The fast path, written once per flavour: a ``try`` until something fails.
 
-    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
-        via = listened or functools.partial(self._call, fn)
+    def _wrap_sync(
+        self,
+        fn: Callable[..., R],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., R]:
+        gate = gate or self._own_gate
+        on = self.on
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
-            if events.hub.listening:
-                return via(args, kwargs)
+            if gate.level:
+                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
-                if not isinstance(exc, self.on) or not switch.on:
+                if not isinstance(exc, on) or not switch.on:
                     raise
-                return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
+                if self._async_handler:
+                    raise TypeError(
+                        f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
+                    ) from exc
+                return self._answer(name, args, kwargs, exc)  # type: ignore[no-any-return]
 
         return falling_back
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
     ) -> Callable[..., Awaitable[R]]:
-        via = listened or functools.partial(self._acall, fn)
+        gate = gate or self._own_gate
+        on = self.on
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:
-            if events.hub.listening:
-                return await via(args, kwargs)
+            if gate.level:
+                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
-                if not isinstance(exc, self.on) or not switch.on:
+                if not isinstance(exc, on) or not switch.on:
                     raise
-                answer = self._answer(fn, args, kwargs, exc)
+                answer = self._answer(name, args, kwargs, exc)
                 if inspect.isawaitable(answer):
                     answer = await answer
                 return answer  # type: ignore[no-any-return]
 
         return falling_back
 
-    def _answer_sync(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
-    ) -> Any:
-        if self._async_handler:
-            raise TypeError(
-                f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
-            ) from exc
-        return self._answer(fn, args, kwargs, exc)
-
-    @events.mark_layer
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return self._request(self._call, fn, args, kwargs)
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if not isinstance(exc, self.on) or not switch.on:
-                raise
-            return self._answer_sync(fn, args, kwargs, exc)  # type: ignore[no-any-return]
-
-    @events.mark_layer
-    async def _acall(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return await self._arequest(self._acall, fn, args, kwargs)
-        try:
-            return await fn(*args, **kwargs)
-        except Exception as exc:
-            if not isinstance(exc, self.on) or not switch.on:
-                raise
-            answer = self._answer(fn, args, kwargs, exc)
-            if inspect.isawaitable(answer):
-                answer = await answer
-            return answer  # type: ignore[no-any-return]
-
     def __call__(self, fn: F) -> F:
         """Use the fallback itself as a decorator."""
-        from ._decorate import decorate
-
         if self._async_handler and not is_async_callable(fn):
             raise TypeError(
                 f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
             )
-        return decorate(self, fn)
+        return super().__call__(fn)

@@ -11,15 +11,12 @@ retry has given up.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _validate, events
-from ._active import switch
-from ._decorate import athrough, through
+from ._policy import PolicyBase
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
@@ -28,7 +25,7 @@ from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Layer
     from .registry import Registry
 
 __all__ = ["Resilience", "ResiliencePolicies", "ResiliencePolicy"]
@@ -147,28 +144,15 @@ class ResiliencePolicies:
         )
 
 
-_NO_KWARGS: dict[str, Any] = {}  # never mutated: each layer unpacks it into a fresh call
-
-
-class Resilience:
+class Resilience(PolicyBase):
     """A :class:`ResiliencePolicy` made real under ``name``: its breaker and
     bulkhead are registered in ``registry`` (default: the global one).
 
-    One object runs the whole stack, chained once here (see :func:`_chain`):
-    a call builds a tuple per layer, and no closure.
+    A call runs every present layer, outermost first, as one chain (see
+    :mod:`resilient._compose`): one frame per layer, and one request.
     """
 
-    __slots__ = (
-        "_acall",
-        "_call",
-        "breaker",
-        "bulkhead",
-        "fallback",
-        "name",
-        "policy",
-        "retry",
-        "timeout",
-    )
+    _kind = "resilience"
 
     def __init__(
         self, name: str, policy: ResiliencePolicy | None = None, *, registry: Registry | None = None
@@ -186,6 +170,7 @@ class Resilience:
         listeners = registry.listeners
         self.name = name
         self.policy = policy
+        self._listeners = events.ListenerSet(listeners)
         self.breaker: CircuitBreaker | None = (
             None
             if policy.circuit_breaker is None
@@ -203,23 +188,14 @@ class Resilience:
             else Timeout(policy.timeout, name=name, listeners=listeners)
         )
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
+        self._present: tuple[Layer, ...] = tuple(
+            cast("Layer", layer)
+            for layer in (self.fallback, self.retry, self.breaker, self.bulkhead, self.timeout)
+            if layer is not None
+        )
 
-        # Every layer checks the on/off switch itself, so the chain needs no
-        # check of its own; fallback is the one layer handled here.
-        present = [
-            layer for layer in (self.retry, self.breaker, self.bulkhead, self.timeout) if layer
-        ]
-        # The outermost entry opens the request (see events.run_request) as
-        # "resilience"; the layers inside see it and count only their own.
-        whole = _Whole(listeners, name, self)
-        opens = self.fallback is None
-        run = _chain([layer._call for layer in present], whole, is_async=False, opens=opens)
-        arun = _chain([layer._acall for layer in present], whole, is_async=True, opens=opens)
-        if self.fallback is None:
-            self._call, self._acall = run, arun
-        else:
-            self._call = _falling_back(self.fallback, run, whole)
-            self._acall = _afalling_back(self.fallback, arun, whole)
+    def _layers(self) -> tuple[Layer, ...]:
+        return self._present
 
     def __repr__(self) -> str:
         layers = [
@@ -235,193 +211,14 @@ class Resilience:
         ]
         return f"<Resilience {self.name!r} {' > '.join(layers) or 'pass-through'}>"
 
-    # -- execution -----------------------------------------------------------
-
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` through every layer."""
-        return cast(R, self._call(fn, args, kwargs))
-
-    async def call_async(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)`` through every layer."""
-        return cast(R, await self._acall(fn, args, kwargs))
-
-    # A decorated plain function gets every layer's own closure, nested:
-    # what ``_call`` does, one frame per layer. While someone listens, the
-    # outermost closure hands the call to ``_call``, which opens the
-    # request as the composition's. Each closure carries the function's
-    # name and is marked a layer, so the one around it stacks on it.
-
-    def _wrap_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        return self._nest(fn, is_async=False)
-
-    def _wrap_async(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        return self._nest(fn, is_async=True)
-
-    def _nest(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
-        layers = [
-            layer
-            for layer in (self.timeout, self.bulkhead, self.breaker, self.retry, self.fallback)
-            if layer is not None
-        ]
-        wrap = "_wrap_async" if is_async else "_wrap_sync"
-        if not layers or not hasattr(layers[-1], wrap):
-            # A timeout alone has no closure of its own: the chain it is.
-            return (athrough if is_async else through)(self._acall if is_async else self._call, fn)
-        inner = fn
-        for layer in layers[:-1]:
-            own = getattr(layer, wrap, None)
-            if own is not None:
-                closure = own(inner)
-            else:
-                closure = (athrough if is_async else through)(
-                    layer._acall if is_async else layer._call, inner
-                )
-            inner = events.mark_layer(functools.update_wrapper(closure, fn))
-        listened = functools.partial(self._acall if is_async else self._call, fn)
-        outermost: Callable[..., Any] = getattr(layers[-1], wrap)(inner, listened)
-        return outermost
-
     def __call__(self, fn: F) -> F:
         """Use the composed policy itself as a decorator."""
-        from ._decorate import decorate
-
         fallback = self.fallback
         if fallback is not None and fallback._async_handler:
-            from ._decorate import is_async_callable
+            from ._compose import is_async_callable
 
             if not is_async_callable(fn):
                 raise TypeError(
                     f"{fallback!r}: an async handler cannot answer for the sync function {fn!r}"
                 )
-        return decorate(self, fn)
-
-
-class _Whole:
-    """Who opens the request of a composed call: listeners, name, owner."""
-
-    __slots__ = ("listeners", "name", "owner")
-
-    def __init__(self, listeners: events.ListenerSet, name: str, owner: object) -> None:
-        self.listeners = listeners
-        self.name = name
-        self.owner = owner
-
-    def open(self, entry: Callable[..., Any], fn: Any, args: Any, kwargs: Any) -> Any:
-        """The request around ``entry`` (which, handed ``fn`` back, runs the layers)."""
-        return events.run_request(
-            self.listeners, self.name, "resilience", entry, fn, args, kwargs, owner=self.owner
-        )
-
-    def aopen(self, entry: Callable[..., Any], fn: Any, args: Any, kwargs: Any) -> Any:
-        return events.arun_request(
-            self.listeners, self.name, "resilience", entry, fn, args, kwargs, owner=self.owner
-        )
-
-
-def _chain(
-    layers: list[Callable[..., Any]], whole: _Whole, *, is_async: bool, opens: bool
-) -> Callable[..., Any]:
-    """One entry point, called as ``(fn, args, kwargs)``, for ``layers``
-    (their ``_call``s, or their ``_acall``s; outermost first).
-
-    The entry opens the request of ``whole`` when someone listens (one check
-    otherwise); with ``opens=False`` the fallback around it has opened it.
-
-    The innermost layer is handed the caller's function; each other layer is
-    handed the layer below it as its function, and that layer's arguments
-    as its own. The call ``entry(fn, args, kwargs)`` through retry, breaker
-    and bulkhead is ``retry(breaker, (bulkhead, (fn, args, kwargs), {}), {})``:
-    nested tuples built once per call, and no frame of ours between layers.
-    An async entry returns the outermost layer's awaitable.
-    """
-    n = len(layers)
-    if n <= 1 and not opens:
-        return layers[0] if layers else _plain
-    opened = whole.aopen if is_async else whole.open
-    owner = whole.owner
-    if n <= 1:
-        inner = layers[0] if layers else _plain
-
-        def entry1(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if events.hub.listening and events.entering(fn, owner):
-                return opened(entry1, fn, args, kwargs)
-            return inner(fn, args, kwargs)
-
-        return entry1
-    if n == 2:
-        a, b = layers
-
-        def entry2(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if events.hub.listening and events.entering(fn, owner):
-                return opened(entry2, fn, args, kwargs)
-            return a(b, (fn, args, kwargs), _NO_KWARGS)
-
-        return entry2
-    if n == 3:
-        a, b, c = layers
-
-        def entry3(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if events.hub.listening and events.entering(fn, owner):
-                return opened(entry3, fn, args, kwargs)
-            return a(b, (c, (fn, args, kwargs), _NO_KWARGS), _NO_KWARGS)
-
-        return entry3
-    a, b, c, d = layers  # retry, breaker, bulkhead, timeout: never more
-
-    def entry4(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if events.hub.listening and events.entering(fn, owner):
-            return opened(entry4, fn, args, kwargs)
-        return a(b, (c, (d, (fn, args, kwargs), _NO_KWARGS), _NO_KWARGS), _NO_KWARGS)
-
-    return entry4
-
-
-def _falling_back(fallback: Fallback, run: Callable[..., Any], whole: _Whole) -> Callable[..., Any]:
-    """``run`` under ``fallback``, which answers with the call's own arguments."""
-    on = fallback.on
-    owner = whole.owner
-
-    def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if events.hub.listening and events.entering(fn, owner):
-            return whole.open(call, fn, args, kwargs)
-        try:
-            return run(fn, args, kwargs)
-        except Exception as exc:
-            if not isinstance(exc, on) or not switch.on:
-                raise
-            if fallback._async_handler:
-                raise TypeError(
-                    f"{fallback!r}: an async handler cannot answer for the sync function {fn!r}"
-                ) from exc
-            return fallback._answer(fn, args, kwargs, exc)
-
-    return call
-
-
-def _afalling_back(
-    fallback: Fallback, arun: Callable[..., Awaitable[Any]], whole: _Whole
-) -> Callable[..., Awaitable[Any]]:
-    on = fallback.on
-    owner = whole.owner
-
-    async def acall(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if events.hub.listening and events.entering(fn, owner):
-            return await whole.aopen(acall, fn, args, kwargs)
-        try:
-            return await arun(fn, args, kwargs)
-        except Exception as exc:
-            if not isinstance(exc, on) or not switch.on:
-                raise
-            answer = fallback._answer(fn, args, kwargs, exc)
-            if inspect.isawaitable(answer):
-                answer = await answer
-            return answer
-
-    return acall
-
-
-def _plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """No layer at all: the call itself (for a coroutine function, its coroutine)."""
-    return fn(*args, **kwargs)
+        return super().__call__(fn)

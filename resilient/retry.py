@@ -8,7 +8,6 @@ and differ only in how they sleep.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -26,13 +25,12 @@ from ._backoff import (
     plan,
     retry_after_of,
 )
-from ._decorate import Listened
 from ._policy import PolicyBase
 from .config import defaults
 from .errors import CircuitOpenError
 
 if TYPE_CHECKING:
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Detour
 
 __all__ = ["Retry", "RetryConfig", "RetryPolicies"]
 
@@ -239,7 +237,7 @@ class Retry(PolicyBase):
 
     def _plan(
         self,
-        fn: Callable[..., Any],
+        name: str,
         attempt: int,
         error: BaseException | None,
         start: float,
@@ -276,20 +274,19 @@ class Retry(PolicyBase):
             open_for=error.remaining if isinstance(error, CircuitOpenError) else None,
         )
         if next_wait.stop is not None:
-            self._give_up(fn, attempt, error, next_wait.stop)
+            self._give_up(name, attempt, error, next_wait.stop)
             return None
-        self._announce_retry(fn, attempt, error, next_wait.delay, next_wait.retry_after)
+        self._announce_retry(name, attempt, error, next_wait.delay, next_wait.retry_after)
         return next_wait
 
     def _announce_retry(
         self,
-        fn: Callable[..., Any],
+        name: str,
         attempt: int,
         error: BaseException | None,
         delay: float,
         retry_after: float | None,
     ) -> None:
-        name = self._event_name(fn)
         log.info(
             "retry %r: attempt %d failed (%s); retrying in %.3fs",
             name,
@@ -303,35 +300,20 @@ class Retry(PolicyBase):
                 "error_type": None if error is None else type(error).__name__,
             },
         )
-        if events.hub.listening:
-            emit = self._listeners.emit
+        stats = self._stats_for(name)
+        stats.retries += 1
+        if retry_after is not None:
+            stats.rate_limited += 1
+        listeners = self._listeners
+        if listeners.events:
             if retry_after is not None:
-                emit(
-                    events.RateLimited(
-                        name=name,
-                        policy="retry",
-                        retry_after=retry_after,
-                        **events.stamp(),  # type: ignore[arg-type]
-                    )
-                )
-            emit(
-                events.RetryAttempted(
-                    name=name,
-                    policy="retry",
-                    attempt=attempt,
-                    delay=delay,
-                    error=error,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+                listeners.new(events.RateLimited, name, self._kind, retry_after)
+            listeners.new(events.RetryAttempted, name, self._kind, attempt, delay, error)
         hook = self.config.on_retry
         if hook is not None:
             hook(attempt, error, delay)
 
-    def _give_up(
-        self, fn: Callable[..., Any], attempt: int, error: BaseException | None, why: str
-    ) -> None:
-        name = self._event_name(fn)
+    def _give_up(self, name: str, attempt: int, error: BaseException | None, why: str) -> None:
         why = f" ({why})" if why else ""
         if error is not None:
             error.add_note(f"resilient: gave up after {_plural(attempt)}{why}")
@@ -346,32 +328,32 @@ class Retry(PolicyBase):
                 "error_type": None if error is None else type(error).__name__,
             },
         )
-        if events.hub.listening:
-            self._listeners.emit(
-                events.RetriesExhausted(
-                    name=name,
-                    policy="retry",
-                    attempts=attempt,
-                    error=error,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+        self._stats_for(name).exhausted += 1
+        if self._listeners.events:
+            self._listeners.new(events.RetriesExhausted, name, self._kind, attempt, error)
 
     # -- execution -----------------------------------------------------------
 
-    # The decorator installs these closures on plain functions: the first
-    # attempt of ``_call`` / ``_acall`` in one frame, then the same ``_retry``
-    # (through them while someone listens, for the request's events).
+    # The fast path, written once per flavour: the first attempt costs a try
+    # and two reads; everything else happens in ``_retry`` / ``_aretry``
+    # once it has failed (and outside its except block, so later errors do
+    # not chain onto earlier ones).
 
-    def _wrap_sync(self, fn: Callable[..., R], listened: Listened = None) -> Callable[..., R]:
-        via = listened or functools.partial(self._call, fn)
+    def _wrap_sync(
+        self,
+        fn: Callable[..., R],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., R]:
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
+        gate = gate or self._own_gate
 
         def retrying(*args: Any, **kwargs: Any) -> R:
-            if events.hub.listening:
-                return via(args, kwargs)
+            if gate.level:
+                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = fn(*args, **kwargs)
@@ -381,21 +363,25 @@ class Retry(PolicyBase):
                 if check is None or not check(result):
                     return result
                 error = None
-            return retry(fn, args, kwargs, error, result if error is None else None, start)
+            return retry(fn, name, args, kwargs, error, result if error is None else None, start)
 
         return retrying
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], listened: Listened = None
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
     ) -> Callable[..., Awaitable[R]]:
-        via = listened or functools.partial(self._acall, fn)
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
+        gate = gate or self._own_gate
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
-            if events.hub.listening:
-                return await via(args, kwargs)
+            if gate.level:
+                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = await fn(*args, **kwargs)
@@ -405,32 +391,16 @@ class Retry(PolicyBase):
                 if check is None or not check(result):
                     return result
                 error = None
-            return await aretry(fn, args, kwargs, error, result if error is None else None, start)
+            return await aretry(
+                fn, name, args, kwargs, error, result if error is None else None, start
+            )
 
         return retrying
-
-    @events.mark_layer
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        # The first attempt costs a try and two attribute reads; everything
-        # else happens only once it has failed (and outside its except
-        # block, so later errors do not chain onto earlier ones).
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return self._request(self._call, fn, args, kwargs)
-        start = _clock.monotonic() if self._deadline is not None else 0.0
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            error: Exception | None = exc
-        else:
-            check = self._check_result
-            if check is None or not check(result):
-                return result
-            error = None
-        return self._retry(fn, args, kwargs, error, result if error is None else None, start)
 
     def _retry(
         self,
         fn: Callable[..., R],
+        name: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         error: Exception | None,
@@ -441,7 +411,7 @@ class Retry(PolicyBase):
         previous = 0.0
         check = self._check_result
         while True:
-            next_wait = self._plan(fn, attempt, error, start, previous) if switch.on else None
+            next_wait = self._plan(name, attempt, error, start, previous) if switch.on else None
             if next_wait is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
@@ -461,27 +431,10 @@ class Retry(PolicyBase):
                 return cast(R, result)
             error = None
 
-    @events.mark_layer
-    async def _acall(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return await self._arequest(self._acall, fn, args, kwargs)
-        start = _clock.monotonic() if self._deadline is not None else 0.0
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            error: Exception | None = exc
-        else:
-            check = self._check_result
-            if check is None or not check(result):
-                return result
-            error = None
-        return await self._aretry(fn, args, kwargs, error, result if error is None else None, start)
-
     async def _aretry(
         self,
         fn: Callable[..., Awaitable[R]],
+        name: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         error: Exception | None,
@@ -492,7 +445,7 @@ class Retry(PolicyBase):
         previous = 0.0
         check = self._check_result
         while True:
-            next_wait = self._plan(fn, attempt, error, start, previous) if switch.on else None
+            next_wait = self._plan(name, attempt, error, start, previous) if switch.on else None
             if next_wait is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]

@@ -36,7 +36,7 @@ from .errors import CallTimeoutError
 if TYPE_CHECKING:
     from types import FrameType
 
-    from ._decorate import Decoratable
+    from ._compose import Decoratable, Detour
 
 __all__ = ["Timeout", "TimeoutMode", "WorkerPool"]
 
@@ -104,17 +104,11 @@ class Timeout(PolicyBase):
             parts.append(f"mode={self.mode!r}")
         return f"<Timeout {' '.join(parts)}>"
 
-    def _timed_out(self, fn: Callable[..., Any] | None, seconds: float) -> CallTimeoutError:
-        name = self._event_name(fn) if fn is not None else (self.name or "async with block")
-        if events.hub.listening:
-            self._listeners.emit(
-                events.TimedOut(
-                    name=name,
-                    policy="timeout",
-                    timeout=seconds,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+    def _timed_out(self, name: str | None, seconds: float) -> CallTimeoutError:
+        name = name or self.name or "async with block"
+        self._stats_for(name).timeouts += 1
+        if self._listeners.events:
+            self._listeners.new(events.TimedOut, name, self._kind, seconds)
         return CallTimeoutError(seconds, name=name)
 
     # -- as an async context manager ------------------------------------------
@@ -164,21 +158,70 @@ class Timeout(PolicyBase):
 
     # -- execution -----------------------------------------------------------
 
-    @events.mark_layer
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    # The closures only forward to ``_run`` / ``_arun``: arming a timeout
+    # costs far more than the frame, and it has no per-call events of its own.
+
+    def _wrap_sync(
+        self,
+        fn: Callable[..., R],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., R]:
+        if self.seconds is None:
+            raise self._no_seconds()
+        run = self._run
+        gate = gate or self._own_gate
+
+        def timed(*args: Any, **kwargs: Any) -> R:
+            if gate.level:
+                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+            return run(fn, args, kwargs, name)
+
+        return timed
+
+    def _wrap_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        gate: events.Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., Awaitable[R]]:
+        if self.seconds is None:
+            raise self._no_seconds()
+        arun = self._arun
+        gate = gate or self._own_gate
+
+        async def timed(*args: Any, **kwargs: Any) -> R:
+            if gate.level:
+                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+            return await arun(fn, args, kwargs, name)
+
+        return timed
+
+    def _run(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> R:
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
         if not switch.on:
             return fn(*args, **kwargs)
-        if events.hub.listening and events.entering(fn, self):
-            return self._request(self._call, fn, args, kwargs)
         if self.mode == "signal":
-            return self._call_signal(fn, args, kwargs, seconds)
-        return self._call_thread(fn, args, kwargs, seconds)
+            return self._call_signal(fn, args, kwargs, seconds, name)
+        return self._call_thread(fn, args, kwargs, seconds, name)
 
     def _call_thread(
-        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], seconds: float
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        seconds: float,
+        name: str | None,
     ) -> R:
         pool = self._pool if self._pool is not None else shared_pool()
         job = Job(fn, args, kwargs)
@@ -191,7 +234,7 @@ class Timeout(PolicyBase):
             raise
         if not finished:
             pool.drop(job)
-            raise self._timed_out(fn, seconds)
+            raise self._timed_out(name or self._event_name(fn), seconds)
         error = job.error
         if error is not None:
             job.error = None
@@ -203,7 +246,12 @@ class Timeout(PolicyBase):
         return result
 
     def _call_signal(
-        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], seconds: float
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        seconds: float,
+        name: str | None,
     ) -> R:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(
@@ -231,7 +279,8 @@ class Timeout(PolicyBase):
             if exc is not alarm:
                 raise
             # With the alarm's traceback: it shows where the call was stopped.
-            error = self._timed_out(fn, seconds).with_traceback(exc.__traceback__)
+            error = self._timed_out(name or self._event_name(fn), seconds)
+            error = error.with_traceback(exc.__traceback__)
             raise error from None
         finally:
             signal.signal(signal.SIGALRM, previous)
@@ -239,17 +288,18 @@ class Timeout(PolicyBase):
                 # Re-arm the enclosing alarm for what is left of it.
                 signal.setitimer(signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6))
 
-    @events.mark_layer
-    async def _acall(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    async def _arun(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
     ) -> R:
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
         if not switch.on:
             return await fn(*args, **kwargs)
-        if events.hub.listening and events.entering(fn, self):
-            return await self._arequest(self._acall, fn, args, kwargs)
         scope = asyncio.timeout(seconds)
         wake_at = _clock.get_clock().wake_at
         try:
@@ -263,19 +313,16 @@ class Timeout(PolicyBase):
             if not scope.expired():
                 raise  # the call's own TimeoutError
             # Chained, so the traceback shows where the call was interrupted.
-            raise self._timed_out(fn, seconds) from exc
+            raise self._timed_out(name or self._event_name(fn), seconds) from exc
 
-    @events.mark_layer
-    def _astream(
-        self, fn: Callable[..., AsyncIterator[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
     ) -> AsyncIterator[R]:
-        if events.hub.listening and switch.on and events.entering(fn, self):
-            return self._stream_request(self._astream, fn, args, kwargs)
-        return self._stream(fn, args, kwargs)
-
-    async def _stream(
-        self, fn: Callable[..., AsyncIterator[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> AsyncIterator[R]:
+        name = name or self._event_name(fn)
         stream = fn(*args, **kwargs)
         try:
             if not switch.on:
@@ -303,26 +350,19 @@ class Timeout(PolicyBase):
                         raise
                     if silent:
                         assert inactivity is not None
-                        raise self._inactive(fn, inactivity) from exc
+                        raise self._inactive(name, inactivity) from exc
                     assert total is not None
-                    raise self._timed_out(fn, total) from exc
+                    raise self._timed_out(name, total) from exc
                 # Yielded outside the scope: the consumer's time between
                 # items is not the stream's silence.
                 yield item
         finally:
             await _aclose(stream)
 
-    def _inactive(self, fn: Callable[..., Any], inactivity: float) -> CallTimeoutError:
-        name = self._event_name(fn)
-        if events.hub.listening:
-            self._listeners.emit(
-                events.StreamInactive(
-                    name=name,
-                    policy="timeout",
-                    inactivity=inactivity,
-                    **events.stamp(),  # type: ignore[arg-type]
-                )
-            )
+    def _inactive(self, name: str, inactivity: float) -> CallTimeoutError:
+        self._stats_for(name).timeouts += 1
+        if self._listeners.events:
+            self._listeners.new(events.StreamInactive, name, self._kind, inactivity)
         return CallTimeoutError(
             inactivity,
             name=name,
@@ -331,15 +371,13 @@ class Timeout(PolicyBase):
 
     def __call__(self, fn: F) -> F:
         """Use the timeout itself as a decorator."""
-        from ._decorate import _is_async_gen, decorate
+        from ._compose import _is_async_gen
 
-        if _is_async_gen(fn):
-            return decorate(self, fn)
-        if self.inactivity is not None:
+        if not _is_async_gen(fn) and self.inactivity is not None:
             raise TypeError(
                 f"{self!r}: inactivity= applies to async generator functions, not {fn!r}"
             )
-        return decorate(self, fn)
+        return super().__call__(fn)
 
 
 async def _racing_test_clock(

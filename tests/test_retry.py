@@ -510,7 +510,7 @@ def test_events_before_each_wait_and_on_exhaustion(clock: FakeClock) -> None:
             retry.call(Script(ConnectionError))
     finally:
         unsubscribe()
-    kinds = [type(x).__name__ if not isinstance(x, tuple) else x for x in log]
+    kinds = [type(x).__name__ if isinstance(x, resilient.Event) else x for x in log]
     assert kinds[0] == "CallStarted"  # the request (see test_events)
     assert kinds[-1] == "CallFailed"
     assert kinds[1:-1] == [

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
-from .. import events
+from .. import _clock, events
 from .errors import HTTPError, HTTPTimeoutError, StreamError
 
 __all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]
@@ -58,15 +58,15 @@ class StreamFailure:
                 response=self.response,
             )
         silent = (request.extensions.get("timeout") or {}).get("read") or 0.0
-        if events.hub.listening:
-            stamp = events.stamp()
-            stamp["request_id"] = self.request_id
+        if self.listeners.events:
             self.listeners.emit(
                 events.StreamInactive(
                     name=self.name,
                     policy="http",
+                    timestamp=_clock.wall(),
+                    monotonic=_clock.monotonic(),
+                    request_id=self.request_id,
                     inactivity=silent,
-                    **stamp,  # type: ignore[arg-type]
                 )
             )
         return HTTPTimeoutError(

@@ -18,6 +18,8 @@ import httpx
 
 from .. import _validate, events
 from .._active import switch
+from .._compose import NEVER, compose
+from .._policy import PolicyBase
 from ..errors import CircuitOpenError
 from ..events import request_context
 from ..policy import ResiliencePolicy
@@ -82,26 +84,48 @@ def _raise_for(response: httpx.Response) -> NoReturn:
 class _RaiseForStatus:
     """The layer that turns an error response nobody retried into its error."""
 
-    @staticmethod
-    def _call(fn: Send, args: tuple[Any, ...], kwargs: dict[str, Any]) -> httpx.Response:
-        response: httpx.Response = fn(*args, **kwargs)
-        if response.status_code >= 400:
-            _raise_for(response)
-        return response
+    _own_gate = NEVER
 
     @staticmethod
-    async def _acall(
-        fn: Callable[..., Awaitable[httpx.Response]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> httpx.Response:
-        response = await fn(*args, **kwargs)
-        if response.status_code >= 400:
-            _raise_for(response)
-        return response
+    def _wrap_sync(fn: Send, name: str, gate: Any = None, detour: Any = None) -> Send:
+        gate = gate or NEVER
+
+        def raising(request: httpx.Request) -> httpx.Response:
+            if gate.level:
+                return detour((request,), {})  # type: ignore[no-any-return]
+            response: httpx.Response = fn(request)
+            if response.status_code >= 400:
+                _raise_for(response)
+            return response
+
+        return raising
+
+    @staticmethod
+    def _wrap_async(fn: Send, name: str, gate: Any = None, detour: Any = None) -> Send:
+        gate = gate or NEVER
+
+        async def raising(request: httpx.Request) -> httpx.Response:
+            if gate.level:
+                return await detour((request,), {})  # type: ignore[no-any-return]
+            response: httpx.Response = await fn(request)
+            if response.status_code >= 400:
+                _raise_for(response)
+            return response
+
+        return raising
 
 
-class _Route(NamedTuple):
+class _Route(PolicyBase):
+    """Who the requests of one route (one host) are counted for."""
+
+    _kind = "http"
+
+    def __init__(self, name: str, listeners: events.ListenerSet) -> None:
+        self.name = name
+        self._listeners = listeners
+
+
+class _Sends(NamedTuple):
     name: str
     send: Send  # for requests that may be repeated
     send_once: Send  # for the others
@@ -141,7 +165,7 @@ class _Base:
         self.retry_methods = frozenset(m.upper() for m in methods)
         self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
         self._listeners = events.ListenerSet(registry.listeners)
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
 
     def subscribe(self, listener: events.Listener) -> Callable[[], None]:
@@ -150,7 +174,7 @@ class _Base:
 
     # -- routing -------------------------------------------------------------
 
-    def _route(self, url: httpx.URL) -> _Route:
+    def _route(self, url: httpx.URL) -> _Sends:
         key = (
             "" if not self.per_host else url.host if url.port is None else f"{url.host}:{url.port}"
         )
@@ -164,7 +188,7 @@ class _Base:
                     )
         return route
 
-    def _build(self, name: str) -> _Route:
+    def _build(self, name: str) -> _Sends:
         policy = self.policy
         inner: list[Any] = []
         if policy.circuit_breaker is not None:
@@ -173,28 +197,29 @@ class _Base:
             inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
         outer.append(_RaiseForStatus)
+        owner = _Route(name, self._listeners)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
             if retry is not None:
                 layers.append(Retry(retry, name=name, listeners=self._listeners))
             layers.extend(inner)
-            return self._chain(layers, self._attempt_for(name))
+            # One request per HTTP request, whatever the layers inside do.
+            return compose(owner, layers, self._attempt_for(name), is_async=self._is_async)
 
         cfg = policy.retry
         if cfg is None:
             send = chain(None)
-            return _Route(name, send, send, send)
+            return _Sends(name, send, send, send)
         replace = dataclasses.replace
-        return _Route(
+        return _Sends(
             name,
             chain(replace(cfg, retry_on=_may_retry(cfg.retry_on, cfg.max_delay, sent=True))),
             chain(replace(cfg, retry_on=_may_retry(cfg.retry_on, cfg.max_delay, sent=False))),
             chain(None),
         )
 
-    def _chain(self, layers: list[Any], attempt: Send) -> Send:
-        raise NotImplementedError
+    _is_async = False
 
     def _attempt_for(self, name: str) -> Send:
         raise NotImplementedError
@@ -275,12 +300,6 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _chain(self, layers: list[Any], attempt: Send) -> Send:
-        send = attempt
-        for layer in reversed(layers):
-            send = _sync_layer(layer, send)
-        return send
-
     def _attempt_for(self, name: str) -> Send:
         def attempt(request: httpx.Request) -> httpx.Response:
             try:
@@ -309,32 +328,11 @@ class ResilientTransport(_Base, httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request_id, name, send = self._prepare(request)
         with request_context(request_id):
-            if events.hub.listening:
-                # One request per HTTP request, whatever the layers inside do.
-                response: httpx.Response = events.run_request(
-                    self._listeners, name, "http", _send, send, (request,), {}, owner=self
-                )
-            else:
-                response = send(request)
+            response: httpx.Response = send(request)
         return response
 
     def close(self) -> None:
         self.transport.close()
-
-
-def _sync_layer(layer: Any, inner: Send) -> Send:
-    call = layer._call
-    # A link of the chain: the layers it leads to belong to the same request.
-    return events.mark_layer(lambda request: call(inner, (request,), {}))
-
-
-def _async_layer(layer: Any, inner: Send) -> Send:
-    call = layer._acall
-    return events.mark_layer(lambda request: call(inner, (request,), {}))
-
-
-def _send(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return fn(*args, **kwargs)
 
 
 class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
@@ -366,11 +364,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             )
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
 
-    def _chain(self, layers: list[Any], attempt: Send) -> Send:
-        send = attempt
-        for layer in reversed(layers):
-            send = _async_layer(layer, send)
-        return send
+    _is_async = True
 
     def _attempt_for(self, name: str) -> Send:
         async def attempt(request: httpx.Request) -> httpx.Response:
@@ -400,12 +394,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request_id, name, send = self._prepare(request)
         with request_context(request_id):
-            if events.hub.listening:
-                response: httpx.Response = await events.arun_request(
-                    self._listeners, name, "http", _send, send, (request,), {}, owner=self
-                )
-            else:
-                response = await send(request)
+            response: httpx.Response = await send(request)
         return response
 
     async def aclose(self) -> None:

@@ -1,0 +1,304 @@
+"""The one way policies are put together: a chain of layers around a function.
+
+Every execution goes through a chain built here, once: a decorated
+function, ``policy.call(fn, ...)``, ``with_resilience``, decorators stacked
+by hand, and the HTTP transports. A chain nests each layer's own closure
+(``_wrap_sync`` / ``_wrap_async``: the layer's fast path, written once),
+innermost first, so a call costs one frame per layer. The outermost
+closure is the chain's entry: it reads the chain's :class:`~.events.Gate`
+and, while nobody watches, is the bare fast path; otherwise it detours
+through the chain's :class:`~._requests.Request`, which counts (and, when
+listened, reports) the call as one request.
+
+Sync or async is decided here, once, from the function. Plain functions
+(which includes methods, at the time a class body decorates them) get the
+chain itself, which binds like any function. Everything else that binds
+(``classmethod``, ``staticmethod``, bound methods, callable objects) gets a
+wrapt ``FunctionWrapper`` that runs a chain built for what it binds to.
+
+Decorating a function that is already a chain stacks the new layer on it
+as its outermost: ``@with_retry() @with_circuit_breaker("x")`` is one chain
+of two layers, one request, exactly as ``with_resilience`` composes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, TypeVar, cast
+
+import wrapt
+
+from ._requests import Request
+from .events import NONE, Gate, ListenerSet
+
+__all__ = [
+    "NEVER",
+    "Chain",
+    "Decoratable",
+    "Layer",
+    "Owner",
+    "chain_of",
+    "compose",
+    "decorate",
+    "is_async_callable",
+]
+
+if TYPE_CHECKING:
+    from ._stats import Stats
+
+    Decoratable: TypeAlias = (
+        Callable[..., Any] | classmethod[Any, Any, Any] | staticmethod[Any, Any]
+    )
+else:
+    Decoratable = object
+F = TypeVar("F", bound="Decoratable")
+
+#: The gate of a layer that nobody's listening can change (its level stays NONE).
+NEVER = Gate(None, ())
+assert NEVER.level == NONE
+
+Detour = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+
+
+class Owner(Protocol):
+    """Who a request is counted for: the outermost policy of a chain."""
+
+    _kind: str
+    _listeners: ListenerSet
+
+    def _event_name(self, fn: Callable[..., Any]) -> str: ...
+    def _stats_for(self, name: str) -> Stats: ...
+
+
+class Layer(Owner, Protocol):
+    """One policy in a chain.
+
+    ``_wrap_sync(fn, name, gate, detour)`` returns the closure that runs
+    ``fn`` through the policy; it reads ``gate.level`` first and, when it is
+    set, returns ``detour(args, kwargs)`` instead. With ``gate=None`` the
+    closure watches the policy's own listeners (``_own_gate``) and detours
+    through its own events path. ``name`` is what the layer reports under.
+    """
+
+    _own_gate: Gate
+
+    def _wrap_sync(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        gate: Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., Any]: ...
+
+    def _wrap_async(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        name: str,
+        gate: Gate | None = None,
+        detour: Detour | None = None,
+    ) -> Callable[..., Awaitable[Any]]: ...
+
+
+class Chain(NamedTuple):
+    """What a chain's entry remembers, so another layer can be stacked on it."""
+
+    owner: Owner
+    layers: tuple[Layer, ...]  # outermost first
+    fn: Callable[..., Any]  # the user's function
+
+
+_CHAIN = "__resilient_chain__"
+
+
+def chain_of(fn: object) -> Chain | None:
+    """The chain ``fn`` is the entry of, if it is one."""
+    if isinstance(fn, _Layer):
+        return cast(Chain, fn._self_chain)
+    found = getattr(fn, _CHAIN, None) if inspect.isfunction(fn) else None
+    return found if isinstance(found, Chain) else None
+
+
+def is_async_callable(fn: object) -> bool:
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+def _is_async_gen(fn: object) -> bool:
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    return inspect.isasyncgenfunction(fn)
+
+
+def compose(
+    owner: Owner,
+    layers: Sequence[Layer],
+    fn: Callable[..., Any],
+    *,
+    is_async: bool,
+) -> Callable[..., Any]:
+    """The entry of ``layers`` (outermost first) around ``fn``, counting each
+    call as one request of ``owner``."""
+    name = owner._event_name(fn)
+    scope = owner._listeners
+    gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
+    request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
+    wrap = "_wrap_async" if is_async else "_wrap_sync"
+    inner = fn
+    for layer in reversed(layers[1:]):
+        inner = getattr(layer, wrap)(inner, name)
+    if not layers:
+        entry = _bare_async(inner, request, gate) if is_async else _bare(inner, request, gate)
+    else:
+        outer = getattr(layers[0], wrap)
+        plain = outer(inner, name)
+        detour = request.aobserve(plain) if is_async else request.observe(plain)
+        entry = outer(inner, name, gate, detour)
+    setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
+    return cast(Callable[..., Any], entry)
+
+
+def _bare(fn: Callable[..., Any], request: Request, gate: Gate) -> Callable[..., Any]:
+    """A chain with no layer (a composed policy with every layer off)."""
+    observed = request.observe(fn)
+
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        if gate.level:
+            return observed(args, kwargs)
+        return fn(*args, **kwargs)
+
+    return entry
+
+
+def _bare_async(fn: Callable[..., Any], request: Request, gate: Gate) -> Callable[..., Any]:
+    observed = request.aobserve(fn)
+
+    async def entry(*args: Any, **kwargs: Any) -> Any:
+        if gate.level:
+            return await observed(args, kwargs)
+        return await fn(*args, **kwargs)
+
+    return entry
+
+
+def compose_stream(
+    owner: Owner, layers: Sequence[Any], fn: Callable[..., AsyncIterator[Any]]
+) -> Callable[..., AsyncIterator[Any]]:
+    """The entry of ``layers`` around an async generator function: each layer's
+    ``_astream(fn, args, kwargs, name)``; the whole stream is one request."""
+    name = owner._event_name(fn)
+    scope = owner._listeners
+    gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
+    request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
+    run: Callable[..., AsyncIterator[Any]] = fn
+    for layer in reversed(layers):
+        run = functools.partial(_stream_through, layer, run, name)
+
+    async def entry(*args: Any, **kwargs: Any) -> Any:
+        stream = run(*args, **kwargs)
+        if gate.level:
+            stream = request.stream(stream)
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            # Closed with this generator, not whenever the collector gets to
+            # it: a layer's stream may hold a slot.
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
+    return entry
+
+
+def _stream_through(
+    layer: Any, fn: Callable[..., AsyncIterator[Any]], name: str, *args: Any, **kwargs: Any
+) -> AsyncIterator[Any]:
+    return cast(AsyncIterator[Any], layer._astream(fn, args, kwargs, name))
+
+
+def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = None) -> F:
+    """Wrap ``target`` so every call runs through ``policy`` (or, for a
+    composed policy, through ``layers`` counted for ``owner``)."""
+    if not callable(target) and not isinstance(target, (classmethod, staticmethod)):
+        raise TypeError(f"{type(policy).__name__} can only decorate a callable, got {target!r}")
+    own: tuple[Layer, ...] = tuple(layers) if layers is not None else (policy,)
+    if owner is None:
+        owner = policy
+    assert owner is not None
+    stacked = chain_of(target)
+    if stacked is not None:
+        # Stacked by hand on another chain: one chain, the new layers outermost.
+        own = (*own, *stacked.layers)
+        target = cast(F, stacked.fn)
+    if _is_async_gen(target):
+        missing = [layer for layer in own if getattr(layer, "_astream", None) is None]
+        if missing:
+            raise TypeError(
+                f"{type(missing[0]).__name__} cannot wrap the async generator function "
+                f"{target!r}: its calls return a stream at once; use "
+                "with_timeout(inactivity=...) on it"
+            )
+        if inspect.isfunction(target):
+            return cast(F, functools.update_wrapper(compose_stream(owner, own, target), target))
+        build: Callable[[Callable[..., Any]], Callable[..., Any]] = functools.partial(
+            compose_stream, owner, own
+        )
+    else:
+        is_async = is_async_callable(target)
+        if inspect.isfunction(target):
+            entry = compose(owner, own, target, is_async=is_async)
+            return cast(F, _update_wrapper(entry, target))
+        build = functools.partial(compose, owner, own, is_async=is_async)
+    return cast(F, _Layer(target, _Bound(build), Chain(owner, own, cast(Any, target))))
+
+
+def _update_wrapper(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    functools.update_wrapper(wrapper, fn)
+    # What update_wrapper leaves out: introspection of defaults keeps working.
+    wrapper.__defaults__ = fn.__defaults__  # type: ignore[attr-defined]
+    wrapper.__kwdefaults__ = fn.__kwdefaults__  # type: ignore[attr-defined]
+    return wrapper
+
+
+class _Bound:
+    """Runs a chain built for what a wrapt wrapper hands over (a method bound
+    to its instance or class, a callable object), built once per target."""
+
+    __slots__ = ("build", "cache")
+    _CACHE_SIZE = 64
+
+    def __init__(self, build: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        self.build = build
+        self.cache: dict[Any, Callable[..., Any]] = {}
+
+    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            chain = self.cache[wrapped]
+        except (KeyError, TypeError):
+            chain = self.build(wrapped)
+            if len(self.cache) >= self._CACHE_SIZE:
+                self.cache.clear()  # bound: a method of many instances
+            try:
+                self.cache[wrapped] = chain
+            except TypeError:  # unhashable callable object
+                pass
+        return chain(*args, **kwargs)
+
+
+class _BoundLayer(wrapt.BoundFunctionWrapper[..., Any]):
+    pass
+
+
+class _Layer(wrapt.FunctionWrapper[..., Any]):
+    __bound_function_wrapper__ = _BoundLayer
+
+    def __init__(self, wrapped: Any, wrapper: Any, chain: Chain) -> None:
+        super().__init__(wrapped, wrapper)
+        self._self_chain = chain

@@ -1,0 +1,187 @@
+"""The counters each policy keeps in place, and the latency histogram.
+
+Every policy owns one :class:`Stats` per name it reports under (its own
+name, or for an unnamed policy the name of the function it protects).
+Counting is an in-place integer add on a slotted object: no event, no
+allocation, no lock. (Under the GIL an ``x += 1`` on a slot or a list item
+is never interleaved with another thread's: CPython only switches threads
+at calls and backward jumps. Free-threaded builds are not a target yet.)
+
+Readers (``MetricsCollector``, the Prometheus and OpenTelemetry exporters)
+find the ``Stats`` of the policies in their scope with :func:`within` and
+read them when asked, at scrape or collection time.
+
+Latency is a fixed-bucket histogram: ``BUCKETS_PER_OCTAVE`` logarithmic
+buckets per doubling from 1 µs to about 18 minutes, plus the Prometheus
+default bounds exactly, so a quantile is within ``RELATIVE_ERROR`` of the
+truth and the exporters' default buckets are exact.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import weakref
+from typing import TYPE_CHECKING, TypeVar
+
+from collections.abc import Callable
+
+if TYPE_CHECKING:
+    from .events import ListenerSet
+
+T = TypeVar("T")
+
+__all__ = [
+    "BOUNDS",
+    "DEFAULT_BUCKETS",
+    "RELATIVE_ERROR",
+    "Stats",
+    "quantile",
+    "stats_for",
+    "weakly",
+    "within",
+]
+
+# Seconds: 1 ms to 2 min, for calls to other services (the exporters' default).
+DEFAULT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+BUCKETS_PER_OCTAVE = 16
+_STEP = 2.0 ** (1.0 / BUCKETS_PER_OCTAVE)
+#: Upper bounds (seconds, inclusive) of the latency buckets; one more bucket
+#: past the last holds everything longer.
+BOUNDS: tuple[float, ...] = tuple(
+    sorted({1e-6 * _STEP**i for i in range(BUCKETS_PER_OCTAVE * 30 + 1)} | set(DEFAULT_BUCKETS))
+)
+#: How far a reported quantile may be from the exact one (half a bucket).
+RELATIVE_ERROR = (_STEP - 1.0) / 2.0
+
+
+def bucket(duration: float, _bounds: tuple[float, ...] = BOUNDS) -> int:
+    """The index of the bucket ``duration`` falls in (``bisect_left``:
+    bounds are inclusive, as Prometheus's ``le``)."""
+    return bisect.bisect_left(_bounds, duration)
+
+
+class Stats:
+    """Counters of one policy under one name.
+
+    Request level (the call as its caller saw it, counted by the outermost
+    layer while a reader watches): ``latency`` (counts per bucket of the
+    requests that ran, success or failure), ``latency_sum``, ``failures``,
+    ``rejections``. Successes are ``sum(latency) - failures``.
+
+    Policy level (always counted, off the hot path): ``retries``,
+    ``rate_limited``, ``exhausted``, ``timeouts``, ``fallbacks``,
+    ``succeeded`` / ``failed`` / ``rejected`` (calls through a breaker or a
+    bulkhead as that policy counted them), ``changes`` (state transitions,
+    ``(old, new) -> count``). ``refresh``, when set, folds counts kept
+    elsewhere (a breaker's lock-free successes) in before a read; ``gauges``
+    reports live values (a breaker's ``state``, a bulkhead's ``limit``).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "changes",
+        "exhausted",
+        "failed",
+        "failures",
+        "fallbacks",
+        "gauges",
+        "kind",
+        "latency",
+        "latency_sum",
+        "name",
+        "rate_limited",
+        "refresh",
+        "rejected",
+        "rejections",
+        "retries",
+        "scope",
+        "succeeded",
+        "timeouts",
+    )
+
+    def __init__(self, name: str, kind: str, scope: ListenerSet) -> None:
+        self.name = name
+        self.kind = kind
+        self.scope = scope
+        self.latency = [0] * (len(BOUNDS) + 1)
+        self.latency_sum = 0.0
+        self.failures = self.rejections = 0
+        self.retries = self.rate_limited = self.exhausted = 0
+        self.timeouts = self.fallbacks = 0
+        self.succeeded = self.failed = self.rejected = 0
+        self.changes: dict[tuple[str, str], int] = {}
+        self.refresh: Callable[[], object] | None = None
+        self.gauges: Callable[[], dict[str, float | str] | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Stats {self.kind} {self.name!r}>"
+
+    def record(self, duration: float) -> None:
+        """A request that ran for ``duration`` seconds (slow paths; the hot
+        path inlines this)."""
+        self.latency[bisect.bisect_left(BOUNDS, duration)] += 1
+        self.latency_sum += duration
+
+
+def weakly(method: Callable[[], T]) -> Callable[[], T | None]:
+    """``method`` (bound) called through a weak reference, so counters that
+    point back at their policy do not keep it alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> T | None:
+        bound = ref()
+        return None if bound is None else bound()
+
+    return call
+
+
+_ALL: weakref.WeakSet[Stats] = weakref.WeakSet()
+
+
+def stats_for(name: str, kind: str, scope: ListenerSet) -> Stats:
+    """New counters for ``name``, findable by readers of ``scope``."""
+    stats = Stats(name, kind, scope)
+    _ALL.add(stats)
+    return stats
+
+
+def within(scope: ListenerSet) -> list[Stats]:
+    """The live counters of every policy inside ``scope``."""
+    return [s for s in list(_ALL) if s.scope.within(scope)]
+
+
+def quantile(counts: list[int], q: float) -> float:
+    """The nearest-rank ``q`` quantile of a latency histogram, as the
+    geometric middle of its bucket (0.0 when empty)."""
+    total = sum(counts)
+    if not total:
+        return 0.0
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for i, n in enumerate(counts):
+        seen += n
+        if seen >= rank:
+            if i == 0:
+                return BOUNDS[0] / math.sqrt(_STEP)
+            if i >= len(BOUNDS):
+                return BOUNDS[-1]
+            return math.sqrt(BOUNDS[i - 1] * BOUNDS[i])
+    return BOUNDS[-1]  # pragma: no cover - the loop always reaches the rank
