@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ._windows import CountWindow, TimeWindow
 
 if TYPE_CHECKING:
-    from .circuit_breaker import CircuitBreakerConfig
+    from ._breaker_config import CircuitBreakerConfig
 
 __all__ = ["REJECT", "UNTRACKED", "BreakerCore", "CircuitState"]
 

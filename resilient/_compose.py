@@ -23,10 +23,11 @@ of two layers, one request, exactly as ``with_resilience`` composes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
 
 import wrapt
 
@@ -65,7 +66,7 @@ Detour = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 class Owner(Protocol):
     """Who a request is counted for: the outermost policy of a chain."""
 
-    _kind: str
+    _kind: ClassVar[str]
     _listeners: ListenerSet
 
     def _event_name(self, fn: Callable[..., Any]) -> str: ...
@@ -115,7 +116,8 @@ _CHAIN = "__resilient_chain__"
 def chain_of(fn: object) -> Chain | None:
     """The chain ``fn`` is the entry of, if it is one."""
     if isinstance(fn, _Layer):
-        return cast(Chain, fn._self_chain)
+        chain: Chain = fn._self_chain
+        return chain
     found = getattr(fn, _CHAIN, None) if inspect.isfunction(fn) else None
     return found if isinstance(found, Chain) else None
 
@@ -162,7 +164,7 @@ def compose(
         detour = request.aobserve(plain) if is_async else request.observe(plain)
         entry = outer(inner, name, gate, detour)
     setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
-    return cast(Callable[..., Any], entry)
+    return entry
 
 
 def _bare(fn: Callable[..., Any], request: Request, gate: Gate) -> Callable[..., Any]:
@@ -262,8 +264,8 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
 def _update_wrapper(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
     functools.update_wrapper(wrapper, fn)
     # What update_wrapper leaves out: introspection of defaults keeps working.
-    wrapper.__defaults__ = fn.__defaults__  # type: ignore[attr-defined]
-    wrapper.__kwdefaults__ = fn.__kwdefaults__  # type: ignore[attr-defined]
+    wrapper.__defaults__ = fn.__defaults__
+    wrapper.__kwdefaults__ = fn.__kwdefaults__
     return wrapper
 
 
@@ -285,10 +287,8 @@ class _Bound:
             chain = self.build(wrapped)
             if len(self.cache) >= self._CACHE_SIZE:
                 self.cache.clear()  # bound: a method of many instances
-            try:
+            with contextlib.suppress(TypeError):  # an unhashable callable object
                 self.cache[wrapped] = chain
-            except TypeError:  # unhashable callable object
-                pass
         return chain(*args, **kwargs)
 
 

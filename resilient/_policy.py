@@ -11,6 +11,7 @@ from ._compose import NEVER, compose, decorate
 
 if TYPE_CHECKING:
     from ._compose import Decoratable, Layer
+    from ._stats import Stats
 
 __all__ = ["PolicyBase", "fn_name"]
 
@@ -32,7 +33,7 @@ class PolicyBase:
     #: What the policy's events say it is ("retry", "circuit_breaker", ...).
     _kind: ClassVar[str]
     _own_gate: events.Gate = NEVER
-    _stats: dict[str, _stats.Stats] | None = None
+    _stats_table: dict[str, Stats] | None = None
     _last: tuple[Any, Callable[..., Any]] | None = None
     _alast: tuple[Any, Callable[..., Any]] | None = None
 
@@ -41,18 +42,18 @@ class PolicyBase:
         name: str | None = getattr(self, "name", None)
         return name or fn_name(fn)
 
-    def _stats_for(self, name: str) -> _stats.Stats:
+    def _stats_for(self, name: str) -> Stats:
         """The counters this policy keeps under ``name``."""
-        table = self._stats
+        table = self._stats_table
         if table is None:
-            table = self._stats = {}
+            table = self._stats_table = {}
         stats = table.get(name)
         if stats is None:
             stats = table[name] = _stats.stats_for(name, self._kind, self._listeners)
             self._init_stats(stats)
         return stats
 
-    def _init_stats(self, stats: _stats.Stats) -> None:
+    def _init_stats(self, stats: Stats) -> None:
         """Hook: a policy with live gauges or lock-free counts sets them up."""
 
     def _layers(self) -> tuple[Layer, ...]:

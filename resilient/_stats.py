@@ -22,9 +22,8 @@ from __future__ import annotations
 import bisect
 import math
 import weakref
-from typing import TYPE_CHECKING, TypeVar
-
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from .events import ListenerSet

@@ -5,7 +5,7 @@ otherwise. The store never sits on the hot path: the breaker asks it only for
 a half-open probe (:meth:`SharedBreaker.acquire`) and for manual control; it
 tells it about failures with :meth:`SharedBreaker.poke` (a wake-up, no I/O),
 and the store pulls counts and pushes verdicts in the background through
-:meth:`CircuitBreaker._with_core <resilient.CircuitBreaker>`.
+:meth:`CircuitBreaker.with_core <resilient.CircuitBreaker>`.
 """
 
 from __future__ import annotations

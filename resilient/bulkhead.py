@@ -22,11 +22,11 @@ from . import _clock, _validate, events
 from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
+from ._policy import PolicyBase
 from ._requests import Request
 from ._stats import weakly
-from ._policy import PolicyBase
-from .events import POLICY
 from .errors import BulkheadFullError
+from .events import POLICY
 
 if TYPE_CHECKING:
     from ._compose import Decoratable, Detour
@@ -436,9 +436,7 @@ class Bulkhead(PolicyBase):
             if error is None:
                 listeners.new(events.CallSucceeded, self.name, self._kind, now - start, POLICY)
             else:
-                listeners.new(
-                    events.CallFailed, self.name, self._kind, now - start, error, POLICY
-                )
+                listeners.new(events.CallFailed, self.name, self._kind, now - start, error, POLICY)
 
     def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:

@@ -10,13 +10,13 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
-from . import _clock, _request, _validate, events
+from . import _clock, _request, events
 from ._active import switch
 from ._blocks import BlockStack
+from ._breaker_config import CircuitBreakerConfig
 from ._breaker_core import (
     CLOSED,
     FORCED_CLOSED,
@@ -28,10 +28,9 @@ from ._breaker_core import (
     CircuitState,
 )
 from ._compose import is_async_callable
+from ._policy import PolicyBase
 from ._requests import Request
 from ._stats import weakly
-from ._policy import PolicyBase
-from .config import defaults
 from .errors import BulkheadFullError, CircuitOpenError
 from .timeout import Timeout
 
@@ -48,85 +47,6 @@ T = TypeVar("T")
 F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
-
-_OWNER = "CircuitBreakerConfig"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CircuitBreakerConfig:
-    """How a breaker decides to open and to close. Validated at construction."""
-
-    failure_threshold: int = field(default_factory=lambda: defaults.cb_failure_threshold)
-    failure_rate_threshold: float | None = None
-    minimum_calls: int = 10
-    window_size: int = 100
-    window_duration: float | None = None
-    slow_call_duration: float | None = None
-    slow_call_rate_threshold: float | None = None
-    recovery_timeout: float = field(default_factory=lambda: defaults.cb_recovery_timeout)
-    half_open_max_calls: int = 1
-    success_threshold: int = 2
-    record_on: tuple[type[BaseException], ...] = (Exception,)
-    ignore_on: tuple[type[BaseException], ...] = ()
-    failure_predicate: Callable[[BaseException], bool] | None = None
-    result_predicate: Callable[[Any], bool] | None = None
-    timeout: float | None = None
-    health_check: Callable[[], Any] | None = None
-    health_check_interval: float = 30.0
-    storage: BreakerStorage | None = None
-
-    DEFAULT: ClassVar[CircuitBreakerConfig]
-    LENIENT: ClassVar[CircuitBreakerConfig]
-    STRICT: ClassVar[CircuitBreakerConfig]
-    AI_SERVICE: ClassVar[CircuitBreakerConfig]
-
-    def __post_init__(self) -> None:
-        v = _validate
-        v.int_at_least(_OWNER, "failure_threshold", self.failure_threshold, 1)
-        v.fraction_or_none(_OWNER, "failure_rate_threshold", self.failure_rate_threshold)
-        v.int_at_least(_OWNER, "minimum_calls", self.minimum_calls, 1)
-        v.int_at_least(_OWNER, "window_size", self.window_size, 1)
-        v.seconds_or_none(_OWNER, "window_duration", self.window_duration)
-        v.seconds_or_none(_OWNER, "slow_call_duration", self.slow_call_duration)
-        v.fraction_or_none(_OWNER, "slow_call_rate_threshold", self.slow_call_rate_threshold)
-        v.seconds(_OWNER, "recovery_timeout", self.recovery_timeout)
-        v.int_at_least(_OWNER, "half_open_max_calls", self.half_open_max_calls, 1)
-        v.int_at_least(_OWNER, "success_threshold", self.success_threshold, 1)
-        object.__setattr__(
-            self, "record_on", v.exception_types(_OWNER, "record_on", self.record_on)
-        )
-        object.__setattr__(
-            self, "ignore_on", v.exception_types(_OWNER, "ignore_on", self.ignore_on)
-        )
-        v.callable_or_none(_OWNER, "failure_predicate", self.failure_predicate)
-        v.callable_or_none(_OWNER, "result_predicate", self.result_predicate)
-        v.seconds_or_none(_OWNER, "timeout", self.timeout)
-        v.callable_or_none(_OWNER, "health_check", self.health_check)
-        v.seconds(_OWNER, "health_check_interval", self.health_check_interval, allow_zero=False)
-        if self.storage is not None and not callable(getattr(self.storage, "attach", None)):
-            raise TypeError(
-                f"{_OWNER}.storage must be a breaker storage (with an attach() method, "
-                f"e.g. resilient.redis.RedisStorage), got {self.storage!r}"
-            )
-        if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
-            raise ValueError(
-                f"{_OWNER}.slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
-                "needs slow_call_duration to say what a slow call is"
-            )
-        uses_rate = (
-            self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
-        )
-        if uses_rate and self.window_duration is None and self.minimum_calls > self.window_size:
-            raise ValueError(
-                f"{_OWNER}.minimum_calls={self.minimum_calls!r} can never be reached "
-                f"in a window of window_size={self.window_size!r} calls"
-            )
-
-
-CircuitBreakerConfig.DEFAULT = CircuitBreakerConfig(failure_threshold=5, recovery_timeout=30.0)
-CircuitBreakerConfig.LENIENT = CircuitBreakerConfig(failure_threshold=10, recovery_timeout=60.0)
-CircuitBreakerConfig.STRICT = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=15.0)
-CircuitBreakerConfig.AI_SERVICE = CircuitBreakerConfig(failure_threshold=3, recovery_timeout=60.0)
 
 
 class BreakerMetrics(NamedTuple):
@@ -331,7 +251,7 @@ class CircuitBreaker(PolicyBase):
         self._announce()
         return snapshot
 
-    def _with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
+    def with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
         """Run ``fn(core, now)`` under the lock and announce what it changed
         (how a shared store reads counts and applies verdicts)."""
         with self._lock:
@@ -340,7 +260,7 @@ class CircuitBreaker(PolicyBase):
         return result
 
     def _control(self, action: Callable[[BreakerCore, float], None], name: Action) -> None:
-        self._with_core(action)
+        self.with_core(action)
         if self._shared is not None:
             # Fleet-wide too; the store mirrors the fleet's answer back here.
             self._shared.control(name)
@@ -402,7 +322,7 @@ class CircuitBreaker(PolicyBase):
 
     def _recover_early(self) -> None:
         # A local decision: with a shared store, the probe still asks the fleet.
-        self._with_core(BreakerCore.recover_early)
+        self.with_core(BreakerCore.recover_early)
 
     # -- events --------------------------------------------------------------
 
@@ -442,9 +362,7 @@ class CircuitBreaker(PolicyBase):
         key = (old.value, new.value)
         changes[key] = changes.get(key, 0) + 1
         if self._listeners.events:
-            self._listeners.new(
-                events.StateChanged, self.name, self._kind, old.value, new.value
-            )
+            self._listeners.new(events.StateChanged, self.name, self._kind, old.value, new.value)
 
     def _emit_rejected(self, error: CircuitOpenError) -> None:
         self._listeners.new(
@@ -496,7 +414,7 @@ class CircuitBreaker(PolicyBase):
             try:
                 verdict = self._shared.acquire()
             except BaseException:
-                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                self.with_core(lambda core, now: core.on_ignored(permit.token))
                 raise
             return self._fleet_verdict(permit, verdict)
         return permit
@@ -507,7 +425,7 @@ class CircuitBreaker(PolicyBase):
             try:
                 verdict = await self._shared.acquire_async()
             except BaseException:  # cancelled while asking: the local permit goes back
-                self._with_core(lambda core, now: core.on_ignored(permit.token))
+                self.with_core(lambda core, now: core.on_ignored(permit.token))
                 raise
             return self._fleet_verdict(permit, verdict)
         return permit
@@ -529,7 +447,7 @@ class CircuitBreaker(PolicyBase):
                 return core.generation  # an ordinary call of the adopted state
             return UNTRACKED
 
-        settled = self._with_core(settle)
+        settled = self.with_core(settle)
         if isinstance(settled, CircuitOpenError):
             self._stats_for(self.name).rejected += 1
             if self._listeners.events:

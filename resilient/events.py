@@ -133,7 +133,7 @@ class Event(tuple):  # type: ignore[type-arg]
         return f"{type(self).__name__}({inner})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+        return type(other) is type(self) and tuple.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         return not self == other
@@ -151,23 +151,24 @@ class Event(tuple):  # type: ignore[type-arg]
 
 
 def _rebuild(cls: type[Event], values: tuple[Any, ...]) -> Event:
-    return tuple.__new__(cls, values)  # type: ignore[no-any-return]
+    return tuple.__new__(cls, values)
 
 
 _BASE = len(Event._fields)
+_LEVELLED: dict[str, object] = {"level": POLICY}  # never mutated
 
 
 class CallStarted(Event):
     __slots__ = ()
     _fields = (*Event._fields, "level")
-    _defaults = {"level": POLICY}
+    _defaults = _LEVELLED
     level: _Field[Level] = _Field(_BASE)
 
 
 class CallSucceeded(Event):
     __slots__ = ()
     _fields = (*Event._fields, "duration", "level")
-    _defaults = {"level": POLICY}
+    _defaults = _LEVELLED
     duration: _Field[float] = _Field(_BASE)
     level: _Field[Level] = _Field(_BASE + 1)
 
@@ -175,7 +176,7 @@ class CallSucceeded(Event):
 class CallFailed(Event):
     __slots__ = ()
     _fields = (*Event._fields, "duration", "error", "level")
-    _defaults = {"level": POLICY}
+    _defaults = _LEVELLED
     duration: _Field[float] = _Field(_BASE)
     error: _Field[BaseException] = _Field(_BASE + 1)
     level: _Field[Level] = _Field(_BASE + 2)
@@ -187,7 +188,7 @@ class CallRejected(Event):
 
     __slots__ = ()
     _fields = (*Event._fields, "state", "remaining", "level")
-    _defaults = {"level": POLICY}
+    _defaults = _LEVELLED
     state: _Field[str] = _Field(_BASE)
     remaining: _Field[float] = _Field(_BASE + 1)
     level: _Field[Level] = _Field(_BASE + 2)
@@ -288,6 +289,7 @@ class Gate:
     def __init__(self, entry: ListenerSet | None, inner: tuple[ListenerSet, ...] = ()) -> None:
         self.entry = entry
         self.inner = inner
+        self.level = NONE
         with _subscribe_lock:
             for scope in {*inner, *((entry,) if entry is not None else ())}:
                 scope._gates.add(self)
@@ -322,6 +324,8 @@ class ListenerSet:
         self.listeners: tuple[Listener, ...] = ()
         self.readers: tuple[object, ...] = ()
         self.parent = parent
+        self.events = False
+        self.metered = False
         self._children: weakref.WeakSet[ListenerSet] = weakref.WeakSet()
         self._gates: weakref.WeakSet[Gate] = weakref.WeakSet()
         with _subscribe_lock:
@@ -332,9 +336,7 @@ class ListenerSet:
     def _refresh(self) -> None:
         parent = self.parent
         self.events = bool(self.listeners) or (parent is not None and parent.events)
-        self.metered = (
-            bool(self.readers) or self.events or (parent is not None and parent.metered)
-        )
+        self.metered = bool(self.readers) or self.events or (parent is not None and parent.metered)
         for gate in list(self._gates):
             gate.refresh()
         for child in list(self._children):

@@ -67,7 +67,7 @@ def follower(storage: FakeStorage, **fields: Any) -> tuple[CircuitBreaker, FakeS
     fields.setdefault("failure_threshold", 2)
     breaker = CircuitBreaker("pay", CircuitBreakerConfig(storage=storage, **fields))
     shared = storage.attached[-1]
-    breaker._with_core(lambda core, now: setattr(core, "follower", True))
+    breaker.with_core(lambda core, now: setattr(core, "follower", True))
     return breaker, shared
 
 
@@ -80,7 +80,7 @@ def test_a_follower_counts_but_leaves_tripping_to_the_store() -> None:
     assert shared.pokes == 5  # every failure asks for a sync
     assert breaker._core.failed_total == 5
     assert breaker.call(lambda: 1) == 1
-    breaker._with_core(lambda core, now: core.flush(now))
+    breaker.with_core(lambda core, now: core.flush(now))
     assert breaker._core.ok_total == 1
 
 
@@ -97,7 +97,7 @@ def test_a_follower_votes_on_rates_instead_of_tripping() -> None:
 
 def test_a_leader_trips_on_its_own() -> None:
     breaker, _ = follower(FakeStorage())
-    breaker._with_core(lambda core, now: setattr(core, "follower", False))
+    breaker.with_core(lambda core, now: setattr(core, "follower", False))
     for _ in range(2):
         with pytest.raises(Boom):
             breaker.call(fail)
@@ -107,15 +107,15 @@ def test_a_leader_trips_on_its_own() -> None:
 def test_adopt_mirrors_the_store_with_its_timer() -> None:
     with fake_clock() as clock:
         breaker, _ = follower(FakeStorage(), recovery_timeout=30.0)
-        breaker._with_core(lambda core, now: core.adopt(OPEN, 10.0, now))
+        breaker.with_core(lambda core, now: core.adopt(OPEN, 10.0, now))
         assert breaker.state is OPEN
         assert breaker.metrics().remaining == pytest.approx(10.0)
         clock.advance(10.0)
         assert breaker.state is HALF_OPEN
         # The store still says OPEN with nothing left: our timer ran first.
-        breaker._with_core(lambda core, now: core.adopt(OPEN, 0.0, now))
+        breaker.with_core(lambda core, now: core.adopt(OPEN, 0.0, now))
         assert breaker.state is HALF_OPEN
-        breaker._with_core(lambda core, now: core.adopt(CLOSED, 0.0, now))
+        breaker.with_core(lambda core, now: core.adopt(CLOSED, 0.0, now))
         assert breaker.state is CLOSED
 
 
@@ -130,7 +130,7 @@ def test_control_goes_to_the_store_after_the_local_action() -> None:
 
 
 def open_then_half_open(breaker: CircuitBreaker, clock: Any) -> None:
-    breaker._with_core(lambda core, now: core.adopt(OPEN, 1.0, now))
+    breaker.with_core(lambda core, now: core.adopt(OPEN, 1.0, now))
     clock.advance(1.0)
     assert breaker.state is HALF_OPEN
 
@@ -175,7 +175,7 @@ def test_a_fleet_that_closed_meanwhile_admits_a_plain_call() -> None:
 def test_an_unreachable_store_leaves_the_local_probe_standing() -> None:
     with fake_clock() as clock:
         breaker, shared = follower(FakeStorage(), recovery_timeout=30.0)
-        breaker._with_core(lambda core, now: setattr(core, "follower", False))
+        breaker.with_core(lambda core, now: setattr(core, "follower", False))
         open_then_half_open(breaker, clock)
         shared.verdict = None
         assert breaker.call(lambda: "ok") == "ok"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, NoReturn
 
 import httpx
@@ -326,7 +326,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         return attempt
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request_id, name, send = self._prepare(request)
+        request_id, _, send = self._prepare(request)
         with request_context(request_id):
             response: httpx.Response = send(request)
         return response
@@ -392,7 +392,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         return attempt
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request_id, name, send = self._prepare(request)
+        request_id, _, send = self._prepare(request)
         with request_context(request_id):
             response: httpx.Response = await send(request)
         return response

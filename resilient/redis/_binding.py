@@ -184,7 +184,7 @@ class Binding:
                     (probe_id, epoch),
                 )
             )
-        snap = breaker._with_core(self._snapshot)
+        snap = breaker.with_core(self._snapshot)
         ops.append(
             Op(
                 self,
@@ -226,7 +226,7 @@ class Binding:
     def go_local(self) -> None:
         breaker = self._breaker()
         if breaker is not None:
-            breaker._with_core(_lead)
+            breaker.with_core(_lead)
 
     # -- mirroring ---------------------------------------------------------------
 
@@ -267,7 +267,7 @@ class Binding:
                 core.reset(now)
             core.adopt(state, remaining, now)
 
-        breaker._with_core(adopt)
+        breaker.with_core(adopt)
 
 
 def _lead(core: BreakerCore, now: float) -> None:
