@@ -239,6 +239,11 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
         # Stacked by hand on another chain: one chain, the new layers outermost.
         own = (*own, *stacked.layers)
         target = cast(F, stacked.fn)
+    elif isinstance(target, (classmethod, staticmethod)):
+        stacked = chain_of(target.__func__)
+        if stacked is not None:  # a chain under the classmethod: rebuild it round the function
+            own = (*own, *stacked.layers)
+            target = cast(F, type(target)(stacked.fn))
     if _is_async_gen(target):
         missing = [layer for layer in own if getattr(layer, "_astream", None) is None]
         if missing:

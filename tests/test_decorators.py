@@ -215,91 +215,58 @@ def test_unknown_keyword_field_is_a_type_error() -> None:
         with_circuit_breaker("kw", bogus=1)
 
 
-# -- policies that offer their own closure ----------------------------------------
+# -- chains: what a decorator installs ------------------------------------------------
 
 
-class Recording:
-    """A policy recording which path each call took."""
+async def test_plain_functions_get_a_chain_of_the_policys_own_closures() -> None:
+    from resilient import CircuitBreaker, Fallback
+    from resilient._compose import chain_of
 
-    def __init__(self) -> None:
-        self.paths: list[str] = []
+    breaker = CircuitBreaker("chain")
 
-    def _call(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
-        self.paths.append("_call")
-        return fn(*args, **kwargs)
-
-    async def _acall(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
-        self.paths.append("_acall")
-        return await fn(*args, **kwargs)
-
-
-class Specialized(Recording):
-    def _wrap_sync(self, fn):  # type: ignore[no-untyped-def]
-        def closure(*args, **kwargs):  # type: ignore[no-untyped-def]
-            self.paths.append("_wrap_sync")
-            return fn(*args, **kwargs)
-
-        return closure
-
-    def _wrap_async(self, fn):  # type: ignore[no-untyped-def]
-        async def closure(*args, **kwargs):  # type: ignore[no-untyped-def]
-            self.paths.append("_wrap_async")
-            return await fn(*args, **kwargs)
-
-        return closure
-
-
-async def test_plain_functions_get_the_policys_own_closure() -> None:
-    from resilient._decorate import decorate
-
-    policy = Specialized()
-
-    def double(x: int) -> int:
+    def double(x: int, y: int = 2, *, z: int = 3) -> int:
         """Twice x."""
         return 2 * x
 
     async def adouble(x: int) -> int:
         return 2 * x
 
-    wrapped = decorate(policy, double)
-    awrapped = decorate(policy, adouble)
+    wrapped = breaker(double)
+    awrapped = breaker(adouble)
     assert wrapped(2) == 4
     assert await awrapped(3) == 6
-    assert policy.paths == ["_wrap_sync", "_wrap_async"]
-    assert (wrapped.__name__, wrapped.__doc__, wrapped.__wrapped__) == (
+    assert (wrapped.__name__, wrapped.__doc__, wrapped.__wrapped__) == (  # type: ignore[attr-defined]
         "double",
         "Twice x.",
         double,
-    )  # type: ignore[attr-defined]
+    )
+    assert (wrapped.__defaults__, wrapped.__kwdefaults__) == ((2,), {"z": 3})
     assert inspect.iscoroutinefunction(awrapped)
+    chain = chain_of(wrapped)
+    assert chain is not None
+    assert (chain.owner, chain.layers, chain.fn) == (breaker, (breaker,), double)
+    # Stacking another decorator makes one chain of two layers.
+    fallback = Fallback(0)
+    stacked = fallback(wrapped)
+    chain = chain_of(stacked)
+    assert chain is not None
+    assert (chain.owner, chain.layers, chain.fn) == (fallback, (fallback, breaker), double)
 
 
-async def test_without_a_closure_the_decorator_goes_through_call() -> None:
-    from resilient._decorate import decorate
+def test_what_wrapt_binds_runs_a_chain_built_for_the_bound_callable() -> None:
+    from resilient import CircuitBreaker
+    from resilient._compose import chain_of
 
-    policy = Recording()
-
-    def double(x: int) -> int:
-        return 2 * x
-
-    async def adouble(x: int) -> int:
-        return 2 * x
-
-    assert decorate(policy, double)(2) == 4
-    assert await decorate(policy, adouble)(3) == 6
-    assert policy.paths == ["_call", "_acall"]
-
-
-def test_what_wrapt_binds_goes_through_call() -> None:
-    from resilient._decorate import decorate
-
-    policy = Specialized()
+    breaker = CircuitBreaker("bound")
 
     class Service:
-        @functools.partial(decorate, policy)
+        @breaker
         @classmethod
         def name(cls) -> str:
             return cls.__name__
 
     assert Service.name() == "Service"
-    assert policy.paths == ["_call"]
+    assert Service().name() == "Service"
+    chain = chain_of(Service.__dict__["name"])
+    assert chain is not None
+    assert chain.layers == (breaker,)

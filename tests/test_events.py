@@ -6,6 +6,7 @@ import contextvars
 import gc
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from resilient import (
     get_request_id,
     request_context,
 )
-from resilient._decorate import decorate
+from resilient._requests import Request
 from resilient.testing import fake_clock
 
 
@@ -50,43 +51,11 @@ def kinds(items: list[Event]) -> list[tuple[str, str]]:
     return [(type(e).__name__, e.name) for e in items]
 
 
-class Repeat:
-    """A stand-in for a retry: one layer that runs ``fn`` ``times`` times."""
-
-    def __init__(self, name: str, times: int) -> None:
-        self.name = name
-        self.times = times
-        self._listeners = events.ListenerSet(events.GLOBAL)
-
-    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if events.hub.listening and events.entering(fn, self):
-            return events.run_request(
-                self._listeners, self.name, "retry", self._call, fn, args, kwargs, owner=self
-            )
-        for _ in range(self.times - 1):
-            with contextlib.suppress(Exception):
-                fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    def _acall(
-        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Awaitable[Any]:
-        if events.hub.listening and events.entering(fn, self):
-            return events.arun_request(
-                self._listeners, self.name, "retry", self._acall, fn, args, kwargs, owner=self
-            )
-        return self._arun(fn, args, kwargs)
-
-    async def _arun(
-        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        for _ in range(self.times - 1):
-            with contextlib.suppress(Exception):
-                await fn(*args, **kwargs)
-        return await fn(*args, **kwargs)
-
-    def __call__(self, fn: Any) -> Any:
-        return decorate(self, fn)
+def Repeat(name: str, times: int) -> resilient.Retry:  # noqa: N802 - reads like a policy
+    """A retry that runs a failing call up to ``times`` times, without waiting."""
+    return resilient.Retry(
+        RetryConfig(max_attempts=times, initial_delay=0.0, jitter=0.0), name=name
+    )
 
 
 # -- the fields every event carries ---------------------------------------------
@@ -347,33 +316,30 @@ def test_methods_and_classmethods_stacked_through_wrapt_are_one_request(
     ]
 
 
-def test_a_composition_marks_its_links_as_layers(seen: list[Event]) -> None:
+def test_a_policy_handed_a_decorated_function_stacks_on_it(seen: list[Event]) -> None:
     outer, inner = CircuitBreaker("outer"), CircuitBreaker("inner")
 
+    @inner
     def fn() -> int:
         return 7
 
-    def link() -> int:
-        return inner.call(fn)
-
-    assert outer.call(events.mark_layer(link)) == 7
+    assert outer.call(fn) == 7
     assert kinds(request_events(seen)) == [("CallStarted", "outer"), ("CallSucceeded", "outer")]
     seen.clear()
 
-    def unmarked() -> int:
-        return inner.call(fn)
+    def user_code() -> int:
+        return inner.call(lambda: 7)
 
-    outer.call(unmarked)  # user code calling a breaker: two requests
+    outer.call(user_code)  # user code calling a breaker: two requests
     assert len([e for e in request_events(seen) if isinstance(e, CallStarted)]) == 2
 
 
-def test_a_worker_thread_running_in_a_copy_of_the_context_stays_in_the_request(
+def test_a_call_in_a_worker_thread_with_a_copy_of_the_context_shares_the_request_id(
     seen: list[Event],
 ) -> None:
     inner = CircuitBreaker("inner")
 
     def in_worker(*args: Any) -> int:
-        # What the timeout policy does for sync calls.
         result: list[int] = []
         context = contextvars.copy_context()
         thread = threading.Thread(target=lambda: result.append(context.run(inner.call, lambda: 3)))
@@ -381,8 +347,8 @@ def test_a_worker_thread_running_in_a_copy_of_the_context_stays_in_the_request(
         thread.join()
         return result[0]
 
-    assert CircuitBreaker("outer").call(events.mark_layer(in_worker)) == 3
-    assert kinds(request_events(seen)) == [("CallStarted", "outer"), ("CallSucceeded", "outer")]
+    assert CircuitBreaker("outer").call(in_worker) == 3
+    assert len({e.request_id for e in seen}) == 1
 
 
 # -- context managers ------------------------------------------------------------
@@ -427,32 +393,9 @@ async def test_an_async_block_that_fails_or_is_rejected_counts_once(seen: list[E
 # -- streams -----------------------------------------------------------------------
 
 
-class Stream:
-    """A stand-in for a policy wrapping async generator functions."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._listeners = events.ListenerSet(events.GLOBAL)
-
-    def _call(self, fn: Any, args: Any, kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def _acall(self, fn: Any, args: Any, kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def _astream(self, fn: Any, args: Any, kwargs: Any) -> AsyncIterator[Any]:
-        if events.hub.listening and events.entering(fn, self):
-            return events.astream_request(
-                self._listeners, self.name, "timeout", self._astream, fn, args, kwargs, owner=self
-            )
-        return self._run(fn, args, kwargs)
-
-    async def _run(self, fn: Any, args: Any, kwargs: Any) -> AsyncIterator[Any]:
-        async for item in fn(*args, **kwargs):
-            yield item
-
-    def __call__(self, fn: Any) -> Any:
-        return decorate(self, fn)
+def Stream(name: str) -> resilient.Timeout:  # noqa: N802 - reads like a policy
+    """A layer for async generator functions that never fires here."""
+    return resilient.Timeout(inactivity=60.0, name=name)
 
 
 async def test_a_stream_is_one_request_and_leaves_the_consumer_context_alone(
@@ -546,7 +489,6 @@ def test_request_context_sets_the_id_of_every_event_and_error(seen: list[Event])
 def test_errors_carry_the_request_id_even_with_nobody_listening(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(events.hub, "listening", False)
     breaker = CircuitBreaker("db")
     breaker.force_open()
     with request_context() as rid, pytest.raises(CircuitOpenError) as info:
@@ -589,14 +531,15 @@ def test_policy_registry_and_global_scopes_each_see_their_events() -> None:
 
 
 def test_unsubscribing_twice_is_harmless_and_listening_follows_subscriptions() -> None:
-    before = events.hub._count
+    breaker = CircuitBreaker("db")
+    assert not breaker._listeners.events
     unsubscribe = resilient.subscribe(lambda e: None)
-    assert events.hub.listening
-    assert events.hub._count == before + 1
+    assert breaker._listeners.events
+    assert breaker._own_gate.level == events.EVENTS
     unsubscribe()
     unsubscribe()
-    assert events.hub._count == before
-    assert events.hub.listening is (before > 0)
+    assert not breaker._listeners.events
+    assert breaker._own_gate.level == events.NONE
     with pytest.raises(TypeError, match="callable"):
         resilient.subscribe("not a function")  # type: ignore[arg-type]
 
@@ -623,15 +566,35 @@ def test_a_listener_that_raises_is_logged_once_and_never_breaks_the_call(
     assert len(received) == 6  # the next listener still got every event
 
 
-def test_a_policy_dropped_with_listeners_on_it_stops_the_listening() -> None:
-    gc.collect()  # what earlier tests dropped goes first
-    before = events.hub._count
+def test_a_listener_on_one_policy_costs_the_others_nothing() -> None:
+    listened, other = CircuitBreaker("listened"), CircuitBreaker("other")
+
+    @other
+    def work() -> int:
+        return 1
+
+    unsubscribe = listened.subscribe(lambda e: None)
+    try:
+        assert listened._own_gate.level == events.EVENTS
+        assert other._own_gate.level == events.NONE
+        entry_gate = work.__closure__[  # type: ignore[index]
+            work.__code__.co_freevars.index("gate")
+        ].cell_contents
+        assert entry_gate.level == events.NONE
+        stats = other._stats_for("other")
+        work()
+        assert sum(stats.latency) == 0  # not even timed
+    finally:
+        unsubscribe()
+
+
+def test_a_policy_dropped_with_listeners_on_it_is_collected() -> None:
     breaker = CircuitBreaker("db")
     breaker.subscribe(lambda e: None)  # never unsubscribed
-    assert events.hub._count == before + 1
+    ref = weakref.ref(breaker)
     del breaker
     gc.collect()
-    assert events.hub._count == before
+    assert ref() is None
 
 
 def test_subscribing_from_many_threads_loses_nobody() -> None:
@@ -662,10 +625,9 @@ def test_with_nobody_listening_no_request_scope_is_opened(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the hot path must not reach the request scope")
 
-    monkeypatch.setattr(events.hub, "listening", False)
-    monkeypatch.setattr(events, "run_request", fail)
-    monkeypatch.setattr(events, "arun_request", fail)
-    monkeypatch.setattr(events, "begin_request", fail)
+    monkeypatch.setattr(Request, "begin", fail)
+    monkeypatch.setattr(Request, "succeeded", fail)
+    monkeypatch.setattr(Request, "failed", fail)
     breaker = CircuitBreaker("db", CircuitBreakerConfig(slow_call_duration=1.0))
     assert breaker.call(lambda: 1) == 1  # the slow path (a timed breaker) too
     with breaker:

@@ -81,4 +81,4 @@ async def use() -> None:
 fetch(1)  # E: Argument 1 to "fetch" has incompatible type "int"; expected "str"  [arg-type]
 fetch("u", 3)  # E: Too many positional arguments for "fetch"  [call-arg]
 Service().get(key=1)  # E: Argument "key" to "get" of "Service" has incompatible type "int"; expected "str"  [arg-type]
-policy.call(fetch, "u", retries="3")  # E: Argument "retries" to "call" of "Resilience" has incompatible type "str"; expected "int"  [arg-type]
+policy.call(fetch, "u", retries="3")  # E: Argument "retries" to "call" of "PolicyBase" has incompatible type "str"; expected "int"  [arg-type]
