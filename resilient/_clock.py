@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Clock", "get_clock", "monotonic", "set_clock", "sleep", "sleep_async", "wall"]
+__all__ = [
+    "Clock",
+    "get_clock",
+    "monotonic",
+    "now",
+    "set_clock",
+    "sleep",
+    "sleep_async",
+    "wall",
+]
 
 
 def _real_monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float:
@@ -60,10 +69,31 @@ def get_clock() -> Clock:
     return _current[0]
 
 
+#: The clock's monotonic read with no frame of ours around it: the builtin
+#: ``time.monotonic`` itself while the real clock is in use and time-machine
+#: is not loaded, else the installed clock's read. Hot paths call
+#: ``_clock.now()`` (a module attribute, looked up per call, so a swap takes
+#: effect at once); :func:`set_clock` and every :func:`monotonic` call keep
+#: it right.
+now: Callable[[], float] = time.monotonic
+
+
+def _pick(_modules: Mapping[str, object] = sys.modules) -> None:
+    global now
+    clock = _current[0]
+    if clock is not REAL:
+        now = clock.monotonic
+    elif "time_machine" in _modules:
+        now = _real_monotonic
+    else:
+        now = time.monotonic
+
+
 def set_clock(clock: Clock | None) -> Clock:
     """Install ``clock`` (``None``: the real one) and return the previous one."""
     previous = _current[0]
     _current[0] = clock if clock is not None else REAL
+    _pick()
     return previous
 
 
@@ -73,7 +103,12 @@ def monotonic(_modules: Mapping[str, object] = sys.modules) -> float:
         # The real clock without its wrapper, which policies' hot paths
         # (a rejection, a timed call) would feel.
         return time.monotonic()
+    if now is time.monotonic:
+        _pick()  # time-machine was loaded after us: follow it from now on
     return clock.monotonic()
+
+
+_pick()
 
 
 def wall() -> float:

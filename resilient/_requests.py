@@ -142,18 +142,18 @@ class Request:
         counts = stats.latency
         bounds = _stats.BOUNDS
         where = bisect.bisect_left
-        now = _clock.monotonic
+        clock = _clock
 
         def observed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if gate.level < EVENTS:
-                start = now()
+                start = clock.now()
                 try:
                     result = plain(*args, **kwargs)
                 except BaseException as exc:
                     self.failed(exc, start, False)
                     raise
                 # Stats.record, inlined: this is every observed call.
-                took = now() - start
+                took = clock.now() - start
                 counts[where(bounds, took)] += 1
                 stats.latency_sum += took
                 return result
@@ -177,17 +177,17 @@ class Request:
         counts = stats.latency
         bounds = _stats.BOUNDS
         where = bisect.bisect_left
-        now = _clock.monotonic
+        clock = _clock
 
         async def observed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if gate.level < EVENTS:
-                start = now()
+                start = clock.now()
                 try:
                     result = await plain(*args, **kwargs)
                 except BaseException as exc:
                     self.failed(exc, start, False)
                     raise
-                took = now() - start
+                took = clock.now() - start
                 counts[where(bounds, took)] += 1
                 stats.latency_sum += took
                 return result
