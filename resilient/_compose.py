@@ -39,6 +39,7 @@ __all__ = [
     "Chain",
     "Decoratable",
     "Layer",
+    "Link",
     "Owner",
     "chain_of",
     "compose",
@@ -73,32 +74,31 @@ class Owner(Protocol):
     def _stats_for(self, name: str) -> Stats: ...
 
 
-class Layer(Owner, Protocol):
-    """One policy in a chain.
+class Link(NamedTuple):
+    """What a layer's closure is told when a chain is built.
 
-    ``_wrap_sync(fn, name, gate, detour)`` returns the closure that runs
-    ``fn`` through the policy; it reads ``gate.level`` first and, when it is
-    set, returns ``detour(args, kwargs)`` instead. With ``gate=None`` the
-    closure watches the policy's own listeners (``_own_gate``) and detours
-    through its own events path. ``name`` is what the layer reports under.
+    ``name`` is what the layer reports under (its own name, or for an
+    unnamed policy the chain's). The closure reads ``gate.level`` first and,
+    when it is set, returns ``detour(args, kwargs)`` instead of running its
+    fast path; a ``None`` detour means the policy's own path with events
+    (the gate is then the policy's ``_own_gate``).
     """
+
+    name: str
+    gate: Gate
+    detour: Detour | None = None
+
+
+class Layer(Owner, Protocol):
+    """One policy in a chain: ``_wrap_sync(fn, link)`` / ``_wrap_async(fn,
+    link)`` return the closure that runs ``fn`` through it (see :class:`Link`)."""
 
     _own_gate: Gate
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., Any],
-        name: str,
-        gate: Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., Any]: ...
+    def _wrap_sync(self, fn: Callable[..., Any], link: Link) -> Callable[..., Any]: ...
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[Any]],
-        name: str,
-        gate: Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[Any]], link: Link
     ) -> Callable[..., Awaitable[Any]]: ...
 
 
@@ -155,14 +155,14 @@ def compose(
     wrap = "_wrap_async" if is_async else "_wrap_sync"
     inner = fn
     for layer in reversed(layers[1:]):
-        inner = getattr(layer, wrap)(inner, name)
+        inner = getattr(layer, wrap)(inner, Link(name, layer._own_gate))
     if not layers:
         entry = _bare_async(inner, request, gate) if is_async else _bare(inner, request, gate)
     else:
-        outer = getattr(layers[0], wrap)
-        plain = outer(inner, name)
+        outer = layers[0]
+        plain = getattr(outer, wrap)(inner, Link(name, outer._own_gate))
         detour = request.aobserve(plain) if is_async else request.observe(plain)
-        entry = outer(inner, name, gate, detour)
+        entry = getattr(outer, wrap)(inner, Link(name, gate, detour))
     setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
     return entry
 

@@ -29,7 +29,7 @@ from .errors import BulkheadFullError
 from .events import POLICY
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Detour
+    from ._compose import Decoratable, Link
     from ._stats import Stats
 
 __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics"]
@@ -342,16 +342,10 @@ class Bulkhead(PolicyBase):
     # ``_arun`` are the same with the policy's own events, the detour while
     # someone listens to this bulkhead.
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., R]:
-        if gate is None:
-            gate, detour = self._own_gate, functools.partial(self._run, fn)
-        assert detour is not None
+    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
+        _, gate, detour = link
+        if detour is None:  # its own listeners: the locked path, with events
+            detour = functools.partial(self._run, fn)
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
@@ -359,7 +353,7 @@ class Bulkhead(PolicyBase):
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             if gate.level:
-                return detour(args, kwargs)  # type: ignore[no-any-return]
+                return detour(args, kwargs)
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
@@ -383,15 +377,11 @@ class Bulkhead(PolicyBase):
         return through_bulkhead
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[R]], link: Link
     ) -> Callable[..., Awaitable[R]]:
-        if gate is None:
-            gate, detour = self._own_gate, functools.partial(self._arun, fn)
-        assert detour is not None
+        _, gate, detour = link
+        if detour is None:  # its own listeners: the path with events
+            detour = functools.partial(self._arun, fn)
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         await_permit, hand_over = self._await_permit, self._hand_over
@@ -399,7 +389,7 @@ class Bulkhead(PolicyBase):
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             if gate.level:
-                return await detour(args, kwargs)  # type: ignore[no-any-return]
+                return await detour(args, kwargs)
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:

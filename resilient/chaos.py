@@ -26,7 +26,7 @@ from ._policy import PolicyBase
 from .errors import ChaosError
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Detour
+    from ._compose import Decoratable, Link
 
 __all__ = ["Chaos", "with_chaos"]
 
@@ -200,14 +200,8 @@ class Chaos(PolicyBase):
 
     # -- execution -------------------------------------------------------------
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., R]:
-        gate = gate or self._own_gate
+    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
+        name, gate, detour = link
 
         def chaotic(*args: Any, **kwargs: Any) -> R:
             if gate.level:
@@ -224,13 +218,9 @@ class Chaos(PolicyBase):
         return chaotic
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[R]], link: Link
     ) -> Callable[..., Awaitable[R]]:
-        gate = gate or self._own_gate
+        name, gate, detour = link
 
         async def chaotic(*args: Any, **kwargs: Any) -> R:
             if gate.level:

@@ -35,7 +35,7 @@ from .errors import BulkheadFullError, CircuitOpenError
 from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Detour
+    from ._compose import Decoratable, Link
     from ._stats import Stats
     from ._storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
@@ -525,23 +525,17 @@ class CircuitBreaker(PolicyBase):
     # the closure itself. Everything else goes through ``_run`` / ``_arun``,
     # the locked path, which is also the detour while someone listens.
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
+        _, gate, detour = link
         run = self._run
-        if gate is None:
-            gate, detour = self._own_gate, functools.partial(run, fn)
-        assert detour is not None
+        if detour is None:  # its own listeners: the locked path, with events
+            detour = functools.partial(run, fn)
         stats = self._stats_for(self.name)
         breaker = self.name
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
             if gate.level:
-                return detour(args, kwargs)  # type: ignore[no-any-return]
+                return detour(args, kwargs)
             if switch.on:
                 core = self._core
                 if core.fast:
@@ -567,22 +561,18 @@ class CircuitBreaker(PolicyBase):
         return through_breaker
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[R]], link: Link
     ) -> Callable[..., Awaitable[R]]:
+        _, gate, detour = link
         arun = self._arun
-        if gate is None:
-            gate, detour = self._own_gate, functools.partial(arun, fn)
-        assert detour is not None
+        if detour is None:  # its own listeners: the locked path, with events
+            detour = functools.partial(arun, fn)
         stats = self._stats_for(self.name)
         breaker = self.name
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
             if gate.level:
-                return await detour(args, kwargs)  # type: ignore[no-any-return]
+                return await detour(args, kwargs)
             if switch.on:
                 core = self._core
                 if core.fast:

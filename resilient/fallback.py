@@ -21,7 +21,7 @@ from ._compose import is_async_callable
 from ._policy import PolicyBase
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Detour
+    from ._compose import Decoratable, Link
 
 __all__ = ["Fallback"]
 
@@ -124,14 +124,8 @@ class Fallback(PolicyBase):
 
     # The fast path, written once per flavour: a ``try`` until something fails.
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., R]:
-        gate = gate or self._own_gate
+    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
+        name, gate, detour = link
         on = self.on
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
@@ -151,13 +145,9 @@ class Fallback(PolicyBase):
         return falling_back
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[R]], link: Link
     ) -> Callable[..., Awaitable[R]]:
-        gate = gate or self._own_gate
+        name, gate, detour = link
         on = self.on
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:

@@ -30,7 +30,7 @@ from .config import defaults
 from .errors import CircuitOpenError
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Detour
+    from ._compose import Decoratable, Link
 
 __all__ = ["Retry", "RetryConfig", "RetryPolicies"]
 
@@ -339,17 +339,11 @@ class Retry(PolicyBase):
     # once it has failed (and outside its except block, so later errors do
     # not chain onto earlier ones).
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
+        name, gate, detour = link
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
-        gate = gate or self._own_gate
 
         def retrying(*args: Any, **kwargs: Any) -> R:
             if gate.level:
@@ -368,16 +362,12 @@ class Retry(PolicyBase):
         return retrying
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[R]], link: Link
     ) -> Callable[..., Awaitable[R]]:
+        name, gate, detour = link
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
-        gate = gate or self._own_gate
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
             if gate.level:

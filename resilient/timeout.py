@@ -36,7 +36,7 @@ from .errors import CallTimeoutError
 if TYPE_CHECKING:
     from types import FrameType
 
-    from ._compose import Decoratable, Detour
+    from ._compose import Decoratable, Link
 
 __all__ = ["Timeout", "TimeoutMode", "WorkerPool"]
 
@@ -161,17 +161,11 @@ class Timeout(PolicyBase):
     # The closures only forward to ``_run`` / ``_arun``: arming a timeout
     # costs far more than the frame, and it has no per-call events of its own.
 
-    def _wrap_sync(
-        self,
-        fn: Callable[..., R],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
+        name, gate, detour = link
         if self.seconds is None:
             raise self._no_seconds()
         run = self._run
-        gate = gate or self._own_gate
 
         def timed(*args: Any, **kwargs: Any) -> R:
             if gate.level:
@@ -181,16 +175,12 @@ class Timeout(PolicyBase):
         return timed
 
     def _wrap_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        gate: events.Gate | None = None,
-        detour: Detour | None = None,
+        self, fn: Callable[..., Awaitable[R]], link: Link
     ) -> Callable[..., Awaitable[R]]:
+        name, gate, detour = link
         if self.seconds is None:
             raise self._no_seconds()
         arun = self._arun
-        gate = gate or self._own_gate
 
         async def timed(*args: Any, **kwargs: Any) -> R:
             if gate.level:
