@@ -4,11 +4,11 @@ Every execution goes through a chain built here, once: a decorated
 function, ``policy.call(fn, ...)``, ``with_resilience``, decorators stacked
 by hand, and the HTTP transports. A chain nests each layer's own closure
 (``_wrap_sync`` / ``_wrap_async``: the layer's fast path, written once),
-innermost first, so a call costs one frame per layer. The outermost
-closure is the chain's entry: it reads the chain's :class:`~.events.Gate`
-and, while nobody watches, is the bare fast path; otherwise it detours
-through the chain's :class:`~._requests.Request`, which counts (and, when
-listened, reports) the call as one request.
+innermost first, so a call costs one frame per layer, plus the chain's
+entry (:meth:`~._requests.Request.entry`): it reads the chain's
+:class:`~.events.Gate` and, while nobody watches, just calls the layers;
+with a reader in scope it times the call into the counters, with a
+listener it also opens the request's id and events.
 
 Sync or async is decided here, once, from the function. Plain functions
 (which includes methods, at the time a class body decorates them) get the
@@ -39,7 +39,6 @@ __all__ = [
     "Chain",
     "Decoratable",
     "Layer",
-    "Link",
     "Owner",
     "chain_of",
     "compose",
@@ -61,7 +60,6 @@ F = TypeVar("F", bound="Decoratable")
 NEVER = Gate(None, ())
 assert NEVER.level == NONE
 
-Detour = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 
 
 class Owner(Protocol):
@@ -74,31 +72,23 @@ class Owner(Protocol):
     def _stats_for(self, name: str) -> Stats: ...
 
 
-class Link(NamedTuple):
-    """What a layer's closure is told when a chain is built.
-
-    ``name`` is what the layer reports under (its own name, or for an
-    unnamed policy the chain's). The closure reads ``gate.level`` first and,
-    when it is set, returns ``detour(args, kwargs)`` instead of running its
-    fast path; a ``None`` detour means the policy's own path with events
-    (the gate is then the policy's ``_own_gate``).
-    """
-
-    name: str
-    gate: Gate
-    detour: Detour | None = None
-
-
 class Layer(Owner, Protocol):
-    """One policy in a chain: ``_wrap_sync(fn, link)`` / ``_wrap_async(fn,
-    link)`` return the closure that runs ``fn`` through it (see :class:`Link`)."""
+    """One policy in a chain.
+
+    ``_wrap_sync(fn, name)`` / ``_wrap_async(fn, name)`` return the closure
+    that runs ``fn`` through the policy: its fast path, written once per
+    flavour. ``name`` is what the layer reports under (its own name, or for
+    an unnamed policy the chain's). A policy with per-call events of its own
+    (a breaker, a bulkhead) sets ``_own_gate`` to a gate on its listeners;
+    its closure reads it first and takes its path with events while set.
+    """
 
     _own_gate: Gate
 
-    def _wrap_sync(self, fn: Callable[..., Any], link: Link) -> Callable[..., Any]: ...
+    def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]: ...
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[Any]], link: Link
+        self, fn: Callable[..., Awaitable[Any]], name: str
     ) -> Callable[..., Awaitable[Any]]: ...
 
 
@@ -154,39 +144,10 @@ def compose(
     request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
     wrap = "_wrap_async" if is_async else "_wrap_sync"
     inner = fn
-    for layer in reversed(layers[1:]):
-        inner = getattr(layer, wrap)(inner, Link(name, layer._own_gate))
-    if not layers:
-        entry = _bare_async(inner, request, gate) if is_async else _bare(inner, request, gate)
-    else:
-        outer = layers[0]
-        plain = getattr(outer, wrap)(inner, Link(name, outer._own_gate))
-        detour = request.aobserve(plain) if is_async else request.observe(plain)
-        entry = getattr(outer, wrap)(inner, Link(name, gate, detour))
+    for layer in reversed(layers):
+        inner = getattr(layer, wrap)(inner, name)
+    entry = request.aentry(inner) if is_async else request.entry(inner)
     setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
-    return entry
-
-
-def _bare(fn: Callable[..., Any], request: Request, gate: Gate) -> Callable[..., Any]:
-    """A chain with no layer (a composed policy with every layer off)."""
-    observed = request.observe(fn)
-
-    def entry(*args: Any, **kwargs: Any) -> Any:
-        if gate.level:
-            return observed(args, kwargs)
-        return fn(*args, **kwargs)
-
-    return entry
-
-
-def _bare_async(fn: Callable[..., Any], request: Request, gate: Gate) -> Callable[..., Any]:
-    observed = request.aobserve(fn)
-
-    async def entry(*args: Any, **kwargs: Any) -> Any:
-        if gate.level:
-            return await observed(args, kwargs)
-        return await fn(*args, **kwargs)
-
     return entry
 
 

@@ -29,7 +29,7 @@ from .errors import BulkheadFullError
 from .events import POLICY
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Link
+    from ._compose import Decoratable
     from ._stats import Stats
 
 __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics"]
@@ -342,10 +342,9 @@ class Bulkhead(PolicyBase):
     # ``_arun`` are the same with the policy's own events, the detour while
     # someone listens to this bulkhead.
 
-    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
-        _, gate, detour = link
-        if detour is None:  # its own listeners: the locked path, with events
-            detour = functools.partial(self._run, fn)
+    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
+        gate = self._own_gate
+        detour = functools.partial(self._run, fn)  # its listeners': with events
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
@@ -377,11 +376,10 @@ class Bulkhead(PolicyBase):
         return through_bulkhead
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], link: Link
+        self, fn: Callable[..., Awaitable[R]], name: str
     ) -> Callable[..., Awaitable[R]]:
-        _, gate, detour = link
-        if detour is None:  # its own listeners: the path with events
-            detour = functools.partial(self._arun, fn)
+        gate = self._own_gate
+        detour = functools.partial(self._arun, fn)  # its listeners': with events
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         await_permit, hand_over = self._await_permit, self._hand_over

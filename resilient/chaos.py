@@ -26,7 +26,7 @@ from ._policy import PolicyBase
 from .errors import ChaosError
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Link
+    from ._compose import Decoratable
 
 __all__ = ["Chaos", "with_chaos"]
 
@@ -200,12 +200,9 @@ class Chaos(PolicyBase):
 
     # -- execution -------------------------------------------------------------
 
-    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
-        name, gate, detour = link
+    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
 
         def chaotic(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
             if not self._active():
                 return fn(*args, **kwargs)
             delay, fault = self._fate()
@@ -218,13 +215,10 @@ class Chaos(PolicyBase):
         return chaotic
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], link: Link
+        self, fn: Callable[..., Awaitable[R]], name: str
     ) -> Callable[..., Awaitable[R]]:
-        name, gate, detour = link
 
         async def chaotic(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
             if not self._active():
                 return await fn(*args, **kwargs)
             delay, fault = self._fate()

@@ -35,7 +35,7 @@ from .errors import BulkheadFullError, CircuitOpenError
 from .timeout import Timeout
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Link
+    from ._compose import Decoratable
     from ._stats import Stats
     from ._storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
@@ -525,11 +525,10 @@ class CircuitBreaker(PolicyBase):
     # the closure itself. Everything else goes through ``_run`` / ``_arun``,
     # the locked path, which is also the detour while someone listens.
 
-    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
-        _, gate, detour = link
+    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
+        gate = self._own_gate
         run = self._run
-        if detour is None:  # its own listeners: the locked path, with events
-            detour = functools.partial(run, fn)
+        detour = functools.partial(run, fn)  # its listeners': the locked path, with events
         stats = self._stats_for(self.name)
         breaker = self.name
 
@@ -561,12 +560,11 @@ class CircuitBreaker(PolicyBase):
         return through_breaker
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], link: Link
+        self, fn: Callable[..., Awaitable[R]], name: str
     ) -> Callable[..., Awaitable[R]]:
-        _, gate, detour = link
+        gate = self._own_gate
         arun = self._arun
-        if detour is None:  # its own listeners: the locked path, with events
-            detour = functools.partial(arun, fn)
+        detour = functools.partial(arun, fn)  # its listeners': the locked path, with events
         stats = self._stats_for(self.name)
         breaker = self.name
 

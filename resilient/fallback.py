@@ -21,7 +21,7 @@ from ._compose import is_async_callable
 from ._policy import PolicyBase
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Link
+    from ._compose import Decoratable
 
 __all__ = ["Fallback"]
 
@@ -124,13 +124,10 @@ class Fallback(PolicyBase):
 
     # The fast path, written once per flavour: a ``try`` until something fails.
 
-    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
-        name, gate, detour = link
+    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
         on = self.on
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
@@ -145,14 +142,11 @@ class Fallback(PolicyBase):
         return falling_back
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], link: Link
+        self, fn: Callable[..., Awaitable[R]], name: str
     ) -> Callable[..., Awaitable[R]]:
-        name, gate, detour = link
         on = self.on
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:

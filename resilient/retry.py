@@ -30,7 +30,7 @@ from .config import defaults
 from .errors import CircuitOpenError
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Link
+    from ._compose import Decoratable
 
 __all__ = ["Retry", "RetryConfig", "RetryPolicies"]
 
@@ -339,15 +339,12 @@ class Retry(PolicyBase):
     # once it has failed (and outside its except block, so later errors do
     # not chain onto earlier ones).
 
-    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
-        name, gate, detour = link
+    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
 
         def retrying(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = fn(*args, **kwargs)
@@ -362,16 +359,13 @@ class Retry(PolicyBase):
         return retrying
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], link: Link
+        self, fn: Callable[..., Awaitable[R]], name: str
     ) -> Callable[..., Awaitable[R]]:
-        name, gate, detour = link
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = await fn(*args, **kwargs)

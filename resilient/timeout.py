@@ -36,7 +36,7 @@ from .errors import CallTimeoutError
 if TYPE_CHECKING:
     from types import FrameType
 
-    from ._compose import Decoratable, Link
+    from ._compose import Decoratable
 
 __all__ = ["Timeout", "TimeoutMode", "WorkerPool"]
 
@@ -161,30 +161,24 @@ class Timeout(PolicyBase):
     # The closures only forward to ``_run`` / ``_arun``: arming a timeout
     # costs far more than the frame, and it has no per-call events of its own.
 
-    def _wrap_sync(self, fn: Callable[..., R], link: Link) -> Callable[..., R]:
-        name, gate, detour = link
+    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
         if self.seconds is None:
             raise self._no_seconds()
         run = self._run
 
         def timed(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
             return run(fn, args, kwargs, name)
 
         return timed
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], link: Link
+        self, fn: Callable[..., Awaitable[R]], name: str
     ) -> Callable[..., Awaitable[R]]:
-        name, gate, detour = link
         if self.seconds is None:
             raise self._no_seconds()
         arun = self._arun
 
         async def timed(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
             return await arun(fn, args, kwargs, name)
 
         return timed

@@ -18,7 +18,7 @@ import httpx
 
 from .. import _validate, events
 from .._active import switch
-from .._compose import NEVER, Link, compose
+from .._compose import NEVER, compose
 from .._policy import PolicyBase
 from ..errors import CircuitOpenError
 from ..events import request_context
@@ -87,12 +87,9 @@ class _RaiseForStatus:
     _own_gate = NEVER
 
     @staticmethod
-    def _wrap_sync(fn: Send, link: Link) -> Send:
-        _, gate, detour = link
+    def _wrap_sync(fn: Send, name: str) -> Send:
 
         def raising(request: httpx.Request) -> httpx.Response:
-            if gate.level:
-                return detour((request,), {})  # type: ignore[misc,no-any-return]
             response: httpx.Response = fn(request)
             if response.status_code >= 400:
                 _raise_for(response)
@@ -101,12 +98,9 @@ class _RaiseForStatus:
         return raising
 
     @staticmethod
-    def _wrap_async(fn: Send, link: Link) -> Send:
-        _, gate, detour = link
+    def _wrap_async(fn: Send, name: str) -> Send:
 
         async def raising(request: httpx.Request) -> httpx.Response:
-            if gate.level:
-                return await detour((request,), {})  # type: ignore[misc,no-any-return]
             response: httpx.Response = await fn(request)
             if response.status_code >= 400:
                 _raise_for(response)
