@@ -44,6 +44,7 @@ __all__ = [
     "compose",
     "decorate",
     "is_async_callable",
+    "watching",
 ]
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ F = TypeVar("F", bound="Decoratable")
 #: The gate of a layer that nobody's listening can change (its level stays NONE).
 NEVER = Gate(None, ())
 assert NEVER.level == NONE
-
 
 
 class Owner(Protocol):
@@ -81,14 +81,19 @@ class Layer(Owner, Protocol):
     an unnamed policy the chain's). A policy with per-call events of its own
     (a breaker, a bulkhead) sets ``_own_gate`` to a gate on its listeners;
     its closure reads it first and takes its path with events while set.
+    The outermost layer is also handed the chain's ``entry`` (see
+    :func:`watching`): it then reads the chain's gate instead, and meters
+    the call itself.
     """
 
     _own_gate: Gate
 
-    def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]: ...
+    def _wrap_sync(
+        self, fn: Callable[..., Any], name: str, entry: Request | None = None
+    ) -> Callable[..., Any]: ...
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[Any]], name: str
+        self, fn: Callable[..., Awaitable[Any]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[Any]]: ...
 
 
@@ -143,11 +148,68 @@ def compose(
     gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
     request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
     wrap = "_wrap_async" if is_async else "_wrap_sync"
+    # The outermost layer meters the call itself, unless it cannot (a layer
+    # with ``_meters = False``): then a plain entry of ours does.
+    meters = bool(layers) and getattr(layers[0], "_meters", True)
     inner = fn
-    for layer in reversed(layers):
+    for layer in reversed(layers[1:] if meters else layers):
         inner = getattr(layer, wrap)(inner, name)
-    entry = request.aentry(inner) if is_async else request.entry(inner)
+    entry: Callable[..., Any]
+    if meters:
+        entry = getattr(layers[0], wrap)(inner, name, request)
+    else:
+        entry = _bare_async(inner, request) if is_async else _bare(inner, request)
     setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
+    return entry
+
+
+Detour = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+
+
+def watching(
+    layer: Layer,
+    fn: Callable[..., Any],
+    name: str,
+    entry: Request | None,
+    own: Detour | None = None,
+    *,
+    is_async: bool = False,
+) -> tuple[Gate, Detour | None, Request | None]:
+    """What a layer's closure reads: ``(gate, detour, meter)``.
+
+    Inside a chain: the layer's own gate, and ``own`` (its path with events,
+    if it has per-call events). Outermost (``entry`` given): the chain's
+    gate, the chain's events path around the same closure watched by its
+    own gate only, and the request to meter into.
+    """
+    if entry is None:
+        return layer._own_gate, own, None
+    wrap = layer._wrap_async if is_async else layer._wrap_sync
+    plain = wrap(fn, name)
+    return entry.gate, entry.adetour(plain) if is_async else entry.detour(plain), entry
+
+
+def _bare(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
+    """The entry of a chain whose outermost layer does not meter (or of no
+    layer at all: a composed policy with every layer off)."""
+    detour, gate = request.detour(fn), request.gate
+
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        if gate.level:
+            return detour(args, kwargs)
+        return fn(*args, **kwargs)
+
+    return entry
+
+
+def _bare_async(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
+    detour, gate = request.adetour(fn), request.gate
+
+    async def entry(*args: Any, **kwargs: Any) -> Any:
+        if gate.level:
+            return await detour(args, kwargs)
+        return await fn(*args, **kwargs)
+
     return entry
 
 

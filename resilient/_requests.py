@@ -24,7 +24,6 @@ from . import _clock, _request, _stats
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import (
     EVENTS,
-    METERED,
     REQUEST,
     CallFailed,
     CallRejected,
@@ -65,6 +64,7 @@ class Request:
         self.scope = scope
         self.stats = stats
         self.gate = gate
+        stats.ensure_latency()  # the chain's closures write into it directly
 
     # -- outcomes ------------------------------------------------------------
 
@@ -133,83 +133,79 @@ class Request:
                 except ValueError:  # closed from another context (a finalized stream)
                     _request.current.set(None)
 
-    # -- the entry of a chain -----------------------------------------------------
+    # -- what the outermost layer of a chain calls ------------------------------
 
-    # Written once for every chain: with nobody watching, one check and the
-    # call; with a reader, the call timed into the counters inline (a frame
-    # fewer than a detour: metering is the path production runs); with a
-    # listener, the request's id and events.
+    # The outermost closure of a chain reads ``gate.level`` first. NONE: the
+    # bare fast path. METERED: it times the call itself, inline (a detour
+    # through a frame of ours costs more than the timing: metering is the
+    # path production runs), then calls ``ok`` or ``failed``. EVENTS: it
+    # hands the call to ``detour(plain)``, which opens the request's id and
+    # events around the same closure watched by its own gate only.
 
-    def entry(self, chain: Plain) -> Callable[..., Any]:
-        """The entry of a sync chain (``chain``: its outermost closure)."""
-        gate = self.gate
+    def ok(
+        self,
+        start: float,
+        _clock: Any = _clock,
+        _where: Callable[[tuple[float, ...], float], int] = bisect.bisect_left,
+        _bounds: tuple[float, ...] = _stats.BOUNDS,
+    ) -> None:
+        """A metered call that started at ``start`` (``_clock.now()``) succeeded.
+        (The defaults bind what every observed call looks up.)"""
+        took = _clock.now() - start
         stats = self.stats
-        counts = stats.latency
-        bounds = _stats.BOUNDS
-        where = bisect.bisect_left
-        clock = _clock
+        stats.latency[_where(_bounds, took)] += 1
+        stats.latency_sum += took
 
-        def entry(*args: Any, **kwargs: Any) -> Any:
-            level = gate.level
-            if not level:
-                return chain(*args, **kwargs)
-            if level == METERED:
-                start = clock.now()
-                try:
-                    result = chain(*args, **kwargs)
-                except BaseException as exc:
-                    self.failed(exc, start, False)
-                    raise
-                # Stats.record, inlined: this is every observed call.
-                took = clock.now() - start
-                counts[where(bounds, took)] += 1
-                stats.latency_sum += took
-                return result
+    def timed(self, start: float, run: Callable[..., R], *args: Any) -> R:
+        """``run(*args)`` (a layer's slow path) finishing a metered call."""
+        try:
+            result = run(*args)
+        except BaseException as exc:
+            self.failed(exc, start, False)
+            raise
+        self.ok(start)
+        return result
+
+    async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
+        try:
+            result = await run(*args)
+        except BaseException as exc:
+            self.failed(exc, start, False)
+            raise
+        self.ok(start)
+        return result
+
+    def detour(self, plain: Plain) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+        """The events path of a sync chain around ``plain``."""
+
+        def with_events(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             opened = self.begin()
             try:
-                result = chain(*args, **kwargs)
+                result = plain(*args, **kwargs)
             except BaseException as exc:
                 self.end(opened, exc)
                 raise
             self.end(opened, None)
             return result
 
-        return entry
+        return with_events
 
-    def aentry(self, chain: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        """:meth:`entry` for an async chain."""
-        gate = self.gate
-        stats = self.stats
-        counts = stats.latency
-        bounds = _stats.BOUNDS
-        where = bisect.bisect_left
-        clock = _clock
+    def adetour(
+        self, plain: Callable[..., Awaitable[Any]]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
+        """The events path of an async chain around ``plain``."""
 
-        async def entry(*args: Any, **kwargs: Any) -> Any:
-            level = gate.level
-            if not level:
-                return await chain(*args, **kwargs)
-            if level == METERED:
-                start = clock.now()
-                try:
-                    result = await chain(*args, **kwargs)
-                except BaseException as exc:
-                    self.failed(exc, start, False)
-                    raise
-                took = clock.now() - start
-                counts[where(bounds, took)] += 1
-                stats.latency_sum += took
-                return result
+        async def with_events(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             opened = self.begin()
             try:
-                result = await chain(*args, **kwargs)
+                result = await plain(*args, **kwargs)
             except BaseException as exc:
                 self.end(opened, exc)
                 raise
             self.end(opened, None)
             return result
 
-        return entry
+        return with_events
 
     async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """``items`` (a protected stream) as one request: consumed to its end

@@ -77,6 +77,9 @@ def bucket(duration: float, _bounds: tuple[float, ...] = BOUNDS) -> int:
     return bisect.bisect_left(_bounds, duration)
 
 
+_NO_LATENCY: list[int] = []  # shared, never written: see Stats.ensure_latency
+
+
 class Stats:
     """Counters of one policy under one name.
 
@@ -120,7 +123,9 @@ class Stats:
         self.name = name
         self.kind = kind
         self.scope = scope
-        self.latency = [0] * (len(BOUNDS) + 1)
+        # Allocated by the first chain that meters into it (``ensure_latency``):
+        # a policy nothing times (a breaker per key, a registry entry) stays small.
+        self.latency: list[int] = _NO_LATENCY
         self.latency_sum = 0.0
         self.failures = self.rejections = 0
         self.retries = self.rate_limited = self.exhausted = 0
@@ -133,10 +138,16 @@ class Stats:
     def __repr__(self) -> str:
         return f"<Stats {self.kind} {self.name!r}>"
 
+    def ensure_latency(self) -> list[int]:
+        """The latency histogram, made on first use (one per Stats, for good)."""
+        if self.latency is _NO_LATENCY:
+            self.latency = [0] * (len(BOUNDS) + 1)
+        return self.latency
+
     def record(self, duration: float) -> None:
         """A request that ran for ``duration`` seconds (slow paths; the hot
         path inlines this)."""
-        self.latency[bisect.bisect_left(BOUNDS, duration)] += 1
+        self.ensure_latency()[bisect.bisect_left(BOUNDS, duration)] += 1
         self.latency_sum += duration
 
 

@@ -22,11 +22,12 @@ from . import _clock, _validate, events
 from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
+from ._compose import watching
 from ._policy import PolicyBase
 from ._requests import Request
 from ._stats import weakly
 from .errors import BulkheadFullError
-from .events import POLICY
+from .events import METERED, POLICY
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
@@ -125,10 +126,21 @@ class Bulkhead(PolicyBase):
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._own_gate = events.Gate(None, (self._listeners,))
         self._interrupted = 0  # calls that ended by cancellation or interrupt
-        self._block_request = Request(
-            name, self._kind, self._listeners, self._stats_for(name), events.Gate(self._listeners)
-        )
+        self._block: Request | None = None  # the request of `with` blocks, made on first use
+        self._stats_for(name)  # readers see it (its state) from the start
         self._blocks: BlockStack[_Held] = BlockStack(f"resilient_bh_{name}")
+
+    def _block_request(self) -> Request:
+        block = self._block
+        if block is None:
+            block = self._block = Request(
+                self.name,
+                self._kind,
+                self._listeners,
+                self._stats_for(self.name),
+                events.Gate(self._listeners),
+            )
+        return block
 
     def __repr__(self) -> str:
         core = self._core
@@ -342,27 +354,40 @@ class Bulkhead(PolicyBase):
     # ``_arun`` are the same with the policy's own events, the detour while
     # someone listens to this bulkhead.
 
-    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
-        gate = self._own_gate
-        detour = functools.partial(self._run, fn)  # its listeners': with events
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
+        assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
         stats = self._stats_for(self.name)
+        clock = _clock
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return detour(args, kwargs)
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
             if not switch.on:
                 return fn(*args, **kwargs)
             try:
                 take()
             except IndexError:
-                wait()
+                try:
+                    wait()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
             try:
-                return fn(*args, **kwargs)
-            except Exception:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
                 stats.failed += 1
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
             except BaseException:
                 self._interrupted += 1
@@ -372,32 +397,48 @@ class Bulkhead(PolicyBase):
                 give(None)
                 if core.queued:
                     hand_over()
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
 
         return through_bulkhead
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        gate = self._own_gate
-        detour = functools.partial(self._arun, fn)  # its listeners': with events
+        gate, detour, meter = watching(
+            self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
+        )
+        assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         await_permit, hand_over = self._await_permit, self._hand_over
         stats = self._stats_for(self.name)
+        clock = _clock
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            if gate.level:
-                return await detour(args, kwargs)
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
             if not switch.on:
                 return await fn(*args, **kwargs)
             try:
                 take()
             except IndexError:
-                await await_permit()
+                try:
+                    await await_permit()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
             try:
-                return await fn(*args, **kwargs)
-            except Exception:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
                 stats.failed += 1
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
             except BaseException:
                 self._interrupted += 1
@@ -407,6 +448,9 @@ class Bulkhead(PolicyBase):
                 give(None)
                 if core.queued:
                     hand_over()
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
 
         return through_bulkhead
 
@@ -480,7 +524,7 @@ class Bulkhead(PolicyBase):
     # -- context managers ----------------------------------------------------
 
     def _open_block(self) -> _Held:
-        block = self._block_request
+        block = self._block_request()
         start = _clock.monotonic()
         return (start, block.begin() if block.gate.level else None)
 
@@ -494,7 +538,7 @@ class Bulkhead(PolicyBase):
             self._report(start, exc, emit=False)  # a block is reported as a request
         finally:
             if opened is not None:
-                self._block_request.end(opened, exc)
+                self._block_request().end(opened, exc)
 
     def __enter__(self) -> Bulkhead:
         if not switch.on:
@@ -505,7 +549,7 @@ class Bulkhead(PolicyBase):
             self._acquire()
         except BaseException as exc:
             if held[1] is not None:
-                self._block_request.end(held[1], exc)
+                self._block_request().end(held[1], exc)
             raise
         self._blocks.push(held)
         return self
@@ -527,7 +571,7 @@ class Bulkhead(PolicyBase):
             await self._aacquire()
         except BaseException as exc:
             if held[1] is not None:
-                self._block_request.end(held[1], exc)
+                self._block_request().end(held[1], exc)
             raise
         self._blocks.push(held)
         return self

@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
+from ._compose import watching
 from ._policy import PolicyBase
 from .errors import ChaosError
+from .events import METERED
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
+    from ._requests import Request
 
 __all__ = ["Chaos", "with_chaos"]
 
@@ -200,35 +203,67 @@ class Chaos(PolicyBase):
 
     # -- execution -------------------------------------------------------------
 
-    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        run = self._run
+        gate, detour, meter = watching(self, fn, name, entry)
+        clock = _clock
 
         def chaotic(*args: Any, **kwargs: Any) -> R:
-            if not self._active():
-                return fn(*args, **kwargs)
-            delay, fault = self._fate()
-            if delay:
-                _clock.sleep(self._delay(name, delay))
-            if fault:
-                return self._fault(name)  # type: ignore[no-any-return]
-            return fn(*args, **kwargs)
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
+            return run(fn, name, args, kwargs)
 
         return chaotic
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
+        arun = self._arun
+        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
+        clock = _clock
 
         async def chaotic(*args: Any, **kwargs: Any) -> R:
-            if not self._active():
-                return await fn(*args, **kwargs)
-            delay, fault = self._fate()
-            if delay:
-                await _clock.sleep_async(self._delay(name, delay))
-            if fault:
-                return self._fault(name)  # type: ignore[no-any-return]
-            return await fn(*args, **kwargs)
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
+            return await arun(fn, name, args, kwargs)
 
         return chaotic
+
+    def _run(
+        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if not self._active():
+            return fn(*args, **kwargs)
+        delay, fault = self._fate()
+        if delay:
+            _clock.sleep(self._delay(name, delay))
+        if fault:
+            return self._fault(name)  # type: ignore[no-any-return]
+        return fn(*args, **kwargs)
+
+    async def _arun(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        if not self._active():
+            return await fn(*args, **kwargs)
+        delay, fault = self._fate()
+        if delay:
+            await _clock.sleep_async(self._delay(name, delay))
+        if fault:
+            return self._fault(name)  # type: ignore[no-any-return]
+        return await fn(*args, **kwargs)
 
 
 def with_chaos(

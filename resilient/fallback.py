@@ -15,13 +15,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _validate, events
+from . import _clock, _validate, events
 from ._active import switch
-from ._compose import is_async_callable
+from ._compose import is_async_callable, watching
 from ._policy import PolicyBase
+from .events import METERED
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
+    from ._requests import Request
 
 __all__ = ["Fallback"]
 
@@ -124,40 +126,75 @@ class Fallback(PolicyBase):
 
     # The fast path, written once per flavour: a ``try`` until something fails.
 
-    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
         on = self.on
+        gate, detour, meter = watching(self, fn, name, entry)
+        clock = _clock
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                start = clock.now()
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except Exception as exc:
                 if not isinstance(exc, on) or not switch.on:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
                 if self._async_handler:
                     raise TypeError(
                         f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
                     ) from exc
+                if level:
+                    return meter.timed(start, self._answer, name, args, kwargs, exc)  # type: ignore[union-attr,no-any-return]
                 return self._answer(name, args, kwargs, exc)  # type: ignore[no-any-return]
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
 
         return falling_back
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         on = self.on
+        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
+        clock = _clock
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                start = clock.now()
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             except Exception as exc:
                 if not isinstance(exc, on) or not switch.on:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
-                answer = self._answer(name, args, kwargs, exc)
-                if inspect.isawaitable(answer):
-                    answer = await answer
-                return answer  # type: ignore[no-any-return]
+                if level:
+                    return await meter.atimed(start, self._aanswer, name, args, kwargs, exc)  # type: ignore[union-attr]
+                return await self._aanswer(name, args, kwargs, exc)  # type: ignore[no-any-return]
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
 
         return falling_back
+
+    async def _aanswer(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], error: Exception
+    ) -> Any:
+        answer = self._answer(name, args, kwargs, error)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer
 
     def __call__(self, fn: F) -> F:
         """Use the fallback itself as a decorator."""

@@ -25,12 +25,15 @@ from ._backoff import (
     plan,
     retry_after_of,
 )
+from ._compose import watching
 from ._policy import PolicyBase
 from .config import defaults
 from .errors import CircuitOpenError
+from .events import METERED
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
+    from ._requests import Request
 
 __all__ = ["Retry", "RetryConfig", "RetryPolicies"]
 
@@ -339,45 +342,81 @@ class Retry(PolicyBase):
     # once it has failed (and outside its except block, so later errors do
     # not chain onto earlier ones).
 
-    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
+        gate, detour, meter = watching(self, fn, name, entry)
+        clock = _clock
 
         def retrying(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                begun = clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 error: Exception | None = exc
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, begun, False)  # type: ignore[union-attr]
+                raise
             else:
                 if check is None or not check(result):
+                    if level:
+                        meter.ok(begun)  # type: ignore[union-attr]
                     return result
                 error = None
-            return retry(fn, name, args, kwargs, error, result if error is None else None, start)
+            last = result if error is None else None
+            if level:
+                return meter.timed(  # type: ignore[union-attr,no-any-return]
+                    begun, retry, fn, name, args, kwargs, error, last, start
+                )
+            return retry(fn, name, args, kwargs, error, last, start)
 
         return retrying
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
+        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
+        clock = _clock
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                begun = clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 error: Exception | None = exc
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, begun, False)  # type: ignore[union-attr]
+                raise
             else:
                 if check is None or not check(result):
+                    if level:
+                        meter.ok(begun)  # type: ignore[union-attr]
                     return result
                 error = None
-            return await aretry(
-                fn, name, args, kwargs, error, result if error is None else None, start
-            )
+            last = result if error is None else None
+            if level:
+                return await meter.atimed(  # type: ignore[union-attr]
+                    begun, aretry, fn, name, args, kwargs, error, last, start
+                )
+            return await aretry(fn, name, args, kwargs, error, last, start)
 
         return retrying
 

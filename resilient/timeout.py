@@ -29,14 +29,17 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 from . import _clock, _validate, events
 from ._active import switch
 from ._blocks import BlockStack
+from ._compose import watching
 from ._policy import PolicyBase
 from ._workers import Job, WorkerPool, shared_pool
 from .errors import CallTimeoutError
+from .events import METERED
 
 if TYPE_CHECKING:
     from types import FrameType
 
     from ._compose import Decoratable
+    from ._requests import Request
 
 __all__ = ["Timeout", "TimeoutMode", "WorkerPool"]
 
@@ -161,24 +164,40 @@ class Timeout(PolicyBase):
     # The closures only forward to ``_run`` / ``_arun``: arming a timeout
     # costs far more than the frame, and it has no per-call events of its own.
 
-    def _wrap_sync(self, fn: Callable[..., R], name: str) -> Callable[..., R]:
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
         if self.seconds is None:
             raise self._no_seconds()
         run = self._run
+        gate, detour, meter = watching(self, fn, name, entry)
+        clock = _clock
 
         def timed(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                return meter.timed(clock.now(), run, fn, args, kwargs, name)  # type: ignore[union-attr,no-any-return]
             return run(fn, args, kwargs, name)
 
         return timed
 
     def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         if self.seconds is None:
             raise self._no_seconds()
         arun = self._arun
+        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
+        clock = _clock
 
         async def timed(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                return await meter.atimed(clock.now(), arun, fn, args, kwargs, name)  # type: ignore[union-attr]
             return await arun(fn, args, kwargs, name)
 
         return timed

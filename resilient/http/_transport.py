@@ -85,10 +85,10 @@ class _RaiseForStatus:
     """The layer that turns an error response nobody retried into its error."""
 
     _own_gate = NEVER
+    _meters = False  # outermost (no fallback), the chain's plain entry counts
 
     @staticmethod
     def _wrap_sync(fn: Send, name: str) -> Send:
-
         def raising(request: httpx.Request) -> httpx.Response:
             response: httpx.Response = fn(request)
             if response.status_code >= 400:
@@ -99,7 +99,6 @@ class _RaiseForStatus:
 
     @staticmethod
     def _wrap_async(fn: Send, name: str) -> Send:
-
         async def raising(request: httpx.Request) -> httpx.Response:
             response: httpx.Response = await fn(request)
             if response.status_code >= 400:
