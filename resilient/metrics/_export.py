@@ -263,13 +263,11 @@ class Reading:
                 return
             self._drain()
             self._epoch += 1
-            if active:
-                self._rebaseline()
-            else:
+            if not active:
                 for stats in self._in_view(self.scopes):
                     self._keep(stats)
-                self._base = {}
             self.active = active
+            self._rebaseline()
 
     def reset(self) -> None:
         """Forget everything counted: count from now on."""
