@@ -34,6 +34,7 @@ The exporters' series (label ``name`` is the policy's name everywhere):
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import threading
 import weakref
@@ -483,7 +484,7 @@ def check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
         raise ValueError("buckets must hold at least one finite bound")
     if any(not math.isfinite(b) or b <= 0 for b in bounds):
         raise ValueError(f"buckets must be finite and positive, got {list(buckets)!r}")
-    if any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
         raise ValueError(f"buckets must be increasing, got {list(buckets)!r}")
     return tuple(bounds)
 

@@ -75,6 +75,7 @@ def go_quiet(name: str) -> None:
 
 def turn_away(bulkhead: Bulkhead) -> None:
     """One call ``bulkhead`` rejects: its only slot is held by a block meanwhile."""
-    assert bulkhead.config.max_concurrent == 1 and bulkhead.config.max_queue == 0
+    assert bulkhead.config.max_concurrent == 1
+    assert bulkhead.config.max_queue == 0
     with bulkhead, contextlib.suppress(BulkheadFullError):
         bulkhead.call(lambda: None)
