@@ -45,7 +45,7 @@ __all__ = ["NAME", "instrument"]
 
 #: The attribute holding the policy's name.
 NAME = "resilient.policy.name"
-# How long one read serves the callbacks handed the same options object.
+# How long one read may serve the callbacks that follow the first one.
 _SAME_COLLECTION = 1.0
 
 
@@ -66,7 +66,6 @@ class _Exporter:
         self._lock = threading.Lock()
         self.active = True
         # The last read, for the other callbacks of the same collection.
-        self._options: object = None
         self._read_at = 0.0
         self._values: Series | None = None
         # Per name: the latency bucket counts already recorded.
@@ -123,25 +122,22 @@ class _Exporter:
     def stop(self) -> None:
         with self._lock:
             self.active = False
-            self._values = self._options = None
+            self._values = None
 
-    def _read(self, options: object) -> Series | None:
-        """One read per collection: the SDK hands every callback of one
-        collection the same options object. Feeds the duration histogram."""
+    def _read(self, fresh: bool) -> Series | None:
+        """The values to report. The state gauge's callback, the first of
+        each collection, reads the counters (and feeds the duration
+        histogram); the other callbacks of the collection reuse that read,
+        so one collection reports one consistent snapshot."""
         with self._lock:
             if not self.active:
                 return None
             now = time.monotonic()
-            if (
-                self._values is not None
-                and options is self._options
-                and now - self._read_at < _SAME_COLLECTION
-            ):
-                return self._values
-            values = series(self._reading.read())
-            self._values, self._options, self._read_at = values, options, now
-            self._feed(values)
-            return values
+            if fresh or self._values is None or now - self._read_at >= _SAME_COLLECTION:
+                self._values = series(self._reading.read())
+                self._read_at = now
+                self._feed(self._values)
+            return self._values
 
     def _feed(self, values: Series) -> None:
         record = self._duration.record
@@ -161,32 +157,32 @@ class _Exporter:
         return [observation(row[-1], dict(zip(labels, row[:-1], strict=True))) for row in rows]
 
     def _states(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=True)
         return [] if values is None else self._observe(values.states, (NAME,))
 
     def _changes(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=False)
         labels = (NAME, "from_state", "to_state")
         return [] if values is None else self._observe(values.changes, labels)
 
     def _calls(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=False)
         return [] if values is None else self._observe(values.breaker_calls, (NAME, "result"))
 
     def _retries(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=False)
         return [] if values is None else self._observe(values.retries, (NAME,))
 
     def _timeouts(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=False)
         return [] if values is None else self._observe(values.timeouts, (NAME,))
 
     def _bulkhead(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=False)
         return [] if values is None else self._observe(values.bulkhead, (NAME, "state"))
 
     def _limits(self, options: Any) -> list[Any]:
-        values = self._read(options)
+        values = self._read(fresh=False)
         return [] if values is None else self._observe(values.limits, (NAME,))
 
 

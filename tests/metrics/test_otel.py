@@ -242,3 +242,23 @@ def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImportError, match=r"pip install 'resilient\[otel\]'"):
         otel.instrument()
+
+
+def test_one_collection_reads_the_counters_once(
+    reader: InMemoryMetricReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resilient.metrics import _export
+
+    reads = []
+    read = _export.Reading.read
+
+    def counting(self: _export.Reading) -> _export.View:
+        reads.append(self)
+        return read(self)
+
+    monkeypatch.setattr(_export.Reading, "read", counting)
+    CircuitBreaker("db").call(lambda: None)
+    assert value(reader, CALLS, "db", result="success") == 1
+    assert len(reads) == 1
+    assert value(reader, CALLS, "db", result="success") == 1
+    assert len(reads) == 2
