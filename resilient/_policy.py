@@ -95,7 +95,7 @@ class PolicyBase:
         """Await ``fn(*args, **kwargs)`` through this policy."""
         return cast(R, await self._achain(fn)(*args, **kwargs))
 
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
         """Call ``listener`` with every event of this policy; returns the unsubscriber."""
         return self._listeners.subscribe(listener)
 

@@ -9,7 +9,9 @@ at calls and backward jumps. Free-threaded builds are not a target yet.)
 
 Readers (``MetricsCollector``, the Prometheus and OpenTelemetry exporters)
 find the ``Stats`` of the policies in their scope with :func:`within` and
-read them when asked, at scrape or collection time.
+read them when asked, at scrape or collection time. A ``Stats`` lives as
+long as its policy; :func:`keep_counts` hands a reader each one about to
+go, so what it counted is not lost with it.
 
 Latency is a fixed-bucket histogram: ``BUCKETS_PER_OCTAVE`` logarithmic
 buckets per doubling from 1 µs to about 18 minutes, plus the Prometheus
@@ -20,21 +22,25 @@ truth and the exporters' default buckets are exact.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .events import ListenerSet
 
 T = TypeVar("T")
 
+log = logging.getLogger("resilient")
+
 __all__ = [
     "BOUNDS",
     "DEFAULT_BUCKETS",
     "RELATIVE_ERROR",
     "Stats",
+    "keep_counts",
     "quantile",
     "stats_for",
     "weakly",
@@ -144,6 +150,18 @@ class Stats:
             self.latency = [0] * (len(BOUNDS) + 1)
         return self.latency
 
+    def __del__(self) -> None:
+        # The policy is gone: readers keep what it counted (see keep_counts).
+        try:
+            readers = list(_READERS)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            return
+        for reader in readers:
+            try:
+                reader._retired(self)
+            except Exception:  # pragma: no cover - a reader must not break collection
+                log.exception("resilient: a counter reader failed to keep %r", self)
+
     def record(self, duration: float) -> None:
         """A request that ran for ``duration`` seconds (slow paths; the hot
         path inlines this)."""
@@ -164,6 +182,18 @@ def weakly(method: Callable[[], T]) -> Callable[[], T | None]:
 
 
 _ALL: weakref.WeakSet[Stats] = weakref.WeakSet()
+# Readers told of each Stats about to be collected (see keep_counts).
+_READERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def keep_counts(reader: Any) -> Callable[[], None]:
+    """Call ``reader._retired(stats)`` with each ``Stats`` about to be
+    collected with its policy, so the reader can keep its last counts; returns
+    the function that stops it. Held weakly. ``_retired`` runs wherever the
+    garbage collector does (any thread, inside any lock): it must take no
+    lock and only read ``stats``."""
+    _READERS.add(reader)
+    return lambda: _READERS.discard(reader)
 
 
 def stats_for(name: str, kind: str, scope: ListenerSet) -> Stats:

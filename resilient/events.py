@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
 from . import _clock, _request
 from ._request import get_request_id, new_request_id, request_context
@@ -50,6 +50,7 @@ __all__ = [
     "Listener",
     "ListenerSet",
     "RateLimited",
+    "Reader",
     "RetriesExhausted",
     "RetryAttempted",
     "StateChanged",
@@ -262,6 +263,14 @@ class ChaosInjected(Event):
 Listener = Callable[[Event], object]
 
 
+class Reader(Protocol):
+    """A counter reader (``MetricsCollector``, the exporters' readers): what
+    ``subscribe`` attaches by its ``_watch(scope)``, which returns the
+    function detaching it."""
+
+    def _watch(self, scope: ListenerSet) -> Callable[[], None]: ...
+
+
 # -- scopes and subscription ----------------------------------------------------------
 
 # Subscribing is rare and may race with another thread subscribing; emitting
@@ -351,7 +360,7 @@ class ListenerSet:
             here = here.parent
         return False
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: Listener | Reader) -> Callable[[], None]:
         """Deliver every event of this scope to ``listener``; returns the
         unsubscriber. An object with a ``_watch(scope)`` method (such as a
         ``MetricsCollector``) is attached as a counter reader instead, and
@@ -446,7 +455,7 @@ def _deliver(listeners: tuple[Listener, ...], event: Event) -> None:
 GLOBAL = ListenerSet()
 
 
-def subscribe(listener: Listener) -> Callable[[], None]:
+def subscribe(listener: Listener | Reader) -> Callable[[], None]:
     """Listen to every event of every policy in the process (a
     ``MetricsCollector`` passed here reads every policy's counters)."""
     return GLOBAL.subscribe(listener)

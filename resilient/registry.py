@@ -323,7 +323,7 @@ class Registry:
 
     # -- events --------------------------------------------------------------
 
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
         """Listen to every event of every policy in this registry."""
         return self._listeners.subscribe(listener)
 

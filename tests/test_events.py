@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import gc
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -51,7 +50,7 @@ def kinds(items: list[Event]) -> list[tuple[str, str]]:
     return [(type(e).__name__, e.name) for e in items]
 
 
-def Repeat(name: str, times: int) -> resilient.Retry:  # noqa: N802 - reads like a policy
+def Repeat(name: str, times: int) -> resilient.Retry:
     """A retry that runs a failing call up to ``times`` times, without waiting."""
     return resilient.Retry(
         RetryConfig(max_attempts=times, initial_delay=0.0, jitter=0.0), name=name
@@ -393,7 +392,7 @@ async def test_an_async_block_that_fails_or_is_rejected_counts_once(seen: list[E
 # -- streams -----------------------------------------------------------------------
 
 
-def Stream(name: str) -> resilient.Timeout:  # noqa: N802 - reads like a policy
+def Stream(name: str) -> resilient.Timeout:
     """A layer for async generator functions that never fires here."""
     return resilient.Timeout(inactivity=60.0, name=name)
 

@@ -161,7 +161,7 @@ class _Base:
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self, listener: events.Listener) -> Callable[[], None]:
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
         """Listen to this transport's own events (``StreamInactive``, and its retries')."""
         return self._listeners.subscribe(listener)
 

@@ -1,12 +1,11 @@
-"""``MetricsCollector``: a listener that keeps request statistics and feeds
-async event streams.
+"""``MetricsCollector``: request statistics read from the counters policies
+keep in place, and async event streams.
 
 Request accounting (see docs/observability.md): a request is one call of a
-decorated function, counted from the request-level events its outermost
-layer emits; every request ends exactly one way, so
+decorated function, counted by the outermost layer of its chain; every
+request ends exactly one way, so
 ``total_requests == successes + failures + rejections``. Retries, rate
-limits, timeouts and fallbacks count the policy events themselves, at any
-layer.
+limits, timeouts and fallbacks are the policies' own counts, at any layer.
 """
 
 from __future__ import annotations
@@ -16,11 +15,15 @@ import types
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .. import events
+from .. import _stats
 from ..events import Event
-from ._histogram import RELATIVE_ERROR, LogHistogram
+from ._export import Counts, Reading, outermost
 from ._stream import EventStream
+
+if TYPE_CHECKING:
+    from ..events import ListenerSet
 
 __all__ = ["MetricsCollector", "Statistics"]
 
@@ -31,9 +34,12 @@ class Statistics:
 
     ``success_rate`` is ``successes / total_requests`` (1.0 before the first
     request: nothing has failed). Latency covers requests that ran (succeeded
-    or failed), not rejected ones; ``p50``/``p95``/``p99`` are within 1 %
-    of the exact nearest-rank percentile. ``by_name`` holds the same fields
-    per policy name (its own ``by_name`` is empty).
+    or failed), not rejected ones; ``average_latency`` is exact, and
+    ``p50``/``p95``/``p99`` are within ``resilient._stats.RELATIVE_ERROR``
+    (about 2.2 %) of the exact nearest-rank percentile for durations from
+    1 µs to about 18 minutes (read from fixed logarithmic buckets, 16 per
+    doubling). ``by_name`` holds the same fields per policy name (its own
+    ``by_name`` is empty).
     """
 
     total_requests: int = 0
@@ -60,161 +66,134 @@ class Statistics:
         return out
 
 
-class _Tally:
-    __slots__ = (
-        "failures",
-        "fallbacks",
-        "latency",
-        "rate_limits",
-        "rejections",
-        "retries",
-        "successes",
-        "timeouts",
+def _counted(counts: Counts) -> bool:
+    """Whether ``counts`` holds anything ``Statistics`` reports."""
+    return bool(
+        counts.latency
+        or counts.rejections
+        or counts.retries
+        or counts.rate_limited
+        or counts.timeouts
+        or counts.fallbacks
     )
 
-    def __init__(self) -> None:
-        self.successes = self.failures = self.rejections = 0
-        self.retries = self.rate_limits = self.timeouts = self.fallbacks = 0
-        self.latency = LogHistogram()
 
-    def merge(self, other: _Tally) -> None:
-        self.successes += other.successes
-        self.failures += other.failures
-        self.rejections += other.rejections
-        self.retries += other.retries
-        self.rate_limits += other.rate_limits
-        self.timeouts += other.timeouts
-        self.fallbacks += other.fallbacks
-        self.latency.merge(other.latency)
-
-    def snapshot(self, by_name: Mapping[str, Statistics] | None = None) -> Statistics:
-        total = self.successes + self.failures + self.rejections
-        p50, p95, p99 = self.latency.quantiles(0.50, 0.95, 0.99)
-        return Statistics(
-            total_requests=total,
-            successes=self.successes,
-            failures=self.failures,
-            rejections=self.rejections,
-            success_rate=self.successes / total if total else 1.0,
-            average_latency=self.latency.mean,
-            p50=p50,
-            p95=p95,
-            p99=p99,
-            total_retries=self.retries,
-            rate_limit_count=self.rate_limits,
-            timeouts=self.timeouts,
-            fallbacks=self.fallbacks,
-            by_name=types.MappingProxyType(dict(by_name or {})),
-        )
-
-
-def _succeeded(t: _Tally, e: Event) -> None:
-    t.successes += 1
-    t.latency.add(e.duration)  # type: ignore[attr-defined]
-
-
-def _failed(t: _Tally, e: Event) -> None:
-    t.failures += 1
-    t.latency.add(e.duration)  # type: ignore[attr-defined]
-
-
-def _rejected(t: _Tally, e: Event) -> None:
-    t.rejections += 1
-
-
-def _retried(t: _Tally, e: Event) -> None:
-    t.retries += 1
-
-
-def _rate_limited(t: _Tally, e: Event) -> None:
-    t.rate_limits += 1
-
-
-def _timed_out(t: _Tally, e: Event) -> None:
-    t.timeouts += 1
-
-
-def _fell_back(t: _Tally, e: Event) -> None:
-    t.fallbacks += 1
-
-
-_COUNT: dict[type[Event], Callable[[_Tally, Event], None]] = {
-    events.CallSucceeded: _succeeded,
-    events.CallFailed: _failed,
-    events.CallRejected: _rejected,
-    events.RetryAttempted: _retried,
-    events.RateLimited: _rate_limited,
-    events.TimedOut: _timed_out,
-    events.StreamInactive: _timed_out,
-    events.FallbackUsed: _fell_back,
-}
-
-
-# Call events count only at request level: the policy level is one layer's view.
-_REQUEST_ONLY = frozenset({events.CallSucceeded, events.CallFailed, events.CallRejected})
+def _snapshot(counts: Counts, by_name: Mapping[str, Statistics] | None = None) -> Statistics:
+    ran = counts.ran
+    total = ran + counts.rejections
+    successes = ran - counts.failures
+    p50 = p95 = p99 = 0.0
+    if ran:
+        histogram = counts.histogram()
+        p50, p95, p99 = (_stats.quantile(histogram, q) for q in (0.50, 0.95, 0.99))
+    return Statistics(
+        total_requests=total,
+        successes=successes,
+        failures=counts.failures,
+        rejections=counts.rejections,
+        success_rate=successes / total if total else 1.0,
+        average_latency=counts.latency_sum / ran if ran else 0.0,
+        p50=p50,
+        p95=p95,
+        p99=p99,
+        total_retries=counts.retries,
+        rate_limit_count=counts.rate_limited,
+        timeouts=counts.timeouts,
+        fallbacks=counts.fallbacks,
+        by_name=types.MappingProxyType(dict(by_name or {})),
+    )
 
 
 class MetricsCollector:
-    """A listener: ``resilient.subscribe(collector)`` (or a registry's or a
-    policy's ``subscribe``), then read ``collector.statistics`` or iterate
-    ``collector.events()``.
+    """Request statistics of a scope: ``resilient.subscribe(collector)`` (or
+    a registry's or a policy's ``subscribe``), then read
+    ``collector.statistics`` or iterate ``collector.events()``.
 
-    Memory is bounded: per name a few counters and a histogram of at most
-    ``LogHistogram``'s bucket limit. Thread-safe; a short lock per event.
-    ``enabled=False`` (or setting ``collector.enabled``) ignores events.
+    A collector is a counter reader, not an event listener: subscribed, it
+    makes the policies in that scope time their requests into the counters
+    they keep in place, and reads those counters when ``statistics`` is
+    read, as differences from when it subscribed (or was reset, or
+    re-enabled). No event is built for it. Subscribe it to several scopes
+    and it reads each policy once. What it counted of a policy that is
+    since collected, or of a scope it left, is kept.
+
+    Memory is bounded: a baseline per policy it watches and a tally per
+    kind of policy and name it has seen. ``enabled=False`` (or setting
+    ``collector.enabled``) counts nothing until enabled again.
+
+    While a stream from :meth:`events` is open, the collector also listens
+    to events in its scopes (so they are built only then).
     """
 
-    RELATIVE_ERROR = RELATIVE_ERROR
+    RELATIVE_ERROR = _stats.RELATIVE_ERROR
 
     def __init__(self, enabled: bool = True) -> None:
-        self.enabled = bool(enabled)
+        self._reading = Reading(active=bool(enabled))
         self._lock = threading.Lock()
-        # Counted per name only; the totals are summed when read.
-        self._by_name: dict[str, _Tally] = {}
         self._streams: tuple[weakref.ref[EventStream], ...] = ()
+        # The scopes the event listener is subscribed to, while streams are open.
+        self._listening: list[tuple[ListenerSet, Callable[[], None]]] = []
 
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
-        return f"<MetricsCollector {state} names={sorted(self._by_name)}>"
+        return f"<MetricsCollector {state} scopes={len(self._reading.scopes)}>"
 
-    def __call__(self, event: Event) -> None:
-        if not self.enabled:
-            return
-        kind = type(event)
-        count = _COUNT.get(kind)
-        if count is not None and (
-            kind not in _REQUEST_ONLY or event.level == events.REQUEST  # type: ignore[attr-defined]
-        ):
+    @property
+    def enabled(self) -> bool:
+        return self._reading.active
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._reading.activate(bool(value))
+
+    # -- the reader protocol (ListenerSet.subscribe) -------------------------------
+
+    def _watch(self, scope: ListenerSet) -> Callable[[], None]:
+        self._reading.watch(scope)
+        with self._lock:
+            self._listen()
+
+        def detach() -> None:
+            self._reading.unwatch(scope)
             with self._lock:
-                tally = self._by_name.get(event.name)
-                if tally is None:
-                    tally = self._by_name[event.name] = _Tally()
-                count(tally, event)
-        for ref in self._streams:
-            stream = ref()
-            if stream is not None:
-                stream._push(event)
+                self._listen()
+
+        return detach
+
+    # -- statistics ---------------------------------------------------------------
 
     @property
     def statistics(self) -> Statistics:
-        total = _Tally()
-        with self._lock:
-            tallies = sorted(self._by_name.items())
-            for _, tally in tallies:
-                total.merge(tally)
-            by_name = {name: tally.snapshot() for name, tally in tallies}
-        return total.snapshot(by_name)
+        by_name: dict[str, Counts] = {}
+        for (_, name), counts in self._reading.read().counts.items():
+            if not _counted(counts):
+                continue
+            total = by_name.get(name)
+            if total is None:
+                by_name[name] = counts
+            else:
+                total.merge(counts)
+        grand = Counts()
+        named = {}
+        for name in sorted(by_name):
+            grand.merge(by_name[name])
+            named[name] = _snapshot(by_name[name])
+        return _snapshot(grand, named)
 
     def reset(self) -> None:
-        """Forget every count and latency (open event streams stay open)."""
-        with self._lock:
-            self._by_name = {}
+        """Forget every count and latency: count from now on (open event
+        streams stay open)."""
+        self._reading.reset()
+
+    # -- event streams ---------------------------------------------------------------
 
     def events(self, maxsize: int = 1000) -> EventStream:
-        """An async iterator over every event this collector receives from now
-        on, buffering at most ``maxsize`` (the oldest are dropped and counted
-        in ``stream.dropped``). Close it with ``aclose()`` or ``async with``;
-        a stream nobody references any more stops receiving by itself."""
+        """An async iterator over every event of this collector's scopes from
+        now on, buffering at most ``maxsize`` (the oldest are dropped and
+        counted in ``stream.dropped``). Close it with ``aclose()`` or
+        ``async with``; a stream nobody references any more stops receiving
+        by itself. While any stream is open the collector listens to events
+        (and the policies in its scopes build them)."""
         stream = EventStream(maxsize, self._forget)
         with self._lock:
             # Dead references (streams dropped without closing) are pruned
@@ -222,8 +201,45 @@ class MetricsCollector:
             # inside this very lock.
             live = tuple(r for r in self._streams if r() is not None)
             self._streams = (*live, weakref.ref(stream))
+            self._listen()
         return stream
 
     def _forget(self, stream: EventStream) -> None:
         with self._lock:
             self._streams = tuple(r for r in self._streams if r() not in (stream, None))
+            self._listen()
+
+    def _deliver(self, event: Event) -> None:
+        """The event listener, subscribed while streams are open."""
+        if not self._reading.active:
+            return
+        delivered = False
+        for ref in self._streams:
+            stream = ref()
+            if stream is not None:
+                stream._push(event)
+                delivered = True
+        if not delivered and self._lock.acquire(blocking=False):
+            # Every stream was dropped without closing: stop listening.
+            try:
+                self._streams = tuple(r for r in self._streams if r() is not None)
+                self._listen()
+            finally:
+                self._lock.release()
+
+    def _listen(self) -> None:
+        """Subscribe the event listener to the outermost scopes watched while
+        a stream is open, and nowhere otherwise (under ``_lock``)."""
+        wanted = (
+            outermost(self._reading.scopes) if any(r() is not None for r in self._streams) else []
+        )
+        keep = []
+        for scope, unsubscribe in self._listening:
+            if any(scope is w for w in wanted):
+                keep.append((scope, unsubscribe))
+            else:
+                unsubscribe()
+        for scope in wanted:
+            if not any(scope is s for s, _ in keep):
+                keep.append((scope, scope.subscribe(self._deliver)))
+        self._listening = keep

@@ -1,16 +1,26 @@
-"""Prometheus exporter (extra ``prometheus``): ``instrument()`` registers the
-series described in :mod:`resilient.metrics._export` and keeps them up to
-date from the event stream."""
+"""Prometheus exporter (extra ``prometheus``): ``instrument()`` registers a
+collector that reads every policy's counters at scrape time, as the series
+described in :mod:`resilient.metrics._export`. Nothing is done per call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import events
-from ._export import DEFAULT_BUCKETS, known_states, listener
+from ._export import (
+    DEFAULT_BUCKETS,
+    Reading,
+    check_buckets,
+    cumulative,
+    cutoffs,
+    series,
+)
 
 __all__ = ["instrument"]
+
+_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def _require() -> Any:
@@ -24,117 +34,149 @@ def _require() -> Any:
     return prometheus_client
 
 
-class _Sink:
-    def __init__(self, prom: Any, registry: Any, buckets: Sequence[float]) -> None:
-        self.registry = registry
-        # Created unregistered, then registered together: a failure leaves nothing behind.
-        self.metrics = [
-            prom.Gauge(
+class _Collector:
+    """A ``prometheus_client`` custom collector over a :class:`Reading`."""
+
+    def __init__(
+        self, prom: Any, reading: Reading, namespace: str, buckets: tuple[float, ...]
+    ) -> None:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+        from prometheus_client.utils import floatToGoString
+
+        self._gauge = GaugeMetricFamily
+        self._counter = CounterMetricFamily
+        self._histogram = HistogramMetricFamily
+        self._reading = reading
+        prefix = f"{namespace}_" if namespace else ""
+        self._names = {
+            name: name if name.startswith(prefix) else prefix + name
+            for name in (
                 "circuit_breaker_state",
-                "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), "
-                "2 half-open",
-                ["name"],
-                registry=None,
-            ),
-            prom.Counter(
-                "circuit_breaker_state_changes_total",
-                "Circuit breaker state transitions",
-                ["name", "from_state", "to_state"],
-                registry=None,
-            ),
-            prom.Counter(
-                "circuit_breaker_calls_total",
-                "Calls through a circuit breaker, by how the breaker counted them",
-                ["name", "result"],
-                registry=None,
-            ),
-            prom.Counter(
-                "retry_attempts_total",
-                "Retries (attempts after the first)",
-                ["name"],
-                registry=None,
-            ),
-            prom.Counter(
-                "timeout_operations_total", "Calls that timed out", ["name"], registry=None
-            ),
-            prom.Counter(
-                "bulkhead_executions_total",
-                "Calls through a bulkhead: success, failure or rejected",
-                ["name", "state"],
-                registry=None,
-            ),
-            prom.Histogram(
+                "circuit_breaker_state_changes",
+                "circuit_breaker_calls",
+                "retry_attempts",
+                "timeout_operations",
+                "bulkhead_executions",
+                "bulkhead_limit",
                 "resilient_operation_duration_seconds",
-                "Duration of each call of a protected function, retries included",
-                ["name"],
-                buckets=tuple(buckets),
-                registry=None,
-            ),
-        ]
-        (
-            self._state,
-            self._changes,
-            self._calls,
-            self._retries,
-            self._timeouts,
-            self._bulkhead,
-            self._duration,
-        ) = self.metrics
-        done = []
-        try:
-            for metric in self.metrics:
-                registry.register(metric)
-                done.append(metric)
-        except ValueError as exc:
-            for metric in done:
-                registry.unregister(metric)
-            raise ValueError(
-                "resilient's metrics are already in this Prometheus registry: call the "
-                f"function the first instrument() returned before instrumenting again ({exc})"
-            ) from exc
+            )
+        }
+        self._les = [floatToGoString(b) for b in buckets]  # type: ignore[no-untyped-call]
+        self._cuts = cutoffs(buckets)
 
-    def unregister(self) -> None:
-        for metric in self.metrics:
-            self.registry.unregister(metric)
+    def describe(self) -> list[Any]:
+        """The families, without samples: what the registry checks for clashes."""
+        return list(self._families(None))
 
-    def state(self, name: str, value: int) -> None:
-        self._state.labels(name).set(value)
+    def collect(self) -> Iterator[Any]:
+        return self._families(series(self._reading.read()))
 
-    def state_change(self, name: str, old: str, new: str) -> None:
-        self._changes.labels(name, old, new).inc()
-
-    def breaker_call(self, name: str, result: str) -> None:
-        self._calls.labels(name, result).inc()
-
-    def retry(self, name: str) -> None:
-        self._retries.labels(name).inc()
-
-    def timeout(self, name: str) -> None:
-        self._timeouts.labels(name).inc()
-
-    def bulkhead(self, name: str, state: str) -> None:
-        self._bulkhead.labels(name, state).inc()
-
-    def duration(self, name: str, seconds: float) -> None:
-        self._duration.labels(name).observe(seconds)
+    def _families(self, values: Any) -> Iterator[Any]:
+        n = self._names
+        state = self._gauge(
+            n["circuit_breaker_state"],
+            "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), "
+            "2 half-open",
+            labels=["name"],
+        )
+        changes = self._counter(
+            n["circuit_breaker_state_changes"],
+            "Circuit breaker state transitions",
+            labels=["name", "from_state", "to_state"],
+        )
+        calls = self._counter(
+            n["circuit_breaker_calls"],
+            "Calls through a circuit breaker, by how the breaker counted them",
+            labels=["name", "result"],
+        )
+        retries = self._counter(
+            n["retry_attempts"], "Retries (attempts after the first)", labels=["name"]
+        )
+        timeouts = self._counter(n["timeout_operations"], "Calls that timed out", labels=["name"])
+        bulkhead = self._counter(
+            n["bulkhead_executions"],
+            "Calls through a bulkhead: success, failure or rejected",
+            labels=["name", "state"],
+        )
+        limit = self._gauge(
+            n["bulkhead_limit"], "A bulkhead's limit of concurrent calls", labels=["name"]
+        )
+        duration = self._histogram(
+            n["resilient_operation_duration_seconds"],
+            "Duration of each call of a protected function, retries included",
+            labels=["name"],
+        )
+        if values is not None:
+            for name, value in values.states:
+                state.add_metric([name], value)
+            for name, old, new, count in values.changes:
+                changes.add_metric([name, old, new], count)
+            for name, result, count in values.breaker_calls:
+                calls.add_metric([name, result], count)
+            for name, count in values.retries:
+                retries.add_metric([name], count)
+            for name, count in values.timeouts:
+                timeouts.add_metric([name], count)
+            for name, outcome, count in values.bulkhead:
+                bulkhead.add_metric([name, outcome], count)
+            for name, value in values.limits:
+                limit.add_metric([name], value)
+            for name, counts in values.durations:
+                below = cumulative(counts.latency, self._cuts)
+                buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
+                duration.add_metric([name], buckets, counts.latency_sum)
+        yield from (state, changes, calls, retries, timeouts, bulkhead, limit, duration)
 
 
 def instrument(
-    registry: Any = None, *, buckets: Sequence[float] = DEFAULT_BUCKETS
+    registry: Any = None,
+    *,
+    namespace: str = "",
+    buckets: Sequence[float] = DEFAULT_BUCKETS,
 ) -> Callable[[], None]:
-    """Export every policy's events as Prometheus metrics.
+    """Export every policy's counters as Prometheus metrics, read at scrape time.
 
     ``registry`` is a ``prometheus_client.CollectorRegistry`` (default: the
-    global ``prometheus_client.REGISTRY``); ``buckets`` are the duration
-    histogram's upper bounds in seconds. Returns a function that stops
-    exporting and removes the metrics from ``registry``.
+    global ``prometheus_client.REGISTRY``). ``namespace`` prefixes every
+    series not already starting with it (``namespace="resilient"`` gives
+    ``resilient_circuit_breaker_state`` and leaves
+    ``resilient_operation_duration_seconds`` as it is).
+
+    ``buckets`` are the duration histogram's upper bounds in seconds. Its
+    counts come from the fixed internal buckets of ``resilient._stats``:
+    each bound counts the requests of the internal buckets whose upper bound
+    is at or below it. The default bounds are internal bounds too, so they
+    are exact; another bound may leave out durations just below it (those
+    sharing an internal bucket with it, at most ``2 *
+    resilient._stats.RELATIVE_ERROR`` of the bound away). ``_sum`` and
+    ``_count`` are exact.
+
+    Counts start from zero at ``instrument()``; what a policy counted is
+    kept after the policy is collected. Breaker states and bulkhead limits
+    are read live. Returns a function that stops exporting and removes the
+    metrics from ``registry``; instrumenting a registry twice is a
+    ``ValueError``.
     """
     prom = _require()
-    sink = _Sink(prom, registry if registry is not None else prom.REGISTRY, buckets)
-    states = known_states()
-    for name, value in states.items():
-        sink.state(name, value)
-    unsubscribe = events.subscribe(listener(sink, states))
+    if not isinstance(namespace, str) or (namespace and not _NAMESPACE.fullmatch(namespace)):
+        raise ValueError(f"namespace must be a Prometheus name (or ''), got {namespace!r}")
+    bounds = check_buckets(buckets)
+    target = registry if registry is not None else prom.REGISTRY
+    reading = Reading()
+    collector = _Collector(prom, reading, namespace, bounds)
+    try:
+        target.register(collector)
+    except ValueError as exc:
+        reading.close()
+        raise ValueError(
+            "resilient's metrics are already in this Prometheus registry: call the "
+            f"function the first instrument() returned before instrumenting again ({exc})"
+        ) from exc
+    unsubscribe = events.GLOBAL.subscribe(reading)
     done = False
 
     def uninstrument() -> None:
@@ -142,6 +184,7 @@ def instrument(
         if not done:
             done = True
             unsubscribe()
-            sink.unregister()
+            reading.close()
+            target.unregister(collector)
 
     return uninstrument

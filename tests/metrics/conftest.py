@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import pytest
-from _support import Repeat
+import gc
 
 
-@pytest.fixture
-def repeat() -> type[Repeat]:
-    return Repeat
+def pytest_runtest_setup() -> None:
+    # Policies of earlier tests, not collected yet, would still be read (a
+    # breaker left open under a name a test reuses, say).
+    gc.collect()
