@@ -257,7 +257,7 @@ def test_a_collector_on_one_policy_costs_the_others_nothing() -> None:
         assert not events.GLOBAL.metered
         assert other._own_gate.level == events.NONE
         assert other._block_request().gate.level == events.NONE
-        assert mine._block_request.gate.level == events.METERED
+        assert mine._block_request().gate.level == events.METERED
         assert not mine._listeners.events  # a reader builds no events
         for _ in range(10):
             mine.call(lambda: None)
@@ -267,7 +267,7 @@ def test_a_collector_on_one_policy_costs_the_others_nothing() -> None:
         assert sum(mine._stats_for("mine").latency) == 10
     finally:
         unsubscribe()
-    assert mine._block_request.gate.level == events.NONE
+    assert mine._block_request().gate.level == events.NONE
 
 
 def test_counts_are_exact_under_threads(collector: MetricsCollector) -> None:
