@@ -86,7 +86,8 @@ class Layer(Owner, Protocol):
     the call itself.
     """
 
-    _own_gate: Gate
+    @property
+    def _own_gate(self) -> Gate: ...
 
     def _wrap_sync(
         self, fn: Callable[..., Any], name: str, entry: Request | None = None

@@ -34,6 +34,7 @@ class PolicyBase:
     _kind: ClassVar[str]
     _own_gate: events.Gate = NEVER
     _stats_table: dict[str, Stats] | None = None
+    _own_stats: Stats | None = None
     _last: tuple[Any, Callable[..., Any]] | None = None
     _alast: tuple[Any, Callable[..., Any]] | None = None
 
@@ -44,12 +45,19 @@ class PolicyBase:
 
     def _stats_for(self, name: str) -> Stats:
         """The counters this policy keeps under ``name``."""
+        own = self._own_stats
+        if own is not None and own.name == name:
+            return own
         table = self._stats_table
-        if table is None:
-            table = self._stats_table = {}
-        stats = table.get(name)
+        stats = table.get(name) if table is not None else None
         if stats is None:
-            stats = table[name] = _stats.stats_for(name, self._kind, self._listeners)
+            stats = _stats.stats_for(name, self._kind, self._listeners)
+            if own is None and name == getattr(self, "name", None):
+                self._own_stats = stats  # the usual case: no table
+            else:
+                if table is None:
+                    table = self._stats_table = {}
+                table[name] = stats
             self._init_stats(stats)
         return stats
 

@@ -84,6 +84,7 @@ def bucket(duration: float, _bounds: tuple[float, ...] = BOUNDS) -> int:
 
 
 _NO_LATENCY: list[int] = []  # shared, never written: see Stats.ensure_latency
+_NO_CHANGES: dict[tuple[str, str], int] = {}  # shared, never written: see Stats.changed
 
 
 class Stats:
@@ -137,12 +138,19 @@ class Stats:
         self.retries = self.rate_limited = self.exhausted = 0
         self.timeouts = self.fallbacks = 0
         self.succeeded = self.failed = self.rejected = 0
-        self.changes: dict[tuple[str, str], int] = {}
+        self.changes: dict[tuple[str, str], int] = _NO_CHANGES  # made on the first
         self.refresh: Callable[[], object] | None = None
         self.gauges: Callable[[], dict[str, float | str] | None] | None = None
 
     def __repr__(self) -> str:
         return f"<Stats {self.kind} {self.name!r}>"
+
+    def changed(self, old: str, new: str) -> None:
+        """A transition from state ``old`` to ``new``."""
+        changes = self.changes
+        if changes is _NO_CHANGES:
+            changes = self.changes = {}
+        changes[old, new] = changes.get((old, new), 0) + 1
 
     def ensure_latency(self) -> list[int]:
         """The latency histogram, made on first use (one per Stats, for good)."""
@@ -156,6 +164,12 @@ class Stats:
             readers = list(_READERS)
         except Exception:  # pragma: no cover - interpreter shutdown
             return
+        refresh = self.refresh
+        if readers and refresh is not None:
+            try:
+                refresh()  # counts kept elsewhere (a breaker's lock-free successes)
+            except Exception:  # pragma: no cover - a dying policy must not break collection
+                log.exception("resilient: could not fold the last counts of %r", self)
         for reader in readers:
             try:
                 reader._retired(self)
@@ -169,19 +183,26 @@ class Stats:
         self.latency_sum += duration
 
 
+class _Weakly:
+    """A bound method called through a weak reference to its object."""
+
+    __slots__ = ("func", "ref")
+
+    def __init__(self, method: Callable[[], T]) -> None:
+        self.ref = weakref.ref(method.__self__)  # type: ignore[attr-defined]
+        self.func = method.__func__  # type: ignore[attr-defined]
+
+    def __call__(self) -> Any:
+        obj = self.ref()
+        return None if obj is None else self.func(obj)
+
+
 def weakly(method: Callable[[], T]) -> Callable[[], T | None]:
     """``method`` (bound) called through a weak reference, so counters that
     point back at their policy do not keep it alive."""
-    ref = weakref.WeakMethod(method)
-
-    def call() -> T | None:
-        bound = ref()
-        return None if bound is None else bound()
-
-    return call
+    return _Weakly(method)
 
 
-_ALL: weakref.WeakSet[Stats] = weakref.WeakSet()
 # Readers told of each Stats about to be collected (see keep_counts).
 _READERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -199,13 +220,19 @@ def keep_counts(reader: Any) -> Callable[[], None]:
 def stats_for(name: str, kind: str, scope: ListenerSet) -> Stats:
     """New counters for ``name``, findable by readers of ``scope``."""
     stats = Stats(name, kind, scope)
-    _ALL.add(stats)
+    scope._stats = (*scope._stats, weakref.ref(stats))
     return stats
 
 
 def within(scope: ListenerSet) -> list[Stats]:
     """The live counters of every policy inside ``scope``."""
-    return [s for s in list(_ALL) if s.scope.within(scope)]
+    found = []
+    for inside in scope.descendants():
+        for ref in inside._stats:
+            stats = ref()
+            if stats is not None:
+                found.append(stats)
+    return found
 
 
 def quantile(counts: list[int], q: float) -> float:

@@ -124,11 +124,20 @@ class Bulkhead(PolicyBase):
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._own_gate = events.Gate(None, (self._listeners,))
+        self._gate: events.Gate | None = None  # see _own_gate
         self._interrupted = 0  # calls that ended by cancellation or interrupt
         self._block: Request | None = None  # the request of `with` blocks, made on first use
         self._stats_for(name)  # readers see it (its state) from the start
         self._blocks: BlockStack[_Held] = BlockStack(f"resilient_bh_{name}")
+
+    @property
+    def _own_gate(self) -> events.Gate:  # type: ignore[override]
+        """The gate on this policy's own listeners (its per-call events),
+        made when a chain first needs it."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = events.Gate(None, (self._listeners,))
+        return gate
 
     def _block_request(self) -> Request:
         block = self._block

@@ -31,7 +31,7 @@ from ._breaker_core import (
 from ._compose import is_async_callable, watching
 from ._policy import PolicyBase
 from ._requests import Request
-from ._stats import BOUNDS, weakly
+from ._stats import BOUNDS
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import METERED
 from .timeout import Timeout
@@ -121,7 +121,7 @@ class CircuitBreaker(PolicyBase):
         self._announcing = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The per-call events of the breaker itself (the policy level).
-        self._own_gate = events.Gate(None, (self._listeners,))
+        self._gate: events.Gate | None = None  # see _own_gate
         self._block: Request | None = None  # the request of `with` blocks, made on first use
         self._stats_for(name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
@@ -131,28 +131,14 @@ class CircuitBreaker(PolicyBase):
         self._blocks: BlockStack[_Entry] = BlockStack(f"resilient_cb_{name}")
 
     def _init_stats(self, stats: Stats) -> None:
-        self._ticks_core: BreakerCore | None = None
-        self._ticks_seen = 0
-        stats.refresh = weakly(self._fold_ticks)
-        stats.gauges = weakly(self._gauges)
-
-    def _gauges(self) -> dict[str, float | str]:
-        return {"state": self.state.value}
-
-    def _fold_ticks(self) -> None:
-        """Add the successes counted without the lock to the counters."""
-        with self._lock:
-            core = self._core
-            core.flush(_clock.monotonic())
-            if core is not self._ticks_core:
-                self._ticks_core, self._ticks_seen = core, 0
-            new = core.ticked - self._ticks_seen
-            self._ticks_seen = core.ticked
-        self._stats_for(self.name).succeeded += new
+        self._ticks = _Ticks(self._lock, stats)
+        stats.refresh = self._ticks
+        stats.gauges = self._ticks.gauges
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self.config = cfg
         self._core = BreakerCore(cfg)
+        self._ticks.core = self._core
         # The clock is read per call only when something needs a duration.
         self._timed = cfg.slow_call_duration is not None or cfg.window_duration is not None
         self._slow_after = (
@@ -209,8 +195,17 @@ class CircuitBreaker(PolicyBase):
                     self._configure(saved.config)
                 core = saved.core
             # Only the core: a shared breaker stays attached to its storage.
-            self._core = core
+            self._core = self._ticks.core = core
         return previous
+
+    @property
+    def _own_gate(self) -> events.Gate:  # type: ignore[override]
+        """The gate on this policy's own listeners (its per-call events),
+        made when a chain first needs it."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = events.Gate(None, (self._listeners,))
+        return gate
 
     def _block_request(self) -> Request:
         block = self._block
@@ -367,9 +362,7 @@ class CircuitBreaker(PolicyBase):
             new.value,
             extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
         )
-        changes = self._stats_for(self.name).changes
-        key = (old.value, new.value)
-        changes[key] = changes.get(key, 0) + 1
+        self._stats_for(self.name).changed(old.value, new.value)
         if self._listeners.events:
             self._listeners.new(events.StateChanged, self.name, self._kind, old.value, new.value)
 
@@ -744,6 +737,45 @@ class CircuitBreaker(PolicyBase):
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+class _Ticks:
+    """Adds a breaker's lock-free successes to its counters (its ``refresh``).
+
+    Holds the breaker's lock and current core, not the breaker: a breaker
+    dropped by everyone still has its last successes counted when its
+    counters are handed to the readers that keep them.
+    """
+
+    __slots__ = ("core", "lock", "seen", "seen_core", "stats")
+
+    def __init__(self, lock: threading.Lock, stats: Stats) -> None:
+        self.lock = lock
+        self.stats = stats
+        self.core: BreakerCore | None = None
+        self.seen_core: BreakerCore | None = None
+        self.seen = 0
+
+    def __call__(self) -> None:
+        with self.lock:
+            core = self.core
+            if core is None:
+                return
+            core.flush(_clock.monotonic())
+            if core is not self.seen_core:
+                self.seen_core, self.seen = core, 0
+            new = core.ticked - self.seen
+            self.seen = core.ticked
+        self.stats.succeeded += new
+
+    def gauges(self) -> dict[str, float | str] | None:
+        """The breaker's state now (a transition it implies is announced by
+        the breaker's next call)."""
+        core = self.core
+        if core is None:
+            return None
+        with self.lock:
+            return {"state": core.current(_clock.monotonic()).value}
 
 
 class _ResultCountedAsFailure(Exception):

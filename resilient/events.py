@@ -301,7 +301,7 @@ class Gate:
         self.level = NONE
         with _subscribe_lock:
             for scope in {*inner, *((entry,) if entry is not None else ())}:
-                scope._gates.add(self)
+                scope._gates = _add_ref(scope._gates, self)
             self.refresh()
 
     def refresh(self) -> None:
@@ -322,6 +322,7 @@ class ListenerSet:
         "__weakref__",
         "_children",
         "_gates",
+        "_stats",
         "events",
         "listeners",
         "metered",
@@ -335,21 +336,36 @@ class ListenerSet:
         self.parent = parent
         self.events = False
         self.metered = False
-        self._children: weakref.WeakSet[ListenerSet] = weakref.WeakSet()
-        self._gates: weakref.WeakSet[Gate] = weakref.WeakSet()
+        # Weak references, pruned as they die: a policy's scope must stay small.
+        self._children: tuple[weakref.ref[ListenerSet], ...] = ()
+        self._gates: tuple[weakref.ref[Gate], ...] = ()
+        self._stats: tuple[weakref.ref[Any], ...] = ()  # the counters kept in this scope
         with _subscribe_lock:
             if parent is not None:
-                parent._children.add(self)
+                parent._children = _add_ref(parent._children, self)
             self._refresh()
 
     def _refresh(self) -> None:
         parent = self.parent
         self.events = bool(self.listeners) or (parent is not None and parent.events)
         self.metered = bool(self.readers) or self.events or (parent is not None and parent.metered)
-        for gate in list(self._gates):
-            gate.refresh()
-        for child in list(self._children):
-            child._refresh()
+        for gate_ref in self._gates:
+            gate = gate_ref()
+            if gate is not None:
+                gate.refresh()
+        for child_ref in self._children:
+            child = child_ref()
+            if child is not None:
+                child._refresh()
+
+    def descendants(self) -> list[ListenerSet]:
+        """This scope and every live scope inside it."""
+        found = [self]
+        for child_ref in self._children:
+            child = child_ref()
+            if child is not None:
+                found.extend(child.descendants())
+        return found
 
     def within(self, scope: ListenerSet) -> bool:
         """Whether this scope is ``scope`` or inside it."""
@@ -437,6 +453,17 @@ class ListenerSet:
                 ),
             )
         )
+
+
+_Ref = TypeVar("_Ref")
+
+
+def _add_ref(refs: tuple[weakref.ref[_Ref], ...], item: _Ref) -> tuple[weakref.ref[_Ref], ...]:
+    """``refs`` plus a weak reference to ``item``, without the dead ones once
+    they could be half of it (immutable: readers iterate the old one)."""
+    if len(refs) >= 8 and (len(refs) & (len(refs) - 1)) == 0:
+        refs = tuple(r for r in refs if r() is not None)
+    return (*refs, weakref.ref(item))
 
 
 def _deliver(listeners: tuple[Listener, ...], event: Event) -> None:

@@ -178,11 +178,6 @@ def test_what_a_collected_policy_counted_stays(
     assert before == samples(registry)[("retry_attempts_total", ("name", "gone"))] == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a breaker's lock-free successes are folded into its counters only when read "
-    "(Stats.refresh holds the breaker weakly): those since the last read go with it",
-)
 def test_a_collected_breaker_keeps_its_lock_free_successes(
     registry: prometheus_client.CollectorRegistry,
 ) -> None:
