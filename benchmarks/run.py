@@ -1,14 +1,14 @@
-"""Run the benchmarks: ``python -m benchmarks`` (about 6 minutes) or
+"""Run the benchmarks: ``python -m benchmarks`` (about 7 minutes) or
 ``python -m benchmarks --fast`` (under a minute, rough).
 
-Every case runs in pyperf worker processes, one process per case and value,
-so what one case subscribes never reaches another; the parent (which builds
-every case once to calibrate its loops) and ``--check`` (one process) undo
-each case's process-wide subscriptions before building the next. ``--only``
-also runs the cases an observed case is compared with. The parent writes
+Every case runs in pyperf worker processes of its own, so what one case
+subscribes never reaches another; the parent (which builds every case once
+to calibrate its loops) and ``--check`` (one process for all) undo each
+case's process-wide subscriptions before building the next. The parent writes
 ``benchmarks/results/results.md`` and the charts, and after a full run of
 every case refreshes the Performance section of the README. Options:
-``--only TEXT`` runs the cases whose name contains TEXT; ``--check`` runs
+``--only TEXT`` runs the cases whose name contains TEXT (and those an
+observed one among them is compared with); ``--check`` runs
 each case a few times in this process, without pyperf (a smoke test);
 ``--out DIR`` writes the results elsewhere; pyperf's own options apply too.
 """
@@ -165,7 +165,11 @@ def update_readme(results: str, readme: Path = README) -> bool:
 
 def _options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name has TEXT")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="run only the cases whose name has TEXT (and what they are compared with)",
+    )
     parser.add_argument(
         "--out",
         metavar="DIR",
