@@ -540,7 +540,8 @@ def _observed_by_metrics(make: Callable[[], Callable[..., Any]], name: str) -> A
     on_release(prometheus.instrument(registry))
     on_release(otel.instrument(MeterProvider()))
     _call_once(call)
-    # Both readers must see the call: else the case would time nobody watching.
+    # Else the case would time nobody watching (the meter provider has no
+    # reader to ask: the collector and the Prometheus registry are asked).
     if collector.statistics.by_name.get(name) is None:
         raise AssertionError(f"the MetricsCollector did not count {name!r}")
     labelled = {
@@ -585,9 +586,12 @@ def _listened_breaker() -> tuple[Callable[[int], Any], int]:
     return call, delivered
 
 
+EVENTS_PER_CALL = "events per call"
+
+
 def events_per_call() -> dict[str, float]:
     """Events one call through a closed breaker delivers to its listener."""
-    return {"events per call": float(_listened_breaker()[1])}
+    return {EVENTS_PER_CALL: float(_listened_breaker()[1])}
 
 
 EXPORTERS = ("prometheus_client", "opentelemetry.sdk.metrics")

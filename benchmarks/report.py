@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cases import Case
+from .cases import EVENTS_PER_CALL, Case
 from .svg import Bar, bar_chart
 
 __all__ = ["Target", "TARGETS", "machine", "write"]
@@ -20,7 +20,7 @@ RAISE = "floor: raise+catch"
 METRICS = "observed by metrics"
 ELSEWHERE = "observed elsewhere"
 PER_CALL = "observed per call"
-PER_EVENT = "events per call"  # the key of Case.extra's count
+PER_EVENT = EVENTS_PER_CALL  # the per-call case's extra: events one call delivers
 
 Times = dict[str, float]  # case name -> seconds per call
 
