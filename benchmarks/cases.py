@@ -7,21 +7,31 @@ function is ``work(x) -> x``; rejection cases call a function that would
 raise ``ValueError`` if the breaker let it run. Configurations match across
 libraries: breakers open after 5 consecutive failures and wait 30 s; retries
 make 3 attempts with a 1 s exponential backoff; bulkheads admit 10.
+
+An observed case (``observer`` set) is one of these calls while something
+watches it; it is compared with the same call unobserved (its
+``baseline``), measured in the same run. A ``make`` that changes the whole
+process (a process-wide subscription) registers its undoing with
+``on_release``; a runner that builds more than one case in a process calls
+``release()`` after each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
+import importlib.machinery
 import importlib.util
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CASES", "Case", "available"]
+__all__ = ["CASES", "Case", "available", "on_release", "release"]
 
 FAILURES = 5  # consecutive failures that open a breaker
 RECOVERY = 30.0  # seconds an open breaker waits
@@ -45,10 +55,26 @@ class Case:
     rejects: str | None = None  # class name of the error every call raises
     threads: int = 0
     param: float | None = None  # the x of a scaling series
+    observer: str | None = None  # who watches the call ("by metrics", ...)
+    requires: tuple[str, ...] = ()  # further modules that must be importable
+    also: tuple[str, ...] = ()  # further cases its targets compare it with
+    # Numbers the report needs besides the timings, computed by the parent.
+    extra: Callable[[], dict[str, float]] | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.mode} {self.job}: {self.lib}"
+        watched = f", observed {self.observer}" if self.observer else ""
+        return f"{self.mode} {self.job}{watched}: {self.lib}"
+
+    @property
+    def baseline(self) -> str | None:
+        """The same call with nobody watching (for an observed case)."""
+        return f"{self.mode} {self.job}: {self.lib}" if self.observer else None
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """The cases to measure in the same run as this one."""
+        return (*((self.baseline,) if self.baseline else ()), *self.also)
 
 
 CASES: list[Case] = []
@@ -64,8 +90,9 @@ def case(mode: str, job: str, lib: str, **kw: Any) -> Callable[[Callable[[], Any
 
 def available(c: Case) -> str | None:
     """Why ``c`` cannot run here, or ``None`` when it can."""
-    if c.peer is not None and importlib.util.find_spec(c.peer) is None:
-        return f"{c.peer} is not installed"
+    missing = [m for m in (*((c.peer,) if c.peer else ()), *c.requires) if not installed(m)]
+    if missing:
+        return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
     if c.features:
         import resilient
 
@@ -73,6 +100,37 @@ def available(c: Case) -> str | None:
         if missing:
             return f"resilient has no {', '.join(missing)} yet"
     return None
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it nor its
+    parent packages (a worker imports only what it measures)."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        return False
+    places = [Path(p) for p in spec.submodule_search_locations or ()]
+    for depth, part in enumerate(rest, 1):
+        found = [p / part for p in places if (p / part).is_dir()]
+        if not found and depth == len(rest):  # a module, not a package
+            suffixes = importlib.machinery.all_suffixes()
+            return any((p / f"{part}{s}").is_file() for p in places for s in suffixes)
+        places = found
+    return bool(places) or not rest
+
+
+_undo: list[Callable[[], None]] = []
+
+
+def on_release(undo: Callable[[], None]) -> None:
+    """Have ``release()`` call ``undo`` (last registered, first called)."""
+    _undo.append(undo)
+
+
+def release() -> None:
+    """Undo what the cases built so far did to the whole process."""
+    while _undo:
+        _undo.pop()()
 
 
 # -- the protected functions ---------------------------------------------------
@@ -452,6 +510,166 @@ for _job, _lib, _module, _decorate, _modes in _JOBS:
     for _mode, _fn in (("sync", work), ("async", awork)):
         if _modes in ("both", _mode):
             case(_mode, _job, _lib, peer=_module)(functools.partial(_decorate, _fn))
+
+
+# -- observed: the same calls while something watches them ------------------------
+
+
+def _call_once(call: Callable[[int], Any]) -> Any:
+    from .timing import event_loop
+
+    made = call(1)
+    return event_loop().run_until_complete(made) if asyncio.iscoroutine(made) else made
+
+
+def _observed_by_metrics(make: Callable[[], Callable[..., Any]], name: str) -> Any:
+    """``make()``'s call, with a ``MetricsCollector``, the Prometheus exporter
+    and the OpenTelemetry exporter subscribed process-wide (after the
+    decoration, as an application instruments at start-up what its imports
+    decorated)."""
+    import prometheus_client
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    import resilient
+    from resilient.metrics import MetricsCollector, otel, prometheus
+
+    call = make()
+    collector = MetricsCollector()
+    registry = prometheus_client.CollectorRegistry()
+    on_release(resilient.subscribe(collector))
+    on_release(prometheus.instrument(registry))
+    on_release(otel.instrument(MeterProvider()))
+    _call_once(call)
+    # Else the case would time nobody watching (the meter provider has no
+    # reader to ask: the collector and the Prometheus registry are asked).
+    if collector.statistics.by_name.get(name) is None:
+        raise AssertionError(f"the MetricsCollector did not count {name!r}")
+    labelled = {
+        sample.labels.get("name") for metric in registry.collect() for sample in metric.samples
+    }
+    if name not in labelled:
+        raise AssertionError(f"the Prometheus exporter has no series for {name!r}")
+    return call
+
+
+def _listener_elsewhere(make: Callable[[], Callable[..., Any]]) -> Any:
+    """``make()``'s call, while a listener watches an unrelated breaker."""
+    from resilient import CircuitBreaker
+
+    call = make()
+    elsewhere = CircuitBreaker("elsewhere")
+    unsubscribe = elsewhere.subscribe(lambda event: None)
+
+    def undo(keep: object = elsewhere) -> None:  # keeps the breaker, and its listener
+        unsubscribe()
+
+    on_release(undo)
+    return call
+
+
+def _listened_breaker() -> tuple[Callable[[int], Any], int]:
+    """A closed breaker with a cheap listener of its own (a bounded deque's
+    ``append``), and how many events one call delivers to it."""
+    from resilient import with_circuit_breaker
+
+    breaker = _breaker("cb")
+    call = with_circuit_breaker(breaker)(work)
+    seen: collections.deque[object] = collections.deque(maxlen=64)
+    breaker.subscribe(seen.append)
+    call(1)  # the first call may deliver more (a first state, ...): not counted
+    seen.clear()
+    call(1)
+    delivered = len(seen)
+    seen.clear()
+    if not delivered:
+        raise AssertionError("a listener on the breaker received no event")
+    return call, delivered
+
+
+EVENTS_PER_CALL = "events per call"
+
+
+def events_per_call() -> dict[str, float]:
+    """Events one call through a closed breaker delivers to its listener."""
+    return {EVENTS_PER_CALL: float(_listened_breaker()[1])}
+
+
+EXPORTERS = ("prometheus_client", "opentelemetry.sdk.metrics")
+
+for _mode, _fn in (("sync", work), ("async", awork)):
+    _stack = functools.partial(_with_stack, _fn, f"bench-stack-{_mode}")
+    if _mode == "sync":
+        case(_mode, "circuit breaker", "resilient", observer="by metrics", requires=EXPORTERS)(
+            functools.partial(
+                _observed_by_metrics, functools.partial(_with_breaker, _fn, "cb"), "cb"
+            )
+        )
+    case(
+        _mode,
+        "stack",
+        "resilient",
+        observer="by metrics",
+        requires=EXPORTERS,
+        features=STACK,
+        also=("sync retry: tenacity",) if _mode == "sync" else (),
+    )(functools.partial(_observed_by_metrics, _stack, f"bench-stack-{_mode}"))
+
+case("sync", "circuit breaker", "resilient", observer="elsewhere")(
+    functools.partial(_listener_elsewhere, functools.partial(_with_breaker, work, "cb"))
+)
+case("sync", "stack", "resilient", observer="elsewhere", features=STACK)(
+    functools.partial(_listener_elsewhere, functools.partial(_with_stack, work, "bench-stack-sync"))
+)
+case("sync", "circuit breaker", "resilient", observer="per call", extra=events_per_call)(
+    lambda: _listened_breaker()[0]
+)
+
+
+def _stamina_prometheus(fn: Callable[..., Any]) -> Any:
+    """stamina with its Prometheus hook (``stamina_retries_total``) active."""
+    from stamina import instrumentation
+
+    instrumentation.set_on_retry_hooks([instrumentation.PrometheusOnRetryHook])
+    on_release(lambda: instrumentation.set_on_retry_hooks(None))
+    instrumentation.get_on_retry_hooks()  # the hook's counter is made now
+    if instrumentation.get_prometheus_counter() is None:
+        raise AssertionError("stamina's Prometheus counter is not active")
+    return _stamina(fn)
+
+
+def _pybreaker_listened(fn: Callable[..., Any]) -> Any:
+    """pybreaker with a ``CircuitBreakerListener`` recording every call."""
+    import pybreaker
+
+    seen: collections.deque[object] = collections.deque(maxlen=64)
+
+    class Recorder(pybreaker.CircuitBreakerListener):
+        def before_call(self, cb: Any, func: Any, *args: Any, **kwargs: Any) -> None:
+            seen.append(func)
+
+        def success(self, cb: Any) -> None:
+            seen.append(cb)
+
+        def failure(self, cb: Any, exc: BaseException) -> None:
+            seen.append(exc)
+
+    breaker = pybreaker.CircuitBreaker(
+        fail_max=FAILURES, reset_timeout=RECOVERY, listeners=[Recorder()]
+    )
+    return breaker(fn)
+
+
+case(
+    "sync",
+    "retry",
+    "stamina",
+    observer="by Prometheus",
+    peer="stamina",
+    requires=("prometheus_client",),
+)(functools.partial(_stamina_prometheus, work))
+case("sync", "circuit breaker", "pybreaker", observer="by a listener", peer="pybreaker")(
+    functools.partial(_pybreaker_listened, work)
+)
 
 
 # -- threads: two threads through one breaker against one --------------------------

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cases import Case
+from .cases import EVENTS_PER_CALL, Case
 from .svg import Bar, bar_chart
 
 __all__ = ["Target", "TARGETS", "machine", "write"]
@@ -17,6 +17,10 @@ __all__ = ["Target", "TARGETS", "machine", "write"]
 WRAPS = "floor: functools.wraps"
 BARE = "floor: bare call"
 RAISE = "floor: raise+catch"
+METRICS = "observed by metrics"
+ELSEWHERE = "observed elsewhere"
+PER_CALL = "observed per call"
+PER_EVENT = EVENTS_PER_CALL  # the per-call case's extra: events one call delivers
 
 Times = dict[str, float]  # case name -> seconds per call
 
@@ -58,6 +62,17 @@ def _spread(mode: str, job: str, cases: Sequence[Case]) -> Callable[..., float |
 
 def _extra(key: str) -> Callable[[Times, dict[str, float]], float | None]:
     return lambda times, extra: extra.get(key)
+
+
+def _per_event(listened: str, bare: str, key: str) -> Callable[..., float | None]:
+    """Microseconds a listener adds per event it receives: ``listened`` minus
+    ``bare``, divided by the events one call delivers (``extra[key]``)."""
+
+    def measure(times: Times, extra: dict[str, float]) -> float | None:
+        a, b, n = times.get(listened), times.get(bare), extra.get(key)
+        return (a - b) / n * 1e6 if a is not None and b is not None and n else None
+
+    return measure
 
 
 def targets(cases: Sequence[Case]) -> list[Target]:
@@ -148,6 +163,50 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             False,
             _ratio(f"threads {cb}: resilient, 1 thread", f"threads {cb}: resilient, 2 threads"),
         ),
+        # Watching costs nothing: the same calls observed, in the same run.
+        Target(
+            "closed breaker (sync): observed by metrics / unobserved",
+            2.0,
+            True,
+            _ratio(f"sync {cb}, {METRICS}: resilient", f"sync {cb}: resilient"),
+        ),
+        Target(
+            "full stack (sync): observed by metrics / unobserved",
+            1.5,
+            True,
+            _ratio(f"sync stack, {METRICS}: resilient", "sync stack: resilient"),
+        ),
+        Target(
+            "full stack (async): observed by metrics / unobserved",
+            1.5,
+            True,
+            _ratio(f"async stack, {METRICS}: resilient", "async stack: resilient"),
+        ),
+        Target(
+            "tenacity retry / resilient full stack (sync) observed by metrics",
+            10.0,
+            False,
+            _ratio("sync retry: tenacity", f"sync stack, {METRICS}: resilient"),
+        ),
+        Target(
+            "closed breaker (sync): a listener on another policy / none",
+            1.1,
+            True,
+            _ratio(f"sync {cb}, {ELSEWHERE}: resilient", f"sync {cb}: resilient"),
+        ),
+        Target(
+            "full stack (sync): a listener on another policy / none",
+            1.1,
+            True,
+            _ratio(f"sync stack, {ELSEWHERE}: resilient", "sync stack: resilient"),
+        ),
+        Target(
+            "a listener on the breaker (sync): cost per event delivered",
+            1.5,
+            True,
+            _per_event(f"sync {cb}, {PER_CALL}: resilient", f"sync {cb}: resilient", PER_EVENT),
+            " µs",
+        ),
     ]
 
 
@@ -204,7 +263,11 @@ _JOB_TITLE = {
 
 
 def _rows(cases: Sequence[Case], times: Times, mode: str, job: str) -> list[Case]:
-    found = [c for c in cases if c.mode == mode and c.job == job and c.name in times]
+    found = [
+        c
+        for c in cases
+        if c.mode == mode and c.job == job and c.observer is None and c.name in times
+    ]
 
     def order(c: Case) -> tuple[int, float]:
         rank = 0 if c.lib.startswith("floor") else 1 if c.lib.startswith("resilient") else 2
@@ -237,6 +300,37 @@ def overhead_table(cases: Sequence[Case], times: Times) -> list[str]:
                 lines.append(
                     f"| {mode} {_JOB_TITLE[job]} | {lib} | {_ns(t)} | {over} | {xf} | {xr} |"
                 )
+    return lines
+
+
+OBSERVERS = {
+    "by metrics": "a `MetricsCollector`, the Prometheus exporter and the OpenTelemetry"
+    " exporter, subscribed process-wide",
+    "elsewhere": "a no-op listener on another breaker",
+    "per call": "a listener of its own, appending each event to a bounded deque",
+    "by Prometheus": "its `PrometheusOnRetryHook` active (it runs when a retry is scheduled)",
+    "by a listener": "a `CircuitBreakerListener` recording each call and success",
+}
+
+
+def observed_table(cases: Sequence[Case], times: Times) -> list[str]:
+    """Each observed case next to the same call unobserved, measured in the same run."""
+    observed = [c for c in cases if c.observer and c.name in times]
+    if not observed:
+        return []
+    lines = [
+        "| job | library | watched by | ns per call | unobserved, ns | x unobserved |",
+        "|---|---|---|--:|--:|--:|",
+    ]
+    for c in sorted(observed, key=lambda c: (c.mode, _JOB_ORDER.index(c.job), c.lib)):
+        t = times[c.name]
+        base = times.get(c.baseline or "")
+        lib = f"**{c.lib}**" if c.lib.startswith("resilient") else c.lib
+        watcher = OBSERVERS.get(c.observer or "", c.observer)
+        lines.append(
+            f"| {c.mode} {_JOB_TITLE[c.job]} | {lib} | {watcher} | {_ns(t)} "
+            f"| {_ns(base) if base else ''} | {_times_x(t / base) if base else ''} |"
+        )
     return lines
 
 
@@ -275,12 +369,12 @@ def target_table(cases: Sequence[Case], times: Times, extra: dict[str, float]) -
     for target in targets(cases):
         value, ok = target.check(times, extra)
         goal = ("≤ " if target.at_most else "≥ ") + (
-            f"{target.limit:,.0f}{target.unit}" if target.unit != "x" else f"{target.limit:g}x"
+            f"{target.limit:g}{target.unit}" if target.unit != " B" else f"{target.limit:,.0f} B"
         )
         if value is None:
             shown, verdict = "not measured", ""
         else:
-            shown = f"{value:,.0f}{target.unit}" if target.unit != "x" else f"{value:.2f}x"
+            shown = f"{value:,.0f} B" if target.unit == " B" else f"{value:.2f}{target.unit}"
             if ok:
                 verdict = "met"
             else:
@@ -329,15 +423,28 @@ def write(
     skipped: dict[str, str],
     memory: Sequence[tuple[str, float | None]],
     meta: dict[str, str],
+    extra: dict[str, float] | None = None,
 ) -> str:
-    """Write results.md and the charts into ``out``; return the markdown."""
+    """Write results.md and the charts into ``out``; return the markdown.
+    ``extra``: what targets read besides the timings (``Case.extra``)."""
     out.mkdir(parents=True, exist_ok=True)
-    extra = {}
+    extra = dict(extra or {})
     ours = [b for label, b in memory if label.startswith("resilient") and b is not None]
     if ours:
         extra["memory"] = max(ours)
     (out / "overhead.svg").write_text(overhead_chart(cases, times))
     (out / "windows.svg").write_text(scaling_chart(cases, times))
+    observed = observed_table(cases, times)
+    if observed:
+        observed = [
+            "## Observed",
+            "",
+            "The same calls while something watches them, measured in the same run;",
+            "x unobserved divides by the call with nobody watching.",
+            "",
+            *observed,
+            "",
+        ]
     lines = [
         "# Benchmark results",
         "",
@@ -357,6 +464,7 @@ def write(
         "",
         *overhead_table(cases, times),
         "",
+        *observed,
         "## Scaling",
         "",
         "![cost per call against window size](windows.svg)",

@@ -1,10 +1,14 @@
-"""Run the benchmarks: ``python -m benchmarks`` (about 6 minutes) or
+"""Run the benchmarks: ``python -m benchmarks`` (about 7 minutes) or
 ``python -m benchmarks --fast`` (under a minute, rough).
 
-Every case runs in pyperf worker processes. The parent writes
+Every case runs in pyperf worker processes of its own, so what one case
+subscribes never reaches another; the parent (which builds every case once
+to calibrate its loops) and ``--check`` (one process for all) undo each
+case's process-wide subscriptions before building the next. The parent writes
 ``benchmarks/results/results.md`` and the charts, and after a full run of
 every case refreshes the Performance section of the README. Options:
-``--only TEXT`` runs the cases whose name contains TEXT; ``--check`` runs
+``--only TEXT`` runs the cases whose name contains TEXT (and those an
+observed one among them is compared with); ``--check`` runs
 each case a few times in this process, without pyperf (a smoke test);
 ``--out DIR`` writes the results elsewhere; pyperf's own options apply too.
 """
@@ -27,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import memory, report, timing  # noqa: E402
-from benchmarks.cases import CASES, Case, available  # noqa: E402
+from benchmarks.cases import CASES, Case, available, release  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
@@ -48,6 +52,12 @@ def build(case: Case) -> Callable[..., Any]:
     return call
 
 
+def discard(case: Case) -> None:
+    """Forget ``case``'s callable and undo what building it did to the process."""
+    _built.pop(case.name, None)
+    release()
+
+
 def timer(case: Case) -> Callable[[int], float]:
     """``loops -> seconds`` for ``case``; each loop makes ``inner_loops(case)`` calls."""
     if case.threads:
@@ -64,10 +74,14 @@ def inner_loops(case: Case) -> int:
 
 
 def select(only: str | None) -> tuple[list[Case], dict[str, str]]:
+    """The cases whose name holds ``only`` and those they are compared with,
+    in the order of ``CASES``; and why the others asked for cannot run."""
+    wanted = {c.name for c in CASES if only is None or only in c.name}
+    wanted |= {name for c in CASES if c.name in wanted for name in c.companions}
     chosen: list[Case] = []
     skipped: dict[str, str] = {}
     for case in CASES:
-        if only is not None and only not in case.name:
+        if case.name not in wanted:
             continue
         why = available(case)
         if why is None:
@@ -103,18 +117,36 @@ def check(cases: Sequence[Case], loops: int = 50) -> dict[str, float]:
     """Build, verify and briefly time every case in this process."""
     times: dict[str, float] = {}
     for case in cases:
-        verify(case)
-        seconds = timer(case)(loops)
+        try:
+            verify(case)
+            seconds = timer(case)(loops)
+        finally:
+            discard(case)
         times[case.name] = seconds / (loops * inner_loops(case))
     return times
+
+
+def extras(cases: Sequence[Case]) -> dict[str, float]:
+    """What the report needs besides the timings (``Case.extra``), computed here."""
+    found: dict[str, float] = {}
+    for case in cases:
+        if case.extra is not None:
+            try:
+                found.update(case.extra())
+            finally:
+                release()
+    return found
 
 
 def calibrate(case: Case, min_time: float) -> int:
     """The loops (a power of two) for one value of ``case`` to last ``min_time``."""
     run = timer(case)
     loops = 1
-    while run(loops) < min_time and loops < 2**32:
-        loops *= 2
+    try:
+        while run(loops) < min_time and loops < 2**32:
+            loops *= 2
+    finally:
+        discard(case)
     return loops
 
 
@@ -133,7 +165,11 @@ def update_readme(results: str, readme: Path = README) -> bool:
 
 def _options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name has TEXT")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="run only the cases whose name has TEXT (and what they are compared with)",
+    )
     parser.add_argument(
         "--out",
         metavar="DIR",
@@ -158,7 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = check(cases)
         meta = {"mode": "--check: a few calls each, in one process; the numbers mean nothing"}
         report.write(
-            options.out, cases, times, skipped=skipped, memory=memory.per_breaker(200), meta=meta
+            options.out,
+            cases,
+            times,
+            skipped=skipped,
+            memory=memory.per_breaker(200),
+            extra=extras(cases),
+            meta=meta,
         )
         print(f"checked {len(cases)} cases ({len(skipped)} not available); wrote {options.out}")
         return 0
@@ -211,7 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (" (other work was running)" if max(load[0], end_load[0]) >= 0.5 else ""),
     }
     results = report.write(
-        options.out, cases, times, skipped=skipped, memory=memory.per_breaker(), meta=meta
+        options.out,
+        cases,
+        times,
+        skipped=skipped,
+        memory=memory.per_breaker(),
+        extra=extras(cases),
+        meta=meta,
     )
     print(f"\nwrote {options.out / 'results.md'}")
     if not args.fast and options.only is None and options.out == RESULTS and update_readme(results):

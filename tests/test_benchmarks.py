@@ -4,19 +4,18 @@ asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import run
-from benchmarks.cases import CASES, available
+from benchmarks import report, run
+from benchmarks.cases import CASES, available, installed
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = sorted({c.peer for c in CASES if c.peer is not None and c.peer != "wrapt"})
-MISSING = [p for p in PEERS if importlib.util.find_spec(p) is None]
+PEERS = sorted({m for c in CASES for m in (c.peer, *c.requires) if m is not None and m != "wrapt"})
+MISSING = [p for p in PEERS if not installed(p)]
 
 
 def test_resilient_cases_check_and_report(tmp_path: Path) -> None:
@@ -88,3 +87,89 @@ def test_fast_run_through_pyperf(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "results.md").read_text()
     assert "| sync circuit breaker, closed, call succeeds | **resilient** |" in text
+
+
+OBSERVED = [c for c in CASES if c.observer is not None]
+
+
+def test_observed_cases_are_measured_with_what_they_are_compared_with() -> None:
+    chosen, _ = run.select("observed")
+    names = [c.name for c in chosen]
+    assert {c.name for c in OBSERVED if available(c) is None} <= set(names)
+    for c in OBSERVED:
+        assert c.baseline in {x.name for x in CASES}, c.name
+        if available(c) is None:
+            assert c.baseline in names
+    if installed("tenacity"):
+        assert "sync retry: tenacity" in names
+    assert names == [c.name for c in CASES if c.name in names]  # the workers' order
+
+
+def test_observed_cases_leave_the_process_as_they_found_it() -> None:
+    from resilient import events
+
+    cases = [c for c in OBSERVED if available(c) is None]
+    if not cases:
+        pytest.skip("no observed case can run here")
+    stamina_hooks = None
+    if installed("stamina"):
+        from stamina._config import CONFIG
+
+        stamina_hooks = CONFIG._on_retry
+    times = run.check(cases, loops=3)
+    assert set(times) == {c.name for c in cases}
+    assert events.GLOBAL.listeners == ()
+    assert getattr(events.GLOBAL, "readers", ()) == ()
+    assert not any(c.name in run._built for c in cases)
+    if installed("stamina") and stamina_hooks is None:
+        assert CONFIG._on_retry is None  # back to stamina's defaults, set at a first retry
+    assert run.extras(cases).get(report.PER_EVENT, 0) >= 1
+    assert events.GLOBAL.listeners == ()
+
+
+def test_installed_imports_nothing() -> None:
+    before = set(sys.modules)
+    assert installed("json.decoder")
+    assert not installed("json.no_such_module")
+    assert not installed("no_such_package.sub")
+    installed("opentelemetry.sdk.metrics")
+    installed("prometheus_client")
+    assert not {m for m in set(sys.modules) - before if m.startswith(("opentelemetry", "prom"))}
+
+
+def test_observed_targets_and_table(tmp_path: Path) -> None:
+    cb, m, e, p = "circuit breaker", report.METRICS, report.ELSEWHERE, report.PER_CALL
+    times = {
+        f"sync {cb}: resilient": 500e-9,
+        f"sync {cb}, {m}: resilient": 900e-9,
+        f"sync {cb}, {e}: resilient": 520e-9,
+        f"sync {cb}, {p}: resilient": 3_500e-9,
+        "sync stack: resilient": 1_000e-9,
+        f"sync stack, {m}: resilient": 1_600e-9,
+        f"sync stack, {e}: resilient": 1_050e-9,
+        "async stack: resilient": 1_500e-9,
+        f"async stack, {m}: resilient": 2_000e-9,
+        "sync retry: tenacity": 40_000e-9,
+    }
+    text = report.write(
+        tmp_path, CASES, times, skipped={}, memory=[], meta={}, extra={report.PER_EVENT: 3.0}
+    )
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if " | " in line}
+    assert "| 1.80x | ≤ 2x | met |" in rows[f"closed breaker (sync): {m} / unobserved"]
+    assert "| 1.60x | ≤ 1.5x | **missed** by 7 % |" in rows[f"full stack (sync): {m} / unobserved"]
+    assert "| 1.33x | ≤ 1.5x | met |" in rows[f"full stack (async): {m} / unobserved"]
+    assert "| 25.00x | ≥ 10x | met |" in rows[f"tenacity retry / resilient full stack (sync) {m}"]
+    assert (
+        "| 1.04x | ≤ 1.1x | met |"
+        in rows["closed breaker (sync): a listener on another policy / none"]
+    )
+    assert (
+        "| 1.05x | ≤ 1.1x | met |" in rows["full stack (sync): a listener on another policy / none"]
+    )
+    per_event = rows["a listener on the breaker (sync): cost per event delivered"]
+    assert "| 1.00 µs | ≤ 1.5 µs | met |" in per_event
+    assert "## Observed" in text
+    assert "| 900 | 500 | 1.80x |" in text
+    # Observed calls stay out of the main table (their own section holds them).
+    main = text.split("## Time per call")[1].split("## Observed")[0]
+    assert "observed" not in main
