@@ -22,12 +22,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from resilient import Bulkhead, BulkheadConfig, BulkheadFullError, _clock, events
+from resilient import Bulkhead, BulkheadConfig, BulkheadFullError, _clock, events, with_bulkhead
 
 # -- a clock whose waits end when the test says so ---------------------------------
 
@@ -145,6 +144,30 @@ def _in_thread(fn: Any) -> object:
 
 SYNC = 10**9  # a sync call's id: it never outlives its step
 
+# The ways in, as users write them. An async call stays in flight (running
+# or queued) until a later step ends it; a sync call runs within its step; a
+# held block is entered in one step and left in a later one.
+ASYNC_PATHS = ("call_async", "decorated_async", "async_with")
+SYNC_PATHS = ("call", "decorated", "with")
+# A block is reported as a request only: no policy-level call event.
+BLOCKS = frozenset({"async_with", "with"})
+
+
+async def _body(started: list[bool], gate: asyncio.Future[str]) -> str:
+    """The protected coroutine function: runs until the test ends ``gate``."""
+    started.append(True)
+    return await gate
+
+
+def _sync_body(ran: list[bool], outcome: str) -> str:
+    """The protected function: returns, fails or is interrupted at once."""
+    ran.append(True)
+    if outcome == "interrupt":
+        raise KeyboardInterrupt
+    if outcome == "fail":
+        raise ValueError("boom")
+    return "sync"
+
 
 # -- the machine -----------------------------------------------------------------------
 
@@ -154,6 +177,7 @@ class Call:
     task: asyncio.Task[Any]
     gate: asyncio.Future[str]
     started: list[bool]
+    path: str
 
 
 class BulkheadMachine(RuleBasedStateMachine):
@@ -166,16 +190,43 @@ class BulkheadMachine(RuleBasedStateMachine):
         self.ids = itertools.count()
         self.holders: list[int] = []  # permits this thread holds through `with`
         self.holder_ids = itertools.count(-1, -1)
+        self.listening = False
+        self.unsubscribe: Any = None
+        self.events: list[events.Event] = []
+        # What the listener must have seen: the bulkhead's own view of each
+        # call (blocks have none), each rejection, and each request.
+        self.expected_events = {"succeeded": 0, "failed": 0, "full": 0}
+        self.expected_requests = {"started": 0, "succeeded": 0, "failed": 0, "rejected": 0}
 
     @initialize(
         max_concurrent=st.integers(1, 3),
         max_queue=st.integers(0, 3),
         queue_timeout=st.none() | st.sampled_from([0.5, 1.0, 2.0]),
+        listen=st.booleans(),
+        decorator=st.sampled_from(["with_bulkhead", "bulkhead"]),
     )
-    def build(self, max_concurrent: int, max_queue: int, queue_timeout: float | None) -> None:
+    def build(
+        self,
+        max_concurrent: int,
+        max_queue: int,
+        queue_timeout: float | None,
+        listen: bool,
+        decorator: str,
+    ) -> None:
         cfg = BulkheadConfig(max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout)
         self.bulkhead = Bulkhead("model", cfg, listeners=events.ListenerSet())
         self.model = ModelBulkhead(max_concurrent, max_queue, queue_timeout)
+        # Decorated once, before anyone listens: a listener that comes later
+        # must reach the chains already built.
+        decorate: Any = (
+            with_bulkhead(self.bulkhead) if decorator == "with_bulkhead" else self.bulkhead
+        )
+        self.decorated = decorate(_sync_body)
+        self.adecorated = decorate(_body)
+        # Listening sends every call through the bulkhead's events path; not
+        # listening, through its lock-free fast path.
+        if listen:
+            self._listen()
 
     def teardown(self) -> None:
         for _ in self.holders:
@@ -185,7 +236,13 @@ class BulkheadMachine(RuleBasedStateMachine):
         if self.calls:
             self._settle()
         self.loop.close()
+        if self.unsubscribe is not None:
+            self.unsubscribe()
         _clock.set_clock(self._previous_clock)
+
+    def _listen(self) -> None:
+        self.unsubscribe = self.bulkhead.subscribe(self.events.append)
+        self.listening = True
 
     def _settle(self) -> None:
         for _ in range(4):
@@ -199,28 +256,67 @@ class BulkheadMachine(RuleBasedStateMachine):
     def _check_started(self, call_id: int) -> None:
         assert self.calls[call_id].started == [True], f"call {call_id} should be running"
 
-    # rules
+    def _rejected(self) -> None:
+        if self.listening:
+            self.expected_events["full"] += 1
+            self.expected_requests["rejected"] += 1
 
-    @rule()
-    def start_call(self) -> None:
-        call_id = next(self.ids)
-        gate: asyncio.Future[str] = self.loop.create_future()
-        started: list[bool] = []
+    def _request_started(self) -> None:
+        if self.listening:
+            self.expected_requests["started"] += 1
 
-        async def body() -> str:
+    def _ended(self, path: str, error: BaseException | None) -> None:
+        """An admitted call or block ended, as its caller saw it; an interrupt
+        or a cancellation ends it without an event."""
+        if not self.listening or not (error is None or isinstance(error, Exception)):
+            return
+        outcome = "succeeded" if error is None else "failed"
+        self.expected_requests[outcome] += 1
+        if path not in BLOCKS:
+            self.expected_events[outcome] += 1
+
+    def _call_async(self, path: str, started: list[bool], gate: asyncio.Future[str]) -> Any:
+        if path == "call_async":
+            return self.bulkhead.call_async(_body, started, gate)
+        if path == "decorated_async":
+            return self.adecorated(started, gate)
+        assert path == "async_with"
+        return self._in_async_block(started, gate)
+
+    async def _in_async_block(self, started: list[bool], gate: asyncio.Future[str]) -> str:
+        async with self.bulkhead:
             started.append(True)
             return await gate
 
-        task = self.loop.create_task(self.bulkhead.call_async(body))
+    def _call_sync(self, path: str, ran: list[bool], outcome: str) -> str:
+        if path == "call":
+            return self.bulkhead.call(_sync_body, ran, outcome)
+        if path == "decorated":
+            return self.decorated(ran, outcome)  # type: ignore[no-any-return]
+        assert path == "with"
+        with self.bulkhead:
+            return _sync_body(ran, outcome)
+
+    # rules
+
+    @rule(path=st.sampled_from(ASYNC_PATHS))
+    def start_call(self, path: str) -> None:
+        call_id = next(self.ids)
+        gate: asyncio.Future[str] = self.loop.create_future()
+        started: list[bool] = []
+        self._request_started()
+        task = self.loop.create_task(self._call_async(path, started, gate))
         self._settle()
         fate = self.model.arrive(call_id, self.clock.now)
         if fate == "rejected":
-            assert task.done()
+            assert task.done(), f"{path}: the model rejects, the bulkhead took the call"
             assert isinstance(task.exception(), BulkheadFullError)
+            assert started == []
+            self._rejected()
             return
-        assert not task.done()
-        assert started == ([True] if fate == "running" else [])
-        self.calls[call_id] = Call(task, gate, started)
+        assert not task.done(), f"{path}: the model admits, the bulkhead ended the call"
+        assert started == ([True] if fate == "running" else []), f"{path}: should be {fate}"
+        self.calls[call_id] = Call(task, gate, started, path)
 
     @rule(index=st.integers(0, 10), fail=st.booleans())
     def finish_call(self, index: int, fail: bool) -> None:
@@ -238,6 +334,7 @@ class BulkheadMachine(RuleBasedStateMachine):
             assert isinstance(call.task.exception(), ValueError)
         else:
             assert call.task.result() == "done"
+        self._ended(call.path, call.task.exception())
         let_in = self.model.leave(call_id)
         if let_in is not None:
             self._check_started(let_in)
@@ -276,55 +373,60 @@ class BulkheadMachine(RuleBasedStateMachine):
             assert call.task.done()
             assert isinstance(call.task.exception(), BulkheadFullError)
             assert call.started == []
+            self._rejected()
 
-    @rule(interrupt=st.booleans())
-    def sync_call(self, interrupt: bool) -> None:
+    @rule(path=st.sampled_from(SYNC_PATHS), outcome=st.sampled_from(["ok", "fail", "interrupt"]))
+    def sync_call(self, path: str, outcome: str) -> None:
         """A thread's call, when it would not have to wait."""
         model = self.model
         free = len(model.running) < model.max_concurrent
         if not free and len(model.queue) < model.max_queue:
             return  # it would block this thread
-        ran = []
-
-        def body() -> str:
-            ran.append(True)
-            if interrupt:
-                raise KeyboardInterrupt
-            return "sync"
-
+        ran: list[bool] = []
+        self._request_started()
         if free:
-            if interrupt:
-                with pytest.raises(KeyboardInterrupt):
-                    self.bulkhead.call(body)
-            else:
-                assert self.bulkhead.call(body) == "sync"
+            raised: BaseException | None = None
+            try:
+                assert self._call_sync(path, ran, outcome) == "sync"
+            except (ValueError, KeyboardInterrupt) as error:
+                raised = error
+            assert type(raised) is {"ok": type(None), "fail": ValueError}.get(
+                outcome, KeyboardInterrupt
+            )
             model.arrive(SYNC, self.clock.now)
             model.leave(SYNC)
             assert ran == [True]
+            self._ended(path, raised)
         else:
-            assert isinstance(_in_thread(lambda: self.bulkhead.call(body)), BulkheadFullError)
+            error = _in_thread(lambda: self._call_sync(path, ran, outcome))
+            assert isinstance(error, BulkheadFullError), f"{path}: expected a rejection: {error!r}"
             model.arrive(SYNC, self.clock.now)
             assert ran == []
+            self._rejected()
 
     @rule()
     def hold_in_with_block(self) -> None:
         """This thread enters the bulkhead and stays inside, across steps."""
         if len(self.model.running) >= self.model.max_concurrent:
             return  # it would wait or be rejected: sync_call covers that
+        self._request_started()
         self.bulkhead.__enter__()
         holder = next(self.holder_ids)
         assert self.model.arrive(holder, self.clock.now) == "running"
         self.holders.append(holder)
 
-    @rule(cancel_next=st.booleans())
-    def leave_with_block(self, cancel_next: bool) -> None:
-        """This thread leaves a ``with`` block: its slot goes to the first
-        waiter, which, with ``cancel_next``, is cancelled before it can run."""
+    @rule(cancel_next=st.booleans(), fail=st.booleans())
+    def leave_with_block(self, cancel_next: bool, fail: bool) -> None:
+        """This thread leaves a ``with`` block (normally, or by an error): its
+        slot goes to the first waiter, which, with ``cancel_next``, is
+        cancelled before it can run."""
         if not self.holders:
             return
         holder = self.holders.pop()
         waiter = self.model.queue[0][0] if self.model.queue else None
-        self.bulkhead.__exit__(None, None, None)
+        error = ValueError("boom") if fail else None
+        self.bulkhead.__exit__(type(error) if error is not None else None, error, None)
+        self._ended("with", error)
         if cancel_next and waiter is not None:
             self.calls[waiter].task.cancel()
         self._settle()
@@ -343,6 +445,25 @@ class BulkheadMachine(RuleBasedStateMachine):
         if following is not None:
             self._check_started(following)
 
+    @rule()
+    def toggle_listener(self) -> None:
+        """A listener comes or goes at a quiet moment: the calls in flight are
+        cancelled and the blocks left first, so that each call is watched
+        throughout or not at all."""
+        while self.model.queue:
+            self.cancel_queued(0)
+        while self._pick(0, "running") is not None:
+            self.cancel_running(0)
+        while self.holders:
+            self.leave_with_block(cancel_next=False, fail=False)
+        assert not self.calls
+        if self.listening:
+            self.unsubscribe()
+            self.unsubscribe = None
+            self.listening = False
+        else:
+            self._listen()
+
     @invariant()
     def metrics_agree(self) -> None:
         if not hasattr(self, "model"):
@@ -356,6 +477,29 @@ class BulkheadMachine(RuleBasedStateMachine):
         assert metrics.utilization == len(model.running) / model.max_concurrent
         assert metrics.active <= model.max_concurrent
         assert metrics.queued <= model.max_queue
+
+    @invariant()
+    def one_event_per_call(self) -> None:
+        def count(level: str) -> dict[str, int]:
+            of_level = [e for e in self.events if getattr(e, "level", None) == level]
+            return {
+                "started": sum(isinstance(e, events.CallStarted) for e in of_level),
+                "succeeded": sum(isinstance(e, events.CallSucceeded) for e in of_level),
+                "failed": sum(isinstance(e, events.CallFailed) for e in of_level),
+                "rejected": sum(isinstance(e, events.CallRejected) for e in of_level),
+            }
+
+        own = count(events.POLICY)
+        assert own == {
+            "started": 0,
+            "succeeded": self.expected_events["succeeded"],
+            "failed": self.expected_events["failed"],
+            "rejected": 0,
+        }
+        full = sum(isinstance(e, events.BulkheadRejected) for e in self.events)
+        assert full == self.expected_events["full"]
+        assert count(events.REQUEST) == self.expected_requests
+        assert all(e.name == "model" and e.policy == "bulkhead" for e in self.events)
 
 
 BulkheadMachine.TestCase.settings = settings(
