@@ -2,11 +2,20 @@
 
 Hypothesis drives random sequences of calls (fast, slow, failing, ignored,
 not recorded, cancelled, in flight across transitions), clock advances,
-forcing, release, reset and reads through the real ``CircuitBreaker`` and
-through :class:`ModelBreaker`, and checks that every observable agrees:
-admission and rejection (with ``state`` and ``remaining``), results and
-errors passed through, ``state``, ``metrics()``, and exactly one
-transition event per transition.
+forcing, release, reset, reads, and listeners coming and going, through the
+real ``CircuitBreaker`` and through :class:`ModelBreaker`, and checks that
+every observable agrees: admission and rejection (with ``state`` and
+``remaining``), results and errors passed through, ``state``,
+``metrics()``, exactly one transition event per transition, and one
+policy-level and one request-level event per call.
+
+Each call picks its way in, as users write it: ``breaker.call(fn)`` (the
+same function, or a new one each time), a decorated function, ``with
+breaker:`` (within a step, or held open across steps); and, in an event
+loop, ``await breaker.call_async(fn)``, a decorated coroutine function,
+``async with breaker:``. Plain configs let a CLOSED breaker that nobody
+listens to take its lock-free path; timed ones (a time window, slow calls,
+a result predicate) take the locked path: each has its own machine.
 
 The model follows DESIGN.md's text. Where DESIGN.md is silent, the model
 states the rule it picked (marked "open:" below); docs/guarantees.md lists

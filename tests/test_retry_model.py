@@ -4,8 +4,10 @@ For random configs (every jitter strategy, deadlines, Retry-After on or off)
 and random scripts of attempt outcomes (errors with or without
 ``retry_after``, errors never retried, results to retry, open breakers,
 interrupts, slow attempts), the model predicts the waits, the ``on_retry``
-calls, the number of attempts and the outcome; the real ``Retry`` must
-match on the sync and the async path alike.
+calls, the number of attempts, the outcome, and what a listener gets; the
+real ``Retry`` must match through every way in: ``retry.call(fn)``, a
+decorated function, ``await retry.call_async(fn)`` and a decorated
+coroutine function (Retry has no context manager).
 """
 
 from __future__ import annotations
