@@ -2,11 +2,20 @@
 
 Hypothesis drives random sequences of calls (fast, slow, failing, ignored,
 not recorded, cancelled, in flight across transitions), clock advances,
-forcing, release, reset and reads through the real ``CircuitBreaker`` and
-through :class:`ModelBreaker`, and checks that every observable agrees:
-admission and rejection (with ``state`` and ``remaining``), results and
-errors passed through, ``state``, ``metrics()``, and exactly one
-transition event per transition.
+forcing, release, reset, reads, and listeners coming and going, through the
+real ``CircuitBreaker`` and through :class:`ModelBreaker`, and checks that
+every observable agrees: admission and rejection (with ``state`` and
+``remaining``), results and errors passed through, ``state``,
+``metrics()``, exactly one transition event per transition, and one
+policy-level and one request-level event per call.
+
+Each call picks its way in, as users write it: ``breaker.call(fn)`` (the
+same function, or a new one each time), a decorated function, ``with
+breaker:`` (within a step, or held open across steps); and, in an event
+loop, ``await breaker.call_async(fn)``, a decorated coroutine function,
+``async with breaker:``. Plain configs let a CLOSED breaker that nobody
+listens to take its lock-free path; timed ones (a time window, slow calls,
+a result predicate) take the locked path: each has its own machine.
 
 The model follows DESIGN.md's text. Where DESIGN.md is silent, the model
 states the rule it picked (marked "open:" below); docs/guarantees.md lists
@@ -19,6 +28,7 @@ import asyncio
 import logging
 import math
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +42,13 @@ from hypothesis.stateful import (
     rule,
 )
 
-from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, events
+from resilient import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    events,
+    with_circuit_breaker,
+)
 from resilient.testing import FakeClock, fake_clock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -251,7 +267,12 @@ RATES = st.sampled_from([0.25, 0.5, 0.75, 1.0])
 
 
 @st.composite
-def configs(draw: st.DrawFn) -> dict[str, Any]:
+def configs(draw: st.DrawFn, *, plain: bool) -> dict[str, Any]:
+    """A config's fields. The breaker has two paths, and the config picks:
+    with nothing to time and no result to check (``plain``), a CLOSED
+    breaker nobody listens to runs a call without its lock and counts a
+    success lock-free; with a time window, slow calls or a result predicate,
+    every call takes the locked path."""
     fields: dict[str, Any] = {
         "failure_threshold": draw(st.integers(1, 6)),
         "failure_rate_threshold": draw(st.none() | RATES),
@@ -260,14 +281,14 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "half_open_max_calls": draw(st.integers(1, 3)),
         "success_threshold": draw(st.integers(1, 3)),
     }
-    # Half the configs leave out every timed feature and the result check,
-    # so the breaker's lock-free path for successes is well exercised.
-    timed = draw(st.booleans())
-    if timed and draw(st.booleans()):
+    timed: set[str] = set()
+    if not plain:
+        timed = draw(st.sets(st.sampled_from(["window", "slow", "result"]), min_size=1, max_size=3))
+    if "window" in timed:
         fields["window_duration"] = draw(st.sampled_from([0.5, 1.0, 2.0, 2.5, 4.0]))
     else:
         fields["window_size"] = draw(st.integers(fields["minimum_calls"], 8))
-    if timed and draw(st.booleans()):
+    if "slow" in timed:
         fields["slow_call_duration"] = draw(st.sampled_from([0.25, 0.5, 1.0]))
         fields["slow_call_rate_threshold"] = draw(st.none() | RATES)
     if draw(st.booleans()):
@@ -275,7 +296,7 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     fields["ignore_on"] = (Skipped,)
     if draw(st.booleans()):
         fields["failure_predicate"] = lambda e: not isinstance(e, Benign)
-    if timed and draw(st.booleans()):
+    if "result" in timed:
         fields["result_predicate"] = lambda r: r == BAD
     return fields
 
@@ -290,10 +311,12 @@ ACTIONS = {
     "skipped": Skipped,
     "interrupt": KeyboardInterrupt,
 }
-ACTION = st.sampled_from(sorted(ACTIONS))
+# Half the calls succeed, so that a breaker often stays CLOSED for a while:
+# that is where the lock-free path runs.
+ACTION = st.just("ok") | st.sampled_from(sorted(ACTIONS))
 # asyncio re-raises a KeyboardInterrupt out of the event loop; cancellation
 # is the async BaseException case (cancel_async_call).
-ASYNC_ACTION = st.sampled_from(sorted(set(ACTIONS) - {"interrupt"}))
+ASYNC_ACTION = st.just("ok") | st.sampled_from(sorted(set(ACTIONS) - {"interrupt"}))
 
 
 def _error_for(action: str) -> BaseException | None:
@@ -307,11 +330,42 @@ def _result_for(action: str) -> object:
     return BAD if action == "bad_result" else "ok"
 
 
+# The ways in, as users write them. A sync call runs within one step; an async
+# one stays in flight until a later step finishes or cancels it; a held block
+# is entered in one step and left in a later one, with calls made inside it.
+SYNC_PATHS = ("call", "call_fresh", "decorated", "with")
+ASYNC_PATHS = ("call_async", "decorated_async", "async_with")
+# A block has no result for the result predicate to reject.
+BLOCKS = frozenset({"with", "async_with", "held_with"})
+
+
+def _work(clock: FakeClock, action: str, duration: float, ran: list[bool]) -> object:
+    """The protected function: takes ``duration`` seconds, then does ``action``."""
+    ran.append(True)
+    clock.advance(duration)
+    error = _error_for(action)
+    if error is not None:
+        raise error
+    return _result_for(action)
+
+
+async def _wait_for(future: asyncio.Future[Any]) -> Any:
+    """The protected coroutine function: ends as the test ends ``future``."""
+    return await future
+
+
 @dataclass
 class InFlight:
     task: asyncio.Task[Any]
     future: asyncio.Future[Any]
-    ticket: int | None  # None: the model rejected it
+    ticket: int
+    start: float
+    path: str
+
+
+@dataclass
+class Held:
+    ticket: int
     start: float
 
 
@@ -336,23 +390,38 @@ class BreakerMachine(RuleBasedStateMachine):
         self._clock_cm = fake_clock(start=100.0)
         self.clock: FakeClock = self._clock_cm.__enter__()
         self.in_flight: list[InFlight] = []
+        self.held: list[Held] = []  # `with breaker:` blocks open, innermost last
         self.log = _TransitionLog()
         logging.getLogger("resilient").addHandler(self.log)
+        self.listening = False
         self.unsubscribe: Any = None
         self.events: list[events.Event] = []
+        # What the listener must have seen so far: the breaker's own view of
+        # each call, each request (a call through any path, a block), and
+        # each transition made while it listened.
         self.expected_events = {"succeeded": 0, "failed": 0, "rejected": 0}
+        self.expected_requests = {"started": 0, "succeeded": 0, "failed": 0, "rejected": 0}
+        self.expected_changes: list[tuple[str, str]] = []
+        self.transitions_seen = 0
 
-    @initialize(fields=configs(), listen=st.booleans())
-    def build(self, fields: dict[str, Any], listen: bool) -> None:
+    def _build(self, fields: dict[str, Any], listen: bool, decorator: str) -> None:
         # Drawn as a dict: the config's repr would drag its presets along.
         self.cfg = cfg = CircuitBreakerConfig(**fields)
         self.breaker = CircuitBreaker("model", cfg, listeners=events.ListenerSet())
         self.model = ModelBreaker(cfg)
+        # Decorated once, as at import time, before anyone listens: a
+        # listener that comes later must reach the chains already built.
+        decorate: Any = (
+            with_circuit_breaker(self.breaker)
+            if decorator == "with_circuit_breaker"
+            else self.breaker
+        )
+        self.decorated = decorate(_work)
+        self.adecorated = decorate(_wait_for)
         # Listening turns off the breaker's lock-free path for closed calls:
-        # half the runs exercise each path.
-        self.listen = listen
+        # half the runs start with each, and toggle_listener switches.
         if listen:
-            self.unsubscribe = self.breaker.subscribe(self.events.append)
+            self._listen()
 
     def teardown(self) -> None:
         for call in self.in_flight:
@@ -360,12 +429,26 @@ class BreakerMachine(RuleBasedStateMachine):
         if self.in_flight:
             self._settle()
         self.loop.close()
+        for _ in self.held:
+            self.breaker.__exit__(None, None, None)
         if self.unsubscribe is not None:
             self.unsubscribe()
         logging.getLogger("resilient").removeHandler(self.log)
         self._clock_cm.__exit__(None, None, None)
 
     # helpers
+
+    def _listen(self) -> None:
+        self.unsubscribe = self.breaker.subscribe(self.events.append)
+        self.listening = True
+
+    def _note_transitions(self) -> None:
+        """The model's transitions since the last look are announced to the
+        listener if one listens now."""
+        transitions = self.model.transitions
+        if self.listening:
+            self.expected_changes.extend(transitions[self.transitions_seen :])
+        self.transitions_seen = len(transitions)
 
     def _settle(self) -> None:
         for _ in range(3):
@@ -379,12 +462,30 @@ class BreakerMachine(RuleBasedStateMachine):
             return None
 
     def _check_rejection(self, error: CircuitOpenError, now: float) -> None:
-        model_state = self.model.state
-        assert error.state == model_state
+        assert error.state == self.model.state
         assert error.remaining == self.model.remaining(now)
-        self.expected_events["rejected"] += 1
+        if self.listening:
+            self.expected_events["rejected"] += 1
 
-    def _finish_model(self, ticket: int, action: str, start: float) -> None:
+    def _request_started(self) -> None:
+        if self.listening:
+            self.expected_requests["started"] += 1
+
+    def _request_ended(self, raised: BaseException | None) -> None:
+        """A request ends as its caller saw it; an interrupt or a
+        cancellation ends it without an event."""
+        if not self.listening:
+            return
+        if raised is None:
+            self.expected_requests["succeeded"] += 1
+        elif isinstance(raised, CircuitOpenError):
+            self.expected_requests["rejected"] += 1
+        elif isinstance(raised, Exception):
+            self.expected_requests["failed"] += 1
+
+    def _finish_model(self, ticket: int, action: str, start: float, path: str) -> None:
+        if path in BLOCKS and action == "bad_result":
+            action = "ok"
         now = self.clock.now()
         error = _error_for(action)
         outcome = self.model.classify(error, _result_for(action))
@@ -394,85 +495,110 @@ class BreakerMachine(RuleBasedStateMachine):
         # open: the event describes the call as its caller saw it, so an
         # exception the window counts as a success is still a CallFailed
         # (it carries the error); ignored calls emit neither.
-        if outcome == IGNORED:
+        if outcome == IGNORED or not self.listening:
             return
         if error is None and outcome == SUCCESS:
             self.expected_events["succeeded"] += 1
         else:
             self.expected_events["failed"] += 1
 
+    def _call_sync(self, path: str, action: str, duration: float, ran: list[bool]) -> object:
+        clock, breaker = self.clock, self.breaker
+        if path == "call":  # the same function every time: one chain, reused
+            return breaker.call(_work, clock, action, duration, ran)
+        if path == "call_fresh":  # a new function every time: a new chain
+            return breaker.call(lambda: _work(clock, action, duration, ran))
+        if path == "decorated":
+            return self.decorated(clock, action, duration, ran)
+        assert path == "with"
+        with breaker:
+            return _work(clock, action, duration, ran)
+
+    def _call_async(self, path: str, future: asyncio.Future[Any]) -> Coroutine[Any, Any, Any]:
+        if path == "call_async":
+            return self.breaker.call_async(_wait_for, future)
+        if path == "decorated_async":
+            return self.adecorated(future)  # type: ignore[no-any-return]
+        assert path == "async_with"
+        return self._in_async_block(future)
+
+    async def _in_async_block(self, future: asyncio.Future[Any]) -> Any:
+        async with self.breaker:
+            return await future
+
     # rules: calls
 
-    @rule(action=ACTION, duration=DURATIONS)
-    def call(self, action: str, duration: float) -> None:
+    @rule(path=st.sampled_from(SYNC_PATHS), action=ACTION, duration=DURATIONS)
+    def call(self, path: str, action: str, duration: float) -> None:
         start = self.clock.now()
         ticket = self._admit()
-        ran = []
-
-        def fn() -> object:
-            ran.append(True)
-            self.clock.advance(duration)
-            error = _error_for(action)
-            if error is not None:
-                raise error
-            return _result_for(action)
-
+        ran: list[bool] = []
         raised: BaseException | None = None
         result: object = None
+        self._request_started()
         try:
-            result = self.breaker.call(fn)
+            result = self._call_sync(path, action, duration, ran)
         except BaseException as error:  # KeyboardInterrupt is one of the outcomes
             raised = error
+        self._request_ended(raised)
         if isinstance(raised, CircuitOpenError):
-            assert ticket is None, "the breaker rejected a call the model admits"
+            assert ticket is None, f"{path}: the breaker rejected a call the model admits"
             assert not ran
             self._check_rejection(raised, start)
             return
-        assert ticket is not None, f"the model rejects, the breaker ran the call: {raised!r}"
+        assert ticket is not None, f"{path}: the model rejects, the breaker ran it: {raised!r}"
         assert ran
         expected = _error_for(action)
         assert type(raised) is type(expected), "the call's own error passes through"
         if expected is None:
             assert result == _result_for(action), "results pass through, rejected ones too"
-        self._finish_model(ticket, action, start)
-
-    @rule(ok=st.booleans(), duration=DURATIONS)
-    def call_in_with_block(self, ok: bool, duration: float) -> None:
-        start = self.clock.now()
-        ticket = self._admit()
-        try:
-            with self.breaker:
-                self.clock.advance(duration)
-                if not ok:
-                    raise Boom
-        except CircuitOpenError as error:
-            assert ticket is None
-            self._check_rejection(error, start)
-            return
-        except Boom:
-            pass
-        assert ticket is not None
-        self._finish_model(ticket, "ok" if ok else "boom", start)
+        self._finish_model(ticket, action, start, path)
 
     @rule()
-    def start_async_call(self) -> None:
-        future: asyncio.Future[Any] = self.loop.create_future()
-
-        async def body() -> Any:
-            return await future
-
+    def enter_block(self) -> None:
+        """``with breaker:`` entered now, left by a later step (calls made
+        meanwhile run inside it)."""
         start = self.clock.now()
         ticket = self._admit()
-        task = self.loop.create_task(self.breaker.call_async(body))
-        self._settle()
-        if ticket is None:
-            assert task.done(), "the model rejects, the breaker admitted"
-            error = task.exception()
-            assert isinstance(error, CircuitOpenError), f"expected a rejection, got {error!r}"
+        self._request_started()
+        try:
+            self.breaker.__enter__()
+        except CircuitOpenError as error:
+            self._request_ended(error)
+            assert ticket is None, "the breaker rejected a block the model admits"
             self._check_rejection(error, start)
             return
-        assert not task.done(), f"the model admits, the breaker ended the call: {task!r}"
-        self.in_flight.append(InFlight(task, future, ticket, start))
+        assert ticket is not None, "the model rejects, the breaker let the block in"
+        self.held.append(Held(ticket, start))
+
+    @rule(action=ACTION)
+    def leave_block(self, action: str) -> None:
+        """The innermost open block ends: normally, or by ``action``'s error."""
+        if not self.held:
+            return
+        held = self.held.pop()
+        error = _error_for(action)
+        self.breaker.__exit__(type(error) if error is not None else None, error, None)
+        self._request_ended(error)
+        self._finish_model(held.ticket, action, held.start, "held_with")
+
+    @rule(path=st.sampled_from(ASYNC_PATHS))
+    def start_async_call(self, path: str) -> None:
+        future: asyncio.Future[Any] = self.loop.create_future()
+        start = self.clock.now()
+        ticket = self._admit()
+        self._request_started()
+        task = self.loop.create_task(self._call_async(path, future))
+        self._settle()
+        if ticket is None:
+            assert task.done(), f"{path}: the model rejects, the breaker admitted"
+            error = task.exception()
+            assert isinstance(error, CircuitOpenError), f"expected a rejection, got {error!r}"
+            self._request_ended(error)
+            self._check_rejection(error, start)
+            return
+        assert not task.done(), f"{path}: the model admits, the breaker ended the call: {task!r}"
+        self.in_flight.append(InFlight(task, future, ticket, start, path))
 
     @rule(index=st.integers(0, 100), action=ASYNC_ACTION)
     def finish_async_call(self, index: int, action: str) -> None:
@@ -490,8 +616,8 @@ class BreakerMachine(RuleBasedStateMachine):
             assert call.task.result() == _result_for(action)
         else:
             assert type(call.task.exception()) is type(error)
-        assert call.ticket is not None
-        self._finish_model(call.ticket, action, call.start)
+        self._request_ended(error)
+        self._finish_model(call.ticket, action, call.start, call.path)
 
     @rule(index=st.integers(0, 100))
     def cancel_async_call(self, index: int) -> None:
@@ -501,42 +627,42 @@ class BreakerMachine(RuleBasedStateMachine):
         call.task.cancel()
         self._settle()
         assert call.task.cancelled()
-        assert call.ticket is not None
         self.model.finish(call.ticket, IGNORED, False, self.clock.now())
 
-    # rules: time, control, reads
+    # rules: listening, time, control, reads
+
+    @rule(action=ASYNC_ACTION)
+    def toggle_listener(self, action: str) -> None:
+        """A listener comes or goes at a quiet moment: calls in flight and
+        open blocks end first (by ``action``), so that each call is watched
+        throughout or not at all."""
+        while self.in_flight:
+            self.finish_async_call(0, action)
+        while self.held:
+            self.leave_block(action)
+        self._note_transitions()
+        if self.listening:
+            self.unsubscribe()
+            self.unsubscribe = None
+            self.listening = False
+        else:
+            self._listen()
 
     @rule(seconds=ADVANCES)
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
-    @rule()
-    def force_open(self) -> None:
-        self.breaker.force_open()
-        self.model.force_open(self.clock.now())
+    @rule(op=st.sampled_from(["force_open", "force_closed", "release", "reset"]))
+    def control(self, op: str) -> None:
+        getattr(self.breaker, op)()
+        getattr(self.model, op)(self.clock.now())
 
-    @rule()
-    def force_closed(self) -> None:
-        self.breaker.force_closed()
-        self.model.force_closed(self.clock.now())
-
-    @rule()
-    def release(self) -> None:
-        self.breaker.release()
-        self.model.release(self.clock.now())
-
-    @rule()
-    def reset(self) -> None:
-        self.breaker.reset()
-        self.model.reset(self.clock.now())
-
-    @rule()
-    def read_state(self) -> None:
-        assert self.breaker.state.value == self.model.read_state(self.clock.now())
-
-    @rule()
-    def read_metrics(self) -> None:
+    @rule(metrics=st.booleans())
+    def read(self, metrics: bool) -> None:
         now = self.clock.now()
+        if not metrics:
+            assert self.breaker.state.value == self.model.read_state(now)
+            return
         expected = self.model.metrics(now)
         actual = self.breaker.metrics()._asdict()
         actual["state"] = actual["state"].value
@@ -548,35 +674,62 @@ class BreakerMachine(RuleBasedStateMachine):
     def one_event_per_transition(self) -> None:
         if not hasattr(self, "model"):
             return
+        self._note_transitions()
         assert self.log.seen == self.model.transitions
-        if self.listen:
-            changes = [
-                (e.old_state, e.new_state)
-                for e in self.events
-                if isinstance(e, events.StateChanged)
-            ]
-            assert changes == self.model.transitions
-            # The breaker's own view of each call (not the request's).
-            own = [e for e in self.events if getattr(e, "level", "policy") == "policy"]
-            counts = {
-                "succeeded": sum(isinstance(e, events.CallSucceeded) for e in own),
-                "failed": sum(isinstance(e, events.CallFailed) for e in own),
-                "rejected": sum(isinstance(e, events.CallRejected) for e in own),
+        changes = [
+            (e.old_state, e.new_state) for e in self.events if isinstance(e, events.StateChanged)
+        ]
+        assert changes == self.expected_changes
+
+    @invariant()
+    def one_event_per_call(self) -> None:
+        def count(level: str) -> dict[str, int]:
+            of_level = [e for e in self.events if getattr(e, "level", None) == level]
+            return {
+                "started": sum(isinstance(e, events.CallStarted) for e in of_level),
+                "succeeded": sum(isinstance(e, events.CallSucceeded) for e in of_level),
+                "failed": sum(isinstance(e, events.CallFailed) for e in of_level),
+                "rejected": sum(isinstance(e, events.CallRejected) for e in of_level),
             }
-            assert counts == self.expected_events
-            assert all(e.name == "model" and e.policy == "circuit_breaker" for e in self.events)
+
+        # The breaker's own view of each call, and each request as a whole.
+        assert count(events.POLICY) == {"started": 0, **self.expected_events}
+        assert count(events.REQUEST) == self.expected_requests
+        assert all(e.name == "model" and e.policy == "circuit_breaker" for e in self.events)
+
+
+DECORATORS = st.sampled_from(["with_circuit_breaker", "breaker"])
+
+
+class PlainBreakerMachine(BreakerMachine):
+    """Plain configs: calls take the lock-free path while CLOSED and nobody
+    listens, the locked path otherwise."""
+
+    @initialize(fields=configs(plain=True), listen=st.booleans(), decorator=DECORATORS)
+    def build(self, fields: dict[str, Any], listen: bool, decorator: str) -> None:
+        self._build(fields, listen, decorator)
+
+
+class TimedBreakerMachine(BreakerMachine):
+    """Time windows, slow calls, result predicates: the locked path always."""
+
+    @initialize(fields=configs(plain=False), listen=st.booleans(), decorator=DECORATORS)
+    def build(self, fields: dict[str, Any], listen: bool, decorator: str) -> None:
+        self._build(fields, listen, decorator)
 
 
 # RESILIENT_MODEL_EXAMPLES=5000 for a long hunt; the default keeps the suite quick.
-EXAMPLES = int(os.environ.get("RESILIENT_MODEL_EXAMPLES", "150"))
-
-BreakerMachine.TestCase.settings = settings(
+EXAMPLES = int(os.environ.get("RESILIENT_MODEL_EXAMPLES", "75"))
+SETTINGS = settings(
     max_examples=EXAMPLES,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestBreakerModel = BreakerMachine.TestCase
+PlainBreakerMachine.TestCase.settings = SETTINGS
+TimedBreakerMachine.TestCase.settings = SETTINGS
+TestPlainBreakerModel = PlainBreakerMachine.TestCase
+TestTimedBreakerModel = TimedBreakerMachine.TestCase
 
 
 # -- the model's open choices, pinned one by one on the real breaker ---------------

@@ -4,8 +4,10 @@ For random configs (every jitter strategy, deadlines, Retry-After on or off)
 and random scripts of attempt outcomes (errors with or without
 ``retry_after``, errors never retried, results to retry, open breakers,
 interrupts, slow attempts), the model predicts the waits, the ``on_retry``
-calls, the number of attempts and the outcome; the real ``Retry`` must
-match on the sync and the async path alike.
+calls, the number of attempts, the outcome, and what a listener gets; the
+real ``Retry`` must match through every way in: ``retry.call(fn)``, a
+decorated function, ``await retry.call_async(fn)`` and a decorated
+coroutine function (Retry has no context manager).
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import asyncio
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilient import CircuitOpenError, Retry, RetryConfig
-from resilient.testing import FakeClock, fake_clock
+from resilient import CircuitOpenError, Retry, RetryConfig, events, with_retry
+from resilient.testing import fake_clock
 
 
 class Boom(Exception):
@@ -74,6 +76,8 @@ class Expected:
     error: str | None  # the type name raised, or None when a result is returned
     result: object = None
     noted_attempts: int | None = None  # "gave up after N attempts", if noted
+    exhausted: bool = False  # retrying stopped on a retryable outcome (RetriesExhausted)
+    retry_after: list[float | None] = field(default_factory=list)  # honoured, per hook
 
 
 def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
@@ -84,6 +88,14 @@ def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
     elapsed = 0.0
     sleeps: list[float] = []
     hooks: list[tuple[int, str | None, float]] = []
+    retry_after: list[float | None] = []
+
+    def done(n: int, error: BaseException | None, result: object, exhausted: bool) -> Expected:
+        name = type(error).__name__ if error is not None else None
+        noted = n if error is not None and (exhausted or n > 1) else None
+        return Expected(
+            sleeps, hooks, n, name, result if error is None else None, noted, exhausted, retry_after
+        )
 
     def base(n: int) -> float:
         return min(maximum, initial * cfg.multiplier ** (n - 1))
@@ -107,33 +119,32 @@ def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
         step = script[n - 1]
         elapsed += step.duration
         error, result = step.outcome()
-        name = type(error).__name__ if error is not None else None
         if step.what == "ok":
-            return Expected(sleeps, hooks, n, None, result)
+            return done(n, None, result, exhausted=False)
         if step.what == "interrupt":
-            return Expected(sleeps, hooks, n, name)  # never retried, never noted
+            # never retried, never noted
+            return Expected(sleeps, hooks, n, "KeyboardInterrupt", retry_after=retry_after)
         if step.what == "fatal":
             # "(after some retries) an error that is not retried" is noted
-            return Expected(sleeps, hooks, n, name, noted_attempts=n if n > 1 else None)
+            return done(n, error, None, exhausted=False)
         if n == cfg.max_attempts:
             # "the last result is returned" / "the last exception itself is
             # re-raised", noted; except for one attempt: "a pass-through"
-            if error is None:
-                return Expected(sleeps, hooks, n, None, result)
-            return Expected(sleeps, hooks, n, name, noted_attempts=n if n > 1 else None)
+            return done(n, error, result, exhausted=n > 1)
+        asked: float | None = None
         if step.what == "open" and step.remaining > 0:
             if step.remaining > maximum:
-                return Expected(sleeps, hooks, n, name, noted_attempts=n)
+                return done(n, error, result, exhausted=True)
             delay = step.remaining  # the breaker's remaining time, as is
         else:
             delay = wait(n)
             if cfg.respect_retry_after and step.retry_after is not None:
-                delay = max(delay, step.retry_after)  # "at least that long"
+                asked = step.retry_after
+                delay = max(delay, asked)  # "at least that long"
         if cfg.deadline is not None and elapsed + delay > cfg.deadline:
-            if error is None:
-                return Expected(sleeps, hooks, n, None, result)
-            return Expected(sleeps, hooks, n, name, noted_attempts=n)
-        hooks.append((n, name, delay))
+            return done(n, error, result, exhausted=True)
+        hooks.append((n, type(error).__name__ if error is not None else None, delay))
+        retry_after.append(asked)
         if delay > 0:  # a wait of 0 sleeps not at all
             sleeps.append(delay)
         elapsed += delay
@@ -141,6 +152,9 @@ def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
 
 
 # -- running the real thing --------------------------------------------------------------
+
+# The ways in, as users write them; Retry has no context manager.
+PATHS = ("call", "decorated", "call_async", "decorated_async")
 
 
 @dataclass
@@ -151,6 +165,7 @@ class Observed:
     error: str | None
     result: object = None
     noted_attempts: int | None = None
+    seen: list[events.Event] = field(default_factory=list)  # what a listener got
 
 
 def _noted(error: BaseException) -> int | None:
@@ -160,17 +175,13 @@ def _noted(error: BaseException) -> int | None:
     return None
 
 
-def _observe(
-    clock: FakeClock, hooks: list[Any], attempts: int, error: BaseException | None, result: object
-) -> Observed:
-    if error is None:
-        return Observed(list(clock.sleeps), hooks, attempts, None, result)
-    return Observed(list(clock.sleeps), hooks, attempts, type(error).__name__, None, _noted(error))
-
-
-def run_sync(fields: dict[str, Any], seed: int, script: list[Step]) -> Observed:
+def run(path: str, fields: dict[str, Any], seed: int, script: list[Step], listen: bool) -> Observed:
+    """One call of a function that follows ``script``, through ``path``."""
     hooks: list[tuple[int, str | None, float]] = []
-    cfg = _config(fields, seed, hooks)
+    retry = Retry(_config(fields, seed, hooks), listeners=events.ListenerSet())
+    seen: list[events.Event] = []
+    if listen:
+        retry.subscribe(seen.append)
     attempts = 0
 
     with fake_clock() as clock:
@@ -185,38 +196,28 @@ def run_sync(fields: dict[str, Any], seed: int, script: list[Step]) -> Observed:
                 raise error
             return result
 
+        async def attempt_async() -> object:
+            return attempt()
+
+        fn = attempt_async if path.endswith("async") else attempt
         try:
-            result = Retry(cfg).call(attempt)
+            if path == "call":
+                result = retry.call(attempt)
+            elif path == "decorated":
+                result = with_retry(retry)(attempt)()
+            elif path == "call_async":
+                result = asyncio.run(retry.call_async(attempt_async))
+            else:
+                assert path == "decorated_async"
+                result = asyncio.run(with_retry(retry)(attempt_async)())
         except BaseException as exc:  # KeyboardInterrupt is one of the outcomes
-            return _observe(clock, hooks, attempts, exc, None)
-        return _observe(clock, hooks, attempts, None, result)
-
-
-def run_async(fields: dict[str, Any], seed: int, script: list[Step]) -> Observed:
-    hooks: list[tuple[int, str | None, float]] = []
-    cfg = _config(fields, seed, hooks)
-    attempts = 0
-
-    with fake_clock() as clock:
-
-        async def attempt() -> object:
-            nonlocal attempts
-            step = script[attempts]
-            attempts += 1
-            clock.advance(step.duration)
-            error, result = step.outcome()
-            if error is not None:
-                raise error
-            return result
-
-        async def main() -> Observed:
-            try:
-                result = await Retry(cfg).call_async(attempt)
-            except Exception as exc:
-                return _observe(clock, hooks, attempts, exc, None)
-            return _observe(clock, hooks, attempts, None, result)
-
-        return asyncio.run(main())
+            name = type(exc).__name__
+            observed = Observed(list(clock.sleeps), hooks, attempts, name, None, _noted(exc), seen)
+        else:
+            observed = Observed(list(clock.sleeps), hooks, attempts, None, result, None, seen)
+    # An unnamed Retry reports under the name of the function it runs.
+    assert all(e.name == fn.__qualname__ and e.policy == "retry" for e in seen), seen
+    return observed
 
 
 def _config(
@@ -281,16 +282,70 @@ def _same(observed: Observed, expected: Expected) -> None:
     assert observed.noted_attempts == expected.noted_attempts
 
 
+def _summary(event: events.Event) -> tuple[Any, ...]:
+    if isinstance(event, events.CallStarted):
+        return ("started", event.level)
+    if isinstance(event, events.RateLimited):
+        return ("rate_limited", event.retry_after)
+    if isinstance(event, events.RetryAttempted):
+        return ("retry", event.attempt, _name(event.error), event.delay)
+    if isinstance(event, events.RetriesExhausted):
+        return ("exhausted", event.attempts, _name(event.error))
+    if isinstance(event, events.CallSucceeded):
+        return ("succeeded", event.level)
+    if isinstance(event, events.CallFailed):
+        return ("failed", event.level, _name(event.error))
+    if isinstance(event, events.CallRejected):
+        return ("rejected", event.level, event.state, event.remaining)
+    raise AssertionError(f"unexpected event {event!r}")
+
+
+def _name(error: BaseException | None) -> str | None:
+    return type(error).__name__ if error is not None else None
+
+
+def _expected_events(expected: Expected, observed: Observed, script: list[Step]) -> list[Any]:
+    """One request around the whole loop: started; for each retry, the
+    Retry-After it honours and the retry (with the delay ``on_retry`` got);
+    giving up; then the request's end as its caller saw it (none for an
+    interrupt)."""
+    seen: list[Any] = [("started", events.REQUEST)]
+    for (attempt, error, _), (_, _, delay), asked in zip(
+        expected.hooks, observed.hooks, expected.retry_after, strict=True
+    ):
+        if asked is not None:
+            seen.append(("rate_limited", asked))
+        seen.append(("retry", attempt, error, delay))
+    if expected.exhausted:
+        seen.append(("exhausted", expected.attempts, expected.error))
+    if expected.error is None:
+        seen.append(("succeeded", events.REQUEST))
+    elif expected.error == "CircuitOpenError":
+        last = script[expected.attempts - 1]
+        state = "forced_open" if math.isinf(last.remaining) else "open"
+        seen.append(("rejected", events.REQUEST, state, last.remaining))
+    elif expected.error != "KeyboardInterrupt":
+        seen.append(("failed", events.REQUEST, expected.error))
+    return seen
+
+
 @settings(
     max_examples=int(os.environ.get("RESILIENT_MODEL_EXAMPLES", "300")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(fields=configs(), seed=st.integers(0, 2**32), script=SCRIPTS)
+@given(fields=configs(), seed=st.integers(0, 2**32), script=SCRIPTS, listen=st.booleans())
 def test_retry_follows_the_documented_schedule(
-    fields: dict[str, Any], seed: int, script: list[Step]
+    fields: dict[str, Any], seed: int, script: list[Step], listen: bool
 ) -> None:
     expected = model(RetryConfig(**fields), seed, script)
-    _same(run_sync(fields, seed, script), expected)
-    if expected.error != "KeyboardInterrupt":  # asyncio.run re-raises it out of the loop
-        _same(run_async(fields, seed, script), expected)
+    for path in PATHS:
+        if expected.error == "KeyboardInterrupt" and path.endswith("async"):
+            continue  # asyncio.run re-raises it out of the loop
+        observed = run(path, fields, seed, script, listen)
+        _same(observed, expected)
+        if listen:
+            summary = [_summary(e) for e in observed.seen]
+            assert summary == _expected_events(expected, observed, script), path
+        else:
+            assert observed.seen == []
