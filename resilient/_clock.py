@@ -24,6 +24,7 @@ __all__ = [
     "sleep",
     "sleep_async",
     "wall",
+    "wall_now",
 ]
 
 
@@ -76,17 +77,19 @@ def get_clock() -> Clock:
 #: effect at once); :func:`set_clock` and every :func:`monotonic` call keep
 #: it right.
 now: Callable[[], float] = time.monotonic
+#: The wall clock's read, likewise (``time.time`` itself with the real clock).
+wall_now: Callable[[], float] = time.time
 
 
 def _pick(_modules: Mapping[str, object] = sys.modules) -> None:
-    global now
+    global now, wall_now
     clock = _current[0]
     if clock is not REAL:
-        now = clock.monotonic
+        now, wall_now = clock.monotonic, clock.wall
     elif "time_machine" in _modules:
-        now = _real_monotonic
+        now, wall_now = _real_monotonic, time.time
     else:
-        now = time.monotonic
+        now, wall_now = time.monotonic, time.time
 
 
 def set_clock(clock: Clock | None) -> Clock:

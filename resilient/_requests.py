@@ -75,7 +75,7 @@ class Request:
                 (
                     self.name,
                     self.kind,
-                    _clock.get_clock().wall(),
+                    _clock.wall_now(),
                     now,
                     _request.current.get(),
                     *fields,
@@ -85,7 +85,7 @@ class Request:
         )
 
     def succeeded(self, start: float, emit: bool) -> None:
-        now = _clock.monotonic()
+        now = _clock.now()
         self.stats.record(now - start)
         if emit:
             self._emit(CallSucceeded, now, now - start)
@@ -95,7 +95,7 @@ class Request:
         and interrupts) nothing at all."""
         if not isinstance(error, Exception):
             return
-        now = _clock.monotonic()
+        now = _clock.now()
         stats = self.stats
         rejected = rejection(error)
         if rejected is not None:
@@ -113,7 +113,7 @@ class Request:
         token = None
         if _request.current.get() is None:
             token = _request.current.set(_request.new_request_id())
-        start = _clock.monotonic()
+        start = _clock.now()
         emit = self.scope.events
         if emit:
             self._emit(CallStarted, start)
@@ -215,7 +215,7 @@ class Request:
         in the consumer's context while it holds an item.
         """
         if self.gate.level < EVENTS:
-            start = _clock.monotonic()
+            start = _clock.now()
             try:
                 async for item in items:
                     yield item

@@ -531,7 +531,7 @@ class CircuitBreaker(PolicyBase):
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
         run = self._run
-        gate, detour, meter = watching(self, fn, name, entry, functools.partial(run, fn))
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._listened, fn))
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
@@ -587,7 +587,7 @@ class CircuitBreaker(PolicyBase):
     ) -> Callable[..., Awaitable[R]]:
         arun = self._arun
         gate, detour, meter = watching(
-            self, fn, name, entry, functools.partial(arun, fn), is_async=True
+            self, fn, name, entry, functools.partial(self._alistened, fn), is_async=True
         )
         assert detour is not None
         stats = self._stats_for(self.name)
@@ -638,6 +638,47 @@ class CircuitBreaker(PolicyBase):
             return await arun(fn, args, kwargs)
 
         return through_breaker
+
+    # While someone listens to the breaker itself: the fast path still counts
+    # a success without the lock; only the event is added.
+
+    def _listened(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return self._run(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        self._succeeded_listened(start)
+        return result
+
+    async def _alistened(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return await self._arun(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        self._succeeded_listened(start)
+        return result
+
+    def _succeeded_listened(self, start: float) -> None:
+        listeners = self._listeners
+        if listeners.events:
+            took = _clock.now() - start
+            listeners.new(events.CallSucceeded, self.name, self._kind, took, events.POLICY)
 
     def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not switch.on:

@@ -432,22 +432,23 @@ class ListenerSet:
         """Deliver ``event`` to this scope's listeners and every enclosing scope's."""
         scope: ListenerSet | None = self
         while scope is not None:
-            listeners = scope.listeners
-            if listeners:
-                _deliver(listeners, event)
+            for listener in scope.listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    _failed_listener(listener)
             scope = scope.parent
 
     def new(self, kind: type[Event], name: str, policy: str, *fields: Any) -> None:
         """Build a ``kind`` event stamped now (in the current request) and emit it."""
-        clock = _clock.get_clock()
         self.emit(
             tuple.__new__(
                 kind,
                 (
                     name,
                     policy,
-                    clock.wall(),
-                    _clock.monotonic(),
+                    _clock.wall_now(),
+                    _clock.now(),
                     _request.current.get(),
                     *fields,
                 ),
@@ -466,17 +467,13 @@ def _add_ref(refs: tuple[weakref.ref[_Ref], ...], item: _Ref) -> tuple[weakref.r
     return (*refs, weakref.ref(item))
 
 
-def _deliver(listeners: tuple[Listener, ...], event: Event) -> None:
-    for listener in listeners:
-        try:
-            listener(event)
-        except Exception:
-            # Logged once per listener: a broken listener must never break
-            # the protected call, nor flood the log.
-            key = id(listener)
-            if key not in _failed:
-                _failed.add(key)
-                log.exception("resilient: event listener %r raised", listener)
+def _failed_listener(listener: Listener) -> None:
+    # Logged once per listener: a broken listener must never break the
+    # protected call, nor flood the log.
+    key = id(listener)
+    if key not in _failed:
+        _failed.add(key)
+        log.exception("resilient: event listener %r raised", listener)
 
 
 GLOBAL = ListenerSet()
