@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from . import _stats, events
 from ._compose import NEVER, compose, decorate
+from ._requests import Request
 
 if TYPE_CHECKING:
     from ._compose import Decoratable, Layer
     from ._stats import Stats
 
-__all__ = ["PolicyBase", "fn_name"]
+__all__ = ["NamedPolicy", "PolicyBase", "fn_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,3 +112,35 @@ class PolicyBase:
         """Use the policy itself as a decorator."""
         layers = self._layers()
         return decorate(self, fn, self, layers)
+
+
+class NamedPolicy(PolicyBase):
+    """A named policy with per-call events of its own (a breaker, a bulkhead):
+    its closures watch its own listeners, and its ``with`` blocks are
+    requests of their own."""
+
+    name: str
+    _gate: events.Gate | None = None
+    _block: Request | None = None
+
+    @property
+    def _own_gate(self) -> events.Gate:  # type: ignore[override]
+        """The gate on this policy's own listeners, made when a chain first
+        needs it."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = events.Gate(None, (self._listeners,))
+        return gate
+
+    def _block_request(self) -> Request:
+        """The request of ``with`` blocks, made on first use."""
+        block = self._block
+        if block is None:
+            block = self._block = Request(
+                self.name,
+                self._kind,
+                self._listeners,
+                self._stats_for(self.name),
+                events.Gate(self._listeners),
+            )
+        return block

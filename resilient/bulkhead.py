@@ -23,7 +23,7 @@ from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
 from ._compose import watching
-from ._policy import PolicyBase
+from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import weakly
 from .errors import BulkheadFullError
@@ -92,7 +92,7 @@ def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future
 _Held: TypeAlias = "tuple[float, Any]"
 
 
-class Bulkhead(PolicyBase):
+class Bulkhead(NamedPolicy):
     """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
 
     _kind = "bulkhead"
@@ -124,32 +124,9 @@ class Bulkhead(PolicyBase):
         self._core = LimiterCore(config.max_concurrent, config.max_queue)
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._gate: events.Gate | None = None  # see _own_gate
         self._interrupted = 0  # calls that ended by cancellation or interrupt
-        self._block: Request | None = None  # the request of `with` blocks, made on first use
         self._stats_for(name)  # readers see it (its state) from the start
         self._blocks: BlockStack[_Held] = BlockStack(f"resilient_bh_{name}")
-
-    @property
-    def _own_gate(self) -> events.Gate:  # type: ignore[override]
-        """The gate on this policy's own listeners (its per-call events),
-        made when a chain first needs it."""
-        gate = self._gate
-        if gate is None:
-            gate = self._gate = events.Gate(None, (self._listeners,))
-        return gate
-
-    def _block_request(self) -> Request:
-        block = self._block
-        if block is None:
-            block = self._block = Request(
-                self.name,
-                self._kind,
-                self._listeners,
-                self._stats_for(self.name),
-                events.Gate(self._listeners),
-            )
-        return block
 
     def __repr__(self) -> str:
         core = self._core

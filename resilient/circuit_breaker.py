@@ -29,7 +29,7 @@ from ._breaker_core import (
     CircuitState,
 )
 from ._compose import is_async_callable, watching
-from ._policy import PolicyBase
+from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import BOUNDS
 from .errors import BulkheadFullError, CircuitOpenError
@@ -97,7 +97,7 @@ def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
     return core.generation if ticks is core.ticks else UNTRACKED
 
 
-class CircuitBreaker(PolicyBase):
+class CircuitBreaker(NamedPolicy):
     """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
     around bookkeeping, never across the protected call or an ``await``."""
 
@@ -121,8 +121,6 @@ class CircuitBreaker(PolicyBase):
         self._announcing = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The per-call events of the breaker itself (the policy level).
-        self._gate: events.Gate | None = None  # see _own_gate
-        self._block: Request | None = None  # the request of `with` blocks, made on first use
         self._stats_for(name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
@@ -197,27 +195,6 @@ class CircuitBreaker(PolicyBase):
             # Only the core: a shared breaker stays attached to its storage.
             self._core = self._ticks.core = core
         return previous
-
-    @property
-    def _own_gate(self) -> events.Gate:  # type: ignore[override]
-        """The gate on this policy's own listeners (its per-call events),
-        made when a chain first needs it."""
-        gate = self._gate
-        if gate is None:
-            gate = self._gate = events.Gate(None, (self._listeners,))
-        return gate
-
-    def _block_request(self) -> Request:
-        block = self._block
-        if block is None:
-            block = self._block = Request(
-                self.name,
-                self._kind,
-                self._listeners,
-                self._stats_for(self.name),
-                events.Gate(self._listeners),
-            )
-        return block
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._core.state.value}>"
