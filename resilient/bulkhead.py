@@ -53,8 +53,11 @@ class BulkheadConfig:
     queue_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        _validate.int_at_least(_OWNER, "max_concurrent", self.max_concurrent, 1)
-        _validate.int_at_least(_OWNER, "max_queue", self.max_queue, 0)
+        # One permit token each, allocated up front; a queued caller each.
+        _validate.int_between(
+            _OWNER, "max_concurrent", self.max_concurrent, 1, _validate.MAX_PERMITS
+        )
+        _validate.int_between(_OWNER, "max_queue", self.max_queue, 0, _validate.MAX_PERMITS)
         _validate.seconds_or_none(_OWNER, "queue_timeout", self.queue_timeout)
 
 
@@ -142,7 +145,8 @@ class Bulkhead(NamedPolicy):
             return BulkheadMetrics(
                 active=active,
                 queued=core.queued,
-                completed=core.completed(),
+                # Calls that ended, not those cancelled or interrupted.
+                completed=core.completed() - self._interrupted,
                 rejected=core.rejected,
                 utilization=active / core.max_concurrent,
                 max_concurrent=core.max_concurrent,
@@ -348,6 +352,7 @@ class Bulkhead(NamedPolicy):
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
+        keep_until_finished = self._keep_until_finished
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -372,22 +377,35 @@ class Bulkhead(NamedPolicy):
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
+                next(done)
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
+                keep_until_finished(exc)
                 raise
             except BaseException:
                 self._interrupted += 1
-                raise
-            finally:
                 next(done)
                 give(None)
                 if core.queued:
                     hand_over()
+                raise
+            next(done)
+            give(None)
+            if core.queued:
+                hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result
 
         return through_bulkhead
+
+    def _keep_until_finished(self, error: Exception) -> None:
+        """A sync call failed: its permit goes back now, unless it timed out
+        while its worker still runs it; then when that worker is done, so
+        the bound holds at the dependency, not only at the caller."""
+        when_finished = getattr(error, "_when_finished", None)
+        if when_finished is None or not when_finished(self._give_back):
+            self._give_back()
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
@@ -463,6 +481,11 @@ class Bulkhead(NamedPolicy):
         start = _clock.monotonic()
         try:
             result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._core.finished()
+            self._keep_until_finished(exc)
+            self._report(start, exc)
+            raise
         except BaseException as exc:
             self._release()
             self._report(start, exc)
