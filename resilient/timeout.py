@@ -312,7 +312,7 @@ class Timeout(PolicyBase):
                 f"{self!r}: mode='signal' works only in the main thread "
                 f"(called from {threading.current_thread().name!r}); use mode='thread'"
             )
-        outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+        outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
         if 0 < outer_left <= seconds:
             # An enclosing alarm fires first anyway: let it.
             return fn(*args, **kwargs)
@@ -339,8 +339,11 @@ class Timeout(PolicyBase):
         finally:
             signal.signal(signal.SIGALRM, previous)
             if outer_left > 0:
-                # Re-arm the enclosing alarm for what is left of it.
-                signal.setitimer(signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6))
+                # Re-arm the enclosing alarm for what is left of it, periodic
+                # again if it was.
+                signal.setitimer(
+                    signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6), outer_interval
+                )
 
     async def _arun(
         self,
