@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .. import _clock
 from .._breaker_core import CLOSED, HALF_OPEN, BreakerCore, CircuitState
 from .._storage import Action, Outcome, Verdict
+from ._keys import name_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class Op(NamedTuple):
 
     binding: Binding
     kind: str
-    args: list[str]
+    args: list[str | bytes]
     context: Any
 
 
@@ -59,6 +60,7 @@ class Binding:
         self._storage = storage
         self._breaker = weakref.ref(breaker)
         self.name = breaker.name
+        self._name = name_bytes(breaker.name)  # names are data: sent as bytes
         self.keys = keys(storage.namespace, breaker.name)
         cfg = breaker.config
         self._config = [
@@ -83,9 +85,9 @@ class Binding:
         # Until then, every fleet probe slot is taken: reject without asking.
         self._busy_until = 0.0
 
-    def _args(self, op: str, *extra: str) -> list[str]:
+    def _args(self, op: str, *extra: str) -> list[str | bytes]:
         storage = self._storage
-        return [op, self.name, storage.instance, storage.channel, *self._config, *extra]
+        return [op, self._name, storage.instance, storage.channel, *self._config, *extra]
 
     # -- what the breaker calls (SharedBreaker) --------------------------------
 
@@ -110,8 +112,10 @@ class Binding:
             except storage.unavailable as exc:
                 storage.down(exc)
             else:
-                self._mirror(reply)
-                return
+                if not isinstance(reply, Exception):
+                    self._mirror(reply)
+                    return
+                storage.failed("control", self.name, reply)
         self._pending_control = action
 
     def acquire(self) -> Verdict | None:
@@ -123,6 +127,10 @@ class Binding:
             (reply,) = storage.execute([(self.keys, self._args("acquire", probe_id))])
         except storage.unavailable as exc:
             storage.down(exc)
+            return None
+        if isinstance(reply, Exception):
+            storage.failed("acquire", self.name, reply)
+            self.go_local()
             return None
         kind = _text(reply[0])
         if kind == "missing":
@@ -222,6 +230,14 @@ class Binding:
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
         self._mirror(reply)
+
+    def refused(self, op: Op, error: Exception) -> None:
+        """Redis answered, but the script failed this op (another program's
+        key in the way, say): this breaker decides locally until an op of
+        it succeeds again. Its counts stay unsent; a control is retried;
+        a probe's outcome is dropped (its lease expires)."""
+        self._storage.failed(op.kind, self.name, error)
+        self.go_local()
 
     def go_local(self) -> None:
         breaker = self._breaker()

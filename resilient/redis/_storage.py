@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from .. import _validate
 from ._binding import Binding, Op
-from ._script import SCRIPT, keys
+from ._keys import decode_name, name_bytes, validate_namespace
+from ._script import SCRIPT, keys, names_key
 
 if TYPE_CHECKING:
     from ..circuit_breaker import CircuitBreaker
@@ -36,6 +37,8 @@ _OWNER = "RedisStorage"
 # failures costs one round trip, not one each.
 _MIN_GAP = 0.005
 _UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError)
+# Where a reply says the breaker's hash was just made, per op.
+_SEEDED = {"sync": 4, "control": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +87,7 @@ class RedisStorage:
         refresh_interval: float = 1.0,
         quorum: int = 1,
     ) -> None:
-        if not isinstance(namespace, str) or not namespace:
-            raise ValueError(f"{_OWNER}.namespace must be a non-empty str, got {namespace!r}")
+        validate_namespace(_OWNER, namespace)
         self.refresh_interval = _validate.seconds(
             _OWNER, "refresh_interval", refresh_interval, allow_zero=False
         )
@@ -95,6 +97,7 @@ class RedisStorage:
         self._client = client
         self._sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
         self._bindings: list[Binding] = []
+        self._failing: set[tuple[str, str]] = set()  # logged until they succeed
         self._up = True
         self._closed = False
         self._new_instance()
@@ -220,8 +223,14 @@ class RedisStorage:
 
     # -- talking to Redis --------------------------------------------------------
 
-    def execute(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[Any]:
-        """Run the script once per ``(keys, args)``, in one round trip."""
+    def execute(self, calls: Sequence[tuple[list[str], list[str | bytes]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)``, in one round trip.
+
+        Raises when Redis cannot be reached. A call the script itself failed
+        (a ``ResponseError``, e.g. WRONGTYPE on a key someone else wrote)
+        is returned as that error in its place: it concerns that breaker
+        only, and the others' replies stand.
+        """
         pipe = self._client.pipeline(transaction=False)
         for call_keys, args in calls:
             pipe.evalsha(self._sha, len(call_keys), *call_keys, *args)
@@ -235,9 +244,42 @@ class RedisStorage:
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for reply in replies:
-            if isinstance(reply, Exception):
+            if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
                 raise reply
+        self._list_new_names(calls, replies)
         return replies
+
+    def _list_new_names(
+        self, calls: Sequence[tuple[list[str], list[str | bytes]]], replies: list[Any]
+    ) -> None:
+        # The names set lies in another cluster slot than any breaker's keys:
+        # a name goes in when a reply says its hash was just made.
+        fresh = [
+            args[1]
+            for (_, args), reply in zip(calls, replies, strict=True)
+            if not isinstance(reply, Exception)
+            and args[0] in ("sync", "control")
+            and len(reply) > _SEEDED[args[0]]
+            and int(reply[_SEEDED[args[0]]]) == 1
+        ]
+        if fresh:
+            self._client.sadd(names_key(self.namespace), *fresh)
+
+    def failed(self, what: str, name: str, error: BaseException) -> None:
+        """One breaker's script call failed while Redis answered: that breaker
+        decides locally for now; the store and every other breaker go on."""
+        key = (what, name)
+        if key in self._failing:
+            return
+        self._failing.add(key)
+        log.warning(
+            "resilient: Redis refused %s of shared breaker %r (%s: %s); it decides on "
+            "local state until that succeeds, other breakers are not affected",
+            what,
+            name,
+            type(error).__name__,
+            error,
+        )
 
     def down(self, error: BaseException) -> None:
         """Redis failed a command: breakers go local. Logged once per outage."""
@@ -287,7 +329,11 @@ class RedisStorage:
                     "resilient: Redis at %s is reachable again; breakers resynced", self._where()
                 )
             for op, reply in zip(ops, replies, strict=True):
-                op.binding.done(op, reply)
+                if isinstance(reply, Exception):
+                    op.binding.refused(op, reply)
+                else:
+                    self._failing.discard((op.kind, op.binding.name))
+                    op.binding.done(op, reply)
             return True
 
     # -- background threads ------------------------------------------------------
@@ -342,36 +388,48 @@ class RedisStorage:
         blank = [""] * 7
         return self.execute(
             [
-                (keys(self.namespace, name), [op, name, "cli", self.channel, *blank, *extra])
+                (
+                    keys(self.namespace, name),
+                    [op, name_bytes(name), "cli", self.channel, *blank, *extra],
+                )
                 for name in names
             ]
         )
 
     def names(self) -> list[str]:
         """Every breaker name known to this namespace, sorted."""
-        members = self._client.smembers(f"{self.namespace}:breakers")
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        members = self._client.smembers(names_key(self.namespace))
+        return sorted(decode_name(m) for m in members)
 
     def describe(self, name: str) -> SharedBreakerInfo | None:
         """The shared breaker ``name``, or ``None`` if Redis has never heard of it."""
         (reply,) = self._admin([name], "read")
+        if isinstance(reply, Exception):
+            raise reply
         return _info(name, reply)
 
     def breakers(self) -> list[SharedBreakerInfo]:
-        """Every shared breaker, sorted by name."""
+        """Every shared breaker, sorted by name. One whose keys Redis cannot
+        read (someone else wrote them) is left out and logged, not fatal."""
         names = self.names()
         if not names:
             return []
-        found = (
-            _info(name, reply)
-            for name, reply in zip(names, self._admin(names, "read"), strict=True)
-        )
-        return [info for info in found if info is not None]
+        found = []
+        for name, reply in zip(names, self._admin(names, "read"), strict=True):
+            if isinstance(reply, Exception):
+                self.failed("read", name, reply)
+                continue
+            info = _info(name, reply)
+            if info is not None:
+                found.append(info)
+        return found
 
     def _control(self, name: str, action: str) -> bool:
         if not isinstance(name, str) or not name:
             raise ValueError(f"breaker name must be a non-empty str, got {name!r}")
         (reply,) = self._admin([name], "control", action)
+        if isinstance(reply, Exception):
+            raise reply
         return bool(int(reply[4]))
 
     def force_open(self, name: str) -> bool:
