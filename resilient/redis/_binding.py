@@ -60,7 +60,7 @@ class Binding:
         self._storage = storage
         self._breaker = weakref.ref(breaker)
         self.name = breaker.name
-        self._name = name_bytes(breaker.name)  # names are data: sent as bytes
+        self.name_bytes = name_bytes(breaker.name)  # names are data: sent as bytes
         self.keys = keys(storage.namespace, breaker.name)
         cfg = breaker.config
         self._config = [
@@ -84,10 +84,18 @@ class Binding:
         self._probe_ids = itertools.count(1)
         # Until then, every fleet probe slot is taken: reject without asking.
         self._busy_until = 0.0
+        # What decides whether a sync has anything to say (an idle breaker
+        # sends nothing): a publish about it arrived, the fleet's run as last
+        # seen (a success ends it), the vote last sent, when successes alone
+        # are next worth a report.
+        self.stale = True
+        self._fleet_run = 0
+        self._sent_vote = False
+        self._report_successes_at = 0.0
 
     def _args(self, op: str, *extra: str) -> list[str | bytes]:
         storage = self._storage
-        return [op, self._name, storage.instance, storage.channel, *self._config, *extra]
+        return [op, self.name_bytes, storage.instance, storage.channel, *self._config, *extra]
 
     # -- what the breaker calls (SharedBreaker) --------------------------------
 
@@ -172,8 +180,14 @@ class Binding:
 
     # -- what the storage's sync calls ---------------------------------------------
 
-    def prepare(self) -> list[Op] | None:
-        """This breaker's part of the next sync; ``None`` once it is gone."""
+    def prepare(self, full: bool = True) -> list[Op] | None:
+        """This breaker's part of the next sync; ``None`` once it is gone.
+
+        Unless ``full``, a breaker with nothing new sends nothing: no count,
+        no vote to renew or withdraw, no publish about it since its last sync.
+        Successes alone go up when they end a fleet run of failures, else at
+        most once per ``heartbeat_interval``.
+        """
         breaker = self._breaker()
         if breaker is None:
             return None
@@ -193,6 +207,9 @@ class Binding:
                 )
             )
         snap = breaker.with_core(self._snapshot)
+        if not (full or ops or self._worth_syncing(snap)):
+            return ops
+        self.stale = False
         ops.append(
             Op(
                 self,
@@ -213,8 +230,18 @@ class Binding:
         )
         return ops
 
+    def _worth_syncing(self, snap: _Snapshot) -> bool:
+        if self.stale or not self._incarnation:
+            return True
+        if snap.failed_total != self._sent_failed or snap.vote or self._sent_vote:
+            return True  # a vote stands only while it is renewed
+        if snap.ok_total == self._sent_ok:
+            return False
+        return self._fleet_run > 0 or _clock.monotonic() >= self._report_successes_at
+
     def undo(self, ops: list[Op]) -> None:
         """The round trip failed: keep the probe outcomes for the next one."""
+        self.stale = True
         for op in reversed(ops):
             if op.kind == "finish":
                 self._finished.appendleft((op.context, op.args[-2]))
@@ -226,6 +253,11 @@ class Binding:
             snap: _Snapshot = op.context
             self._sent_ok = snap.ok_total
             self._sent_failed = snap.failed_total
+            self._sent_vote = snap.vote
+            self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
+            self._report_successes_at = (
+                _clock.monotonic() + self._storage.heartbeat_interval
+            )
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
@@ -237,6 +269,7 @@ class Binding:
         it succeeds again. Its counts stay unsent; a control is retried;
         a probe's outcome is dropped (its lease expires)."""
         self._storage.failed(op.kind, self.name, error)
+        self.stale = True
         self.go_local()
 
     def go_local(self) -> None:

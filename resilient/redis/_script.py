@@ -147,7 +147,9 @@ if op == 'sync' then
       end
     end
   end
-  return reply(seeded)
+  local out = reply(seeded)
+  out[6] = tonumber(field('run', '0'))
+  return out
 end
 
 if op == 'acquire' then

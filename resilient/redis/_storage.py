@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -71,10 +72,12 @@ class RedisStorage:
 
     Attach breakers with ``CircuitBreakerConfig(storage=...)`` or
     ``Registry(storage=...)``. The hot path never waits for Redis: a background
-    thread sends counts and fetches the fleet's state every
-    ``refresh_interval`` seconds, at once after a failure, and when another
-    instance publishes a transition. ``quorum``: the fleet opens on counts
-    only when at least that many instances reported failures.
+    thread sends what changed (at once after a failure, else at most every
+    ``refresh_interval`` seconds), and fetches a breaker's state when another
+    instance publishes a transition of it. An idle process costs one
+    subscription and one heartbeat command every ``heartbeat_interval``
+    seconds, however many breakers it shares. ``quorum``: the fleet opens on
+    counts only when at least that many instances reported failures.
     """
 
     unavailable = _UNAVAILABLE
@@ -86,12 +89,16 @@ class RedisStorage:
         namespace: str = "resilient",
         refresh_interval: float = 1.0,
         quorum: int = 1,
+        heartbeat_interval: float = 30.0,
     ) -> None:
         validate_namespace(_OWNER, namespace)
         self.refresh_interval = _validate.seconds(
             _OWNER, "refresh_interval", refresh_interval, allow_zero=False
         )
         self.quorum = _validate.int_at_least(_OWNER, "quorum", quorum, 1)
+        self.heartbeat_interval = _validate.seconds(
+            _OWNER, "heartbeat_interval", heartbeat_interval, allow_zero=False
+        )
         self.namespace = namespace
         self.channel = f"{namespace}:changes"
         self._client = client
@@ -99,6 +106,7 @@ class RedisStorage:
         self._bindings: list[Binding] = []
         self._failing: set[tuple[str, str]] = set()  # logged until they succeed
         self._up = True
+        self._full_due = True
         self._closed = False
         self._new_instance()
         _STORAGES.add(self)
@@ -112,6 +120,7 @@ class RedisStorage:
         refresh_interval: float = 1.0,
         quorum: int = 1,
         socket_timeout: float = 0.25,
+        heartbeat_interval: float = 30.0,
     ) -> RedisStorage:
         """A storage on the Redis at ``url`` (``redis://host:port/db``).
 
@@ -130,7 +139,13 @@ class RedisStorage:
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{_OWNER}: bad Redis URL {url!r}: {exc}") from exc
-        return cls(client, namespace=namespace, refresh_interval=refresh_interval, quorum=quorum)
+        return cls(
+            client,
+            namespace=namespace,
+            refresh_interval=refresh_interval,
+            quorum=quorum,
+            heartbeat_interval=heartbeat_interval,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "up" if self._up else "down"
@@ -301,12 +316,16 @@ class RedisStorage:
     def sync(self) -> bool:
         """One round trip for every attached breaker: send the counts made
         since the last sync, mirror the fleet's state. False if Redis failed."""
+        return self._sync(full=True)
+
+    def _sync(self, full: bool) -> bool:
+        # Not full: only the breakers with something new (see Binding.prepare).
         with self._sync_lock:
             with self._lock:
                 bindings = list(self._bindings)
             plans: list[tuple[Binding, list[Op]]] = []
             for binding in bindings:
-                ops = binding.prepare()
+                ops = binding.prepare(full)
                 if ops is None:
                     self.forget(binding)  # its breaker was garbage-collected
                 else:
@@ -341,16 +360,46 @@ class RedisStorage:
     def _flush_loop(self) -> None:
         # Real time on purpose: this paces I/O; it is no policy's wait.
         wake, stop = self._wake, self._stop
+        beat_at = 0.0
         while not stop.is_set():
             wake.wait(self.refresh_interval)
             if stop.is_set():
                 return
             wake.clear()
             try:
-                self.sync()
+                now = time.monotonic()
+                if now >= beat_at:
+                    beat_at = now + self.heartbeat_interval
+                    self._heartbeat()
+                full, self._full_due = self._full_due, False
+                if not self._sync(full):
+                    self._full_due = True  # whatever was missed meanwhile
+            except _UNAVAILABLE as exc:
+                self._full_due = True
+                self.down(exc)
             except Exception:  # a bug here must not kill sharing for good
                 log.exception("resilient: Redis sync failed")
             stop.wait(_MIN_GAP)
+
+    def _heartbeat(self) -> None:
+        """This process is alive: one command (and one more to prune), for
+        every breaker it shares. A Redis that lost its data (restarted
+        empty, flushed) no longer knows us: then every breaker resyncs."""
+        key = f"{self.namespace}:instances"
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zadd(key, {self.instance: now})
+        pipe.zremrangebyscore(key, "-inf", now - 3 * self.heartbeat_interval)
+        added, _ = pipe.execute()
+        if added:
+            self._full_due = True
+
+    def _stale(self, name: bytes) -> None:
+        """Another instance published a transition of ``name``."""
+        with self._lock:
+            for binding in self._bindings:
+                if binding.name_bytes == name:
+                    binding.stale = True
 
     def _private_channel(self) -> str:
         return f"{self.namespace}:instance:{self.instance}"
@@ -365,9 +414,14 @@ class RedisStorage:
                         ignore_subscribe_messages=True
                     )
                     pubsub.subscribe(self.channel, self._private_channel())
-                    # Whatever was published while we were away, a sync catches up.
+                    # Whatever was published while we were away, a full sync
+                    # catches up.
+                    self._full_due = True
                     self._wake.set()
-                if pubsub.get_message(timeout=1.0) is not None:
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    if _text(message["channel"]) == self.channel:
+                        self._stale(message["data"])
                     self._wake.set()
             except Exception as exc:  # whatever broke the connection, start over
                 if not isinstance(exc, _UNAVAILABLE):
