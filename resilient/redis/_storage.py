@@ -84,7 +84,7 @@ class RedisStorage:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         namespace: str = "resilient",
         refresh_interval: float = 1.0,
@@ -122,21 +122,34 @@ class RedisStorage:
         socket_timeout: float = 0.25,
         heartbeat_interval: float = 30.0,
     ) -> RedisStorage:
-        """A storage on the Redis at ``url`` (``redis://host:port/db``).
+        """A storage on the Redis at ``url`` (``redis://host:port/db``), or
+        on a Redis Cluster (``redis+cluster://host:port``, any one node:
+        the others are discovered; ``rediss+cluster://`` with TLS).
 
-        Nothing connects yet. Every command gives up after ``socket_timeout``
-        seconds and is never retried: a breaker would rather decide on local
-        state than wait.
+        Nothing connects yet (a cluster's nodes are discovered at once).
+        Every command gives up after ``socket_timeout`` seconds and is never
+        retried: a breaker would rather decide on local state than wait.
         """
         timeout = _validate.seconds(_OWNER, "socket_timeout", socket_timeout, allow_zero=False)
+        client: Any
         try:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
+            scheme, _, rest = url.partition("://")
+            if scheme in ("redis+cluster", "rediss+cluster"):
+                from redis.cluster import RedisCluster
+
+                client = RedisCluster.from_url(
+                    f"{scheme.removesuffix('+cluster')}://{rest}",
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                )
+            else:
+                client = redis.Redis.from_url(
+                    url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    health_check_interval=0,
+                )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{_OWNER}: bad Redis URL {url!r}: {exc}") from exc
         return cls(
@@ -152,7 +165,11 @@ class RedisStorage:
         return f"<RedisStorage {self._where()} namespace={self.namespace!r} {state}>"
 
     def _where(self) -> str:
-        kwargs = self._client.connection_pool.connection_kwargs
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is None:  # a cluster
+            nodes = self._client.get_nodes()
+            return "cluster " + ",".join(f"{node.host}:{node.port}" for node in nodes[:3])
+        kwargs = pool.connection_kwargs
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
@@ -248,7 +265,9 @@ class RedisStorage:
         """
         pipe = self._client.pipeline(transaction=False)
         for call_keys, args in calls:
-            pipe.evalsha(self._sha, len(call_keys), *call_keys, *args)
+            # execute_command: a cluster pipeline refuses the evalsha method,
+            # not the command (routed by its keys, one slot per breaker).
+            pipe.execute_command("EVALSHA", self._sha, len(call_keys), *call_keys, *args)
         replies: list[Any] = pipe.execute(raise_on_error=False)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
