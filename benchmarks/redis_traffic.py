@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import contextlib
+
 import redis
 
 from benchmarks.bench_redis import redis_server
@@ -48,10 +50,8 @@ def _drive(breakers: list[CircuitBreaker], scenario: str, stop: threading.Event)
             for breaker in breakers:
                 breaker.call(lambda: None)
         elif scenario == "failing":
-            try:
+            with contextlib.suppress(ConnectionError, CircuitOpenError):
                 breakers[0].call(fail)
-            except (ConnectionError, CircuitOpenError):
-                pass
         stop.wait(0.001)
 
 

@@ -32,9 +32,9 @@ from ._compose import is_async_callable, watching
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import BOUNDS
+from ._workers import pool_for
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import METERED
-from ._workers import pool_for
 from .timeout import Timeout
 
 if TYPE_CHECKING:

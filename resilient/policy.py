@@ -187,9 +187,7 @@ class Resilience(PolicyBase):
         timeout = policy.timeout
         if timeout is not None and not isinstance(timeout, TimeoutConfig):
             timeout = TimeoutConfig(timeout)
-        self.timeout: Timeout | None = (
-            None if timeout is None else timeout._named(name, listeners)
-        )
+        self.timeout: Timeout | None = None if timeout is None else timeout._named(name, listeners)
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
         self._present: tuple[Layer, ...] = tuple(
             cast("Layer", layer)

@@ -70,9 +70,8 @@ class TimeoutConfig:
 
     def __post_init__(self) -> None:
         owner = "TimeoutConfig"
-        object.__setattr__(
-            self, "seconds", float(_validate.seconds(owner, "seconds", self.seconds, allow_zero=False))
-        )
+        seconds = _validate.seconds(owner, "seconds", self.seconds, allow_zero=False)
+        object.__setattr__(self, "seconds", seconds)
         _validate.int_between(owner, "pool_size", self.pool_size, 1, _validate.MAX_WORKERS)
         if self.mode not in ("thread", "signal"):
             raise ValueError(f"{owner}.mode must be 'thread' or 'signal', got {self.mode!r}")
@@ -276,9 +275,9 @@ class Timeout(PolicyBase):
             name = name or self._event_name(fn)
             if pool.drop(job):
                 raise self._never_started(name, seconds, pool)
-            error = self._timed_out(name, seconds)
-            error._when_finished = functools.partial(pool.after, job)
-            raise error
+            timed_out = self._timed_out(name, seconds)
+            timed_out._when_finished = functools.partial(pool.after, job)
+            raise timed_out
         error = job.error
         if error is not None:
             job.error = None

@@ -48,7 +48,8 @@ def _stack(name: str, **fields: object) -> Resilience:
 
 def test_each_named_stack_and_breaker_timeout_has_its_own_pool() -> None:
     a, b = _stack("dep-a", timeout=1.0), _stack("dep-b", timeout=1.0)
-    assert a.timeout is not None and b.timeout is not None
+    assert a.timeout is not None
+    assert b.timeout is not None
     pools = {id(a.timeout._pool), id(b.timeout._pool), id(shared_pool())}
     assert len(pools) == 3
     breaker = CircuitBreaker("dep-c", CircuitBreakerConfig(timeout=1.0))
@@ -61,9 +62,11 @@ def test_a_timeout_config_sets_the_pool_size_and_mode() -> None:
     stack = _stack("sized", timeout=TimeoutConfig(2.5, pool_size=3))
     assert stack.timeout is not None
     assert stack.timeout.seconds == 2.5
-    assert stack.timeout._pool is not None and stack.timeout._pool.max_workers == 3
+    assert stack.timeout._pool is not None
+    assert stack.timeout._pool.max_workers == 3
     signalled = _stack("alarm", timeout=TimeoutConfig(2.5, mode="signal"))
-    assert signalled.timeout is not None and signalled.timeout.mode == "signal"
+    assert signalled.timeout is not None
+    assert signalled.timeout.mode == "signal"
     assert signalled.timeout._pool is None
 
 

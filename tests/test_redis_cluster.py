@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster as ClusterClient
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from resilient.redis import RedisStorage
 from resilient.redis._script import keys
-from tests.redis_cluster import RedisCluster, redis_cluster  # noqa: F401  (a fixture)
+from tests.redis_cluster import RedisCluster, redis_cluster
 from tests.test_redis import (  # noqa: F401  (collected again here, on the cluster)
     test_a_failed_probe_reopens_the_fleet,
     test_a_failure_rate_seen_by_one_instance_votes_to_open,
@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def _module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     # One cluster for the module: the fixture of tests.redis_cluster, by hand.
     gen = redis_cluster.__wrapped__(tmp_path_factory.mktemp("cluster"))  # type: ignore[attr-defined]
     cluster = next(gen)
@@ -48,7 +48,7 @@ def _module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisC
 
 
 @pytest.fixture
-def storages(_module_cluster: RedisCluster) -> Iterator[Callable[..., RedisStorage]]:
+def storages(cluster: RedisCluster) -> Iterator[Callable[..., RedisStorage]]:
     """Instances of a fleet on the cluster, each test in a namespace of its own."""
     made: list[RedisStorage] = []
     namespace = f"t{id(made)}"
@@ -56,7 +56,7 @@ def storages(_module_cluster: RedisCluster) -> Iterator[Callable[..., RedisStora
     def make(**options: Any) -> RedisStorage:
         options.setdefault("refresh_interval", 60.0)  # tests sync by hand
         options.setdefault("namespace", namespace)
-        storage = RedisStorage.from_url(_module_cluster.url, **options)
+        storage = RedisStorage.from_url(cluster.url, **options)
         made.append(storage)
         return storage
 
@@ -66,13 +66,13 @@ def storages(_module_cluster: RedisCluster) -> Iterator[Callable[..., RedisStora
 
 
 def test_from_url_takes_a_cluster_url_and_the_client_a_cluster_client(
-    _module_cluster: RedisCluster,
+    cluster: RedisCluster,
 ) -> None:
-    storage = RedisStorage.from_url(_module_cluster.url, refresh_interval=60.0)
+    storage = RedisStorage.from_url(cluster.url, refresh_interval=60.0)
     assert isinstance(storage._client, ClusterClient)
     assert "cluster" in repr(storage)
     storage.close()
-    client = ClusterClient(host="127.0.0.1", port=_module_cluster.nodes[1].port)
+    client = ClusterClient(host="127.0.0.1", port=cluster.nodes[1].port)
     storage = RedisStorage(client=client, namespace="direct", refresh_interval=60.0)
     try:
         breaker = CircuitBreaker("pay", CircuitBreakerConfig(storage=storage))

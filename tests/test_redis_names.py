@@ -82,12 +82,14 @@ def test_keys_of_different_names_never_meet_and_share_one_slot() -> None:
 def test_opening_one_name_fleet_wide_leaves_every_other_alone(storages, opened: str) -> None:
     one, two = storages(), storages()
     mine, theirs = _breakers(one), _breakers(two)
-    assert one.sync() and two.sync()
+    assert one.sync()
+    assert two.sync()
     assert sorted(one.names()) == sorted(NAMES)
     for _ in range(2):
         with pytest.raises(Boom):
             mine[opened].call(_fail)
-    assert one.sync() and two.sync()
+    assert one.sync()
+    assert two.sync()
     assert theirs[opened].state is CircuitState.OPEN
     with pytest.raises(CircuitOpenError):
         theirs[opened].call(lambda: None)
@@ -105,7 +107,8 @@ def test_a_script_error_on_one_breaker_leaves_the_store_up_for_the_others(
 ) -> None:
     one, two = storages(), storages()
     mine, theirs = _breakers(one), _breakers(two)
-    assert one.sync() and two.sync()
+    assert one.sync()
+    assert two.sync()
     # Another program writes a string where the breaker keeps its run set:
     # the script fails with WRONGTYPE, for that breaker only.
     client = redis.Redis.from_url(redis_server.url)
@@ -121,8 +124,10 @@ def test_a_script_error_on_one_breaker_leaves_the_store_up_for_the_others(
         assert two.sync()
     assert theirs["*"].state is CircuitState.FORCED_OPEN
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert len(refused) == 1 and "'a'" in refused[0]
-    assert one.up and two.up
+    assert len(refused) == 1
+    assert "'a'" in refused[0]
+    assert one.up
+    assert two.up
     assert [b.state for n, b in theirs.items() if n != "*"] == [CircuitState.CLOSED] * (
         len(NAMES) - 1
     )

@@ -36,8 +36,7 @@ def _calls(client: redis.Redis, command: str | None = None) -> int:
     return sum(
         v["calls"]
         for k, v in stats.items()
-        if (command is None and "config" not in k and "info" not in k)
-        or k == f"cmdstat_{command}"
+        if (command is None and "config" not in k and "info" not in k) or k == f"cmdstat_{command}"
     )
 
 
@@ -81,7 +80,8 @@ def test_a_transition_costs_each_other_instance_one_fetch_of_that_breaker(
     try:
         mine = [CircuitBreaker(f"d{i}", CircuitBreakerConfig(storage=a)) for i in range(50)]
         theirs = [CircuitBreaker(f"d{i}", CircuitBreakerConfig(storage=b)) for i in range(50)]
-        assert a.sync() and b.sync()
+        assert a.sync()
+        assert b.sync()
         time.sleep(0.2)  # both background threads done with their first sync
         client.config_resetstat()
         mine[7].force_open()  # one script call, one publish

@@ -23,9 +23,9 @@ from .._policy import PolicyBase
 from ..errors import CircuitOpenError
 from ..events import request_context
 from ..policy import ResiliencePolicy
-from ..timeout import timeout_seconds
 from ..registry import Registry
 from ..retry import Retry, RetryConfig
+from ..timeout import timeout_seconds
 from ._classify import IDEMPOTENT_METHODS, error_class
 from ._map import from_exception, from_response
 from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity

@@ -255,9 +255,7 @@ class Binding:
             self._sent_failed = snap.failed_total
             self._sent_vote = snap.vote
             self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
-            self._report_successes_at = (
-                _clock.monotonic() + self._storage.heartbeat_interval
-            )
+            self._report_successes_at = _clock.monotonic() + self._storage.heartbeat_interval
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)

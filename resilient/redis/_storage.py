@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -167,7 +167,7 @@ class RedisStorage:
     def _where(self) -> str:
         pool = getattr(self._client, "connection_pool", None)
         if pool is None:  # a cluster
-            nodes = self._client.get_nodes()
+            nodes = cast(Any, self._client).get_nodes()
             return "cluster " + ",".join(f"{node.host}:{node.port}" for node in nodes[:3])
         kwargs = pool.connection_kwargs
         if "path" in kwargs:
