@@ -54,7 +54,7 @@ class SharedBreakerInfo:
     failing_instances: int  # instances whose failures make up that run
     rate_votes: int  # instances whose own window asks to open on a rate
     probes_in_flight: int
-    instances: int  # instances that synced it in the last minute
+    instances: int  # instances that reported on it in the last minute (idle ones send nothing)
     created: bool  # some instance has made this breaker (not only a forced name)
     calls: int  # reported since it last closed
     failures: int
