@@ -40,7 +40,7 @@ def _calls(client: redis.Redis, command: str | None = None) -> int:
     )
 
 
-def _idle_commands(url: str, client: redis.Redis, count: int) -> int:
+def _idle_commands(url: str, client: redis.Redis, count: int, busy: bool = False) -> int:
     storage = RedisStorage.from_url(
         url, namespace=f"idle{count}", refresh_interval=0.05, heartbeat_interval=HEARTBEAT
     )
@@ -53,7 +53,11 @@ def _idle_commands(url: str, client: redis.Redis, count: int) -> int:
         wait_for(lambda: client.zscore(f"idle{count}:instances", storage.instance), what="a beat")
         time.sleep(0.1)
         client.config_resetstat()
-        time.sleep(WINDOW)  # the window measured: nothing happens in it
+        ends = time.monotonic() + WINDOW  # the window measured
+        while busy and time.monotonic() < ends:
+            for breaker in kept:  # healthy traffic: successes only
+                breaker.call(lambda: None)
+        time.sleep(max(0.0, ends - time.monotonic()))
         sent = _calls(client)
         del kept
         return sent
@@ -69,6 +73,43 @@ def test_an_idle_process_costs_the_same_for_one_breaker_or_two_hundred(
     beats = WINDOW / HEARTBEAT + 1
     assert one <= 2 * beats  # a ZADD and a prune per beat
     assert many <= 2 * beats  # not 200 times as much (was ~17 per breaker per second)
+
+
+def test_a_busy_healthy_process_costs_what_an_idle_one_does(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    sent = _idle_commands(redis_server.url, client, 100, busy=True)
+    assert sent <= 2 * (WINDOW / HEARTBEAT + 1)
+
+
+def test_a_run_of_failures_that_starts_is_ended_by_successes_elsewhere(
+    redis_server: RedisServer,
+) -> None:
+    options = {"refresh_interval": 0.05, "heartbeat_interval": 60.0}
+    a = RedisStorage.from_url(redis_server.url, **options)  # type: ignore[arg-type]
+    b = RedisStorage.from_url(redis_server.url, **options)  # type: ignore[arg-type]
+    try:
+        config = {"failure_threshold": 4}
+        one = CircuitBreaker("pay", CircuitBreakerConfig(storage=a, **config))  # type: ignore[arg-type]
+        two = CircuitBreaker("pay", CircuitBreakerConfig(storage=b, **config))  # type: ignore[arg-type]
+        assert a.sync()
+        assert b.sync()
+        two.call(lambda: "ok")  # a success b has no reason to report yet
+        for _ in range(2):
+            with pytest.raises(ZeroDivisionError):
+                one.call(lambda: 1 / 0)
+        # a's failures start a fleet run; its start is published, and b's
+        # pending success ends it, with no sync by hand.
+        wait_for(
+            lambda: (info := a.describe("pay")) is not None and info.calls == 3,
+            what="b's success to reach Redis",
+        )
+        info = a.describe("pay")
+        assert info is not None
+        assert info.consecutive_failures == 0
+    finally:
+        a.close()
+        b.close()
 
 
 def test_a_transition_costs_each_other_instance_one_fetch_of_that_breaker(

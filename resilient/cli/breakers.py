@@ -173,7 +173,7 @@ def _show(info: SharedBreakerInfo, *, as_json: bool) -> None:
         ["instances in that run", str(info.failing_instances)],
         ["instances voting on a rate", str(info.rate_votes)],
         ["probes in flight", str(info.probes_in_flight)],
-        ["instances reporting (last minute)", str(info.instances)],
+        ["instances (last minute)", str(info.instances)],
         ["created by an instance", "yes" if info.created else "no (forced before creation)"],
         ["calls since closed", str(info.calls)],
         ["failures since closed", str(info.failures)],

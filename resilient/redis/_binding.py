@@ -86,12 +86,10 @@ class Binding:
         self._busy_until = 0.0
         # What decides whether a sync has anything to say (an idle breaker
         # sends nothing): a publish about it arrived, the fleet's run as last
-        # seen (a success ends it), the vote last sent, when successes alone
-        # are next worth a report.
+        # seen (a success ends it), the vote last sent.
         self.stale = True
         self._fleet_run = 0
         self._sent_vote = False
-        self._report_successes_at = 0.0
 
     def _args(self, op: str, *extra: str) -> list[str | bytes]:
         storage = self._storage
@@ -183,10 +181,10 @@ class Binding:
     def prepare(self, full: bool = True) -> list[Op] | None:
         """This breaker's part of the next sync; ``None`` once it is gone.
 
-        Unless ``full``, a breaker with nothing new sends nothing: no count,
-        no vote to renew or withdraw, no publish about it since its last sync.
-        Successes alone go up when they end a fleet run of failures, else at
-        most once per ``heartbeat_interval``.
+        Unless ``full``, a breaker with nothing new sends nothing: no
+        failure, no vote to renew or withdraw, no publish about it since its
+        last sync. Successes alone go up only to end a fleet run of failures
+        (a run that starts is published); else they travel with the next sync.
         """
         breaker = self._breaker()
         if breaker is None:
@@ -235,9 +233,7 @@ class Binding:
             return True
         if snap.failed_total != self._sent_failed or snap.vote or self._sent_vote:
             return True  # a vote stands only while it is renewed
-        if snap.ok_total == self._sent_ok:
-            return False
-        return self._fleet_run > 0 or _clock.monotonic() >= self._report_successes_at
+        return snap.ok_total != self._sent_ok and self._fleet_run > 0
 
     def undo(self, ops: list[Op]) -> None:
         """The round trip failed: keep the probe outcomes for the next one."""
@@ -255,7 +251,6 @@ class Binding:
             self._sent_failed = snap.failed_total
             self._sent_vote = snap.vote
             self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
-            self._report_successes_at = _clock.monotonic() + self._storage.heartbeat_interval
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)

@@ -126,6 +126,7 @@ if op == 'sync' then
       redis.call('HINCRBY', H, 'failures', bad)
     end
     local run = tonumber(field('run', '0'))
+    local was_run = run
     if ok > 0 then
       -- A success ended the fleet's run; only this batch's tail is left.
       run = trailing
@@ -136,6 +137,10 @@ if op == 'sync' then
       redis.call('SADD', RUN, me)
     end
     redis.call('HSET', H, 'run', run)
+    if was_run == 0 and run > 0 then
+      -- A run of failures starts: instances with successes to report end it.
+      redis.call('PUBLISH', channel, name)
+    end
     if state == 'closed' then
       local quorum = cfg(9, 'quorum')
       if vote == '1' then redis.call('ZADD', VOTES, now, me) else redis.call('ZREM', VOTES, me) end
