@@ -94,12 +94,15 @@ def test_a_run_of_failures_that_starts_is_ended_by_successes_elsewhere(
         two = CircuitBreaker("pay", CircuitBreakerConfig(storage=b, **config))  # type: ignore[arg-type]
         assert a.sync()
         assert b.sync()
-        two.call(lambda: "ok")  # a success b has no reason to report yet
         for _ in range(2):
             with pytest.raises(ZeroDivisionError):
                 one.call(lambda: 1 / 0)
-        # a's failures start a fleet run; its start is published, and b's
-        # pending success ends it, with no sync by hand.
+        wait_for(
+            lambda: (info := a.describe("pay")) is not None and info.consecutive_failures == 2,
+            what="a's failures to reach Redis",
+        )
+        # The run's start was published: b knows a success of its own ends it.
+        two.call(lambda: "ok")
         wait_for(
             lambda: (info := a.describe("pay")) is not None and info.calls == 3,
             what="b's success to reach Redis",

@@ -206,6 +206,11 @@ class Binding:
             )
         snap = breaker.with_core(self._snapshot)
         if not (full or ops or self._worth_syncing(snap)):
+            if self.stale:
+                # Only a published transition to learn of: a read-only fetch,
+                # a third of a sync's commands.
+                self.stale = False
+                ops.append(Op(self, "peek", self._args("peek"), None))
             return ops
         self.stale = False
         ops.append(
@@ -229,8 +234,8 @@ class Binding:
         return ops
 
     def _worth_syncing(self, snap: _Snapshot) -> bool:
-        if self.stale or not self._incarnation:
-            return True
+        if not self._incarnation:
+            return True  # never synced (or Redis lost it): seed
         if snap.failed_total != self._sent_failed or snap.vote or self._sent_vote:
             return True  # a vote stands only while it is renewed
         return snap.ok_total != self._sent_ok and self._fleet_run > 0
@@ -243,7 +248,15 @@ class Binding:
                 self._finished.appendleft((op.context, op.args[-2]))
 
     def done(self, op: Op, reply: Any) -> None:
-        if op.kind == "control" and self._pending_control == op.context:
+        if op.kind == "peek":
+            if _text(reply[0]) == "missing":
+                self._incarnation = ""  # Redis lost it: the next sync seeds it
+                self._storage.wake()
+                return
+            self._fleet_run = int(reply[5])
+            if self._fleet_run:
+                self._storage.wake()  # successes of ours may end that run
+        elif op.kind == "control" and self._pending_control == op.context:
             self._pending_control = None
         elif op.kind == "sync":
             snap: _Snapshot = op.context

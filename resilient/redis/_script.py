@@ -210,6 +210,14 @@ if op == 'control' then
   return out
 end
 
+if op == 'peek' then
+  -- Another instance's transition was published: fetch the state, cheaply.
+  if redis.call('EXISTS', H) == 0 then return {'missing'} end
+  local out = reply(0)
+  out[6] = tonumber(field('run', '0'))
+  return out
+end
+
 if op == 'read' then
   -- Nothing changes; an OPEN breaker whose timer ran out reads as half_open.
   if redis.call('EXISTS', H) == 0 then return {'missing'} end
