@@ -25,7 +25,7 @@ from ._binding import Binding, Op
 from ._script import SCRIPT, keys
 
 if TYPE_CHECKING:
-    from ..circuit_breaker import CircuitBreaker
+    from .._storage import StoredBreaker
 
 __all__ = ["RedisStorage", "SharedBreakerInfo"]
 
@@ -157,7 +157,7 @@ class RedisStorage:
 
     # -- breakers (the BreakerStorage protocol) ----------------------------------
 
-    def attach(self, breaker: CircuitBreaker) -> Binding:
+    def attach(self, breaker: StoredBreaker) -> Binding:
         binding = Binding(self, breaker)
         with self._lock:
             self._bindings.append(binding)
