@@ -22,7 +22,7 @@ from ._keys import name_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
-    from ..circuit_breaker import CircuitBreaker
+    from .._storage import StoredBreaker
     from ._storage import RedisStorage
 
 __all__ = ["Binding", "Op"]
@@ -56,7 +56,7 @@ def _text(value: object) -> str:
 
 
 class Binding:
-    def __init__(self, storage: RedisStorage, breaker: CircuitBreaker) -> None:
+    def __init__(self, storage: RedisStorage, breaker: StoredBreaker) -> None:
         self._storage = storage
         self._breaker = weakref.ref(breaker)
         self.name = breaker.name

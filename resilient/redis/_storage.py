@@ -27,7 +27,7 @@ from ._keys import decode_name, name_bytes, validate_namespace
 from ._script import SCRIPT, keys, names_key
 
 if TYPE_CHECKING:
-    from ..circuit_breaker import CircuitBreaker
+    from .._storage import StoredBreaker
 
 __all__ = ["RedisStorage", "SharedBreakerInfo"]
 
@@ -192,7 +192,7 @@ class RedisStorage:
 
     # -- breakers (the BreakerStorage protocol) ----------------------------------
 
-    def attach(self, breaker: CircuitBreaker) -> Binding:
+    def attach(self, breaker: StoredBreaker) -> Binding:
         binding = Binding(self, breaker)
         with self._lock:
             self._bindings.append(binding)
