@@ -394,3 +394,33 @@ def test_chaos_latency_sleeps_on_the_running_library(run: Callable[[Main], Any])
     with instant_waits() as waits:
         assert run(call) == "late"
     assert waits.delays == [1.0]
+
+
+def test_collector_event_stream_wakes_its_consumer(run: Callable[[Main], Any]) -> None:
+    collector = resilient.MetricsCollector()
+    unsubscribe = resilient.subscribe(collector)
+
+    @with_circuit_breaker("streamed")
+    async def call() -> int:
+        return 1
+
+    async def main() -> list[str]:
+        names: list[str] = []
+        async with collector.events() as stream:
+
+            async def consume() -> None:
+                async for event in stream:
+                    names.append(type(event).__name__)
+                    return
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(consume)
+                await anyio.sleep(0.001)  # the consumer is waiting now
+                await call()
+        return names
+
+    try:
+        names = run(main)
+    finally:
+        unsubscribe()
+    assert names == ["CallStarted"]
