@@ -28,7 +28,9 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "Deadline",
@@ -36,6 +38,7 @@ __all__ = [
     "Waiter",
     "checkpoint",
     "current",
+    "in_thread",
     "now",
     "sleep",
     "timeout",
@@ -327,3 +330,41 @@ async def wait_or_sleep(
         waiter.on_wake(scope.cancel)
         await sleep(seconds)
     return waiter.woken()
+
+
+async def in_thread(fn: Callable[[], T], abandoned: Callable[[T], object]) -> T:
+    """``fn()`` on a thread of its own, awaited by the calling task. A task
+    cancelled first does not wait: the call runs to its end, and what it
+    returns goes to ``abandoned`` (its error, if any, is dropped)."""
+    woken = waiter()
+    lock = threading.Lock()
+    outcome: list[tuple[bool, Any]] = []
+    gone = [False]
+
+    def work() -> None:
+        try:
+            result: tuple[bool, Any] = (True, fn())
+        except BaseException as exc:
+            result = (False, exc)
+        with lock:
+            if not gone[0]:
+                outcome.append(result)
+                woken.wake()
+                return
+        if result[0]:
+            abandoned(result[1])
+
+    threading.Thread(target=work, name="resilient-in-thread", daemon=True).start()
+    try:
+        await woken.wait()
+    except BaseException:
+        with lock:
+            gone[0] = True
+            late = outcome[:]
+        if late and late[0][0]:
+            abandoned(late[0][1])  # it finished as we were cancelled
+        raise
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]

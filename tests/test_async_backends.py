@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -424,3 +425,38 @@ def test_collector_event_stream_wakes_its_consumer(run: Callable[[Main], Any]) -
     finally:
         unsubscribe()
     assert names == ["CallStarted"]
+
+
+def test_in_thread_returns_and_raises(run: Callable[[Main], Any]) -> None:
+    def boom() -> None:
+        raise KeyError("in the thread")
+
+    async def main() -> int:
+        with pytest.raises(KeyError, match="in the thread"):
+            await backend.in_thread(boom, print)
+        return await backend.in_thread(lambda: 41 + 1, print)
+
+    assert run(main) == 42
+
+
+def test_in_thread_hands_an_abandoned_result_over(run: Callable[[Main], Any]) -> None:
+    release, handed = threading.Event(), threading.Event()
+    results: list[str] = []
+
+    def slow() -> str:
+        release.wait(5)
+        return "late"
+
+    def abandoned(result: str) -> None:
+        results.append(result)
+        handed.set()
+
+    async def main() -> bool:
+        with anyio.move_on_after(0.01) as scope:
+            await backend.in_thread(slow, abandoned)
+        release.set()
+        return scope.cancelled_caught
+
+    assert run(main) is True
+    assert handed.wait(5)
+    assert results == ["late"]
