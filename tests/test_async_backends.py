@@ -460,3 +460,22 @@ def test_in_thread_hands_an_abandoned_result_over(run: Callable[[Main], Any]) ->
     assert run(main) is True
     assert handed.wait(5)
     assert results == ["late"]
+
+
+def test_httpx_async_transport(run: Callable[[Main], Any]) -> None:
+    from resilient.http import async_client
+    from resilient.http.testing import LoopbackServer
+
+    policy = ResiliencePolicy(
+        retry=RetryConfig(max_attempts=3, initial_delay=1.0, jitter=0.0), timeout=5.0
+    )
+
+    async def main() -> int:
+        async with async_client(policy, base_url=server.url, verify=False) as http:
+            response = await http.get("/")
+        return response.status_code
+
+    with LoopbackServer(500, 502, 200) as server, fake_clock() as clock:
+        assert run(main) == 200
+    assert clock.delays == [1.0, 2.0]
+    assert len({r.headers["x-request-id"] for r in server.requests}) == 1
