@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 try:
+    from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 except ImportError as exc:  # pragma: no cover - exercised without the extra
@@ -39,6 +40,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+App = TypeVar("App", bound=Starlette)
 
 HEADER = "X-Request-ID"
 _HEADER_KEY = HEADER.lower().encode("latin-1")
@@ -129,17 +132,15 @@ async def _handle(request: Request, error: Exception) -> Response:
     return error_response(error)
 
 
-def install(app: Any) -> Any:
+def install(app: App) -> App:
     """Map resilience rejections to 503/429 and carry ``X-Request-ID`` on
     ``app`` (a Starlette or FastAPI application, before it starts). Returns
     ``app``."""
-    add_handler = getattr(app, "add_exception_handler", None)
-    add_middleware = getattr(app, "add_middleware", None)
-    if add_handler is None or add_middleware is None:
+    if not isinstance(app, Starlette):
         raise TypeError(f"install(app) needs a Starlette or FastAPI application, got {app!r}")
     for cls in _rejections():
-        add_handler(cls, _handle)
-    add_middleware(RequestIdMiddleware)
+        app.add_exception_handler(cls, _handle)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
