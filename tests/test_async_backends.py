@@ -479,3 +479,67 @@ def test_httpx_async_transport(run: Callable[[Main], Any]) -> None:
         assert run(main) == 200
     assert clock.delays == [1.0, 2.0]
     assert len({r.headers["x-request-id"] for r in server.requests}) == 1
+
+
+def test_cancellation_is_never_retried_counted_or_swallowed(run: Callable[[Main], Any]) -> None:
+    attempts = []
+
+    @with_resilience(
+        "cancelled",
+        ResiliencePolicy(
+            retry=RetryConfig(max_attempts=3, initial_delay=0.0),
+            timeout=5.0,
+            fallback=resilient.Fallback(value="fallback"),
+            bulkhead=resilient.BulkheadConfig(1),
+        ),
+    )
+    async def hangs() -> str:
+        attempts.append(1)
+        await anyio.sleep(10)
+        return "never"
+
+    async def main() -> tuple[bool, Any]:
+        with anyio.move_on_after(0.02) as scope:
+            result = await hangs()
+            return False, result
+        return scope.cancelled_caught, None
+
+    assert run(main) == (True, None)
+    assert attempts == [1]
+    breaker = resilient.registry.get("cancelled").metrics()
+    assert (breaker.calls, breaker.failures) == (0, 0)
+    assert resilient.registry.bulkhead("cancelled", max_concurrent=1).metrics().active == 0
+
+
+def test_a_permit_freed_by_a_thread_wakes_a_queued_task(run: Callable[[Main], Any]) -> None:
+    bulkhead = Bulkhead("shared-bh", max_concurrent=1, max_queue=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def thread_holds() -> None:
+        with bulkhead:
+            holding.set()
+            release.wait(5)
+
+    @with_bulkhead(bulkhead)
+    async def task_call() -> str:
+        return "after the thread"
+
+    async def main() -> str:
+        worker = threading.Thread(target=thread_holds)
+        worker.start()
+        await anyio.to_thread.run_sync(holding.wait)
+        results = []
+
+        async def queued() -> None:
+            results.append(await task_call())
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(queued)
+            await anyio.sleep(0.001)
+            assert bulkhead.metrics().queued == 1
+            release.set()  # the thread's exit hands the permit over, from its thread
+        worker.join(5)
+        return results[0]
+
+    assert run(main) == "after the thread"
+    assert bulkhead.metrics().active == 0
