@@ -266,8 +266,7 @@ def test_contended_bulkhead_queues_then_admits(run: Callable[[Main], Any]) -> No
         async with anyio.create_task_group() as tasks:
             for n in range(3):
                 tasks.start_soon(work, n)
-            await anyio.sleep(0)
-            await anyio.sleep(0)
+            await anyio.wait_all_tasks_blocked()
             with pytest.raises(BulkheadFullError):
                 await work(3)
 
@@ -291,7 +290,7 @@ def test_bulkhead_queue_timeout(run: Callable[[Main], Any]) -> None:
     async def main() -> None:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold, 0.5)
-            await anyio.sleep(0.001)
+            await anyio.wait_all_tasks_blocked()
             with pytest.raises(BulkheadFullError):
                 await hold(0)
             tasks.cancel_scope.cancel()
@@ -313,7 +312,7 @@ def test_bulkhead_queue_timeout_on_the_fake_clock(run: Callable[[Main], Any]) ->
     async def main() -> None:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold)
-            await anyio.sleep(0.001)
+            await anyio.wait_all_tasks_blocked()
             with pytest.raises(BulkheadFullError):
                 await hold()
             release.append(True)
@@ -328,16 +327,21 @@ def test_cancelled_queued_caller_leaves_no_permit(run: Callable[[Main], Any]) ->
     bulkhead = Bulkhead("trio-bh-cancel", max_concurrent=1, max_queue=5)
 
     @with_bulkhead(bulkhead)
-    async def hold(seconds: float) -> None:
-        await anyio.sleep(seconds)
+    async def hold(until: anyio.Event | None) -> None:
+        if until is not None:
+            await until.wait()
 
     async def main() -> None:
+        released = anyio.Event()
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(hold, 0.05)
-            await anyio.sleep(0.001)
-            with anyio.move_on_after(0.01):
-                await hold(0)  # queued, then cancelled
-        await hold(0)  # the permit came back
+            tasks.start_soon(hold, released)
+            await anyio.wait_all_tasks_blocked()
+            with anyio.move_on_after(0.01) as scope:
+                await hold(None)  # queued, then cancelled
+            assert scope.cancelled_caught
+            assert bulkhead.metrics().queued == 0
+            released.set()
+        await hold(None)  # the permit came back
 
     run(main)
     metrics = bulkhead.metrics()
@@ -416,7 +420,7 @@ def test_collector_event_stream_wakes_its_consumer(run: Callable[[Main], Any]) -
 
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(consume)
-                await anyio.sleep(0.001)  # the consumer is waiting now
+                await anyio.wait_all_tasks_blocked()  # the consumer is waiting now
                 await call()
         return names
 
@@ -535,7 +539,7 @@ def test_a_permit_freed_by_a_thread_wakes_a_queued_task(run: Callable[[Main], An
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(queued)
-            await anyio.sleep(0.001)
+            await anyio.wait_all_tasks_blocked()
             assert bulkhead.metrics().queued == 1
             release.set()  # the thread's exit hands the permit over, from its thread
         worker.join(5)
@@ -543,3 +547,21 @@ def test_a_permit_freed_by_a_thread_wakes_a_queued_task(run: Callable[[Main], An
 
     assert run(main) == "after the thread"
     assert bulkhead.metrics().active == 0
+
+
+def test_fake_clock_wakes_racing_waits_in_order(run: Callable[[Main], Any]) -> None:
+    woke: list[tuple[str, float]] = []
+
+    async def wait(label: str, seconds: float) -> None:
+        await resilient._clock.sleep_async(seconds)
+        woke.append((label, clock.now()))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait, "long", 10.0)
+            tasks.start_soon(wait, "short", 5.0)
+            tasks.start_soon(wait, "middle", 7.0)
+
+    with fake_clock() as clock:
+        run(main)
+    assert woke == [("short", 5.0), ("middle", 7.0), ("long", 10.0)]
