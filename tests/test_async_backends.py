@@ -284,15 +284,16 @@ def test_bulkhead_queue_timeout(run: Callable[[Main], Any]) -> None:
     bulkhead = Bulkhead("trio-bh-timeout", max_concurrent=1, max_queue=1, queue_timeout=0.02)
 
     @with_bulkhead(bulkhead)
-    async def hold(seconds: float) -> None:
-        await anyio.sleep(seconds)
+    async def hold(until: anyio.Event | None) -> None:
+        if until is not None:
+            await until.wait()
 
     async def main() -> None:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(hold, 0.5)
+            tasks.start_soon(hold, anyio.Event())  # never set: holds the slot
             await anyio.wait_all_tasks_blocked()
             with pytest.raises(BulkheadFullError):
-                await hold(0)
+                await hold(None)  # queued for 0.02 s, then refused
             tasks.cancel_scope.cancel()
 
     run(main)
