@@ -4,6 +4,8 @@ through a real uvicorn on loopback."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Annotated
@@ -291,3 +293,19 @@ def test_through_a_real_uvicorn(served: str) -> None:
     assert opened.headers["X-Request-ID"] == "live-2"
     assert health.status_code == 503
     assert health.json()["breakers"]["pricing"] == "open"
+
+
+@pytest.mark.parametrize(("module", "extra"), [("starlette", "starlette"), ("aiohttp", "aiohttp")])
+def test_a_missing_extra_names_what_to_install(module: str, extra: str) -> None:
+    code = (
+        "import sys\n"
+        f"sys.modules[{module!r}] = None\n"
+        "try:\n"
+        f"    import resilient.{module}\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert f"pip install 'resilient-kit[{extra}]'" in out.stdout
