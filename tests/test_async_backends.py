@@ -566,3 +566,43 @@ def test_fake_clock_wakes_racing_waits_in_order(run: Callable[[Main], Any]) -> N
     with fake_clock() as clock:
         run(main)
     assert woke == [("short", 5.0), ("middle", 7.0), ("long", 10.0)]
+
+
+def test_task_group_runs_children_and_cancels_the_rest(run: Callable[[Main], Any]) -> None:
+    finished: list[str] = []
+    cancelled: list[str] = []
+
+    async def child(label: str, seconds: float, done: backend.Waiter | None) -> None:
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(label)
+            raise
+        finished.append(label)
+        if done is not None:
+            done.wake()
+
+    async def main() -> None:
+        first = backend.waiter()
+        async with backend.task_group() as group:
+            group.start_soon(child, "fast", 0.0, first)
+            group.start_soon(child, "slow", 10.0, None)
+            await first.wait()
+            group.cancel()
+
+    run(main)
+    assert finished == ["fast"]
+    assert cancelled == ["slow"]
+
+
+def test_task_group_raises_a_childs_error(run: Callable[[Main], Any]) -> None:
+    async def fails() -> None:
+        raise KeyError("child")
+
+    async def main() -> None:
+        async with backend.task_group() as group:
+            group.start_soon(fails)
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        run(main)
+    assert caught.group_contains(KeyError, match="child")
