@@ -113,7 +113,18 @@ class ResiliencePolicies:
     @staticmethod
     def database() -> ResiliencePolicy:
         """A database: trips after 10 failures for 30 s, 3 quick attempts
-        (0.1 s, then 0.2 s), 30 s per attempt, 100 concurrent + 200 queued."""
+        (0.1 s, then 0.2 s), 30 s per attempt, 100 concurrent + 200 queued.
+
+        The 30 s timeout cancels a coroutine in its own task, but runs a
+        *sync* call on a worker thread: thread-bound state (a thread-local
+        or scoped session, Django's connections) is not there, and a call
+        that overruns keeps running, and holding its connection, in the
+        background. For sync drivers with thread-bound sessions pass
+        ``timeout=None`` (``with_resilience(name, database(), timeout=None)``)
+        and use the driver's own statement timeout; in the main thread,
+        ``Timeout(seconds, mode="signal")`` interrupts the call in place.
+        See docs/timeout.md.
+        """
         return ResiliencePolicy(
             circuit_breaker=CircuitBreakerConfig(failure_threshold=10, recovery_timeout=30.0),
             retry=RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0),

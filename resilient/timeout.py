@@ -1,7 +1,8 @@
 """``Timeout``: stop waiting for a call that takes too long.
 
 - Coroutines run under ``asyncio.timeout``: asyncio's own cancellation, no
-  extra task. A cancellation from outside passes through untouched.
+  extra task; under trio (or anyio on trio), in a trio cancel scope. A
+  cancellation from outside passes through untouched.
 - Sync functions (``mode="thread"``, the default) run in a worker thread of a
   bounded pool (:mod:`resilient._workers`), in a copy of the caller's
   contextvars; on timeout the caller stops waiting. Python cannot kill a
@@ -28,8 +29,9 @@ from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
+from . import _async_backend, _clock, _validate, events
 from ._active import switch
+from ._async_backend import Deadline, Waiter
 from ._blocks import BlockStack
 from ._compose import watching
 from ._policy import PolicyBase
@@ -131,7 +133,7 @@ class Timeout(PolicyBase):
         self.name = name
         self._pool = pool
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._blocks: BlockStack[asyncio.Timeout] = BlockStack(f"resilient_timeout_{id(self)}")
+        self._blocks: BlockStack[Deadline] = BlockStack(f"resilient_timeout_{id(self)}")
 
     def __repr__(self) -> str:
         parts = [f"{self.name!r}"] if self.name else []
@@ -158,7 +160,7 @@ class Timeout(PolicyBase):
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
-        scope = asyncio.timeout(seconds) if switch.on else None
+        scope = _deadline(seconds) if switch.on else None
         if scope is not None:
             await scope.__aenter__()
         self._blocks.push(scope)
@@ -356,7 +358,11 @@ class Timeout(PolicyBase):
             raise self._no_seconds()
         if not switch.on:
             return await fn(*args, **kwargs)
-        scope = asyncio.timeout(seconds)
+        scope: Deadline
+        try:
+            scope = asyncio.timeout(seconds)
+        except RuntimeError:  # no asyncio loop in this thread: trio, say
+            scope = _async_backend.timeout(seconds)
         wake_at = _clock.get_clock().wake_at
         try:
             async with scope:
@@ -385,17 +391,17 @@ class Timeout(PolicyBase):
                 async for item in stream:
                     yield item
                 return
-            loop = asyncio.get_running_loop()
+            now = _async_backend.now
             inactivity = self.inactivity
             total = self.seconds
-            ends = None if total is None else loop.time() + total
+            ends = None if total is None else now() + total
             while True:
-                quiet_ends = None if inactivity is None else loop.time() + inactivity
+                quiet_ends = None if inactivity is None else now() + inactivity
                 if ends is None or (quiet_ends is not None and quiet_ends < ends):
                     when, silent = quiet_ends, True
                 else:
                     when, silent = ends, False
-                scope = asyncio.timeout_at(when)
+                scope = _async_backend.timeout_at(when)
                 try:
                     async with scope:
                         item = await anext(stream)
@@ -436,19 +442,17 @@ class Timeout(PolicyBase):
         return super().__call__(fn)
 
 
-async def _racing_test_clock(
-    scope: asyncio.Timeout, deadline: asyncio.Future[None], call: Awaitable[R]
-) -> R:
+async def _racing_test_clock(scope: Deadline, deadline: Waiter, call: Awaitable[R]) -> R:
     """Await ``call`` inside ``scope``, also ending the scope when a test
     clock reaches ``deadline`` (the real timer keeps running too)."""
-    loop = asyncio.get_running_loop()
+    now = _async_backend.now
     inside = True
 
-    def expire(_: asyncio.Future[None]) -> None:
-        if inside and not deadline.cancelled() and not scope.expired():
-            scope.reschedule(loop.time())
+    def expire() -> None:
+        if inside and not scope.expired():
+            scope.reschedule(now())
 
-    deadline.add_done_callback(expire)
+    deadline.on_wake(expire)
     try:
         return await call
     finally:
@@ -460,3 +464,10 @@ async def _aclose(stream: AsyncIterator[Any]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _deadline(seconds: float) -> Deadline:
+    try:
+        return asyncio.timeout(seconds)
+    except RuntimeError:  # no asyncio loop in this thread: trio, say
+        return _async_backend.timeout(seconds)

@@ -15,7 +15,7 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .. import _clock
+from .. import _async_backend, _clock
 from .._breaker_core import CLOSED, HALF_OPEN, BreakerCore, CircuitState
 from .._storage import Action, Outcome, Verdict
 from ._keys import name_bytes
@@ -154,7 +154,10 @@ class Binding:
     async def acquire_async(self) -> Verdict | None:
         if not self._worth_asking():
             return self._without_asking()
-        future = asyncio.get_running_loop().run_in_executor(None, self.acquire)
+        loop = asyncio._get_running_loop()
+        if loop is None:  # trio, say
+            return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
+        future = loop.run_in_executor(None, self.acquire)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -172,7 +175,9 @@ class Binding:
     def _abandon(self, future: asyncio.Future[Verdict | None]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
-        verdict = future.result()
+        self._abandon_verdict(future.result())
+
+    def _abandon_verdict(self, verdict: Verdict | None) -> None:
         if verdict is not None and verdict.kind == "probe":
             self.finished(verdict.probe, "ignored")
 
