@@ -11,6 +11,7 @@ from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .fallback import MISSING, Fallback
 from .policy import Resilience, ResiliencePolicy
+from .rate_limit import RateLimitConfig, RateLimiter
 from .retry import Retry, RetryConfig
 from .timeout import Timeout
 
@@ -21,6 +22,7 @@ __all__ = [
     "with_bulkhead",
     "with_circuit_breaker",
     "with_fallback",
+    "with_rate_limit",
     "with_resilience",
     "with_retry",
     "with_timeout",
@@ -100,6 +102,40 @@ def with_bulkhead(
 
     def decorator(fn: F) -> F:
         return decorate(bulkhead, fn)
+
+    return decorator
+
+
+def with_rate_limit(
+    name: str | RateLimiter,
+    *,
+    config: RateLimitConfig | None = None,
+    registry: Any = None,
+    **fields: Any,
+) -> Callable[[F], F]:
+    """Let at most ``rate`` calls per ``period`` start (GCRA; ``burst`` at
+    once); a caller waits up to ``max_wait`` seconds for its turn, else gets
+    :class:`RateLimitExceededError`.
+
+    ``name`` registers (or reuses) a rate limiter in the registry; ``config``
+    and keyword fields (those of :class:`RateLimitConfig`) configure it. A
+    ready :class:`RateLimiter` may be passed instead of a name.
+    """
+    if isinstance(name, RateLimiter):
+        if config is not None or fields:
+            raise TypeError("with_rate_limit: pass either a RateLimiter or a name with a limit")
+        limiter = name
+    else:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        limiter = registry.rate_limiter(name, config, **fields)
+
+    def decorator(fn: F) -> F:
+        return decorate(limiter, fn)
 
     return decorator
 

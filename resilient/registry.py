@@ -11,6 +11,7 @@ from . import _clock, events, health
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .health import DegradationLevel, Feature, HealthReport
+from .rate_limit import RateLimitConfig, RateLimiter
 
 if TYPE_CHECKING:
     from ._storage import BreakerStorage
@@ -30,6 +31,7 @@ class Registry:
         self._explicit: set[str] = set()
         self._pending: dict[str, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
+        self._rate_limiters: dict[str, RateLimiter] = {}
         self._features: dict[str, Feature] = {}
         self._listeners = events.ListenerSet(events.GLOBAL)
 
@@ -240,6 +242,42 @@ class Registry:
         """Every bulkhead, sorted by name."""
         with self._lock:
             return [self._bulkheads[n] for n in sorted(self._bulkheads)]
+
+    # -- rate limiters ---------------------------------------------------------
+
+    def rate_limiter(
+        self, name: str, config: RateLimitConfig | None = None, **fields: object
+    ) -> RateLimiter:
+        """The rate limiter called ``name``, created with ``config`` (or the
+        fields of :class:`RateLimitConfig`) on first use. Asking again with a
+        different limit is an error, as for breakers; with none, the one
+        there is returned."""
+        if fields:
+            if config is not None:
+                raise TypeError(f"registry.rate_limiter({name!r}): pass either a config or fields")
+            config = RateLimitConfig(**fields)  # type: ignore[arg-type]
+        with self._lock:
+            limiter = self._rate_limiters.get(name)
+            if limiter is None:
+                if config is None:
+                    raise TypeError(f"registry.rate_limiter({name!r}) needs a config or rate=")
+                limiter = RateLimiter(name, config, listeners=self._listeners)
+                self._rate_limiters[name] = limiter
+            elif config is not None and limiter.config != config:
+                raise ValueError(
+                    f"rate limiter {name!r} already exists with {limiter.config!r}; "
+                    f"got a different one: {config!r}"
+                )
+            return limiter
+
+    def get_rate_limiter(self, name: str) -> RateLimiter | None:
+        """The rate limiter called ``name``, or ``None``."""
+        return self._rate_limiters.get(name)
+
+    def rate_limiters(self) -> list[RateLimiter]:
+        """Every rate limiter, sorted by name."""
+        with self._lock:
+            return [self._rate_limiters[n] for n in sorted(self._rate_limiters)]
 
     # -- health and features -------------------------------------------------
 
