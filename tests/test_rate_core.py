@@ -23,7 +23,9 @@ def _most_in_any_window(starts: list[float], length: float) -> int:
 
 
 @pytest.mark.parametrize(("rate", "period", "burst"), [(10, 1.0, 10), (5, 2.0, 1), (3, 1.0, 7)])
-def test_no_interval_holds_more_than_burst_plus_rate(rate: float, period: float, burst: int) -> None:
+def test_no_interval_holds_more_than_burst_plus_rate(
+    rate: float, period: float, burst: int
+) -> None:
     rng = random.Random(7)
     core = GcraCore(rate, period, burst)
     now = 1000.0
@@ -62,7 +64,9 @@ def test_a_turn_within_max_wait_is_reserved_in_order() -> None:
     first = core.acquire(0.0)
     second = core.acquire(0.0, max_wait=1.0)
     third = core.acquire(0.0, max_wait=1.0)
-    assert first is not None and second is not None and third is not None
+    assert first is not None
+    assert second is not None
+    assert third is not None
     assert [core.start_of(t) for t in (first, second, third)] == [0.0, 0.5, 1.0]
     # A turn further than max_wait is not reserved: nothing changes.
     assert core.acquire(0.0, max_wait=1.0) is None
@@ -84,7 +88,8 @@ def test_an_earlier_turn_given_back_is_taken_by_the_next_caller_at_its_time() ->
     core.acquire(0.0)
     middle = core.acquire(0.0, max_wait=2.0)
     last = core.acquire(0.0, max_wait=2.0)
-    assert middle is not None and last is not None
+    assert middle is not None
+    assert last is not None
     core.give_back(middle)
     assert core.retry_after(0.1) == pytest.approx(0.4)  # the hole, not the end
     taken = core.acquire(0.1, max_wait=2.0)
@@ -105,7 +110,8 @@ def test_holes_whose_time_passed_are_dropped_and_trailing_ones_roll_back() -> No
     core.give_back(core.acquire(0.0, max_wait=5.0) or math.nan)
     stale = core.acquire(0.0, max_wait=5.0)
     follower = core.acquire(0.0, max_wait=5.0)
-    assert stale is not None and follower is not None
+    assert stale is not None
+    assert follower is not None
     core.give_back(stale)
     # Its time passes unused: a late caller cannot start in it.
     assert core.acquire(1.2) is None
