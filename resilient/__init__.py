@@ -52,6 +52,7 @@ from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .rate_limit import RateLimitConfig, RateLimiter, RateLimiterMetrics
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
+from .retry_budget import RetryBudget
 from .timeout import Timeout
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
@@ -98,6 +99,7 @@ __all__ = [
     "RetriesExhausted",
     "Retry",
     "RetryAttempted",
+    "RetryBudget",
     "RetryConfig",
     "RetryPolicies",
     "StateChanged",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _clock, events, health
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .health import DegradationLevel, Feature, HealthReport
 from .rate_limit import RateLimitConfig, RateLimiter
+from .retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from ._storage import BreakerStorage
@@ -32,6 +33,7 @@ class Registry:
         self._pending: dict[str, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
         self._rate_limiters: dict[str, RateLimiter] = {}
+        self._retry_budgets: dict[str, RetryBudget] = {}
         self._features: dict[str, Feature] = {}
         self._listeners = events.ListenerSet(events.GLOBAL)
 
@@ -279,6 +281,46 @@ class Registry:
         with self._lock:
             return [self._rate_limiters[n] for n in sorted(self._rate_limiters)]
 
+    # -- retry budgets ----------------------------------------------------------
+
+    def retry_budget(
+        self,
+        name: str,
+        *,
+        ratio: float | None = None,
+        min_retries_per_second: float | None = None,
+        window: float | None = None,
+    ) -> RetryBudget:
+        """The retry budget called ``name``, made with these fields (the
+        defaults of :class:`RetryBudget` for those not given) on first use.
+        Asking again with different fields is an error."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"retry budget name must be a non-empty str, got {name!r}")
+        given: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("ratio", ratio),
+                ("min_retries_per_second", min_retries_per_second),
+                ("window", window),
+            )
+            if v is not None
+        }
+        with self._lock:
+            budget = self._retry_budgets.get(name)
+            if budget is None:
+                budget = RetryBudget(**given, name=name)
+                self._retry_budgets[name] = budget
+                return budget
+        wanted = RetryBudget(**given)._fields() if given else None
+        if wanted is not None and any(
+            given.get(k) is not None and w != h
+            for k, w, h in zip(
+                ("ratio", "min_retries_per_second", "window"), wanted, budget._fields(), strict=True
+            )
+        ):
+            raise ValueError(f"retry budget {name!r} already exists as {budget!r}; got {given!r}")
+        return budget
+
     # -- health and features -------------------------------------------------
 
     def _states(self) -> dict[str, health.CircuitState]:
@@ -291,11 +333,12 @@ class Registry:
             return [name for name, how in self._pending.items() if how == "open"]
 
     def health(self, *, rejection_window: float = 60.0) -> HealthReport:
-        """Every breaker's state, every bulkhead's load, every feature's
-        availability, and one status: healthy, degraded, unhealthy or critical.
+        """Every breaker's state, every bulkhead's load and rate limiter's
+        turns, every feature's availability, and one status: healthy,
+        degraded, unhealthy or critical.
 
-        A bulkhead counts as rejecting if it rejected a call within the last
-        ``rejection_window`` seconds.
+        A bulkhead or a rate limiter counts as rejecting (degraded) if it
+        rejected a call within the last ``rejection_window`` seconds.
         """
         since = _clock.monotonic() - rejection_window
         bulkheads = []
@@ -313,10 +356,28 @@ class Registry:
                     rejecting=bulkhead.rejected_since(since),
                 )
             )
+        limiters = []
+        for limiter in self.rate_limiters():
+            turns = limiter.metrics()
+            limiters.append(
+                health.RateLimiterHealth(
+                    name=limiter.name,
+                    rate=turns.rate,
+                    period=turns.period,
+                    burst=turns.burst,
+                    available=turns.available,
+                    rejected=turns.rejected,
+                    rejecting=limiter.rejected_since(since),
+                )
+            )
         with self._lock:
             features = dict(sorted(self._features.items()))
         return health.build_report(
-            self._states(), bulkheads, features, pending_open=self._pending_open()
+            self._states(),
+            bulkheads,
+            features,
+            pending_open=self._pending_open(),
+            rate_limiters=limiters,
         )
 
     def feature(self, name: str, depends_on: Iterable[str] = ()) -> Feature:

@@ -346,3 +346,20 @@ def test_bad_limiter_arguments() -> None:
         with_rate_limit("", rate=1)
     with pytest.raises(TypeError, match="rate_limit"):
         ResiliencePolicy(rate_limit=3)  # type: ignore[arg-type]
+
+
+def test_health_reports_a_rejecting_limiter_as_degraded() -> None:
+    with fake_clock() as clock:
+        limited = with_rate_limit("quota", rate=1)(work)
+        limited(1)
+        report = resilient.registry.health()
+        assert report.status == "healthy"
+        assert report.to_dict()["rate_limiters"]["quota"]["available"] == 0
+        with pytest.raises(RateLimitExceededError):
+            limited(2)
+        report = resilient.registry.health(rejection_window=60.0)
+        assert report.status == "degraded"
+        assert report.rate_limiters["quota"].rejected == 1
+        assert "rate limiter 'quota' is rejecting calls" in report.issues
+        clock.advance(61.0)
+        assert resilient.registry.health(rejection_window=60.0).status == "healthy"
