@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _clock, events, health
+from . import _clock, _validate, events, health
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
-from .health import DegradationLevel, Feature, HealthReport
+from .health import CircuitState, DegradationLevel, Feature, HealthReport
 from .rate_limit import RateLimitConfig, RateLimiter
 from .retry_budget import RetryBudget
 
 if TYPE_CHECKING:
+    from ._keyed import KeyedBreakers
     from ._storage import BreakerStorage
 
 __all__ = ["Registry", "registry"]
@@ -25,7 +27,19 @@ _Force = Literal["open", "closed"]
 class Registry:
     """Named policies. ``resilient.registry`` is the process-global one."""
 
-    def __init__(self, *, storage: BreakerStorage | None = None) -> None:
+    def __init__(
+        self, *, storage: BreakerStorage | None = None, max_breakers: int | None = None
+    ) -> None:
+        """``max_breakers``: beyond that many breakers, the least recently used
+        one that is CLOSED and has no call in flight is dropped (an open or
+        busy one never is, so the bound may be passed for a while)."""
+        if max_breakers is not None:
+            _validate.int_at_least("Registry", "max_breakers", max_breakers, 1)
+        self._max_breakers = max_breakers
+        # Breaker names, least recently used first (only while bounded).
+        self._lru: OrderedDict[str, None] = OrderedDict()
+        # Per-key breakers: name -> (their group, their key).
+        self._members: dict[str, tuple[KeyedBreakers, str]] = {}
         self._storage = storage
         self._lock = threading.RLock()
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -53,18 +67,11 @@ class Registry:
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:
-                breaker = CircuitBreaker(
-                    name, config, listeners=self._listeners, storage=self._storage
-                )
-                self._breakers[name] = breaker
-                if config is not None:
-                    self._explicit.add(name)
-                force = self._pending.pop(name, None)
-                if force == "open":
-                    breaker.force_open()
-                elif force == "closed":
-                    breaker.force_closed()
+                breaker = self._create(name, config)
+                self._bound()
                 return breaker
+            if self._max_breakers is not None:
+                self._lru.move_to_end(name)
             if config is not None and config != breaker.config:
                 if name in self._explicit:
                     raise ValueError(
@@ -76,6 +83,76 @@ class Registry:
             elif config is not None:
                 self._explicit.add(name)
             return breaker
+
+    def _create(self, name: str, config: CircuitBreakerConfig | None) -> CircuitBreaker:
+        """Under the lock: a new breaker called ``name``, registered."""
+        breaker = CircuitBreaker(name, config, listeners=self._listeners, storage=self._storage)
+        self._breakers[name] = breaker
+        if self._max_breakers is not None:
+            self._lru[name] = None
+        if config is not None:
+            self._explicit.add(name)
+        force = self._pending.pop(name, None)
+        if force == "open":
+            breaker.force_open()
+        elif force == "closed":
+            breaker.force_closed()
+        return breaker
+
+    def _member(
+        self, name: str, config: CircuitBreakerConfig | None, group: KeyedBreakers, key: str
+    ) -> CircuitBreaker:
+        """Under the lock: the breaker ``name`` of ``group``'s ``key`` (an
+        existing breaker of that name is adopted as it is)."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = self._create(name, config)
+            self._members[name] = (group, key)
+            self._bound(keep=name)
+        else:
+            self._members[name] = (group, key)
+            if self._max_breakers is not None:
+                self._lru.move_to_end(name)
+        return breaker
+
+    def _touch(self, name: str) -> None:
+        """``name`` was just used (bounded registries only)."""
+        with contextlib.suppress(KeyError):  # dropped meanwhile
+            self._lru.move_to_end(name)
+
+    def _forget(self, name: str) -> None:
+        """Under the lock: drop the breaker ``name`` from the registry."""
+        self._breakers.pop(name, None)
+        self._explicit.discard(name)
+        self._lru.pop(name, None)
+        member = self._members.pop(name, None)
+        if member is not None:
+            member[0]._drop(member[1])
+
+    def _bound(self, keep: str | None = None) -> None:
+        """Under the lock: while past ``max_breakers``, drop the least
+        recently used CLOSED breaker with no call in flight (never ``keep``,
+        nor the one just made)."""
+        cap = self._max_breakers
+        if cap is None or len(self._breakers) <= cap:
+            return
+        excess = len(self._breakers) - cap
+        newest = next(reversed(self._lru), None)
+        gone: list[str] = []
+        for name in self._lru:
+            if len(gone) >= excess:
+                break
+            if name in (keep, newest):
+                continue
+            breaker = self._breakers[name]
+            if breaker._core.state is not CircuitState.CLOSED:
+                continue
+            member = self._members.get(name)
+            if member is not None and member[0]._busy(member[1]):
+                continue
+            gone.append(name)
+        for name in gone:
+            self._forget(name)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
