@@ -70,19 +70,25 @@ class Registry:
                 breaker = self._create(name, config)
                 self._bound()
                 return breaker
-            if self._max_breakers is not None:
-                self._lru.move_to_end(name)
-            if config is not None and config != breaker.config:
-                if name in self._explicit:
-                    raise ValueError(
-                        f"circuit breaker {name!r} already exists with config "
-                        f"{breaker.config!r}; got a different one: {config!r}"
-                    )
-                breaker._reconfigure(config)
-                self._explicit.add(name)
-            elif config is not None:
-                self._explicit.add(name)
+            self._adopt(name, breaker, config)
             return breaker
+
+    def _adopt(
+        self, name: str, breaker: CircuitBreaker, config: CircuitBreakerConfig | None
+    ) -> None:
+        """Under the lock: ``breaker`` asked for again, with ``config``."""
+        if self._max_breakers is not None:
+            self._lru.move_to_end(name)
+        if config is not None and config != breaker.config:
+            if name in self._explicit:
+                raise ValueError(
+                    f"circuit breaker {name!r} already exists with config "
+                    f"{breaker.config!r}; got a different one: {config!r}"
+                )
+            breaker._reconfigure(config)
+            self._explicit.add(name)
+        elif config is not None:
+            self._explicit.add(name)
 
     def _create(self, name: str, config: CircuitBreakerConfig | None) -> CircuitBreaker:
         """Under the lock: a new breaker called ``name``, registered."""
@@ -110,9 +116,8 @@ class Registry:
             self._members[name] = (group, key)
             self._bound(keep=name)
         else:
+            self._adopt(name, breaker, config)
             self._members[name] = (group, key)
-            if self._max_breakers is not None:
-                self._lru.move_to_end(name)
         return breaker
 
     def _touch(self, name: str) -> None:
