@@ -10,9 +10,10 @@ and from the registry); an open or busy breaker never is, so the cap may be
 passed for a while. A breaker dropped and asked for again starts afresh,
 CLOSED, which is what it was.
 
-Each key's breaker runs the call through its own fast path (a closure made
-once per key and chain), so a call costs the key function, a dict lookup,
-an LRU move and a count of calls in flight on top of a plain breaker call.
+A call costs the key function, a dict lookup, an LRU move and a count of
+calls in flight on top of a plain breaker call: the layer runs the key's
+breaker's fast path itself, so a key costs its breaker and one small
+record, no closure.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import events
+from . import _clock, events
+from ._active import switch
 from ._breaker_core import CLOSED
+from ._compose import NEVER
 from ._policy import PolicyBase
+from .circuit_breaker import _generation_of, _Permit
+from .events import METERED
 
 if TYPE_CHECKING:
     from ._requests import Request
@@ -37,19 +42,15 @@ R = TypeVar("R")
 
 
 class Member:
-    """One key's breaker, its calls in flight, and its closures per chain."""
+    """One key's breaker and its calls in flight."""
 
-    __slots__ = ("breaker", "chain", "inflight", "key", "more", "run")
+    __slots__ = ("breaker", "inflight", "key", "listeners")
 
     def __init__(self, key: str, breaker: CircuitBreaker) -> None:
         self.key = key
         self.breaker = breaker
+        self.listeners = breaker._listeners
         self.inflight = 0
-        # The closure of the first chain that used it (the usual single one),
-        # and those of any other chain by chain token.
-        self.chain: object = None
-        self.run: Callable[..., Any] | None = None
-        self.more: dict[object, Callable[..., Any]] | None = None
 
     @property
     def idle(self) -> bool:
@@ -157,79 +158,115 @@ class KeyedBreakers(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
-    @staticmethod
-    def _closure(
-        member: Member, token: object, make: Callable[[CircuitBreaker], Callable[..., Any]]
-    ) -> Callable[..., Any]:
-        """``member``'s closure for the chain ``token`` (made on first use)."""
-        if member.run is None:
-            member.chain, member.run = token, make(member.breaker)
-            return member.run
-        if member.chain is token:
-            return member.run
-        more = member.more
-        if more is None:
-            more = member.more = {}
-        run = more.get(token)
-        if run is None:
-            run = more[token] = make(member.breaker)
-        return run
+    # One closure per chain, not per key: it picks the key's breaker and runs
+    # the breaker's own fast path inline (a CLOSED breaker counts a success
+    # without its lock); anything else goes through the breaker's locked
+    # path (``_run``), or its listened path while someone listens to it.
+    # Outermost, it meters the request as every outermost layer does.
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
-        key, member_of, closure, touch = self._key, self._member, self._closure, self._touch
+        key, member_of, touch = self._key, self._member, self._touch
         members = self._members
         move = members.move_to_end
-        token = object()
-
-        def make(breaker: CircuitBreaker) -> Callable[..., Any]:
-            return breaker._wrap_sync(fn, name, entry)
+        gate, detour, meter = NEVER, None, entry
+        if entry is not None:
+            gate, detour = entry.gate, entry.detour(self._wrap_sync(fn, name))
+        clock = _clock
 
         def through_keyed(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                start = clock.now()
             k = key(*args, **kwargs)
             try:
                 member = members[k]
                 move(k)
             except (KeyError, TypeError):
                 member = member_of(k)
-            run = member.run if member.chain is token else closure(member, token, make)
             if touch is not None:
                 touch(member.breaker.name)
+            breaker = member.breaker
+            core = breaker._core
             member.inflight += 1
             try:
-                return run(*args, **kwargs)  # type: ignore[misc,no-any-return]
+                if core.fast and switch.on and not member.listeners.events:
+                    ticks = core.ticks  # this generation's
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        breaker._exit_error(_Permit(_generation_of(core, ticks), None), exc)
+                        raise
+                    next(ticks)
+                elif member.listeners.events:
+                    result = breaker._listened(fn, args, kwargs)
+                else:
+                    result = breaker._run(fn, args, kwargs)
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
             finally:
                 member.inflight -= 1
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
 
         return through_keyed
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        key, member_of, closure, touch = self._key, self._member, self._closure, self._touch
+        key, member_of, touch = self._key, self._member, self._touch
         members = self._members
         move = members.move_to_end
-        token = object()
-
-        def make(breaker: CircuitBreaker) -> Callable[..., Any]:
-            return breaker._wrap_async(fn, name, entry)
+        gate, adetour, meter = NEVER, None, entry
+        if entry is not None:
+            gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))
+        clock = _clock
 
         async def through_keyed(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await adetour(args, kwargs)  # type: ignore[misc,no-any-return]
+                start = clock.now()
             k = key(*args, **kwargs)
             try:
                 member = members[k]
                 move(k)
             except (KeyError, TypeError):
                 member = member_of(k)
-            run = member.run if member.chain is token else closure(member, token, make)
             if touch is not None:
                 touch(member.breaker.name)
+            breaker = member.breaker
+            core = breaker._core
             member.inflight += 1
             try:
-                return await run(*args, **kwargs)  # type: ignore[misc,no-any-return]
+                if core.fast and switch.on and not member.listeners.events:
+                    ticks = core.ticks  # this generation's
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        breaker._exit_error(_Permit(_generation_of(core, ticks), None), exc)
+                        raise
+                    next(ticks)
+                elif member.listeners.events:
+                    result = await breaker._alistened(fn, args, kwargs)
+                else:
+                    result = await breaker._arun(fn, args, kwargs)
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
             finally:
                 member.inflight -= 1
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
 
         return through_keyed
 

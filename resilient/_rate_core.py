@@ -15,6 +15,12 @@ fixed when it asks, and its wait is that time minus now. A turn given back
 back; an earlier one becomes a hole the next caller takes, at the same
 start time, so giving back never lets more calls start than the limit.
 A hole whose time has passed unused is dropped.
+
+Every change of ``tat`` reads it and writes it back with no call in
+between (only attribute reads, arithmetic and comparisons), so under the
+GIL no other thread runs between the two: the rate limiter's fast path
+admits a call that way without its lock, while the lock serializes
+everything else (holes, waiting turns).
 """
 
 from __future__ import annotations
@@ -84,8 +90,10 @@ class GcraCore:
             self.tat = token
             holes = self.holes
             # Turns given back before it, now at the end: roll back over them too.
+            # (No call between reading ``tat`` and writing it: see the module.)
             while holes and holes[-1] + self.interval == self.tat:
-                self.tat = holes.pop()
+                self.tat = holes[-1]
+                del holes[-1]
         else:
             bisect.insort(self.holes, token)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
@@ -46,6 +47,9 @@ R = TypeVar("R")
 _OWNER = "RateLimitConfig"
 # Beyond this many calls a second, an interval is too short for the clock.
 _MAX_CALLS_PER_SECOND = 1e9
+# The fast path admits a call without the lock only where the GIL makes its
+# few lines atomic (see resilient._rate_core); elsewhere every call locks.
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class SharedLimit(Protocol):
@@ -273,17 +277,27 @@ class RateLimiter(NamedPolicy):
     # -- execution -------------------------------------------------------------
 
     # The fast path, written once per flavour: a turn free now costs the
-    # clock, the lock and GCRA's compare. Waiting, refusing and a shared
-    # limit go through ``_acquire`` / ``_aacquire``.
+    # clock and GCRA's compare, without the lock. Waiting, refusing and a
+    # shared limit go through ``_acquire`` / ``_aacquire``.
+
+    def _fast_gcra(self) -> tuple[GcraCore, list[float], float, float]:
+        """What the fast path reads: the core, its holes, the interval, and
+        how far ahead ``tat`` may be for a call to start now (``-1``: never,
+        every call takes the locked path: a shared limit, or no GIL)."""
+        core = self._core
+        within = core.tolerance + core.slack
+        if self._shared is not None or not _GIL:
+            within = -1.0
+        return core, core.holes, core.interval, within
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
-        lock, acquire_slow, acquire = self._lock, self._acquire, self._core.acquire
+        acquire_slow = self._acquire
+        core, holes, interval, within = self._fast_gcra()
         stats = self._stats_for(self.name)
-        shared = self._shared is not None
         clock = _clock
 
         def through_limiter(*args: Any, **kwargs: Any) -> R:
@@ -295,12 +309,14 @@ class RateLimiter(NamedPolicy):
             if not switch.on:
                 return fn(*args, **kwargs)
             now = clock.now()
-            if shared:
-                token = None
-            else:
-                with lock:
-                    token = acquire(now)
-            if token is not None:  # a turn free now (acquire waits for none)
+            # GCRA, inline: no call between reading core.tat and writing it,
+            # so under the GIL no other thread runs in between (the lock
+            # guards the rest: holes, waits).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat - now <= within and not holes:
+                core.tat = tat + interval
                 stats.succeeded += 1
             else:
                 try:
@@ -328,9 +344,9 @@ class RateLimiter(NamedPolicy):
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
         )
         assert detour is not None
-        lock, aacquire, acquire = self._lock, self._aacquire, self._core.acquire
+        aacquire = self._aacquire
+        core, holes, interval, within = self._fast_gcra()
         stats = self._stats_for(self.name)
-        shared = self._shared is not None
         clock = _clock
 
         async def through_limiter(*args: Any, **kwargs: Any) -> R:
@@ -342,12 +358,14 @@ class RateLimiter(NamedPolicy):
             if not switch.on:
                 return await fn(*args, **kwargs)
             now = clock.now()
-            if shared:
-                token = None
-            else:
-                with lock:
-                    token = acquire(now)
-            if token is not None:  # a turn free now (acquire waits for none)
+            # GCRA, inline: no call between reading core.tat and writing it,
+            # so under the GIL no other thread runs in between (the lock
+            # guards the rest: holes, waits).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat - now <= within and not holes:
+                core.tat = tat + interval
                 stats.succeeded += 1
             else:
                 try:
