@@ -193,6 +193,19 @@ class RateLimiter(NamedPolicy):
         with self._lock:
             self._core.reset()
 
+    def _swap_turns(
+        self, saved: tuple[float, list[float]] | None = None
+    ) -> tuple[float, list[float]]:
+        """Install ``saved`` turns (``None``: a full burst) and return what
+        they replaced. ``Registry.isolated()`` uses this."""
+        core = self._core
+        with self._lock:
+            previous = (core.tat, list(core.holes))
+            tat, holes = saved if saved is not None else (-math.inf, [])
+            core.tat = tat
+            core.holes[:] = holes
+        return previous
+
     def rejected_since(self, since: float) -> bool:
         """Whether a call was refused at or after monotonic time ``since``."""
         last = self._last_rejected_at

@@ -256,10 +256,12 @@ class Registry:
         """A clean slate for one test, undone after it.
 
         Inside the block every breaker already registered (say, by a
-        module-level decorator) is CLOSED with an empty window and nothing is
-        forced. After it, whatever the block created, forced or tripped is
-        gone: breakers, bulkheads and features declared inside are dropped,
-        and names, configs, forces and breaker states are back as they were.
+        module-level decorator) is CLOSED with an empty window, every rate
+        limiter has its whole burst, and nothing is forced. After it,
+        whatever the block created, forced or tripped is gone: breakers
+        (per-key ones included), bulkheads, rate limiters and features
+        declared inside are dropped, and names, configs, forces, breaker
+        states and rate limiters' turns are back as they were.
         Bulkheads keep their counters; listeners subscribed inside stay.
         """
         with self._lock:
@@ -271,17 +273,23 @@ class Registry:
                 if isinstance(value, (dict, set))
             }
             states = [(b, b._swap_state()) for b in self._breakers.values()]
+            turns = [(r, r._swap_turns()) for r in self._rate_limiters.values()]
             self._pending.clear()
         try:
             yield self
         finally:
             with self._lock:
+                made = [m for name, m in self._members.items() if name not in tables["_members"]]
                 for key, saved in tables.items():
                     live = getattr(self, key)
                     live.clear()
                     live.update(saved)
                 for breaker, state in states:
                     breaker._swap_state(state)
+                for limiter, saved_turns in turns:
+                    limiter._swap_turns(saved_turns)
+                for group, member_key in made:  # per-key breakers made inside go too
+                    group._drop(member_key)
 
     # -- bulkheads ------------------------------------------------------------
 

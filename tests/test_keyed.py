@@ -226,3 +226,14 @@ def test_a_bounded_registry_bounds_per_key_breakers_too() -> None:
     get("a")
     assert "api[a]" in reg.names()
     assert len(reg.names()) == 4
+
+
+def test_an_isolated_registry_drops_the_keys_made_inside() -> None:
+    get = make_get()
+    get("before")
+    with resilient.registry.isolated():
+        with pytest.raises(Down):
+            get("inside", fail=True)
+        assert names() == ["api[before]", "api[inside]"]
+    assert names() == ["api[before]"]
+    assert get("inside") == "inside"  # a fresh, closed breaker

@@ -363,3 +363,15 @@ def test_health_reports_a_rejecting_limiter_as_degraded() -> None:
         assert "rate limiter 'quota' is rejecting calls" in report.issues
         clock.advance(61.0)
         assert resilient.registry.health(rejection_window=60.0).status == "healthy"
+
+
+def test_an_isolated_registry_gives_every_limiter_its_burst_and_restores_it() -> None:
+    with fake_clock():
+        limited = with_rate_limit("quota", rate=1)(work)
+        limited(1)
+        with resilient.registry.isolated():
+            assert limited(2) == 2  # a whole burst inside
+            with pytest.raises(RateLimitExceededError):
+                limited(3)
+        with pytest.raises(RateLimitExceededError):
+            limited(4)  # spent, as before the block
