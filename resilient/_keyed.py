@@ -61,7 +61,9 @@ class Member:
 class KeyedBreakers(PolicyBase):
     """A breaker per key, chosen per call. See the module's docstring."""
 
-    _kind = "circuit_breaker"
+    # What its requests are counted as (its breakers count their own calls,
+    # as circuit breakers, under their own names).
+    _kind = "keyed_circuit_breaker"
 
     def __init__(
         self,
