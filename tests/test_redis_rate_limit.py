@@ -167,3 +167,20 @@ def test_four_processes_admit_no_more_than_the_limit_over_5s(redis_server: Redis
     # Within one burst of the limit over the 5 s (wall clocks of one host).
     assert len(times) <= burst + rate * (times[-1] - times[0]) + 1
     assert len(times) >= rate * seconds * 0.8
+
+
+def test_the_limit_is_shared_again_once_redis_is_back(
+    storages: Callable[..., RedisStorage], redis_server: RedisServer
+) -> None:
+    limiter = shared("api", storages(refresh_interval=5.0), rate=100)
+    assert _admits(limiter)
+    redis_server.kill()
+    with fake_clock() as clock:
+        assert _admits(limiter)
+        assert limiter._shared.local  # type: ignore[union-attr]
+        redis_server.start()
+        assert _admits(limiter)  # not asked again before refresh_interval
+        assert limiter._shared.local  # type: ignore[union-attr]
+        clock.advance(5.0)
+        assert _admits(limiter)
+        assert not limiter._shared.local  # type: ignore[union-attr]
