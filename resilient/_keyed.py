@@ -85,6 +85,9 @@ class KeyedBreakers(PolicyBase):
         self._on_drop = on_drop
         self._listeners = events.ListenerSet(registry.listeners)
         self._members: OrderedDict[str, Member] = OrderedDict()
+        # The key moved to the end last (the most recently used), so a call
+        # with the same key again need not move it.
+        self._recent: object = None
         self._lock: threading.RLock = registry._lock
 
     def __repr__(self) -> str:
@@ -107,6 +110,7 @@ class KeyedBreakers(PolicyBase):
         try:
             member = members[key]
             members.move_to_end(key)
+            self._recent = key
             return member
         except KeyError:
             pass
@@ -120,9 +124,11 @@ class KeyedBreakers(PolicyBase):
             found = members.get(key)
             if found is not None:
                 members.move_to_end(key)
+                self._recent = key
                 return found
             breaker = self._registry._member(self._naming(key), self.config, self, key)
             member = members[key] = Member(key, breaker)
+            self._recent = key
             member.inflight = 1  # not droppable before its caller counts itself in
             try:
                 self._shrink()
@@ -169,7 +175,7 @@ class KeyedBreakers(PolicyBase):
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
-        key, member_of, touch = self._key, self._member, self._touch
+        key, member_of, touch, group = self._key, self._member, self._touch, self
         members = self._members
         move = members.move_to_end
         gate, detour, meter = NEVER, None, entry
@@ -186,7 +192,9 @@ class KeyedBreakers(PolicyBase):
             k = key(*args, **kwargs)
             try:
                 member = members[k]
-                move(k)
+                if k != group._recent:  # the most recent already: nothing to move
+                    move(k)
+                    group._recent = k
             except (KeyError, TypeError):
                 member = member_of(k)
             if touch is not None:
@@ -222,7 +230,7 @@ class KeyedBreakers(PolicyBase):
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        key, member_of, touch = self._key, self._member, self._touch
+        key, member_of, touch, group = self._key, self._member, self._touch, self
         members = self._members
         move = members.move_to_end
         gate, adetour, meter = NEVER, None, entry
@@ -239,7 +247,9 @@ class KeyedBreakers(PolicyBase):
             k = key(*args, **kwargs)
             try:
                 member = members[k]
-                move(k)
+                if k != group._recent:  # the most recent already: nothing to move
+                    move(k)
+                    group._recent = k
             except (KeyError, TypeError):
                 member = member_of(k)
             if touch is not None:

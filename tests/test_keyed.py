@@ -237,3 +237,13 @@ def test_an_isolated_registry_drops_the_keys_made_inside() -> None:
         assert names() == ["api[before]", "api[inside]"]
     assert names() == ["api[before]"]
     assert get("inside") == "inside"  # a fresh, closed breaker
+
+
+def test_repeated_keys_keep_the_exact_lru_order() -> None:
+    get = make_get(max_keys=2)
+    for host in ("a", "b", "b", "a", "a", "c"):
+        get(host)
+    assert names() == ["api[a]", "api[c]"]  # b was the least recently used
+    for host in ("c", "d", "a"):  # a was dropped by d: it comes back, c goes
+        get(host)
+    assert names() == ["api[a]", "api[d]"]
