@@ -727,3 +727,7 @@ for _seconds, _label in ((1, "1 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h
     case("window", "time window", _label, guarded=True, param=_seconds)(
         functools.partial(_windowed, window_duration=float(_seconds))
     )
+
+
+# The rate limiters and per-key breakers (their own module, registered here).
+from . import cases_limits  # noqa: E402,F401

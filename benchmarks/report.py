@@ -210,7 +210,68 @@ def targets(cases: Sequence[Case]) -> list[Target]:
     ]
 
 
-TARGETS = targets  # built from the case list, which the spreads need
+def _less_key(mode: str) -> Callable[[Times, dict[str, float]], float | None]:
+    """The per-key breaker less its key function's own cost, over a plain
+    breaker."""
+
+    def measure(times: Times, extra: dict[str, float]) -> float | None:
+        keyed = times.get(f"{mode} per-key breaker: resilient")
+        floor = times.get(f"{mode} per-key breaker: floor: key function")
+        wraps = times.get(f"{mode} pass-through: {WRAPS}")
+        plain = times.get(f"{mode} circuit breaker: resilient")
+        if keyed is None or floor is None or wraps is None or not plain:
+            return None
+        return (keyed - (floor - wraps)) / plain
+
+    return measure
+
+
+def _limit_targets() -> list[Target]:
+    """The rate limiter's and the per-key breaker's targets."""
+    cb, rl, keyed = "circuit breaker", "rate limiter", "per-key breaker"
+    peers = [
+        Target(
+            f"{lib} / resilient, {rl} admitting ({mode})",
+            1.0,
+            False,
+            _ratio(f"{mode} {rl}: {lib}", f"{mode} {rl}: resilient"),
+        )
+        for mode, lib in (
+            ("sync", "pyrate-limiter"),
+            ("sync", "limits"),
+            ("async", "aiolimiter"),
+            ("async", "hyx"),
+        )
+    ]
+    return [
+        *(
+            Target(
+                f"{rl} admitting ({mode}) / closed breaker ({mode})",
+                2.0,
+                True,
+                _ratio(f"{mode} {rl}: resilient", f"{mode} {cb}: resilient"),
+            )
+            for mode in ("sync", "async")
+        ),
+        *peers,
+        *(
+            Target(
+                f"{keyed} ({mode}) / plain breaker ({mode}), key function excluded",
+                1.5,
+                True,
+                _less_key(mode),
+            )
+            for mode in ("sync", "async")
+        ),
+        Target("memory per key of a per-key breaker", 1536.0, True, _extra("memory per key"), " B"),
+    ]
+
+
+def _all_targets(cases: Sequence[Case]) -> list[Target]:
+    return [*targets(cases), *_limit_targets()]
+
+
+TARGETS = _all_targets  # built from the case list, which the spreads need
 
 
 def machine() -> dict[str, str]:
@@ -249,6 +310,8 @@ _JOB_ORDER = [
     "fallback",
     "stack",
     "rejection",
+    "rate limiter",
+    "per-key breaker",
 ]
 _JOB_TITLE = {
     "pass-through": "pass-through (the floors)",
@@ -259,6 +322,8 @@ _JOB_TITLE = {
     "fallback": "fallback, call succeeds",
     "stack": "full stack: fallback, retry, breaker, bulkhead",
     "rejection": "open circuit rejects the call",
+    "rate limiter": "rate limiter, admitting (a turn free)",
+    "per-key breaker": "per-key breaker, closed (key function excluded)",
 }
 
 
@@ -366,7 +431,7 @@ def memory_table(memory: Sequence[tuple[str, float | None]]) -> list[str]:
 
 def target_table(cases: Sequence[Case], times: Times, extra: dict[str, float]) -> list[str]:
     lines = ["| target | measured | goal | |", "|---|--:|--:|---|"]
-    for target in targets(cases):
+    for target in _all_targets(cases):
         value, ok = target.check(times, extra)
         goal = ("≤ " if target.at_most else "≥ ") + (
             f"{target.limit:g}{target.unit}" if target.unit != " B" else f"{target.limit:,.0f} B"

@@ -13,6 +13,7 @@ from .decorators import (
     with_bulkhead,
     with_circuit_breaker,
     with_fallback,
+    with_rate_limit,
     with_resilience,
     with_retry,
     with_timeout,
@@ -22,6 +23,7 @@ from .errors import (
     CallTimeoutError,
     ChaosError,
     CircuitOpenError,
+    RateLimitExceededError,
     ResilienceError,
 )
 from .events import (
@@ -47,8 +49,10 @@ from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
 from .metrics import MetricsCollector
 from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
+from .rate_limit import RateLimitConfig, RateLimiter, RateLimiterMetrics
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
+from .retry_budget import RetryBudget
 from .timeout import Timeout, TimeoutConfig
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
@@ -82,7 +86,11 @@ __all__ = [
     "HealthReport",
     "HealthStatus",
     "MetricsCollector",
+    "RateLimitConfig",
+    "RateLimitExceededError",
     "RateLimited",
+    "RateLimiter",
+    "RateLimiterMetrics",
     "Registry",
     "Resilience",
     "ResilienceError",
@@ -91,6 +99,7 @@ __all__ = [
     "RetriesExhausted",
     "Retry",
     "RetryAttempted",
+    "RetryBudget",
     "RetryConfig",
     "RetryPolicies",
     "StateChanged",
@@ -108,6 +117,7 @@ __all__ = [
     "with_chaos",
     "with_circuit_breaker",
     "with_fallback",
+    "with_rate_limit",
     "with_resilience",
     "with_retry",
     "with_timeout",

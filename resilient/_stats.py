@@ -96,7 +96,9 @@ class Stats:
     ``rejections``. Successes are ``sum(latency) - failures``.
 
     Policy level (always counted, off the hot path): ``retries``,
-    ``rate_limited``, ``exhausted``, ``timeouts``, ``fallbacks``,
+    ``rate_limited`` (retries that honoured a ``retry_after``, calls a rate
+    limiter refused), ``refused`` (retries a retry budget refused),
+    ``exhausted``, ``timeouts``, ``fallbacks``,
     ``succeeded`` / ``failed`` / ``rejected`` (calls through a breaker or a
     bulkhead as that policy counted them), ``changes`` (state transitions,
     ``(old, new) -> count``). ``refresh``, when set, folds counts kept
@@ -118,6 +120,7 @@ class Stats:
         "name",
         "rate_limited",
         "refresh",
+        "refused",
         "rejected",
         "rejections",
         "retries",
@@ -137,6 +140,7 @@ class Stats:
         self.failures = self.rejections = 0
         self.retries = self.rate_limited = self.exhausted = 0
         self.timeouts = self.fallbacks = 0
+        self.refused = 0  # retries a retry budget refused
         self.succeeded = self.failed = self.rejected = 0
         self.changes: dict[tuple[str, str], int] = _NO_CHANGES  # made on the first
         self.refresh: Callable[[], object] | None = None

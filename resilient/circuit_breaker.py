@@ -33,7 +33,7 @@ from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import BOUNDS
 from ._workers import pool_for
-from .errors import BulkheadFullError, CircuitOpenError
+from .errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
 from .events import METERED
 from .timeout import Timeout
 
@@ -143,9 +143,10 @@ class CircuitBreaker(NamedPolicy):
         self._slow_after = (
             cfg.slow_call_duration if cfg.slow_call_duration is not None else math.inf
         )
-        ignore = cfg.ignore_on
+        # A spent rate limit says nothing about the dependency's health: never
+        # counted. Nor does a full bulkhead, unless record_on names it.
+        ignore = (*cfg.ignore_on, RateLimitExceededError)
         if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
-            # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
         # Each admitted call runs under this; its CallTimeoutError is an

@@ -6,11 +6,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _validate
 from ._compose import decorate
+from ._keyed import KeyedBreakers
 from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .fallback import MISSING, Fallback
 from .policy import Resilience, ResiliencePolicy
+from .rate_limit import RateLimitConfig, RateLimiter
 from .retry import Retry, RetryConfig
 from .timeout import Timeout
 
@@ -21,6 +24,7 @@ __all__ = [
     "with_bulkhead",
     "with_circuit_breaker",
     "with_fallback",
+    "with_rate_limit",
     "with_resilience",
     "with_retry",
     "with_timeout",
@@ -34,6 +38,8 @@ def with_circuit_breaker(
     *,
     config: CircuitBreakerConfig | None = None,
     registry: Any = None,
+    key: Callable[..., str] | None = None,
+    max_keys: int = 1024,
     **fields: Any,
 ) -> Callable[[F], F]:
     """Protect a function, coroutine function or method with a circuit breaker.
@@ -41,7 +47,34 @@ def with_circuit_breaker(
     ``name`` registers (or reuses) a breaker in the registry; ``config`` and
     keyword fields (those of :class:`CircuitBreakerConfig`) configure it. A
     ready :class:`CircuitBreaker` may be passed instead of a name.
+
+    With ``key``, each call runs through the breaker of its key,
+    ``key(*args, **kwargs)``, registered as ``f"{name}[{key}]"``; beyond
+    ``max_keys`` of them, the least recently used CLOSED one with no call in
+    flight is dropped.
     """
+    if key is not None:
+        if isinstance(name, CircuitBreaker):
+            raise TypeError("with_circuit_breaker: key= needs a name, not a CircuitBreaker")
+        if not callable(key):
+            raise TypeError(f"with_circuit_breaker: key must be callable, got {key!r}")
+        _validate.int_at_least("with_circuit_breaker", "max_keys", max_keys, 1)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"with_circuit_breaker: name must be a non-empty str, got {name!r}")
+        # Made once for every key (a config per breaker would cost each key).
+        config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        keyed = KeyedBreakers(name, key, config=config, max_keys=max_keys, registry=registry)
+
+        def per_key(fn: F) -> F:
+            return decorate(keyed, fn)
+
+        return per_key
+    if max_keys != 1024:
+        raise TypeError("with_circuit_breaker: max_keys= needs key=")
     if isinstance(name, CircuitBreaker):
         if config is not None or fields:
             raise TypeError(
@@ -100,6 +133,40 @@ def with_bulkhead(
 
     def decorator(fn: F) -> F:
         return decorate(bulkhead, fn)
+
+    return decorator
+
+
+def with_rate_limit(
+    name: str | RateLimiter,
+    *,
+    config: RateLimitConfig | None = None,
+    registry: Any = None,
+    **fields: Any,
+) -> Callable[[F], F]:
+    """Let at most ``rate`` calls per ``period`` start (GCRA; ``burst`` at
+    once); a caller waits up to ``max_wait`` seconds for its turn, else gets
+    :class:`RateLimitExceededError`.
+
+    ``name`` registers (or reuses) a rate limiter in the registry; ``config``
+    and keyword fields (those of :class:`RateLimitConfig`) configure it. A
+    ready :class:`RateLimiter` may be passed instead of a name.
+    """
+    if isinstance(name, RateLimiter):
+        if config is not None or fields:
+            raise TypeError("with_rate_limit: pass either a RateLimiter or a name with a limit")
+        limiter = name
+    else:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        limiter = registry.rate_limiter(name, config, **fields)
+
+    def decorator(fn: F) -> F:
+        return decorate(limiter, fn)
 
     return decorator
 

@@ -12,6 +12,7 @@ __all__ = [
     "CallTimeoutError",
     "ChaosError",
     "CircuitOpenError",
+    "RateLimitExceededError",
     "ResilienceError",
 ]
 
@@ -103,6 +104,28 @@ class BulkheadFullError(ResilienceError):
             f"bulkhead {self.name!r} is full "
             f"(max_concurrent={self.max_concurrent}, max_queue={self.max_queue})"
         )
+
+
+class RateLimitExceededError(ResilienceError):
+    """The rate limiter had no turn for the call within its ``max_wait``:
+    ``.name``, ``.retry_after`` (seconds until a call would be admitted).
+
+    Recognised as a rejection (not a failure) by request accounting, and
+    never counted by a circuit breaker; a retry honours ``retry_after``.
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(name, retry_after)
+
+    @property
+    def _rejected_for(self) -> float:
+        # What request accounting reads to tell a rejection (see _requests).
+        return self.retry_after
+
+    def __str__(self) -> str:
+        return f"rate limit {self.name!r} exceeded; next call admitted in {self.retry_after:.3f}s"
 
 
 class CallTimeoutError(ResilienceError, TimeoutError):

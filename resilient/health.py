@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._breaker_core import CircuitState
@@ -17,6 +17,7 @@ __all__ = [
     "DEGRADED_UTILIZATION",
     "CircuitState",
     "BulkheadHealth",
+    "RateLimiterHealth",
     "DegradationLevel",
     "Feature",
     "HealthReport",
@@ -83,6 +84,24 @@ class BulkheadHealth:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimiterHealth:
+    """One rate limiter as the report sees it. ``rejecting``: it refused a
+    call recently (within the report's rejection window): degraded."""
+
+    name: str
+    rate: float
+    period: float
+    burst: int
+    available: int
+    rejected: int
+    rejecting: bool
+
+    @property
+    def strained(self) -> bool:
+        return self.rejecting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HealthReport:
     """What ``registry.health()`` returns; :meth:`to_dict` is ready for JSON."""
 
@@ -92,6 +111,7 @@ class HealthReport:
     features: Mapping[str, bool]
     degradation: DegradationLevel
     issues: tuple[str, ...]
+    rate_limiters: Mapping[str, RateLimiterHealth] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -124,6 +144,17 @@ class HealthReport:
                 }
                 for name, b in self.bulkheads.items()
             },
+            "rate_limiters": {
+                name: {
+                    "rate": r.rate,
+                    "period": r.period,
+                    "burst": r.burst,
+                    "available": r.available,
+                    "rejected": r.rejected,
+                    "rejecting": r.rejecting,
+                }
+                for name, r in self.rate_limiters.items()
+            },
             "features": dict(self.features),
             "degradation": self.degradation.value,
             "issues": list(self.issues),
@@ -131,7 +162,8 @@ class HealthReport:
 
 
 def _status(
-    breakers: Mapping[str, CircuitState], bulkheads: Iterable[BulkheadHealth]
+    breakers: Mapping[str, CircuitState],
+    bulkheads: Iterable[BulkheadHealth | RateLimiterHealth],
 ) -> HealthStatus:
     down = sum(1 for state in breakers.values() if is_down(state))
     if down and 2 * down >= len(breakers):
@@ -166,6 +198,7 @@ def _issues(
     features: Mapping[str, Feature],
     available: Mapping[str, bool],
     states: Mapping[str, CircuitState],
+    rate_limiters: Iterable[RateLimiterHealth] = (),
 ) -> list[str]:
     issues = []
     for name, state in breakers.items():
@@ -179,6 +212,9 @@ def _issues(
             )
         if b.rejecting:
             issues.append(f"bulkhead {b.name!r} is rejecting calls")
+    for r in rate_limiters:
+        if r.rejecting:
+            issues.append(f"rate limiter {r.name!r} is rejecting calls")
     for name, ok in available.items():
         if not ok:
             down = [d for d in features[name].depends_on if is_down(states.get(d, _UP))]
@@ -208,17 +244,20 @@ def build_report(
     features: Mapping[str, Feature],
     *,
     pending_open: Iterable[str] = (),
+    rate_limiters: Iterable[RateLimiterHealth] = (),
 ) -> HealthReport:
     """The report for one snapshot: ``breakers`` maps names to current states."""
     bulkheads = list(bulkheads)
+    limiters = list(rate_limiters)
     states = dependency_states(breakers, pending_open)
     availability = {name: available(f, states) for name, f in features.items()}
     unavailable = sum(1 for ok in availability.values() if not ok)
     return HealthReport(
-        status=_status(breakers, bulkheads),
+        status=_status(breakers, [*bulkheads, *limiters]),
         breakers=dict(breakers),
         bulkheads={b.name: b for b in bulkheads},
         features=availability,
         degradation=degradation_level(unavailable, len(availability)),
-        issues=tuple(_issues(breakers, bulkheads, features, availability, states)),
+        issues=tuple(_issues(breakers, bulkheads, features, availability, states, limiters)),
+        rate_limiters={r.name: r for r in limiters},
     )

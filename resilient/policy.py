@@ -1,11 +1,12 @@
 """``ResiliencePolicy``, its presets in ``ResiliencePolicies``, and
 ``Resilience``: every layer composed into one policy.
 
-The order, outermost first: fallback → retry → circuit breaker → bulkhead →
-timeout → function. So the timeout bounds each attempt, the breaker counts
-each attempt, a full bulkhead is not the dependency's failure, retry waits
-out (or gives up on) an open breaker, and the fallback answers only once
-retry has given up.
+The order, outermost first: fallback → retry → (hedging) → circuit breaker →
+rate limiter → bulkhead → timeout → function. So the timeout bounds each
+attempt, the breaker counts each attempt, a full bulkhead or a spent rate
+limit is not the dependency's failure, retry waits out (or gives up on) an
+open breaker and honours a rate limit's ``retry_after``, and the fallback
+answers only once retry has given up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
 from .fallback import Fallback
+from .rate_limit import RateLimitConfig, RateLimiter
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout, TimeoutConfig
 
@@ -54,6 +56,7 @@ class ResiliencePolicy:
     timeout: float | TimeoutConfig | None = field(default_factory=_default_timeout)
     bulkhead: BulkheadConfig | None = None
     fallback: Fallback | None = None
+    rate_limit: RateLimitConfig | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -61,6 +64,7 @@ class ResiliencePolicy:
             ("retry", RetryConfig),
             ("bulkhead", BulkheadConfig),
             ("fallback", Fallback),
+            ("rate_limit", RateLimitConfig),
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
@@ -190,6 +194,9 @@ class Resilience(PolicyBase):
         self.bulkhead: Bulkhead | None = (
             None if policy.bulkhead is None else registry.bulkhead(name, config=policy.bulkhead)
         )
+        self.rate_limiter: RateLimiter | None = (
+            None if policy.rate_limit is None else registry.rate_limiter(name, policy.rate_limit)
+        )
         self.retry: Retry | None = (
             None if policy.retry is None else Retry(policy.retry, name=name, listeners=listeners)
         )
@@ -200,10 +207,18 @@ class Resilience(PolicyBase):
             timeout = TimeoutConfig(timeout)
         self.timeout: Timeout | None = None if timeout is None else timeout._named(name, listeners)
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
+        # Outermost first. (Hedging, when present, goes between retry and
+        # the breaker.)
+        order = (
+            self.fallback,
+            self.retry,
+            self.breaker,
+            self.rate_limiter,
+            self.bulkhead,
+            self.timeout,
+        )
         self._present: tuple[Layer, ...] = tuple(
-            cast("Layer", layer)
-            for layer in (self.fallback, self.retry, self.breaker, self.bulkhead, self.timeout)
-            if layer is not None
+            cast("Layer", layer) for layer in order if layer is not None
         )
 
     def _layers(self) -> tuple[Layer, ...]:
@@ -216,6 +231,7 @@ class Resilience(PolicyBase):
                 ("fallback", self.fallback),
                 ("retry", self.retry),
                 ("circuit_breaker", self.breaker),
+                ("rate_limit", self.rate_limiter),
                 ("bulkhead", self.bulkhead),
                 ("timeout", self.timeout),
             )

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from . import _clock, events, health
+from . import _clock, _validate, events, health
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
-from .health import DegradationLevel, Feature, HealthReport
+from .health import CircuitState, DegradationLevel, Feature, HealthReport
+from .rate_limit import RateLimitConfig, RateLimiter
+from .retry_budget import RetryBudget
 
 if TYPE_CHECKING:
+    from ._keyed import KeyedBreakers
     from ._storage import BreakerStorage
 
 __all__ = ["Registry", "registry"]
@@ -23,13 +27,27 @@ _Force = Literal["open", "closed"]
 class Registry:
     """Named policies. ``resilient.registry`` is the process-global one."""
 
-    def __init__(self, *, storage: BreakerStorage | None = None) -> None:
+    def __init__(
+        self, *, storage: BreakerStorage | None = None, max_breakers: int | None = None
+    ) -> None:
+        """``max_breakers``: beyond that many breakers, the least recently used
+        one that is CLOSED and has no call in flight is dropped (an open or
+        busy one never is, so the bound may be passed for a while)."""
+        if max_breakers is not None:
+            _validate.int_at_least("Registry", "max_breakers", max_breakers, 1)
+        self._max_breakers = max_breakers
+        # Breaker names, least recently used first (only while bounded).
+        self._lru: OrderedDict[str, None] = OrderedDict()
+        # Per-key breakers: name -> (their group, their key).
+        self._members: dict[str, tuple[KeyedBreakers, str]] = {}
         self._storage = storage
         self._lock = threading.RLock()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._explicit: set[str] = set()
         self._pending: dict[str, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
+        self._rate_limiters: dict[str, RateLimiter] = {}
+        self._retry_budgets: dict[str, RetryBudget] = {}
         self._features: dict[str, Feature] = {}
         self._listeners = events.ListenerSet(events.GLOBAL)
 
@@ -49,29 +67,97 @@ class Registry:
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:
-                breaker = CircuitBreaker(
-                    name, config, listeners=self._listeners, storage=self._storage
-                )
-                self._breakers[name] = breaker
-                if config is not None:
-                    self._explicit.add(name)
-                force = self._pending.pop(name, None)
-                if force == "open":
-                    breaker.force_open()
-                elif force == "closed":
-                    breaker.force_closed()
+                breaker = self._create(name, config)
+                self._bound()
                 return breaker
-            if config is not None and config != breaker.config:
-                if name in self._explicit:
-                    raise ValueError(
-                        f"circuit breaker {name!r} already exists with config "
-                        f"{breaker.config!r}; got a different one: {config!r}"
-                    )
-                breaker._reconfigure(config)
-                self._explicit.add(name)
-            elif config is not None:
-                self._explicit.add(name)
+            self._adopt(name, breaker, config)
             return breaker
+
+    def _adopt(
+        self, name: str, breaker: CircuitBreaker, config: CircuitBreakerConfig | None
+    ) -> None:
+        """Under the lock: ``breaker`` asked for again, with ``config``."""
+        if self._max_breakers is not None:
+            self._lru.move_to_end(name)
+        if config is not None and config != breaker.config:
+            if name in self._explicit:
+                raise ValueError(
+                    f"circuit breaker {name!r} already exists with config "
+                    f"{breaker.config!r}; got a different one: {config!r}"
+                )
+            breaker._reconfigure(config)
+            self._explicit.add(name)
+        elif config is not None:
+            self._explicit.add(name)
+
+    def _create(self, name: str, config: CircuitBreakerConfig | None) -> CircuitBreaker:
+        """Under the lock: a new breaker called ``name``, registered."""
+        breaker = CircuitBreaker(name, config, listeners=self._listeners, storage=self._storage)
+        self._breakers[name] = breaker
+        if self._max_breakers is not None:
+            self._lru[name] = None
+        if config is not None:
+            self._explicit.add(name)
+        force = self._pending.pop(name, None)
+        if force == "open":
+            breaker.force_open()
+        elif force == "closed":
+            breaker.force_closed()
+        return breaker
+
+    def _member(
+        self, name: str, config: CircuitBreakerConfig | None, group: KeyedBreakers, key: str
+    ) -> CircuitBreaker:
+        """Under the lock: the breaker ``name`` of ``group``'s ``key`` (an
+        existing breaker of that name is adopted as it is)."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = self._create(name, config)
+            self._members[name] = (group, key)
+            self._bound(keep=name)
+        else:
+            self._adopt(name, breaker, config)
+            self._members[name] = (group, key)
+        return breaker
+
+    def _touch(self, name: str) -> None:
+        """``name`` was just used (bounded registries only)."""
+        with contextlib.suppress(KeyError):  # dropped meanwhile
+            self._lru.move_to_end(name)
+
+    def _forget(self, name: str) -> None:
+        """Under the lock: drop the breaker ``name`` from the registry."""
+        self._breakers.pop(name, None)
+        self._explicit.discard(name)
+        self._lru.pop(name, None)
+        member = self._members.pop(name, None)
+        if member is not None:
+            member[0]._drop(member[1])
+
+    def _bound(self, keep: str | None = None) -> None:
+        """Under the lock: while past ``max_breakers``, drop the least
+        recently used CLOSED breaker with no call in flight (never ``keep``,
+        nor the one just made)."""
+        cap = self._max_breakers
+        if cap is None or len(self._breakers) <= cap:
+            return
+        excess = len(self._breakers) - cap
+        newest = next(reversed(self._lru), None)
+        gone: list[str] = []
+        for name in self._lru:
+            if len(gone) >= excess:
+                break
+            if name in (keep, newest):
+                continue
+            breaker = self._breakers[name]
+            if breaker._core.state is not CircuitState.CLOSED:
+                continue
+            member = self._members.get(name)
+            if member is not None and member[0]._busy(member[1]):
+                continue
+            gone.append(name)
+        for name in gone:
+            self._forget(name)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
@@ -170,10 +256,12 @@ class Registry:
         """A clean slate for one test, undone after it.
 
         Inside the block every breaker already registered (say, by a
-        module-level decorator) is CLOSED with an empty window and nothing is
-        forced. After it, whatever the block created, forced or tripped is
-        gone: breakers, bulkheads and features declared inside are dropped,
-        and names, configs, forces and breaker states are back as they were.
+        module-level decorator) is CLOSED with an empty window, every rate
+        limiter has its whole burst, and nothing is forced. After it,
+        whatever the block created, forced or tripped is gone: breakers
+        (per-key ones included), bulkheads, rate limiters and features
+        declared inside are dropped, and names, configs, forces, breaker
+        states and rate limiters' turns are back as they were.
         Bulkheads keep their counters; listeners subscribed inside stay.
         """
         with self._lock:
@@ -185,17 +273,23 @@ class Registry:
                 if isinstance(value, (dict, set))
             }
             states = [(b, b._swap_state()) for b in self._breakers.values()]
+            turns = [(r, r._swap_turns()) for r in self._rate_limiters.values()]
             self._pending.clear()
         try:
             yield self
         finally:
             with self._lock:
+                made = [m for name, m in self._members.items() if name not in tables["_members"]]
                 for key, saved in tables.items():
                     live = getattr(self, key)
                     live.clear()
                     live.update(saved)
                 for breaker, state in states:
                     breaker._swap_state(state)
+                for limiter, saved_turns in turns:
+                    limiter._swap_turns(saved_turns)
+                for group, member_key in made:  # per-key breakers made inside go too
+                    group._drop(member_key)
 
     # -- bulkheads ------------------------------------------------------------
 
@@ -241,6 +335,82 @@ class Registry:
         with self._lock:
             return [self._bulkheads[n] for n in sorted(self._bulkheads)]
 
+    # -- rate limiters ---------------------------------------------------------
+
+    def rate_limiter(
+        self, name: str, config: RateLimitConfig | None = None, **fields: object
+    ) -> RateLimiter:
+        """The rate limiter called ``name``, created with ``config`` (or the
+        fields of :class:`RateLimitConfig`) on first use. Asking again with a
+        different limit is an error, as for breakers; with none, the one
+        there is returned."""
+        if fields:
+            if config is not None:
+                raise TypeError(f"registry.rate_limiter({name!r}): pass either a config or fields")
+            config = RateLimitConfig(**fields)  # type: ignore[arg-type]
+        with self._lock:
+            limiter = self._rate_limiters.get(name)
+            if limiter is None:
+                if config is None:
+                    raise TypeError(f"registry.rate_limiter({name!r}) needs a config or rate=")
+                limiter = RateLimiter(name, config, listeners=self._listeners)
+                self._rate_limiters[name] = limiter
+            elif config is not None and limiter.config != config:
+                raise ValueError(
+                    f"rate limiter {name!r} already exists with {limiter.config!r}; "
+                    f"got a different one: {config!r}"
+                )
+            return limiter
+
+    def get_rate_limiter(self, name: str) -> RateLimiter | None:
+        """The rate limiter called ``name``, or ``None``."""
+        return self._rate_limiters.get(name)
+
+    def rate_limiters(self) -> list[RateLimiter]:
+        """Every rate limiter, sorted by name."""
+        with self._lock:
+            return [self._rate_limiters[n] for n in sorted(self._rate_limiters)]
+
+    # -- retry budgets ----------------------------------------------------------
+
+    def retry_budget(
+        self,
+        name: str,
+        *,
+        ratio: float | None = None,
+        min_retries_per_second: float | None = None,
+        window: float | None = None,
+    ) -> RetryBudget:
+        """The retry budget called ``name``, made with these fields (the
+        defaults of :class:`RetryBudget` for those not given) on first use.
+        Asking again with different fields is an error."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"retry budget name must be a non-empty str, got {name!r}")
+        given: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("ratio", ratio),
+                ("min_retries_per_second", min_retries_per_second),
+                ("window", window),
+            )
+            if v is not None
+        }
+        with self._lock:
+            budget = self._retry_budgets.get(name)
+            if budget is None:
+                budget = RetryBudget(**given, name=name)
+                self._retry_budgets[name] = budget
+                return budget
+        wanted = RetryBudget(**given)._fields() if given else None
+        if wanted is not None and any(
+            given.get(k) is not None and w != h
+            for k, w, h in zip(
+                ("ratio", "min_retries_per_second", "window"), wanted, budget._fields(), strict=True
+            )
+        ):
+            raise ValueError(f"retry budget {name!r} already exists as {budget!r}; got {given!r}")
+        return budget
+
     # -- health and features -------------------------------------------------
 
     def _states(self) -> dict[str, health.CircuitState]:
@@ -253,11 +423,12 @@ class Registry:
             return [name for name, how in self._pending.items() if how == "open"]
 
     def health(self, *, rejection_window: float = 60.0) -> HealthReport:
-        """Every breaker's state, every bulkhead's load, every feature's
-        availability, and one status: healthy, degraded, unhealthy or critical.
+        """Every breaker's state, every bulkhead's load and rate limiter's
+        turns, every feature's availability, and one status: healthy,
+        degraded, unhealthy or critical.
 
-        A bulkhead counts as rejecting if it rejected a call within the last
-        ``rejection_window`` seconds.
+        A bulkhead or a rate limiter counts as rejecting (degraded) if it
+        rejected a call within the last ``rejection_window`` seconds.
         """
         since = _clock.monotonic() - rejection_window
         bulkheads = []
@@ -275,10 +446,28 @@ class Registry:
                     rejecting=bulkhead.rejected_since(since),
                 )
             )
+        limiters = []
+        for limiter in self.rate_limiters():
+            turns = limiter.metrics()
+            limiters.append(
+                health.RateLimiterHealth(
+                    name=limiter.name,
+                    rate=turns.rate,
+                    period=turns.period,
+                    burst=turns.burst,
+                    available=turns.available,
+                    rejected=turns.rejected,
+                    rejecting=limiter.rejected_since(since),
+                )
+            )
         with self._lock:
             features = dict(sorted(self._features.items()))
         return health.build_report(
-            self._states(), bulkheads, features, pending_open=self._pending_open()
+            self._states(),
+            bulkheads,
+            features,
+            pending_open=self._pending_open(),
+            rate_limiters=limiters,
         )
 
     def feature(self, name: str, depends_on: Iterable[str] = ()) -> Feature:

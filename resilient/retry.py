@@ -30,6 +30,7 @@ from ._policy import PolicyBase
 from .config import defaults
 from .errors import CircuitOpenError
 from .events import METERED
+from .retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
@@ -72,6 +73,7 @@ class RetryConfig:
     respect_retry_after: bool = True
     deadline: float | None = None
     rng: random.Random | None = None
+    budget: RetryBudget | None = None
 
     DEFAULT: ClassVar[RetryConfig]
     AGGRESSIVE: ClassVar[RetryConfig]
@@ -117,6 +119,8 @@ class RetryConfig:
         object.__setattr__(self, "deadline", v.seconds_or_none(_OWNER, "deadline", self.deadline))
         if self.rng is not None and not isinstance(self.rng, random.Random):
             raise TypeError(f"{_OWNER}.rng must be a random.Random or None, got {self.rng!r}")
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            raise TypeError(f"{_OWNER}.budget must be a RetryBudget or None, got {self.budget!r}")
 
 
 def _jitter(value: object) -> float | str:
@@ -222,6 +226,7 @@ class Retry(PolicyBase):
         # Read on every call: kept as plain attributes.
         self._deadline = cfg.deadline
         self._check_result = cfg.retry_if_result
+        self._first_attempt = cfg.budget.first_attempt if cfg.budget is not None else None
 
     def __repr__(self) -> str:
         named = f" {self.name!r}" if self.name else ""
@@ -278,6 +283,11 @@ class Retry(PolicyBase):
         )
         if next_wait.stop is not None:
             self._give_up(name, attempt, error, next_wait.stop)
+            return None
+        budget = cfg.budget
+        if budget is not None and not budget.try_retry():
+            self._stats_for(name).refused += 1
+            self._give_up(name, attempt, error, "the retry budget is spent")
             return None
         self._announce_retry(name, attempt, error, next_wait.delay, next_wait.retry_after)
         return next_wait
@@ -348,6 +358,7 @@ class Retry(PolicyBase):
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
+        first_attempt = self._first_attempt
         gate, detour, meter = watching(self, fn, name, entry)
         clock = _clock
 
@@ -358,6 +369,8 @@ class Retry(PolicyBase):
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 begun = clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
+            if first_attempt is not None:
+                first_attempt()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -387,6 +400,7 @@ class Retry(PolicyBase):
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
+        first_attempt = self._first_attempt
         gate, detour, meter = watching(self, fn, name, entry, is_async=True)
         clock = _clock
 
@@ -397,6 +411,8 @@ class Retry(PolicyBase):
                     return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 begun = clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
+            if first_attempt is not None:
+                first_attempt()
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:

@@ -51,6 +51,7 @@ def test_an_empty_registry_is_healthy() -> None:
         "breakers": {},
         "breakers_by_state": {state.value: 0 for state in CircuitState},
         "bulkheads": {},
+        "rate_limiters": {},
         "features": {},
         "degradation": "none",
         "issues": [],

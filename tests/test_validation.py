@@ -19,6 +19,7 @@ from resilient import (
     CircuitBreaker,
     CircuitBreakerConfig,
     Fallback,
+    RateLimitConfig,
     Registry,
     ResiliencePolicy,
     Retry,
@@ -111,6 +112,7 @@ for _field in ("retry_if_result", "on_retry"):
 _add("RetryConfig", _retry_config, "respect_retry_after", [None, 1, "yes"])
 _add("RetryConfig", _retry_config, "deadline", SECONDS_OR_NONE)
 _add("RetryConfig", _retry_config, "rng", [42, "random", object()])
+_add("RetryConfig", _retry_config, "budget", [0.2, "budget", object()])
 
 
 # -- BulkheadConfig, Bulkhead ---------------------------------------------------------
@@ -196,8 +198,23 @@ def _resilience_policy(**kw: Any) -> object:
 
 
 _NOT_A_CONFIG = [{"max_attempts": 3}, "default", 3]
-for _field in ("circuit_breaker", "retry", "bulkhead", "fallback"):
+for _field in ("circuit_breaker", "retry", "bulkhead", "fallback", "rate_limit"):
     _add("ResiliencePolicy", _resilience_policy, _field, _NOT_A_CONFIG)
+
+
+# -- RateLimitConfig -------------------------------------------------------------------
+
+
+def _rate_limit_config(**kw: Any) -> object:
+    kw.setdefault("rate", 5)
+    return RateLimitConfig(**kw)
+
+
+_add("RateLimitConfig", _rate_limit_config, "rate", [None, "5", True, 0, -1.0, NAN, INF, 1e12])
+_add("RateLimitConfig", _rate_limit_config, "period", [*SECONDS, 0.0])
+_add("RateLimitConfig", _rate_limit_config, "burst", [*COUNT[1:], 0, 2**40])
+_add("RateLimitConfig", _rate_limit_config, "max_wait", [*SECONDS, 1e300])
+_add("RateLimitConfig", _rate_limit_config, "storage", ["redis://localhost", 3])
 _add("ResiliencePolicy", _resilience_policy, "timeout", SECONDS_OR_NONE)
 
 
@@ -232,6 +249,7 @@ def test_every_config_field_is_covered() -> None:
         BulkheadConfig,
         ResiliencePolicy,
         TimeoutConfig,
+        RateLimitConfig,
     ):
         fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
         assert fields <= covered[config.__name__], fields - covered[config.__name__]

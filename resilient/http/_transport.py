@@ -3,7 +3,10 @@
 Per request, outermost first: fallback -> raise for status -> retry ->
 circuit breaker -> bulkhead -> one attempt on the wrapped transport. The
 breaker and bulkhead are per host (``http:{host}`` in the registry); the
-policy's timeout bounds each attempt through httpx's own timeouts.
+policy's timeout bounds each attempt through httpx's own timeouts. The
+per-host breakers are per-key breakers (:mod:`resilient._keyed`): at most
+``MAX_HOSTS`` of them, the least recently used CLOSED one with no request
+in flight dropped beyond that (with its route).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import httpx
 from .. import _validate, events
 from .._active import switch
 from .._compose import NEVER, compose
+from .._keyed import KeyedBreakers
 from .._policy import PolicyBase
 from ..events import request_context
 from ..policy import ResiliencePolicy
@@ -36,6 +40,8 @@ _OWNER = "ResilientTransport"
 _PHASES = ("connect", "read", "write", "pool")
 # Options of httpx.Client that configure the transport it would have built.
 _TRANSPORT_OPTIONS = ("verify", "cert", "http1", "http2", "limits")
+
+MAX_HOSTS = 1024  # per-host breakers kept by one transport (the LRU rule)
 
 RETRY = "resilient.retry"
 INACTIVITY = "resilient.inactivity"
@@ -138,6 +144,19 @@ class _Base:
         self._listeners = events.ListenerSet(registry.listeners)
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
+        self._breakers = (
+            None
+            if self.policy.circuit_breaker is None
+            else KeyedBreakers(
+                name,
+                self._route_key,
+                config=self.policy.circuit_breaker,
+                max_keys=MAX_HOSTS,
+                registry=registry,
+                naming=self._route_name,
+                on_drop=self._drop_route,
+            )
+        )
 
     def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
         """Listen to this transport's own events (``StreamInactive``, and its retries')."""
@@ -145,25 +164,36 @@ class _Base:
 
     # -- routing -------------------------------------------------------------
 
+    def _key(self, url: httpx.URL) -> str:
+        if not self.per_host:
+            return ""
+        return url.host if url.port is None else f"{url.host}:{url.port}"
+
+    def _route_key(self, request: httpx.Request) -> str:
+        return self._key(request.url)
+
+    def _route_name(self, key: str) -> str:
+        return f"{self.name}:{key}" if key else self.name
+
+    def _drop_route(self, key: str) -> None:
+        """The host's breaker was dropped (the LRU rule): its route goes too."""
+        self._routes.pop(key, None)
+
     def _route(self, url: httpx.URL) -> _Sends:
-        key = (
-            "" if not self.per_host else url.host if url.port is None else f"{url.host}:{url.port}"
-        )
+        key = self._key(url)
         route = self._routes.get(key)
         if route is None:
             with self._lock:
                 route = self._routes.get(key)
                 if route is None:
-                    route = self._routes[key] = self._build(
-                        f"{self.name}:{key}" if key else self.name
-                    )
+                    route = self._routes[key] = self._build(self._route_name(key))
         return route
 
     def _build(self, name: str) -> _Sends:
         policy = self.policy
         inner: list[Any] = []
-        if policy.circuit_breaker is not None:
-            inner.append(self.registry.get_or_create(name, policy.circuit_breaker))
+        if self._breakers is not None:
+            inner.append(self._breakers)  # the request's host picks its breaker
         if policy.bulkhead is not None:
             inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]

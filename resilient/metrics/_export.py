@@ -27,6 +27,10 @@ The exporters' series (label ``name`` is the policy's name everywhere):
 - ``bulkhead_executions_total{state}``: ``success`` / ``failure`` for calls a
   bulkhead admitted, ``rejected`` for calls it turned away.
 - ``bulkhead_limit``: a bulkhead's ``max_concurrent``, read live.
+- ``rate_limiter_calls_total{result}``: ``admitted`` / ``rejected`` by a
+  rate limiter.
+- ``retry_budget_refusals_total``: retries a retry budget refused (under the
+  retry's name).
 - ``resilient_operation_duration_seconds``: the duration of each request
   (one call of a decorated function, retries included) that ran.
 """
@@ -80,6 +84,7 @@ FIELDS = (
     "rejections",
     "retries",
     "rate_limited",
+    "refused",
     "exhausted",
     "timeouts",
     "fallbacks",
@@ -101,6 +106,7 @@ class Counts:
     rejections: int
     retries: int
     rate_limited: int
+    refused: int
     exhausted: int
     timeouts: int
     fallbacks: int
@@ -404,6 +410,8 @@ class Series(NamedTuple):
     bulkhead: list[tuple[str, str, int]]  # name, state, count
     limits: list[tuple[str, float]]
     durations: list[tuple[str, Counts]]  # name, the requests' latency (and sum)
+    rate_limiter: list[tuple[str, str, int]]  # name, result, count
+    budget_refusals: list[tuple[str, int]]
 
 
 def series(view: View) -> Series:
@@ -427,6 +435,8 @@ def series(view: View) -> Series:
     changes: list[tuple[str, str, str, int]] = []
     breaker_calls: list[tuple[str, str, int]] = []
     bulkhead: list[tuple[str, str, int]] = []
+    rate_limiter: list[tuple[str, str, int]] = []
+    refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
     timeouts: dict[str, int] = {}
     durations: dict[str, Counts] = {}
@@ -445,6 +455,13 @@ def series(view: View) -> Series:
                 (name, "rejected", counts.rejected),
                 (name, "success", counts.succeeded),
             ]
+        elif kind == "rate_limiter":
+            rate_limiter += [
+                (name, "admitted", counts.succeeded),
+                (name, "rejected", counts.rejected),
+            ]
+        if counts.refused:
+            refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
             retries[name] = retries.get(name, 0) + counts.retries
         if counts.timeouts or kind == "timeout":
@@ -465,6 +482,8 @@ def series(view: View) -> Series:
         bulkhead=sorted(bulkhead),
         limits=sorted(limits.items()),
         durations=sorted(durations.items(), key=lambda item: item[0]),
+        rate_limiter=sorted(rate_limiter),
+        budget_refusals=sorted(refusals.items()),
     )
 
 

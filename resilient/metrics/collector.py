@@ -53,6 +53,7 @@ class Statistics:
     p99: float = 0.0
     total_retries: int = 0
     rate_limit_count: int = 0
+    budget_refusals: int = 0
     timeouts: int = 0
     fallbacks: int = 0
     by_name: Mapping[str, Statistics] = field(default_factory=lambda: types.MappingProxyType({}))
@@ -73,6 +74,7 @@ def _counted(counts: Counts) -> bool:
         or counts.rejections
         or counts.retries
         or counts.rate_limited
+        or counts.refused
         or counts.timeouts
         or counts.fallbacks
     )
@@ -98,6 +100,7 @@ def _snapshot(counts: Counts, by_name: Mapping[str, Statistics] | None = None) -
         p99=p99,
         total_retries=counts.retries,
         rate_limit_count=counts.rate_limited,
+        budget_refusals=counts.refused,
         timeouts=counts.timeouts,
         fallbacks=counts.fallbacks,
         by_name=types.MappingProxyType(dict(by_name or {})),

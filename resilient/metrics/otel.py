@@ -14,6 +14,8 @@ name                                          kind                unit
 ``resilient.timeout.operations``              observable counter  ``{call}``
 ``resilient.bulkhead.executions``             observable counter  ``{call}``
 ``resilient.bulkhead.limit``                  observable gauge    ``{call}``
+``resilient.rate_limiter.calls``              observable counter  ``{call}``
+``resilient.retry.budget_refusals``           observable counter  ``{call}``
 ``resilient.operation.duration``              histogram           ``s``
 ============================================  ==================  ==============
 
@@ -112,6 +114,18 @@ class _Exporter:
             unit="{call}",
             description="A bulkhead's limit of concurrent calls",
         )
+        meter.create_observable_counter(
+            "resilient.rate_limiter.calls",
+            callbacks=[self._limiter],
+            unit="{call}",
+            description="Calls a rate limiter admitted or rejected",
+        )
+        meter.create_observable_counter(
+            "resilient.retry.budget_refusals",
+            callbacks=[self._refusals],
+            unit="{call}",
+            description="Retries a retry budget refused",
+        )
         self._duration = meter.create_histogram(
             "resilient.operation.duration",
             unit="s",
@@ -184,6 +198,14 @@ class _Exporter:
     def _limits(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)
         return [] if values is None else self._observe(values.limits, (NAME,))
+
+    def _limiter(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.rate_limiter, (NAME, "result"))
+
+    def _refusals(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.budget_refusals, (NAME,))
 
 
 def instrument(

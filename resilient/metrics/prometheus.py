@@ -62,6 +62,8 @@ class _Collector:
                 "timeout_operations",
                 "bulkhead_executions",
                 "bulkhead_limit",
+                "rate_limiter_calls",
+                "retry_budget_refusals",
                 "resilient_operation_duration_seconds",
             )
         }
@@ -105,6 +107,14 @@ class _Collector:
         limit = self._gauge(
             n["bulkhead_limit"], "A bulkhead's limit of concurrent calls", labels=["name"]
         )
+        limiter = self._counter(
+            n["rate_limiter_calls"],
+            "Calls a rate limiter admitted or rejected",
+            labels=["name", "result"],
+        )
+        refusals = self._counter(
+            n["retry_budget_refusals"], "Retries a retry budget refused", labels=["name"]
+        )
         duration = self._histogram(
             n["resilient_operation_duration_seconds"],
             "Duration of each call of a protected function, retries included",
@@ -125,11 +135,16 @@ class _Collector:
                 bulkhead.add_metric([name, outcome], count)
             for name, value in values.limits:
                 limit.add_metric([name], value)
+            for name, result, count in values.rate_limiter:
+                limiter.add_metric([name, result], count)
+            for name, count in values.budget_refusals:
+                refusals.add_metric([name], count)
             for name, counts in values.durations:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
                 duration.add_metric([name], buckets, counts.latency_sum)
-        yield from (state, changes, calls, retries, timeouts, bulkhead, limit, duration)
+        yield from (state, changes, calls, retries, timeouts, bulkhead, limit, limiter, refusals)
+        yield duration
 
 
 def instrument(

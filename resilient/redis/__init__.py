@@ -1,4 +1,4 @@
-"""Circuit breakers shared across processes and hosts through Redis.
+"""Circuit breakers and rate limits shared across processes and hosts through Redis.
 
 Needs the ``redis`` extra: ``pip install 'resilient[redis]'``. See docs/fleet.md.
 """

@@ -28,6 +28,8 @@ from ._script import SCRIPT, keys, names_key
 
 if TYPE_CHECKING:
     from .._storage import StoredBreaker
+    from ..rate_limit import RateLimiter
+    from ._limit import SharedLimiter
 
 __all__ = ["RedisStorage", "SharedBreakerInfo"]
 
@@ -199,6 +201,12 @@ class RedisStorage:
             self._start()
         self._wake.set()
         return binding
+
+    def bind_rate_limit(self, limiter: RateLimiter) -> SharedLimiter:
+        """Share ``limiter``'s limit with the fleet (``RateLimitConfig(storage=...)``)."""
+        from ._limit import SharedLimiter
+
+        return SharedLimiter(self, limiter)
 
     def forget(self, binding: Binding) -> None:
         with self._lock, contextlib.suppress(ValueError):

@@ -262,3 +262,21 @@ def test_one_collection_reads_the_counters_once(
     assert len(reads) == 1
     assert value(reader, CALLS, "db", result="success") == 1
     assert len(reads) == 2
+
+
+def test_rate_limiter_calls_and_budget_refusals(reader: InMemoryMetricReader) -> None:
+    with fake_clock():
+        limiter = resilient.RateLimiter("quota", rate=1)
+        limiter.call(lambda: None)
+        with pytest.raises(resilient.RateLimitExceededError):
+            limiter.call(lambda: None)
+        budget = resilient.RetryBudget(ratio=0.0, min_retries_per_second=0.0)
+        with pytest.raises(ConnectionError):
+            resilient.Retry(resilient.RetryConfig(budget=budget), name="spent").call(
+                failing(ConnectionError())
+            )
+    calls = "resilient.rate_limiter.calls"
+    assert value(reader, calls, "quota", result="admitted") == 1
+    assert value(reader, calls, "quota", result="rejected") == 1
+    assert value(reader, "resilient.retry.budget_refusals", "spent") == 1
+    assert metrics_of(reader)[calls].unit == "{call}"

@@ -329,3 +329,24 @@ def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"pip install 'resilient\[prometheus\]'"):
         prometheus.instrument()
+
+
+def test_rate_limiter_calls_and_budget_refusals(
+    registry: prometheus_client.CollectorRegistry,
+) -> None:
+    with fake_clock():
+        limiter = resilient.RateLimiter("quota", rate=2)
+        for _ in range(2):
+            limiter.call(lambda: None)
+        for _ in range(3):
+            with pytest.raises(resilient.RateLimitExceededError):
+                limiter.call(lambda: None)
+        budget = resilient.RetryBudget(ratio=0.0, min_retries_per_second=0.0)
+        with pytest.raises(ConnectionError):
+            resilient.Retry(resilient.RetryConfig(budget=budget), name="spent").call(
+                failing(ConnectionError())
+            )
+    got = samples(registry)
+    assert got[("rate_limiter_calls_total", ("name", "quota"), ("result", "admitted"))] == 2
+    assert got[("rate_limiter_calls_total", ("name", "quota"), ("result", "rejected"))] == 3
+    assert got[("retry_budget_refusals_total", ("name", "spent"))] == 1

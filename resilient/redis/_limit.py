@@ -1,0 +1,214 @@
+"""One rate limit for the whole fleet: GCRA in one atomic Lua script.
+
+Every acquisition is one ``EVALSHA`` (one round trip): the script reads the
+limit's theoretical arrival time, decides with Redis's own clock (``TIME``,
+so hosts with skewed clocks agree), moves it on when it admits, and notes
+the instance as seen. A waiter that gives its turn back runs the script
+once more; only the last turn handed out can be taken back (an earlier one
+stays spent: the fleet errs on the strict side).
+
+While Redis is unreachable, each instance limits alone at ``rate`` divided
+by the number of instances it last saw (and the burst likewise), with the
+local GCRA core, and asks Redis again every ``refresh_interval`` seconds.
+
+Keys of a limit ``NAME`` in namespace ``NS`` (see :func:`limit_keys`):
+``NS:rl:NAME`` (the arrival time, a string; it expires once the limit is
+back to a full burst) and ``NS:rl:NAME:instances`` (zset: instance -> when
+it last acquired).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Any, cast
+
+from .. import _clock
+from .._rate_core import GcraCore
+from ._keys import tagged
+
+if TYPE_CHECKING:
+    from ..rate_limit import RateLimiter
+    from ._storage import RedisStorage
+
+__all__ = ["LIMIT_SCRIPT", "SharedLimiter", "limit_keys"]
+
+log = logging.getLogger("resilient")
+
+# How long an instance counts as part of the fleet after its last acquisition.
+SEEN_FOR = 60.0
+
+
+def limit_keys(namespace: str, name: str) -> list[str]:
+    """The Redis keys of the rate limit ``name``: every name the limiter
+    uses is made here."""
+    base = tagged(namespace, "rl", name)  # names are data: encoded, one slot
+    return [base, f"{base}:instances"]
+
+
+# ARGV: op ("acquire" or "give"), interval, tolerance, max_wait, instance,
+# token (give only), seen_for. Numbers travel as "%.17g" strings: exact doubles.
+LIMIT_SCRIPT = r"""
+local TAT, INST = KEYS[1], KEYS[2]
+local op = ARGV[1]
+local interval, tolerance = tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function num(x) return string.format('%.17g', x) end
+local function keep(tat)
+  local ms = math.ceil((tat - now) * 1000) + 1000
+  if ms < 1000 then ms = 1000 end
+  redis.call('SET', TAT, num(tat), 'PX', ms)
+end
+
+if op == 'acquire' then
+  local max_wait, me, seen_for = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+  redis.call('ZADD', INST, now, me)
+  redis.call('ZREMRANGEBYSCORE', INST, '-inf', now - seen_for)
+  redis.call('EXPIRE', INST, math.ceil(seen_for) * 2)
+  local seen = redis.call('ZCARD', INST)
+  local tat = tonumber(redis.call('GET', TAT) or '0')
+  if tat < now then tat = now end
+  local wait = tat - tolerance - now
+  if wait > max_wait + interval * 1e-9 then
+    return {0, num(wait), seen}
+  end
+  keep(tat + interval)
+  if wait < 0 then wait = 0 end
+  return {1, num(wait), seen, num(tat)}
+end
+
+if op == 'give' then
+  local token = tonumber(ARGV[6])
+  local tat = tonumber(redis.call('GET', TAT) or '0')
+  if num(token + interval) == num(tat) then
+    if token > now then keep(token) else redis.call('DEL', TAT) end
+    return 1
+  end
+  return 0
+end
+
+return redis.error_reply('resilient: unknown op ' .. tostring(op))
+"""
+
+
+def _num(x: float) -> str:
+    return f"{x:.17g}"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SharedLimiter:
+    """One limiter's link to a :class:`~resilient.redis.RedisStorage` (what
+    ``RateLimitConfig(storage=...)`` makes)."""
+
+    def __init__(self, storage: RedisStorage, limiter: RateLimiter) -> None:
+        cfg = limiter.config
+        assert cfg.burst is not None
+        self._storage = storage
+        self._name = limiter.name
+        self._keys = limit_keys(storage.namespace, limiter.name)
+        self._rate, self._period, self._burst = cfg.rate, cfg.period, cfg.burst
+        self._interval = cfg.period / cfg.rate
+        self._tolerance = (cfg.burst - 1) * self._interval
+        self._script = storage._client.register_script(LIMIT_SCRIPT)
+        self._lock = threading.Lock()
+        self.instances = 1  # as last seen in Redis
+        self._local: GcraCore | None = None  # while Redis is unreachable
+        self._retry_at = 0.0
+
+    @property
+    def local(self) -> bool:
+        """Whether this instance limits alone now (Redis unreachable)."""
+        return self._local is not None
+
+    def acquire(self, max_wait: float) -> tuple[object, float]:
+        if self._local is not None and _clock.monotonic() < self._retry_at:
+            return self._acquire_locally(max_wait)
+        storage = self._storage
+        try:
+            reply: Any = self._script(
+                keys=self._keys,
+                args=[
+                    "acquire",
+                    _num(self._interval),
+                    _num(self._tolerance),
+                    _num(max_wait),
+                    storage.instance,
+                    "",
+                    _num(SEEN_FOR),
+                ],
+            )
+        except storage.unavailable as exc:
+            self._go_local(exc)
+            return self._acquire_locally(max_wait)
+        if self._local is not None:
+            self._local = None
+            log.info("resilient: Redis is reachable again; rate limit %r is shared", self._name)
+        self.instances = max(1, int(reply[2]))
+        wait = float(_text(reply[1]))
+        if not int(reply[0]):
+            return None, wait
+        return ("redis", float(_text(reply[3]))), wait
+
+    def give_back(self, token: object) -> None:
+        where, value = cast("tuple[str, float]", token)
+        if where == "local":
+            with self._lock:
+                if self._local is not None:
+                    self._local.give_back(value)
+            return
+        storage = self._storage
+        try:
+            self._script(
+                keys=self._keys,
+                args=[
+                    "give",
+                    _num(self._interval),
+                    _num(self._tolerance),
+                    "0",
+                    storage.instance,
+                    _num(value),
+                    _num(SEEN_FOR),
+                ],
+            )
+        except storage.unavailable as exc:  # the turn stays spent: strict, never loose
+            self._go_local(exc)
+
+    def detach(self) -> None:
+        """Nothing to stop: every acquisition is its own round trip."""
+
+    # -- alone, while Redis is unreachable ---------------------------------------
+
+    def _go_local(self, error: BaseException) -> None:
+        now = _clock.monotonic()
+        with self._lock:
+            self._retry_at = now + self._storage.refresh_interval
+            if self._local is not None:
+                return
+            share = max(1, self.instances)
+            self._local = GcraCore(
+                self._rate / share, self._period, max(1, math.ceil(self._burst / share))
+            )
+        log.warning(
+            "resilient: Redis is unreachable (%s: %s); rate limit %r limits this instance "
+            "alone at 1/%d of the rate until it is back",
+            type(error).__name__,
+            error,
+            self._name,
+            share,
+        )
+
+    def _acquire_locally(self, max_wait: float) -> tuple[object, float]:
+        now = _clock.now()
+        with self._lock:
+            core = self._local
+            if core is None:  # back meanwhile: one more local decision is fine
+                return ("local", 0.0), 0.0
+            token = core.acquire(now, max_wait)
+            if token is None:
+                return None, core.retry_after(now)
+        return ("local", token), max(0.0, core.start_of(token) - now)

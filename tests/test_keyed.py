@@ -1,0 +1,249 @@
+"""Per-key breakers and bounded registries: one breaker per key, the LRU
+rule (open or busy breakers are never dropped), names, metering, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import resilient
+from resilient import (
+    CircuitOpenError,
+    CircuitState,
+    MetricsCollector,
+    Registry,
+    with_circuit_breaker,
+)
+
+
+class Down(Exception):
+    pass
+
+
+def names(prefix: str = "api[") -> list[str]:
+    """The global registry's breakers of one keyed name (other modules
+    register breakers of their own at import)."""
+    return [n for n in resilient.registry.names() if n.startswith(prefix)]
+
+
+def _by_host(host: str, fail: bool = False) -> str:
+    return host
+
+
+def make_get(**options: Any) -> Any:
+    @with_circuit_breaker("api", key=_by_host, failure_threshold=1, **options)
+    def get(host: str, fail: bool = False) -> str:
+        if fail:
+            raise Down(host)
+        return host
+
+    return get
+
+
+def test_each_key_has_its_own_breaker_registered_as_name_and_key() -> None:
+    get = make_get()
+    with pytest.raises(Down):
+        get("a", fail=True)
+    with pytest.raises(CircuitOpenError) as caught:
+        get("a")
+    assert caught.value.name == "api[a]"
+    assert get("b") == "b"  # another key, another breaker: still closed
+    assert names() == ["api[a]", "api[b]"]
+    assert resilient.registry.get("api[a]").state is CircuitState.OPEN  # type: ignore[union-attr]
+
+
+def test_names_are_data_in_keys_too() -> None:
+    get = make_get()
+    for host in ("x:1", "a]b[", "ünï", "multi\nline"):
+        assert get(host) == host
+    assert sorted(names()) == sorted(f"api[{h}]" for h in ("x:1", "a]b[", "ünï", "multi\nline"))
+
+
+def test_a_force_on_a_key_applies_when_its_breaker_is_made() -> None:
+    get = make_get()
+    resilient.registry.force_open("api[down]")
+    with pytest.raises(CircuitOpenError):
+        get("down")
+    assert get("up") == "up"
+
+
+def test_the_least_recently_used_closed_idle_breaker_is_dropped() -> None:
+    get = make_get(max_keys=3)
+    for host in ("a", "b", "c"):
+        get(host)
+    get("a")  # a is now the most recently used
+    get("d")
+    assert names() == ["api[a]", "api[c]", "api[d]"]
+
+
+def test_an_open_breaker_is_never_dropped_and_the_cap_may_be_passed() -> None:
+    get = make_get(max_keys=2)
+    for host in ("a", "b"):
+        with pytest.raises(Down):
+            get(host, fail=True)
+    get("c")  # both older ones are open: nothing can go
+    assert names() == ["api[a]", "api[b]", "api[c]"]
+    get("d")  # c is closed and idle: it goes, the open ones stay
+    assert names() == ["api[a]", "api[b]", "api[d]"]
+    with pytest.raises(CircuitOpenError):
+        get("a")
+
+
+def test_a_breaker_with_a_call_in_flight_is_never_dropped() -> None:
+    seen: list[list[str]] = []
+
+    @with_circuit_breaker("api", key=lambda host, inner=(): host, max_keys=1)
+    def get(host: str, inner: tuple[str, ...] = ()) -> str:
+        for other in inner:  # while this call is in flight, others come and go
+            get(other)
+        seen.append(names())
+        return host
+
+    get("busy", ("b", "c", "d", "e"))
+    # "busy" was the least recently used all along, and stayed.
+    assert all("api[busy]" in names for names in seen)
+    assert len(seen[-1]) == 2  # the cap passed by the one in flight
+    get("f")
+    assert names() == ["api[f]"]
+
+
+@pytest.mark.slow
+def test_100k_distinct_keys_keep_the_registry_at_the_cap() -> None:
+    get = make_get(max_keys=1024)
+    most = 0
+    for i in range(100_000):
+        get(f"host-{i}")
+        if i % 1000 == 0:
+            most = max(most, len(names()))
+    assert most <= 1024
+    assert len(names()) == 1024
+
+
+def test_a_key_function_that_raises_makes_no_breaker() -> None:
+    def broken(host: str) -> str:
+        raise LookupError("no key")
+
+    @with_circuit_breaker("api", key=broken)
+    def get(host: str) -> str:
+        return host
+
+    with pytest.raises(LookupError, match="no key"):
+        get("a")
+    assert names() == []
+
+
+@pytest.mark.parametrize("bad", [3, None, ["a"]])
+def test_a_key_that_is_not_a_str_is_an_error(bad: object) -> None:
+    @with_circuit_breaker("api", key=lambda: bad)
+    def get() -> None:
+        return None
+
+    with pytest.raises(TypeError, match="must return a str"):
+        get()
+    assert names() == []
+
+
+async def test_async_calls_pick_their_key_too() -> None:
+    @with_circuit_breaker("api", key=lambda host, fail=False: host, failure_threshold=1)
+    async def get(host: str, fail: bool = False) -> str:
+        await asyncio.sleep(0)
+        if fail:
+            raise Down(host)
+        return host
+
+    with pytest.raises(Down):
+        await get("a", fail=True)
+    with pytest.raises(CircuitOpenError):
+        await get("a")
+    assert await get("b") == "b"
+
+
+def test_requests_are_counted_under_the_name_and_calls_under_each_key() -> None:
+    collector = MetricsCollector()
+    resilient.registry.subscribe(collector)
+    get = make_get()
+    get("a")
+    get("b")
+    get("b")
+    with pytest.raises(Down):
+        get("a", fail=True)
+    stats = collector.statistics.by_name["api"]
+    assert (stats.total_requests, stats.successes, stats.failures) == (4, 3, 1)
+
+
+def test_methods_with_a_key() -> None:
+    class Client:
+        @with_circuit_breaker("tenant", key=lambda self, tenant: tenant)
+        def fetch(self, tenant: str) -> str:
+            return f"{tenant}!"
+
+    assert Client().fetch("t1") == "t1!"
+    assert names("tenant[") == ["tenant[t1]"]
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="max_keys"):
+        with_circuit_breaker("api", key=_by_host, max_keys=0)
+    with pytest.raises(TypeError, match="key must be callable"):
+        with_circuit_breaker("api", key="host")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="needs key"):
+        with_circuit_breaker("api", max_keys=3)
+    with pytest.raises(TypeError, match="needs a name"):
+        with_circuit_breaker(resilient.CircuitBreaker("x"), key=_by_host)
+    with pytest.raises(ValueError, match="max_breakers"):
+        Registry(max_breakers=0)
+
+
+def test_a_bounded_registry_drops_the_least_recently_used_closed_breaker() -> None:
+    reg = Registry(max_breakers=3)
+    for name in ("a", "b", "c"):
+        reg.get_or_create(name)
+    reg.get_or_create("a")  # used again
+    reg.get_or_create("b").force_open()
+    reg.get_or_create("d")
+    assert reg.names() == ["a", "b", "d"]  # c: the least recently used closed one
+    reg.get_or_create("e")
+    assert reg.names() == ["b", "d", "e"]  # a went; b is forced open and stays
+
+
+def test_a_bounded_registry_bounds_per_key_breakers_too() -> None:
+    reg = Registry(max_breakers=4)
+    reg.get_or_create("plain")
+
+    @with_circuit_breaker("api", key=_by_host, registry=reg, max_keys=100)
+    def get(host: str) -> str:
+        return host
+
+    for host in "abcdef":
+        get(host)
+    get("e")
+    assert len(reg.names()) == 4
+    assert "api[e]" in reg.names()
+    assert "api[f]" in reg.names()
+    # A dropped key comes back as a fresh breaker.
+    get("a")
+    assert "api[a]" in reg.names()
+    assert len(reg.names()) == 4
+
+
+def test_an_isolated_registry_drops_the_keys_made_inside() -> None:
+    get = make_get()
+    get("before")
+    with resilient.registry.isolated():
+        with pytest.raises(Down):
+            get("inside", fail=True)
+        assert names() == ["api[before]", "api[inside]"]
+    assert names() == ["api[before]"]
+    assert get("inside") == "inside"  # a fresh, closed breaker
+
+
+def test_repeated_keys_keep_the_exact_lru_order() -> None:
+    get = make_get(max_keys=2)
+    for host in ("a", "b", "b", "a", "a", "c"):
+        get(host)
+    assert names() == ["api[a]", "api[c]"]  # b was the least recently used
+    for host in ("c", "d", "a"):  # a was dropped by d: it comes back, c goes
+        get(host)
+    assert names() == ["api[a]", "api[d]"]

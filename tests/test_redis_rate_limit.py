@@ -1,0 +1,186 @@
+"""A rate limit shared by the fleet through a real redis-server: one atomic
+script per acquisition, the bound across processes, the local fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from resilient import RateLimitConfig, RateLimiter, RateLimitExceededError
+from resilient.redis import RedisStorage
+from resilient.redis._limit import limit_keys
+from resilient.testing import fake_clock
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def storages(redis_server: RedisServer) -> Iterator[Callable[..., RedisStorage]]:
+    made: list[RedisStorage] = []
+
+    def make(**options: Any) -> RedisStorage:
+        options.setdefault("refresh_interval", 60.0)
+        storage = RedisStorage.from_url(redis_server.url, **options)
+        made.append(storage)
+        return storage
+
+    yield make
+    for storage in made:
+        storage.close()
+
+
+def _admits(limiter: RateLimiter) -> bool:
+    try:
+        limiter.call(lambda: None)
+    except RateLimitExceededError:
+        return False
+    return True
+
+
+def shared(name: str, storage: RedisStorage, **fields: Any) -> RateLimiter:
+    return RateLimiter(name, RateLimitConfig(storage=storage, **fields))
+
+
+def test_instances_share_one_burst(storages: Callable[..., RedisStorage]) -> None:
+    one = shared("api", storages(), rate=1, burst=4)
+    two = shared("api", storages(), rate=1, burst=4)
+    assert [_admits(limiter) for limiter in (one, two, one, two, one, two)] == [True] * 4 + [
+        False
+    ] * 2
+    with pytest.raises(RateLimitExceededError) as caught:
+        one.call(lambda: None)
+    assert 0.0 < caught.value.retry_after <= 1.0
+
+
+def test_one_round_trip_per_admitted_call(
+    storages: Callable[..., RedisStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = storages()
+    limiter = shared("api", storage, rate=1000)
+    limiter.call(lambda: None)  # the script is loaded
+    sent: list[object] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    for _ in range(50):
+        limiter.call(lambda: None)
+    assert len(sent) == 50
+
+
+def test_keys_are_made_in_one_place(storages: Callable[..., RedisStorage]) -> None:
+    storage = storages(namespace="ns")
+    shared("odd:name{x}", storage, rate=5).call(lambda: None)
+    tat, instances = limit_keys("ns", "odd:name{x}")
+    assert storage._client.exists(tat) == 1
+    assert storage._client.zcard(instances) == 1
+    assert storage._client.pttl(tat) > 0  # it expires once the burst is full again
+
+
+def test_a_waiter_that_gives_up_gives_the_fleet_its_turn_back(
+    storages: Callable[..., RedisStorage],
+) -> None:
+    limiter = shared("api", storages(), rate=2, burst=1, max_wait=5.0)
+    limiter.call(lambda: None)
+    token, wait = limiter._shared.acquire(5.0)  # type: ignore[union-attr]
+    assert token is not None
+    assert 0.0 < wait <= 0.5
+    limiter._shared.give_back(token)  # type: ignore[union-attr]
+    again, wait_again = limiter._shared.acquire(5.0)  # type: ignore[union-attr]
+    assert again == token or wait_again <= wait
+
+
+def test_unreachable_redis_limits_each_instance_at_its_share(
+    storages: Callable[..., RedisStorage], redis_server: RedisServer
+) -> None:
+    first, second = storages(), storages()
+    one = shared("api", first, rate=10, burst=10)
+    two = shared("api", second, rate=10, burst=10)
+    one.call(lambda: None)
+    two.call(lambda: None)
+    one.call(lambda: None)
+    assert one._shared.instances == 2  # type: ignore[union-attr]
+    redis_server.kill()
+    with fake_clock() as clock:
+        admitted = 0
+        for _ in range(20):
+            try:
+                one.call(lambda: None)
+                admitted += 1
+            except RateLimitExceededError:
+                pass
+        assert one._shared.local  # type: ignore[union-attr]
+        assert admitted == 5  # half the burst: it last saw two instances
+        # ...and half the rate after it.
+        clock.advance(1.0)
+        admitted = sum(1 for _ in range(20) if _admits(one))
+        assert admitted == 5
+
+
+@pytest.mark.slow
+def test_four_processes_admit_no_more_than_the_limit_over_5s(redis_server: RedisServer) -> None:
+    rate, burst, seconds = 50.0, 10, 5.0
+    start = time.time() + 2.0  # all four begin together
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "redis_limit_worker.py"),
+                redis_server.url,
+                "fleet",
+                str(rate),
+                str(burst),
+                repr(start),
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(4)
+    ]
+    times: list[float] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0
+        mine = json.loads(out)
+        assert mine, "a worker was never admitted"
+        times += mine
+    times.sort()
+    # Within one burst of the limit over the 5 s (wall clocks of one host).
+    assert len(times) <= burst + rate * (times[-1] - times[0]) + 1
+    assert len(times) >= rate * seconds * 0.8
+
+
+def test_the_limit_is_shared_again_once_redis_is_back(
+    storages: Callable[..., RedisStorage], redis_server: RedisServer
+) -> None:
+    limiter = shared("api", storages(refresh_interval=5.0), rate=100)
+    assert _admits(limiter)
+    redis_server.kill()
+    with fake_clock() as clock:
+        assert _admits(limiter)
+        assert limiter._shared.local  # type: ignore[union-attr]
+        redis_server.start()
+        assert _admits(limiter)  # not asked again before refresh_interval
+        assert limiter._shared.local  # type: ignore[union-attr]
+        clock.advance(5.0)
+        assert _admits(limiter)
+        assert not limiter._shared.local  # type: ignore[union-attr]
