@@ -33,6 +33,7 @@ from .events import (
     ChaosInjected,
     Event,
     FallbackUsed,
+    HedgeStarted,
     RateLimited,
     RetriesExhausted,
     RetryAttempted,
@@ -45,6 +46,7 @@ from .events import (
 )
 from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
+from .hedging import Hedging, HedgingConfig, with_hedging
 from .metrics import MetricsCollector
 from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
@@ -81,6 +83,9 @@ __all__ = [
     "Feature",
     "HealthReport",
     "HealthStatus",
+    "HedgeStarted",
+    "Hedging",
+    "HedgingConfig",
     "MetricsCollector",
     "RateLimited",
     "Registry",
@@ -107,6 +112,7 @@ __all__ = [
     "with_chaos",
     "with_circuit_breaker",
     "with_fallback",
+    "with_hedging",
     "with_resilience",
     "with_retry",
     "with_timeout",

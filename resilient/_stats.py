@@ -96,7 +96,7 @@ class Stats:
     ``rejections``. Successes are ``sum(latency) - failures``.
 
     Policy level (always counted, off the hot path): ``retries``,
-    ``rate_limited``, ``exhausted``, ``timeouts``, ``fallbacks``,
+    ``rate_limited``, ``exhausted``, ``timeouts``, ``fallbacks``, ``hedges``,
     ``succeeded`` / ``failed`` / ``rejected`` (calls through a breaker or a
     bulkhead as that policy counted them), ``changes`` (state transitions,
     ``(old, new) -> count``). ``refresh``, when set, folds counts kept
@@ -112,6 +112,7 @@ class Stats:
         "failures",
         "fallbacks",
         "gauges",
+        "hedges",
         "kind",
         "latency",
         "latency_sum",
@@ -137,6 +138,7 @@ class Stats:
         self.failures = self.rejections = 0
         self.retries = self.rate_limited = self.exhausted = 0
         self.timeouts = self.fallbacks = 0
+        self.hedges = 0
         self.succeeded = self.failed = self.rejected = 0
         self.changes: dict[tuple[str, str], int] = _NO_CHANGES  # made on the first
         self.refresh: Callable[[], object] | None = None

@@ -1,8 +1,9 @@
 """``ResiliencePolicy``, its presets in ``ResiliencePolicies``, and
 ``Resilience``: every layer composed into one policy.
 
-The order, outermost first: fallback → retry → circuit breaker → bulkhead →
-timeout → function. So the timeout bounds each attempt, the breaker counts
+The order, outermost first: fallback → retry → hedging → circuit breaker →
+bulkhead → timeout → function (each hedged attempt passes the breaker, the
+bulkhead and the timeout). So the timeout bounds each attempt, the breaker counts
 each attempt, a full bulkhead is not the dependency's failure, retry waits
 out (or gives up on) an open breaker, and the fallback answers only once
 retry has given up.
@@ -20,6 +21,7 @@ from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
 from .fallback import Fallback
+from .hedging import Hedging, HedgingConfig
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout
 
@@ -54,6 +56,7 @@ class ResiliencePolicy:
     timeout: float | None = field(default_factory=_default_timeout)
     bulkhead: BulkheadConfig | None = None
     fallback: Fallback | None = None
+    hedging: HedgingConfig | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -61,6 +64,7 @@ class ResiliencePolicy:
             ("retry", RetryConfig),
             ("bulkhead", BulkheadConfig),
             ("fallback", Fallback),
+            ("hedging", HedgingConfig),
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
@@ -187,9 +191,21 @@ class Resilience(PolicyBase):
             else Timeout(policy.timeout, name=name, listeners=listeners)
         )
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
+        self.hedging: Hedging | None = (
+            None
+            if policy.hedging is None
+            else Hedging(policy.hedging, name=name, listeners=listeners)
+        )
         self._present: tuple[Layer, ...] = tuple(
             cast("Layer", layer)
-            for layer in (self.fallback, self.retry, self.breaker, self.bulkhead, self.timeout)
+            for layer in (
+                self.fallback,
+                self.retry,
+                self.hedging,
+                self.breaker,
+                self.bulkhead,
+                self.timeout,
+            )
             if layer is not None
         )
 
@@ -202,6 +218,7 @@ class Resilience(PolicyBase):
             for kind, layer in (
                 ("fallback", self.fallback),
                 ("retry", self.retry),
+                ("hedging", self.hedging),
                 ("circuit_breaker", self.breaker),
                 ("bulkhead", self.bulkhead),
                 ("timeout", self.timeout),

@@ -55,6 +55,7 @@ class Statistics:
     rate_limit_count: int = 0
     timeouts: int = 0
     fallbacks: int = 0
+    hedges: int = 0
     by_name: Mapping[str, Statistics] = field(default_factory=lambda: types.MappingProxyType({}))
 
     def to_dict(self) -> dict[str, object]:
@@ -75,6 +76,7 @@ def _counted(counts: Counts) -> bool:
         or counts.rate_limited
         or counts.timeouts
         or counts.fallbacks
+        or counts.hedges
     )
 
 
@@ -100,6 +102,7 @@ def _snapshot(counts: Counts, by_name: Mapping[str, Statistics] | None = None) -
         rate_limit_count=counts.rate_limited,
         timeouts=counts.timeouts,
         fallbacks=counts.fallbacks,
+        hedges=counts.hedges,
         by_name=types.MappingProxyType(dict(by_name or {})),
     )
 
