@@ -17,10 +17,12 @@ def test_the_first_success_wins_and_later_answers_change_nothing() -> None:
     for _ in range(3):
         core.start()
     assert core.succeeded() is True
-    assert core.done and core.error is None
+    assert core.done
+    assert core.error is None
     assert core.succeeded() is False
     assert core.failed(ValueError(), True) == WAIT
-    assert core.error is None and core.running == 0
+    assert core.error is None
+    assert core.running == 0
     assert not core.may_start()
 
 
@@ -39,7 +41,8 @@ def test_a_failure_waits_while_others_still_run_then_the_last_error_loses() -> N
     assert core.failed(first, True) == WAIT
     assert not core.done
     assert core.failed(last, True) == RAISE
-    assert core.done and core.error is last
+    assert core.done
+    assert core.error is last
 
 
 def test_an_error_not_hedged_on_ends_the_race_at_once() -> None:
@@ -48,5 +51,6 @@ def test_an_error_not_hedged_on_ends_the_race_at_once() -> None:
     core.start()
     error = KeyError("x")
     assert core.failed(error, False) == RAISE
-    assert core.done and core.error is error
+    assert core.done
+    assert core.error is error
     assert not core.may_start()
