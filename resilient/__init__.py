@@ -6,6 +6,7 @@ import logging
 
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
+from .adaptive import AdaptiveLimit
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .chaos import Chaos, with_chaos
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
@@ -58,6 +59,7 @@ logging.getLogger("resilient").addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveLimit",
     "BreakerMetrics",
     "Bulkhead",
     "BulkheadConfig",

@@ -117,6 +117,7 @@ def _bulkhead_config(**kw: Any) -> object:
 _add("BulkheadConfig", _bulkhead_config, "max_concurrent", [*COUNT, 0])
 _add("BulkheadConfig", _bulkhead_config, "max_queue", [*COUNT[:-2], -1, NAN])
 _add("BulkheadConfig", _bulkhead_config, "queue_timeout", SECONDS_OR_NONE)
+_add("BulkheadConfig", _bulkhead_config, "adaptive", ["gradient", 20, {"initial": 20}])
 
 
 def _bulkhead(**kw: Any) -> object:
@@ -179,7 +180,7 @@ def _resilience_policy(**kw: Any) -> object:
 
 
 _NOT_A_CONFIG = [{"max_attempts": 3}, "default", 3]
-for _field in ("circuit_breaker", "retry", "bulkhead", "fallback"):
+for _field in ("circuit_breaker", "retry", "bulkhead", "fallback", "hedging"):
     _add("ResiliencePolicy", _resilience_policy, _field, _NOT_A_CONFIG)
 _add("ResiliencePolicy", _resilience_policy, "timeout", SECONDS_OR_NONE)
 
