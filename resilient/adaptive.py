@@ -52,7 +52,7 @@ Algorithm = Literal["gradient", "vegas", "aimd"]
 ALGORITHMS: tuple[str, ...] = ("gradient", "vegas", "aimd")
 
 #: Samples per window of the baseline (the lowest latency of the last one or two).
-BASELINE_WINDOW = 500
+BASELINE_WINDOW = 5000
 #: The largest limit any bulkhead may reach (one permit is a token in memory).
 MAX_LIMIT = 1_000_000
 
@@ -143,7 +143,9 @@ class Gradient(Estimator):
             if gradient == 1.0 and inflight < limit / 2:
                 return limit  # far from full: nothing learned
         target = limit * gradient + math.sqrt(limit)
-        return self._bounded(limit + (target - limit) * self.SMOOTHING)
+        # A limit's worth of samples arrive per round trip: each moves it a
+        # share, so that a round trip moves it SMOOTHING of the way.
+        return self._bounded(limit + (target - limit) * self.SMOOTHING / limit)
 
 
 class Vegas(Estimator):
@@ -153,13 +155,14 @@ class Vegas(Estimator):
     def update(self, latency: float, inflight: int, failed: bool) -> float:
         baseline = self.baseline(latency)
         limit = self.estimate
-        step = max(1.0, math.log10(limit))
+        log = max(1.0, math.log10(limit))
+        step = log / limit  # per sample: log10(limit) per limit's worth of samples
         if failed:
             return self._bounded(limit - step)
         queue = limit * (1.0 - baseline / latency) if latency > 0 else 0.0
-        if queue > 6.0 * step:
+        if queue > 6.0 * log:
             return self._bounded(limit - step)
-        if queue < 3.0 * step and inflight >= limit / 2:
+        if queue < 3.0 * log and inflight >= limit / 2:
             return self._bounded(limit + step)
         return limit
 
