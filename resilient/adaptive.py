@@ -13,7 +13,8 @@ slower for good is learned within two windows).
 - ``"gradient"``: every sample moves the limit toward
   ``limit * min(1, baseline / latency) + sqrt(limit)``, smoothed: it grows
   by about ``sqrt(limit)`` while latency stays at the baseline and shrinks
-  in proportion as latency rises above it. Settles where the queue the
+  in proportion as latency rises above it (toward half the limit on a
+  failure). Settles where the queue the
   dependency builds is about ``sqrt(limit)``. The default.
 - ``"vegas"``: estimates the queue, ``limit * (1 - baseline / latency)``;
   grows by ``log10(limit)`` while it is below ``3 log10(limit)``, shrinks by
@@ -137,12 +138,12 @@ class Gradient(Estimator):
         baseline = self.baseline(latency)
         limit = self.estimate
         if failed:
-            gradient = 0.5
+            target = limit * 0.5  # no room for a queue while it fails
         else:
             gradient = max(0.5, min(1.0, baseline / latency)) if latency > 0 else 1.0
             if gradient == 1.0 and inflight < limit / 2:
                 return limit  # far from full: nothing learned
-        target = limit * gradient + math.sqrt(limit)
+            target = limit * gradient + math.sqrt(limit)
         # A limit's worth of samples arrive per round trip: each moves it a
         # share, so that a round trip moves it SMOOTHING of the way.
         return self._bounded(limit + (target - limit) * self.SMOOTHING / limit)
