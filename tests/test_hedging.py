@@ -420,3 +420,46 @@ def test_policy_and_decorator_arguments_are_checked() -> None:
     with pytest.raises(TypeError):
         with_hedging(Hedging(delay=1.0), max_hedges=2)
     assert HedgingConfig(1, on=lambda e: True).delay == 1.0
+
+
+# -- the target: tail latency on a simulated dependency ----------------------------------
+
+
+async def test_hedging_at_the_p95_cuts_the_p99_of_a_dependency_with_rare_slow_calls() -> None:
+    import math
+    import random
+
+    from resilient.demo.overload import p99
+
+    median = 0.01
+    rng = random.Random(7)
+
+    def draw() -> float:
+        # 1 % of calls take 100 times the median; the rest spread around it.
+        if rng.random() < 0.01:
+            return 100 * median
+        return median * math.exp(0.2 * rng.gauss(0.0, 1.0))
+
+    sample = sorted(draw() for _ in range(20_000))
+    p95 = sample[int(0.95 * len(sample))]
+
+    async def dependency() -> None:
+        await _clock.sleep_async(draw())
+
+    async def measure(call: Any, n: int) -> list[float]:
+        took = []
+        for _ in range(n):
+            start = _clock.monotonic()
+            await call()
+            took.append(_clock.monotonic() - start)
+        return took
+
+    policy = Hedging(delay=p95)
+    stats = policy._stats_for("dependency")
+    n = 2000
+    with fake_clock():
+        plain = await measure(dependency, n)
+        hedged = await measure(lambda: policy.call_async(dependency), n)
+    assert p99(plain) >= 50 * median  # without hedging: the slow calls are the p99
+    assert p99(hedged) <= 3 * median
+    assert stats.hedges <= 0.06 * n
