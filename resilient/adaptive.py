@@ -41,6 +41,7 @@ __all__ = [
     "ALGORITHMS",
     "BASELINE_WINDOW",
     "MAX_LIMIT",
+    "WINDOW",
     "AdaptiveLimit",
     "Aimd",
     "Estimator",
@@ -54,6 +55,8 @@ ALGORITHMS: tuple[str, ...] = ("gradient", "vegas", "aimd")
 
 #: Samples per window of the baseline (the lowest latency of the last one or two).
 BASELINE_WINDOW = 5000
+#: Samples a bulkhead gathers before it hands them to the algorithm as one.
+WINDOW = 8
 #: The largest limit any bulkhead may reach (one permit is a token in memory).
 MAX_LIMIT = 1_000_000
 
@@ -95,8 +98,11 @@ class AdaptiveLimit:
 
 class Estimator:
     """The shared half of the algorithms: the limit estimate, its bounds and
-    the baseline latency. :meth:`update` takes one sample and answers the
-    new estimate (a float within the bounds)."""
+    the baseline latency. :meth:`update` takes one window of samples (their
+    mean latency, the calls in flight at its end, how many failed, how many
+    there were) and answers the new estimate (a float within the bounds).
+    Each algorithm moves in proportion to the samples it is given, so one
+    sample at a time or :data:`WINDOW` at once move it alike."""
 
     __slots__ = ("_cur_min", "_prev_min", "_seen", "estimate", "high", "low")
 
@@ -110,11 +116,11 @@ class Estimator:
         self._prev_min = math.inf
         self._seen = 0
 
-    def baseline(self, latency: float) -> float:
+    def baseline(self, latency: float, samples: int = 1) -> float:
         """Take ``latency`` into the baseline; answer the baseline."""
-        seen = self._seen + 1
+        seen = self._seen + samples
         if seen > BASELINE_WINDOW:
-            self._prev_min, self._cur_min, seen = self._cur_min, math.inf, 1
+            self._prev_min, self._cur_min, seen = self._cur_min, math.inf, samples
         self._seen = seen
         if latency < self._cur_min:
             self._cur_min = latency
@@ -125,7 +131,7 @@ class Estimator:
         self.estimate = value
         return value
 
-    def update(self, latency: float, inflight: int, failed: bool) -> float:
+    def update(self, latency: float, inflight: int, failures: int = 0, samples: int = 1) -> float:
         raise NotImplementedError
 
 
@@ -134,10 +140,10 @@ class Gradient(Estimator):
     name = "gradient"
     SMOOTHING = 0.2
 
-    def update(self, latency: float, inflight: int, failed: bool) -> float:
-        baseline = self.baseline(latency)
+    def update(self, latency: float, inflight: int, failures: int = 0, samples: int = 1) -> float:
+        baseline = self.baseline(latency, samples)
         limit = self.estimate
-        if failed:
+        if failures:
             target = limit * 0.5  # no room for a queue while it fails
         else:
             gradient = max(0.5, min(1.0, baseline / latency)) if latency > 0 else 1.0
@@ -146,19 +152,20 @@ class Gradient(Estimator):
             target = limit * gradient + math.sqrt(limit)
         # A limit's worth of samples arrive per round trip: each moves it a
         # share, so that a round trip moves it SMOOTHING of the way.
-        return self._bounded(limit + (target - limit) * self.SMOOTHING / limit)
+        share = min(1.0, self.SMOOTHING * samples / limit)
+        return self._bounded(limit + (target - limit) * share)
 
 
 class Vegas(Estimator):
     __slots__ = ()
     name = "vegas"
 
-    def update(self, latency: float, inflight: int, failed: bool) -> float:
-        baseline = self.baseline(latency)
+    def update(self, latency: float, inflight: int, failures: int = 0, samples: int = 1) -> float:
+        baseline = self.baseline(latency, samples)
         limit = self.estimate
         log = max(1.0, math.log10(limit))
-        step = log / limit  # per sample: log10(limit) per limit's worth of samples
-        if failed:
+        step = log * samples / limit  # log10(limit) per limit's worth of samples
+        if failures:
             return self._bounded(limit - step)
         queue = limit * (1.0 - baseline / latency) if latency > 0 else 0.0
         if queue > 6.0 * log:
@@ -178,20 +185,20 @@ class Aimd(Estimator):
         super().__init__(initial, low, high)
         self._calm = 0  # samples to let pass before the next decrease
 
-    def update(self, latency: float, inflight: int, failed: bool) -> float:
-        baseline = self.baseline(latency)
+    def update(self, latency: float, inflight: int, failures: int = 0, samples: int = 1) -> float:
+        baseline = self.baseline(latency, samples)
         limit = self.estimate
         calm = self._calm
         if calm:
-            self._calm = calm - 1
-        if failed or latency > self.TOLERANCE * baseline:
+            self._calm = max(0, calm - samples)
+        if failures or latency > self.TOLERANCE * baseline:
             if calm:
                 return limit  # this window has shrunk once already
             self._calm = int(limit)
             return self._bounded(limit * self.BACKOFF)
         if inflight < limit / 2:
             return limit
-        return self._bounded(limit + 1.0 / limit)
+        return self._bounded(limit + samples / limit)
 
 
 _BY_NAME: dict[str, type[Estimator]] = {cls.name: cls for cls in (Gradient, Vegas, Aimd)}

@@ -31,7 +31,7 @@ from ._compose import watching
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import weakly
-from .adaptive import AdaptiveLimit, Estimator, estimator
+from .adaptive import WINDOW, AdaptiveLimit, Estimator, estimator
 from .errors import BulkheadFullError
 from .events import METERED, POLICY
 
@@ -140,6 +140,8 @@ class Bulkhead(NamedPolicy):
         self._estimator: Estimator | None = (
             None if adaptive is None else estimator(adaptive, config.max_concurrent)
         )
+        # The samples not yet handed to the algorithm: latency sum, count, failures.
+        self._window: list[Any] = [0.0, 0, 0]
         self._core = LimiterCore(
             config.max_concurrent,
             config.max_queue,
@@ -238,10 +240,30 @@ class Bulkhead(NamedPolicy):
             self._observe(began, error is not None)
 
     def _observe(self, began: float, failed: bool) -> None:
-        """An admitted call that began at ``began`` ended: one sample for the
-        algorithm, which may move the limit."""
+        """An admitted call that began at ``began`` ended: one sample into the
+        window, handed to the algorithm once it holds ``WINDOW`` (the fast
+        paths do the same inline)."""
+        window = self._window
+        window[0] += _clock.now() - began
+        if failed:
+            window[2] += 1
+        window[1] += 1
+        if window[1] >= WINDOW:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the window to the algorithm; move the limit if it says so.
+        (Two threads flushing at once may lose a window: a sample or two
+        lost costs the estimate nothing.)"""
+        window = self._window
+        total, samples, failures = window
+        window[0], window[1], window[2] = 0.0, 0, 0
+        if not samples:
+            return
         core = self._core
-        estimate = self._estimator.update(_clock.now() - began, core.active, failed)  # type: ignore[union-attr]
+        estimate = self._estimator.update(  # type: ignore[union-attr]
+            total / samples, core.active, int(failures), int(samples)
+        )
         new = int(estimate)
         if new != core.limit:
             with self._lock:
@@ -498,8 +520,10 @@ class Bulkhead(NamedPolicy):
     ) -> Callable[..., R]:
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
-        take = self._core.free.pop
-        wait, release, observe = self._wait_for_permit, self._release, self._observe
+        core = self._core
+        take, done, give = core.free.pop, core.done, core.free.append
+        wait, release, give_back = self._wait_for_permit, self._release, self._give_back
+        hand_over, flush, window, size = self._hand_over, self._flush, self._window, WINDOW
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -525,7 +549,11 @@ class Bulkhead(NamedPolicy):
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
-                observe(began, True)
+                window[0] += clock.now() - began
+                window[2] += 1
+                n = window[1] = window[1] + 1
+                if n >= size:
+                    flush()
                 release()
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
@@ -534,8 +562,17 @@ class Bulkhead(NamedPolicy):
                 self._interrupted += 1
                 release()
                 raise
-            observe(began, False)
-            release()
+            window[0] += clock.now() - began
+            n = window[1] = window[1] + 1
+            if n >= size:
+                flush()
+            next(done)
+            if core.owed:
+                give_back()
+            else:
+                give(None)
+                if core.queued:
+                    hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result
@@ -549,8 +586,10 @@ class Bulkhead(NamedPolicy):
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
         )
         assert detour is not None
-        take = self._core.free.pop
-        await_permit, release, observe = self._await_permit, self._release, self._observe
+        core = self._core
+        take, done, give = core.free.pop, core.done, core.free.append
+        await_permit, release, give_back = self._await_permit, self._release, self._give_back
+        hand_over, flush, window, size = self._hand_over, self._flush, self._window, WINDOW
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -576,7 +615,11 @@ class Bulkhead(NamedPolicy):
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
-                observe(began, True)
+                window[0] += clock.now() - began
+                window[2] += 1
+                n = window[1] = window[1] + 1
+                if n >= size:
+                    flush()
                 release()
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
@@ -585,8 +628,17 @@ class Bulkhead(NamedPolicy):
                 self._interrupted += 1
                 release()
                 raise
-            observe(began, False)
-            release()
+            window[0] += clock.now() - began
+            n = window[1] = window[1] + 1
+            if n >= size:
+                flush()
+            next(done)
+            if core.owed:
+                give_back()
+            else:
+                give(None)
+                if core.queued:
+                    hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result

@@ -8,7 +8,7 @@ tries again ``base`` seconds later.
 
 The bulkhead is the real thing's rules, driven without threads or a clock:
 a :class:`~resilient._bulkhead_core.LimiterCore` for the permits and an
-algorithm of :mod:`resilient.adaptive` fed one sample per finished call,
+algorithm of :mod:`resilient.adaptive` fed a window of samples at a time,
 exactly as :class:`~resilient.bulkhead.Bulkhead` feeds them. Deterministic:
 the same arguments give the same run.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .._bulkhead_core import LimiterCore
-from ..adaptive import AdaptiveLimit, estimator
+from ..adaptive import WINDOW, AdaptiveLimit, estimator
 
 __all__ = ["Overload", "p99", "simulate"]
 
@@ -79,6 +79,7 @@ def simulate(
 
     add_clients(0.0, clients(0))
     in_flight = 0
+    window_sum, window_n = 0.0, 0
     while len(run.latencies) < calls and events:
         now, _, client, began = heapq.heappop(events)
         if client >= calling:
@@ -98,9 +99,14 @@ def simulate(
         latency = now - began
         n = len(run.latencies)
         if algorithm is not None:
-            new = int(algorithm.update(latency, core.active, False))
-            if new != core.limit:
-                core.resize(new)
+            # The bulkhead's window: WINDOW samples handed over as one.
+            window_sum += latency
+            window_n += 1
+            if window_n >= WINDOW:
+                new = int(algorithm.update(window_sum / window_n, core.active, 0, window_n))
+                window_sum, window_n = 0.0, 0
+                if new != core.limit:
+                    core.resize(new)
         in_flight -= 1
         if not core.settle():
             core.give()
