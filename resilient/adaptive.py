@@ -1,8 +1,8 @@
 """``AdaptiveLimit``: a bulkhead's concurrency limit moved by what it observes.
 
-The algorithms here are pure: each takes one sample per finished call
-(its latency, how many calls were in flight, whether it failed) and
-answers the new limit estimate. No clock, no lock, no I/O; the bulkhead
+The algorithms here are pure: each takes a window of finished calls (their
+mean latency, how many calls were in flight, how many failed, how many
+there were) and answers the new limit estimate. No clock, no lock, no I/O; the bulkhead
 times its calls and applies the limit (see :mod:`resilient.bulkhead`).
 
 All three compare a call's latency with the dependency's latency without
@@ -10,19 +10,21 @@ load, the ``baseline``: the lowest latency seen over the last one or two
 windows of :data:`BASELINE_WINDOW` samples (so a dependency that became
 slower for good is learned within two windows).
 
-- ``"gradient"``: every sample moves the limit toward
-  ``limit * min(1, baseline / latency) + sqrt(limit)``, smoothed: it grows
-  by about ``sqrt(limit)`` while latency stays at the baseline and shrinks
-  in proportion as latency rises above it (toward half the limit on a
-  failure). Settles where the queue the
-  dependency builds is about ``sqrt(limit)``. The default.
+- ``"gradient"``: each round trip (a limit's worth of calls) moves the
+  limit a fifth of the way toward
+  ``limit * min(1, baseline / latency) + sqrt(limit)``: it grows while
+  latency stays at the baseline and shrinks in proportion as latency rises
+  above it (toward half the limit on failures). Settles where the queue
+  the dependency builds is about ``sqrt(limit)``. The default.
 - ``"vegas"``: estimates the queue, ``limit * (1 - baseline / latency)``;
-  grows by ``log10(limit)`` while it is below ``3 log10(limit)``, shrinks by
-  ``log10(limit)`` above ``6 log10(limit)`` or on a failure. Moves in
-  small steps: the steadiest limit.
+  per round trip (a limit's worth of calls), grows by ``log10(limit)``
+  while it is below ``3 log10(limit)``, shrinks above ``6 log10(limit)`` by
+  ``log10(limit)`` or half the excess, whichever is more, and by
+  ``log10(limit)`` on failures. Holds still in between: the steadiest
+  limit.
 - ``"aimd"``: additive increase, multiplicative decrease, as TCP: grows by
-  ``1 / limit`` per sample (one per limit's worth of calls), multiplies by
-  0.9 on a failure or a latency over 1.5 times the baseline, at most once
+  one per round trip, multiplies by
+  0.8 on a failure or a latency over 1.3 times the baseline, at most once
   per limit's worth of calls. Needs no model of the queue; saw-tooths.
 
 None of them grows while the bulkhead is far from full (fewer calls in
@@ -56,7 +58,7 @@ ALGORITHMS: tuple[str, ...] = ("gradient", "vegas", "aimd")
 #: Samples per window of the baseline (the lowest latency of the last one or two).
 BASELINE_WINDOW = 5000
 #: Samples a bulkhead gathers before it hands them to the algorithm as one.
-WINDOW = 8
+WINDOW = 32
 #: The largest limit any bulkhead may reach (one permit is a token in memory).
 MAX_LIMIT = 1_000_000
 
@@ -147,9 +149,9 @@ class Gradient(Estimator):
             target = limit * 0.5  # no room for a queue while it fails
         else:
             gradient = max(0.5, min(1.0, baseline / latency)) if latency > 0 else 1.0
-            if gradient == 1.0 and inflight < limit / 2:
-                return limit  # far from full: nothing learned
             target = limit * gradient + math.sqrt(limit)
+            if target > limit and inflight < limit / 2:
+                return limit  # far from full: no reason to grow
         # A limit's worth of samples arrive per round trip: each moves it a
         # share, so that a round trip moves it SMOOTHING of the way.
         share = min(1.0, self.SMOOTHING * samples / limit)
@@ -169,7 +171,9 @@ class Vegas(Estimator):
             return self._bounded(limit - step)
         queue = limit * (1.0 - baseline / latency) if latency > 0 else 0.0
         if queue > 6.0 * log:
-            return self._bounded(limit - step)
+            # log10(limit), or half the queue beyond 6 log10(limit), per round trip.
+            excess = max(log, (queue - 6.0 * log) / 2.0)
+            return self._bounded(limit - excess * samples / limit)
         if queue < 3.0 * log and inflight >= limit / 2:
             return self._bounded(limit + step)
         return limit
@@ -178,8 +182,8 @@ class Vegas(Estimator):
 class Aimd(Estimator):
     __slots__ = ("_calm",)
     name = "aimd"
-    BACKOFF = 0.9
-    TOLERANCE = 1.5
+    BACKOFF = 0.8
+    TOLERANCE = 1.3
 
     def __init__(self, initial: float, low: float, high: float) -> None:
         super().__init__(initial, low, high)

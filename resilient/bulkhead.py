@@ -140,7 +140,7 @@ class Bulkhead(NamedPolicy):
         self._estimator: Estimator | None = (
             None if adaptive is None else estimator(adaptive, config.max_concurrent)
         )
-        # The samples not yet handed to the algorithm: latency sum, count, failures.
+        # The slow paths' samples not yet handed over: latency sum, count, failures.
         self._window: list[Any] = [0.0, 0, 0]
         self._core = LimiterCore(
             config.max_concurrent,
@@ -240,29 +240,26 @@ class Bulkhead(NamedPolicy):
             self._observe(began, error is not None)
 
     def _observe(self, began: float, failed: bool) -> None:
-        """An admitted call that began at ``began`` ended: one sample into the
-        window, handed to the algorithm once it holds ``WINDOW`` (the fast
-        paths do the same inline)."""
+        """An admitted call of a slow path (events, ``with`` blocks) that
+        began at ``began`` ended: one sample into their shared window."""
         window = self._window
         window[0] += _clock.now() - began
         if failed:
             window[2] += 1
         window[1] += 1
         if window[1] >= WINDOW:
-            self._flush()
+            total, samples, failures = window
+            window[0], window[1], window[2] = 0.0, 0, 0
+            self._flush(total, samples, failures)
 
-    def _flush(self) -> None:
-        """Hand the window to the algorithm; move the limit if it says so.
-        (Two threads flushing at once may lose a window: a sample or two
-        lost costs the estimate nothing.)"""
-        window = self._window
-        total, samples, failures = window
-        window[0], window[1], window[2] = 0.0, 0, 0
-        if not samples:
-            return
+    def _flush(self, total: float, samples: int, failures: int) -> None:
+        """Hand a window of ``samples`` calls (their latencies' ``total``, how
+        many failed) to the algorithm; move the limit if it says so. Each
+        closure gathers its own window, without a lock (two threads
+        counting at once may lose a sample: it costs the estimate nothing)."""
         core = self._core
         estimate = self._estimator.update(  # type: ignore[union-attr]
-            total / samples, core.active, int(failures), int(samples)
+            total / samples, core.active, failures, samples
         )
         new = int(estimate)
         if new != core.limit:
@@ -523,11 +520,14 @@ class Bulkhead(NamedPolicy):
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, release, give_back = self._wait_for_permit, self._release, self._give_back
-        hand_over, flush, window, size = self._hand_over, self._flush, self._window, WINDOW
+        hand_over, flush, size = self._hand_over, self._flush, WINDOW
+        # This closure's window of samples (the slow paths share another).
+        total, count, failures = 0.0, 0, 0
         stats = self._stats_for(self.name)
         clock = _clock
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            nonlocal total, count, failures
             level = gate.level
             if level:
                 if level != METERED:
@@ -549,11 +549,12 @@ class Bulkhead(NamedPolicy):
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
-                window[0] += clock.now() - began
-                window[2] += 1
-                n = window[1] = window[1] + 1
-                if n >= size:
-                    flush()
+                total += clock.now() - began
+                failures += 1
+                count += 1
+                if count >= size:
+                    flush(total, count, failures)
+                    total, count, failures = 0.0, 0, 0
                 release()
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
@@ -562,10 +563,11 @@ class Bulkhead(NamedPolicy):
                 self._interrupted += 1
                 release()
                 raise
-            window[0] += clock.now() - began
-            n = window[1] = window[1] + 1
-            if n >= size:
-                flush()
+            total += clock.now() - began
+            count += 1
+            if count >= size:
+                flush(total, count, failures)
+                total, count, failures = 0.0, 0, 0
             next(done)
             if core.owed:
                 give_back()
@@ -589,11 +591,14 @@ class Bulkhead(NamedPolicy):
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         await_permit, release, give_back = self._await_permit, self._release, self._give_back
-        hand_over, flush, window, size = self._hand_over, self._flush, self._window, WINDOW
+        hand_over, flush, size = self._hand_over, self._flush, WINDOW
+        # This closure's window of samples (the slow paths share another).
+        total, count, failures = 0.0, 0, 0
         stats = self._stats_for(self.name)
         clock = _clock
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            nonlocal total, count, failures
             level = gate.level
             if level:
                 if level != METERED:
@@ -615,11 +620,12 @@ class Bulkhead(NamedPolicy):
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
-                window[0] += clock.now() - began
-                window[2] += 1
-                n = window[1] = window[1] + 1
-                if n >= size:
-                    flush()
+                total += clock.now() - began
+                failures += 1
+                count += 1
+                if count >= size:
+                    flush(total, count, failures)
+                    total, count, failures = 0.0, 0, 0
                 release()
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
@@ -628,10 +634,11 @@ class Bulkhead(NamedPolicy):
                 self._interrupted += 1
                 release()
                 raise
-            window[0] += clock.now() - began
-            n = window[1] = window[1] + 1
-            if n >= size:
-                flush()
+            total += clock.now() - began
+            count += 1
+            if count >= size:
+                flush(total, count, failures)
+                total, count, failures = 0.0, 0, 0
             next(done)
             if core.owed:
                 give_back()

@@ -11,7 +11,7 @@ import pytest
 import resilient
 from resilient import AdaptiveLimit, Bulkhead, BulkheadConfig, BulkheadFullError, _clock
 from resilient._bulkhead_core import LimiterCore
-from resilient.adaptive import ALGORITHMS, MAX_LIMIT, estimator
+from resilient.adaptive import ALGORITHMS, MAX_LIMIT, WINDOW, estimator
 from resilient.demo.overload import p99, simulate
 from resilient.testing import fake_clock
 
@@ -222,7 +222,8 @@ async def test_slow_calls_shrink_the_limit_and_held_permits_are_not_leaked() -> 
         await _clock.sleep_async(latency[0])
 
     with fake_clock():
-        await asyncio.gather(*(call() for _ in range(10)))
+        for _ in range(WINDOW // 10 + 1):  # a window's worth at the baseline
+            await asyncio.gather(*(call() for _ in range(10)))
         latency[0] = 0.1  # ten times the baseline
         for _ in range(20):
             await asyncio.gather(*(call() for _ in range(bulkhead.metrics().limit)))
