@@ -264,3 +264,41 @@ def test_the_limit_is_in_health_and_the_exported_gauges() -> None:
     gauges = bulkhead._stats_for("db").gauges
     assert gauges is not None
     assert gauges()["limit"] == 30  # type: ignore[index]
+
+
+async def test_a_limit_that_grows_hands_the_new_permits_to_waiters() -> None:
+    from resilient.adaptive import Estimator
+
+    class Grows(Estimator):
+        __slots__ = ()
+        name = "grows"
+
+        def update(
+            self, latency: float, inflight: int, failures: int = 0, samples: int = 1
+        ) -> float:
+            return self._bounded(3.0)
+
+    bulkhead = Bulkhead("grows", BulkheadConfig(10, max_queue=5, adaptive=AdaptiveLimit(initial=1)))
+    bulkhead._estimator = Grows(1, 1, 10)
+    release = asyncio.Event()
+    running = 0
+
+    @bulkhead
+    async def hold() -> None:
+        nonlocal running
+        running += 1
+        await release.wait()
+
+    tasks = [asyncio.create_task(hold()) for _ in range(3)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert (running, bulkhead.metrics().queued) == (1, 2)
+    for _ in range(WINDOW):  # a window of samples from elsewhere (a ``with`` block)
+        bulkhead._observe(_clock.monotonic(), False)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert bulkhead.metrics().limit == 3
+    assert (running, bulkhead.metrics().queued) == (3, 0)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert bulkhead.metrics().active == 0
