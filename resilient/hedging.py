@@ -3,9 +3,9 @@ and take whichever answers first. For idempotent calls only.
 
 The rules live in :mod:`resilient._hedge_core`; the two paths drive it.
 
-- Coroutines: the first attempt runs inline, in the caller's task, with a
-  timer (``loop.call_later``) armed for ``delay``: a call answered in time
-  costs one timer. Hedges are tasks. When a hedge decides the race while
+- Coroutines: the first attempt runs inline, in the caller's task. A call
+  that answers without suspending costs no timer; one that suspends arms a
+  timer (``loop.call_later``) for ``delay``. Hedges are tasks. When a hedge decides the race while
   the first attempt still runs, the caller's task is interrupted the way
   ``asyncio.timeout`` does it (a cancellation it takes back). The losers
   are cancelled and awaited; cancelling the caller cancels every attempt.
@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -244,8 +245,57 @@ class Hedging(PolicyBase):
     ) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
+        # The first step of the first attempt runs here, before any timer is
+        # armed: a call that answers without suspending (a cache hit) cannot
+        # be slow to answer, and costs no timer.
+        first = fn(*args, **kwargs)
+        coro = first if isinstance(first, types.CoroutineType) else _awaiting(first)
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except BaseException as exc:
+            if not self._hedged_on(exc):
+                raise
+            race = _Race(self, fn, name, args, kwargs)
+            return await race.run(None, None, exc)  # type: ignore[no-any-return]
         race = _Race(self, fn, name, args, kwargs)
-        return await race.run()  # type: ignore[no-any-return]
+        return await race.run(coro, yielded, None)  # type: ignore[no-any-return]
+
+
+async def _awaiting(awaitable: Awaitable[R]) -> R:
+    return await awaitable
+
+
+async def _attempt(
+    fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> R:
+    """A hedge, as its task runs it (whatever ``fn`` returns or raises)."""
+    return await fn(*args, **kwargs)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, R], yielded: Any) -> Generator[Any, Any, R]:
+    """Await the rest of ``coro``, whose first step already ran and yielded
+    ``yielded``: hand that to the event loop, then go on as ``await``."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return cast(R, stop.value)
+            continue
+        if sent is None:
+            return (yield from coro.__await__())
+        try:
+            yielded = coro.send(sent)
+        except StopIteration as stop:
+            return cast(R, stop.value)
 
 
 def with_hedging(
@@ -315,13 +365,25 @@ class _Race:
         self.interrupting = False
         self.result: Any = None
 
-    async def run(self) -> Any:
+    async def run(
+        self, coro: Coroutine[Any, Any, Any] | None, yielded: Any, failed: BaseException | None
+    ) -> Any:
+        """The race, from the first attempt already started: suspended
+        (``coro`` has yielded ``yielded``) or already ``failed`` with an
+        error hedged on."""
         core = self.core
         core.start()
-        self._arm()
         try:
+            if coro is None:
+                assert failed is not None
+                self.inline = False
+                core.failed(failed, True)
+                del failed
+                self._launch()
+                return await self._wait()
+            self._arm()
             try:
-                result = await self.fn(*self.args, **self.kwargs)
+                result = await _resume(coro, yielded)
             except asyncio.CancelledError:
                 self.inline = False
                 if not self._taken_back():
@@ -376,9 +438,7 @@ class _Race:
     def _launch(self) -> None:
         number = self.core.start()
         self.policy._started(self.name, number)
-        task: asyncio.Task[Any] = self.loop.create_task(
-            cast("Coroutine[Any, Any, Any]", self.fn(*self.args, **self.kwargs))
-        )
+        task = self.loop.create_task(_attempt(self.fn, self.args, self.kwargs))
         self.tasks.append(task)
         task.add_done_callback(self._landed)
         if self.timer is not None:

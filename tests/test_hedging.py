@@ -463,3 +463,32 @@ async def test_hedging_at_the_p95_cuts_the_p99_of_a_dependency_with_rare_slow_ca
     assert p99(plain) >= 50 * median  # without hedging: the slow calls are the p99
     assert p99(hedged) <= 3 * median
     assert stats.hedges <= 0.06 * n
+
+
+async def test_an_awaitable_that_is_not_a_coroutine_is_hedged_too() -> None:
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[str]] = []
+
+    def call() -> asyncio.Future[str]:
+        future = loop.create_future()
+        futures.append(future)
+        if len(futures) == 2:
+            future.set_result("hedge")
+        return future
+
+    assert await Hedging(delay=0.01).call_async(call) == "hedge"
+    assert len(futures) == 2
+    assert futures[0].cancelled()
+
+
+async def test_an_async_error_not_hedged_on_before_suspending_starts_no_hedge() -> None:
+    calls = []
+
+    @with_hedging(0.5, on=(ConnectionError,))
+    async def bad() -> None:
+        calls.append(1)
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        await bad()
+    assert calls == [1]
