@@ -64,7 +64,13 @@ class HedgingConfig:
     on: HedgeOn = (Exception,)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "delay", _validate.seconds(_OWNER, "delay", self.delay))
+        delay = _validate.seconds(_OWNER, "delay", self.delay)
+        if delay > threading.TIMEOUT_MAX:
+            raise ValueError(
+                f"{_OWNER}.delay must be <= {threading.TIMEOUT_MAX:g} seconds (the most a "
+                f"thread can wait), got {self.delay!r}"
+            )
+        object.__setattr__(self, "delay", delay)
         _validate.int_at_least(_OWNER, "max_hedges", self.max_hedges, 1)
         if self.max_hedges > MAX_HEDGES:
             raise ValueError(

@@ -392,6 +392,7 @@ async def test_the_collector_counts_hedges() -> None:
         ({"delay": -1.0}, "delay", -1.0),
         ({"delay": "1s"}, "delay", "1s"),
         ({"delay": float("inf")}, "delay", float("inf")),
+        ({"delay": 1e300}, "delay", 1e300),
         ({"delay": 1.0, "max_hedges": 0}, "max_hedges", 0),
         ({"delay": 1.0, "max_hedges": 1.5}, "max_hedges", 1.5),
         ({"delay": 1.0, "max_hedges": 10_000}, "max_hedges", 10_000),
