@@ -76,3 +76,32 @@ def test_opentelemetry_exports_hedges_and_the_adaptive_limit() -> None:
     assert values["resilient.bulkhead.limit", "pool"] == 33
     assert policy is not None
     assert bulkhead is not None
+
+
+def test_the_collector_reads_a_bulkheads_current_limit() -> None:
+    from resilient import MetricsCollector, ResiliencePolicy, with_resilience
+
+    collector = MetricsCollector()
+    import resilient
+
+    unsubscribe = resilient.subscribe(collector)
+    try:
+
+        @with_resilience(
+            "limited",
+            ResiliencePolicy(
+                retry=None,
+                timeout=None,
+                circuit_breaker=None,
+                bulkhead=BulkheadConfig(100, adaptive=AdaptiveLimit(initial=12)),
+            ),
+        )
+        def call() -> int:
+            return 1
+
+        assert call() == 1
+        stats = collector.statistics
+    finally:
+        unsubscribe()
+    assert stats.by_name["limited"].limit == 12
+    assert stats.limit is None
