@@ -28,12 +28,24 @@ __all__ = [
 ]
 
 
+# The travel being followed: (its outermost traveller, time.monotonic() and
+# time.time() when first seen).
+_travel: list[tuple[object, float, float] | None] = [None]
+
+
 def _real_monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float:
     machine: Any = _loaded("time_machine")
-    if machine is not None and machine.escape_hatch.is_travelling():
-        # time-machine moves time.time() only: follow it while it travels.
-        return time.time()
-    return time.monotonic()
+    if machine is None or not machine.traveller_stack:
+        return time.monotonic()
+    # time-machine moves time.time() only: while it travels, the clock moves
+    # as time.time() does, from where time.monotonic() stood when the travel
+    # began. One source for the whole travel, and no jump at either end: a
+    # breaker tripped during a travel to 1970 is not half-open after it.
+    traveller = machine.traveller_stack[0]
+    seen = _travel[0]
+    if seen is None or seen[0] is not traveller:
+        seen = _travel[0] = (traveller, time.monotonic(), time.time())
+    return seen[1] + (time.time() - seen[2])
 
 
 def _real_wall() -> float:

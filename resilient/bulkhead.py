@@ -62,12 +62,15 @@ class BulkheadConfig:
     adaptive: AdaptiveLimit | None = None
 
     def __post_init__(self) -> None:
-        _validate.int_at_least(_OWNER, "max_concurrent", self.max_concurrent, 1)
+        # One permit token each, allocated up front; a queued caller each.
+        _validate.int_between(
+            _OWNER, "max_concurrent", self.max_concurrent, 1, _validate.MAX_PERMITS
+        )
+        _validate.int_between(_OWNER, "max_queue", self.max_queue, 0, _validate.MAX_PERMITS)
         if self.adaptive is not None and not isinstance(self.adaptive, AdaptiveLimit):
             raise TypeError(
                 f"{_OWNER}.adaptive must be an AdaptiveLimit or None, got {self.adaptive!r}"
             )
-        _validate.int_at_least(_OWNER, "max_queue", self.max_queue, 0)
         _validate.seconds_or_none(_OWNER, "queue_timeout", self.queue_timeout)
 
 
@@ -167,7 +170,8 @@ class Bulkhead(NamedPolicy):
             return BulkheadMetrics(
                 active=active,
                 queued=core.queued,
-                completed=core.completed(),
+                # Calls that ended, not those cancelled or interrupted.
+                completed=core.completed() - self._interrupted,
                 rejected=core.rejected,
                 utilization=active / core.limit,
                 max_concurrent=core.max_concurrent,
@@ -414,6 +418,7 @@ class Bulkhead(NamedPolicy):
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
+        keep_until_finished = self._keep_until_finished
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -438,22 +443,35 @@ class Bulkhead(NamedPolicy):
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
+                next(done)
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
+                keep_until_finished(exc)
                 raise
             except BaseException:
                 self._interrupted += 1
-                raise
-            finally:
                 next(done)
                 give(None)
                 if core.queued:
                     hand_over()
+                raise
+            next(done)
+            give(None)
+            if core.queued:
+                hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result
 
         return through_bulkhead
+
+    def _keep_until_finished(self, error: Exception) -> None:
+        """A sync call failed: its permit goes back now, unless it timed out
+        while its worker still runs it; then when that worker is done, so
+        the bound holds at the dependency, not only at the caller."""
+        when_finished = getattr(error, "_when_finished", None)
+        if when_finished is None or not when_finished(self._give_back):
+            self._give_back()
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
@@ -675,6 +693,11 @@ class Bulkhead(NamedPolicy):
         start = _clock.monotonic()
         try:
             result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._core.finished()
+            self._keep_until_finished(exc)
+            self._report(start, exc)
+            raise
         except BaseException as exc:
             self._ended(start, exc)
             self._release()

@@ -23,7 +23,7 @@ from .config import defaults
 from .fallback import Fallback
 from .hedging import Hedging, HedgingConfig
 from .retry import Retry, RetryConfig, RetryPolicies
-from .timeout import Timeout
+from .timeout import Timeout, TimeoutConfig
 
 if TYPE_CHECKING:
     from ._compose import Decoratable, Layer
@@ -53,7 +53,7 @@ class ResiliencePolicy:
 
     circuit_breaker: CircuitBreakerConfig | None = field(default_factory=CircuitBreakerConfig)
     retry: RetryConfig | None = field(default_factory=RetryConfig)
-    timeout: float | None = field(default_factory=_default_timeout)
+    timeout: float | TimeoutConfig | None = field(default_factory=_default_timeout)
     bulkhead: BulkheadConfig | None = None
     fallback: Fallback | None = None
     hedging: HedgingConfig | None = None
@@ -69,9 +69,10 @@ class ResiliencePolicy:
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{_OWNER}.{name} must be a {kind.__name__} or None, got {value!r}")
-        object.__setattr__(
-            self, "timeout", _validate.seconds_or_none(_OWNER, "timeout", self.timeout)
-        )
+        if not isinstance(self.timeout, TimeoutConfig):
+            object.__setattr__(
+                self, "timeout", _validate.seconds_or_none(_OWNER, "timeout", self.timeout)
+            )
 
     def replace(self, **overrides: Any) -> ResiliencePolicy:
         """A copy with ``overrides`` (field names only; ``None`` drops a layer)."""
@@ -185,11 +186,12 @@ class Resilience(PolicyBase):
         self.retry: Retry | None = (
             None if policy.retry is None else Retry(policy.retry, name=name, listeners=listeners)
         )
-        self.timeout: Timeout | None = (
-            None
-            if policy.timeout is None
-            else Timeout(policy.timeout, name=name, listeners=listeners)
-        )
+        # On this dependency's own worker pool: another's hung calls never
+        # hold the workers this one needs.
+        timeout = policy.timeout
+        if timeout is not None and not isinstance(timeout, TimeoutConfig):
+            timeout = TimeoutConfig(timeout)
+        self.timeout: Timeout | None = None if timeout is None else timeout._named(name, listeners)
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
         self.hedging: Hedging | None = (
             None

@@ -25,6 +25,7 @@ from ..events import request_context
 from ..policy import ResiliencePolicy
 from ..registry import Registry
 from ..retry import Retry, RetryConfig
+from ..timeout import timeout_seconds
 from ._classify import IDEMPOTENT_METHODS, error_class
 from ._map import from_exception, from_response
 from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
@@ -227,7 +228,7 @@ class _Base:
             request_id = events.get_request_id() or uuid.uuid4().hex
             request.headers["X-Request-ID"] = request_id
         route = self._route(request.url)
-        timeout = self.policy.timeout
+        timeout = timeout_seconds(self.policy.timeout)
         if timeout is not None and switch.on:
             timeouts = request.extensions.get("timeout") or {}
             request.extensions["timeout"] = {
@@ -433,8 +434,8 @@ def client(
         retry_methods=retry_methods,
         inactivity=inactivity,
     )
-    if wrapped.policy.timeout is not None:
-        kw.setdefault("timeout", wrapped.policy.timeout)
+    if (seconds := timeout_seconds(wrapped.policy.timeout)) is not None:
+        kw.setdefault("timeout", seconds)
     return httpx.Client(transport=wrapped, **kw)
 
 
@@ -460,6 +461,6 @@ def async_client(
         retry_methods=retry_methods,
         inactivity=inactivity,
     )
-    if wrapped.policy.timeout is not None:
-        kw.setdefault("timeout", wrapped.policy.timeout)
+    if (seconds := timeout_seconds(wrapped.policy.timeout)) is not None:
+        kw.setdefault("timeout", seconds)
     return httpx.AsyncClient(transport=wrapped, **kw)
