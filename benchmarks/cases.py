@@ -295,6 +295,28 @@ def _with_stack(fn: Callable[..., Any], name: str) -> Any:
 
 STACK = ("with_resilience", "BulkheadConfig", "Fallback")
 
+
+def _with_hedged_stack(fn: Callable[..., Any], name: str) -> Any:
+    """The stack with hedging whose delay is never reached: the cost of a
+    hedged call whose first attempt answers in time."""
+    from resilient import BulkheadConfig, Fallback, HedgingConfig, with_resilience
+
+    return with_resilience(
+        name,
+        timeout=None,
+        bulkhead=BulkheadConfig(max_concurrent=CONCURRENCY),
+        fallback=Fallback(value=None),
+        hedging=HedgingConfig(TIMEOUT),
+    )(fn)
+
+
+def _with_adaptive_bulkhead(fn: Callable[..., Any], name: str) -> Any:
+    from resilient import AdaptiveLimit, Bulkhead, BulkheadConfig, with_bulkhead
+
+    config = BulkheadConfig(CONCURRENCY, adaptive=AdaptiveLimit(initial=CONCURRENCY))
+    return with_bulkhead(Bulkhead(name, config))(fn)
+
+
 for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, afail, atrip)):
     case(_mode, "circuit breaker", "resilient")(functools.partial(_with_breaker, _fn, "cb"))
     case(_mode, "retry", "resilient", features=("with_retry",))(functools.partial(_with_retry, _fn))
@@ -310,10 +332,18 @@ for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, af
     case(_mode, "stack", "resilient", features=STACK)(
         functools.partial(_with_stack, _fn, f"bench-stack-{_mode}")
     )
+    case(_mode, "adaptive bulkhead", "resilient", features=("AdaptiveLimit",))(
+        functools.partial(_with_adaptive_bulkhead, _fn, f"bench-adaptive-{_mode}")
+    )
     case(_mode, "rejection", "resilient", guarded=True, rejects="CircuitOpenError")(
         # Opened by real failures (not forced): the path every open breaker takes.
         lambda fn=_fail, trip=_trip: trip(_with_breaker(fn, "open"))
     )
+
+
+case("async", "hedged stack", "resilient", features=(*STACK, "HedgingConfig"))(
+    functools.partial(_with_hedged_stack, awork, "bench-hedged-stack-async")
+)
 
 
 # -- peers: circuit breakers -------------------------------------------------------

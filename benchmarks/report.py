@@ -115,6 +115,24 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             _ratio("sync stack: resilient", f"sync pass-through: {WRAPS}"),
         ),
         Target(
+            "hedged full stack, first attempt in time / the same stack (async)",
+            1.5,
+            True,
+            _ratio("async hedged stack: resilient", "async stack: resilient"),
+        ),
+        Target(
+            "adaptive bulkhead / fixed bulkhead (sync)",
+            2.0,
+            True,
+            _ratio("sync adaptive bulkhead: resilient", "sync bulkhead: resilient"),
+        ),
+        Target(
+            "adaptive bulkhead / fixed bulkhead (async)",
+            2.0,
+            True,
+            _ratio("async adaptive bulkhead: resilient", "async bulkhead: resilient"),
+        ),
+        Target(
             "full stack: async / sync",
             1.5,
             True,

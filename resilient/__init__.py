@@ -6,6 +6,7 @@ import logging
 
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
+from .adaptive import AdaptiveLimit
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .chaos import Chaos, with_chaos
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
@@ -35,6 +36,7 @@ from .events import (
     ChaosInjected,
     Event,
     FallbackUsed,
+    HedgeStarted,
     RateLimited,
     RetriesExhausted,
     RetryAttempted,
@@ -47,6 +49,7 @@ from .events import (
 )
 from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
+from .hedging import Hedging, HedgingConfig, with_hedging
 from .metrics import MetricsCollector
 from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .rate_limit import RateLimitConfig, RateLimiter, RateLimiterMetrics
@@ -60,6 +63,7 @@ logging.getLogger("resilient").addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveLimit",
     "BreakerMetrics",
     "Bulkhead",
     "BulkheadConfig",
@@ -85,6 +89,9 @@ __all__ = [
     "Feature",
     "HealthReport",
     "HealthStatus",
+    "HedgeStarted",
+    "Hedging",
+    "HedgingConfig",
     "MetricsCollector",
     "RateLimitConfig",
     "RateLimitExceededError",
@@ -117,6 +124,7 @@ __all__ = [
     "with_chaos",
     "with_circuit_breaker",
     "with_fallback",
+    "with_hedging",
     "with_rate_limit",
     "with_resilience",
     "with_retry",

@@ -12,6 +12,13 @@ release checks ``queued`` after giving its permit back, calling
 :meth:`hand_over` (under the lock) when someone waits. Whatever the
 interleaving, a free permit and a waiting caller never both stay put.
 
+An adaptive limit moves with :meth:`resize` (under the caller's lock): a
+larger limit adds free permits; a smaller one takes free permits away, and
+those it cannot take (they are held) become ``owed``: the next releases
+keep their permit instead of giving it back (:meth:`settle`, under the
+lock, only while something is owed). Always
+``len(free) + active == limit + owed``.
+
 A waiter's ``state`` is the single truth about who holds a permit: one that
 gives up asks :meth:`cancel`, which says whether a permit reached it first
 (then it must give that permit back).
@@ -49,20 +56,25 @@ class LimiterCore:
         "free",
         "give",
         "last_rejected_at",
+        "limit",
         "max_concurrent",
         "max_queue",
+        "owed",
         "queued",
         "rejected",
         "take",
     )
 
-    def __init__(self, max_concurrent: int, max_queue: int) -> None:
+    def __init__(self, max_concurrent: int, max_queue: int, limit: int | None = None) -> None:
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
+        #: The current limit: ``max_concurrent``, or what an adaptive limit set.
+        self.limit = max_concurrent if limit is None else limit
+        self.owed = 0
         # Free permits. Hot paths call free.pop(), free.append(None) and
         # next(done) themselves, which costs less than take(), give() and
         # finished() (the same operations, named).
-        self.free: deque[None] = deque([None] * max_concurrent)
+        self.free: deque[None] = deque([None] * self.limit)
         self.take = self.free.pop  # lock-free; IndexError when none is free
         self.give = functools.partial(self.free.append, None)  # lock-free; then check ``queued``
         self.queued = 0
@@ -80,12 +92,38 @@ class LimiterCore:
     @property
     def active(self) -> int:
         """Permits held: by running calls, or handed to waiters not yet running."""
-        return self.max_concurrent - len(self.free)
+        return self.limit + self.owed - len(self.free)
 
     def completed(self) -> int:
         value = next(self.done) - self._done_reads
         self._done_reads += 1
         return value
+
+    def resize(self, limit: int) -> None:
+        """Set the limit to ``limit`` (under the caller's lock; then hand
+        free permits over when someone waits)."""
+        delta = limit - self.limit
+        self.limit = limit
+        free = self.free
+        if delta > 0:
+            paid = min(self.owed, delta)
+            self.owed -= paid
+            for _ in range(delta - paid):
+                free.append(None)
+            return
+        for _ in range(-delta):
+            try:
+                free.pop()
+            except IndexError:
+                self.owed += 1
+
+    def settle(self) -> bool:
+        """A call ends while permits are owed (under the caller's lock): True
+        when its permit pays a debt (it is not given back)."""
+        if self.owed:
+            self.owed -= 1
+            return True
+        return False
 
     def can_queue(self) -> bool:
         return self.queued < self.max_queue

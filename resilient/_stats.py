@@ -98,7 +98,7 @@ class Stats:
     Policy level (always counted, off the hot path): ``retries``,
     ``rate_limited`` (retries that honoured a ``retry_after``, calls a rate
     limiter refused), ``refused`` (retries a retry budget refused),
-    ``exhausted``, ``timeouts``, ``fallbacks``,
+    ``exhausted``, ``timeouts``, ``fallbacks``, ``hedges``,
     ``succeeded`` / ``failed`` / ``rejected`` (calls through a breaker or a
     bulkhead as that policy counted them), ``changes`` (state transitions,
     ``(old, new) -> count``). ``refresh``, when set, folds counts kept
@@ -114,6 +114,7 @@ class Stats:
         "failures",
         "fallbacks",
         "gauges",
+        "hedges",
         "kind",
         "latency",
         "latency_sum",
@@ -141,6 +142,7 @@ class Stats:
         self.retries = self.rate_limited = self.exhausted = 0
         self.timeouts = self.fallbacks = 0
         self.refused = 0  # retries a retry budget refused
+        self.hedges = 0
         self.succeeded = self.failed = self.rejected = 0
         self.changes: dict[tuple[str, str], int] = _NO_CHANGES  # made on the first
         self.refresh: Callable[[], object] | None = None

@@ -6,6 +6,11 @@ free permits are taken and given back without a lock, the queue sits behind
 one ``threading.Lock``. A queued thread waits on a lock of its own, a queued
 task on a waiter of its own library (:mod:`resilient._async_backend`), woken
 through its loop when the permit comes from another thread.
+
+With ``BulkheadConfig(adaptive=AdaptiveLimit(...))`` the limit moves: each
+admitted call is timed and handed to the algorithm (:mod:`resilient.adaptive`,
+no lock), and only a change of the whole-number limit takes the lock, to add
+or take away permits.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ._compose import watching
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import weakly
+from .adaptive import WINDOW, AdaptiveLimit, Estimator, estimator
 from .errors import BulkheadFullError
 from .events import METERED, POLICY
 
@@ -45,12 +51,15 @@ _OWNER = "BulkheadConfig"
 @dataclass(frozen=True, slots=True)
 class BulkheadConfig:
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait
-    for a slot, each at most ``queue_timeout`` seconds (``None``: no limit)."""
+    for a slot, each at most ``queue_timeout`` seconds (``None``: no limit).
+    ``adaptive``: an :class:`AdaptiveLimit` moves the limit within
+    ``max_concurrent`` from the latencies and failures it observes."""
 
     max_concurrent: int
     _: KW_ONLY
     max_queue: int = 0
     queue_timeout: float | None = None
+    adaptive: AdaptiveLimit | None = None
 
     def __post_init__(self) -> None:
         # One permit token each, allocated up front; a queued caller each.
@@ -58,11 +67,16 @@ class BulkheadConfig:
             _OWNER, "max_concurrent", self.max_concurrent, 1, _validate.MAX_PERMITS
         )
         _validate.int_between(_OWNER, "max_queue", self.max_queue, 0, _validate.MAX_PERMITS)
+        if self.adaptive is not None and not isinstance(self.adaptive, AdaptiveLimit):
+            raise TypeError(
+                f"{_OWNER}.adaptive must be an AdaptiveLimit or None, got {self.adaptive!r}"
+            )
         _validate.seconds_or_none(_OWNER, "queue_timeout", self.queue_timeout)
 
 
 class BulkheadMetrics(NamedTuple):
-    """A snapshot of a bulkhead. ``utilization`` is active / max_concurrent."""
+    """A snapshot of a bulkhead. ``limit`` is the current limit (``max_concurrent``
+    unless adaptive); ``utilization`` is active / limit."""
 
     active: int
     queued: int
@@ -71,6 +85,7 @@ class BulkheadMetrics(NamedTuple):
     utilization: float
     max_concurrent: int
     max_queue: int
+    limit: int
 
 
 def _held_lock() -> threading.Lock:
@@ -114,7 +129,17 @@ class Bulkhead(NamedPolicy):
             raise TypeError(f"Bulkhead {name!r}: pass either a config or limits, not both")
         self.name = name
         self.config = config
-        self._core = LimiterCore(config.max_concurrent, config.max_queue)
+        adaptive = config.adaptive
+        self._estimator: Estimator | None = (
+            None if adaptive is None else estimator(adaptive, config.max_concurrent)
+        )
+        # The slow paths' samples not yet handed over: latency sum, count, failures.
+        self._window: list[Any] = [0.0, 0, 0]
+        self._core = LimiterCore(
+            config.max_concurrent,
+            config.max_queue,
+            None if self._estimator is None else int(self._estimator.estimate),
+        )
         self._lock = threading.Lock()
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._interrupted = 0  # calls that ended by cancellation or interrupt
@@ -124,7 +149,7 @@ class Bulkhead(NamedPolicy):
     def __repr__(self) -> str:
         core = self._core
         return (
-            f"<Bulkhead {self.name!r} active={core.active}/{core.max_concurrent} "
+            f"<Bulkhead {self.name!r} active={core.active}/{core.limit} "
             f"queued={core.queued}/{core.max_queue}>"
         )
 
@@ -138,9 +163,10 @@ class Bulkhead(NamedPolicy):
                 # Calls that ended, not those cancelled or interrupted.
                 completed=core.completed() - self._interrupted,
                 rejected=core.rejected,
-                utilization=active / core.max_concurrent,
+                utilization=active / core.limit,
                 max_concurrent=core.max_concurrent,
                 max_queue=core.max_queue,
+                limit=core.limit,
             )
 
     def _init_stats(self, stats: Stats) -> None:
@@ -158,8 +184,8 @@ class Bulkhead(NamedPolicy):
         return {
             "active": core.active,
             "queued": core.queued,
-            "limit": core.max_concurrent,
-            "utilization": core.active / core.max_concurrent,
+            "limit": core.limit,
+            "utilization": core.active / core.limit,
         }
 
     def rejected_since(self, since: float) -> bool:
@@ -171,12 +197,12 @@ class Bulkhead(NamedPolicy):
 
     def _full(self) -> BulkheadFullError:
         """The error for a rejection the core has counted; emits its event."""
-        cfg = self.config
+        core = self._core
         if self._listeners.events:
             self._listeners.new(
-                events.BulkheadRejected, self.name, self._kind, cfg.max_concurrent, cfg.max_queue
+                events.BulkheadRejected, self.name, self._kind, core.limit, core.max_queue
             )
-        return BulkheadFullError(self.name, cfg.max_concurrent, cfg.max_queue)
+        return BulkheadFullError(self.name, core.limit, core.max_queue)
 
     def _reject(self) -> BulkheadFullError:
         with self._lock:
@@ -185,18 +211,56 @@ class Bulkhead(NamedPolicy):
 
     def _release(self) -> None:
         """A call ends: its permit goes back, to a waiter if there is one."""
+        self._core.finished()
+        self._give_back()
+
+    def _give_back(self) -> None:
+        """A permit goes back (or pays what a smaller limit owes)."""
         core = self._core
-        core.finished()
+        if core.owed:
+            with self._lock:
+                if core.settle():
+                    return
         core.give()
         if core.queued:
             self._hand_over()
 
-    def _give_back(self) -> None:
-        """A permit that served no call goes back (its waiter gave up)."""
+    # -- the adaptive limit ---------------------------------------------------
+
+    def _ended(self, began: float, error: BaseException | None) -> None:
+        """The slow paths' sample (calls with events, ``with`` blocks):
+        cancellations and interrupts teach the algorithm nothing."""
+        if self._estimator is not None and (error is None or isinstance(error, Exception)):
+            self._observe(began, error is not None)
+
+    def _observe(self, began: float, failed: bool) -> None:
+        """An admitted call of a slow path (events, ``with`` blocks) that
+        began at ``began`` ended: one sample into their shared window."""
+        window = self._window
+        window[0] += _clock.now() - began
+        if failed:
+            window[2] += 1
+        window[1] += 1
+        if window[1] >= WINDOW:
+            total, samples, failures = window
+            window[0], window[1], window[2] = 0.0, 0, 0
+            self._flush(total, samples, failures)
+
+    def _flush(self, total: float, samples: int, failures: int) -> None:
+        """Hand a window of ``samples`` calls (their latencies' ``total``, how
+        many failed) to the algorithm; move the limit if it says so. Each
+        closure gathers its own window, without a lock (two threads
+        counting at once may lose a sample: it costs the estimate nothing)."""
         core = self._core
-        core.give()
-        if core.queued:
-            self._hand_over()
+        estimate = self._estimator.update(  # type: ignore[union-attr]
+            total / samples, core.active, failures, samples
+        )
+        new = int(estimate)
+        if new != core.limit:
+            with self._lock:
+                core.resize(new)
+            if core.queued:
+                self._hand_over()
 
     def _hand_over(self) -> None:
         """Free permits go to waiters, first come first served."""
@@ -319,6 +383,8 @@ class Bulkhead(NamedPolicy):
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
+        if self._estimator is not None:
+            return self._wrap_adaptive(fn, name, entry)
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
         core = self._core
@@ -382,6 +448,8 @@ class Bulkhead(NamedPolicy):
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
+        if self._estimator is not None:
+            return self._wrap_adaptive_async(fn, name, entry)
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
         )
@@ -430,6 +498,150 @@ class Bulkhead(NamedPolicy):
 
         return through_bulkhead
 
+    # The adaptive limit's fast path: the same, with each admitted call timed
+    # for the algorithm, and the permit given back through ``_release`` (a
+    # smaller limit may be owed it).
+
+    def _wrap_adaptive(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
+        assert detour is not None
+        core = self._core
+        take, done, give = core.free.pop, core.done, core.free.append
+        wait, release, give_back = self._wait_for_permit, self._release, self._give_back
+        hand_over, flush, size = self._hand_over, self._flush, WINDOW
+        # This closure's window of samples (the slow paths share another).
+        total, count, failures = 0.0, 0, 0
+        stats = self._stats_for(self.name)
+        clock = _clock
+
+        def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            nonlocal total, count, failures
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            if not switch.on:
+                return fn(*args, **kwargs)
+            try:
+                take()
+            except IndexError:
+                try:
+                    wait()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+            began = clock.now()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                stats.failed += 1
+                total += clock.now() - began
+                failures += 1
+                count += 1
+                if count >= size:
+                    flush(total, count, failures)
+                    total, count, failures = 0.0, 0, 0
+                release()
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            except BaseException:
+                self._interrupted += 1
+                release()
+                raise
+            total += clock.now() - began
+            count += 1
+            if count >= size:
+                flush(total, count, failures)
+                total, count, failures = 0.0, 0, 0
+            next(done)
+            if core.owed:
+                give_back()
+            else:
+                give(None)
+                if core.queued:
+                    hand_over()
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_bulkhead
+
+    def _wrap_adaptive_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        gate, detour, meter = watching(
+            self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
+        )
+        assert detour is not None
+        core = self._core
+        take, done, give = core.free.pop, core.done, core.free.append
+        await_permit, release, give_back = self._await_permit, self._release, self._give_back
+        hand_over, flush, size = self._hand_over, self._flush, WINDOW
+        # This closure's window of samples (the slow paths share another).
+        total, count, failures = 0.0, 0, 0
+        stats = self._stats_for(self.name)
+        clock = _clock
+
+        async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
+            nonlocal total, count, failures
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            try:
+                take()
+            except IndexError:
+                try:
+                    await await_permit()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+            began = clock.now()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                stats.failed += 1
+                total += clock.now() - began
+                failures += 1
+                count += 1
+                if count >= size:
+                    flush(total, count, failures)
+                    total, count, failures = 0.0, 0, 0
+                release()
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            except BaseException:
+                self._interrupted += 1
+                release()
+                raise
+            total += clock.now() - began
+            count += 1
+            if count >= size:
+                flush(total, count, failures)
+                total, count, failures = 0.0, 0, 0
+            next(done)
+            if core.owed:
+                give_back()
+            else:
+                give(None)
+                if core.queued:
+                    hand_over()
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_bulkhead
+
     def _report(self, start: float, error: BaseException | None, emit: bool = True) -> None:
         """An admitted call ended (or its block did): count it, and report it
         to this bulkhead's listeners."""
@@ -459,9 +671,11 @@ class Bulkhead(NamedPolicy):
             self._report(start, exc)
             raise
         except BaseException as exc:
+            self._ended(start, exc)
             self._release()
             self._report(start, exc)
             raise
+        self._ended(start, None)
         self._release()
         self._report(start, None)
         return result
@@ -476,9 +690,11 @@ class Bulkhead(NamedPolicy):
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
+            self._ended(start, exc)
             self._release()
             self._report(start, exc)
             raise
+        self._ended(start, None)
         self._release()
         self._report(start, None)
         return result
@@ -515,6 +731,7 @@ class Bulkhead(NamedPolicy):
             return
         start, opened = held
         try:
+            self._ended(start, exc)
             self._release()
             self._report(start, exc, emit=False)  # a block is reported as a request
         finally:

@@ -46,6 +46,7 @@ __all__ = [
     "Event",
     "FallbackUsed",
     "Gate",
+    "HedgeStarted",
     "Level",
     "Listener",
     "ListenerSet",
@@ -234,6 +235,14 @@ class BulkheadRejected(Event):
     _fields = (*Event._fields, "max_concurrent", "max_queue")
     max_concurrent: _Field[int] = _Field(_BASE)
     max_queue: _Field[int] = _Field(_BASE + 1)
+
+
+class HedgeStarted(Event):
+    """A hedged call started another attempt (``attempt`` 2 for the first hedge)."""
+
+    __slots__ = ()
+    _fields = (*Event._fields, "attempt")
+    attempt: _Field[int] = _Field(_BASE)
 
 
 class FallbackUsed(Event):

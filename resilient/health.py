@@ -77,6 +77,8 @@ class BulkheadHealth:
     utilization: float
     rejected: int
     rejecting: bool
+    #: The current limit: ``max_concurrent``, or where an adaptive limit stands.
+    limit: int = 0
 
     @property
     def strained(self) -> bool:
@@ -138,6 +140,7 @@ class HealthReport:
                     "queued": b.queued,
                     "max_concurrent": b.max_concurrent,
                     "max_queue": b.max_queue,
+                    "limit": b.limit,
                     "utilization": b.utilization,
                     "rejected": b.rejected,
                     "rejecting": b.rejecting,
@@ -208,7 +211,7 @@ def _issues(
         if b.utilization >= DEGRADED_UTILIZATION:
             issues.append(
                 f"bulkhead {b.name!r} is at {b.utilization:.0%} of its "
-                f"{b.max_concurrent} slots ({b.queued} queued)"
+                f"{b.limit or b.max_concurrent} slots ({b.queued} queued)"
             )
         if b.rejecting:
             issues.append(f"bulkhead {b.name!r} is rejecting calls")

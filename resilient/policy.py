@@ -1,12 +1,13 @@
 """``ResiliencePolicy``, its presets in ``ResiliencePolicies``, and
 ``Resilience``: every layer composed into one policy.
 
-The order, outermost first: fallback → retry → (hedging) → circuit breaker →
-rate limiter → bulkhead → timeout → function. So the timeout bounds each
-attempt, the breaker counts each attempt, a full bulkhead or a spent rate
-limit is not the dependency's failure, retry waits out (or gives up on) an
-open breaker and honours a rate limit's ``retry_after``, and the fallback
-answers only once retry has given up.
+The order, outermost first: fallback → retry → hedging → circuit breaker →
+rate limiter → bulkhead → timeout → function (each hedged attempt passes the
+breaker, the rate limiter, the bulkhead and the timeout). So the timeout
+bounds each attempt, the breaker counts each attempt, a full bulkhead or a
+spent rate limit is not the dependency's failure, retry waits out (or gives
+up on) an open breaker and honours a rate limit's ``retry_after``, and the
+fallback answers only once retry has given up.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
 from .fallback import Fallback
+from .hedging import Hedging, HedgingConfig
 from .rate_limit import RateLimitConfig, RateLimiter
 from .retry import Retry, RetryConfig, RetryPolicies
 from .timeout import Timeout, TimeoutConfig
@@ -57,6 +59,7 @@ class ResiliencePolicy:
     bulkhead: BulkheadConfig | None = None
     fallback: Fallback | None = None
     rate_limit: RateLimitConfig | None = None
+    hedging: HedgingConfig | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -65,6 +68,7 @@ class ResiliencePolicy:
             ("bulkhead", BulkheadConfig),
             ("fallback", Fallback),
             ("rate_limit", RateLimitConfig),
+            ("hedging", HedgingConfig),
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
@@ -207,11 +211,16 @@ class Resilience(PolicyBase):
             timeout = TimeoutConfig(timeout)
         self.timeout: Timeout | None = None if timeout is None else timeout._named(name, listeners)
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
-        # Outermost first. (Hedging, when present, goes between retry and
-        # the breaker.)
+        self.hedging: Hedging | None = (
+            None
+            if policy.hedging is None
+            else Hedging(policy.hedging, name=name, listeners=listeners)
+        )
+        # Outermost first.
         order = (
             self.fallback,
             self.retry,
+            self.hedging,
             self.breaker,
             self.rate_limiter,
             self.bulkhead,
@@ -230,6 +239,7 @@ class Resilience(PolicyBase):
             for kind, layer in (
                 ("fallback", self.fallback),
                 ("retry", self.retry),
+                ("hedging", self.hedging),
                 ("circuit_breaker", self.breaker),
                 ("rate_limit", self.rate_limiter),
                 ("bulkhead", self.bulkhead),

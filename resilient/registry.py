@@ -444,6 +444,7 @@ class Registry:
                     utilization=m.utilization,
                     rejected=m.rejected,
                     rejecting=bulkhead.rejected_since(since),
+                    limit=m.limit,
                 )
             )
         limiters = []

@@ -174,6 +174,7 @@ def test_to_dict_is_json_ready_with_status_on_top() -> None:
         "queued": 0,
         "max_concurrent": 4,
         "max_queue": 2,
+        "limit": 4,
         "utilization": 0.25,
         "rejected": 0,
         "rejecting": False,

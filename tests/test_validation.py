@@ -126,6 +126,7 @@ def _bulkhead_config(**kw: Any) -> object:
 _add("BulkheadConfig", _bulkhead_config, "max_concurrent", [*COUNT, 0, *TOO_MANY])
 _add("BulkheadConfig", _bulkhead_config, "max_queue", [*COUNT[:-2], -1, NAN, *TOO_MANY])
 _add("BulkheadConfig", _bulkhead_config, "queue_timeout", SECONDS_OR_NONE)
+_add("BulkheadConfig", _bulkhead_config, "adaptive", ["gradient", 20, {"initial": 20}])
 
 
 def _bulkhead(**kw: Any) -> object:
@@ -198,7 +199,7 @@ def _resilience_policy(**kw: Any) -> object:
 
 
 _NOT_A_CONFIG = [{"max_attempts": 3}, "default", 3]
-for _field in ("circuit_breaker", "retry", "bulkhead", "fallback", "rate_limit"):
+for _field in ("circuit_breaker", "retry", "bulkhead", "fallback", "rate_limit", "hedging"):
     _add("ResiliencePolicy", _resilience_policy, _field, _NOT_A_CONFIG)
 
 

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
+        choices=sorted([*SCENARIOS, "overload"]),
         default="outage",
         help="what the dependency does (default: outage)",
     )
@@ -59,6 +59,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from .view import LiveView, Rejections, policy_line, summary_rows
 
     out = out if out is not None else sys.stdout
+    if args.scenario == "overload":
+        from .overload import run_overload
+
+        return run_overload(args, out)
     scenario = SCENARIOS[args.scenario]
     collector = MetricsCollector()
     rejections = Rejections()

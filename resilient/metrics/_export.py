@@ -22,6 +22,8 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   (every attempt of a retry), ``success`` / ``failure`` / ``rejected``, as
   the breaker counted it.
 - ``retry_attempts_total``: retries (attempts after the first).
+- ``hedging_attempts_total``: hedges (attempts a hedged call started after
+  the first).
 - ``timeout_operations_total``: calls that timed out (a stream's inactivity
   timeout included).
 - ``bulkhead_executions_total{state}``: ``success`` / ``failure`` for calls a
@@ -88,6 +90,7 @@ FIELDS = (
     "exhausted",
     "timeouts",
     "fallbacks",
+    "hedges",
     "succeeded",
     "failed",
     "rejected",
@@ -110,6 +113,7 @@ class Counts:
     exhausted: int
     timeouts: int
     fallbacks: int
+    hedges: int
     succeeded: int
     failed: int
     rejected: int
@@ -406,6 +410,7 @@ class Series(NamedTuple):
     changes: list[tuple[str, str, str, int]]  # name, from_state, to_state, count
     breaker_calls: list[tuple[str, str, int]]  # name, result, count
     retries: list[tuple[str, int]]
+    hedges: list[tuple[str, int]]
     timeouts: list[tuple[str, int]]
     bulkhead: list[tuple[str, str, int]]  # name, state, count
     limits: list[tuple[str, float]]
@@ -438,6 +443,7 @@ def series(view: View) -> Series:
     rate_limiter: list[tuple[str, str, int]] = []
     refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
+    hedges: dict[str, int] = {}
     timeouts: dict[str, int] = {}
     durations: dict[str, Counts] = {}
     for (kind, name), counts in sorted(view.counts.items(), key=lambda item: item[0][::-1]):
@@ -464,6 +470,8 @@ def series(view: View) -> Series:
             refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
             retries[name] = retries.get(name, 0) + counts.retries
+        if counts.hedges or kind == "hedging":
+            hedges[name] = hedges.get(name, 0) + counts.hedges
         if counts.timeouts or kind == "timeout":
             timeouts[name] = timeouts.get(name, 0) + counts.timeouts
         if counts.latency:
@@ -478,6 +486,7 @@ def series(view: View) -> Series:
         changes=sorted(changes),
         breaker_calls=sorted(breaker_calls),
         retries=sorted(retries.items()),
+        hedges=sorted(hedges.items()),
         timeouts=sorted(timeouts.items()),
         bulkhead=sorted(bulkhead),
         limits=sorted(limits.items()),

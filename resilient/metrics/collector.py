@@ -56,6 +56,10 @@ class Statistics:
     budget_refusals: int = 0
     timeouts: int = 0
     fallbacks: int = 0
+    hedges: int = 0
+    #: Per name only: a bulkhead's current limit (``max_concurrent``, or where
+    #: an adaptive limit stands), read live; None elsewhere.
+    limit: int | None = None
     by_name: Mapping[str, Statistics] = field(default_factory=lambda: types.MappingProxyType({}))
 
     def to_dict(self) -> dict[str, object]:
@@ -77,10 +81,24 @@ def _counted(counts: Counts) -> bool:
         or counts.refused
         or counts.timeouts
         or counts.fallbacks
+        or counts.hedges
     )
 
 
-def _snapshot(counts: Counts, by_name: Mapping[str, Statistics] | None = None) -> Statistics:
+def _limits(live: list[_stats.Stats]) -> dict[str, int]:
+    """The current limit of each live bulkhead, by name."""
+    found: dict[str, int] = {}
+    for stats in live:
+        if stats.kind == "bulkhead" and stats.gauges is not None:
+            limit = (stats.gauges() or {}).get("limit")
+            if isinstance(limit, (int, float)):
+                found[stats.name] = int(limit)
+    return found
+
+
+def _snapshot(
+    counts: Counts, by_name: Mapping[str, Statistics] | None = None, limit: int | None = None
+) -> Statistics:
     ran = counts.ran
     total = ran + counts.rejections
     successes = ran - counts.failures
@@ -103,6 +121,8 @@ def _snapshot(counts: Counts, by_name: Mapping[str, Statistics] | None = None) -
         budget_refusals=counts.refused,
         timeouts=counts.timeouts,
         fallbacks=counts.fallbacks,
+        hedges=counts.hedges,
+        limit=limit,
         by_name=types.MappingProxyType(dict(by_name or {})),
     )
 
@@ -168,7 +188,9 @@ class MetricsCollector:
     @property
     def statistics(self) -> Statistics:
         by_name: dict[str, Counts] = {}
-        for (_, name), counts in self._reading.read().counts.items():
+        view = self._reading.read()
+        limits = _limits(view.live)
+        for (_, name), counts in view.counts.items():
             if not _counted(counts):
                 continue
             total = by_name.get(name)
@@ -180,7 +202,7 @@ class MetricsCollector:
         named = {}
         for name in sorted(by_name):
             grand.merge(by_name[name])
-            named[name] = _snapshot(by_name[name])
+            named[name] = _snapshot(by_name[name], limit=limits.get(name))
         return _snapshot(grand, named)
 
     def reset(self) -> None:

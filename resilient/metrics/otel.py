@@ -11,6 +11,7 @@ name                                          kind                unit
 ``resilient.circuit_breaker.state_changes``   observable counter  ``{transition}``
 ``resilient.circuit_breaker.calls``           observable counter  ``{call}``
 ``resilient.retry.attempts``                  observable counter  ``{call}``
+``resilient.hedging.attempts``                observable counter  ``{call}``
 ``resilient.timeout.operations``              observable counter  ``{call}``
 ``resilient.bulkhead.executions``             observable counter  ``{call}``
 ``resilient.bulkhead.limit``                  observable gauge    ``{call}``
@@ -95,6 +96,12 @@ class _Exporter:
             callbacks=[self._retries],
             unit="{call}",
             description="Retries (attempts after the first)",
+        )
+        meter.create_observable_counter(
+            "resilient.hedging.attempts",
+            callbacks=[self._hedges],
+            unit="{call}",
+            description="Hedges (attempts a hedged call started after the first)",
         )
         meter.create_observable_counter(
             "resilient.timeout.operations",
@@ -186,6 +193,10 @@ class _Exporter:
     def _retries(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)
         return [] if values is None else self._observe(values.retries, (NAME,))
+
+    def _hedges(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.hedges, (NAME,))
 
     def _timeouts(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)

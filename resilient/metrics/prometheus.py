@@ -59,6 +59,7 @@ class _Collector:
                 "circuit_breaker_state_changes",
                 "circuit_breaker_calls",
                 "retry_attempts",
+                "hedging_attempts",
                 "timeout_operations",
                 "bulkhead_executions",
                 "bulkhead_limit",
@@ -98,6 +99,11 @@ class _Collector:
         retries = self._counter(
             n["retry_attempts"], "Retries (attempts after the first)", labels=["name"]
         )
+        hedges = self._counter(
+            n["hedging_attempts"],
+            "Hedges (attempts a hedged call started after the first)",
+            labels=["name"],
+        )
         timeouts = self._counter(n["timeout_operations"], "Calls that timed out", labels=["name"])
         bulkhead = self._counter(
             n["bulkhead_executions"],
@@ -129,6 +135,8 @@ class _Collector:
                 calls.add_metric([name, result], count)
             for name, count in values.retries:
                 retries.add_metric([name], count)
+            for name, count in values.hedges:
+                hedges.add_metric([name], count)
             for name, count in values.timeouts:
                 timeouts.add_metric([name], count)
             for name, outcome, count in values.bulkhead:
@@ -143,7 +151,18 @@ class _Collector:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
                 duration.add_metric([name], buckets, counts.latency_sum)
-        yield from (state, changes, calls, retries, timeouts, bulkhead, limit, limiter, refusals)
+        yield from (
+            state,
+            changes,
+            calls,
+            retries,
+            hedges,
+            timeouts,
+            bulkhead,
+            limit,
+            limiter,
+            refusals,
+        )
         yield duration
 
 

@@ -1,0 +1,71 @@
+"""Hedging's rules as a pure state object: when another attempt starts, and
+when the race is decided.
+
+No clock, no threads, no tasks. The sync and async paths tell it what
+happened (a delay passed, an attempt answered) and do what it answers.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RAISE", "START", "WAIT", "HedgeCore"]
+
+#: What to do after an attempt failed.
+START = "start"  # start another attempt at once
+WAIT = "wait"  # other attempts still run: wait for them
+RAISE = "raise"  # the race is lost: raise ``core.error``
+
+
+class HedgeCore:
+    """One hedged call: at most ``attempts`` attempts (the first plus the hedges).
+
+    ``started`` counts attempts started (the next one's number is
+    ``started + 1``), ``running`` those without an answer yet. The race is
+    ``done`` once an attempt succeeded, an error the policy does not hedge on
+    came back, or every attempt failed; ``error`` is then what to raise (the
+    last error), or None when an attempt won.
+    """
+
+    __slots__ = ("attempts", "done", "error", "running", "started")
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+        self.started = 0
+        self.running = 0
+        self.done = False
+        self.error: BaseException | None = None
+
+    def may_start(self) -> bool:
+        """Whether another attempt may start (when its delay passes)."""
+        return not self.done and self.started < self.attempts
+
+    def start(self) -> int:
+        """An attempt starts: its number (1 for the first)."""
+        self.started += 1
+        self.running += 1
+        return self.started
+
+    def succeeded(self) -> bool:
+        """An attempt answered: True when it wins (the race was still open)."""
+        self.running -= 1
+        if self.done:
+            return False
+        self.done = True
+        self.error = None
+        return True
+
+    def failed(self, error: BaseException, hedged_on: bool) -> str:
+        """An attempt failed with ``error`` (``hedged_on``: an error the policy
+        hedges on). Answers :data:`START`, :data:`WAIT` or :data:`RAISE`."""
+        self.running -= 1
+        if self.done:
+            return WAIT  # a loser's late answer: nothing to do
+        self.error = error
+        if not hedged_on:
+            self.done = True
+            return RAISE
+        if self.started < self.attempts:
+            return START
+        if self.running:
+            return WAIT
+        self.done = True
+        return RAISE
