@@ -333,14 +333,17 @@ class BreakerCore:
     def unreserve(self, reservation: int) -> None:
         self.reserved.discard(reservation)
 
-    def _end_probe(self, probe: int) -> None:
-        if probe == self.probe_epoch:
-            self.probes_running -= 1
+    def _end_probe(self, probe: int, now: float) -> None:
+        """A call holding a probe permit ended: the permit goes back, unless
+        the half-open time limit freed it meanwhile (read first)."""
+        if probe != NO_PROBE:
+            self.current(now)
+            if probe == self.probe_epoch:
+                self.probes_running -= 1
 
     def on_success(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
         self.flush(now)
-        self.current(now)
-        self._end_probe(probe)
+        self._end_probe(probe, now)
         if token != self.generation:
             return
         state = self.state
@@ -362,8 +365,7 @@ class BreakerCore:
 
     def on_failure(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
         self.flush(now)
-        self.current(now)
-        self._end_probe(probe)
+        self._end_probe(probe, now)
         if token != self.generation:
             return
         state = self.state
@@ -384,8 +386,7 @@ class BreakerCore:
 
     def on_ignored(self, token: int, now: float, probe: int = NO_PROBE) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
-        self.current(now)
-        self._end_probe(probe)
+        self._end_probe(probe, now)
 
     def _check_rates(self, now: float) -> None:
         if self.rates_trip():
