@@ -117,9 +117,11 @@ class BreakerCore:
         # manual control) frees them, which starts a new probe epoch.
         self.probes_running = 0
         self.probe_epoch = 0
-        # Probe permits reserved for callers waiting to probe (wait tickets):
+        # Probe permits kept for callers waiting to probe (wait tickets):
         # taken while OPEN for the next half-open period, or while HALF_OPEN
-        # for this one.
+        # for this one; a kept permit counts until its holder uses it or
+        # gives it back (which it always does, cancelled or not), so at
+        # most half_open_max_calls callers wait at any time.
         self.reserved: set[int] = set()
         self.next_reservation = 0
         self.half_open_successes = 0
@@ -209,10 +211,6 @@ class BreakerCore:
         self.state = new
         self._next_generation()
         self.half_open_successes = 0
-        if not (old is OPEN and new is HALF_OPEN):
-            # Reservations are for the half-open period that follows an
-            # OPEN one, or for the current half-open period.
-            self.reserved.clear()
         if new is OPEN:
             self.opened_at = now
             self.health_checked_at = now
@@ -423,22 +421,25 @@ class BreakerCore:
 
     # -- manual control ------------------------------------------------------
 
+    def _start_over(self) -> None:
+        self._free_probes()
+        self.reserved.clear()
+
     def force_open(self, now: float) -> None:
         if self.state is not FORCED_OPEN:
-            self._free_probes()
+            self._start_over()
         self._move(FORCED_OPEN, now)
 
     def force_closed(self, now: float) -> None:
         if self.state is not FORCED_CLOSED:
-            self._free_probes()
+            self._start_over()
         self._move(FORCED_CLOSED, now)
 
     def reset(self, now: float) -> None:
         """CLOSED with a cleared window, whatever the state was (probes still
         running give their permits up: manual control starts over)."""
-        self._free_probes()
+        self._start_over()
         self._move(CLOSED, now)
-        self.reserved.clear()
         self.window.clear()
         self.consecutive_failures = 0
         # Calls in flight belong to the window just cleared.

@@ -151,13 +151,9 @@ class ModelBreaker:
         if new == self.state:
             return
         self.transitions.append((self.state, new))
-        old, self.state = self.state, new
+        self.state = new
         self.epoch += 1
         self.probe_successes = 0
-        if not (old == OPEN and new == HALF_OPEN):
-            # open: a ticket keeps a permit of the half-open period that
-            # follows the OPEN one it was taken in (or of the current one).
-            self.reserved.clear()
         if new == OPEN:
             self.opened_at = now
             self.openings += 1
@@ -177,6 +173,13 @@ class ModelBreaker:
     def _free(self) -> None:
         self.running = 0
         self.probe_epoch += 1
+
+    def _start_over(self) -> None:
+        # open: a kept permit counts until its holder uses or returns it
+        # ("at most half_open_max_calls retries wait"); only manual control
+        # drops them.
+        self._free()
+        self.reserved.clear()
 
     def _timer(self, now: float) -> None:
         """ "after recovery_timeout the next call (or a read of .state) moves it
@@ -307,19 +310,18 @@ class ModelBreaker:
 
     def force_open(self, now: float) -> None:
         if self.state != FORCED_OPEN:
-            self._free()
+            self._start_over()
         self._go(FORCED_OPEN, now)
 
     def force_closed(self, now: float) -> None:
         # open: forcing keeps the window; FORCED_CLOSED goes on recording into it.
         if self.state != FORCED_CLOSED:
-            self._free()
+            self._start_over()
         self._go(FORCED_CLOSED, now)
 
     def reset(self, now: float) -> None:
-        self._free()
+        self._start_over()
         self._go(CLOSED, now)
-        self.reserved.clear()
         self.records.clear()
         self.consecutive = 0
         self.epoch += 1
