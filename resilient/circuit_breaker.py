@@ -390,9 +390,7 @@ class CircuitBreaker(NamedPolicy):
                 self._stats_for(self.name).rejected += 1
                 raise CircuitOpenError(self.name, state, left, _request_id(), self)
         ticket = _waiting.holding.get()
-        reservation = (
-            ticket.reservation if ticket is not None and ticket.core is core else None
-        )
+        reservation = ticket.reservation if ticket is not None and ticket.core is core else None
         now = _clock.monotonic()
         with self._lock:
             token = core.acquire(now, reservation)

@@ -103,9 +103,7 @@ async def run_herd(
     fail_until = start + fail_for
     end = start + duration
     result = HerdResult(protected, recovered_at=fail_until, open_time=open_time)
-    breaker = CircuitBreaker(
-        "herd", herd_breaker_config(open_time), listeners=events.ListenerSet()
-    )
+    breaker = CircuitBreaker("herd", herd_breaker_config(open_time), listeners=events.ListenerSet())
     sleepers = 0
     in_probes = 0
 
