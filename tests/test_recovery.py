@@ -197,7 +197,8 @@ def test_at_most_half_open_max_calls_tickets_and_none_leaks(fake_clock: FakeCloc
     breaker = _breaker(half_open_max_calls=2)
     _fail(breaker)
     first, second = breaker._wait_ticket(), breaker._wait_ticket()
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert first.due == second.due == 1.0
     assert breaker._wait_ticket() is None
     first.release()
@@ -214,7 +215,6 @@ def test_at_most_half_open_max_calls_tickets_and_none_leaks(fake_clock: FakeCloc
 
 
 async def test_a_cancelled_waiting_retry_gives_its_ticket_back(fake_clock: FakeClock) -> None:
-    clock = fake_clock
     breaker = _breaker(half_open_max_calls=1)
     _fail(breaker)
     started = asyncio.Event()
@@ -283,7 +283,6 @@ def test_the_error_pickles_without_its_breaker() -> None:
 async def test_herd_at_half_open(fake_clock: FakeClock, fields: dict[str, Any]) -> None:
     """200 concurrent callers with retry (max_delay twice the open time)
     through one breaker, against a dependency that fails, then recovers."""
-    clock = fake_clock
     result = await run_herd(**fields)
     assert result.rejected > 1000
     # At most half_open_max_calls callers asleep on the open breaker at a time,
