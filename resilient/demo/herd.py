@@ -22,7 +22,7 @@ from ..circuit_breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from ..errors import CircuitOpenError
 from ..retry import Retry, RetryConfig
 
-__all__ = ["HerdResult", "herd_breaker_config", "run_herd"]
+__all__ = ["HerdResult", "herd_breaker_config", "herd_rows", "run_herd"]
 
 
 def herd_breaker_config(open_time: float) -> CircuitBreakerConfig:
@@ -46,10 +46,13 @@ class HerdResult:
     #: Real seconds from the attempt a breaker rejected to the caller
     #: getting the error (a wait on the breaker included), per rejected call.
     rejection_latencies: list[float] = field(default_factory=list)
+    #: Real seconds each failed or rejected call took, start to error.
+    error_latencies: list[float] = field(default_factory=list)
     #: Rejected calls that had slept on the open breaker first: because no
     #: probe was free for them (a herd), or because it reopened meanwhile.
     rejected_after_sleeping_no_probe: int = 0
     rejected_after_sleeping_reopened: int = 0
+    #: ... of which went to sleep once the dependency was healthy again.
     rejected_after_sleeping_since_recovery: int = 0
     #: The most callers asleep on the open breaker at once.
     max_sleepers: int = 0
@@ -66,19 +69,31 @@ class HerdResult:
         return None if self.closed_at is None else self.closed_at - self.recovered_at
 
     def rejection_p99(self) -> float | None:
-        latencies = sorted(self.rejection_latencies)
-        if not latencies:
-            return None
-        return latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)]
+        return _p99(self.rejection_latencies)
+
+    def error_p99(self) -> float | None:
+        return _p99(self.error_latencies)
+
+    @property
+    def rejected_after_sleeping(self) -> int:
+        return self.rejected_after_sleeping_no_probe + self.rejected_after_sleeping_reopened
+
+
+def _p99(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 class _Caller:
-    __slots__ = ("attempted", "sleeping", "slept")
+    __slots__ = ("attempted", "sleeping", "slept", "slept_at")
 
     def __init__(self) -> None:
         self.sleeping = False
         self.slept = False
         self.attempted = 0.0  # real time the last attempt started
+        self.slept_at = 0.0  # clock time it last went to sleep on the breaker
 
 
 _caller: contextvars.ContextVar[_Caller] = contextvars.ContextVar("resilient_herd_caller")
@@ -138,6 +153,7 @@ async def run_herd(
         if isinstance(error, CircuitOpenError) and delay > 0:
             caller = _caller.get()
             caller.sleeping = caller.slept = True
+            caller.slept_at = _clock.monotonic()
             sleepers += 1
             result.max_sleepers = max(result.max_sleepers, sleepers)
 
@@ -170,20 +186,24 @@ async def run_herd(
             caller = _Caller()
             _caller.set(caller)
             result.calls += 1
+            began = time.perf_counter()
             try:
                 await call()
             except CircuitOpenError as error:
                 result.rejected += 1
-                result.rejection_latencies.append(time.perf_counter() - caller.attempted)
+                ended = time.perf_counter()
+                result.rejection_latencies.append(ended - caller.attempted)
+                result.error_latencies.append(ended - began)
                 if caller.slept:
                     if error.state == CircuitState.HALF_OPEN.value:
                         result.rejected_after_sleeping_no_probe += 1
                     else:
                         result.rejected_after_sleeping_reopened += 1
-                    if _clock.monotonic() >= fail_until + call_time:
+                    if caller.slept_at >= fail_until:
                         result.rejected_after_sleeping_since_recovery += 1
             except ConnectionError:
                 result.failed += 1
+                result.error_latencies.append(time.perf_counter() - began)
             else:
                 result.succeeded += 1
             await _clock.sleep_async(think_time)
@@ -191,3 +211,42 @@ async def run_herd(
     # Each task runs in its own copy of the context: its own _Caller.
     await asyncio.gather(*(one_caller() for _ in range(callers)))
     return result
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
+
+
+def herd_rows(unprotected: HerdResult, protected: HerdResult) -> list[tuple[str, str, str]]:
+    """The demo's summary: (label, unprotected, protected) rows."""
+
+    def both(label: str, value: Callable[[HerdResult], object]) -> tuple[str, str, str]:
+        return label, str(value(unprotected)), str(value(protected))
+
+    def breaker_only(label: str, value: Callable[[HerdResult], object]) -> tuple[str, str, str]:
+        return label, "-", str(value(protected))
+
+    close = protected.time_to_close
+    return [
+        both("calls", lambda r: r.calls),
+        both("succeeded", lambda r: r.succeeded),
+        both("failed", lambda r: r.failed),
+        both("rejected by the breaker", lambda r: r.rejected),
+        both("calls into the failing dependency", lambda r: r.dependency_hits_while_failing),
+        both("p99 time to an error", lambda r: _ms(r.error_p99())),
+        breaker_only("p99 rejection latency", lambda r: _ms(r.rejection_p99())),
+        breaker_only("rejected after sleeping", lambda r: r.rejected_after_sleeping),
+        breaker_only(
+            "  of which since recovery", lambda r: r.rejected_after_sleeping_since_recovery
+        ),
+        breaker_only(
+            "  of which for want of a probe", lambda r: r.rejected_after_sleeping_no_probe
+        ),
+        breaker_only("most callers asleep on the breaker", lambda r: r.max_sleepers),
+        breaker_only("most concurrent probes", lambda r: r.max_concurrent_probes),
+        (
+            "closed after recovery",
+            "-",
+            "never" if close is None else f"{close:.2f} s (open time {protected.open_time:g} s)",
+        ),
+    ]
