@@ -12,6 +12,7 @@ from resilient import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
+    ResiliencePolicies,
     events,
     with_circuit_breaker,
     with_retry,
@@ -275,9 +276,10 @@ def test_the_error_pickles_without_its_breaker() -> None:
     "fields",
     [
         {},
-        {"open_time": 0.5, "fail_for": 2.3},
-        {"call_time": 0.3},  # probes slower than the wake-up jitter
-        {"callers": 50, "think_time": 0.01},
+        pytest.param({"open_time": 0.5, "fail_for": 2.3}, marks=pytest.mark.slow),
+        # probes slower than the wake-up jitter
+        pytest.param({"call_time": 0.3}, marks=pytest.mark.slow),
+        pytest.param({"callers": 50, "think_time": 0.01}, marks=pytest.mark.slow),
     ],
 )
 async def test_herd_at_half_open(fake_clock: FakeClock, fields: dict[str, Any]) -> None:
@@ -295,4 +297,27 @@ async def test_herd_at_half_open(fake_clock: FakeClock, fields: dict[str, Any]) 
     assert result.rejected_after_sleeping_since_recovery == 0
     # Closed within two open periods of the recovery.
     assert result.time_to_close is not None
+    assert result.time_to_close <= 2 * result.open_time
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["api", "ai", "database", "external"])
+async def test_the_presets_recover_from_the_herd(fake_clock: FakeClock, preset: str) -> None:
+    cfg = getattr(ResiliencePolicies, preset)().circuit_breaker
+    assert cfg is not None
+    opened = cfg.recovery_timeout
+    result = await run_herd(
+        config=cfg,
+        open_time=opened,
+        fail_for=3 * opened,
+        duration=6 * opened,
+        think_time=opened / 20,
+        call_time=0.5,
+    )
+    assert result.max_sleepers <= cfg.half_open_max_calls
+    assert result.max_concurrent_probes <= cfg.half_open_max_calls
+    assert result.rejected_after_sleeping_no_probe == 0
+    assert result.rejected_after_sleeping_since_recovery == 0
+    assert result.time_to_close is not None
+    assert result.open_time > opened, "openings in a row stayed open longer"
     assert result.time_to_close <= 2 * result.open_time

@@ -62,7 +62,7 @@ class HerdResult:
     dependency_hits_while_failing: int = 0
     recovered_at: float = 0.0
     closed_at: float | None = None  # the first close after the recovery
-    open_time: float = 0.0
+    open_time: float = 0.0  # the last open period before the close
 
     @property
     def time_to_close(self) -> float | None:
@@ -109,21 +109,29 @@ async def run_herd(
     call_time: float = 0.02,
     think_time: float = 0.05,
     max_attempts: int = 3,
+    config: CircuitBreakerConfig | None = None,
 ) -> HerdResult:
     """``callers`` tasks call the dependency in a loop (``think_time``
     between calls) for ``duration`` seconds; it fails for the first
     ``fail_for`` seconds. Protected: retry (``max_delay`` twice the open
-    time) around a breaker; unprotected: the same retry, no breaker."""
+    time) around a breaker (``config``, by default
+    :func:`herd_breaker_config`); unprotected: the same retry, no breaker."""
     start = _clock.monotonic()
     fail_until = start + fail_for
     end = start + duration
     result = HerdResult(protected, recovered_at=fail_until, open_time=open_time)
-    breaker = CircuitBreaker("herd", herd_breaker_config(open_time), listeners=events.ListenerSet())
+    cfg = config if config is not None else herd_breaker_config(open_time)
+    breaker = CircuitBreaker("herd", cfg, listeners=events.ListenerSet())
     sleepers = 0
     in_probes = 0
 
     def on_change(event: events.Event) -> None:
-        if isinstance(event, events.StateChanged) and event.new_state == "closed":
+        if not isinstance(event, events.StateChanged):
+            return
+        if event.new_state == "open" and result.closed_at is None:
+            # The open period recovery is measured against: the last one before the close.
+            result.open_time = breaker._core.open_for
+        if event.new_state == "closed":
             now = _clock.monotonic()
             if now >= fail_until and result.closed_at is None:
                 result.closed_at = now
