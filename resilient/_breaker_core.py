@@ -243,7 +243,8 @@ class BreakerCore:
         HALF_OPEN; a HALF_OPEN one past ``max_half_open_duration`` reopened
         when that time ran out (freeing its probe permits), and may be
         HALF_OPEN again."""
-        if self.state is HALF_OPEN:
+        if self.state is HALF_OPEN and not self.follower:
+            # (A follower's half-open period is the fleet's to end.)
             limit = self.config.max_half_open_duration
             if limit is not None and now - self.half_opened_at >= limit:
                 self._free_probes()
