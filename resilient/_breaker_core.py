@@ -246,10 +246,12 @@ class BreakerCore:
         if self.state is HALF_OPEN and not self.follower:
             # (A follower's half-open period is the fleet's to end.)
             limit = self.config.max_half_open_duration
-            if limit is not None and now - self.half_opened_at >= limit:
+            if limit is not None and now >= self.half_opened_at + limit:
                 self._free_probes()
                 self._move(OPEN, self.half_opened_at + limit)
-        if self.state is OPEN and now - self.opened_at >= self.open_for:
+        # As ``remaining`` and ``reject_until`` compute it, to the last bit:
+        # a caller that waited until then finds it HALF_OPEN.
+        if self.state is OPEN and now >= self.opened_at + self.open_for:
             self._move(HALF_OPEN, now)
         return self.state
 

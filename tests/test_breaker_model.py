@@ -188,10 +188,10 @@ class ModelBreaker:
         probe permits are freed". open: the half-open period starts when it
         is seen (a call or a read), and reopens at its end exactly."""
         limit = self.cfg.max_half_open_duration
-        if self.state == HALF_OPEN and limit is not None and now - self.half_opened_at >= limit:
+        if self.state == HALF_OPEN and limit is not None and now >= self.half_opened_at + limit:
             self._free()
             self._go(OPEN, self.half_opened_at + limit)
-        if self.state == OPEN and now - self.opened_at >= self.open_for:
+        if self.state == OPEN and now >= self.opened_at + self.open_for:
             self._go(HALF_OPEN, now)
 
     def window(self, now: float) -> list[Record]:

@@ -321,3 +321,23 @@ async def test_the_presets_recover_from_the_herd(fake_clock: FakeClock, preset: 
     assert result.time_to_close is not None
     assert result.open_time > opened, "openings in a row stayed open longer"
     assert result.time_to_close <= 2 * result.open_time
+
+
+@pytest.mark.parametrize(("start", "opened"), [(0.1, 0.2), (0.7, 0.1), (1e9 + 0.3, 0.7)])
+def test_a_retry_that_waited_its_ticket_finds_its_probe(start: float, opened: float) -> None:
+    # The ticket is due when the breaker computes its end, to the last bit.
+    from resilient.testing import fake_clock
+
+    with fake_clock(start=start) as clock:
+        cfg = CircuitBreakerConfig(failure_threshold=1, recovery_timeout=opened)
+        breaker = CircuitBreaker("bits", cfg, listeners=events.ListenerSet())
+        _fail(breaker)
+        clock.advance(opened / 3)
+
+        @with_retry(max_attempts=2, max_delay=5.0, jitter=0.0, retry_on=CircuitOpenError)
+        @breaker
+        def call() -> str:
+            return "probed"
+
+        assert call() == "probed"
+        assert len(clock.sleeps) == 1
