@@ -13,22 +13,25 @@ from __future__ import annotations
 import collections
 import contextvars
 import itertools
+import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_WORKERS", "Job", "WorkerPool", "shared_pool"]
+from ._validate import MAX_WORKERS, int_between
+
+__all__ = ["DEFAULT_MAX_WORKERS", "Job", "WorkerPool", "pool_for", "shared_pool"]
 
 DEFAULT_MAX_WORKERS = 64
 
-_PENDING, _RUNNING, _DROPPED = 0, 1, 2
+_PENDING, _RUNNING, _DROPPED, _FINISHED = 0, 1, 2, 3
 
 
 class Job:
     """One call handed to a worker. ``done`` is held until the call ends."""
 
-    __slots__ = ("args", "context", "done", "error", "fn", "kwargs", "result", "state")
+    __slots__ = ("after", "args", "context", "done", "error", "fn", "kwargs", "result", "state")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -41,6 +44,9 @@ class Job:
         self.result: Any = None
         self.error: BaseException | None = None
         self.state = _PENDING
+        # What runs once the call has ended (WorkerPool.after), e.g. the
+        # release of a bulkhead permit its timed-out caller still holds.
+        self.after: list[Callable[[], object]] | None = None
         self.done = threading.Lock()
         self.done.acquire()
 
@@ -53,8 +59,7 @@ class WorkerPool:
     """
 
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"WorkerPool.max_workers must be an int >= 1, got {max_workers!r}")
+        int_between("WorkerPool", "max_workers", max_workers, 1, MAX_WORKERS)
         self.max_workers = max_workers
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -96,6 +101,18 @@ class WorkerPool:
             self._jobs.remove(job)
             return True
 
+    def after(self, job: Job, callback: Callable[[], object]) -> bool:
+        """Run ``callback`` in the worker once ``job``'s call has ended;
+        False (and nothing registered) when it already has, or never will
+        (dropped before it started)."""
+        with self._lock:
+            if job.state in (_FINISHED, _DROPPED):
+                return False
+            if job.after is None:
+                job.after = []
+            job.after.append(callback)
+            return True
+
     def _work(self) -> None:
         while True:
             with self._lock:
@@ -109,14 +126,31 @@ class WorkerPool:
             except BaseException as exc:  # re-raised in the caller's thread
                 job.error = exc
             job.done.release()
-            # Nothing of the call stays reachable from an idle worker.
-            del job
             with self._lock:
                 self._idle += 1
+                job.state = _FINISHED
+                after, job.after = job.after, None
+            # Nothing of the call stays reachable from an idle worker.
+            del job
+            if after is not None:
+                _run_all(after)
+                del after
+
+
+def _run_all(callbacks: list[Callable[[], object]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # a worker outlives what it runs
+            logging.getLogger("resilient").exception("resilient: worker callback failed")
 
 
 _shared: list[WorkerPool | None] = [None]
 _shared_lock = threading.Lock()
+# One pool per dependency: a Timeout of a named stack (with_resilience, a
+# breaker's own timeout) runs its calls here, so a dependency whose calls
+# hang fills its own pool and no other.
+_named: dict[tuple[str, int], WorkerPool] = {}
 
 
 def shared_pool() -> WorkerPool:
@@ -130,9 +164,23 @@ def shared_pool() -> WorkerPool:
     return pool
 
 
+def pool_for(name: str, max_workers: int = DEFAULT_MAX_WORKERS) -> WorkerPool:
+    """The pool of the dependency ``name`` with ``max_workers`` workers,
+    created on first use (its threads start on demand and are kept)."""
+    key = (name, max_workers)
+    pool = _named.get(key)
+    if pool is None:
+        with _shared_lock:
+            pool = _named.get(key)
+            if pool is None:
+                pool = _named[key] = WorkerPool(max_workers)
+    return pool
+
+
 def _forget_after_fork() -> None:
     # A forked child has none of the parent's threads.
     _shared[0] = None
+    _named.clear()
 
 
 if hasattr(os, "register_at_fork"):
