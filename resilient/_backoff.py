@@ -16,6 +16,12 @@ with ``base(n) = min(max_delay, initial_delay * multiplier ** (n - 1))``:
 
 ``max_delay`` is a true maximum of the computed delay; only a server's
 ``Retry-After`` may ask for more.
+
+After a circuit breaker's rejection (``Circuit``) the wait is not the
+backoff: a retry that holds a waiter slot wakes ``left`` seconds later plus
+up to 10 % (``left * (1 + uniform(0, s))``, cut at the deadline, where ``s``
+is the jitter fraction capped at 0.1, or 0.1 for a jitter strategy), when
+the breaker lets it probe; every other one gives up at once.
 """
 
 from __future__ import annotations
@@ -27,13 +33,19 @@ from datetime import timedelta
 from typing import Literal, NamedTuple
 
 __all__ = [
+    "CIRCUIT_JITTER",
     "JITTER_STRATEGIES",
     "Backoff",
+    "Circuit",
     "JitterStrategy",
     "Plan",
+    "may_wait_for_circuit",
     "plan",
     "retry_after_of",
 ]
+
+#: How much later than the breaker's reopening a waiting retry may wake (a fraction of the wait).
+CIRCUIT_JITTER = 0.1
 
 JitterStrategy = Literal["full", "equal", "decorrelated"]
 JITTER_STRATEGIES: tuple[str, ...] = ("full", "equal", "decorrelated")
@@ -97,6 +109,35 @@ def retry_after_of(error: BaseException | None) -> float | None:
     return seconds
 
 
+class Circuit(NamedTuple):
+    """A circuit breaker's rejection, as retry sees it."""
+
+    state: str  # the breaker's state when it rejected (a CircuitState value)
+    left: float  # seconds until this retry may probe (its ticket's due, or remaining)
+    waiter: bool  # whether this retry holds one of the breaker's waiter slots
+
+
+def may_wait_for_circuit(
+    *,
+    state: str,
+    remaining: float,
+    attempt: int,
+    max_attempts: int,
+    max_delay: float,
+    elapsed: float,
+    deadline: float | None,
+) -> bool:
+    """Whether a retry that met an open breaker would wait for it, given a
+    waiter slot: asked before taking one, so a retry that would give up
+    anyway never holds a slot another could use."""
+    return (
+        attempt < max_attempts
+        and state == "open"
+        and remaining <= max_delay
+        and (deadline is None or elapsed + remaining <= deadline)
+    )
+
+
 class Plan(NamedTuple):
     """What follows a failed, retryable attempt."""
 
@@ -116,32 +157,22 @@ def plan(
     elapsed: float,
     deadline: float | None,
     retry_after: float | None = None,
-    open_for: float | None = None,
+    circuit: Circuit | None = None,
 ) -> Plan:
     """The wait after failed attempt ``attempt`` (1-based), or why to stop.
 
     ``elapsed`` is the time since the first attempt started; ``deadline``
     bounds it, waits included. ``retry_after`` is the wait a server asked
-    for (at least that long, even past ``max_delay``). ``open_for`` is the
-    time an open circuit breaker still rejects calls: waited as is when it
-    is at most ``max_delay``, else a reason to stop.
+    for (at least that long, even past ``max_delay``). ``circuit``: the
+    attempt was a breaker's rejection (see the module's docstring).
     """
     if attempt >= max_attempts:
         return Plan(0.0, previous, None, "")
-    if open_for is not None and open_for > 0:
-        if open_for > backoff.max_delay:
-            return Plan(
-                0.0,
-                previous,
-                None,
-                f"the circuit stays open {open_for:g}s, more than max_delay {backoff.max_delay:g}s",
-            )
-        delay = open_for
-        retry_after = None
-    else:
-        delay = previous = backoff.delay(attempt, previous, rng)
-        if retry_after is not None and retry_after > delay:
-            delay = retry_after
+    if circuit is not None:
+        return _circuit_plan(circuit, backoff, rng, previous, elapsed, deadline)
+    delay = previous = backoff.delay(attempt, previous, rng)
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
     if deadline is not None and elapsed + delay > deadline:
         return Plan(
             0.0,
@@ -150,3 +181,40 @@ def plan(
             f"the next wait of {delay:g}s would pass the {deadline:g}s deadline",
         )
     return Plan(delay, previous, retry_after)
+
+
+def _circuit_plan(
+    circuit: Circuit,
+    backoff: Backoff,
+    rng: random.Random,
+    previous: float,
+    elapsed: float,
+    deadline: float | None,
+) -> Plan:
+    state, left, waiter = circuit
+    max_delay = backoff.max_delay
+    if left > max_delay or state == "forced_open":
+        return Plan(
+            0.0,
+            previous,
+            None,
+            f"the circuit stays open {left:g}s, more than max_delay {max_delay:g}s",
+        )
+    if state != "open":
+        return Plan(0.0, previous, None, f"the circuit is {state} with no probe free")
+    if not waiter:
+        return Plan(0.0, previous, None, "other retries already wait for the circuit's probes")
+    room = math.inf if deadline is None else deadline - elapsed
+    if left > room:
+        return Plan(
+            0.0,
+            previous,
+            None,
+            f"the circuit stays open {left:g}s, past the {deadline:g}s deadline",
+        )
+    delay = left
+    jitter = backoff.jitter
+    spread = CIRCUIT_JITTER if isinstance(jitter, str) or jitter > CIRCUIT_JITTER else jitter
+    if left > 0 and spread:
+        delay = min(left + left * rng.uniform(0.0, spread), room)
+    return Plan(delay, previous, None)

@@ -43,6 +43,9 @@ class CircuitBreakerConfig:
     health_check: Callable[[], Any] | None = None
     health_check_interval: float = 30.0
     storage: BreakerStorage | None = None
+    recovery_backoff: float = 1.0
+    max_recovery_timeout: float | None = None
+    max_half_open_duration: float | None = None
 
     DEFAULT: ClassVar[CircuitBreakerConfig]
     LENIENT: ClassVar[CircuitBreakerConfig]
@@ -83,6 +86,21 @@ class CircuitBreakerConfig:
                 f"{_OWNER}.storage must be a breaker storage (with an attach() method, "
                 f"e.g. resilient.redis.RedisStorage), got {self.storage!r}"
             )
+        backoff = self.recovery_backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)):
+            raise TypeError(f"{_OWNER}.recovery_backoff must be a number, got {backoff!r}")
+        if not 1 <= backoff < float("inf"):
+            raise ValueError(
+                f"{_OWNER}.recovery_backoff must be a finite number >= 1, got {backoff!r}"
+            )
+        object.__setattr__(self, "recovery_backoff", float(backoff))
+        cap = v.seconds_or_none(_OWNER, "max_recovery_timeout", self.max_recovery_timeout)
+        if cap is not None and cap < self.recovery_timeout:
+            raise ValueError(
+                f"{_OWNER}.max_recovery_timeout must be >= recovery_timeout "
+                f"({self.recovery_timeout!r}), got {self.max_recovery_timeout!r}"
+            )
+        v.seconds_or_none(_OWNER, "max_half_open_duration", self.max_half_open_duration)
         if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
             raise ValueError(
                 f"{_OWNER}.slow_call_rate_threshold={self.slow_call_rate_threshold!r} "

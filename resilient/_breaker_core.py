@@ -3,6 +3,11 @@
 The caller passes ``now`` in, holds the lock around every method, and drains
 ``changes`` afterwards to emit one event per transition.
 
+Recovery (the k-th opening in a row stays open longer, a half-open period
+has a time limit, probe permits outlive ordinary reopenings, and a bounded
+number of callers may reserve a probe of the next half-open period) lives
+here too; ``docs/circuit_breaker.md`` states the rules.
+
 A core can be a *follower*: it still counts every outcome, but leaves the
 decisions that belong to a fleet (tripping, and ending a half-open period) to
 a shared store, whose verdicts it mirrors with :meth:`BreakerCore.adopt`.
@@ -20,7 +25,7 @@ from ._windows import CountWindow, TimeWindow
 if TYPE_CHECKING:
     from ._breaker_config import CircuitBreakerConfig
 
-__all__ = ["REJECT", "UNTRACKED", "BreakerCore", "CircuitState"]
+__all__ = ["NO_PROBE", "REJECT", "UNTRACKED", "BreakerCore", "CircuitState", "open_duration"]
 
 
 class CircuitState(enum.StrEnum):
@@ -44,6 +49,22 @@ FORCED_CLOSED = CircuitState.FORCED_CLOSED
 REJECT = -1
 # A token no generation matches: for a call admitted on someone else's say-so.
 UNTRACKED = -2
+# The probe epoch of a call that holds no probe permit.
+NO_PROBE = -1
+
+
+def open_duration(config: CircuitBreakerConfig, openings: int) -> float:
+    """How long the ``openings``-th opening in a row stays open:
+    ``min(recovery_timeout * recovery_backoff ** (openings - 1), max_recovery_timeout)``."""
+    base = config.recovery_timeout
+    backoff = config.recovery_backoff
+    if openings > 1 and backoff != 1.0 and base:
+        try:
+            base = base * backoff ** (openings - 1)
+        except OverflowError:
+            base = math.inf
+    cap = config.max_recovery_timeout
+    return base if cap is None or base < cap else cap
 
 
 class BreakerCore:
@@ -58,12 +79,18 @@ class BreakerCore:
         "fast",
         "follower",
         "generation",
-        "half_open_in_flight",
         "half_open_successes",
+        "half_opened_at",
         "health_checked_at",
+        "next_reservation",
         "ok_total",
+        "open_for",
         "opened_at",
+        "openings",
+        "probe_epoch",
+        "probes_running",
         "reject_until",
+        "reserved",
         "state",
         "ticked",
         "ticks",
@@ -80,7 +107,23 @@ class BreakerCore:
         self.reject_until = 0.0
         self.health_checked_at = 0.0
         self.consecutive_failures = 0
-        self.half_open_in_flight = 0
+        # Openings in a row (no close between) and how long the current one
+        # lasts (open_duration of it).
+        self.openings = 0
+        self.open_for = config.recovery_timeout
+        self.half_opened_at = 0.0
+        # Probe permits held by calls still running: they outlive an ordinary
+        # reopening; only the end of a half-open period by its time limit (or
+        # manual control) frees them, which starts a new probe epoch.
+        self.probes_running = 0
+        self.probe_epoch = 0
+        # Probe permits kept for callers waiting to probe (wait tickets):
+        # taken while OPEN for the next half-open period, or while HALF_OPEN
+        # for this one; a kept permit counts until its holder uses it or
+        # gives it back (which it always does, cancelled or not), so at
+        # most half_open_max_calls callers wait at any time.
+        self.reserved: set[int] = set()
+        self.next_reservation = 0
         self.half_open_successes = 0
         self.generation = 0
         self.follower = False
@@ -167,29 +210,48 @@ class BreakerCore:
         self.flush(now)
         self.state = new
         self._next_generation()
-        self.half_open_in_flight = 0
         self.half_open_successes = 0
         if new is OPEN:
             self.opened_at = now
             self.health_checked_at = now
+            self.openings += 1
+            self.open_for = open_duration(self.config, self.openings)
+        elif new is HALF_OPEN:
+            self.half_opened_at = now
         elif new is CLOSED:
             self.window.clear()
             self.consecutive_failures = 0
+            self.openings = 0
         self._update_fast()
         self._update_reject_until()
         self.changes.append((old, new))
 
     def _update_reject_until(self) -> None:
-        cfg = self.config
         self.reject_until = (
-            self.opened_at + cfg.recovery_timeout
-            if self.state is OPEN and cfg.health_check is None
+            self.opened_at + self.open_for
+            if self.state is OPEN and self.config.health_check is None
             else 0.0
         )
 
+    def _free_probes(self) -> None:
+        """Take back every probe permit: the calls holding them are hung."""
+        self.probes_running = 0
+        self.probe_epoch += 1
+
     def current(self, now: float) -> CircuitState:
-        """The state at ``now``: an OPEN breaker whose timer ran out is HALF_OPEN."""
-        if self.state is OPEN and now - self.opened_at >= self.config.recovery_timeout:
+        """The state at ``now``: an OPEN breaker whose timer ran out is
+        HALF_OPEN; a HALF_OPEN one past ``max_half_open_duration`` reopened
+        when that time ran out (freeing its probe permits), and may be
+        HALF_OPEN again."""
+        if self.state is HALF_OPEN and not self.follower:
+            # (A follower's half-open period is the fleet's to end.)
+            limit = self.config.max_half_open_duration
+            if limit is not None and now >= self.half_opened_at + limit:
+                self._free_probes()
+                self._move(OPEN, self.half_opened_at + limit)
+        # As ``remaining`` and ``reject_until`` compute it, to the last bit:
+        # a caller that waited until then finds it HALF_OPEN.
+        if self.state is OPEN and now >= self.opened_at + self.open_for:
             self._move(HALF_OPEN, now)
         return self.state
 
@@ -200,9 +262,14 @@ class BreakerCore:
         if state is OPEN:
             # Not max(): this runs on every rejected call, and max() costs
             # more than the rest of it.
-            left = self.opened_at + self.config.recovery_timeout - now
+            left = self.opened_at + self.open_for - now
             return left if left > 0.0 else 0.0
         return 0.0
+
+    def probes_free(self) -> int:
+        """Probe permits a caller without a reservation may take now (HALF_OPEN)."""
+        free = self.config.half_open_max_calls - self.probes_running - len(self.reserved)
+        return free if free > 0 else 0
 
     # -- health check ----------------------------------------------------------
 
@@ -223,24 +290,66 @@ class BreakerCore:
 
     # -- calls ---------------------------------------------------------------
 
-    def acquire(self, now: float) -> int:
-        """REJECT, or the generation to hand back to ``on_*`` when the call ends."""
+    def acquire(self, now: float, reservation: int | None = None) -> int:
+        """REJECT, or the generation to hand back to ``on_*`` when the call
+        ends. A call admitted HALF_OPEN holds a probe permit of the current
+        ``probe_epoch`` (hand that back too). ``reservation``: the caller's
+        wait ticket, whose reserved permit it takes."""
         state = self.current(now)
         if state is CLOSED or state is FORCED_CLOSED:
             return self.generation
-        if state is HALF_OPEN and self.half_open_in_flight < self.config.half_open_max_calls:
-            self.half_open_in_flight += 1
+        if state is HALF_OPEN:
+            reserved = self.reserved
+            if reservation is not None and reservation in reserved:
+                reserved.discard(reservation)
+            elif self.probes_free() <= 0:
+                return REJECT
+            self.probes_running += 1
             return self.generation
         return REJECT
 
-    def on_success(self, token: int, slow: bool, now: float) -> None:
+    # -- waiting for a probe -----------------------------------------------------
+
+    def reserve(self, now: float) -> tuple[int, float] | None:
+        """A wait ticket: ``(reservation, due)``, a probe permit kept for the
+        caller from ``due`` on (the end of the OPEN period, or now when
+        HALF_OPEN with a permit free), or None when none is left to keep.
+        While CLOSED, ``(-1, now)``: nothing to wait for, nothing kept.
+        Give it back with :meth:`unreserve`, or use it in :meth:`acquire`."""
+        state = self.current(now)
+        if state is CLOSED or state is FORCED_CLOSED:
+            return -1, now
+        if state is OPEN:
+            due = self.opened_at + self.open_for
+        elif state is HALF_OPEN:
+            due = now
+        else:
+            return None
+        if self.probes_free() <= 0:
+            return None
+        self.next_reservation += 1
+        self.reserved.add(self.next_reservation)
+        return self.next_reservation, due
+
+    def unreserve(self, reservation: int) -> None:
+        self.reserved.discard(reservation)
+
+    def _end_probe(self, probe: int, now: float) -> None:
+        """A call holding a probe permit ended: the permit goes back, unless
+        the half-open time limit freed it meanwhile (read first)."""
+        if probe != NO_PROBE:
+            self.current(now)
+            if probe == self.probe_epoch:
+                self.probes_running -= 1
+
+    def on_success(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
         self.flush(now)
+        self._end_probe(probe, now)
         if token != self.generation:
             return
         state = self.state
         if state is HALF_OPEN:
             # A probe's success counts even when slow: it answered.
-            self.half_open_in_flight -= 1
             if not self.follower:
                 self.half_open_successes += 1
                 if self.half_open_successes >= self.config.success_threshold:
@@ -255,13 +364,14 @@ class BreakerCore:
                 self._check_rates(now)
             self._update_fast()
 
-    def on_failure(self, token: int, slow: bool, now: float) -> None:
+    def on_failure(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
         self.flush(now)
+        self._end_probe(probe, now)
         if token != self.generation:
             return
         state = self.state
         if state is HALF_OPEN:
-            self.half_open_in_flight -= 1
+            # An ordinary reopening: the other probes keep their permits.
             if not self.follower:
                 self._move(OPEN, now)
             return
@@ -275,10 +385,9 @@ class BreakerCore:
                 self._check_rates(now)
         self._update_fast()
 
-    def on_ignored(self, token: int) -> None:
+    def on_ignored(self, token: int, now: float, probe: int = NO_PROBE) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
-        if token == self.generation and self.state is HALF_OPEN:
-            self.half_open_in_flight -= 1
+        self._end_probe(probe, now)
 
     def _check_rates(self, now: float) -> None:
         if self.rates_trip():
@@ -308,21 +417,31 @@ class BreakerCore:
                 return
             if self.state is not OPEN:
                 self._move(OPEN, now)
-            self.opened_at = now - (self.config.recovery_timeout - remaining)
+            self.opened_at = now - (self.open_for - remaining)
             self._update_reject_until()
         elif state is not self.state:
             self._move(state, now)
 
     # -- manual control ------------------------------------------------------
 
+    def _start_over(self) -> None:
+        self._free_probes()
+        self.reserved.clear()
+
     def force_open(self, now: float) -> None:
+        if self.state is not FORCED_OPEN:
+            self._start_over()
         self._move(FORCED_OPEN, now)
 
     def force_closed(self, now: float) -> None:
+        if self.state is not FORCED_CLOSED:
+            self._start_over()
         self._move(FORCED_CLOSED, now)
 
     def reset(self, now: float) -> None:
-        """CLOSED with a cleared window, whatever the state was."""
+        """CLOSED with a cleared window, whatever the state was (probes still
+        running give their permits up: manual control starts over)."""
+        self._start_over()
         self._move(CLOSED, now)
         self.window.clear()
         self.consecutive_failures = 0

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
-from . import _clock, _request, events
+from . import _clock, _request, _waiting, events
 from ._active import switch
 from ._blocks import BlockStack
 from ._breaker_config import CircuitBreakerConfig
@@ -22,6 +22,7 @@ from ._breaker_core import (
     CLOSED,
     FORCED_CLOSED,
     FORCED_OPEN,
+    NO_PROBE,
     OPEN,
     REJECT,
     UNTRACKED,
@@ -78,7 +79,7 @@ class _Permit(NamedTuple):
     token: int  # the generation the call was admitted in (BreakerCore.acquire)
     start: float | None  # None: nothing needs this call's duration
     probe: object = None  # a half-open probe granted by the shared store
-    half_open: bool = False  # admitted as a local half-open probe
+    epoch: int = NO_PROBE  # admitted as a local half-open probe: its permit's epoch
 
 
 # The request id a rejection carries (CircuitOpenError has no __init__ to read it).
@@ -305,6 +306,24 @@ class CircuitBreaker(NamedPolicy):
         if result:
             self._recover_early()
 
+    # -- wait tickets (resilient._waiting) --------------------------------------
+
+    def _wait_ticket(self) -> _waiting.WaitTicket | None:
+        """A probe permit kept for a caller that will wait for it, or None
+        when the coming half-open period has none left to keep."""
+        now = _clock.monotonic()
+        with self._lock:
+            core = self._core
+            kept = core.reserve(now)
+        self._announce()
+        if kept is None:
+            return None
+        return _waiting.WaitTicket(self, core, *kept)
+
+    def _unreserve(self, ticket: _waiting.WaitTicket) -> None:
+        with self._lock:
+            ticket.core.unreserve(ticket.reservation)
+
     def _recover_early(self) -> None:
         # A local decision: with a shared store, the probe still asks the fleet.
         self.with_core(BreakerCore.recover_early)
@@ -373,42 +392,46 @@ class CircuitBreaker(NamedPolicy):
             left = core.remaining(_clock.monotonic())
             if left:
                 self._stats_for(self.name).rejected += 1
-                raise CircuitOpenError(self.name, state, left, _request_id())
+                raise CircuitOpenError(self.name, state, left, _request_id(), self)
+        ticket = _waiting.holding.get()
+        reservation = ticket.reservation if ticket is not None and ticket.core is core else None
         now = _clock.monotonic()
         with self._lock:
-            token = core.acquire(now)
+            token = core.acquire(now, reservation)
             state = core.state
             remaining = core.remaining(now)
+            epoch = core.probe_epoch
         self._announce()
         if token == REJECT:
             # Emitted outside the lock: a listener may read the breaker.
-            error = CircuitOpenError(self.name, state, remaining, _request_id())
+            error = CircuitOpenError(self.name, state, remaining, _request_id(), self)
             self._stats_for(self.name).rejected += 1
             if self._listeners.events:
                 self._emit_rejected(error)
             raise error
-        half_open = state is not CLOSED and state is not FORCED_CLOSED
-        return _Permit(token, now, None, half_open)
+        if state is CLOSED or state is FORCED_CLOSED:
+            return _Permit(token, now)
+        return _Permit(token, now, None, epoch)
 
     def _admit(self) -> _Permit:
         """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
         permit = self._enter()
-        if permit.half_open and self._shared is not None:
+        if permit.epoch != NO_PROBE and self._shared is not None:
             try:
                 verdict = self._shared.acquire()
             except BaseException:
-                self.with_core(lambda core, now: core.on_ignored(permit.token))
+                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
                 raise
             return self._fleet_verdict(permit, verdict)
         return permit
 
     async def _aadmit(self) -> _Permit:
         permit = self._enter()
-        if permit.half_open and self._shared is not None:
+        if permit.epoch != NO_PROBE and self._shared is not None:
             try:
                 verdict = await self._shared.acquire_async()
             except BaseException:  # cancelled while asking: the local permit goes back
-                self.with_core(lambda core, now: core.on_ignored(permit.token))
+                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
                 raise
             return self._fleet_verdict(permit, verdict)
         return permit
@@ -420,11 +443,11 @@ class CircuitBreaker(NamedPolicy):
             return permit._replace(probe=verdict.probe)
 
         def settle(core: BreakerCore, now: float) -> CircuitOpenError | int:
-            core.on_ignored(permit.token)
+            core.on_ignored(permit.token, now, permit.epoch)
             core.adopt(verdict.state, verdict.remaining, now)
             if verdict.kind == "reject":
                 return CircuitOpenError(
-                    self.name, verdict.state.value, verdict.remaining, _request_id()
+                    self.name, verdict.state.value, verdict.remaining, _request_id(), self
                 )
             if core.state is CLOSED or core.state is FORCED_CLOSED:
                 return core.generation  # an ordinary call of the adopted state
@@ -452,7 +475,7 @@ class CircuitBreaker(NamedPolicy):
     def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
         """Record how an admitted call ended."""
         core = self._core
-        token, start, probe, _ = permit
+        token, start, probe, epoch = permit
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
@@ -460,11 +483,11 @@ class CircuitBreaker(NamedPolicy):
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
-                core.on_success(token, slow, now)
+                core.on_success(token, slow, now, epoch)
             elif outcome == _FAILURE:
-                core.on_failure(token, slow, now)
+                core.on_failure(token, slow, now, epoch)
             else:
-                core.on_ignored(token)
+                core.on_ignored(token, now, epoch)
         self._announce()
         shared = self._shared
         if shared is not None:
@@ -553,7 +576,7 @@ class CircuitBreaker(NamedPolicy):
                 left = until - clock.now()
                 if left > 0.0:
                     stats.rejected += 1
-                    error = CircuitOpenError(breaker, OPEN, left, _request_id())
+                    error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     raise error
@@ -610,7 +633,7 @@ class CircuitBreaker(NamedPolicy):
                 left = until - clock.now()
                 if left > 0.0:
                     stats.rejected += 1
-                    error = CircuitOpenError(breaker, OPEN, left, _request_id())
+                    error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     raise error

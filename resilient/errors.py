@@ -40,17 +40,35 @@ class CircuitOpenError(ResilienceError):
     One is built for every rejected call, so it has no Python ``__init__``,
     which would double the cost of a rejection: its fields live in ``args``,
     stored by the builtin constructor, and the breaker passes the request id
-    current where it rejects.
+    current where it rejects, and itself (``args[4]``, dropped when pickled):
+    the breaker a retry asks for a wait ticket.
     """
 
     if TYPE_CHECKING:
 
         def __init__(
-            self, name: str, state: str, remaining: float, request_id: str | None = None
+            self,
+            name: str,
+            state: str,
+            remaining: float,
+            request_id: str | None = None,
+            breaker: Any = None,
         ) -> None: ...
 
     else:
         __init__ = Exception.__init__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args[:4], self.__dict__ or None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.args[:4]!r}"
+
+    @property
+    def breaker(self) -> Any:
+        """The breaker that rejected the call (None when built elsewhere)."""
+        args = self.args
+        return args[4] if len(args) > 4 else None
 
     @property
     def name(self) -> str:
@@ -77,7 +95,7 @@ class CircuitOpenError(ResilienceError):
 
     @request_id.setter
     def request_id(self, value: str | None) -> None:
-        self.args = (*self.args[:3], value)
+        self.args = (*self.args[:3], value, *self.args[4:])
 
     def __str__(self) -> str:
         if self.remaining == float("inf"):

@@ -93,6 +93,22 @@ _FIELD_ORDER = tuple(f.name for f in dataclasses.fields(ResiliencePolicy))
 _FIELDS = frozenset(_FIELD_ORDER)
 
 
+def _recovering(failures: int, recovery: float, *, timeout: float) -> CircuitBreakerConfig:
+    """A preset's breaker, set to recover under load (docs/circuit_breaker.md,
+    "Recovery under load"): two concurrent probes, both needed to close; a
+    probe is taken as hung after twice the per-attempt timeout; each opening
+    in a row stays open 1.5 times longer, up to four times ``recovery``."""
+    return CircuitBreakerConfig(
+        failure_threshold=failures,
+        recovery_timeout=recovery,
+        half_open_max_calls=2,
+        success_threshold=2,
+        max_half_open_duration=2 * timeout,
+        recovery_backoff=1.5,
+        max_recovery_timeout=4 * recovery,
+    )
+
+
 class ResiliencePolicies:
     """Ready-made policies per kind of dependency (the README has the table)."""
 
@@ -101,7 +117,7 @@ class ResiliencePolicies:
         """An HTTP API: trips after 5 failures for 60 s, 3 attempts with
         exponential backoff, 30 s per attempt, 50 concurrent calls + 100 queued."""
         return ResiliencePolicy(
-            circuit_breaker=CircuitBreakerConfig(failure_threshold=5, recovery_timeout=60.0),
+            circuit_breaker=_recovering(5, 60.0, timeout=30.0),
             retry=RetryPolicies.exponential(3),
             timeout=30.0,
             bulkhead=BulkheadConfig(50, max_queue=100),
@@ -112,7 +128,7 @@ class ResiliencePolicies:
         """An LLM provider: trips after 3 failures for 120 s, rate-limit aware
         retry (``Retry-After`` honoured), 120 s per attempt, 10 + 50 queued."""
         return ResiliencePolicy(
-            circuit_breaker=CircuitBreakerConfig(failure_threshold=3, recovery_timeout=120.0),
+            circuit_breaker=_recovering(3, 120.0, timeout=120.0),
             retry=RetryPolicies.api_rate_limit(),
             timeout=120.0,
             bulkhead=BulkheadConfig(10, max_queue=50),
@@ -134,7 +150,7 @@ class ResiliencePolicies:
         See docs/timeout.md.
         """
         return ResiliencePolicy(
-            circuit_breaker=CircuitBreakerConfig(failure_threshold=10, recovery_timeout=30.0),
+            circuit_breaker=_recovering(10, 30.0, timeout=30.0),
             retry=RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0),
             timeout=30.0,
             bulkhead=BulkheadConfig(100, max_queue=200),
@@ -145,7 +161,7 @@ class ResiliencePolicies:
         """A third-party service: trips after 5 failures for 60 s, retries
         network errors only, 15 s per attempt, 20 concurrent + 50 queued."""
         return ResiliencePolicy(
-            circuit_breaker=CircuitBreakerConfig(failure_threshold=5, recovery_timeout=60.0),
+            circuit_breaker=_recovering(5, 60.0, timeout=15.0),
             retry=RetryPolicies.network(),
             timeout=15.0,
             bulkhead=BulkheadConfig(20, max_queue=50),

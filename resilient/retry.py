@@ -14,14 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
-from . import _clock, _validate, events
+from . import _clock, _validate, _waiting, events
 from ._active import switch
 from ._backoff import (
     DEFAULT_RANDOM,
     JITTER_STRATEGIES,
     Backoff,
+    Circuit,
     JitterStrategy,
     Plan,
+    may_wait_for_circuit,
     plan,
     retry_after_of,
 )
@@ -250,11 +252,13 @@ class Retry(PolicyBase):
         error: BaseException | None,
         start: float,
         previous: float,
-    ) -> Plan | None:
+    ) -> tuple[Plan, _waiting.WaitTicket | None] | None:
         """After failed attempt ``attempt`` (an error, or a result that
         ``retry_if_result`` rejected when ``error`` is None): the wait before
-        the next one, or None to stop. The rules are :func:`_backoff.plan`;
-        this gathers their inputs and announces the outcome.
+        the next one (with the breaker's wait ticket when it is a wait for
+        an open breaker; release it when the next attempt ends), or None to
+        stop. The rules are :func:`_backoff.plan`; this gathers their inputs
+        and announces the outcome.
 
         Stopping on a retryable outcome notes the attempts on the error and
         emits ``RetriesExhausted``; the caller then re-raises or returns.
@@ -270,27 +274,65 @@ class Retry(PolicyBase):
         if cfg.max_attempts == 1:
             return None  # nothing to give up: a pass-through
         deadline = self._deadline
+        elapsed = _clock.monotonic() - start if deadline is not None else 0.0
+        circuit = ticket = None
+        if isinstance(error, CircuitOpenError):
+            circuit, ticket = self._circuit(error, attempt, elapsed)
         next_wait = plan(
             self._backoff,
             cfg.rng if cfg.rng is not None else DEFAULT_RANDOM,
             attempt=attempt,
             max_attempts=cfg.max_attempts,
             previous=previous,
-            elapsed=_clock.monotonic() - start if deadline is not None else 0.0,
+            elapsed=elapsed,
             deadline=deadline,
             retry_after=retry_after_of(error) if cfg.respect_retry_after else None,
-            open_for=error.remaining if isinstance(error, CircuitOpenError) else None,
+            circuit=circuit,
         )
         if next_wait.stop is not None:
+            if ticket is not None:
+                ticket.release()
             self._give_up(name, attempt, error, next_wait.stop)
             return None
         budget = cfg.budget
         if budget is not None and not budget.try_retry():
+            if ticket is not None:
+                ticket.release()
             self._stats_for(name).refused += 1
             self._give_up(name, attempt, error, "the retry budget is spent")
             return None
-        self._announce_retry(name, attempt, error, next_wait.delay, next_wait.retry_after)
-        return next_wait
+        try:
+            self._announce_retry(name, attempt, error, next_wait.delay, next_wait.retry_after)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
+        return next_wait, ticket
+
+    def _circuit(
+        self, error: CircuitOpenError, attempt: int, elapsed: float
+    ) -> tuple[Circuit, _waiting.WaitTicket | None]:
+        """A breaker's rejection: take one of its waiter slots when this retry
+        would wait for it (none left: give up at once)."""
+        cfg = self.config
+        breaker = error.breaker
+        state, left = error.state, error.remaining
+        if breaker is None or not may_wait_for_circuit(
+            state=state,
+            remaining=left,
+            attempt=attempt,
+            max_attempts=cfg.max_attempts,
+            max_delay=cfg.max_delay,
+            elapsed=elapsed,
+            deadline=self._deadline,
+        ):
+            # Built elsewhere: nobody hands out slots, the wait is its remaining.
+            return Circuit(state, left, True), None
+        ticket = breaker._wait_ticket()
+        if ticket is None:
+            return Circuit(state, left, False), None
+        left = ticket.due - _clock.monotonic()
+        return Circuit(state, left if left > 0.0 else 0.0, True), ticket
 
     def _announce_retry(
         self,
@@ -450,19 +492,23 @@ class Retry(PolicyBase):
         previous = 0.0
         check = self._check_result
         while True:
-            next_wait = self._plan(name, attempt, error, start, previous) if switch.on else None
-            if next_wait is None:
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
                 try:
                     raise error
                 finally:
                     error = None
-            _clock.sleep(next_wait.delay)
+            next_wait, ticket = planned
             previous = next_wait.previous
             attempt += 1
             try:
-                result = fn(*args, **kwargs)
+                if ticket is None:
+                    _clock.sleep(next_wait.delay)
+                    result = fn(*args, **kwargs)
+                else:
+                    result = _attempt_with(ticket, next_wait.delay, fn, args, kwargs)
             except Exception as exc:
                 error = exc
                 continue
@@ -484,23 +530,72 @@ class Retry(PolicyBase):
         previous = 0.0
         check = self._check_result
         while True:
-            next_wait = self._plan(name, attempt, error, start, previous) if switch.on else None
-            if next_wait is None:
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
                 try:
                     raise error
                 finally:
                     error = None
-            # A cancellation here ends the whole call: no further attempt.
-            await _clock.sleep_async(next_wait.delay)
+            next_wait, ticket = planned
             previous = next_wait.previous
             attempt += 1
             try:
-                result = await fn(*args, **kwargs)
+                # A cancellation here ends the whole call: no further attempt.
+                if ticket is None:
+                    await _clock.sleep_async(next_wait.delay)
+                    result = await fn(*args, **kwargs)
+                else:
+                    result = await _aattempt_with(ticket, next_wait.delay, fn, args, kwargs)
             except Exception as exc:
                 error = exc
                 continue
             if check is None or not check(result):
                 return cast(R, result)
             error = None
+
+
+# An attempt made on a wait ticket: sleep until the breaker lets it probe
+# (again, if the sleep woke early), make it with the ticket current, and give
+# the ticket back however it ends (a cancelled sleep included).
+
+
+def _attempt_with(
+    ticket: _waiting.WaitTicket,
+    delay: float,
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    try:
+        _clock.sleep(delay)
+        while (left := ticket.due - _clock.monotonic()) > 0.0:
+            _clock.sleep(left)
+        token = _waiting.holding.set(ticket)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _waiting.holding.reset(token)
+    finally:
+        ticket.release()
+
+
+async def _aattempt_with(
+    ticket: _waiting.WaitTicket,
+    delay: float,
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    try:
+        await _clock.sleep_async(delay)
+        while (left := ticket.due - _clock.monotonic()) > 0.0:
+            await _clock.sleep_async(left)
+        token = _waiting.holding.set(ticket)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _waiting.holding.reset(token)
+    finally:
+        ticket.release()

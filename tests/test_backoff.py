@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient._backoff import Backoff, Plan, plan, retry_after_of
+from resilient._backoff import (
+    CIRCUIT_JITTER,
+    Backoff,
+    Circuit,
+    Plan,
+    may_wait_for_circuit,
+    plan,
+    retry_after_of,
+)
 
 
 class _NoRandom(random.Random):
@@ -164,18 +172,87 @@ def test_plan_retry_after_raises_the_wait_but_never_lowers_it() -> None:
     assert _plan(attempt=3, retry_after=0.5) == Plan(4.0, 4.0, 0.5)
 
 
-def test_plan_open_breaker_waits_its_remaining_time_or_stops() -> None:
-    assert _plan(open_for=12.0) == Plan(12.0, 0.0, None)
-    assert _plan(open_for=12.0, retry_after=99.0) == Plan(12.0, 0.0, None)
-    stop = _plan(open_for=31.0).stop
+@pytest.mark.parametrize("jitter", [0.5, "full", "decorrelated"])
+def test_plan_open_breaker_waits_its_remaining_time_plus_up_to_a_tenth(jitter: object) -> None:
+    for seed in range(20):
+        rng = random.Random(seed)
+        expected = 12.0 + 12.0 * random.Random(seed).uniform(0.0, CIRCUIT_JITTER)
+        waited = plan(
+            Backoff(1.0, 30.0, 2.0, jitter),  # type: ignore[arg-type]
+            rng,
+            attempt=1,
+            max_attempts=5,
+            previous=0.0,
+            elapsed=0.0,
+            deadline=None,
+            retry_after=99.0,
+            circuit=Circuit("open", 12.0, True),
+        )
+        assert waited == Plan(expected, 0.0, None)
+        assert 12.0 <= waited.delay <= 13.2
+
+
+def test_plan_open_breaker_jitter_is_the_configured_fraction_up_to_a_tenth() -> None:
+    assert _plan(circuit=Circuit("open", 12.0, True)) == Plan(12.0, 0.0, None)
+    rng = random.Random(7)
+    expected = 12.0 + 12.0 * random.Random(7).uniform(0.0, 0.05)
+    waited = plan(
+        Backoff(1.0, 30.0, 2.0, 0.05),
+        rng,
+        attempt=1,
+        max_attempts=5,
+        previous=0.0,
+        elapsed=0.0,
+        deadline=None,
+        circuit=Circuit("open", 12.0, True),
+    )
+    assert waited.delay == expected
+
+
+def test_plan_open_breaker_gives_up_at_once_unless_it_may_wait() -> None:
+    stop = _plan(circuit=Circuit("open", 31.0, True)).stop
     assert stop == "the circuit stays open 31s, more than max_delay 30s"
-    # Half-open with its probes busy: no time to wait for, so the backoff.
-    assert _plan(open_for=0.0) == Plan(1.0, 1.0, None)
+    assert _plan(circuit=Circuit("open", 5.0, False)).stop == (
+        "other retries already wait for the circuit's probes"
+    )
+    # Half-open with its probes busy: nothing to wait for, no backoff either.
+    assert _plan(circuit=Circuit("half_open", 0.0, True)).stop == (
+        "the circuit is half_open with no probe free"
+    )
+    assert _plan(circuit=Circuit("forced_open", math.inf, True)).stop is not None
+    # Its probe is free now: go at once.
+    assert _plan(circuit=Circuit("open", 0.0, True)) == Plan(0.0, 0.0, None)
+
+
+def test_plan_open_breaker_wait_is_cut_at_the_deadline() -> None:
+    assert _plan(circuit=Circuit("open", 5.0, True), elapsed=6.0, deadline=10.0).stop
+    cut = _plan(circuit=Circuit("open", 5.0, True), elapsed=5.0, deadline=10.0)
+    assert cut == Plan(5.0, 0.0, None)
+
+
+def test_may_wait_for_circuit_only_when_a_wait_would_follow() -> None:
+    ok = {
+        "state": "open",
+        "remaining": 5.0,
+        "attempt": 1,
+        "max_attempts": 3,
+        "max_delay": 10.0,
+        "elapsed": 0.0,
+        "deadline": None,
+    }
+    assert may_wait_for_circuit(**ok)  # type: ignore[arg-type]
+    for change in (
+        {"state": "half_open"},
+        {"state": "forced_open", "remaining": math.inf},
+        {"remaining": 11.0},
+        {"attempt": 3},
+        {"elapsed": 6.0, "deadline": 10.0},
+    ):
+        assert not may_wait_for_circuit(**{**ok, **change})  # type: ignore[arg-type]
 
 
 def test_plan_no_wait_ends_past_the_deadline() -> None:
     assert _plan(attempt=2, elapsed=8.0, deadline=10.0) == Plan(2.0, 2.0, None)
     stop = _plan(attempt=2, elapsed=8.5, deadline=10.0).stop
     assert stop == "the next wait of 2s would pass the 10s deadline"
-    assert _plan(open_for=5.0, elapsed=6.0, deadline=10.0).stop is not None
     assert _plan(retry_after=60.0, deadline=30.0).stop is not None

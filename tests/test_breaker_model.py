@@ -9,6 +9,14 @@ every observable agrees: admission and rejection (with ``state`` and
 ``metrics()``, exactly one transition event per transition, and one
 policy-level and one request-level event per call.
 
+Recovery is modelled too: the k-th opening in a row stays open longer
+(``recovery_backoff``, ``max_recovery_timeout``), a half-open period has a
+time limit (``max_half_open_duration``) after which it reopens and frees the
+permits of probes still running (taken as hung), probe permits outlive an
+ordinary reopening (at any instant at most ``half_open_max_calls`` calls
+admitted as probes are running), and wait tickets keep a probe permit of
+the coming half-open period for the caller holding one.
+
 Each call picks its way in, as users write it: ``breaker.call(fn)`` (the
 same function, or a new one each time), a decorated function, ``with
 breaker:`` (within a step, or held open across steps); and, in an event
@@ -49,6 +57,7 @@ from resilient import (
     events,
     with_circuit_breaker,
 )
+from resilient._waiting import WaitTicket, holding
 from resilient.testing import FakeClock, fake_clock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -84,6 +93,18 @@ class Rejected(Exception):
     remaining: float
 
 
+NO_PROBE = -1
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the model hands an admitted call: the epoch it was admitted in,
+    and the probe epoch of its permit when it holds one."""
+
+    epoch: int
+    probe: int = NO_PROBE
+
+
 @dataclass(frozen=True)
 class Record:
     second: int
@@ -107,9 +128,22 @@ class ModelBreaker:
         self.opened_at = 0.0
         self.records: list[Record] = []
         self.consecutive = 0
-        self.probes = 0
         self.probe_successes = 0
         self.transitions: list[tuple[str, str]] = []
+        # "the k-th opening in a row (no close between) stays open
+        # min(recovery_timeout * recovery_backoff ** (k - 1), max_recovery_timeout)"
+        self.openings = 0
+        self.open_for = cfg.recovery_timeout
+        self.half_opened_at = 0.0
+        # Probe permits held by calls still running, whatever the state
+        # ("counting probes admitted before an ordinary reopening"); only
+        # the half-open time limit (and manual control) frees them: a new
+        # probe epoch.
+        self.running = 0
+        self.probe_epoch = 0
+        # Wait tickets: probe permits kept for their holders.
+        self.reserved: set[int] = set()
+        self.next_reservation = 0
 
     # states and the window
 
@@ -119,19 +153,45 @@ class ModelBreaker:
         self.transitions.append((self.state, new))
         self.state = new
         self.epoch += 1
-        self.probes = self.probe_successes = 0
+        self.probe_successes = 0
         if new == OPEN:
             self.opened_at = now
+            self.openings += 1
+            cfg = self.cfg
+            grown = cfg.recovery_timeout * cfg.recovery_backoff ** (self.openings - 1)
+            cap = cfg.max_recovery_timeout
+            self.open_for = grown if cap is None else min(grown, cap)
+        elif new == HALF_OPEN:
+            self.half_opened_at = now
         elif new == CLOSED:
+            self.openings = 0
             # "success_threshold successes close it and clear the window";
             # release and reset also leave it "CLOSED with a cleared window".
             self.records.clear()
             self.consecutive = 0
 
+    def _free(self) -> None:
+        self.running = 0
+        self.probe_epoch += 1
+
+    def _start_over(self) -> None:
+        # open: a kept permit counts until its holder uses or returns it
+        # ("at most half_open_max_calls retries wait"); only manual control
+        # drops them.
+        self._free()
+        self.reserved.clear()
+
     def _timer(self, now: float) -> None:
         """ "after recovery_timeout the next call (or a read of .state) moves it
-        to HALF_OPEN"."""
-        if self.state == OPEN and now - self.opened_at >= self.cfg.recovery_timeout:
+        to HALF_OPEN"; "a breaker half-open that long [max_half_open_duration]
+        without closing or reopening reopens (counted as an opening) and its
+        probe permits are freed". open: the half-open period starts when it
+        is seen (a call or a read), and reopens at its end exactly."""
+        limit = self.cfg.max_half_open_duration
+        if self.state == HALF_OPEN and limit is not None and now >= self.half_opened_at + limit:
+            self._free()
+            self._go(OPEN, self.half_opened_at + limit)
+        if self.state == OPEN and now >= self.opened_at + self.open_for:
             self._go(HALF_OPEN, now)
 
     def window(self, now: float) -> list[Record]:
@@ -146,19 +206,42 @@ class ModelBreaker:
         if self.state == FORCED_OPEN:
             return math.inf
         if self.state == OPEN:
-            return max(0.0, self.opened_at + self.cfg.recovery_timeout - now)
+            return max(0.0, self.opened_at + self.open_for - now)
         return 0.0
+
+    def free_probes(self) -> int:
+        return max(0, self.cfg.half_open_max_calls - self.running - len(self.reserved))
 
     # calls
 
-    def admit(self, now: float) -> int:
+    def admit(self, now: float, reservation: int | None = None) -> Ticket:
         self._timer(now)
         if self.state in (CLOSED, FORCED_CLOSED):
-            return self.epoch
-        if self.state == HALF_OPEN and self.probes < self.cfg.half_open_max_calls:
-            self.probes += 1
-            return self.epoch
+            return Ticket(self.epoch)
+        if self.state == HALF_OPEN:
+            if reservation is not None and reservation in self.reserved:
+                self.reserved.discard(reservation)
+            elif self.free_probes() == 0:
+                raise Rejected(self.state, self.remaining(now))
+            self.running += 1
+            return Ticket(self.epoch, self.probe_epoch)
         raise Rejected(self.state, self.remaining(now))
+
+    def reserve(self, now: float) -> tuple[int, float] | None:
+        """A wait ticket: at most the free probe permits of the coming (or
+        current) half-open period are kept; while closed, nothing to keep."""
+        self._timer(now)
+        if self.state in (CLOSED, FORCED_CLOSED):
+            return -1, now
+        if self.state == FORCED_OPEN or self.free_probes() == 0:
+            return None
+        due = self.opened_at + self.open_for if self.state == OPEN else now
+        self.next_reservation += 1
+        self.reserved.add(self.next_reservation)
+        return self.next_reservation, due
+
+    def unreserve(self, reservation: int) -> None:
+        self.reserved.discard(reservation)
 
     def classify(self, error: BaseException | None, result: object = None) -> str:
         cfg = self.cfg
@@ -176,12 +259,17 @@ class ModelBreaker:
             return SUCCESS
         return FAILURE
 
-    def finish(self, ticket: int, outcome: str, slow: bool, now: float) -> None:
-        if ticket != self.epoch:
+    def finish(self, ticket: Ticket, outcome: str, slow: bool, now: float) -> None:
+        if ticket.probe != NO_PROBE:
+            # open: a probe's end reads the timers (did the time limit free
+            # its permit?), as a read does.
+            self._timer(now)
+            if ticket.probe == self.probe_epoch:
+                self.running -= 1
+        if ticket.epoch != self.epoch:
             return
         if self.state == HALF_OPEN:
             # open: a probe's success counts even when slow.
-            self.probes -= 1
             if outcome == SUCCESS:
                 self.probe_successes += 1
                 if self.probe_successes >= self.cfg.success_threshold:
@@ -218,14 +306,21 @@ class ModelBreaker:
 
     # control and reads
 
+    # open: manual control starts over: probes still running lose their permits.
+
     def force_open(self, now: float) -> None:
+        if self.state != FORCED_OPEN:
+            self._start_over()
         self._go(FORCED_OPEN, now)
 
     def force_closed(self, now: float) -> None:
         # open: forcing keeps the window; FORCED_CLOSED goes on recording into it.
+        if self.state != FORCED_CLOSED:
+            self._start_over()
         self._go(FORCED_CLOSED, now)
 
     def reset(self, now: float) -> None:
+        self._start_over()
         self._go(CLOSED, now)
         self.records.clear()
         self.consecutive = 0
@@ -280,7 +375,14 @@ def configs(draw: st.DrawFn, *, plain: bool) -> dict[str, Any]:
         "recovery_timeout": draw(st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0])),
         "half_open_max_calls": draw(st.integers(1, 3)),
         "success_threshold": draw(st.integers(1, 3)),
+        "recovery_backoff": draw(st.sampled_from([1.0, 1.5, 2.0])),
+        "max_half_open_duration": draw(st.none() | st.sampled_from([0.5, 1.0, 2.5])),
     }
+    if draw(st.booleans()):
+        low = fields["recovery_timeout"]
+        fields["max_recovery_timeout"] = low + draw(
+            st.sampled_from([0.0, 1.0, 5.0] if low else [1.0, 5.0])
+        )
     timed: set[str] = set()
     if not plain:
         timed = draw(st.sets(st.sampled_from(["window", "slow", "result"]), min_size=1, max_size=3))
@@ -358,15 +460,23 @@ async def _wait_for(future: asyncio.Future[Any]) -> Any:
 class InFlight:
     task: asyncio.Task[Any]
     future: asyncio.Future[Any]
-    ticket: int
+    ticket: Ticket
     start: float
     path: str
 
 
 @dataclass
 class Held:
-    ticket: int
+    ticket: Ticket
     start: float
+
+
+@dataclass
+class Waiting:
+    """A wait ticket held: the breaker's, and the model's reservation."""
+
+    ticket: WaitTicket
+    reservation: int
 
 
 class _TransitionLog(logging.Handler):
@@ -391,6 +501,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock: FakeClock = self._clock_cm.__enter__()
         self.in_flight: list[InFlight] = []
         self.held: list[Held] = []  # `with breaker:` blocks open, innermost last
+        self.waiting: list[Waiting] = []  # wait tickets held, not used yet
         self.log = _TransitionLog()
         logging.getLogger("resilient").addHandler(self.log)
         self.listening = False
@@ -454,12 +565,26 @@ class BreakerMachine(RuleBasedStateMachine):
         for _ in range(3):
             self.loop.run_until_complete(asyncio.sleep(0))
 
-    def _admit(self) -> int | None:
+    def _admit(self, waiting: Waiting | None = None) -> Ticket | None:
         """The model's admission decision at the current time."""
         try:
-            return self.model.admit(self.clock.now())
+            reservation = waiting.reservation if waiting is not None else None
+            return self.model.admit(self.clock.now(), reservation)
         except Rejected:
             return None
+
+    def _pick_ticket(self, index: int) -> Waiting | None:
+        """A held wait ticket (taken from the list: used once), or None."""
+        if index < 0 or not self.waiting:
+            return None
+        return self.waiting.pop(index % len(self.waiting))
+
+    def _done_with(self, waiting: Waiting | None) -> None:
+        """The attempt made on ``waiting`` ended: its ticket goes back, as
+        retry gives it back."""
+        if waiting is not None:
+            waiting.ticket.release()
+            self.model.unreserve(waiting.reservation)
 
     def _check_rejection(self, error: CircuitOpenError, now: float) -> None:
         assert error.state == self.model.state
@@ -483,7 +608,7 @@ class BreakerMachine(RuleBasedStateMachine):
         elif isinstance(raised, Exception):
             self.expected_requests["failed"] += 1
 
-    def _finish_model(self, ticket: int, action: str, start: float, path: str) -> None:
+    def _finish_model(self, ticket: Ticket, action: str, start: float, path: str) -> None:
         if path in BLOCKS and action == "bad_result":
             action = "ok"
         now = self.clock.now()
@@ -528,23 +653,33 @@ class BreakerMachine(RuleBasedStateMachine):
 
     # rules: calls
 
-    @rule(path=st.sampled_from(SYNC_PATHS), action=ACTION, duration=DURATIONS)
-    def call(self, path: str, action: str, duration: float) -> None:
+    @rule(
+        path=st.sampled_from(SYNC_PATHS),
+        action=ACTION,
+        duration=DURATIONS,
+        use=st.integers(-1, 3),
+    )
+    def call(self, path: str, action: str, duration: float, use: int) -> None:
         start = self.clock.now()
-        ticket = self._admit()
+        waiting = self._pick_ticket(use)
+        ticket = self._admit(waiting)
         ran: list[bool] = []
         raised: BaseException | None = None
         result: object = None
         self._request_started()
+        token = holding.set(waiting.ticket if waiting is not None else None)
         try:
             result = self._call_sync(path, action, duration, ran)
         except BaseException as error:  # KeyboardInterrupt is one of the outcomes
             raised = error
+        finally:
+            holding.reset(token)
         self._request_ended(raised)
         if isinstance(raised, CircuitOpenError):
             assert ticket is None, f"{path}: the breaker rejected a call the model admits"
             assert not ran
             self._check_rejection(raised, start)
+            self._done_with(waiting)
             return
         assert ticket is not None, f"{path}: the model rejects, the breaker ran it: {raised!r}"
         assert ran
@@ -553,6 +688,7 @@ class BreakerMachine(RuleBasedStateMachine):
         if expected is None:
             assert result == _result_for(action), "results pass through, rejected ones too"
         self._finish_model(ticket, action, start, path)
+        self._done_with(waiting)
 
     @rule()
     def enter_block(self) -> None:
@@ -582,14 +718,21 @@ class BreakerMachine(RuleBasedStateMachine):
         self._request_ended(error)
         self._finish_model(held.ticket, action, held.start, "held_with")
 
-    @rule(path=st.sampled_from(ASYNC_PATHS))
-    def start_async_call(self, path: str) -> None:
+    @rule(path=st.sampled_from(ASYNC_PATHS), use=st.integers(-1, 3))
+    def start_async_call(self, path: str, use: int) -> None:
         future: asyncio.Future[Any] = self.loop.create_future()
         start = self.clock.now()
-        ticket = self._admit()
+        waiting = self._pick_ticket(use)
+        ticket = self._admit(waiting)
         self._request_started()
-        task = self.loop.create_task(self._call_async(path, future))
+        token = holding.set(waiting.ticket if waiting is not None else None)
+        try:
+            task = self.loop.create_task(self._call_async(path, future))
+        finally:
+            holding.reset(token)
         self._settle()
+        # Admitted (or not) by now: the ticket has done its work.
+        self._done_with(waiting)
         if ticket is None:
             assert task.done(), f"{path}: the model rejects, the breaker admitted"
             error = task.exception()
@@ -629,6 +772,28 @@ class BreakerMachine(RuleBasedStateMachine):
         assert call.task.cancelled()
         self.model.finish(call.ticket, IGNORED, False, self.clock.now())
 
+    # rules: wait tickets (what a retry takes when it meets the breaker open)
+
+    @rule()
+    def take_ticket(self) -> None:
+        now = self.clock.now()
+        ticket = self.breaker._wait_ticket()
+        kept = self.model.reserve(now)
+        assert (ticket is None) == (kept is None), f"breaker {ticket}, model {kept}"
+        if ticket is None or kept is None:
+            return
+        reservation, due = kept
+        assert ticket.due == due
+        if reservation < 0:
+            ticket.release()  # closed: nothing kept
+            return
+        self.waiting.append(Waiting(ticket, reservation))
+
+    @rule(index=st.integers(0, 100))
+    def release_ticket(self, index: int) -> None:
+        """A waiting retry is cancelled: its ticket goes back unused."""
+        self._done_with(self._pick_ticket(index))
+
     # rules: listening, time, control, reads
 
     @rule(action=ASYNC_ACTION)
@@ -652,6 +817,23 @@ class BreakerMachine(RuleBasedStateMachine):
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
+    @rule(path=st.sampled_from(SYNC_PATHS))
+    def trip(self, path: str) -> None:
+        """Failures until the breaker opens (a shortcut through ``call``:
+        recovery is where the rules of this release live)."""
+        for _ in range(self.cfg.failure_threshold):
+            if self.model.state != CLOSED:
+                return
+            self.call(path, "boom", 0.0, -1)
+
+    @rule(extra=st.sampled_from([0.0, 0.25]))
+    def to_half_open(self, extra: float) -> None:
+        """Straight to where recovery happens: past the end of the current
+        OPEN period (a shortcut through ``advance``, which rarely lands there)."""
+        left = self.model.remaining(self.clock.now())
+        if 0 < left < math.inf:
+            self.clock.advance(left + extra)
+
     @rule(op=st.sampled_from(["force_open", "force_closed", "release", "reset"]))
     def control(self, op: str) -> None:
         getattr(self.breaker, op)()
@@ -669,6 +851,19 @@ class BreakerMachine(RuleBasedStateMachine):
         assert actual == expected
 
     # invariants: checked after every step
+
+    @invariant()
+    def probes_running_within_the_limit(self) -> None:
+        """At any instant at most half_open_max_calls calls admitted as
+        probes are still running (those whose permit was not freed)."""
+        if not hasattr(self, "model"):
+            return
+        model = self.model
+        running = [c.ticket for c in self.in_flight] + [h.ticket for h in self.held]
+        holding_permits = sum(t.probe == model.probe_epoch for t in running)
+        assert holding_permits == model.running <= self.cfg.half_open_max_calls
+        assert len(model.reserved) + model.running <= self.cfg.half_open_max_calls
+        assert self.breaker._core.probes_running == model.running
 
     @invariant()
     def one_event_per_transition(self) -> None:

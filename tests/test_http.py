@@ -50,6 +50,7 @@ from resilient.http import (
 )
 from resilient.http import async_client as _async_client
 from resilient.http import client as _client
+from resilient.http._transport import RETRY
 from resilient.http.testing import LoopbackServer, Reply
 from resilient.testing import FakeClock, fake_clock
 
@@ -562,6 +563,31 @@ def test_retry_waits_for_a_breaker_that_opens_mid_way(clock: FakeClock) -> None:
         assert http.get("/").status_code == 200
     # 1 s of backoff, then the open breaker's remaining 9 s, then the probe.
     assert clock.sleeps == [1.0, 9.0]
+
+
+def test_a_request_with_no_wait_ticket_left_gives_up_at_once(clock: FakeClock) -> None:
+    # The same rule as retry's: at most half_open_max_calls requests wait for
+    # the host breaker's reopening; every other one fails at once.
+    opening = policy(
+        retry=RetryConfig(max_attempts=3, initial_delay=1.0, max_delay=60.0, jitter=0.0),
+        circuit_breaker=CircuitBreakerConfig(
+            failure_threshold=1, recovery_timeout=10.0, success_threshold=1
+        ),
+    )
+    with LoopbackServer(500, 200) as server, client(opening, base_url=server.url) as http:
+        with pytest.raises(HTTPError):
+            http.get("/", extensions={RETRY: False})  # opens the host's breaker
+        breaker = registry.get(breaker_name(server))
+        assert breaker is not None
+        held = breaker._wait_ticket()  # another request waits for the probe
+        assert held is not None
+        with pytest.raises(CircuitOpenError) as info:
+            http.get("/")
+        assert clock.sleeps == []
+        assert "other retries already wait" in info.value.__notes__[-1]
+        held.release()
+        assert http.get("/").status_code == 200
+    assert clock.sleeps == [10.0]
 
 
 def test_one_bulkhead_per_host_sheds_load_without_retrying(clock: FakeClock) -> None:

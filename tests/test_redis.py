@@ -342,7 +342,7 @@ async def test_a_cancelled_probe_request_gives_its_permit_back(storages) -> None
     while (info := a.describe("pay")) is None or info.probes_in_flight:
         assert time.monotonic() < deadline, "the abandoned probe was not given back"
         await asyncio.sleep(0.01)  # the loop must run: it hands the probe back
-    assert breaker._core.half_open_in_flight == 0
+    assert breaker._core.probes_running == 0
 
 
 # -- control ------------------------------------------------------------------------

@@ -475,10 +475,15 @@ def test_open_breaker_past_the_deadline_gives_up_at_once(clock: FakeClock) -> No
     assert clock.sleeps == []
 
 
-def test_half_open_breaker_with_no_time_left_uses_the_backoff(clock: FakeClock) -> None:
+def test_half_open_breaker_with_no_probe_free_gives_up_at_once(clock: FakeClock) -> None:
     fn = Script(CircuitOpenError("db", "half_open", 0.0), "ok")
-    assert with_retry(**NO_JITTER)(fn)() == "ok"
-    assert clock.sleeps == [1.0]
+    with pytest.raises(CircuitOpenError) as info:
+        with_retry(**NO_JITTER)(fn)()
+    assert fn.calls == 1
+    assert clock.sleeps == []
+    assert info.value.__notes__ == [
+        "resilient: gave up after 1 attempt (the circuit is half_open with no probe free)"
+    ]
 
 
 def test_retry_around_a_real_breaker_waits_for_the_probe(clock: FakeClock) -> None:

@@ -60,7 +60,13 @@ class Step:
         if self.what == "fatal":
             return Fatal(), None
         if self.what == "open":
-            state = "forced_open" if math.isinf(self.remaining) else "open"
+            state = (
+                "forced_open"
+                if math.isinf(self.remaining)
+                else "open"
+                if self.remaining
+                else "half_open"  # its probes busy: nothing to wait for
+            )
             return CircuitOpenError("dep", state, self.remaining), None
         return KeyboardInterrupt(), None
 
@@ -132,10 +138,20 @@ def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
             # re-raised", noted; except for one attempt: "a pass-through"
             return done(n, error, result, exhausted=n > 1)
         asked: float | None = None
-        if step.what == "open" and step.remaining > 0:
-            if step.remaining > maximum:
+        if step.what == "open":
+            # "gives up at once" when it stays open past max_delay, is
+            # half-open with no probe free, or the wait passes the deadline;
+            # else "wakes at remaining plus up to 10 %" (the jitter fraction,
+            # at most 0.1; 0.1 for a strategy), cut at the deadline.
+            left = step.remaining
+            if left > maximum or left == 0:
                 return done(n, error, result, exhausted=True)
-            delay = step.remaining  # the breaker's remaining time, as is
+            room = math.inf if cfg.deadline is None else cfg.deadline - elapsed
+            if left > room:
+                return done(n, error, result, exhausted=True)
+            jitter = cfg.jitter
+            spread = 0.1 if isinstance(jitter, str) else min(0.1, jitter)
+            delay = min(left + left * rng.uniform(0, spread), room) if spread else left
         else:
             delay = wait(n)
             if cfg.respect_retry_after and step.retry_after is not None:
@@ -322,7 +338,9 @@ def _expected_events(expected: Expected, observed: Observed, script: list[Step])
         seen.append(("succeeded", events.REQUEST))
     elif expected.error == "CircuitOpenError":
         last = script[expected.attempts - 1]
-        state = "forced_open" if math.isinf(last.remaining) else "open"
+        error = last.outcome()[0]
+        assert isinstance(error, CircuitOpenError)
+        state = error.state
         seen.append(("rejected", events.REQUEST, state, last.remaining))
     elif expected.error != "KeyboardInterrupt":
         seen.append(("failed", events.REQUEST, expected.error))

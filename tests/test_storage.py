@@ -159,7 +159,7 @@ def test_a_fleet_rejection_gives_the_local_permit_back() -> None:
             breaker.call(lambda: 1)
         assert (caught.value.state, caught.value.remaining) == ("open", 12.0)
         assert breaker.state is OPEN
-        assert breaker._core.half_open_in_flight == 0
+        assert breaker._core.probes_running == 0
 
 
 def test_a_fleet_that_closed_meanwhile_admits_a_plain_call() -> None:
@@ -208,7 +208,7 @@ async def test_async_probe_and_cancellation_while_asking() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert breaker._core.half_open_in_flight == 0
+        assert breaker._core.probes_running == 0
 
 
 async def test_async_context_manager_asks_the_fleet() -> None:

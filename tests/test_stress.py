@@ -225,7 +225,7 @@ def test_threads_tripping_breaker_accounts_for_every_call(no_leaks: None) -> Non
     assert seen.kinds["request.CallFailed"] == counts["failed"] + counts["ignored"]
     assert seen.kinds["request.CallRejected"] == counts["rejected"]
     _check_transitions(seen.changes)
-    assert breaker._core.half_open_in_flight == 0
+    assert breaker._core.probes_running == 0
 
 
 def test_threads_half_open_admits_exactly_half_open_max_calls(no_leaks: None) -> None:
@@ -274,7 +274,7 @@ def test_threads_half_open_admits_exactly_half_open_max_calls(no_leaks: None) ->
             gate.set()
             for thread in threads:
                 thread.join()
-        assert breaker._core.half_open_in_flight == 0
+        assert breaker._core.probes_running == 0
 
 
 def _raise_boom() -> None:
@@ -370,7 +370,7 @@ def test_tasks_with_random_cancellations_are_all_accounted_for() -> None:
     assert seen.kinds["request.CallFailed"] == counts["failed"] + counts["ignored"]
     assert seen.kinds["request.CallRejected"] == counts["rejected"]
     _check_transitions(seen.changes)
-    assert breaker._core.half_open_in_flight == 0
+    assert breaker._core.probes_running == 0
 
 
 def test_tasks_half_open_admits_exactly_half_open_max_calls() -> None:
@@ -413,7 +413,7 @@ def test_tasks_half_open_admits_exactly_half_open_max_calls() -> None:
                 task.cancel()
             gate.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-            assert breaker._core.half_open_in_flight == 0
+            assert breaker._core.probes_running == 0
         assert asyncio.all_tasks() == before
 
     asyncio.run(main())
@@ -477,7 +477,7 @@ def _check_composed(
     assert seen.kinds["circuit_breaker.CallFailed"] == counts["ran_boom"]
     # Nothing held.
     assert (bulkhead.active, bulkhead.queued) == (0, 0)
-    assert composed.breaker._core.half_open_in_flight == 0
+    assert composed.breaker._core.probes_running == 0
     _check_transitions(seen.changes)
 
 
@@ -613,6 +613,6 @@ def test_tasks_through_a_composed_policy_with_timeouts_and_cancellations() -> No
     assert seen.kinds["circuit_breaker.CallFailed"] == counts["ran_boom"] + timed_out
     assert 0 < timed_out <= counts["ran_cancelled"]
     assert (bulkhead.active, bulkhead.queued) == (0, 0)
-    assert composed.breaker._core.half_open_in_flight == 0
+    assert composed.breaker._core.probes_running == 0
     assert counts["cancelled"] > 0
     _check_transitions(seen.changes)

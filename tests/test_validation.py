@@ -91,6 +91,15 @@ for _field in ("record_on", "ignore_on"):
 for _field in ("failure_predicate", "result_predicate", "health_check"):
     _add("CircuitBreakerConfig", _breaker_config, _field, CALLABLE_OR_NONE)
 _add("CircuitBreakerConfig", _breaker_config, "storage", ["redis://localhost", 3])
+_add(
+    "CircuitBreakerConfig",
+    _breaker_config,
+    "recovery_backoff",
+    [None, "2", True, 0.5, 0.0, -2.0, NAN, INF],
+)
+# 1.0 is under the default recovery_timeout (30 s): the first opening would exceed the cap.
+_add("CircuitBreakerConfig", _breaker_config, "max_recovery_timeout", [*SECONDS_OR_NONE, 1.0])
+_add("CircuitBreakerConfig", _breaker_config, "max_half_open_duration", SECONDS_OR_NONE)
 
 
 # -- RetryConfig -------------------------------------------------------------------

@@ -20,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
         "--scenario",
-        choices=sorted([*SCENARIOS, "overload"]),
+        choices=sorted([*SCENARIOS, "herd", "overload"]),
         default="outage",
-        help="what the dependency does (default: outage)",
+        help="what the dependency does (default: outage); herd: 200 callers with "
+        "retry against one breaker, measured at half-open",
     )
     parser.add_argument("--no-live", action="store_true", help="no live view, summary only")
     parser.add_argument(
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         from .overload import run_overload
 
         return run_overload(args, out)
+    if args.scenario == "herd":
+        return _run_herd(args, out)
     scenario = SCENARIOS[args.scenario]
     collector = MetricsCollector()
     rejections = Rejections()
@@ -93,4 +96,32 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         render_svg(timeline(result), f"resilient demo: {scenario.name} ({scenario.description})")
     )
     print(f"\ntimeline chart: {args.out.resolve()}", file=out)
+    return 0
+
+
+def _run_herd(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
+    from .herd import herd_rows, run_herd
+
+    half = args.duration / 2
+    shape = {
+        "duration": half,
+        "fail_for": half * 0.4,
+        "open_time": max(0.25, half * 0.05),
+    }
+    print(
+        f"resilient demo: scenario 'herd' (200 callers with retry, one breaker; "
+        f"the dependency fails for {shape['fail_for']:g} s, then recovers), "
+        f"{half:g} s unprotected then {half:g} s protected",
+        file=out,
+    )
+    unprotected = asyncio.run(run_herd(protected=False, **shape))
+    protected = asyncio.run(run_herd(protected=True, **shape))
+    rows = herd_rows(unprotected, protected)
+    width = max(len(r[0]) for r in rows)
+    print(file=out)
+    print(f"{'':<{width}}  {'unprotected':>15}  {'with breaker':>15}", file=out)
+    for label, bare, guarded in rows:
+        print(f"{label:<{width}}  {bare:>15}  {guarded:>15}", file=out)
     return 0

@@ -62,3 +62,23 @@ def test_bad_options_are_clear_errors(
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_herd_scenario_prints_rejection_latency_and_time_to_close(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from resilient.testing import fake_clock
+
+    with fake_clock():  # the same run, in no real time
+        code = main(["demo", "--scenario", "herd", "--duration", "4", "--no-live"])
+    assert code == 0
+    text = capsys.readouterr().out
+    rows = {line[:40].strip(): line[40:].split() for line in text.splitlines()[3:]}
+    assert rows["rejected by the breaker"][0] == "0"
+    assert int(rows["rejected by the breaker"][1]) > 0
+    assert rows["p99 rejection latency"][0] == "-"
+    assert rows["p99 rejection latency"][2] == "ms"
+    assert rows["  of which for want of a probe".strip()][1] == "0"
+    assert int(rows["most callers asleep on the breaker"][1]) <= 2
+    closed = rows["closed after recovery"]
+    assert float(closed[1]) <= 2 * float(closed[5])
