@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _validate
+from ._mapping import FromDict
 from .config import defaults
 
 if TYPE_CHECKING:
@@ -22,8 +23,18 @@ _OWNER = "CircuitBreakerConfig"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CircuitBreakerConfig:
+class CircuitBreakerConfig(FromDict):
     """How a breaker decides to open and to close. Validated at construction."""
+
+    _durations = frozenset(
+        {
+            "window_duration",
+            "slow_call_duration",
+            "recovery_timeout",
+            "timeout",
+            "health_check_interval",
+        }
+    )
 
     failure_threshold: int = field(default_factory=lambda: defaults.cb_failure_threshold)
     failure_rate_threshold: float | None = None

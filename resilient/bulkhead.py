@@ -23,6 +23,7 @@ from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
 from ._compose import watching
+from ._mapping import FromDict
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import weakly
@@ -43,9 +44,11 @@ _OWNER = "BulkheadConfig"
 
 
 @dataclass(frozen=True, slots=True)
-class BulkheadConfig:
+class BulkheadConfig(FromDict):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait
     for a slot, each at most ``queue_timeout`` seconds (``None``: no limit)."""
+
+    _durations = frozenset({"queue_timeout"})
 
     max_concurrent: int
     _: KW_ONLY

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _validate, events
+from ._mapping import FromDict
 from ._policy import PolicyBase
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
@@ -41,13 +42,15 @@ def _default_timeout() -> float:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ResiliencePolicy:
+class ResiliencePolicy(FromDict):
     """Which layers protect a dependency, and how. ``None`` leaves a layer out.
 
     The defaults follow the environment (``RESILIENT_*`` variables): a
     breaker ``CircuitBreakerConfig()``, retry ``RetryConfig()``, a timeout
     of 30 s per attempt, no bulkhead, no fallback.
     """
+
+    _durations = frozenset({"timeout"})
 
     circuit_breaker: CircuitBreakerConfig | None = field(default_factory=CircuitBreakerConfig)
     retry: RetryConfig | None = field(default_factory=RetryConfig)

@@ -26,6 +26,7 @@ from ._backoff import (
     retry_after_of,
 )
 from ._compose import watching
+from ._mapping import FromDict
 from ._policy import PolicyBase
 from .config import defaults
 from .errors import CircuitOpenError
@@ -49,7 +50,7 @@ RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryConfig:
+class RetryConfig(FromDict):
     """When to try again and how long to wait. Validated at construction.
 
     ``max_attempts`` counts the first call. ``jitter`` is a fraction (±) or
@@ -59,6 +60,8 @@ class RetryConfig:
     seconds from the first attempt. ``rng`` is the random source of the
     jitter (a seeded ``random.Random`` gives an exact sequence).
     """
+
+    _durations = frozenset({"initial_delay", "max_delay", "deadline"})
 
     max_attempts: int = field(default_factory=lambda: defaults.retry_max_attempts)
     initial_delay: float = 1.0
