@@ -8,6 +8,8 @@ from resilient import (
     CircuitBreakerConfig,
     Fallback,
     RetryConfig,
+    aretrying,
+    retrying,
     with_circuit_breaker,
     with_resilience,
     with_retry,
@@ -68,7 +70,11 @@ ok_resilience = with_resilience(
     fallback=Fallback(value=0),
 )
 
+ok_block = retrying(max_attempts=3, initial_delay=0.1, retry_on=(ConnectionError,))
+ok_ablock = aretrying(RetryConfig.DEFAULT, deadline=5)
+
 # An unknown field, rejected.
+retrying(max_attempt=3)  # type: ignore[call-arg]  # P: No parameter named "max_attempt"
 with_circuit_breaker("d", failure_treshold=3)  # type: ignore[call-arg]  # P: No parameter named "failure_treshold"
 with_retry(max_attempt=3)  # type: ignore[call-arg]  # P: No parameter named "max_attempt"
 with_timeout(5, inactivty=1.0)  # type: ignore[call-arg]  # P: No parameter named "inactivty"
@@ -79,6 +85,7 @@ with_circuit_breaker("f", failure_threshold="3")  # P: "failure_threshold" of ty
 with_retry(max_attempts="3")  # P: "max_attempts" of type "int"  # E: Argument "max_attempts" to "with_retry" has incompatible type "str"; expected "int"  [arg-type]
 with_retry(jitter="gaussian")  # P: "jitter" of type "JitterStrategy | float"  # E: Argument "jitter" to "with_retry" has incompatible type "Literal['gaussian']"; expected "float | Literal['full', 'equal', 'decorrelated']"  [arg-type]
 with_timeout(5, mode="process")  # P: "mode" of type "Literal['thread', 'signal']"  # E: Argument "mode" to "with_timeout" has incompatible type "Literal['process']"; expected "Literal['thread', 'signal']"  [arg-type]
+aretrying(deadline="5s")  # P: "deadline" of type "float | None"  # E: Argument "deadline" to "aretrying" has incompatible type "str"; expected "float | None"  [arg-type]
 with_resilience("g", timeout="5s")  # P: "timeout" of type "float | None"  # E: Argument "timeout" to "with_resilience" has incompatible type "str"; expected "float | None"  [arg-type]
 
 
@@ -91,3 +98,10 @@ def fetch(url: str, *, fresh: bool = False) -> bytes:
 
 
 reveal_type(fetch)  # N: Revealed type is "def (url: str, *, fresh: bool =) -> bytes"
+
+
+def block() -> None:
+    for attempt in ok_block:
+        reveal_type(attempt.number)  # N: Revealed type is "int"
+        with attempt:
+            pass
