@@ -277,7 +277,7 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
                 "with_timeout(inactivity=...) on it"
             )
         if inspect.isfunction(target):
-            return cast(F, functools.update_wrapper(compose_stream(owner, own, target), target))
+            return cast(F, _update_wrapper(compose_stream(owner, own, target), target))
         build: Callable[[Callable[..., Any]], Callable[..., Any]] = functools.partial(
             compose_stream, owner, own
         )
