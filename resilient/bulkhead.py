@@ -96,7 +96,15 @@ _Held: TypeAlias = "tuple[float, Any]"
 
 
 class Bulkhead(NamedPolicy):
-    """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
+    """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic.
+
+    Args:
+        name: what its events, errors and registry entry are called.
+        config: a :class:`BulkheadConfig`; or give its fields instead:
+        max_concurrent: calls running at once.
+        max_queue: calls that may wait for a slot beyond those.
+        queue_timeout: seconds a queued call waits at most (``None``: no limit).
+    """
 
     _kind = "bulkhead"
 

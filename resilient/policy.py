@@ -48,6 +48,13 @@ class ResiliencePolicy(FromDict):
     The defaults follow the environment (``RESILIENT_*`` variables): a
     breaker ``CircuitBreakerConfig()``, retry ``RetryConfig()``, a timeout
     of 30 s per attempt, no bulkhead, no fallback.
+
+    Attributes:
+        circuit_breaker: a :class:`CircuitBreakerConfig`, or ``None``.
+        retry: a :class:`RetryConfig`, or ``None``.
+        timeout: seconds per attempt, or ``None``.
+        bulkhead: a :class:`BulkheadConfig`, or ``None``.
+        fallback: a :class:`Fallback`, or ``None``.
     """
 
     _durations = frozenset({"timeout"})
@@ -149,6 +156,11 @@ class ResiliencePolicies:
 class Resilience(PolicyBase):
     """A :class:`ResiliencePolicy` made real under ``name``: its breaker and
     bulkhead are registered in ``registry`` (default: the global one).
+
+    Args:
+        name: what its breaker, bulkhead and events are called.
+        policy: which layers, and how (default: ``ResiliencePolicy()``).
+        registry: where the breaker and bulkhead are registered.
 
     A call runs every present layer, outermost first, as one chain (see
     :mod:`resilient._compose`): one frame per layer, and one request.

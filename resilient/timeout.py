@@ -64,7 +64,8 @@ class Timeout(PolicyBase):
 
     ``mode`` applies to sync functions: ``"thread"`` (default) or
     ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
-    (default: one shared pool of 64 daemon threads).
+    (default: one shared pool of 64 daemon threads). ``name`` names its
+    events (default: the name of the function called).
     """
 
     _kind = "timeout"
