@@ -6,7 +6,8 @@ subscribes never reaches another; the parent (which builds every case once
 to calibrate its loops) and ``--check`` (one process for all) undo each
 case's process-wide subscriptions before building the next. The parent writes
 ``benchmarks/results/results.md`` and the charts, and after a full run of
-every case refreshes the Performance section of the README. Options:
+every case refreshes the tables of docs/performance.md (and its charts).
+Options:
 ``--only TEXT`` runs the cases whose name contains TEXT (and those an
 observed one among them is compared with); ``--check`` runs
 each case a few times in this process, without pyperf (a smoke test);
@@ -19,6 +20,7 @@ import argparse
 import inspect
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +36,7 @@ from benchmarks import memory, report, timing  # noqa: E402
 from benchmarks.cases import CASES, Case, available, release  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- benchmarks: begin -->"
 END = "<!-- benchmarks: end -->"
 
@@ -150,16 +152,21 @@ def calibrate(case: Case, min_time: float) -> int:
     return loops
 
 
-def update_readme(results: str, readme: Path = README) -> bool:
-    """Replace the README's generated block with ``results``' tables."""
-    text = readme.read_text()
+def update_page(results: str, page: Path = PAGE, charts: Path = RESULTS) -> bool:
+    """Replace the performance page's generated block with ``results``'
+    tables, and copy the charts they show beside it (``performance/``)."""
+    text = page.read_text()
     if BEGIN not in text or END not in text:
         return False
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    body = results.split("\n", 2)[2].replace("](", "](benchmarks/results/")
-    body = re.sub(r"^## ", "#### ", body, flags=re.MULTILINE)
-    readme.write_text(f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}")
+    folder = page.with_suffix("")
+    body = results.split("\n", 2)[2].replace("](", f"]({folder.name}/")
+    body = re.sub(r"^## ", "### ", body, flags=re.MULTILINE)
+    folder.mkdir(exist_ok=True)
+    for chart in re.findall(rf"\]\({re.escape(folder.name)}/([^)]+)\)", body):
+        shutil.copyfile(charts / chart, folder / chart)
+    page.write_text(f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}")
     return True
 
 
@@ -262,8 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta=meta,
     )
     print(f"\nwrote {options.out / 'results.md'}")
-    if not args.fast and options.only is None and options.out == RESULTS and update_readme(results):
-        print(f"updated the Performance section of {README}")
+    if not args.fast and options.only is None and options.out == RESULTS and update_page(results):
+        print(f"updated the tables of {PAGE}")
     return 0
 
 

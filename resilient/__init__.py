@@ -7,6 +7,7 @@ import logging
 from ._active import is_active, set_active
 from ._breaker_core import CircuitState
 from .adaptive import AdaptiveLimit
+from .attempts import aretrying, retrying
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .chaos import Chaos, with_chaos
 from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
@@ -114,10 +115,12 @@ __all__ = [
     "TimedOut",
     "Timeout",
     "TimeoutConfig",
+    "aretrying",
     "get_request_id",
     "is_active",
     "registry",
     "request_context",
+    "retrying",
     "set_active",
     "subscribe",
     "with_bulkhead",

@@ -16,9 +16,14 @@ switch = _Switch()
 
 
 def set_active(active: bool) -> None:
-    """Turn every policy on (the default) or into a pass-through."""
+    """Turn every policy on (the default) or into a pass-through.
+
+    Args:
+        active: ``False`` makes every policy pass calls straight through.
+    """
     switch.on = bool(active)
 
 
 def is_active() -> bool:
+    """Whether policies are on (see :func:`set_active`)."""
     return switch.on

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _validate
+from ._mapping import FromDict
 from .config import defaults
 
 if TYPE_CHECKING:
@@ -22,8 +23,49 @@ _OWNER = "CircuitBreakerConfig"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CircuitBreakerConfig:
-    """How a breaker decides to open and to close. Validated at construction."""
+class CircuitBreakerConfig(FromDict):
+    """How a breaker decides to open and to close. Validated at construction.
+
+    Attributes:
+        failure_threshold: consecutive failures that open the breaker.
+        failure_rate_threshold: open when failures / calls in the window
+            reach this (0 < r <= 1); ``None``: no rate.
+        minimum_calls: calls the window must hold before a rate can trip.
+        window_size: calls in the count window.
+        window_duration: seconds: a time window of per-second buckets instead.
+        slow_call_duration: seconds from which a call counts as slow.
+        slow_call_rate_threshold: open when slow calls / calls reach this.
+        recovery_timeout: seconds OPEN before a probe is allowed.
+        half_open_max_calls: concurrent probes in HALF_OPEN.
+        success_threshold: successful probes that close the breaker.
+        record_on: exception types counted as failures.
+        ignore_on: exception types re-raised and never counted.
+        failure_predicate: ``error -> bool``: which ``record_on`` errors fail.
+        result_predicate: ``result -> bool``: a returned value counted as a
+            failure (still returned).
+        timeout: per-call time limit in seconds.
+        health_check: polled while OPEN (sync or async); truthy moves the
+            breaker to HALF_OPEN early.
+        health_check_interval: seconds between health checks.
+        storage: a shared store of the breaker's state (e.g. ``RedisStorage``).
+        recovery_backoff: each opening in a row stays open this many times
+            longer than the one before (>= 1); a close starts over.
+        max_recovery_timeout: the cap of that growth, in seconds (``None``: none).
+        max_half_open_duration: seconds half-open may last before it reopens
+            and frees the permits of probes still running (``None``: no limit).
+    """
+
+    _durations = frozenset(
+        {
+            "window_duration",
+            "slow_call_duration",
+            "recovery_timeout",
+            "timeout",
+            "health_check_interval",
+            "max_recovery_timeout",
+            "max_half_open_duration",
+        }
+    )
 
     failure_threshold: int = field(default_factory=lambda: defaults.cb_failure_threshold)
     failure_rate_threshold: float | None = None

@@ -277,7 +277,7 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
                 "with_timeout(inactivity=...) on it"
             )
         if inspect.isfunction(target):
-            return cast(F, functools.update_wrapper(compose_stream(owner, own, target), target))
+            return cast(F, _update_wrapper(compose_stream(owner, own, target), target))
         build: Callable[[Callable[..., Any]], Callable[..., Any]] = functools.partial(
             compose_stream, owner, own
         )
@@ -321,11 +321,19 @@ class _Bound:
         return chain(*args, **kwargs)
 
 
-class _BoundLayer(wrapt.BoundFunctionWrapper[..., Any]):
+if TYPE_CHECKING:
+    _BoundBase = wrapt.BoundFunctionWrapper[..., Any]
+    _Base = wrapt.FunctionWrapper[..., Any]
+else:  # wrapt before 2.2 has no subscriptable wrappers at run time
+    _BoundBase = wrapt.BoundFunctionWrapper
+    _Base = wrapt.FunctionWrapper
+
+
+class _BoundLayer(_BoundBase):
     pass
 
 
-class _Layer(wrapt.FunctionWrapper[..., Any]):
+class _Layer(_Base):
     __bound_function_wrapper__ = _BoundLayer
 
     def __init__(self, wrapped: Any, wrapper: Any, chain: Chain) -> None:

@@ -52,6 +52,12 @@ def request_context(request_id: str | None = None) -> Iterator[str]:
 
     A web framework's own id (``X-Request-ID``) passed here flows into every
     event and every :class:`~resilient.ResilienceError` raised inside.
+
+    Args:
+        request_id: the id to use (default: a new one).
+
+    Yields:
+        The request id in force inside the block.
     """
     if request_id is not None and not isinstance(request_id, str):
         raise TypeError(f"request_context(request_id) must be a str or None, got {request_id!r}")

@@ -28,6 +28,7 @@ from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
 from ._compose import watching
+from ._mapping import FromDict
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import weakly
@@ -49,11 +50,13 @@ _OWNER = "BulkheadConfig"
 
 
 @dataclass(frozen=True, slots=True)
-class BulkheadConfig:
+class BulkheadConfig(FromDict):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait
     for a slot, each at most ``queue_timeout`` seconds (``None``: no limit).
     ``adaptive``: an :class:`AdaptiveLimit` moves the limit within
     ``max_concurrent`` from the latencies and failures it observes."""
+
+    _durations = frozenset({"queue_timeout"})
 
     max_concurrent: int
     _: KW_ONLY
@@ -101,7 +104,15 @@ _Held: TypeAlias = "tuple[float, Any]"
 
 
 class Bulkhead(NamedPolicy):
-    """A named concurrency limit. Thread-safe, task-safe (asyncio, trio), loop-agnostic."""
+    """A named concurrency limit. Thread-safe, task-safe (asyncio, trio), loop-agnostic.
+
+    Args:
+        name: what its events, errors and registry entry are called.
+        config: a :class:`BulkheadConfig`; or give its fields instead:
+        max_concurrent: calls running at once.
+        max_queue: calls that may wait for a slot beyond those.
+        queue_timeout: seconds a queued call waits at most (``None``: no limit).
+    """
 
     _kind = "bulkhead"
 

@@ -106,7 +106,8 @@ class Chaos(PolicyBase):
     given, returning it. ``latency`` (seconds, or a ``(low, high)`` range
     drawn uniformly) is added before a ``latency_rate`` share of calls.
     ``enabled`` is a bool or a callable asked on every call (a feature flag).
-    ``seed`` makes the sequence of fates reproducible.
+    ``seed`` makes the sequence of fates reproducible. ``name`` names its
+    events (default: the name of the function called).
     """
 
     _kind = "chaos"
@@ -282,7 +283,20 @@ def with_chaos(
     """Inject faults (``fault_rate`` of the calls raise ``exception``, or
     return ``result``) and latency (``latency`` seconds before a
     ``latency_rate`` share of them) into a function, coroutine function or
-    method. A ready :class:`Chaos` may be passed instead of keywords."""
+    method.
+
+    Args:
+        chaos: a ready :class:`Chaos`, instead of the keywords.
+        fault_rate: the share of calls (0..1) replaced by a fault.
+        exception: what a fault raises: a type, an instance (copied per
+            fault) or a callable returning one.
+        latency: seconds added, or a ``(low, high)`` range drawn uniformly.
+        latency_rate: the share of calls that get the latency.
+        result: when given, a fault returns it instead of raising.
+        enabled: a bool, or a callable asked on every call (a feature flag).
+        seed: makes the sequence of fates reproducible.
+        name: names its events (default: the name of the function called).
+    """
     if chaos is not None:
         if not isinstance(chaos, Chaos):
             raise TypeError(f"with_chaos: expected a Chaos or keywords, got {chaos!r}")

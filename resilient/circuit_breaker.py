@@ -101,7 +101,13 @@ def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
 
 class CircuitBreaker(NamedPolicy):
     """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
-    around bookkeeping, never across the protected call or an ``await``."""
+    around bookkeeping, never across the protected call or an ``await``.
+
+    Args:
+        name: what its events, errors and registry entry are called.
+        config: a :class:`CircuitBreakerConfig` (default: ``CircuitBreakerConfig()``).
+        storage: a shared store of its state (e.g. ``RedisStorage``); default
+            ``config.storage``, else in memory."""
 
     _kind = "circuit_breaker"
 

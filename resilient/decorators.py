@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from . import _validate
 from ._compose import decorate
+from ._fields import (
+    CircuitBreakerFields,
+    RateLimitFields,
+    ResilienceOverrides,
+    RetryFields,
+    TimeoutOptions,
+)
 from ._keyed import KeyedBreakers
 from .bulkhead import Bulkhead
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
@@ -40,18 +47,31 @@ def with_circuit_breaker(
     registry: Any = None,
     key: Callable[..., str] | None = None,
     max_keys: int = 1024,
-    **fields: Any,
+    **fields: Unpack[CircuitBreakerFields],
 ) -> Callable[[F], F]:
     """Protect a function, coroutine function or method with a circuit breaker.
 
-    ``name`` registers (or reuses) a breaker in the registry; ``config`` and
-    keyword fields (those of :class:`CircuitBreakerConfig`) configure it. A
-    ready :class:`CircuitBreaker` may be passed instead of a name.
+    Args:
+        name: the name the breaker is registered (or reused) under, or a
+            ready :class:`CircuitBreaker`.
+        config: a :class:`CircuitBreakerConfig` (default: ``CircuitBreakerConfig()``).
+        registry: the :class:`Registry` to register in (default: the global one).
+        key: picks the breaker of each call: ``key(*args, **kwargs)`` (a
+            ``str``), registered as ``f"{name}[{key}]"``.
+        max_keys: with ``key``, beyond this many breakers of ``name`` the
+            least recently used CLOSED one with no call in flight is dropped.
+        **fields: fields of :class:`CircuitBreakerConfig` replacing those of
+            ``config``: ``failure_threshold``, ``failure_rate_threshold``,
+            ``minimum_calls``, ``window_size``, ``window_duration``,
+            ``slow_call_duration``, ``slow_call_rate_threshold``,
+            ``recovery_timeout``, ``half_open_max_calls``,
+            ``success_threshold``, ``record_on``, ``ignore_on``,
+            ``failure_predicate``, ``result_predicate``, ``timeout``,
+            ``health_check``, ``health_check_interval``, ``storage``,
+            ``recovery_backoff``, ``max_recovery_timeout``, ``max_half_open_duration``.
 
-    With ``key``, each call runs through the breaker of its key,
-    ``key(*args, **kwargs)``, registered as ``f"{name}[{key}]"``; beyond
-    ``max_keys`` of them, the least recently used CLOSED one with no call in
-    flight is dropped.
+    Returns:
+        A decorator that keeps the decorated callable's exact signature.
     """
     if key is not None:
         if isinstance(name, CircuitBreaker):
@@ -108,11 +128,15 @@ def with_bulkhead(
     registry: Any = None,
 ) -> Callable[[F], F]:
     """Limit a function, coroutine function or method to ``max_concurrent``
-    calls at once, with up to ``max_queue`` more waiting (each at most
-    ``queue_timeout`` seconds); beyond that, :class:`BulkheadFullError`.
+    calls at once; beyond that (and a full queue), :class:`BulkheadFullError`.
 
-    ``name`` registers (or reuses) a bulkhead in the registry; a ready
-    :class:`Bulkhead` may be passed instead.
+    Args:
+        name: the name the bulkhead is registered (or reused) under, or a
+            ready :class:`Bulkhead`.
+        max_concurrent: calls running at once (required with a name).
+        max_queue: calls that may wait for a slot beyond those.
+        queue_timeout: seconds a queued call waits at most (``None``: no limit).
+        registry: the :class:`Registry` to register in (default: the global one).
     """
     if isinstance(name, Bulkhead):
         if max_concurrent is not None or max_queue or queue_timeout is not None:
@@ -142,15 +166,22 @@ def with_rate_limit(
     *,
     config: RateLimitConfig | None = None,
     registry: Any = None,
-    **fields: Any,
+    **fields: Unpack[RateLimitFields],
 ) -> Callable[[F], F]:
     """Let at most ``rate`` calls per ``period`` start (GCRA; ``burst`` at
     once); a caller waits up to ``max_wait`` seconds for its turn, else gets
     :class:`RateLimitExceededError`.
 
-    ``name`` registers (or reuses) a rate limiter in the registry; ``config``
-    and keyword fields (those of :class:`RateLimitConfig`) configure it. A
-    ready :class:`RateLimiter` may be passed instead of a name.
+    Args:
+        name: the name the limiter is registered (or reused) under, or a
+            ready :class:`RateLimiter`.
+        config: a :class:`RateLimitConfig`.
+        registry: the :class:`Registry` to register in (default: the global one).
+        **fields: fields of :class:`RateLimitConfig`: ``rate``, ``period``,
+            ``burst``, ``max_wait``, ``storage``.
+
+    Returns:
+        A decorator that keeps the decorated callable's exact signature.
     """
     if isinstance(name, RateLimiter):
         if config is not None or fields:
@@ -171,11 +202,22 @@ def with_rate_limit(
     return decorator
 
 
-def with_retry(config: RetryConfig | Retry | None = None, **fields: Any) -> Callable[[F], F]:
+def with_retry(
+    config: RetryConfig | Retry | None = None, **fields: Unpack[RetryFields]
+) -> Callable[[F], F]:
     """Run a function, coroutine function or method again when it fails.
 
-    ``config`` and keyword fields (those of :class:`RetryConfig`) configure
-    it; a ready :class:`Retry` may be passed instead.
+    Args:
+        config: a :class:`RetryConfig` (default: ``RetryConfig()``), or a
+            ready :class:`Retry`.
+        **fields: fields of :class:`RetryConfig` replacing those of
+            ``config``: ``max_attempts``, ``initial_delay``, ``max_delay``,
+            ``multiplier``, ``jitter``, ``retry_on``, ``give_up_on``,
+            ``retry_if_result``, ``on_retry``, ``respect_retry_after``,
+            ``deadline``, ``rng``, ``budget``.
+
+    Returns:
+        A decorator that keeps the decorated callable's exact signature.
     """
     if isinstance(config, Retry):
         if fields:
@@ -193,12 +235,17 @@ def with_retry(config: RetryConfig | Retry | None = None, **fields: Any) -> Call
     return retry.__call__
 
 
-def with_timeout(seconds: float | Timeout | None = None, **options: Any) -> Callable[[F], F]:
+def with_timeout(
+    seconds: float | Timeout | None = None, **options: Unpack[TimeoutOptions]
+) -> Callable[[F], F]:
     """Fail a call with ``CallTimeoutError`` when it takes longer than ``seconds``.
 
-    Options are those of :class:`Timeout`: ``mode="thread"`` (default) or
-    ``"signal"`` for sync functions, ``inactivity=`` for async generator
-    functions, ``name=``, ``pool=``. A ready :class:`Timeout` may be passed.
+    Args:
+        seconds: the limit per call, or a ready :class:`Timeout`.
+        **options: those of :class:`Timeout`: ``mode`` (``"thread"``, the
+            default, or ``"signal"`` for sync functions), ``inactivity``
+            (seconds without an item, for async generator functions),
+            ``name``, ``pool`` (a :class:`~resilient.timeout.WorkerPool`).
     """
     if isinstance(seconds, Timeout):
         if options:
@@ -216,8 +263,14 @@ def with_fallback(
     handler: Callable[..., Any] | None = None,
     on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
 ) -> Callable[[F], F]:
-    """Answer with ``value``, or what ``handler`` returns, when the call fails
-    with one of ``on``. A ready :class:`Fallback` may be passed as ``value``."""
+    """Answer with ``value``, or what ``handler`` returns, when the call fails.
+
+    Args:
+        value: the answer, or a ready :class:`Fallback`.
+        handler: called with the call's own arguments (and ``error=`` when it
+            declares that keyword-only parameter); its result is the answer.
+        on: the exception types that are answered.
+    """
     if isinstance(value, Fallback):
         if handler is not None or on != (Exception,):
             raise TypeError(
@@ -233,15 +286,19 @@ def with_resilience(
     policy: ResiliencePolicy | None = None,
     *,
     registry: Any = None,
-    **overrides: Any,
+    **overrides: Unpack[ResilienceOverrides],
 ) -> Callable[[F], F]:
     """Protect a function, coroutine function or method with every layer of
-    ``policy`` (default ``ResiliencePolicy()``), outermost first: fallback →
-    retry → circuit breaker → bulkhead → timeout.
+    a policy, outermost first: fallback → retry → circuit breaker →
+    bulkhead → timeout.
 
-    ``overrides`` replace the policy's fields by name (``timeout=5.0``,
-    ``bulkhead=BulkheadConfig(10)``; ``None`` drops a layer). The breaker and
-    the bulkhead are registered under ``name``.
+    Args:
+        name: the name its breaker and bulkhead are registered under.
+        policy: a :class:`ResiliencePolicy` (default: ``ResiliencePolicy()``).
+        registry: the :class:`Registry` to register in (default: the global one).
+        **overrides: fields of :class:`ResiliencePolicy` replacing the
+            policy's (``circuit_breaker``, ``retry``, ``timeout``,
+            ``bulkhead``, ``fallback``); ``None`` drops a layer.
     """
     if policy is None:
         policy = ResiliencePolicy()

@@ -490,5 +490,11 @@ GLOBAL = ListenerSet()
 
 def subscribe(listener: Listener | Reader) -> Callable[[], None]:
     """Listen to every event of every policy in the process (a
-    ``MetricsCollector`` passed here reads every policy's counters)."""
+    ``MetricsCollector`` passed here reads every policy's counters).
+
+    Args:
+        listener: a callable taking one event, or a ``MetricsCollector``.
+
+    Returns:
+        A function that unsubscribes it."""
     return GLOBAL.subscribe(listener)

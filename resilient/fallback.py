@@ -55,7 +55,14 @@ def _takes_error(handler: Callable[..., Any]) -> bool:
 
 class Fallback(PolicyBase):
     """``Fallback(value=...)`` or ``Fallback(handler=...)``, for the exceptions
-    of ``on`` (``Exception`` subclasses; others are never caught)."""
+    of ``on`` (``Exception`` subclasses; others are never caught).
+
+    Args:
+        value: the answer when the call fails.
+        handler: called instead with the call's own arguments (and
+            ``error=`` when it declares that keyword-only parameter).
+        on: the exception types that are answered.
+        name: names its events (default: the name of the function called)."""
 
     _kind = "fallback"
 

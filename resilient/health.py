@@ -58,7 +58,11 @@ def is_down(state: CircuitState) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Feature:
-    """A named capability that works only while its breakers let calls through."""
+    """A named capability that works only while its breakers let calls through.
+
+    Attributes:
+        name: the feature's name.
+        depends_on: the names of the breakers it needs."""
 
     name: str
     depends_on: tuple[str, ...]
@@ -105,7 +109,16 @@ class RateLimiterHealth:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthReport:
-    """What ``registry.health()`` returns; :meth:`to_dict` is ready for JSON."""
+    """What ``registry.health()`` returns; :meth:`to_dict` is ready for JSON.
+
+    Attributes:
+        status: healthy, degraded, unhealthy or critical.
+        breakers: each breaker's state, by name.
+        bulkheads: each bulkhead's load, by name.
+        features: whether each feature is available, by name.
+        degradation: the share of features unavailable, as a level.
+        issues: one line per thing that is not healthy.
+        rate_limiters: each rate limiter's recent refusals, by name."""
 
     status: HealthStatus
     breakers: Mapping[str, CircuitState]

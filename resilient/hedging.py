@@ -103,7 +103,13 @@ def _workers() -> WorkerPool:
 class Hedging(PolicyBase):
     """Hedged calls. Stateless between calls: one instance serves any number
     of threads and tasks. ``name`` names its events; without one, the name of
-    the function called is used."""
+    the function called is used.
+
+    Args:
+        config: a :class:`HedgingConfig`, or its fields instead:
+        delay: seconds without a result before another attempt starts.
+        max_hedges: extra attempts at most.
+    """
 
     _kind = "hedging"
 
@@ -315,7 +321,14 @@ def with_hedging(
     """Hedge a function, coroutine function or method: when an attempt has
     no answer after ``delay`` seconds, start another (up to ``max_hedges``
     extra) and return the first success. For idempotent calls only. A ready
-    :class:`Hedging` may be passed instead of a delay."""
+    :class:`Hedging` may be passed instead of a delay.
+
+    Args:
+        delay: seconds without an answer before the next attempt starts.
+        max_hedges: extra attempts at most.
+        on: the errors that start the next attempt at once (others are raised).
+        name: what its events are called (default: the function's name).
+    """
     if isinstance(delay, Hedging):
         if max_hedges != 1 or on != (Exception,) or name is not None:
             raise TypeError("with_hedging: pass either a Hedging or a delay with options, not both")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _validate, events
+from ._mapping import FromDict
 from ._policy import PolicyBase
 from .bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
@@ -45,13 +46,24 @@ def _default_timeout() -> float:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ResiliencePolicy:
+class ResiliencePolicy(FromDict):
     """Which layers protect a dependency, and how. ``None`` leaves a layer out.
 
     The defaults follow the environment (``RESILIENT_*`` variables): a
     breaker ``CircuitBreakerConfig()``, retry ``RetryConfig()``, a timeout
     of 30 s per attempt, no bulkhead, no fallback.
+
+    Attributes:
+        circuit_breaker: a :class:`CircuitBreakerConfig`, or ``None``.
+        retry: a :class:`RetryConfig`, or ``None``.
+        timeout: seconds per attempt, or ``None``.
+        bulkhead: a :class:`BulkheadConfig`, or ``None``.
+        fallback: a :class:`Fallback`, or ``None``.
+        rate_limit: a :class:`RateLimitConfig`, or ``None`` (the default).
+        hedging: a :class:`HedgingConfig`, or ``None`` (the default).
     """
+
+    _durations = frozenset({"timeout"})
 
     circuit_breaker: CircuitBreakerConfig | None = field(default_factory=CircuitBreakerConfig)
     retry: RetryConfig | None = field(default_factory=RetryConfig)
@@ -182,6 +194,11 @@ class ResiliencePolicies:
 class Resilience(PolicyBase):
     """A :class:`ResiliencePolicy` made real under ``name``: its breaker and
     bulkhead are registered in ``registry`` (default: the global one).
+
+    Args:
+        name: what its breaker, bulkhead and events are called.
+        policy: which layers, and how (default: ``ResiliencePolicy()``).
+        registry: where the breaker and bulkhead are registered.
 
     A call runs every present layer, outermost first, as one chain (see
     :mod:`resilient._compose`): one frame per layer, and one request.

@@ -71,7 +71,8 @@ class RateLimitConfig:
     """At most ``burst + rate * t / period`` calls start in any interval of
     length ``t`` (GCRA). ``burst`` defaults to ``max(1, ceil(rate))``;
     ``burst=1`` spaces calls evenly. A caller waits up to ``max_wait``
-    seconds for its turn, else gets ``RateLimitExceededError``."""
+    seconds for its turn, else gets ``RateLimitExceededError``. With
+    ``storage`` (a ``RedisStorage``) the limit is one for the whole fleet."""
 
     rate: float
     period: float = 1.0
@@ -134,7 +135,13 @@ class RateLimiterMetrics(NamedTuple):
 
 
 class RateLimiter(NamedPolicy):
-    """A named rate limit. Thread-safe, asyncio-safe; threads and tasks share it."""
+    """A named rate limit. Thread-safe, task-safe; threads and tasks share it.
+
+    Args:
+        name: what its events, errors and registry entry are called.
+        config: a :class:`RateLimitConfig`; or give its fields instead
+            (``**fields``: ``rate``, ``period``, ``burst``, ``max_wait``, ``storage``).
+    """
 
     _kind = "rate_limiter"
 

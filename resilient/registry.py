@@ -25,7 +25,11 @@ _Force = Literal["open", "closed"]
 
 
 class Registry:
-    """Named policies. ``resilient.registry`` is the process-global one."""
+    """Named policies. ``resilient.registry`` is the process-global one.
+
+    Args:
+        storage: the shared store new breakers use unless their config names
+            one (e.g. ``RedisStorage``); default: in memory."""
 
     def __init__(
         self, *, storage: BreakerStorage | None = None, max_breakers: int | None = None

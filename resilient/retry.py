@@ -28,6 +28,7 @@ from ._backoff import (
     retry_after_of,
 )
 from ._compose import watching
+from ._mapping import FromDict
 from ._policy import PolicyBase
 from .config import defaults
 from .errors import CircuitOpenError
@@ -52,16 +53,29 @@ RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryConfig:
+class RetryConfig(FromDict):
     """When to try again and how long to wait. Validated at construction.
 
-    ``max_attempts`` counts the first call. ``jitter`` is a fraction (±) or
-    ``"full"``, ``"equal"``, ``"decorrelated"`` (formulas in the docs).
-    ``retry_on`` is exception types or a predicate on the exception;
-    ``give_up_on`` types win over it. ``deadline`` bounds the whole, in
-    seconds from the first attempt. ``rng`` is the random source of the
-    jitter (a seeded ``random.Random`` gives an exact sequence).
+    Attributes:
+        max_attempts: attempts in all, the first call included.
+        initial_delay: seconds before the second attempt.
+        max_delay: the longest wait, in seconds.
+        multiplier: each wait is the previous one times this (>= 1).
+        jitter: a fraction (±) of each wait, or ``"full"``, ``"equal"``,
+            ``"decorrelated"`` (formulas in the docs).
+        retry_on: exception types, or a predicate on the exception.
+        give_up_on: exception types never retried (they win over ``retry_on``).
+        retry_if_result: ``result -> bool``: a result to try again on.
+        on_retry: called as ``on_retry(attempt, error, delay)`` before each wait.
+        respect_retry_after: wait what an error's ``retry_after`` says.
+        deadline: seconds from the first attempt that bound the whole.
+        rng: the random source of the jitter (a seeded ``random.Random``
+            gives an exact sequence).
+        budget: a :class:`RetryBudget` shared by every retry holding it: a
+            retry it refuses gives up (``None``: no budget).
     """
+
+    _durations = frozenset({"initial_delay", "max_delay", "deadline"})
 
     max_attempts: int = field(default_factory=lambda: defaults.retry_max_attempts)
     initial_delay: float = 1.0
@@ -203,8 +217,10 @@ class Retry(PolicyBase):
     """Run a call up to ``config.max_attempts`` times. Stateless between calls,
     so one instance serves any number of threads and tasks.
 
-    ``name`` names its events and log lines; without one, the name of the
-    function called is used.
+    Args:
+        config: a :class:`RetryConfig` (default: ``RetryConfig()``).
+        name: names its events and log lines; without one, the name of the
+            function called is used.
     """
 
     _kind = "retry"

@@ -60,9 +60,9 @@ _OWNER = "Timeout"
 class TimeoutConfig:
     """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
 
-    ``pool_size``: the most sync calls of this dependency that run at once
-    in worker threads, timed-out calls still running included (threads start
-    on demand). ``mode``: ``"thread"`` or ``"signal"`` for sync functions.
+    ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
+    of this dependency that run at once in worker threads, timed-out calls
+    still running included (threads start on demand). ``mode``: ``"thread"`` or ``"signal"`` for sync functions.
     """
 
     seconds: float
@@ -102,7 +102,8 @@ class Timeout(PolicyBase):
     ``mode`` applies to sync functions: ``"thread"`` (default) or
     ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
     (default: one shared pool of 64 daemon threads; the timeouts of
-    ``with_resilience`` stacks and of breakers get one per name).
+    ``with_resilience`` stacks and of breakers get one per name). ``name``
+    names its events (default: the name of the function called).
     """
 
     _kind = "timeout"

@@ -54,15 +54,25 @@ def test_a_case_that_does_not_do_its_job_is_caught() -> None:
         run.verify(wrong)
 
 
-def test_readme_block_is_replaced(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{run.BEGIN}\nold\n{run.END}\n\nafter\n")
+def test_the_performance_page_block_is_replaced_and_its_charts_copied(tmp_path: Path) -> None:
+    page = tmp_path / "performance.md"
+    page.write_text(f"# x\n\n{run.BEGIN}\nold\n{run.END}\n\nafter\n")
+    charts = tmp_path / "results"
+    charts.mkdir()
+    (charts / "overhead.svg").write_text("<svg/>")
     results = "# Benchmark results\n\n## Targets\n\n![chart](overhead.svg)\n"
-    assert run.update_readme(results, readme)
-    assert readme.read_text() == (
-        f"# x\n\n{run.BEGIN}\n#### Targets\n\n![chart](benchmarks/results/overhead.svg)\n"
+    assert run.update_page(results, page, charts)
+    assert page.read_text() == (
+        f"# x\n\n{run.BEGIN}\n### Targets\n\n![chart](performance/overhead.svg)\n"
         f"{run.END}\n\nafter\n"
     )
+    assert (tmp_path / "performance" / "overhead.svg").read_text() == "<svg/>"
+
+
+def test_the_repository_performance_page_has_the_block() -> None:
+    text = run.PAGE.read_text()
+    assert run.BEGIN in text
+    assert run.END in text
 
 
 def test_fast_run_through_pyperf(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The circuit breaker against a reference model written from DESIGN.md alone.
+"""The circuit breaker against a reference model written from docs/circuit_breaker.md alone.
 
 Hypothesis drives random sequences of calls (fast, slow, failing, ignored,
 not recorded, cancelled, in flight across transitions), clock advances,
@@ -25,8 +25,8 @@ loop, ``await breaker.call_async(fn)``, a decorated coroutine function,
 listens to take its lock-free path; timed ones (a time window, slow calls,
 a result predicate) take the locked path: each has its own machine.
 
-The model follows DESIGN.md's text. Where DESIGN.md is silent, the model
-states the rule it picked (marked "open:" below); docs/guarantees.md lists
+The model follows the text of docs/circuit_breaker.md. Where it is silent,
+the model states the rule it picked (marked "open:" below); docs/guarantees.md lists
 them.
 """
 
@@ -113,7 +113,7 @@ class Record:
 
 
 class ModelBreaker:
-    """DESIGN.md's breaker, written for clarity, not speed: the window is a
+    """docs/circuit_breaker.md's breaker, written for clarity, not speed: the window is a
     plain list of every recorded outcome, filtered on every read."""
 
     def __init__(self, cfg: CircuitBreakerConfig) -> None:

@@ -1,4 +1,4 @@
-"""The bulkhead against a reference model written from DESIGN.md alone.
+"""The bulkhead against a reference model written from docs/bulkhead.md alone.
 
 Hypothesis drives random sequences of calls (started, finished, failed,
 cancelled while running or while queued), queue timeouts, sync calls,

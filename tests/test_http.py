@@ -964,7 +964,7 @@ def test_without_httpx_the_error_names_the_extra() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="."
     )
-    assert "pip install 'resilient[http]'" in out.stdout
+    assert "pip install 'resilient-kit[http]'" in out.stdout
 
 
 def test_loopback_server_records_requests_and_repeats_its_last_reply() -> None:

@@ -418,7 +418,7 @@ def test_the_installed_entry_point_loads_the_plugin(pytester: pytest.Pytester) -
     installed = [
         ep
         for ep in metadata.entry_points(group="pytest11")
-        if ep.value == "resilient.testing" and ep.dist and ep.dist.name == "resilient"
+        if ep.value == "resilient.testing" and ep.dist and ep.dist.name == "resilient-kit"
     ]
     if not installed:
         if os.environ.get("CI") == "true":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import TextIO
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from .chart import render_svg
     from .runner import run_scenario
     from .summary import summarize, timeline
-    from .view import LiveView, Rejections, policy_line, summary_rows
+    from .view import LiveView, Rejections, policy_line, summary_notes, summary_rows
 
     out = out if out is not None else sys.stdout
     if args.scenario == "overload":
@@ -91,6 +92,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(f"{'':<{width}}  {'unprotected':>15}  {'with_resilience':>15}", file=out)
     for label, unprotected, protected in rows:
         print(f"{label:<{width}}  {unprotected:>15}  {protected:>15}", file=out)
+    print(file=out)
+    for note in summary_notes():
+        print(textwrap.fill(note, 78, initial_indent="- ", subsequent_indent="  "), file=out)
     print(f"\nwith_resilience: {policy_line(collector, rejections)}", file=out)
     args.out.write_text(
         render_svg(timeline(result), f"resilient demo: {scenario.name} ({scenario.description})")

@@ -15,6 +15,8 @@ __all__ = ["CallRecord", "Run", "run_scenario"]
 PROTECTED = "protected"
 UNPROTECTED = "unprotected"
 POLICY_NAME = "demo.dependency"
+ATTEMPT_TIMEOUT = 0.15  # seconds per attempt, for the protected arm
+ATTEMPTS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class Run:
     dependency_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     wasted_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     samples: list[tuple[float, str, Phase]] = field(default_factory=list)  # t, breaker, phase
+    transitions: list[tuple[float, str]] = field(default_factory=list)  # t, the breaker's new state
     done: bool = False
 
     def elapsed(self) -> float:
@@ -97,8 +100,8 @@ def build_protected(dependency: Dependency, duration: float) -> Callable[[str], 
             recovery_timeout=max(0.5, duration * 0.06),
             success_threshold=2,
         ),
-        retry=RetryConfig(max_attempts=2, initial_delay=0.05, max_delay=0.2, jitter=0.1),
-        timeout=0.15,
+        retry=RetryConfig(max_attempts=ATTEMPTS, initial_delay=0.05, max_delay=0.2, jitter=0.1),
+        timeout=ATTEMPT_TIMEOUT,
         bulkhead=BulkheadConfig(max_concurrent=16, max_queue=16, queue_timeout=0.2),
         fallback=Fallback(value="cached data"),
     )
@@ -142,9 +145,19 @@ async def _run(
     workers: int,
     on_tick: Callable[[Run], None] | None,
 ) -> Run:
+    from ..events import StateChanged
+    from ..registry import registry
+
     run = Run(scenario=scenario, duration=duration)
     dependency = Dependency(run, seed)
     protected = build_protected(dependency, duration)
+
+    def transition(event: object) -> None:
+        if isinstance(event, StateChanged):
+            run.transitions.append((run.elapsed(), event.new_state))
+
+    breaker = registry.get(POLICY_NAME)
+    unsubscribe = breaker.subscribe(transition) if breaker is not None else None
 
     async def unprotected(path: str) -> str:
         return await dependency(path)
@@ -154,7 +167,11 @@ async def _run(
     for _ in range(workers):
         tasks.append(asyncio.create_task(_worker(run, PROTECTED, protected, 0.01)))
         tasks.append(asyncio.create_task(_worker(run, UNPROTECTED, unprotected, 0.01)))
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
     run.done = True
     if on_tick is not None:
         on_tick(run)

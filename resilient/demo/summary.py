@@ -12,7 +12,6 @@ from .runner import PROTECTED, UNPROTECTED, CallRecord, Run
 __all__ = ["BINS", "PathSummary", "percentile", "summarize", "timeline", "window_stats"]
 
 BINS = 60
-_SEVERITY = {"closed": 0, "forced_closed": 0, "half_open": 1, "open": 2, "forced_open": 2}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -26,15 +25,20 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class PathSummary:
+    """What users of one arm saw over a run (latencies in seconds)."""
+
     calls: int
     ok: int
     fallbacks: int
     failed: int
     wasted: int
+    # From the dependency's recovery until the breaker closed again (None:
+    # it did not, or there is no breaker: the unprotected arm).
     recover_seconds: float | None
-    p50: float
-    p99: float
+    p50_healthy: float  # over calls made while the dependency was healthy
+    p99_healthy: float
     p99_unhealthy: float  # over calls made while the dependency was failing or slow
+    slowest: float
 
 
 def _binned(records: Sequence[CallRecord], path: str, run: Run) -> list[list[CallRecord]]:
@@ -50,40 +54,44 @@ def _rate(bucket: Sequence[CallRecord], outcome: str) -> float:
     return sum(r.outcome == outcome for r in bucket) / len(bucket) if bucket else 0.0
 
 
-def _recovery(run: Run, path: str) -> float | None:
-    """Seconds from the dependency's recovery until this path served fresh
-    data again (>= 95 % of a bin's calls)."""
+def _recovery(run: Run) -> float | None:
+    """Seconds from the dependency's recovery until the breaker was closed
+    again (0.0 when it already was); None when it never closed again."""
     start = run.scenario.recovery_start()
     if start is None:
         return None
     begin = start * run.duration
-    width = run.duration / BINS
-    for index, bucket in enumerate(_binned(run.records, path, run)):
-        if (index + 1) * width <= begin or not bucket:
-            continue
-        if _rate(bucket, "ok") >= 0.95:
-            return max(0.0, index * width - begin)
-    return None
+    state = "closed"
+    for t, new_state in run.transitions:
+        if t > begin:
+            if state == "closed":
+                return 0.0
+            if new_state == "closed":
+                return t - begin
+        state = new_state
+    return 0.0 if state == "closed" else None
 
 
 def summarize(run: Run) -> dict[str, PathSummary]:
     result = {}
     for path in (UNPROTECTED, PROTECTED):
         mine = [r for r in run.records if r.path == path]
-        latencies = [r.latency for r in mine]
-        unhealthy = [
-            r.latency for r in mine if not run.scenario.phase_at(r.t / run.duration).healthy
-        ]
+        healthy: list[float] = []
+        unhealthy: list[float] = []
+        for r in mine:
+            bad = not run.scenario.phase_at(r.t / run.duration).healthy
+            (unhealthy if bad else healthy).append(r.latency)
         result[path] = PathSummary(
             calls=len(mine),
             ok=sum(r.outcome == "ok" for r in mine),
             fallbacks=sum(r.outcome == "fallback" for r in mine),
             failed=sum(r.outcome == "failed" for r in mine),
             wasted=run.wasted_calls.get(path, 0),
-            recover_seconds=_recovery(run, path),
-            p50=percentile(latencies, 50),
-            p99=percentile(latencies, 99),
+            recover_seconds=_recovery(run) if path == PROTECTED else None,
+            p50_healthy=percentile(healthy, 50),
+            p99_healthy=percentile(healthy, 99),
             p99_unhealthy=percentile(unhealthy, 99),
+            slowest=max((r.latency for r in mine), default=0.0),
         )
     return result
 
@@ -97,31 +105,15 @@ def window_stats(run: Run, path: str, now: float, width: float = 1.0) -> tuple[f
 
 
 def timeline(run: Run) -> Timeline:
-    width = run.duration / BINS
-    phases: list[tuple[str, bool]] = []
-    states: list[str] = []
-    first = run.scenario.phases[0]
-    worst: list[str | None] = [None] * BINS
-    phase_of: list[tuple[str, bool] | None] = [None] * BINS
-    for t, state, phase in run.samples:
-        index = min(BINS - 1, int(t / width))
-        old = worst[index]
-        if old is None or _SEVERITY[state] > _SEVERITY[old]:
-            worst[index] = state
-        if phase_of[index] is None:
-            phase_of[index] = (phase.name, phase.healthy)
-    last_state, last_phase = "closed", (first.name, first.healthy)
-    for index in range(BINS):
-        last_state = worst[index] or last_state
-        last_phase = phase_of[index] or last_phase
-        states.append(last_state)
-        phases.append(last_phase)
     protected = _binned(run.records, PROTECTED, run)
+    unprotected = _binned(run.records, UNPROTECTED, run)
     return Timeline(
         duration=run.duration,
-        phases=phases,
-        breaker_states=states,
+        phases=[(p.name, p.start * run.duration, p.healthy) for p in run.scenario.phases],
+        breaker=[(0.0, "closed"), *run.transitions],
         protected_error_rate=[_rate(b, "failed") for b in protected],
         protected_fallback_rate=[_rate(b, "fallback") for b in protected],
-        unprotected_error_rate=[_rate(b, "failed") for b in _binned(run.records, UNPROTECTED, run)],
+        unprotected_error_rate=[_rate(b, "failed") for b in unprotected],
+        protected_latency=[percentile([r.latency for r in b], 99) for b in protected],
+        unprotected_latency=[percentile([r.latency for r in b], 99) for b in unprotected],
     )

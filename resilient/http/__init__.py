@@ -1,6 +1,6 @@
 """httpx integration: typed errors, Retry-After, request ids, per-host
 breakers, stream inactivity. Needs the ``http`` extra for everything that
-touches httpx (``pip install 'resilient[http]'``); the errors and the
+touches httpx (``pip install 'resilient-kit[http]'``); the errors and the
 event-stream decoder import without it.
 """
 
@@ -65,7 +65,7 @@ def __getattr__(name: str) -> Any:
         import httpx  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            f"resilient.http.{name} needs httpx: pip install 'resilient[http]'"
+            f"resilient.http.{name} needs httpx: pip install 'resilient-kit[http]'"
         ) from exc
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value

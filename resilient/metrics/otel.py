@@ -57,7 +57,7 @@ def _require() -> Any:
         from opentelemetry import metrics
     except ImportError as exc:
         raise ImportError(
-            "resilient.metrics.otel needs the OpenTelemetry API: pip install 'resilient[otel]'"
+            "resilient.metrics.otel needs the OpenTelemetry API: pip install 'resilient-kit[otel]'"
         ) from exc
     return metrics
 

@@ -29,7 +29,7 @@ def _require() -> Any:
     except ImportError as exc:
         raise ImportError(
             "resilient.metrics.prometheus needs prometheus_client: "
-            "pip install 'resilient[prometheus]'"
+            "pip install 'resilient-kit[prometheus]'"
         ) from exc
     return prometheus_client
 

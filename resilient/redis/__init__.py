@@ -1,6 +1,6 @@
 """Circuit breakers and rate limits shared across processes and hosts through Redis.
 
-Needs the ``redis`` extra: ``pip install 'resilient[redis]'``. See docs/fleet.md.
+Needs the ``redis`` extra: ``pip install 'resilient-kit[redis]'``. See docs/fleet.md.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ try:
     import redis as _redis  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError(
-        "resilient.redis needs the redis package: pip install 'resilient[redis]'"
+        "resilient.redis needs the redis package: pip install 'resilient-kit[redis]'"
     ) from exc
 
 from ._storage import RedisStorage, SharedBreakerInfo

@@ -21,10 +21,15 @@ def test_a_short_headless_run_prints_a_summary_and_writes_the_chart(
         "failed calls seen by users",
         "served from fallback",
         "calls wasted on the failing dependency",
-        "time to recover after the dependency did",
-        "p99 latency",
+        "breaker closed again after the dependency recovered",
+        "p99 latency while the dependency was healthy",
+        "p99 latency while the dependency was down",
+        "slowest call",
     ):
         assert row in text
+    # The latency rows come with how to read them.
+    assert "bounds each attempt at 150 ms" in text
+    assert "- (no breaker)" in text
     assert f"timeline chart: {out.resolve()}" in text
     root = ET.fromstring(out.read_text())
     assert root.tag.endswith("svg")

@@ -25,7 +25,7 @@ def _run() -> Run:
         run.records.append(CallRecord(t, PROTECTED, outcome, 0.02))
     run.wasted_calls[UNPROTECTED] = 45
     run.wasted_calls[PROTECTED] = 3
-    run.samples.append((3.0, "open", scenario.phase_at(0.3)))
+    run.transitions += [(3.0, "open"), (7.5, "half_open"), (7.75, "closed")]
     return run
 
 
@@ -34,16 +34,31 @@ def test_summarize_counts_each_path() -> None:
     u, p = summary[UNPROTECTED], summary[PROTECTED]
     assert (u.calls, u.failed, u.ok, u.wasted) == (100, 45, 55, 45)
     assert (p.calls, p.failed, p.fallbacks, p.wasted) == (100, 0, 50, 3)
-    assert u.recover_seconds == 0.0
-    assert p.recover_seconds == 0.5
+    assert u.recover_seconds is None  # no breaker
+    assert p.recover_seconds == 0.75  # recovering from 7.0 s, closed at 7.75 s
     assert u.p99_unhealthy == 0.5
     assert p.p99_unhealthy == 0.02
+    assert (u.p50_healthy, u.p99_healthy, p.p99_healthy) == (0.01, 0.01, 0.02)
+    assert (u.slowest, p.slowest) == (0.5, 0.02)
+
+
+def test_recovery_is_zero_when_the_breaker_was_closed_already_and_none_when_it_stays_open() -> None:
+    run = _run()
+    run.transitions[:] = [(3.0, "open"), (5.0, "half_open"), (5.1, "closed")]
+    assert summarize(run)[PROTECTED].recover_seconds == 0.0
+    run.transitions[:] = [(3.0, "open")]
+    assert summarize(run)[PROTECTED].recover_seconds is None
+    run.transitions[:] = []
+    assert summarize(run)[PROTECTED].recover_seconds == 0.0
 
 
 def test_timeline_bins_the_run() -> None:
     line = timeline(_run())
-    assert len(line.phases) == len(line.breaker_states) == BINS
-    assert line.breaker_states[0] == "closed"
-    assert line.breaker_states[BINS * 3 // 10] == "open"
+    assert [name for name, _, _ in line.phases] == ["healthy", "failing", "slow", "recovering"]
+    assert [start for _, start, _ in line.phases] == [0.0, 2.5, 5.0, 7.0]
+    assert line.breaker == [(0.0, "closed"), (3.0, "open"), (7.5, "half_open"), (7.75, "closed")]
+    assert len(line.unprotected_error_rate) == len(line.protected_latency) == BINS
     assert max(line.unprotected_error_rate) == 1.0
     assert max(line.protected_error_rate) == 0.0
+    assert max(line.unprotected_latency) == 0.5
+    assert max(line.protected_latency) == 0.02

@@ -240,7 +240,7 @@ def test_custom_buckets_are_advised() -> None:
 
 def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    with pytest.raises(ImportError, match=r"pip install 'resilient\[otel\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'resilient-kit\[otel\]'"):
         otel.instrument()
 
 

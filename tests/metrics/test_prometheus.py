@@ -327,7 +327,7 @@ def test_the_namespace_is_validated(namespace: Any) -> None:
 
 def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    with pytest.raises(ImportError, match=r"pip install 'resilient\[prometheus\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'resilient-kit\[prometheus\]'"):
         prometheus.instrument()
 
 

@@ -57,7 +57,7 @@ class Service:
 
 assert_type(query("select 1", limit=1), list[tuple[int, ...]])
 pending = complete("hi")
-checked = assert_type(pending, Coroutine[Any, Any, str])
+checked = assert_type(pending, Coroutine[Any, Any, str])  # pyright: ignore[reportAssertTypeFailure]  (pyright says CoroutineType, its subclass)
 pending.close()
 assert_type(tokens("hi"), AsyncIterator[str])
 assert_type(fetch(1), dict[str, int])

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from typing_extensions import assert_type
+from typing import assert_type
 
 import resilient
 from resilient import CircuitBreaker, MetricsCollector, Registry, events

@@ -1,0 +1,109 @@
+"""The keyword settings of every decorator, as ``TypedDict``\\ s.
+
+A decorator's ``**fields`` is typed ``Unpack[...]`` of one of these, so an
+editor completes the settings and mypy and pyright reject an unknown one or
+a wrong type. Each dict mirrors a config's fields exactly (a test holds them
+equal): adding a field to a config means adding it here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from ._backoff import JitterStrategy
+    from ._storage import BreakerStorage
+    from ._workers import WorkerPool
+    from .bulkhead import BulkheadConfig
+    from .circuit_breaker import CircuitBreakerConfig
+    from .fallback import Fallback
+    from .hedging import HedgingConfig
+    from .rate_limit import RateLimitConfig
+    from .retry import RetryConfig, RetryOn
+    from .retry_budget import RetryBudget
+    from .timeout import TimeoutConfig
+
+__all__ = [
+    "CircuitBreakerFields",
+    "RateLimitFields",
+    "ResilienceOverrides",
+    "RetryFields",
+    "TimeoutOptions",
+]
+
+
+class CircuitBreakerFields(TypedDict, total=False):
+    """The fields of :class:`~resilient.CircuitBreakerConfig`."""
+
+    failure_threshold: int
+    failure_rate_threshold: float | None
+    minimum_calls: int
+    window_size: int
+    window_duration: float | None
+    slow_call_duration: float | None
+    slow_call_rate_threshold: float | None
+    recovery_timeout: float
+    half_open_max_calls: int
+    success_threshold: int
+    record_on: tuple[type[BaseException], ...]
+    ignore_on: tuple[type[BaseException], ...]
+    failure_predicate: Callable[[BaseException], bool] | None
+    result_predicate: Callable[[Any], bool] | None
+    timeout: float | None
+    health_check: Callable[[], Any] | None
+    health_check_interval: float
+    storage: BreakerStorage | None
+    recovery_backoff: float
+    max_recovery_timeout: float | None
+    max_half_open_duration: float | None
+
+
+class RetryFields(TypedDict, total=False):
+    """The fields of :class:`~resilient.RetryConfig`."""
+
+    max_attempts: int
+    initial_delay: float
+    max_delay: float
+    multiplier: float
+    jitter: float | JitterStrategy
+    retry_on: RetryOn
+    give_up_on: tuple[type[BaseException], ...]
+    retry_if_result: Callable[[Any], bool] | None
+    on_retry: Callable[[int, BaseException | None, float], object] | None
+    respect_retry_after: bool
+    deadline: float | None
+    rng: random.Random | None
+    budget: RetryBudget | None
+
+
+class TimeoutOptions(TypedDict, total=False):
+    """The options of :class:`~resilient.Timeout` beside its seconds."""
+
+    mode: Literal["thread", "signal"]
+    inactivity: float | None
+    name: str | None
+    pool: WorkerPool | None
+
+
+class ResilienceOverrides(TypedDict, total=False):
+    """The fields of :class:`~resilient.ResiliencePolicy` (``None`` drops a layer)."""
+
+    circuit_breaker: CircuitBreakerConfig | None
+    retry: RetryConfig | None
+    timeout: float | TimeoutConfig | None
+    bulkhead: BulkheadConfig | None
+    fallback: Fallback | None
+    rate_limit: RateLimitConfig | None
+    hedging: HedgingConfig | None
+
+
+class RateLimitFields(TypedDict, total=False):
+    """The fields of :class:`~resilient.RateLimitConfig`."""
+
+    rate: float
+    period: float
+    burst: int | None
+    max_wait: float
+    storage: Any

@@ -1,0 +1,114 @@
+"""The distribution: its name and metadata, the install hints the package
+prints, and a project that stands on its own."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import resilient
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _text_files() -> list[Path]:
+    found = [ROOT / name for name in ("README.md", "CHANGELOG.md", "pyproject.toml", "tox.ini")]
+    for folder in ("resilient", "tests", "docs", "benchmarks", ".ci"):
+        found += [
+            p
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and p.suffix in {".py", ".md", ".toml", ".ini", ".yml", ""}
+        ]
+    return [p for p in found if p.exists() and "__pycache__" not in p.parts]
+
+
+def test_the_distribution_is_resilient_kit_with_one_version() -> None:
+    assert PROJECT["name"] == "resilient-kit"
+    assert "version" not in PROJECT
+    assert PROJECT["dynamic"] == ["version"]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["dynamic"]["version"] == {"attr": "resilient.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", resilient.__version__)
+
+
+def test_metadata() -> None:
+    assert PROJECT["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert "Framework :: Pytest" in PROJECT["classifiers"]
+    assert {"Homepage", "Documentation", "Changelog", "Issues"} <= set(PROJECT["urls"])
+
+
+def test_runtime_dependencies_are_wrapt_alone_with_a_plain_lower_bound() -> None:
+    # typing-extensions is not imported: Unpack, TypedDict and assert_type
+    # come from typing on 3.11.
+    assert PROJECT["dependencies"] == ["wrapt>=1.14"]
+    for path in (ROOT / "resilient").rglob("*.py"):
+        assert "typing_extensions" not in path.read_text(), path
+
+
+def test_no_file_points_outside_the_project() -> None:
+    # Spelled in pieces, so this file does not match itself.
+    outside = re.compile("DESIGN" + r"\.md|\.\./" + "shared|/work/" + "shared")
+    offenders = [str(p.relative_to(ROOT)) for p in _text_files() if outside.search(p.read_text())]
+    assert offenders == []
+
+
+def test_every_install_hint_names_the_distribution() -> None:
+    wrong = re.compile(r"pip install[^\n]*'resilient\[")
+    offenders = [str(p.relative_to(ROOT)) for p in _text_files() if wrong.search(p.read_text())]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("resilient.redis", "redis", "redis"),
+        ("resilient.metrics.prometheus", "prometheus_client", "prometheus"),
+        ("resilient.metrics.otel", "opentelemetry", "otel"),
+        ("resilient.http", "httpx", "http"),
+    ],
+)
+def test_a_missing_extra_says_how_to_install_it(module: str, blocked: str, extra: str) -> None:
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "import importlib\n"
+        "try:\n"
+        f"    m = importlib.import_module({module!r})\n"
+        "    getattr(m, 'instrument', None) and m.instrument()\n"
+        "    getattr(m, 'client', None)\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert f"pip install 'resilient-kit[{extra}]'" in out.stdout
+    assert extra in PROJECT["optional-dependencies"]
+
+
+def test_the_sdist_carries_what_the_suite_needs() -> None:
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    for line in ("graft tests", "graft docs", "graft benchmarks"):
+        assert line in manifest
+    for name in ("CHANGELOG.md", "tox.ini", "LICENSE", "mkdocs.yml"):
+        assert name in manifest
+
+
+def test_the_readme_quick_start_installs_the_distribution() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "python -m pip install 'resilient-kit[cli]' && python -m resilient demo" in readme
+    assert "python -m pip install -e '.[test]' && python -m pytest" in readme
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md")
+    assert [p for p in pages if f"(docs/{p})" not in readme] == []
+    index = (ROOT / "docs" / "index.md").read_text()
+    assert [p for p in pages if f"({p})" not in index] == []
