@@ -62,7 +62,8 @@ class TimeoutConfig:
 
     ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
     of this dependency that run at once in worker threads, timed-out calls
-    still running included (threads start on demand). ``mode``: ``"thread"`` or ``"signal"`` for sync functions.
+    still running included (threads start on demand). ``mode``:
+    ``"thread"`` or ``"signal"`` for sync functions.
     """
 
     seconds: float
