@@ -48,7 +48,6 @@ UNTRACKED = -2
 
 class BreakerCore:
     __slots__ = (
-        "_fast_allowed",
         "_flushed",
         "_reads",
         "changes",
@@ -63,9 +62,13 @@ class BreakerCore:
         "health_checked_at",
         "ok_total",
         "opened_at",
+        "plain",
         "reject_until",
         "state",
+        "tick_at",
+        "tick_until",
         "ticked",
+        "ticking",
         "ticks",
         "window",
     )
@@ -104,33 +107,50 @@ class BreakerCore:
         # Every success counted by ``ticks`` and folded in, whatever the state
         # (what the breaker's counters report).
         self.ticked = 0
-        # ``fast`` says a caller may skip the lock for a success right now:
-        # CLOSED, nothing to time or check on the result, and no rate that a
-        # success could still trip (once the window holds minimum_calls, a
-        # success can only lower the failure rate).
-        self._fast_allowed = (
+        # A caller may count a success without the lock while CLOSED, when
+        # no success can trip the breaker: a success resets the consecutive
+        # failures and, once the window holds minimum_calls, can only lower
+        # the rates. ``fast``: and there is nothing to time, check on the
+        # result or run under a timeout (``plain``); ``ticking``: otherwise,
+        # for a success that is not slow, whose result the predicate passes,
+        # ending before ``tick_until``. Ticks are folded into the window as
+        # made at ``tick_at``: a time window's bucket ends at ``tick_until``,
+        # so the first success after it takes the lock, folds the ticks into
+        # their bucket and starts the next one (at most once per bucket).
+        self.plain = (
             config.slow_call_duration is None
             and config.window_duration is None
             and config.result_predicate is None
             and config.timeout is None
         )
         self.fast = False
-        self._update_fast()
+        self.ticking = False
+        self.tick_at = 0.0
+        # A time window's first success takes the lock (it sets the bucket).
+        self.tick_until = 0.0 if config.window_duration is not None else math.inf
+        self._update_fast(None)
 
-    def _update_fast(self) -> None:
-        self.fast = (
-            self._fast_allowed
-            and self.state is CLOSED
-            and (
-                self.config.failure_rate_threshold is None
-                or self.window.calls >= self.config.minimum_calls
-            )
+    def _update_fast(self, now: float | None) -> None:
+        """Decide whether the next successes may skip the lock (see __init__).
+        ``now``: the time of the call that leaves the breaker as it is, or
+        None when nothing is recorded (its ticks keep their bucket)."""
+        cfg = self.config
+        window = self.window
+        allowed = self.state is CLOSED and (
+            (cfg.failure_rate_threshold is None and cfg.slow_call_rate_threshold is None)
+            or (window.calls >= cfg.minimum_calls and not self.rates_trip())
         )
+        self.fast = allowed and self.plain
+        self.ticking = allowed and not self.plain
+        if now is not None and self.ticking:
+            self.tick_at = now
+            self.tick_until = window.bucket_end(now)
 
     # -- transitions ---------------------------------------------------------
 
     def flush(self, now: float) -> None:
-        """Fold the successes counted in ``ticks`` into the window."""
+        """Fold the successes counted in ``ticks`` into the window (as made
+        at ``tick_at``, in the bucket they were counted for)."""
         seen = self._seen()
         pending = seen - self._flushed
         if pending:
@@ -139,7 +159,7 @@ class BreakerCore:
             if self.state is CLOSED or self.state is FORCED_CLOSED:
                 self.ok_total += pending
                 self.consecutive_failures = 0
-                self.window.add_successes(pending, now)
+                self.window.add_successes(pending, self.tick_at if self.ticking else now)
 
     def _seen(self) -> int:
         """How many successes ``ticks`` has counted, by reading the counter
@@ -175,7 +195,7 @@ class BreakerCore:
         elif new is CLOSED:
             self.window.clear()
             self.consecutive_failures = 0
-        self._update_fast()
+        self._update_fast(now)
         self._update_reject_until()
         self.changes.append((old, new))
 
@@ -253,7 +273,7 @@ class BreakerCore:
         if state is CLOSED:
             if not self.follower:
                 self._check_rates(now)
-            self._update_fast()
+            self._update_fast(now)
 
     def on_failure(self, token: int, slow: bool, now: float) -> None:
         self.flush(now)
@@ -273,7 +293,7 @@ class BreakerCore:
                 self._move(OPEN, now)
             else:
                 self._check_rates(now)
-        self._update_fast()
+        self._update_fast(now)
 
     def on_ignored(self, token: int) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
@@ -328,7 +348,7 @@ class BreakerCore:
         self.consecutive_failures = 0
         # Calls in flight belong to the window just cleared.
         self._next_generation()
-        self._update_fast()
+        self._update_fast(now)
 
     def release(self, now: float) -> None:
         """Undo a force; a breaker that is not forced is left alone."""

@@ -137,18 +137,22 @@ class CircuitBreaker(NamedPolicy):
         self.config = cfg
         self._core = BreakerCore(cfg)
         self._ticks.core = self._core
-        # The clock is read per call only when something needs a duration.
+        # The clock is read per call only when something needs a time: at
+        # the end for a time window's bucket or a duration, at the start too
+        # only for a duration.
         self._timed = cfg.slow_call_duration is not None or cfg.window_duration is not None
+        self._times_calls = cfg.slow_call_duration is not None
         self._slow_after = (
             cfg.slow_call_duration if cfg.slow_call_duration is not None else math.inf
         )
+        self._predicate = cfg.result_predicate
         ignore = cfg.ignore_on
         if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
             # A full bulkhead says nothing about the dependency's health.
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
         # Each admitted call runs under this; its CallTimeoutError is an
-        # ordinary failure to classify. (With it, the fast path is off.)
+        # ordinary failure to classify.
         self._timeout = (
             Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
             if cfg.timeout is not None
@@ -553,6 +557,40 @@ class CircuitBreaker(NamedPolicy):
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     raise error
+            if core.ticking:
+                # CLOSED with options: still no lock for a success that is
+                # not slow and whose result passes (see BreakerCore).
+                ticks = core.ticks
+                began = clock.now() if self._times_calls else None
+                timeout = self._timeout
+                try:
+                    if timeout is None:
+                        result = fn(*args, **kwargs)
+                    else:
+                        result = timeout._run(fn, args, kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                predicate = self._predicate
+                if predicate is not None and predicate(result):
+                    self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
+                elif self._timed:
+                    ended = clock.now()
+                    if ended < core.tick_until and (
+                        began is None or ended - began < self._slow_after
+                    ):
+                        next(ticks)
+                    else:
+                        self._exit(_Permit(_generation_of(core, ticks), began), _SUCCESS, None)
+                else:
+                    next(ticks)
+                if level:
+                    took = clock.now() - start
+                    counts[where(bounds, took)] += 1
+                    observed.latency_sum += took
+                return result
             if level:
                 return meter.timed(start, run, fn, args, kwargs)  # type: ignore[union-attr,no-any-return]
             return run(fn, args, kwargs)
@@ -610,6 +648,40 @@ class CircuitBreaker(NamedPolicy):
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     raise error
+            if core.ticking:
+                # CLOSED with options: still no lock for a success that is
+                # not slow and whose result passes (see BreakerCore).
+                ticks = core.ticks
+                began = clock.now() if self._times_calls else None
+                timeout = self._timeout
+                try:
+                    if timeout is None:
+                        result = await fn(*args, **kwargs)
+                    else:
+                        result = await timeout._arun(fn, args, kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                predicate = self._predicate
+                if predicate is not None and predicate(result):
+                    self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
+                elif self._timed:
+                    ended = clock.now()
+                    if ended < core.tick_until and (
+                        began is None or ended - began < self._slow_after
+                    ):
+                        next(ticks)
+                    else:
+                        self._exit(_Permit(_generation_of(core, ticks), began), _SUCCESS, None)
+                else:
+                    next(ticks)
+                if level:
+                    took = clock.now() - start
+                    counts[where(bounds, took)] += 1
+                    observed.latency_sum += took
+                return result
             if level:
                 return await meter.atimed(start, arun, fn, args, kwargs)  # type: ignore[union-attr]
             return await arun(fn, args, kwargs)
