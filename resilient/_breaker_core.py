@@ -62,7 +62,6 @@ class BreakerCore:
         "health_checked_at",
         "ok_total",
         "opened_at",
-        "plain",
         "reject_until",
         "state",
         "tick_at",
@@ -111,18 +110,12 @@ class BreakerCore:
         # no success can trip the breaker: a success resets the consecutive
         # failures and, once the window holds minimum_calls, can only lower
         # the rates. ``fast``: and there is nothing to time, check on the
-        # result or run under a timeout (``plain``); ``ticking``: otherwise,
+        # result or run under a timeout (a plain config); ``ticking``: otherwise,
         # for a success that is not slow, whose result the predicate passes,
         # ending before ``tick_until``. Ticks are folded into the window as
         # made at ``tick_at``: a time window's bucket ends at ``tick_until``,
         # so the first success after it takes the lock, folds the ticks into
         # their bucket and starts the next one (at most once per bucket).
-        self.plain = (
-            config.slow_call_duration is None
-            and config.window_duration is None
-            and config.result_predicate is None
-            and config.timeout is None
-        )
         self.fast = False
         self.ticking = False
         self.tick_at = 0.0
@@ -140,8 +133,14 @@ class BreakerCore:
             (cfg.failure_rate_threshold is None and cfg.slow_call_rate_threshold is None)
             or (window.calls >= cfg.minimum_calls and not self.rates_trip())
         )
-        self.fast = allowed and self.plain
-        self.ticking = allowed and not self.plain
+        plain = (
+            cfg.slow_call_duration is None
+            and cfg.window_duration is None
+            and cfg.result_predicate is None
+            and cfg.timeout is None
+        )
+        self.fast = allowed and plain
+        self.ticking = allowed and not plain
         if now is not None and self.ticking:
             self.tick_at = now
             self.tick_until = window.bucket_end(now)

@@ -141,11 +141,9 @@ class CircuitBreaker(NamedPolicy):
         # the end for a time window's bucket or a duration, at the start too
         # only for a duration.
         self._timed = cfg.slow_call_duration is not None or cfg.window_duration is not None
-        self._times_calls = cfg.slow_call_duration is not None
         self._slow_after = (
             cfg.slow_call_duration if cfg.slow_call_duration is not None else math.inf
         )
-        self._predicate = cfg.result_predicate
         ignore = cfg.ignore_on
         if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
             # A full bulkhead says nothing about the dependency's health.
@@ -516,7 +514,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
-        clock = _clock
+        clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         counts, where, bounds = observed.latency, bisect.bisect_left, BOUNDS
 
@@ -561,7 +559,7 @@ class CircuitBreaker(NamedPolicy):
                 # CLOSED with options: still no lock for a success that is
                 # not slow and whose result passes (see BreakerCore).
                 ticks = core.ticks
-                began = clock.now() if self._times_calls else None
+                began = clock.now() if self._slow_after < inf else None
                 timeout = self._timeout
                 try:
                     if timeout is None:
@@ -573,7 +571,7 @@ class CircuitBreaker(NamedPolicy):
                     if level:
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
-                predicate = self._predicate
+                predicate = self.config.result_predicate
                 if predicate is not None and predicate(result):
                     self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
                 elif self._timed:
@@ -607,7 +605,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
-        clock = _clock
+        clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         counts, where, bounds = observed.latency, bisect.bisect_left, BOUNDS
 
@@ -652,7 +650,7 @@ class CircuitBreaker(NamedPolicy):
                 # CLOSED with options: still no lock for a success that is
                 # not slow and whose result passes (see BreakerCore).
                 ticks = core.ticks
-                began = clock.now() if self._times_calls else None
+                began = clock.now() if self._slow_after < inf else None
                 timeout = self._timeout
                 try:
                     if timeout is None:
@@ -664,7 +662,7 @@ class CircuitBreaker(NamedPolicy):
                     if level:
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
-                predicate = self._predicate
+                predicate = self.config.result_predicate
                 if predicate is not None and predicate(result):
                     self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
                 elif self._timed:
