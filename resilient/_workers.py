@@ -14,6 +14,7 @@ import collections
 import contextvars
 import itertools
 import os
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,13 +23,16 @@ __all__ = ["DEFAULT_MAX_WORKERS", "Job", "WorkerPool", "shared_pool"]
 
 DEFAULT_MAX_WORKERS = 64
 
-_PENDING, _RUNNING, _DROPPED = 0, 1, 2
-
 
 class Job:
-    """One call handed to a worker. ``done`` is held until the call ends."""
+    """One call handed to a worker. ``done`` is held until the call ends.
 
-    __slots__ = ("args", "context", "done", "error", "fn", "kwargs", "result", "state")
+    A job starts at most once, and only if nobody dropped it first: the
+    worker about to run it and a caller giving up on it both take its one
+    claim (``list.pop``, atomic under the GIL), and only one of them gets it.
+    """
+
+    __slots__ = ("args", "claim", "context", "done", "error", "fn", "kwargs", "result")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -40,16 +44,18 @@ class Job:
         self.kwargs = kwargs
         self.result: Any = None
         self.error: BaseException | None = None
-        self.state = _PENDING
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.claim = [True]
+        self.done = done = threading.Lock()
+        done.acquire()
 
 
 class WorkerPool:
     """At most ``max_workers`` daemon threads, started on demand and kept.
 
-    The queue holds only jobs someone still waits for: a dropped job leaves
-    it at once, so a pool stuck on hung calls does not pile up dead work.
+    Idle workers block on one ``SimpleQueue`` of jobs; a free worker is
+    found without a lock (each idle worker leaves a token in a deque that a
+    submitter takes). The lock is taken only to start a thread and to count
+    a dropped job, which its worker skips when it reaches it.
     """
 
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
@@ -57,14 +63,15 @@ class WorkerPool:
             raise ValueError(f"WorkerPool.max_workers must be an int >= 1, got {max_workers!r}")
         self.max_workers = max_workers
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._jobs: collections.deque[Job] = collections.deque()
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        # One token per idle worker no submitter has claimed yet.
+        self._idle: collections.deque[bool] = collections.deque()
         self._threads = 0
-        self._idle = 0
+        self._dropped = 0  # dropped jobs not yet skipped by a worker
         self._names = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={len(self._jobs)}>"
+        return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={self.queued}>"
 
     @property
     def threads(self) -> int:
@@ -72,47 +79,58 @@ class WorkerPool:
 
     @property
     def queued(self) -> int:
-        return len(self._jobs)
+        """Jobs waiting for a worker that someone still waits for."""
+        return max(0, self._jobs.qsize() - self._dropped)
 
     def submit(self, job: Job) -> None:
+        try:
+            self._idle.pop()  # an idle worker will take it
+        except IndexError:
+            if self._threads < self.max_workers and self._spawn(job):
+                return
+        self._jobs.put(job)
+
+    def _spawn(self, job: Job) -> bool:
+        """Start a worker with ``job`` as its first; False at the bound."""
         with self._lock:
-            self._jobs.append(job)
-            spawn = len(self._jobs) > self._idle and self._threads < self.max_workers
-            if spawn:
-                self._threads += 1
-                self._idle += 1
-            self._ready.notify()
-        if spawn:
-            threading.Thread(
-                target=self._work, name=f"resilient-timeout-{next(self._names)}", daemon=True
-            ).start()
+            if self._threads >= self.max_workers:
+                return False
+            self._threads += 1
+            name = f"resilient-timeout-{next(self._names)}"
+        threading.Thread(target=self._work, args=(job,), name=name, daemon=True).start()
+        return True
 
     def drop(self, job: Job) -> bool:
         """Make sure ``job`` never starts; False when it already has."""
+        try:
+            job.claim.pop()
+        except IndexError:
+            return False
         with self._lock:
-            if job.state != _PENDING:
-                return False
-            job.state = _DROPPED
-            self._jobs.remove(job)
-            return True
+            self._dropped += 1
+        return True
 
-    def _work(self) -> None:
+    def _work(self, job: Job) -> None:
+        idle, jobs = self._idle, self._jobs
         while True:
-            with self._lock:
-                while not self._jobs:
-                    self._ready.wait()
-                job = self._jobs.popleft()
-                job.state = _RUNNING
-                self._idle -= 1
             try:
-                job.result = job.context.run(job.fn, *job.args, **job.kwargs)
-            except BaseException as exc:  # re-raised in the caller's thread
-                job.error = exc
-            job.done.release()
+                job.claim.pop()
+            except IndexError:  # dropped before it started
+                with self._lock:
+                    self._dropped -= 1
+                idle.append(True)
+            else:
+                try:
+                    job.result = job.context.run(job.fn, *job.args, **job.kwargs)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    job.error = exc
+                # Idle from now on: said before the caller wakes, so that its
+                # next call finds this worker rather than starting another.
+                idle.append(True)
+                job.done.release()
             # Nothing of the call stays reachable from an idle worker.
             del job
-            with self._lock:
-                self._idle += 1
+            job = jobs.get()
 
 
 _shared: list[WorkerPool | None] = [None]

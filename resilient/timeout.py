@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
+from . import _alarm, _clock, _validate, events
 from ._active import switch
 from ._blocks import BlockStack
 from ._compose import watching
@@ -36,8 +36,6 @@ from .errors import CallTimeoutError
 from .events import METERED
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from ._compose import Decoratable
     from ._requests import Request
 
@@ -50,12 +48,6 @@ F = TypeVar("F", bound="Decoratable")
 TimeoutMode = Literal["thread", "signal"]
 
 _OWNER = "Timeout"
-
-
-class _Alarm(BaseException):
-    """Raised by our SIGALRM handler. A BaseException, so the interrupted
-    code's own ``except Exception`` cannot swallow it; turned into a
-    ``CallTimeoutError`` where the timeout was set."""
 
 
 class Timeout(PolicyBase):
@@ -230,7 +222,7 @@ class Timeout(PolicyBase):
         job = Job(fn, args, kwargs)
         pool.submit(job)
         try:
-            finished = job.done.acquire(timeout=seconds)
+            finished = job.done.acquire(True, seconds)
         except BaseException:
             # Interrupted while waiting (KeyboardInterrupt): don't start it late.
             pool.drop(job)
@@ -256,40 +248,18 @@ class Timeout(PolicyBase):
         seconds: float,
         name: str | None,
     ) -> R:
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != _alarm.main_thread[0]:
             raise RuntimeError(
                 f"{self!r}: mode='signal' works only in the main thread "
                 f"(called from {threading.current_thread().name!r}); use mode='thread'"
             )
-        outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
-        if 0 < outer_left <= seconds:
-            # An enclosing alarm fires first anyway: let it.
-            return fn(*args, **kwargs)
-        alarm = _Alarm()
-
-        def on_alarm(signum: int, frame: FrameType | None) -> None:
-            raise alarm
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        left = 0.0  # stays 0.0 when the alarm fired: the whole time was used
-        try:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, seconds)
-                return fn(*args, **kwargs)
-            finally:
-                left = signal.setitimer(signal.ITIMER_REAL, 0)[0]
-        except _Alarm as exc:
-            if exc is not alarm:
-                raise
-            # With the alarm's traceback: it shows where the call was stopped.
-            error = self._timed_out(name or self._event_name(fn), seconds)
-            error = error.with_traceback(exc.__traceback__)
-            raise error from None
-        finally:
-            signal.signal(signal.SIGALRM, previous)
-            if outer_left > 0:
-                # Re-arm the enclosing alarm for what is left of it.
-                signal.setitimer(signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6))
+        return _alarm.call(
+            fn,
+            args,
+            kwargs,
+            seconds,
+            lambda: self._timed_out(name or self._event_name(fn), seconds),
+        )
 
     async def _arun(
         self,

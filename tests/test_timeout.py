@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -262,12 +263,10 @@ def test_signal_mode_interrupts_the_call_itself() -> None:
             progress.append("swallowed")
         progress.append("finished")
 
-    before = signal.getsignal(signal.SIGALRM)
     with pytest.raises(CallTimeoutError) as info:
         stuck()
     assert info.value.timeout == SHORT
     assert progress == ["started"]
-    assert signal.getsignal(signal.SIGALRM) is before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     # The traceback shows where the call was stopped.
     names = []
@@ -306,6 +305,60 @@ def test_signal_mode_nested_the_sooner_alarm_wins() -> None:
 
     assert Timeout(LONG, mode="signal").call(inner_times_out) == "ok"
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_installs_its_handler_once_and_passes_other_alarms_on() -> None:
+    seen: list[int] = []
+
+    def theirs(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    before = signal.signal(signal.SIGALRM, theirs)
+    try:
+        timeout = Timeout(LONG, mode="signal")
+        assert timeout.call(lambda: 1) == 1
+        ours = signal.getsignal(signal.SIGALRM)
+        assert ours is not theirs
+        calls = []
+        real = signal.signal
+
+        def counting(*args: Any) -> Any:
+            calls.append(args)
+            return real(*args)
+
+        with mock.patch.object(signal, "signal", counting):
+            for _ in range(3):
+                assert timeout.call(lambda: 2) == 2
+        assert calls == []  # installed once, kept
+        # An alarm that is no deadline of ours reaches the handler ours replaced.
+        signal.raise_signal(signal.SIGALRM)
+        assert seen == [signal.SIGALRM]
+        # A handler installed after ours is respected: ours goes in front again.
+        again: list[int] = []
+        signal.signal(signal.SIGALRM, lambda signum, frame: again.append(signum))
+        assert timeout.call(lambda: 3) == 3
+        assert signal.getsignal(signal.SIGALRM) is ours
+        signal.raise_signal(signal.SIGALRM)
+        assert again == [signal.SIGALRM]
+    finally:
+        signal.signal(signal.SIGALRM, before)
+
+
+@needs_sigalrm
+def test_signal_mode_arms_and_disarms_with_one_setitimer_each() -> None:
+    timeout = Timeout(LONG, mode="signal")
+    timeout.call(lambda: None)  # the handler is in place
+    calls: list[tuple[Any, ...]] = []
+    real = signal.setitimer
+
+    def counting(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    with mock.patch.object(signal, "setitimer", counting):
+        assert timeout.call(lambda: "done") == "done"
+    assert calls == [(signal.ITIMER_REAL, LONG), (signal.ITIMER_REAL, 0)]
 
 
 @needs_sigalrm
