@@ -20,7 +20,7 @@ import itertools
 import os
 import signal
 import threading
-from _signal import getsignal as _getsignal  # signal.getsignal's enum lookup costs µs
+from _signal import getsignal as _getsignal  # type: ignore[import-not-found]  # signal's: µs
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 

@@ -108,14 +108,15 @@ class BreakerCore:
         self.ticked = 0
         # A caller may count a success without the lock while CLOSED, when
         # no success can trip the breaker: a success resets the consecutive
-        # failures and, once the window holds minimum_calls, can only lower
-        # the rates. ``fast``: and there is nothing to time, check on the
-        # result or run under a timeout (a plain config); ``ticking``: otherwise,
-        # for a success that is not slow, whose result the predicate passes,
-        # ending before ``tick_until``. Ticks are folded into the window as
-        # made at ``tick_at``: a time window's bucket ends at ``tick_until``,
-        # so the first success after it takes the lock, folds the ticks into
-        # their bucket and starts the next one (at most once per bucket).
+        # failures and lowers the rates, so only one that brings the window
+        # to minimum_calls can trip it (see _success_may_trip).
+        # ``fast``: and there is nothing to time, check on the result or run
+        # under a timeout (a plain config). ``ticking``: otherwise, for a
+        # success that is not slow, whose result the predicate passes, ending
+        # before ``tick_until``. Ticks are folded into the window as made at
+        # ``tick_at``: a time window's bucket ends at ``tick_until``, so the
+        # first success after it takes the lock, folds the ticks into their
+        # bucket and starts the next one (at most once per bucket).
         self.fast = False
         self.ticking = False
         self.tick_at = 0.0
@@ -129,10 +130,7 @@ class BreakerCore:
         None when nothing is recorded (its ticks keep their bucket)."""
         cfg = self.config
         window = self.window
-        allowed = self.state is CLOSED and (
-            (cfg.failure_rate_threshold is None and cfg.slow_call_rate_threshold is None)
-            or (window.calls >= cfg.minimum_calls and not self.rates_trip())
-        )
+        allowed = self.state is CLOSED and not self._success_may_trip()
         plain = (
             cfg.slow_call_duration is None
             and cfg.window_duration is None
@@ -144,6 +142,19 @@ class BreakerCore:
         if now is not None and self.ticking:
             self.tick_at = now
             self.tick_until = window.bucket_end(now)
+
+    def _success_may_trip(self) -> bool:
+        """Whether successes alone could still trip a rate: they add calls,
+        never failures nor slow calls, so the highest rate they can reach
+        is at the first count that is checked (``minimum_calls``, or now)."""
+        cfg = self.config
+        window = self.window
+        calls = max(window.calls, cfg.minimum_calls, 1)
+        rate = cfg.failure_rate_threshold
+        if rate is not None and window.failures / calls >= rate:
+            return True
+        slow_rate = cfg.slow_call_rate_threshold
+        return slow_rate is not None and window.slow / calls >= slow_rate
 
     # -- transitions ---------------------------------------------------------
 

@@ -99,7 +99,17 @@ class TimeWindow:
     ``ceil(duration)`` whole seconds, the current one included).
     """
 
-    __slots__ = ("_calls", "_failures", "_last", "_n", "_slow", "calls", "failures", "slow", "width")
+    __slots__ = (
+        "_calls",
+        "_failures",
+        "_last",
+        "_n",
+        "_slow",
+        "calls",
+        "failures",
+        "slow",
+        "width",
+    )
 
     def __init__(self, duration: float) -> None:
         self.width = max(1, math.ceil(duration / MAX_BUCKETS))
