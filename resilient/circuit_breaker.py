@@ -368,7 +368,7 @@ class CircuitBreaker(NamedPolicy):
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
             # locked path below decides.
-            left = core.remaining(_clock.monotonic())
+            left = core.remaining(_clock.now())
             if left:
                 self._stats_for(self.name).rejected += 1
                 raise CircuitOpenError(self.name, state, left, _request_id())

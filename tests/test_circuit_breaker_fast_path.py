@@ -253,3 +253,35 @@ def test_no_success_or_failure_is_lost_under_eight_threads(option: str) -> None:
         assert metrics.state.value == "closed"
         assert (metrics.calls, metrics.failures) == (threads * per_thread, failures)
         assert counted * 0.25 < 3600.0  # nothing slid out of the window
+
+
+def test_freezegun_moves_the_lock_free_time_window() -> None:
+    freezegun = pytest.importorskip("freezegun")
+    with freezegun.freeze_time("2026-01-01") as frozen:
+        breaker, lock = _breaker(window_duration=60.0)
+        call = with_circuit_breaker(breaker)(lambda: None)
+        for _ in range(10):
+            call()
+        assert lock.taken == 1
+        assert breaker.metrics().calls == 10
+        frozen.tick(61)
+        assert breaker.metrics().calls == 0
+        for _ in range(5):
+            call()
+        assert breaker.metrics().calls == 5
+
+
+def test_time_machine_moves_the_lock_free_time_window() -> None:
+    time_machine = pytest.importorskip("time_machine")
+    with time_machine.travel("2026-01-01", tick=False) as traveller:
+        breaker, lock = _breaker(window_duration=60.0)
+        call = with_circuit_breaker(breaker)(lambda: None)
+        for _ in range(10):
+            call()
+        assert lock.taken == 1
+        assert breaker.metrics().calls == 10
+        traveller.shift(61)
+        assert breaker.metrics().calls == 0
+        for _ in range(5):
+            call()
+        assert breaker.metrics().calls == 5
