@@ -575,9 +575,11 @@ async def test_stream_set_active_false() -> None:
 # -- the breaker's own timeout ------------------------------------------------------
 
 
-def test_breaker_without_timeout_keeps_its_fast_path() -> None:
-    assert CircuitBreaker("fast")._core.fast
-    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core.fast
+def test_a_breaker_timeout_keeps_a_lock_free_path() -> None:
+    plain = CircuitBreaker("fast")._core
+    assert plain.fast and not plain.ticking
+    timed = CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core
+    assert timed.ticking and not timed.fast  # the call runs under the timeout
 
 
 def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:
