@@ -49,7 +49,7 @@ from .metrics import MetricsCollector
 from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
 from .registry import Registry, registry
 from .retry import Retry, RetryConfig, RetryPolicies
-from .timeout import Timeout
+from .timeout import Timeout, TimeoutConfig
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
 
@@ -97,6 +97,7 @@ __all__ = [
     "StreamInactive",
     "TimedOut",
     "Timeout",
+    "TimeoutConfig",
     "get_request_id",
     "is_active",
     "registry",

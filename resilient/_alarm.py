@@ -90,17 +90,17 @@ def call(
     setitimer, real = signal.setitimer, signal.ITIMER_REAL
     outer = _armed[0]
     token = next(_tokens)
-    outer_left = 0.0
+    outer_left = outer_interval = 0.0
     left = 0.0  # stays 0.0 when the alarm fired: the whole time was used
     armed = False
     try:
         _armed[0] = token
-        outer_left = setitimer(real, seconds)[0]
+        outer_left, outer_interval = setitimer(real, seconds)
         armed = True
         if 0.0 < outer_left <= seconds:
             # An enclosing alarm comes first anyway: put it back, run under it.
             _armed[0] = outer
-            setitimer(real, outer_left)
+            setitimer(real, outer_left, outer_interval)
             armed = False
             outer_left = 0.0
         try:
@@ -119,5 +119,6 @@ def call(
             setitimer(real, 0)
         _armed[0] = outer
         if outer_left > 0.0:
-            # Re-arm the enclosing alarm for what is left of it.
-            setitimer(real, max(outer_left - (seconds - left), 1e-6))
+            # Re-arm the enclosing alarm for what is left of it, periodic
+            # again if it was.
+            setitimer(real, max(outer_left - (seconds - left), 1e-6), outer_interval)

@@ -54,8 +54,14 @@ class CircuitBreakerConfig:
         v.int_at_least(_OWNER, "failure_threshold", self.failure_threshold, 1)
         v.fraction_or_none(_OWNER, "failure_rate_threshold", self.failure_rate_threshold)
         v.int_at_least(_OWNER, "minimum_calls", self.minimum_calls, 1)
-        v.int_at_least(_OWNER, "window_size", self.window_size, 1)
+        v.int_between(_OWNER, "window_size", self.window_size, 1, v.MAX_WINDOW)
         v.seconds_or_none(_OWNER, "window_duration", self.window_duration)
+        if self.window_duration is not None and self.window_duration > v.MAX_WINDOW:
+            # One bucket per second, allocated up front.
+            raise ValueError(
+                f"{_OWNER}.window_duration must be at most {v.MAX_WINDOW:_} seconds "
+                f"(one bucket per second), got {self.window_duration!r}"
+            )
         v.seconds_or_none(_OWNER, "slow_call_duration", self.slow_call_duration)
         v.fraction_or_none(_OWNER, "slow_call_rate_threshold", self.slow_call_rate_threshold)
         v.seconds(_OWNER, "recovery_timeout", self.recovery_timeout)

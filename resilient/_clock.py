@@ -8,12 +8,14 @@ clock with :func:`set_clock` (see ``resilient.testing``). time-machine leaves
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from . import _async_backend
+from ._async_backend import Waiter
 
 __all__ = [
     "Clock",
@@ -28,12 +30,24 @@ __all__ = [
 ]
 
 
+# The travel being followed: (its outermost traveller, time.monotonic() and
+# time.time() when first seen).
+_travel: list[tuple[object, float, float] | None] = [None]
+
+
 def _real_monotonic(_loaded: Callable[[str], object] = sys.modules.get) -> float:
     machine: Any = _loaded("time_machine")
-    if machine is not None and machine.escape_hatch.is_travelling():
-        # time-machine moves time.time() only: follow it while it travels.
-        return time.time()
-    return time.monotonic()
+    if machine is None or not machine.traveller_stack:
+        return time.monotonic()
+    # time-machine moves time.time() only: while it travels, the clock moves
+    # as time.time() does, from where time.monotonic() stood when the travel
+    # began. One source for the whole travel, and no jump at either end: a
+    # breaker tripped during a travel to 1970 is not half-open after it.
+    traveller = machine.traveller_stack[0]
+    seen = _travel[0]
+    if seen is None or seen[0] is not traveller:
+        seen = _travel[0] = (traveller, time.monotonic(), time.time())
+    return seen[1] + (time.time() - seen[2])
 
 
 def _real_wall() -> float:
@@ -45,7 +59,7 @@ def _real_sleep(seconds: float) -> None:
 
 
 def _real_sleep_async(seconds: float) -> Awaitable[None]:
-    return asyncio.sleep(seconds)
+    return _async_backend.sleep(seconds)  # asyncio.sleep, or trio's under trio
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +70,10 @@ class Clock:
     wall: Callable[[], float] = _real_wall
     sleep: Callable[[float], None] = _real_sleep
     sleep_async: Callable[[float], Awaitable[None]] = _real_sleep_async
-    #: Test clocks only: a future (on the running loop) resolved once the
-    #: clock reaches the given ``monotonic`` time, so async timeouts can
+    #: Test clocks only: a waiter (of the running task's library) woken once
+    #: the clock reaches the given ``monotonic`` time, so async timeouts can
     #: end when a test moves the clock past them. ``None``: real time only.
-    wake_at: Callable[[float], asyncio.Future[None]] | None = None
+    wake_at: Callable[[float], Waiter] | None = None
 
 
 REAL = Clock()
@@ -128,4 +142,4 @@ async def sleep_async(seconds: float) -> None:
         await _current[0].sleep_async(seconds)
     else:
         # Still a checkpoint: a cancelled task notices here, as with asyncio.sleep(0).
-        await asyncio.sleep(0)
+        await _async_backend.checkpoint()

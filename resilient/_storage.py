@@ -10,13 +10,16 @@ and the store pulls counts and pushes verdicts in the background through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from ._breaker_core import CircuitState
-    from .circuit_breaker import CircuitBreaker
+    from ._breaker_config import CircuitBreakerConfig
+    from ._breaker_core import BreakerCore, CircuitState
 
-__all__ = ["Action", "BreakerStorage", "Outcome", "SharedBreaker", "Verdict"]
+__all__ = ["Action", "BreakerStorage", "Outcome", "SharedBreaker", "StoredBreaker", "Verdict"]
+
+T = TypeVar("T")
 
 Action = Literal["force_open", "force_closed", "release", "reset"]
 Outcome = Literal["success", "failure", "ignored"]
@@ -54,7 +57,22 @@ class SharedBreaker(Protocol):
         """Stop sharing this breaker."""
 
 
+class StoredBreaker(Protocol):
+    """What a store sees of a breaker (``CircuitBreaker`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> CircuitBreakerConfig: ...
+
+    def with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
+        """Run ``fn(core, now)`` under the breaker's lock, then announce the
+        transitions it made (how a store reads counts and applies verdicts)."""
+        ...
+
+
 class BreakerStorage(Protocol):
     """A store breakers share their state through, e.g. ``resilient.redis.RedisStorage``."""
 
-    def attach(self, breaker: CircuitBreaker) -> SharedBreaker: ...
+    def attach(self, breaker: StoredBreaker) -> SharedBreaker: ...

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "MAX_PERMITS",
+    "MAX_SECONDS",
+    "MAX_WINDOW",
+    "MAX_WORKERS",
     "callable_or_none",
     "exception_types",
     "fraction_or_none",
     "int_at_least",
+    "int_between",
     "probability",
     "seconds",
     "seconds_or_none",
 ]
+
+
+#: The longest duration any field accepts: what ``threading`` can wait for
+#: (``threading.TIMEOUT_MAX``, about 292 years on Linux, 49 days on Windows),
+#: which is also far inside what ``time.sleep``, ``signal.setitimer`` and the
+#: platform's ``time_t`` represent. A longer wait would fail with
+#: ``OverflowError`` at call time, deep inside every call.
+MAX_SECONDS: float = float(threading.TIMEOUT_MAX)
+#: Sizes are bounded by what they allocate up front: a bulkhead holds one
+#: permit token per ``max_concurrent`` (8 bytes each), a count window one slot
+#: per call it remembers, a worker pool one thread per worker.
+MAX_PERMITS = 1_000_000
+MAX_WINDOW = 1_000_000
+MAX_WORKERS = 4096
 
 
 def _fail_type(owner: str, field: str, value: object, expected: str) -> TypeError:
@@ -33,6 +53,14 @@ def int_at_least(owner: str, field: str, value: object, minimum: int) -> int:
     return value
 
 
+def int_between(owner: str, field: str, value: object, minimum: int, maximum: int) -> int:
+    """An int in ``[minimum, maximum]``: the maximum is what the field allocates."""
+    number = int_at_least(owner, field, value, minimum)
+    if number > maximum:
+        raise _fail_value(owner, field, value, f"an int between {minimum} and {maximum:_}")
+    return number
+
+
 def _number(owner: str, field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail_type(owner, field, value, "a number")
@@ -46,6 +74,10 @@ def seconds(owner: str, field: str, value: object, *, allow_zero: bool = True) -
     if number < 0 or (number == 0 and not allow_zero) or math.isinf(number):
         bound = ">= 0" if allow_zero else "> 0"
         raise _fail_value(owner, field, value, f"a finite number of seconds {bound}")
+    if number > MAX_SECONDS:
+        raise _fail_value(
+            owner, field, value, f"at most {MAX_SECONDS:g} seconds (threading.TIMEOUT_MAX)"
+        )
     return number
 
 

@@ -1,24 +1,24 @@
 """``BulkheadConfig`` and ``Bulkhead``: a concurrency limit with a bounded queue.
 
-One limiter serves threads and asyncio tasks together, on any number of
-event loops. The rules live in :mod:`resilient._bulkhead_core`: free permits
-are taken and given back without a lock, the queue sits behind one
-``threading.Lock``. A queued thread waits on a lock of its own, a queued task
-on a future of its own loop, resolved through ``call_soon_threadsafe`` when
-the permit comes from another thread.
+One limiter serves threads and async tasks (asyncio or trio) together, on
+any number of event loops. The rules live in :mod:`resilient._bulkhead_core`:
+free permits are taken and given back without a lock, the queue sits behind
+one ``threading.Lock``. A queued thread waits on a lock of its own, a queued
+task on a waiter of its own library (:mod:`resilient._async_backend`), woken
+through its loop when the permit comes from another thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
+from _thread import LockType
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
-from . import _clock, _validate, events
+from . import _async_backend, _clock, _validate, events
 from ._active import switch
 from ._blocks import BlockStack
 from ._bulkhead_core import LimiterCore, Waiter
@@ -53,8 +53,11 @@ class BulkheadConfig:
     queue_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        _validate.int_at_least(_OWNER, "max_concurrent", self.max_concurrent, 1)
-        _validate.int_at_least(_OWNER, "max_queue", self.max_queue, 0)
+        # One permit token each, allocated up front; a queued caller each.
+        _validate.int_between(
+            _OWNER, "max_concurrent", self.max_concurrent, 1, _validate.MAX_PERMITS
+        )
+        _validate.int_between(_OWNER, "max_queue", self.max_queue, 0, _validate.MAX_PERMITS)
         _validate.seconds_or_none(_OWNER, "queue_timeout", self.queue_timeout)
 
 
@@ -70,21 +73,11 @@ class BulkheadMetrics(NamedTuple):
     max_queue: int
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
 def _held_lock() -> threading.Lock:
     """What a queued thread blocks on: a lock already taken, released to wake it."""
     signal = threading.Lock()
     signal.acquire()
     return signal
-
-
-def _future_of_running_loop() -> tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]:
-    loop = asyncio.get_running_loop()
-    return loop, loop.create_future()
 
 
 # What ``with bulkhead:`` remembers per block (None: switched off, nothing
@@ -93,7 +86,7 @@ _Held: TypeAlias = "tuple[float, Any]"
 
 
 class Bulkhead(NamedPolicy):
-    """A named concurrency limit. Thread-safe, asyncio-safe, loop-agnostic."""
+    """A named concurrency limit. Thread-safe, task-safe (asyncio, trio), loop-agnostic."""
 
     _kind = "bulkhead"
 
@@ -142,7 +135,8 @@ class Bulkhead(NamedPolicy):
             return BulkheadMetrics(
                 active=active,
                 queued=core.queued,
-                completed=core.completed(),
+                # Calls that ended, not those cancelled or interrupted.
+                completed=core.completed() - self._interrupted,
                 rejected=core.rejected,
                 utilization=active / core.max_concurrent,
                 max_concurrent=core.max_concurrent,
@@ -221,18 +215,11 @@ class Bulkhead(NamedPolicy):
     @staticmethod
     def _wake(waiter: Waiter) -> bool:
         wake = waiter.wake
-        if isinstance(wake, tuple):
-            loop, fut = wake
-            if asyncio._get_running_loop() is loop:
-                _resolve(fut)
-                return True
-            try:
-                loop.call_soon_threadsafe(_resolve, fut)
-            except RuntimeError:  # its loop is closed: the task will never run again
-                return False
+        if isinstance(wake, LockType):
+            wake.release()
             return True
-        cast(threading.Lock, wake).release()
-        return True
+        # A task's waiter: False when its loop is closed (it will never run again).
+        return cast(_async_backend.Waiter, wake).wake()
 
     def _leave_queue(self, waiter: Waiter) -> bool:
         """``waiter`` stops waiting. True when a permit reached it first: it
@@ -297,19 +284,20 @@ class Bulkhead(NamedPolicy):
             await self._await_permit()
 
     async def _await_permit(self) -> None:
-        waiter = self._join_queue(_future_of_running_loop)
+        waiter = self._join_queue(_async_backend.waiter)
         if waiter is None:
             return
-        fut: asyncio.Future[None] = waiter.wake[1]  # type: ignore[index]
+        task: _async_backend.Waiter = waiter.wake  # type: ignore[assignment]
         timeout = self.config.queue_timeout
         try:
             if timeout is None:
-                await fut
+                await task.wait()
             elif _clock.get_clock() is _clock.REAL:
-                async with asyncio.timeout(timeout):
-                    await fut
-            else:
-                await self._wait_on_clock(fut, timeout)
+                async with _async_backend.timeout(timeout):
+                    await task.wait()
+            elif not await _async_backend.wait_or_sleep(task, _clock.sleep_async, timeout):
+                # A test clock: the wait passed on that clock, not for real.
+                raise TimeoutError
         except TimeoutError:
             if self._leave_queue(waiter):
                 return  # granted at the last moment: use it
@@ -320,18 +308,6 @@ class Bulkhead(NamedPolicy):
             if self._leave_queue(waiter):
                 self._give_back()
             raise
-
-    @staticmethod
-    async def _wait_on_clock(fut: asyncio.Future[None], seconds: float) -> None:
-        """Wait for ``fut`` at most ``seconds`` of a test clock's time."""
-        sleeper = asyncio.ensure_future(_clock.sleep_async(seconds))
-        try:
-            await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-        if not fut.done():
-            sleeper.result()  # what the clock's sleep raised, if anything
-            raise TimeoutError
 
     # -- execution -----------------------------------------------------------
 
@@ -348,6 +324,7 @@ class Bulkhead(NamedPolicy):
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
         wait, hand_over = self._wait_for_permit, self._hand_over
+        keep_until_finished = self._keep_until_finished
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -372,22 +349,35 @@ class Bulkhead(NamedPolicy):
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
+                next(done)
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
+                keep_until_finished(exc)
                 raise
             except BaseException:
                 self._interrupted += 1
-                raise
-            finally:
                 next(done)
                 give(None)
                 if core.queued:
                     hand_over()
+                raise
+            next(done)
+            give(None)
+            if core.queued:
+                hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result
 
         return through_bulkhead
+
+    def _keep_until_finished(self, error: Exception) -> None:
+        """A sync call failed: its permit goes back now, unless it timed out
+        while its worker still runs it; then when that worker is done, so
+        the bound holds at the dependency, not only at the caller."""
+        when_finished = getattr(error, "_when_finished", None)
+        if when_finished is None or not when_finished(self._give_back):
+            self._give_back()
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
@@ -463,6 +453,11 @@ class Bulkhead(NamedPolicy):
         start = _clock.monotonic()
         try:
             result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._core.finished()
+            self._keep_until_finished(exc)
+            self._report(start, exc)
+            raise
         except BaseException as exc:
             self._release()
             self._report(start, exc)

@@ -32,6 +32,7 @@ from ._compose import is_async_callable, watching
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import BOUNDS
+from ._workers import pool_for
 from .errors import BulkheadFullError, CircuitOpenError
 from .events import METERED
 from .timeout import Timeout
@@ -152,7 +153,9 @@ class CircuitBreaker(NamedPolicy):
         # Each admitted call runs under this; its CallTimeoutError is an
         # ordinary failure to classify.
         self._timeout = (
-            Timeout(cfg.timeout, name=self.name, listeners=self._listeners)
+            Timeout(
+                cfg.timeout, name=self.name, pool=pool_for(self.name), listeners=self._listeners
+            )
             if cfg.timeout is not None
             else None
         )

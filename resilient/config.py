@@ -8,12 +8,13 @@ the fields not given explicitly.
 
 from __future__ import annotations
 
-import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import _active
+from ._validate import MAX_SECONDS
 
 __all__ = ["VARIABLES", "Defaults", "defaults", "reload"]
 
@@ -50,24 +51,31 @@ def _bool(variable: str, raw: str) -> bool:
     raise ValueError(f"{variable} must be true or false, got {raw!r}")
 
 
+# ASCII digits only: int() and float() would also take "1_000", other
+# scripts' digits ("٣") and exponents, which nobody means in a setting.
+_WHOLE = re.compile(r"[0-9]{1,9}")
+_DECIMAL = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})")
+_MAX_WHOLE = 10**9 - 1
+
+
 def _positive_int(variable: str, raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError(f"{variable} must be a whole number >= 1, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{variable} must be a whole number >= 1, got {raw!r}")
-    return value
+    text = raw.strip()
+    if not _WHOLE.fullmatch(text) or int(text) < 1:
+        raise ValueError(
+            f"{variable} must be a whole number from 1 to {_MAX_WHOLE:_} in ASCII digits, "
+            f"got {raw!r}"
+        )
+    return int(text)
 
 
 def _positive_seconds(variable: str, raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError(f"{variable} must be a number of seconds > 0, got {raw!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{variable} must be a number of seconds > 0, got {raw!r}")
-    return value
+    text = raw.strip()
+    if not _DECIMAL.fullmatch(text) or not 0 < float(text) <= MAX_SECONDS:
+        raise ValueError(
+            f"{variable} must be a number of seconds > 0 and <= {MAX_SECONDS:g} in ASCII "
+            f"decimal digits (e.g. 2.5), got {raw!r}"
+        )
+    return float(text)
 
 
 def parse(environ: Mapping[str, str]) -> Defaults:

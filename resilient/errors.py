@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _request
@@ -80,6 +81,11 @@ class CircuitOpenError(ResilienceError):
     def __str__(self) -> str:
         if self.remaining == float("inf"):
             return f"circuit {self.name!r} is {self.state}; calls are rejected until released"
+        if self.state == "half_open":
+            return (
+                f"circuit {self.name!r} is half_open and every probe slot is taken; "
+                "calls are admitted again when the probes in flight succeed"
+            )
         return f"circuit {self.name!r} is {self.state}; next probe allowed in {self.remaining:.3f}s"
 
 
@@ -100,7 +106,17 @@ class BulkheadFullError(ResilienceError):
 
 
 class CallTimeoutError(ResilienceError, TimeoutError):
-    """The call took longer than its timeout. Also a builtin ``TimeoutError``."""
+    """The call took longer than its timeout. Also a builtin ``TimeoutError``.
+
+    ``started`` is False when a sync call never began: every worker of its
+    dependency's pool was busy for the whole timeout.
+    """
+
+    started: bool = True
+    # Set on a sync call abandoned while its worker still runs it: hands a
+    # callback to that worker, to run when the call really ends (False when
+    # it already has). A bulkhead keeps its permit until then.
+    _when_finished: Callable[[Callable[[], object]], bool] | None = None
 
     def __init__(self, timeout: float, name: str = "", message: str | None = None) -> None:
         self.timeout = timeout

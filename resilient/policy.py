@@ -21,7 +21,7 @@ from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
 from .fallback import Fallback
 from .retry import Retry, RetryConfig, RetryPolicies
-from .timeout import Timeout
+from .timeout import Timeout, TimeoutConfig
 
 if TYPE_CHECKING:
     from ._compose import Decoratable, Layer
@@ -51,7 +51,7 @@ class ResiliencePolicy:
 
     circuit_breaker: CircuitBreakerConfig | None = field(default_factory=CircuitBreakerConfig)
     retry: RetryConfig | None = field(default_factory=RetryConfig)
-    timeout: float | None = field(default_factory=_default_timeout)
+    timeout: float | TimeoutConfig | None = field(default_factory=_default_timeout)
     bulkhead: BulkheadConfig | None = None
     fallback: Fallback | None = None
 
@@ -65,9 +65,10 @@ class ResiliencePolicy:
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{_OWNER}.{name} must be a {kind.__name__} or None, got {value!r}")
-        object.__setattr__(
-            self, "timeout", _validate.seconds_or_none(_OWNER, "timeout", self.timeout)
-        )
+        if not isinstance(self.timeout, TimeoutConfig):
+            object.__setattr__(
+                self, "timeout", _validate.seconds_or_none(_OWNER, "timeout", self.timeout)
+            )
 
     def replace(self, **overrides: Any) -> ResiliencePolicy:
         """A copy with ``overrides`` (field names only; ``None`` drops a layer)."""
@@ -112,7 +113,18 @@ class ResiliencePolicies:
     @staticmethod
     def database() -> ResiliencePolicy:
         """A database: trips after 10 failures for 30 s, 3 quick attempts
-        (0.1 s, then 0.2 s), 30 s per attempt, 100 concurrent + 200 queued."""
+        (0.1 s, then 0.2 s), 30 s per attempt, 100 concurrent + 200 queued.
+
+        The 30 s timeout cancels a coroutine in its own task, but runs a
+        *sync* call on a worker thread: thread-bound state (a thread-local
+        or scoped session, Django's connections) is not there, and a call
+        that overruns keeps running, and holding its connection, in the
+        background. For sync drivers with thread-bound sessions pass
+        ``timeout=None`` (``with_resilience(name, database(), timeout=None)``)
+        and use the driver's own statement timeout; in the main thread,
+        ``Timeout(seconds, mode="signal")`` interrupts the call in place.
+        See docs/timeout.md.
+        """
         return ResiliencePolicy(
             circuit_breaker=CircuitBreakerConfig(failure_threshold=10, recovery_timeout=30.0),
             retry=RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0),
@@ -181,11 +193,12 @@ class Resilience(PolicyBase):
         self.retry: Retry | None = (
             None if policy.retry is None else Retry(policy.retry, name=name, listeners=listeners)
         )
-        self.timeout: Timeout | None = (
-            None
-            if policy.timeout is None
-            else Timeout(policy.timeout, name=name, listeners=listeners)
-        )
+        # On this dependency's own worker pool: another's hung calls never
+        # hold the workers this one needs.
+        timeout = policy.timeout
+        if timeout is not None and not isinstance(timeout, TimeoutConfig):
+            timeout = TimeoutConfig(timeout)
+        self.timeout: Timeout | None = None if timeout is None else timeout._named(name, listeners)
         self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
         self._present: tuple[Layer, ...] = tuple(
             cast("Layer", layer)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import importlib
 import itertools
 import math
+import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
-from . import _clock
+from . import _async_backend, _clock
+from ._async_backend import Waiter
 from .registry import Registry, registry
 
 __all__ = ["FakeClock", "WaitRecorder", "fake_clock", "instant_waits"]
@@ -24,6 +28,9 @@ __all__ = ["FakeClock", "WaitRecorder", "fake_clock", "instant_waits"]
 # How many times a fake async wait lets the event loop go round, while it
 # still has other work ready, before the clock jumps to the wait's end.
 _MAX_HOPS = 1000
+# Under trio: how long (real seconds) a fake wait waits for every task to be
+# blocked before the clock jumps anyway.
+_MAX_BUSY = 1.0
 
 
 class FakeClock:
@@ -43,13 +50,15 @@ class FakeClock:
         #: Every wait a policy made under this clock, in seconds, in order.
         self.delays: list[float] = []
         self._lock = threading.Lock()
-        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[float, int, Waiter]] = []
         # Deadlines (async timeouts) wake when the clock gets there, but never
         # move it themselves: a call doing real I/O under a timeout must not
         # see fake time jump to its deadline while the loop waits.
-        self._deadlines: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._deadlines: list[tuple[float, int, Waiter]] = []
         self._order = itertools.count()
         self._jumping: set[asyncio.AbstractEventLoop] = set()
+        self._trio_jumper: Waiter | None = None
+        self._trio_handover: Any = None  # a trio.Event while sleepers wait for a jumper
 
     @property
     def sleeps(self) -> list[float]:
@@ -78,8 +87,8 @@ class FakeClock:
                 due.append(heapq.heappop(self._waiters)[2])
             while self._deadlines and self._deadlines[0][0] <= self._now:
                 due.append(heapq.heappop(self._deadlines)[2])
-        for future in due:
-            _wake(future)
+        for waiter in due:
+            waiter.wake()
 
     def _sleep(self, seconds: float) -> None:
         self.delays.append(seconds)
@@ -87,30 +96,30 @@ class FakeClock:
 
     async def _sleep_async(self, seconds: float) -> None:
         self.delays.append(seconds)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        waiter = _async_backend.waiter()
         with self._lock:
-            heapq.heappush(self._waiters, (self._now + seconds, next(self._order), future))
+            heapq.heappush(self._waiters, (self._now + seconds, next(self._order), waiter))
+        if _async_backend.current() == "trio":
+            await self._sleep_trio(waiter)
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
             start = loop not in self._jumping
             self._jumping.add(loop)
         if start:
             loop.call_soon(self._jump_when_idle, loop, 0)
-        # A cancelled wait leaves its future cancelled; the jump skips it.
-        await future
+        # A cancelled wait leaves its waiter done; the jump skips it.
+        await waiter.wait()
 
-    def _jump_when_idle(self, loop: asyncio.AbstractEventLoop, hops: int) -> None:
-        # "Idle" means nothing else is ready to run. asyncio has no public way
-        # to ask, so look at the base loop's ready queue when there is one.
-        if hops < _MAX_HOPS and getattr(loop, "_ready", None):
-            loop.call_soon(self._jump_when_idle, loop, hops + 1)
-            return
+    def _jump(self) -> bool:
+        """Move the clock to the end of the earliest wait (or to a deadline
+        before it); False when nobody waits."""
         with self._lock:
             waiters = self._waiters
             while waiters and waiters[0][2].done():
                 heapq.heappop(waiters)
             if not waiters:
-                self._jumping.discard(loop)
-                return
+                return False
             end = waiters[0][0]
             # A deadline before that wait's end is reached on the way there:
             # stop at it first, so the timeout ends the call before the wait.
@@ -120,17 +129,60 @@ class FakeClock:
             if deadlines and deadlines[0][0] < end:
                 end = deadlines[0][0]
         self._move_to(end)
+        return True
+
+    def _jump_when_idle(self, loop: asyncio.AbstractEventLoop, hops: int) -> None:
+        # "Idle" means nothing else is ready to run. asyncio has no public way
+        # to ask, so look at the base loop's ready queue when there is one.
+        if hops < _MAX_HOPS and getattr(loop, "_ready", None):
+            loop.call_soon(self._jump_when_idle, loop, hops + 1)
+            return
+        if not self._jump():
+            with self._lock:
+                self._jumping.discard(loop)
+            return
         # The woken task runs before the next jump.
         loop.call_soon(self._jump_when_idle, loop, 0)
 
-    def _wake_at(self, when: float) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def _sleep_trio(self, waiter: Waiter) -> None:
+        # Under trio one sleeping task at a time (the jumper) waits until
+        # every task is blocked, then moves the clock; the others wait to be
+        # woken, or to take the jumper's place when it leaves.
+        trio: Any = sys.modules["trio"]
+        wait_all_tasks_blocked = importlib.import_module("trio.testing").wait_all_tasks_blocked
+        try:
+            while not waiter.done():
+                if self._trio_jumper is None:
+                    self._trio_jumper = waiter
+                if self._trio_jumper is waiter:
+                    with trio.move_on_after(_MAX_BUSY) as idle:
+                        waiter.on_wake(idle.cancel)
+                        await wait_all_tasks_blocked()
+                    if not waiter.done():
+                        self._jump()
+                    continue
+                handover = self._trio_handover
+                if handover is None:
+                    handover = self._trio_handover = trio.Event()
+                with trio.CancelScope() as woken:
+                    waiter.on_wake(woken.cancel)
+                    await handover.wait()
+        finally:
+            waiter.cancel()  # a wait cut short is skipped by the jumps
+            if self._trio_jumper is waiter:
+                self._trio_jumper = None
+                handover, self._trio_handover = self._trio_handover, None
+                if handover is not None:
+                    handover.set()
+
+    def _wake_at(self, when: float) -> Waiter:
+        waiter = _async_backend.waiter()
         with self._lock:
             if when <= self._now:
-                future.set_result(None)
+                waiter.wake()
             else:
-                heapq.heappush(self._deadlines, (when, next(self._order), future))
-        return future
+                heapq.heappush(self._deadlines, (when, next(self._order), waiter))
+        return waiter
 
     def as_clock(self) -> _clock.Clock:
         return _clock.Clock(
@@ -140,24 +192,6 @@ class FakeClock:
             sleep_async=self._sleep_async,
             wake_at=self._wake_at,
         )
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    loop = future.get_loop()
-    if loop.is_closed():
-        return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        resolve()
-    else:
-        loop.call_soon_threadsafe(resolve)
 
 
 @contextlib.contextmanager
@@ -198,7 +232,7 @@ def instant_waits() -> Iterator[WaitRecorder]:
         if forward:
             await previous.sleep_async(seconds)
         else:
-            await asyncio.sleep(0)
+            await _async_backend.checkpoint()
 
     _clock.set_clock(
         _clock.Clock(

@@ -1,7 +1,8 @@
 """``Timeout``: stop waiting for a call that takes too long.
 
 - Coroutines run under ``asyncio.timeout``: asyncio's own cancellation, no
-  extra task. A cancellation from outside passes through untouched.
+  extra task; under trio (or anyio on trio), in a trio cancel scope. A
+  cancellation from outside passes through untouched.
 - Sync functions (``mode="thread"``, the default) run in a worker thread of a
   bounded pool (:mod:`resilient._workers`), in a copy of the caller's
   contextvars; on timeout the caller stops waiting. Python cannot kill a
@@ -20,18 +21,21 @@ only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from . import _alarm, _clock, _validate, events
+from . import _alarm, _async_backend, _clock, _validate, events
 from ._active import switch
+from ._async_backend import Deadline, Waiter
 from ._blocks import BlockStack
 from ._compose import watching
 from ._policy import PolicyBase
-from ._workers import Job, WorkerPool, shared_pool
+from ._workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from .errors import CallTimeoutError
 from .events import METERED
 
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
     from ._compose import Decoratable
     from ._requests import Request
 
-__all__ = ["Timeout", "TimeoutMode", "WorkerPool"]
+__all__ = ["Timeout", "TimeoutConfig", "TimeoutMode", "WorkerPool", "timeout_seconds"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,13 +54,47 @@ TimeoutMode = Literal["thread", "signal"]
 _OWNER = "Timeout"
 
 
+@dataclass(frozen=True, slots=True)
+class TimeoutConfig:
+    """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
+
+    ``pool_size``: the most sync calls of this dependency that run at once
+    in worker threads, timed-out calls still running included (threads start
+    on demand). ``mode``: ``"thread"`` or ``"signal"`` for sync functions.
+    """
+
+    seconds: float
+    _: KW_ONLY
+    pool_size: int = DEFAULT_MAX_WORKERS
+    mode: TimeoutMode = "thread"
+
+    def __post_init__(self) -> None:
+        owner = "TimeoutConfig"
+        seconds = _validate.seconds(owner, "seconds", self.seconds, allow_zero=False)
+        object.__setattr__(self, "seconds", seconds)
+        _validate.int_between(owner, "pool_size", self.pool_size, 1, _validate.MAX_WORKERS)
+        if self.mode not in ("thread", "signal"):
+            raise ValueError(f"{owner}.mode must be 'thread' or 'signal', got {self.mode!r}")
+
+    def _named(self, name: str, listeners: events.ListenerSet) -> Timeout:
+        """The stack ``name``'s timeout, on that dependency's own worker pool."""
+        pool = pool_for(name, self.pool_size) if self.mode == "thread" else None
+        return Timeout(self.seconds, mode=self.mode, name=name, pool=pool, listeners=listeners)
+
+
+def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
+    """The seconds of a policy's ``timeout`` field, whichever form it has."""
+    return value.seconds if isinstance(value, TimeoutConfig) else value
+
+
 class Timeout(PolicyBase):
     """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
     gaps between the items of an async stream (either or both).
 
     ``mode`` applies to sync functions: ``"thread"`` (default) or
     ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
-    (default: one shared pool of 64 daemon threads).
+    (default: one shared pool of 64 daemon threads; the timeouts of
+    ``with_resilience`` stacks and of breakers get one per name).
     """
 
     _kind = "timeout"
@@ -87,7 +125,7 @@ class Timeout(PolicyBase):
         self.name = name
         self._pool = pool
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._blocks: BlockStack[asyncio.Timeout] = BlockStack(f"resilient_timeout_{id(self)}")
+        self._blocks: BlockStack[Deadline] = BlockStack(f"resilient_timeout_{id(self)}")
 
     def __repr__(self) -> str:
         parts = [f"{self.name!r}"] if self.name else []
@@ -114,7 +152,7 @@ class Timeout(PolicyBase):
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
-        scope = asyncio.timeout(seconds) if switch.on else None
+        scope = _deadline(seconds) if switch.on else None
         if scope is not None:
             await scope.__aenter__()
         self._blocks.push(scope)
@@ -228,8 +266,12 @@ class Timeout(PolicyBase):
             pool.drop(job)
             raise
         if not finished:
-            pool.drop(job)
-            raise self._timed_out(name or self._event_name(fn), seconds)
+            name = name or self._event_name(fn)
+            if pool.drop(job):
+                raise self._never_started(name, seconds, pool)
+            timed_out = self._timed_out(name, seconds)
+            timed_out._when_finished = functools.partial(pool.after, job)
+            raise timed_out
         error = job.error
         if error is not None:
             job.error = None
@@ -239,6 +281,16 @@ class Timeout(PolicyBase):
                 error = None
         result: R = job.result
         return result
+
+    def _never_started(self, name: str, seconds: float, pool: WorkerPool) -> CallTimeoutError:
+        error = self._timed_out(name, seconds)
+        error._message = (
+            f"call {name!r} could not start within {seconds:g}s: all {pool.max_workers} "
+            "workers of its pool were busy (with calls still running, or timed out "
+            "and still running)"
+        )
+        error.started = False
+        return error
 
     def _call_signal(
         self,
@@ -273,7 +325,11 @@ class Timeout(PolicyBase):
             raise self._no_seconds()
         if not switch.on:
             return await fn(*args, **kwargs)
-        scope = asyncio.timeout(seconds)
+        scope: Deadline
+        try:
+            scope = asyncio.timeout(seconds)
+        except RuntimeError:  # no asyncio loop in this thread: trio, say
+            scope = _async_backend.timeout(seconds)
         wake_at = _clock.get_clock().wake_at
         try:
             async with scope:
@@ -302,17 +358,17 @@ class Timeout(PolicyBase):
                 async for item in stream:
                     yield item
                 return
-            loop = asyncio.get_running_loop()
+            now = _async_backend.now
             inactivity = self.inactivity
             total = self.seconds
-            ends = None if total is None else loop.time() + total
+            ends = None if total is None else now() + total
             while True:
-                quiet_ends = None if inactivity is None else loop.time() + inactivity
+                quiet_ends = None if inactivity is None else now() + inactivity
                 if ends is None or (quiet_ends is not None and quiet_ends < ends):
                     when, silent = quiet_ends, True
                 else:
                     when, silent = ends, False
-                scope = asyncio.timeout_at(when)
+                scope = _async_backend.timeout_at(when)
                 try:
                     async with scope:
                         item = await anext(stream)
@@ -353,19 +409,17 @@ class Timeout(PolicyBase):
         return super().__call__(fn)
 
 
-async def _racing_test_clock(
-    scope: asyncio.Timeout, deadline: asyncio.Future[None], call: Awaitable[R]
-) -> R:
+async def _racing_test_clock(scope: Deadline, deadline: Waiter, call: Awaitable[R]) -> R:
     """Await ``call`` inside ``scope``, also ending the scope when a test
     clock reaches ``deadline`` (the real timer keeps running too)."""
-    loop = asyncio.get_running_loop()
+    now = _async_backend.now
     inside = True
 
-    def expire(_: asyncio.Future[None]) -> None:
-        if inside and not deadline.cancelled() and not scope.expired():
-            scope.reschedule(loop.time())
+    def expire() -> None:
+        if inside and not scope.expired():
+            scope.reschedule(now())
 
-    deadline.add_done_callback(expire)
+    deadline.on_wake(expire)
     try:
         return await call
     finally:
@@ -377,3 +431,10 @@ async def _aclose(stream: AsyncIterator[Any]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _deadline(seconds: float) -> Deadline:
+    try:
+        return asyncio.timeout(seconds)
+    except RuntimeError:  # no asyncio loop in this thread: trio, say
+        return _async_backend.timeout(seconds)

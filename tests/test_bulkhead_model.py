@@ -98,10 +98,13 @@ class ModelBulkhead:
         self.rejected += 1
         return "rejected"
 
-    def leave(self, call: int) -> int | None:
-        """A running call ended (any outcome): the waiter it lets in, if any."""
+    def leave(self, call: int, finished: bool = True) -> int | None:
+        """A running call ended: the waiter it lets in, if any. Only a call
+        that finished (returned or raised an ``Exception``) is completed; one
+        cancelled or interrupted while running is not."""
         self.running.remove(call)
-        self.completed += 1
+        if finished:
+            self.completed += 1
         if self.queue:
             nxt, _ = self.queue.pop(0)
             self.running.add(nxt)
@@ -443,7 +446,7 @@ class BulkheadMachine(RuleBasedStateMachine):
         call.task.cancel()
         self._settle()
         assert call.task.cancelled()
-        self._let_in(self.model.leave(call_id))
+        self._let_in(self.model.leave(call_id, finished=False))
 
     @rule(index=st.integers(0, 10))
     def cancel_queued(self, index: int) -> None:
@@ -532,7 +535,7 @@ class BulkheadMachine(RuleBasedStateMachine):
                 outcome, KeyboardInterrupt
             )
             model.arrive(SYNC, self.clock.now)
-            model.leave(SYNC)
+            model.leave(SYNC, finished=outcome != "interrupt")
             assert ran == [True]
             self._ended(path, raised)
         else:

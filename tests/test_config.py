@@ -81,6 +81,18 @@ def test_numbers_are_parsed() -> None:
         ("RESILIENT_CB_FAILURE_THRESHOLD", ""),
         ("RESILIENT_CB_RECOVERY_TIMEOUT", "1e999"),
         ("RESILIENT_CB_RECOVERY_TIMEOUT", "30s"),
+        # Beyond what threading and the clock represent: accepted once, these
+        # failed every call with OverflowError.
+        ("RESILIENT_DEFAULT_TIMEOUT", "1e10"),
+        ("RESILIENT_DEFAULT_TIMEOUT", "10000000000"),
+        # ASCII decimal only: no underscores, other scripts' digits, huge numbers.
+        ("RESILIENT_RETRY_MAX_ATTEMPTS", "1_000"),
+        ("RESILIENT_RETRY_MAX_ATTEMPTS", "\u0663"),
+        ("RESILIENT_CB_FAILURE_THRESHOLD", "9" * 400),
+        ("RESILIENT_DEFAULT_TIMEOUT", "1_0"),
+        ("RESILIENT_DEFAULT_TIMEOUT", "\u0663"),
+        ("RESILIENT_DEFAULT_TIMEOUT", "1" * 400),
+        ("RESILIENT_CB_RECOVERY_TIMEOUT", "0x10"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(variable: str, raw: str) -> None:

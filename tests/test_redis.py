@@ -286,6 +286,25 @@ async def test_async_probe_and_hot_path(storages) -> None:
     assert (one.state, two.state) == (CLOSED, CLOSED)
 
 
+def test_async_probe_under_trio(storages) -> None:
+    import trio
+
+    a, b = storages(), storages()
+    fields = {"failure_threshold": 1, "recovery_timeout": 0.2, "success_threshold": 1}
+    one, two = shared("pay", a, **fields), shared("pay", b, **fields)
+
+    async def aok() -> str:
+        return "ok"
+
+    failing(one)
+    sync(a, b)
+    assert two.state is OPEN
+    wait_for(lambda: two.state is HALF_OPEN, what="recovery timeout")
+    assert trio.run(two.call_async, aok) == "ok"  # the fleet probe, asked off trio's thread
+    sync(b, a)
+    assert (one.state, two.state) == (CLOSED, CLOSED)
+
+
 async def test_a_cancelled_probe_request_gives_its_permit_back(storages) -> None:
     a = storages()
     fields = {"failure_threshold": 1, "recovery_timeout": 0.2, "half_open_max_calls": 1}

@@ -256,6 +256,26 @@ def test_time_machine_shifted_past_recovery_timeout_half_opens_a_breaker() -> No
         assert breaker.state is CircuitState.HALF_OPEN
 
 
+def test_a_breaker_tripped_during_a_travel_stays_open_after_it() -> None:
+    breaker = CircuitBreaker("tm-end", CircuitBreakerConfig(failure_threshold=1))
+    with time_machine.travel(0):  # 1970: time.time() far behind time.monotonic()
+        _trip(breaker)
+        assert breaker.state is CircuitState.OPEN
+    # One clock for the life of the travel: its end is no 56-year jump.
+    assert breaker.state is CircuitState.OPEN
+    assert 29 < breaker.metrics().remaining <= 30
+
+
+def test_a_travel_moves_the_clock_from_where_it_stood() -> None:
+    before = _clock.monotonic()
+    with time_machine.travel(0, tick=False) as traveller:
+        during = _clock.monotonic()
+        traveller.shift(5)
+        assert _clock.monotonic() == pytest.approx(during + 5)
+    assert before <= during <= before + 5
+    assert before <= _clock.monotonic() <= during + 5
+
+
 def test_without_travel_the_clock_is_time_monotonic() -> None:
     assert "time_machine" in sys.modules
     before = _clock.monotonic()

@@ -577,9 +577,11 @@ async def test_stream_set_active_false() -> None:
 
 def test_a_breaker_timeout_keeps_a_lock_free_path() -> None:
     plain = CircuitBreaker("fast")._core
-    assert plain.fast and not plain.ticking
+    assert plain.fast
+    assert not plain.ticking
     timed = CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core
-    assert timed.ticking and not timed.fast  # the call runs under the timeout
+    assert timed.ticking  # the call runs under the timeout
+    assert not timed.fast
 
 
 def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:

@@ -24,6 +24,7 @@ from resilient import (
     Retry,
     RetryConfig,
     Timeout,
+    TimeoutConfig,
     with_bulkhead,
     with_chaos,
     with_circuit_breaker,
@@ -44,8 +45,13 @@ class NotAnException:
 
 # What every kind of field rejects, beyond its own specials.
 COUNT = [None, "3", 2.0, True, -1, NAN]  # an int
-SECONDS = [None, "1", True, -1.0, NAN, INF, [1]]  # finite seconds >= 0
-SECONDS_OR_NONE = ["1", True, -1.0, 0.0, NAN, INF]  # finite seconds > 0, or None
+# Longer than threading (and so the clock's time_t) can wait for: accepted
+# once, these failed inside every call with OverflowError.
+TOO_LONG = [1e10, 1e300]
+SECONDS = [None, "1", True, -1.0, NAN, INF, [1], *TOO_LONG]  # finite seconds >= 0
+SECONDS_OR_NONE = ["1", True, -1.0, 0.0, NAN, INF, *TOO_LONG]  # finite seconds > 0, or None
+# More than a size allocates up front (permits, window slots).
+TOO_MANY = [10**8, 10**29]
 RATE_OR_NONE = ["0.5", True, 0.0, -0.5, 1.5, NAN, INF]  # 0 < r <= 1, or None
 PROBABILITY = [None, "0.5", True, -0.1, 1.01, NAN, INF]  # 0 <= p <= 1
 EXCEPTIONS = [None, "ValueError", ValueError(), NotAnException, (ValueError, int), 3]
@@ -70,8 +76,9 @@ def _breaker_config(**kw: Any) -> object:
 
 for _field in ("failure_threshold", "half_open_max_calls", "success_threshold"):
     _add("CircuitBreakerConfig", _breaker_config, _field, [*COUNT, 0])
-for _field in ("minimum_calls", "window_size"):
-    _add("CircuitBreakerConfig", _breaker_config, _field, [*COUNT, 0])
+_add("CircuitBreakerConfig", _breaker_config, "minimum_calls", [*COUNT, 0])
+_add("CircuitBreakerConfig", _breaker_config, "window_size", [*COUNT, 0, *TOO_MANY])
+_add("CircuitBreakerConfig", _breaker_config, "window_duration", [1e7])  # a bucket a second
 for _field in ("failure_rate_threshold", "slow_call_rate_threshold"):
     _add("CircuitBreakerConfig", _breaker_config, _field, RATE_OR_NONE)
 for _field in ("window_duration", "slow_call_duration", "timeout"):
@@ -114,8 +121,8 @@ def _bulkhead_config(**kw: Any) -> object:
     return BulkheadConfig(**kw)
 
 
-_add("BulkheadConfig", _bulkhead_config, "max_concurrent", [*COUNT, 0])
-_add("BulkheadConfig", _bulkhead_config, "max_queue", [*COUNT[:-2], -1, NAN])
+_add("BulkheadConfig", _bulkhead_config, "max_concurrent", [*COUNT, 0, *TOO_MANY])
+_add("BulkheadConfig", _bulkhead_config, "max_queue", [*COUNT[:-2], -1, NAN, *TOO_MANY])
 _add("BulkheadConfig", _bulkhead_config, "queue_timeout", SECONDS_OR_NONE)
 
 
@@ -141,6 +148,16 @@ _add("Timeout", _timeout, "seconds", SECONDS_OR_NONE)
 _add("Timeout", _timeout, "inactivity", SECONDS_OR_NONE)
 _add("Timeout", _timeout, "mode", ["threads", None, 1])
 _add("Timeout", _timeout, "pool", ["pool", 4])
+
+
+def _timeout_config(**kw: Any) -> object:
+    kw.setdefault("seconds", 1.0)
+    return TimeoutConfig(**kw)
+
+
+_add("TimeoutConfig", _timeout_config, "seconds", SECONDS_OR_NONE)
+_add("TimeoutConfig", _timeout_config, "pool_size", [*COUNT, 0, 10**6])
+_add("TimeoutConfig", _timeout_config, "mode", ["threads", None, 1])
 
 
 # -- Fallback -------------------------------------------------------------------------
@@ -209,7 +226,13 @@ def test_every_config_field_is_covered() -> None:
     covered: dict[str, set[str]] = {}
     for owner, _, field, _ in CASES:
         covered.setdefault(owner, set()).add(field)
-    for config in (CircuitBreakerConfig, RetryConfig, BulkheadConfig, ResiliencePolicy):
+    for config in (
+        CircuitBreakerConfig,
+        RetryConfig,
+        BulkheadConfig,
+        ResiliencePolicy,
+        TimeoutConfig,
+    ):
         fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
         assert fields <= covered[config.__name__], fields - covered[config.__name__]
 

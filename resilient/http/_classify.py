@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+from ..errors import CircuitOpenError
 from .errors import (
     AuthenticationError,
     HTTPError,
@@ -26,12 +28,36 @@ __all__ = [
     "detail",
     "error_class",
     "error_for_status",
+    "may_retry",
     "parse_retry_after",
     "retry_after",
 ]
 
 # RFC 9110 §9.2.2. POST and PATCH are retried only when asked to.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+def may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseException], bool]:
+    """Retry's ``retry_on`` for HTTP: only transient failures (an open breaker
+    too, for retry's breaker-aware wait), and for a request that must not be
+    repeated, only failures that happened before it was sent; then whatever
+    the policy's own ``retry_on`` says."""
+
+    def retryable(error: BaseException) -> bool:
+        if isinstance(error, HTTPError):
+            if not error.is_retryable or (error.request_sent and not sent):
+                return False
+            if error.retry_after is not None and error.retry_after > max_delay:
+                return False  # the caller, not a sleeping thread, should decide
+        elif not isinstance(error, CircuitOpenError):
+            # A full bulkhead sheds load on purpose: trying again defeats it.
+            return False
+        if isinstance(user, tuple):
+            return isinstance(error, user)
+        return bool(user(error))
+
+    return retryable
+
 
 _BY_STATUS: dict[int, type[HTTPError]] = {
     400: ValidationError,

@@ -20,15 +20,15 @@ from .. import _validate, events
 from .._active import switch
 from .._compose import NEVER, compose
 from .._policy import PolicyBase
-from ..errors import CircuitOpenError
 from ..events import request_context
 from ..policy import ResiliencePolicy
 from ..registry import Registry
 from ..retry import Retry, RetryConfig
+from ..timeout import timeout_seconds
 from ._classify import IDEMPOTENT_METHODS, error_class
+from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
-from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
 
@@ -41,28 +41,6 @@ RETRY = "resilient.retry"
 INACTIVITY = "resilient.inactivity"
 
 Send = Callable[[httpx.Request], Any]
-
-
-def _may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseException], bool]:
-    """Retry's ``retry_on``: only transient failures (an open breaker too, for
-    retry's breaker-aware wait), and for a request that must not be repeated,
-    only failures that happened before it was sent; then whatever the
-    policy's own ``retry_on`` says."""
-
-    def retryable(error: BaseException) -> bool:
-        if isinstance(error, HTTPError):
-            if not error.is_retryable or (error.request_sent and not sent):
-                return False
-            if error.retry_after is not None and error.retry_after > max_delay:
-                return False  # the caller, not a sleeping thread, should decide
-        elif not isinstance(error, CircuitOpenError):
-            # A full bulkhead sheds load on purpose: trying again defeats it.
-            return False
-        if isinstance(user, tuple):
-            return isinstance(error, user)
-        return bool(user(error))
-
-    return retryable
 
 
 def _names(methods: Any) -> tuple[str, ...] | None:
@@ -227,7 +205,7 @@ class _Base:
             request_id = events.get_request_id() or uuid.uuid4().hex
             request.headers["X-Request-ID"] = request_id
         route = self._route(request.url)
-        timeout = self.policy.timeout
+        timeout = timeout_seconds(self.policy.timeout)
         if timeout is not None and switch.on:
             timeouts = request.extensions.get("timeout") or {}
             request.extensions["timeout"] = {
@@ -433,8 +411,8 @@ def client(
         retry_methods=retry_methods,
         inactivity=inactivity,
     )
-    if wrapped.policy.timeout is not None:
-        kw.setdefault("timeout", wrapped.policy.timeout)
+    if (seconds := timeout_seconds(wrapped.policy.timeout)) is not None:
+        kw.setdefault("timeout", seconds)
     return httpx.Client(transport=wrapped, **kw)
 
 
@@ -460,6 +438,6 @@ def async_client(
         retry_methods=retry_methods,
         inactivity=inactivity,
     )
-    if wrapped.policy.timeout is not None:
-        kw.setdefault("timeout", wrapped.policy.timeout)
+    if (seconds := timeout_seconds(wrapped.policy.timeout)) is not None:
+        kw.setdefault("timeout", seconds)
     return httpx.AsyncClient(transport=wrapped, **kw)

@@ -1,28 +1,23 @@
-"""``EventStream``: events handed to an asyncio consumer through a bounded buffer.
+"""``EventStream``: events handed to an async consumer through a bounded buffer.
 
 The producer is the protected call, in whatever thread it runs: it appends
 under a short lock and never waits. When the buffer is full the oldest event
-is dropped and counted. A consumer waiting in its loop is woken through that
-loop (``call_soon_threadsafe`` from another thread).
+is dropped and counted. A consumer waiting (under asyncio or trio) is woken
+through its own loop when the event comes from another thread.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
+from .. import _async_backend
+from .._async_backend import Waiter
 from ..events import Event
 
 __all__ = ["EventStream"]
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class EventStream:
@@ -40,7 +35,7 @@ class EventStream:
             raise ValueError(f"events(maxsize) must be an int >= 1, got {maxsize!r}")
         self._buffer: deque[Event] = deque(maxlen=maxsize)
         self._lock = threading.Lock()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: Waiter | None = None
         self._closed = False
         self._on_close = on_close
         self.dropped = 0
@@ -63,17 +58,7 @@ class EventStream:
             buffer.append(event)
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
-            self._wake(waiter)
-
-    @staticmethod
-    def _wake(waiter: asyncio.Future[None]) -> None:
-        loop = waiter.get_loop()
-        if asyncio._get_running_loop() is loop:
-            _wake(waiter)
-            return
-        # A closed loop raises RuntimeError: nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_wake, waiter)
+            waiter.wake()  # False when its loop is closed: nobody waits any more
 
     def __aiter__(self) -> EventStream:
         return self
@@ -87,10 +72,10 @@ class EventStream:
                     raise StopAsyncIteration
                 if self._waiter is not None:
                     raise RuntimeError("this EventStream already has a consumer waiting")
-                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                waiter = _async_backend.waiter()
                 self._waiter = waiter
             try:
-                await waiter
+                await waiter.wait()
             finally:
                 with self._lock:
                     if self._waiter is waiter:
@@ -106,7 +91,7 @@ class EventStream:
             waiter, self._waiter = self._waiter, None
         self._on_close(self)
         if waiter is not None:
-            self._wake(waiter)
+            waiter.wake()
 
     async def aclose(self) -> None:
         self.close()

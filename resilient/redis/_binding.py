@@ -15,13 +15,14 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .. import _clock
+from .. import _async_backend, _clock
 from .._breaker_core import CLOSED, HALF_OPEN, BreakerCore, CircuitState
 from .._storage import Action, Outcome, Verdict
+from ._keys import name_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
-    from ..circuit_breaker import CircuitBreaker
+    from .._storage import StoredBreaker
     from ._storage import RedisStorage
 
 __all__ = ["Binding", "Op"]
@@ -37,7 +38,7 @@ class Op(NamedTuple):
 
     binding: Binding
     kind: str
-    args: list[str]
+    args: list[str | bytes]
     context: Any
 
 
@@ -55,10 +56,11 @@ def _text(value: object) -> str:
 
 
 class Binding:
-    def __init__(self, storage: RedisStorage, breaker: CircuitBreaker) -> None:
+    def __init__(self, storage: RedisStorage, breaker: StoredBreaker) -> None:
         self._storage = storage
         self._breaker = weakref.ref(breaker)
         self.name = breaker.name
+        self.name_bytes = name_bytes(breaker.name)  # names are data: sent as bytes
         self.keys = keys(storage.namespace, breaker.name)
         cfg = breaker.config
         self._config = [
@@ -82,10 +84,16 @@ class Binding:
         self._probe_ids = itertools.count(1)
         # Until then, every fleet probe slot is taken: reject without asking.
         self._busy_until = 0.0
+        # What decides whether a sync has anything to say (an idle breaker
+        # sends nothing): a publish about it arrived, the fleet's run as last
+        # seen (a success ends it), the vote last sent.
+        self.stale = True
+        self._fleet_run = 0
+        self._sent_vote = False
 
-    def _args(self, op: str, *extra: str) -> list[str]:
+    def _args(self, op: str, *extra: str) -> list[str | bytes]:
         storage = self._storage
-        return [op, self.name, storage.instance, storage.channel, *self._config, *extra]
+        return [op, self.name_bytes, storage.instance, storage.channel, *self._config, *extra]
 
     # -- what the breaker calls (SharedBreaker) --------------------------------
 
@@ -110,8 +118,10 @@ class Binding:
             except storage.unavailable as exc:
                 storage.down(exc)
             else:
-                self._mirror(reply)
-                return
+                if not isinstance(reply, Exception):
+                    self._mirror(reply)
+                    return
+                storage.failed("control", self.name, reply)
         self._pending_control = action
 
     def acquire(self) -> Verdict | None:
@@ -123,6 +133,10 @@ class Binding:
             (reply,) = storage.execute([(self.keys, self._args("acquire", probe_id))])
         except storage.unavailable as exc:
             storage.down(exc)
+            return None
+        if isinstance(reply, Exception):
+            storage.failed("acquire", self.name, reply)
+            self.go_local()
             return None
         kind = _text(reply[0])
         if kind == "missing":
@@ -140,7 +154,10 @@ class Binding:
     async def acquire_async(self) -> Verdict | None:
         if not self._worth_asking():
             return self._without_asking()
-        future = asyncio.get_running_loop().run_in_executor(None, self.acquire)
+        loop = asyncio._get_running_loop()
+        if loop is None:  # trio, say
+            return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
+        future = loop.run_in_executor(None, self.acquire)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -158,14 +175,22 @@ class Binding:
     def _abandon(self, future: asyncio.Future[Verdict | None]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
-        verdict = future.result()
+        self._abandon_verdict(future.result())
+
+    def _abandon_verdict(self, verdict: Verdict | None) -> None:
         if verdict is not None and verdict.kind == "probe":
             self.finished(verdict.probe, "ignored")
 
     # -- what the storage's sync calls ---------------------------------------------
 
-    def prepare(self) -> list[Op] | None:
-        """This breaker's part of the next sync; ``None`` once it is gone."""
+    def prepare(self, full: bool = True) -> list[Op] | None:
+        """This breaker's part of the next sync; ``None`` once it is gone.
+
+        Unless ``full``, a breaker with nothing new sends nothing: no
+        failure, no vote to renew or withdraw, no publish about it since its
+        last sync. Successes alone go up only to end a fleet run of failures
+        (a run that starts is published); else they travel with the next sync.
+        """
         breaker = self._breaker()
         if breaker is None:
             return None
@@ -185,6 +210,14 @@ class Binding:
                 )
             )
         snap = breaker.with_core(self._snapshot)
+        if not (full or ops or self._worth_syncing(snap)):
+            if self.stale:
+                # Only a published transition to learn of: a read-only fetch,
+                # a third of a sync's commands.
+                self.stale = False
+                ops.append(Op(self, "peek", self._args("peek"), None))
+            return ops
+        self.stale = False
         ops.append(
             Op(
                 self,
@@ -205,23 +238,50 @@ class Binding:
         )
         return ops
 
+    def _worth_syncing(self, snap: _Snapshot) -> bool:
+        if not self._incarnation:
+            return True  # never synced (or Redis lost it): seed
+        if snap.failed_total != self._sent_failed or snap.vote or self._sent_vote:
+            return True  # a vote stands only while it is renewed
+        return snap.ok_total != self._sent_ok and self._fleet_run > 0
+
     def undo(self, ops: list[Op]) -> None:
         """The round trip failed: keep the probe outcomes for the next one."""
+        self.stale = True
         for op in reversed(ops):
             if op.kind == "finish":
                 self._finished.appendleft((op.context, op.args[-2]))
 
     def done(self, op: Op, reply: Any) -> None:
-        if op.kind == "control" and self._pending_control == op.context:
+        if op.kind == "peek":
+            if _text(reply[0]) == "missing":
+                self._incarnation = ""  # Redis lost it: the next sync seeds it
+                self._storage.wake()
+                return
+            self._fleet_run = int(reply[5])
+            if self._fleet_run:
+                self._storage.wake()  # successes of ours may end that run
+        elif op.kind == "control" and self._pending_control == op.context:
             self._pending_control = None
         elif op.kind == "sync":
             snap: _Snapshot = op.context
             self._sent_ok = snap.ok_total
             self._sent_failed = snap.failed_total
+            self._sent_vote = snap.vote
+            self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
         self._mirror(reply)
+
+    def refused(self, op: Op, error: Exception) -> None:
+        """Redis answered, but the script failed this op (another program's
+        key in the way, say): this breaker decides locally until an op of
+        it succeeds again. Its counts stay unsent; a control is retried;
+        a probe's outcome is dropped (its lease expires)."""
+        self._storage.failed(op.kind, self.name, error)
+        self.stale = True
+        self.go_local()
 
     def go_local(self) -> None:
         breaker = self._breaker()

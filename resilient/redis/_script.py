@@ -7,33 +7,44 @@ control) are made here, so no interleaving of instances can, for example,
 admit more probes than ``half_open_max_calls``. Time is Redis's own
 (``TIME``), so hosts with skewed clocks agree on when a breaker opened.
 
-Keys of a breaker ``NAME`` in namespace ``NS``:
+Keys of a breaker ``NAME`` in namespace ``NS``, with ``B = NS:cb:{E}`` where
+``E`` encodes the name (:mod:`resilient.redis._keys`: no two names share a
+key, and all of one breaker's keys share a cluster slot):
 
-- ``NS:cb:NAME`` hash: ``state``, ``epoch`` (bumped by every transition),
+- ``B`` hash: ``state``, ``epoch`` (bumped by every transition),
   ``incarnation`` (when the hash was made: a Redis that lost its data is told
   apart from an old epoch), ``opened_at``, ``run`` (the fleet's consecutive
   failures), ``probe_ok``, ``calls``/``failures`` (since the last close),
   ``recovery``/``threshold`` (as the last instance configured them), ``changed_at``.
-- ``NS:cb:NAME:run`` set: instances whose failures make up ``run`` (quorum).
-- ``NS:cb:NAME:votes`` zset: instance -> when its own window last asked to
+- ``B:run`` set: instances whose failures make up ``run`` (quorum).
+- ``B:votes`` zset: instance -> when its own window last asked to
   open on a failure or slow-call rate (quorum).
-- ``NS:cb:NAME:probes`` zset: probe id -> when it was admitted (a lease, so
+- ``B:probes`` zset: probe id -> when it was admitted (a lease, so
   a crashed instance cannot hold a probe forever).
-- ``NS:cb:NAME:instances`` zset: instance -> when it last synced.
-- ``NS:breakers`` set: every name.
+- ``B:instances`` zset: instance -> when it last synced.
+
+``NS:breakers`` (a set of every name, as UTF-8 bytes) lies in another slot,
+so the script never touches it: the storage adds a name there itself when
+a reply says the breaker's hash was just made.
 
 Each transition publishes the name on ``NS:changes``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ARG_COUNT", "SCRIPT", "keys"]
+from ._keys import tagged
+
+__all__ = ["ARG_COUNT", "SCRIPT", "keys", "names_key"]
 
 
 def keys(namespace: str, name: str) -> list[str]:
-    base = f"{namespace}:cb:{name}"
-    return [base, f"{base}:run", f"{base}:votes", f"{base}:probes", f"{base}:instances",
-            f"{namespace}:breakers"]  # fmt: skip
+    """The keys of breaker ``name``: one cluster slot, no other name's."""
+    base = tagged(namespace, "cb", name)
+    return [base, f"{base}:run", f"{base}:votes", f"{base}:probes", f"{base}:instances"]
+
+
+def names_key(namespace: str) -> str:
+    return f"{namespace}:breakers"
 
 
 # ARGV: op, name, instance, channel, then the config (empty: use the stored
@@ -42,7 +53,7 @@ def keys(namespace: str, name: str) -> list[str]:
 ARG_COUNT = 11
 
 SCRIPT = r"""
-local H, RUN, VOTES, PROBES, INST, NAMES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local H, RUN, VOTES, PROBES, INST = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, name, me, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -92,7 +103,6 @@ local function ensure(seed_state, seed_remaining)
   if seed_state == 'open' then
     redis.call('HSET', H, 'opened_at', tostring(now - recovery + seed_remaining))
   end
-  redis.call('SADD', NAMES, name)
   return 1
 end
 
@@ -116,6 +126,7 @@ if op == 'sync' then
       redis.call('HINCRBY', H, 'failures', bad)
     end
     local run = tonumber(field('run', '0'))
+    local was_run = run
     if ok > 0 then
       -- A success ended the fleet's run; only this batch's tail is left.
       run = trailing
@@ -126,6 +137,10 @@ if op == 'sync' then
       redis.call('SADD', RUN, me)
     end
     redis.call('HSET', H, 'run', run)
+    if was_run == 0 and run > 0 then
+      -- A run of failures starts: instances with successes to report end it.
+      redis.call('PUBLISH', channel, name)
+    end
     if state == 'closed' then
       local quorum = cfg(9, 'quorum')
       if vote == '1' then redis.call('ZADD', VOTES, now, me) else redis.call('ZREM', VOTES, me) end
@@ -137,7 +152,9 @@ if op == 'sync' then
       end
     end
   end
-  return reply(seeded)
+  local out = reply(seeded)
+  out[6] = tonumber(field('run', '0'))
+  return out
 end
 
 if op == 'acquire' then
@@ -180,7 +197,7 @@ end
 
 if op == 'control' then
   -- ARGV 12: force_open, force_closed, release or reset
-  ensure('closed', 0)
+  local seeded = ensure('closed', 0)
   local action, state = ARGV[12], field('state', 'closed')
   if action == 'force_open' and state ~= 'forced_open' then move('forced_open')
   elseif action == 'force_closed' and state ~= 'forced_closed' then move('forced_closed')
@@ -188,7 +205,17 @@ if op == 'control' then
   elseif action == 'release' and (state == 'forced_open' or state == 'forced_closed') then
     move('closed')
   end
-  return reply(redis.call('ZCARD', INST))
+  local out = reply(redis.call('ZCARD', INST))
+  out[6] = seeded
+  return out
+end
+
+if op == 'peek' then
+  -- Another instance's transition was published: fetch the state, cheaply.
+  if redis.call('EXISTS', H) == 0 then return {'missing'} end
+  local out = reply(0)
+  out[6] = tonumber(field('run', '0'))
+  return out
 end
 
 if op == 'read' then

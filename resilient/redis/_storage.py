@@ -10,22 +10,24 @@ import os
 import secrets
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from .. import _validate
 from ._binding import Binding, Op
-from ._script import SCRIPT, keys
+from ._keys import decode_name, name_bytes, validate_namespace
+from ._script import SCRIPT, keys, names_key
 
 if TYPE_CHECKING:
-    from ..circuit_breaker import CircuitBreaker
+    from .._storage import StoredBreaker
 
 __all__ = ["RedisStorage", "SharedBreakerInfo"]
 
@@ -36,6 +38,8 @@ _OWNER = "RedisStorage"
 # failures costs one round trip, not one each.
 _MIN_GAP = 0.005
 _UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError)
+# Where a reply says the breaker's hash was just made, per op.
+_SEEDED = {"sync": 4, "control": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class SharedBreakerInfo:
     failing_instances: int  # instances whose failures make up that run
     rate_votes: int  # instances whose own window asks to open on a rate
     probes_in_flight: int
-    instances: int  # instances that synced it in the last minute
+    instances: int  # instances that reported on it in the last minute (idle ones send nothing)
     created: bool  # some instance has made this breaker (not only a forced name)
     calls: int  # reported since it last closed
     failures: int
@@ -68,34 +72,41 @@ class RedisStorage:
 
     Attach breakers with ``CircuitBreakerConfig(storage=...)`` or
     ``Registry(storage=...)``. The hot path never waits for Redis: a background
-    thread sends counts and fetches the fleet's state every
-    ``refresh_interval`` seconds, at once after a failure, and when another
-    instance publishes a transition. ``quorum``: the fleet opens on counts
-    only when at least that many instances reported failures.
+    thread sends what changed (at once after a failure, else at most every
+    ``refresh_interval`` seconds), and fetches a breaker's state when another
+    instance publishes a transition of it. An idle process costs one
+    subscription and one heartbeat command every ``heartbeat_interval``
+    seconds, however many breakers it shares. ``quorum``: the fleet opens on
+    counts only when at least that many instances reported failures.
     """
 
     unavailable = _UNAVAILABLE
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         namespace: str = "resilient",
         refresh_interval: float = 1.0,
         quorum: int = 1,
+        heartbeat_interval: float = 30.0,
     ) -> None:
-        if not isinstance(namespace, str) or not namespace:
-            raise ValueError(f"{_OWNER}.namespace must be a non-empty str, got {namespace!r}")
+        validate_namespace(_OWNER, namespace)
         self.refresh_interval = _validate.seconds(
             _OWNER, "refresh_interval", refresh_interval, allow_zero=False
         )
         self.quorum = _validate.int_at_least(_OWNER, "quorum", quorum, 1)
+        self.heartbeat_interval = _validate.seconds(
+            _OWNER, "heartbeat_interval", heartbeat_interval, allow_zero=False
+        )
         self.namespace = namespace
         self.channel = f"{namespace}:changes"
         self._client = client
         self._sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
         self._bindings: list[Binding] = []
+        self._failing: set[tuple[str, str]] = set()  # logged until they succeed
         self._up = True
+        self._full_due = True
         self._closed = False
         self._new_instance()
         _STORAGES.add(self)
@@ -109,32 +120,56 @@ class RedisStorage:
         refresh_interval: float = 1.0,
         quorum: int = 1,
         socket_timeout: float = 0.25,
+        heartbeat_interval: float = 30.0,
     ) -> RedisStorage:
-        """A storage on the Redis at ``url`` (``redis://host:port/db``).
+        """A storage on the Redis at ``url`` (``redis://host:port/db``), or
+        on a Redis Cluster (``redis+cluster://host:port``, any one node:
+        the others are discovered; ``rediss+cluster://`` with TLS).
 
-        Nothing connects yet. Every command gives up after ``socket_timeout``
-        seconds and is never retried: a breaker would rather decide on local
-        state than wait.
+        Nothing connects yet (a cluster's nodes are discovered at once).
+        Every command gives up after ``socket_timeout`` seconds and is never
+        retried: a breaker would rather decide on local state than wait.
         """
         timeout = _validate.seconds(_OWNER, "socket_timeout", socket_timeout, allow_zero=False)
+        client: Any
         try:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
+            scheme, _, rest = url.partition("://")
+            if scheme in ("redis+cluster", "rediss+cluster"):
+                from redis.cluster import RedisCluster
+
+                client = RedisCluster.from_url(
+                    f"{scheme.removesuffix('+cluster')}://{rest}",
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                )
+            else:
+                client = redis.Redis.from_url(
+                    url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    health_check_interval=0,
+                )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{_OWNER}: bad Redis URL {url!r}: {exc}") from exc
-        return cls(client, namespace=namespace, refresh_interval=refresh_interval, quorum=quorum)
+        return cls(
+            client,
+            namespace=namespace,
+            refresh_interval=refresh_interval,
+            quorum=quorum,
+            heartbeat_interval=heartbeat_interval,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "up" if self._up else "down"
         return f"<RedisStorage {self._where()} namespace={self.namespace!r} {state}>"
 
     def _where(self) -> str:
-        kwargs = self._client.connection_pool.connection_kwargs
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is None:  # a cluster
+            nodes = cast(Any, self._client).get_nodes()
+            return "cluster " + ",".join(f"{node.host}:{node.port}" for node in nodes[:3])
+        kwargs = pool.connection_kwargs
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
@@ -157,7 +192,7 @@ class RedisStorage:
 
     # -- breakers (the BreakerStorage protocol) ----------------------------------
 
-    def attach(self, breaker: CircuitBreaker) -> Binding:
+    def attach(self, breaker: StoredBreaker) -> Binding:
         binding = Binding(self, breaker)
         with self._lock:
             self._bindings.append(binding)
@@ -220,11 +255,19 @@ class RedisStorage:
 
     # -- talking to Redis --------------------------------------------------------
 
-    def execute(self, calls: Sequence[tuple[list[str], list[str]]]) -> list[Any]:
-        """Run the script once per ``(keys, args)``, in one round trip."""
+    def execute(self, calls: Sequence[tuple[list[str], list[str | bytes]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)``, in one round trip.
+
+        Raises when Redis cannot be reached. A call the script itself failed
+        (a ``ResponseError``, e.g. WRONGTYPE on a key someone else wrote)
+        is returned as that error in its place: it concerns that breaker
+        only, and the others' replies stand.
+        """
         pipe = self._client.pipeline(transaction=False)
         for call_keys, args in calls:
-            pipe.evalsha(self._sha, len(call_keys), *call_keys, *args)
+            # execute_command: a cluster pipeline refuses the evalsha method,
+            # not the command (routed by its keys, one slot per breaker).
+            pipe.execute_command("EVALSHA", self._sha, len(call_keys), *call_keys, *args)
         replies: list[Any] = pipe.execute(raise_on_error=False)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
@@ -235,9 +278,42 @@ class RedisStorage:
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for reply in replies:
-            if isinstance(reply, Exception):
+            if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
                 raise reply
+        self._list_new_names(calls, replies)
         return replies
+
+    def _list_new_names(
+        self, calls: Sequence[tuple[list[str], list[str | bytes]]], replies: list[Any]
+    ) -> None:
+        # The names set lies in another cluster slot than any breaker's keys:
+        # a name goes in when a reply says its hash was just made.
+        fresh = [
+            args[1]
+            for (_, args), reply in zip(calls, replies, strict=True)
+            if not isinstance(reply, Exception)
+            and args[0] in ("sync", "control")
+            and len(reply) > _SEEDED[args[0]]
+            and int(reply[_SEEDED[args[0]]]) == 1
+        ]
+        if fresh:
+            self._client.sadd(names_key(self.namespace), *fresh)
+
+    def failed(self, what: str, name: str, error: BaseException) -> None:
+        """One breaker's script call failed while Redis answered: that breaker
+        decides locally for now; the store and every other breaker go on."""
+        key = (what, name)
+        if key in self._failing:
+            return
+        self._failing.add(key)
+        log.warning(
+            "resilient: Redis refused %s of shared breaker %r (%s: %s); it decides on "
+            "local state until that succeeds, other breakers are not affected",
+            what,
+            name,
+            type(error).__name__,
+            error,
+        )
 
     def down(self, error: BaseException) -> None:
         """Redis failed a command: breakers go local. Logged once per outage."""
@@ -259,12 +335,16 @@ class RedisStorage:
     def sync(self) -> bool:
         """One round trip for every attached breaker: send the counts made
         since the last sync, mirror the fleet's state. False if Redis failed."""
+        return self._sync(full=True)
+
+    def _sync(self, full: bool) -> bool:
+        # Not full: only the breakers with something new (see Binding.prepare).
         with self._sync_lock:
             with self._lock:
                 bindings = list(self._bindings)
             plans: list[tuple[Binding, list[Op]]] = []
             for binding in bindings:
-                ops = binding.prepare()
+                ops = binding.prepare(full)
                 if ops is None:
                     self.forget(binding)  # its breaker was garbage-collected
                 else:
@@ -287,7 +367,11 @@ class RedisStorage:
                     "resilient: Redis at %s is reachable again; breakers resynced", self._where()
                 )
             for op, reply in zip(ops, replies, strict=True):
-                op.binding.done(op, reply)
+                if isinstance(reply, Exception):
+                    op.binding.refused(op, reply)
+                else:
+                    self._failing.discard((op.kind, op.binding.name))
+                    op.binding.done(op, reply)
             return True
 
     # -- background threads ------------------------------------------------------
@@ -295,16 +379,46 @@ class RedisStorage:
     def _flush_loop(self) -> None:
         # Real time on purpose: this paces I/O; it is no policy's wait.
         wake, stop = self._wake, self._stop
+        beat_at = 0.0
         while not stop.is_set():
             wake.wait(self.refresh_interval)
             if stop.is_set():
                 return
             wake.clear()
             try:
-                self.sync()
+                now = time.monotonic()
+                if now >= beat_at:
+                    beat_at = now + self.heartbeat_interval
+                    self._heartbeat()
+                full, self._full_due = self._full_due, False
+                if not self._sync(full):
+                    self._full_due = True  # whatever was missed meanwhile
+            except _UNAVAILABLE as exc:
+                self._full_due = True
+                self.down(exc)
             except Exception:  # a bug here must not kill sharing for good
                 log.exception("resilient: Redis sync failed")
             stop.wait(_MIN_GAP)
+
+    def _heartbeat(self) -> None:
+        """This process is alive: one command (and one more to prune), for
+        every breaker it shares. A Redis that lost its data (restarted
+        empty, flushed) no longer knows us: then every breaker resyncs."""
+        key = f"{self.namespace}:instances"
+        now = time.time()
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zadd(key, {self.instance: now})
+        pipe.zremrangebyscore(key, "-inf", now - 3 * self.heartbeat_interval)
+        added, _ = pipe.execute()
+        if added:
+            self._full_due = True
+
+    def _stale(self, name: bytes) -> None:
+        """Another instance published a transition of ``name``."""
+        with self._lock:
+            for binding in self._bindings:
+                if binding.name_bytes == name:
+                    binding.stale = True
 
     def _private_channel(self) -> str:
         return f"{self.namespace}:instance:{self.instance}"
@@ -319,9 +433,14 @@ class RedisStorage:
                         ignore_subscribe_messages=True
                     )
                     pubsub.subscribe(self.channel, self._private_channel())
-                    # Whatever was published while we were away, a sync catches up.
+                    # Whatever was published while we were away, a full sync
+                    # catches up.
+                    self._full_due = True
                     self._wake.set()
-                if pubsub.get_message(timeout=1.0) is not None:
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    if _text(message["channel"]) == self.channel:
+                        self._stale(message["data"])
                     self._wake.set()
             except Exception as exc:  # whatever broke the connection, start over
                 if not isinstance(exc, _UNAVAILABLE):
@@ -342,36 +461,48 @@ class RedisStorage:
         blank = [""] * 7
         return self.execute(
             [
-                (keys(self.namespace, name), [op, name, "cli", self.channel, *blank, *extra])
+                (
+                    keys(self.namespace, name),
+                    [op, name_bytes(name), "cli", self.channel, *blank, *extra],
+                )
                 for name in names
             ]
         )
 
     def names(self) -> list[str]:
         """Every breaker name known to this namespace, sorted."""
-        members = self._client.smembers(f"{self.namespace}:breakers")
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        members = self._client.smembers(names_key(self.namespace))
+        return sorted(decode_name(m) for m in members)
 
     def describe(self, name: str) -> SharedBreakerInfo | None:
         """The shared breaker ``name``, or ``None`` if Redis has never heard of it."""
         (reply,) = self._admin([name], "read")
+        if isinstance(reply, Exception):
+            raise reply
         return _info(name, reply)
 
     def breakers(self) -> list[SharedBreakerInfo]:
-        """Every shared breaker, sorted by name."""
+        """Every shared breaker, sorted by name. One whose keys Redis cannot
+        read (someone else wrote them) is left out and logged, not fatal."""
         names = self.names()
         if not names:
             return []
-        found = (
-            _info(name, reply)
-            for name, reply in zip(names, self._admin(names, "read"), strict=True)
-        )
-        return [info for info in found if info is not None]
+        found = []
+        for name, reply in zip(names, self._admin(names, "read"), strict=True):
+            if isinstance(reply, Exception):
+                self.failed("read", name, reply)
+                continue
+            info = _info(name, reply)
+            if info is not None:
+                found.append(info)
+        return found
 
     def _control(self, name: str, action: str) -> bool:
         if not isinstance(name, str) or not name:
             raise ValueError(f"breaker name must be a non-empty str, got {name!r}")
         (reply,) = self._admin([name], "control", action)
+        if isinstance(reply, Exception):
+            raise reply
         return bool(int(reply[4]))
 
     def force_open(self, name: str) -> bool:

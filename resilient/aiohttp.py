@@ -1,0 +1,290 @@
+"""aiohttp client middleware: what :class:`resilient.http.ResilientTransport`
+does for httpx, for ``aiohttp.ClientSession``. Needs the ``aiohttp`` extra
+(``pip install 'resilient-kit[aiohttp]'``; aiohttp 3.12 or later)::
+
+    async with aiohttp.ClientSession(middlewares=(resilient.aiohttp.middleware(),)) as s:
+        async with s.get(url) as response: ...
+
+Each request goes through the policy (retry, breaker, bulkhead, fallback;
+the policy's ``timeout`` bounds each attempt until the headers arrive).
+Error statuses and connection failures are raised as the
+:mod:`resilient.http.errors` classes once the policy is done with them;
+429 and 503 carry the server's ``Retry-After``, which retry honours. Only
+idempotent methods (or requests with an ``Idempotency-Key``) are retried
+after they were sent. Every request carries ``X-Request-ID`` (the caller's,
+the current :func:`resilient.request_context`'s, or a new one), and with
+``per_host=True`` each host gets its own breaker and bulkhead, registered as
+``http:{host}`` (``http:{host}:{port}`` for a port the URL spells out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
+
+try:
+    import aiohttp
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "resilient.aiohttp needs aiohttp: pip install 'resilient-kit[aiohttp]'"
+    ) from exc
+
+from . import _clock, events
+from ._active import switch
+from ._compose import NEVER, compose
+from ._policy import PolicyBase
+from ._request import request_context
+from .http._classify import IDEMPOTENT_METHODS, error_class, error_for_status, may_retry
+from .http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
+from .policy import ResiliencePolicy
+from .registry import Registry
+from .retry import Retry, RetryConfig
+from .timeout import timeout_seconds
+
+__all__ = ["ResilientMiddleware", "middleware"]
+
+_OWNER = "resilient.aiohttp.middleware"
+
+Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+Send = Callable[[aiohttp.ClientRequest, Handler], Awaitable[aiohttp.ClientResponse]]
+
+
+def _request_id(request: aiohttp.ClientRequest) -> str | None:
+    return request.headers.get("X-Request-ID")
+
+
+async def _error_of(response: aiohttp.ClientResponse, cls: type[HTTPError]) -> HTTPError:
+    """The error an error response is, its body read and the response released."""
+    request = response.request_info
+    try:
+        body = await response.read()
+    except aiohttp.ClientError:
+        body = b""
+    finally:
+        response.release()
+    error = error_for_status(
+        response.status,
+        reason=response.reason or "",
+        method=request.method,
+        url=str(request.url),
+        headers=response.headers,
+        body=body,
+        now=_clock.wall(),
+        request_id=request.headers.get("X-Request-ID"),
+    )
+    assert isinstance(error, cls)
+    error.response = response
+    error.request = request
+    return error
+
+
+class _NetworkError(NetworkError, aiohttp.ClientConnectionError):
+    """A :class:`~resilient.http.NetworkError` that is also aiohttp's own
+    connection error: aiohttp lets its own errors out of a middleware as they
+    are (it would wrap any other ``OSError``), and code catching
+    ``aiohttp.ClientError`` still catches it."""
+
+
+def _failure(
+    exc: BaseException, request: aiohttp.ClientRequest, timeout: float | None
+) -> HTTPError:
+    """A connection failure or a timeout as an :class:`HTTPError`."""
+    where = f" on {request.method} {request.url}"
+    rid = _request_id(request)
+    if isinstance(exc, TimeoutError):
+        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
+        after = f" after {timeout:g}s" if timeout is not None else ""
+        error: HTTPError = HTTPTimeoutError(
+            f"{'connect' if connecting else 'read'} timeout{where}{after}",
+            timeout=timeout,
+            request_id=rid,
+            request=request,
+        )
+        error.request_sent = not connecting
+        return error
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        error = StreamError(f"the response broke off{where}: {exc}", request_id=rid)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = _NetworkError(f"could not connect{where}: {exc}", request_id=rid)
+        error.request_sent = False
+    else:
+        error = _NetworkError(f"connection failed{where}: {exc}", request_id=rid)
+    error.request = request
+    return error
+
+
+class _RaiseForStatus:
+    """The layer that turns an error response nobody retried into its error."""
+
+    _own_gate = NEVER
+    _meters = False  # outermost (no fallback): the chain's plain entry counts
+
+    @staticmethod
+    def _wrap_async(fn: Send, name: str) -> Send:
+        async def raising(
+            request: aiohttp.ClientRequest, handler: Handler
+        ) -> aiohttp.ClientResponse:
+            response = await fn(request, handler)
+            cls = error_class(response.status)
+            if cls is not None:
+                raise await _error_of(response, cls)
+            return response
+
+        return raising
+
+
+class _Route(PolicyBase):
+    """Who the requests of one route (one host) are counted for."""
+
+    _kind = "http"
+
+    def __init__(self, name: str, listeners: events.ListenerSet) -> None:
+        self.name = name
+        self._listeners = listeners
+
+
+class _Sends(NamedTuple):
+    send: Send  # for requests that may be repeated
+    send_once: Send  # for the others
+
+
+class ResilientMiddleware:
+    """What :func:`middleware` returns: an aiohttp client middleware."""
+
+    def __init__(
+        self,
+        policy: ResiliencePolicy | None = None,
+        *,
+        per_host: bool = True,
+        name: str = "http",
+        registry: Registry | None = None,
+        retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+    ) -> None:
+        if policy is not None and not isinstance(policy, ResiliencePolicy):
+            raise TypeError(f"{_OWNER}: policy must be a ResiliencePolicy or None, got {policy!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{_OWNER}: name must be a non-empty str, got {name!r}")
+        methods = None if isinstance(retry_methods, str) else tuple(retry_methods)
+        if methods is None or not all(isinstance(m, str) for m in methods):
+            raise TypeError(
+                f"{_OWNER}: retry_methods must be an iterable of method names, "
+                f"got {retry_methods!r}"
+            )
+        if registry is None:
+            from .registry import registry as global_registry
+
+            registry = global_registry
+        self.policy = policy if policy is not None else ResiliencePolicy()
+        self.per_host = bool(per_host)
+        self.name = name
+        self.registry = registry
+        self.retry_methods = frozenset(m.upper() for m in methods)
+        self._listeners = events.ListenerSet(registry.listeners)
+        self._routes: dict[str, _Sends] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ResilientMiddleware {self.name!r} per_host={self.per_host}>"
+
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
+        """Listen to this middleware's own events (its retries')."""
+        return self._listeners.subscribe(listener)
+
+    def _route(self, request: aiohttp.ClientRequest) -> _Sends:
+        url = request.url
+        if not self.per_host:
+            key = ""
+        elif url.explicit_port is None:
+            key = url.host or ""
+        else:
+            key = f"{url.host}:{url.explicit_port}"
+        route = self._routes.get(key)
+        if route is None:
+            with self._lock:
+                route = self._routes.get(key)
+                if route is None:
+                    route = self._routes[key] = self._build(
+                        f"{self.name}:{key}" if key else self.name
+                    )
+        return route
+
+    def _build(self, name: str) -> _Sends:
+        policy = self.policy
+        inner: list[Any] = []
+        if policy.circuit_breaker is not None:
+            inner.append(self.registry.get_or_create(name, policy.circuit_breaker))
+        if policy.bulkhead is not None:
+            inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
+        outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
+        outer.append(_RaiseForStatus)
+        owner = _Route(name, self._listeners)
+        attempt = self._attempt
+
+        def chain(retry: RetryConfig | None) -> Send:
+            layers = [*outer]
+            if retry is not None:
+                layers.append(Retry(retry, name=name, listeners=self._listeners))
+            layers.extend(inner)
+            return compose(owner, layers, attempt, is_async=True)
+
+        cfg = policy.retry
+        if cfg is None:
+            send = chain(None)
+            return _Sends(send, send)
+        replace = dataclasses.replace
+        return _Sends(
+            chain(replace(cfg, retry_on=may_retry(cfg.retry_on, cfg.max_delay, sent=True))),
+            chain(replace(cfg, retry_on=may_retry(cfg.retry_on, cfg.max_delay, sent=False))),
+        )
+
+    async def _attempt(
+        self, request: aiohttp.ClientRequest, handler: Handler
+    ) -> aiohttp.ClientResponse:
+        timeout = timeout_seconds(self.policy.timeout) if switch.on else None
+        scope = asyncio.timeout(timeout)  # None: no limit
+        try:
+            async with scope:
+                response = await handler(request)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise _failure(exc, request, timeout) from exc
+        except TimeoutError as exc:
+            if timeout is None or not scope.expired():
+                raise
+            raise _failure(exc, request, timeout) from exc
+        cls = error_class(response.status)
+        if cls is not None and cls.is_retryable:
+            raise await _error_of(response, cls)
+        return response
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: Handler
+    ) -> aiohttp.ClientResponse:
+        request_id = _request_id(request)
+        if request_id is None:
+            request_id = events.get_request_id() or uuid.uuid4().hex
+            request.headers["X-Request-ID"] = request_id
+        route = self._route(request)
+        repeatable = request.method in self.retry_methods or "Idempotency-Key" in request.headers
+        send = route.send if repeatable else route.send_once
+        with request_context(request_id):
+            return await send(request, handler)
+
+
+def middleware(
+    policy: ResiliencePolicy | None = None,
+    *,
+    per_host: bool = True,
+    name: str = "http",
+    registry: Registry | None = None,
+    retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+) -> ResilientMiddleware:
+    """An aiohttp client middleware applying ``policy`` (default:
+    ``ResiliencePolicy()``) to every request; pass it in
+    ``ClientSession(middlewares=(...,))`` or per request."""
+    return ResilientMiddleware(
+        policy, per_host=per_host, name=name, registry=registry, retry_methods=retry_methods
+    )
