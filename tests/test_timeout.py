@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import signal
 import threading
@@ -214,6 +215,53 @@ def test_a_dropped_job_is_skipped() -> None:
     assert after.done.acquire(timeout=LONG)
     assert after.result == "ran"
     assert "threads=1/1" in repr(pool)
+
+
+def test_after_runs_callbacks_once_the_call_ends_or_says_it_cannot() -> None:
+    pool = WorkerPool(1)
+    gate = threading.Event()
+    ran: list[str] = []
+    ended = threading.Event()
+    running = Job(gate.wait, (LONG,), {})
+    pool.submit(running)
+    pending = Job(ran.append, ("pending ran",), {})
+    pool.submit(pending)  # queued behind the first
+    dropped = Job(ran.append, ("dropped ran",), {})
+    pool.submit(dropped)
+    assert pool.drop(dropped)
+    assert pool.after(running, lambda: ran.append("after running"))
+    assert pool.after(running, lambda: ran.append("after running, again"))
+    assert pool.after(pending, lambda: (ran.append("after pending"), ended.set()))
+    assert not pool.after(dropped, lambda: ran.append("after dropped"))
+    assert ran == []  # nothing runs before the calls end
+    gate.set()
+    assert ended.wait(LONG)
+    assert ran == ["after running", "after running, again", "pending ran", "after pending"]
+    assert running.done.acquire(timeout=LONG)
+    assert not pool.after(running, lambda: ran.append("too late"))
+    assert pool.queued == 0
+
+
+def test_after_racing_the_end_of_the_call_runs_exactly_when_it_says() -> None:
+    pool = WorkerPool(4)
+    runs: dict[int, int] = {}
+    promised: dict[int, bool] = {}
+    finished = threading.Semaphore(0)
+    jobs = [Job(lambda: None, (), {}) for _ in range(400)]
+
+    def note(i: int) -> None:
+        runs[i] = runs.get(i, 0) + 1
+        finished.release()
+
+    for job in jobs:
+        pool.submit(job)
+    for i, job in enumerate(jobs):  # as the calls end, some before, some after
+        promised[i] = pool.after(job, functools.partial(note, i))
+    for job in jobs:
+        assert job.done.acquire(timeout=LONG)
+    for _ in range(sum(promised.values())):
+        assert finished.acquire(timeout=LONG)
+    assert runs == {i: 1 for i, ok in promised.items() if ok}
 
 
 def test_methods_keep_working_and_their_signature() -> None:
