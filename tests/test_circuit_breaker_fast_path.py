@@ -285,3 +285,38 @@ def test_time_machine_moves_the_lock_free_time_window() -> None:
         for _ in range(5):
             call()
         assert breaker.metrics().calls == 5
+
+
+@pytest.mark.parametrize("option", sorted(set(OPTIONS) - {"timeout", "everything"}))
+def test_metrics_count_the_lock_free_calls_of_every_option(clock: FakeClock, option: str) -> None:
+    import resilient
+    from resilient.metrics import MetricsCollector
+
+    collector = MetricsCollector()
+    unsubscribe = resilient.subscribe(collector)
+    try:
+        breaker = CircuitBreaker(
+            option, CircuitBreakerConfig(failure_threshold=100, **OPTIONS[option])
+        )
+
+        @with_circuit_breaker(breaker)
+        def call(x: object) -> object:
+            if x == "boom":
+                raise ValueError(x)
+            clock.advance(0.001)
+            return x
+
+        for _ in range(10):
+            call(1)
+        for _ in range(2):
+            with contextlib.suppress(ValueError):
+                call("boom")
+        assert call(BAD) == BAD  # returned; a failure only where the predicate says so
+        stats = collector.statistics.by_name[option]
+        assert (stats.total_requests, stats.successes, stats.failures) == (13, 11, 2)
+        assert stats.p50 > 0
+        metrics = breaker.metrics()
+        rejected = 1 if "result_predicate" in OPTIONS[option] else 0
+        assert (metrics.calls, metrics.failures) == (13, 2 + rejected)
+    finally:
+        unsubscribe()
