@@ -757,6 +757,85 @@ for _seconds, _label in ((1, "1 s"), (60, "1 min"), (600, "10 min"), (3600, "1 h
     case("window", "time window", _label, guarded=True, param=_seconds)(
         functools.partial(_windowed, window_duration=float(_seconds))
     )
+case("window", "time window", "1 day", guarded=True, param=86_400)(
+    functools.partial(_windowed, window_duration=86_400.0)
+)
+
+
+# -- breaker options: a closed breaker configured as services configure theirs ------
+
+PLAIN_BREAKER = "sync circuit breaker: resilient"
+BREAKER_OPTIONS: dict[str, dict[str, Any]] = {
+    "failure rate, count window": {"failure_rate_threshold": 0.5, "minimum_calls": 10},
+    "time window (60 s)": {
+        "window_duration": 60.0,
+        "failure_rate_threshold": 0.5,
+        "minimum_calls": 10,
+    },
+    "slow calls": {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
+    "result predicate": {"result_predicate": lambda result: result is None},
+}
+
+
+def _with_options(**fields: Any) -> Any:
+    from resilient import with_circuit_breaker
+
+    return with_circuit_breaker(_breaker("options", **fields))(work)
+
+
+for _label, _fields in BREAKER_OPTIONS.items():
+    case("option", "circuit breaker", _label, also=(PLAIN_BREAKER,))(
+        functools.partial(_with_options, **_fields)
+    )
+case("option", "circuit breaker", "timeout=", also=("sync timeout: resilient",))(
+    functools.partial(_with_options, timeout=TIMEOUT)
+)
+
+
+# -- sync timeouts: the hand-off to a worker thread, and SIGALRM -----------------------
+
+
+def _two_queues() -> Any:
+    """The least a thread hand-off can cost: a worker taking calls from one
+    ``SimpleQueue`` and putting results on another, the caller waiting on it
+    with a timeout."""
+    import queue
+    import threading
+
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while True:
+            fn, x = inbox.get()
+            outbox.put(fn(x))
+
+    threading.Thread(target=worker, daemon=True).start()
+
+    @functools.wraps(work)
+    def handed_off(x: int) -> Any:
+        inbox.put((work, x))
+        return outbox.get(timeout=TIMEOUT)
+
+    return handed_off
+
+
+case("sync", "timeout", "floor: two SimpleQueues")(_two_queues)
+
+
+def _signal_timeout() -> Any:
+    from resilient import with_timeout
+
+    return with_timeout(TIMEOUT, mode="signal")(work)
+
+
+case(
+    "sync",
+    "timeout",
+    "resilient (signal)",
+    features=("with_timeout",),
+    also=("sync pass-through: floor: functools.wraps",),
+)(_signal_timeout)
 
 
 # The rate limiters and per-key breakers (their own module, registered here).

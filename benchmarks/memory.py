@@ -9,9 +9,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["BREAKERS", "per_breaker"]
+__all__ = ["BREAKERS", "DAY_WINDOW", "per_breaker"]
 
 COUNT = 10_000
+DAY_WINDOW = "resilient (time window of one day)"
 
 
 def _resilient() -> Callable[[int], Any]:
@@ -47,9 +48,17 @@ def _aiobreaker() -> Callable[[int], Any]:
     )
 
 
+def _resilient_day_window() -> Callable[[int], Any]:
+    from resilient import CircuitBreaker, CircuitBreakerConfig
+
+    config = CircuitBreakerConfig(window_duration=86_400.0, failure_rate_threshold=0.5)
+    return lambda i: CircuitBreaker(f"breaker-{i}", config)
+
+
 BREAKERS: list[tuple[str, str | None, Callable[[], Callable[[int], Any]]]] = [
     ("resilient (CircuitBreaker, window of 100 calls)", None, _resilient),
     ("resilient (registered by name)", None, _resilient_registry),
+    (DAY_WINDOW, None, _resilient_day_window),
     ("pybreaker", "pybreaker", _pybreaker),
     ("circuitbreaker", "circuitbreaker", _circuitbreaker),
     ("aiobreaker", "aiobreaker", _aiobreaker),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cases import EVENTS_PER_CALL, Case
+from .memory import DAY_WINDOW
 from .svg import Bar, bar_chart
 
 __all__ = ["Target", "TARGETS", "machine", "write"]
@@ -21,6 +22,15 @@ METRICS = "observed by metrics"
 ELSEWHERE = "observed elsewhere"
 PER_CALL = "observed per call"
 PER_EVENT = EVENTS_PER_CALL  # the per-call case's extra: events one call delivers
+QUEUES = "floor: two SimpleQueues"
+DAY_MEMORY = "memory, one-day window"
+# Each breaker option's limit, as a multiple of the plain closed breaker.
+OPTION_LIMITS = {
+    "failure rate, count window": 1.1,
+    "time window (60 s)": 2.0,
+    "slow calls": 2.0,
+    "result predicate": 1.5,
+}
 
 Times = dict[str, float]  # case name -> seconds per call
 
@@ -169,12 +179,47 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             _spread("window", "count window", cases),
         ),
         Target(
-            "time windows 1 s..1 h: slowest / fastest",
+            "time windows 1 s..1 day: slowest / fastest",
             1.25,
             True,
             _spread("window", "time window", cases),
         ),
         Target("memory per breaker (10,000 breakers)", 2048.0, True, _extra("memory"), " B"),
+        Target(
+            "memory of a breaker with a one-day time window",
+            8192.0,
+            True,
+            _extra(DAY_MEMORY),
+            " B",
+        ),
+        # A closed breaker configured with each option, against the plain one.
+        *(
+            Target(
+                f"closed breaker (sync) with {label} / plain",
+                limit,
+                True,
+                _ratio(f"option {cb}: {label}", f"sync {cb}: resilient"),
+            )
+            for label, limit in OPTION_LIMITS.items()
+        ),
+        Target(
+            "closed breaker (sync) with timeout= / with_timeout alone",
+            1.2,
+            True,
+            _ratio(f"option {cb}: timeout=", "sync timeout: resilient"),
+        ),
+        Target(
+            "timeout (sync, thread) / a raw two-SimpleQueue hand-off",
+            1.2,
+            True,
+            _ratio("sync timeout: resilient", f"sync timeout: {QUEUES}"),
+        ),
+        Target(
+            "timeout (sync, signal) / functools.wraps pass-through",
+            10.0,
+            True,
+            _ratio("sync timeout: resilient (signal)", f"sync pass-through: {WRAPS}"),
+        ),
         Target(
             "2 threads / 1 thread throughput, one breaker",
             0.8,
@@ -417,6 +462,19 @@ def observed_table(cases: Sequence[Case], times: Times) -> list[str]:
     return lines
 
 
+def options_table(cases: Sequence[Case], times: Times) -> list[str]:
+    """A closed breaker configured with each option, next to the plain one."""
+    found = [c for c in cases if c.mode == "option" and c.name in times]
+    if not found:
+        return []
+    plain = times.get("sync circuit breaker: resilient")
+    lines = ["| closed breaker (sync) with | ns per call | x plain breaker |", "|---|--:|--:|"]
+    for c in found:
+        t = times[c.name]
+        lines.append(f"| {c.lib} | {_ns(t)} | {_times_x(t / plain) if plain else ''} |")
+    return [*lines, ""]
+
+
 def scaling_tables(cases: Sequence[Case], times: Times) -> list[str]:
     lines: list[str] = []
     windowed = [c for c in cases if c.mode == "window" and c.name in times]
@@ -512,9 +570,16 @@ def write(
     ``extra``: what targets read besides the timings (``Case.extra``)."""
     out.mkdir(parents=True, exist_ok=True)
     extra = dict(extra or {})
-    ours = [b for label, b in memory if label.startswith("resilient") and b is not None]
+    ours = [
+        b
+        for label, b in memory
+        if label.startswith("resilient") and label != DAY_WINDOW and b is not None
+    ]
     if ours:
         extra["memory"] = max(ours)
+    day = dict(memory).get(DAY_WINDOW)
+    if day is not None:
+        extra[DAY_MEMORY] = day
     (out / "overhead.svg").write_text(overhead_chart(cases, times))
     (out / "windows.svg").write_text(scaling_chart(cases, times))
     observed = observed_table(cases, times)
@@ -548,6 +613,11 @@ def write(
         *overhead_table(cases, times),
         "",
         *observed,
+        *(
+            ["## Breaker options", "", *options_table(cases, times)]
+            if options_table(cases, times)
+            else []
+        ),
         "## Scaling",
         "",
         "![cost per call against window size](windows.svg)",

@@ -69,7 +69,6 @@ def open_duration(config: CircuitBreakerConfig, openings: int) -> float:
 
 class BreakerCore:
     __slots__ = (
-        "_fast_allowed",
         "_flushed",
         "_reads",
         "changes",
@@ -92,7 +91,10 @@ class BreakerCore:
         "reject_until",
         "reserved",
         "state",
+        "tick_at",
+        "tick_until",
         "ticked",
+        "ticking",
         "ticks",
         "window",
     )
@@ -147,33 +149,61 @@ class BreakerCore:
         # Every success counted by ``ticks`` and folded in, whatever the state
         # (what the breaker's counters report).
         self.ticked = 0
-        # ``fast`` says a caller may skip the lock for a success right now:
-        # CLOSED, nothing to time or check on the result, and no rate that a
-        # success could still trip (once the window holds minimum_calls, a
-        # success can only lower the failure rate).
-        self._fast_allowed = (
-            config.slow_call_duration is None
-            and config.window_duration is None
-            and config.result_predicate is None
-            and config.timeout is None
-        )
+        # A caller may count a success without the lock while CLOSED, when
+        # no success can trip the breaker: a success resets the consecutive
+        # failures and lowers the rates, so only one that brings the window
+        # to minimum_calls can trip it (see _success_may_trip).
+        # ``fast``: and there is nothing to time, check on the result or run
+        # under a timeout (a plain config). ``ticking``: otherwise, for a
+        # success that is not slow, whose result the predicate passes, ending
+        # before ``tick_until``. Ticks are folded into the window as made at
+        # ``tick_at``: a time window's bucket ends at ``tick_until``, so the
+        # first success after it takes the lock, folds the ticks into their
+        # bucket and starts the next one (at most once per bucket).
         self.fast = False
-        self._update_fast()
+        self.ticking = False
+        self.tick_at = 0.0
+        # A time window's first success takes the lock (it sets the bucket).
+        self.tick_until = 0.0 if config.window_duration is not None else math.inf
+        self._update_fast(None)
 
-    def _update_fast(self) -> None:
-        self.fast = (
-            self._fast_allowed
-            and self.state is CLOSED
-            and (
-                self.config.failure_rate_threshold is None
-                or self.window.calls >= self.config.minimum_calls
-            )
+    def _update_fast(self, now: float | None) -> None:
+        """Decide whether the next successes may skip the lock (see __init__).
+        ``now``: the time of the call that leaves the breaker as it is, or
+        None when nothing is recorded (its ticks keep their bucket)."""
+        cfg = self.config
+        window = self.window
+        allowed = self.state is CLOSED and not self._success_may_trip()
+        plain = (
+            cfg.slow_call_duration is None
+            and cfg.window_duration is None
+            and cfg.result_predicate is None
+            and cfg.timeout is None
         )
+        self.fast = allowed and plain
+        self.ticking = allowed and not plain
+        if now is not None and self.ticking:
+            self.tick_at = now
+            self.tick_until = window.bucket_end(now)
+
+    def _success_may_trip(self) -> bool:
+        """Whether successes alone could still trip a rate: they add calls,
+        never failures nor slow calls, so the highest rate they can reach
+        is at the first count that is checked (``minimum_calls``, or now)."""
+        cfg = self.config
+        window = self.window
+        calls = max(window.calls, cfg.minimum_calls, 1)
+        rate = cfg.failure_rate_threshold
+        if rate is not None and window.failures / calls >= rate:
+            return True
+        slow_rate = cfg.slow_call_rate_threshold
+        return slow_rate is not None and window.slow / calls >= slow_rate
 
     # -- transitions ---------------------------------------------------------
 
     def flush(self, now: float) -> None:
-        """Fold the successes counted in ``ticks`` into the window."""
+        """Fold the successes counted in ``ticks`` into the window (as made
+        at ``tick_at``, in the bucket they were counted for)."""
         seen = self._seen()
         pending = seen - self._flushed
         if pending:
@@ -182,7 +212,7 @@ class BreakerCore:
             if self.state is CLOSED or self.state is FORCED_CLOSED:
                 self.ok_total += pending
                 self.consecutive_failures = 0
-                self.window.add_successes(pending, now)
+                self.window.add_successes(pending, self.tick_at if self.ticking else now)
 
     def _seen(self) -> int:
         """How many successes ``ticks`` has counted, by reading the counter
@@ -222,7 +252,7 @@ class BreakerCore:
             self.window.clear()
             self.consecutive_failures = 0
             self.openings = 0
-        self._update_fast()
+        self._update_fast(now)
         self._update_reject_until()
         self.changes.append((old, new))
 
@@ -362,7 +392,7 @@ class BreakerCore:
         if state is CLOSED:
             if not self.follower:
                 self._check_rates(now)
-            self._update_fast()
+            self._update_fast(now)
 
     def on_failure(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
         self.flush(now)
@@ -383,7 +413,7 @@ class BreakerCore:
                 self._move(OPEN, now)
             else:
                 self._check_rates(now)
-        self._update_fast()
+        self._update_fast(now)
 
     def on_ignored(self, token: int, now: float, probe: int = NO_PROBE) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
@@ -447,7 +477,7 @@ class BreakerCore:
         self.consecutive_failures = 0
         # Calls in flight belong to the window just cleared.
         self._next_generation()
-        self._update_fast()
+        self._update_fast(now)
 
     def release(self, now: float) -> None:
         """Undo a force; a breaker that is not forced is left alone."""

@@ -7,8 +7,12 @@ record and a read cost the same whatever the window size.
 from __future__ import annotations
 
 import math
+from array import array
 
-__all__ = ["CountWindow", "TimeWindow", "Window"]
+__all__ = ["MAX_BUCKETS", "CountWindow", "TimeWindow", "Window"]
+
+#: The most buckets a time window keeps; beyond this many seconds, buckets widen.
+MAX_BUCKETS = 128
 
 _FAILURE = 1
 _SLOW = 2
@@ -73,55 +77,98 @@ class CountWindow:
     def expire(self, now: float) -> None:
         """Count windows never expire by time."""
 
+    def bucket_end(self, now: float) -> float:
+        """Successes may be counted apart for ever: a count has no time."""
+        return math.inf
+
     def clear(self) -> None:
         self._ring = bytearray(self._size)
         self._pos = self.calls = self.failures = self.slow = 0
 
 
 class TimeWindow:
-    """Outcomes of the last ``duration`` seconds, in per-second buckets."""
+    """Outcomes of the last ``duration`` seconds, in buckets of whole seconds.
 
-    __slots__ = ("_calls", "_failures", "_last", "_n", "_slow", "calls", "failures", "slow")
+    A bucket is one second wide while the window is at most ``MAX_BUCKETS``
+    seconds long; a longer window has ``MAX_BUCKETS`` buckets of
+    ``ceil(duration / MAX_BUCKETS)`` seconds each, so its memory is bounded
+    whatever its length (about 3 KB at most). An outcome recorded at time
+    ``t`` falls in bucket ``t // width`` and counts until its bucket slides
+    out: for between ``(n - 1) * width`` and ``n * width`` seconds, where
+    ``n = ceil(duration / width)`` (with one-second buckets: the last
+    ``ceil(duration)`` whole seconds, the current one included).
+    """
+
+    __slots__ = (
+        "_calls",
+        "_failures",
+        "_last",
+        "_n",
+        "_slow",
+        "calls",
+        "failures",
+        "slow",
+        "width",
+    )
 
     def __init__(self, duration: float) -> None:
-        self._n = max(1, math.ceil(duration))
-        self._calls = [0] * self._n
-        self._failures = [0] * self._n
-        self._slow = [0] * self._n
-        self._last: int | None = None
+        self.width = max(1, math.ceil(duration / MAX_BUCKETS))
+        self._n = max(1, math.ceil(duration / self.width))
+        self._calls = _zeros(self._n)
+        self._failures = _zeros(self._n)
+        self._slow = _zeros(self._n)
+        self._last: int | None = None  # the newest bucket expired up to
         self.calls = 0
         self.failures = 0
         self.slow = 0
 
-    def expire(self, now: float) -> None:
-        """Drop the buckets that have slid out of the window by ``now``."""
-        second = int(now)
+    def bucket_end(self, now: float) -> float:
+        """When the bucket holding ``now`` ends: successes counted until
+        then may all be added to it at once."""
+        width = self.width
+        return (now // width + 1) * width
+
+    def _advance(self, bucket: int) -> None:
         last = self._last
         if last is None:
-            self._last = second
+            self._last = bucket
             return
-        if second <= last:
+        if bucket <= last:
             return
         n = self._n
-        if second - last >= n:
+        if bucket - last >= n:
             self.clear()
         else:
-            for s in range(last + 1, second + 1):
-                i = s % n
-                self.calls -= self._calls[i]
-                self.failures -= self._failures[i]
-                self.slow -= self._slow[i]
-                self._calls[i] = self._failures[i] = self._slow[i] = 0
-        self._last = second
+            calls, failures, slow = self._calls, self._failures, self._slow
+            for b in range(last + 1, bucket + 1):
+                i = b % n
+                self.calls -= calls[i]
+                self.failures -= failures[i]
+                self.slow -= slow[i]
+                calls[i] = failures[i] = slow[i] = 0
+        self._last = bucket
 
-    def add_successes(self, k: int, now: float) -> None:
-        self.expire(now)
-        self._calls[int(now) % self._n] += k
+    def expire(self, now: float) -> None:
+        """Drop the buckets that have slid out of the window by ``now``."""
+        self._advance(int(now // self.width))
+
+    def add_successes(self, k: int, at: float) -> None:
+        """Record ``k`` fast, successful calls made at time ``at`` (possibly
+        earlier than outcomes already recorded: they go to their own bucket,
+        or nowhere if it has slid out)."""
+        bucket = int(at // self.width)
+        self._advance(bucket)
+        last = self._last
+        assert last is not None
+        if last - bucket >= self._n:
+            return
+        self._calls[bucket % self._n] += k
         self.calls += k
 
     def record(self, failure: bool, slow: bool, now: float) -> None:
-        self.expire(now)
-        i = int(now) % self._n
+        self._advance(int(now // self.width))
+        # The newest bucket: ``now``'s, or a later one if the clock stepped back.
+        i = self._last % self._n  # type: ignore[operator]
         self._calls[i] += 1
         self._failures[i] += failure
         self._slow[i] += slow
@@ -131,10 +178,14 @@ class TimeWindow:
 
     def clear(self) -> None:
         n = self._n
-        self._calls = [0] * n
-        self._failures = [0] * n
-        self._slow = [0] * n
+        self._calls = _zeros(n)
+        self._failures = _zeros(n)
+        self._slow = _zeros(n)
         self.calls = self.failures = self.slow = 0
+
+
+def _zeros(n: int) -> array[int]:
+    return array("q", bytes(8 * n))
 
 
 Window = CountWindow | TimeWindow

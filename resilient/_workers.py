@@ -15,6 +15,7 @@ import contextvars
 import itertools
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,26 @@ __all__ = ["DEFAULT_MAX_WORKERS", "Job", "WorkerPool", "pool_for", "shared_pool"
 
 DEFAULT_MAX_WORKERS = 64
 
-_PENDING, _RUNNING, _DROPPED, _FINISHED = 0, 1, 2, 3
+# The tokens of a job's ``claim`` list (see Job).
+_START, _WANTED, _FINISHED = "start", "wanted", "finished"
+# ``Job.after`` once nothing more may be registered (finished, or dropped).
+_CLOSED: list[Callable[[], object]] = []
 
 
 class Job:
-    """One call handed to a worker. ``done`` is held until the call ends."""
+    """One call handed to a worker. ``done`` is held until the call ends.
 
-    __slots__ = ("after", "args", "context", "done", "error", "fn", "kwargs", "result", "state")
+    ``claim`` settles races without a lock (``list`` operations are atomic
+    under the GIL). It starts as ``[_START]``: the worker about to run the
+    job and a caller giving up on it both ``remove`` ``_START``, and only one
+    succeeds, so a job starts at most once and never after it was dropped.
+    Then whoever appends first between the worker (``_FINISHED``, the call
+    has ended) and someone asking to run code after the call
+    (``_WANTED``, see :meth:`WorkerPool.after`) is ``claim[0]``: both read
+    it, and agree whether the worker runs the callbacks.
+    """
+
+    __slots__ = ("after", "args", "claim", "context", "done", "error", "fn", "kwargs", "result")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -43,33 +57,37 @@ class Job:
         self.kwargs = kwargs
         self.result: Any = None
         self.error: BaseException | None = None
-        self.state = _PENDING
+        self.claim = [_START]
         # What runs once the call has ended (WorkerPool.after), e.g. the
         # release of a bulkhead permit its timed-out caller still holds.
         self.after: list[Callable[[], object]] | None = None
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.done = done = threading.Lock()
+        done.acquire()
 
 
 class WorkerPool:
     """At most ``max_workers`` daemon threads, started on demand and kept.
 
-    The queue holds only jobs someone still waits for: a dropped job leaves
-    it at once, so a pool stuck on hung calls does not pile up dead work.
+    Idle workers block on one ``SimpleQueue`` of jobs; a free worker is
+    found without a lock (each idle worker leaves a token in a deque that a
+    submitter takes). The lock is taken only to start a thread, to drop a
+    job (which its worker skips when it reaches it) and around the rare
+    callbacks of :meth:`after`.
     """
 
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
         int_between("WorkerPool", "max_workers", max_workers, 1, MAX_WORKERS)
         self.max_workers = max_workers
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._jobs: collections.deque[Job] = collections.deque()
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        # One token per idle worker no submitter has claimed yet.
+        self._idle: collections.deque[bool] = collections.deque()
         self._threads = 0
-        self._idle = 0
+        self._dropped = 0  # dropped jobs not yet skipped by a worker
         self._names = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={len(self._jobs)}>"
+        return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={self.queued}>"
 
     @property
     def threads(self) -> int:
@@ -77,28 +95,36 @@ class WorkerPool:
 
     @property
     def queued(self) -> int:
-        return len(self._jobs)
+        """Jobs waiting for a worker that someone still waits for."""
+        return max(0, self._jobs.qsize() - self._dropped)
 
     def submit(self, job: Job) -> None:
+        try:
+            self._idle.pop()  # an idle worker will take it
+        except IndexError:
+            if self._threads < self.max_workers and self._spawn(job):
+                return
+        self._jobs.put(job)
+
+    def _spawn(self, job: Job) -> bool:
+        """Start a worker with ``job`` as its first; False at the bound."""
         with self._lock:
-            self._jobs.append(job)
-            spawn = len(self._jobs) > self._idle and self._threads < self.max_workers
-            if spawn:
-                self._threads += 1
-                self._idle += 1
-            self._ready.notify()
-        if spawn:
-            threading.Thread(
-                target=self._work, name=f"resilient-timeout-{next(self._names)}", daemon=True
-            ).start()
+            if self._threads >= self.max_workers:
+                return False
+            self._threads += 1
+            name = f"resilient-timeout-{next(self._names)}"
+        threading.Thread(target=self._work, args=(job,), name=name, daemon=True).start()
+        return True
 
     def drop(self, job: Job) -> bool:
         """Make sure ``job`` never starts; False when it already has."""
         with self._lock:
-            if job.state != _PENDING:
+            try:
+                job.claim.remove(_START)
+            except ValueError:
                 return False
-            job.state = _DROPPED
-            self._jobs.remove(job)
+            self._dropped += 1
+            job.after = _CLOSED
             return True
 
     def after(self, job: Job, callback: Callable[[], object]) -> bool:
@@ -106,35 +132,55 @@ class WorkerPool:
         False (and nothing registered) when it already has, or never will
         (dropped before it started)."""
         with self._lock:
-            if job.state in (_FINISHED, _DROPPED):
+            callbacks = job.after
+            if callbacks is _CLOSED:
                 return False
-            if job.after is None:
-                job.after = []
-            job.after.append(callback)
+            if callbacks is not None:  # an earlier registration: the worker runs these
+                callbacks.append(callback)
+                return True
+            job.after = [callback]
+            claim = job.claim
+            claim.append(_WANTED)
+            if claim[0] is _FINISHED:  # the call ended first
+                job.after = _CLOSED
+                return False
             return True
 
-    def _work(self) -> None:
+    def _work(self, job: Job) -> None:
+        idle, jobs = self._idle, self._jobs
         while True:
-            with self._lock:
-                while not self._jobs:
-                    self._ready.wait()
-                job = self._jobs.popleft()
-                job.state = _RUNNING
-                self._idle -= 1
+            claim = job.claim
             try:
-                job.result = job.context.run(job.fn, *job.args, **job.kwargs)
-            except BaseException as exc:  # re-raised in the caller's thread
-                job.error = exc
-            job.done.release()
-            with self._lock:
-                self._idle += 1
-                job.state = _FINISHED
-                after, job.after = job.after, None
+                claim.remove(_START)
+                started = True
+            except ValueError:
+                started = False
+            if not started:  # dropped before it started
+                with self._lock:
+                    self._dropped -= 1
+                idle.append(True)
+            else:
+                try:
+                    job.result = job.context.run(job.fn, *job.args, **job.kwargs)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    job.error = exc
+                claim.append(_FINISHED)
+                if claim[0] is _FINISHED:  # nothing to run after it
+                    # Idle from now on: said before the caller wakes, so that
+                    # its next call finds this worker rather than starting one.
+                    idle.append(True)
+                    job.done.release()
+                else:
+                    job.done.release()
+                    with self._lock:
+                        after, job.after = job.after, _CLOSED
+                    if after:
+                        _run_all(after)
+                    del after
+                    idle.append(True)
             # Nothing of the call stays reachable from an idle worker.
-            del job
-            if after is not None:
-                _run_all(after)
-                del after
+            del job, claim
+            job = jobs.get()
 
 
 def _run_all(callbacks: list[Callable[[], object]]) -> None:

@@ -145,7 +145,9 @@ class CircuitBreaker(NamedPolicy):
         self.config = cfg
         self._core = BreakerCore(cfg)
         self._ticks.core = self._core
-        # The clock is read per call only when something needs a duration.
+        # The clock is read per call only when something needs a time: at
+        # the end for a time window's bucket or a duration, at the start too
+        # only for a duration.
         self._timed = cfg.slow_call_duration is not None or cfg.window_duration is not None
         self._slow_after = (
             cfg.slow_call_duration if cfg.slow_call_duration is not None else math.inf
@@ -157,7 +159,7 @@ class CircuitBreaker(NamedPolicy):
             ignore = (*ignore, BulkheadFullError)
         self._ignore_on = ignore
         # Each admitted call runs under this; its CallTimeoutError is an
-        # ordinary failure to classify. (With it, the fast path is off.)
+        # ordinary failure to classify.
         self._timeout = (
             Timeout(
                 cfg.timeout, name=self.name, pool=pool_for(self.name), listeners=self._listeners
@@ -395,7 +397,7 @@ class CircuitBreaker(NamedPolicy):
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
             # locked path below decides.
-            left = core.remaining(_clock.monotonic())
+            left = core.remaining(_clock.now())
             if left:
                 self._stats_for(self.name).rejected += 1
                 raise CircuitOpenError(self.name, state, left, _request_id(), self)
@@ -545,7 +547,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
-        clock = _clock
+        clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         counts, where, bounds = observed.latency, bisect.bisect_left, BOUNDS
 
@@ -586,6 +588,40 @@ class CircuitBreaker(NamedPolicy):
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     raise error
+            if core.ticking:
+                # CLOSED with options: still no lock for a success that is
+                # not slow and whose result passes (see BreakerCore).
+                ticks = core.ticks
+                began = clock.now() if self._slow_after < inf else None
+                timeout = self._timeout
+                try:
+                    if timeout is None:
+                        result = fn(*args, **kwargs)
+                    else:
+                        result = timeout._run(fn, args, kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                predicate = self.config.result_predicate
+                if predicate is not None and predicate(result):
+                    self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
+                elif self._timed:
+                    ended = clock.now()
+                    if ended < core.tick_until and (
+                        began is None or ended - began < self._slow_after
+                    ):
+                        next(ticks)
+                    else:
+                        self._exit(_Permit(_generation_of(core, ticks), began), _SUCCESS, None)
+                else:
+                    next(ticks)
+                if level:
+                    took = clock.now() - start
+                    counts[where(bounds, took)] += 1
+                    observed.latency_sum += took
+                return result
             if level:
                 return meter.timed(start, run, fn, args, kwargs)  # type: ignore[union-attr,no-any-return]
             return run(fn, args, kwargs)
@@ -602,7 +638,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
-        clock = _clock
+        clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         counts, where, bounds = observed.latency, bisect.bisect_left, BOUNDS
 
@@ -643,6 +679,40 @@ class CircuitBreaker(NamedPolicy):
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     raise error
+            if core.ticking:
+                # CLOSED with options: still no lock for a success that is
+                # not slow and whose result passes (see BreakerCore).
+                ticks = core.ticks
+                began = clock.now() if self._slow_after < inf else None
+                timeout = self._timeout
+                try:
+                    if timeout is None:
+                        result = await fn(*args, **kwargs)
+                    else:
+                        result = await timeout._arun(fn, args, kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                predicate = self.config.result_predicate
+                if predicate is not None and predicate(result):
+                    self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
+                elif self._timed:
+                    ended = clock.now()
+                    if ended < core.tick_until and (
+                        began is None or ended - began < self._slow_after
+                    ):
+                        next(ticks)
+                    else:
+                        self._exit(_Permit(_generation_of(core, ticks), began), _SUCCESS, None)
+                else:
+                    next(ticks)
+                if level:
+                    took = clock.now() - start
+                    counts[where(bounds, took)] += 1
+                    observed.latency_sum += took
+                return result
             if level:
                 return await meter.atimed(start, arun, fn, args, kwargs)  # type: ignore[union-attr]
             return await arun(fn, args, kwargs)

@@ -29,7 +29,7 @@ from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from . import _async_backend, _clock, _validate, events
+from . import _alarm, _async_backend, _clock, _validate, events
 from ._active import switch
 from ._async_backend import Deadline, Waiter
 from ._blocks import BlockStack
@@ -40,8 +40,6 @@ from .errors import CallTimeoutError
 from .events import METERED
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from ._compose import Decoratable
     from ._requests import Request
 
@@ -88,12 +86,6 @@ class TimeoutConfig:
 def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
     """The seconds of a policy's ``timeout`` field, whichever form it has."""
     return value.seconds if isinstance(value, TimeoutConfig) else value
-
-
-class _Alarm(BaseException):
-    """Raised by our SIGALRM handler. A BaseException, so the interrupted
-    code's own ``except Exception`` cannot swallow it; turned into a
-    ``CallTimeoutError`` where the timeout was set."""
 
 
 class Timeout(PolicyBase):
@@ -270,7 +262,7 @@ class Timeout(PolicyBase):
         job = Job(fn, args, kwargs)
         pool.submit(job)
         try:
-            finished = job.done.acquire(timeout=seconds)
+            finished = job.done.acquire(True, seconds)
         except BaseException:
             # Interrupted while waiting (KeyboardInterrupt): don't start it late.
             pool.drop(job)
@@ -310,43 +302,18 @@ class Timeout(PolicyBase):
         seconds: float,
         name: str | None,
     ) -> R:
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != _alarm.main_thread[0]:
             raise RuntimeError(
                 f"{self!r}: mode='signal' works only in the main thread "
                 f"(called from {threading.current_thread().name!r}); use mode='thread'"
             )
-        outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
-        if 0 < outer_left <= seconds:
-            # An enclosing alarm fires first anyway: let it.
-            return fn(*args, **kwargs)
-        alarm = _Alarm()
-
-        def on_alarm(signum: int, frame: FrameType | None) -> None:
-            raise alarm
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        left = 0.0  # stays 0.0 when the alarm fired: the whole time was used
-        try:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, seconds)
-                return fn(*args, **kwargs)
-            finally:
-                left = signal.setitimer(signal.ITIMER_REAL, 0)[0]
-        except _Alarm as exc:
-            if exc is not alarm:
-                raise
-            # With the alarm's traceback: it shows where the call was stopped.
-            error = self._timed_out(name or self._event_name(fn), seconds)
-            error = error.with_traceback(exc.__traceback__)
-            raise error from None
-        finally:
-            signal.signal(signal.SIGALRM, previous)
-            if outer_left > 0:
-                # Re-arm the enclosing alarm for what is left of it, periodic
-                # again if it was.
-                signal.setitimer(
-                    signal.ITIMER_REAL, max(outer_left - (seconds - left), 1e-6), outer_interval
-                )
+        return _alarm.call(
+            fn,
+            args,
+            kwargs,
+            seconds,
+            lambda: self._timed_out(name or self._event_name(fn), seconds),
+        )
 
     async def _arun(
         self,

@@ -21,9 +21,10 @@ Each call picks its way in, as users write it: ``breaker.call(fn)`` (the
 same function, or a new one each time), a decorated function, ``with
 breaker:`` (within a step, or held open across steps); and, in an event
 loop, ``await breaker.call_async(fn)``, a decorated coroutine function,
-``async with breaker:``. Plain configs let a CLOSED breaker that nobody
-listens to take its lock-free path; timed ones (a time window, slow calls,
-a result predicate) take the locked path: each has its own machine.
+``async with breaker:``. A CLOSED breaker that nobody listens to counts a
+success without its lock whatever its config; plain configs and those with
+options (a time window, slow calls, a result predicate, a timeout) take
+different lock-free paths: each has its own machine.
 
 The model follows the text of docs/circuit_breaker.md. Where it is silent,
 the model states the rule it picked (marked "open:" below); docs/guarantees.md lists
@@ -363,11 +364,12 @@ RATES = st.sampled_from([0.25, 0.5, 0.75, 1.0])
 
 @st.composite
 def configs(draw: st.DrawFn, *, plain: bool) -> dict[str, Any]:
-    """A config's fields. The breaker has two paths, and the config picks:
-    with nothing to time and no result to check (``plain``), a CLOSED
-    breaker nobody listens to runs a call without its lock and counts a
-    success lock-free; with a time window, slow calls or a result predicate,
-    every call takes the locked path."""
+    """A config's fields. A CLOSED breaker nobody listens to counts a
+    success without its lock either way; with nothing to time and no result
+    to check (``plain``) it does nothing else, with a time window, slow
+    calls, a result predicate or a timeout it checks the call first, and a
+    slow or rejected one (and a time window's first success in each
+    second) takes the lock."""
     fields: dict[str, Any] = {
         "failure_threshold": draw(st.integers(1, 6)),
         "failure_rate_threshold": draw(st.none() | RATES),
@@ -385,7 +387,8 @@ def configs(draw: st.DrawFn, *, plain: bool) -> dict[str, Any]:
         )
     timed: set[str] = set()
     if not plain:
-        timed = draw(st.sets(st.sampled_from(["window", "slow", "result"]), min_size=1, max_size=3))
+        options = ["window", "slow", "result", "timeout"]
+        timed = draw(st.sets(st.sampled_from(options), min_size=1, max_size=4))
     if "window" in timed:
         fields["window_duration"] = draw(st.sampled_from([0.5, 1.0, 2.0, 2.5, 4.0]))
     else:
@@ -400,6 +403,10 @@ def configs(draw: st.DrawFn, *, plain: bool) -> dict[str, Any]:
         fields["failure_predicate"] = lambda e: not isinstance(e, Benign)
     if "result" in timed:
         fields["result_predicate"] = lambda r: r == BAD
+    if "timeout" in timed:
+        # Never reached: the calls run in a worker thread (sync) or under
+        # asyncio.timeout, and every outcome passes through.
+        fields["timeout"] = 1e6
     return fields
 
 
@@ -906,7 +913,8 @@ class PlainBreakerMachine(BreakerMachine):
 
 
 class TimedBreakerMachine(BreakerMachine):
-    """Time windows, slow calls, result predicates: the locked path always."""
+    """Time windows, slow calls, result predicates, timeouts: checked on the
+    lock-free path, the lock for what may trip."""
 
     @initialize(fields=configs(plain=False), listen=st.booleans(), decorator=DECORATORS)
     def build(self, fields: dict[str, Any], listen: bool, decorator: str) -> None:

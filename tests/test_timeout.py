@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -215,6 +217,53 @@ def test_a_dropped_job_is_skipped() -> None:
     assert "threads=1/1" in repr(pool)
 
 
+def test_after_runs_callbacks_once_the_call_ends_or_says_it_cannot() -> None:
+    pool = WorkerPool(1)
+    gate = threading.Event()
+    ran: list[str] = []
+    ended = threading.Event()
+    running = Job(gate.wait, (LONG,), {})
+    pool.submit(running)
+    pending = Job(ran.append, ("pending ran",), {})
+    pool.submit(pending)  # queued behind the first
+    dropped = Job(ran.append, ("dropped ran",), {})
+    pool.submit(dropped)
+    assert pool.drop(dropped)
+    assert pool.after(running, lambda: ran.append("after running"))
+    assert pool.after(running, lambda: ran.append("after running, again"))
+    assert pool.after(pending, lambda: (ran.append("after pending"), ended.set()))
+    assert not pool.after(dropped, lambda: ran.append("after dropped"))
+    assert ran == []  # nothing runs before the calls end
+    gate.set()
+    assert ended.wait(LONG)
+    assert ran == ["after running", "after running, again", "pending ran", "after pending"]
+    assert running.done.acquire(timeout=LONG)
+    assert not pool.after(running, lambda: ran.append("too late"))
+    assert pool.queued == 0
+
+
+def test_after_racing_the_end_of_the_call_runs_exactly_when_it_says() -> None:
+    pool = WorkerPool(4)
+    runs: dict[int, int] = {}
+    promised: dict[int, bool] = {}
+    finished = threading.Semaphore(0)
+    jobs = [Job(lambda: None, (), {}) for _ in range(400)]
+
+    def note(i: int) -> None:
+        runs[i] = runs.get(i, 0) + 1
+        finished.release()
+
+    for job in jobs:
+        pool.submit(job)
+    for i, job in enumerate(jobs):  # as the calls end, some before, some after
+        promised[i] = pool.after(job, functools.partial(note, i))
+    for job in jobs:
+        assert job.done.acquire(timeout=LONG)
+    for _ in range(sum(promised.values())):
+        assert finished.acquire(timeout=LONG)
+    assert runs == {i: 1 for i, ok in promised.items() if ok}
+
+
 def test_methods_keep_working_and_their_signature() -> None:
     class Repo:
         def __init__(self) -> None:
@@ -262,12 +311,10 @@ def test_signal_mode_interrupts_the_call_itself() -> None:
             progress.append("swallowed")
         progress.append("finished")
 
-    before = signal.getsignal(signal.SIGALRM)
     with pytest.raises(CallTimeoutError) as info:
         stuck()
     assert info.value.timeout == SHORT
     assert progress == ["started"]
-    assert signal.getsignal(signal.SIGALRM) is before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     # The traceback shows where the call was stopped.
     names = []
@@ -306,6 +353,60 @@ def test_signal_mode_nested_the_sooner_alarm_wins() -> None:
 
     assert Timeout(LONG, mode="signal").call(inner_times_out) == "ok"
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_installs_its_handler_once_and_passes_other_alarms_on() -> None:
+    seen: list[int] = []
+
+    def theirs(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    before = signal.signal(signal.SIGALRM, theirs)
+    try:
+        timeout = Timeout(LONG, mode="signal")
+        assert timeout.call(lambda: 1) == 1
+        ours = signal.getsignal(signal.SIGALRM)
+        assert ours is not theirs
+        calls = []
+        real = signal.signal
+
+        def counting(*args: Any) -> Any:
+            calls.append(args)
+            return real(*args)
+
+        with mock.patch.object(signal, "signal", counting):
+            for _ in range(3):
+                assert timeout.call(lambda: 2) == 2
+        assert calls == []  # installed once, kept
+        # An alarm that is no deadline of ours reaches the handler ours replaced.
+        signal.raise_signal(signal.SIGALRM)
+        assert seen == [signal.SIGALRM]
+        # A handler installed after ours is respected: ours goes in front again.
+        again: list[int] = []
+        signal.signal(signal.SIGALRM, lambda signum, frame: again.append(signum))
+        assert timeout.call(lambda: 3) == 3
+        assert signal.getsignal(signal.SIGALRM) is ours
+        signal.raise_signal(signal.SIGALRM)
+        assert again == [signal.SIGALRM]
+    finally:
+        signal.signal(signal.SIGALRM, before)
+
+
+@needs_sigalrm
+def test_signal_mode_arms_and_disarms_with_one_setitimer_each() -> None:
+    timeout = Timeout(LONG, mode="signal")
+    timeout.call(lambda: None)  # the handler is in place
+    calls: list[tuple[Any, ...]] = []
+    real = signal.setitimer
+
+    def counting(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    with mock.patch.object(signal, "setitimer", counting):
+        assert timeout.call(lambda: "done") == "done"
+    assert calls == [(signal.ITIMER_REAL, LONG), (signal.ITIMER_REAL, 0)]
 
 
 @needs_sigalrm
@@ -522,9 +623,13 @@ async def test_stream_set_active_false() -> None:
 # -- the breaker's own timeout ------------------------------------------------------
 
 
-def test_breaker_without_timeout_keeps_its_fast_path() -> None:
-    assert CircuitBreaker("fast")._core.fast
-    assert not CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core.fast
+def test_a_breaker_timeout_keeps_a_lock_free_path() -> None:
+    plain = CircuitBreaker("fast")._core
+    assert plain.fast
+    assert not plain.ticking
+    timed = CircuitBreaker("slow", CircuitBreakerConfig(timeout=1.0))._core
+    assert timed.ticking  # the call runs under the timeout
+    assert not timed.fast
 
 
 def test_breaker_timeout_counts_as_a_failure(release: threading.Event) -> None:

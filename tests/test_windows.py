@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import math
+import sys
+
 import pytest
 
-from resilient._windows import CountWindow, TimeWindow
+from resilient._windows import MAX_BUCKETS, CountWindow, TimeWindow
 
 
 def totals(window: CountWindow | TimeWindow) -> tuple[int, int, int]:
@@ -118,3 +121,87 @@ def test_count_window_of_any_size_matches_a_naive_list(size: int) -> None:
             sum(f for f, _ in recent),
             sum(s for _, s in recent),
         )
+
+
+# -- bounded memory: per-second buckets up to MAX_BUCKETS s, wider beyond ----------
+
+
+@pytest.mark.parametrize(
+    ("duration", "width", "buckets"),
+    [
+        (1, 1, 1),
+        (60, 1, 60),
+        (MAX_BUCKETS, 1, MAX_BUCKETS),
+        (MAX_BUCKETS + 1, 2, (MAX_BUCKETS + 2) // 2),
+        (86_400, 675, MAX_BUCKETS),
+        (1e9, 7_812_500, MAX_BUCKETS),
+    ],
+)
+def test_time_window_buckets_are_seconds_up_to_the_boundary_then_wider(
+    duration: float, width: int, buckets: int
+) -> None:
+    window = TimeWindow(duration)
+    assert window.width == width
+    assert len(window._calls) == buckets
+    assert width * (buckets - 1) < duration <= width * buckets
+
+
+@pytest.mark.parametrize("duration", [86_400.0, 1e8, 1e9, 1e15])
+def test_a_long_time_window_is_small_and_works(duration: float) -> None:
+    window = TimeWindow(duration)
+    size = sum(sys.getsizeof(a) for a in (window._calls, window._failures, window._slow))
+    assert size < 4096
+    window.record(True, False, 5.0)
+    window.add_successes(3, 6.0)
+    assert totals(window) == (4, 1, 0)
+    window.expire(5.0 + duration * 2)
+    assert totals(window) == (0, 0, 0)
+
+
+def test_a_one_day_window_forgets_an_outcome_within_one_bucket_of_a_day() -> None:
+    window = TimeWindow(86_400)  # buckets of 675 s
+    window.record(True, False, 675.0 * 10 + 100.0)  # in bucket 10, 100 s after its start
+    window.expire(675.0 * 10 + 86_400 - 1)  # bucket 137: bucket 10 is 127 buckets back
+    assert totals(window) == (1, 1, 0)
+    window.expire(675.0 * 138)  # bucket 138: bucket 10 slid out
+    assert totals(window) == (0, 0, 0)  # after 86,300 s: within 675 s of a day
+
+
+def test_time_window_add_successes_goes_to_the_bucket_of_its_time() -> None:
+    window = TimeWindow(3)
+    window.record(False, False, 11.0)
+    window.add_successes(4, 10.5)  # made in second 10, folded later
+    window.record(True, False, 12.0)
+    assert totals(window) == (6, 1, 0)
+    window.expire(13.0)  # second 10 slides out, with its successes
+    assert totals(window) == (2, 1, 0)
+    window.add_successes(7, 9.0)  # made in a second already gone: not counted
+    assert totals(window) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("duration", [1.0, 2.5, 7.0, 200.0, 1000.0])
+def test_time_window_of_any_width_matches_a_naive_list(duration: float) -> None:
+    import random
+
+    rng = random.Random(int(duration * 10))
+    window = TimeWindow(duration)
+    width = window.width
+    buckets = math.ceil(duration / width)
+    history: list[tuple[float, bool, bool]] = []
+    now = 1000.0
+    for _ in range(600):
+        now += rng.choice([0.0, 0.3, 1.0, width / 2, width * 3])
+        if rng.random() < 0.3:
+            k = rng.randint(1, 5)
+            window.add_successes(k, now)
+            history.extend([(now, False, False)] * k)
+        else:
+            outcome = (rng.random() < 0.5, rng.random() < 0.5)
+            window.record(*outcome, now)
+            history.append((now, *outcome))
+        if rng.random() < 0.2:
+            window.expire(now)
+        current = now // width
+        kept = [(f, s) for t, f, s in history if current - t // width < buckets]
+        window.expire(now)
+        assert totals(window) == (len(kept), sum(f for f, _ in kept), sum(s for _, s in kept))

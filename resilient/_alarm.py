@@ -1,0 +1,124 @@
+"""SIGALRM deadlines for sync calls in the main thread (``Timeout(mode="signal")``).
+
+One handler, installed on first use and kept: a call arms the real-time
+timer with one ``setitimer`` and disarms it with one more. The handler
+raises :class:`Alarm` carrying the token of the innermost deadline armed,
+so a call knows its own alarm from an enclosing one. An alarm that is
+nobody's deadline (someone else's ``setitimer`` or ``alarm``) goes to the
+handler ours replaced, or gets the default action, as if ours were not
+there. Code that installs its own handler afterwards is respected: the next
+call notices and installs ours again, in front of it.
+
+Deadlines nest: a call whose enclosing deadline comes sooner leaves that
+one armed and runs under it; one that comes later is re-armed, with what
+is left of it, when the inner call ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+from _signal import getsignal as _getsignal  # type: ignore[import-not-found]  # signal's: µs
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = ["Alarm", "call", "main_thread"]
+
+R = TypeVar("R")
+
+
+class Alarm(BaseException):
+    """Raised by the handler; ``args[0]`` is the token of the deadline that
+    expired. A BaseException, so the interrupted code's own ``except
+    Exception`` cannot swallow it."""
+
+
+# The token of the innermost deadline armed (None: no deadline of ours).
+_armed: list[int | None] = [None]
+# The handler ours replaced: an alarm that is no deadline of ours goes there.
+_previous: list[Any] = [signal.SIG_DFL]
+_tokens = itertools.count(1)
+_SIGALRM = int(signal.SIGALRM) if hasattr(signal, "SIGALRM") else 14
+#: ``[ident]`` of the main thread, the only one SIGALRM reaches (refreshed
+#: in a forked child, whose main thread is the one that forked).
+main_thread: list[int | None] = [threading.main_thread().ident]
+
+
+def _after_fork() -> None:
+    main_thread[0] = threading.main_thread().ident
+    _armed[0] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    token = _armed[0]
+    if token is not None:
+        raise Alarm(token)
+    previous = _previous[0]
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        # The default action (the process ends), as if we were not there.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGALRM)
+
+
+def _install() -> None:
+    _previous[0] = signal.signal(signal.SIGALRM, _on_alarm)
+
+
+def call(
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    seconds: float,
+    expired: Callable[[], BaseException],
+) -> R:
+    """``fn(*args, **kwargs)``, interrupted after ``seconds``: then the error
+    ``expired()`` returns is raised, with the traceback of where the call was
+    stopped. Main thread only: the caller checks."""
+    if _getsignal(_SIGALRM) is not _on_alarm:
+        _install()
+    setitimer, real = signal.setitimer, signal.ITIMER_REAL
+    outer = _armed[0]
+    token = next(_tokens)
+    outer_left = outer_interval = 0.0
+    left = 0.0  # stays 0.0 when the alarm fired: the whole time was used
+    armed = False
+    try:
+        _armed[0] = token
+        outer_left, outer_interval = setitimer(real, seconds)
+        armed = True
+        if 0.0 < outer_left <= seconds:
+            # An enclosing alarm comes first anyway: put it back, run under it.
+            _armed[0] = outer
+            setitimer(real, outer_left, outer_interval)
+            armed = False
+            outer_left = 0.0
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if armed:
+                left = setitimer(real, 0)[0]
+                armed = False
+            _armed[0] = outer
+    except Alarm as alarm:
+        if alarm.args[0] != token:
+            raise  # an enclosing deadline's
+        raise expired().with_traceback(alarm.__traceback__) from None
+    finally:
+        if armed:  # interrupted between arming and the call
+            setitimer(real, 0)
+        _armed[0] = outer
+        if outer_left > 0.0:
+            # Re-arm the enclosing alarm for what is left of it, periodic
+            # again if it was.
+            setitimer(real, max(outer_left - (seconds - left), 1e-6), outer_interval)
