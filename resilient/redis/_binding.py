@@ -322,9 +322,15 @@ class Binding:
 
         def adopt(core: BreakerCore, now: float) -> None:
             core.follower = self._storage.up
-            if fresh and state is CLOSED and core.state is CLOSED:
-                # A new closed period for the fleet (a reset): so for us too.
-                core.reset(now)
+            if fresh:
+                # Counts made before belong to a period that is over: they
+                # must not go up under the new one (a peek learns of it
+                # before the next sync would have told us).
+                core.flush(now)
+                self._sent_ok, self._sent_failed = core.ok_total, core.failed_total
+                if state is CLOSED and core.state is CLOSED:
+                    # A new closed period for the fleet (a reset): so for us too.
+                    core.reset(now)
             core.adopt(state, remaining, now)
 
         breaker.with_core(adopt)
