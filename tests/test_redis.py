@@ -290,12 +290,14 @@ def test_async_probe_under_trio(storages) -> None:
     import trio
 
     a, b = storages(), storages()
-    fields = {"failure_threshold": 1, "recovery_timeout": 0.2, "success_threshold": 1}
+    # Long enough that a loaded machine still sees it open after two syncs.
+    fields = {"failure_threshold": 1, "recovery_timeout": 1.0, "success_threshold": 1}
     one, two = shared("pay", a, **fields), shared("pay", b, **fields)
 
     async def aok() -> str:
         return "ok"
 
+    sync(a, b)  # both known to the fleet before the failure
     failing(one)
     sync(a, b)
     assert two.state is OPEN
