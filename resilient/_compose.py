@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias
 
 import wrapt
 
+from . import _clock
 from ._requests import Request
-from .events import NONE, Gate, ListenerSet
+from .events import METERED, NONE, Gate, ListenerSet
 
 __all__ = [
     "NEVER",
@@ -41,8 +42,10 @@ __all__ = [
     "Layer",
     "Owner",
     "chain_of",
+    "aforwarding",
     "compose",
     "decorate",
+    "forwarding",
     "is_async_callable",
     "watching",
 ]
@@ -188,6 +191,51 @@ def watching(
     wrap = layer._wrap_async if is_async else layer._wrap_sync
     plain = wrap(fn, name)
     return entry.gate, entry.adetour(plain) if is_async else entry.detour(plain), entry
+
+
+def forwarding(
+    layer: Layer,
+    fn: Callable[..., Any],
+    name: str,
+    entry: Request | None,
+    run: Callable[..., Any],
+) -> Callable[..., Any]:
+    """The closure of a layer whose whole fast path is ``run(fn, name, args,
+    kwargs)`` (chaos, hedging): the gate, the metering and the call, once."""
+    gate, detour, meter = watching(layer, fn, name, entry)
+    clock = _clock
+
+    def forwarded(*args: Any, **kwargs: Any) -> Any:
+        level = gate.level
+        if level:
+            if level != METERED:
+                return detour(args, kwargs)  # type: ignore[misc]
+            return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr]
+        return run(fn, name, args, kwargs)
+
+    return forwarded
+
+
+def aforwarding(
+    layer: Layer,
+    fn: Callable[..., Awaitable[Any]],
+    name: str,
+    entry: Request | None,
+    arun: Callable[..., Awaitable[Any]],
+) -> Callable[..., Awaitable[Any]]:
+    """:func:`forwarding` for coroutine functions."""
+    gate, detour, meter = watching(layer, fn, name, entry, is_async=True)
+    clock = _clock
+
+    async def forwarded(*args: Any, **kwargs: Any) -> Any:
+        level = gate.level
+        if level:
+            if level != METERED:
+                return await detour(args, kwargs)  # type: ignore[misc]
+            return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
+        return await arun(fn, name, args, kwargs)
+
+    return forwarded
 
 
 def _bare(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:

@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._compose import watching
+from ._compose import aforwarding, forwarding
 from ._policy import PolicyBase
 from .errors import ChaosError
-from .events import METERED
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
@@ -207,36 +206,12 @@ class Chaos(PolicyBase):
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
-        run = self._run
-        gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
-
-        def chaotic(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
-            return run(fn, name, args, kwargs)
-
-        return chaotic
+        return forwarding(self, fn, name, entry, self._run)
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        arun = self._arun
-        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
-
-        async def chaotic(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
-                if level != METERED:
-                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
-            return await arun(fn, name, args, kwargs)
-
-        return chaotic
+        return aforwarding(self, fn, name, entry, self._arun)
 
     def _run(
         self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._compose import decorate, watching
+from ._compose import aforwarding, decorate, forwarding
 from ._hedge_core import RAISE, START, HedgeCore
 from ._policy import PolicyBase
 from ._workers import Job, WorkerPool
-from .events import METERED
 
 if TYPE_CHECKING:
     from ._async_backend import Waiter
@@ -166,36 +165,12 @@ class Hedging(PolicyBase):
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
-        run = self._run
-        gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
-
-        def hedged(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
-            return run(fn, name, args, kwargs)
-
-        return hedged
+        return forwarding(self, fn, name, entry, self._run)
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        arun = self._arun
-        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
-
-        async def hedged(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
-                if level != METERED:
-                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
-            return await arun(fn, name, args, kwargs)
-
-        return hedged
+        return aforwarding(self, fn, name, entry, self._arun)
 
     def _run(
         self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
