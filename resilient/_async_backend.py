@@ -18,9 +18,6 @@ whatever the library.
 - :func:`waiter` makes a :class:`Waiter`: ``await w.wait()`` in the task,
   ``w.wake()`` from any thread or task.
 - :func:`wait_or_sleep` races a waiter against the installed clock's sleep.
-- :func:`task_group` runs child tasks (an ``asyncio.TaskGroup``, a trio
-  nursery): ``start_soon(fn, *args)``, ``cancel()`` the children, and the
-  block waits for them all.
 - :func:`in_thread` awaits a blocking call run on a thread of its own.
 """
 
@@ -30,7 +27,7 @@ import asyncio
 import math
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -45,7 +42,6 @@ __all__ = [
     "in_thread",
     "now",
     "sleep",
-    "task_group",
     "timeout",
     "timeout_at",
     "wait_or_sleep",
@@ -373,89 +369,3 @@ async def in_thread(fn: Callable[[], T], abandoned: Callable[[T], object]) -> T:
     if not ok:
         raise value
     return value  # type: ignore[no-any-return]
-
-
-# -- child tasks -----------------------------------------------------------------
-
-
-class TaskGroup(Protocol):
-    """Child tasks of the calling task; the ``async with`` block waits for
-    them all. A child's error cancels the others and is raised (in an
-    ``ExceptionGroup``) from the block, as both libraries do."""
-
-    async def __aenter__(self) -> TaskGroup: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None: ...
-
-    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
-        """Run ``fn(*args)`` as a child task."""
-
-    def cancel(self) -> None:
-        """Cancel every child still running. Under trio the block's own body
-        is cancelled too: call it just before leaving the block."""
-
-
-class _AsyncioTaskGroup:
-    __slots__ = ("_group", "_tasks")
-
-    def __init__(self) -> None:
-        self._group = asyncio.TaskGroup()
-        self._tasks: list[asyncio.Task[object]] = []
-
-    async def __aenter__(self) -> _AsyncioTaskGroup:
-        await self._group.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        await self._group.__aexit__(exc_type, exc, tb)
-        return None
-
-    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
-        self._tasks.append(self._group.create_task(fn(*args)))
-
-    def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-
-
-class _TrioTaskGroup:
-    __slots__ = ("_manager", "_nursery")
-
-    def __init__(self, trio: Any) -> None:
-        self._manager = trio.open_nursery()
-        self._nursery: Any = None
-
-    async def __aenter__(self) -> _TrioTaskGroup:
-        self._nursery = await self._manager.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._manager.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
-
-    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
-        self._nursery.start_soon(fn, *args)
-
-    def cancel(self) -> None:
-        self._nursery.cancel_scope.cancel()
-
-
-def task_group() -> TaskGroup:
-    """A new group of child tasks for the calling task (``async with``)."""
-    if _running_loop() is not None:
-        return _AsyncioTaskGroup()
-    return _TrioTaskGroup(_trio_or_raise())

@@ -3,12 +3,11 @@ and take whichever answers first. For idempotent calls only.
 
 The rules live in :mod:`resilient._hedge_core`; the two paths drive it.
 
-- Coroutines: the first attempt runs inline, in the caller's task. A call
-  that answers without suspending costs no timer; one that suspends arms a
-  timer (``loop.call_later``) for ``delay``. Hedges are tasks. When a hedge decides the race while
-  the first attempt still runs, the caller's task is interrupted the way
-  ``asyncio.timeout`` does it (a cancellation it takes back). The losers
-  are cancelled and awaited; cancelling the caller cancels every attempt.
+- Coroutines: under asyncio, :mod:`resilient._hedge_asyncio` (the first
+  attempt inline in the caller's task, hedges as tasks, one timer per
+  policy and loop); under trio (and anyio on trio),
+  :mod:`resilient._hedge_trio` (a nursery). Cancelling the caller cancels
+  every attempt.
 - Sync functions: every attempt runs on a worker thread of a bounded pool
   of daemon threads of its own, the caller waits (real time) for the first
   answer. A thread cannot be stopped: losers are abandoned and run to their
@@ -17,15 +16,14 @@ The rules live in :mod:`resilient._hedge_core`; the two paths drive it.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import queue
 import threading
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
+from . import _hedge_asyncio, _validate, events
 from ._active import switch
 from ._compose import aforwarding, decorate, forwarding
 from ._hedge_core import RAISE, START, HedgeCore
@@ -33,7 +31,6 @@ from ._policy import PolicyBase
 from ._workers import Job, WorkerPool
 
 if TYPE_CHECKING:
-    from ._async_backend import Waiter
     from ._compose import Decoratable
     from ._requests import Request
 
@@ -137,6 +134,8 @@ class Hedging(PolicyBase):
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._delay = config.delay
         self._attempts = config.max_hedges + 1
+        #: The shared timer of its races on the last event loop it ran on.
+        self._timers: _hedge_asyncio.Timers | None = None
 
     def __repr__(self) -> str:
         named = f" {self.name!r}" if self.name else ""
@@ -170,7 +169,7 @@ class Hedging(PolicyBase):
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        return aforwarding(self, fn, name, entry, self._arun)
+        return aforwarding(self, fn, name, entry, functools.partial(_hedge_asyncio.race, self))
 
     def _run(
         self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -224,67 +223,6 @@ class Hedging(PolicyBase):
             for job in jobs:
                 pool.drop(job)
 
-    async def _arun(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
-        if not switch.on:
-            return await fn(*args, **kwargs)
-        # The first step of the first attempt runs here, before any timer is
-        # armed: a call that answers without suspending (a cache hit) cannot
-        # be slow to answer, and costs no timer.
-        first = fn(*args, **kwargs)
-        coro = first if isinstance(first, types.CoroutineType) else _awaiting(first)
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except BaseException as exc:
-            if not self._hedged_on(exc):
-                raise
-            race = _Race(self, fn, name, args, kwargs)
-            return await race.run(None, None, exc)  # type: ignore[no-any-return]
-        race = _Race(self, fn, name, args, kwargs)
-        return await race.run(coro, yielded, None)  # type: ignore[no-any-return]
-
-
-async def _awaiting(awaitable: Awaitable[R]) -> R:
-    return await awaitable
-
-
-async def _attempt(
-    fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> R:
-    """A hedge, as its task runs it (whatever ``fn`` returns or raises)."""
-    return await fn(*args, **kwargs)
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, R], yielded: Any) -> Generator[Any, Any, R]:
-    """Await the rest of ``coro``, whose first step already ran and yielded
-    ``yielded``: hand that to the event loop, then go on as ``await``."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return cast(R, stop.value)
-            continue
-        if sent is None:
-            return (yield from coro.__await__())
-        try:
-            yielded = coro.send(sent)
-        except StopIteration as stop:
-            return cast(R, stop.value)
-
 
 def with_hedging(
     delay: float | Hedging,
@@ -315,195 +253,3 @@ def with_hedging(
         return decorate(policy, fn)
 
     return decorator
-
-
-class _Race:
-    """One async hedged call: the first attempt inline, hedges as tasks."""
-
-    __slots__ = (
-        "args",
-        "caller",
-        "core",
-        "fn",
-        "inline",
-        "interrupting",
-        "kwargs",
-        "loop",
-        "name",
-        "policy",
-        "result",
-        "tasks",
-        "timer",
-        "waiter",
-    )
-
-    def __init__(
-        self,
-        policy: Hedging,
-        fn: Callable[..., Awaitable[Any]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        self.policy = policy
-        self.fn = fn
-        self.name = name
-        self.args = args
-        self.kwargs = kwargs
-        self.core = HedgeCore(policy._attempts)
-        self.loop = asyncio.get_running_loop()
-        self.caller = asyncio.current_task()
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.timer: asyncio.TimerHandle | Waiter | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.inline = True
-        self.interrupting = False
-        self.result: Any = None
-
-    async def run(
-        self, coro: Coroutine[Any, Any, Any] | None, yielded: Any, failed: BaseException | None
-    ) -> Any:
-        """The race, from the first attempt already started: suspended
-        (``coro`` has yielded ``yielded``) or already ``failed`` with an
-        error hedged on."""
-        core = self.core
-        core.start()
-        try:
-            if coro is None:
-                assert failed is not None
-                self.inline = False
-                core.failed(failed, True)
-                del failed
-                self._launch()
-                return await self._wait()
-            self._arm()
-            try:
-                result = await _resume(coro, yielded)
-            except asyncio.CancelledError:
-                self.inline = False
-                if not self._taken_back():
-                    raise
-                # A hedge decided the race: its outcome is ours.
-                return self._outcome()
-            except BaseException as exc:
-                self.inline = False
-                self._taken_back()
-                if core.done:  # a hedge decided it meanwhile
-                    return self._outcome()
-                action = core.failed(exc, self.policy._hedged_on(exc))
-                if action == RAISE:
-                    raise
-                del exc
-                if action == START:
-                    self._launch()
-                return await self._wait()
-            self.inline = False
-            self._taken_back()
-            core.succeeded()
-            return result
-        finally:
-            self._stop()
-
-    def _taken_back(self) -> bool:
-        """Undo our interruption of the caller, if any: True when it was the
-        only cancellation asked of it."""
-        if not self.interrupting:
-            return False
-        self.interrupting = False
-        caller = self.caller
-        return caller is None or caller.uncancel() == 0
-
-    async def _wait(self) -> Any:
-        """The first attempt has failed: wait for a hedge to decide."""
-        if not self.core.done:
-            waiter = self.waiter = self.loop.create_future()
-            await waiter
-        return self._outcome()
-
-    def _outcome(self) -> Any:
-        error = self.core.error
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None
-        result, self.result = self.result, None
-        return result
-
-    def _launch(self) -> None:
-        number = self.core.start()
-        self.policy._started(self.name, number)
-        task = self.loop.create_task(_attempt(self.fn, self.args, self.kwargs))
-        self.tasks.append(task)
-        task.add_done_callback(self._landed)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.core.may_start():
-            self._arm()
-
-    def _arm(self) -> None:
-        """Start the next attempt ``delay`` seconds from now (on a test
-        clock, when it gets there)."""
-        wake_at = _clock.get_clock().wake_at
-        if wake_at is None:
-            self.timer = self.loop.call_later(self.policy._delay, self._on_timer)
-        else:
-            timer = self.timer = wake_at(_clock.monotonic() + self.policy._delay)
-            timer.on_wake(lambda: self._on_test_clock(timer))
-
-    def _on_test_clock(self, timer: Waiter) -> None:
-        if timer.woken() and timer is self.timer:
-            self._on_timer()
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        if self.core.may_start():
-            self._launch()
-
-    def _landed(self, task: asyncio.Task[Any]) -> None:
-        core = self.core
-        if task.cancelled():
-            if not core.done:  # cancelled by someone else: the race is lost
-                core.failed(asyncio.CancelledError(), False)
-                self._decided()
-            return
-        error = task.exception()  # retrieved: a loser's error is never logged
-        if core.done:
-            core.running -= 1
-            return
-        if error is None:
-            core.succeeded()
-            self.result = task.result()
-            self._decided()
-            return
-        action = core.failed(error, self.policy._hedged_on(error))
-        if action == RAISE:
-            self._decided()
-        elif action == START:
-            self._launch()
-
-    def _decided(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.inline:
-            # The first attempt is still running in the caller's task.
-            caller = self.caller
-            if caller is not None and not self.interrupting:
-                self.interrupting = True
-                caller.cancel()
-        else:
-            waiter = self.waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-    def _stop(self) -> None:
-        """Cancel what still runs (not awaited: each ends at its next step)."""
-        self.core.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        for task in self.tasks:
-            if not task.done():
-                task.cancel()

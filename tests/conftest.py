@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
+import anyio
 import pytest
+import trio
 
 import resilient
 from resilient import _clock
@@ -22,3 +26,50 @@ def _isolate(resilient_registry: resilient.Registry) -> Iterator[None]:
     yield
     _clock.set_clock(previous)
     resilient.set_active(True)
+
+
+# -- async libraries ---------------------------------------------------------------
+
+#: A coroutine function a test hands to ``run``.
+Main = Callable[[], Awaitable[Any]]
+
+
+def _asyncio(main: Main) -> Any:
+    async def wrapped() -> Any:
+        return await main()
+
+    return asyncio.run(wrapped())
+
+
+def _trio(main: Main) -> Any:
+    return trio.run(main)
+
+
+def _anyio_trio(main: Main) -> Any:
+    return anyio.run(main, backend="trio")
+
+
+def _anyio_asyncio(main: Main) -> Any:
+    return anyio.run(main, backend="asyncio")
+
+
+RUNNERS = {
+    "asyncio": _asyncio,
+    "trio": _trio,
+    "anyio-trio": _anyio_trio,
+    "anyio-asyncio": _anyio_asyncio,
+}
+
+
+@pytest.fixture(params=list(RUNNERS))
+def run(request: pytest.FixtureRequest) -> Callable[[Main], Any]:
+    """Runs a coroutine function to its end under each library in turn, the
+    way a service would (``asyncio.run``, ``trio.run``, ``anyio.run``). Test
+    bodies use anyio's primitives, which all four share."""
+    return RUNNERS[request.param]
+
+
+@pytest.fixture
+def library(run: Callable[[Main], Any]) -> str:
+    """The library ``run`` runs the test under: ``"asyncio"`` or ``"trio"``."""
+    return "asyncio" if run in (_asyncio, _anyio_asyncio) else "trio"

@@ -9,15 +9,13 @@ inside, so one body serves all three.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import pytest
-import trio
 
 import resilient
 from resilient import (
@@ -38,46 +36,7 @@ from resilient import (
 )
 from resilient import _async_backend as backend
 from resilient.testing import fake_clock, instant_waits
-
-Main = Callable[[], Awaitable[Any]]
-
-
-def _asyncio(main: Main) -> Any:
-    async def wrapped() -> Any:
-        return await main()
-
-    return asyncio.run(wrapped())
-
-
-def _trio(main: Main) -> Any:
-    return trio.run(main)
-
-
-def _anyio_trio(main: Main) -> Any:
-    return anyio.run(main, backend="trio")
-
-
-def _anyio_asyncio(main: Main) -> Any:
-    return anyio.run(main, backend="asyncio")
-
-
-RUNNERS = {
-    "asyncio": _asyncio,
-    "trio": _trio,
-    "anyio-trio": _anyio_trio,
-    "anyio-asyncio": _anyio_asyncio,
-}
-
-
-@pytest.fixture(params=list(RUNNERS))
-def run(request: pytest.FixtureRequest) -> Callable[[Main], Any]:
-    return RUNNERS[request.param]
-
-
-@pytest.fixture
-def library(run: Callable[[Main], Any]) -> str:
-    return "asyncio" if run in (_asyncio, _anyio_asyncio) else "trio"
-
+from tests.conftest import Main
 
 # -- the backend module itself ---------------------------------------------------
 
@@ -566,43 +525,3 @@ def test_fake_clock_wakes_racing_waits_in_order(run: Callable[[Main], Any]) -> N
     with fake_clock() as clock:
         run(main)
     assert woke == [("short", 5.0), ("middle", 7.0), ("long", 10.0)]
-
-
-def test_task_group_runs_children_and_cancels_the_rest(run: Callable[[Main], Any]) -> None:
-    finished: list[str] = []
-    cancelled: list[str] = []
-
-    async def child(label: str, seconds: float, done: backend.Waiter | None) -> None:
-        try:
-            await anyio.sleep(seconds)
-        except anyio.get_cancelled_exc_class():
-            cancelled.append(label)
-            raise
-        finished.append(label)
-        if done is not None:
-            done.wake()
-
-    async def main() -> None:
-        first = backend.waiter()
-        async with backend.task_group() as group:
-            group.start_soon(child, "fast", 0.0, first)
-            group.start_soon(child, "slow", 10.0, None)
-            await first.wait()
-            group.cancel()
-
-    run(main)
-    assert finished == ["fast"]
-    assert cancelled == ["slow"]
-
-
-def test_task_group_raises_a_childs_error(run: Callable[[Main], Any]) -> None:
-    async def fails() -> None:
-        raise KeyError("child")
-
-    async def main() -> None:
-        async with backend.task_group() as group:
-            group.start_soon(fails)
-
-    with pytest.raises(BaseExceptionGroup) as caught:
-        run(main)
-    assert caught.group_contains(KeyError, match="child")

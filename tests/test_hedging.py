@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 
 import resilient
@@ -21,16 +23,17 @@ from resilient import (
     with_resilience,
 )
 from resilient.testing import fake_clock
+from tests.conftest import Main
 
 
 def _hedges(events: list[Any]) -> list[int]:
     return [e.attempt for e in events if isinstance(e, HedgeStarted)]
 
 
-# -- coroutines ----------------------------------------------------------------------
+# -- coroutines, under asyncio, trio and anyio on each ------------------------------------
 
 
-async def test_a_slow_first_attempt_is_hedged_and_the_hedge_wins() -> None:
+def test_a_slow_first_attempt_is_hedged_and_the_hedge_wins(run: Callable[[Main], Any]) -> None:
     seen: list[Any] = []
     cancelled: list[int] = []
     attempts: list[float] = []
@@ -42,14 +45,17 @@ async def test_a_slow_first_attempt_is_hedged_and_the_hedge_wins() -> None:
         if len(attempts) == 1:
             try:
                 await _clock.sleep_async(10.0)
-            except asyncio.CancelledError:
+            except anyio.get_cancelled_exc_class():
                 cancelled.append(1)
                 raise
             return "first"
         return "hedge"
 
+    async def main() -> str:
+        return await policy.call_async(call)
+
     with fake_clock() as clock:
-        assert await policy.call_async(call) == "hedge"
+        assert run(main) == "hedge"
         assert attempts == [0.0, 0.5]  # the hedge started after the delay
         assert clock.now() == 0.5
     assert cancelled == [1]  # the slow attempt was cancelled, not left running
@@ -57,7 +63,7 @@ async def test_a_slow_first_attempt_is_hedged_and_the_hedge_wins() -> None:
     assert seen[0].name == "svc"
 
 
-async def test_a_first_attempt_answering_in_time_starts_no_hedge() -> None:
+def test_a_first_attempt_answering_in_time_starts_no_hedge(run: Callable[[Main], Any]) -> None:
     calls = []
 
     @with_hedging(1.0)
@@ -67,12 +73,34 @@ async def test_a_first_attempt_answering_in_time_starts_no_hedge() -> None:
         return 7
 
     with fake_clock() as clock:
-        assert await quick() == 7
+        assert run(quick) == 7
         assert clock.now() == 0.9
     assert calls == [1]
 
 
-async def test_a_hedged_on_failure_starts_the_next_attempt_at_once() -> None:
+def test_a_hedge_that_loses_is_cancelled(run: Callable[[Main], Any]) -> None:
+    cancelled: list[int] = []
+    attempts: list[float] = []
+
+    @with_hedging(0.5)
+    async def call() -> int:
+        attempts.append(_clock.monotonic())
+        number = len(attempts)
+        try:
+            await _clock.sleep_async(1.0 if number == 1 else 10.0)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(number)
+            raise
+        return number
+
+    with fake_clock() as clock:
+        assert run(call) == 1  # the first answers at 1.0, before the hedge
+        assert clock.now() == 1.0
+    assert attempts == [0.0, 0.5]
+    assert cancelled == [2]
+
+
+def test_a_hedged_on_failure_starts_the_next_attempt_at_once(run: Callable[[Main], Any]) -> None:
     attempts: list[float] = []
 
     @with_hedging(5.0, on=(ConnectionError,))
@@ -83,11 +111,33 @@ async def test_a_hedged_on_failure_starts_the_next_attempt_at_once() -> None:
         return "ok"
 
     with fake_clock():
-        assert await flaky() == "ok"
+        assert run(flaky) == "ok"
     assert attempts == [0.0, 0.0]
 
 
-async def test_when_every_attempt_fails_the_last_error_is_raised() -> None:
+def test_a_failure_after_suspending_starts_the_next_at_once_and_restarts_the_delay(
+    run: Callable[[Main], Any],
+) -> None:
+    attempts: list[float] = []
+
+    @with_hedging(1.0, max_hedges=2)
+    async def flaky() -> int:
+        attempts.append(_clock.monotonic())
+        number = len(attempts)
+        if number == 1:
+            await _clock.sleep_async(0.25)
+            raise ConnectionError("reset")
+        await _clock.sleep_async(10.0 if number == 2 else 0.5)
+        return number
+
+    with fake_clock() as clock:
+        assert run(flaky) == 3
+        # The second starts at the failure; the third one delay after it.
+        assert attempts == [0.0, 0.25, 1.25]
+        assert clock.now() == 1.75
+
+
+def test_when_every_attempt_fails_the_last_error_is_raised(run: Callable[[Main], Any]) -> None:
     errors = [ConnectionError("first"), ConnectionError("second"), ConnectionError("third")]
     starts: list[float] = []
 
@@ -99,13 +149,13 @@ async def test_when_every_attempt_fails_the_last_error_is_raised() -> None:
         raise errors[n]
 
     with fake_clock(), pytest.raises(ConnectionError) as info:
-        await down()
+        run(down)
     # The second fails at 1.5 and starts the third at once; the first fails last.
     assert starts == [0.0, 1.0, 1.5]
     assert info.value is errors[0]
 
 
-async def test_hedges_start_one_delay_apart_up_to_max_hedges() -> None:
+def test_hedges_start_one_delay_apart_up_to_max_hedges(run: Callable[[Main], Any]) -> None:
     attempts: list[float] = []
     seen: list[Any] = []
 
@@ -117,13 +167,19 @@ async def test_hedges_start_one_delay_apart_up_to_max_hedges() -> None:
 
     policy = Hedging(HedgingConfig(0.5, max_hedges=2))
     policy.subscribe(seen.append)
+
+    async def main() -> int:
+        return await policy.call_async(slow)
+
     with fake_clock():
-        assert await policy.call_async(slow) == 3
+        assert run(main) == 3
     assert attempts == [0.0, 0.5, 1.0]
     assert _hedges(seen) == [2, 3]
 
 
-async def test_an_error_not_hedged_on_is_raised_at_once_and_the_others_cancelled() -> None:
+def test_an_error_not_hedged_on_is_raised_at_once_and_the_others_cancelled(
+    run: Callable[[Main], Any],
+) -> None:
     cancelled: list[int] = []
     attempts = 0
 
@@ -134,18 +190,20 @@ async def test_an_error_not_hedged_on_is_raised_at_once_and_the_others_cancelled
         if attempts == 1:
             try:
                 await _clock.sleep_async(10.0)
-            except asyncio.CancelledError:
+            except anyio.get_cancelled_exc_class():
                 cancelled.append(1)
                 raise
             return "first"
         raise KeyError("bad request")
 
     with fake_clock(), pytest.raises(KeyError):
-        await call()
+        run(call)
     assert cancelled == [1]
 
 
-async def test_a_first_attempt_failing_with_another_error_cancels_the_hedges() -> None:
+def test_a_first_attempt_failing_with_another_error_cancels_the_hedges(
+    run: Callable[[Main], Any],
+) -> None:
     cancelled: list[int] = []
     attempts = 0
 
@@ -158,43 +216,131 @@ async def test_a_first_attempt_failing_with_another_error_cancels_the_hedges() -
             raise KeyError("bad")
         try:
             await _clock.sleep_async(10.0)
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():
             cancelled.append(1)
             raise
         return "hedge"
 
-    with fake_clock():
+    async def main() -> None:
         with pytest.raises(KeyError):
             await call()
-        await asyncio.sleep(0)
+        await anyio.sleep(0)
+
+    with fake_clock():
+        run(main)
     assert attempts == 2
     assert cancelled == [1]
 
 
-async def test_cancelling_the_caller_cancels_every_attempt() -> None:
-    running: set[asyncio.Task[Any] | None] = set()
+class _Interrupt(BaseException):
+    """Not an ``Exception``: never hedged on, never wrapped."""
+
+
+def test_an_interrupt_in_a_hedge_is_raised_as_it_is(run: Callable[[Main], Any]) -> None:
     cancelled: list[int] = []
-    both = asyncio.Event()
+    attempts = 0
+
+    @with_hedging(0.5)
+    async def call() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            try:
+                await _clock.sleep_async(10.0)
+            except anyio.get_cancelled_exc_class():
+                cancelled.append(1)
+                raise
+            return "first"
+        raise _Interrupt
+
+    with fake_clock(), pytest.raises(_Interrupt):
+        run(call)
+    assert attempts == 2
+    assert cancelled == [1]
+
+
+def test_cancelling_the_caller_cancels_every_attempt(run: Callable[[Main], Any]) -> None:
+    running: list[int] = []
+    cancelled: list[int] = []
+    both: list[anyio.Event] = []
 
     @with_hedging(0.01, max_hedges=1)
     async def hang() -> None:
-        running.add(asyncio.current_task())
+        running.append(1)
         if len(running) == 2:
-            both.set()
+            both[0].set()
         try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
             cancelled.append(1)
             raise
 
-    caller = asyncio.create_task(hang())
-    await both.wait()
-    caller.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await caller
-    await asyncio.sleep(0)
+    async def main() -> bool:
+        both.append(anyio.Event())  # made under the running library
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(hang)
+                await both[0].wait()
+                scope.cancel()
+        return scope.cancelled_caught
+
+    assert run(main) is True
     assert cancelled == [1, 1]
-    assert all(task is not None and task.done() for task in running)
+
+
+def test_request_context_flows_into_hedges(run: Callable[[Main], Any]) -> None:
+    ids = []
+
+    @with_hedging(0.5)
+    async def call() -> None:
+        ids.append(resilient.get_request_id())
+        if len(ids) == 1:
+            await _clock.sleep_async(10.0)
+
+    async def main() -> None:
+        with resilient.request_context("req-1"):
+            await call()
+
+    with fake_clock():
+        run(main)
+    assert ids == ["req-1", "req-1"]
+
+
+def test_hedging_in_real_time(run: Callable[[Main], Any]) -> None:
+    attempts = 0
+
+    @with_hedging(0.01)
+    async def call() -> int:
+        nonlocal attempts
+        attempts += 1
+        number = attempts
+        if number == 1:
+            await anyio.sleep(10)
+        return number
+
+    async def main() -> int:
+        with anyio.fail_after(5):
+            return await call()
+
+    assert run(main) == 2
+
+
+def test_switched_off_hedging_is_a_pass_through(run: Callable[[Main], Any]) -> None:
+    calls = []
+
+    @with_hedging(0.5)
+    async def slow() -> int:
+        calls.append(1)
+        await _clock.sleep_async(2.0)
+        return 1
+
+    resilient.set_active(False)
+    with fake_clock():
+        assert run(slow) == 1
+    assert calls == [1]
+
+
+# -- coroutines, asyncio only --------------------------------------------------------
 
 
 async def test_an_outside_cancellation_racing_a_win_still_cancels_the_caller() -> None:
@@ -217,35 +363,6 @@ async def test_an_outside_cancellation_racing_a_win_still_cancels_the_caller() -
     await started.wait()
     with pytest.raises(asyncio.CancelledError):
         await caller
-
-
-async def test_request_context_flows_into_hedges() -> None:
-    ids = []
-
-    @with_hedging(0.5)
-    async def call() -> None:
-        ids.append(resilient.get_request_id())
-        if len(ids) == 1:
-            await _clock.sleep_async(10.0)
-
-    with fake_clock(), resilient.request_context("req-1"):
-        await call()
-    assert ids == ["req-1", "req-1"]
-
-
-async def test_switched_off_hedging_is_a_pass_through() -> None:
-    calls = []
-
-    @with_hedging(0.5)
-    async def slow() -> int:
-        calls.append(1)
-        await _clock.sleep_async(2.0)
-        return 1
-
-    resilient.set_active(False)
-    with fake_clock():
-        assert await slow() == 1
-    assert calls == [1]
 
 
 # -- sync functions ------------------------------------------------------------------
@@ -334,7 +451,7 @@ def test_sync_hedges_carry_the_callers_request_id() -> None:
 # -- composition, counting, configuration ------------------------------------------------
 
 
-async def test_in_a_policy_each_hedged_attempt_passes_the_breaker() -> None:
+def test_in_a_policy_each_hedged_attempt_passes_the_breaker(run: Callable[[Main], Any]) -> None:
     attempts = 0
 
     @with_resilience(
@@ -353,7 +470,7 @@ async def test_in_a_policy_each_hedged_attempt_passes_the_breaker() -> None:
             raise ConnectionError()
         return "ok"
 
-    assert await call() == "ok"
+    assert run(call) == "ok"
     breaker = resilient.registry.get("hedged")
     assert breaker is not None
     metrics = breaker.metrics()
@@ -426,7 +543,9 @@ def test_policy_and_decorator_arguments_are_checked() -> None:
 # -- the target: tail latency on a simulated dependency ----------------------------------
 
 
-async def test_hedging_at_the_p95_cuts_the_p99_of_a_dependency_with_rare_slow_calls() -> None:
+def test_hedging_at_the_p95_cuts_the_p99_of_a_dependency_with_rare_slow_calls(
+    run: Callable[[Main], Any],
+) -> None:
     import math
     import random
 
@@ -458,9 +577,14 @@ async def test_hedging_at_the_p95_cuts_the_p99_of_a_dependency_with_rare_slow_ca
     policy = Hedging(delay=p95)
     stats = policy._stats_for("dependency")
     n = 2000
-    with fake_clock():
+
+    async def main() -> tuple[list[float], list[float]]:
         plain = await measure(dependency, n)
         hedged = await measure(lambda: policy.call_async(dependency), n)
+        return plain, hedged
+
+    with fake_clock():
+        plain, hedged = run(main)
     assert p99(plain) >= 50 * median  # without hedging: the slow calls are the p99
     assert p99(hedged) <= 3 * median
     assert stats.hedges <= 0.06 * n

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import anyio
 import pytest
 
 from resilient import Bulkhead, Hedging, HedgingConfig
+from tests.conftest import Main
 
 
 @pytest.mark.slow
@@ -44,6 +48,47 @@ async def test_concurrent_async_hedged_calls_leave_no_task_and_no_permit() -> No
     for _ in range(5):
         await asyncio.sleep(0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert bulkhead.metrics().active == 0
+
+
+@pytest.mark.slow
+def test_concurrent_hedged_calls_under_each_library_leave_no_permit(
+    run: Callable[[Main], Any],
+) -> None:
+    rng = random.Random(5)
+    bulkhead = Bulkhead("stress-hedged-libraries", max_concurrent=10_000)
+    policy = Hedging(HedgingConfig(0.002, max_hedges=2, on=(ConnectionError,)))
+    results: dict[int, int | None] = {}
+    cancelled: list[int] = []
+
+    @bulkhead
+    async def dependency(i: int) -> int:
+        roll = rng.random()
+        await anyio.sleep(0.02 if roll < 0.1 else 0.001 * rng.random())
+        if roll > 0.9:
+            raise ConnectionError(i)
+        return i
+
+    async def one(i: int) -> None:
+        with anyio.CancelScope() as scope:
+            if i % 50 == 0:
+                scope.deadline = anyio.current_time() + 0.005  # cancelled midway
+            try:
+                results[i] = await policy.call_async(dependency, i)
+            except ConnectionError:
+                results[i] = None
+        if scope.cancelled_caught:
+            cancelled.append(i)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            for i in range(1000):
+                tasks.start_soon(one, i)
+
+    run(main)
+    assert all(result in (i, None) for i, result in results.items())
+    assert len(results) + len(cancelled) == 1000
+    assert cancelled  # some callers were cancelled midway: their attempts went too
     assert bulkhead.metrics().active == 0
 
 

@@ -117,8 +117,8 @@ def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
             previous = min(maximum, rng.uniform(initial, 3 * previous))
             return previous
         assert isinstance(jitter, float)
-        if jitter == 0.0:
-            return base(n)  # "0.0 is exactly base(n)"
+        if jitter == 0.0 or base(n) == 0.0:
+            return base(n)  # "exactly base(n), and draws nothing from rng"
         return min(maximum, base(n) * (1 + rng.uniform(-jitter, jitter)))
 
     for n in range(1, cfg.max_attempts + 1):
