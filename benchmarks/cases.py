@@ -144,6 +144,12 @@ async def awork(x: int) -> int:
     return x
 
 
+async def aawait(x: int) -> int:
+    """A coroutine that suspends once, as any call doing I/O does."""
+    await asyncio.sleep(0)
+    return x
+
+
 def fail(x: int) -> int:
     raise ValueError(x)
 
@@ -343,6 +349,14 @@ for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, af
 
 case("async", "hedged stack", "resilient", features=(*STACK, "HedgingConfig"))(
     functools.partial(_with_hedged_stack, awork, "bench-hedged-stack-async")
+)
+# The same two around a call that suspends once, as a call doing I/O does:
+# what the event loop adds to each call is in both.
+case("async", "stack, call awaits", "resilient", features=STACK)(
+    functools.partial(_with_stack, aawait, "bench-stack-awaits")
+)
+case("async", "hedged stack, call awaits", "resilient", features=(*STACK, "HedgingConfig"))(
+    functools.partial(_with_hedged_stack, aawait, "bench-hedged-stack-awaits")
 )
 
 

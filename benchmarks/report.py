@@ -131,6 +131,14 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             _ratio("async hedged stack: resilient", "async stack: resilient"),
         ),
         Target(
+            "hedged full stack, first attempt in time / the same stack, a call that awaits once",
+            1.5,
+            True,
+            _ratio(
+                "async hedged stack, call awaits: resilient", "async stack, call awaits: resilient"
+            ),
+        ),
+        Target(
             "adaptive bulkhead / fixed bulkhead (sync)",
             2.0,
             True,

@@ -26,6 +26,7 @@ __all__ = [
     "sleep",
     "sleep_async",
     "wall",
+    "wake_at",
     "wall_now",
 ]
 
@@ -95,9 +96,14 @@ now: Callable[[], float] = time.monotonic
 wall_now: Callable[[], float] = time.time
 
 
+#: The installed clock's ``wake_at`` (None with the real clock), likewise.
+wake_at: Callable[[float], Waiter] | None = None
+
+
 def _pick(_modules: Mapping[str, object] = sys.modules) -> None:
-    global now, wall_now
+    global now, wall_now, wake_at
     clock = _current[0]
+    wake_at = clock.wake_at
     if clock is not REAL:
         now, wall_now = clock.monotonic, clock.wall
     elif "time_machine" in _modules:

@@ -15,18 +15,18 @@ caller's task; hedges as tasks; the delays of one policy behind one timer.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _clock, _hedge_trio
 from ._active import switch
 from ._hedge_core import RAISE, START, HedgeCore
 
 if TYPE_CHECKING:
-    from ._async_backend import Waiter
     from .hedging import Hedging
 
 __all__ = ["race"]
@@ -34,11 +34,26 @@ __all__ = ["race"]
 R = TypeVar("R")
 
 _running_loop = asyncio._get_running_loop
-_current_task = asyncio.current_task
+# The caller's task: asyncio.current_task is C from Python 3.12; on 3.11 it
+# is a Python function around this dict's ``get``, read here directly.
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    asyncio.current_task if sys.version_info >= (3, 12) else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+)
 _CoroutineType = types.CoroutineType
 # How early asyncio runs a timer (it takes those due within its clock's
 # resolution): a shared timer waking that early still counts its deadline as due.
 _RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+# A suspended call is only an entry on the shared timer until its delay
+# passes: ``[when, race, fn, name, args, kwargs, caller]``, a list because
+# one is made per call that suspends, and a list display costs a fraction of
+# an object's ``__init__`` (the benchmark of a hedged call that awaits: about
+# a fifth of what hedging added). ``when`` is None once the entry no longer
+# counts (the call ended, or its timer fired); ``race`` is None until the
+# call becomes a race, when a hedge is due. A race's later delays (before
+# its third attempt, ...) are entries ``[when, race]``.
+WHEN, RACE = 0, 1
 
 
 async def race(
@@ -53,61 +68,72 @@ async def race(
         return await fn(*args, **kwargs)
     loop = _running_loop()
     if loop is None:
-        # trio: a first step taken here could open a cancel scope that the
-        # race's nursery would then interleave with; it starts there.
         return await _hedge_trio.race(policy, fn, name, args, kwargs)  # type: ignore[no-any-return]
-    first = fn(*args, **kwargs)
-    coro = first if type(first) is _CoroutineType else _awaiting(first)
+    entry: list[Any] = [0.0, None, fn, name, args, kwargs, _current_task(loop)]
+    timers: Timers | None = policy._timers
+    if timers is None or timers.loop is not loop or _clock.wake_at is not None:
+        _arm(policy, loop, entry)  # a loop new to the policy, or a test clock
+        entries = None
+    else:
+        # Timers.arm, inline: this runs on every hedged call.
+        entry[WHEN] = when = timers.time() + timers.delay
+        entries = timers.entries
+        entries.append(entry)
+        if timers.handle is None:
+            timers.handle = loop.call_at(when, timers.fire)
     try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        result = await fn(*args, **kwargs)
     except BaseException as exc:
-        if not policy._hedged_on(exc):
-            raise
-        state = _Race(policy, fn, name, args, kwargs, loop)
-        try:
-            state.inline = False
-            state.core.failed(exc, True)
-            del exc
-            state.launch()
-            return await state.outcome()  # type: ignore[no-any-return]
-        finally:
-            state.stop()
-    state = _Race(policy, fn, name, args, kwargs, loop)
-    core = state.core
-    try:
-        state.arm()
-        try:
-            result = await _resume(coro, yielded)
-        except asyncio.CancelledError:
-            state.inline = False
-            if not state.taken_back():
+        entry[WHEN] = None
+        state = entry[RACE]
+        if state is None:  # no hedge started: an error of the first attempt alone
+            if isinstance(exc, asyncio.CancelledError) or not policy._hedged_on(exc):
                 raise
-            # A hedge decided the race: its outcome is ours.
-            return await state.outcome()  # type: ignore[no-any-return]
-        except BaseException as exc:
-            state.inline = False
-            state.taken_back()
-            if core.done:  # a hedge decided it meanwhile
-                return await state.outcome()  # type: ignore[no-any-return]
-            action = core.failed(exc, policy._hedged_on(exc))
-            if action == RAISE:
-                raise
-            del exc
-            if action == START:
-                state.launch()
-            return await state.outcome()  # type: ignore[no-any-return]
+            state = _Race(policy, fn, name, args, kwargs, loop, None)
+        state.inline = False
+        return await state.after(exc)  # type: ignore[no-any-return]
+    entry[WHEN] = None
+    if entries and entries[-1] is entry:
+        entries.pop()  # calls one after another leave nothing behind
+    state = entry[RACE]
+    if state is not None:
         state.inline = False
         state.taken_back()
-        core.succeeded()
-        return result  # type: ignore[no-any-return]
-    finally:
+        state.core.succeeded()
         state.stop()
+    return result
 
 
-async def _awaiting(awaitable: Awaitable[R]) -> R:
-    return await awaitable
+def _arm(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
+    """Put ``entry`` on the timer of ``policy``: its ``delay`` from now."""
+    if _clock.wake_at is None:
+        timers: Timers | None = policy._timers
+        if timers is None or timers.loop is not loop:
+            timers = policy._timers = Timers(policy, loop)
+        timers.arm(entry)
+    else:
+        _alarm(policy, loop, entry)
+
+
+def _alarm(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
+    """:func:`_arm` on a test clock: due when the test moves the clock there."""
+    assert _clock.wake_at is not None
+    entry[WHEN] = when = _clock.monotonic() + policy._delay
+    _clock.wake_at(when).on_wake(lambda: _due(policy, loop, entry, when))
+
+
+def _due(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any], when: float) -> None:
+    """The delay of ``entry`` has passed: the next attempt starts, if it
+    still counts."""
+    if entry[WHEN] != when:
+        return
+    entry[WHEN] = None
+    state = entry[RACE]
+    if state is None:
+        fn, name, args, kwargs, caller = entry[2:]
+        state = entry[RACE] = _Race(policy, fn, name, args, kwargs, loop, caller)
+    if state.core.may_start():
+        state.launch()
 
 
 async def _attempt(
@@ -117,99 +143,64 @@ async def _attempt(
     return await fn(*args, **kwargs)
 
 
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, R], yielded: Any) -> Generator[Any, Any, R]:
-    """Await the rest of ``coro``, whose first step already ran and yielded
-    ``yielded``: hand that to the event loop, then go on as ``await``."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return cast(R, stop.value)
-            continue
-        if sent is None:
-            return (yield from coro.__await__())
-        try:
-            yielded = coro.send(sent)
-        except StopIteration as stop:
-            return cast(R, stop.value)
-
-
 class Timers:
-    """The delays of one policy's races on one event loop, behind one
+    """The delays of one policy's calls on one event loop, behind one
     ``loop.call_at``.
 
-    Every race of a policy waits the same ``delay``, so deadlines come in
-    the order races arm them: a deque is in deadline order, and one loop
-    timer for its head serves them all. Arming is an append; a race that
-    ends before its deadline leaves its entry, which counts only while the
-    race's ``deadline`` is still the entry's, to be dropped when it reaches
-    the head. Why: a ``TimerHandle`` per call (made, pushed on the loop's
-    heap, cancelled) was a large share of what hedging added to a call
-    that suspends.
+    Every call of a policy waits the same ``delay``, so deadlines come in
+    the order calls arm them: a deque is in deadline order, and one loop
+    timer for its head serves them all. Arming is an append; an entry that
+    no longer counts (its ``when`` is None) is dropped from the tail when
+    its call ends, or from the head when the timer gets there. Why: a
+    ``TimerHandle`` per call (made, pushed on the loop's heap, cancelled)
+    was a third of what hedging added to a call that awaits.
     """
 
-    __slots__ = ("delay", "entries", "handle", "loop")
+    __slots__ = ("delay", "entries", "handle", "loop", "policy", "time")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+    def __init__(self, policy: Hedging, loop: asyncio.AbstractEventLoop) -> None:
+        self.policy = policy
         self.loop = loop
-        self.delay = delay
-        self.entries: deque[tuple[float, _Race]] = deque()
+        self.delay = policy._delay
+        # The loop's clock: asyncio's own is ``time.monotonic``, read here
+        # without the method around it.
+        base = type(loop).time is asyncio.BaseEventLoop.time
+        self.time: Callable[[], float] = time.monotonic if base else loop.time
+        self.entries: deque[list[Any]] = deque()
         self.handle: asyncio.TimerHandle | None = None
 
-    def arm(self, state: _Race) -> None:
-        when = state.deadline = self.loop.time() + self.delay
-        entries = self.entries
-        # Ended races at the head go: the deque stays about as long as the
-        # calls in flight.
-        while entries and entries[0][1].deadline != entries[0][0]:
-            entries.popleft()
-        entries.append((when, state))
+    def arm(self, entry: list[Any]) -> None:
+        when = entry[WHEN] = self.time() + self.delay
+        self.entries.append(entry)
         if self.handle is None:
-            self.handle = self.loop.call_at(when, self._fire)
+            self.handle = self.loop.call_at(when, self.fire)
 
-    def _fire(self) -> None:
-        # ``handle`` stays set while firing, so races armed meanwhile (a
-        # hedge started here re-arms) add no timer of their own.
+    def fire(self) -> None:
+        # ``handle`` stays set while firing, so entries armed meanwhile (a
+        # hedge started here arms the next) add no timer of their own.
         entries = self.entries
-        due = self.loop.time() + _RESOLUTION
+        due = self.time() + _RESOLUTION
         while entries:
-            when, state = entries[0]
-            if state.deadline != when:
+            when = entries[0][WHEN]
+            if when is None:
                 entries.popleft()
             elif when <= due:
-                entries.popleft()
-                state.deadline = None
-                state.on_timer()
+                _due(self.policy, self.loop, entries.popleft(), when)
             else:
-                self.handle = self.loop.call_at(when, self._fire)
+                self.handle = self.loop.call_at(when, self.fire)
                 return
         self.handle = None
 
 
-def _timers(policy: Hedging, loop: asyncio.AbstractEventLoop) -> Timers:
-    """The policy's timers on ``loop`` (the last loop it ran on keeps them)."""
-    timers: Timers | None = policy._timers
-    if timers is None or timers.loop is not loop:
-        timers = policy._timers = Timers(loop, policy._delay)
-    return timers
-
-
 class _Race:
-    """One async hedged call once its first attempt has suspended or failed."""
+    """One async hedged call once a hedge is due, or its first attempt
+    failed with an error hedged on."""
 
     __slots__ = (
-        "alarm",
         "args",
         "caller",
         "core",
-        "deadline",
+        "entry",
         "fn",
         "inline",
         "interrupting",
@@ -230,6 +221,7 @@ class _Race:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
+        caller: asyncio.Task[Any] | None,
     ) -> None:
         self.policy = policy
         self.fn = fn
@@ -237,16 +229,36 @@ class _Race:
         self.args = args
         self.kwargs = kwargs
         self.loop = loop
+        self.caller = caller  # the task the first attempt runs in
         self.core = core = HedgeCore(policy._attempts)
-        core.start()
-        self.caller = _current_task(loop)
+        core.start()  # the first attempt
         self.tasks: list[asyncio.Task[Any]] = []
-        self.deadline: float | None = None  # when the shared timer starts the next
-        self.alarm: Waiter | None = None  # the same, on a test clock
+        self.entry: list[Any] | None = None  # on the timer, for the next attempt
         self.waiter: asyncio.Future[None] | None = None
-        self.inline = True
+        self.inline = True  # the first attempt still runs
         self.interrupting = False
         self.result: Any = None
+
+    async def after(self, error: BaseException) -> Any:
+        """The first attempt ended with ``error`` (a cancellation, perhaps
+        ours): the race's outcome."""
+        core = self.core
+        try:
+            if isinstance(error, asyncio.CancelledError):
+                if not self.taken_back():
+                    raise error
+                return await self.outcome()  # a hedge decided: its outcome is ours
+            self.taken_back()
+            if not core.done:  # else a hedge decided it meanwhile
+                action = core.failed(error, self.policy._hedged_on(error))
+                if action == RAISE:
+                    raise error
+                if action == START:
+                    self.launch()
+            del error
+            return await self.outcome()
+        finally:
+            self.stop()
 
     def taken_back(self) -> bool:
         """Undo our interruption of the caller, if any: True when it was the
@@ -258,7 +270,7 @@ class _Race:
         return caller is None or caller.uncancel() == 0
 
     async def outcome(self) -> Any:
-        """The race's outcome, once a hedge decides it."""
+        """The race's outcome, once an attempt decides it."""
         if not self.core.done:
             waiter = self.waiter = self.loop.create_future()
             await waiter
@@ -272,6 +284,7 @@ class _Race:
         return result
 
     def launch(self) -> None:
+        """Start the next attempt now, and time the one after it."""
         number = self.core.start()
         self.policy._started(self.name, number)
         task = self.loop.create_task(_attempt(self.fn, self.args, self.kwargs))
@@ -279,33 +292,14 @@ class _Race:
         task.add_done_callback(self._landed)
         self.disarm()
         if self.core.may_start():
-            self.arm()
-
-    def arm(self) -> None:
-        """Start the next attempt ``delay`` seconds from now (on a test
-        clock, when it gets there)."""
-        wake_at = _clock.get_clock().wake_at
-        if wake_at is None:
-            _timers(self.policy, self.loop).arm(self)
-        else:
-            alarm = self.alarm = wake_at(_clock.monotonic() + self.policy._delay)
-            alarm.on_wake(lambda: self._on_test_clock(alarm))
+            entry = self.entry = [0.0, self]
+            _arm(self.policy, self.loop, entry)
 
     def disarm(self) -> None:
-        self.deadline = None
-        alarm = self.alarm
-        if alarm is not None:
-            self.alarm = None
-            alarm.cancel()
-
-    def _on_test_clock(self, alarm: Waiter) -> None:
-        if alarm.woken() and alarm is self.alarm:
-            self.alarm = None
-            self.on_timer()
-
-    def on_timer(self) -> None:
-        if self.core.may_start():
-            self.launch()
+        entry = self.entry
+        if entry is not None:
+            entry[WHEN] = None
+            self.entry = None
 
     def _landed(self, task: asyncio.Task[Any]) -> None:
         core = self.core

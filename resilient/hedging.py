@@ -16,7 +16,6 @@ The rules live in :mod:`resilient._hedge_core`; the two paths drive it.
 
 from __future__ import annotations
 
-import functools
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -169,7 +168,10 @@ class Hedging(PolicyBase):
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
-        return aforwarding(self, fn, name, entry, functools.partial(_hedge_asyncio.race, self))
+        return aforwarding(self, fn, name, entry, self._arun)
+
+    #: The async path, a method so the closure calls it bound (cheaper than a partial).
+    _arun = _hedge_asyncio.race
 
     def _run(
         self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
