@@ -45,15 +45,16 @@ _CoroutineType = types.CoroutineType
 _RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
-# A suspended call is only an entry on the shared timer until its delay
-# passes: ``[when, race, fn, name, args, kwargs, caller]``, a list because
-# one is made per call that suspends, and a list display costs a fraction of
-# an object's ``__init__`` (the benchmark of a hedged call that awaits: about
-# a fifth of what hedging added). ``when`` is None once the entry no longer
-# counts (the call ended, or its timer fired); ``race`` is None until the
-# call becomes a race, when a hedge is due. A race's later delays (before
-# its third attempt, ...) are entries ``[when, race]``.
-WHEN, RACE = 0, 1
+# Until its delay passes, a hedged call is only an entry on its policy's
+# timer: ``[when, race, alarm, fn, name, args, kwargs, caller]``, a list,
+# built from locals on every call, where a ``_Race`` would cost an
+# ``__init__`` that a call answering in time never needs. ``when`` is None
+# once the entry no longer counts (the call ended, or its delay passed);
+# ``race`` is None until the call becomes a race, when a hedge is due;
+# ``alarm`` is the test clock's waiter, None on the real clock. A race's
+# later delays (before its third attempt, ...) are entries
+# ``[when, race, alarm]``.
+WHEN, RACE, ALARM = 0, 1, 2
 
 
 async def race(
@@ -69,11 +70,10 @@ async def race(
     loop = _running_loop()
     if loop is None:
         return await _hedge_trio.race(policy, fn, name, args, kwargs)  # type: ignore[no-any-return]
-    entry: list[Any] = [0.0, None, fn, name, args, kwargs, _current_task(loop)]
+    entry: list[Any] = [0.0, None, None, fn, name, args, kwargs, _current_task(loop)]
     timers: Timers | None = policy._timers
     if timers is None or timers.loop is not loop or _clock.wake_at is not None:
-        _arm(policy, loop, entry)  # a loop new to the policy, or a test clock
-        entries = None
+        entries = _arm(policy, loop, entry)  # a loop new to the policy, or a test clock
     else:
         # Timers.arm, inline: this runs on every hedged call.
         entry[WHEN] = when = timers.time() + timers.delay
@@ -85,6 +85,8 @@ async def race(
         result = await fn(*args, **kwargs)
     except BaseException as exc:
         entry[WHEN] = None
+        if entries is None:
+            _disarm(entry)
         state = entry[RACE]
         if state is None:  # no hedge started: an error of the first attempt alone
             if isinstance(exc, asyncio.CancelledError) or not policy._hedged_on(exc):
@@ -93,8 +95,11 @@ async def race(
         state.inline = False
         return await state.after(exc)  # type: ignore[no-any-return]
     entry[WHEN] = None
-    if entries and entries[-1] is entry:
-        entries.pop()  # calls one after another leave nothing behind
+    if entries:
+        if entries[-1] is entry:
+            entries.pop()  # calls one after another leave nothing behind
+    elif entries is None:
+        _disarm(entry)
     state = entry[RACE]
     if state is not None:
         state.inline = False
@@ -104,22 +109,36 @@ async def race(
     return result
 
 
-def _arm(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
-    """Put ``entry`` on the timer of ``policy``: its ``delay`` from now."""
-    if _clock.wake_at is None:
-        timers: Timers | None = policy._timers
-        if timers is None or timers.loop is not loop:
-            timers = policy._timers = Timers(policy, loop)
-        timers.arm(entry)
-    else:
+def _arm(
+    policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]
+) -> deque[list[Any]] | None:
+    """Put ``entry`` on the timer of ``policy``: its ``delay`` from now. The
+    timer's entries, or None on a test clock."""
+    if _clock.wake_at is not None:
         _alarm(policy, loop, entry)
+        return None
+    timers: Timers | None = policy._timers
+    if timers is None or timers.loop is not loop:
+        timers = policy._timers = Timers(policy, loop)  # the last loop keeps them
+    timers.arm(entry)
+    return timers.entries
 
 
 def _alarm(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
     """:func:`_arm` on a test clock: due when the test moves the clock there."""
     assert _clock.wake_at is not None
     entry[WHEN] = when = _clock.monotonic() + policy._delay
-    _clock.wake_at(when).on_wake(lambda: _due(policy, loop, entry, when))
+    alarm = entry[ALARM] = _clock.wake_at(when)
+    alarm.on_wake(lambda: _due(policy, loop, entry, when))
+
+
+def _disarm(entry: list[Any]) -> None:
+    """``entry`` no longer counts: off the timer (a test clock's too)."""
+    entry[WHEN] = None
+    alarm = entry[ALARM]
+    if alarm is not None:
+        entry[ALARM] = None
+        alarm.cancel()
 
 
 def _due(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any], when: float) -> None:
@@ -127,10 +146,10 @@ def _due(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any], whe
     still counts."""
     if entry[WHEN] != when:
         return
-    entry[WHEN] = None
+    entry[WHEN] = entry[ALARM] = None
     state = entry[RACE]
     if state is None:
-        fn, name, args, kwargs, caller = entry[2:]
+        fn, name, args, kwargs, caller = entry[3:]
         state = entry[RACE] = _Race(policy, fn, name, args, kwargs, loop, caller)
     if state.core.may_start():
         state.launch()
@@ -292,14 +311,14 @@ class _Race:
         task.add_done_callback(self._landed)
         self.disarm()
         if self.core.may_start():
-            entry = self.entry = [0.0, self]
+            entry = self.entry = [0.0, self, None]
             _arm(self.policy, self.loop, entry)
 
     def disarm(self) -> None:
         entry = self.entry
         if entry is not None:
-            entry[WHEN] = None
             self.entry = None
+            _disarm(entry)
 
     def _landed(self, task: asyncio.Task[Any]) -> None:
         core = self.core
