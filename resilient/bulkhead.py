@@ -49,6 +49,13 @@ F = TypeVar("F", bound="Decoratable")
 _OWNER = "BulkheadConfig"
 
 
+#: Which of every 64 calls an adaptive bulkhead's fast path times (True for
+#: half of them): the golden-ratio sequence, which has no short period, so
+#: calls that cycle through backends (every other one slow, say) are sampled
+#: on each of them, where timing every other call would see one backend only.
+_TIMED = tuple((i * 0.6180339887498949) % 1.0 < 0.5 for i in range(64))
+
+
 @dataclass(frozen=True, slots=True)
 class BulkheadConfig(FromDict):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait
@@ -246,7 +253,7 @@ class Bulkhead(NamedPolicy):
 
     def _observe(self, began: float, failed: bool) -> None:
         """An admitted call of a slow path (events, ``with`` blocks) that
-        began at ``began`` ended: one sample into their shared window."""
+        began at ``began`` ended: one timed sample into their shared window."""
         window = self._window
         window[0] += _clock.now() - began
         if failed:
@@ -255,16 +262,24 @@ class Bulkhead(NamedPolicy):
         if window[1] >= WINDOW:
             total, samples, failures = window
             window[0], window[1], window[2] = 0.0, 0, 0
-            self._flush(total, samples, failures)
+            self._flush(total, samples, samples, failures)
 
-    def _flush(self, total: float, samples: int, failures: int) -> None:
-        """Hand a window of ``samples`` calls (their latencies' ``total``, how
-        many failed) to the algorithm; move the limit if it says so. Each
-        closure gathers its own window, without a lock (two threads
-        counting at once may lose a sample: it costs the estimate nothing)."""
+    def _flush(self, total: float, timed: int, samples: int, failures: int) -> None:
+        """Hand a window of ``samples`` calls (``failures`` of them failed;
+        ``timed`` of them timed, taking ``total`` seconds together) to the
+        algorithm; move the limit if it says so.
+
+        Each fast-path closure gathers its own window without a lock (two
+        threads counting at once may lose a sample: it costs the estimate
+        nothing), and times half the calls it admits: the algorithms read a
+        window's mean latency, which half its calls estimate as well as all
+        of them, and the two clock reads around a call were most of what an
+        adaptive limit added to a bulkhead. Which half follows
+        :data:`_TIMED`, so that calls alternating between two backends (or
+        any short cycle) are sampled on each."""
         core = self._core
         estimate = self._estimator.update(  # type: ignore[union-attr]
-            total / samples, core.active, failures, samples
+            total / timed, core.active, failures, samples
         )
         new = int(estimate)
         if new != core.limit:
@@ -509,9 +524,9 @@ class Bulkhead(NamedPolicy):
 
         return through_bulkhead
 
-    # The adaptive limit's fast path: the same, with each admitted call timed
-    # for the algorithm, and the permit given back through ``_release`` (a
-    # smaller limit may be owed it).
+    # The adaptive limit's fast path: the same, with half the admitted calls
+    # timed for the algorithm (see _flush), and the permit given back through
+    # ``_give_back`` when a smaller limit may be owed it.
 
     def _wrap_adaptive(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
@@ -520,15 +535,17 @@ class Bulkhead(NamedPolicy):
         assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
-        wait, release, give_back = self._wait_for_permit, self._release, self._give_back
+        wait, give_back = self._wait_for_permit, self._give_back
+        keep_until_finished = self._keep_until_finished
         hand_over, flush, size = self._hand_over, self._flush, WINDOW
-        # This closure's window of samples (the slow paths share another).
-        total, count, failures = 0.0, 0, 0
+        # This closure's window: the latencies of its timed calls (every
+        # other one: see _flush), how many, and the calls and failures in it.
+        total, timed, count, failures, started = 0.0, 0, 0, 0, 0
         stats = self._stats_for(self.name)
-        clock = _clock
+        clock, timing = _clock, _TIMED
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            nonlocal total, count, failures
+            nonlocal total, timed, count, failures, started
             level = gate.level
             if level:
                 if level != METERED:
@@ -545,30 +562,37 @@ class Bulkhead(NamedPolicy):
                     if level:
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
-            began = clock.now()
+            started += 1
+            began = clock.now() if timing[started & 63] else None
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
-                total += clock.now() - began
+                if began is not None:
+                    total += clock.now() - began
+                    timed += 1
                 failures += 1
                 count += 1
-                if count >= size:
-                    flush(total, count, failures)
-                    total, count, failures = 0.0, 0, 0
-                release()
+                if count >= size and timed:
+                    flush(total, timed, count, failures)
+                    total, timed, count, failures = 0.0, 0, 0, 0
+                next(done)
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
+                keep_until_finished(exc)
                 raise
             except BaseException:
                 self._interrupted += 1
-                release()
+                next(done)
+                give_back()
                 raise
-            total += clock.now() - began
+            if began is not None:
+                total += clock.now() - began
+                timed += 1
             count += 1
-            if count >= size:
-                flush(total, count, failures)
-                total, count, failures = 0.0, 0, 0
+            if count >= size and timed:
+                flush(total, timed, count, failures)
+                total, timed, count, failures = 0.0, 0, 0, 0
             next(done)
             if core.owed:
                 give_back()
@@ -591,15 +615,15 @@ class Bulkhead(NamedPolicy):
         assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
-        await_permit, release, give_back = self._await_permit, self._release, self._give_back
+        await_permit, give_back = self._await_permit, self._give_back
         hand_over, flush, size = self._hand_over, self._flush, WINDOW
-        # This closure's window of samples (the slow paths share another).
-        total, count, failures = 0.0, 0, 0
+        # This closure's window, as the sync one's.
+        total, timed, count, failures, started = 0.0, 0, 0, 0, 0
         stats = self._stats_for(self.name)
-        clock = _clock
+        clock, timing = _clock, _TIMED
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            nonlocal total, count, failures
+            nonlocal total, timed, count, failures, started
             level = gate.level
             if level:
                 if level != METERED:
@@ -616,30 +640,37 @@ class Bulkhead(NamedPolicy):
                     if level:
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
-            began = clock.now()
+            started += 1
+            began = clock.now() if timing[started & 63] else None
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 stats.failed += 1
-                total += clock.now() - began
+                if began is not None:
+                    total += clock.now() - began
+                    timed += 1
                 failures += 1
                 count += 1
-                if count >= size:
-                    flush(total, count, failures)
-                    total, count, failures = 0.0, 0, 0
-                release()
+                if count >= size and timed:
+                    flush(total, timed, count, failures)
+                    total, timed, count, failures = 0.0, 0, 0, 0
+                next(done)
+                give_back()
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
             except BaseException:
                 self._interrupted += 1
-                release()
+                next(done)
+                give_back()
                 raise
-            total += clock.now() - began
+            if began is not None:
+                total += clock.now() - began
+                timed += 1
             count += 1
-            if count >= size:
-                flush(total, count, failures)
-                total, count, failures = 0.0, 0, 0
+            if count >= size and timed:
+                flush(total, timed, count, failures)
+                total, timed, count, failures = 0.0, 0, 0, 0
             next(done)
             if core.owed:
                 give_back()

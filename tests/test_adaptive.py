@@ -4,6 +4,7 @@ dependency, and the bulkhead that applies them."""
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -302,3 +303,35 @@ async def test_a_limit_that_grows_hands_the_new_permits_to_waiters() -> None:
     release.set()
     await asyncio.gather(*tasks)
     assert bulkhead.metrics().active == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_calls_alternating_between_a_fast_and_a_slow_backend_are_timed_on_both(
+    mode: str,
+) -> None:
+    # The fast path times half the calls it admits; a round-robin over two
+    # backends (every other call slow) must still be seen as it is.
+    bulkhead = Bulkhead(f"round-robin-{mode}", BulkheadConfig(100, adaptive=AdaptiveLimit()))
+    turns = iter(range(WINDOW))
+
+    with fake_clock() as clock:
+
+        def call() -> None:
+            clock.advance(0.010 if next(turns) % 2 else 0.030)
+
+        async def acall() -> None:
+            call()
+
+        async def all_async() -> None:
+            for _ in range(WINDOW):
+                await bulkhead.call_async(acall)
+
+        if mode == "sync":
+            for _ in range(WINDOW):
+                bulkhead.call(call)
+        else:
+            asyncio.run(all_async())
+    estimator = bulkhead._estimator
+    assert estimator is not None
+    # One window went to the algorithm: its mean latency is its baseline so far.
+    assert 0.015 < estimator.baseline(math.inf, 0) < 0.025

@@ -11,6 +11,7 @@ import pytest
 
 import resilient
 from resilient import (
+    AdaptiveLimit,
     BulkheadConfig,
     BulkheadFullError,
     CallTimeoutError,
@@ -105,14 +106,16 @@ def test_a_call_that_could_not_start_says_so(release: threading.Event) -> None:
 # -- the bulkhead's bound at the dependency -----------------------------------------
 
 
+@pytest.mark.parametrize("adaptive", [False, True], ids=["fixed", "adaptive"])
 @pytest.mark.parametrize("listened", [False, True], ids=["fast-path", "with-listener"])
 def test_a_timed_out_call_keeps_its_bulkhead_permit_until_its_worker_ends(
-    release: threading.Event, listened: bool
+    release: threading.Event, listened: bool, adaptive: bool
 ) -> None:
+    limit = AdaptiveLimit(initial=1, max_limit=1) if adaptive else None
     stack = _stack(
         "bounded",
         timeout=SHORT,
-        bulkhead=BulkheadConfig(1, max_queue=1, queue_timeout=LONG),
+        bulkhead=BulkheadConfig(1, max_queue=1, queue_timeout=LONG, adaptive=limit),
     )
     bulkhead = stack.bulkhead
     assert bulkhead is not None
