@@ -43,6 +43,7 @@ __all__ = [
     "ALGORITHMS",
     "BASELINE_WINDOW",
     "MAX_LIMIT",
+    "TIMED",
     "WINDOW",
     "AdaptiveLimit",
     "Aimd",
@@ -57,8 +58,14 @@ ALGORITHMS: tuple[str, ...] = ("gradient", "vegas", "aimd")
 
 #: Samples per window of the baseline (the lowest latency of the last one or two).
 BASELINE_WINDOW = 5000
-#: Samples a bulkhead gathers before it hands them to the algorithm as one.
+#: Calls a bulkhead gathers before it hands them to the algorithm as one.
 WINDOW = 32
+#: Which of every 64 calls a bulkhead's fast path times (True for half of
+#: them, the window's mean latency coming from those): the golden-ratio
+#: sequence, which has no short period, so calls that cycle through backends
+#: (every other one slow, say) are sampled on each of them, where timing
+#: every other call would see one backend only.
+TIMED: tuple[bool, ...] = tuple((i * 0.6180339887498949) % 1.0 < 0.5 for i in range(64))
 #: The largest limit any bulkhead may reach (one permit is a token in memory).
 MAX_LIMIT = 1_000_000
 

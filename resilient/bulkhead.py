@@ -32,7 +32,7 @@ from ._mapping import FromDict
 from ._policy import NamedPolicy
 from ._requests import Request
 from ._stats import weakly
-from .adaptive import WINDOW, AdaptiveLimit, Estimator, estimator
+from .adaptive import TIMED, WINDOW, AdaptiveLimit, Estimator, estimator
 from .errors import BulkheadFullError
 from .events import METERED, POLICY
 
@@ -47,13 +47,6 @@ R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
 _OWNER = "BulkheadConfig"
-
-
-#: Which of every 64 calls an adaptive bulkhead's fast path times (True for
-#: half of them): the golden-ratio sequence, which has no short period, so
-#: calls that cycle through backends (every other one slow, say) are sampled
-#: on each of them, where timing every other call would see one backend only.
-_TIMED = tuple((i * 0.6180339887498949) % 1.0 < 0.5 for i in range(64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +268,7 @@ class Bulkhead(NamedPolicy):
         window's mean latency, which half its calls estimate as well as all
         of them, and the two clock reads around a call were most of what an
         adaptive limit added to a bulkhead. Which half follows
-        :data:`_TIMED`, so that calls alternating between two backends (or
+        :data:`~resilient.adaptive.TIMED`, so that calls alternating between two backends (or
         any short cycle) are sampled on each."""
         core = self._core
         estimate = self._estimator.update(  # type: ignore[union-attr]
@@ -542,7 +535,7 @@ class Bulkhead(NamedPolicy):
         # other one: see _flush), how many, and the calls and failures in it.
         total, timed, count, failures, started = 0.0, 0, 0, 0, 0
         stats = self._stats_for(self.name)
-        clock, timing = _clock, _TIMED
+        clock, timing = _clock, TIMED
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             nonlocal total, timed, count, failures, started
@@ -620,7 +613,7 @@ class Bulkhead(NamedPolicy):
         # This closure's window, as the sync one's.
         total, timed, count, failures, started = 0.0, 0, 0, 0, 0
         stats = self._stats_for(self.name)
-        clock, timing = _clock, _TIMED
+        clock, timing = _clock, TIMED
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             nonlocal total, timed, count, failures, started

@@ -24,7 +24,7 @@ from html import escape
 from typing import Any, TextIO
 
 from .._bulkhead_core import LimiterCore
-from ..adaptive import WINDOW, AdaptiveLimit, estimator
+from ..adaptive import TIMED, WINDOW, AdaptiveLimit, estimator
 
 __all__ = ["Overload", "docs_chart", "p99", "render_limits_svg", "run_overload", "simulate"]
 
@@ -69,21 +69,21 @@ def simulate(
     core = LimiterCore(max_concurrent, 0, None if algorithm is None else int(algorithm.estimate))
     run = Overload()
     order = itertools.count()
-    # (time, order, client, began) — began < 0: a client about to try
-    events: list[tuple[float, int, int, float]] = []
+    # (time, order, client, began, timed) — began < 0: a client about to try
+    events: list[tuple[float, int, int, float, bool]] = []
     calling = 0
 
     def add_clients(now: float, wanted: int) -> None:
         nonlocal calling
         while calling < wanted:
-            heapq.heappush(events, (now, next(order), calling, -1.0))
+            heapq.heappush(events, (now, next(order), calling, -1.0, False))
             calling += 1
 
     add_clients(0.0, clients(0))
     in_flight = 0
-    window_sum, window_n = 0.0, 0
+    window_sum, window_timed, window_n, started = 0.0, 0, 0, 0
     while len(run.latencies) < calls and events:
-        now, _, client, began = heapq.heappop(events)
+        now, _, client, began, timed = heapq.heappop(events)
         if client >= calling:
             continue  # a client gone since (load fell)
         if began < 0:
@@ -91,22 +91,28 @@ def simulate(
                 core.take()
             except IndexError:
                 run.rejected += 1
-                heapq.heappush(events, (now + base, next(order), client, -1.0))
+                heapq.heappush(events, (now + base, next(order), client, -1.0, False))
                 continue
             in_flight += 1
+            started += 1
             c = capacity(len(run.latencies))
             took = base * max(1.0, in_flight / c) * (1.0 + jitter * (2.0 * rng.random() - 1.0))
-            heapq.heappush(events, (now + took, next(order), client, now))
+            timed = TIMED[started & 63]  # the calls the bulkhead times
+            heapq.heappush(events, (now + took, next(order), client, now, timed))
             continue
         latency = now - began
         n = len(run.latencies)
         if algorithm is not None:
-            # The bulkhead's window: WINDOW samples handed over as one.
-            window_sum += latency
+            # The bulkhead's window: WINDOW calls handed over as one, with
+            # the mean latency of those of them it timed.
+            if timed:
+                window_sum += latency
+                window_timed += 1
             window_n += 1
-            if window_n >= WINDOW:
-                new = int(algorithm.update(window_sum / window_n, core.active, 0, window_n))
-                window_sum, window_n = 0.0, 0
+            if window_n >= WINDOW and window_timed:
+                mean = window_sum / window_timed
+                new = int(algorithm.update(mean, core.active, 0, window_n))
+                window_sum, window_timed, window_n = 0.0, 0, 0
                 if new != core.limit:
                     core.resize(new)
         in_flight -= 1
@@ -121,7 +127,7 @@ def simulate(
             add_clients(now, wanted)
         elif wanted < calling:
             calling = wanted
-        heapq.heappush(events, (now, next(order), client, -1.0))
+        heapq.heappush(events, (now, next(order), client, -1.0, False))
     return run
 
 
