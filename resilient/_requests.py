@@ -16,7 +16,6 @@ id, though, which lives in a contextvar for the whole call.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -142,19 +141,14 @@ class Request:
     # hands the call to ``detour(plain)``, which opens the request's id and
     # events around the same closure watched by its own gate only.
 
-    def ok(
-        self,
-        start: float,
-        _clock: Any = _clock,
-        _where: Callable[[tuple[float, ...], float], int] = bisect.bisect_left,
-        _bounds: tuple[float, ...] = _stats.BOUNDS,
-    ) -> None:
+    def ok(self, start: float, _clock: Any = _clock, _fold_at: int = _stats.FOLD_AT) -> None:
         """A metered call that started at ``start`` (``_clock.now()``) succeeded.
         (The defaults bind what every observed call looks up.)"""
-        took = _clock.now() - start
         stats = self.stats
-        stats.latency[_where(_bounds, took)] += 1
-        stats.latency_sum += took
+        pending = stats.pending
+        pending.append(_clock.now() - start)
+        if len(pending) >= _fold_at:
+            stats.fold()
 
     def timed(self, start: float, run: Callable[..., R], *args: Any) -> R:
         """``run(*args)`` (a layer's slow path) finishing a metered call."""

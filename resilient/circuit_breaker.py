@@ -3,7 +3,6 @@ events around the pure rules of :mod:`resilient._breaker_core`."""
 
 from __future__ import annotations
 
-import bisect
 import functools
 import inspect
 import itertools
@@ -32,7 +31,7 @@ from ._breaker_core import (
 from ._compose import is_async_callable, watching
 from ._policy import NamedPolicy
 from ._requests import Request
-from ._stats import BOUNDS
+from ._stats import FOLD_AT
 from ._workers import pool_for
 from .errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
 from .events import METERED
@@ -552,7 +551,7 @@ class CircuitBreaker(NamedPolicy):
         breaker = self.name
         clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
-        counts, where, bounds = observed.latency, bisect.bisect_left, BOUNDS
+        pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
             level = gate.level
@@ -574,9 +573,9 @@ class CircuitBreaker(NamedPolicy):
                 if level:
                     # Request.ok, inlined: the observed closed breaker is the
                     # hottest path production runs (a frame is a sixth of it).
-                    took = clock.now() - start
-                    counts[where(bounds, took)] += 1
-                    observed.latency_sum += took
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
                 return result
             if not switch.on:
                 return fn(*args, **kwargs)
@@ -627,9 +626,9 @@ class CircuitBreaker(NamedPolicy):
                 else:
                     next(ticks)
                 if level:
-                    took = clock.now() - start
-                    counts[where(bounds, took)] += 1
-                    observed.latency_sum += took
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
                 return result
             if level:
                 return meter.timed(start, run, fn, args, kwargs)  # type: ignore[union-attr,no-any-return]
@@ -649,7 +648,7 @@ class CircuitBreaker(NamedPolicy):
         breaker = self.name
         clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
-        counts, where, bounds = observed.latency, bisect.bisect_left, BOUNDS
+        pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
             level = gate.level
@@ -671,9 +670,9 @@ class CircuitBreaker(NamedPolicy):
                 if level:
                     # Request.ok, inlined: the observed closed breaker is the
                     # hottest path production runs (a frame is a sixth of it).
-                    took = clock.now() - start
-                    counts[where(bounds, took)] += 1
-                    observed.latency_sum += took
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
                 return result
             if not switch.on:
                 return await fn(*args, **kwargs)
@@ -724,9 +723,9 @@ class CircuitBreaker(NamedPolicy):
                 else:
                     next(ticks)
                 if level:
-                    took = clock.now() - start
-                    counts[where(bounds, took)] += 1
-                    observed.latency_sum += took
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
                 return result
             if level:
                 return await meter.atimed(start, arun, fn, args, kwargs)  # type: ignore[union-attr]

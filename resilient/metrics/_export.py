@@ -134,6 +134,7 @@ class Counts:
 
     def add(self, stats: Stats, base: Counts | None) -> None:
         """Add what ``stats`` counted since ``base`` (``None``: ever)."""
+        stats.fold()
         for f in FIELDS:
             now = getattr(stats, f)
             setattr(self, f, getattr(self, f) + (now if base is None else now - getattr(base, f)))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gc
 import json
@@ -263,6 +264,8 @@ def test_a_collector_on_one_policy_costs_the_others_nothing() -> None:
             mine.call(lambda: None)
             other.call(lambda: None)
             decorated()
+        for policy, name in ((other, "other"), (mine, "mine")):
+            policy._stats_for(name).fold()
         assert sum(other._stats_for("other").latency) == 0  # never timed
         assert sum(mine._stats_for("mine").latency) == 10
     finally:
@@ -302,6 +305,7 @@ def test_quantiles_are_within_the_stated_relative_error(values: list[float], q: 
     stats = _stats.Stats("q", "test", events.GLOBAL)
     for v in values:
         stats.record(v)
+    stats.fold()
     estimate = _stats.quantile(stats.latency, q)
     truth = exact(values, q)
     assert abs(estimate - truth) <= RELATIVE_ERROR * truth * (1 + 1e-9)
@@ -541,3 +545,27 @@ def test_a_full_bulkhead_is_a_rejected_request(collector: MetricsCollector) -> N
     stats = collector.statistics.by_name["pool"]
     # The block holding the slot is a request too, and it succeeded.
     assert (stats.total_requests, stats.successes, stats.rejections) == (2, 1, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=2e3),
+            st.sampled_from(_stats.BOUNDS),  # exactly on a bound: that bucket (le)
+        ),
+        max_size=3 * _stats.FOLD_AT,
+    )
+)
+def test_folding_buckets_each_duration_as_a_bisection_would(values: list[float]) -> None:
+    stats = _stats.Stats("fold", "test", events.GLOBAL)
+    for v in values:
+        stats.record(v)  # folds by itself each FOLD_AT durations
+    assert len(stats.pending) < _stats.FOLD_AT
+    stats.fold()
+    assert len(stats.pending) == 0
+    expected = [0] * (len(_stats.BOUNDS) + 1)
+    for v in values:
+        expected[bisect.bisect_left(_stats.BOUNDS, v)] += 1
+    assert stats.ensure_latency() == expected
+    assert stats.latency_sum == pytest.approx(sum(values))
