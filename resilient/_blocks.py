@@ -15,15 +15,18 @@ T = TypeVar("T")
 
 
 class BlockStack(Generic[T]):
-    __slots__ = ("_label", "_var")
+    __slots__ = ("_label", "_name", "_var")
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, name: object = "") -> None:
+        # The variable's name (``label`` + ``name``) is made with the variable,
+        # on the first block: a policy never used as a block keeps no string.
         self._label = label
+        self._name = name
         self._var: contextvars.ContextVar[tuple[T | None, ...]] | None = None
 
     def _stack(self) -> contextvars.ContextVar[tuple[T | None, ...]]:
         if self._var is None:
-            self._var = contextvars.ContextVar(self._label, default=())
+            self._var = contextvars.ContextVar(f"{self._label}{self._name}", default=())
         return self._var
 
     def push(self, entry: T | None) -> None:

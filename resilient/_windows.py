@@ -19,12 +19,14 @@ _SLOW = 2
 
 
 class CountWindow:
-    """The last ``size`` outcomes, one byte each in a ring."""
+    """The last ``size`` outcomes, one byte each in a ring. The ring is made
+    with the first failure or slow call: until then every outcome is a
+    success (a zero byte), and a breaker that never failed keeps none."""
 
     __slots__ = ("_pos", "_ring", "_size", "calls", "failures", "slow")
 
     def __init__(self, size: int) -> None:
-        self._ring = bytearray(size)
+        self._ring: bytearray | None = None
         self._size = size
         self._pos = 0
         self.calls = 0
@@ -34,6 +36,14 @@ class CountWindow:
     def record(self, failure: bool, slow: bool, now: float) -> None:
         pos = self._pos
         ring = self._ring
+        if ring is None:
+            if not (failure or slow):
+                if self.calls < self._size:
+                    self.calls += 1
+                pos += 1
+                self._pos = 0 if pos == self._size else pos
+                return
+            ring = self._ring = bytearray(self._size)
         if self.calls == self._size:
             old = ring[pos]
             self.failures -= old & _FAILURE
@@ -50,12 +60,11 @@ class CountWindow:
         """Record ``k`` fast, successful calls at once (amortized O(1) each)."""
         size = self._size
         if k >= size:
-            self._ring = bytearray(size)
+            self._ring = None  # all successes
             self._pos = 0
             self.calls = size
             self.failures = self.slow = 0
             return
-        ring = self._ring
         free = size - self.calls
         if free:
             # Slots not yet used are zero already (a success is a zero byte).
@@ -63,6 +72,10 @@ class CountWindow:
             self.calls += used
             self._pos = (self._pos + used) % size
             k -= used
+        ring = self._ring
+        if ring is None:
+            self._pos = (self._pos + k) % size  # successes over successes
+            return
         while k:
             pos = self._pos
             end = min(pos + k, size)
@@ -82,7 +95,7 @@ class CountWindow:
         return math.inf
 
     def clear(self) -> None:
-        self._ring = bytearray(self._size)
+        self._ring = None
         self._pos = self.calls = self.failures = self.slow = 0
 
 

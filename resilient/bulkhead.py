@@ -155,7 +155,7 @@ class Bulkhead(NamedPolicy):
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._interrupted = 0  # calls that ended by cancellation or interrupt
         self._stats_for(name)  # readers see it (its state) from the start
-        self._blocks: BlockStack[_Held] = BlockStack(f"resilient_bh_{name}")
+        self._blocks: BlockStack[_Held] = BlockStack("resilient_bh_", name)
 
     def __repr__(self) -> str:
         core = self._core

@@ -124,8 +124,8 @@ class CircuitBreaker(NamedPolicy):
             raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
         self.name = name
         self._lock = threading.Lock()
-        # Held by the one thread delivering state changes (see _announce).
-        self._announcing = threading.Lock()
+        # True while a thread delivers state changes (see _announce).
+        self._announcing = False
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The per-call events of the breaker itself (the policy level).
         self._stats_for(name)  # readers see it (its state) from the start
@@ -133,7 +133,7 @@ class CircuitBreaker(NamedPolicy):
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._blocks: BlockStack[_Entry] = BlockStack(f"resilient_cb_{name}")
+        self._blocks: BlockStack[_Entry] = BlockStack("resilient_cb_", name)
 
     def _init_stats(self, stats: Stats) -> None:
         self._ticks = _Ticks(self._lock, stats)
@@ -343,23 +343,33 @@ class CircuitBreaker(NamedPolicy):
 
         Called after every release of the lock that may have left changes.
         One thread delivers at a time; a thread that finds another one
-        delivering leaves its changes to it. The deliverer looks again after
-        letting go, so no change is stranded; and a listener whose own call
-        causes a transition does not deadlock: that change is delivered
-        after the listener returns.
+        delivering leaves its changes to it. The deliverer stops only when,
+        under the lock, it finds nothing left, so no change is stranded; and
+        a listener whose own call causes a transition does not deadlock:
+        that change is delivered after the listener returns.
         """
-        announcing = self._announcing
-        while self._core.changes and announcing.acquire(blocking=False):
-            try:
-                while True:
-                    with self._lock:
-                        changes = self._core.take_changes()
+        if not self._core.changes:
+            return  # the common case, without the lock
+        lock = self._lock
+        with lock:
+            if self._announcing or not self._core.changes:
+                return
+            self._announcing = True
+        try:
+            while True:
+                with lock:
+                    changes = self._core.take_changes()
                     if not changes:
-                        break
-                    for old, new in changes:
-                        self._deliver(old, new)
-            finally:
-                announcing.release()
+                        # Let go as we see nothing left, under the lock: a
+                        # change made after this delivers itself.
+                        self._announcing = False
+                        return
+                for old, new in changes:
+                    self._deliver(old, new)
+        except BaseException:
+            with lock:
+                self._announcing = False
+            raise
 
     def _deliver(self, old: CircuitState, new: CircuitState) -> None:
         log.warning(

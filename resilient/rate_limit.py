@@ -171,7 +171,7 @@ class RateLimiter(NamedPolicy):
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._last_rejected_at: float | None = None
         self._stats_for(name)  # readers see it from the start
-        self._blocks: BlockStack[Any] = BlockStack(f"resilient_rl_{name}")
+        self._blocks: BlockStack[Any] = BlockStack("resilient_rl_", name)
         self._shared: SharedLimit | None = (
             config.storage.bind_rate_limit(self) if config.storage is not None else None
         )

@@ -127,7 +127,7 @@ class Timeout(PolicyBase):
         self.name = name
         self._pool = pool
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        self._blocks: BlockStack[Deadline] = BlockStack(f"resilient_timeout_{id(self)}")
+        self._blocks: BlockStack[Deadline] = BlockStack("resilient_timeout_", id(self))
 
     def __repr__(self) -> str:
         parts = [f"{self.name!r}"] if self.name else []

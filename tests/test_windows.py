@@ -99,20 +99,27 @@ def test_time_window_ignores_a_clock_that_steps_back() -> None:
     assert totals(window) == (1, 1, 0)
 
 
+@pytest.mark.parametrize("bad", [0.5, 0.01], ids=["often-bad", "rarely-bad"])
 @pytest.mark.parametrize("size", [1, 10, 1000])
-def test_count_window_of_any_size_matches_a_naive_list(size: int) -> None:
+def test_count_window_of_any_size_matches_a_naive_list(size: int, bad: float) -> None:
+    # Rarely bad: long runs of successes before the first failure (the ring
+    # is made then) and after a clear (it is dropped).
     import random
 
     rng = random.Random(size)
     window = CountWindow(size)
     history: list[tuple[bool, bool]] = []
-    for _ in range(3 * size + 7):
-        if rng.random() < 0.3:
+    for _ in range(6 * size + 7):
+        roll = rng.random()
+        if roll < 0.01:
+            window.clear()
+            history = []
+        elif roll < 0.3:
             k = rng.randint(1, size + 2)
             window.add_successes(k, 0.0)
             history.extend([(False, False)] * k)
         else:
-            outcome = (rng.random() < 0.5, rng.random() < 0.5)
+            outcome = (rng.random() < bad, rng.random() < bad)
             window.record(*outcome, 0.0)
             history.append(outcome)
         recent = history[-size:]
