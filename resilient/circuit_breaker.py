@@ -616,7 +616,7 @@ class CircuitBreaker(NamedPolicy):
                     if timeout is None:
                         result = fn(*args, **kwargs)
                     else:
-                        result = timeout._run(fn, args, kwargs)
+                        result = timeout._run(fn, None, args, kwargs)
                 except BaseException as exc:
                     self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
                     if level:
@@ -713,7 +713,7 @@ class CircuitBreaker(NamedPolicy):
                     if timeout is None:
                         result = await fn(*args, **kwargs)
                     else:
-                        result = await timeout._arun(fn, args, kwargs)
+                        result = await timeout._arun(fn, None, args, kwargs)
                 except BaseException as exc:
                     self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
                     if level:
@@ -790,7 +790,9 @@ class CircuitBreaker(NamedPolicy):
         permit = self._admit()
         timeout = self._timeout
         try:
-            result = fn(*args, **kwargs) if timeout is None else timeout._run(fn, args, kwargs)
+            result = (
+                fn(*args, **kwargs) if timeout is None else timeout._run(fn, None, args, kwargs)
+            )
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -810,7 +812,7 @@ class CircuitBreaker(NamedPolicy):
             if timeout is None:
                 result = await fn(*args, **kwargs)
             else:
-                result = await timeout._arun(fn, args, kwargs)
+                result = await timeout._arun(fn, None, args, kwargs)
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise

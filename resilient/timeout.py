@@ -33,11 +33,10 @@ from . import _alarm, _async_backend, _clock, _validate, events
 from ._active import switch
 from ._async_backend import Deadline, Waiter
 from ._blocks import BlockStack
-from ._compose import watching
+from ._compose import aforwarding, forwarding
 from ._policy import PolicyBase
 from ._workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from .errors import CallTimeoutError
-from .events import METERED
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
@@ -193,53 +192,30 @@ class Timeout(PolicyBase):
 
     # -- execution -----------------------------------------------------------
 
-    # The closures only forward to ``_run`` / ``_arun``: arming a timeout
-    # costs far more than the frame, and it has no per-call events of its own.
+    # The closures only forward to ``_run`` / ``_arun`` (the shared ones):
+    # arming a timeout costs far more than the frame, and it has no per-call
+    # events of its own.
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
         if self.seconds is None:
             raise self._no_seconds()
-        run = self._run
-        gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
-
-        def timed(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return meter.timed(clock.now(), run, fn, args, kwargs, name)  # type: ignore[union-attr,no-any-return]
-            return run(fn, args, kwargs, name)
-
-        return timed
+        return forwarding(self, fn, name, entry, self._run)
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         if self.seconds is None:
             raise self._no_seconds()
-        arun = self._arun
-        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
-
-        async def timed(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
-                if level != METERED:
-                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return await meter.atimed(clock.now(), arun, fn, args, kwargs, name)  # type: ignore[union-attr]
-            return await arun(fn, args, kwargs, name)
-
-        return timed
+        return aforwarding(self, fn, name, entry, self._arun)
 
     def _run(
         self,
         fn: Callable[..., R],
+        name: str | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        name: str | None = None,
     ) -> R:
         seconds = self.seconds
         if seconds is None:
@@ -318,9 +294,9 @@ class Timeout(PolicyBase):
     async def _arun(
         self,
         fn: Callable[..., Awaitable[R]],
+        name: str | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        name: str | None = None,
     ) -> R:
         seconds = self.seconds
         if seconds is None:
