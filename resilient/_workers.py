@@ -113,7 +113,10 @@ class WorkerPool:
                 return False
             self._threads += 1
             name = f"resilient-timeout-{next(self._names)}"
-        threading.Thread(target=self._work, args=(job,), name=name, daemon=True).start()
+        # In a list the worker empties: a thread keeps its ``args`` for as
+        # long as it runs, and this one runs for good.
+        first = [job]
+        threading.Thread(target=self._work, args=(first,), name=name, daemon=True).start()
         return True
 
     def drop(self, job: Job) -> bool:
@@ -146,8 +149,9 @@ class WorkerPool:
                 return False
             return True
 
-    def _work(self, job: Job) -> None:
+    def _work(self, first: list[Job]) -> None:
         idle, jobs = self._idle, self._jobs
+        job = first.pop()
         while True:
             claim = job.claim
             try:

@@ -3,8 +3,10 @@ bulkhead bound that holds at the dependency, and the errors that say which."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -152,6 +154,21 @@ def test_a_timed_out_call_keeps_its_bulkhead_permit_until_its_worker_ends(
     assert most == 1
     metrics = bulkhead.metrics()
     assert (metrics.active, metrics.completed) == (0, 2)
+
+
+class _Payload:
+    """An argument whose life a weak reference can watch."""
+
+
+def test_an_idle_worker_keeps_nothing_of_the_calls_it_ran() -> None:
+    pool = WorkerPool(1)  # a new worker: the first job it runs is the one at stake
+    timeout = Timeout(LONG, pool=pool)
+    payload = _Payload()
+    watched = weakref.ref(payload)
+    assert timeout.call(lambda p: p, payload) is payload
+    del payload
+    gc.collect()
+    assert watched() is None  # neither the argument nor the result is kept
 
 
 def test_a_call_that_never_started_frees_its_permit_at_once(release: threading.Event) -> None:
