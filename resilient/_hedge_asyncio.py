@@ -186,7 +186,7 @@ class Timers:
         base = type(loop).time is asyncio.BaseEventLoop.time
         self.time: Callable[[], float] = time.monotonic if base else loop.time
         self.entries: deque[list[Any]] = deque()
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle: asyncio.Handle | None = None
 
     def arm(self, entry: list[Any]) -> None:
         when = entry[WHEN] = self.time() + self.delay
@@ -199,15 +199,20 @@ class Timers:
         # hedge started here arms the next) add no timer of their own.
         entries = self.entries
         due = self.time() + _RESOLUTION
-        while entries:
-            when = entries[0][WHEN]
-            if when is None:
-                entries.popleft()
-            elif when <= due:
-                _due(self.policy, self.loop, entries.popleft(), when)
-            else:
-                self.handle = self.loop.call_at(when, self.fire)
-                return
+        try:
+            while entries:
+                when = entries[0][WHEN]
+                if when is None:
+                    entries.popleft()
+                elif when <= due:
+                    _due(self.policy, self.loop, entries.popleft(), when)
+                else:
+                    self.handle = self.loop.call_at(when, self.fire)
+                    return
+        except BaseException:
+            # An interrupt out of a hedge's start: the others still get theirs.
+            self.handle = self.loop.call_soon(self.fire)
+            raise
         self.handle = None
 
 

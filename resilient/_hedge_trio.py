@@ -144,6 +144,7 @@ class _Race:
         delay = self.policy._delay
         trio = self.trio
         while core.may_start():
+            started = core.started  # an attempt started meanwhile restarts the delay
             kick = self.kick = _async_backend.waiter()
             wake_at = _clock.get_clock().wake_at
             if wake_at is None:
@@ -160,5 +161,5 @@ class _Race:
                     alarm.cancel()
                 fired = alarm.woken()
             self.kick = None
-            if fired and core.may_start():
+            if fired and core.started == started and core.may_start():
                 self.launch()

@@ -128,6 +128,7 @@ class Stats:
         "failed",
         "failures",
         "fallbacks",
+        "folding",
         "gauges",
         "hedges",
         "kind",
@@ -154,6 +155,7 @@ class Stats:
         # a policy nothing times (a breaker per key, a registry entry) stays small.
         self.latency: list[int] = _NO_LATENCY
         self.pending: list[float] = _NO_PENDING  # durations not bucketed yet
+        self.folding = False
         self.latency_sum = 0.0
         self.failures = self.rejections = 0
         self.retries = self.rate_limited = self.exhausted = 0
@@ -177,10 +179,12 @@ class Stats:
 
     def ensure_latency(self) -> list[int]:
         """The latency histogram and the list of pending durations, made on
-        first use (one each per Stats, for good)."""
+        first use (one each per Stats, for good: closures keep them)."""
         if self.latency is _NO_LATENCY:
-            self.pending = []
-            self.latency = [0] * (len(BOUNDS) + 1)
+            with _fold_lock:
+                if self.latency is _NO_LATENCY:
+                    self.pending = []
+                    self.latency = [0] * (len(BOUNDS) + 1)
         return self.latency
 
     def fold(self) -> None:
@@ -190,6 +194,18 @@ class Stats:
                 self._fold()
 
     def _fold(self) -> None:
+        if self.folding:
+            # This thread is folding this Stats already, and something it ran
+            # (a finalizer, between two lines) recorded and folded again:
+            # what it added waits for the next fold.
+            return
+        self.folding = True
+        try:
+            self._fold_batch()
+        finally:
+            self.folding = False
+
+    def _fold_batch(self) -> None:
         pending = self.pending
         n = len(pending)
         if not n:

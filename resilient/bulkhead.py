@@ -263,13 +263,14 @@ class Bulkhead(NamedPolicy):
         algorithm; move the limit if it says so.
 
         Each fast-path closure gathers its own window without a lock (two
-        threads counting at once may lose a sample: it costs the estimate
-        nothing), and times half the calls it admits: the algorithms read a
-        window's mean latency, which half its calls estimate as well as all
-        of them, and the two clock reads around a call were most of what an
-        adaptive limit added to a bulkhead. Which half follows
-        :data:`~resilient.adaptive.TIMED`, so that calls alternating between two backends (or
-        any short cycle) are sampled on each."""
+        threads counting at once may lose a sample, or both hand the same
+        window over: it costs the estimate nothing), and times half the
+        calls it admits: the algorithms read a window's mean latency, which
+        half its calls estimate as well as all of them, and the two clock
+        reads around a call were most of what an adaptive limit added to a
+        bulkhead. Which half follows :data:`~resilient.adaptive.TIMED`, so
+        that calls alternating between two backends (or any short cycle)
+        are sampled on each."""
         core = self._core
         estimate = self._estimator.update(  # type: ignore[union-attr]
             total / timed, core.active, failures, samples

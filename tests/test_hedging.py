@@ -137,6 +137,27 @@ def test_a_failure_after_suspending_starts_the_next_at_once_and_restarts_the_del
         assert clock.now() == 1.75
 
 
+def test_a_failure_as_the_delay_passes_starts_one_attempt_not_two(
+    run: Callable[[Main], Any],
+) -> None:
+    starts: list[float] = []
+
+    @with_hedging(1.0, max_hedges=2)
+    async def call() -> int:
+        starts.append(_clock.monotonic())
+        number = len(starts)
+        if number == 1:
+            await _clock.sleep_async(1.0)
+            raise ConnectionError("fails just as the delay passes")
+        await _clock.sleep_async(5.0)
+        return number
+
+    with fake_clock():
+        assert run(call) == 2
+    # The failure starts the second; the third waits a whole delay after it.
+    assert starts == [0.0, 1.0, 2.0]
+
+
 def test_when_every_attempt_fails_the_last_error_is_raised(run: Callable[[Main], Any]) -> None:
     errors = [ConnectionError("first"), ConnectionError("second"), ConnectionError("third")]
     starts: list[float] = []

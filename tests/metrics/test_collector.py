@@ -5,8 +5,11 @@ import bisect
 import contextlib
 import gc
 import json
+import linecache
 import math
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -569,3 +572,44 @@ def test_folding_buckets_each_duration_as_a_bisection_would(values: list[float])
         expected[bisect.bisect_left(_stats.BOUNDS, v)] += 1
     assert stats.ensure_latency() == expected
     assert stats.latency_sum == pytest.approx(sum(values))
+
+
+def test_a_fold_reentered_on_its_own_thread_counts_every_duration_once() -> None:
+    # Whatever runs inside a fold (a finalizer the garbage collector calls,
+    # say) may record into the same counters, enough to fold them again, at
+    # the worst moment: between taking the batch and removing it.
+    stats = _stats.Stats("reentrant", "test", events.GLOBAL)
+    recorded = 0
+
+    def record(duration: float) -> None:
+        nonlocal recorded
+        recorded += 1
+        stats.record(duration)
+
+    def meddle(frame: types.FrameType, event: str, arg: object) -> Any:
+        if event == "line" and linecache.getline(
+            frame.f_code.co_filename, frame.f_lineno
+        ).strip().startswith("del pending[:n]"):
+            sys.settrace(None)
+            frame.f_trace = None
+            for _ in range(_stats.FOLD_AT):
+                record(0.5)  # enough to fold again
+        return meddle
+
+    def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
+        return meddle if frame.f_code.co_filename == _stats.__file__ else None
+
+    for _ in range(_stats.FOLD_AT - 1):
+        record(0.01)
+    sys.settrace(tracer)
+    try:
+        record(0.02)  # the FOLD_AT-th: folds
+    finally:
+        sys.settrace(None)
+    assert recorded == 2 * _stats.FOLD_AT  # the meddling ran
+    stats.fold()
+    assert len(stats.pending) == 0
+    assert sum(stats.latency) == recorded
+    assert stats.latency_sum == pytest.approx(
+        0.01 * (_stats.FOLD_AT - 1) + 0.02 + 0.5 * _stats.FOLD_AT
+    )
