@@ -7,14 +7,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from . import _stats, events
-from ._compose import NEVER, compose, decorate
+from ._compose import NEVER, aforwarding, compose, decorate, forwarding
 from ._requests import Request
 
 if TYPE_CHECKING:
     from ._compose import Decoratable, Layer
     from ._stats import Stats
 
-__all__ = ["NamedPolicy", "PolicyBase", "fn_name"]
+__all__ = ["ForwardingPolicy", "NamedPolicy", "PolicyBase", "fn_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -112,6 +112,40 @@ class PolicyBase:
         """Use the policy itself as a decorator."""
         layers = self._layers()
         return decorate(self, fn, self, layers)
+
+
+class ForwardingPolicy(PolicyBase):
+    """A policy whose whole fast path is ``_run(fn, name, args, kwargs)`` /
+    ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
+    closures are the shared forwarding ones."""
+
+    def _run(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        raise NotImplementedError
+
+    def _arun(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        return forwarding(self, fn, name, entry, self._run)
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        return aforwarding(self, fn, name, entry, self._arun)
 
 
 class NamedPolicy(PolicyBase):

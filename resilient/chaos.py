@@ -22,13 +22,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _clock, _validate, events
 from ._active import switch
-from ._compose import aforwarding, forwarding
-from ._policy import PolicyBase
+from ._policy import ForwardingPolicy
 from .errors import ChaosError
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
-    from ._requests import Request
 
 __all__ = ["Chaos", "with_chaos"]
 
@@ -96,7 +94,7 @@ def _exception_factory(value: object) -> Callable[[], BaseException]:
     )
 
 
-class Chaos(PolicyBase):
+class Chaos(ForwardingPolicy):
     """Fault and latency injection for one function or many.
 
     ``fault_rate`` (0..1): the share of calls replaced by a fault: raising
@@ -202,16 +200,6 @@ class Chaos(PolicyBase):
         raise error
 
     # -- execution -------------------------------------------------------------
-
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
-        return forwarding(self, fn, name, entry, self._run)
-
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
-        return aforwarding(self, fn, name, entry, self._arun)
 
     def _run(
         self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]

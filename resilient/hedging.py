@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import _hedge_asyncio, _validate, events
 from ._active import switch
-from ._compose import aforwarding, decorate, forwarding
+from ._compose import decorate
 from ._hedge_core import RAISE, START, HedgeCore
-from ._policy import PolicyBase
+from ._policy import ForwardingPolicy
 from ._workers import Job, WorkerPool
 
 if TYPE_CHECKING:
     from ._compose import Decoratable
-    from ._requests import Request
 
 __all__ = ["MAX_HEDGES", "Hedging", "HedgingConfig", "with_hedging"]
 
@@ -95,7 +94,7 @@ def _workers() -> WorkerPool:
     return pool
 
 
-class Hedging(PolicyBase):
+class Hedging(ForwardingPolicy):
     """Hedged calls. Stateless between calls: one instance serves any number
     of threads and tasks. ``name`` names its events; without one, the name of
     the function called is used.
@@ -159,16 +158,6 @@ class Hedging(PolicyBase):
             listeners.new(events.HedgeStarted, name, self._kind, attempt)
 
     # -- execution -----------------------------------------------------------
-
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
-        return forwarding(self, fn, name, entry, self._run)
-
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
-        return aforwarding(self, fn, name, entry, self._arun)
 
     #: The async path, a method so the closure calls it bound (cheaper than a partial).
     _arun = _hedge_asyncio.race

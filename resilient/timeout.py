@@ -33,8 +33,7 @@ from . import _alarm, _async_backend, _clock, _validate, events
 from ._active import switch
 from ._async_backend import Deadline, Waiter
 from ._blocks import BlockStack
-from ._compose import aforwarding, forwarding
-from ._policy import PolicyBase
+from ._policy import ForwardingPolicy
 from ._workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from .errors import CallTimeoutError
 
@@ -87,7 +86,7 @@ def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
     return value.seconds if isinstance(value, TimeoutConfig) else value
 
 
-class Timeout(PolicyBase):
+class Timeout(ForwardingPolicy):
     """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
     gaps between the items of an async stream (either or both).
 
@@ -201,14 +200,14 @@ class Timeout(PolicyBase):
     ) -> Callable[..., R]:
         if self.seconds is None:
             raise self._no_seconds()
-        return forwarding(self, fn, name, entry, self._run)
+        return super()._wrap_sync(fn, name, entry)
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         if self.seconds is None:
             raise self._no_seconds()
-        return aforwarding(self, fn, name, entry, self._arun)
+        return super()._wrap_async(fn, name, entry)
 
     def _run(
         self,

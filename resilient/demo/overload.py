@@ -226,23 +226,17 @@ def run_overload(args: Any, out: TextIO) -> int:
     capacity, base = 50, 0.01
     calls = max(2000, int(args.duration * 500))
     clients = rising_load(calls, capacity)
-    fixed = simulate(
-        None,
-        max_concurrent=10 * capacity,
-        calls=calls,
-        capacity=lambda n: capacity,
-        clients=clients,
-        base=base,
-        seed=args.seed,
-    )
-    adaptive = simulate(
-        AdaptiveLimit(initial=20, max_limit=10 * capacity),
-        max_concurrent=10 * capacity,
-        calls=calls,
-        capacity=lambda n: capacity,
-        clients=clients,
-        base=base,
-        seed=args.seed,
+    fixed, adaptive = (
+        simulate(
+            limit,
+            max_concurrent=10 * capacity,
+            calls=calls,
+            capacity=lambda n: capacity,
+            clients=clients,
+            base=base,
+            seed=args.seed,
+        )
+        for limit in (None, AdaptiveLimit(initial=20, max_limit=10 * capacity))
     )
     print(
         f"resilient demo: scenario 'overload' (clients rise from {capacity // 2} to "
