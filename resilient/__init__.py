@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from ._active import is_active, set_active
-from ._breaker_core import CircuitState
-from .adaptive import AdaptiveLimit
-from .attempts import aretrying, retrying
-from .bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
+from ._registry.registry import Registry, registry
+from ._runtime.switch import is_active, set_active
+from .bulkhead.adaptive import AdaptiveLimit
+from .bulkhead.bulkhead import Bulkhead, BulkheadConfig, BulkheadMetrics
 from .chaos import Chaos, with_chaos
-from .circuit_breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
+from .circuit_breaker.breaker import BreakerMetrics, CircuitBreaker, CircuitBreakerConfig
+from .circuit_breaker.state import CircuitState
 from .decorators import (
     with_bulkhead,
     with_circuit_breaker,
@@ -50,14 +50,14 @@ from .events import (
 )
 from .fallback import Fallback
 from .health import DegradationLevel, Feature, HealthReport, HealthStatus
-from .hedging import Hedging, HedgingConfig, with_hedging
+from .hedging.hedging import Hedging, HedgingConfig, with_hedging
 from .metrics import MetricsCollector
 from .policy import Resilience, ResiliencePolicies, ResiliencePolicy
-from .rate_limit import RateLimitConfig, RateLimiter, RateLimiterMetrics
-from .registry import Registry, registry
-from .retry import Retry, RetryConfig, RetryPolicies
-from .retry_budget import RetryBudget
-from .timeout import Timeout, TimeoutConfig
+from .rate_limit.limiter import RateLimitConfig, RateLimiter, RateLimiterMetrics
+from .retry.attempts import aretrying, retrying
+from .retry.budget import RetryBudget
+from .retry.retry import Retry, RetryConfig, RetryPolicies
+from .timeout.timeout import Timeout, TimeoutConfig
 
 logging.getLogger("resilient").addHandler(logging.NullHandler())
 

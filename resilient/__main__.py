@@ -7,15 +7,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._demo import add_arguments as add_demo_arguments
+from ._demo import validate as validate_demo
 from .cli import breakers
-from .demo import add_arguments as add_demo_arguments
-from .demo import validate as validate_demo
 
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run
+    from ._demo import run
 
     return run(args)
 

@@ -13,17 +13,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 if TYPE_CHECKING:
-    from ._backoff import JitterStrategy
-    from ._storage import BreakerStorage
-    from ._workers import WorkerPool
-    from .bulkhead import BulkheadConfig
-    from .circuit_breaker import CircuitBreakerConfig
+    from ._runtime.workers import WorkerPool
+    from .bulkhead.bulkhead import BulkheadConfig
+    from .circuit_breaker.breaker import CircuitBreakerConfig
+    from .circuit_breaker.storage import BreakerStorage
     from .fallback import Fallback
-    from .hedging import HedgingConfig
-    from .rate_limit import RateLimitConfig
-    from .retry import RetryConfig, RetryOn
-    from .retry_budget import RetryBudget
-    from .timeout import TimeoutConfig
+    from .hedging.hedging import HedgingConfig
+    from .rate_limit.limiter import RateLimitConfig
+    from .retry.backoff import JitterStrategy
+    from .retry.budget import RetryBudget
+    from .retry.retry import RetryConfig, RetryOn
+    from .timeout.timeout import TimeoutConfig
 
 __all__ = [
     "CircuitBreakerFields",

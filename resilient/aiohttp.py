@@ -33,17 +33,18 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "resilient.aiohttp needs aiohttp: pip install 'resilient-kit[aiohttp]'"
     ) from exc
 
-from . import _clock, events
-from ._active import switch
-from ._compose import NEVER, compose
-from ._policy import PolicyBase
-from ._request import request_context
+from . import events
+from ._execution.compose import NEVER, compose
+from ._execution.policy_base import PolicyBase
+from ._execution.request_id import request_context
+from ._registry.registry import Registry
+from ._runtime import clock as _clock
+from ._runtime.switch import switch
 from .http._classify import IDEMPOTENT_METHODS, error_class, error_for_status, may_retry
 from .http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 from .policy import ResiliencePolicy
-from .registry import Registry
-from .retry import Retry, RetryConfig
-from .timeout import timeout_seconds
+from .retry.retry import Retry, RetryConfig
+from .timeout.timeout import timeout_seconds
 
 __all__ = ["ResilientMiddleware", "middleware"]
 
@@ -175,7 +176,7 @@ class ResilientMiddleware:
                 f"got {retry_methods!r}"
             )
         if registry is None:
-            from .registry import registry as global_registry
+            from ._registry.registry import registry as global_registry
 
             registry = global_registry
         self.policy = policy if policy is not None else ResiliencePolicy()

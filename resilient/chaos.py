@@ -4,7 +4,7 @@ Each call draws its fate from the policy's own random source: first whether
 it is delayed (``latency_rate``), then whether it is replaced by a fault
 (``fault_rate``): the ``exception`` raised, or ``result`` returned, without
 running the function. With a ``seed`` the n-th call's fate is the same on
-every run. Latency sleeps through :mod:`resilient._clock`, so under
+every run. Latency sleeps through :mod:`resilient._runtime.clock`, so under
 ``resilient.testing.fake_clock()`` it advances the clock instead.
 
 Put it innermost (closest to the function) to play a failing dependency to
@@ -20,13 +20,15 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
-from ._active import switch
-from ._policy import ForwardingPolicy
+from . import events
+from ._execution.policy_base import ForwardingPolicy
+from ._runtime import clock as _clock
+from ._runtime import validation as _validate
+from ._runtime.switch import switch
 from .errors import ChaosError
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable
+    from ._execution.compose import Decoratable
 
 __all__ = ["Chaos", "with_chaos"]
 

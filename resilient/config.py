@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import _active
-from ._validate import MAX_SECONDS
+from ._runtime import switch as _active
+from ._runtime.validation import MAX_SECONDS
 
 __all__ = ["VARIABLES", "Defaults", "defaults", "reload"]
 

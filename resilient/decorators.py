@@ -6,8 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from . import _validate
-from ._compose import decorate
+from ._execution.compose import decorate
 from ._fields import (
     CircuitBreakerFields,
     RateLimitFields,
@@ -15,17 +14,18 @@ from ._fields import (
     RetryFields,
     TimeoutOptions,
 )
-from ._keyed import KeyedBreakers
-from .bulkhead import Bulkhead
-from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+from ._runtime import validation as _validate
+from .bulkhead.bulkhead import Bulkhead
+from .circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
+from .circuit_breaker.keyed import KeyedBreakers
 from .fallback import MISSING, Fallback
 from .policy import Resilience, ResiliencePolicy
-from .rate_limit import RateLimitConfig, RateLimiter
-from .retry import Retry, RetryConfig
-from .timeout import Timeout
+from .rate_limit.limiter import RateLimitConfig, RateLimiter
+from .retry.retry import Retry, RetryConfig
+from .timeout.timeout import Timeout
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable
+    from ._execution.compose import Decoratable
 
 __all__ = [
     "with_bulkhead",
@@ -84,7 +84,7 @@ def with_circuit_breaker(
         # Made once for every key (a config per breaker would cost each key).
         config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
         if registry is None:
-            from .registry import registry as global_registry
+            from ._registry.registry import registry as global_registry
 
             registry = global_registry
         keyed = KeyedBreakers(name, key, config=config, max_keys=max_keys, registry=registry)
@@ -108,7 +108,7 @@ def with_circuit_breaker(
         if fields:
             config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
         if registry is None:
-            from .registry import registry as global_registry
+            from ._registry.registry import registry as global_registry
 
             registry = global_registry
         breaker = registry.get_or_create(name, config)
@@ -148,7 +148,7 @@ def with_bulkhead(
         if max_concurrent is None:
             raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
         if registry is None:
-            from .registry import registry as global_registry
+            from ._registry.registry import registry as global_registry
 
             registry = global_registry
         bulkhead = registry.bulkhead(
@@ -191,7 +191,7 @@ def with_rate_limit(
         if not isinstance(name, str) or not name:
             raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
         if registry is None:
-            from .registry import registry as global_registry
+            from ._registry.registry import registry as global_registry
 
             registry = global_registry
         limiter = registry.rate_limiter(name, config, **fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _request
+from ._execution import request_id as _request
 
 __all__ = [
     "BulkheadFullError",

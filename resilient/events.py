@@ -30,8 +30,9 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
-from . import _clock, _request
-from ._request import get_request_id, new_request_id, request_context
+from ._execution import request_id as _request
+from ._execution.request_id import get_request_id, new_request_id, request_context
+from ._runtime import clock as _clock
 
 __all__ = [
     "GLOBAL",

@@ -15,15 +15,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import _clock, _validate, events
-from ._active import switch
-from ._compose import is_async_callable, watching
-from ._policy import PolicyBase
+from . import events
+from ._execution.compose import is_async_callable, watching
+from ._execution.policy_base import PolicyBase
+from ._runtime import clock as _clock
+from ._runtime import validation as _validate
+from ._runtime.switch import switch
 from .events import METERED
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable
-    from ._requests import Request
+    from ._execution.compose import Decoratable
+    from ._execution.request import Request
 
 __all__ = ["Fallback"]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._breaker_core import CircuitState
+from .circuit_breaker.state import CircuitState
 
 __all__ = [
     "DEGRADED_UTILIZATION",

@@ -16,21 +16,22 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from . import _validate, events
-from ._mapping import FromDict
-from ._policy import PolicyBase
-from .bulkhead import Bulkhead, BulkheadConfig
-from .circuit_breaker import CircuitBreaker, CircuitBreakerConfig
+from . import events
+from ._execution.policy_base import PolicyBase
+from ._runtime import validation as _validate
+from ._runtime.mapping import FromDict
+from .bulkhead.bulkhead import Bulkhead, BulkheadConfig
+from .circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
 from .fallback import Fallback
-from .hedging import Hedging, HedgingConfig
-from .rate_limit import RateLimitConfig, RateLimiter
-from .retry import Retry, RetryConfig, RetryPolicies
-from .timeout import Timeout, TimeoutConfig
+from .hedging.hedging import Hedging, HedgingConfig
+from .rate_limit.limiter import RateLimitConfig, RateLimiter
+from .retry.retry import Retry, RetryConfig, RetryPolicies
+from .timeout.timeout import Timeout, TimeoutConfig
 
 if TYPE_CHECKING:
-    from ._compose import Decoratable, Layer
-    from .registry import Registry
+    from ._execution.compose import Decoratable, Layer
+    from ._registry.registry import Registry
 
 __all__ = ["Resilience", "ResiliencePolicies", "ResiliencePolicy"]
 
@@ -201,7 +202,7 @@ class Resilience(PolicyBase):
         registry: where the breaker and bulkhead are registered.
 
     A call runs every present layer, outermost first, as one chain (see
-    :mod:`resilient._compose`): one frame per layer, and one request.
+    :mod:`resilient._execution.compose`): one frame per layer, and one request.
     """
 
     _kind = "resilience"
@@ -216,7 +217,7 @@ class Resilience(PolicyBase):
         elif not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"Resilience policy must be a ResiliencePolicy, got {policy!r}")
         if registry is None:
-            from .registry import registry as global_registry
+            from ._registry.registry import registry as global_registry
 
             registry = global_registry
         listeners = registry.listeners
@@ -286,7 +287,7 @@ class Resilience(PolicyBase):
         """Use the composed policy itself as a decorator."""
         fallback = self.fallback
         if fallback is not None and fallback._async_handler:
-            from ._compose import is_async_callable
+            from ._execution.compose import is_async_callable
 
             if not is_async_callable(fn):
                 raise TypeError(

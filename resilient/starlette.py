@@ -29,9 +29,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from . import errors
-from ._request import request_context
+from ._execution.request_id import request_context
+from ._registry.registry import Registry
 from .health import HealthStatus
-from .registry import Registry
 
 __all__ = ["RequestIdMiddleware", "error_response", "health_endpoint", "install"]
 
@@ -157,7 +157,7 @@ def health_endpoint(registry: Registry | None = None) -> Callable[[Request], Awa
 
     async def health(request: Request) -> Response:
         if registry is None:
-            from .registry import registry as current
+            from ._registry.registry import registry as current
         else:
             current = registry
         report = current.health()

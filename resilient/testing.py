@@ -19,9 +19,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import _async_backend, _clock
-from ._async_backend import Waiter
-from .registry import Registry, registry
+from ._registry.registry import Registry, registry
+from ._runtime import async_backend as _async_backend
+from ._runtime import clock as _clock
+from ._runtime.async_backend import Waiter
 
 __all__ = ["FakeClock", "WaitRecorder", "fake_clock", "instant_waits"]
 

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 import resilient
-from resilient import _clock
+from resilient._runtime import clock as _clock
 from tests.redis_server import redis_server  # noqa: F401  (a fixture)
 
 # Loads the plugin when the package is not installed; a no-op when its entry

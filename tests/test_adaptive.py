@@ -10,10 +10,16 @@ from typing import Any
 import pytest
 
 import resilient
-from resilient import AdaptiveLimit, Bulkhead, BulkheadConfig, BulkheadFullError, _clock
-from resilient._bulkhead_core import LimiterCore
+from resilient import (
+    AdaptiveLimit,
+    Bulkhead,
+    BulkheadConfig,
+    BulkheadFullError,
+)
+from resilient._demo.overload import p99, simulate
+from resilient._runtime import clock as _clock
 from resilient.adaptive import ALGORITHMS, MAX_LIMIT, WINDOW, estimator
-from resilient.demo.overload import p99, simulate
+from resilient.bulkhead.state import LimiterCore
 from resilient.testing import fake_clock
 
 # -- configuration --------------------------------------------------------------------

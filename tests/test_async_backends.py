@@ -34,7 +34,7 @@ from resilient import (
     with_retry,
     with_timeout,
 )
-from resilient import _async_backend as backend
+from resilient._runtime import async_backend as backend
 from resilient.testing import fake_clock, instant_waits
 from tests.conftest import Main
 
@@ -169,7 +169,7 @@ def test_timeout_as_async_with_block(run: Callable[[Main], Any]) -> None:
 def test_timeout_ends_when_the_fake_clock_reaches_it(run: Callable[[Main], Any]) -> None:
     @with_timeout(30)
     async def waits_for_the_clock() -> None:
-        await resilient._clock.sleep_async(60)  # fake time: the clock jumps
+        await resilient._runtime.clock.sleep_async(60)  # fake time: the clock jumps
 
     with fake_clock() as clock, pytest.raises(CallTimeoutError):
         run(waits_for_the_clock)
@@ -513,7 +513,7 @@ def test_fake_clock_wakes_racing_waits_in_order(run: Callable[[Main], Any]) -> N
     woke: list[tuple[str, float]] = []
 
     async def wait(label: str, seconds: float) -> None:
-        await resilient._clock.sleep_async(seconds)
+        await resilient._runtime.clock.sleep_async(seconds)
         woke.append((label, clock.now()))
 
     async def main() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient._backoff import (
+from resilient.retry.backoff import (
     CIRCUIT_JITTER,
     Backoff,
     Circuit,

@@ -259,14 +259,14 @@ def test_an_interrupt_during_a_retry_wait_ends_the_call() -> None:
         raise KeyboardInterrupt
 
     retry = Retry(RetryConfig(max_attempts=5))
-    previous = resilient._clock.set_clock(
-        resilient._clock.Clock(sleep=sleep_interrupted, monotonic=lambda: 0.0)
+    previous = resilient._runtime.clock.set_clock(
+        resilient._runtime.clock.Clock(sleep=sleep_interrupted, monotonic=lambda: 0.0)
     )
     try:
         with pytest.raises(KeyboardInterrupt):
             retry.call(_raiser(ConnectionError(), calls))
     finally:
-        resilient._clock.set_clock(previous)
+        resilient._runtime.clock.set_clock(previous)
     assert calls == [1]
 
 

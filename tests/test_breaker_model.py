@@ -58,7 +58,7 @@ from resilient import (
     events,
     with_circuit_breaker,
 )
-from resilient._waiting import WaitTicket, holding
+from resilient.circuit_breaker.waiting import WaitTicket, holding
 from resilient.testing import FakeClock, fake_clock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"

@@ -18,11 +18,11 @@ from resilient import (
     BulkheadFullError,
     BulkheadRejected,
     Registry,
-    _clock,
     events,
     with_bulkhead,
 )
-from resilient._bulkhead_core import LimiterCore, Waiter
+from resilient._runtime import clock as _clock
+from resilient.bulkhead.state import LimiterCore, Waiter
 from resilient.testing import fake_clock
 
 WAIT = 10.0  # a safety net for blocking waits in tests, never a timing assumption

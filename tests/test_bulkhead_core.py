@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient._bulkhead_core import LimiterCore, Waiter
+from resilient.bulkhead.state import LimiterCore, Waiter
 
 
 def test_permits_are_taken_until_none_is_free() -> None:

@@ -33,7 +33,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from resilient import Bulkhead, BulkheadConfig, BulkheadFullError, _clock, events, with_bulkhead
+from resilient import (
+    Bulkhead,
+    BulkheadConfig,
+    BulkheadFullError,
+    events,
+    with_bulkhead,
+)
+from resilient._runtime import clock as _clock
 
 # -- a clock whose waits end when the test says so ---------------------------------
 

@@ -220,7 +220,7 @@ def test_unknown_keyword_field_is_a_type_error() -> None:
 
 async def test_plain_functions_get_a_chain_of_the_policys_own_closures() -> None:
     from resilient import CircuitBreaker, Fallback
-    from resilient._compose import chain_of
+    from resilient._execution.compose import chain_of
 
     breaker = CircuitBreaker("chain")
 
@@ -255,7 +255,7 @@ async def test_plain_functions_get_a_chain_of_the_policys_own_closures() -> None
 
 def test_what_wrapt_binds_runs_a_chain_built_for_the_bound_callable() -> None:
     from resilient import CircuitBreaker
-    from resilient._compose import chain_of
+    from resilient._execution.compose import chain_of
 
     breaker = CircuitBreaker("bound")
 

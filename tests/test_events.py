@@ -30,7 +30,7 @@ from resilient import (
     get_request_id,
     request_context,
 )
-from resilient._requests import Request
+from resilient._execution.request import Request
 from resilient.testing import fake_clock
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resilient._hedge_core import RAISE, START, WAIT, HedgeCore
+from resilient.hedging.state import RAISE, START, WAIT, HedgeCore
 
 
 def test_attempts_are_numbered_and_bounded() -> None:

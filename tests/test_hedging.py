@@ -18,10 +18,10 @@ from resilient import (
     HedgingConfig,
     MetricsCollector,
     ResiliencePolicy,
-    _clock,
     with_hedging,
     with_resilience,
 )
+from resilient._runtime import clock as _clock
 from resilient.testing import fake_clock
 from tests.conftest import Main
 
@@ -553,7 +553,7 @@ def test_hedging_at_the_p95_cuts_the_p99_of_a_dependency_with_rare_slow_calls(
     import math
     import random
 
-    from resilient.demo.overload import p99
+    from resilient._demo.overload import p99
 
     median = 0.01
     rng = random.Random(7)

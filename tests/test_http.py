@@ -288,7 +288,7 @@ def test_429_retry_after_seconds_is_honoured(clock: FakeClock, seen: list[events
 
 def test_429_retry_after_http_date_is_honoured(clock: FakeClock) -> None:
     # The fake clock's wall time is an exact second, as HTTP-dates are.
-    when = formatdate(resilient._clock.wall() + 5, usegmt=True)
+    when = formatdate(resilient._runtime.clock.wall() + 5, usegmt=True)
     limited = Reply(status=429, headers={"Retry-After": when})
     with LoopbackServer(limited, 200) as server, client(policy(), base_url=server.url) as http:
         assert http.get("/").status_code == 200
@@ -720,7 +720,7 @@ async def test_async_500s_then_success(clock: FakeClock) -> None:
 
 
 async def test_async_429_with_an_http_date(clock: FakeClock) -> None:
-    when = formatdate(resilient._clock.wall() + 6, usegmt=True)
+    when = formatdate(resilient._runtime.clock.wall() + 6, usegmt=True)
     with LoopbackServer(Reply(status=429, headers={"Retry-After": when}), 200) as server:
         async with async_client(policy(), base_url=server.url) as http:
             await http.get("/")

@@ -24,7 +24,7 @@ from resilient import (
     Timeout,
     TimeoutConfig,
 )
-from resilient._workers import WorkerPool, pool_for, shared_pool
+from resilient._runtime.workers import WorkerPool, pool_for, shared_pool
 from resilient.policy import Resilience
 from resilient.testing import fake_clock
 

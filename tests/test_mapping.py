@@ -17,8 +17,8 @@ from resilient import (
     ResiliencePolicy,
     RetryConfig,
 )
-from resilient._mapping import FromDict, duration
-from resilient._storage import BreakerStorage
+from resilient._runtime.mapping import FromDict, duration
+from resilient.circuit_breaker.storage import BreakerStorage
 
 CONFIGS = [CircuitBreakerConfig, RetryConfig, BulkheadConfig, ResiliencePolicy]
 

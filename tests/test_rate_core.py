@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from resilient._rate_core import GcraCore
+from resilient.rate_limit.state import GcraCore
 
 
 def _most_in_any_window(starts: list[float], length: float) -> int:

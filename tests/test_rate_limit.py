@@ -115,8 +115,8 @@ def test_an_interrupted_thread_gives_its_turn_back() -> None:
     def sleep(seconds: float) -> None:
         raise Interrupted
 
-    clock = resilient._clock.Clock(monotonic=lambda: 0.0, sleep=sleep)
-    previous = resilient._clock.set_clock(clock)
+    clock = resilient._runtime.clock.Clock(monotonic=lambda: 0.0, sleep=sleep)
+    previous = resilient._runtime.clock.set_clock(clock)
     try:
         limiter.call(work, 0)
         with pytest.raises(Interrupted):
@@ -124,7 +124,7 @@ def test_an_interrupted_thread_gives_its_turn_back() -> None:
         assert limiter._core.retry_after(0.0) == pytest.approx(1.0)  # only the first is held
         assert limiter.metrics().admitted == 1
     finally:
-        resilient._clock.set_clock(previous)
+        resilient._runtime.clock.set_clock(previous)
 
 
 def test_threads_together_get_exactly_the_burst_while_time_stands_still() -> None:

@@ -17,7 +17,7 @@ from resilient import (
     with_circuit_breaker,
     with_retry,
 )
-from resilient.demo.herd import run_herd
+from resilient._demo.herd import run_herd
 from resilient.testing import FakeClock
 
 

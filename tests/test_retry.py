@@ -21,10 +21,10 @@ from resilient import (
     RetryAttempted,
     RetryConfig,
     RetryPolicies,
-    _clock,
     config,
     with_retry,
 )
+from resilient._runtime import clock as _clock
 from resilient.events import CallFailed, CallStarted, Event
 from resilient.testing import FakeClock, fake_clock
 

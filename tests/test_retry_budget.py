@@ -12,7 +12,7 @@ import pytest
 
 import resilient
 from resilient import MetricsCollector, Registry, RetryBudget, RetryConfig, with_retry
-from resilient._budget_core import BudgetCore
+from resilient.retry.budget_state import BudgetCore
 from resilient.testing import fake_clock
 
 

@@ -1,4 +1,4 @@
-"""The breaker side of ``resilient._storage``, with a scripted fake store (no Redis)."""
+"""The breaker side of ``resilient.circuit_breaker.storage``, with a fake store (no Redis)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from resilient._storage import Action, Outcome, Verdict
+from resilient.circuit_breaker.storage import Action, Outcome, Verdict
 from resilient.testing import fake_clock
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

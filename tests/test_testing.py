@@ -27,8 +27,8 @@ from resilient import (
     CircuitOpenError,
     CircuitState,
     Registry,
-    _clock,
 )
+from resilient._runtime import clock as _clock
 from resilient.testing import FakeClock, WaitRecorder, fake_clock, instant_waits
 
 pytest_plugins = ["pytester"]
@@ -309,7 +309,7 @@ import asyncio
 import pytest
 
 from resilient import CircuitOpenError, CircuitState, registry, with_circuit_breaker
-from resilient import _clock
+from resilient._runtime import clock as _clock
 
 
 @with_circuit_breaker("payments", failure_threshold=2, recovery_timeout=30.0)
@@ -442,7 +442,7 @@ def test_importing_resilient_testing_needs_no_pytest() -> None:
         import asyncio, sys
         sys.modules["pytest"] = None  # as if pytest were not installed
         import resilient.testing as t
-        from resilient import _clock
+        from resilient._runtime import clock as _clock
         assert not hasattr(t, "resilient_registry")
         with t.fake_clock() as clock, t.instant_waits() as waits:
             _clock.sleep(2.0)

@@ -24,7 +24,7 @@ from resilient import (
     Timeout,
     with_timeout,
 )
-from resilient._workers import Job, WorkerPool
+from resilient._runtime.workers import Job, WorkerPool
 from resilient.events import Event
 
 # Timeouts under test are real, and small; nothing here sleeps to wait for state.

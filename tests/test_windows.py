@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from resilient._windows import MAX_BUCKETS, CountWindow, TimeWindow
+from resilient.circuit_breaker.windows import MAX_BUCKETS, CountWindow, TimeWindow
 
 
 def totals(window: CountWindow | TimeWindow) -> tuple[int, int, int]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from .. import _clock, events
+from .. import events
+from .._runtime import clock as _clock
 from ._classify import error_for_status
 from .errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 

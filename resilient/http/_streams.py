@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
-from .. import _clock, events
+from .. import events
+from .._runtime import clock as _clock
 from .errors import HTTPError, HTTPTimeoutError, StreamError
 
 __all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]

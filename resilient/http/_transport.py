@@ -4,7 +4,7 @@ Per request, outermost first: fallback -> raise for status -> retry ->
 circuit breaker -> bulkhead -> one attempt on the wrapped transport. The
 breaker and bulkhead are per host (``http:{host}`` in the registry); the
 policy's timeout bounds each attempt through httpx's own timeouts. The
-per-host breakers are per-key breakers (:mod:`resilient._keyed`): at most
+per-host breakers are per-key breakers (:mod:`resilient.circuit_breaker.keyed`): at most
 ``MAX_HOSTS`` of them, the least recently used CLOSED one with no request
 in flight dropped beyond that (with its route).
 """
@@ -19,16 +19,17 @@ from typing import Any, NamedTuple, NoReturn
 
 import httpx
 
-from .. import _validate, events
-from .._active import switch
-from .._compose import NEVER, compose
-from .._keyed import KeyedBreakers
-from .._policy import PolicyBase
+from .. import events
+from .._execution.compose import NEVER, compose
+from .._execution.policy_base import PolicyBase
+from .._registry.registry import Registry
+from .._runtime import validation as _validate
+from .._runtime.switch import switch
+from ..circuit_breaker.keyed import KeyedBreakers
 from ..events import request_context
 from ..policy import ResiliencePolicy
-from ..registry import Registry
-from ..retry import Retry, RetryConfig
-from ..timeout import timeout_seconds
+from ..retry.retry import Retry, RetryConfig
+from ..timeout.timeout import timeout_seconds
 from ._classify import IDEMPOTENT_METHODS, error_class
 from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
@@ -132,7 +133,7 @@ class _Base:
                 f"{_OWNER}.retry_methods must be an iterable of method names, got {retry_methods!r}"
             )
         if registry is None:
-            from ..registry import registry as global_registry
+            from .._registry.registry import registry as global_registry
 
             registry = global_registry
         self.policy = policy if policy is not None else ResiliencePolicy()

@@ -3,7 +3,7 @@
 
 A :class:`Reading` is a counter reader (it has ``_watch``): subscribed to a
 scope (a policy's, a registry's, the process's) it makes the policies
-there time their requests, and reads their :class:`~resilient._stats.Stats`
+there time their requests, and reads their :class:`~resilient._execution.counters.Stats`
 when asked, as differences from a baseline taken when each came into view
 (subscribing, ``reset``, re-enabling). What it has seen of a ``Stats`` that
 leaves its view (the policy was collected, or the scope unsubscribed) is
@@ -48,8 +48,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from .. import _stats
-from .._stats import BOUNDS, BUCKETS_PER_OCTAVE, DEFAULT_BUCKETS, Stats
+from .._execution import counters as _stats
+from .._execution.counters import BOUNDS, BUCKETS_PER_OCTAVE, DEFAULT_BUCKETS, Stats
 
 if TYPE_CHECKING:
     from ..events import ListenerSet

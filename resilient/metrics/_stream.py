@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
-from .. import _async_backend
-from .._async_backend import Waiter
+from .._runtime import async_backend as _async_backend
+from .._runtime.async_backend import Waiter
 from ..events import Event
 
 __all__ = ["EventStream"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import _stats
+from .._execution import counters as _stats
 from ..events import Event
 from ._export import Counts, Reading, outermost
 from ._stream import EventStream
@@ -35,7 +35,7 @@ class Statistics:
     ``success_rate`` is ``successes / total_requests`` (1.0 before the first
     request: nothing has failed). Latency covers requests that ran (succeeded
     or failed), not rejected ones; ``average_latency`` is exact, and
-    ``p50``/``p95``/``p99`` are within ``resilient._stats.RELATIVE_ERROR``
+    ``p50``/``p95``/``p99`` are within ``resilient._execution.counters.RELATIVE_ERROR``
     (about 2.2 %) of the exact nearest-rank percentile for durations from
     1 µs to about 18 minutes (read from fixed logarithmic buckets, 16 per
     doubling). ``by_name`` holds the same fields per policy name (its own

@@ -26,8 +26,8 @@ The policy's name is the attribute ``resilient.policy.name``; ``result``,
 OpenTelemetry has no observable histogram, so the duration histogram is a
 synchronous one fed at collection time: each collection records, for every
 request that ran since the last one, the geometric middle of the internal
-bucket its duration fell in (``resilient._stats``, 16 per doubling). Each
-recorded value is within ``resilient._stats.RELATIVE_ERROR`` (about 2.2 %)
+bucket its duration fell in (``resilient._execution.counters``, 16 per doubling). Each
+recorded value is within ``resilient._execution.counters.RELATIVE_ERROR`` (about 2.2 %)
 of the true duration, so the sum is too; the counts of the default bucket
 bounds are exact (they are internal bounds). That is one ``record`` per
 request, in the collecting thread, never on the request's path. (With the

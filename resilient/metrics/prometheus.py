@@ -181,12 +181,12 @@ def instrument(
     ``resilient_operation_duration_seconds`` as it is).
 
     ``buckets`` are the duration histogram's upper bounds in seconds. Its
-    counts come from the fixed internal buckets of ``resilient._stats``:
+    counts come from the fixed internal buckets of ``resilient._execution.counters``:
     each bound counts the requests of the internal buckets whose upper bound
     is at or below it. The default bounds are internal bounds too, so they
     are exact; another bound may leave out durations just below it (those
     sharing an internal bucket with it, at most ``2 *
-    resilient._stats.RELATIVE_ERROR`` of the bound away). ``_sum`` and
+    resilient._execution.counters.RELATIVE_ERROR`` of the bound away). ``_sum`` and
     ``_count`` are exact.
 
     Counts start from zero at ``instrument()``; what a policy counted is

@@ -15,14 +15,15 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .. import _async_backend, _clock
-from .._breaker_core import CLOSED, HALF_OPEN, BreakerCore, CircuitState
-from .._storage import Action, Outcome, Verdict
+from .._runtime import async_backend as _async_backend
+from .._runtime import clock as _clock
+from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState
+from ..circuit_breaker.storage import Action, Outcome, Verdict
 from ._keys import name_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
-    from .._storage import StoredBreaker
+    from ..circuit_breaker.storage import StoredBreaker
     from ._storage import RedisStorage
 
 __all__ = ["Binding", "Op"]

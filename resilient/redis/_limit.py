@@ -24,12 +24,12 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
-from .. import _clock
-from .._rate_core import GcraCore
+from .._runtime import clock as _clock
+from ..rate_limit.state import GcraCore
 from ._keys import tagged
 
 if TYPE_CHECKING:
-    from ..rate_limit import RateLimiter
+    from ..rate_limit.limiter import RateLimiter
     from ._storage import RedisStorage
 
 __all__ = ["LIMIT_SCRIPT", "SharedLimiter", "limit_keys"]

@@ -21,14 +21,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from .. import _validate
+from .._runtime import validation as _validate
 from ._binding import Binding, Op
 from ._keys import decode_name, name_bytes, validate_namespace
 from ._script import SCRIPT, keys, names_key
 
 if TYPE_CHECKING:
-    from .._storage import StoredBreaker
-    from ..rate_limit import RateLimiter
+    from ..circuit_breaker.storage import StoredBreaker
+    from ..rate_limit.limiter import RateLimiter
     from ._limit import SharedLimiter
 
 __all__ = ["RedisStorage", "SharedBreakerInfo"]
@@ -437,9 +437,9 @@ class RedisStorage:
         while not stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._client.pubsub(  # type: ignore[no-untyped-call]
-                        ignore_subscribe_messages=True
-                    )
+                    # Through Any: redis-py's annotation of pubsub() changed between
+                    # releases (untyped, then typed).
+                    pubsub = cast(Any, self._client).pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self.channel, self._private_channel())
                     # Whatever was published while we were away, a full sync
                     # catches up.

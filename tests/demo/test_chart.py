@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from resilient.demo.chart import Timeline, render_svg
+from resilient._demo.chart import Timeline, render_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 

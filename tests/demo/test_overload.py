@@ -6,8 +6,8 @@ import argparse
 import io
 from pathlib import Path
 
-from resilient.demo import add_arguments, run
-from resilient.demo.overload import docs_chart
+from resilient._demo import add_arguments, run
+from resilient._demo.overload import docs_chart
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from resilient.demo.scenario import SCENARIOS
+from resilient._demo.scenario import SCENARIOS
 
 
 def test_phase_at_follows_the_schedule() -> None:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from resilient.demo.runner import PROTECTED, UNPROTECTED, CallRecord, Run
-from resilient.demo.scenario import SCENARIOS
-from resilient.demo.summary import BINS, percentile, summarize, timeline
+from resilient._demo.runner import PROTECTED, UNPROTECTED, CallRecord, Run
+from resilient._demo.scenario import SCENARIOS
+from resilient._demo.summary import BINS, percentile, summarize, timeline
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -26,10 +26,10 @@ from resilient import (
     CircuitOpenError,
     Fallback,
     MetricsCollector,
-    _stats,
     events,
 )
-from resilient._stats import RELATIVE_ERROR
+from resilient._execution import counters as _stats
+from resilient._execution.counters import RELATIVE_ERROR
 from resilient.metrics import EventStream, Statistics
 from resilient.testing import fake_clock
 

@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import resilient
 from resilient import Bulkhead, CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, events
-from resilient._stats import RELATIVE_ERROR
+from resilient._execution.counters import RELATIVE_ERROR
 from resilient.metrics import otel
 from resilient.testing import fake_clock
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import resilient
 from resilient import Bulkhead, CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, events
-from resilient._stats import BOUNDS, DEFAULT_BUCKETS
+from resilient._execution.counters import BOUNDS, DEFAULT_BUCKETS
 from resilient.metrics import prometheus
 from resilient.testing import fake_clock
 

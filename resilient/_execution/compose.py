@@ -1,0 +1,396 @@
+"""The one way policies are put together: a chain of layers around a function.
+
+Every execution goes through a chain built here, once: a decorated
+function, ``policy.call(fn, ...)``, ``with_resilience``, decorators stacked
+by hand, and the HTTP transports. A chain nests each layer's own closure
+(``_wrap_sync`` / ``_wrap_async``: the layer's fast path, written once),
+innermost first, so a call costs one frame per layer, plus the chain's
+entry (:meth:`~._requests.Request.entry`): it reads the chain's
+:class:`~.events.Gate` and, while nobody watches, just calls the layers;
+with a reader in scope it times the call into the counters, with a
+listener it also opens the request's id and events.
+
+Sync or async is decided here, once, from the function. Plain functions
+(which includes methods, at the time a class body decorates them) get the
+chain itself, which binds like any function. Everything else that binds
+(``classmethod``, ``staticmethod``, bound methods, callable objects) gets a
+wrapt ``FunctionWrapper`` that runs a chain built for what it binds to.
+
+Decorating a function that is already a chain stacks the new layer on it
+as its outermost: ``@with_retry() @with_circuit_breaker("x")`` is one chain
+of two layers, one request, exactly as ``with_resilience`` composes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
+
+import wrapt
+
+from .._runtime import clock as _clock
+from ..events import METERED, NONE, Gate, ListenerSet
+from .request import Request
+
+__all__ = [
+    "NEVER",
+    "Chain",
+    "Decoratable",
+    "Layer",
+    "Owner",
+    "chain_of",
+    "aforwarding",
+    "compose",
+    "decorate",
+    "forwarding",
+    "is_async_callable",
+    "watching",
+]
+
+if TYPE_CHECKING:
+    from .counters import Stats
+
+    Decoratable: TypeAlias = (
+        Callable[..., Any] | classmethod[Any, Any, Any] | staticmethod[Any, Any]
+    )
+else:
+    Decoratable = object
+F = TypeVar("F", bound="Decoratable")
+
+#: The gate of a layer that nobody's listening can change (its level stays NONE).
+NEVER = Gate(None, ())
+assert NEVER.level == NONE
+
+
+class Owner(Protocol):
+    """Who a request is counted for: the outermost policy of a chain."""
+
+    _kind: ClassVar[str]
+    _listeners: ListenerSet
+
+    def _event_name(self, fn: Callable[..., Any]) -> str: ...
+    def _stats_for(self, name: str) -> Stats: ...
+
+
+class Layer(Owner, Protocol):
+    """One policy in a chain.
+
+    ``_wrap_sync(fn, name)`` / ``_wrap_async(fn, name)`` return the closure
+    that runs ``fn`` through the policy: its fast path, written once per
+    flavour. ``name`` is what the layer reports under (its own name, or for
+    an unnamed policy the chain's). A policy with per-call events of its own
+    (a breaker, a bulkhead) sets ``_own_gate`` to a gate on its listeners;
+    its closure reads it first and takes its path with events while set.
+    The outermost layer is also handed the chain's ``entry`` (see
+    :func:`watching`): it then reads the chain's gate instead, and meters
+    the call itself.
+    """
+
+    @property
+    def _own_gate(self) -> Gate: ...
+
+    def _wrap_sync(
+        self, fn: Callable[..., Any], name: str, entry: Request | None = None
+    ) -> Callable[..., Any]: ...
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[Any]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[Any]]: ...
+
+
+class Chain(NamedTuple):
+    """What a chain's entry remembers, so another layer can be stacked on it."""
+
+    owner: Owner
+    layers: tuple[Layer, ...]  # outermost first
+    fn: Callable[..., Any]  # the user's function
+
+
+_CHAIN = "__resilient_chain__"
+
+
+def chain_of(fn: object) -> Chain | None:
+    """The chain ``fn`` is the entry of, if it is one."""
+    if isinstance(fn, _Layer):
+        chain: Chain = fn._self_chain
+        return chain
+    found = getattr(fn, _CHAIN, None) if inspect.isfunction(fn) else None
+    return found if isinstance(found, Chain) else None
+
+
+def is_async_callable(fn: object) -> bool:
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+def _is_async_gen(fn: object) -> bool:
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    return inspect.isasyncgenfunction(fn)
+
+
+def compose(
+    owner: Owner,
+    layers: Sequence[Layer],
+    fn: Callable[..., Any],
+    *,
+    is_async: bool,
+) -> Callable[..., Any]:
+    """The entry of ``layers`` (outermost first) around ``fn``, counting each
+    call as one request of ``owner``."""
+    name = owner._event_name(fn)
+    scope = owner._listeners
+    gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
+    request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
+    wrap = "_wrap_async" if is_async else "_wrap_sync"
+    # The outermost layer meters the call itself, unless it cannot (a layer
+    # with ``_meters = False``): then a plain entry of ours does.
+    meters = bool(layers) and getattr(layers[0], "_meters", True)
+    inner = fn
+    for layer in reversed(layers[1:] if meters else layers):
+        inner = getattr(layer, wrap)(inner, name)
+    entry: Callable[..., Any]
+    if meters:
+        entry = getattr(layers[0], wrap)(inner, name, request)
+    else:
+        entry = _bare_async(inner, request) if is_async else _bare(inner, request)
+    setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
+    return entry
+
+
+Detour = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+
+
+def watching(
+    layer: Layer,
+    fn: Callable[..., Any],
+    name: str,
+    entry: Request | None,
+    own: Detour | None = None,
+    *,
+    is_async: bool = False,
+) -> tuple[Gate, Detour | None, Request | None]:
+    """What a layer's closure reads: ``(gate, detour, meter)``.
+
+    Inside a chain: the layer's own gate, and ``own`` (its path with events,
+    if it has per-call events). Outermost (``entry`` given): the chain's
+    gate, the chain's events path around the same closure watched by its
+    own gate only, and the request to meter into.
+    """
+    if entry is None:
+        return layer._own_gate, own, None
+    wrap = layer._wrap_async if is_async else layer._wrap_sync
+    plain = wrap(fn, name)
+    return entry.gate, entry.adetour(plain) if is_async else entry.detour(plain), entry
+
+
+def forwarding(
+    layer: Layer,
+    fn: Callable[..., Any],
+    name: str,
+    entry: Request | None,
+    run: Callable[..., Any],
+) -> Callable[..., Any]:
+    """The closure of a layer whose whole fast path is ``run(fn, name, args,
+    kwargs)`` (chaos, hedging): the gate, the metering and the call, once."""
+    gate, detour, meter = watching(layer, fn, name, entry)
+    clock = _clock
+
+    def forwarded(*args: Any, **kwargs: Any) -> Any:
+        level = gate.level
+        if level:
+            if level != METERED:
+                return detour(args, kwargs)  # type: ignore[misc]
+            return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr]
+        return run(fn, name, args, kwargs)
+
+    return forwarded
+
+
+def aforwarding(
+    layer: Layer,
+    fn: Callable[..., Awaitable[Any]],
+    name: str,
+    entry: Request | None,
+    arun: Callable[..., Awaitable[Any]],
+) -> Callable[..., Awaitable[Any]]:
+    """:func:`forwarding` for coroutine functions.
+
+    The closure is a plain function returning the awaitable its caller
+    awaits (the layer's ``arun(...)`` coroutine), not a coroutine function
+    awaiting it: one coroutine frame less on every call and every resumption
+    (about a tenth of a hedged stack's call). Nothing runs before the
+    caller awaits it but picking the path.
+    """
+    gate, detour, meter = watching(layer, fn, name, entry, is_async=True)
+    clock = _clock
+
+    def forwarded(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+        level = gate.level
+        if level:
+            if level != METERED:
+                return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+            return meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
+        return arun(fn, name, args, kwargs)
+
+    return forwarded
+
+
+def _bare(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
+    """The entry of a chain whose outermost layer does not meter (or of no
+    layer at all: a composed policy with every layer off)."""
+    detour, gate = request.detour(fn), request.gate
+
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        if gate.level:
+            return detour(args, kwargs)
+        return fn(*args, **kwargs)
+
+    return entry
+
+
+def _bare_async(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
+    detour, gate = request.adetour(fn), request.gate
+
+    async def entry(*args: Any, **kwargs: Any) -> Any:
+        if gate.level:
+            return await detour(args, kwargs)
+        return await fn(*args, **kwargs)
+
+    return entry
+
+
+def compose_stream(
+    owner: Owner, layers: Sequence[Any], fn: Callable[..., AsyncIterator[Any]]
+) -> Callable[..., AsyncIterator[Any]]:
+    """The entry of ``layers`` around an async generator function: each layer's
+    ``_astream(fn, args, kwargs, name)``; the whole stream is one request."""
+    name = owner._event_name(fn)
+    scope = owner._listeners
+    gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
+    request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
+    run: Callable[..., AsyncIterator[Any]] = fn
+    for layer in reversed(layers):
+        run = functools.partial(_stream_through, layer, run, name)
+
+    async def entry(*args: Any, **kwargs: Any) -> Any:
+        stream = run(*args, **kwargs)
+        if gate.level:
+            stream = request.stream(stream)
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            # Closed with this generator, not whenever the collector gets to
+            # it: a layer's stream may hold a slot.
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
+    return entry
+
+
+def _stream_through(
+    layer: Any, fn: Callable[..., AsyncIterator[Any]], name: str, *args: Any, **kwargs: Any
+) -> AsyncIterator[Any]:
+    return cast(AsyncIterator[Any], layer._astream(fn, args, kwargs, name))
+
+
+def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = None) -> F:
+    """Wrap ``target`` so every call runs through ``policy`` (or, for a
+    composed policy, through ``layers`` counted for ``owner``)."""
+    if not callable(target) and not isinstance(target, (classmethod, staticmethod)):
+        raise TypeError(f"{type(policy).__name__} can only decorate a callable, got {target!r}")
+    own: tuple[Layer, ...] = tuple(layers) if layers is not None else (policy,)
+    if owner is None:
+        owner = policy
+    assert owner is not None
+    stacked = chain_of(target)
+    if stacked is not None:
+        # Stacked by hand on another chain: one chain, the new layers outermost.
+        own = (*own, *stacked.layers)
+        target = cast(F, stacked.fn)
+    elif isinstance(target, (classmethod, staticmethod)):
+        stacked = chain_of(target.__func__)
+        if stacked is not None:  # a chain under the classmethod: rebuild it round the function
+            own = (*own, *stacked.layers)
+            target = cast(F, type(target)(stacked.fn))
+    if _is_async_gen(target):
+        missing = [layer for layer in own if getattr(layer, "_astream", None) is None]
+        if missing:
+            raise TypeError(
+                f"{type(missing[0]).__name__} cannot wrap the async generator function "
+                f"{target!r}: its calls return a stream at once; use "
+                "with_timeout(inactivity=...) on it"
+            )
+        if inspect.isfunction(target):
+            return cast(F, _update_wrapper(compose_stream(owner, own, target), target))
+        build: Callable[[Callable[..., Any]], Callable[..., Any]] = functools.partial(
+            compose_stream, owner, own
+        )
+    else:
+        is_async = is_async_callable(target)
+        if inspect.isfunction(target):
+            entry = compose(owner, own, target, is_async=is_async)
+            return cast(F, _update_wrapper(entry, target))
+        build = functools.partial(compose, owner, own, is_async=is_async)
+    return cast(F, _Layer(target, _Bound(build), Chain(owner, own, cast(Any, target))))
+
+
+def _update_wrapper(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    functools.update_wrapper(wrapper, fn)
+    # What update_wrapper leaves out: introspection of defaults keeps working.
+    wrapper.__defaults__ = fn.__defaults__
+    wrapper.__kwdefaults__ = fn.__kwdefaults__
+    return wrapper
+
+
+class _Bound:
+    """Runs a chain built for what a wrapt wrapper hands over (a method bound
+    to its instance or class, a callable object), built once per target."""
+
+    __slots__ = ("build", "cache")
+    _CACHE_SIZE = 64
+
+    def __init__(self, build: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        self.build = build
+        self.cache: dict[Any, Callable[..., Any]] = {}
+
+    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            chain = self.cache[wrapped]
+        except (KeyError, TypeError):
+            chain = self.build(wrapped)
+            if len(self.cache) >= self._CACHE_SIZE:
+                self.cache.clear()  # bound: a method of many instances
+            with contextlib.suppress(TypeError):  # an unhashable callable object
+                self.cache[wrapped] = chain
+        return chain(*args, **kwargs)
+
+
+if TYPE_CHECKING:
+    _BoundBase = wrapt.BoundFunctionWrapper[..., Any]
+    _Base = wrapt.FunctionWrapper[..., Any]
+else:  # wrapt before 2.2 has no subscriptable wrappers at run time
+    _BoundBase = wrapt.BoundFunctionWrapper
+    _Base = wrapt.FunctionWrapper
+
+
+class _BoundLayer(_BoundBase):
+    pass
+
+
+class _Layer(_Base):
+    __bound_function_wrapper__ = _BoundLayer
+
+    def __init__(self, wrapped: Any, wrapper: Any, chain: Chain) -> None:
+        super().__init__(wrapped, wrapper)
+        self._self_chain = chain

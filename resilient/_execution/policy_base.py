@@ -1,0 +1,181 @@
+"""What every policy offers around its own closures: running a function
+through it, use as a decorator, its counters and its listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
+
+from .. import events
+from . import counters as _stats
+from .compose import NEVER, aforwarding, compose, decorate, forwarding
+from .request import Request
+
+if TYPE_CHECKING:
+    from .compose import Decoratable, Layer
+    from .counters import Stats
+
+__all__ = ["ForwardingPolicy", "NamedPolicy", "PolicyBase", "fn_name"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+
+def fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class PolicyBase:
+    """The shared half of every policy. A policy adds ``_wrap_sync`` and
+    ``_wrap_async`` (its fast paths) and, if it has per-call events of its
+    own, sets ``_own_gate`` to a gate on its listeners."""
+
+    _listeners: events.ListenerSet
+    #: What the policy's events say it is ("retry", "circuit_breaker", ...).
+    _kind: ClassVar[str]
+    _own_gate: events.Gate = NEVER
+    _stats_table: dict[str, Stats] | None = None
+    _own_stats: Stats | None = None
+    _last: tuple[Any, Callable[..., Any]] | None = None
+    _alast: tuple[Any, Callable[..., Any]] | None = None
+
+    def _event_name(self, fn: Callable[..., Any]) -> str:
+        """The policy's name, or else the function's (an unnamed policy)."""
+        name: str | None = getattr(self, "name", None)
+        return name or fn_name(fn)
+
+    def _stats_for(self, name: str) -> Stats:
+        """The counters this policy keeps under ``name``."""
+        own = self._own_stats
+        if own is not None and own.name == name:
+            return own
+        table = self._stats_table
+        stats = table.get(name) if table is not None else None
+        if stats is None:
+            stats = _stats.stats_for(name, self._kind, self._listeners)
+            if own is None and name == getattr(self, "name", None):
+                self._own_stats = stats  # the usual case: no table
+            else:
+                if table is None:
+                    table = self._stats_table = {}
+                table[name] = stats
+            self._init_stats(stats)
+        return stats
+
+    def _init_stats(self, stats: Stats) -> None:
+        """Hook: a policy with live gauges or lock-free counts sets them up."""
+
+    def _layers(self) -> tuple[Layer, ...]:
+        return (cast("Layer", self),)
+
+    # -- running and decorating ------------------------------------------------
+
+    def _chain(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        last = self._last
+        if last is not None and (last[0] is fn or last[0] == fn):
+            return last[1]
+        chain = self._compose(fn, is_async=False)
+        self._last = (fn, chain)
+        return chain
+
+    def _achain(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        last = self._alast
+        if last is not None and (last[0] is fn or last[0] == fn):
+            return last[1]
+        chain = self._compose(fn, is_async=True)
+        self._alast = (fn, chain)
+        return chain
+
+    def _compose(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+        from .compose import chain_of
+
+        stacked = chain_of(fn)
+        if stacked is not None:
+            return compose(self, (*self._layers(), *stacked.layers), stacked.fn, is_async=is_async)
+        return compose(self, self._layers(), fn, is_async=is_async)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` through this policy."""
+        return cast(R, self._chain(fn)(*args, **kwargs))
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` through this policy."""
+        return cast(R, await self._achain(fn)(*args, **kwargs))
+
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
+        """Call ``listener`` with every event of this policy; returns the unsubscriber."""
+        return self._listeners.subscribe(listener)
+
+    def __call__(self, fn: F) -> F:
+        """Use the policy itself as a decorator."""
+        layers = self._layers()
+        return decorate(self, fn, self, layers)
+
+
+class ForwardingPolicy(PolicyBase):
+    """A policy whose whole fast path is ``_run(fn, name, args, kwargs)`` /
+    ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
+    closures are the shared forwarding ones."""
+
+    def _run(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        raise NotImplementedError
+
+    def _arun(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        return forwarding(self, fn, name, entry, self._run)
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        return aforwarding(self, fn, name, entry, self._arun)
+
+
+class NamedPolicy(PolicyBase):
+    """A named policy with per-call events of its own (a breaker, a bulkhead):
+    its closures watch its own listeners, and its ``with`` blocks are
+    requests of their own."""
+
+    name: str
+    _gate: events.Gate | None = None
+    _block: Request | None = None
+
+    @property
+    def _own_gate(self) -> events.Gate:  # type: ignore[override]
+        """The gate on this policy's own listeners, made when a chain first
+        needs it."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = events.Gate(None, (self._listeners,))
+        return gate
+
+    def _block_request(self) -> Request:
+        """The request of ``with`` blocks, made on first use."""
+        block = self._block
+        if block is None:
+            block = self._block = Request(
+                self.name,
+                self._kind,
+                self._listeners,
+                self._stats_for(self.name),
+                events.Gate(self._listeners),
+            )
+        return block

@@ -1,0 +1,261 @@
+"""How one call of a protected function is counted as exactly one request.
+
+The outermost layer of every chain (a decorated function, a composed
+policy, ``policy.call``) owns a :class:`Request`: the name the call is
+counted under, the scope whose readers and listeners see it, and the
+counters. Whether a layer is outermost is known when the chain is built, so
+nothing is looked up per call: the chain's entry reads one gate level and,
+with nobody watching, runs the bare fast path. While a reader watches it
+times the call into the counters; while a listener anywhere in the chain
+listens it also opens a request id and emits the request-level events.
+
+A decorated function called from inside another one (from user code) is a
+request of its own: it is the entry of its own chain. It shares the request
+id, though, which lives in a contextvar for the whole call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from .._runtime import clock as _clock
+from ..errors import BulkheadFullError, CircuitOpenError
+from ..events import (
+    EVENTS,
+    REQUEST,
+    CallFailed,
+    CallRejected,
+    CallStarted,
+    CallSucceeded,
+    Event,
+    Gate,
+    ListenerSet,
+)
+from . import counters as _stats
+from . import request_id as _request
+
+__all__ = ["Request", "rejection"]
+
+R = TypeVar("R")
+
+Plain = Callable[..., Any]
+
+
+def rejection(error: BaseException) -> tuple[str, float] | None:
+    """``(state, remaining)`` when ``error`` is a policy refusing the call."""
+    if isinstance(error, CircuitOpenError):
+        return error.state, error.remaining
+    if isinstance(error, BulkheadFullError):
+        return "full", 0.0
+    retry_after = getattr(error, "_rejected_for", None)
+    if retry_after is not None:
+        return "rate_limited", retry_after
+    return None
+
+
+class Request:
+    """The request accounting of one chain (see the module's docstring)."""
+
+    __slots__ = ("gate", "kind", "name", "scope", "stats")
+
+    def __init__(self, name: str, kind: str, scope: ListenerSet, stats: _stats.Stats, gate: Gate):
+        self.name = name
+        self.kind = kind
+        self.scope = scope
+        self.stats = stats
+        self.gate = gate
+        stats.ensure_latency()  # the chain's closures write into it directly
+
+    # -- outcomes ------------------------------------------------------------
+
+    def _emit(self, kind: type[Event], now: float, *fields: Any) -> None:
+        self.scope.emit(
+            tuple.__new__(
+                kind,
+                (
+                    self.name,
+                    self.kind,
+                    _clock.wall_now(),
+                    now,
+                    _request.current.get(),
+                    *fields,
+                    REQUEST,
+                ),
+            )
+        )
+
+    def succeeded(self, start: float, emit: bool) -> None:
+        now = _clock.now()
+        self.stats.record(now - start)
+        if emit:
+            self._emit(CallSucceeded, now, now - start)
+
+    def failed(self, error: BaseException, start: float, emit: bool) -> None:
+        """The call raised ``error``: a rejection, a failure, or (cancellation
+        and interrupts) nothing at all."""
+        if not isinstance(error, Exception):
+            return
+        now = _clock.now()
+        stats = self.stats
+        rejected = rejection(error)
+        if rejected is not None:
+            stats.rejections += 1
+            if emit:
+                self._emit(CallRejected, now, *rejected)
+            return
+        stats.failures += 1
+        stats.record(now - start)
+        if emit:
+            self._emit(CallFailed, now, now - start, error)
+
+    def begin(self) -> tuple[float, bool, Any]:
+        """Open the request: ``(start, emit, token)`` for :meth:`end`."""
+        token = None
+        if _request.current.get() is None:
+            token = _request.current.set(_request.new_request_id())
+        start = _clock.now()
+        emit = self.scope.events
+        if emit:
+            self._emit(CallStarted, start)
+        return start, emit, token
+
+    def end(self, opened: tuple[float, bool, Any], error: BaseException | None) -> None:
+        start, emit, token = opened
+        try:
+            if error is None:
+                self.succeeded(start, emit)
+            else:
+                self.failed(error, start, emit)
+        finally:
+            if token is not None:
+                try:
+                    _request.current.reset(token)
+                except ValueError:  # closed from another context (a finalized stream)
+                    _request.current.set(None)
+
+    # -- what the outermost layer of a chain calls ------------------------------
+
+    # The outermost closure of a chain reads ``gate.level`` first. NONE: the
+    # bare fast path. METERED: it times the call itself, inline (a detour
+    # through a frame of ours costs more than the timing: metering is the
+    # path production runs), then calls ``ok`` or ``failed``. EVENTS: it
+    # hands the call to ``detour(plain)``, which opens the request's id and
+    # events around the same closure watched by its own gate only.
+
+    def ok(self, start: float, _clock: Any = _clock, _fold_at: int = _stats.FOLD_AT) -> None:
+        """A metered call that started at ``start`` (``_clock.now()``) succeeded.
+        (The defaults bind what every observed call looks up.)"""
+        stats = self.stats
+        pending = stats.pending
+        pending.append(_clock.now() - start)
+        if len(pending) >= _fold_at:
+            stats.fold()
+
+    def timed(self, start: float, run: Callable[..., R], *args: Any) -> R:
+        """``run(*args)`` (a layer's slow path) finishing a metered call."""
+        try:
+            result = run(*args)
+        except BaseException as exc:
+            self.failed(exc, start, False)
+            raise
+        self.ok(start)
+        return result
+
+    async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
+        try:
+            result = await run(*args)
+        except BaseException as exc:
+            self.failed(exc, start, False)
+            raise
+        self.ok(start)
+        return result
+
+    def detour(self, plain: Plain) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+        """The events path of a sync chain around ``plain``."""
+
+        def with_events(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            opened = self.begin()
+            try:
+                result = plain(*args, **kwargs)
+            except BaseException as exc:
+                self.end(opened, exc)
+                raise
+            self.end(opened, None)
+            return result
+
+        return with_events
+
+    def adetour(
+        self, plain: Callable[..., Awaitable[Any]]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
+        """The events path of an async chain around ``plain``."""
+
+        async def with_events(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            opened = self.begin()
+            try:
+                result = await plain(*args, **kwargs)
+            except BaseException as exc:
+                self.end(opened, exc)
+                raise
+            self.end(opened, None)
+            return result
+
+        return with_events
+
+    async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
+        """``items`` (a protected stream) as one request: consumed to its end
+        it succeeded; abandoned by its consumer it is not counted.
+
+        The request id is set around each step only, so nothing is left set
+        in the consumer's context while it holds an item.
+        """
+        if self.gate.level < EVENTS:
+            start = _clock.now()
+            try:
+                async for item in items:
+                    yield item
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    self.failed(exc, start, False)
+                raise
+            self.succeeded(start, False)
+            return
+        rid = _request.current.get() or _request.new_request_id()
+        token = _request.current.set(rid)
+        try:
+            opened = self.begin()
+        finally:
+            _request.current.reset(token)
+        start, emit, _ = opened
+        try:
+            while True:
+                token = _request.current.set(rid)
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _request.current.reset(token)
+                yield item
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                token = _request.current.set(rid)
+                try:
+                    self.failed(exc, start, emit)
+                finally:
+                    _request.current.reset(token)
+            raise
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                token = _request.current.set(rid)
+                try:
+                    await aclose()
+                finally:
+                    _request.current.reset(token)
+        token = _request.current.set(rid)
+        try:
+            self.succeeded(start, emit)
+        finally:
+            _request.current.reset(token)

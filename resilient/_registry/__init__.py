@@ -1,0 +1,1 @@
+"""The registry of named policies (``resilient.registry`` is the process's one)."""

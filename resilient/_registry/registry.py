@@ -1,0 +1,531 @@
+"""``Registry``: breakers and bulkheads by name, forcing, health and features."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from .. import events, health
+from .._runtime import clock as _clock
+from .._runtime import validation as _validate
+from ..bulkhead.bulkhead import Bulkhead, BulkheadConfig
+from ..circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
+from ..health import CircuitState, DegradationLevel, Feature, HealthReport
+from ..rate_limit.limiter import RateLimitConfig, RateLimiter
+from ..retry.budget import RetryBudget
+
+if TYPE_CHECKING:
+    from ..circuit_breaker.keyed import KeyedBreakers
+    from ..circuit_breaker.storage import BreakerStorage
+
+__all__ = ["Registry", "registry"]
+
+_Force = Literal["open", "closed"]
+
+
+class Registry:
+    """Named policies. ``resilient.registry`` is the process-global one.
+
+    Args:
+        storage: the shared store new breakers use unless their config names
+            one (e.g. ``RedisStorage``); default: in memory."""
+
+    def __init__(
+        self, *, storage: BreakerStorage | None = None, max_breakers: int | None = None
+    ) -> None:
+        """``max_breakers``: beyond that many breakers, the least recently used
+        one that is CLOSED and has no call in flight is dropped (an open or
+        busy one never is, so the bound may be passed for a while)."""
+        if max_breakers is not None:
+            _validate.int_at_least("Registry", "max_breakers", max_breakers, 1)
+        self._max_breakers = max_breakers
+        # Breaker names, least recently used first (only while bounded).
+        self._lru: OrderedDict[str, None] = OrderedDict()
+        # Per-key breakers: name -> (their group, their key).
+        self._members: dict[str, tuple[KeyedBreakers, str]] = {}
+        self._storage = storage
+        self._lock = threading.RLock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._explicit: set[str] = set()
+        self._pending: dict[str, _Force] = {}
+        self._bulkheads: dict[str, Bulkhead] = {}
+        self._rate_limiters: dict[str, RateLimiter] = {}
+        self._retry_budgets: dict[str, RetryBudget] = {}
+        self._features: dict[str, Feature] = {}
+        self._listeners = events.ListenerSet(events.GLOBAL)
+
+    def __repr__(self) -> str:
+        return f"<Registry breakers={sorted(self._breakers)}>"
+
+    # -- breakers ------------------------------------------------------------
+
+    def get_or_create(
+        self, name: str, config: CircuitBreakerConfig | None = None
+    ) -> CircuitBreaker:
+        """The breaker called ``name``, created with ``config`` on first use.
+
+        Asking again with a different explicit config is an error: two call
+        sites would otherwise silently disagree about one dependency.
+        """
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = self._create(name, config)
+                self._bound()
+                return breaker
+            self._adopt(name, breaker, config)
+            return breaker
+
+    def _adopt(
+        self, name: str, breaker: CircuitBreaker, config: CircuitBreakerConfig | None
+    ) -> None:
+        """Under the lock: ``breaker`` asked for again, with ``config``."""
+        if self._max_breakers is not None:
+            self._lru.move_to_end(name)
+        if config is not None and config != breaker.config:
+            if name in self._explicit:
+                raise ValueError(
+                    f"circuit breaker {name!r} already exists with config "
+                    f"{breaker.config!r}; got a different one: {config!r}"
+                )
+            breaker._reconfigure(config)
+            self._explicit.add(name)
+        elif config is not None:
+            self._explicit.add(name)
+
+    def _create(self, name: str, config: CircuitBreakerConfig | None) -> CircuitBreaker:
+        """Under the lock: a new breaker called ``name``, registered."""
+        breaker = CircuitBreaker(name, config, listeners=self._listeners, storage=self._storage)
+        self._breakers[name] = breaker
+        if self._max_breakers is not None:
+            self._lru[name] = None
+        if config is not None:
+            self._explicit.add(name)
+        force = self._pending.pop(name, None)
+        if force == "open":
+            breaker.force_open()
+        elif force == "closed":
+            breaker.force_closed()
+        return breaker
+
+    def _member(
+        self, name: str, config: CircuitBreakerConfig | None, group: KeyedBreakers, key: str
+    ) -> CircuitBreaker:
+        """Under the lock: the breaker ``name`` of ``group``'s ``key`` (an
+        existing breaker of that name is adopted as it is)."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = self._create(name, config)
+            self._members[name] = (group, key)
+            self._bound(keep=name)
+        else:
+            self._adopt(name, breaker, config)
+            self._members[name] = (group, key)
+        return breaker
+
+    def _touch(self, name: str) -> None:
+        """``name`` was just used (bounded registries only)."""
+        with contextlib.suppress(KeyError):  # dropped meanwhile
+            self._lru.move_to_end(name)
+
+    def _forget(self, name: str) -> None:
+        """Under the lock: drop the breaker ``name`` from the registry."""
+        self._breakers.pop(name, None)
+        self._explicit.discard(name)
+        self._lru.pop(name, None)
+        member = self._members.pop(name, None)
+        if member is not None:
+            member[0]._drop(member[1])
+
+    def _bound(self, keep: str | None = None) -> None:
+        """Under the lock: while past ``max_breakers``, drop the least
+        recently used CLOSED breaker with no call in flight (never ``keep``,
+        nor the one just made)."""
+        cap = self._max_breakers
+        if cap is None or len(self._breakers) <= cap:
+            return
+        excess = len(self._breakers) - cap
+        newest = next(reversed(self._lru), None)
+        gone: list[str] = []
+        for name in self._lru:
+            if len(gone) >= excess:
+                break
+            if name in (keep, newest):
+                continue
+            breaker = self._breakers[name]
+            if breaker._core.state is not CircuitState.CLOSED:
+                continue
+            member = self._members.get(name)
+            if member is not None and member[0]._busy(member[1]):
+                continue
+            gone.append(name)
+        for name in gone:
+            self._forget(name)
+
+    def set_default_storage(self, storage: BreakerStorage | None) -> None:
+        """Share every breaker whose config names no store through ``storage``
+        (``None``: stop sharing them), those already created included."""
+        with self._lock:
+            self._storage = storage
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker._use_default_storage(storage)
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        """The breaker called ``name``, or ``None``."""
+        return self._breakers.get(name)
+
+    def names(self) -> list[str]:
+        """Names of every breaker, sorted."""
+        with self._lock:
+            return sorted(self._breakers)
+
+    def breakers(self) -> list[CircuitBreaker]:
+        with self._lock:
+            return [self._breakers[n] for n in sorted(self._breakers)]
+
+    def _require(self, name: str) -> CircuitBreaker:
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            raise KeyError(f"no circuit breaker named {name!r}")
+        return breaker
+
+    def reset(self, name: str) -> None:
+        """Close ``name`` and clear its window."""
+        with self._lock:
+            self._pending.pop(name, None)
+            self._require(name).reset()
+
+    def reset_all(self) -> None:
+        """Reset every breaker; forces, pending ones included, are cleared."""
+        with self._lock:
+            self._pending.clear()
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker.reset()
+
+    def _force(self, name: str, how: _Force) -> None:
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                self._pending[name] = how
+                return
+        if how == "open":
+            breaker.force_open()
+        else:
+            breaker.force_closed()
+
+    def force_open(self, name: str) -> None:
+        """Reject every call to ``name``; applies at creation if it does not exist yet."""
+        self._force(name, "open")
+
+    def force_closed(self, name: str) -> None:
+        """Admit every call to ``name``; applies at creation if it does not exist yet."""
+        self._force(name, "closed")
+
+    def release(self, name: str) -> None:
+        """Undo a force on ``name`` (a pending one too); otherwise nothing."""
+        with self._lock:
+            self._pending.pop(name, None)
+            breaker = self._breakers.get(name)
+        if breaker is not None:
+            breaker.release()
+
+    def pending_forces(self) -> dict[str, _Force]:
+        """Forces waiting for their breaker to be created."""
+        with self._lock:
+            return dict(self._pending)
+
+    @contextlib.contextmanager
+    def forced_open(self, name: str) -> Iterator[None]:
+        """``name`` is forced open inside the block and released after it."""
+        self.force_open(name)
+        try:
+            yield
+        finally:
+            self.release(name)
+
+    @contextlib.contextmanager
+    def forced_closed(self, name: str) -> Iterator[None]:
+        """``name`` is forced closed inside the block and released after it."""
+        self.force_closed(name)
+        try:
+            yield
+        finally:
+            self.release(name)
+
+    @contextlib.contextmanager
+    def isolated(self) -> Iterator[Registry]:
+        """A clean slate for one test, undone after it.
+
+        Inside the block every breaker already registered (say, by a
+        module-level decorator) is CLOSED with an empty window, every rate
+        limiter has its whole burst, and nothing is forced. After it,
+        whatever the block created, forced or tripped is gone: breakers
+        (per-key ones included), bulkheads, rate limiters and features
+        declared inside are dropped, and names, configs, forces, breaker
+        states and rate limiters' turns are back as they were.
+        Bulkheads keep their counters; listeners subscribed inside stay.
+        """
+        with self._lock:
+            # Every per-name table (breakers, explicit configs, pending
+            # forces, and any a later feature adds), copied shallowly.
+            tables = {
+                key: value.copy()
+                for key, value in vars(self).items()
+                if isinstance(value, (dict, set))
+            }
+            states = [(b, b._swap_state()) for b in self._breakers.values()]
+            turns = [(r, r._swap_turns()) for r in self._rate_limiters.values()]
+            self._pending.clear()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                made = [m for name, m in self._members.items() if name not in tables["_members"]]
+                for key, saved in tables.items():
+                    live = getattr(self, key)
+                    live.clear()
+                    live.update(saved)
+                for breaker, state in states:
+                    breaker._swap_state(state)
+                for limiter, saved_turns in turns:
+                    limiter._swap_turns(saved_turns)
+                for group, member_key in made:  # per-key breakers made inside go too
+                    group._drop(member_key)
+
+    # -- bulkheads ------------------------------------------------------------
+
+    def bulkhead(
+        self,
+        name: str,
+        *,
+        max_concurrent: int | None = None,
+        max_queue: int = 0,
+        queue_timeout: float | None = None,
+        config: BulkheadConfig | None = None,
+    ) -> Bulkhead:
+        """The bulkhead called ``name``, created with these limits on first use.
+
+        Asking again with different limits is an error, as for breakers.
+        """
+        if config is None:
+            if max_concurrent is None:
+                raise TypeError(f"registry.bulkhead({name!r}) needs max_concurrent")
+            config = BulkheadConfig(
+                max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
+            )
+        elif max_concurrent is not None or max_queue or queue_timeout is not None:
+            raise TypeError(f"registry.bulkhead({name!r}): pass either a config or limits")
+        with self._lock:
+            bulkhead = self._bulkheads.get(name)
+            if bulkhead is None:
+                bulkhead = Bulkhead(name, config, listeners=self._listeners)
+                self._bulkheads[name] = bulkhead
+            elif bulkhead.config != config:
+                raise ValueError(
+                    f"bulkhead {name!r} already exists with {bulkhead.config!r}; "
+                    f"got different limits: {config!r}"
+                )
+            return bulkhead
+
+    def get_bulkhead(self, name: str) -> Bulkhead | None:
+        """The bulkhead called ``name``, or ``None``."""
+        return self._bulkheads.get(name)
+
+    def bulkheads(self) -> list[Bulkhead]:
+        """Every bulkhead, sorted by name."""
+        with self._lock:
+            return [self._bulkheads[n] for n in sorted(self._bulkheads)]
+
+    # -- rate limiters ---------------------------------------------------------
+
+    def rate_limiter(
+        self, name: str, config: RateLimitConfig | None = None, **fields: object
+    ) -> RateLimiter:
+        """The rate limiter called ``name``, created with ``config`` (or the
+        fields of :class:`RateLimitConfig`) on first use. Asking again with a
+        different limit is an error, as for breakers; with none, the one
+        there is returned."""
+        if fields:
+            if config is not None:
+                raise TypeError(f"registry.rate_limiter({name!r}): pass either a config or fields")
+            config = RateLimitConfig(**fields)  # type: ignore[arg-type]
+        with self._lock:
+            limiter = self._rate_limiters.get(name)
+            if limiter is None:
+                if config is None:
+                    raise TypeError(f"registry.rate_limiter({name!r}) needs a config or rate=")
+                limiter = RateLimiter(name, config, listeners=self._listeners)
+                self._rate_limiters[name] = limiter
+            elif config is not None and limiter.config != config:
+                raise ValueError(
+                    f"rate limiter {name!r} already exists with {limiter.config!r}; "
+                    f"got a different one: {config!r}"
+                )
+            return limiter
+
+    def get_rate_limiter(self, name: str) -> RateLimiter | None:
+        """The rate limiter called ``name``, or ``None``."""
+        return self._rate_limiters.get(name)
+
+    def rate_limiters(self) -> list[RateLimiter]:
+        """Every rate limiter, sorted by name."""
+        with self._lock:
+            return [self._rate_limiters[n] for n in sorted(self._rate_limiters)]
+
+    # -- retry budgets ----------------------------------------------------------
+
+    def retry_budget(
+        self,
+        name: str,
+        *,
+        ratio: float | None = None,
+        min_retries_per_second: float | None = None,
+        window: float | None = None,
+    ) -> RetryBudget:
+        """The retry budget called ``name``, made with these fields (the
+        defaults of :class:`RetryBudget` for those not given) on first use.
+        Asking again with different fields is an error."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"retry budget name must be a non-empty str, got {name!r}")
+        given: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("ratio", ratio),
+                ("min_retries_per_second", min_retries_per_second),
+                ("window", window),
+            )
+            if v is not None
+        }
+        with self._lock:
+            budget = self._retry_budgets.get(name)
+            if budget is None:
+                budget = RetryBudget(**given, name=name)
+                self._retry_budgets[name] = budget
+                return budget
+        wanted = RetryBudget(**given)._fields() if given else None
+        if wanted is not None and any(
+            given.get(k) is not None and w != h
+            for k, w, h in zip(
+                ("ratio", "min_retries_per_second", "window"), wanted, budget._fields(), strict=True
+            )
+        ):
+            raise ValueError(f"retry budget {name!r} already exists as {budget!r}; got {given!r}")
+        return budget
+
+    # -- health and features -------------------------------------------------
+
+    def _states(self) -> dict[str, health.CircuitState]:
+        # Reading .state lets an expired OPEN timer (or a health check)
+        # move a breaker to HALF_OPEN, as any caller would see it.
+        return {breaker.name: breaker.state for breaker in self.breakers()}
+
+    def _pending_open(self) -> list[str]:
+        with self._lock:
+            return [name for name, how in self._pending.items() if how == "open"]
+
+    def health(self, *, rejection_window: float = 60.0) -> HealthReport:
+        """Every breaker's state, every bulkhead's load and rate limiter's
+        turns, every feature's availability, and one status: healthy,
+        degraded, unhealthy or critical.
+
+        A bulkhead or a rate limiter counts as rejecting (degraded) if it
+        rejected a call within the last ``rejection_window`` seconds.
+        """
+        since = _clock.monotonic() - rejection_window
+        bulkheads = []
+        for bulkhead in self.bulkheads():
+            m = bulkhead.metrics()
+            bulkheads.append(
+                health.BulkheadHealth(
+                    name=bulkhead.name,
+                    active=m.active,
+                    queued=m.queued,
+                    max_concurrent=m.max_concurrent,
+                    max_queue=m.max_queue,
+                    utilization=m.utilization,
+                    rejected=m.rejected,
+                    rejecting=bulkhead.rejected_since(since),
+                    limit=m.limit,
+                )
+            )
+        limiters = []
+        for limiter in self.rate_limiters():
+            turns = limiter.metrics()
+            limiters.append(
+                health.RateLimiterHealth(
+                    name=limiter.name,
+                    rate=turns.rate,
+                    period=turns.period,
+                    burst=turns.burst,
+                    available=turns.available,
+                    rejected=turns.rejected,
+                    rejecting=limiter.rejected_since(since),
+                )
+            )
+        with self._lock:
+            features = dict(sorted(self._features.items()))
+        return health.build_report(
+            self._states(),
+            bulkheads,
+            features,
+            pending_open=self._pending_open(),
+            rate_limiters=limiters,
+        )
+
+    def feature(self, name: str, depends_on: Iterable[str] = ()) -> Feature:
+        """Declare a feature that works only while the breakers it depends on
+        let calls through. Declaring it again with other dependencies is an error."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"feature name must be a non-empty str, got {name!r}")
+        if isinstance(depends_on, str):
+            raise TypeError(
+                f"feature {name!r}: depends_on must be a list of breaker names, "
+                f"got the str {depends_on!r}"
+            )
+        feature = Feature(name, tuple(depends_on))
+        with self._lock:
+            known = self._features.setdefault(name, feature)
+        if known != feature:
+            raise ValueError(
+                f"feature {name!r} already depends on {list(known.depends_on)}; "
+                f"got {list(feature.depends_on)}"
+            )
+        return known
+
+    def is_available(self, name: str) -> bool:
+        """False when any breaker feature ``name`` depends on is open or forced open."""
+        feature = self._features.get(name)
+        if feature is None:
+            raise KeyError(f"no feature named {name!r}")
+        states = {}
+        for dep in feature.depends_on:
+            breaker = self._breakers.get(dep)
+            if breaker is not None:
+                states[dep] = breaker.state
+        return health.available(feature, health.dependency_states(states, self._pending_open()))
+
+    def degradation_level(self) -> DegradationLevel:
+        """none, minor, moderate, severe or critical, by the share of
+        features unavailable: 0, < 25 %, < 50 %, < 100 %, all."""
+        with self._lock:
+            features = list(self._features)
+        unavailable = sum(1 for name in features if not self.is_available(name))
+        return health.degradation_level(unavailable, len(features))
+
+    # -- events --------------------------------------------------------------
+
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
+        """Listen to every event of every policy in this registry."""
+        return self._listeners.subscribe(listener)
+
+    @property
+    def listeners(self) -> events.ListenerSet:
+        return self._listeners
+
+
+registry = Registry()

@@ -1,0 +1,932 @@
+"""``CircuitBreakerConfig`` and ``CircuitBreaker``: the lock, the clock and the
+events around the pure rules of :mod:`resilient.circuit_breaker.state`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+
+from .. import events
+from .._execution import request_id as _request
+from .._execution.blocks import BlockStack
+from .._execution.compose import is_async_callable, watching
+from .._execution.counters import FOLD_AT
+from .._execution.policy_base import NamedPolicy
+from .._execution.request import Request
+from .._runtime import clock as _clock
+from .._runtime.switch import switch
+from .._runtime.workers import pool_for
+from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
+from ..events import METERED
+from ..timeout.timeout import Timeout
+from . import waiting as _waiting
+from .config import CircuitBreakerConfig
+from .state import (
+    CLOSED,
+    FORCED_CLOSED,
+    FORCED_OPEN,
+    NO_PROBE,
+    OPEN,
+    REJECT,
+    UNTRACKED,
+    BreakerCore,
+    CircuitState,
+)
+
+if TYPE_CHECKING:
+    from .._execution.compose import Decoratable
+    from .._execution.counters import Stats
+    from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
+
+__all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+F = TypeVar("F", bound="Decoratable")
+
+log = logging.getLogger("resilient")
+
+
+class BreakerMetrics(NamedTuple):
+    """A snapshot of a breaker's window and timer."""
+
+    state: CircuitState
+    calls: int
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    slow_rate: float
+    consecutive_failures: int
+    remaining: float
+
+
+# How an outcome counts.
+_SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
+
+
+class _Saved(NamedTuple):
+    config: CircuitBreakerConfig
+    core: BreakerCore
+
+
+class _Permit(NamedTuple):
+    token: int  # the generation the call was admitted in (BreakerCore.acquire)
+    start: float | None  # None: nothing needs this call's duration
+    probe: object = None  # a half-open probe granted by the shared store
+    epoch: int = NO_PROBE  # admitted as a local half-open probe: its permit's epoch
+
+
+# The request id a rejection carries (CircuitOpenError has no __init__ to read it).
+_request_id = _request.current.get
+_OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
+
+
+class _Entry(NamedTuple):
+    """What ``with breaker:`` keeps between entering and leaving the block."""
+
+    permit: _Permit
+    opened: Any  # the block's request, when someone watched it open
+
+
+def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
+    """The generation a lock-free call was admitted in, from the counter it took."""
+    return core.generation if ticks is core.ticks else UNTRACKED
+
+
+class CircuitBreaker(NamedPolicy):
+    """A named circuit breaker. Thread- and asyncio-safe; the lock is held only
+    around bookkeeping, never across the protected call or an ``await``.
+
+    Args:
+        name: what its events, errors and registry entry are called.
+        config: a :class:`CircuitBreakerConfig` (default: ``CircuitBreakerConfig()``).
+        storage: a shared store of its state (e.g. ``RedisStorage``); default
+            ``config.storage``, else in memory."""
+
+    _kind = "circuit_breaker"
+
+    def __init__(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None = None,
+        *,
+        listeners: events.ListenerSet | None = None,
+        storage: BreakerStorage | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
+        if config is not None and not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
+        self.name = name
+        self._lock = threading.Lock()
+        # True while a thread delivers state changes (see _announce).
+        self._announcing = False
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        # The per-call events of the breaker itself (the policy level).
+        self._stats_for(name)  # readers see it (its state) from the start
+        # The store to use when the config names none (a registry's default).
+        self._default_storage = storage
+        self._shared: SharedBreaker | None = None
+        self._configure(config if config is not None else CircuitBreakerConfig())
+        self._blocks: BlockStack[_Entry] = BlockStack("resilient_cb_", name)
+
+    def _init_stats(self, stats: Stats) -> None:
+        self._ticks = _Ticks(self._lock, stats)
+        stats.refresh = self._ticks
+        stats.gauges = self._ticks.gauges
+
+    def _configure(self, cfg: CircuitBreakerConfig) -> None:
+        self.config = cfg
+        self._core = BreakerCore(cfg)
+        self._ticks.core = self._core
+        # The clock is read per call only when something needs a time: at
+        # the end for a time window's bucket or a duration, at the start too
+        # only for a duration.
+        self._timed = cfg.slow_call_duration is not None or cfg.window_duration is not None
+        self._slow_after = (
+            cfg.slow_call_duration if cfg.slow_call_duration is not None else math.inf
+        )
+        # A spent rate limit says nothing about the dependency's health: never
+        # counted. Nor does a full bulkhead, unless record_on names it.
+        ignore = (*cfg.ignore_on, RateLimitExceededError)
+        if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
+            ignore = (*ignore, BulkheadFullError)
+        self._ignore_on = ignore
+        # Each admitted call runs under this; its CallTimeoutError is an
+        # ordinary failure to classify.
+        self._timeout = (
+            Timeout(
+                cfg.timeout, name=self.name, pool=pool_for(self.name), listeners=self._listeners
+            )
+            if cfg.timeout is not None
+            else None
+        )
+        self._health_check = cfg.health_check
+        self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
+        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
+
+    def _attach(self, storage: BreakerStorage | None) -> None:
+        if self._shared is not None:
+            self._shared.detach()
+            self._shared = None
+        if storage is not None:
+            self._shared = storage.attach(self)
+
+    def _use_default_storage(self, storage: BreakerStorage | None) -> None:
+        """Share through ``storage`` unless the config names a store itself."""
+        self._default_storage = storage
+        if self.config.storage is None:
+            self._attach(storage)
+
+    def _reconfigure(self, cfg: CircuitBreakerConfig) -> None:
+        """Adopt ``cfg`` (the registry does this when a first explicit config
+        arrives for a breaker created with defaults). The state starts over."""
+        with self._lock:
+            state = self._core.state
+            self._configure(cfg)
+            if state is not CLOSED:
+                self._core.changes.append((state, CLOSED))
+        self._announce()
+
+    def _swap_state(self, saved: _Saved | None = None) -> _Saved:
+        """Install ``saved`` (``None``: a fresh CLOSED state) without events,
+        and return what it replaced. ``Registry.isolated()`` uses this."""
+        with self._lock:
+            previous = _Saved(self.config, self._core)
+            if saved is None:
+                core = BreakerCore(self.config)
+            else:
+                if saved.config is not self.config:
+                    self._configure(saved.config)
+                core = saved.core
+            # Only the core: a shared breaker stays attached to its storage.
+            self._core = self._ticks.core = core
+        return previous
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self._core.state.value}>"
+
+    # -- state and control ---------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        if self._health_check is not None and self._core.state is OPEN:
+            self._poll_health()
+        with self._lock:
+            state = self._core.current(_clock.monotonic())
+        self._announce()
+        return state
+
+    def metrics(self) -> BreakerMetrics:
+        now = _clock.monotonic()
+        with self._lock:
+            core = self._core
+            state = core.current(now)
+            core.flush(now)
+            window = core.window
+            window.expire(now)
+            calls = window.calls
+            snapshot = BreakerMetrics(
+                state=state,
+                calls=calls,
+                failures=window.failures,
+                slow_calls=window.slow,
+                failure_rate=window.failures / calls if calls else 0.0,
+                slow_rate=window.slow / calls if calls else 0.0,
+                consecutive_failures=core.consecutive_failures,
+                remaining=core.remaining(now),
+            )
+        self._announce()
+        return snapshot
+
+    def with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
+        """Run ``fn(core, now)`` under the lock and announce what it changed
+        (how a shared store reads counts and applies verdicts)."""
+        with self._lock:
+            result = fn(self._core, _clock.monotonic())
+        self._announce()
+        return result
+
+    def _control(self, action: Callable[[BreakerCore, float], None], name: Action) -> None:
+        self.with_core(action)
+        if self._shared is not None:
+            # Fleet-wide too; the store mirrors the fleet's answer back here.
+            self._shared.control(name)
+
+    def reset(self) -> None:
+        """CLOSED with a cleared window."""
+        self._control(BreakerCore.reset, "reset")
+
+    def force_open(self) -> None:
+        """Reject every call (``remaining`` is infinite) until released or reset."""
+        self._control(BreakerCore.force_open, "force_open")
+
+    def force_closed(self) -> None:
+        """Admit every call and keep recording, but never transition."""
+        self._control(BreakerCore.force_closed, "force_closed")
+
+    def release(self) -> None:
+        """Undo a force: CLOSED with a cleared window. Does nothing if not forced."""
+        self._control(BreakerCore.release, "release")
+
+    # -- health check ----------------------------------------------------------
+
+    def _health_due(self) -> bool:
+        with self._lock:
+            return self._core.health_due(_clock.monotonic())
+
+    def _poll_health(self) -> None:
+        """While OPEN, ask a sync health check (at most once per interval)
+        whether the dependency is back. Async checks run from async calls."""
+        check = self._health_check
+        if check is None or self._health_is_async or not self._health_due():
+            return
+        try:
+            result = check()
+        except Exception:
+            log.warning("circuit %r: health check raised", self.name, exc_info=True)
+            return
+        if inspect.isawaitable(result):
+            # A sync callable that returns an awaitable: nothing here can wait for it.
+            if inspect.iscoroutine(result):
+                result.close()
+            return
+        if result:
+            self._recover_early()
+
+    async def _apoll_health(self) -> None:
+        check = self._health_check
+        if check is None or not self._health_due():
+            return
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:
+            log.warning("circuit %r: health check raised", self.name, exc_info=True)
+            return
+        if result:
+            self._recover_early()
+
+    # -- wait tickets (resilient.circuit_breaker.waiting) --------------------------------------
+
+    def _wait_ticket(self) -> _waiting.WaitTicket | None:
+        """A probe permit kept for a caller that will wait for it, or None
+        when the coming half-open period has none left to keep."""
+        now = _clock.monotonic()
+        with self._lock:
+            core = self._core
+            kept = core.reserve(now)
+        self._announce()
+        if kept is None:
+            return None
+        return _waiting.WaitTicket(self, core, *kept)
+
+    def _unreserve(self, ticket: _waiting.WaitTicket) -> None:
+        with self._lock:
+            ticket.core.unreserve(ticket.reservation)
+
+    def _recover_early(self) -> None:
+        # A local decision: with a shared store, the probe still asks the fleet.
+        self.with_core(BreakerCore.recover_early)
+
+    # -- events --------------------------------------------------------------
+
+    def _announce(self) -> None:
+        """Deliver the transitions the core has recorded: in order, one event
+        (and one log line) each, outside the breaker's lock.
+
+        Called after every release of the lock that may have left changes.
+        One thread delivers at a time; a thread that finds another one
+        delivering leaves its changes to it. The deliverer stops only when,
+        under the lock, it finds nothing left, so no change is stranded; and
+        a listener whose own call causes a transition does not deadlock:
+        that change is delivered after the listener returns.
+        """
+        if not self._core.changes:
+            return  # the common case, without the lock
+        lock = self._lock
+        with lock:
+            if self._announcing or not self._core.changes:
+                return
+            self._announcing = True
+        try:
+            while True:
+                with lock:
+                    changes = self._core.take_changes()
+                    if not changes:
+                        # Let go as we see nothing left, under the lock: a
+                        # change made after this delivers itself.
+                        self._announcing = False
+                        return
+                for old, new in changes:
+                    self._deliver(old, new)
+        except BaseException:
+            with lock:
+                self._announcing = False
+            raise
+
+    def _deliver(self, old: CircuitState, new: CircuitState) -> None:
+        log.warning(
+            "circuit %r: %s -> %s",
+            self.name,
+            old.value,
+            new.value,
+            extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
+        )
+        self._stats_for(self.name).changed(old.value, new.value)
+        if self._listeners.events:
+            self._listeners.new(events.StateChanged, self.name, self._kind, old.value, new.value)
+
+    def _emit_rejected(self, error: CircuitOpenError) -> None:
+        self._listeners.new(
+            events.CallRejected, self.name, self._kind, error.state, error.remaining, events.POLICY
+        )
+
+    # -- the protocol every execution path drives ------------------------------
+
+    def _enter(self) -> _Permit:
+        """Admit the call or raise ``CircuitOpenError``."""
+        core = self._core
+        if core.state is CLOSED:
+            # A racy read is fine: admitting one call that raced a trip is the
+            # same as that call arriving a moment earlier.
+            start = _clock.monotonic() if (self._timed or self._listeners.events) else None
+            return _Permit(core.generation, start)
+        if self._health_check is not None and core.state is OPEN:
+            self._poll_health()
+        state = core.state
+        if (state is OPEN or state is FORCED_OPEN) and not self._listeners.events and switch.on:
+            # Rejected without the lock. Racy reads are fine here too:
+            # rejecting a call that raced a probe's success is the same as
+            # that call arriving a moment earlier. When a probe is due, the
+            # locked path below decides.
+            left = core.remaining(_clock.now())
+            if left:
+                self._stats_for(self.name).rejected += 1
+                raise CircuitOpenError(self.name, state, left, _request_id(), self)
+        ticket = _waiting.holding.get()
+        reservation = ticket.reservation if ticket is not None and ticket.core is core else None
+        now = _clock.monotonic()
+        with self._lock:
+            token = core.acquire(now, reservation)
+            state = core.state
+            remaining = core.remaining(now)
+            epoch = core.probe_epoch
+        self._announce()
+        if token == REJECT:
+            # Emitted outside the lock: a listener may read the breaker.
+            error = CircuitOpenError(self.name, state, remaining, _request_id(), self)
+            self._stats_for(self.name).rejected += 1
+            if self._listeners.events:
+                self._emit_rejected(error)
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame (see through_breaker)
+        if state is CLOSED or state is FORCED_CLOSED:
+            return _Permit(token, now)
+        return _Permit(token, now, None, epoch)
+
+    def _admit(self) -> _Permit:
+        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
+        permit = self._enter()
+        if permit.epoch != NO_PROBE and self._shared is not None:
+            try:
+                verdict = self._shared.acquire()
+            except BaseException:
+                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    async def _aadmit(self) -> _Permit:
+        permit = self._enter()
+        if permit.epoch != NO_PROBE and self._shared is not None:
+            try:
+                verdict = await self._shared.acquire_async()
+            except BaseException:  # cancelled while asking: the local permit goes back
+                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    def _fleet_verdict(self, permit: _Permit, verdict: Verdict | None) -> _Permit:
+        if verdict is None:
+            return permit  # the store is unreachable: the local probe stands
+        if verdict.kind == "probe":
+            return permit._replace(probe=verdict.probe)
+
+        def settle(core: BreakerCore, now: float) -> CircuitOpenError | int:
+            core.on_ignored(permit.token, now, permit.epoch)
+            core.adopt(verdict.state, verdict.remaining, now)
+            if verdict.kind == "reject":
+                return CircuitOpenError(
+                    self.name, verdict.state.value, verdict.remaining, _request_id(), self
+                )
+            if core.state is CLOSED or core.state is FORCED_CLOSED:
+                return core.generation  # an ordinary call of the adopted state
+            return UNTRACKED
+
+        settled = self.with_core(settle)
+        if isinstance(settled, CircuitOpenError):
+            self._stats_for(self.name).rejected += 1
+            if self._listeners.events:
+                self._emit_rejected(settled)
+            raise settled
+        return _Permit(settled, permit.start)
+
+    def _classify_error(self, exc: BaseException) -> int:
+        if not isinstance(exc, Exception) or isinstance(exc, self._ignore_on):
+            return _IGNORED
+        cfg = self.config
+        if not isinstance(exc, cfg.record_on):
+            return _SUCCESS
+        predicate = cfg.failure_predicate
+        if predicate is not None and not predicate(exc):
+            return _SUCCESS
+        return _FAILURE
+
+    def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
+        """Record how an admitted call ended."""
+        core = self._core
+        token, start, probe, epoch = permit
+        # Off the fast path: the clock is cheap next to the lock, and any
+        # outcome here may trip the breaker, when the time matters.
+        now = _clock.monotonic()
+        duration = now - start if start is not None else 0.0
+        slow = duration >= self._slow_after
+        with self._lock:
+            if outcome == _SUCCESS:
+                core.on_success(token, slow, now, epoch)
+            elif outcome == _FAILURE:
+                core.on_failure(token, slow, now, epoch)
+            else:
+                core.on_ignored(token, now, epoch)
+        self._announce()
+        shared = self._shared
+        if shared is not None:
+            if probe is not None:
+                shared.finished(probe, _OUTCOMES[outcome])
+            elif outcome == _FAILURE:
+                shared.poke()
+        if outcome == _IGNORED:
+            return
+        stats = self._stats_for(self.name)
+        listeners = self._listeners
+        if error is None and outcome == _SUCCESS:
+            stats.succeeded += 1
+            if listeners.events:
+                listeners.new(events.CallSucceeded, self.name, self._kind, duration, events.POLICY)
+        else:
+            stats.failed += 1
+            if listeners.events:
+                listeners.new(
+                    events.CallFailed,
+                    self.name,
+                    self._kind,
+                    duration,
+                    error if error is not None else _ResultCountedAsFailure(),
+                    events.POLICY,
+                )
+
+    def _exit_result(self, permit: _Permit, result: object) -> None:
+        predicate = self.config.result_predicate
+        failed = predicate is not None and predicate(result)
+        self._exit(permit, _FAILURE if failed else _SUCCESS, None)
+
+    def _exit_error(self, permit: _Permit, exc: BaseException) -> None:
+        self._exit(permit, self._classify_error(exc), exc)
+
+    # -- execution -----------------------------------------------------------
+
+    # The fast path, written once per flavour and installed by every chain
+    # (decorator, ``call``, composition): a CLOSED breaker with nothing to
+    # time counts a success without its lock, and an OPEN one rejects from
+    # the closure itself. Everything else goes through ``_run`` / ``_arun``,
+    # the locked path, which is also the detour while someone listens.
+
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        run = self._run
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._listened, fn))
+        assert detour is not None
+        stats = self._stats_for(self.name)
+        breaker = self.name
+        clock, inf = _clock, math.inf
+        observed = meter.stats if meter is not None else stats
+        pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
+
+        def through_breaker(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            core = self._core
+            if core.fast and switch.on:
+                ticks = core.ticks  # this generation's
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                next(ticks)
+                if level:
+                    # Request.ok, inlined: the observed closed breaker is the
+                    # hottest path production runs (a frame is a sixth of it).
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
+                return result
+            if not switch.on:
+                return fn(*args, **kwargs)
+            until = core.reject_until
+            if until:
+                # With the exception, this is the whole cost of a rejected
+                # call. (Forced open, or a health check to ask: run.)
+                left = until - clock.now()
+                if left > 0.0:
+                    stats.rejected += 1
+                    error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
+                    if level:
+                        meter.failed(error, start, False)  # type: ignore[union-attr]
+                    try:
+                        raise error
+                    finally:
+                        # No local left holding it: error -> traceback ->
+                        # this frame -> error would be a cycle per rejection,
+                        # for the garbage collector (about half its cost).
+                        del error
+            if core.ticking:
+                # CLOSED with options: still no lock for a success that is
+                # not slow and whose result passes (see BreakerCore).
+                ticks = core.ticks
+                began = clock.now() if self._slow_after < inf else None
+                timeout = self._timeout
+                try:
+                    if timeout is None:
+                        result = fn(*args, **kwargs)
+                    else:
+                        result = timeout._run(fn, None, args, kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                predicate = self.config.result_predicate
+                if predicate is not None and predicate(result):
+                    self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
+                elif self._timed:
+                    ended = clock.now()
+                    if ended < core.tick_until and (
+                        began is None or ended - began < self._slow_after
+                    ):
+                        next(ticks)
+                    else:
+                        self._exit(_Permit(_generation_of(core, ticks), began), _SUCCESS, None)
+                else:
+                    next(ticks)
+                if level:
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
+                return result
+            if level:
+                return meter.timed(start, run, fn, args, kwargs)  # type: ignore[union-attr,no-any-return]
+            return run(fn, args, kwargs)
+
+        return through_breaker
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        arun = self._arun
+        gate, detour, meter = watching(
+            self, fn, name, entry, functools.partial(self._alistened, fn), is_async=True
+        )
+        assert detour is not None
+        stats = self._stats_for(self.name)
+        breaker = self.name
+        clock, inf = _clock, math.inf
+        observed = meter.stats if meter is not None else stats
+        pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
+
+        async def through_breaker(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            core = self._core
+            if core.fast and switch.on:
+                ticks = core.ticks  # this generation's
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                next(ticks)
+                if level:
+                    # Request.ok, inlined: the observed closed breaker is the
+                    # hottest path production runs (a frame is a sixth of it).
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
+                return result
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            until = core.reject_until
+            if until:
+                # With the exception, this is the whole cost of a rejected
+                # call. (Forced open, or a health check to ask: arun.)
+                left = until - clock.now()
+                if left > 0.0:
+                    stats.rejected += 1
+                    error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
+                    if level:
+                        meter.failed(error, start, False)  # type: ignore[union-attr]
+                    try:
+                        raise error
+                    finally:
+                        # No local left holding it: error -> traceback ->
+                        # this frame -> error would be a cycle per rejection,
+                        # for the garbage collector (about half its cost).
+                        del error
+            if core.ticking:
+                # CLOSED with options: still no lock for a success that is
+                # not slow and whose result passes (see BreakerCore).
+                ticks = core.ticks
+                began = clock.now() if self._slow_after < inf else None
+                timeout = self._timeout
+                try:
+                    if timeout is None:
+                        result = await fn(*args, **kwargs)
+                    else:
+                        result = await timeout._arun(fn, None, args, kwargs)
+                except BaseException as exc:
+                    self._exit_error(_Permit(_generation_of(core, ticks), began), exc)
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+                predicate = self.config.result_predicate
+                if predicate is not None and predicate(result):
+                    self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
+                elif self._timed:
+                    ended = clock.now()
+                    if ended < core.tick_until and (
+                        began is None or ended - began < self._slow_after
+                    ):
+                        next(ticks)
+                    else:
+                        self._exit(_Permit(_generation_of(core, ticks), began), _SUCCESS, None)
+                else:
+                    next(ticks)
+                if level:
+                    pending.append(clock.now() - start)
+                    if len(pending) >= fold_at:
+                        fold()
+                return result
+            if level:
+                return await meter.atimed(start, arun, fn, args, kwargs)  # type: ignore[union-attr]
+            return await arun(fn, args, kwargs)
+
+        return through_breaker
+
+    # While someone listens to the breaker itself: the fast path still counts
+    # a success without the lock; only the event is added.
+
+    def _listened(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return self._run(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        self._succeeded_listened(start)
+        return result
+
+    async def _alistened(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return await self._arun(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        self._succeeded_listened(start)
+        return result
+
+    def _succeeded_listened(self, start: float) -> None:
+        listeners = self._listeners
+        if listeners.events:
+            took = _clock.now() - start
+            listeners.new(events.CallSucceeded, self.name, self._kind, took, events.POLICY)
+
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if not switch.on:
+            return fn(*args, **kwargs)
+        permit = self._admit()
+        timeout = self._timeout
+        try:
+            result = (
+                fn(*args, **kwargs) if timeout is None else timeout._run(fn, None, args, kwargs)
+            )
+        except BaseException as exc:
+            self._exit_error(permit, exc)
+            raise
+        self._exit_result(permit, result)
+        return result
+
+    async def _arun(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        if self._health_is_async and self._core.state is OPEN:
+            await self._apoll_health()
+        permit = await self._aadmit()
+        timeout = self._timeout
+        try:
+            if timeout is None:
+                result = await fn(*args, **kwargs)
+            else:
+                result = await timeout._arun(fn, None, args, kwargs)
+        except BaseException as exc:
+            self._exit_error(permit, exc)
+            raise
+        self._exit_result(permit, result)
+        return result
+
+    # -- context managers ----------------------------------------------------
+
+    def _open_block(self) -> object:
+        block = self._block_request()
+        if block.gate.level:
+            return block.begin()
+        return None
+
+    def _close_block(self, opened: object, exc: BaseException | None) -> None:
+        if opened is not None:
+            self._block_request().end(opened, exc)  # type: ignore[arg-type]
+
+    def __enter__(self) -> CircuitBreaker:
+        if not switch.on:
+            self._blocks.push(None)
+            return self
+        opened = self._open_block()
+        try:
+            permit = self._admit()
+        except BaseException as exc:
+            self._close_block(opened, exc)
+            raise
+        self._blocks.push(_Entry(permit, opened))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entry = self._blocks.pop()
+        if entry is None:
+            return
+        permit, opened = entry
+        try:
+            if exc is None:
+                self._exit(permit, _SUCCESS, None)
+            else:
+                self._exit_error(permit, exc)
+        finally:
+            self._close_block(opened, exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        if not switch.on:
+            self._blocks.push(None)
+            return self
+        opened = self._open_block()
+        try:
+            if self._health_is_async and self._core.state is OPEN:
+                await self._apoll_health()
+            permit = await self._aadmit()
+        except BaseException as exc:
+            self._close_block(opened, exc)
+            raise
+        self._blocks.push(_Entry(permit, opened))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class _Ticks:
+    """Adds a breaker's lock-free successes to its counters (its ``refresh``).
+
+    Holds the breaker's lock and current core, not the breaker: a breaker
+    dropped by everyone still has its last successes counted when its
+    counters are handed to the readers that keep them.
+    """
+
+    __slots__ = ("core", "lock", "seen", "seen_core", "stats")
+
+    def __init__(self, lock: threading.Lock, stats: Stats) -> None:
+        self.lock = lock
+        self.stats = stats
+        self.core: BreakerCore | None = None
+        self.seen_core: BreakerCore | None = None
+        self.seen = 0
+
+    def __call__(self) -> None:
+        with self.lock:
+            core = self.core
+            if core is None:
+                return
+            core.flush(_clock.monotonic())
+            if core is not self.seen_core:
+                self.seen_core, self.seen = core, 0
+            new = core.ticked - self.seen
+            self.seen = core.ticked
+        self.stats.succeeded += new
+
+    def gauges(self) -> dict[str, float | str] | None:
+        """The breaker's state now (a transition it implies is announced by
+        the breaker's next call)."""
+        core = self.core
+        if core is None:
+            return None
+        with self.lock:
+            return {"state": core.current(_clock.monotonic()).value}
+
+
+class _ResultCountedAsFailure(Exception):
+    """Stands in for the error of a result that ``result_predicate`` rejected."""

@@ -1,0 +1,492 @@
+"""The circuit breaker's rules as a pure state object: no clock, no lock, no I/O.
+
+The caller passes ``now`` in, holds the lock around every method, and drains
+``changes`` afterwards to emit one event per transition.
+
+Recovery (the k-th opening in a row stays open longer, a half-open period
+has a time limit, probe permits outlive ordinary reopenings, and a bounded
+number of callers may reserve a probe of the next half-open period) lives
+here too; ``docs/circuit_breaker.md`` states the rules.
+
+A core can be a *follower*: it still counts every outcome, but leaves the
+decisions that belong to a fleet (tripping, and ending a half-open period) to
+a shared store, whose verdicts it mirrors with :meth:`BreakerCore.adopt`.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from typing import TYPE_CHECKING
+
+from .windows import CountWindow, TimeWindow
+
+if TYPE_CHECKING:
+    from .config import CircuitBreakerConfig
+
+__all__ = ["NO_PROBE", "REJECT", "UNTRACKED", "BreakerCore", "CircuitState", "open_duration"]
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    FORCED_CLOSED = "forced_closed"
+
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+# What acquire() grants: REJECT, or the generation the call was admitted in.
+# Every transition and every reset starts a new generation, so a call that
+# finishes in a later one is stale and its outcome is dropped: its window is
+# gone (cleared, or no longer recording), or its probe permit was taken back.
+REJECT = -1
+# A token no generation matches: for a call admitted on someone else's say-so.
+UNTRACKED = -2
+# The probe epoch of a call that holds no probe permit.
+NO_PROBE = -1
+
+
+def open_duration(config: CircuitBreakerConfig, openings: int) -> float:
+    """How long the ``openings``-th opening in a row stays open:
+    ``min(recovery_timeout * recovery_backoff ** (openings - 1), max_recovery_timeout)``."""
+    base = config.recovery_timeout
+    backoff = config.recovery_backoff
+    if openings > 1 and backoff != 1.0 and base:
+        try:
+            base = base * backoff ** (openings - 1)
+        except OverflowError:
+            base = math.inf
+    cap = config.max_recovery_timeout
+    return base if cap is None or base < cap else cap
+
+
+class BreakerCore:
+    __slots__ = (
+        "_flushed",
+        "_reads",
+        "changes",
+        "config",
+        "consecutive_failures",
+        "failed_total",
+        "fast",
+        "follower",
+        "generation",
+        "half_open_successes",
+        "half_opened_at",
+        "health_checked_at",
+        "next_reservation",
+        "ok_total",
+        "open_for",
+        "opened_at",
+        "openings",
+        "probe_epoch",
+        "probes_running",
+        "reject_until",
+        "reserved",
+        "state",
+        "tick_at",
+        "tick_until",
+        "ticked",
+        "ticking",
+        "ticks",
+        "window",
+    )
+
+    def __init__(self, config: CircuitBreakerConfig) -> None:
+        self.config = config
+        self.state = CLOSED
+        self.opened_at = 0.0
+        # Until when a call may be rejected on sight: no lock, no health
+        # check to ask (callers read it without the lock). 0.0 unless OPEN
+        # with no health check.
+        self.reject_until = 0.0
+        self.health_checked_at = 0.0
+        self.consecutive_failures = 0
+        # Openings in a row (no close between) and how long the current one
+        # lasts (open_duration of it).
+        self.openings = 0
+        self.open_for = config.recovery_timeout
+        self.half_opened_at = 0.0
+        # Probe permits held by calls still running: they outlive an ordinary
+        # reopening; only the end of a half-open period by its time limit (or
+        # manual control) frees them, which starts a new probe epoch.
+        self.probes_running = 0
+        self.probe_epoch = 0
+        # Probe permits kept for callers waiting to probe (wait tickets):
+        # taken while OPEN for the next half-open period, or while HALF_OPEN
+        # for this one; a kept permit counts until its holder uses it or
+        # gives it back (which it always does, cancelled or not), so at
+        # most half_open_max_calls callers wait at any time.
+        # A dict as a set: an empty one is a third of an empty set's size,
+        # and every breaker has one.
+        self.reserved: dict[int, None] = {}
+        self.next_reservation = 0
+        self.half_open_successes = 0
+        self.generation = 0
+        self.follower = False
+        # Outcomes recorded in CLOSED / FORCED_CLOSED since creation; a shared
+        # store sends the differences, so nothing is lost between two syncs.
+        self.ok_total = 0
+        self.failed_total = 0
+        self.changes: list[tuple[CircuitState, CircuitState]] = []
+        self.window: CountWindow | TimeWindow = (
+            TimeWindow(config.window_duration)
+            if config.window_duration is not None
+            else CountWindow(config.window_size)
+        )
+        # Fast successes in CLOSED are counted without the lock by
+        # ``next(core.ticks)`` (itertools.count.__next__ is atomic under the
+        # GIL; the builtin ``next`` is the cheapest way to call it) and folded
+        # into the window by ``flush`` before anything reads it.
+        self.ticks = itertools.count(1)
+        self._flushed = 0
+        self._reads = 0
+        # Every success counted by ``ticks`` and folded in, whatever the state
+        # (what the breaker's counters report).
+        self.ticked = 0
+        # A caller may count a success without the lock while CLOSED, when
+        # no success can trip the breaker: a success resets the consecutive
+        # failures and lowers the rates, so only one that brings the window
+        # to minimum_calls can trip it (see _success_may_trip).
+        # ``fast``: and there is nothing to time, check on the result or run
+        # under a timeout (a plain config). ``ticking``: otherwise, for a
+        # success that is not slow, whose result the predicate passes, ending
+        # before ``tick_until``. Ticks are folded into the window as made at
+        # ``tick_at``: a time window's bucket ends at ``tick_until``, so the
+        # first success after it takes the lock, folds the ticks into their
+        # bucket and starts the next one (at most once per bucket).
+        self.fast = False
+        self.ticking = False
+        self.tick_at = 0.0
+        # A time window's first success takes the lock (it sets the bucket).
+        self.tick_until = 0.0 if config.window_duration is not None else math.inf
+        self._update_fast(None)
+
+    def _update_fast(self, now: float | None) -> None:
+        """Decide whether the next successes may skip the lock (see __init__).
+        ``now``: the time of the call that leaves the breaker as it is, or
+        None when nothing is recorded (its ticks keep their bucket)."""
+        cfg = self.config
+        window = self.window
+        allowed = self.state is CLOSED and not self._success_may_trip()
+        plain = (
+            cfg.slow_call_duration is None
+            and cfg.window_duration is None
+            and cfg.result_predicate is None
+            and cfg.timeout is None
+        )
+        self.fast = allowed and plain
+        self.ticking = allowed and not plain
+        if now is not None and self.ticking:
+            self.tick_at = now
+            self.tick_until = window.bucket_end(now)
+
+    def _success_may_trip(self) -> bool:
+        """Whether successes alone could still trip a rate: they add calls,
+        never failures nor slow calls, so the highest rate they can reach
+        is at the first count that is checked (``minimum_calls``, or now)."""
+        cfg = self.config
+        window = self.window
+        calls = max(window.calls, cfg.minimum_calls, 1)
+        rate = cfg.failure_rate_threshold
+        if rate is not None and window.failures / calls >= rate:
+            return True
+        slow_rate = cfg.slow_call_rate_threshold
+        return slow_rate is not None and window.slow / calls >= slow_rate
+
+    # -- transitions ---------------------------------------------------------
+
+    def flush(self, now: float) -> None:
+        """Fold the successes counted in ``ticks`` into the window (as made
+        at ``tick_at``, in the bucket they were counted for)."""
+        seen = self._seen()
+        pending = seen - self._flushed
+        if pending:
+            self._flushed = seen
+            self.ticked += pending
+            if self.state is CLOSED or self.state is FORCED_CLOSED:
+                self.ok_total += pending
+                self.consecutive_failures = 0
+                self.window.add_successes(pending, self.tick_at if self.ticking else now)
+
+    def _seen(self) -> int:
+        """How many successes ``ticks`` has counted, by reading the counter
+        through itself (each read consumes one value, tracked in _reads)."""
+        self._reads += 1
+        return next(self.ticks) - self._reads
+
+    def _fresh_ticks(self) -> None:
+        """A counter per generation: a caller takes ``ticks`` when its call is
+        admitted, so a call admitted in an earlier generation counts on a
+        counter nobody reads any more (its success is dropped, as any stale
+        outcome)."""
+        self.ticks = itertools.count(1)
+        self._flushed = 0
+        self._reads = 0
+
+    def _next_generation(self) -> None:
+        self.generation += 1
+        self._fresh_ticks()
+
+    def _move(self, new: CircuitState, now: float) -> None:
+        old = self.state
+        if old is new:
+            return
+        self.flush(now)
+        self.state = new
+        self._next_generation()
+        self.half_open_successes = 0
+        if new is OPEN:
+            self.opened_at = now
+            self.health_checked_at = now
+            self.openings += 1
+            self.open_for = open_duration(self.config, self.openings)
+        elif new is HALF_OPEN:
+            self.half_opened_at = now
+        elif new is CLOSED:
+            self.window.clear()
+            self.consecutive_failures = 0
+            self.openings = 0
+        self._update_fast(now)
+        self._update_reject_until()
+        self.changes.append((old, new))
+
+    def _update_reject_until(self) -> None:
+        self.reject_until = (
+            self.opened_at + self.open_for
+            if self.state is OPEN and self.config.health_check is None
+            else 0.0
+        )
+
+    def _free_probes(self) -> None:
+        """Take back every probe permit: the calls holding them are hung."""
+        self.probes_running = 0
+        self.probe_epoch += 1
+
+    def current(self, now: float) -> CircuitState:
+        """The state at ``now``: an OPEN breaker whose timer ran out is
+        HALF_OPEN; a HALF_OPEN one past ``max_half_open_duration`` reopened
+        when that time ran out (freeing its probe permits), and may be
+        HALF_OPEN again."""
+        if self.state is HALF_OPEN and not self.follower:
+            # (A follower's half-open period is the fleet's to end.)
+            limit = self.config.max_half_open_duration
+            if limit is not None and now >= self.half_opened_at + limit:
+                self._free_probes()
+                self._move(OPEN, self.half_opened_at + limit)
+        # As ``remaining`` and ``reject_until`` compute it, to the last bit:
+        # a caller that waited until then finds it HALF_OPEN.
+        if self.state is OPEN and now >= self.opened_at + self.open_for:
+            self._move(HALF_OPEN, now)
+        return self.state
+
+    def remaining(self, now: float) -> float:
+        state = self.state
+        if state is FORCED_OPEN:
+            return math.inf
+        if state is OPEN:
+            # Not max(): this runs on every rejected call, and max() costs
+            # more than the rest of it.
+            left = self.opened_at + self.open_for - now
+            return left if left > 0.0 else 0.0
+        return 0.0
+
+    def probes_free(self) -> int:
+        """Probe permits a caller without a reservation may take now (HALF_OPEN)."""
+        free = self.config.half_open_max_calls - self.probes_running - len(self.reserved)
+        return free if free > 0 else 0
+
+    # -- health check ----------------------------------------------------------
+
+    def health_due(self, now: float) -> bool:
+        """Whether an OPEN breaker should ask its health check now; answering
+        True claims the check, so concurrent callers do not all run it."""
+        if self.current(now) is not OPEN:
+            return False
+        if now - self.health_checked_at < self.config.health_check_interval:
+            return False
+        self.health_checked_at = now
+        return True
+
+    def recover_early(self, now: float) -> None:
+        """The health check says the dependency is back: probe it now."""
+        if self.state is OPEN:
+            self._move(HALF_OPEN, now)
+
+    # -- calls ---------------------------------------------------------------
+
+    def acquire(self, now: float, reservation: int | None = None) -> int:
+        """REJECT, or the generation to hand back to ``on_*`` when the call
+        ends. A call admitted HALF_OPEN holds a probe permit of the current
+        ``probe_epoch`` (hand that back too). ``reservation``: the caller's
+        wait ticket, whose reserved permit it takes."""
+        state = self.current(now)
+        if state is CLOSED or state is FORCED_CLOSED:
+            return self.generation
+        if state is HALF_OPEN:
+            reserved = self.reserved
+            if reservation is not None and reservation in reserved:
+                del reserved[reservation]
+            elif self.probes_free() <= 0:
+                return REJECT
+            self.probes_running += 1
+            return self.generation
+        return REJECT
+
+    # -- waiting for a probe -----------------------------------------------------
+
+    def reserve(self, now: float) -> tuple[int, float] | None:
+        """A wait ticket: ``(reservation, due)``, a probe permit kept for the
+        caller from ``due`` on (the end of the OPEN period, or now when
+        HALF_OPEN with a permit free), or None when none is left to keep.
+        While CLOSED, ``(-1, now)``: nothing to wait for, nothing kept.
+        Give it back with :meth:`unreserve`, or use it in :meth:`acquire`."""
+        state = self.current(now)
+        if state is CLOSED or state is FORCED_CLOSED:
+            return -1, now
+        if state is OPEN:
+            due = self.opened_at + self.open_for
+        elif state is HALF_OPEN:
+            due = now
+        else:
+            return None
+        if self.probes_free() <= 0:
+            return None
+        self.next_reservation += 1
+        self.reserved[self.next_reservation] = None
+        return self.next_reservation, due
+
+    def unreserve(self, reservation: int) -> None:
+        self.reserved.pop(reservation, None)
+
+    def _end_probe(self, probe: int, now: float) -> None:
+        """A call holding a probe permit ended: the permit goes back, unless
+        the half-open time limit freed it meanwhile (read first)."""
+        if probe != NO_PROBE:
+            self.current(now)
+            if probe == self.probe_epoch:
+                self.probes_running -= 1
+
+    def on_success(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
+        self.flush(now)
+        self._end_probe(probe, now)
+        if token != self.generation:
+            return
+        state = self.state
+        if state is HALF_OPEN:
+            # A probe's success counts even when slow: it answered.
+            if not self.follower:
+                self.half_open_successes += 1
+                if self.half_open_successes >= self.config.success_threshold:
+                    self._move(CLOSED, now)
+            return
+        # Admitted in this generation, so CLOSED or FORCED_CLOSED.
+        self.ok_total += 1
+        self.consecutive_failures = 0
+        self.window.record(False, slow, now)
+        if state is CLOSED:
+            if not self.follower:
+                self._check_rates(now)
+            self._update_fast(now)
+
+    def on_failure(self, token: int, slow: bool, now: float, probe: int = NO_PROBE) -> None:
+        self.flush(now)
+        self._end_probe(probe, now)
+        if token != self.generation:
+            return
+        state = self.state
+        if state is HALF_OPEN:
+            # An ordinary reopening: the other probes keep their permits.
+            if not self.follower:
+                self._move(OPEN, now)
+            return
+        self.failed_total += 1
+        self.consecutive_failures += 1
+        self.window.record(True, slow, now)
+        if state is CLOSED and not self.follower:
+            if self.consecutive_failures >= self.config.failure_threshold:
+                self._move(OPEN, now)
+            else:
+                self._check_rates(now)
+        self._update_fast(now)
+
+    def on_ignored(self, token: int, now: float, probe: int = NO_PROBE) -> None:
+        """A call that is neither success nor failure (ignored error, cancellation)."""
+        self._end_probe(probe, now)
+
+    def _check_rates(self, now: float) -> None:
+        if self.rates_trip():
+            self._move(OPEN, now)
+
+    def rates_trip(self) -> bool:
+        """Whether the window's failure or slow-call rate calls for opening."""
+        cfg = self.config
+        window = self.window
+        calls = window.calls
+        if calls < cfg.minimum_calls or calls == 0:
+            return False
+        rate = cfg.failure_rate_threshold
+        if rate is not None and window.failures / calls >= rate:
+            return True
+        slow_rate = cfg.slow_call_rate_threshold
+        return slow_rate is not None and window.slow / calls >= slow_rate
+
+    # -- a state decided elsewhere -------------------------------------------
+
+    def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
+        """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
+        by a shared store."""
+        if state is OPEN:
+            if self.state is HALF_OPEN and remaining <= 0:
+                # Our own timer ran out first; the next probe asks the store.
+                return
+            if self.state is not OPEN:
+                self._move(OPEN, now)
+            self.opened_at = now - (self.open_for - remaining)
+            self._update_reject_until()
+        elif state is not self.state:
+            self._move(state, now)
+
+    # -- manual control ------------------------------------------------------
+
+    def _start_over(self) -> None:
+        self._free_probes()
+        self.reserved.clear()
+
+    def force_open(self, now: float) -> None:
+        if self.state is not FORCED_OPEN:
+            self._start_over()
+        self._move(FORCED_OPEN, now)
+
+    def force_closed(self, now: float) -> None:
+        if self.state is not FORCED_CLOSED:
+            self._start_over()
+        self._move(FORCED_CLOSED, now)
+
+    def reset(self, now: float) -> None:
+        """CLOSED with a cleared window, whatever the state was (probes still
+        running give their permits up: manual control starts over)."""
+        self._start_over()
+        self._move(CLOSED, now)
+        self.window.clear()
+        self.consecutive_failures = 0
+        # Calls in flight belong to the window just cleared.
+        self._next_generation()
+        self._update_fast(now)
+
+    def release(self, now: float) -> None:
+        """Undo a force; a breaker that is not forced is left alone."""
+        if self.state is FORCED_OPEN or self.state is FORCED_CLOSED:
+            self.reset(now)
+
+    def take_changes(self) -> list[tuple[CircuitState, CircuitState]]:
+        changes = self.changes
+        self.changes = []
+        return changes

@@ -1,0 +1,370 @@
+"""An async hedged call under asyncio: the first attempt inline, in the
+caller's task; hedges as tasks; the delays of one policy behind one timer.
+
+- The first step of the first attempt runs before anything is armed: a call
+  that answers without suspending (a cache hit) cannot be slow to answer,
+  and costs no timer.
+- When a hedge decides the race while the first attempt still runs, the
+  caller's task is interrupted the way ``asyncio.timeout`` does it (a
+  cancellation it takes back). The losers are cancelled; each ends at its
+  next step. Cancelling the caller cancels every attempt.
+- Under a test clock (``fake_clock``) the delay passes when the test moves
+  the clock there, through the clock's ``wake_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._runtime import clock as _clock
+from .._runtime.switch import switch
+from . import trio_race as _hedge_trio
+from .state import RAISE, START, HedgeCore
+
+if TYPE_CHECKING:
+    from .hedging import Hedging
+
+__all__ = ["race"]
+
+R = TypeVar("R")
+
+_running_loop = asyncio._get_running_loop
+# The caller's task: asyncio.current_task is C from Python 3.12; on 3.11 it
+# is a Python function around this dict's ``get``, read here directly.
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    asyncio.current_task if sys.version_info >= (3, 12) else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+)
+_CoroutineType = types.CoroutineType
+# How early asyncio runs a timer (it takes those due within its clock's
+# resolution): a shared timer waking that early still counts its deadline as due.
+_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+# Until its delay passes, a hedged call is only an entry on its policy's
+# timer: ``[when, race, alarm, fn, name, args, kwargs, caller]``, a list,
+# built from locals on every call, where a ``_Race`` would cost an
+# ``__init__`` that a call answering in time never needs. ``when`` is None
+# once the entry no longer counts (the call ended, or its delay passed);
+# ``race`` is None until the call becomes a race, when a hedge is due;
+# ``alarm`` is the test clock's waiter, None on the real clock. A race's
+# later delays (before its third attempt, ...) are entries
+# ``[when, race, alarm]``.
+WHEN, RACE, ALARM = 0, 1, 2
+
+
+async def race(
+    policy: Hedging,
+    fn: Callable[..., Awaitable[R]],
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """``fn(*args, **kwargs)``, hedged by ``policy`` (under trio: the trio race)."""
+    if not switch.on:
+        return await fn(*args, **kwargs)
+    loop = _running_loop()
+    if loop is None:
+        return await _hedge_trio.race(policy, fn, name, args, kwargs)  # type: ignore[no-any-return]
+    entry: list[Any] = [0.0, None, None, fn, name, args, kwargs, _current_task(loop)]
+    timers: Timers | None = policy._timers
+    if timers is None or timers.loop is not loop or _clock.wake_at is not None:
+        entries = _arm(policy, loop, entry)  # a loop new to the policy, or a test clock
+    else:
+        # Timers.arm, inline: this runs on every hedged call.
+        entry[WHEN] = when = timers.time() + timers.delay
+        entries = timers.entries
+        entries.append(entry)
+        if timers.handle is None:
+            timers.handle = loop.call_at(when, timers.fire)
+    try:
+        result = await fn(*args, **kwargs)
+    except BaseException as exc:
+        entry[WHEN] = None
+        if entries is None:
+            _disarm(entry)
+        state = entry[RACE]
+        if state is None:  # no hedge started: an error of the first attempt alone
+            if isinstance(exc, asyncio.CancelledError) or not policy._hedged_on(exc):
+                raise
+            state = _Race(policy, fn, name, args, kwargs, loop, None)
+        state.inline = False
+        return await state.after(exc)  # type: ignore[no-any-return]
+    entry[WHEN] = None
+    if entries:
+        if entries[-1] is entry:
+            entries.pop()  # calls one after another leave nothing behind
+    elif entries is None:
+        _disarm(entry)
+    state = entry[RACE]
+    if state is not None:
+        state.inline = False
+        state.taken_back()
+        state.core.succeeded()
+        state.stop()
+    return result
+
+
+def _arm(
+    policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]
+) -> deque[list[Any]] | None:
+    """Put ``entry`` on the timer of ``policy``: its ``delay`` from now. The
+    timer's entries, or None on a test clock."""
+    if _clock.wake_at is not None:
+        _alarm(policy, loop, entry)
+        return None
+    timers: Timers | None = policy._timers
+    if timers is None or timers.loop is not loop:
+        timers = policy._timers = Timers(policy, loop)  # the last loop keeps them
+    timers.arm(entry)
+    return timers.entries
+
+
+def _alarm(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
+    """:func:`_arm` on a test clock: due when the test moves the clock there."""
+    assert _clock.wake_at is not None
+    entry[WHEN] = when = _clock.monotonic() + policy._delay
+    alarm = entry[ALARM] = _clock.wake_at(when)
+    alarm.on_wake(lambda: _due(policy, loop, entry, when))
+
+
+def _disarm(entry: list[Any]) -> None:
+    """``entry`` no longer counts: off the timer (a test clock's too)."""
+    entry[WHEN] = None
+    alarm = entry[ALARM]
+    if alarm is not None:
+        entry[ALARM] = None
+        alarm.cancel()
+
+
+def _due(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any], when: float) -> None:
+    """The delay of ``entry`` has passed: the next attempt starts, if it
+    still counts."""
+    if entry[WHEN] != when:
+        return
+    entry[WHEN] = entry[ALARM] = None
+    state = entry[RACE]
+    if state is None:
+        fn, name, args, kwargs, caller = entry[3:]
+        state = entry[RACE] = _Race(policy, fn, name, args, kwargs, loop, caller)
+    if state.core.may_start():
+        state.launch()
+
+
+async def _attempt(
+    fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> R:
+    """A hedge, as its task runs it (whatever ``fn`` returns or raises)."""
+    return await fn(*args, **kwargs)
+
+
+class Timers:
+    """The delays of one policy's calls on one event loop, behind one
+    ``loop.call_at``.
+
+    Every call of a policy waits the same ``delay``, so deadlines come in
+    the order calls arm them: a deque is in deadline order, and one loop
+    timer for its head serves them all. Arming is an append; an entry that
+    no longer counts (its ``when`` is None) is dropped from the tail when
+    its call ends, or from the head when the timer gets there. Why: a
+    ``TimerHandle`` per call (made, pushed on the loop's heap, cancelled)
+    was a third of what hedging added to a call that awaits.
+    """
+
+    __slots__ = ("delay", "entries", "handle", "loop", "policy", "time")
+
+    def __init__(self, policy: Hedging, loop: asyncio.AbstractEventLoop) -> None:
+        self.policy = policy
+        self.loop = loop
+        self.delay = policy._delay
+        # The loop's clock: asyncio's own is ``time.monotonic``, read here
+        # without the method around it.
+        base = type(loop).time is asyncio.BaseEventLoop.time
+        self.time: Callable[[], float] = time.monotonic if base else loop.time
+        self.entries: deque[list[Any]] = deque()
+        self.handle: asyncio.Handle | None = None
+
+    def arm(self, entry: list[Any]) -> None:
+        when = entry[WHEN] = self.time() + self.delay
+        self.entries.append(entry)
+        if self.handle is None:
+            self.handle = self.loop.call_at(when, self.fire)
+
+    def fire(self) -> None:
+        # ``handle`` stays set while firing, so entries armed meanwhile (a
+        # hedge started here arms the next) add no timer of their own.
+        entries = self.entries
+        due = self.time() + _RESOLUTION
+        try:
+            while entries:
+                when = entries[0][WHEN]
+                if when is None:
+                    entries.popleft()
+                elif when <= due:
+                    _due(self.policy, self.loop, entries.popleft(), when)
+                else:
+                    self.handle = self.loop.call_at(when, self.fire)
+                    return
+        except BaseException:
+            # An interrupt out of a hedge's start: the others still get theirs.
+            self.handle = self.loop.call_soon(self.fire)
+            raise
+        self.handle = None
+
+
+class _Race:
+    """One async hedged call once a hedge is due, or its first attempt
+    failed with an error hedged on."""
+
+    __slots__ = (
+        "args",
+        "caller",
+        "core",
+        "entry",
+        "fn",
+        "inline",
+        "interrupting",
+        "kwargs",
+        "loop",
+        "name",
+        "policy",
+        "result",
+        "tasks",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        policy: Hedging,
+        fn: Callable[..., Awaitable[Any]],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        caller: asyncio.Task[Any] | None,
+    ) -> None:
+        self.policy = policy
+        self.fn = fn
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+        self.loop = loop
+        self.caller = caller  # the task the first attempt runs in
+        self.core = core = HedgeCore(policy._attempts)
+        core.start()  # the first attempt
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.entry: list[Any] | None = None  # on the timer, for the next attempt
+        self.waiter: asyncio.Future[None] | None = None
+        self.inline = True  # the first attempt still runs
+        self.interrupting = False
+        self.result: Any = None
+
+    async def after(self, error: BaseException) -> Any:
+        """The first attempt ended with ``error`` (a cancellation, perhaps
+        ours): the race's outcome."""
+        core = self.core
+        try:
+            if isinstance(error, asyncio.CancelledError):
+                if not self.taken_back():
+                    raise error
+                return await self.outcome()  # a hedge decided: its outcome is ours
+            self.taken_back()
+            if not core.done:  # else a hedge decided it meanwhile
+                action = core.failed(error, self.policy._hedged_on(error))
+                if action == RAISE:
+                    raise error
+                if action == START:
+                    self.launch()
+            del error
+            return await self.outcome()
+        finally:
+            self.stop()
+
+    def taken_back(self) -> bool:
+        """Undo our interruption of the caller, if any: True when it was the
+        only cancellation asked of it."""
+        if not self.interrupting:
+            return False
+        self.interrupting = False
+        caller = self.caller
+        return caller is None or caller.uncancel() == 0
+
+    async def outcome(self) -> Any:
+        """The race's outcome, once an attempt decides it."""
+        if not self.core.done:
+            waiter = self.waiter = self.loop.create_future()
+            await waiter
+        error = self.core.error
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None
+        result, self.result = self.result, None
+        return result
+
+    def launch(self) -> None:
+        """Start the next attempt now, and time the one after it."""
+        number = self.core.start()
+        self.policy._started(self.name, number)
+        task = self.loop.create_task(_attempt(self.fn, self.args, self.kwargs))
+        self.tasks.append(task)
+        task.add_done_callback(self._landed)
+        self.disarm()
+        if self.core.may_start():
+            entry = self.entry = [0.0, self, None]
+            _arm(self.policy, self.loop, entry)
+
+    def disarm(self) -> None:
+        entry = self.entry
+        if entry is not None:
+            self.entry = None
+            _disarm(entry)
+
+    def _landed(self, task: asyncio.Task[Any]) -> None:
+        core = self.core
+        if task.cancelled():
+            if not core.done:  # cancelled by someone else: the race is lost
+                core.failed(asyncio.CancelledError(), False)
+                self._decided()
+            return
+        error = task.exception()  # retrieved: a loser's error is never logged
+        if core.done:
+            core.running -= 1
+            return
+        if error is None:
+            core.succeeded()
+            self.result = task.result()
+            self._decided()
+            return
+        action = core.failed(error, self.policy._hedged_on(error))
+        if action == RAISE:
+            self._decided()
+        elif action == START:
+            self.launch()
+
+    def _decided(self) -> None:
+        self.disarm()
+        if self.inline:
+            # The first attempt is still running in the caller's task.
+            caller = self.caller
+            if caller is not None and not self.interrupting:
+                self.interrupting = True
+                caller.cancel()
+        else:
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def stop(self) -> None:
+        """Cancel what still runs (each ends at its next step)."""
+        self.core.done = True
+        self.disarm()
+        for task in self.tasks:
+            if not task.done():
+                task.cancel()

@@ -1,0 +1,248 @@
+"""``HedgingConfig`` and ``Hedging``: when an attempt is slow, start another
+and take whichever answers first. For idempotent calls only.
+
+The rules live in :mod:`resilient.hedging.state`; the two paths drive it.
+
+- Coroutines: under asyncio, :mod:`resilient.hedging.asyncio_race` (the first
+  attempt inline in the caller's task, hedges as tasks, one timer per
+  policy and loop); under trio (and anyio on trio),
+  :mod:`resilient.hedging.trio_race` (a nursery). Cancelling the caller cancels
+  every attempt.
+- Sync functions: every attempt runs on a worker thread of a bounded pool
+  of daemon threads of its own, the caller waits (real time) for the first
+  answer. A thread cannot be stopped: losers are abandoned and run to their
+  end in the background; an attempt not yet started never starts.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from .. import events
+from .._execution.compose import decorate
+from .._execution.policy_base import ForwardingPolicy
+from .._runtime import validation as _validate
+from .._runtime.switch import switch
+from .._runtime.workers import Job, WorkerPool
+from . import asyncio_race as _hedge_asyncio
+from .state import RAISE, START, HedgeCore
+
+if TYPE_CHECKING:
+    from .._execution.compose import Decoratable
+
+__all__ = ["MAX_HEDGES", "Hedging", "HedgingConfig", "with_hedging"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+_OWNER = "HedgingConfig"
+
+#: The most hedges one call may start (each may hold a thread).
+MAX_HEDGES = 16
+#: Threads of the pool sync hedged attempts run on.
+POOL_SIZE = 64
+
+HedgeOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class HedgingConfig:
+    """Start another attempt when one has no answer after ``delay`` seconds,
+    up to ``max_hedges`` extra; an attempt failing with an ``on`` error
+    (exception types or a predicate) starts the next at once."""
+
+    delay: float
+    max_hedges: int = 1
+    on: HedgeOn = (Exception,)
+
+    def __post_init__(self) -> None:
+        delay = _validate.seconds(_OWNER, "delay", self.delay)
+        if delay > threading.TIMEOUT_MAX:
+            raise ValueError(
+                f"{_OWNER}.delay must be <= {threading.TIMEOUT_MAX:g} seconds (the most a "
+                f"thread can wait), got {self.delay!r}"
+            )
+        object.__setattr__(self, "delay", delay)
+        _validate.int_at_least(_OWNER, "max_hedges", self.max_hedges, 1)
+        if self.max_hedges > MAX_HEDGES:
+            raise ValueError(
+                f"{_OWNER}.max_hedges must be <= {MAX_HEDGES}, got {self.max_hedges!r}"
+            )
+        on = self.on
+        if isinstance(on, (type, tuple)):
+            object.__setattr__(self, "on", _validate.exception_types(_OWNER, "on", on))
+        elif not callable(on):
+            raise TypeError(f"{_OWNER}.on must be exception types or a predicate, got {on!r}")
+
+
+_pool: list[WorkerPool | None] = [None]
+_pool_lock = threading.Lock()
+
+
+def _workers() -> WorkerPool:
+    """The pool sync attempts run on: its own, so a hedged attempt that waits
+    on a timeout's worker never waits on itself."""
+    pool = _pool[0]
+    if pool is None:
+        with _pool_lock:
+            pool = _pool[0]
+            if pool is None:
+                pool = _pool[0] = WorkerPool(POOL_SIZE)
+    return pool
+
+
+class Hedging(ForwardingPolicy):
+    """Hedged calls. Stateless between calls: one instance serves any number
+    of threads and tasks. ``name`` names its events; without one, the name of
+    the function called is used.
+
+    Args:
+        config: a :class:`HedgingConfig`, or its fields instead:
+        delay: seconds without a result before another attempt starts.
+        max_hedges: extra attempts at most.
+    """
+
+    _kind = "hedging"
+
+    def __init__(
+        self,
+        config: HedgingConfig | None = None,
+        *,
+        delay: float | None = None,
+        max_hedges: int = 1,
+        on: HedgeOn = (Exception,),
+        name: str | None = None,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        if config is None:
+            if delay is None:
+                raise TypeError("Hedging needs a config or a delay")
+            config = HedgingConfig(delay, max_hedges, on)
+        elif not isinstance(config, HedgingConfig):
+            raise TypeError(f"Hedging config must be a HedgingConfig, got {config!r}")
+        elif delay is not None:
+            raise TypeError("Hedging: pass either a config or a delay, not both")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Hedging name must be a non-empty str or None, got {name!r}")
+        self.config = config
+        self.name = name
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._delay = config.delay
+        self._attempts = config.max_hedges + 1
+        #: The shared timer of its races on the last event loop it ran on.
+        self._timers: _hedge_asyncio.Timers | None = None
+
+    def __repr__(self) -> str:
+        named = f" {self.name!r}" if self.name else ""
+        cfg = self.config
+        return f"<Hedging{named} delay={cfg.delay} max_hedges={cfg.max_hedges}>"
+
+    # -- the rules both paths share ----------------------------------------------
+
+    def _hedged_on(self, error: BaseException) -> bool:
+        if not isinstance(error, Exception):
+            return False  # cancellation, interrupts: never hedged on
+        on = self.config.on
+        if isinstance(on, tuple):
+            return isinstance(error, on)
+        return bool(on(error))
+
+    def _started(self, name: str, attempt: int) -> None:
+        """Attempt ``attempt`` (2 or more) starts: count it, announce it."""
+        self._stats_for(name).hedges += 1
+        listeners = self._listeners
+        if listeners.events:
+            listeners.new(events.HedgeStarted, name, self._kind, attempt)
+
+    # -- execution -----------------------------------------------------------
+
+    #: The async path, a method so the closure calls it bound (cheaper than a partial).
+    _arun = _hedge_asyncio.race
+
+    def _run(
+        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if not switch.on:
+            return fn(*args, **kwargs)
+        core = HedgeCore(self._attempts)
+        answers: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        pool = _workers()
+        jobs: list[Job] = []
+
+        def attempt() -> None:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                answers.put((False, exc))
+            else:
+                answers.put((True, result))
+
+        def launch() -> None:
+            number = core.start()
+            if number > 1:
+                self._started(name, number)
+            job = Job(attempt, (), {})
+            jobs.append(job)
+            pool.submit(job)
+
+        delay = self._delay
+        try:
+            launch()
+            while True:
+                try:
+                    ok, value = answers.get(timeout=delay if core.may_start() else None)
+                except queue.Empty:
+                    launch()
+                    continue
+                if ok:
+                    core.succeeded()
+                    return value  # type: ignore[no-any-return]
+                action = core.failed(value, self._hedged_on(value))
+                if action == RAISE:
+                    try:
+                        raise value
+                    finally:
+                        value = None
+                if action == START:
+                    launch()
+        finally:
+            # Attempts not started yet never start; running ones are abandoned.
+            core.done = True
+            for job in jobs:
+                pool.drop(job)
+
+
+def with_hedging(
+    delay: float | Hedging,
+    *,
+    max_hedges: int = 1,
+    on: HedgeOn = (Exception,),
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Hedge a function, coroutine function or method: when an attempt has
+    no answer after ``delay`` seconds, start another (up to ``max_hedges``
+    extra) and return the first success. For idempotent calls only. A ready
+    :class:`Hedging` may be passed instead of a delay.
+
+    Args:
+        delay: seconds without an answer before the next attempt starts.
+        max_hedges: extra attempts at most.
+        on: the errors that start the next attempt at once (others are raised).
+        name: what its events are called (default: the function's name).
+    """
+    if isinstance(delay, Hedging):
+        if max_hedges != 1 or on != (Exception,) or name is not None:
+            raise TypeError("with_hedging: pass either a Hedging or a delay with options, not both")
+        policy = delay
+    else:
+        policy = Hedging(HedgingConfig(delay, max_hedges, on), name=name)
+
+    def decorator(fn: F) -> F:
+        return decorate(policy, fn)
+
+    return decorator

@@ -1,0 +1,482 @@
+"""``RateLimitConfig`` and ``RateLimiter``: at most ``rate`` calls per ``period``.
+
+The rules are GCRA, in :mod:`resilient.rate_limit.state` (pure). A caller whose
+turn is more than ``max_wait`` seconds away is refused at once with
+:class:`~resilient.errors.RateLimitExceededError`; one whose turn is closer
+reserves it and sleeps until then (a thread through the one sleep, a task
+through the one async sleep), and a waiter that is cancelled or
+interrupted gives its turn back. With ``storage=`` (a
+:class:`resilient.redis.RedisStorage`) the limit holds for the whole fleet.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+
+from .. import events
+from .._execution.blocks import BlockStack
+from .._execution.compose import watching
+from .._execution.counters import weakly
+from .._execution.policy_base import NamedPolicy
+from .._runtime import clock as _clock
+from .._runtime import validation as _validate
+from .._runtime.switch import switch
+from ..errors import RateLimitExceededError
+from ..events import METERED
+from .state import GcraCore
+
+if TYPE_CHECKING:
+    from .._execution.counters import Stats
+    from .._execution.request import Request
+
+__all__ = [
+    "RateLimitConfig",
+    "RateLimitExceededError",
+    "RateLimiter",
+    "RateLimiterMetrics",
+    "SharedLimit",
+]
+
+R = TypeVar("R")
+
+_OWNER = "RateLimitConfig"
+# Beyond this many calls a second, an interval is too short for the clock.
+_MAX_CALLS_PER_SECOND = 1e9
+# The fast path admits a call without the lock only where the GIL makes its
+# few lines atomic (see resilient.rate_limit.state); elsewhere every call locks.
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+class SharedLimit(Protocol):
+    """What a storage's ``bind_rate_limit(limiter)`` returns: turns of a limit
+    shared with other processes."""
+
+    def acquire(self, max_wait: float) -> tuple[object, float]:
+        """``(token, wait)`` for a turn ``wait`` seconds away, or ``(None,
+        retry_after)`` when none is within ``max_wait``."""
+        ...
+
+    def give_back(self, token: object) -> None: ...
+
+    def detach(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """At most ``burst + rate * t / period`` calls start in any interval of
+    length ``t`` (GCRA). ``burst`` defaults to ``max(1, ceil(rate))``;
+    ``burst=1`` spaces calls evenly. A caller waits up to ``max_wait``
+    seconds for its turn, else gets ``RateLimitExceededError``. With
+    ``storage`` (a ``RedisStorage``) the limit is one for the whole fleet."""
+
+    rate: float
+    period: float = 1.0
+    _: KW_ONLY
+    burst: int | None = None
+    max_wait: float = 0.0
+    storage: Any = None
+
+    def __post_init__(self) -> None:
+        rate = self.rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(f"{_OWNER}.rate must be a number of calls, got {rate!r}")
+        if not 0 < rate < math.inf:
+            raise ValueError(f"{_OWNER}.rate must be a finite number > 0, got {rate!r}")
+        period = _validate.seconds(_OWNER, "period", self.period, allow_zero=False)
+        if rate / period > _MAX_CALLS_PER_SECOND:
+            raise ValueError(
+                f"{_OWNER}.rate={rate!r} per period={period!r}s is more than "
+                f"{_MAX_CALLS_PER_SECOND:g} calls a second, finer than the clock"
+            )
+        burst = self.burst
+        if burst is None:
+            burst = max(1, math.ceil(rate))
+        _validate.int_at_least(_OWNER, "burst", burst, 1)
+        if burst > 2**31:
+            raise ValueError(f"{_OWNER}.burst must be <= 2**31, got {burst!r}")
+        max_wait = _validate.seconds(_OWNER, "max_wait", self.max_wait)
+        if max_wait > threading.TIMEOUT_MAX:
+            raise ValueError(
+                f"{_OWNER}.max_wait must be <= {threading.TIMEOUT_MAX:g}s "
+                f"(the longest wait threads support), got {self.max_wait!r}"
+            )
+        if self.storage is not None and not callable(
+            getattr(self.storage, "bind_rate_limit", None)
+        ):
+            raise TypeError(
+                f"{_OWNER}.storage must be a rate limit storage (with a bind_rate_limit() "
+                f"method, e.g. resilient.redis.RedisStorage), got {self.storage!r}"
+            )
+        object.__setattr__(self, "rate", float(rate))
+        object.__setattr__(self, "period", period)
+        object.__setattr__(self, "burst", burst)
+        object.__setattr__(self, "max_wait", max_wait)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two turns at the steady rate."""
+        return self.period / self.rate
+
+
+class RateLimiterMetrics(NamedTuple):
+    """A snapshot of a rate limiter. ``available``: calls that could start now."""
+
+    available: int
+    admitted: int
+    rejected: int
+    rate: float
+    period: float
+    burst: int
+
+
+class RateLimiter(NamedPolicy):
+    """A named rate limit. Thread-safe, task-safe; threads and tasks share it.
+
+    Args:
+        name: what its events, errors and registry entry are called.
+        config: a :class:`RateLimitConfig`; or give its fields instead
+            (``**fields``: ``rate``, ``period``, ``burst``, ``max_wait``, ``storage``).
+    """
+
+    _kind = "rate_limiter"
+
+    def __init__(
+        self,
+        name: str,
+        config: RateLimitConfig | None = None,
+        *,
+        listeners: events.ListenerSet | None = None,
+        **fields: Any,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"RateLimiter name must be a non-empty str, got {name!r}")
+        if config is None:
+            if "rate" not in fields:
+                raise TypeError(f"RateLimiter {name!r} needs a config or rate=")
+            config = RateLimitConfig(**fields)
+        elif not isinstance(config, RateLimitConfig):
+            raise TypeError(f"RateLimiter config must be a RateLimitConfig, got {config!r}")
+        elif fields:
+            raise TypeError(f"RateLimiter {name!r}: pass either a config or fields, not both")
+        self.name = name
+        self.config = config
+        self._lock = threading.Lock()
+        assert config.burst is not None
+        self._core = GcraCore(config.rate, config.period, config.burst)
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._last_rejected_at: float | None = None
+        self._stats_for(name)  # readers see it from the start
+        self._blocks: BlockStack[Any] = BlockStack("resilient_rl_", name)
+        self._shared: SharedLimit | None = (
+            config.storage.bind_rate_limit(self) if config.storage is not None else None
+        )
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return f"<RateLimiter {self.name!r} {cfg.rate:g}/{cfg.period:g}s burst={cfg.burst}>"
+
+    def metrics(self) -> RateLimiterMetrics:
+        stats = self._stats_for(self.name)
+        cfg = self.config
+        assert cfg.burst is not None
+        with self._lock:
+            available = self._core.available(_clock.monotonic())
+        return RateLimiterMetrics(
+            available=available,
+            admitted=stats.succeeded,
+            rejected=stats.rejected,
+            rate=cfg.rate,
+            period=cfg.period,
+            burst=cfg.burst,
+        )
+
+    def reset(self) -> None:
+        """Every turn free again (a full burst)."""
+        with self._lock:
+            self._core.reset()
+
+    def _swap_turns(
+        self, saved: tuple[float, list[float]] | None = None
+    ) -> tuple[float, list[float]]:
+        """Install ``saved`` turns (``None``: a full burst) and return what
+        they replaced. ``Registry.isolated()`` uses this."""
+        core = self._core
+        with self._lock:
+            previous = (core.tat, list(core.holes))
+            tat, holes = saved if saved is not None else (-math.inf, [])
+            core.tat = tat
+            core.holes[:] = holes
+        return previous
+
+    def rejected_since(self, since: float) -> bool:
+        """Whether a call was refused at or after monotonic time ``since``."""
+        last = self._last_rejected_at
+        return last is not None and last >= since
+
+    def _init_stats(self, stats: Stats) -> None:
+        stats.gauges = weakly(self._gauges)
+
+    def _gauges(self) -> dict[str, float | str]:
+        with self._lock:
+            available = self._core.available(_clock.monotonic())
+        return {"available": available, "limit": self.config.rate / self.config.period}
+
+    # -- turns -----------------------------------------------------------------
+
+    def _refused(self, retry_after: float, now: float) -> RateLimitExceededError:
+        """The error for a call with no turn in reach; counts it, emits its event."""
+        stats = self._stats_for(self.name)
+        stats.rejected += 1
+        stats.rate_limited += 1
+        self._last_rejected_at = now
+        if self._listeners.events:
+            self._listeners.new(
+                events.CallRejected,
+                self.name,
+                self._kind,
+                "rate_limited",
+                retry_after,
+                events.POLICY,
+            )
+        return RateLimitExceededError(self.name, retry_after)
+
+    def _reserve(self) -> tuple[object, float]:
+        """``(token, wait)`` of this caller's turn; raises when none is in reach."""
+        max_wait = self.config.max_wait
+        shared = self._shared
+        now = _clock.now()
+        if shared is not None:
+            token, wait = shared.acquire(max_wait)
+            if token is None:
+                raise self._refused(wait, now)
+            return token, wait
+        core = self._core
+        with self._lock:
+            local = core.acquire(now, max_wait)
+            if local is None:
+                retry_after = core.retry_after(now)
+        if local is None:
+            raise self._refused(retry_after, now)
+        return local, core.start_of(local) - now
+
+    def _give_back(self, token: object) -> None:
+        shared = self._shared
+        if shared is not None:
+            shared.give_back(token)
+            return
+        with self._lock:
+            self._core.give_back(token)  # type: ignore[arg-type]
+
+    def _acquire(self) -> None:
+        """Take a turn for this thread, sleeping until it comes if need be."""
+        token, wait = self._reserve()
+        if wait > 0.0:
+            try:
+                _clock.sleep(wait)
+            except BaseException:
+                self._give_back(token)
+                raise
+        self._stats_for(self.name).succeeded += 1
+
+    async def _aacquire(self) -> None:
+        """Take a turn for this task, sleeping until it comes if need be."""
+        token, wait = self._reserve()
+        if wait > 0.0:
+            try:
+                await _clock.sleep_async(wait)
+            except BaseException:
+                self._give_back(token)
+                raise
+        self._stats_for(self.name).succeeded += 1
+
+    # -- execution -------------------------------------------------------------
+
+    # The fast path, written once per flavour: a turn free now costs the
+    # clock and GCRA's compare, without the lock. Waiting, refusing and a
+    # shared limit go through ``_acquire`` / ``_aacquire``.
+
+    def _fast_gcra(self) -> tuple[GcraCore, list[float], float, float]:
+        """What the fast path reads: the core, its holes, the interval, and
+        how far ahead ``tat`` may be for a call to start now (``-1``: never,
+        every call takes the locked path: a shared limit, or no GIL)."""
+        core = self._core
+        within = core.tolerance + core.slack
+        if self._shared is not None or not _GIL:
+            within = -1.0
+        return core, core.holes, core.interval, within
+
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
+        assert detour is not None
+        acquire_slow = self._acquire
+        core, holes, interval, within = self._fast_gcra()
+        stats = self._stats_for(self.name)
+        clock = _clock
+
+        def through_limiter(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            if not switch.on:
+                return fn(*args, **kwargs)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it,
+            # so under the GIL no other thread runs in between (the lock
+            # guards the rest: holes, waits).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat - now <= within and not holes:
+                core.tat = tat + interval
+                stats.succeeded += 1
+            else:
+                try:
+                    acquire_slow()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+            if not level:
+                return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_limiter
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        gate, detour, meter = watching(
+            self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
+        )
+        assert detour is not None
+        aacquire = self._aacquire
+        core, holes, interval, within = self._fast_gcra()
+        stats = self._stats_for(self.name)
+        clock = _clock
+
+        async def through_limiter(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it,
+            # so under the GIL no other thread runs in between (the lock
+            # guards the rest: holes, waits).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat - now <= within and not holes:
+                core.tat = tat + interval
+                stats.succeeded += 1
+            else:
+                try:
+                    await aacquire()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+            if not level:
+                return await fn(*args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_limiter
+
+    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if switch.on:
+            self._acquire()
+        return fn(*args, **kwargs)
+
+    async def _arun(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if switch.on:
+            await self._aacquire()
+        return await fn(*args, **kwargs)
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        """A stream takes one turn when it starts."""
+        if switch.on:
+            await self._aacquire()
+        async for item in fn(*args, **kwargs):
+            yield item
+
+    # -- context managers --------------------------------------------------------
+
+    def _open_block(self) -> object:
+        block = self._block_request()
+        return block.begin() if block.gate.level else None
+
+    def _end_block(self, opened: object, exc: BaseException | None) -> None:
+        if opened is not None:
+            self._block_request().end(opened, exc)  # type: ignore[arg-type]
+
+    def __enter__(self) -> RateLimiter:
+        opened = self._open_block()
+        if switch.on:
+            try:
+                self._acquire()
+            except BaseException as exc:
+                self._end_block(opened, exc)
+                raise
+        self._blocks.push(opened)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end_block(self._blocks.pop(), exc)
+
+    async def __aenter__(self) -> RateLimiter:
+        opened = self._open_block()
+        if switch.on:
+            try:
+                await self._aacquire()
+            except BaseException as exc:
+                self._end_block(opened, exc)
+                raise
+        self._blocks.push(opened)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end_block(self._blocks.pop(), exc)

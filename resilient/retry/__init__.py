@@ -1,0 +1,11 @@
+"""Retry: run a call again when it fails.
+
+- ``backoff.py``: how long to wait and when to stop (pure).
+- ``retry.py``: :class:`RetryConfig`, :class:`RetryPolicies` and :class:`Retry`.
+- ``attempts.py``: retrying a block (``retrying`` / ``aretrying``).
+- ``budget_state.py``: the retry budget's rules (pure); ``budget.py``: :class:`RetryBudget`.
+"""
+
+from .retry import Retry, RetryConfig, RetryPolicies
+
+__all__ = ["Retry", "RetryConfig", "RetryPolicies"]

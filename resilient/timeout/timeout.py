@@ -1,0 +1,421 @@
+"""``Timeout``: stop waiting for a call that takes too long.
+
+- Coroutines run under ``asyncio.timeout``: asyncio's own cancellation, no
+  extra task; under trio (or anyio on trio), in a trio cancel scope. A
+  cancellation from outside passes through untouched.
+- Sync functions (``mode="thread"``, the default) run in a worker thread of a
+  bounded pool (:mod:`resilient._runtime.workers`), in a copy of the caller's
+  contextvars; on timeout the caller stops waiting. Python cannot kill a
+  thread: the abandoned call keeps running to its end in the background.
+- ``mode="signal"`` interrupts the call itself with ``SIGALRM``: no thread,
+  and the call really stops, but only in the main thread of a POSIX process.
+- Async generator functions get an inactivity timeout
+  (``inactivity=seconds``): a stream that yields nothing for that long fails.
+
+Timeouts measure real time (the event loop's clock, the OS timer). Under
+``resilient.testing.fake_clock()`` an async call's timeout also ends when
+the fake clock reaches its deadline; sync calls and streams use real time
+only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from .. import events
+from .._execution.blocks import BlockStack
+from .._execution.policy_base import ForwardingPolicy
+from .._runtime import alarm as _alarm
+from .._runtime import async_backend as _async_backend
+from .._runtime import clock as _clock
+from .._runtime import validation as _validate
+from .._runtime.async_backend import Deadline, Waiter
+from .._runtime.switch import switch
+from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
+from ..errors import CallTimeoutError
+
+if TYPE_CHECKING:
+    from .._execution.compose import Decoratable
+    from .._execution.request import Request
+
+__all__ = ["Timeout", "TimeoutConfig", "TimeoutMode", "WorkerPool", "timeout_seconds"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound="Decoratable")
+
+TimeoutMode = Literal["thread", "signal"]
+
+_OWNER = "Timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutConfig:
+    """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
+
+    ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
+    of this dependency that run at once in worker threads, timed-out calls
+    still running included (threads start on demand). ``mode``:
+    ``"thread"`` or ``"signal"`` for sync functions.
+    """
+
+    seconds: float
+    _: KW_ONLY
+    pool_size: int = DEFAULT_MAX_WORKERS
+    mode: TimeoutMode = "thread"
+
+    def __post_init__(self) -> None:
+        owner = "TimeoutConfig"
+        seconds = _validate.seconds(owner, "seconds", self.seconds, allow_zero=False)
+        object.__setattr__(self, "seconds", seconds)
+        _validate.int_between(owner, "pool_size", self.pool_size, 1, _validate.MAX_WORKERS)
+        if self.mode not in ("thread", "signal"):
+            raise ValueError(f"{owner}.mode must be 'thread' or 'signal', got {self.mode!r}")
+
+    def _named(self, name: str, listeners: events.ListenerSet) -> Timeout:
+        """The stack ``name``'s timeout, on that dependency's own worker pool."""
+        pool = pool_for(name, self.pool_size) if self.mode == "thread" else None
+        return Timeout(self.seconds, mode=self.mode, name=name, pool=pool, listeners=listeners)
+
+
+def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
+    """The seconds of a policy's ``timeout`` field, whichever form it has."""
+    return value.seconds if isinstance(value, TimeoutConfig) else value
+
+
+class Timeout(ForwardingPolicy):
+    """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
+    gaps between the items of an async stream (either or both).
+
+    ``mode`` applies to sync functions: ``"thread"`` (default) or
+    ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
+    (default: one shared pool of 64 daemon threads; the timeouts of
+    ``with_resilience`` stacks and of breakers get one per name). ``name``
+    names its events (default: the name of the function called).
+    """
+
+    _kind = "timeout"
+
+    def __init__(
+        self,
+        seconds: float | None = None,
+        *,
+        mode: TimeoutMode = "thread",
+        inactivity: float | None = None,
+        name: str | None = None,
+        pool: WorkerPool | None = None,
+        listeners: events.ListenerSet | None = None,
+    ) -> None:
+        self.seconds = _validate.seconds_or_none(_OWNER, "seconds", seconds)
+        self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
+        if self.seconds is None and self.inactivity is None:
+            raise ValueError(f"{_OWNER} needs seconds or inactivity (or both), got neither")
+        if mode not in ("thread", "signal"):
+            raise ValueError(f"{_OWNER}.mode must be 'thread' or 'signal', got {mode!r}")
+        if mode == "signal" and not hasattr(signal, "SIGALRM"):
+            raise ValueError(f"{_OWNER}.mode='signal' needs SIGALRM, which this platform lacks")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{_OWNER} name must be a non-empty str or None, got {name!r}")
+        if pool is not None and not isinstance(pool, WorkerPool):
+            raise TypeError(f"{_OWNER}.pool must be a WorkerPool or None, got {pool!r}")
+        self.mode: TimeoutMode = mode
+        self.name = name
+        self._pool = pool
+        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        self._blocks: BlockStack[Deadline] = BlockStack("resilient_timeout_", id(self))
+
+    def __repr__(self) -> str:
+        parts = [f"{self.name!r}"] if self.name else []
+        if self.seconds is not None:
+            parts.append(f"seconds={self.seconds:g}")
+        if self.inactivity is not None:
+            parts.append(f"inactivity={self.inactivity:g}")
+        if self.mode != "thread":
+            parts.append(f"mode={self.mode!r}")
+        return f"<Timeout {' '.join(parts)}>"
+
+    def _timed_out(self, name: str | None, seconds: float) -> CallTimeoutError:
+        name = name or self.name or "async with block"
+        self._stats_for(name).timeouts += 1
+        if self._listeners.events:
+            self._listeners.new(events.TimedOut, name, self._kind, seconds)
+        return CallTimeoutError(seconds, name=name)
+
+    # -- as an async context manager ------------------------------------------
+
+    async def __aenter__(self) -> Timeout:
+        """``async with Timeout(5):`` bounds the block, as ``asyncio.timeout``
+        does, and raises :class:`CallTimeoutError` when it runs out."""
+        seconds = self.seconds
+        if seconds is None:
+            raise self._no_seconds()
+        scope = _deadline(seconds) if switch.on else None
+        if scope is not None:
+            await scope.__aenter__()
+        self._blocks.push(scope)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope = self._blocks.pop()
+        if scope is None:
+            return
+        try:
+            await scope.__aexit__(exc_type, exc, tb)
+        except TimeoutError as error:
+            if not scope.expired():
+                raise
+            raise self._timed_out(None, self.seconds or 0.0) from error
+
+    def __enter__(self) -> Timeout:
+        raise TypeError(
+            f"{self!r}: a sync block cannot be interrupted safely; use "
+            "`async with` in a coroutine, or timeout.call(fn, ...) for sync code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached: ``__enter__`` refuses."""
+
+    def _no_seconds(self) -> TypeError:
+        return TypeError(
+            f"{self!r} has only an inactivity limit, which applies to async "
+            "generator functions; give it seconds to time other calls"
+        )
+
+    # -- execution -----------------------------------------------------------
+
+    # The closures only forward to ``_run`` / ``_arun`` (the shared ones):
+    # arming a timeout costs far more than the frame, and it has no per-call
+    # events of its own.
+
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        if self.seconds is None:
+            raise self._no_seconds()
+        return super()._wrap_sync(fn, name, entry)
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        if self.seconds is None:
+            raise self._no_seconds()
+        return super()._wrap_async(fn, name, entry)
+
+    def _run(
+        self,
+        fn: Callable[..., R],
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        seconds = self.seconds
+        if seconds is None:
+            raise self._no_seconds()
+        if not switch.on:
+            return fn(*args, **kwargs)
+        if self.mode == "signal":
+            return self._call_signal(fn, args, kwargs, seconds, name)
+        return self._call_thread(fn, args, kwargs, seconds, name)
+
+    def _call_thread(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        seconds: float,
+        name: str | None,
+    ) -> R:
+        pool = self._pool if self._pool is not None else shared_pool()
+        job = Job(fn, args, kwargs)
+        pool.submit(job)
+        try:
+            finished = job.done.acquire(True, seconds)
+        except BaseException:
+            # Interrupted while waiting (KeyboardInterrupt): don't start it late.
+            pool.drop(job)
+            raise
+        if not finished:
+            name = name or self._event_name(fn)
+            if pool.drop(job):
+                raise self._never_started(name, seconds, pool)
+            timed_out = self._timed_out(name, seconds)
+            timed_out._when_finished = functools.partial(pool.after, job)
+            raise timed_out
+        error = job.error
+        if error is not None:
+            job.error = None
+            try:
+                raise error
+            finally:
+                error = None
+        result: R = job.result
+        return result
+
+    def _never_started(self, name: str, seconds: float, pool: WorkerPool) -> CallTimeoutError:
+        error = self._timed_out(name, seconds)
+        error._message = (
+            f"call {name!r} could not start within {seconds:g}s: all {pool.max_workers} "
+            "workers of its pool were busy (with calls still running, or timed out "
+            "and still running)"
+        )
+        error.started = False
+        return error
+
+    def _call_signal(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        seconds: float,
+        name: str | None,
+    ) -> R:
+        if threading.get_ident() != _alarm.main_thread[0]:
+            raise RuntimeError(
+                f"{self!r}: mode='signal' works only in the main thread "
+                f"(called from {threading.current_thread().name!r}); use mode='thread'"
+            )
+        return _alarm.call(
+            fn,
+            args,
+            kwargs,
+            seconds,
+            lambda: self._timed_out(name or self._event_name(fn), seconds),
+        )
+
+    async def _arun(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        seconds = self.seconds
+        if seconds is None:
+            raise self._no_seconds()
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        scope: Deadline
+        try:
+            scope = asyncio.timeout(seconds)
+        except RuntimeError:  # no asyncio loop in this thread: trio, say
+            scope = _async_backend.timeout(seconds)
+        wake_at = _clock.get_clock().wake_at
+        try:
+            async with scope:
+                if wake_at is None:
+                    return await fn(*args, **kwargs)
+                return await _racing_test_clock(
+                    scope, wake_at(_clock.monotonic() + seconds), fn(*args, **kwargs)
+                )
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # the call's own TimeoutError
+            # Chained, so the traceback shows where the call was interrupted.
+            raise self._timed_out(name or self._event_name(fn), seconds) from exc
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[R]:
+        name = name or self._event_name(fn)
+        stream = fn(*args, **kwargs)
+        try:
+            if not switch.on:
+                async for item in stream:
+                    yield item
+                return
+            now = _async_backend.now
+            inactivity = self.inactivity
+            total = self.seconds
+            ends = None if total is None else now() + total
+            while True:
+                quiet_ends = None if inactivity is None else now() + inactivity
+                if ends is None or (quiet_ends is not None and quiet_ends < ends):
+                    when, silent = quiet_ends, True
+                else:
+                    when, silent = ends, False
+                scope = _async_backend.timeout_at(when)
+                try:
+                    async with scope:
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    if not scope.expired():
+                        raise
+                    if silent:
+                        assert inactivity is not None
+                        raise self._inactive(name, inactivity) from exc
+                    assert total is not None
+                    raise self._timed_out(name, total) from exc
+                # Yielded outside the scope: the consumer's time between
+                # items is not the stream's silence.
+                yield item
+        finally:
+            await _aclose(stream)
+
+    def _inactive(self, name: str, inactivity: float) -> CallTimeoutError:
+        self._stats_for(name).timeouts += 1
+        if self._listeners.events:
+            self._listeners.new(events.StreamInactive, name, self._kind, inactivity)
+        return CallTimeoutError(
+            inactivity,
+            name=name,
+            message=f"stream {name!r} yielded nothing for {inactivity:g}s",
+        )
+
+    def __call__(self, fn: F) -> F:
+        """Use the timeout itself as a decorator."""
+        from .._execution.compose import _is_async_gen
+
+        if not _is_async_gen(fn) and self.inactivity is not None:
+            raise TypeError(
+                f"{self!r}: inactivity= applies to async generator functions, not {fn!r}"
+            )
+        return super().__call__(fn)
+
+
+async def _racing_test_clock(scope: Deadline, deadline: Waiter, call: Awaitable[R]) -> R:
+    """Await ``call`` inside ``scope``, also ending the scope when a test
+    clock reaches ``deadline`` (the real timer keeps running too)."""
+    now = _async_backend.now
+    inside = True
+
+    def expire() -> None:
+        if inside and not scope.expired():
+            scope.reschedule(now())
+
+    deadline.on_wake(expire)
+    try:
+        return await call
+    finally:
+        inside = False
+        deadline.cancel()
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _deadline(seconds: float) -> Deadline:
+    try:
+        return asyncio.timeout(seconds)
+    except RuntimeError:  # no asyncio loop in this thread: trio, say
+        return _async_backend.timeout(seconds)
