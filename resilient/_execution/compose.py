@@ -23,13 +23,11 @@ of two layers, one request, exactly as ``with_resilience`` composes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
-
-import wrapt
 
 from .._runtime import clock as _clock
 from ..events import METERED, NONE, Gate, ListenerSet
@@ -59,6 +57,8 @@ if TYPE_CHECKING:
 else:
     Decoratable = object
 F = TypeVar("F", bound="Decoratable")
+
+_BINDING = __name__.rpartition(".")[0] + ".binding"
 
 #: The gate of a layer that nobody's listening can change (its level stays NONE).
 NEVER = Gate(None, ())
@@ -114,7 +114,8 @@ _CHAIN = "__resilient_chain__"
 
 def chain_of(fn: object) -> Chain | None:
     """The chain ``fn`` is the entry of, if it is one."""
-    if isinstance(fn, _Layer):
+    binding = sys.modules.get(_BINDING)  # not loaded: no wrapper was made yet
+    if binding is not None and isinstance(fn, binding.ChainWrapper):
         chain: Chain = fn._self_chain
         return chain
     found = getattr(fn, _CHAIN, None) if inspect.isfunction(fn) else None
@@ -342,7 +343,9 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
             entry = compose(owner, own, target, is_async=is_async)
             return cast(F, _update_wrapper(entry, target))
         build = functools.partial(compose, owner, own, is_async=is_async)
-    return cast(F, _Layer(target, _Bound(build), Chain(owner, own, cast(Any, target))))
+    from .binding import BoundChain, ChainWrapper  # wrapt loads with the first one made
+
+    return cast(F, ChainWrapper(target, BoundChain(build), Chain(owner, own, cast(Any, target))))
 
 
 def _update_wrapper(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -351,46 +354,3 @@ def _update_wrapper(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Call
     wrapper.__defaults__ = fn.__defaults__
     wrapper.__kwdefaults__ = fn.__kwdefaults__
     return wrapper
-
-
-class _Bound:
-    """Runs a chain built for what a wrapt wrapper hands over (a method bound
-    to its instance or class, a callable object), built once per target."""
-
-    __slots__ = ("build", "cache")
-    _CACHE_SIZE = 64
-
-    def __init__(self, build: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-        self.build = build
-        self.cache: dict[Any, Callable[..., Any]] = {}
-
-    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        try:
-            chain = self.cache[wrapped]
-        except (KeyError, TypeError):
-            chain = self.build(wrapped)
-            if len(self.cache) >= self._CACHE_SIZE:
-                self.cache.clear()  # bound: a method of many instances
-            with contextlib.suppress(TypeError):  # an unhashable callable object
-                self.cache[wrapped] = chain
-        return chain(*args, **kwargs)
-
-
-if TYPE_CHECKING:
-    _BoundBase = wrapt.BoundFunctionWrapper[..., Any]
-    _Base = wrapt.FunctionWrapper[..., Any]
-else:  # wrapt before 2.2 has no subscriptable wrappers at run time
-    _BoundBase = wrapt.BoundFunctionWrapper
-    _Base = wrapt.FunctionWrapper
-
-
-class _BoundLayer(_BoundBase):
-    pass
-
-
-class _Layer(_Base):
-    __bound_function_wrapper__ = _BoundLayer
-
-    def __init__(self, wrapped: Any, wrapper: Any, chain: Chain) -> None:
-        super().__init__(wrapped, wrapper)
-        self._self_chain = chain
