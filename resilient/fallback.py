@@ -91,9 +91,11 @@ class Fallback(PolicyBase):
         self.name = name
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._takes_error = handler is not None and _takes_error(handler)
-        self._async_handler = handler is not None and is_async_callable(handler)
+        #: Whether the handler is a coroutine function (it then answers for
+        #: coroutine functions only).
+        self.async_handler = handler is not None and is_async_callable(handler)
 
-    def _named(self, name: str, listeners: events.ListenerSet | None) -> Fallback:
+    def for_stack(self, name: str, listeners: events.ListenerSet | None) -> Fallback:
         """This fallback as a layer of the composed policy ``name``: its
         events carry that name and reach that policy's listeners."""
         if self.handler is not None:
@@ -155,7 +157,7 @@ class Fallback(PolicyBase):
                     if level:
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
-                if self._async_handler:
+                if self.async_handler:
                     raise TypeError(
                         f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
                     ) from exc
@@ -207,7 +209,7 @@ class Fallback(PolicyBase):
 
     def __call__(self, fn: F) -> F:
         """Use the fallback itself as a decorator."""
-        if self._async_handler and not is_async_callable(fn):
+        if self.async_handler and not is_async_callable(fn):
             raise TypeError(
                 f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
             )

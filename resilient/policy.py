@@ -243,8 +243,12 @@ class Resilience(PolicyBase):
         timeout = policy.timeout
         if timeout is not None and not isinstance(timeout, TimeoutConfig):
             timeout = TimeoutConfig(timeout)
-        self.timeout: Timeout | None = None if timeout is None else timeout._named(name, listeners)
-        self.fallback = None if policy.fallback is None else policy.fallback._named(name, listeners)
+        self.timeout: Timeout | None = (
+            None if timeout is None else timeout.for_stack(name, listeners)
+        )
+        self.fallback = (
+            None if policy.fallback is None else policy.fallback.for_stack(name, listeners)
+        )
         self.hedging: Hedging | None = (
             None
             if policy.hedging is None
@@ -286,7 +290,7 @@ class Resilience(PolicyBase):
     def __call__(self, fn: F) -> F:
         """Use the composed policy itself as a decorator."""
         fallback = self.fallback
-        if fallback is not None and fallback._async_handler:
+        if fallback is not None and fallback.async_handler:
             from ._execution.compose import is_async_callable
 
             if not is_async_callable(fn):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from resilient.circuit_breaker.breaker import adopt_config, use_default_storage
 from resilient.circuit_breaker.storage import Action, Outcome, Verdict
 from resilient.testing import fake_clock
 
@@ -229,20 +230,20 @@ def test_reconfiguring_or_changing_the_default_store_reattaches() -> None:
     first, second = FakeStorage(), FakeStorage()
     breaker = CircuitBreaker("pay", storage=first)
     assert len(first.attached) == 1
-    breaker._use_default_storage(second)
+    use_default_storage(breaker, second)
     assert first.attached[0].detached
     assert len(second.attached) == 1
-    breaker._reconfigure(CircuitBreakerConfig(failure_threshold=3))
+    adopt_config(breaker, CircuitBreakerConfig(failure_threshold=3))
     assert second.attached[0].detached
     assert len(second.attached) == 2
-    breaker._use_default_storage(None)
+    use_default_storage(breaker, None)
     assert breaker._shared is None
 
 
 def test_a_config_store_wins_over_the_default() -> None:
     own, default = FakeStorage(), FakeStorage()
     breaker = CircuitBreaker("pay", CircuitBreakerConfig(storage=own), storage=default)
-    breaker._use_default_storage(FakeStorage())
+    use_default_storage(breaker, FakeStorage())
     assert len(own.attached) == 1
     assert default.attached == []
     assert breaker._shared is own.attached[0]

@@ -131,7 +131,7 @@ async def run_herd(
             return
         if event.new_state == "open" and result.closed_at is None:
             # The open period recovery is measured against: the last one before the close.
-            result.open_time = breaker._core.open_for
+            result.open_time = breaker.with_core(lambda core, _: core.open_for)
         if event.new_state == "closed":
             now = _clock.monotonic()
             if now >= fail_until and result.closed_at is None:
@@ -141,7 +141,7 @@ async def run_herd(
 
     async def dependency() -> str:
         nonlocal in_probes
-        probe = breaker._core.state is CircuitState.HALF_OPEN
+        probe = breaker.with_core(lambda core, _: core.state) is CircuitState.HALF_OPEN
         if probe:
             in_probes += 1
             result.max_concurrent_probes = max(result.max_concurrent_probes, in_probes)

@@ -245,7 +245,7 @@ class Stats:
                 log.exception("resilient: could not fold the last counts of %r", self)
         for reader in readers:
             try:
-                reader._retired(self)
+                reader.retired(self)
             except Exception:  # pragma: no cover - a reader must not break collection
                 log.exception("resilient: a counter reader failed to keep %r", self)
 
@@ -284,9 +284,9 @@ _READERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def keep_counts(reader: Any) -> Callable[[], None]:
-    """Call ``reader._retired(stats)`` with each ``Stats`` about to be
+    """Call ``reader.retired(stats)`` with each ``Stats`` about to be
     collected with its policy, so the reader can keep its last counts; returns
-    the function that stops it. Held weakly. ``_retired`` runs wherever the
+    the function that stops it. Held weakly. ``retired`` runs wherever the
     garbage collector does (any thread, inside any lock): it must take no
     lock and only read ``stats``."""
     _READERS.add(reader)

@@ -12,8 +12,10 @@ from .. import events, health
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from ..bulkhead.bulkhead import Bulkhead, BulkheadConfig
+from ..circuit_breaker import breaker as breaker_hooks
 from ..circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
 from ..health import CircuitState, DegradationLevel, Feature, HealthReport
+from ..rate_limit import limiter as limiter_hooks
 from ..rate_limit.limiter import RateLimitConfig, RateLimiter
 from ..retry.budget import RetryBudget
 
@@ -91,7 +93,7 @@ class Registry:
                     f"circuit breaker {name!r} already exists with config "
                     f"{breaker.config!r}; got a different one: {config!r}"
                 )
-            breaker._reconfigure(config)
+            breaker_hooks.adopt_config(breaker, config)
             self._explicit.add(name)
         elif config is not None:
             self._explicit.add(name)
@@ -172,7 +174,7 @@ class Registry:
             self._storage = storage
             breakers = list(self._breakers.values())
         for breaker in breakers:
-            breaker._use_default_storage(storage)
+            breaker_hooks.use_default_storage(breaker, storage)
 
     def get(self, name: str) -> CircuitBreaker | None:
         """The breaker called ``name``, or ``None``."""
@@ -278,8 +280,8 @@ class Registry:
                 for key, value in vars(self).items()
                 if isinstance(value, (dict, set))
             }
-            states = [(b, b._swap_state()) for b in self._breakers.values()]
-            turns = [(r, r._swap_turns()) for r in self._rate_limiters.values()]
+            states = [(b, breaker_hooks.swap_state(b)) for b in self._breakers.values()]
+            turns = [(r, limiter_hooks.swap_turns(r)) for r in self._rate_limiters.values()]
             self._pending.clear()
         try:
             yield self
@@ -291,9 +293,9 @@ class Registry:
                     live.clear()
                     live.update(saved)
                 for breaker, state in states:
-                    breaker._swap_state(state)
+                    breaker_hooks.swap_state(breaker, state)
                 for limiter, saved_turns in turns:
-                    limiter._swap_turns(saved_turns)
+                    limiter_hooks.swap_turns(limiter, saved_turns)
                 for group, member_key in made:  # per-key breakers made inside go too
                     group._drop(member_key)
 
@@ -407,11 +409,14 @@ class Registry:
                 budget = RetryBudget(**given, name=name)
                 self._retry_budgets[name] = budget
                 return budget
-        wanted = RetryBudget(**given)._fields() if given else None
+        wanted = _settings(RetryBudget(**given)) if given else None
         if wanted is not None and any(
             given.get(k) is not None and w != h
             for k, w, h in zip(
-                ("ratio", "min_retries_per_second", "window"), wanted, budget._fields(), strict=True
+                ("ratio", "min_retries_per_second", "window"),
+                wanted,
+                _settings(budget),
+                strict=True,
             )
         ):
             raise ValueError(f"retry budget {name!r} already exists as {budget!r}; got {given!r}")
@@ -529,3 +534,7 @@ class Registry:
 
 
 registry = Registry()
+
+
+def _settings(budget: RetryBudget) -> tuple[float, float, float]:
+    return (budget.ratio, budget.min_retries_per_second, budget.window)

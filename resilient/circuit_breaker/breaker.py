@@ -11,7 +11,7 @@ import math
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
@@ -887,6 +887,28 @@ class CircuitBreaker(NamedPolicy):
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+# -- what a registry does to the breakers it holds ------------------------------
+# Module functions rather than methods: they are for registries (and tests),
+# not part of a breaker's API.
+
+
+def adopt_config(breaker: CircuitBreaker, cfg: CircuitBreakerConfig) -> None:
+    """``breaker`` takes ``cfg`` (a first explicit config for a breaker
+    created with defaults). Its state starts over."""
+    breaker._reconfigure(cfg)
+
+
+def use_default_storage(breaker: CircuitBreaker, storage: BreakerStorage | None) -> None:
+    """``breaker`` shares through ``storage`` unless its config names a store."""
+    breaker._use_default_storage(storage)
+
+
+def swap_state(breaker: CircuitBreaker, saved: object | None = None) -> object:
+    """Install ``saved`` (``None``: a fresh CLOSED state) without events and
+    return what it replaced (``Registry.isolated()``)."""
+    return breaker._swap_state(cast(_Saved | None, saved))
 
 
 class _Ticks:

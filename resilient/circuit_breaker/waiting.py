@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .breaker import CircuitBreaker
     from .state import BreakerCore
 
-__all__ = ["WaitTicket", "holding"]
+__all__ = ["WaitTicket", "holding", "ticket_for"]
 
 
 class WaitTicket:
@@ -44,3 +44,9 @@ class WaitTicket:
 
 #: The ticket of the attempt running in this context, for its breaker to use.
 holding: ContextVar[WaitTicket | None] = ContextVar("resilient_wait_ticket", default=None)
+
+
+def ticket_for(breaker: CircuitBreaker) -> WaitTicket | None:
+    """A probe permit ``breaker`` keeps for a retry that will wait for it,
+    or None when its coming half-open period has none left to keep."""
+    return breaker._wait_ticket()

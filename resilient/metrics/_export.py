@@ -357,7 +357,7 @@ class Reading:
 
     # -- a policy was collected (see _stats.keep_counts) ---------------------------
 
-    def _retired(self, stats: Stats) -> None:
+    def retired(self, stats: Stats) -> None:
         # Runs wherever the garbage collector does, maybe inside our own lock
         # in this very thread: takes no lock, only reads and appends.
         if not self.active:

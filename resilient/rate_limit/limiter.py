@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution.blocks import BlockStack
@@ -27,6 +26,7 @@ from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
+from .._runtime.gil import GIL
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -49,9 +49,6 @@ R = TypeVar("R")
 _OWNER = "RateLimitConfig"
 # Beyond this many calls a second, an interval is too short for the clock.
 _MAX_CALLS_PER_SECOND = 1e9
-# The fast path admits a call without the lock only where the GIL makes its
-# few lines atomic (see resilient.rate_limit.state); elsewhere every call locks.
-_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class SharedLimit(Protocol):
@@ -308,7 +305,7 @@ class RateLimiter(NamedPolicy):
         every call takes the locked path: a shared limit, or no GIL)."""
         core = self._core
         within = core.tolerance + core.slack
-        if self._shared is not None or not _GIL:
+        if self._shared is not None or not GIL:  # see resilient._runtime.gil
             within = -1.0
         return core, core.holes, core.interval, within
 
@@ -480,3 +477,9 @@ class RateLimiter(NamedPolicy):
         tb: TracebackType | None,
     ) -> None:
         self._end_block(self._blocks.pop(), exc)
+
+
+def swap_turns(limiter: RateLimiter, saved: object | None = None) -> object:
+    """Install ``saved`` turns (``None``: a full burst) in ``limiter`` and
+    return what they replaced (``Registry.isolated()``)."""
+    return limiter._swap_turns(cast("tuple[float, list[float]] | None", saved))

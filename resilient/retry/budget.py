@@ -41,7 +41,8 @@ class RetryBudget:
 
     ``ratio``: retries allowed per first attempt (0.2: one retry for five
     calls). ``min_retries_per_second``: a floor, so a quiet caller can retry
-    at all. ``window``: seconds over which both are counted.
+    at all. ``window``: seconds over which both are counted. ``name``: what
+    its events and metrics call it (``registry.retry_budget(name)`` sets it).
     """
 
     __slots__ = ("_core", "_counted", "_firsts", "_lock", "_since", "name", "refused", "window")
@@ -84,9 +85,6 @@ class RetryBudget:
             f"<RetryBudget{named} ratio={self.ratio:g} "
             f"min_retries_per_second={self.min_retries_per_second:g} window={self.window:g}s>"
         )
-
-    def _fields(self) -> tuple[float, float, float]:
-        return (self.ratio, self.min_retries_per_second, self.window)
 
     def first_attempt(self) -> None:
         """A call made its first attempt (the hot path: one counter step)."""

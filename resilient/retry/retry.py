@@ -347,7 +347,7 @@ class Retry(PolicyBase):
         ):
             # Built elsewhere: nobody hands out slots, the wait is its remaining.
             return Circuit(state, left, True), None
-        ticket = breaker._wait_ticket()
+        ticket = _waiting.ticket_for(breaker)
         if ticket is None:
             return Circuit(state, left, False), None
         left = ticket.due - _clock.monotonic()

@@ -79,8 +79,8 @@ class TimeoutConfig:
         if self.mode not in ("thread", "signal"):
             raise ValueError(f"{owner}.mode must be 'thread' or 'signal', got {self.mode!r}")
 
-    def _named(self, name: str, listeners: events.ListenerSet) -> Timeout:
-        """The stack ``name``'s timeout, on that dependency's own worker pool."""
+    def for_stack(self, name: str, listeners: events.ListenerSet) -> Timeout:
+        """The timeout of the stack ``name``, on that dependency's own worker pool."""
         pool = pool_for(name, self.pool_size) if self.mode == "thread" else None
         return Timeout(self.seconds, mode=self.mode, name=name, pool=pool, listeners=listeners)
 

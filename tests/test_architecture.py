@@ -1,0 +1,317 @@
+"""The architecture the docs describe is the one in the tree: every module is
+on the map, every layer keeps the layer protocol, and each layer costs one
+frame per call."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import resilient
+from resilient import (
+    Bulkhead,
+    BulkheadConfig,
+    CircuitBreaker,
+    Fallback,
+    Registry,
+    with_bulkhead,
+    with_chaos,
+    with_circuit_breaker,
+    with_fallback,
+    with_hedging,
+    with_rate_limit,
+    with_resilience,
+    with_retry,
+    with_timeout,
+)
+from resilient._execution.compose import Layer, compose
+from resilient._execution.policy_base import PolicyBase
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "resilient"
+MAP = (ROOT / "docs" / "architecture.md").read_text()
+
+
+# -- the map ------------------------------------------------------------------
+
+
+def _mapped_modules() -> set[str]:
+    """Every ``resilient/...py`` path the tree in docs/architecture.md names."""
+    tree = MAP.split("## ", 1)[0]
+    found: set[str] = set()
+    folders: list[tuple[int, str]] = []
+    for line in tree.splitlines():
+        match = re.match(r"^( {4,})(\S+)", line)
+        if match is None:
+            continue
+        indent, entry = len(match[1]), match[2]
+        while folders and folders[-1][0] >= indent:
+            folders.pop()
+        prefix = "".join(name for _, name in folders)
+        if entry.endswith("/"):
+            folders.append((indent, entry))
+            # A folder described in prose names its modules after it.
+            rest = line[match.end() :]
+            for name in re.findall(r"([A-Za-z_]+\.py)", rest):
+                found.add(prefix + entry + name)
+        elif entry.endswith(".py"):
+            found.add(prefix + entry)
+    # Prose continuation lines of a folder entry.
+    for folder, body in re.findall(r"^ {6}(\w+/) +(.*(?:\n {28}.*)*)", tree, re.M):
+        for name in re.findall(r"([A-Za-z_]+\.py)", body):
+            found.add(f"resilient/{folder}{name}")
+    return found
+
+
+def _real_modules() -> set[str]:
+    return {
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py" or path.parent == PACKAGE
+    }
+
+
+def test_every_module_is_on_the_architecture_map() -> None:
+    assert sorted(_real_modules() - _mapped_modules()) == []
+
+
+def test_the_map_names_no_module_that_is_gone() -> None:
+    assert sorted(_mapped_modules() - _real_modules()) == []
+
+
+def test_every_sub_package_says_what_it_holds() -> None:
+    for init in PACKAGE.rglob("__init__.py"):
+        docstring = ast.get_docstring(ast.parse(init.read_text()))
+        assert docstring, f"{init.relative_to(ROOT)} has no docstring"
+
+
+# -- private names ------------------------------------------------------------
+
+# The members of the layer protocol (docs/architecture.md): every policy
+# implements them and the execution layer calls them.
+LAYER_PROTOCOL = {
+    "_kind",
+    "_listeners",
+    "_own_gate",
+    "_event_name",
+    "_stats_for",
+    "_wrap_sync",
+    "_wrap_async",
+    "_astream",
+    "_meters",
+    "_run",
+    "_arun",
+}
+
+# Reads of another module's private names that stay, each with its reason.
+ALLOWED = {
+    # The running loop without the public call's checks, on the hot path of
+    # every async call (asyncio exposes it as the documented C accelerator).
+    "asyncio._get_running_loop": "one call cheaper than get_running_loop() per async call",
+    # The task running on a loop, read without asyncio.current_task()'s checks.
+    "asyncio.tasks._current_tasks": "the hedging race's hot path, measured",
+    # NamedTuple's public API happens to start with an underscore.
+    "permit._replace": "NamedTuple._replace is public API",
+    # argparse's subparsers type has no public name.
+    "argparse._SubParsersAction": "the only name argparse gives that type",
+    # The registry and its per-key groups, until they share one membership object.
+    "member[0]._drop": "registry -> keyed group",
+    "member[0]._busy": "registry -> keyed group",
+    "group._drop": "registry -> keyed group",
+    "breaker._core": "registry -> breaker (is it busy)",
+    "self._registry._forget": "keyed group -> registry",
+    "self._registry._max_breakers": "keyed group -> registry",
+}
+
+
+def _concept(module: Path) -> Path:
+    rel = module.relative_to(PACKAGE)
+    return PACKAGE / rel.parts[0] if len(rel.parts) > 1 else module
+
+
+def _private_reads() -> list[str]:
+    defined: dict[Path, set[str]] = {}
+    trees = {path: ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py")}
+    for path, tree in trees.items():
+        names = defined.setdefault(_concept(path), set())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+    found = []
+    for path, tree in trees.items():
+        own = defined[_concept(path)]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            name = node.attr
+            if not name.startswith("_") or name.startswith("__") or name in LAYER_PROTOCOL:
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if name in own:
+                continue
+            text = ast.unparse(node)
+            if text not in ALLOWED:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text}")
+    return found
+
+
+def test_no_module_reads_another_concepts_private_names() -> None:
+    assert _private_reads() == []
+
+
+# -- the layer protocol -----------------------------------------------------------
+
+
+def _layers() -> dict[str, Callable[[], Any]]:
+    registry = Registry()
+    return {
+        "circuit_breaker": lambda: CircuitBreaker("arch"),
+        "retry": lambda: resilient.Retry(),
+        "timeout": lambda: resilient.Timeout(1.0),
+        "bulkhead": lambda: Bulkhead("arch", BulkheadConfig(max_concurrent=2)),
+        "fallback": lambda: Fallback(value=0),
+        "rate_limit": lambda: resilient.RateLimiter("arch", rate=1000.0),
+        "hedging": lambda: resilient.Hedging(resilient.HedgingConfig(delay=1.0)),
+        "chaos": lambda: resilient.Chaos(),
+        "keyed": lambda: registry,  # replaced below: a keyed group is built by its decorator
+    }
+
+
+LAYERS = {name: make for name, make in _layers().items() if name != "keyed"}
+
+
+def _parameters(fn: Callable[..., Any]) -> list[tuple[str, Any]]:
+    return [
+        (p.name, p.default) for p in inspect.signature(fn).parameters.values() if p.name != "self"
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_layer_keeps_the_layer_protocol(name: str) -> None:
+    layer = LAYERS[name]()
+    assert isinstance(layer, PolicyBase)
+    for member in ("_kind", "_listeners", "_own_gate", "_event_name", "_stats_for"):
+        assert hasattr(layer, member), member
+    for member in ("_wrap_sync", "_wrap_async"):
+        assert _parameters(getattr(layer, member)) == _parameters(getattr(Layer, member))
+    assert isinstance(layer._kind, str)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_layer_runs_in_a_chain_sync_and_async(name: str) -> None:
+    layer = LAYERS[name]()
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    async def adouble(x: int) -> int:
+        return 2 * x
+
+    assert compose(layer, [layer], double, is_async=False)(21) == 42
+    assert asyncio.run(compose(layer, [layer], adouble, is_async=True)(21)) == 42
+
+
+# -- one frame per layer ----------------------------------------------------------
+
+
+def _frames_to(marker: str) -> int:
+    """Frames from the protected function up to ``marker``'s (or the thread's top)."""
+    frame = sys._getframe(1)
+    count = 0
+    while frame is not None and frame.f_code.co_name != marker:
+        count += 1
+        frame = frame.f_back
+    return count
+
+
+def _caller(fn: Callable[[], int]) -> int:
+    return fn()
+
+
+async def _acaller(fn: Callable[[], Any]) -> int:
+    return int(await fn())
+
+
+DECORATORS: dict[str, Callable[[], Any]] = {
+    "circuit_breaker": lambda: with_circuit_breaker(CircuitBreaker("frames")),
+    "retry": lambda: with_retry(),
+    "timeout": lambda: with_timeout(1.0),
+    "bulkhead": lambda: with_bulkhead(Bulkhead("frames", BulkheadConfig(max_concurrent=2))),
+    "fallback": lambda: with_fallback(0),
+    "rate_limit": lambda: with_rate_limit("frames", rate=1000.0),
+    "hedging": lambda: with_hedging(1.0),
+    "chaos": lambda: with_chaos(),
+    "keyed": lambda: with_circuit_breaker("frames-keyed", key=lambda: "k"),
+    "stack": lambda: with_resilience("frames-stack", timeout=None),
+    "stack_with_bulkhead": lambda: with_resilience(
+        "frames-stack-b", timeout=None, bulkhead=BulkheadConfig(max_concurrent=2)
+    ),
+}
+
+# The function's own frame plus one per layer. A sync timeout and a sync
+# hedge run the call on a worker thread: the count is the worker's stack.
+SYNC_FRAMES = {
+    "circuit_breaker": 2,
+    "retry": 2,
+    "timeout": 5,
+    "bulkhead": 2,
+    "fallback": 2,
+    "rate_limit": 2,
+    "hedging": 6,
+    "chaos": 3,
+    "keyed": 2,
+    "stack": 3,
+    "stack_with_bulkhead": 4,
+}
+ASYNC_FRAMES = {
+    "circuit_breaker": 2,
+    "retry": 2,
+    "timeout": 2,
+    "bulkhead": 2,
+    "fallback": 2,
+    "rate_limit": 2,
+    "hedging": 2,
+    "chaos": 2,
+    "keyed": 2,
+    "stack": 3,
+    "stack_with_bulkhead": 4,
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Any:
+    with resilient.registry.isolated():
+        yield
+
+
+@pytest.mark.parametrize("name", sorted(DECORATORS))
+def test_each_layer_adds_one_frame_per_sync_call(name: str) -> None:
+    @DECORATORS[name]()
+    def protected() -> int:
+        return _frames_to("_caller")
+
+    assert _caller(protected) == SYNC_FRAMES[name]
+
+
+@pytest.mark.parametrize("name", sorted(DECORATORS))
+def test_each_layer_adds_one_frame_per_async_call(name: str) -> None:
+    @DECORATORS[name]()
+    async def protected() -> int:
+        return _frames_to("_acaller")
+
+    assert asyncio.run(_acaller(protected)) == ASYNC_FRAMES[name]
