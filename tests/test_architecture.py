@@ -155,6 +155,21 @@ def _private_reads() -> list[str]:
     for path, tree in trees.items():
         own = defined[_concept(path)]
         for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = path.parent
+                for _ in range(node.level - 1):
+                    target = target.parent
+                if _concept(target / "x.py") == _concept(path) and node.module is None:
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        module = target / (node.module or "").replace(".", "/")
+                        if module.is_dir() or (module / alias.name).is_dir():
+                            continue
+                        if (module / f"{alias.name}.py").exists():
+                            continue  # a private module, imported whole
+                        if _concept(module.with_suffix(".py")) != _concept(path):
+                            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}")
             if not isinstance(node, ast.Attribute):
                 continue
             name = node.attr

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from .compose import Chain
-
 __all__ = ["BoundChain", "BoundChainWrapper", "ChainWrapper"]
 
 
@@ -57,6 +55,6 @@ class BoundChainWrapper(_BoundBase):
 class ChainWrapper(_Base):
     __bound_function_wrapper__ = BoundChainWrapper
 
-    def __init__(self, wrapped: Any, wrapper: Any, chain: Chain) -> None:
+    def __init__(self, wrapped: Any, wrapper: Any, chain: object) -> None:
         super().__init__(wrapped, wrapper)
         self._self_chain = chain

@@ -45,6 +45,7 @@ __all__ = [
     "decorate",
     "forwarding",
     "is_async_callable",
+    "is_async_gen",
     "watching",
 ]
 
@@ -133,7 +134,7 @@ def is_async_callable(fn: object) -> bool:
     return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
 
 
-def _is_async_gen(fn: object) -> bool:
+def is_async_gen(fn: object) -> bool:
     if isinstance(fn, (classmethod, staticmethod)):
         fn = fn.__func__
     return inspect.isasyncgenfunction(fn)
@@ -324,7 +325,7 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
         if stacked is not None:  # a chain under the classmethod: rebuild it round the function
             own = (*own, *stacked.layers)
             target = cast(F, type(target)(stacked.fn))
-    if _is_async_gen(target):
+    if is_async_gen(target):
         missing = [layer for layer in own if getattr(layer, "_astream", None) is None]
         if missing:
             raise TypeError(

@@ -12,13 +12,19 @@ A retry that gets no ticket gives up at once.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .breaker import CircuitBreaker
     from .state import BreakerCore
 
-__all__ = ["WaitTicket", "holding", "ticket_for"]
+__all__ = ["Issuer", "WaitTicket", "holding", "ticket_for"]
+
+
+class Issuer(Protocol):
+    """What hands tickets out and takes them back (a ``CircuitBreaker``)."""
+
+    def _wait_ticket(self) -> WaitTicket | None: ...
+    def _unreserve(self, ticket: WaitTicket) -> None: ...
 
 
 class WaitTicket:
@@ -27,9 +33,7 @@ class WaitTicket:
 
     __slots__ = ("breaker", "core", "due", "reservation")
 
-    def __init__(
-        self, breaker: CircuitBreaker, core: BreakerCore, reservation: int, due: float
-    ) -> None:
+    def __init__(self, breaker: Issuer, core: BreakerCore, reservation: int, due: float) -> None:
         self.breaker = breaker
         self.core = core
         self.reservation = reservation
@@ -46,7 +50,7 @@ class WaitTicket:
 holding: ContextVar[WaitTicket | None] = ContextVar("resilient_wait_ticket", default=None)
 
 
-def ticket_for(breaker: CircuitBreaker) -> WaitTicket | None:
+def ticket_for(breaker: Issuer) -> WaitTicket | None:
     """A probe permit ``breaker`` keeps for a retry that will wait for it,
     or None when its coming half-open period has none left to keep."""
     return breaker._wait_ticket()

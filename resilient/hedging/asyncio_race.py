@@ -20,15 +20,12 @@ import time
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .._runtime import clock as _clock
 from .._runtime.switch import switch
 from . import trio_race as _hedge_trio
-from .state import RAISE, START, HedgeCore
-
-if TYPE_CHECKING:
-    from .hedging import Hedging
+from .state import RAISE, START, HedgeCore, Racer
 
 __all__ = ["race"]
 
@@ -59,7 +56,7 @@ WHEN, RACE, ALARM = 0, 1, 2
 
 
 async def race(
-    policy: Hedging,
+    policy: Racer,
     fn: Callable[..., Awaitable[R]],
     name: str,
     args: tuple[Any, ...],
@@ -111,7 +108,7 @@ async def race(
 
 
 def _arm(
-    policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]
+    policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any]
 ) -> deque[list[Any]] | None:
     """Put ``entry`` on the timer of ``policy``: its ``delay`` from now. The
     timer's entries, or None on a test clock."""
@@ -125,7 +122,7 @@ def _arm(
     return timers.entries
 
 
-def _alarm(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
+def _alarm(policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
     """:func:`_arm` on a test clock: due when the test moves the clock there."""
     assert _clock.wake_at is not None
     entry[WHEN] = when = _clock.monotonic() + policy._delay
@@ -142,7 +139,7 @@ def _disarm(entry: list[Any]) -> None:
         alarm.cancel()
 
 
-def _due(policy: Hedging, loop: asyncio.AbstractEventLoop, entry: list[Any], when: float) -> None:
+def _due(policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any], when: float) -> None:
     """The delay of ``entry`` has passed: the next attempt starts, if it
     still counts."""
     if entry[WHEN] != when:
@@ -178,7 +175,7 @@ class Timers:
 
     __slots__ = ("delay", "entries", "handle", "loop", "policy", "time")
 
-    def __init__(self, policy: Hedging, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, policy: Racer, loop: asyncio.AbstractEventLoop) -> None:
         self.policy = policy
         self.loop = loop
         self.delay = policy._delay
@@ -240,7 +237,7 @@ class _Race:
 
     def __init__(
         self,
-        policy: Hedging,
+        policy: Racer,
         fn: Callable[..., Awaitable[Any]],
         name: str,
         args: tuple[Any, ...],

@@ -7,6 +7,8 @@ happened (a delay passed, an attempt answered) and do what it answers.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 __all__ = ["RAISE", "START", "WAIT", "HedgeCore"]
 
 #: What to do after an attempt failed.
@@ -69,3 +71,14 @@ class HedgeCore:
             return WAIT
         self.done = True
         return RAISE
+
+
+class Racer(Protocol):
+    """What a race (``asyncio_race``, ``trio_race``) reads of its policy: a ``Hedging``."""
+
+    _delay: float
+    _attempts: int
+    _timers: Any  # the asyncio race's timers of the loop it last ran on
+
+    def _hedged_on(self, error: BaseException) -> bool: ...
+    def _started(self, name: str, attempt: int) -> None: ...

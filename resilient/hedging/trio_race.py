@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
-from .state import RAISE, START, HedgeCore
-
-if TYPE_CHECKING:
-    from .hedging import Hedging
+from .state import RAISE, START, HedgeCore, Racer
 
 __all__ = ["race"]
 
 
 async def race(
-    policy: Hedging,
+    policy: Racer,
     fn: Callable[..., Awaitable[Any]],
     name: str,
     args: tuple[Any, ...],
@@ -81,7 +78,7 @@ class _Race:
 
     def __init__(
         self,
-        policy: Hedging,
+        policy: Racer,
         fn: Callable[..., Awaitable[Any]],
         name: str,
         args: tuple[Any, ...],

@@ -381,9 +381,9 @@ class Timeout(ForwardingPolicy):
 
     def __call__(self, fn: F) -> F:
         """Use the timeout itself as a decorator."""
-        from .._execution.compose import _is_async_gen
+        from .._execution.compose import is_async_gen
 
-        if not _is_async_gen(fn) and self.inactivity is not None:
+        if not is_async_gen(fn) and self.inactivity is not None:
             raise TypeError(
                 f"{self!r}: inactivity= applies to async generator functions, not {fn!r}"
             )
