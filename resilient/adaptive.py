@@ -1,29 +1,7 @@
-"""``AdaptiveLimit`` and its algorithms (see :mod:`resilient.bulkhead.adaptive`)."""
+"""``AdaptiveLimit`` and its algorithms: the old import path of
+``resilient.bulkhead.adaptive``, which holds them."""
 
-from .bulkhead.adaptive import (
-    ALGORITHMS,
-    BASELINE_WINDOW,
-    MAX_LIMIT,
-    TIMED,
-    WINDOW,
-    AdaptiveLimit,
-    Aimd,
-    Estimator,
-    Gradient,
-    Vegas,
-    estimator,
-)
+from .bulkhead import adaptive as _adaptive
+from .bulkhead.adaptive import *  # noqa: F403
 
-__all__ = [
-    "ALGORITHMS",
-    "BASELINE_WINDOW",
-    "MAX_LIMIT",
-    "TIMED",
-    "WINDOW",
-    "AdaptiveLimit",
-    "Aimd",
-    "Estimator",
-    "Gradient",
-    "Vegas",
-    "estimator",
-]
+__all__ = _adaptive.__all__

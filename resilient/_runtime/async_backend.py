@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
+from .exc_info import ExcInfo
+
 T = TypeVar("T")
 
 __all__ = [
@@ -140,12 +142,8 @@ class _TrioDeadline:
         self._scope.__enter__()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> bool | None:
+        exc_type, exc, tb = exc_info
         scope = self._scope
         swallowed = scope.__exit__(exc_type, exc, tb)
         if scope.cancelled_caught:

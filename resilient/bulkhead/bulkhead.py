@@ -20,7 +20,6 @@ import threading
 from _thread import LockType
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from .. import events
@@ -32,6 +31,7 @@ from .._execution.request import Request
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
+from .._runtime.exc_info import ExcInfo
 from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from ..errors import BulkheadFullError
@@ -791,12 +791,8 @@ class Bulkhead(NamedPolicy):
         self._blocks.push(held)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        exc = exc_info[1]
         self._pop(exc)
 
     async def __aenter__(self) -> Bulkhead:
@@ -813,10 +809,6 @@ class Bulkhead(NamedPolicy):
         self._blocks.push(held)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        exc = exc_info[1]
         self._pop(exc)

@@ -10,7 +10,6 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from .. import events
@@ -21,6 +20,7 @@ from .._execution.counters import FOLD_AT
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
 from .._runtime import clock as _clock
+from .._runtime.exc_info import ExcInfo
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
 from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
@@ -847,12 +847,8 @@ class CircuitBreaker(NamedPolicy):
         self._blocks.push(_Entry(permit, opened))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        exc = exc_info[1]
         entry = self._blocks.pop()
         if entry is None:
             return
@@ -880,13 +876,8 @@ class CircuitBreaker(NamedPolicy):
         self._blocks.push(_Entry(permit, opened))
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        self.__exit__(*exc_info)
 
 
 # -- what a registry does to the breakers it holds ------------------------------

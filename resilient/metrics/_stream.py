@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 
 from .._runtime import async_backend as _async_backend
 from .._runtime.async_backend import Waiter
+from .._runtime.exc_info import ExcInfo
 from ..events import Event
 
 __all__ = ["EventStream"]
@@ -99,10 +99,5 @@ class EventStream:
     async def __aenter__(self) -> EventStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         self.close()

@@ -1,16 +1,10 @@
 """The rate limiter: at most ``rate`` calls per ``period`` (GCRA).
 
 - ``state.py``: the rules, GCRA with reserved turns (pure).
-- ``limiter.py``: :class:`RateLimitConfig` and :class:`RateLimiter`.
+- ``limiter.py``: ``RateLimitConfig`` and ``RateLimiter``.
 """
 
-from ..errors import RateLimitExceededError
-from .limiter import RateLimitConfig, RateLimiter, RateLimiterMetrics, SharedLimit
+from . import limiter as _limiter
+from .limiter import *  # noqa: F403
 
-__all__ = [
-    "RateLimitConfig",
-    "RateLimitExceededError",
-    "RateLimiter",
-    "RateLimiterMetrics",
-    "SharedLimit",
-]
+__all__ = _limiter.__all__

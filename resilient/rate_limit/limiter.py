@@ -16,7 +16,6 @@ import math
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
@@ -26,6 +25,7 @@ from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
+from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
@@ -451,12 +451,8 @@ class RateLimiter(NamedPolicy):
         self._blocks.push(opened)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        exc = exc_info[1]
         self._end_block(self._blocks.pop(), exc)
 
     async def __aenter__(self) -> RateLimiter:
@@ -470,12 +466,8 @@ class RateLimiter(NamedPolicy):
         self._blocks.push(opened)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        exc = exc_info[1]
         self._end_block(self._blocks.pop(), exc)
 
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
-from types import TracebackType
 from typing import Unpack
 
 from .._fields import RetryFields
 from .._runtime import clock as _clock
+from .._runtime.exc_info import ExcInfo
 from .._runtime.switch import switch
 from .retry import Retry, RetryConfig
 
@@ -58,12 +58,8 @@ class Attempt:
     def __enter__(self) -> Attempt:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
+    def __exit__(self, *exc_info: *ExcInfo) -> bool:
+        error = exc_info[1]
         return self._loop._ended(self.number, error)
 
 

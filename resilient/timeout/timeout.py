@@ -26,7 +26,6 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from .. import events
@@ -37,6 +36,7 @@ from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.async_backend import Deadline, Waiter
+from .._runtime.exc_info import ExcInfo
 from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
@@ -162,12 +162,8 @@ class Timeout(ForwardingPolicy):
         self._blocks.push(scope)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        exc_type, exc, tb = exc_info
         scope = self._blocks.pop()
         if scope is None:
             return
