@@ -81,7 +81,7 @@ class RetryFields(TypedDict, total=False):
 class TimeoutOptions(TypedDict, total=False):
     """The options of :class:`~resilient.Timeout` beside its seconds."""
 
-    mode: Literal["thread", "signal"]
+    mode: Literal["thread", "signal", "inline"]
     inactivity: float | None
     name: str | None
     pool: WorkerPool | None

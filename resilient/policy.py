@@ -122,16 +122,22 @@ def _recovering(failures: int, recovery: float, *, timeout: float) -> CircuitBre
     )
 
 
+def _within(retry: RetryConfig, deadline: float) -> RetryConfig:
+    """A preset's retry, bounded in all by ``deadline`` seconds."""
+    return dataclasses.replace(retry, deadline=deadline)
+
+
 class ResiliencePolicies:
     """Ready-made policies per kind of dependency (the README has the table)."""
 
     @staticmethod
     def api() -> ResiliencePolicy:
         """An HTTP API: trips after 5 failures for 60 s, 3 attempts with
-        exponential backoff, 30 s per attempt, 50 concurrent calls + 100 queued."""
+        exponential backoff within 60 s in all, 30 s per attempt, 50
+        concurrent calls + 100 queued."""
         return ResiliencePolicy(
             circuit_breaker=_recovering(5, 60.0, timeout=30.0),
-            retry=RetryPolicies.exponential(3),
+            retry=_within(RetryPolicies.exponential(3), 60.0),
             timeout=30.0,
             bulkhead=BulkheadConfig(50, max_queue=100),
         )
@@ -139,10 +145,11 @@ class ResiliencePolicies:
     @staticmethod
     def ai() -> ResiliencePolicy:
         """An LLM provider: trips after 3 failures for 120 s, rate-limit aware
-        retry (``Retry-After`` honoured), 120 s per attempt, 10 + 50 queued."""
+        retry (``Retry-After`` honoured) within 300 s in all, 120 s per
+        attempt, 10 + 50 queued."""
         return ResiliencePolicy(
             circuit_breaker=_recovering(3, 120.0, timeout=120.0),
-            retry=RetryPolicies.api_rate_limit(),
+            retry=_within(RetryPolicies.api_rate_limit(), 300.0),
             timeout=120.0,
             bulkhead=BulkheadConfig(10, max_queue=50),
         )
@@ -150,21 +157,17 @@ class ResiliencePolicies:
     @staticmethod
     def database() -> ResiliencePolicy:
         """A database: trips after 10 failures for 30 s, 3 quick attempts
-        (0.1 s, then 0.2 s), 30 s per attempt, 100 concurrent + 200 queued.
+        (0.1 s, then 0.2 s) within 60 s in all, 30 s per attempt, 100
+        concurrent + 200 queued.
 
-        The 30 s timeout cancels a coroutine in its own task, but runs a
-        *sync* call on a worker thread: thread-bound state (a thread-local
-        or scoped session, Django's connections) is not there, and a call
-        that overruns keeps running, and holding its connection, in the
-        background. For sync drivers with thread-bound sessions pass
-        ``timeout=None`` (``with_resilience(name, database(), timeout=None)``)
-        and use the driver's own statement timeout; in the main thread,
-        ``Timeout(seconds, mode="signal")`` interrupts the call in place.
-        See docs/timeout.md.
+        The 30 s timeout cancels a coroutine; a *sync* call runs in the
+        caller's thread (its thread-local or scoped session is there) and,
+        when it overruns, fails as it returns. Use the driver's own
+        statement timeout to stop it; see docs/timeout.md.
         """
         return ResiliencePolicy(
             circuit_breaker=_recovering(10, 30.0, timeout=30.0),
-            retry=RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0),
+            retry=_within(RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0), 60.0),
             timeout=30.0,
             bulkhead=BulkheadConfig(100, max_queue=200),
         )
@@ -172,10 +175,11 @@ class ResiliencePolicies:
     @staticmethod
     def external() -> ResiliencePolicy:
         """A third-party service: trips after 5 failures for 60 s, retries
-        network errors only, 15 s per attempt, 20 concurrent + 50 queued."""
+        network errors only within 30 s in all, 15 s per attempt, 20
+        concurrent + 50 queued."""
         return ResiliencePolicy(
             circuit_breaker=_recovering(5, 60.0, timeout=15.0),
-            retry=RetryPolicies.network(),
+            retry=_within(RetryPolicies.network(), 30.0),
             timeout=15.0,
             bulkhead=BulkheadConfig(20, max_queue=50),
         )
@@ -183,10 +187,11 @@ class ResiliencePolicies:
     @staticmethod
     def critical() -> ResiliencePolicy:
         """A call that must not be cut off by a breaker: no breaker, 5 attempts
-        (from 0.5 s), 60 s per attempt, 5 concurrent + 10 queued."""
+        (from 0.5 s) within 300 s in all, 60 s per attempt, 5 concurrent +
+        10 queued."""
         return ResiliencePolicy(
             circuit_breaker=None,
-            retry=RetryConfig.AGGRESSIVE,
+            retry=_within(RetryConfig.AGGRESSIVE, 300.0),
             timeout=60.0,
             bulkhead=BulkheadConfig(5, max_queue=10),
         )

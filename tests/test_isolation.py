@@ -50,7 +50,8 @@ def _stack(name: str, **fields: object) -> Resilience:
 
 
 def test_each_named_stack_and_breaker_timeout_has_its_own_pool() -> None:
-    a, b = _stack("dep-a", timeout=1.0), _stack("dep-b", timeout=1.0)
+    a = _stack("dep-a", timeout=TimeoutConfig(1.0, mode="thread"))
+    b = _stack("dep-b", timeout=TimeoutConfig(1.0, mode="thread"))
     assert a.timeout is not None
     assert b.timeout is not None
     pools = {id(a.timeout._pool), id(b.timeout._pool), id(shared_pool())}
@@ -62,7 +63,7 @@ def test_each_named_stack_and_breaker_timeout_has_its_own_pool() -> None:
 
 
 def test_a_timeout_config_sets_the_pool_size_and_mode() -> None:
-    stack = _stack("sized", timeout=TimeoutConfig(2.5, pool_size=3))
+    stack = _stack("sized", timeout=TimeoutConfig(2.5, pool_size=3, mode="thread"))
     assert stack.timeout is not None
     assert stack.timeout.seconds == 2.5
     assert stack.timeout._pool is not None
@@ -74,8 +75,8 @@ def test_a_timeout_config_sets_the_pool_size_and_mode() -> None:
 
 
 def test_a_hung_dependency_never_times_out_a_healthy_one(release: threading.Event) -> None:
-    hung = _stack("hung", timeout=TimeoutConfig(SHORT, pool_size=2))
-    healthy = _stack("healthy", timeout=TimeoutConfig(LONG, pool_size=2))
+    hung = _stack("hung", timeout=TimeoutConfig(SHORT, pool_size=2, mode="thread"))
+    healthy = _stack("healthy", timeout=TimeoutConfig(LONG, pool_size=2, mode="thread"))
 
     def hang() -> None:
         release.wait(LONG)
@@ -116,7 +117,7 @@ def test_a_timed_out_call_keeps_its_bulkhead_permit_until_its_worker_ends(
     limit = AdaptiveLimit(initial=1, max_limit=1) if adaptive else None
     stack = _stack(
         "bounded",
-        timeout=SHORT,
+        timeout=TimeoutConfig(SHORT, mode="thread"),
         bulkhead=BulkheadConfig(1, max_queue=1, queue_timeout=LONG, adaptive=limit),
     )
     bulkhead = stack.bulkhead
@@ -172,7 +173,11 @@ def test_an_idle_worker_keeps_nothing_of_the_calls_it_ran() -> None:
 
 
 def test_a_call_that_never_started_frees_its_permit_at_once(release: threading.Event) -> None:
-    stack = _stack("never", timeout=TimeoutConfig(SHORT, pool_size=1), bulkhead=BulkheadConfig(2))
+    stack = _stack(
+        "never",
+        timeout=TimeoutConfig(SHORT, pool_size=1, mode="thread"),
+        bulkhead=BulkheadConfig(2),
+    )
     bulkhead = stack.bulkhead
     assert bulkhead is not None
     with pytest.raises(CallTimeoutError) as first:

@@ -25,6 +25,7 @@ from resilient import (
     ResiliencePolicy,
     RetryConfig,
     RetryPolicies,
+    TimeoutConfig,
     config,
     with_resilience,
 )
@@ -194,10 +195,14 @@ def test_presets_have_the_documented_numbers(
 
 
 def test_preset_retries_fit_their_dependency() -> None:
-    assert ResiliencePolicies.api().retry == RetryPolicies.exponential(3)
-    assert ResiliencePolicies.ai().retry == RetryPolicies.api_rate_limit()
-    assert ResiliencePolicies.external().retry == RetryPolicies.network()
-    assert ResiliencePolicies.critical().retry == RetryConfig.AGGRESSIVE
+    def undated(retry: RetryConfig | None) -> RetryConfig:
+        assert retry is not None
+        return dataclasses.replace(retry, deadline=None)
+
+    assert undated(ResiliencePolicies.api().retry) == RetryPolicies.exponential(3)
+    assert undated(ResiliencePolicies.ai().retry) == RetryPolicies.api_rate_limit()
+    assert undated(ResiliencePolicies.external().retry) == RetryPolicies.network()
+    assert undated(ResiliencePolicies.critical().retry) == RetryConfig.AGGRESSIVE
     db = ResiliencePolicies.database().retry
     assert db is not None
     assert (db.initial_delay, db.max_delay) == (0.1, 1.0)
@@ -470,7 +475,9 @@ def test_the_timeout_bounds_each_attempt_of_a_sync_call(clock: FakeClock) -> Non
         return "fast"
 
     policy = ResiliencePolicy(
-        circuit_breaker=CircuitBreakerConfig(failure_threshold=5), retry=NO_JITTER, timeout=QUICK
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=5),
+        retry=NO_JITTER,
+        timeout=TimeoutConfig(QUICK, mode="thread"),
     )
     try:
         assert with_resilience("dep", policy)(slow_then_fast)() == "fast"
@@ -493,7 +500,9 @@ async def test_the_timeout_bounds_each_attempt_of_a_coroutine(clock: FakeClock) 
         return "fast"
 
     policy = ResiliencePolicy(
-        circuit_breaker=CircuitBreakerConfig(failure_threshold=5), retry=NO_JITTER, timeout=QUICK
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=5),
+        retry=NO_JITTER,
+        timeout=QUICK,
     )
     assert await with_resilience("dep", policy)(slow_then_fast)() == "fast"
     assert len(calls) == 3

@@ -9,6 +9,11 @@
   thread: the abandoned call keeps running to its end in the background.
 - ``mode="signal"`` interrupts the call itself with ``SIGALRM``: no thread,
   and the call really stops, but only in the main thread of a POSIX process.
+- ``mode="inline"`` (what a ``with_resilience`` stack's timeout does to a sync
+  function unless it asks for a thread) runs the call in the caller's thread,
+  where its thread-locals are, and cannot stop it: a call that overruns fails
+  with ``CallTimeoutError`` when it returns (its result is dropped), so retry
+  and the breaker count the timeout.
 - Async generator functions get an inactivity timeout
   (``inactivity=seconds``): a stream that yields nothing for that long fails.
 
@@ -51,7 +56,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
-TimeoutMode = Literal["thread", "signal"]
+TimeoutMode = Literal["thread", "signal", "inline"]
+_MODES = ("thread", "signal", "inline")
 
 _OWNER = "Timeout"
 
@@ -62,22 +68,26 @@ class TimeoutConfig:
 
     ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
     of this dependency that run at once in worker threads, timed-out calls
-    still running included (threads start on demand). ``mode``:
-    ``"thread"`` or ``"signal"`` for sync functions.
+    still running included (threads start on demand). ``mode``, for sync
+    functions: ``"inline"`` (the default: the call runs in the caller's
+    thread and fails when it returns late), ``"thread"`` (a worker thread;
+    the caller stops waiting in time) or ``"signal"`` (SIGALRM, main thread).
     """
 
     seconds: float
     _: KW_ONLY
     pool_size: int = DEFAULT_MAX_WORKERS
-    mode: TimeoutMode = "thread"
+    mode: TimeoutMode = "inline"
 
     def __post_init__(self) -> None:
         owner = "TimeoutConfig"
         seconds = _validate.seconds(owner, "seconds", self.seconds, allow_zero=False)
         object.__setattr__(self, "seconds", seconds)
         _validate.int_between(owner, "pool_size", self.pool_size, 1, _validate.MAX_WORKERS)
-        if self.mode not in ("thread", "signal"):
-            raise ValueError(f"{owner}.mode must be 'thread' or 'signal', got {self.mode!r}")
+        if self.mode not in _MODES:
+            raise ValueError(
+                f"{owner}.mode must be 'inline', 'thread' or 'signal', got {self.mode!r}"
+            )
 
     def for_stack(self, name: str, listeners: events.ListenerSet) -> Timeout:
         """The timeout of the stack ``name``, on that dependency's own worker pool."""
@@ -94,11 +104,12 @@ class Timeout(ForwardingPolicy):
     """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
     gaps between the items of an async stream (either or both).
 
-    ``mode`` applies to sync functions: ``"thread"`` (default) or
-    ``"signal"``. ``pool`` is the :class:`WorkerPool` sync calls run in
-    (default: one shared pool of 64 daemon threads; the timeouts of
-    ``with_resilience`` stacks and of breakers get one per name). ``name``
-    names its events (default: the name of the function called).
+    ``mode`` applies to sync functions: ``"thread"`` (default),
+    ``"signal"`` or ``"inline"`` (see the module's docstring). ``pool`` is
+    the ``WorkerPool`` sync calls run in (default: one shared pool of 64
+    daemon threads; the timeouts of ``with_resilience`` stacks and of
+    breakers get one per name). ``name`` names its events (default: the
+    name of the function called).
     """
 
     _kind = "timeout"
@@ -117,8 +128,8 @@ class Timeout(ForwardingPolicy):
         self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
         if self.seconds is None and self.inactivity is None:
             raise ValueError(f"{_OWNER} needs seconds or inactivity (or both), got neither")
-        if mode not in ("thread", "signal"):
-            raise ValueError(f"{_OWNER}.mode must be 'thread' or 'signal', got {mode!r}")
+        if mode not in _MODES:
+            raise ValueError(f"{_OWNER}.mode must be 'thread', 'signal' or 'inline', got {mode!r}")
         if mode == "signal" and not hasattr(signal, "SIGALRM"):
             raise ValueError(f"{_OWNER}.mode='signal' needs SIGALRM, which this platform lacks")
         if name is not None and (not isinstance(name, str) or not name):
@@ -223,7 +234,25 @@ class Timeout(ForwardingPolicy):
             return fn(*args, **kwargs)
         if self.mode == "signal":
             return self._call_signal(fn, args, kwargs, seconds, name)
+        if self.mode == "inline":
+            return self._call_inline(fn, args, kwargs, seconds, name)
         return self._call_thread(fn, args, kwargs, seconds, name)
+
+    def _call_inline(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        seconds: float,
+        name: str | None,
+    ) -> R:
+        """In the caller's thread: nothing can stop the call, so one that
+        overran fails as it returns (an error it raised passes as itself)."""
+        start = _clock.monotonic()
+        result = fn(*args, **kwargs)
+        if _clock.monotonic() - start > seconds:
+            raise self._timed_out(name or self._event_name(fn), seconds)
+        return result
 
     def _call_thread(
         self,
