@@ -421,7 +421,14 @@ class CircuitBreaker(NamedPolicy):
             state = core.state
             remaining = core.remaining(now)
             epoch = core.probe_epoch
-        self._announce()
+        try:
+            self._announce()
+        except BaseException:
+            # A listener raised (an interrupt: others are logged): the call
+            # is not made, so its permit or probe slot goes back.
+            if token != REJECT:
+                self.with_core(lambda core, now: core.on_ignored(token, now, epoch))
+            raise
         if token == REJECT:
             # Emitted outside the lock: a listener may read the breaker.
             error = CircuitOpenError(self.name, state, remaining, _request_id(), self)
@@ -511,13 +518,15 @@ class CircuitBreaker(NamedPolicy):
                 core.on_failure(token, slow, now, epoch)
             else:
                 core.on_ignored(token, now, epoch)
-        self._announce()
         shared = self._shared
         if shared is not None:
+            # Before the listeners hear of it: one that raises must not keep
+            # the fleet's probe.
             if probe is not None:
                 shared.finished(probe, _OUTCOMES[outcome])
             elif outcome == _FAILURE:
                 shared.poke()
+        self._announce()
         if outcome == _IGNORED:
             return
         stats = self._stats_for(self.name)
@@ -540,11 +549,29 @@ class CircuitBreaker(NamedPolicy):
 
     def _exit_result(self, permit: _Permit, result: object) -> None:
         predicate = self.config.result_predicate
-        failed = predicate is not None and predicate(result)
+        if predicate is None:
+            self._exit(permit, _SUCCESS, None)
+            return
+        try:
+            failed = predicate(result)
+        except BaseException as exc:
+            self._exit_raised(permit, exc)
+            raise
         self._exit(permit, _FAILURE if failed else _SUCCESS, None)
 
     def _exit_error(self, permit: _Permit, exc: BaseException) -> None:
-        self._exit(permit, self._classify_error(exc), exc)
+        try:
+            outcome = self._classify_error(exc)
+        except BaseException as own:  # failure_predicate raised: its error goes on
+            self._exit_raised(permit, own)
+            raise
+        self._exit(permit, outcome, exc)
+
+    def _exit_raised(self, permit: _Permit, exc: BaseException) -> None:
+        """A predicate of the user's raised ``exc`` while the call was being
+        judged: the call counts as failed with that error (an interrupt is
+        not counted), so its permit is never kept."""
+        self._exit(permit, _FAILURE if isinstance(exc, Exception) else _IGNORED, exc)
 
     # -- execution -----------------------------------------------------------
 
@@ -626,7 +653,16 @@ class CircuitBreaker(NamedPolicy):
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
                 predicate = self.config.result_predicate
-                if predicate is not None and predicate(result):
+                failed = False
+                if predicate is not None:
+                    try:
+                        failed = predicate(result)
+                    except BaseException as exc:  # the call counts as failed with it
+                        self._exit_raised(_Permit(_generation_of(core, ticks), began), exc)
+                        if level:
+                            meter.failed(exc, start, False)  # type: ignore[union-attr]
+                        raise
+                if failed:
                     self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
                 elif self._timed:
                     ended = clock.now()
@@ -723,7 +759,16 @@ class CircuitBreaker(NamedPolicy):
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
                 predicate = self.config.result_predicate
-                if predicate is not None and predicate(result):
+                failed = False
+                if predicate is not None:
+                    try:
+                        failed = predicate(result)
+                    except BaseException as exc:  # the call counts as failed with it
+                        self._exit_raised(_Permit(_generation_of(core, ticks), began), exc)
+                        if level:
+                            meter.failed(exc, start, False)  # type: ignore[union-attr]
+                        raise
+                if failed:
                     self._exit(_Permit(_generation_of(core, ticks), began), _FAILURE, None)
                 elif self._timed:
                     ended = clock.now()
