@@ -35,7 +35,7 @@ __all__ = [
 
 
 class CircuitBreakerFields(TypedDict, total=False):
-    """The fields of :class:`~resilient.CircuitBreakerConfig`."""
+    """The fields of ``CircuitBreakerConfig``."""
 
     failure_threshold: int
     failure_rate_threshold: float | None
@@ -61,7 +61,7 @@ class CircuitBreakerFields(TypedDict, total=False):
 
 
 class RetryFields(TypedDict, total=False):
-    """The fields of :class:`~resilient.RetryConfig`."""
+    """The fields of ``RetryConfig``."""
 
     max_attempts: int
     initial_delay: float
@@ -79,7 +79,7 @@ class RetryFields(TypedDict, total=False):
 
 
 class TimeoutOptions(TypedDict, total=False):
-    """The options of :class:`~resilient.Timeout` beside its seconds."""
+    """The options of ``Timeout`` beside its seconds."""
 
     mode: Literal["thread", "signal", "inline"]
     inactivity: float | None
@@ -88,7 +88,7 @@ class TimeoutOptions(TypedDict, total=False):
 
 
 class ResilienceOverrides(TypedDict, total=False):
-    """The fields of :class:`~resilient.ResiliencePolicy` (``None`` drops a layer)."""
+    """The fields of ``ResiliencePolicy`` (``None`` drops a layer)."""
 
     circuit_breaker: CircuitBreakerConfig | None
     retry: RetryConfig | None
@@ -100,7 +100,7 @@ class ResilienceOverrides(TypedDict, total=False):
 
 
 class RateLimitFields(TypedDict, total=False):
-    """The fields of :class:`~resilient.RateLimitConfig`."""
+    """The fields of ``RateLimitConfig``."""
 
     rate: float
     period: float

@@ -1,6 +1,6 @@
-"""aiohttp client middleware: what :class:`resilient.http.ResilientTransport`
+"""aiohttp client middleware: what ``resilient.http.ResilientTransport``
 does for httpx, for ``aiohttp.ClientSession``. Needs the ``aiohttp`` extra
-(``pip install 'resilient-kit[aiohttp]'``; aiohttp 3.12 or later)::
+(``pip install 'resilient-kit[aiohttp]'``; aiohttp 3.12 or later):
 
     async with aiohttp.ClientSession(middlewares=(resilient.aiohttp.middleware(),)) as s:
         async with s.get(url) as response: ...
@@ -8,11 +8,11 @@ does for httpx, for ``aiohttp.ClientSession``. Needs the ``aiohttp`` extra
 Each request goes through the policy (retry, breaker, bulkhead, fallback;
 the policy's ``timeout`` bounds each attempt until the headers arrive).
 Error statuses and connection failures are raised as the
-:mod:`resilient.http.errors` classes once the policy is done with them;
+``resilient.http.errors`` classes once the policy is done with them;
 429 and 503 carry the server's ``Retry-After``, which retry honours. Only
 idempotent methods (or requests with an ``Idempotency-Key``) are retried
 after they were sent. Every request carries ``X-Request-ID`` (the caller's,
-the current :func:`resilient.request_context`'s, or a new one), and with
+the current ``resilient.request_context``'s, or a new one), and with
 ``per_host=True`` each host gets its own breaker and bulkhead, registered as
 ``http:{host}`` (``http:{host}:{port}`` for a port the URL spells out).
 """
@@ -84,7 +84,7 @@ async def _error_of(response: aiohttp.ClientResponse, cls: type[HTTPError]) -> H
 
 
 class _NetworkError(NetworkError, aiohttp.ClientConnectionError):
-    """A :class:`~resilient.http.NetworkError` that is also aiohttp's own
+    """A ``NetworkError`` that is also aiohttp's own
     connection error: aiohttp lets its own errors out of a middleware as they
     are (it would wrap any other ``OSError``), and code catching
     ``aiohttp.ClientError`` still catches it."""
@@ -93,7 +93,7 @@ class _NetworkError(NetworkError, aiohttp.ClientConnectionError):
 def _failure(
     exc: BaseException, request: aiohttp.ClientRequest, timeout: float | None
 ) -> HTTPError:
-    """A connection failure or a timeout as an :class:`HTTPError`."""
+    """A connection failure or a timeout as an ``HTTPError``."""
     where = f" on {request.method} {request.url}"
     rid = _request_id(request)
     if isinstance(exc, TimeoutError):
@@ -154,7 +154,7 @@ class _Sends(NamedTuple):
 
 
 class ResilientMiddleware:
-    """What :func:`middleware` returns: an aiohttp client middleware."""
+    """What ``middleware`` returns: an aiohttp client middleware."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Retrying a block of code: ``retrying`` and ``aretrying``.
 
-See :mod:`resilient.retry.attempts`."""
+See ``resilient.retry.attempts``."""
 
 from .retry.attempts import AsyncRetrying, Attempt, Retrying, aretrying, retrying
 

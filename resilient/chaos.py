@@ -4,7 +4,7 @@ Each call draws its fate from the policy's own random source: first whether
 it is delayed (``latency_rate``), then whether it is replaced by a fault
 (``fault_rate``): the ``exception`` raised, or ``result`` returned, without
 running the function. With a ``seed`` the n-th call's fate is the same on
-every run. Latency sleeps through :mod:`resilient._runtime.clock`, so under
+every run. Latency sleeps through ``resilient._runtime.clock``, so under
 ``resilient.testing.fake_clock()`` it advances the clock instead.
 
 Put it innermost (closest to the function) to play a failing dependency to
@@ -101,7 +101,7 @@ class Chaos(ForwardingPolicy):
 
     ``fault_rate`` (0..1): the share of calls replaced by a fault: raising
     ``exception`` (a type, an instance copied per fault, or a callable
-    returning one; default :class:`ChaosError`), or, when ``result`` is
+    returning one; default ``ChaosError``), or, when ``result`` is
     given, returning it. ``latency`` (seconds, or a ``(low, high)`` range
     drawn uniformly) is added before a ``latency_rate`` share of calls.
     ``enabled`` is a bool or a callable asked on every call (a feature flag).
@@ -251,7 +251,7 @@ def with_chaos(
     method.
 
     Args:
-        chaos: a ready :class:`Chaos`, instead of the keywords.
+        chaos: a ready ``Chaos``, instead of the keywords.
         fault_rate: the share of calls (0..1) replaced by a fault.
         exception: what a fault raises: a type, an instance (copied per
             fault) or a callable returning one.

@@ -1,6 +1,6 @@
 """Configuration from the environment.
 
-Read at import and again by :func:`reload`. ``RESILIENT_ENABLED=false`` turns
+Read at import and again by ``reload``. ``RESILIENT_ENABLED=false`` turns
 every policy into a pass-through; the other variables change the defaults of
 ``CircuitBreakerConfig()``, ``RetryConfig()`` and ``ResiliencePolicy()`` for
 the fields not given explicitly.

@@ -53,14 +53,14 @@ def with_circuit_breaker(
 
     Args:
         name: the name the breaker is registered (or reused) under, or a
-            ready :class:`CircuitBreaker`.
-        config: a :class:`CircuitBreakerConfig` (default: ``CircuitBreakerConfig()``).
-        registry: the :class:`Registry` to register in (default: the global one).
+            ready ``CircuitBreaker``.
+        config: a ``CircuitBreakerConfig`` (default: ``CircuitBreakerConfig()``).
+        registry: the ``Registry`` to register in (default: the global one).
         key: picks the breaker of each call: ``key(*args, **kwargs)`` (a
             ``str``), registered as ``f"{name}[{key}]"``.
         max_keys: with ``key``, beyond this many breakers of ``name`` the
             least recently used CLOSED one with no call in flight is dropped.
-        **fields: fields of :class:`CircuitBreakerConfig` replacing those of
+        **fields: fields of ``CircuitBreakerConfig`` replacing those of
             ``config``: ``failure_threshold``, ``failure_rate_threshold``,
             ``minimum_calls``, ``window_size``, ``window_duration``,
             ``slow_call_duration``, ``slow_call_rate_threshold``,
@@ -128,15 +128,15 @@ def with_bulkhead(
     registry: Any = None,
 ) -> Callable[[F], F]:
     """Limit a function, coroutine function or method to ``max_concurrent``
-    calls at once; beyond that (and a full queue), :class:`BulkheadFullError`.
+    calls at once; beyond that (and a full queue), ``BulkheadFullError``.
 
     Args:
         name: the name the bulkhead is registered (or reused) under, or a
-            ready :class:`Bulkhead`.
+            ready ``Bulkhead``.
         max_concurrent: calls running at once (required with a name).
         max_queue: calls that may wait for a slot beyond those.
         queue_timeout: seconds a queued call waits at most (``None``: no limit).
-        registry: the :class:`Registry` to register in (default: the global one).
+        registry: the ``Registry`` to register in (default: the global one).
     """
     if isinstance(name, Bulkhead):
         if max_concurrent is not None or max_queue or queue_timeout is not None:
@@ -170,14 +170,14 @@ def with_rate_limit(
 ) -> Callable[[F], F]:
     """Let at most ``rate`` calls per ``period`` start (GCRA; ``burst`` at
     once); a caller waits up to ``max_wait`` seconds for its turn, else gets
-    :class:`RateLimitExceededError`.
+    ``RateLimitExceededError``.
 
     Args:
         name: the name the limiter is registered (or reused) under, or a
-            ready :class:`RateLimiter`.
-        config: a :class:`RateLimitConfig`.
-        registry: the :class:`Registry` to register in (default: the global one).
-        **fields: fields of :class:`RateLimitConfig`: ``rate``, ``period``,
+            ready ``RateLimiter``.
+        config: a ``RateLimitConfig``.
+        registry: the ``Registry`` to register in (default: the global one).
+        **fields: fields of ``RateLimitConfig``: ``rate``, ``period``,
             ``burst``, ``max_wait``, ``storage``.
 
     Returns:
@@ -208,9 +208,9 @@ def with_retry(
     """Run a function, coroutine function or method again when it fails.
 
     Args:
-        config: a :class:`RetryConfig` (default: ``RetryConfig()``), or a
-            ready :class:`Retry`.
-        **fields: fields of :class:`RetryConfig` replacing those of
+        config: a ``RetryConfig`` (default: ``RetryConfig()``), or a
+            ready ``Retry``.
+        **fields: fields of ``RetryConfig`` replacing those of
             ``config``: ``max_attempts``, ``initial_delay``, ``max_delay``,
             ``multiplier``, ``jitter``, ``retry_on``, ``give_up_on``,
             ``retry_if_result``, ``on_retry``, ``respect_retry_after``,
@@ -241,11 +241,11 @@ def with_timeout(
     """Fail a call with ``CallTimeoutError`` when it takes longer than ``seconds``.
 
     Args:
-        seconds: the limit per call, or a ready :class:`Timeout`.
-        **options: those of :class:`Timeout`: ``mode`` (``"thread"``, the
+        seconds: the limit per call, or a ready ``Timeout``.
+        **options: those of ``Timeout``: ``mode`` (``"thread"``, the
             default, or ``"signal"`` for sync functions), ``inactivity``
             (seconds without an item, for async generator functions),
-            ``name``, ``pool`` (a :class:`~resilient.timeout.WorkerPool`).
+            ``name``, ``pool`` (a ``WorkerPool``).
     """
     if isinstance(seconds, Timeout):
         if options:
@@ -266,7 +266,7 @@ def with_fallback(
     """Answer with ``value``, or what ``handler`` returns, when the call fails.
 
     Args:
-        value: the answer, or a ready :class:`Fallback`.
+        value: the answer, or a ready ``Fallback``.
         handler: called with the call's own arguments (and ``error=`` when it
             declares that keyword-only parameter); its result is the answer.
         on: the exception types that are answered.
@@ -294,9 +294,9 @@ def with_resilience(
 
     Args:
         name: the name its breaker and bulkhead are registered under.
-        policy: a :class:`ResiliencePolicy` (default: ``ResiliencePolicy()``).
-        registry: the :class:`Registry` to register in (default: the global one).
-        **overrides: fields of :class:`ResiliencePolicy` replacing the
+        policy: a ``ResiliencePolicy`` (default: ``ResiliencePolicy()``).
+        registry: the ``Registry`` to register in (default: the global one).
+        **overrides: fields of ``ResiliencePolicy`` replacing the
             policy's (``circuit_breaker``, ``retry``, ``timeout``,
             ``bulkhead``, ``fallback``); ``None`` drops a layer.
     """

@@ -1,4 +1,4 @@
-"""The exceptions `resilient` raises itself. All subclass :class:`ResilienceError`."""
+"""The exceptions `resilient` raises itself. All subclass ``ResilienceError``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class ResilienceError(Exception):
     """Base class of every error raised by a resilience policy itself.
 
     ``request_id`` is the request id current where the error was raised (see
-    :func:`resilient.request_context`), or ``None``.
+    ``resilient.request_context``), or ``None``.
     """
 
     request_id: str | None

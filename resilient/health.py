@@ -109,7 +109,7 @@ class RateLimiterHealth:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthReport:
-    """What ``registry.health()`` returns; :meth:`to_dict` is ready for JSON.
+    """What ``registry.health()`` returns; ``to_dict`` is ready for JSON.
 
     Attributes:
         status: healthy, degraded, unhealthy or critical.

@@ -55,13 +55,13 @@ class ResiliencePolicy(FromDict):
     of 30 s per attempt, no bulkhead, no fallback.
 
     Attributes:
-        circuit_breaker: a :class:`CircuitBreakerConfig`, or ``None``.
-        retry: a :class:`RetryConfig`, or ``None``.
+        circuit_breaker: a ``CircuitBreakerConfig``, or ``None``.
+        retry: a ``RetryConfig``, or ``None``.
         timeout: seconds per attempt, or ``None``.
-        bulkhead: a :class:`BulkheadConfig`, or ``None``.
-        fallback: a :class:`Fallback`, or ``None``.
-        rate_limit: a :class:`RateLimitConfig`, or ``None`` (the default).
-        hedging: a :class:`HedgingConfig`, or ``None`` (the default).
+        bulkhead: a ``BulkheadConfig``, or ``None``.
+        fallback: a ``Fallback``, or ``None``.
+        rate_limit: a ``RateLimitConfig``, or ``None`` (the default).
+        hedging: a ``HedgingConfig``, or ``None`` (the default).
     """
 
     _durations = frozenset({"timeout"})
@@ -198,7 +198,7 @@ class ResiliencePolicies:
 
 
 class Resilience(PolicyBase):
-    """A :class:`ResiliencePolicy` made real under ``name``: its breaker and
+    """A ``ResiliencePolicy`` made real under ``name``: its breaker and
     bulkhead are registered in ``registry`` (default: the global one).
 
     Args:
@@ -207,7 +207,7 @@ class Resilience(PolicyBase):
         registry: where the breaker and bulkhead are registered.
 
     A call runs every present layer, outermost first, as one chain (see
-    :mod:`resilient._execution.compose`): one frame per layer, and one request.
+    ``resilient._execution.compose``): one frame per layer, and one request.
     """
 
     _kind = "resilience"

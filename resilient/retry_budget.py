@@ -1,4 +1,4 @@
-"""``RetryBudget`` (see :mod:`resilient.retry.budget`)."""
+"""``RetryBudget`` (see ``resilient.retry.budget``)."""
 
 from .retry.budget import RetryBudget
 

@@ -2,13 +2,13 @@
 and out, and a health endpoint. Needs the ``starlette`` extra
 (``pip install 'resilient-kit[starlette]'``); FastAPI uses it as it is.
 
-- :func:`install` ``(app)`` answers ``CircuitOpenError`` and
+- ``install`` ``(app)`` answers ``CircuitOpenError`` and
   ``BulkheadFullError`` with 503 and ``RateLimitExceededError`` with 429,
   each with ``Retry-After`` (whole seconds, rounded up) when the wait is
   known and finite, and runs every request inside
-  :func:`resilient.request_context` with the caller's ``X-Request-ID`` (or a
+  ``resilient.request_context`` with the caller's ``X-Request-ID`` (or a
   new one), which the response carries back.
-- :func:`health_endpoint` ``(registry=None)`` is an endpoint answering
+- ``health_endpoint`` ``(registry=None)`` is an endpoint answering
   ``registry.health().to_dict()``: 200 when healthy or degraded, 503 when
   unhealthy or critical.
 """

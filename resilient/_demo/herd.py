@@ -116,7 +116,7 @@ async def run_herd(
     between calls) for ``duration`` seconds; it fails for the first
     ``fail_for`` seconds. Protected: retry (``max_delay`` twice the open
     time) around a breaker (``config``, by default
-    :func:`herd_breaker_config`); unprotected: the same retry, no breaker."""
+    ``herd_breaker_config``); unprotected: the same retry, no breaker."""
     start = _clock.monotonic()
     fail_until = start + fail_for
     end = start + duration

@@ -7,9 +7,9 @@ clients call it through a bulkhead without a queue; a client turned away
 tries again ``base`` seconds later.
 
 The bulkhead is the real thing's rules, driven without threads or a clock:
-a :class:`~resilient.bulkhead.state.LimiterCore` for the permits and an
-algorithm of :mod:`resilient.adaptive` fed a window of samples at a time,
-exactly as :class:`~resilient.bulkhead.Bulkhead` feeds them. Deterministic:
+a ``LimiterCore`` for the permits and an
+algorithm of ``resilient.adaptive`` fed a window of samples at a time,
+exactly as ``Bulkhead`` feeds them. Deterministic:
 the same arguments give the same run.
 """
 

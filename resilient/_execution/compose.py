@@ -5,8 +5,8 @@ function, ``policy.call(fn, ...)``, ``with_resilience``, decorators stacked
 by hand, and the HTTP transports. A chain nests each layer's own closure
 (``_wrap_sync`` / ``_wrap_async``: the layer's fast path, written once),
 innermost first, so a call costs one frame per layer, plus the chain's
-entry (:meth:`~._requests.Request.entry`): it reads the chain's
-:class:`~.events.Gate` and, while nobody watches, just calls the layers;
+entry (``Request.entry``): it reads the chain's
+``Gate`` and, while nobody watches, just calls the layers;
 with a reader in scope it times the call into the counters, with a
 listener it also opens the request's id and events.
 
@@ -86,7 +86,7 @@ class Layer(Owner, Protocol):
     (a breaker, a bulkhead) sets ``_own_gate`` to a gate on its listeners;
     its closure reads it first and takes its path with events while set.
     The outermost layer is also handed the chain's ``entry`` (see
-    :func:`watching`): it then reads the chain's gate instead, and meters
+    ``watching``): it then reads the chain's gate instead, and meters
     the call itself.
     """
 
@@ -225,7 +225,7 @@ def aforwarding(
     entry: Request | None,
     arun: Callable[..., Awaitable[Any]],
 ) -> Callable[..., Awaitable[Any]]:
-    """:func:`forwarding` for coroutine functions.
+    """``forwarding`` for coroutine functions.
 
     The closure is a plain function returning the awaitable its caller
     awaits (the layer's ``arun(...)`` coroutine), not a coroutine function

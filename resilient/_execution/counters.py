@@ -1,6 +1,6 @@
 """The counters each policy keeps in place, and the latency histogram.
 
-Every policy owns one :class:`Stats` per name it reports under (its own
+Every policy owns one ``Stats`` per name it reports under (its own
 name, or for an unnamed policy the name of the function it protects).
 Counting is an in-place integer add on a slotted object: no event, no
 allocation, no lock. (Under the GIL an ``x += 1`` on a slot or a list item
@@ -8,17 +8,17 @@ is never interleaved with another thread's: CPython only switches threads
 at calls and backward jumps. Free-threaded builds are not a target yet.)
 
 Readers (``MetricsCollector``, the Prometheus and OpenTelemetry exporters)
-find the ``Stats`` of the policies in their scope with :func:`within` and
+find the ``Stats`` of the policies in their scope with ``within`` and
 read them when asked, at scrape or collection time. A ``Stats`` lives as
-long as its policy; :func:`keep_counts` hands a reader each one about to
+long as its policy; ``keep_counts`` hands a reader each one about to
 go, so what it counted is not lost with it.
 
 Latency is a fixed-bucket histogram: ``BUCKETS_PER_OCTAVE`` logarithmic
 buckets per doubling from 1 µs to about 18 minutes, plus the Prometheus
 default bounds exactly, so a quantile is within ``RELATIVE_ERROR`` of the
 truth and the exporters' default buckets are exact. A timed call only
-appends its duration to ``pending``; :meth:`Stats.fold` buckets what is
-pending, sorted, a bucket at a time, when :data:`FOLD_AT` durations wait
+appends its duration to ``pending``; ``Stats.fold`` buckets what is
+pending, sorted, a bucket at a time, when ``FOLD_AT`` durations wait
 and before any read. Why: finding one duration's bucket (a bisection over
 the bounds) was the largest part of what metering added to a call.
 """

@@ -1,7 +1,7 @@
 """How one call of a protected function is counted as exactly one request.
 
 The outermost layer of every chain (a decorated function, a composed
-policy, ``policy.call``) owns a :class:`Request`: the name the call is
+policy, ``policy.call``) owns a ``Request``: the name the call is
 counted under, the scope whose readers and listeners see it, and the
 counters. Whether a layer is outermost is known when the chain is built, so
 nothing is looked up per call: the chain's entry reads one gate level and,
@@ -110,7 +110,7 @@ class Request:
             self._emit(CallFailed, now, now - start, error)
 
     def begin(self) -> tuple[float, bool, Any]:
-        """Open the request: ``(start, emit, token)`` for :meth:`end`."""
+        """Open the request: ``(start, emit, token)`` for ``end``."""
         token = None
         if _request.current.get() is None:
             token = _request.current.set(_request.new_request_id())

@@ -51,7 +51,7 @@ def request_context(request_id: str | None = None) -> Iterator[str]:
     """Set (or generate) the request id for every call inside the block.
 
     A web framework's own id (``X-Request-ID``) passed here flows into every
-    event and every :class:`~resilient.ResilienceError` raised inside.
+    event and every ``ResilienceError`` raised inside.
 
     Args:
         request_id: the id to use (default: a new one).

@@ -2,7 +2,7 @@
 
 One handler, installed on first use and kept: a call arms the real-time
 timer with one ``setitimer`` and disarms it with one more. The handler
-raises :class:`Alarm` carrying the token of the innermost deadline armed,
+raises ``Alarm`` carrying the token of the innermost deadline armed,
 so a call knows its own alarm from an enclosing one. An alarm that is
 nobody's deadline (someone else's ``setitimer`` or ``alarm``) goes to the
 handler ours replaced, or gets the default action, as if ours were not

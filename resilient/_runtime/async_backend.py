@@ -9,16 +9,16 @@ and come here when asyncio is not running (``asyncio.timeout`` raising
 ``RuntimeError``, say); the queued and waiting paths use these helpers
 whatever the library.
 
-- :func:`current` names the library (``"asyncio"`` or ``"trio"``).
-- :func:`sleep` and :func:`checkpoint` wait on the running library.
-- :func:`timeout` / :func:`timeout_at` give a deadline scope with the API of
+- ``current`` names the library (``"asyncio"`` or ``"trio"``).
+- ``sleep`` and ``checkpoint`` wait on the running library.
+- ``timeout`` / ``timeout_at`` give a deadline scope with the API of
   ``asyncio.Timeout`` (``async with``, ``expired()``, ``reschedule(when)``),
-  raising ``TimeoutError`` when it runs out; :func:`now` is the time those
+  raising ``TimeoutError`` when it runs out; ``now`` is the time those
   deadlines are measured in.
-- :func:`waiter` makes a :class:`Waiter`: ``await w.wait()`` in the task,
+- ``waiter`` makes a ``Waiter``: ``await w.wait()`` in the task,
   ``w.wake()`` from any thread or task.
-- :func:`wait_or_sleep` races a waiter against the installed clock's sleep.
-- :func:`in_thread` awaits a blocking call run on a thread of its own.
+- ``wait_or_sleep`` races a waiter against the installed clock's sleep.
+- ``in_thread`` awaits a blocking call run on a thread of its own.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def checkpoint() -> Awaitable[None]:
 
 def now() -> float:
     """The running library's clock (``loop.time()``, ``trio.current_time()``):
-    what :func:`timeout_at` deadlines are measured in."""
+    what ``timeout_at`` deadlines are measured in."""
     loop = _running_loop()
     if loop is not None:
         return loop.time()
@@ -113,7 +113,7 @@ def now() -> float:
 
 
 class Deadline(Protocol):
-    """What :func:`timeout` returns: ``asyncio.Timeout``'s API."""
+    """What ``timeout`` returns: ``asyncio.Timeout``'s API."""
 
     async def __aenter__(self) -> Any: ...
 
@@ -158,7 +158,7 @@ class _TrioDeadline:
 
 
 def timeout_at(when: float | None) -> Deadline:
-    """A deadline at ``when`` on :func:`now`'s clock (``None``: none)."""
+    """A deadline at ``when`` on ``now``'s clock (``None``: none)."""
     if _running_loop() is not None:
         return asyncio.timeout_at(when)
     return _TrioDeadline(_trio_or_raise(), when)
@@ -179,7 +179,7 @@ class Waiter(Protocol):
     """One task waits, anyone wakes it, once."""
 
     async def wait(self) -> None:
-        """Until :meth:`wake`; a cancelled wait marks the waiter done."""
+        """Until ``wake``; a cancelled wait marks the waiter done."""
 
     def wake(self) -> bool:
         """Wake the waiting task, from any thread. False when its event loop

@@ -2,7 +2,7 @@
 
 Everything is looked up at call time (``time.monotonic``, not a reference
 captured at import), so freezegun moves it, and tests can swap the whole
-clock with :func:`set_clock` (see ``resilient.testing``). time-machine leaves
+clock with ``set_clock`` (see ``resilient.testing``). time-machine leaves
 ``time.monotonic`` alone, so while it travels the clock follows ``time.time``.
 """
 
@@ -89,7 +89,7 @@ def get_clock() -> Clock:
 #: ``time.monotonic`` itself while the real clock is in use and time-machine
 #: is not loaded, else the installed clock's read. Hot paths call
 #: ``_clock.now()`` (a module attribute, looked up per call, so a swap takes
-#: effect at once); :func:`set_clock` and every :func:`monotonic` call keep
+#: effect at once); ``set_clock`` and every ``monotonic`` call keep
 #: it right.
 now: Callable[[], float] = time.monotonic
 #: The wall clock's read, likewise (``time.time`` itself with the real clock).

@@ -21,7 +21,7 @@ named where it is used, with a comment pointing here.
   and ``tests/test_stress.py::test_threads_through_a_composed_policy``.
 - Rate limiter turns (``rate_limit/limiter.py``): reading the clock and
   GCRA's compare-and-set with no call in between. Without a GIL (free
-  threaded builds) every call takes the locked path instead (:data:`GIL`).
+  threaded builds) every call takes the locked path instead (``GIL``).
   Caught by ``tests/test_rate_limit.py::
   test_threads_together_get_exactly_the_burst_while_time_stands_still``.
 - Worker claims (``_runtime/workers.py``): a job's ``claim`` list settles

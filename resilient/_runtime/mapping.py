@@ -1,7 +1,7 @@
 """Configs from and to plain mappings: ``from_dict`` / ``to_dict``.
 
-A config (a dataclass) inherits :class:`FromDict` and names its durations in
-``_durations``; a field whose type is another :class:`FromDict` config (or
+A config (a dataclass) inherits ``FromDict`` and names its durations in
+``_durations``; a field whose type is another ``FromDict`` config (or
 ``None``) takes a nested mapping. So loading ``[tool.myapp.resilience]`` from
 TOML, JSON or YAML is ``ResiliencePolicy.from_dict(table)``.
 
@@ -71,7 +71,7 @@ def exception_type(owner: str, field: str, value: object) -> object:
 
 
 def exception_name(kind: type[BaseException]) -> str:
-    """What :func:`exception_type` reads back as ``kind``."""
+    """What ``exception_type`` reads back as ``kind``."""
     if kind.__module__ == "builtins":
         return kind.__qualname__
     return f"{kind.__module__}.{kind.__qualname__}"

@@ -25,5 +25,5 @@ def set_active(active: bool) -> None:
 
 
 def is_active() -> bool:
-    """Whether policies are on (see :func:`set_active`)."""
+    """Whether policies are on (see ``set_active``)."""
     return switch.on

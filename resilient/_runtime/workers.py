@@ -41,7 +41,7 @@ class Job:
     succeeds, so a job starts at most once and never after it was dropped.
     Then whoever appends first between the worker (``_FINISHED``, the call
     has ended) and someone asking to run code after the call
-    (``_WANTED``, see :meth:`WorkerPool.after`) is ``claim[0]``: both read
+    (``_WANTED``, see ``WorkerPool.after``) is ``claim[0]``: both read
     it, and agree whether the worker runs the callbacks.
     """
 
@@ -72,7 +72,7 @@ class WorkerPool:
     found without a lock (each idle worker leaves a token in a deque that a
     submitter takes). The lock is taken only to start a thread, to drop a
     job (which its worker skips when it reaches it) and around the rare
-    callbacks of :meth:`after`.
+    callbacks of ``after``.
     """
 
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:

@@ -3,11 +3,11 @@
 The algorithms here are pure: each takes a window of finished calls (their
 mean latency, how many calls were in flight, how many failed, how many
 there were) and answers the new limit estimate. No clock, no lock, no I/O; the bulkhead
-times its calls and applies the limit (see :mod:`resilient.bulkhead`).
+times its calls and applies the limit (see ``resilient.bulkhead``).
 
 All three compare a call's latency with the dependency's latency without
 load, the ``baseline``: the lowest latency seen over the last one or two
-windows of :data:`BASELINE_WINDOW` samples (so a dependency that became
+windows of ``BASELINE_WINDOW`` samples (so a dependency that became
 slower for good is learned within two windows).
 
 - ``"gradient"``: each round trip (a limit's worth of calls) moves the
@@ -107,11 +107,11 @@ class AdaptiveLimit:
 
 class Estimator:
     """The shared half of the algorithms: the limit estimate, its bounds and
-    the baseline latency. :meth:`update` takes one window of samples (their
+    the baseline latency. ``update`` takes one window of samples (their
     mean latency, the calls in flight at its end, how many failed, how many
     there were) and answers the new estimate (a float within the bounds).
     Each algorithm moves in proportion to the samples it is given, so one
-    sample at a time or :data:`WINDOW` at once move it alike."""
+    sample at a time or ``WINDOW`` at once move it alike."""
 
     __slots__ = ("_cur_min", "_prev_min", "_seen", "estimate", "high", "low")
 

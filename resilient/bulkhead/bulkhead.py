@@ -1,14 +1,14 @@
 """``BulkheadConfig`` and ``Bulkhead``: a concurrency limit with a bounded queue.
 
 One limiter serves threads and async tasks (asyncio or trio) together, on
-any number of event loops. The rules live in :mod:`resilient.bulkhead.state`:
+any number of event loops. The rules live in ``resilient.bulkhead.state``:
 free permits are taken and given back without a lock, the queue sits behind
 one ``threading.Lock``. A queued thread waits on a lock of its own, a queued
-task on a waiter of its own library (:mod:`resilient._runtime.async_backend`), woken
+task on a waiter of its own library (``resilient._runtime.async_backend``), woken
 through its loop when the permit comes from another thread.
 
 With ``BulkheadConfig(adaptive=AdaptiveLimit(...))`` the limit moves: each
-admitted call is timed and handed to the algorithm (:mod:`resilient.adaptive`,
+admitted call is timed and handed to the algorithm (``resilient.adaptive``,
 no lock), and only a change of the whole-number limit takes the lock, to add
 or take away permits.
 """
@@ -56,7 +56,7 @@ _OWNER = "BulkheadConfig"
 class BulkheadConfig(FromDict):
     """At most ``max_concurrent`` calls at once; up to ``max_queue`` more wait
     for a slot, each at most ``queue_timeout`` seconds (``None``: no limit).
-    ``adaptive``: an :class:`AdaptiveLimit` moves the limit within
+    ``adaptive``: an ``AdaptiveLimit`` moves the limit within
     ``max_concurrent`` from the latencies and failures it observes."""
 
     _durations = frozenset({"queue_timeout"})
@@ -111,7 +111,7 @@ class Bulkhead(NamedPolicy):
 
     Args:
         name: what its events, errors and registry entry are called.
-        config: a :class:`BulkheadConfig`; or give its fields instead:
+        config: a ``BulkheadConfig``; or give its fields instead:
         max_concurrent: calls running at once.
         max_queue: calls that may wait for a slot beyond those.
         queue_timeout: seconds a queued call waits at most (``None``: no limit).
@@ -271,7 +271,7 @@ class Bulkhead(NamedPolicy):
         calls it admits: the algorithms read a window's mean latency, which
         half its calls estimate as well as all of them, and the two clock
         reads around a call were most of what an adaptive limit added to a
-        bulkhead. Which half follows :data:`~resilient.adaptive.TIMED`, so
+        bulkhead. Which half follows ``TIMED``, so
         that calls alternating between two backends (or any short cycle)
         are sampled on each."""
         core = self._core

@@ -1,26 +1,26 @@
 """The bulkhead's rules as a pure state object: permits and a FIFO of waiters.
 
 No lock, no clock, no waking. Free permits are tokens in a deque, so taking
-one (:meth:`LimiterCore.take`) and giving one back (:meth:`give`) are single
+one (``LimiterCore.take``) and giving one back (``give``) are single
 atomic operations that need no lock: a call that finds a free permit, and
 its release while nobody waits, cost two deque operations. Everything about
 the queue needs the caller's lock.
 
 The hand-over rule closes the race between the two: a waiter tries
-:meth:`take` once more after joining the queue (under the lock), and a
+``take`` once more after joining the queue (under the lock), and a
 release checks ``queued`` after giving its permit back, calling
-:meth:`hand_over` (under the lock) when someone waits. Whatever the
+``hand_over`` (under the lock) when someone waits. Whatever the
 interleaving, a free permit and a waiting caller never both stay put.
 
-An adaptive limit moves with :meth:`resize` (under the caller's lock): a
+An adaptive limit moves with ``resize`` (under the caller's lock): a
 larger limit adds free permits; a smaller one takes free permits away, and
 those it cannot take (they are held) become ``owed``: the next releases
-keep their permit instead of giving it back (:meth:`settle`, under the
+keep their permit instead of giving it back (``settle``, under the
 lock, only while something is owed). Always
 ``len(free) + active == limit + owed``.
 
 A waiter's ``state`` is the single truth about who holds a permit: one that
-gives up asks :meth:`cancel`, which says whether a permit reached it first
+gives up asks ``cancel``, which says whether a permit reached it first
 (then it must give that permit back).
 """
 

@@ -1,5 +1,5 @@
 """``CircuitBreakerConfig`` and ``CircuitBreaker``: the lock, the clock and the
-events around the pure rules of :mod:`resilient.circuit_breaker.state`."""
+events around the pure rules of ``resilient.circuit_breaker.state``."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class CircuitBreaker(NamedPolicy):
 
     Args:
         name: what its events, errors and registry entry are called.
-        config: a :class:`CircuitBreakerConfig` (default: ``CircuitBreakerConfig()``).
+        config: a ``CircuitBreakerConfig`` (default: ``CircuitBreakerConfig()``).
         storage: a shared store of its state (e.g. ``RedisStorage``); default
             ``config.storage``, else in memory."""
 

@@ -1,6 +1,6 @@
 """``CircuitBreakerConfig``: how a breaker decides to open and to close.
 
-Its own module, so the pure rules (:mod:`resilient.circuit_breaker.state`) can name
+Its own module, so the pure rules (``resilient.circuit_breaker.state``) can name
 it without importing the breaker that drives them.
 """
 

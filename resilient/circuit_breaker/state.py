@@ -10,7 +10,7 @@ here too; ``docs/circuit_breaker.md`` states the rules.
 
 A core can be a *follower*: it still counts every outcome, but leaves the
 decisions that belong to a fleet (tripping, and ending a half-open period) to
-a shared store, whose verdicts it mirrors with :meth:`BreakerCore.adopt`.
+a shared store, whose verdicts it mirrors with ``BreakerCore.adopt``.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ class BreakerCore:
         caller from ``due`` on (the end of the OPEN period, or now when
         HALF_OPEN with a permit free), or None when none is left to keep.
         While CLOSED, ``(-1, now)``: nothing to wait for, nothing kept.
-        Give it back with :meth:`unreserve`, or use it in :meth:`acquire`."""
+        Give it back with ``unreserve``, or use it in ``acquire``."""
         state = self.current(now)
         if state is CLOSED or state is FORCED_CLOSED:
             return -1, now

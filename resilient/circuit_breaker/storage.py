@@ -2,10 +2,10 @@
 
 A breaker keeps deciding on its own, from a local core, until a store says
 otherwise. The store never sits on the hot path: the breaker asks it only for
-a half-open probe (:meth:`SharedBreaker.acquire`) and for manual control; it
-tells it about failures with :meth:`SharedBreaker.poke` (a wake-up, no I/O),
+a half-open probe (``SharedBreaker.acquire``) and for manual control; it
+tells it about failures with ``SharedBreaker.poke`` (a wake-up, no I/O),
 and the store pulls counts and pushes verdicts in the background through
-:meth:`CircuitBreaker.with_core <resilient.CircuitBreaker>`.
+``CircuitBreaker.with_core``.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ class SharedBreaker(Protocol):
         """Ask for a half-open probe; ``None`` when the store cannot answer."""
 
     async def acquire_async(self) -> Verdict | None:
-        """:meth:`acquire` without blocking the event loop."""
+        """``acquire`` without blocking the event loop."""
 
     def finished(self, probe: object, outcome: Outcome) -> None:
-        """Report how a probe granted by :meth:`acquire` ended (queued, no I/O)."""
+        """Report how a probe granted by ``acquire`` ended (queued, no I/O)."""
 
     def poke(self) -> None:
         """A failure was recorded: send the counts soon (a wake-up, no I/O)."""

@@ -123,7 +123,7 @@ def _arm(
 
 
 def _alarm(policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any]) -> None:
-    """:func:`_arm` on a test clock: due when the test moves the clock there."""
+    """``_arm`` on a test clock: due when the test moves the clock there."""
     assert _clock.wake_at is not None
     entry[WHEN] = when = _clock.monotonic() + policy._delay
     alarm = entry[ALARM] = _clock.wake_at(when)

@@ -1,12 +1,12 @@
 """``HedgingConfig`` and ``Hedging``: when an attempt is slow, start another
 and take whichever answers first. For idempotent calls only.
 
-The rules live in :mod:`resilient.hedging.state`; the two paths drive it.
+The rules live in ``resilient.hedging.state``; the two paths drive it.
 
-- Coroutines: under asyncio, :mod:`resilient.hedging.asyncio_race` (the first
+- Coroutines: under asyncio, ``resilient.hedging.asyncio_race`` (the first
   attempt inline in the caller's task, hedges as tasks, one timer per
   policy and loop); under trio (and anyio on trio),
-  :mod:`resilient.hedging.trio_race` (a nursery). Cancelling the caller cancels
+  ``resilient.hedging.trio_race`` (a nursery). Cancelling the caller cancels
   every attempt.
 - Sync functions: every attempt runs on a worker thread of a bounded pool
   of daemon threads of its own, the caller waits (real time) for the first
@@ -102,7 +102,7 @@ class Hedging(ForwardingPolicy):
     the function called is used.
 
     Args:
-        config: a :class:`HedgingConfig`, or its fields instead:
+        config: a ``HedgingConfig``, or its fields instead:
         delay: seconds without a result before another attempt starts.
         max_hedges: extra attempts at most.
     """
@@ -227,7 +227,7 @@ def with_hedging(
     """Hedge a function, coroutine function or method: when an attempt has
     no answer after ``delay`` seconds, start another (up to ``max_hedges``
     extra) and return the first success. For idempotent calls only. A ready
-    :class:`Hedging` may be passed instead of a delay.
+    ``Hedging`` may be passed instead of a delay.
 
     Args:
         delay: seconds without an answer before the next attempt starts.

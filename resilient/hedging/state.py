@@ -57,7 +57,7 @@ class HedgeCore:
 
     def failed(self, error: BaseException, hedged_on: bool) -> str:
         """An attempt failed with ``error`` (``hedged_on``: an error the policy
-        hedges on). Answers :data:`START`, :data:`WAIT` or :data:`RAISE`."""
+        hedges on). Answers ``START``, ``WAIT`` or ``RAISE``."""
         self.running -= 1
         if self.done:
             return WAIT  # a loser's late answer: nothing to do

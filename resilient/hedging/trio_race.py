@@ -7,7 +7,7 @@ runs), the other hedges and the timer stop at their next checkpoint, as trio
 stops anything. Cancelling the caller cancels them all, being trio's own
 cancellation.
 
-An error ends the race as an outcome recorded in the :class:`HedgeCore`, never
+An error ends the race as an outcome recorded in the ``HedgeCore``, never
 by crossing the nursery (which would wrap it in an exception group): the
 nursery only ever sees trio's ``Cancelled``, which it handles itself.
 """

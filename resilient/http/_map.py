@@ -1,4 +1,4 @@
-"""httpx responses and exceptions to :mod:`resilient.http.errors`."""
+"""httpx responses and exceptions to ``resilient.http.errors``."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ _PHASES: tuple[tuple[type[httpx.TimeoutException], str], ...] = (
 def classify(
     outcome: httpx.Response | BaseException, *, request_id: str | None = None
 ) -> HTTPError | None:
-    """The :class:`HTTPError` an httpx response or exception amounts to.
+    """The ``HTTPError`` an httpx response or exception amounts to.
 
     ``None`` for a response below 400 and for exceptions that are not httpx
-    errors (a :class:`HTTPError` is returned as it is). A response's body is
+    errors (a ``HTTPError`` is returned as it is). A response's body is
     used for the message only when it has been read.
     """
     if isinstance(outcome, HTTPError):
@@ -79,7 +79,7 @@ def from_response(response: httpx.Response, *, request_id: str | None = None) ->
 def from_exception(
     exc: httpx.HTTPError, request: httpx.Request | None, *, request_id: str | None = None
 ) -> HTTPError:
-    """``exc`` as an :class:`HTTPError`; ``request`` when ``exc`` lacks one."""
+    """``exc`` as an ``HTTPError``; ``request`` when ``exc`` lacks one."""
     if request is None:
         request = _request_of(exc)
     where = f" on {request.method} {request.url}" if request is not None else ""

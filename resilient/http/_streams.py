@@ -1,4 +1,4 @@
-"""Response bodies that fail with :mod:`resilient.http.errors`.
+"""Response bodies that fail with ``resilient.http.errors``.
 
 The inactivity limit itself is the socket read timeout of the body: httpx's
 own transports read ``request.extensions["timeout"]["read"]`` when the body

@@ -4,7 +4,7 @@ Per request, outermost first: fallback -> raise for status -> retry ->
 circuit breaker -> bulkhead -> one attempt on the wrapped transport. The
 breaker and bulkhead are per host (``http:{host}`` in the registry); the
 policy's timeout bounds each attempt through httpx's own timeouts. The
-per-host breakers are per-key breakers (:mod:`resilient.circuit_breaker.keyed`): at most
+per-host breakers are per-key breakers (``resilient.circuit_breaker.keyed``): at most
 ``MAX_HOSTS`` of them, the least recently used CLOSED one with no request
 in flight dropped beyond that (with its route).
 """
@@ -275,7 +275,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
     """An httpx transport applying ``policy`` to every request.
 
     Error responses and transport failures are raised as
-    :class:`~resilient.http.HTTPError` subclasses once the policy is done
+    ``HTTPError`` subclasses once the policy is done
     with them (retries spent, fallback not taken).
     """
 
@@ -338,7 +338,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
 
 
 class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
-    """The asyncio twin of :class:`ResilientTransport`."""
+    """The asyncio twin of ``ResilientTransport``."""
 
     def __init__(
         self,
@@ -426,7 +426,7 @@ def client(
     inactivity: float | None = None,
     **kw: Any,
 ) -> httpx.Client:
-    """An ``httpx.Client`` whose requests go through :class:`ResilientTransport`.
+    """An ``httpx.Client`` whose requests go through ``ResilientTransport``.
 
     Other keywords go to ``httpx.Client`` (``verify``, ``http2``, ``limits``
     ... to the transport it wraps). Without a ``timeout=``, the policy's
@@ -458,7 +458,7 @@ def async_client(
     inactivity: float | None = None,
     **kw: Any,
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose requests go through :class:`AsyncResilientTransport`."""
+    """An ``httpx.AsyncClient`` whose requests go through ``AsyncResilientTransport``."""
     options = _split(kw, transport)
     wrapped = AsyncResilientTransport(
         policy,

@@ -75,7 +75,7 @@ class NetworkError(HTTPError, ConnectionError):
 
 class HTTPTimeoutError(HTTPError, CallTimeoutError):
     """Connecting, sending, waiting for or streaming the response took too
-    long (or the server answered 408). Also a :class:`CallTimeoutError`."""
+    long (or the server answered 408). Also a ``CallTimeoutError``."""
 
     is_retryable = True
 

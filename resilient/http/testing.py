@@ -1,6 +1,6 @@
 """A scripted HTTP server on loopback, for testing code that calls HTTP APIs.
 
-It answers each request with the next :class:`Reply` of its script (the last
+It answers each request with the next ``Reply`` of its script (the last
 one repeats), in a thread, on a free port of 127.0.0.1. Standard library only.
 
     with LoopbackServer(Reply(status=503), Reply(json={"ok": True})) as server:
@@ -52,7 +52,7 @@ class RecordedRequest:
 
 
 class LoopbackServer:
-    """Start with ``with`` (or :meth:`start`); stopped on exit."""
+    """Start with ``with`` (or ``start``); stopped on exit."""
 
     def __init__(self, *script: Reply | int) -> None:
         if not script:

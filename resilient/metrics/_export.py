@@ -1,9 +1,9 @@
 """Reading the counters policies keep in place: one place for
 ``MetricsCollector`` and both exporters.
 
-A :class:`Reading` is a counter reader (it has ``_watch``): subscribed to a
+A ``Reading`` is a counter reader (it has ``_watch``): subscribed to a
 scope (a policy's, a registry's, the process's) it makes the policies
-there time their requests, and reads their :class:`~resilient._execution.counters.Stats`
+there time their requests, and reads their ``Stats``
 when asked, as differences from a baseline taken when each came into view
 (subscribing, ``reset``, re-enabling). What it has seen of a ``Stats`` that
 leaves its view (the policy was collected, or the scope unsubscribed) is
@@ -210,7 +210,7 @@ class Reading:
     watches (see the module's docstring). Thread-safe; reads are a pass over
     the counters, off every request's path.
 
-    ``active=False`` counts nothing until :meth:`activate` rebaselines.
+    ``active=False`` counts nothing until ``activate`` rebaselines.
     """
 
     def __init__(self, *, active: bool = True) -> None:
@@ -526,7 +526,7 @@ def cutoffs(bounds: Sequence[float]) -> list[int]:
 
 
 def cumulative(latency: dict[int, int], cuts: Sequence[int]) -> list[int]:
-    """Cumulative counts at each cutoff of :func:`cutoffs` (Prometheus' ``le``
+    """Cumulative counts at each cutoff of ``cutoffs`` (Prometheus' ``le``
     buckets, without ``+Inf``)."""
     out = []
     ordered = sorted(latency.items())

@@ -144,7 +144,7 @@ class MetricsCollector:
     kind of policy and name it has seen. ``enabled=False`` (or setting
     ``collector.enabled``) counts nothing until enabled again.
 
-    While a stream from :meth:`events` is open, the collector also listens
+    While a stream from ``events`` is open, the collector also listens
     to events in its scopes (so they are built only then).
     """
 

@@ -1,5 +1,5 @@
 """OpenTelemetry exporter (extra ``otel``): the series of
-:mod:`resilient.metrics._export` through the OpenTelemetry metrics API,
+``resilient.metrics._export`` through the OpenTelemetry metrics API,
 read from every policy's counters at collection time.
 
 Instruments, on the meter ``resilient``:

@@ -1,6 +1,6 @@
 """Prometheus exporter (extra ``prometheus``): ``instrument()`` registers a
 collector that reads every policy's counters at scrape time, as the series
-described in :mod:`resilient.metrics._export`. Nothing is done per call."""
+described in ``resilient.metrics._export``. Nothing is done per call."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _require() -> Any:
 
 
 class _Collector:
-    """A ``prometheus_client`` custom collector over a :class:`Reading`."""
+    """A ``prometheus_client`` custom collector over a ``Reading``."""
 
     def __init__(
         self, prom: Any, reading: Reading, namespace: str, buckets: tuple[float, ...]

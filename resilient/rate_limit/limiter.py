@@ -1,12 +1,12 @@
 """``RateLimitConfig`` and ``RateLimiter``: at most ``rate`` calls per ``period``.
 
-The rules are GCRA, in :mod:`resilient.rate_limit.state` (pure). A caller whose
+The rules are GCRA, in ``resilient.rate_limit.state`` (pure). A caller whose
 turn is more than ``max_wait`` seconds away is refused at once with
-:class:`~resilient.errors.RateLimitExceededError`; one whose turn is closer
+``RateLimitExceededError``; one whose turn is closer
 reserves it and sleeps until then (a thread through the one sleep, a task
 through the one async sleep), and a waiter that is cancelled or
 interrupted gives its turn back. With ``storage=`` (a
-:class:`resilient.redis.RedisStorage`) the limit holds for the whole fleet.
+``resilient.redis.RedisStorage``) the limit holds for the whole fleet.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class RateLimiter(NamedPolicy):
 
     Args:
         name: what its events, errors and registry entry are called.
-        config: a :class:`RateLimitConfig`; or give its fields instead
+        config: a ``RateLimitConfig``; or give its fields instead
             (``**fields``: ``rate``, ``period``, ``burst``, ``max_wait``, ``storage``).
     """
 

@@ -1,7 +1,7 @@
-"""One breaker's link to a :class:`~resilient.redis.RedisStorage`.
+"""One breaker's link to a ``RedisStorage``.
 
 The breaker's local core keeps counting on the hot path with no I/O. The
-storage's flusher thread calls :meth:`Binding.prepare` / :meth:`Binding.done`
+storage's flusher thread calls ``Binding.prepare`` / ``Binding.done``
 around one pipelined round trip: the counts made since the last
 acknowledged sync go up, the fleet's state comes back and the core mirrors it.
 """

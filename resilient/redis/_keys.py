@@ -2,7 +2,7 @@
 
 A name (any ``str``: colons, ``*``, braces, newlines, lone surrogates) is
 encoded as unpadded base64url of its UTF-8 bytes (``surrogatepass``), which
-holds none of ``:``, ``{`` and ``}``, inside a ``{...}`` hash tag::
+holds none of ``:``, ``{`` and ``}``, inside a ``{...}`` hash tag:
 
     NS:cb:{b64(name)}          the breaker's hash
     NS:cb:{b64(name)}:run      ... and its other keys, suffixed
@@ -10,7 +10,7 @@ holds none of ``:``, ``{`` and ``}``, inside a ``{...}`` hash tag::
 So no two names share a key (the encoding is one-to-one and the tag ends
 where it ends), and every key of one thing hashes to one Redis Cluster slot:
 a script on them runs on one node. Other kinds (a rate limiter, ...) use
-:func:`tagged` with their own ``kind``.
+``tagged`` with their own ``kind``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ While Redis is unreachable, each instance limits alone at ``rate`` divided
 by the number of instances it last saw (and the burst likewise), with the
 local GCRA core, and asks Redis again every ``refresh_interval`` seconds.
 
-Keys of a limit ``NAME`` in namespace ``NS`` (see :func:`limit_keys`):
+Keys of a limit ``NAME`` in namespace ``NS`` (see ``limit_keys``):
 ``NS:rl:NAME`` (the arrival time, a string; it expires once the limit is
 back to a full burst) and ``NS:rl:NAME:instances`` (zset: instance -> when
 it last acquired).
@@ -102,7 +102,7 @@ def _text(value: object) -> str:
 
 
 class SharedLimiter:
-    """One limiter's link to a :class:`~resilient.redis.RedisStorage` (what
+    """One limiter's link to a ``RedisStorage`` (what
     ``RateLimitConfig(storage=...)`` makes)."""
 
     def __init__(self, storage: RedisStorage, limiter: RateLimiter) -> None:

@@ -8,7 +8,7 @@ admit more probes than ``half_open_max_calls``. Time is Redis's own
 (``TIME``), so hosts with skewed clocks agree on when a breaker opened.
 
 Keys of a breaker ``NAME`` in namespace ``NS``, with ``B = NS:cb:{E}`` where
-``E`` encodes the name (:mod:`resilient.redis._keys`: no two names share a
+``E`` encodes the name (``resilient.redis._keys``: no two names share a
 key, and all of one breaker's keys share a cluster slot):
 
 - ``B`` hash: ``state``, ``epoch`` (bumped by every transition),

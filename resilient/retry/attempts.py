@@ -14,9 +14,9 @@ Each ``with attempt:`` block is one attempt (``attempt.number`` starts at 1).
 An error that ``retry_on`` accepts ends the block; the loop waits as a
 decorated function would and runs the block again. When no attempt is left
 (or the deadline or an open breaker says stop) the last error is re-raised
-with the same note as :func:`~resilient.with_retry` adds; an error that is
+with the same note as ``with_retry`` adds; an error that is
 not retried is re-raised at once; success ends the loop. The rules are
-those of :class:`~resilient.Retry`, the waits go through the same clock
+those of ``Retry``, the waits go through the same clock
 (so ``instant_waits()`` and ``fake_clock()`` apply), and the same
 ``RetryAttempted`` / ``RetriesExhausted`` events and retry counters are
 emitted.
@@ -64,7 +64,7 @@ class Attempt:
 
 
 class _Loop:
-    """What both loops share: the rules of a :class:`Retry` over attempts."""
+    """What both loops share: the rules of a ``Retry`` over attempts."""
 
     __slots__ = ("_delay", "_done", "_name", "_number", "_previous", "_retry", "_start")
 
@@ -134,7 +134,7 @@ class _Loop:
 
 
 class Retrying(_Loop):
-    """The attempts of a block, for ``for attempt in ...:`` (see :func:`retrying`)."""
+    """The attempts of a block, for ``for attempt in ...:`` (see ``retrying``)."""
 
     __slots__ = ()
 
@@ -149,7 +149,7 @@ class Retrying(_Loop):
 
 
 class AsyncRetrying(_Loop):
-    """The attempts of a block, for ``async for attempt in ...:`` (see :func:`aretrying`)."""
+    """The attempts of a block, for ``async for attempt in ...:`` (see ``aretrying``)."""
 
     __slots__ = ()
 
@@ -168,13 +168,13 @@ def retrying(config: RetryConfig | Retry | None = None, **fields: Unpack[RetryFi
     """Retry a block: ``for attempt in retrying(...): with attempt: ...``.
 
     Args:
-        config: a :class:`RetryConfig` (default: ``RetryConfig()``), or a
-            ready :class:`Retry` (its name names the events).
-        **fields: fields of :class:`RetryConfig` replacing those of
+        config: a ``RetryConfig`` (default: ``RetryConfig()``), or a
+            ready ``Retry`` (its name names the events).
+        **fields: fields of ``RetryConfig`` replacing those of
             ``config`` (``retry_if_result`` excepted: a block has no result).
 
     Returns:
-        An iterable of :class:`Attempt`; each is used as ``with attempt:``.
+        An iterable of ``Attempt``; each is used as ``with attempt:``.
     """
     return Retrying(config, fields)
 
@@ -185,12 +185,12 @@ def aretrying(
     """Retry a block in a coroutine: ``async for attempt in aretrying(...): with attempt: ...``.
 
     Args:
-        config: a :class:`RetryConfig` (default: ``RetryConfig()``), or a
-            ready :class:`Retry` (its name names the events).
-        **fields: fields of :class:`RetryConfig` replacing those of
+        config: a ``RetryConfig`` (default: ``RetryConfig()``), or a
+            ready ``Retry`` (its name names the events).
+        **fields: fields of ``RetryConfig`` replacing those of
             ``config`` (``retry_if_result`` excepted: a block has no result).
 
     Returns:
-        An async iterable of :class:`Attempt`; each is used as ``with attempt:``.
+        An async iterable of ``Attempt``; each is used as ``with attempt:``.
     """
     return AsyncRetrying(config, fields)

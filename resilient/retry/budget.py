@@ -4,7 +4,7 @@ Over any ``window`` seconds, retries may number at most
 ``min_retries_per_second * window + ratio * first attempts`` (Finagle's and
 Envoy's answer to retry storms: when a dependency fails everywhere, the
 callers together add at most ``ratio`` more load, not ``max_attempts``
-times the load). The rules are in :mod:`resilient.retry.budget_state`.
+times the load). The rules are in ``resilient.retry.budget_state``.
 
 Counting a first attempt costs the caller one atomic counter step; the
 counts are moved into the time slots under the lock every 64 calls and at

@@ -1,7 +1,7 @@
 """``RetryConfig``, ``RetryPolicies`` and ``Retry``: run a call again when it fails.
 
 The rules — the delay schedule and when to stop — are pure functions in
-:mod:`resilient.retry.backoff`; :meth:`Retry._plan` feeds them after each failed
+``resilient.retry.backoff``; ``Retry._plan`` feeds them after each failed
 attempt and announces the outcome. The sync and async loops both drive it
 and differ only in how they sleep.
 """
@@ -74,7 +74,7 @@ class RetryConfig(FromDict):
         deadline: seconds from the first attempt that bound the whole.
         rng: the random source of the jitter (a seeded ``random.Random``
             gives an exact sequence).
-        budget: a :class:`RetryBudget` shared by every retry holding it: a
+        budget: a ``RetryBudget`` shared by every retry holding it: a
             retry it refuses gives up (``None``: no budget).
     """
 
@@ -221,7 +221,7 @@ class Retry(PolicyBase):
     so one instance serves any number of threads and tasks.
 
     Args:
-        config: a :class:`RetryConfig` (default: ``RetryConfig()``).
+        config: a ``RetryConfig`` (default: ``RetryConfig()``).
         name: names its events and log lines; without one, the name of the
             function called is used.
     """
@@ -276,7 +276,7 @@ class Retry(PolicyBase):
         ``retry_if_result`` rejected when ``error`` is None): the wait before
         the next one (with the breaker's wait ticket when it is a wait for
         an open breaker; release it when the next attempt ends), or None to
-        stop. The rules are :func:`_backoff.plan`; this gathers their inputs
+        stop. The rules are ``_backoff.plan``; this gathers their inputs
         and announces the outcome.
 
         Stopping on a retryable outcome notes the attempts on the error and

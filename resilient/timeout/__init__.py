@@ -1,6 +1,6 @@
 """The timeout: stop waiting for a call that takes too long.
 
-- ``timeout.py``: :class:`TimeoutConfig` and :class:`Timeout` (asyncio and trio
+- ``timeout.py``: ``TimeoutConfig`` and ``Timeout`` (asyncio and trio
   cancellation, a worker thread, SIGALRM, stream inactivity).
 """
 

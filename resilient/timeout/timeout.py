@@ -4,7 +4,7 @@
   extra task; under trio (or anyio on trio), in a trio cancel scope. A
   cancellation from outside passes through untouched.
 - Sync functions (``mode="thread"``, the default) run in a worker thread of a
-  bounded pool (:mod:`resilient._runtime.workers`), in a copy of the caller's
+  bounded pool (``resilient._runtime.workers``), in a copy of the caller's
   contextvars; on timeout the caller stops waiting. Python cannot kill a
   thread: the abandoned call keeps running to its end in the background.
 - ``mode="signal"`` interrupts the call itself with ``SIGALRM``: no thread,
@@ -163,7 +163,7 @@ class Timeout(ForwardingPolicy):
 
     async def __aenter__(self) -> Timeout:
         """``async with Timeout(5):`` bounds the block, as ``asyncio.timeout``
-        does, and raises :class:`CallTimeoutError` when it runs out."""
+        does, and raises ``CallTimeoutError`` when it runs out."""
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
