@@ -25,10 +25,26 @@ VARIABLES = (
     "RESILIENT_CB_FAILURE_THRESHOLD",
     "RESILIENT_CB_RECOVERY_TIMEOUT",
 )
+"""The environment variables read (at import, and by ``reload``)."""
 
 
 @dataclass(slots=True)
 class Defaults:
+    """The settings the environment gives, each field from its variable.
+
+    Attributes:
+        enabled: ``RESILIENT_ENABLED``; ``False`` makes every policy a
+            pass-through (``set_active(False)``).
+        timeout: ``RESILIENT_DEFAULT_TIMEOUT``, the timeout of
+            ``ResiliencePolicy()`` (seconds).
+        retry_max_attempts: ``RESILIENT_RETRY_MAX_ATTEMPTS``,
+            ``RetryConfig().max_attempts``.
+        cb_failure_threshold: ``RESILIENT_CB_FAILURE_THRESHOLD``,
+            ``CircuitBreakerConfig().failure_threshold``.
+        cb_recovery_timeout: ``RESILIENT_CB_RECOVERY_TIMEOUT``,
+            ``CircuitBreakerConfig().recovery_timeout`` (seconds).
+    """
+
     enabled: bool = True
     timeout: float = 30.0
     retry_max_attempts: int = 3
@@ -37,6 +53,7 @@ class Defaults:
 
 
 defaults = Defaults()
+"""The settings in force: what the environment said at import or at the last ``reload``."""
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -162,6 +162,8 @@ _LEVELLED: dict[str, object] = {"level": POLICY}  # never mutated
 
 
 class CallStarted(Event):
+    """A request starts (request level only): ``level``."""
+
     __slots__ = ()
     _fields = (*Event._fields, "level")
     _defaults = _LEVELLED
@@ -169,6 +171,9 @@ class CallStarted(Event):
 
 
 class CallSucceeded(Event):
+    """A request returned, or a breaker's or bulkhead's call ended well:
+    ``duration`` (seconds) and ``level``."""
+
     __slots__ = ()
     _fields = (*Event._fields, "duration", "level")
     _defaults = _LEVELLED
@@ -177,6 +182,9 @@ class CallSucceeded(Event):
 
 
 class CallFailed(Event):
+    """A request raised, a breaker counted a failure, or a bulkhead's admitted
+    call raised: ``duration`` (seconds), ``error`` and ``level``."""
+
     __slots__ = ()
     _fields = (*Event._fields, "duration", "error", "level")
     _defaults = _LEVELLED
@@ -198,6 +206,10 @@ class CallRejected(Event):
 
 
 class RetryAttempted(Event):
+    """Before each wait of a retry: ``attempt`` (the one that failed, from 1),
+    ``delay`` (seconds until the next) and ``error`` (``None`` for a
+    rejected result)."""
+
     __slots__ = ()
     _fields = (*Event._fields, "attempt", "delay", "error")
     attempt: _Field[int] = _Field(_BASE)
@@ -206,6 +218,9 @@ class RetryAttempted(Event):
 
 
 class RetriesExhausted(Event):
+    """A retry gave up on a retryable failure after ``attempts`` attempts;
+    ``error`` is the last one's (``None`` for a rejected result)."""
+
     __slots__ = ()
     _fields = (*Event._fields, "attempts", "error")
     attempts: _Field[int] = _Field(_BASE)
@@ -213,12 +228,18 @@ class RetriesExhausted(Event):
 
 
 class RateLimited(Event):
+    """A retry waits the ``retry_after`` (seconds) its failure asked for (a
+    server's ``Retry-After``, a rate limiter's refusal)."""
+
     __slots__ = ()
     _fields = (*Event._fields, "retry_after")
     retry_after: _Field[float] = _Field(_BASE)
 
 
 class StateChanged(Event):
+    """A breaker moved from ``old_state`` to ``new_state`` (the values of
+    ``CircuitState``), forced moves included."""
+
     __slots__ = ()
     _fields = (*Event._fields, "old_state", "new_state")
     old_state: _Field[str] = _Field(_BASE)
@@ -226,12 +247,17 @@ class StateChanged(Event):
 
 
 class TimedOut(Event):
+    """A call ran out of its ``timeout`` (seconds)."""
+
     __slots__ = ()
     _fields = (*Event._fields, "timeout")
     timeout: _Field[float] = _Field(_BASE)
 
 
 class BulkheadRejected(Event):
+    """A bulkhead turned a call away: its ``max_concurrent`` and
+    ``max_queue``."""
+
     __slots__ = ()
     _fields = (*Event._fields, "max_concurrent", "max_queue")
     max_concurrent: _Field[int] = _Field(_BASE)
@@ -247,12 +273,17 @@ class HedgeStarted(Event):
 
 
 class FallbackUsed(Event):
+    """A fallback answered instead of the call; ``error`` is what the call
+    raised."""
+
     __slots__ = ()
     _fields = (*Event._fields, "error")
     error: _Field[BaseException | None] = _Field(_BASE)
 
 
 class StreamInactive(Event):
+    """An async stream yielded nothing for ``inactivity`` seconds."""
+
     __slots__ = ()
     _fields = (*Event._fields, "inactivity")
     inactivity: _Field[float] = _Field(_BASE)
@@ -271,6 +302,7 @@ class ChaosInjected(Event):
 
 
 Listener = Callable[[Event], object]
+"""What ``subscribe`` takes besides a ``Reader``: a callable taking one event."""
 
 
 class Reader(Protocol):

@@ -42,8 +42,8 @@ F = TypeVar("F", bound="Decoratable")
 
 _OWNER = "HedgingConfig"
 
-#: The most hedges one call may start (each may hold a thread).
 MAX_HEDGES = 16
+"""The most hedges one call may start (each may hold a thread)."""
 #: Threads of the pool sync hedged attempts run on.
 POOL_SIZE = 64
 

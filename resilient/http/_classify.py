@@ -35,6 +35,9 @@ __all__ = [
 
 # RFC 9110 §9.2.2. POST and PATCH are retried only when asked to.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+"""The transports' default ``retry_methods``: a request with one of these is
+retried even after it was sent (RFC 9110 §9.2.2); any other only with an
+``Idempotency-Key`` header."""
 
 
 def may_retry(user: Any, max_delay: float, *, sent: bool) -> Callable[[BaseException], bool]:

@@ -45,6 +45,9 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
+    """One request as it arrived, in ``server.requests``: its ``method``,
+    ``path``, ``headers`` (names in lower case) and ``body``."""
+
     method: str
     path: str
     headers: dict[str, str]  # names in lower case

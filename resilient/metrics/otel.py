@@ -4,21 +4,19 @@ read from every policy's counters at collection time.
 
 Instruments, on the meter ``resilient``:
 
-============================================  ==================  ==============
-name                                          kind                unit
-============================================  ==================  ==============
-``resilient.circuit_breaker.state``           observable gauge    (0, 1 or 2)
-``resilient.circuit_breaker.state_changes``   observable counter  ``{transition}``
-``resilient.circuit_breaker.calls``           observable counter  ``{call}``
-``resilient.retry.attempts``                  observable counter  ``{call}``
-``resilient.hedging.attempts``                observable counter  ``{call}``
-``resilient.timeout.operations``              observable counter  ``{call}``
-``resilient.bulkhead.executions``             observable counter  ``{call}``
-``resilient.bulkhead.limit``                  observable gauge    ``{call}``
-``resilient.rate_limiter.calls``              observable counter  ``{call}``
-``resilient.retry.budget_refusals``           observable counter  ``{call}``
-``resilient.operation.duration``              histogram           ``s``
-============================================  ==================  ==============
+| name | kind | unit |
+|---|---|---|
+| ``resilient.circuit_breaker.state`` | observable gauge | (0, 1 or 2) |
+| ``resilient.circuit_breaker.state_changes`` | observable counter | ``{transition}`` |
+| ``resilient.circuit_breaker.calls`` | observable counter | ``{call}`` |
+| ``resilient.retry.attempts`` | observable counter | ``{call}`` |
+| ``resilient.hedging.attempts`` | observable counter | ``{call}`` |
+| ``resilient.timeout.operations`` | observable counter | ``{call}`` |
+| ``resilient.bulkhead.executions`` | observable counter | ``{call}`` |
+| ``resilient.bulkhead.limit`` | observable gauge | ``{call}`` |
+| ``resilient.rate_limiter.calls`` | observable counter | ``{call}`` |
+| ``resilient.retry.budget_refusals`` | observable counter | ``{call}`` |
+| ``resilient.operation.duration`` | histogram | ``s`` |
 
 The policy's name is the attribute ``resilient.policy.name``; ``result``,
 ``state``, ``from_state`` and ``to_state`` are as the Prometheus labels.
@@ -46,8 +44,8 @@ from ._export import DEFAULT_BUCKETS, Reading, Series, check_buckets, middle, se
 
 __all__ = ["NAME", "instrument"]
 
-#: The attribute holding the policy's name.
 NAME = "resilient.policy.name"
+"""The attribute holding the policy's name."""
 # How long one read may serve the callbacks that follow the first one.
 _SAME_COLLECTION = 1.0
 

@@ -57,6 +57,9 @@ R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
 TimeoutMode = Literal["thread", "signal", "inline"]
+"""How a sync call is timed out: ``"thread"`` (it runs in a worker thread),
+``"signal"`` (SIGALRM, in the main thread only) or ``"inline"`` (in the
+caller's thread; an overrun fails when the call returns)."""
 _MODES = ("thread", "signal", "inline")
 
 _OWNER = "Timeout"
