@@ -3,6 +3,7 @@ prints, and a project that stands on its own."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -116,3 +117,115 @@ def test_the_readme_links_every_docs_page() -> None:
     assert [p for p in pages if f"(docs/{p})" not in readme] == []
     index = (ROOT / "docs" / "index.md").read_text()
     assert [p for p in pages if f"({p})" not in index] == []
+
+
+# -- what README.md and docs/index.md say the package has -----------------------------
+
+# Extras for working on the project, not for users.
+DEVELOPMENT_EXTRAS = {"test", "docs", "bench", "dev"}
+FRONT_PAGES = ["README.md", "docs/index.md"]
+
+
+def _table(text: str, first_header: str) -> list[list[str]]:
+    """The rows of the Markdown table whose first header is ``first_header``."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_header:
+            rows = []
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip().strip("|").split("|")])
+            return rows
+    raise AssertionError(f"no table headed {first_header!r}")
+
+
+def _code_names(rows: list[list[str]]) -> list[str]:
+    names = [re.fullmatch(r"`([^`]+)`", row[0]) for row in rows]
+    assert all(names), rows
+    return [m[1] for m in names if m]
+
+
+def _demo_scenario() -> argparse.Action:
+    from resilient.__main__ import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    demo = commands.choices["demo"]
+    return next(a for a in demo._actions if a.dest == "scenario")
+
+
+def test_the_development_extras_exist() -> None:
+    # So that the list above names real extras, and the rest are the users'.
+    assert set(PROJECT["optional-dependencies"]) >= DEVELOPMENT_EXTRAS
+
+
+@pytest.mark.parametrize("page", FRONT_PAGES)
+def test_the_front_pages_list_exactly_the_user_extras(page: str) -> None:
+    extras = {
+        name: deps
+        for name, deps in PROJECT["optional-dependencies"].items()
+        if name not in DEVELOPMENT_EXTRAS
+    }
+    rows = _table((ROOT / page).read_text(), "extra")
+    assert sorted(_code_names(rows)) == sorted(extras)
+    assert len(rows) == len(extras)
+    for row in rows:
+        name = row[0].strip("`")
+        wanted = [re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0] for dep in extras[name]]
+        assert row[1] == ", ".join(wanted), row
+
+
+@pytest.mark.parametrize("page", FRONT_PAGES)
+def test_the_front_pages_list_exactly_the_demo_scenarios(page: str) -> None:
+    scenario = _demo_scenario()
+    choices = list(scenario.choices or ())
+    assert len(choices) == 5
+    text = (ROOT / page).read_text()
+    # The option as --help spells it, and one row per scenario.
+    assert re.findall(r"--scenario \{[^}]*\}", text) == [f"--scenario {{{','.join(choices)}}}"]
+    rows = _table(text, "scenario")
+    assert sorted(_code_names(rows)) == sorted(choices)
+    assert len(rows) == len(choices)
+    (default,) = [row for row in rows if "the default" in row[1]]
+    assert default[0] == f"`{scenario.default}`"
+
+
+def _figures(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"(\d[\d,]*(?:\.\d+)?)\s?(x|ns|µs|B)\b", text)
+
+
+def _measured() -> set[tuple[str, str]]:
+    """Every figure of docs/performance.md's results (between its markers)."""
+    text = (ROOT / "docs" / "performance.md").read_text()
+    results = text.split("<!-- benchmarks: begin -->")[1].split("<!-- benchmarks: end -->")[0]
+    found: set[tuple[str, str]] = set()
+    header: list[str] = []
+    for line in results.splitlines():
+        if not line.startswith("|"):
+            header = []
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not header:
+            header = cells
+            continue
+        for column, cell in zip(header, cells, strict=False):
+            found.update(_figures(cell))
+            if re.fullmatch(r"[\d,]+(\.\d+)?", cell):
+                if column.startswith("ns"):
+                    found.add((cell, "ns"))
+                elif column.startswith("bytes"):
+                    found.add((cell, "B"))
+    return found
+
+
+def test_the_readme_quotes_its_performance_figures_from_docs_performance() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Performance\n")[1].split("\n## ")[0]
+    quoted = _figures(section)
+    assert len(quoted) >= 10
+    measured = _measured()
+    assert ("190", "ns") in measured  # the parser reads the tables
+    assert [figure for figure in quoted if figure not in measured] == []
+    # The rest of the README quotes none.
+    assert _figures(readme.replace(section, "")) == []
