@@ -11,11 +11,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
+PYTEST = [sys.executable, "-m", "pytest"]
 
 
 def _collect(hash_seed: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", "tests"],
+        # --assert=plain: ids do not depend on rewriting the asserts, which
+        # is most of the time a collection takes.
+        [*PYTEST, "--collect-only", "-q", "--assert=plain", "-p", "no:randomly", "tests"],
         cwd=ROOT,
         env={**os.environ, "PYTHONHASHSEED": hash_seed},
         stdout=subprocess.PIPE,
