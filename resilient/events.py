@@ -31,11 +31,10 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
 from ._execution import request_id as _request
-from ._execution.request_id import get_request_id, new_request_id, request_context
+from ._execution.request_id import get_request_id, request_context
 from ._runtime import clock as _clock
 
 __all__ = [
-    "GLOBAL",
     "POLICY",
     "REQUEST",
     "BulkheadRejected",
@@ -46,11 +45,9 @@ __all__ = [
     "ChaosInjected",
     "Event",
     "FallbackUsed",
-    "Gate",
     "HedgeStarted",
     "Level",
     "Listener",
-    "ListenerSet",
     "RateLimited",
     "Reader",
     "RetriesExhausted",
@@ -59,7 +56,6 @@ __all__ = [
     "StreamInactive",
     "TimedOut",
     "get_request_id",
-    "new_request_id",
     "request_context",
     "subscribe",
 ]
@@ -69,8 +65,12 @@ log = logging.getLogger("resilient")
 T = TypeVar("T")
 
 Level = Literal["request", "policy"]
+"""The ``level`` of a call event: ``"request"`` (the call as its caller saw
+it) or ``"policy"`` (one policy's own view of a call through it)."""
 REQUEST: Level = "request"
+"""The call as its caller saw it, once per call."""
 POLICY: Level = "policy"
+"""One policy's own view of one call through it."""
 
 
 # -- the event types ---------------------------------------------------------------
@@ -314,6 +314,11 @@ class Reader(Protocol):
 
 
 # -- scopes and subscription ----------------------------------------------------------
+#
+# Internal, and not exported: the scopes (``ListenerSet``, ``GLOBAL``) and the
+# gates the hot path reads (``Gate`` and its levels) are what the policies,
+# the registry and the counter readers wire together. Users subscribe with
+# ``subscribe`` below, ``registry.subscribe`` or ``policy.subscribe``.
 
 # Subscribing is rare and may race with another thread subscribing; emitting
 # never takes this lock (it reads immutable tuples and flags).

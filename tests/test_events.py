@@ -878,3 +878,34 @@ async def test_a_bulkhead_block_is_a_request_and_a_full_one_a_rejected_request(
         CallSucceeded,
     ]
     assert get_request_id() is None
+
+
+def _event_types() -> set[str]:
+    found: set[str] = set()
+    todo = [Event]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return {name for name in found if getattr(events, name, None) is not None}
+
+
+def test_events_exports_the_event_types_and_how_to_listen_nothing_of_the_hot_path() -> None:
+    exported = set(events.__all__)
+    assert _event_types() <= exported
+    assert exported - _event_types() == {
+        "Level",
+        "Listener",
+        "POLICY",
+        "REQUEST",
+        "Reader",
+        "get_request_id",
+        "request_context",
+        "subscribe",
+    }
+    namespace: dict[str, object] = {}
+    exec("from resilient.events import *", namespace)
+    internals = {"Gate", "ListenerSet", "GLOBAL", "NONE", "METERED", "EVENTS", "new_request_id"}
+    assert internals.isdisjoint(namespace)
+    # Every exported event type is also a name of the package.
+    assert _event_types() <= set(resilient.__all__)

@@ -19,7 +19,6 @@ stops: list[Callable[[], None]] = [
     Registry().subscribe(collector),
     CircuitBreaker("db").subscribe(collector),
     CircuitBreaker("db").subscribe(listener),
-    events.GLOBAL.subscribe(collector),
 ]
 assert_type(resilient.subscribe(collector), Callable[[], None])
 resilient.subscribe(42)  # E: Argument 1 to "subscribe" has incompatible type "int"; expected "Callable[[Event], object] | Reader"  [arg-type]
