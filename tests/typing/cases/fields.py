@@ -84,7 +84,7 @@ with_resilience("e", retries=None)  # type: ignore[call-arg]  # P: No parameter 
 with_circuit_breaker("f", failure_threshold="3")  # P: "failure_threshold" of type "int"  # E: Argument "failure_threshold" to "with_circuit_breaker" has incompatible type "str"; expected "int"  [arg-type]
 with_retry(max_attempts="3")  # P: "max_attempts" of type "int"  # E: Argument "max_attempts" to "with_retry" has incompatible type "str"; expected "int"  [arg-type]
 with_retry(jitter="gaussian")  # P: "jitter" of type "JitterStrategy | float"  # E: Argument "jitter" to "with_retry" has incompatible type "Literal['gaussian']"; expected "float | Literal['full', 'equal', 'decorrelated']"  [arg-type]
-with_timeout(5, mode="process")  # P: "mode" of type "Literal['thread', 'signal']"  # E: Argument "mode" to "with_timeout" has incompatible type "Literal['process']"; expected "Literal['thread', 'signal']"  [arg-type]
+with_timeout(5, mode="process")  # P: "mode" of type "Literal['thread', 'signal', 'inline']"  # E: Argument "mode" to "with_timeout" has incompatible type "Literal['process']"; expected "Literal['thread', 'signal', 'inline']"  [arg-type]
 aretrying(deadline="5s")  # P: "deadline" of type "float | None"  # E: Argument "deadline" to "aretrying" has incompatible type "str"; expected "float | None"  [arg-type]
 with_resilience("g", timeout="5s")  # P: "timeout" of type "float | TimeoutConfig | None"  # E: Argument "timeout" to "with_resilience" has incompatible type "str"; expected "float | TimeoutConfig | None"  [arg-type]
 

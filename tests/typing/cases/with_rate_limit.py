@@ -49,7 +49,7 @@ reveal_type(retried)  # N: Revealed type is "def (x: int) -> typing.Coroutine[An
 reveal_type(Client().search)  # N: Revealed type is "def (tenant: str) -> list[str]"
 reveal_type(limiter.call(fetch, "u"))  # N: Revealed type is "bytes"
 reveal_type(limiter.metrics().available)  # N: Revealed type is "int"
-reveal_type(budget)  # N: Revealed type is "resilient.retry_budget.RetryBudget"
+reveal_type(budget)  # N: Revealed type is "resilient.retry.budget.RetryBudget"
 reveal_type(RetryBudget(ratio=0.5).available())  # N: Revealed type is "int"
 
 fetch(1)  # E: Argument 1 to "fetch" has incompatible type "int"; expected "str"  [arg-type]
