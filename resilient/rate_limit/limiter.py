@@ -81,11 +81,9 @@ class RateLimitConfig:
     storage: Any = None
 
     def __post_init__(self) -> None:
-        rate = self.rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-            raise TypeError(f"{_OWNER}.rate must be a number of calls, got {rate!r}")
-        if not 0 < rate < math.inf:
-            raise ValueError(f"{_OWNER}.rate must be a finite number > 0, got {rate!r}")
+        rate = _validate.number(_OWNER, "rate", self.rate, 0)
+        if rate == 0:
+            raise ValueError(f"{_OWNER}.rate must be a finite number > 0, got {self.rate!r}")
         period = _validate.seconds(_OWNER, "period", self.period, allow_zero=False)
         if rate / period > _MAX_CALLS_PER_SECOND:
             raise ValueError(
