@@ -27,6 +27,7 @@ from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
+from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -66,12 +67,14 @@ class SharedLimit(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitConfig:
+class RateLimitConfig(FromDict):
     """At most ``burst + rate * t / period`` calls start in any interval of
     length ``t`` (GCRA). ``burst`` defaults to ``max(1, ceil(rate))``;
     ``burst=1`` spaces calls evenly. A caller waits up to ``max_wait``
     seconds for its turn, else gets ``RateLimitExceededError``. With
     ``storage`` (a ``RedisStorage``) the limit is one for the whole fleet."""
+
+    _durations = frozenset({"period", "max_wait"})
 
     rate: float
     period: float = 1.0

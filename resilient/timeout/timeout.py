@@ -37,6 +37,7 @@ from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.async_backend import Deadline, Waiter
 from .._runtime.exc_info import ExcInfo
+from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
@@ -57,7 +58,7 @@ _OWNER = "Timeout"
 
 
 @dataclass(frozen=True, slots=True)
-class TimeoutConfig:
+class TimeoutConfig(FromDict):
     """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
 
     ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
@@ -65,6 +66,8 @@ class TimeoutConfig:
     still running included (threads start on demand). ``mode``:
     ``"thread"`` or ``"signal"`` for sync functions.
     """
+
+    _durations = frozenset({"seconds"})
 
     seconds: float
     _: KW_ONLY
