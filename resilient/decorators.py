@@ -40,6 +40,18 @@ __all__ = [
 F = TypeVar("F", bound="Decoratable")
 
 
+def _registry_of(owner: str, registry: object) -> Any:
+    """``registry``, or the global one for ``None``; anything else is a TypeError."""
+    from ._registry.registry import Registry
+    from ._registry.registry import registry as global_registry
+
+    if registry is None:
+        return global_registry
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{owner}.registry must be a Registry or None, got {registry!r}")
+    return registry
+
+
 def with_circuit_breaker(
     name: str | CircuitBreaker,
     *,
@@ -83,10 +95,7 @@ def with_circuit_breaker(
             raise TypeError(f"with_circuit_breaker: name must be a non-empty str, got {name!r}")
         # Made once for every key (a config per breaker would cost each key).
         config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
-        if registry is None:
-            from ._registry.registry import registry as global_registry
-
-            registry = global_registry
+        registry = _registry_of("with_circuit_breaker", registry)
         keyed = KeyedBreakers(name, key, config=config, max_keys=max_keys, registry=registry)
 
         def per_key(fn: F) -> F:
@@ -107,10 +116,7 @@ def with_circuit_breaker(
             raise TypeError(f"with_circuit_breaker: name must be a non-empty str, got {name!r}")
         if fields:
             config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
-        if registry is None:
-            from ._registry.registry import registry as global_registry
-
-            registry = global_registry
+        registry = _registry_of("with_circuit_breaker", registry)
         breaker = registry.get_or_create(name, config)
 
     def decorator(fn: F) -> F:
@@ -147,10 +153,7 @@ def with_bulkhead(
             raise TypeError(f"with_bulkhead: name must be a non-empty str, got {name!r}")
         if max_concurrent is None:
             raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
-        if registry is None:
-            from ._registry.registry import registry as global_registry
-
-            registry = global_registry
+        registry = _registry_of("with_bulkhead", registry)
         bulkhead = registry.bulkhead(
             name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
         )
@@ -190,10 +193,7 @@ def with_rate_limit(
     else:
         if not isinstance(name, str) or not name:
             raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
-        if registry is None:
-            from ._registry.registry import registry as global_registry
-
-            registry = global_registry
+        registry = _registry_of("with_rate_limit", registry)
         limiter = registry.rate_limiter(name, config, **fields)
 
     def decorator(fn: F) -> F:
@@ -306,4 +306,4 @@ def with_resilience(
         raise TypeError(f"with_resilience: policy must be a ResiliencePolicy, got {policy!r}")
     if overrides:
         policy = policy.replace(**overrides)
-    return Resilience(name, policy, registry=registry).__call__
+    return Resilience(name, policy, registry=_registry_of("with_resilience", registry)).__call__

@@ -87,7 +87,7 @@ class Fallback(PolicyBase):
             raise ValueError(f"{_OWNER} name must be a non-empty str or None, got {name!r}")
         self.value = None if value is MISSING else value
         self.handler = handler
-        self.on = _validate.exception_types(_OWNER, "on", on)
+        self.on = _validate.catchable_types(_OWNER, "on", on)
         self.name = name
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._takes_error = handler is not None and _takes_error(handler)

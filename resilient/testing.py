@@ -22,6 +22,7 @@ from typing import Any
 from ._registry.registry import Registry, registry
 from ._runtime import async_backend as _async_backend
 from ._runtime import clock as _clock
+from ._runtime import validation as _validate
 from ._runtime.async_backend import Waiter
 
 __all__ = ["FakeClock", "WaitRecorder", "fake_clock", "instant_waits"]
@@ -46,8 +47,9 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
-        self._now = float(start)
-        self._wall_offset = wall_start - start
+        self._now = _validate.number("FakeClock", "start", start, -math.inf)
+        wall = _validate.number("FakeClock", "wall_start", wall_start, -math.inf)
+        self._wall_offset = wall - self._now
         #: Every wait a policy made under this clock, in seconds, in order.
         self.delays: list[float] = []
         self._lock = threading.Lock()

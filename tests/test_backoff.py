@@ -168,8 +168,15 @@ def test_plan_stops_when_attempts_run_out() -> None:
 
 
 def test_plan_retry_after_raises_the_wait_but_never_lowers_it() -> None:
-    assert _plan(retry_after=45.0) == Plan(45.0, 1.0, 45.0)
+    assert _plan(retry_after=25.0) == Plan(25.0, 1.0, 25.0)
     assert _plan(attempt=3, retry_after=0.5) == Plan(4.0, 4.0, 0.5)
+
+
+@pytest.mark.parametrize("after", [30.5, 1e10, math.inf])
+def test_plan_retry_after_past_max_delay_stops(after: float) -> None:
+    stop = _plan(retry_after=after).stop
+    assert stop is not None
+    assert "max_delay 30s" in stop
 
 
 @pytest.mark.parametrize("jitter", [0.5, "full", "decorrelated"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
+import sys
 import tomllib
 import typing
 
@@ -11,16 +13,36 @@ import pytest
 
 import resilient
 from resilient import (
+    AdaptiveLimit,
     BulkheadConfig,
     CircuitBreakerConfig,
+    CircuitOpenError,
     Fallback,
+    HedgingConfig,
+    RateLimitConfig,
     ResiliencePolicy,
     RetryConfig,
+    TimeoutConfig,
 )
 from resilient._runtime.mapping import FromDict, duration
 from resilient.circuit_breaker.storage import BreakerStorage
+from resilient.http import ServerError
 
-CONFIGS = [CircuitBreakerConfig, RetryConfig, BulkheadConfig, ResiliencePolicy]
+CONFIGS = [
+    CircuitBreakerConfig,
+    RetryConfig,
+    BulkheadConfig,
+    ResiliencePolicy,
+    RateLimitConfig,
+    HedgingConfig,
+    TimeoutConfig,
+    AdaptiveLimit,
+]
+#: The classes beyond the builtins that the files below name.
+KNOWN = {
+    "RemoteDisconnected": http.client.RemoteDisconnected,
+    "HTTPException": http.client.HTTPException,
+}
 
 # Number-typed fields that are not durations. A new float field fails
 # test_every_number_field_is_classified until it is put here or in the
@@ -34,6 +56,10 @@ NOT_DURATIONS = {
     RetryConfig: {"multiplier", "jitter"},
     BulkheadConfig: set(),
     ResiliencePolicy: set(),
+    RateLimitConfig: {"rate"},
+    HedgingConfig: set(),
+    TimeoutConfig: set(),
+    AdaptiveLimit: set(),
 }
 
 
@@ -69,7 +95,7 @@ def test_a_policy_from_toml() -> None:
         queue_timeout = "1.5s"
         """
     )
-    policy = ResiliencePolicy.from_dict(table)
+    policy = ResiliencePolicy.from_dict(table, exceptions=KNOWN)
     assert policy == ResiliencePolicy(
         circuit_breaker=CircuitBreakerConfig(
             failure_threshold=3,
@@ -122,11 +148,76 @@ def test_not_a_mapping() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["NoSuchError", "os.path", "json.JSONDecoder", "nosuchmodule.X", ""]
+    "name",
+    [
+        "NoSuchError",
+        "os.path",
+        "json.JSONDecoder",
+        "json.JSONDecodeError",  # an exception type, but not one from_dict was given
+        "nosuchmodule.X",
+        "",
+        "..x",
+        ".x",
+        "x.",
+        "this.X",
+        "print",
+    ],
 )
 def test_a_name_that_is_no_exception_type_is_an_error(name: str) -> None:
-    with pytest.raises(ValueError, match=rf"RetryConfig\.give_up_on: {name!r} does not name"):
+    with pytest.raises(
+        ValueError, match=rf"RetryConfig\.give_up_on: {name!r} names no exception type"
+    ):
         RetryConfig.from_dict({"give_up_on": [name]})
+
+
+def test_from_dict_never_imports_a_module_it_names(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.modules.pop("this", None)  # importing it prints the Zen of Python
+    with pytest.raises(ValueError, match=r"RetryConfig\.retry_on: 'this\.X'"):
+        RetryConfig.from_dict({"retry_on": "this.X"})
+    assert "this" not in sys.modules
+    assert capsys.readouterr().out == ""
+
+
+def test_exception_names_resolve_among_builtins_resilients_own_and_those_given() -> None:
+    class PaymentDeclined(Exception):
+        pass
+
+    cfg = RetryConfig.from_dict(
+        {
+            "retry_on": ["TimeoutError", "CircuitOpenError", "resilient.http.errors.ServerError"],
+            "give_up_on": ["PaymentDeclined", "http.client.RemoteDisconnected"],
+        },
+        exceptions={"PaymentDeclined": PaymentDeclined, **KNOWN},
+    )
+    assert cfg.retry_on == (TimeoutError, CircuitOpenError, ServerError)
+    assert cfg.give_up_on == (PaymentDeclined, http.client.RemoteDisconnected)
+    # Nested layers get them too; to_dict's "module.Name" reads back.
+    policy = ResiliencePolicy.from_dict(
+        {"circuit_breaker": {"ignore_on": ["PaymentDeclined"]}},
+        exceptions={"PaymentDeclined": PaymentDeclined},
+    )
+    assert policy.circuit_breaker is not None
+    assert policy.circuit_breaker.ignore_on == (PaymentDeclined,)
+    again = ResiliencePolicy.from_dict(
+        json.loads(json.dumps(policy.to_dict())), exceptions={"Declined": PaymentDeclined}
+    )
+    assert again == policy
+
+
+@pytest.mark.parametrize("exceptions", [{"X": 3}, {"X": int}, {3: KeyError}, ["KeyError"]])
+def test_exceptions_must_map_names_to_exception_types(exceptions: object) -> None:
+    with pytest.raises(TypeError, match=r"RetryConfig\.from_dict: exceptions must map names"):
+        RetryConfig.from_dict({}, exceptions=exceptions)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\u0661\u0662s", "\uff11\uff12s", "1\u0662ms", "\u0967s", "12\u00a0s"],
+    ids=["arabic-indic", "full-width", "mixed", "devanagari", "nbsp"],
+)
+def test_a_duration_takes_ascii_digits_only(text: str) -> None:
+    with pytest.raises(ValueError, match=r"RetryConfig\.deadline must be a number of seconds"):
+        RetryConfig.from_dict({"deadline": text})
 
 
 def test_values_are_still_validated_naming_the_field() -> None:
@@ -157,7 +248,7 @@ def test_values_are_still_validated_naming_the_field() -> None:
 )
 def test_to_dict_reads_back_equal(config: FromDict) -> None:
     as_dict = config.to_dict()
-    assert type(config).from_dict(as_dict) == config
+    assert type(config).from_dict(as_dict, exceptions=KNOWN) == config
     assert set(as_dict) == {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
 
 
@@ -185,3 +276,61 @@ def test_every_number_field_is_classified(config: type[FromDict]) -> None:
         and float in (typing.get_args(hint) or (hint,))
     }
     assert numbers == set(config._durations) | NOT_DURATIONS[config]
+
+
+JSON_CONFIGS = {
+    "breaker": CircuitBreakerConfig(
+        failure_threshold=2,
+        failure_rate_threshold=0.5,
+        window_duration=60.0,
+        slow_call_duration=2.0,
+        slow_call_rate_threshold=0.8,
+        record_on=(OSError, http.client.HTTPException),
+        ignore_on=(CircuitOpenError,),
+        recovery_backoff=1.5,
+        max_recovery_timeout=120.0,
+        max_half_open_duration=10.0,
+    ),
+    "retry": RetryConfig(
+        max_attempts=5, jitter="decorrelated", give_up_on=(KeyError,), deadline=12.5
+    ),
+    "bulkhead": BulkheadConfig(3, max_queue=2, queue_timeout=0.5, adaptive=AdaptiveLimit()),
+    "rate-limit": RateLimitConfig(5.0, 2.0, burst=3, max_wait=0.25),
+    "hedging": HedgingConfig(0.2, 2, on=(ConnectionError, ServerError)),
+    "timeout": TimeoutConfig(3.0, pool_size=4),
+    "adaptive": AdaptiveLimit("aimd", 10, 2, 50),
+    "policy-defaults": ResiliencePolicy(),
+    "policy-full": ResiliencePolicy(
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=4),
+        retry=RetryConfig(max_attempts=2),
+        timeout=TimeoutConfig(2.0, pool_size=8),
+        bulkhead=BulkheadConfig(10, max_queue=5),
+        rate_limit=RateLimitConfig(100.0, burst=10, max_wait=0.1),
+        hedging=HedgingConfig(0.05),
+    ),
+    "policy-seconds-timeout": ResiliencePolicy(
+        timeout=1.5, rate_limit=RateLimitConfig(1.0), hedging=HedgingConfig(1.0)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(JSON_CONFIGS))
+def test_to_dict_goes_through_json_and_reads_back_equal(name: str) -> None:
+    config = JSON_CONFIGS[name]
+    text = json.dumps(config.to_dict())  # plain data: no TypeError
+    assert type(config).from_dict(json.loads(text), exceptions=KNOWN) == config
+
+
+def test_a_policy_table_takes_a_rate_limit_hedging_and_a_timeout_table() -> None:
+    policy = ResiliencePolicy.from_dict(
+        {
+            "timeout": {"seconds": "2s", "pool_size": 4},
+            "rate_limit": {"rate": 10, "period": "1m", "max_wait": "250ms"},
+            "hedging": {"delay": "50ms", "on": ["ConnectionError"]},
+            "bulkhead": {"max_concurrent": 3, "adaptive": {"algorithm": "vegas"}},
+        }
+    )
+    assert policy.timeout == TimeoutConfig(2.0, pool_size=4)
+    assert policy.rate_limit == RateLimitConfig(10.0, 60.0, max_wait=0.25)
+    assert policy.hedging == HedgingConfig(0.05, on=(ConnectionError,))
+    assert policy.bulkhead == BulkheadConfig(3, adaptive=AdaptiveLimit("vegas"))

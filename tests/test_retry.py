@@ -25,6 +25,7 @@ from resilient import (
     with_retry,
 )
 from resilient._runtime import clock as _clock
+from resilient._runtime import validation as _validate
 from resilient.events import CallFailed, CallStarted, Event
 from resilient.testing import FakeClock, fake_clock
 
@@ -387,10 +388,67 @@ def test_retry_after_makes_the_next_wait_at_least_that(
     assert limited[0].policy == "retry"
 
 
-def test_retry_after_may_exceed_max_delay(clock: FakeClock) -> None:
-    fn = Script(RateLimitError(120.0), "ok")
+def test_retry_after_may_lengthen_the_wait_up_to_max_delay(clock: FakeClock) -> None:
+    fn = Script(RateLimitError(30.0), "ok")
     assert with_retry(max_delay=30.0)(fn)() == "ok"
-    assert clock.sleeps == [120.0]
+    assert clock.sleeps == [30.0]
+
+
+# Longer than time.sleep can take (about 9.2e9 s): an OverflowError replaced
+# the real error (two attempts) or counted as a failed attempt (three); an
+# async retry slept forever.
+HUGE_WAITS = {
+    "120s": 120.0,
+    "1e10": 1e10,
+    "inf": float("inf"),
+    "10**400": 10**400,
+    "timedelta.max": timedelta.max,
+}
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+@pytest.mark.parametrize("after", sorted(HUGE_WAITS))
+def test_retry_after_beyond_max_delay_gives_up_at_once_with_the_real_error(
+    clock: FakeClock, after: str, attempts: int
+) -> None:
+    error = RateLimitError(HUGE_WAITS[after])  # type: ignore[arg-type]
+    fn = Script(error, "ok")
+    with pytest.raises(RateLimitError) as info:
+        with_retry(max_attempts=attempts, max_delay=30.0)(fn)()
+    assert info.value is error
+    assert fn.calls == 1
+    assert clock.sleeps == []
+    assert "gave up after 1 attempt" in info.value.__notes__[0]
+    assert "max_delay 30s" in info.value.__notes__[0]
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+@pytest.mark.parametrize("after", sorted(HUGE_WAITS))
+async def test_async_retry_after_beyond_max_delay_gives_up_at_once_with_the_real_error(
+    clock: FakeClock, after: str, attempts: int
+) -> None:
+    error = RateLimitError(HUGE_WAITS[after])  # type: ignore[arg-type]
+    fn = AsyncScript(error, "ok")
+    with pytest.raises(RateLimitError) as info:
+        await Retry(RetryConfig(max_attempts=attempts, max_delay=30.0)).call_async(fn)
+    assert info.value is error
+    assert fn.calls == 1
+    assert clock.sleeps == []
+    assert "max_delay 30s" in info.value.__notes__[0]
+
+
+@pytest.mark.parametrize("seconds", [1e10, 1e300, float("inf")])
+async def test_the_clock_cuts_every_wait_at_what_sleeps_can_take(seconds: float) -> None:
+    asked: list[float] = []
+
+    async def sleep_async(wait: float) -> None:
+        asked.append(wait)
+
+    _clock.set_clock(_clock.Clock(sleep=asked.append, sleep_async=sleep_async))
+    _clock.sleep(seconds)
+    await _clock.sleep_async(seconds)
+    assert asked == [_validate.MAX_SECONDS, _validate.MAX_SECONDS]
+    assert _validate.MAX_SECONDS < 9.3e9  # time.sleep's own limit on 64-bit platforms
 
 
 def test_retry_after_ignored_when_asked(clock: FakeClock, seen: list[Event]) -> None:

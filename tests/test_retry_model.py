@@ -159,6 +159,8 @@ def model(cfg: RetryConfig, seed: int, script: list[Step]) -> Expected:
                 delay = max(delay, asked)  # "at least that long"
         if cfg.deadline is not None and elapsed + delay > cfg.deadline:
             return done(n, error, result, exhausted=True)
+        if step.what != "open" and delay > maximum:  # "a retry_after past max_delay: give up"
+            return done(n, error, result, exhausted=True)
         hooks.append((n, type(error).__name__ if error is not None else None, delay))
         retry_after.append(asked)
         if delay > 0:  # a wait of 0 sleeps not at all

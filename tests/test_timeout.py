@@ -6,6 +6,7 @@ import functools
 import inspect
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from unittest import mock
@@ -323,6 +324,71 @@ def test_signal_mode_interrupts_the_call_itself() -> None:
         names.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
     assert "stuck" in names
+
+
+def _until(seen: list[int]) -> None:
+    """Wait (in short sleeps a signal ends) until ``seen`` gets a signal; at most 5 s."""
+    for _ in range(5000):
+        if seen:
+            return
+        time.sleep(0.001)
+    raise AssertionError("no SIGALRM came")
+
+
+@pytest.fixture
+def their_handler() -> Iterator[list[int]]:
+    """A handler of the caller's own, installed before any signal-mode call."""
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: seen.append(signum))
+    try:
+        yield seen
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@needs_sigalrm
+def test_signal_mode_steps_aside_for_a_timer_armed_inside_the_call(
+    their_handler: list[int],
+) -> None:
+    # It was a false CallTimeoutError at their 10 ms, and their handler never ran.
+    def work() -> str:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        _until(their_handler)
+        return "done"
+
+    assert Timeout(LONG, mode="signal").call(work) == "done"
+    assert their_handler == [signal.SIGALRM]
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_deadline_still_holds_after_the_calls_own_alarm(
+    their_handler: list[int],
+) -> None:
+    def stuck() -> None:
+        signal.alarm(0)  # (nothing armed of theirs)
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        _until(their_handler)
+        threading.Event().wait(LONG)
+
+    with pytest.raises(CallTimeoutError):
+        Timeout(0.2, mode="signal").call(stuck)
+    assert their_handler == [signal.SIGALRM]
+
+
+@needs_sigalrm
+def test_signal_mode_leaves_a_timer_armed_inside_a_quick_call_armed(
+    their_handler: list[int],
+) -> None:
+    def arms() -> str:
+        signal.setitimer(signal.ITIMER_REAL, 5.0)
+        return "armed"
+
+    assert Timeout(LONG, mode="signal").call(arms) == "armed"
+    left, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 4.0 < left <= 5.0  # theirs, not disarmed with ours
+    assert their_handler == []
 
 
 @needs_sigalrm

@@ -26,6 +26,12 @@ def fn_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def _callable(policy: object, method: str, fn: object) -> None:
+    """A TypeError at once for what cannot be called: no attempt, no retry."""
+    if not callable(fn):
+        raise TypeError(f"{type(policy).__name__}.{method}(fn, ...) needs a callable, got {fn!r}")
+
+
 class PolicyBase:
     """The shared half of every policy. A policy adds ``_wrap_sync`` and
     ``_wrap_async`` (its fast paths) and, if it has per-call events of its
@@ -75,6 +81,7 @@ class PolicyBase:
         last = self._last
         if last is not None and (last[0] is fn or last[0] == fn):
             return last[1]
+        _callable(self, "call", fn)
         chain = self._compose(fn, is_async=False)
         self._last = (fn, chain)
         return chain
@@ -83,6 +90,7 @@ class PolicyBase:
         last = self._alast
         if last is not None and (last[0] is fn or last[0] == fn):
             return last[1]
+        _callable(self, "call_async", fn)
         chain = self._compose(fn, is_async=True)
         self._alast = (fn, chain)
         return chain

@@ -43,6 +43,8 @@ class Registry:
         busy one never is, so the bound may be passed for a while)."""
         if max_breakers is not None:
             _validate.int_at_least("Registry", "max_breakers", max_breakers, 1)
+        if storage is not None and not callable(getattr(storage, "attach", None)):
+            raise TypeError(f"Registry.storage must be a breaker storage or None, got {storage!r}")
         self._max_breakers = max_breakers
         # Breaker names, least recently used first (only while bounded).
         self._lru: OrderedDict[str, None] = OrderedDict()

@@ -12,6 +12,13 @@ call notices and installs ours again, in front of it.
 Deadlines nest: a call whose enclosing deadline comes sooner leaves that
 one armed and runs under it; one that comes later is re-armed, with what
 is left of it, when the inner call ends.
+
+A timer armed *during* a call (the call's own ``setitimer`` or ``alarm``)
+replaces ours, as there is one real-time timer per process. We step aside:
+an alarm that comes before our deadline is not ours, so it goes to the
+handler ours replaced (yours), and then our deadline is armed again for
+what is left of it, unless your timer (re-armed, or periodic) comes first.
+A timer of yours still pending when the call ends is left armed.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import itertools
 import os
 import signal
 import threading
+import time
 from _signal import getsignal as _getsignal  # type: ignore[import-not-found]  # signal's: µs
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +48,20 @@ class Alarm(BaseException):
 
 # The token of the innermost deadline armed (None: no deadline of ours).
 _armed: list[int | None] = [None]
+# When the innermost deadline armed is due (``_now()``): an alarm that
+# comes sooner is someone else's.
+_due: list[float] = [0.0]
+# How early an alarm may come and still be ours (the timer's granularity).
+_EARLY = 1e-3
+
+
+def _now() -> float:
+    """The real monotonic time, whatever freezegun does to ``time.monotonic``
+    (SIGALRM's timer runs in real time)."""
+    return time.clock_gettime(_MONOTONIC)
+
+
+_MONOTONIC = getattr(time, "CLOCK_MONOTONIC", 1)
 # The handler ours replaced: an alarm that is no deadline of ours goes there.
 _previous: list[Any] = [signal.SIG_DFL]
 _tokens = itertools.count(1)
@@ -60,8 +82,25 @@ if hasattr(os, "register_at_fork"):
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     token = _armed[0]
-    if token is not None:
+    if token is None:
+        _pass_on(signum, frame)
+        return
+    due = _due[0]
+    if _now() >= due - _EARLY:
         raise Alarm(token)
+    # Before our deadline: a timer armed during the call (which replaced
+    # ours) fired. Its handler gets it; then our deadline is armed again.
+    try:
+        _pass_on(signum, frame)
+    finally:
+        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        remaining = max(due - _now(), 1e-6)
+        if left == 0.0 or left > remaining:
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+
+
+def _pass_on(signum: int, frame: FrameType | None) -> None:
+    """The alarm to the handler ours replaced, as if ours were not there."""
     previous = _previous[0]
     if callable(previous):
         previous(signum, frame)
@@ -88,18 +127,20 @@ def call(
     if _getsignal(_SIGALRM) is not _on_alarm:
         _install()
     setitimer, real = signal.setitimer, signal.ITIMER_REAL
-    outer = _armed[0]
+    outer, outer_due = _armed[0], _due[0]
     token = next(_tokens)
     outer_left = outer_interval = 0.0
-    left = 0.0  # stays 0.0 when the alarm fired: the whole time was used
+    theirs: tuple[float, float] | None = None  # a timer armed during the call, pending
     armed = False
+    start = _now()
+    due = start + seconds
     try:
-        _armed[0] = token
+        _armed[0], _due[0] = token, due
         outer_left, outer_interval = setitimer(real, seconds)
         armed = True
         if 0.0 < outer_left <= seconds:
             # An enclosing alarm comes first anyway: put it back, run under it.
-            _armed[0] = outer
+            _armed[0], _due[0] = outer, outer_due
             setitimer(real, outer_left, outer_interval)
             armed = False
             outer_left = 0.0
@@ -107,9 +148,11 @@ def call(
             return fn(*args, **kwargs)
         finally:
             if armed:
-                left = setitimer(real, 0)[0]
+                left, interval = setitimer(real, 0)
                 armed = False
-            _armed[0] = outer
+                if interval or abs(left - (due - _now())) > 5 * _EARLY:
+                    theirs = (left, interval)  # not ours: the call armed it
+            _armed[0], _due[0] = outer, outer_due
     except Alarm as alarm:
         if alarm.args[0] != token:
             raise  # an enclosing deadline's
@@ -117,8 +160,13 @@ def call(
     finally:
         if armed:  # interrupted between arming and the call
             setitimer(real, 0)
-        _armed[0] = outer
+        _armed[0], _due[0] = outer, outer_due
         if outer_left > 0.0:
             # Re-arm the enclosing alarm for what is left of it, periodic
-            # again if it was.
-            setitimer(real, max(outer_left - (seconds - left), 1e-6), outer_interval)
+            # again if it was (unless the call's own timer comes sooner: one
+            # timer per process).
+            left = max(outer_left - (_now() - start), 1e-6)
+            if theirs is None or left <= theirs[0]:
+                theirs = (left, outer_interval)
+        if theirs is not None:
+            setitimer(real, *theirs)

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import async_backend as _async_backend
 from .async_backend import Waiter
+from .validation import MAX_SECONDS
 
 __all__ = [
     "Clock",
@@ -138,14 +139,19 @@ def wall() -> float:
     return _current[0].wall()
 
 
+# Every wait is cut at MAX_SECONDS (threading.TIMEOUT_MAX): what time.sleep,
+# a thread and the event loop can all wait for. A longer one, had it got this
+# far, would be an OverflowError (time.sleep) or a sleep forever (asyncio).
+
+
 def sleep(seconds: float) -> None:
     if seconds > 0:
-        _current[0].sleep(seconds)
+        _current[0].sleep(seconds if seconds <= MAX_SECONDS else MAX_SECONDS)
 
 
 async def sleep_async(seconds: float) -> None:
     if seconds > 0:
-        await _current[0].sleep_async(seconds)
+        await _current[0].sleep_async(seconds if seconds <= MAX_SECONDS else MAX_SECONDS)
     else:
         # Still a checkpoint: a cancelled task notices here, as with asyncio.sleep(0).
         await _async_backend.checkpoint()

@@ -8,15 +8,21 @@ TOML, JSON or YAML is ``ResiliencePolicy.from_dict(table)``.
 Values a file can hold are read as Python ones:
 
 - a duration: a number of seconds, or a string ``"250ms"``, ``"30s"``,
-  ``"2m"``, ``"1h"`` (``"1.5s"`` too); ``false`` is ``None`` (no limit);
-- exception types: a type, a name (``"ConnectionError"``,
-  ``"http.client.RemoteDisconnected"``), or a list of them;
+  ``"2m"``, ``"1h"`` (``"1.5s"`` too; ASCII digits only); ``false`` is
+  ``None`` (no limit);
+- exception types: a type, a name, or a list of them. A name is looked up,
+  never imported: among the builtins (``"ConnectionError"``), resilient's
+  own errors (``"CircuitOpenError"``, ``"resilient.errors.CircuitOpenError"``,
+  the HTTP ones too), and the classes passed as
+  ``from_dict(..., exceptions={"Name": cls})`` (under that key, or the
+  ``module.Name`` that ``to_dict`` writes);
 - a layer of a policy: a mapping (``{}`` is the layer's defaults), a ready
   config, or ``None`` / ``false`` for no layer (TOML has no null).
 
 ``to_dict()`` gives the fields back: nested configs as mappings, exception
 types as their names, durations as seconds; anything else (predicates,
-storages) as it is. ``from_dict(config.to_dict()) == config``.
+storages) as it is. ``from_dict(config.to_dict()) == config``, and a config
+holding no predicate, storage or fallback goes through JSON unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from typing import Any, ClassVar, Self
 __all__ = ["FromDict", "duration", "exception_name", "exception_type"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)\s*")
+# ASCII only: ``\d`` would also take Arabic-Indic or full-width digits.
+_DURATION = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ \t]*(ms|s|m|h)[ \t]*")
 #: Fields holding exception types, in any config.
 _EXCEPTION_FIELDS = frozenset({"record_on", "ignore_on", "retry_on", "give_up_on", "on"})
 
@@ -53,19 +60,51 @@ def duration(owner: str, field: str, value: object) -> object:
     return float(match[1]) * _UNITS[match[2]]
 
 
-def exception_type(owner: str, field: str, value: object) -> object:
-    """The exception type ``value`` names (types pass as they are)."""
+Exceptions = Mapping[str, type[BaseException]]
+
+
+def _is_exception(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
+def _own_errors() -> dict[str, type[BaseException]]:
+    """resilient's exceptions, by short and full name (already part of the
+    package: loading them runs none of the caller's code)."""
+    found: dict[str, type[BaseException]] = {}
+    for module in ("resilient.errors", "resilient.http.errors"):
+        try:
+            space = vars(importlib.import_module(module))
+        except ImportError:  # pragma: no cover - both ship with the package
+            continue
+        for kind in list(space.values()):
+            if _is_exception(kind) and kind.__module__.startswith("resilient."):
+                found.setdefault(kind.__name__, kind)
+                found[exception_name(kind)] = kind
+    return found
+
+
+def exception_type(
+    owner: str, field: str, value: object, exceptions: Exceptions | None = None
+) -> object:
+    """The exception type ``value`` names (types pass as they are). Nothing
+    is imported: see the module's docstring for where names are looked up."""
     if not isinstance(value, str):
         return value
-    module, _, name = value.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module) if module else builtins, name)
-    except (ImportError, AttributeError, ValueError):
-        found = None
-    if not (isinstance(found, type) and issubclass(found, BaseException)):
+    found: object = None
+    if exceptions:
+        found = exceptions.get(value)
+        if found is None:
+            found = next((k for k in exceptions.values() if exception_name(k) == value), None)
+    if found is None and value.isidentifier():
+        found = getattr(builtins, value, None)
+    if not _is_exception(found):
+        found = _own_errors().get(value)
+    if not _is_exception(found):
         raise ValueError(
-            f"{owner}.{field}: {value!r} does not name an exception type "
-            "(a builtin such as 'ConnectionError', or 'package.module.Name')"
+            f"{owner}.{field}: {value!r} names no exception type from_dict knows: a "
+            "builtin ('ConnectionError'), one of resilient's errors ('CircuitOpenError'), "
+            "or a class passed as from_dict(..., exceptions={'Name': cls}); "
+            "from_dict imports nothing"
         )
     return found
 
@@ -77,10 +116,22 @@ def exception_name(kind: type[BaseException]) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _exceptions(owner: str, field: str, value: object) -> object:
+def _exceptions(owner: str, field: str, value: object, exceptions: Exceptions | None) -> object:
     if isinstance(value, (list, tuple)):
-        return tuple(exception_type(owner, field, item) for item in value)
-    return exception_type(owner, field, value)
+        return tuple(exception_type(owner, field, item, exceptions) for item in value)
+    return exception_type(owner, field, value, exceptions)
+
+
+def _check_exceptions(owner: str, exceptions: object) -> Exceptions | None:
+    if exceptions is None:
+        return None
+    if not isinstance(exceptions, Mapping) or not all(
+        isinstance(key, str) and _is_exception(kind) for key, kind in exceptions.items()
+    ):
+        raise TypeError(
+            f"{owner}.from_dict: exceptions must map names to exception types, got {exceptions!r}"
+        )
+    return exceptions
 
 
 class FromDict:
@@ -93,14 +144,19 @@ class FromDict:
     _durations: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> Self:
+    def from_dict(cls, mapping: Mapping[str, Any], *, exceptions: Exceptions | None = None) -> Self:
         """A config from a mapping of its field names (as read from TOML,
         JSON or YAML). Durations may be strings (``"250ms"``, ``"30s"``,
         ``"2m"``, ``"1h"``), exception types names; an unknown key is a
-        ``ValueError`` naming it."""
+        ``ValueError`` naming it.
+
+        ``exceptions``: the exception classes (beyond the builtins and
+        resilient's own errors) that names may stand for, by name, e.g.
+        ``{"PaymentDeclined": PaymentDeclined}``. Nothing is ever imported."""
         owner = cls.__name__
         if not isinstance(mapping, Mapping):
             raise TypeError(f"{owner}.from_dict needs a mapping, got {mapping!r}")
+        exceptions = _check_exceptions(owner, exceptions)
         fields = _fields(cls)
         unknown = sorted(str(key) for key in mapping if key not in fields)
         if unknown:
@@ -110,13 +166,14 @@ class FromDict:
             )
         nested = _nested(cls)
         values: dict[str, Any] = {}
+        durations = cls._durations
         for key, value in mapping.items():
-            if key in nested:
-                value = _layer(owner, key, nested[key], value)
-            elif key in cls._durations:
+            if key in nested and (isinstance(value, Mapping) or key not in durations):
+                value = _layer(nested[key], value, exceptions)
+            elif key in durations:
                 value = None if value is False else duration(owner, key, value)
             elif key in _EXCEPTION_FIELDS:
-                value = _exceptions(owner, key, value)
+                value = _exceptions(owner, key, value, exceptions)
             values[key] = value
         return cls(**values)
 
@@ -133,11 +190,11 @@ class FromDict:
         return out
 
 
-def _layer(owner: str, field: str, kind: type[FromDict], value: object) -> object:
+def _layer(kind: type[FromDict], value: object, exceptions: Exceptions | None) -> object:
     if value is None or value is False:
         return None
     if isinstance(value, Mapping):
-        return kind.from_dict(value)
+        return kind.from_dict(value, exceptions=exceptions)
     return value  # a ready config, or a bad value the config rejects by name
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from .._runtime import validation as _validate
+from .._runtime.mapping import FromDict
 
 __all__ = [
     "ALGORITHMS",
@@ -73,7 +74,7 @@ _OWNER = "AdaptiveLimit"
 
 
 @dataclass(frozen=True, slots=True)
-class AdaptiveLimit:
+class AdaptiveLimit(FromDict):
     """How a bulkhead moves its limit: ``algorithm`` (``"gradient"``,
     ``"vegas"`` or ``"aimd"``) from ``initial``, within ``min_limit`` and
     ``max_limit`` (and the bulkhead's ``max_concurrent``)."""

@@ -410,7 +410,9 @@ class CircuitBreaker(NamedPolicy):
             # that call arriving a moment earlier. When a probe is due, the
             # locked path below decides.
             left = core.remaining(_clock.now())
-            if left:
+            # More than its open time left: the clock went back; the locked
+            # path puts the breaker's times right.
+            if left and (left <= core.open_for or state is FORCED_OPEN):
                 self._stats_for(self.name).rejected += 1
                 raise CircuitOpenError(self.name, state, left, _request_id(), self)
         ticket = _waiting.holding.get()
@@ -624,7 +626,7 @@ class CircuitBreaker(NamedPolicy):
                 # With the exception, this is the whole cost of a rejected
                 # call. (Forced open, or a health check to ask: run.)
                 left = until - clock.now()
-                if left > 0.0:
+                if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     if level:
@@ -730,7 +732,7 @@ class CircuitBreaker(NamedPolicy):
                 # With the exception, this is the whole cost of a rejected
                 # call. (Forced open, or a health check to ask: arun.)
                 left = until - clock.now()
-                if left > 0.0:
+                if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     if level:

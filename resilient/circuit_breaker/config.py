@@ -128,14 +128,8 @@ class CircuitBreakerConfig(FromDict):
                 f"{_OWNER}.storage must be a breaker storage (with an attach() method, "
                 f"e.g. resilient.redis.RedisStorage), got {self.storage!r}"
             )
-        backoff = self.recovery_backoff
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)):
-            raise TypeError(f"{_OWNER}.recovery_backoff must be a number, got {backoff!r}")
-        if not 1 <= backoff < float("inf"):
-            raise ValueError(
-                f"{_OWNER}.recovery_backoff must be a finite number >= 1, got {backoff!r}"
-            )
-        object.__setattr__(self, "recovery_backoff", float(backoff))
+        backoff = v.number(_OWNER, "recovery_backoff", self.recovery_backoff, 1)
+        object.__setattr__(self, "recovery_backoff", backoff)
         cap = v.seconds_or_none(_OWNER, "max_recovery_timeout", self.max_recovery_timeout)
         if cap is not None and cap < self.recovery_timeout:
             raise ValueError(

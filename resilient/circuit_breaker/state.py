@@ -274,7 +274,14 @@ class BreakerCore:
         """The state at ``now``: an OPEN breaker whose timer ran out is
         HALF_OPEN; a HALF_OPEN one past ``max_half_open_duration`` reopened
         when that time ran out (freeing its probe permits), and may be
-        HALF_OPEN again."""
+        HALF_OPEN again.
+
+        A clock that went back (a test's time travel, a stepped clock) never
+        keeps the breaker OPEN (or HALF_OPEN, or its health check waiting)
+        longer than its own time measured from ``now``: times recorded
+        after ``now`` are taken as ``now``."""
+        if now < self.opened_at or now < self.half_opened_at or now < self.health_checked_at:
+            self._clock_went_back(now)
         if self.state is HALF_OPEN and not self.follower:
             # (A follower's half-open period is the fleet's to end.)
             limit = self.config.max_half_open_duration
@@ -286,6 +293,15 @@ class BreakerCore:
         if self.state is OPEN and now >= self.opened_at + self.open_for:
             self._move(HALF_OPEN, now)
         return self.state
+
+    def _clock_went_back(self, now: float) -> None:
+        if self.opened_at > now:
+            self.opened_at = now
+        if self.half_opened_at > now:
+            self.half_opened_at = now
+        if self.health_checked_at > now:
+            self.health_checked_at = now
+        self._update_reject_until()
 
     def remaining(self, now: float) -> float:
         state = self.state

@@ -26,6 +26,7 @@ from .. import events
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
 from .._runtime import validation as _validate
+from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from .._runtime.workers import Job, WorkerPool
 from . import asyncio_race as _hedge_asyncio
@@ -51,10 +52,12 @@ HedgeOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
 @dataclass(frozen=True, slots=True)
-class HedgingConfig:
+class HedgingConfig(FromDict):
     """Start another attempt when one has no answer after ``delay`` seconds,
     up to ``max_hedges`` extra; an attempt failing with an ``on`` error
     (exception types or a predicate) starts the next at once."""
+
+    _durations = frozenset({"delay"})
 
     delay: float
     max_hedges: int = 1

@@ -27,6 +27,7 @@ from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
+from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -66,12 +67,14 @@ class SharedLimit(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitConfig:
+class RateLimitConfig(FromDict):
     """At most ``burst + rate * t / period`` calls start in any interval of
     length ``t`` (GCRA). ``burst`` defaults to ``max(1, ceil(rate))``;
     ``burst=1`` spaces calls evenly. A caller waits up to ``max_wait``
     seconds for its turn, else gets ``RateLimitExceededError``. With
     ``storage`` (a ``RedisStorage``) the limit is one for the whole fleet."""
+
+    _durations = frozenset({"period", "max_wait"})
 
     rate: float
     period: float = 1.0
@@ -81,11 +84,9 @@ class RateLimitConfig:
     storage: Any = None
 
     def __post_init__(self) -> None:
-        rate = self.rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-            raise TypeError(f"{_OWNER}.rate must be a number of calls, got {rate!r}")
-        if not 0 < rate < math.inf:
-            raise ValueError(f"{_OWNER}.rate must be a finite number > 0, got {rate!r}")
+        rate = _validate.number(_OWNER, "rate", self.rate, 0)
+        if rate == 0:
+            raise ValueError(f"{_OWNER}.rate must be a finite number > 0, got {self.rate!r}")
         period = _validate.seconds(_OWNER, "period", self.period, allow_zero=False)
         if rate / period > _MAX_CALLS_PER_SECOND:
             raise ValueError(

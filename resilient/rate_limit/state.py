@@ -16,6 +16,13 @@ back; an earlier one becomes a hole the next caller takes, at the same
 start time, so giving back never lets more calls start than the limit.
 A hole whose time has passed unused is dropped.
 
+A clock that goes back (a test's time travel, a stepped clock) leaves
+``tat`` far ahead of ``now``: further than any turn could have been
+reserved (``tolerance + interval + reach``, ``reach`` being the longest
+``max_wait`` asked for). The locked methods then bring it back to that
+bound, and drop the holes past it, so a refusal lasts at most one interval
+(plus ``reach``) from ``now``, never the time the clock went back.
+
 Every change of ``tat`` reads it and writes it back with no call in
 between (only attribute reads, arithmetic and comparisons), so under the
 GIL no other thread runs between the two: the rate limiter's fast path
@@ -35,7 +42,7 @@ class GcraCore:
     """``acquire`` a turn (a token) or learn how long until one; ``give_back``
     a token whose call never started."""
 
-    __slots__ = ("holes", "interval", "slack", "tat", "tolerance")
+    __slots__ = ("holes", "interval", "reach", "slack", "tat", "tolerance")
 
     def __init__(self, rate: float, period: float, burst: int) -> None:
         self.interval = period / rate
@@ -45,6 +52,18 @@ class GcraCore:
         self.slack = self.interval * 1e-9
         # Tokens given back out of order, sorted: reusable turns.
         self.holes: list[float] = []
+        # The longest max_wait asked for: how far ahead a reserved turn may be.
+        self.reach = 0.0
+
+    def _bound(self, now: float) -> None:
+        """Bring ``tat`` (and the holes) back within reach of ``now``: they
+        are past it only when the clock went back."""
+        horizon = now + self.tolerance + self.interval + self.reach
+        if self.tat > horizon + self.slack:
+            self.tat = horizon
+            holes = self.holes
+            while holes and holes[-1] >= horizon:
+                del holes[-1]
 
     def start_of(self, token: float) -> float:
         """When the call holding ``token`` may start."""
@@ -53,6 +72,9 @@ class GcraCore:
     def acquire(self, now: float, max_wait: float = 0.0) -> float | None:
         """A token for a turn starting within ``max_wait`` of ``now`` (wait
         ``start_of(token) - now``, if positive), or None: no such turn."""
+        if max_wait > self.reach:
+            self.reach = max_wait
+        self._bound(now)
         if self.holes:
             hole = self._take_hole(now, max_wait)
             if hole is not None:
@@ -76,6 +98,7 @@ class GcraCore:
 
     def retry_after(self, now: float) -> float:
         """Seconds until a call would be admitted without waiting."""
+        self._bound(now)
         left = max(self.tat, now) - self.tolerance - now
         holes = self.holes
         for hole in holes:
@@ -100,9 +123,11 @@ class GcraCore:
     def reset(self) -> None:
         self.tat = -math.inf
         self.holes.clear()
+        self.reach = 0.0
 
     def available(self, now: float) -> int:
         """Calls that could start at ``now`` without waiting."""
+        self._bound(now)
         tat = max(self.tat, now)
         room = (now + self.tolerance - tat) / self.interval + 1.0
         return max(0, math.floor(room + 1e-9))

@@ -14,8 +14,10 @@ with ``base(n) = min(max_delay, initial_delay * multiplier ** (n - 1))``:
   where ``previous`` is the last such delay (``initial_delay`` before the
   first); this is AWS's formula, and ``multiplier`` plays no part in it.
 
-``max_delay`` is a true maximum of the computed delay; only a server's
-``Retry-After`` may ask for more.
+``max_delay`` is a true maximum of every wait: a ``Retry-After`` may make
+the wait longer than the computed delay, up to ``max_delay``; one asking
+for more (``float('inf')``, ``10**400``, a year) is not slept through: the
+retry gives up at once and the error is re-raised, as past the deadline.
 
 After a circuit breaker's rejection (``Circuit``) the wait is not the
 backoff: a retry that holds a waiter slot wakes ``left`` seconds later plus
@@ -101,7 +103,10 @@ def retry_after_of(error: BaseException | None) -> float | None:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past the largest float: forever
+            seconds = math.inf
     else:
         return None
     if math.isnan(seconds) or seconds < 0:
@@ -163,7 +168,7 @@ def plan(
 
     ``elapsed`` is the time since the first attempt started; ``deadline``
     bounds it, waits included. ``retry_after`` is the wait a server asked
-    for (at least that long, even past ``max_delay``). ``circuit``: the
+    for (at least that long; past ``max_delay``: stop). ``circuit``: the
     attempt was a breaker's rejection (see the module's docstring).
     """
     if attempt >= max_attempts:
@@ -179,6 +184,13 @@ def plan(
             previous,
             None,
             f"the next wait of {delay:g}s would pass the {deadline:g}s deadline",
+        )
+    if delay > backoff.max_delay:  # only a retry_after can ask for that
+        return Plan(
+            0.0,
+            previous,
+            None,
+            f"the error's retry_after of {delay:g}s is more than max_delay {backoff.max_delay:g}s",
         )
     return Plan(delay, previous, retry_after)
 

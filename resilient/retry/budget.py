@@ -29,11 +29,7 @@ _BATCH = 63  # move first attempts into their slots every 64 calls
 
 
 def _finite(owner: str, field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{field} must be a number, got {value!r}")
-    if not 0 <= value < math.inf:
-        raise ValueError(f"{owner}.{field} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return _validate.number(owner, field, value, 0)
 
 
 class RetryBudget:
@@ -62,7 +58,7 @@ class RetryBudget:
             raise ValueError(f"{_OWNER}.window must be <= 1e9 seconds, got {window!r}")
         if math.isinf(floor * window):
             raise ValueError(f"{_OWNER}.min_retries_per_second is too large: {floor!r}")
-        self.name = name
+        self.name = _validate.name_or_none(_OWNER, "name", name)
         self.window = window
         self._core = BudgetCore(ratio, floor, window)
         self._lock = threading.Lock()

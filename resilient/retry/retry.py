@@ -107,16 +107,10 @@ class RetryConfig(FromDict):
             raise ValueError(
                 f"{_OWNER}.max_delay must be >= initial_delay ({initial!r}), got {self.max_delay!r}"
             )
-        multiplier = self.multiplier
-        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
-            raise TypeError(f"{_OWNER}.multiplier must be a number, got {multiplier!r}")
-        if not 1 <= multiplier < float("inf"):
-            raise ValueError(
-                f"{_OWNER}.multiplier must be a finite number >= 1, got {multiplier!r}"
-            )
+        multiplier = v.number(_OWNER, "multiplier", self.multiplier, 1)
         object.__setattr__(self, "initial_delay", initial)
         object.__setattr__(self, "max_delay", maximum)
-        object.__setattr__(self, "multiplier", float(multiplier))
+        object.__setattr__(self, "multiplier", multiplier)
         object.__setattr__(self, "jitter", _jitter(self.jitter))
         retry_on = self.retry_on
         if isinstance(retry_on, (type, tuple)):

@@ -42,6 +42,7 @@ from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.async_backend import Deadline, Waiter
 from .._runtime.exc_info import ExcInfo
+from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
@@ -66,7 +67,7 @@ _OWNER = "Timeout"
 
 
 @dataclass(frozen=True, slots=True)
-class TimeoutConfig:
+class TimeoutConfig(FromDict):
     """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
 
     ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
@@ -76,6 +77,8 @@ class TimeoutConfig:
     thread and fails when it returns late), ``"thread"`` (a worker thread;
     the caller stops waiting in time) or ``"signal"`` (SIGALRM, main thread).
     """
+
+    _durations = frozenset({"seconds"})
 
     seconds: float
     _: KW_ONLY
