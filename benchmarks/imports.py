@@ -30,7 +30,7 @@ __all__ = ["BASELINE", "NAME", "STATEMENTS", "ImportTime", "Statement", "measure
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "import time"  # what --only TEXT is matched against
-RUNS = 20
+RUNS = 30
 
 
 @dataclass(frozen=True)
