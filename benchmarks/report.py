@@ -10,10 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cases import EVENTS_PER_CALL, Case
+from .imports import BASELINE, ImportTime
 from .memory import DAY_WINDOW
 from .svg import Bar, bar_chart
 
-__all__ = ["Target", "TARGETS", "machine", "write"]
+__all__ = [
+    "IMPORT_TIME",
+    "TARGETS",
+    "Target",
+    "drop_section",
+    "import_section",
+    "machine",
+    "splice_section",
+    "write",
+]
 
 WRAPS = "floor: functools.wraps"
 BARE = "floor: bare call"
@@ -514,8 +524,12 @@ def memory_table(memory: Sequence[tuple[str, float | None]]) -> list[str]:
 
 
 def target_table(cases: Sequence[Case], times: Times, extra: dict[str, float]) -> list[str]:
+    return _target_rows(_all_targets(cases), times, extra)
+
+
+def _target_rows(found: Sequence[Target], times: Times, extra: dict[str, float]) -> list[str]:
     lines = ["| target | measured | goal | |", "|---|--:|--:|---|"]
-    for target in _all_targets(cases):
+    for target in found:
         value, ok = target.check(times, extra)
         goal = ("≤ " if target.at_most else "≥ ") + (
             f"{target.limit:g}{target.unit}" if target.unit != " B" else f"{target.limit:,.0f} B"
@@ -531,6 +545,103 @@ def target_table(cases: Sequence[Case], times: Times, extra: dict[str, float]) -
                 verdict = f"**missed** by {(miss - 1) * 100:.0f} %"
         lines.append(f"| {target.what} | {shown} | {goal} | {verdict} |")
     return lines
+
+
+IMPORT_TIME = "## Import time"
+IMPORT_LIMIT_MS = 60.0
+IMPORT_LIMIT_RATIO = 1.3
+
+
+def _import_ms(code: str) -> str:
+    return f"import: {code}"
+
+
+def import_targets() -> list[Target]:
+    """What ``import resilient`` may cost: read from ``extra`` (milliseconds)."""
+
+    def ratio(times: Times, extra: dict[str, float]) -> float | None:
+        ours, theirs = extra.get(_import_ms("import resilient")), extra.get(_import_ms(BASELINE))
+        return ours / theirs if ours is not None and theirs else None
+
+    return [
+        Target(
+            "`import resilient`",
+            IMPORT_LIMIT_MS,
+            True,
+            _extra(_import_ms("import resilient")),
+            " ms",
+        ),
+        Target(f"`import resilient` / `{BASELINE}`", IMPORT_LIMIT_RATIO, True, ratio),
+    ]
+
+
+def import_section(
+    found: Sequence[ImportTime],
+    meta: dict[str, str] | None = None,
+    skipped: dict[str, str] | None = None,
+) -> list[str]:
+    """The import times as a section of results.md (empty when none were
+    measured); ``skipped``: the statements not measured, and why."""
+    if not found:
+        return []
+    runs, warmups = found[0].runs, found[0].warmups
+    base = next((t.best for t in found if t.statement.key == BASELINE), None)
+    extra = {_import_ms(t.statement.key): t.best * 1e3 for t in found}
+    warmed = (
+        f"after {warmups} warm-up run{'s' if warmups > 1 else ''} writing the `.pyc` files"
+        if warmups
+        else "without a warm-up"
+    )
+    lines = [
+        IMPORT_TIME,
+        "",
+        *[f"- {key}: {value}" for key, value in (meta or {}).items()],
+        *([""] if meta else []),
+        "Each statement in a fresh process (`python -S -c`, the checkout and",
+        "site-packages put on `sys.path` by hand), timed with `perf_counter` around",
+        "the statement alone: interpreter start-up is left out. The statements take",
+        f"turns: {runs} timed run{'s' if runs > 1 else ''} each, {warmed}.",
+        "ms is the fastest run, median ms the median; x stamina divides ms by",
+        f"`{BASELINE}`'s.",
+        "",
+        *_target_rows(import_targets(), {}, extra),
+        "",
+        "| import | ms | median ms | modules loaded | x stamina |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for t in found:
+        code = f"`{t.statement.code}`"
+        if any(word.split(".")[0] == "resilient" for word in t.statement.code.split()):
+            code = f"**{code}**"
+        if t.statement.setup:
+            code += f" after `{t.statement.setup}`"
+        if t.statement.note:
+            code += f" ({t.statement.note})"
+        ratio = _times_x(t.best / base) if base else ""
+        lines.append(
+            f"| {code} | {t.best * 1e3:.1f} | {t.median * 1e3:.1f} | {t.modules} | {ratio} |"
+        )
+    if skipped:
+        lines += ["", *[f"- not measured: `{name}`: {why}" for name, why in skipped.items()]]
+    return [*lines, ""]
+
+
+def splice_section(text: str, title: str, section: str) -> str:
+    """``text`` with its section ``title`` (a ``## `` heading, up to the next
+    one) replaced by ``section``; appended when ``text`` has none."""
+    lines = text.split("\n")
+    if title not in lines:
+        return text.rstrip("\n") + "\n\n" + section.strip("\n") + "\n"
+    start = lines.index(title)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    replaced = section.strip("\n").split("\n") if section.strip() else []
+    after = lines[end:]
+    return "\n".join([*lines[:start], *replaced, *([""] if replaced and after else []), *after])
+
+
+def drop_section(text: str, title: str) -> str:
+    """``text`` without its section ``title``."""
+    return splice_section(text, title, "") if title in text.split("\n") else text
 
 
 def overhead_chart(cases: Sequence[Case], times: Times) -> str:
@@ -573,9 +684,14 @@ def write(
     memory: Sequence[tuple[str, float | None]],
     meta: dict[str, str],
     extra: dict[str, float] | None = None,
+    imports: Sequence[ImportTime] = (),
+    import_meta: dict[str, str] | None = None,
+    import_skipped: dict[str, str] | None = None,
 ) -> str:
     """Write results.md and the charts into ``out``; return the markdown.
-    ``extra``: what targets read besides the timings (``Case.extra``)."""
+    ``extra``: what targets read besides the timings (``Case.extra``);
+    ``imports``: the import times, a section of their own (with its
+    ``import_meta`` and the statements ``import_skipped``)."""
     out.mkdir(parents=True, exist_ok=True)
     extra = dict(extra or {})
     ours = [
@@ -635,6 +751,7 @@ def write(
         "",
         *memory_table(memory),
         "",
+        *import_section(imports, import_meta, import_skipped),
     ]
     if skipped:
         lines += ["## Not measured", ""]

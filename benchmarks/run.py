@@ -12,6 +12,13 @@ Options:
 observed one among them is compared with); ``--check`` runs
 each case a few times in this process, without pyperf (a smoke test);
 ``--out DIR`` writes the results elsewhere; pyperf's own options apply too.
+
+The import times (``imports.py``: ``import resilient`` and the peers'
+imports, each in fresh processes) are measured by the parent after the
+cases, or alone with ``--only import``: such a run replaces only the
+"Import time" section of results.md, and of docs/performance.md when it
+writes to the default place. ``--import-runs N`` sets how many timed runs
+each statement gets (default 20).
 """
 
 from __future__ import annotations
@@ -32,13 +39,16 @@ if str(ROOT) not in sys.path:
     # Benchmark the checkout, wherever the command is run from.
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import memory, report, timing  # noqa: E402
+from benchmarks import imports, memory, report, timing  # noqa: E402
 from benchmarks.cases import CASES, Case, available, release  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- benchmarks: begin -->"
 END = "<!-- benchmarks: end -->"
+IMPORT_BEGIN = "<!-- import time: begin -->"
+IMPORT_END = "<!-- import time: end -->"
+CHECK_IMPORTS = "--check: one run each, no warm-up; the numbers mean nothing"
 
 _built: dict[str, Callable[..., Any]] = {}
 
@@ -162,12 +172,61 @@ def update_page(results: str, page: Path = PAGE, charts: Path = RESULTS) -> bool
     _, tail = rest.split(END, 1)
     folder = page.with_suffix("")
     body = results.split("\n", 2)[2].replace("](", f"]({folder.name}/")
+    # The import times have a section of their own on the page (update_imports).
+    body = report.drop_section(body, report.IMPORT_TIME)
     body = re.sub(r"^## ", "### ", body, flags=re.MULTILINE)
     folder.mkdir(exist_ok=True)
     for chart in re.findall(rf"\]\({re.escape(folder.name)}/([^)]+)\)", body):
         shutil.copyfile(charts / chart, folder / chart)
     page.write_text(f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}")
     return True
+
+
+def update_imports(section: Sequence[str], page: Path = PAGE) -> bool:
+    """Replace the block of the performance page's "Import time" section
+    with ``section`` (``report.import_section``), less its heading."""
+    text = page.read_text()
+    if IMPORT_BEGIN not in text or IMPORT_END not in text:
+        return False
+    head, rest = text.split(IMPORT_BEGIN, 1)
+    _, tail = rest.split(IMPORT_END, 1)
+    body = "\n".join(line for line in section if line != report.IMPORT_TIME).strip()
+    page.write_text(f"{head}{IMPORT_BEGIN}\n{body}\n{IMPORT_END}{tail}")
+    return True
+
+
+def _import_meta(started: str, load: tuple[float, ...], argv: Sequence[str]) -> dict[str, str]:
+    end = os.getloadavg()
+    return {
+        "date": started,
+        **report.machine(),
+        "command": f"`python -m benchmarks {' '.join(argv)}`".replace(" `", "`"),
+        "load average (1 min) at start / end": f"{load[0]:.2f} / {end[0]:.2f}"
+        + (" (other work was running)" if max(load[0], end[0]) >= 0.5 else ""),
+    }
+
+
+def _imports_alone(options: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--only import``: measure the import times, and replace their section
+    of results.md (and of the performance page) with them."""
+    load = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    if options.check:
+        found, skipped = imports.measure(runs=1, warmups=0)
+        meta = {"mode": CHECK_IMPORTS}
+    else:
+        found, skipped = imports.measure(options.import_runs)
+        meta = _import_meta(started, load, argv)
+    section = report.import_section(found, meta, skipped)
+    options.out.mkdir(parents=True, exist_ok=True)
+    results = options.out / "results.md"
+    text = results.read_text() if results.exists() else "# Benchmark results\n"
+    results.write_text(report.splice_section(text, report.IMPORT_TIME, "\n".join(section)))
+    print("\n".join(section))
+    print(f"wrote the import times into {results}")
+    if not options.check and options.out == RESULTS and update_imports(section):
+        print(f"updated the import times of {PAGE}")
+    return 0
 
 
 def _options() -> argparse.ArgumentParser:
@@ -187,6 +246,13 @@ def _options() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check", action="store_true", help="run each case a few times in-process, without pyperf"
     )
+    parser.add_argument(
+        "--import-runs",
+        metavar="N",
+        type=int,
+        default=imports.RUNS,
+        help=f"timed runs of each import statement (default: {imports.RUNS})",
+    )
     return parser
 
 
@@ -197,9 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M")
 
+    timing_imports = imports.selected(options.only)
+    if timing_imports and not cases:
+        return _imports_alone(options, argv)
+
     if options.check:
         times = check(cases)
         meta = {"mode": "--check: a few calls each, in one process; the numbers mean nothing"}
+        found, not_found = imports.measure(runs=1, warmups=0) if timing_imports else ([], {})
         report.write(
             options.out,
             cases,
@@ -208,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory=memory.per_breaker(200),
             extra=extras(cases),
             meta=meta,
+            imports=found,
+            import_meta={"mode": CHECK_IMPORTS},
+            import_skipped=not_found,
         )
         print(f"checked {len(cases)} cases ({len(skipped)} not available); wrote {options.out}")
         return 0
@@ -249,6 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         return 0
 
+    found: list[imports.ImportTime] = []
+    not_found: dict[str, str] = {}
+    import_meta: dict[str, str] = {}
+    if timing_imports:
+        import_load, import_started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M")
+        runs = min(options.import_runs, 5) if args.fast else options.import_runs
+        found, not_found = imports.measure(runs)
+        import_meta = _import_meta(import_started, import_load, argv)
+
     end_load = os.getloadavg()
     how = "--fast (rough)" if args.fast else f"{args.processes} processes x {args.values} values"
     meta = {
@@ -267,10 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory=memory.per_breaker(),
         extra=extras(cases),
         meta=meta,
+        imports=found,
+        import_meta=import_meta,
+        import_skipped=not_found,
     )
     print(f"\nwrote {options.out / 'results.md'}")
     if not args.fast and options.only is None and options.out == RESULTS and update_page(results):
         print(f"updated the tables of {PAGE}")
+    if found and not args.fast and options.out == RESULTS:
+        update_imports(report.import_section(found, import_meta, not_found))
     return 0
 
 

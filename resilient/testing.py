@@ -19,7 +19,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ._registry.registry import Registry, registry
 from ._runtime import async_backend as _async_backend
 from ._runtime import clock as _clock
 from ._runtime import validation as _validate
@@ -65,7 +64,7 @@ class FakeClock:
 
     @property
     def sleeps(self) -> list[float]:
-        """The same list as :attr:`delays`."""
+        """The same list as ``delays``."""
         return self.delays
 
     def now(self) -> float:
@@ -209,7 +208,7 @@ def fake_clock(start: float = 0.0) -> Iterator[FakeClock]:
 
 
 class WaitRecorder:
-    """What :func:`instant_waits` yields."""
+    """What ``instant_waits`` yields."""
 
     def __init__(self) -> None:
         #: Every wait a policy would have slept, in seconds, in order.
@@ -220,7 +219,7 @@ class WaitRecorder:
 def instant_waits() -> Iterator[WaitRecorder]:
     """Inside the block, every wait a policy makes returns at once and is
     recorded in ``.delays``. Time is still read from the installed clock;
-    nested inside :func:`fake_clock` the waits still move the fake clock."""
+    nested inside ``fake_clock`` the waits still move the fake clock."""
     recorder = WaitRecorder()
     previous = _clock.get_clock()
     forward = previous is not _clock.REAL
@@ -253,55 +252,18 @@ def instant_waits() -> Iterator[WaitRecorder]:
 
 
 # -- the pytest plugin ---------------------------------------------------------
-# Defined only when pytest is importable, so the helpers above need no pytest.
+# Its hooks and fixtures live in ._pytest_plugin, which the pytest11 entry
+# point loads without this module (so that a pytest run which uses none of
+# them imports none of this); re-exported here for ``-p resilient.testing``
+# and ``pytest_plugins = ["resilient.testing"]``. Only when pytest is
+# importable, so the helpers above need no pytest.
 
 try:
-    import pytest
+    from ._pytest_plugin import fake_clock_fixture as fake_clock_fixture
+    from ._pytest_plugin import force_open_marker as force_open_marker
+    from ._pytest_plugin import instant_waits_fixture as instant_waits_fixture
+    from ._pytest_plugin import pytest_configure as pytest_configure
+    from ._pytest_plugin import resilient_registry as resilient_registry
 except ModuleNotFoundError as missing:  # pragma: no cover - exercised without pytest
     if missing.name != "pytest":
         raise
-else:
-
-    def pytest_configure(config: pytest.Config) -> None:
-        config.addinivalue_line(
-            "markers",
-            "force_open(*names): force these circuit breakers open for the test "
-            "(in an isolated registry; released after it). From resilient.testing.",
-        )
-
-    @pytest.fixture
-    def resilient_registry() -> Iterator[Registry]:
-        """The global registry, isolated: every breaker starts CLOSED and
-        unforced, and whatever the test changes is undone after it."""
-        with registry.isolated() as isolated:
-            yield isolated
-
-    @pytest.fixture(name="fake_clock")
-    def _fake_clock_fixture() -> Iterator[FakeClock]:
-        """A :class:`FakeClock` installed for the test; ``advance(seconds)``."""
-        with fake_clock() as clock:
-            yield clock
-
-    @pytest.fixture(name="instant_waits")
-    def _instant_waits_fixture(request: pytest.FixtureRequest) -> Iterator[WaitRecorder]:
-        """Waits return at once; ``.delays`` lists what would have been slept."""
-        if "fake_clock" in request.fixturenames:
-            # Installed first, whatever the order the test asks in, so the
-            # waits are recorded and still move the fake clock.
-            request.getfixturevalue("fake_clock")
-        with instant_waits() as recorder:
-            yield recorder
-
-    @pytest.fixture(autouse=True)
-    def _resilient_force_open(request: pytest.FixtureRequest) -> None:
-        markers = list(request.node.iter_markers("force_open"))
-        if not markers:
-            return
-        names = [name for marker in markers for name in marker.args]
-        if not names or not all(isinstance(name, str) and name for name in names):
-            raise pytest.UsageError(
-                f"@pytest.mark.force_open takes one or more breaker names, got {names!r}"
-            )
-        isolated: Registry = request.getfixturevalue("resilient_registry")
-        for name in names:
-            isolated.force_open(name)

@@ -61,7 +61,6 @@ ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|exc|data|obj|const):`")
 PENDING = {
     "resilient/_registry/registry.py",
     "resilient/circuit_breaker/keyed.py",
-    "resilient/testing.py",
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report, run
+from benchmarks import imports, report, run
 from benchmarks.cases import CASES, available, installed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,3 +183,98 @@ def test_observed_targets_and_table(tmp_path: Path) -> None:
     # Observed calls stay out of the main table (their own section holds them).
     main = text.split("## Time per call")[1].split("## Observed")[0]
     assert "observed" not in main
+
+
+# -- import times (benchmarks/imports.py) -------------------------------------------
+
+
+def _import_rows(text: str) -> dict[str, list[str]]:
+    section = text.split(report.IMPORT_TIME, 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    found = {}
+    for row in rows:
+        first, *cells = (cell.strip() for cell in row.split("|")[1:-1])
+        code, *setup = first.split("`")[1::2]
+        # Statement.key: what ran untimed before the statement, then the statement.
+        found[f"{setup[0]}; {code}" if " after `" in first else code] = cells
+    return found
+
+
+def test_import_times_check_writes_their_section(tmp_path: Path) -> None:
+    # --only import picks no per-call case: only the import times run, one
+    # fresh process per statement (no warm-up under --check).
+    assert run.select("import")[0] == []
+    (tmp_path / "results.md").write_text("# Benchmark results\n\n## Memory\n\nkept\n")
+    assert run.main(["--check", "--only", "import", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "results.md").read_text()
+    assert "## Memory\n\nkept\n" in text  # the rest of the file is left alone
+    rows = _import_rows(text)
+    measured = {s.key for s in imports.available()[0]}
+    assert {"import resilient", "from resilient import with_resilience"} <= measured
+    assert measured <= set(rows)
+    assert all(float(rows[code][0]) > 0 for code in measured)
+    # The first real use loads the policies that `import resilient` leaves alone.
+    assert int(rows["from resilient import with_resilience"][2]) > int(rows["import resilient"][2])
+    plugin, helpers = (
+        "import pytest; import resilient._pytest_plugin",
+        "import pytest; import resilient.testing",
+    )
+    if plugin in measured:
+        assert int(rows[plugin][2]) < int(rows[helpers][2])
+
+
+def test_import_section_targets_and_ratios() -> None:
+    def timed(code: str, ms: float) -> imports.ImportTime:
+        return imports.ImportTime(imports.Statement(code), ms / 1e3, ms / 1e3, 10, 20, 1)
+
+    found = [
+        timed("import resilient", 20.0),
+        timed("from resilient import with_resilience", 80.0),
+        timed(imports.BASELINE, 40.0),
+    ]
+    text = "\n".join(report.import_section(found, {"date": "today"}, {"import x": "absent"}))
+    assert text.startswith(f"{report.IMPORT_TIME}\n\n- date: today\n")
+    assert "| `import resilient` | 20.00 ms | ≤ 60 ms | met |" in text
+    assert "| `import resilient` / `import stamina` | 0.50x | ≤ 1.3x | met |" in text
+    assert "20 timed runs each, after 1 warm-up run writing the `.pyc` files" in text
+    rows = _import_rows(text)
+    assert rows["import resilient"] == ["20.0", "20.0", "10", "0.50x"]
+    assert rows["from resilient import with_resilience"][-1] == "2.00x"
+    assert "- not measured: `import x`: absent" in text
+    slow = [timed("import resilient", 70.0), timed(imports.BASELINE, 40.0)]
+    text = "\n".join(report.import_section(slow))
+    assert "| `import resilient` / `import stamina` | 1.75x | ≤ 1.3x | **missed** by 35 % |" in text
+    assert report.import_section([]) == []
+
+
+def test_a_section_is_replaced_appended_or_dropped() -> None:
+    text = "# R\n\n## A\n\na\n\n## Import time\n\nold\n\n## B\n\nb\n"
+    new = "## Import time\n\nnew\n"
+    assert report.splice_section(text, report.IMPORT_TIME, new) == (
+        "# R\n\n## A\n\na\n\n## Import time\n\nnew\n\n## B\n\nb\n"
+    )
+    assert report.drop_section(text, report.IMPORT_TIME) == "# R\n\n## A\n\na\n\n## B\n\nb\n"
+    assert report.splice_section("# R\n\n## A\n\na\n", report.IMPORT_TIME, new) == (
+        "# R\n\n## A\n\na\n\n## Import time\n\nnew\n"
+    )
+
+
+def test_the_performance_page_keeps_the_import_times_in_their_own_block(tmp_path: Path) -> None:
+    page = tmp_path / "performance.md"
+    page.write_text(
+        f"# x\n\n{run.BEGIN}\nold\n{run.END}\n\n## Import time\n\n"
+        f"{run.IMPORT_BEGIN}\nold\n{run.IMPORT_END}\n"
+    )
+    results = "# Benchmark results\n\n## Targets\n\nt\n\n## Import time\n\nimports\n"
+    assert run.update_page(results, page, tmp_path)
+    assert run.update_imports(["## Import time", "", "fresh"], page)
+    assert page.read_text() == (
+        f"# x\n\n{run.BEGIN}\n### Targets\n\nt\n{run.END}\n\n## Import time\n\n"
+        f"{run.IMPORT_BEGIN}\nfresh\n{run.IMPORT_END}\n"
+    )
+
+
+def test_the_repository_performance_page_has_the_import_block() -> None:
+    text = run.PAGE.read_text()
+    assert text.index(run.IMPORT_BEGIN) < text.index(run.IMPORT_END)
+    assert "## Import time" in text
