@@ -513,36 +513,50 @@ def test_a_redis_shared_breaker_in_a_child_has_its_own_connection(
     try:
         config = CircuitBreakerConfig(storage=storage, failure_threshold=4, timeout=0.5)
         breaker = CircuitBreaker("fork-shared", config)
-        assert storage.sync()
-        for _ in range(3):  # successes: they go up with the next full sync only
-            assert breaker.call(_ok) == "ok"
         client: Any = storage._client
-        parent_id = client.client_id()
+        # The parent's listener is subscribed and its catch-up sync done:
+        # nothing more goes up from it until asked (refresh_interval=60).
+        wait_for(lambda: client.pubsub_numsub(storage.channel)[0][1] >= 1, what="the listener")
+        wait_for(lambda: not storage._full_due, what="the listener's catch-up sync")
+        assert storage.sync()
+        for _ in range(3):  # successes: unsent at the fork
+            assert breaker.call(_ok) == "ok"
         parent_instance = storage.instance
+        # Every connection open to the server at the fork: the parent's.
+        before = {int(c["id"]) for c in client.client_list()}
 
         def child() -> list[Any]:
             results = [breaker.call(_ok)]
-            for _ in range(4):
-                with contextlib.suppress(ZeroDivisionError):
-                    breaker.call(lambda: 1 / 0)
+            with contextlib.suppress(ZeroDivisionError):
+                breaker.call(lambda: 1 / 0)
             return [
                 results,
-                client.client_id() != parent_id,
+                int(client.client_id()) not in before,
                 client.connection_pool.pid == os.getpid(),
                 storage.instance != parent_instance,
                 storage.sync(),
             ]
 
         assert in_child(child, timeout=20) == [["ok"], True, True, True, True]
-        # The parent's connection is still its own, and works.
-        assert client.client_id() == parent_id
+        # The parent's pool is still its own, and works.
+        assert client.connection_pool.pid == os.getpid()
         assert storage.sync()
         info = storage.describe("fork-shared")
         assert info is not None
-        assert info.state == "open"  # the child's failures opened it fleet-wide
-        # The parent's 3 successes went up once (from the parent), not twice.
-        assert info.calls == 3 + 1 + 4
-        wait_for(lambda: breaker.state.value == "open", what="the parent to mirror it")
+        # The parent's 3 successes went up once (from the parent, not again
+        # from the child); the child's own call and failure went up too.
+        assert (info.calls, info.failures, info.instances) == (3 + 2, 1, 2)
+
+        def child_opens() -> str:
+            for _ in range(4):
+                with contextlib.suppress(ZeroDivisionError):
+                    breaker.call(lambda: 1 / 0)
+            assert storage.sync()
+            return breaker.state.value
+
+        assert in_child(child_opens, timeout=20) == "open"
+        # Shared: the child's failures opened it for the parent too.
+        wait_for(lambda: storage.sync() and breaker.state.value == "open", what="open here")
     finally:
         storage.close()
 
