@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import http.client
+import importlib
 import importlib.util
 import json
 import logging
@@ -48,7 +50,6 @@ from resilient import (
 )
 from resilient._runtime.workers import shared_pool
 from resilient.redis import RedisStorage
-from tests import fork_helpers
 from tests.redis_server import RedisServer, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,26 @@ pytestmark = [
 def _fresh_registry() -> Iterator[None]:
     with resilient.registry.isolated():
         yield
+
+
+@pytest.fixture
+def helper_module() -> Iterator[Callable[[str], Any]]:
+    """Import a helper module of module-level policies for one test only:
+    afterwards it is dropped, so its policies (and their counters, which
+    exporters list) do not outlive the test."""
+    imported: list[str] = []
+
+    def load(name: str) -> Any:
+        imported.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in imported:
+        sys.modules.pop(name, None)
+        package, _, attribute = name.rpartition(".")
+        with contextlib.suppress(KeyError, AttributeError):
+            delattr(sys.modules[package], attribute)
+    gc.collect()
 
 
 # -- running code in a forked child ------------------------------------------------
@@ -494,7 +515,10 @@ def test_forks_taken_while_threads_call_never_hang_a_child(
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_a_multiprocessing_pool_calls_module_level_policies(method: str) -> None:
+def test_a_multiprocessing_pool_calls_module_level_policies(
+    method: str, helper_module: Callable[[str], Any]
+) -> None:
+    fork_helpers = helper_module("tests.fork_helpers")
     fork_helpers.task(0)  # used in the parent first (its pools have threads)
     context = multiprocessing.get_context(method)
     with context.Pool(2) as pool:
@@ -643,10 +667,10 @@ def test_gunicorn_preload_workers_answer_through_a_breaker_with_a_timeout(
 
 
 def test_a_celery_prefork_worker_runs_tasks_through_a_breaker_with_a_timeout(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, helper_module: Callable[[str], Any]
 ) -> None:
     _need("celery")
-    from tests import celery_app
+    celery_app = helper_module("tests.celery_app")
 
     celery_app.app.conf.update(broker_url=redis_server.url, result_backend=redis_server.url)
     env = {**_env(), "RESILIENT_CELERY_REDIS": redis_server.url}
