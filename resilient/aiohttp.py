@@ -39,6 +39,7 @@ from ._execution.policy_base import PolicyBase
 from ._execution.request_id import request_context
 from ._registry.registry import Registry
 from ._runtime import clock as _clock
+from ._runtime import fork as _fork
 from ._runtime.switch import switch
 from .http._classify import IDEMPOTENT_METHODS, error_class, error_for_status, may_retry
 from .http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
@@ -187,6 +188,7 @@ class ResilientMiddleware:
         self._listeners = events.ListenerSet(registry.listeners)
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware {self.name!r} per_host={self.per_host}>"

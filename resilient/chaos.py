@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from . import events
 from ._execution.policy_base import ForwardingPolicy
 from ._runtime import clock as _clock
+from ._runtime import fork as _fork
 from ._runtime import validation as _validate
 from ._runtime.switch import switch
 from .errors import ChaosError
@@ -146,6 +147,7 @@ class Chaos(ForwardingPolicy):
         self.name = name
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # one call's draws stay together
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
 
     def __repr__(self) -> str:

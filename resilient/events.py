@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 from ._execution import request_id as _request
 from ._execution.request_id import get_request_id, request_context
 from ._runtime import clock as _clock
+from ._runtime import fork as _fork
 
 __all__ = [
     "POLICY",
@@ -323,6 +324,7 @@ class Reader(Protocol):
 # Subscribing is rare and may race with another thread subscribing; emitting
 # never takes this lock (it reads immutable tuples and flags).
 _subscribe_lock = threading.RLock()
+_fork.renew_module_locks(__name__, "_subscribe_lock")
 _failed: set[int] = set()
 
 # Gate levels, read on every call by each layer (one attribute read).

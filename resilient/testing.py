@@ -21,6 +21,7 @@ from typing import Any
 
 from ._runtime import async_backend as _async_backend
 from ._runtime import clock as _clock
+from ._runtime import fork as _fork
 from ._runtime import validation as _validate
 from ._runtime.async_backend import Waiter
 
@@ -52,6 +53,7 @@ class FakeClock:
         #: Every wait a policy made under this clock, in seconds, in order.
         self.delays: list[float] = []
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._waiters: list[tuple[float, int, Waiter]] = []
         # Deadlines (async timeouts) wake when the clock gets there, but never
         # move it themselves: a call doing real I/O under a timeout must not

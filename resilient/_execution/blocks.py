@@ -34,6 +34,10 @@ class BlockStack(Generic[T]):
         var = self._stack()
         var.set((*var.get(), entry))
 
+    def entries(self) -> tuple[T | None, ...]:
+        """The open blocks of the current thread or task, outermost first."""
+        return () if self._var is None else self._var.get()
+
     def pop(self) -> T | None:
         """The innermost block's entry; ``None`` when there is nothing to undo."""
         var = self._stack()

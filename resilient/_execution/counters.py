@@ -33,6 +33,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._runtime import fork as _fork
+
 if TYPE_CHECKING:
     from ..events import ListenerSet
 
@@ -99,6 +101,7 @@ _NO_PENDING: list[float] = ()  # type: ignore[assignment]
 # other threads append to. Reentrant: the garbage collector may retire
 # another Stats (and fold it) during a fold.
 _fold_lock = threading.RLock()
+_fork.renew_module_locks(__name__, "_fold_lock")
 _NO_CHANGES: dict[tuple[str, str], int] = {}  # shared, never written: see Stats.changed
 
 

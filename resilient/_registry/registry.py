@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import events, health
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from ..bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from ..circuit_breaker import breaker as breaker_hooks
@@ -52,6 +53,7 @@ class Registry:
         self._members: dict[str, tuple[KeyedBreakers, str]] = {}
         self._storage = storage
         self._lock = threading.RLock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._breakers: dict[str, CircuitBreaker] = {}
         self._explicit: set[str] = set()
         self._pending: dict[str, _Force] = {}

@@ -14,12 +14,12 @@ import collections
 import contextvars
 import itertools
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import fork as _fork
 from .validation import MAX_WORKERS, int_between
 
 __all__ = ["DEFAULT_MAX_WORKERS", "Job", "WorkerPool", "pool_for", "shared_pool"]
@@ -85,6 +85,16 @@ class WorkerPool:
         self._threads = 0
         self._dropped = 0  # dropped jobs not yet skipped by a worker
         self._names = itertools.count(1)
+        _fork.renew_in_child(self, WorkerPool._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: no threads (they stayed in the parent), no
+        jobs (their callers did too), a new lock."""
+        self._lock = threading.Lock()
+        self._jobs = queue.SimpleQueue()
+        self._idle = collections.deque()
+        self._threads = 0
+        self._dropped = 0
 
     def __repr__(self) -> str:
         return f"<WorkerPool threads={self._threads}/{self.max_workers} queued={self.queued}>"
@@ -227,11 +237,6 @@ def pool_for(name: str, max_workers: int = DEFAULT_MAX_WORKERS) -> WorkerPool:
     return pool
 
 
-def _forget_after_fork() -> None:
-    # A forked child has none of the parent's threads.
-    _shared[0] = None
-    _named.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+# The pools themselves renew in place (WorkerPool._forked): a policy that
+# holds one keeps it in a forked child, and so does pool_for().
+_fork.renew_module_locks(__name__, "_shared_lock")

@@ -16,6 +16,7 @@ or take away permits.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from _thread import LockType
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.mapping import FromDict
@@ -40,6 +42,8 @@ from .adaptive import TIMED, WINDOW, AdaptiveLimit, Estimator, estimator
 from .state import LimiterCore, Waiter
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from .._execution.compose import Decoratable
     from .._execution.counters import Stats
 
@@ -106,6 +110,24 @@ def _held_lock() -> threading.Lock:
 _Held: TypeAlias = "tuple[float, Any]"
 
 
+@functools.cache
+def _run_codes() -> frozenset[Any]:
+    """The code of every function that holds a permit while it calls the
+    protected function: the fast paths' closures and the slow paths."""
+    closures = {
+        const
+        for wrap in (
+            Bulkhead._wrap_sync,
+            Bulkhead._wrap_async,
+            Bulkhead._wrap_adaptive,
+            Bulkhead._wrap_adaptive_async,
+        )
+        for const in wrap.__code__.co_consts
+        if getattr(const, "co_name", None) == "through_bulkhead"
+    }
+    return frozenset(closures | _RUNS)
+
+
 class Bulkhead(NamedPolicy):
     """A named concurrency limit. Thread-safe, task-safe (asyncio, trio), loop-agnostic.
 
@@ -159,6 +181,43 @@ class Bulkhead(NamedPolicy):
         self._interrupted = 0  # calls that ended by cancellation or interrupt
         self._stats_for(name)  # readers see it (its state) from the start
         self._blocks: BlockStack[_Held] = BlockStack("resilient_bh_", name)
+        _fork.renew_in_child(self, Bulkhead._forked)
+
+    def _forked(self) -> None:
+        """In a forked child only the thread that forked exists: the
+        permits it holds stay held (its calls give them back when they end
+        there), every other permit is free, nobody waits, and the lock is
+        new. The counts (completed, rejected, failed) are kept."""
+        self._lock = threading.Lock()
+        core = self._core
+        held = self._held_here()
+        # Permits a smaller limit still owed were held by threads that are
+        # gone: only a debt beyond what this thread holds remains.
+        core.owed = max(0, held - core.limit)
+        core.queued = 0
+        core._waiters.clear()
+        # The same deque (the fast paths hold its methods), refilled.
+        core.free.clear()
+        core.free.extend([None] * (core.limit + core.owed - held))
+
+    def _held_here(self) -> int:
+        """Permits of this bulkhead the calling thread holds: its open
+        ``with`` blocks, and the calls through it on its stack."""
+        held = sum(1 for entry in self._blocks.entries() if entry is not None)
+        runs = _run_codes()
+        frame: FrameType | None = inspect.currentframe()
+        callee: FrameType | None = None
+        while frame is not None:
+            code = frame.f_code
+            if code in runs and callee is not None and callee.f_code not in _WAITS:
+                owner = frame.f_locals.get("self") if code in _RUNS else frame.f_locals.get("core")
+                # A fast path whose callee is its own slow path holds nothing.
+                if owner is (self if code in _RUNS else self._core) and not (
+                    code not in _RUNS and callee.f_code in _RUNS
+                ):
+                    held += 1
+            callee, frame = frame, frame.f_back
+        return held
 
     def __repr__(self) -> str:
         core = self._core
@@ -812,3 +871,16 @@ class Bulkhead(NamedPolicy):
     async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         exc = exc_info[1]
         self._pop(exc)
+
+
+# The slow paths (their frames have ``self``), and where a caller waits for
+# a permit it does not hold yet.
+_RUNS = frozenset({Bulkhead._run.__code__, Bulkhead._arun.__code__})
+_WAITS = frozenset(
+    {
+        Bulkhead._acquire.__code__,
+        Bulkhead._wait_for_permit.__code__,
+        Bulkhead._aacquire.__code__,
+        Bulkhead._await_permit.__code__,
+    }
+)

@@ -20,6 +20,7 @@ from .._execution.counters import FOLD_AT
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
@@ -137,6 +138,14 @@ class CircuitBreaker(NamedPolicy):
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
         self._blocks: BlockStack[_Entry] = BlockStack("resilient_cb_", name)
+        _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock (one its counters share), and no
+        delivery of events in progress (the thread delivering stayed in the
+        parent; what it had not taken yet is delivered by the next call)."""
+        self._lock = self._ticks.lock = threading.Lock()
+        self._announcing = False
 
     def _init_stats(self, stats: Stats) -> None:
         self._ticks = _Ticks(self._lock, stats)

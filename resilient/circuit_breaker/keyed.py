@@ -27,6 +27,7 @@ from .. import events
 from .._execution.compose import NEVER
 from .._execution.policy_base import PolicyBase
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from .._runtime.switch import switch
 from ..events import METERED
 from .breaker import _generation_of, _Permit
@@ -90,6 +91,7 @@ class KeyedBreakers(PolicyBase):
         # with the same key again need not move it.
         self._recent: object = None
         self._lock: threading.RLock = registry._lock
+        _fork.renew_in_child(self, lambda group: setattr(group, "_lock", group._registry._lock))
 
     def __repr__(self) -> str:
         return f"<KeyedBreakers {self.name!r} keys={len(self._members)}/{self.max_keys}>"

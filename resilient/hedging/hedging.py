@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from .. import events
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
@@ -85,6 +86,7 @@ class HedgingConfig(FromDict):
 
 _pool: list[WorkerPool | None] = [None]
 _pool_lock = threading.Lock()
+_fork.renew_module_locks(__name__, "_pool_lock")
 
 
 def _workers() -> WorkerPool:
@@ -97,6 +99,10 @@ def _workers() -> WorkerPool:
             if pool is None:
                 pool = _pool[0] = WorkerPool(POOL_SIZE)
     return pool
+
+
+def _no_timers(policy: Hedging) -> None:
+    policy._timers = None
 
 
 class Hedging(ForwardingPolicy):
@@ -139,6 +145,8 @@ class Hedging(ForwardingPolicy):
         self._attempts = config.max_hedges + 1
         #: The shared timer of its races on the last event loop it ran on.
         self._timers: _hedge_asyncio.Timers | None = None
+        # A child of fork starts its timers over (on the loop it runs).
+        _fork.renew_in_child(self, _no_timers)
 
     def __repr__(self) -> str:
         named = f" {self.name!r}" if self.name else ""

@@ -23,6 +23,7 @@ from .. import events
 from .._execution.compose import NEVER, compose
 from .._execution.policy_base import PolicyBase
 from .._registry.registry import Registry
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.switch import switch
 from ..circuit_breaker.keyed import KeyedBreakers
@@ -145,6 +146,7 @@ class _Base:
         self._listeners = events.ListenerSet(registry.listeners)
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._breakers = (
             None
             if self.policy.circuit_breaker is None

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .._execution import counters as _stats
 from .._execution.counters import BOUNDS, BUCKETS_PER_OCTAVE, DEFAULT_BUCKETS, Stats
+from .._runtime import fork as _fork
 
 if TYPE_CHECKING:
     from ..events import ListenerSet
@@ -215,6 +216,7 @@ class Reading:
 
     def __init__(self, *, active: bool = True) -> None:
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self.scopes: tuple[ListenerSet, ...] = ()
         # Baselines of the Stats in view that had counts when they came into
         # view, by id (no weak dictionary: the garbage collector clears weak

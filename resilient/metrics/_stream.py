@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .._runtime import async_backend as _async_backend
+from .._runtime import fork as _fork
 from .._runtime.async_backend import Waiter
 from .._runtime.exc_info import ExcInfo
 from ..events import Event
@@ -35,6 +36,7 @@ class EventStream:
             raise ValueError(f"events(maxsize) must be an int >= 1, got {maxsize!r}")
         self._buffer: deque[Event] = deque(maxlen=maxsize)
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._waiter: Waiter | None = None
         self._closed = False
         self._on_close = on_close

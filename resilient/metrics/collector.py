@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._execution import counters as _stats
+from .._runtime import fork as _fork
 from ..events import Event
 from ._export import Counts, Reading, outermost
 from ._stream import EventStream
@@ -153,6 +154,7 @@ class MetricsCollector:
     def __init__(self, enabled: bool = True) -> None:
         self._reading = Reading(active=bool(enabled))
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._streams: tuple[weakref.ref[EventStream], ...] = ()
         # The scopes the event listener is subscribed to, while streams are open.
         self._listening: list[tuple[ListenerSet, Callable[[], None]]] = []

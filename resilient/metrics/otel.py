@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import __version__, events
+from .._runtime import fork as _fork
 from ._export import DEFAULT_BUCKETS, Reading, Series, check_buckets, middle, series
 
 __all__ = ["NAME", "instrument"]
@@ -65,6 +66,7 @@ class _Exporter:
         self._observation = api.Observation
         self._reading = reading
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self.active = True
         # The last read, for the other callbacks of the same collection.
         self._read_at = 0.0

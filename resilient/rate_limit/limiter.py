@@ -24,6 +24,7 @@ from .._execution.compose import watching
 from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
@@ -166,6 +167,7 @@ class RateLimiter(NamedPolicy):
         self.name = name
         self.config = config
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         assert config.burst is not None
         self._core = GcraCore(config.rate, config.period, config.burst)
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)

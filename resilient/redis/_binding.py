@@ -275,6 +275,23 @@ class Binding:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
         self._mirror(reply)
 
+    def forked(self) -> None:
+        """In a forked child: what the parent counted is the parent's to
+        send, and so are its probes' outcomes and a control it had not sent;
+        the child's own counts start from here."""
+        self._finished.clear()
+        self._pending_control = None
+        self._sent_vote = False
+        self._busy_until = 0.0
+        self.stale = True
+        breaker = self._breaker()
+        if breaker is not None:
+            breaker.with_core(self._rebase)
+
+    def _rebase(self, core: BreakerCore, now: float) -> None:
+        core.flush(now)
+        self._sent_ok, self._sent_failed = core.ok_total, core.failed_total
+
     def refused(self, op: Op, error: Exception) -> None:
         """Redis answered, but the script failed this op (another program's
         key in the way, say): this breaker decides locally until an op of

@@ -25,6 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from ..rate_limit.state import GcraCore
 from ._keys import tagged
 
@@ -116,6 +117,7 @@ class SharedLimiter:
         self._tolerance = (cfg.burst - 1) * self._interval
         self._script = storage._client.register_script(LIMIT_SCRIPT)
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self.instances = 1  # as last seen in Redis
         self._local: GcraCore | None = None  # while Redis is unreachable
         self._retry_at = 0.0

@@ -11,7 +11,6 @@ import secrets
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -21,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from ._binding import Binding, Op
 from ._keys import decode_name, name_bytes, validate_namespace
@@ -111,7 +111,7 @@ class RedisStorage:
         self._full_due = True
         self._closed = False
         self._new_instance()
-        _STORAGES.add(self)
+        _fork.renew_in_child(self, RedisStorage._forked, step=_fork.STATE)
 
     @classmethod
     def from_url(
@@ -217,8 +217,14 @@ class RedisStorage:
         self._wake.set()
 
     def _forked(self) -> None:
+        """In a forked child: another instance of the fleet (its own id,
+        heartbeat and votes), on connections of its own; the counts the
+        parent made and had not sent yet stay the parent's to send."""
         had_threads = bool(self._threads)
         self._new_instance()
+        _reconnect(self._client)
+        for binding in self._bindings:
+            binding.forked()
         if had_threads:
             with self._lock:
                 self._start()
@@ -531,15 +537,24 @@ class RedisStorage:
         return self._control(name, "reset")
 
 
-_STORAGES: weakref.WeakSet[RedisStorage] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for storage in list(_STORAGES):
-        storage._forked()
-
-
-os.register_at_fork(after_in_child=_after_fork)
+def _reconnect(client: Any) -> None:
+    """New connection pools for ``client`` in a forked child: the parent's
+    sockets stay the parent's (redis-py would notice on the next command
+    too, but only after waiting up to 5 seconds for a lock a parent thread
+    may have held at fork)."""
+    pools = [getattr(client, "connection_pool", None)]
+    if pools[0] is None:  # a cluster: a pool per node
+        with contextlib.suppress(Exception):
+            pools = [
+                getattr(node.redis_connection, "connection_pool", None)
+                for node in client.get_nodes()
+            ]
+    for pool in pools:
+        if pool is None:
+            continue
+        with contextlib.suppress(AttributeError):
+            pool._fork_lock = threading.Lock()
+        pool.reset()
 
 
 def _discard(pubsub: Any) -> None:

@@ -19,6 +19,7 @@ import math
 import threading
 
 from .._runtime import clock as _clock
+from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .budget_state import BudgetCore
 
@@ -41,7 +42,17 @@ class RetryBudget:
     its events and metrics call it (``registry.retry_budget(name)`` sets it).
     """
 
-    __slots__ = ("_core", "_counted", "_firsts", "_lock", "_since", "name", "refused", "window")
+    __slots__ = (
+        "__weakref__",
+        "_core",
+        "_counted",
+        "_firsts",
+        "_lock",
+        "_since",
+        "name",
+        "refused",
+        "window",
+    )
 
     def __init__(
         self,
@@ -62,6 +73,7 @@ class RetryBudget:
         self.window = window
         self._core = BudgetCore(ratio, floor, window)
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, _fork.locks("_lock"))
         self._firsts = itertools.count()  # first attempts, lock-free
         self._counted = 0  # values of _firsts already moved into the core
         self._since = _clock.monotonic()  # when they were last moved
