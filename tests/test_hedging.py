@@ -621,3 +621,34 @@ async def test_an_async_error_not_hedged_on_before_suspending_starts_no_hedge() 
     with pytest.raises(KeyError):
         await bad()
     assert calls == [1]
+
+
+def test_a_hung_dependency_never_delays_another_ones_sync_hedges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resilient.hedging import hedging as hedging_module
+
+    monkeypatch.setattr(hedging_module, "POOL_SIZE", 2)
+    monkeypatch.setattr(hedging_module, "_pools", {})
+    release = threading.Event()
+    hung = Hedging(HedgingConfig(delay=0.0, max_hedges=1), name="hung-dependency")
+    healthy = Hedging(HedgingConfig(delay=0.0, max_hedges=1), name="healthy-dependency")
+    started = threading.Barrier(3)
+
+    def hang() -> str:
+        started.wait(5)
+        release.wait(10)
+        return "late"
+
+    caller = threading.Thread(target=hung.call, args=(hang,), daemon=True)
+    caller.start()
+    try:
+        started.wait(5)  # both threads of the hung dependency's pool are taken
+        answered: list[str] = []
+        other = threading.Thread(target=lambda: answered.append(healthy.call(lambda: "ok")))
+        other.start()
+        other.join(5)
+        assert answered == ["ok"]
+    finally:
+        release.set()
+        caller.join(5)

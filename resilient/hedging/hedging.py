@@ -9,7 +9,8 @@ The rules live in ``resilient.hedging.state``; the two paths drive it.
   ``resilient.hedging.trio_race`` (a nursery). Cancelling the caller cancels
   every attempt.
 - Sync functions: every attempt runs on a worker thread of a bounded pool
-  of daemon threads of its own, the caller waits (real time) for the first
+  of daemon threads, one pool per dependency (the policy's name, or the
+  function's), so a dependency that hangs never delays another; the caller waits (real time) for the first
   answer. A thread cannot be stopped: losers are abandoned and run to their
   end in the background; an attempt not yet started never starts.
 """
@@ -46,7 +47,7 @@ _OWNER = "HedgingConfig"
 
 MAX_HEDGES = 16
 """The most hedges one call may start (each may hold a thread)."""
-#: Threads of the pool sync hedged attempts run on.
+#: Threads of each dependency's pool sync hedged attempts run on.
 POOL_SIZE = 64
 
 HedgeOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
@@ -84,20 +85,22 @@ class HedgingConfig(FromDict):
             raise TypeError(f"{_OWNER}.on must be exception types or a predicate, got {on!r}")
 
 
-_pool: list[WorkerPool | None] = [None]
+_pools: dict[str, WorkerPool] = {}
 _pool_lock = threading.Lock()
 _fork.renew_module_locks(__name__, "_pool_lock")
 
 
-def _workers() -> WorkerPool:
-    """The pool sync attempts run on: its own, so a hedged attempt that waits
-    on a timeout's worker never waits on itself."""
-    pool = _pool[0]
+def _workers(name: str) -> WorkerPool:
+    """The pool the sync attempts of the dependency ``name`` run on: one per
+    dependency, so one that hangs never holds the threads another needs,
+    and apart from the timeouts' pools, so a hedged attempt that waits on a
+    timeout's worker never waits on itself."""
+    pool = _pools.get(name)
     if pool is None:
         with _pool_lock:
-            pool = _pool[0]
+            pool = _pools.get(name)
             if pool is None:
-                pool = _pool[0] = WorkerPool(POOL_SIZE)
+                pool = _pools[name] = WorkerPool(POOL_SIZE)
     return pool
 
 
@@ -182,7 +185,7 @@ class Hedging(ForwardingPolicy):
             return fn(*args, **kwargs)
         core = HedgeCore(self._attempts)
         answers: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-        pool = _workers()
+        pool = _workers(name)
         jobs: list[Job] = []
 
         def attempt() -> None:
