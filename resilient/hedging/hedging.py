@@ -10,9 +10,10 @@ The rules live in ``resilient.hedging.state``; the two paths drive it.
   every attempt.
 - Sync functions: every attempt runs on a worker thread of a bounded pool
   of daemon threads, one pool per dependency (the policy's name, or the
-  function's), so a dependency that hangs never delays another; the caller waits (real time) for the first
-  answer. A thread cannot be stopped: losers are abandoned and run to their
-  end in the background; an attempt not yet started never starts.
+  function's), so a dependency that hangs never delays another; the caller
+  waits (real time) for the first answer. A thread cannot be stopped:
+  losers are abandoned and run to their end in the background; an attempt
+  not yet started never starts.
 """
 
 from __future__ import annotations
