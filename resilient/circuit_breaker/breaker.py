@@ -552,13 +552,14 @@ class CircuitBreaker(NamedPolicy):
     # (decorator, ``call``, composition): a CLOSED breaker with nothing to
     # time counts a success without its lock, and an OPEN one rejects from
     # the closure itself. Everything else goes through ``_run`` / ``_arun``,
-    # the locked path, which is also the detour while someone listens.
+    # the locked path. While someone listens, the detour is ``_through`` /
+    # ``_athrough``.
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
         run = self._run
-        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._listened, fn))
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._through, fn))
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
@@ -654,7 +655,7 @@ class CircuitBreaker(NamedPolicy):
     ) -> Callable[..., Awaitable[R]]:
         arun = self._arun
         gate, detour, meter = watching(
-            self, fn, name, entry, functools.partial(self._alistened, fn), is_async=True
+            self, fn, name, entry, functools.partial(self._athrough, fn), is_async=True
         )
         assert detour is not None
         stats = self._stats_for(self.name)
@@ -746,39 +747,45 @@ class CircuitBreaker(NamedPolicy):
 
         return through_breaker
 
-    # While someone listens to the breaker itself: the fast path still counts
-    # a success without the lock; only the event is added.
+    # One call through the breaker, for a caller that has picked it: the
+    # per-key layer (keyed.py) runs each call through its key's breaker
+    # here, and a breaker's own chains take this detour while someone listens
+    # to it. CLOSED with a plain config, the fast path counts a success
+    # without the lock (timed and with its event while listened to);
+    # anything else is the locked path, ``_run`` / ``_arun``.
 
-    def _listened(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _through(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         core = self._core
         if not (core.fast and switch.on):
             return self._run(fn, args, kwargs)
         ticks = core.ticks  # this generation's
-        start = _clock.now()
+        start = _clock.now() if self._listeners.events else None
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
         next(ticks)
-        self._succeeded_listened(start)
+        if start is not None:
+            self._succeeded_listened(start)
         return result
 
-    async def _alistened(
+    async def _athrough(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         core = self._core
         if not (core.fast and switch.on):
             return await self._arun(fn, args, kwargs)
         ticks = core.ticks  # this generation's
-        start = _clock.now()
+        start = _clock.now() if self._listeners.events else None
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
         next(ticks)
-        self._succeeded_listened(start)
+        if start is not None:
+            self._succeeded_listened(start)
         return result
 
     def _succeeded_listened(self, start: float) -> None:

@@ -11,9 +11,9 @@ passed for a while. A breaker dropped and asked for again starts afresh,
 CLOSED, which is what it was.
 
 A call costs the key function, a dict lookup, an LRU move and a count of
-calls in flight on top of a plain breaker call: the layer runs the key's
-breaker's fast path itself, so a key costs its breaker and one small
-record, no closure.
+calls in flight on top of a plain breaker call, which runs by the breaker's
+own path (``CircuitBreaker._through`` / ``_athrough``); a key costs its
+breaker and one small record, no closure.
 """
 
 from __future__ import annotations
@@ -27,30 +27,32 @@ from .. import events
 from .._execution.compose import NEVER
 from .._execution.policy_base import PolicyBase
 from .._runtime import clock as _clock
-from .._runtime.switch import switch
 from ..events import METERED
-from .breaker import _generation_of, _Permit
+from .breaker import CircuitBreaker
 from .state import CLOSED
 
 if TYPE_CHECKING:
     from .._execution.request import Request
     from .._registry.registry import Registry
-    from .breaker import CircuitBreaker, CircuitBreakerConfig
+    from .config import CircuitBreakerConfig
 
 __all__ = ["KeyedBreakers", "Member"]
 
 R = TypeVar("R")
 
+# The breaker's paths for a caller that picked it (the API this module uses).
+_through = CircuitBreaker._through
+_athrough = CircuitBreaker._athrough
+
 
 class Member:
     """One key's breaker and its calls in flight."""
 
-    __slots__ = ("breaker", "inflight", "key", "listeners")
+    __slots__ = ("breaker", "inflight", "key")
 
     def __init__(self, key: str, breaker: CircuitBreaker) -> None:
         self.key = key
         self.breaker = breaker
-        self.listeners = breaker._listeners
         self.inflight = 0
 
     @property
@@ -167,11 +169,9 @@ class KeyedBreakers(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
-    # One closure per chain, not per key: it picks the key's breaker and runs
-    # the breaker's own fast path inline (a CLOSED breaker counts a success
-    # without its lock); anything else goes through the breaker's locked
-    # path (``_run``), or its listened path while someone listens to it.
-    # Outermost, it meters the request as every outermost layer does.
+    # One closure per chain, not per key: it picks the key's breaker, counts
+    # the call in flight, and runs it by the breaker's own path. Outermost,
+    # it meters the request as every outermost layer does.
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
@@ -179,6 +179,7 @@ class KeyedBreakers(PolicyBase):
         key, member_of, touch, group = self._key, self._member, self._touch, self
         members = self._members
         move = members.move_to_end
+        through = _through
         gate, detour, meter = NEVER, None, entry
         if entry is not None:
             gate, detour = entry.gate, entry.detour(self._wrap_sync(fn, name))
@@ -200,22 +201,9 @@ class KeyedBreakers(PolicyBase):
                 member = member_of(k)
             if touch is not None:
                 touch(member.breaker.name)
-            breaker = member.breaker
-            core = breaker._core
             member.inflight += 1
             try:
-                if core.fast and switch.on and not member.listeners.events:
-                    ticks = core.ticks  # this generation's
-                    try:
-                        result = fn(*args, **kwargs)
-                    except BaseException as exc:
-                        breaker._exit_error(_Permit(_generation_of(core, ticks), None), exc)
-                        raise
-                    next(ticks)
-                elif member.listeners.events:
-                    result = breaker._listened(fn, args, kwargs)
-                else:
-                    result = breaker._run(fn, args, kwargs)
+                result = through(member.breaker, fn, args, kwargs)
             except BaseException as exc:
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
@@ -234,6 +222,7 @@ class KeyedBreakers(PolicyBase):
         key, member_of, touch, group = self._key, self._member, self._touch, self
         members = self._members
         move = members.move_to_end
+        athrough = _athrough
         gate, adetour, meter = NEVER, None, entry
         if entry is not None:
             gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))
@@ -255,22 +244,9 @@ class KeyedBreakers(PolicyBase):
                 member = member_of(k)
             if touch is not None:
                 touch(member.breaker.name)
-            breaker = member.breaker
-            core = breaker._core
             member.inflight += 1
             try:
-                if core.fast and switch.on and not member.listeners.events:
-                    ticks = core.ticks  # this generation's
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except BaseException as exc:
-                        breaker._exit_error(_Permit(_generation_of(core, ticks), None), exc)
-                        raise
-                    next(ticks)
-                elif member.listeners.events:
-                    result = await breaker._alistened(fn, args, kwargs)
-                else:
-                    result = await breaker._arun(fn, args, kwargs)
+                result = await athrough(member.breaker, fn, args, kwargs)
             except BaseException as exc:
                 if level:
                     meter.failed(exc, start, False)  # type: ignore[union-attr]
