@@ -122,13 +122,6 @@ ALLOWED = {
     "permit._replace": "NamedTuple._replace is public API",
     # argparse's subparsers type has no public name.
     "argparse._SubParsersAction": "the only name argparse gives that type",
-    # The registry and its per-key groups, until they share one membership object.
-    "member[0]._drop": "registry -> keyed group",
-    "member[0]._busy": "registry -> keyed group",
-    "group._drop": "registry -> keyed group",
-    "breaker._core": "registry -> breaker (is it busy)",
-    "self._registry._forget": "keyed group -> registry",
-    "self._registry._max_breakers": "keyed group -> registry",
 }
 
 
@@ -280,6 +273,8 @@ DECORATORS: dict[str, Callable[[], Any]] = {
 
 # The function's own frame plus one per layer. A sync timeout and a sync
 # hedge run the call on a worker thread: the count is the worker's stack.
+# A per-key breaker is two steps, each one frame: pick the key's breaker,
+# then run that breaker's own path (no copy of it).
 SYNC_FRAMES = {
     "circuit_breaker": 2,
     "retry": 2,
@@ -289,7 +284,7 @@ SYNC_FRAMES = {
     "rate_limit": 2,
     "hedging": 6,
     "chaos": 3,
-    "keyed": 2,
+    "keyed": 3,
     "stack": 3,
     "stack_with_bulkhead": 4,
 }
@@ -302,7 +297,7 @@ ASYNC_FRAMES = {
     "rate_limit": 2,
     "hedging": 2,
     "chaos": 2,
-    "keyed": 2,
+    "keyed": 3,
     "stack": 3,
     "stack_with_bulkhead": 4,
 }

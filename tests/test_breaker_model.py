@@ -26,6 +26,14 @@ success without its lock whatever its config; plain configs and those with
 options (a time window, slow calls, a result predicate, a timeout) take
 different lock-free paths: each has its own machine.
 
+The same machines run once more through per-key breakers
+(``with_circuit_breaker(name, key=...)``): the breaker under test is then the
+breaker of key ``"a"``, reached by the per-key layer (its ``call``, its
+decorated functions) as well as directly (blocks, wait tickets, control),
+and calls with key ``"b"`` run meanwhile against a model of their own, so any
+way the per-key path differs from a plain breaker, or lets one key's calls
+reach another's breaker, fails them.
+
 The model follows the text of docs/circuit_breaker.md. Where it is silent,
 the model states the rule it picked (marked "open:" below); docs/guarantees.md lists
 them.
@@ -34,6 +42,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -55,9 +64,11 @@ from resilient import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
+    Registry,
     events,
     with_circuit_breaker,
 )
+from resilient.circuit_breaker.keyed import KeyedBreakers
 from resilient.circuit_breaker.waiting import WaitTicket, holding
 from resilient.testing import FakeClock, fake_clock
 
@@ -463,6 +474,29 @@ async def _wait_for(future: asyncio.Future[Any]) -> Any:
     return await future
 
 
+# Per-key breakers: the key is the first argument.
+
+
+def _key_of(key: str, *args: Any) -> str:
+    return key
+
+
+def _keyed_work(key: str, *args: Any) -> object:
+    return _work(*args)
+
+
+async def _keyed_wait_for(key: str, future: asyncio.Future[Any]) -> Any:
+    return await future
+
+
+async def _keyed_awork(key: str, *args: Any) -> object:
+    return _work(*args)
+
+
+KEYED = "model"  # the name of the per-key breakers; key "a" is under test
+OTHER = "b"  # the other key
+
+
 @dataclass
 class InFlight:
     task: asyncio.Task[Any]
@@ -487,13 +521,16 @@ class Waiting:
 
 
 class _TransitionLog(logging.Handler):
+    """The transitions logged by the breaker called ``name``."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        self.name = "model"
         self.seen: list[tuple[str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         old = getattr(record, "old_state", None)
-        if old is not None:
+        if old is not None and getattr(record, "breaker", None) == self.name:
             self.seen.append((old, record.new_state))  # type: ignore[attr-defined]
 
 
@@ -525,21 +562,43 @@ class BreakerMachine(RuleBasedStateMachine):
     def _build(self, fields: dict[str, Any], listen: bool, decorator: str) -> None:
         # Drawn as a dict: the config's repr would drag its presets along.
         self.cfg = cfg = CircuitBreakerConfig(**fields)
-        self.breaker = CircuitBreaker("model", cfg, listeners=events.ListenerSet())
         self.model = ModelBreaker(cfg)
-        # Decorated once, as at import time, before anyone listens: a
-        # listener that comes later must reach the chains already built.
-        decorate: Any = (
-            with_circuit_breaker(self.breaker)
-            if decorator == "with_circuit_breaker"
-            else self.breaker
-        )
-        self.decorated = decorate(_work)
-        self.adecorated = decorate(_wait_for)
+        self.keyed: KeyedBreakers | None = None
+        if decorator == "keyed":
+            self._build_keyed(cfg)
+        else:
+            self.breaker = CircuitBreaker("model", cfg, listeners=events.ListenerSet())
+            # Decorated once, as at import time, before anyone listens: a
+            # listener that comes later must reach the chains already built.
+            decorate: Any = (
+                with_circuit_breaker(self.breaker)
+                if decorator == "with_circuit_breaker"
+                else self.breaker
+            )
+            self.decorated = decorate(_work)
+            self.adecorated = decorate(_wait_for)
+        self.log.name = self.breaker.name
         # Listening turns off the breaker's lock-free path for closed calls:
         # half the runs start with each, and toggle_listener switches.
         if listen:
             self._listen()
+
+    def _build_keyed(self, cfg: CircuitBreakerConfig) -> None:
+        """Per-key breakers of one name in a registry of their own: a keyed
+        policy (its ``call`` and ``call_async``), and functions decorated
+        with ``with_circuit_breaker(name, key=...)`` (another group of the
+        same breakers, as two decorators of one name are)."""
+        self.registry = Registry()
+        self.keyed = KeyedBreakers(KEYED, _key_of, config=cfg, max_keys=2, registry=self.registry)
+        self.breaker = self.keyed.breaker("a")
+        per_key = with_circuit_breaker(KEYED, key=_key_of, config=cfg, registry=self.registry)
+        self.keyed_work = per_key(_keyed_work)
+        self.keyed_wait_for = per_key(_keyed_wait_for)
+        self.keyed_awork = per_key(_keyed_awork)
+        self.decorated = functools.partial(self.keyed_work, "a")
+        self.adecorated = functools.partial(self.keyed_wait_for, "a")
+        # Key "b": a breaker and a model of its own.
+        self.other_model = ModelBreaker(cfg)
 
     def teardown(self) -> None:
         for call in self.in_flight:
@@ -557,7 +616,10 @@ class BreakerMachine(RuleBasedStateMachine):
     # helpers
 
     def _listen(self) -> None:
-        self.unsubscribe = self.breaker.subscribe(self.events.append)
+        # Per-key: the registry's listeners hear the breakers and the
+        # requests of the per-key layer (counted under the layer's name).
+        source: Any = self.breaker if self.keyed is None else self.registry
+        self.unsubscribe = source.subscribe(self.events.append)
         self.listening = True
 
     def _note_transitions(self) -> None:
@@ -635,7 +697,11 @@ class BreakerMachine(RuleBasedStateMachine):
             self.expected_events["failed"] += 1
 
     def _call_sync(self, path: str, action: str, duration: float, ran: list[bool]) -> object:
-        clock, breaker = self.clock, self.breaker
+        clock, breaker, keyed = self.clock, self.breaker, self.keyed
+        if keyed is not None and path == "call":
+            return keyed.call(_keyed_work, "a", clock, action, duration, ran)
+        if keyed is not None and path == "call_fresh":
+            return keyed.call(lambda key: _work(clock, action, duration, ran), "a")
         if path == "call":  # the same function every time: one chain, reused
             return breaker.call(_work, clock, action, duration, ran)
         if path == "call_fresh":  # a new function every time: a new chain
@@ -647,6 +713,8 @@ class BreakerMachine(RuleBasedStateMachine):
             return _work(clock, action, duration, ran)
 
     def _call_async(self, path: str, future: asyncio.Future[Any]) -> Coroutine[Any, Any, Any]:
+        if path == "call_async" and self.keyed is not None:
+            return self.keyed.call_async(_keyed_wait_for, "a", future)
         if path == "call_async":
             return self.breaker.call_async(_wait_for, future)
         if path == "decorated_async":
@@ -849,6 +917,10 @@ class BreakerMachine(RuleBasedStateMachine):
     @rule(metrics=st.booleans())
     def read(self, metrics: bool) -> None:
         now = self.clock.now()
+        if self.keyed is not None:
+            other = self.registry.get(f"{KEYED}[{OTHER}]")
+            if other is not None:
+                assert other.state.value == self.other_model.read_state(now)
         if not metrics:
             assert self.breaker.state.value == self.model.read_state(now)
             return
@@ -879,14 +951,25 @@ class BreakerMachine(RuleBasedStateMachine):
         self._note_transitions()
         assert self.log.seen == self.model.transitions
         changes = [
-            (e.old_state, e.new_state) for e in self.events if isinstance(e, events.StateChanged)
+            (e.old_state, e.new_state)
+            for e in self.events
+            if isinstance(e, events.StateChanged) and e.name == self.breaker.name
         ]
         assert changes == self.expected_changes
 
     @invariant()
     def one_event_per_call(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        name = self.breaker.name
+        # The breaker's own view, and each request as a whole (key b's too:
+        # requests are counted under the per-key layer's name).
+        mine = [
+            e for e in self.events if getattr(e, "level", None) == events.REQUEST or e.name == name
+        ]
+
         def count(level: str) -> dict[str, int]:
-            of_level = [e for e in self.events if getattr(e, "level", None) == level]
+            of_level = [e for e in mine if getattr(e, "level", None) == level]
             return {
                 "started": sum(isinstance(e, events.CallStarted) for e in of_level),
                 "succeeded": sum(isinstance(e, events.CallSucceeded) for e in of_level),
@@ -897,7 +980,10 @@ class BreakerMachine(RuleBasedStateMachine):
         # The breaker's own view of each call, and each request as a whole.
         assert count(events.POLICY) == {"started": 0, **self.expected_events}
         assert count(events.REQUEST) == self.expected_requests
-        assert all(e.name == "model" and e.policy == "circuit_breaker" for e in self.events)
+        allowed = {(name, "circuit_breaker")}
+        if self.keyed is not None:
+            allowed |= {(KEYED, "keyed_circuit_breaker"), (f"{KEYED}[{OTHER}]", "circuit_breaker")}
+        assert {(e.name, e.policy) for e in self.events} <= allowed
 
 
 DECORATORS = st.sampled_from(["with_circuit_breaker", "breaker"])
@@ -921,6 +1007,78 @@ class TimedBreakerMachine(BreakerMachine):
         self._build(fields, listen, decorator)
 
 
+class KeyedMachine(BreakerMachine):
+    """The machine through per-key breakers: key "a"'s breaker is the one
+    under test; key "b"'s calls run meanwhile."""
+
+    @rule(action=ASYNC_ACTION, duration=DURATIONS, is_async=st.booleans())
+    def call_other_key(self, action: str, duration: float, is_async: bool) -> None:
+        """A call with key "b", sync or async, against a model of its own:
+        nothing of it may reach key "a"'s breaker."""
+        model, start = self.other_model, self.clock.now()
+        try:
+            ticket: Ticket | None = model.admit(start)
+        except Rejected:
+            ticket = None
+        ran: list[bool] = []
+        raised: BaseException | None = None
+        result: object = None
+        self._request_started()
+        try:
+            if is_async:
+                coroutine = self.keyed_awork(OTHER, self.clock, action, duration, ran)
+                result = self.loop.run_until_complete(coroutine)
+            else:
+                result = self.keyed_work(OTHER, self.clock, action, duration, ran)
+        except BaseException as error:
+            raised = error
+        self._request_ended(raised)
+        if isinstance(raised, CircuitOpenError):
+            assert ticket is None, "key b: the breaker rejected a call the model admits"
+            assert not ran
+            assert raised.name == f"{KEYED}[{OTHER}]"
+            assert raised.state == model.state
+            assert raised.remaining == model.remaining(start)
+            return
+        assert ticket is not None, f"key b: the model rejects, the breaker ran it: {raised!r}"
+        assert ran
+        expected = _error_for(action)
+        assert type(raised) is type(expected), "the call's own error passes through"
+        if expected is None:
+            assert result == _result_for(action)
+        now = self.clock.now()
+        threshold = self.cfg.slow_call_duration
+        slow = threshold is not None and now - start >= threshold
+        model.finish(ticket, model.classify(expected, _result_for(action)), slow, now)
+
+    @invariant()
+    def calls_in_flight_are_counted(self) -> None:
+        """Key "a"'s member counts every call in flight through the per-key
+        layer and every open block (what keeps it from being dropped)."""
+        if not hasattr(self, "model"):
+            return
+        assert self.keyed is not None
+        member = self.keyed._group.members["a"]
+        assert member.breaker is self.breaker
+        assert member.inflight == len(self.in_flight) + len(self.held)
+
+
+class PlainKeyedMachine(KeyedMachine):
+    """:class:`PlainBreakerMachine` through per-key breakers."""
+
+    @initialize(fields=configs(plain=True), listen=st.booleans())
+    def build(self, fields: dict[str, Any], listen: bool) -> None:
+        self._build(fields, listen, "keyed")
+
+
+class TimedKeyedMachine(KeyedMachine):
+    """:class:`TimedBreakerMachine` through per-key breakers."""
+
+    @initialize(fields=configs(plain=False), listen=st.booleans())
+    def build(self, fields: dict[str, Any], listen: bool) -> None:
+        self._build(fields, listen, "keyed")
+
+
 # RESILIENT_MODEL_EXAMPLES=5000 for a long hunt; the default keeps the suite quick.
 EXAMPLES = int(os.environ.get("RESILIENT_MODEL_EXAMPLES", "75"))
 SETTINGS = settings(
@@ -931,8 +1089,12 @@ SETTINGS = settings(
 )
 PlainBreakerMachine.TestCase.settings = SETTINGS
 TimedBreakerMachine.TestCase.settings = SETTINGS
+PlainKeyedMachine.TestCase.settings = SETTINGS
+TimedKeyedMachine.TestCase.settings = SETTINGS
 TestPlainBreakerModel = PlainBreakerMachine.TestCase
 TestTimedBreakerModel = TimedBreakerMachine.TestCase
+TestPlainKeyedBreakerModel = PlainKeyedMachine.TestCase
+TestTimedKeyedBreakerModel = TimedKeyedMachine.TestCase
 
 
 # -- the model's open choices, pinned one by one on the real breaker ---------------

@@ -4,6 +4,7 @@ rule (open or busy breakers are never dropped), names, metering, errors."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -247,3 +248,157 @@ def test_repeated_keys_keep_the_exact_lru_order() -> None:
     for host in ("c", "d", "a"):  # a was dropped by d: it comes back, c goes
         get(host)
     assert names() == ["api[a]", "api[d]"]
+
+
+# -- the same rules for coroutine functions ------------------------------------------
+
+
+def make_aget(**options: Any) -> Any:
+    @with_circuit_breaker("api", key=_by_host, failure_threshold=1, **options)
+    async def aget(host: str, fail: bool = False) -> str:
+        await asyncio.sleep(0)
+        if fail:
+            raise Down(host)
+        return host
+
+    return aget
+
+
+async def test_async_an_open_key_rejects_under_its_own_name_and_others_still_run() -> None:
+    aget = make_aget()
+    with pytest.raises(Down):
+        await aget("a", fail=True)
+    with pytest.raises(CircuitOpenError) as caught:
+        await aget("a")
+    assert caught.value.name == "api[a]"
+    assert await aget("b") == "b"
+    assert names() == ["api[a]", "api[b]"]
+    assert resilient.registry.get("api[a]").state is CircuitState.OPEN  # type: ignore[union-attr]
+
+
+async def test_async_the_least_recently_used_closed_idle_breaker_is_dropped() -> None:
+    aget = make_aget(max_keys=3)
+    for host in ("a", "b", "c", "a", "d"):
+        await aget(host)
+    assert names() == ["api[a]", "api[c]", "api[d]"]
+
+
+async def test_async_an_open_breaker_is_never_dropped_and_the_cap_may_be_passed() -> None:
+    aget = make_aget(max_keys=2)
+    for host in ("a", "b"):
+        with pytest.raises(Down):
+            await aget(host, fail=True)
+    await aget("c")  # both older ones are open: nothing can go
+    assert names() == ["api[a]", "api[b]", "api[c]"]
+    await aget("d")  # c is closed and idle: it goes, the open ones stay
+    assert names() == ["api[a]", "api[b]", "api[d]"]
+    with pytest.raises(CircuitOpenError):
+        await aget("a")
+
+
+async def test_async_a_breaker_with_a_call_awaiting_is_never_dropped() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @with_circuit_breaker("api", key=_by_host, max_keys=1)
+    async def aget(host: str) -> str:
+        if host == "busy":
+            started.set()
+            await release.wait()
+        return host
+
+    busy = asyncio.ensure_future(aget("busy"))
+    await started.wait()
+    for host in ("b", "c", "d"):  # each new key finds the cap passed
+        await aget(host)
+        assert "api[busy]" in names()
+    assert len(names()) == 2  # the one in flight, and the newest
+    release.set()
+    assert await busy == "busy"
+    await aget("e")  # idle now, and the least recently used: it goes
+    assert names() == ["api[e]"]
+
+
+# -- a bounded registry never drops a breaker with a call in flight ------------------
+
+
+def _keyed_or_plain(reg: Registry, keyed: bool, run: Any) -> tuple[Any, str]:
+    """``run`` decorated with a plain breaker called "slow", or with per-key
+    breakers whose key "slow" is registered as "api[slow]"."""
+    if keyed:
+        return with_circuit_breaker("api", key=lambda: "slow", registry=reg)(run), "api[slow]"
+    return with_circuit_breaker("slow", registry=reg)(run), "slow"
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "per-key"])
+def test_a_bounded_registry_keeps_a_breaker_whose_only_call_runs_in_another_thread(
+    keyed: bool,
+) -> None:
+    reg = Registry(max_breakers=4)
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait()
+        return "done"
+
+    call, name = _keyed_or_plain(reg, keyed, slow)
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(call()))
+    worker.start()
+    try:
+        assert started.wait(10)
+        for other in "abcdef":  # the busy one is the least recently used all along
+            reg.get_or_create(other)
+            assert name in reg.names()
+        assert len(reg.names()) == 4
+    finally:
+        release.set()
+        worker.join(10)
+    assert results == ["done"]
+    reg.get_or_create("g")  # idle now, and the least recently used: it goes
+    assert name not in reg.names()
+    assert len(reg.names()) == 4
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "per-key"])
+async def test_a_bounded_registry_keeps_a_breaker_whose_only_call_is_awaiting(
+    keyed: bool,
+) -> None:
+    reg = Registry(max_breakers=4)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    call, name = _keyed_or_plain(reg, keyed, slow)
+    task = asyncio.ensure_future(call())
+    await started.wait()
+    for other in "abcdef":
+        reg.get_or_create(other)
+        assert name in reg.names()
+    assert len(reg.names()) == 4
+    release.set()
+    assert await task == "done"
+    reg.get_or_create("g")
+    assert name not in reg.names()
+    assert len(reg.names()) == 4
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["with", "async with"])
+async def test_a_bounded_registry_keeps_a_breaker_whose_block_is_open(is_async: bool) -> None:
+    reg = Registry(max_breakers=2)
+    breaker = reg.get_or_create("held")
+    if is_async:
+        async with breaker:
+            for other in "abc":
+                reg.get_or_create(other)
+            assert "held" in reg.names()
+    else:
+        with breaker:
+            for other in "abc":
+                reg.get_or_create(other)
+            assert "held" in reg.names()
+    reg.get_or_create("d")
+    assert reg.names() == ["c", "d"]

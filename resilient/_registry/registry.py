@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,18 +14,23 @@ from .._runtime import validation as _validate
 from ..bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from ..circuit_breaker import breaker as breaker_hooks
 from ..circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
-from ..health import CircuitState, DegradationLevel, Feature, HealthReport
+from ..health import DegradationLevel, Feature, HealthReport
 from ..rate_limit import limiter as limiter_hooks
 from ..rate_limit.limiter import RateLimitConfig, RateLimiter
 from ..retry.budget import RetryBudget
+from .membership import Membership
 
 if TYPE_CHECKING:
-    from ..circuit_breaker.keyed import KeyedBreakers
     from ..circuit_breaker.storage import BreakerStorage
 
 __all__ = ["Registry", "registry"]
 
 _Force = Literal["open", "closed"]
+
+
+def _renew_lock(registry: Registry) -> None:
+    """In a forked child: a new lock, shared again with its membership."""
+    registry._lock = registry._membership.lock = threading.RLock()
 
 
 class Registry:
@@ -46,14 +50,11 @@ class Registry:
             _validate.int_at_least("Registry", "max_breakers", max_breakers, 1)
         if storage is not None and not callable(getattr(storage, "attach", None)):
             raise TypeError(f"Registry.storage must be a breaker storage or None, got {storage!r}")
-        self._max_breakers = max_breakers
-        # Breaker names, least recently used first (only while bounded).
-        self._lru: OrderedDict[str, None] = OrderedDict()
-        # Per-key breakers: name -> (their group, their key).
-        self._members: dict[str, tuple[KeyedBreakers, str]] = {}
         self._storage = storage
         self._lock = threading.RLock()
-        _fork.renew_in_child(self, _fork.locks("_lock"))
+        # The bound (max_breakers) and the per-key groups, under the same lock.
+        self._membership = Membership(max_breakers, lock=self._lock, forget=self._forget)
+        _fork.renew_in_child(self, _renew_lock)
         self._breakers: dict[str, CircuitBreaker] = {}
         self._explicit: set[str] = set()
         self._pending: dict[str, _Force] = {}
@@ -80,17 +81,23 @@ class Registry:
             breaker = self._breakers.get(name)
             if breaker is None:
                 breaker = self._create(name, config)
-                self._bound()
+                # Bounded: the least recently used idle breakers past the bound go.
+                self._membership.add(breaker)
                 return breaker
             self._adopt(name, breaker, config)
             return breaker
+
+    @property
+    def membership(self) -> Membership:
+        """The LRU orders, lock and bounds of this registry's breakers
+        (``max_breakers``, and each per-key group's ``max_keys``)."""
+        return self._membership
 
     def _adopt(
         self, name: str, breaker: CircuitBreaker, config: CircuitBreakerConfig | None
     ) -> None:
         """Under the lock: ``breaker`` asked for again, with ``config``."""
-        if self._max_breakers is not None:
-            self._lru.move_to_end(name)
+        self._membership.used(name)
         if config is not None and config != breaker.config:
             if name in self._explicit:
                 raise ValueError(
@@ -106,8 +113,6 @@ class Registry:
         """Under the lock: a new breaker called ``name``, registered."""
         breaker = CircuitBreaker(name, config, listeners=self._listeners, storage=self._storage)
         self._breakers[name] = breaker
-        if self._max_breakers is not None:
-            self._lru[name] = None
         if config is not None:
             self._explicit.add(name)
         force = self._pending.pop(name, None)
@@ -117,59 +122,11 @@ class Registry:
             breaker.force_closed()
         return breaker
 
-    def _member(
-        self, name: str, config: CircuitBreakerConfig | None, group: KeyedBreakers, key: str
-    ) -> CircuitBreaker:
-        """Under the lock: the breaker ``name`` of ``group``'s ``key`` (an
-        existing breaker of that name is adopted as it is)."""
-        breaker = self._breakers.get(name)
-        if breaker is None:
-            breaker = self._create(name, config)
-            self._members[name] = (group, key)
-            self._bound(keep=name)
-        else:
-            self._adopt(name, breaker, config)
-            self._members[name] = (group, key)
-        return breaker
-
-    def _touch(self, name: str) -> None:
-        """``name`` was just used (bounded registries only)."""
-        with contextlib.suppress(KeyError):  # dropped meanwhile
-            self._lru.move_to_end(name)
-
     def _forget(self, name: str) -> None:
-        """Under the lock: drop the breaker ``name`` from the registry."""
+        """Under the lock: the membership dropped the breaker ``name`` (the
+        LRU rule): it leaves the registry."""
         self._breakers.pop(name, None)
         self._explicit.discard(name)
-        self._lru.pop(name, None)
-        member = self._members.pop(name, None)
-        if member is not None:
-            member[0]._drop(member[1])
-
-    def _bound(self, keep: str | None = None) -> None:
-        """Under the lock: while past ``max_breakers``, drop the least
-        recently used CLOSED breaker with no call in flight (never ``keep``,
-        nor the one just made)."""
-        cap = self._max_breakers
-        if cap is None or len(self._breakers) <= cap:
-            return
-        excess = len(self._breakers) - cap
-        newest = next(reversed(self._lru), None)
-        gone: list[str] = []
-        for name in self._lru:
-            if len(gone) >= excess:
-                break
-            if name in (keep, newest):
-                continue
-            breaker = self._breakers[name]
-            if breaker._core.state is not CircuitState.CLOSED:
-                continue
-            member = self._members.get(name)
-            if member is not None and member[0]._busy(member[1]):
-                continue
-            gone.append(name)
-        for name in gone:
-            self._forget(name)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
@@ -284,6 +241,7 @@ class Registry:
                 for key, value in vars(self).items()
                 if isinstance(value, (dict, set))
             }
+            members = self._membership.snapshot()
             states = [(b, breaker_hooks.swap_state(b)) for b in self._breakers.values()]
             turns = [(r, limiter_hooks.swap_turns(r)) for r in self._rate_limiters.values()]
             self._pending.clear()
@@ -291,17 +249,16 @@ class Registry:
             yield self
         finally:
             with self._lock:
-                made = [m for name, m in self._members.items() if name not in tables["_members"]]
                 for key, saved in tables.items():
                     live = getattr(self, key)
                     live.clear()
                     live.update(saved)
+                # Per-key breakers made inside leave their groups too.
+                self._membership.restore(members)
                 for breaker, state in states:
                     breaker_hooks.swap_state(breaker, state)
                 for limiter, saved_turns in turns:
                     limiter_hooks.swap_turns(limiter, saved_turns)
-                for group, member_key in made:  # per-key breakers made inside go too
-                    group._drop(member_key)
 
     # -- bulkheads ------------------------------------------------------------
 
@@ -353,7 +310,7 @@ class Registry:
         self, name: str, config: RateLimitConfig | None = None, **fields: object
     ) -> RateLimiter:
         """The rate limiter called ``name``, created with ``config`` (or the
-        fields of :class:`RateLimitConfig`) on first use. Asking again with a
+        fields of ``RateLimitConfig``) on first use. Asking again with a
         different limit is an error, as for breakers; with none, the one
         there is returned."""
         if fields:
@@ -394,7 +351,7 @@ class Registry:
         window: float | None = None,
     ) -> RetryBudget:
         """The retry budget called ``name``, made with these fields (the
-        defaults of :class:`RetryBudget` for those not given) on first use.
+        defaults of ``RetryBudget`` for those not given) on first use.
         Asking again with different fields is an error."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"retry budget name must be a non-empty str, got {name!r}")

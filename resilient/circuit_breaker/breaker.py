@@ -44,6 +44,7 @@ from .state import (
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
     from .._execution.counters import Stats
+    from .._registry.membership import Member
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
@@ -95,11 +96,28 @@ class _Entry(NamedTuple):
 
     permit: _Permit
     opened: Any  # the block's request, when someone watched it open
+    member: Member | None  # the member the block is counted in flight in
 
 
 def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
     """The generation a lock-free call was admitted in, from the counter it took."""
     return core.generation if ticks is core.ticks else UNTRACKED
+
+
+# -- what a bound on breakers reads and sets (resilient._registry.membership) ----
+
+
+def is_closed(breaker: CircuitBreaker) -> bool:
+    """Whether ``breaker`` is CLOSED as last recorded: a racy read, without
+    its lock, that moves no timer and asks no health check (``state`` may do
+    both). Anything else (open, half-open, forced) a bound never drops."""
+    return breaker._core.state is CLOSED
+
+
+def count_calls_into(breaker: CircuitBreaker, member: Member) -> None:
+    """From now on, ``breaker``'s own chains and ``with`` blocks count each
+    call in flight (and as a use) in ``member``, its place under a bound."""
+    breaker._member = member
 
 
 class CircuitBreaker(NamedPolicy):
@@ -113,6 +131,9 @@ class CircuitBreaker(NamedPolicy):
             ``config.storage``, else in memory."""
 
     _kind = "circuit_breaker"
+    # Its place under a bound (a bounded registry, a per-key group), once it
+    # has one: see count_calls_into.
+    _member: Member | None = None
 
     def __init__(
         self,
@@ -590,13 +611,15 @@ class CircuitBreaker(NamedPolicy):
     # (decorator, ``call``, composition): a CLOSED breaker with nothing to
     # time counts a success without its lock, and an OPEN one rejects from
     # the closure itself. Everything else goes through ``_run`` / ``_arun``,
-    # the locked path, which is also the detour while someone listens.
+    # the locked path. While someone listens, the detour is ``_through`` /
+    # ``_athrough``. A breaker under a bound (it has a member) has its
+    # closures counted in flight there.
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
         run = self._run
-        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._listened, fn))
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._through, fn))
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
@@ -694,14 +717,15 @@ class CircuitBreaker(NamedPolicy):
                 return meter.timed(start, run, fn, args, kwargs)  # type: ignore[union-attr,no-any-return]
             return run(fn, args, kwargs)
 
-        return through_breaker
+        member = self._member
+        return through_breaker if member is None else member.counting(through_breaker)
 
     def _wrap_async(
         self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         arun = self._arun
         gate, detour, meter = watching(
-            self, fn, name, entry, functools.partial(self._alistened, fn), is_async=True
+            self, fn, name, entry, functools.partial(self._athrough, fn), is_async=True
         )
         assert detour is not None
         stats = self._stats_for(self.name)
@@ -800,41 +824,48 @@ class CircuitBreaker(NamedPolicy):
                 return await meter.atimed(start, arun, fn, args, kwargs)  # type: ignore[union-attr]
             return await arun(fn, args, kwargs)
 
-        return through_breaker
+        member = self._member
+        return through_breaker if member is None else member.acounting(through_breaker)
 
-    # While someone listens to the breaker itself: the fast path still counts
-    # a success without the lock; only the event is added.
+    # One call through the breaker, for a caller that has picked it: the
+    # per-key layer (keyed.py) runs each call through its key's breaker
+    # here, and a breaker's own chains take this detour while someone listens
+    # to it. CLOSED with a plain config, the fast path counts a success
+    # without the lock (timed and with its event while listened to);
+    # anything else is the locked path, ``_run`` / ``_arun``.
 
-    def _listened(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _through(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         core = self._core
         if not (core.fast and switch.on):
             return self._run(fn, args, kwargs)
         ticks = core.ticks  # this generation's
-        start = _clock.now()
+        start = _clock.now() if self._listeners.events else None
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
         next(ticks)
-        self._succeeded_listened(start)
+        if start is not None:
+            self._succeeded_listened(start)
         return result
 
-    async def _alistened(
+    async def _athrough(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         core = self._core
         if not (core.fast and switch.on):
             return await self._arun(fn, args, kwargs)
         ticks = core.ticks  # this generation's
-        start = _clock.now()
+        start = _clock.now() if self._listeners.events else None
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
         next(ticks)
-        self._succeeded_listened(start)
+        if start is not None:
+            self._succeeded_listened(start)
         return result
 
     def _succeeded_listened(self, start: float) -> None:
@@ -894,13 +925,18 @@ class CircuitBreaker(NamedPolicy):
         if not switch.on:
             self._blocks.push(None)
             return self
+        member = self._member
+        if member is not None:
+            member.enter()
         opened = self._open_block()
         try:
             permit = self._admit()
         except BaseException as exc:
+            if member is not None:
+                member.leave()
             self._close_block(opened, exc)
             raise
-        self._blocks.push(_Entry(permit, opened))
+        self._blocks.push(_Entry(permit, opened, member))
         return self
 
     def __exit__(self, *exc_info: *ExcInfo) -> None:
@@ -908,28 +944,35 @@ class CircuitBreaker(NamedPolicy):
         entry = self._blocks.pop()
         if entry is None:
             return
-        permit, opened = entry
+        permit, opened, member = entry
         try:
             if exc is None:
                 self._exit(permit, _SUCCESS, None)
             else:
                 self._exit_error(permit, exc)
         finally:
+            if member is not None:
+                member.leave()
             self._close_block(opened, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
         if not switch.on:
             self._blocks.push(None)
             return self
+        member = self._member
+        if member is not None:
+            member.enter()
         opened = self._open_block()
         try:
             if self._health_is_async and self._core.state is OPEN:
                 await self._apoll_health()
             permit = await self._aadmit()
         except BaseException as exc:
+            if member is not None:
+                member.leave()
             self._close_block(opened, exc)
             raise
-        self._blocks.push(_Entry(permit, opened))
+        self._blocks.push(_Entry(permit, opened, member))
         return self
 
     async def __aexit__(self, *exc_info: *ExcInfo) -> None:
