@@ -174,9 +174,13 @@ def test_counts_from_before_a_fleet_reset_do_not_count_after_it(storages) -> Non
 def test_a_failure_wakes_the_background_sync(storages) -> None:
     a, b = storages(), storages()
     one, two = shared("pay", a, failure_threshold=2), shared("pay", b, failure_threshold=2)
+    # Both instances known to the fleet first: a breaker made in the same
+    # instant as the failures races its first sync (the ordering of
+    # outcomes across the fleet is another test's subject).
+    sync(a, b)
     failing(one, 2)
-    # No hand-made sync: the failures woke a's thread, the transition was
-    # published, and b's thread fetched it.
+    # No hand-made sync after them: the failures woke a's thread, the
+    # transition was published, and b's thread fetched it.
     wait_for(lambda: two.state is OPEN, what="the other instance to see the breaker open")
 
 
