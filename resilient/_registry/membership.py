@@ -190,8 +190,8 @@ class Membership:
     Args:
         limit: the registry's ``max_breakers`` (``None``: only groups are bounded).
         lock: the registry's lock (this membership's too).
-        forget: drops a breaker's name from the registry; called, under the
-            lock, for each breaker dropped here.
+        forget: takes a breaker out of the registry; called, under the lock,
+            for each breaker dropped here.
     """
 
     def __init__(
@@ -199,7 +199,7 @@ class Membership:
         limit: int | None,
         *,
         lock: threading.RLock,
-        forget: Callable[[str], None],
+        forget: Callable[[CircuitBreaker], None],
     ) -> None:
         self.limit = limit
         self.lock = lock
@@ -299,7 +299,7 @@ class Membership:
         if self._members.get(member.name) is member:
             del self._members[member.name]
         self._leave_groups(member)
-        self._forget(member.name)
+        self._forget(member.breaker)
 
     def _leave_groups(self, member: Member) -> None:
         for group, key in member.places():
