@@ -402,3 +402,41 @@ async def test_a_bounded_registry_keeps_a_breaker_whose_block_is_open(is_async: 
             assert "held" in reg.names()
     reg.get_or_create("d")
     assert reg.names() == ["c", "d"]
+
+
+# -- one membership for the registry and its per-key groups ---------------------------
+
+
+def test_two_decorators_of_one_name_share_each_key_and_drop_it_together() -> None:
+    first = make_get(max_keys=1)
+    second = make_get(max_keys=1)
+    first("a")
+    second("a")  # the same breaker, in both groups
+    assert names() == ["api[a]"]
+    with pytest.raises(Down):
+        second("a", fail=True)
+    with pytest.raises(CircuitOpenError):
+        first("a")  # opened through the other decorator
+    resilient.registry.reset("api[a]")
+    old = resilient.registry.get("api[a]")
+    second("b")  # second's bound drops a: from the registry and from first too
+    assert names() == ["api[b]"]
+    assert first("a") == "a"  # a fresh breaker, in the registry again
+    assert names() == ["api[a]", "api[b]"]
+    assert resilient.registry.get("api[a]") is not old
+
+
+def test_an_isolated_registry_brings_back_the_keys_dropped_inside() -> None:
+    get = make_get(max_keys=2)
+    get("a")
+    get("b")
+    kept = resilient.registry.get("api[a]")
+    with resilient.registry.isolated():
+        get("c")  # a, the least recently used, is dropped inside
+        assert names() == ["api[b]", "api[c]"]
+    assert names() == ["api[a]", "api[b]"]
+    assert resilient.registry.get("api[a]") is kept
+    get("a")  # its group has it again: no new breaker
+    assert resilient.registry.get("api[a]") is kept
+    get("d")  # b is now the least recently used
+    assert names() == ["api[a]", "api[d]"]

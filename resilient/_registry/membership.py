@@ -180,7 +180,7 @@ class Group:
 
 
 class _Saved(NamedTuple):
-    members: OrderedDict[str, Member]
+    members: dict[str, Member]
     groups: dict[Group, OrderedDict[str, Member]]
 
 
@@ -190,8 +190,8 @@ class Membership:
     Args:
         limit: the registry's ``max_breakers`` (``None``: only groups are bounded).
         lock: the registry's lock (this membership's too).
-        forget: drops a breaker's name from the registry; called, under the
-            lock, for each breaker dropped here.
+        forget: takes a breaker out of the registry; called, under the lock,
+            for each breaker dropped here.
     """
 
     def __init__(
@@ -199,14 +199,16 @@ class Membership:
         limit: int | None,
         *,
         lock: threading.RLock,
-        forget: Callable[[str], None],
+        forget: Callable[[CircuitBreaker], None],
     ) -> None:
         self.limit = limit
         self.lock = lock
         self._forget = forget
-        # Bounded: every breaker of the registry, least recently used first.
-        # Otherwise only those in a group (no order kept).
-        self._members: OrderedDict[str, Member] = OrderedDict()
+        # Bounded: every breaker of the registry, least recently used first
+        # (``_order`` is ``_members``). Otherwise only those in a group, in a
+        # plain dict: no order to keep.
+        self._order: OrderedDict[str, Member] | None = None if limit is None else OrderedDict()
+        self._members: dict[str, Member] = {} if self._order is None else self._order
 
     def __repr__(self) -> str:
         return f"<Membership {len(self._members)}/{self.limit}>"
@@ -227,8 +229,9 @@ class Membership:
         recently used idle ones are dropped (never this one)."""
         if self.limit is None:
             return
+        assert self._order is not None
         member = self._adopt(breaker)
-        self._shrink(self._members, self.limit, member)
+        self._shrink(self._order, self.limit, member)
 
     def used(self, name: str) -> None:
         """The registry was asked for ``name`` again: a use, if it has a member."""
@@ -252,10 +255,11 @@ class Membership:
         """A use of ``member``: the most recent in every order it is in.
         Without the lock: a member dropped meanwhile is left out."""
         last: Member | None = member
-        if self.limit is not None:
+        order = self._order
+        if order is not None:
             last = None
             try:
-                self._members.move_to_end(member.name)
+                order.move_to_end(member.name)
             except KeyError:
                 return
         group = member.group
@@ -295,7 +299,7 @@ class Membership:
         if self._members.get(member.name) is member:
             del self._members[member.name]
         self._leave_groups(member)
-        self._forget(member.name)
+        self._forget(member.breaker)
 
     def _leave_groups(self, member: Member) -> None:
         for group, key in member.places():

@@ -122,11 +122,13 @@ class Registry:
             breaker.force_closed()
         return breaker
 
-    def _forget(self, name: str) -> None:
-        """Under the lock: the membership dropped the breaker ``name`` (the
-        LRU rule): it leaves the registry."""
-        self._breakers.pop(name, None)
-        self._explicit.discard(name)
+    def _forget(self, breaker: CircuitBreaker) -> None:
+        """Under the lock: the membership dropped ``breaker`` (the LRU rule):
+        it leaves the registry, unless another breaker has its name by now."""
+        name = breaker.name
+        if self._breakers.get(name) is breaker:
+            del self._breakers[name]
+            self._explicit.discard(name)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
