@@ -148,6 +148,12 @@ class _Route(PolicyBase):
         self.name = name
         self._listeners = listeners
 
+    def timed_out(self, seconds: float | None) -> None:
+        """Count an attempt that ran out of time as ``Timeout`` counts its own."""
+        self._stats_for(self.name).timeouts += 1
+        if self._listeners.events:
+            self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
+
 
 class _Sends(NamedTuple):
     send: Send  # for requests that may be repeated
@@ -225,7 +231,7 @@ class ResilientMiddleware:
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
         outer.append(_RaiseForStatus)
         owner = _Route(name, self._listeners)
-        attempt = self._attempt
+        attempt = self._attempt_for(owner)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
@@ -244,24 +250,30 @@ class ResilientMiddleware:
             chain(replace(cfg, retry_on=may_retry(cfg.retry_on, cfg.max_delay, sent=False))),
         )
 
-    async def _attempt(
-        self, request: aiohttp.ClientRequest, handler: Handler
-    ) -> aiohttp.ClientResponse:
-        timeout = timeout_seconds(self.policy.timeout) if switch.on else None
-        scope = asyncio.timeout(timeout)  # None: no limit
-        try:
-            async with scope:
-                response = await handler(request)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise _failure(exc, request, timeout) from exc
-        except TimeoutError as exc:
-            if timeout is None or not scope.expired():
-                raise
-            raise _failure(exc, request, timeout) from exc
-        cls = error_class(response.status)
-        if cls is not None and cls.is_retryable:
-            raise await _error_of(response, cls)
-        return response
+    def _attempt_for(self, route: _Route) -> Send:
+        async def attempt(
+            request: aiohttp.ClientRequest, handler: Handler
+        ) -> aiohttp.ClientResponse:
+            timeout = timeout_seconds(self.policy.timeout) if switch.on else None
+            scope = asyncio.timeout(timeout)  # None: no limit
+            try:
+                async with scope:
+                    response = await handler(request)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                if isinstance(exc, TimeoutError):  # aiohttp's own connect or read timeout
+                    route.timed_out(timeout)
+                raise _failure(exc, request, timeout) from exc
+            except TimeoutError as exc:
+                if timeout is None or not scope.expired():
+                    raise
+                route.timed_out(timeout)
+                raise _failure(exc, request, timeout) from exc
+            cls = error_class(response.status)
+            if cls is not None and cls.is_retryable:
+                raise await _error_of(response, cls)
+            return response
+
+        return attempt
 
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: Handler

@@ -35,6 +35,7 @@ from ._classify import IDEMPOTENT_METHODS, error_class
 from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
+from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
 
@@ -102,6 +103,20 @@ class _Route(PolicyBase):
     def __init__(self, name: str, listeners: events.ListenerSet) -> None:
         self.name = name
         self._listeners = listeners
+
+    def timed_out(self, seconds: float | None, *, inactive: bool = False) -> None:
+        """Count a timeout of httpx's (connect, read, write, pool, or a body
+        gone silent) as ``Timeout`` counts its own."""
+        self._stats_for(self.name).timeouts += 1
+        if not inactive and self._listeners.events:
+            self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
+
+    def failed(self, exc: httpx.TransportError, request: httpx.Request) -> HTTPError:
+        """``exc`` as an ``HTTPError``, a timeout counted."""
+        error = from_exception(exc, request)
+        if isinstance(exc, httpx.TimeoutException):
+            self.timed_out(getattr(error, "timeout", None))
+        return error
 
 
 class _Sends(NamedTuple):
@@ -209,7 +224,7 @@ class _Base:
                 layers.append(Retry(retry, name=name, listeners=self._listeners))
             layers.extend(inner)
             # One request per HTTP request, whatever the layers inside do.
-            return compose(owner, layers, self._attempt_for(name), is_async=self._is_async)
+            return compose(owner, layers, self._attempt_for(owner), is_async=self._is_async)
 
         cfg = policy.retry
         if cfg is None:
@@ -225,7 +240,7 @@ class _Base:
 
     _is_async = False
 
-    def _attempt_for(self, name: str) -> Send:
+    def _attempt_for(self, route: _Route) -> Send:
         raise NotImplementedError
 
     # -- per request -----------------------------------------------------------
@@ -260,7 +275,9 @@ class _Base:
             return request_id, route.name, route.send
         return request_id, route.name, route.send_once
 
-    def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> StreamFailure:
+    def _watch(
+        self, route: _Route, request: httpx.Request, response: httpx.Response
+    ) -> StreamFailure:
         """How the body of an answered request fails: silent past the
         inactivity limit, or broken off."""
         response.request = request
@@ -270,7 +287,9 @@ class _Base:
                 limit_inactivity(request, inactivity)
         # Attempts run inside request_context(the request's id).
         request_id = events.get_request_id() or ""
-        return StreamFailure(name, request, response, request_id, self._listeners)
+        return StreamFailure(
+            route.name, request, response, request_id, self._listeners, on_timeout=route.timed_out
+        )
 
 
 class ResilientTransport(_Base, httpx.BaseTransport):
@@ -304,15 +323,15 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _attempt_for(self, name: str) -> Send:
+    def _attempt_for(self, route: _Route) -> Send:
         def attempt(request: httpx.Request) -> httpx.Response:
             try:
                 response = self.transport.handle_request(request)
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             cls = error_class(response.status_code)
             if cls is None:
-                failure = self._watch(name, request, response)
+                failure = self._watch(route, request, response)
                 assert isinstance(response.stream, httpx.SyncByteStream)
                 response.stream = GuardedStream(response.stream, failure)
                 return response
@@ -320,7 +339,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             try:
                 response.read()
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             finally:
                 response.close()
             if cls.is_retryable:
@@ -370,15 +389,15 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
 
     _is_async = True
 
-    def _attempt_for(self, name: str) -> Send:
+    def _attempt_for(self, route: _Route) -> Send:
         async def attempt(request: httpx.Request) -> httpx.Response:
             try:
                 response = await self.transport.handle_async_request(request)
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             cls = error_class(response.status_code)
             if cls is None:
-                failure = self._watch(name, request, response)
+                failure = self._watch(route, request, response)
                 assert isinstance(response.stream, httpx.AsyncByteStream)
                 response.stream = AsyncGuardedStream(response.stream, failure)
                 return response
@@ -386,7 +405,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             try:
                 await response.aread()
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             finally:
                 await response.aclose()
             if cls.is_retryable:
