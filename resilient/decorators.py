@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
 
 from ._execution.compose import decorate
 from ._fields import (
@@ -15,7 +15,7 @@ from ._fields import (
     TimeoutOptions,
 )
 from ._runtime import validation as _validate
-from .bulkhead.bulkhead import Bulkhead
+from .bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
 from .circuit_breaker.keyed import KeyedBreakers
 from .fallback import MISSING, Fallback
@@ -117,10 +117,44 @@ def with_circuit_breaker(
         if fields:
             config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
         registry = _registry_of("with_circuit_breaker", registry)
-        breaker = registry.get_or_create(name, config)
+        return _registering(lambda: registry.get_or_create(name, config))
 
     def decorator(fn: F) -> F:
         return decorate(breaker, fn)
+
+    return decorator
+
+
+def _registering(
+    make: Callable[[], Any], apply: Callable[[Any, Any], Any] = decorate
+) -> Callable[[F], F]:
+    """The decorator of the policy ``make()`` registers now (so a conflict
+    with a registered one is an error at once). When a decoration fails
+    (``apply(policy, fn)`` raises: a ``TypeError`` for what cannot be
+    decorated, say) before any succeeded, what ``make()`` registered is
+    taken back: a failed decoration leaves nothing in the registry. Applied
+    again after that, the decorator registers anew."""
+    from ._registry.registry import recording
+
+    with recording() as registered:
+        policy = make()
+    # [policy, its registrations while no decoration has succeeded yet]
+    state: list[Any] = [policy, registered]
+
+    def decorator(fn: F) -> F:
+        policy, pending = state
+        if pending is not None and pending.taken_back:
+            with recording() as pending:
+                policy = make()
+            state[:] = [policy, pending]
+        try:
+            decorated = cast(F, apply(policy, fn))
+        except BaseException:
+            if pending is not None:
+                pending.take_back()
+            raise
+        state[1] = None  # registered for good
+        return decorated
 
     return decorator
 
@@ -154,9 +188,8 @@ def with_bulkhead(
         if max_concurrent is None:
             raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
         registry = _registry_of("with_bulkhead", registry)
-        bulkhead = registry.bulkhead(
-            name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
-        )
+        config = BulkheadConfig(max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout)
+        return _registering(lambda: registry.bulkhead(name, config=config))
 
     def decorator(fn: F) -> F:
         return decorate(bulkhead, fn)
@@ -194,7 +227,11 @@ def with_rate_limit(
         if not isinstance(name, str) or not name:
             raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
         registry = _registry_of("with_rate_limit", registry)
-        limiter = registry.rate_limiter(name, config, **fields)
+        if fields:
+            if config is not None:
+                raise TypeError(f"registry.rate_limiter({name!r}): pass either a config or fields")
+            config = RateLimitConfig(**fields)
+        return _registering(lambda: registry.rate_limiter(name, config))
 
     def decorator(fn: F) -> F:
         return decorate(limiter, fn)
@@ -306,4 +343,9 @@ def with_resilience(
         raise TypeError(f"with_resilience: policy must be a ResiliencePolicy, got {policy!r}")
     if overrides:
         policy = policy.replace(**overrides)
-    return Resilience(name, policy, registry=_registry_of("with_resilience", registry)).__call__
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Resilience name must be a non-empty str, got {name!r}")
+    registry = _registry_of("with_resilience", registry)
+    return _registering(
+        lambda: Resilience(name, policy, registry=registry), lambda made, fn: made(fn)
+    )

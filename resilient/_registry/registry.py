@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,9 +24,55 @@ from .membership import Membership
 if TYPE_CHECKING:
     from ..circuit_breaker.storage import BreakerStorage
 
-__all__ = ["Registry", "registry"]
+__all__ = ["Registrations", "Registry", "recording", "registry"]
 
 _Force = Literal["open", "closed"]
+
+# What the registries made inside ``recording()`` blocks of this context;
+# None outside any block.
+_journal: contextvars.ContextVar[Registrations | None] = contextvars.ContextVar(
+    "resilient_registry_journal", default=None
+)
+
+
+class Registrations:
+    """What registries created inside a ``recording()`` block (breakers,
+    bulkheads, rate limiters), so that it can be taken back."""
+
+    __slots__ = ("made", "taken_back")
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Registry, str, str, object]] = []
+        self.taken_back = False
+
+    def take_back(self) -> None:
+        """Each policy recorded leaves its registry (unless another has its
+        name by now): a decoration that failed registers nothing."""
+        self.taken_back = True
+        made, self.made = self.made, []
+        for owner, table, name, policy in reversed(made):
+            owner._take_back(table, name, policy)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[Registrations]:
+    """Records what any registry creates inside the block, in this thread or
+    task; when the block raises, that is taken back at once."""
+    made = Registrations()
+    token = _journal.set(made)
+    try:
+        yield made
+    except BaseException:
+        made.take_back()
+        raise
+    finally:
+        _journal.reset(token)
+
+
+def _record(owner: Registry, table: str, name: str, policy: object) -> None:
+    made = _journal.get()
+    if made is not None:
+        made.made.append((owner, table, name, policy))
 
 
 def _renew_lock(registry: Registry) -> None:
@@ -113,6 +160,7 @@ class Registry:
         """Under the lock: a new breaker called ``name``, registered."""
         breaker = CircuitBreaker(name, config, listeners=self._listeners, storage=self._storage)
         self._breakers[name] = breaker
+        _record(self, "breakers", name, breaker)
         if config is not None:
             self._explicit.add(name)
         force = self._pending.pop(name, None)
@@ -121,6 +169,19 @@ class Registry:
         elif force == "closed":
             breaker.force_closed()
         return breaker
+
+    def _take_back(self, table: str, name: str, policy: object) -> None:
+        """``policy``, made under ``name`` and recorded for a decoration
+        that failed, leaves this registry (unless another has that name by now)."""
+        with self._lock:
+            if table == "breakers":
+                assert isinstance(policy, CircuitBreaker)
+                self._membership.discard(policy)  # calls _forget
+            elif table == "bulkheads":
+                if self._bulkheads.get(name) is policy:
+                    del self._bulkheads[name]
+            elif self._rate_limiters.get(name) is policy:
+                del self._rate_limiters[name]
 
     def _forget(self, breaker: CircuitBreaker) -> None:
         """Under the lock: the membership dropped ``breaker`` (the LRU rule):
@@ -290,6 +351,7 @@ class Registry:
             if bulkhead is None:
                 bulkhead = Bulkhead(name, config, listeners=self._listeners)
                 self._bulkheads[name] = bulkhead
+                _record(self, "bulkheads", name, bulkhead)
             elif bulkhead.config != config:
                 raise ValueError(
                     f"bulkhead {name!r} already exists with {bulkhead.config!r}; "
@@ -326,6 +388,7 @@ class Registry:
                     raise TypeError(f"registry.rate_limiter({name!r}) needs a config or rate=")
                 limiter = RateLimiter(name, config, listeners=self._listeners)
                 self._rate_limiters[name] = limiter
+                _record(self, "rate_limiters", name, limiter)
             elif config is not None and limiter.config != config:
                 raise ValueError(
                     f"rate limiter {name!r} already exists with {limiter.config!r}; "
