@@ -180,7 +180,7 @@ def targets(cases: Sequence[Case]) -> list[Target]:
         ),
         Target(
             "timeout (async) / stdlib asyncio.timeout",
-            1.2,
+            0.5,
             True,
             _ratio("async timeout: resilient", "async timeout: floor: asyncio.timeout"),
         ),
