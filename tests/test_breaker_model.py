@@ -156,6 +156,12 @@ class ModelBreaker:
         # Wait tickets: probe permits kept for their holders.
         self.reserved: set[int] = set()
         self.next_reservation = 0
+        # "While an opening lasts longer than recovery_timeout (it backed
+        # off), one call still goes through as a probe every
+        # recovery_timeout (counted from the opening, then from the start of
+        # the previous such probe)."
+        self.probe_at = math.inf
+        self.base_probing = False
 
     # states and the window
 
@@ -166,6 +172,8 @@ class ModelBreaker:
         self.state = new
         self.epoch += 1
         self.probe_successes = 0
+        self.base_probing = False
+        self.probe_at = math.inf
         if new == OPEN:
             self.opened_at = now
             self.openings += 1
@@ -173,6 +181,8 @@ class ModelBreaker:
             grown = cfg.recovery_timeout * cfg.recovery_backoff ** (self.openings - 1)
             cap = cfg.max_recovery_timeout
             self.open_for = grown if cap is None else min(grown, cap)
+            if cfg.recovery_timeout < self.open_for:
+                self.probe_at = now + cfg.recovery_timeout
         elif new == HALF_OPEN:
             self.half_opened_at = now
         elif new == CLOSED:
@@ -221,6 +231,13 @@ class ModelBreaker:
             return max(0.0, self.opened_at + self.open_for - now)
         return 0.0
 
+    def retry_in(self, now: float) -> float:
+        """ "CircuitOpenError.remaining is the time until the next call may go
+        through: the next such probe, or the end of the opening." """
+        if self.state == OPEN:
+            return max(0.0, min(self.opened_at + self.open_for, self.probe_at) - now)
+        return self.remaining(now)
+
     def free_probes(self) -> int:
         return max(0, self.cfg.half_open_max_calls - self.running - len(self.reserved))
 
@@ -237,7 +254,15 @@ class ModelBreaker:
                 raise Rejected(self.state, self.remaining(now))
             self.running += 1
             return Ticket(self.epoch, self.probe_epoch)
-        raise Rejected(self.state, self.remaining(now))
+        if self.state == OPEN and now >= self.probe_at:
+            # open: a call that finds no probe to take still moves the next
+            # chance a recovery_timeout on.
+            self.probe_at = now + self.cfg.recovery_timeout
+            if not self.base_probing and self.free_probes() > 0:
+                self.base_probing = True
+                self.running += 1
+                return Ticket(self.epoch, self.probe_epoch)
+        raise Rejected(self.state, self.retry_in(now))
 
     def reserve(self, now: float) -> tuple[int, float] | None:
         """A wait ticket: at most the free probe permits of the coming (or
@@ -280,6 +305,18 @@ class ModelBreaker:
                 self.running -= 1
         if ticket.epoch != self.epoch:
             return
+        if self.state == OPEN:
+            # The probe of a backed-off opening: "when it succeeds the breaker
+            # is HALF_OPEN with that success counted; when it fails the opening
+            # goes on unchanged; when it ends counting as nothing the next
+            # call may probe."
+            self.base_probing = False
+            if outcome == IGNORED:
+                self.probe_at = now
+                return
+            if outcome == FAILURE:
+                return
+            self._go(HALF_OPEN, now)
         if self.state == HALF_OPEN:
             # open: a probe's success counts even when slow.
             if outcome == SUCCESS:
@@ -657,7 +694,7 @@ class BreakerMachine(RuleBasedStateMachine):
 
     def _check_rejection(self, error: CircuitOpenError, now: float) -> None:
         assert error.state == self.model.state
-        assert error.remaining == self.model.remaining(now)
+        assert error.remaining == self.model.retry_in(now)
         if self.listening:
             self.expected_events["rejected"] += 1
 
@@ -1038,7 +1075,7 @@ class KeyedMachine(BreakerMachine):
             assert not ran
             assert raised.name == f"{KEYED}[{OTHER}]"
             assert raised.state == model.state
-            assert raised.remaining == model.remaining(start)
+            assert raised.remaining == model.retry_in(start)
             return
         assert ticket is not None, f"key b: the model rejects, the breaker ran it: {raised!r}"
         assert ran
