@@ -156,7 +156,7 @@ class _Base:
                 config=self.policy.circuit_breaker,
                 max_keys=MAX_HOSTS,
                 registry=registry,
-                naming=self._route_name,
+                label=self._route_name,
                 on_drop=self._drop_route,
             )
         )
