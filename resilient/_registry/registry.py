@@ -23,7 +23,7 @@ from .membership import Membership
 if TYPE_CHECKING:
     from ..circuit_breaker.storage import BreakerStorage
 
-__all__ = ["Registry", "registry"]
+__all__ = ["Registry", "registry", "resolve"]
 
 _Force = Literal["open", "closed"]
 # What the registry knows a breaker by: its name, or (group, key) for a
@@ -533,6 +533,16 @@ class Registry:
 
 
 registry = Registry()
+
+
+def resolve(owner: str, given: object) -> Registry:
+    """``given``, or the global registry for ``None``; anything else is a
+    ``TypeError`` naming ``owner``'s ``registry`` argument and the value."""
+    if given is None:
+        return registry
+    if not isinstance(given, Registry):
+        raise TypeError(f"{owner}.registry must be a Registry or None, got {given!r}")
+    return given
 
 
 def _by_name(breaker: CircuitBreaker) -> str:
