@@ -177,13 +177,21 @@ class CircuitBreaker(NamedPolicy):
         self._announcing = False
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The per-call events of the breaker itself (the policy level).
-        self._stats_for(name)  # readers see it (its state) from the start
+        self._stats_for(self.name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._blocks: BlockStack[_Entry] = BlockStack("resilient_cb_", name)
         _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    @property
+    def _blocks(self) -> BlockStack[_Entry]:
+        """The ``with`` blocks open on it, made on the first (most breakers
+        never see one): ``setdefault`` is atomic, so racing threads share one."""
+        stack = self.__dict__.get("_block_stack")
+        if stack is None:
+            stack = self.__dict__.setdefault("_block_stack", BlockStack("resilient_cb_", self.name))
+        return stack  # type: ignore[no-any-return]
 
     def _forked(self) -> None:
         """In a forked child: a new lock (one its counters share), and no
@@ -210,10 +218,7 @@ class CircuitBreaker(NamedPolicy):
         )
         # A spent rate limit says nothing about the dependency's health: never
         # counted. Nor does a full bulkhead, unless record_on names it.
-        ignore = (*cfg.ignore_on, RateLimitExceededError)
-        if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
-            ignore = (*ignore, BulkheadFullError)
-        self._ignore_on = ignore
+        self._ignore_on = _never_counted(cfg.ignore_on, cfg.record_on)
         # Each admitted call runs under this; its CallTimeoutError is an
         # ordinary failure to classify.
         self._timeout = (
@@ -1028,6 +1033,20 @@ def swap_state(breaker: CircuitBreaker, saved: object | None = None) -> object:
     """Install ``saved`` (``None``: a fresh CLOSED state) without events and
     return what it replaced (``Registry.isolated()``)."""
     return breaker._swap_state(cast(_Saved | None, saved))
+
+
+@functools.lru_cache(maxsize=256)
+def _never_counted(
+    ignore_on: tuple[type[BaseException], ...], record_on: tuple[type[BaseException], ...]
+) -> tuple[type[BaseException], ...]:
+    """The errors a breaker never counts: ``ignore_on``, a spent rate limit
+    (it says nothing about the dependency's health), and a full bulkhead
+    unless ``record_on`` names it. One tuple per config shape, shared by
+    every breaker of that shape (the breakers of every key, say)."""
+    ignore = (*ignore_on, RateLimitExceededError)
+    if not any(issubclass(BulkheadFullError, t) for t in record_on if t is not Exception):
+        ignore = (*ignore, BulkheadFullError)
+    return ignore
 
 
 class _Ticks:
