@@ -173,6 +173,10 @@ class CircuitBreaker(NamedPolicy):
         # Its label: events, errors, logs, health and metrics show this.
         self.name = name if key is None else (label if label is not None else f"{name}[{key}]")
         self._lock = threading.Lock()
+        # The last chain ``call`` / ``call_async`` built, set now so that the
+        # instance dict keeps its shared keys (set later, it would be split
+        # into a full dict: ~900 B a breaker).
+        self._last = self._alast = None
         # True while a thread delivers state changes (see _announce).
         self._announcing = False
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
