@@ -226,3 +226,21 @@ def test_a_bucket_past_32_bits_widens_its_counts_and_keeps_them() -> None:
     assert totals(window) == (2 * 2**32 + 1, 2, 1)
     window.expire(5.0 + 60.0)  # second 5 slides out, second 6 stays
     assert totals(window) == (1, 1, 0)
+
+
+def test_a_clock_gone_back_a_whole_window_starts_the_window_afresh() -> None:
+    window = TimeWindow(60)
+    window.record(True, False, 1_000.0)
+    window.record(True, False, 100.0)  # the clock went back 900 s: more than the window
+    assert totals(window) == (1, 1, 0)  # the outcome "from the future" is gone
+    window.expire(161.0)  # and the new one slides out a window after it
+    assert totals(window) == (0, 0, 0)
+
+
+def test_a_clock_gone_back_less_than_a_window_keeps_the_newest_bucket() -> None:
+    window = TimeWindow(60)
+    window.record(True, False, 1_000.0)
+    window.record(False, False, 990.0)  # 10 s back: counted in the newest bucket
+    assert totals(window) == (2, 1, 0)
+    window.expire(1_060.0)  # a window after the newest bucket: both slide out
+    assert totals(window) == (0, 0, 0)

@@ -172,9 +172,22 @@ class TimeWindow:
                     slow[i] = 0
         self._last = bucket
 
+    def _now(self, now: float) -> int:
+        """The bucket of ``now``. A clock that went back a whole window or
+        more (a VM restored, a test's time travel) starts the window afresh
+        at ``now``: what it held would otherwise stay counted until the
+        clock caught up again. A smaller step back keeps the newest bucket,
+        so nothing stays counted longer than the window plus that step."""
+        bucket = int(now // self.width)
+        last = self._last
+        if last is not None and last - bucket >= self._n:
+            self.clear()
+            self._last = bucket
+        return bucket
+
     def expire(self, now: float) -> None:
         """Drop the buckets that have slid out of the window by ``now``."""
-        self._advance(int(now // self.width))
+        self._advance(self._now(now))
 
     def add_successes(self, k: int, at: float) -> None:
         """Record ``k`` fast, successful calls made at time ``at`` (possibly
@@ -195,7 +208,7 @@ class TimeWindow:
         self.calls += k
 
     def record(self, failure: bool, slow: bool, now: float) -> None:
-        self._advance(int(now // self.width))
+        self._advance(self._now(now))
         # The newest bucket: ``now``'s, or a later one if the clock stepped back.
         i = self._last % self._n  # type: ignore[operator]
         try:
