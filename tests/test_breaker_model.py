@@ -155,6 +155,9 @@ class ModelBreaker:
         self.probe_epoch = 0
         # Wait tickets: probe permits kept for their holders.
         self.reserved: set[int] = set()
+        # Tickets whose permit a backed-off opening's probe took: "that
+        # caller, when it wakes, finds the breaker as the probe left it".
+        self.stolen: set[int] = set()
         self.next_reservation = 0
         # "While an opening lasts longer than recovery_timeout (it backed
         # off), one call still goes through as a probe every
@@ -202,6 +205,7 @@ class ModelBreaker:
         # drops them.
         self._free()
         self.reserved.clear()
+        self.stolen.clear()
 
     def _timer(self, now: float) -> None:
         """ "after recovery_timeout the next call (or a read of .state) moves it
@@ -250,6 +254,10 @@ class ModelBreaker:
         if self.state == HALF_OPEN:
             if reservation is not None and reservation in self.reserved:
                 self.reserved.discard(reservation)
+                if reservation in self.stolen:
+                    self.stolen.discard(reservation)
+                    if self.free_probes() == 0:
+                        raise Rejected(self.state, self.remaining(now))
             elif self.free_probes() == 0:
                 raise Rejected(self.state, self.remaining(now))
             self.running += 1
@@ -258,10 +266,18 @@ class ModelBreaker:
             # open: a call that finds no probe to take still moves the next
             # chance a recovery_timeout on.
             self.probe_at = now + self.cfg.recovery_timeout
-            if not self.base_probing and self.free_probes() > 0:
-                self.base_probing = True
-                self.running += 1
-                return Ticket(self.epoch, self.probe_epoch)
+            if not self.base_probing:
+                free = self.free_probes() > 0
+                kept = self.reserved - self.stolen
+                if not free and kept and self.running < self.cfg.half_open_max_calls:
+                    # "When every free permit is kept for callers with a wait
+                    # ticket, it takes the newest ticket's."
+                    self.stolen.add(max(kept))
+                    free = True
+                if free:
+                    self.base_probing = True
+                    self.running += 1
+                    return Ticket(self.epoch, self.probe_epoch)
         raise Rejected(self.state, self.retry_in(now))
 
     def reserve(self, now: float) -> tuple[int, float] | None:
@@ -279,6 +295,7 @@ class ModelBreaker:
 
     def unreserve(self, reservation: int) -> None:
         self.reserved.discard(reservation)
+        self.stolen.discard(reservation)
 
     def classify(self, error: BaseException | None, result: object = None) -> str:
         cfg = self.cfg
@@ -978,7 +995,8 @@ class BreakerMachine(RuleBasedStateMachine):
         running = [c.ticket for c in self.in_flight] + [h.ticket for h in self.held]
         holding_permits = sum(t.probe == model.probe_epoch for t in running)
         assert holding_permits == model.running <= self.cfg.half_open_max_calls
-        assert len(model.reserved) + model.running <= self.cfg.half_open_max_calls
+        kept = len(model.reserved - model.stolen)
+        assert kept + model.running <= self.cfg.half_open_max_calls
         assert self.breaker._core.probes_running == model.running
 
     @invariant()

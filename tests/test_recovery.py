@@ -478,3 +478,13 @@ def test_a_retry_that_waited_its_ticket_finds_its_probe(start: float, opened: fl
 
         assert call() == "probed"
         assert len(clock.sleeps) == 1
+
+
+def test_a_wait_ticket_does_not_hold_the_backed_off_probe_back(fake_clock: FakeClock) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock)  # one probe permit, kept below for a waiting caller
+    ticket = breaker._wait_ticket()
+    assert ticket is not None
+    clock.advance(1.0)
+    assert breaker.call(lambda: "back") == "back"  # the probe took the ticket's permit
+    assert breaker.state.value == "closed"

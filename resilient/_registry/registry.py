@@ -40,6 +40,7 @@ def _identity(name: str, key: str | None) -> Identity:
 def _label(identity: Identity) -> str:
     return identity if isinstance(identity, str) else f"{identity[0]}[{identity[1]}]"
 
+
 # What the registries made inside ``recording()`` blocks of this context;
 # None outside any block.
 _journal: contextvars.ContextVar[Registrations | None] = contextvars.ContextVar(

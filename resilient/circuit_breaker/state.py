@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .windows import CountWindow, TimeWindow
 
 # Every core's reservations until its first one: shared, never written.
-_NO_RESERVATIONS: dict[int, None] = {}
+_NO_RESERVATIONS: dict[int, bool] = {}
 
 if TYPE_CHECKING:
     from .config import CircuitBreakerConfig
@@ -140,7 +140,7 @@ class BreakerCore:
         # A dict as a set: an empty one is a third of an empty set's size,
         # and every breaker has one.
         # Shared and empty until the first reservation (most breakers never make one).
-        self.reserved: dict[int, None] = _NO_RESERVATIONS
+        self.reserved: dict[int, bool] = _NO_RESERVATIONS
         self.next_reservation = 0
         self.half_open_successes = 0
         self.generation = 0
@@ -386,7 +386,10 @@ class BreakerCore:
         if state is HALF_OPEN:
             reserved = self.reserved
             if reservation is not None and reservation in reserved:
-                del reserved[reservation]
+                # A ticket whose permit a backed-off opening's probe took
+                # (True) is an ordinary caller now.
+                if reserved.pop(reservation) and self.probes_free() <= 0:
+                    return REJECT
             elif self.probes_free() <= 0:
                 return REJECT
             self.probes_running += 1
@@ -396,13 +399,29 @@ class BreakerCore:
         return REJECT
 
     def _base_probe(self, now: float) -> int:
-        """OPEN past ``probe_at``: one call goes through as a probe, if a
-        probe permit is free and no such probe runs (else the next chance
-        is a ``recovery_timeout`` later)."""
+        """OPEN past ``probe_at``: one call goes through as a probe, if no
+        such probe runs and a probe permit is free or kept for a wait ticket
+        (else the next chance is a ``recovery_timeout`` later)."""
         self.probe_at = now + self.config.recovery_timeout
         self._update_reject_until()
-        if self.base_probing or self.probes_free() <= 0:
+        if self.base_probing:
             return REJECT
+        if self.probes_free() <= 0:
+            # Every free permit is kept for a waiting caller: the newest
+            # ticket's goes to this probe (its holder, when it wakes, finds
+            # the breaker as this probe left it, holding no permit; its
+            # ticket still counts, so no more callers wait than permits).
+            # Waiting callers must not hold recovery back until the opening
+            # ends.
+            reserved = self.reserved
+            if self.probes_running >= self.config.half_open_max_calls:
+                return REJECT
+            for kept in reversed(reserved):
+                if not reserved[kept]:
+                    reserved[kept] = True
+                    break
+            else:
+                return REJECT
         self.base_probing = True
         self.probes_running += 1
         return self.generation
@@ -429,7 +448,7 @@ class BreakerCore:
         self.next_reservation += 1
         if self.reserved is _NO_RESERVATIONS:
             self.reserved = {}
-        self.reserved[self.next_reservation] = None
+        self.reserved[self.next_reservation] = False
         return self.next_reservation, due
 
     def unreserve(self, reservation: int) -> None:
