@@ -16,7 +16,7 @@ id, though, which lives in a contextvar for the whole call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from .._runtime import clock as _clock
@@ -252,6 +252,57 @@ class Request:
                 token = _request.current.set(rid)
                 try:
                     await aclose()
+                finally:
+                    _request.current.reset(token)
+        token = _request.current.set(rid)
+        try:
+            self.succeeded(start, emit)
+        finally:
+            _request.current.reset(token)
+
+    def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
+        """``stream`` for a sync stream."""
+        if self.gate.level < EVENTS:
+            start = _clock.now()
+            try:
+                yield from items
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    self.failed(exc, start, False)
+                raise
+            self.succeeded(start, False)
+            return
+        rid = _request.current.get() or _request.new_request_id()
+        token = _request.current.set(rid)
+        try:
+            opened = self.begin()
+        finally:
+            _request.current.reset(token)
+        start, emit, _ = opened
+        try:
+            while True:
+                token = _request.current.set(rid)
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                finally:
+                    _request.current.reset(token)
+                yield item
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                token = _request.current.set(rid)
+                try:
+                    self.failed(exc, start, emit)
+                finally:
+                    _request.current.reset(token)
+            raise
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                token = _request.current.set(rid)
+                try:
+                    close()
                 finally:
                     _request.current.reset(token)
         token = _request.current.set(rid)

@@ -9,11 +9,12 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import is_async_callable, watching
 from .._execution.counters import FOLD_AT
@@ -534,14 +535,23 @@ class CircuitBreaker(NamedPolicy):
             return _SUCCESS
         return _FAILURE
 
-    def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
-        """Record how an admitted call ended."""
+    def _exit(
+        self,
+        permit: _Permit,
+        outcome: int,
+        error: BaseException | None,
+        first_item: float | None = None,
+    ) -> None:
+        """Record how an admitted call ended (for a stream that yielded,
+        ``first_item`` is when its first item came: its duration is the
+        time to it)."""
         core = self._core
         token, start, probe, epoch = permit
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
-        duration = now - start if start is not None else 0.0
+        until = now if first_item is None else first_item
+        duration = until - start if start is not None else 0.0
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
@@ -591,13 +601,15 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._exit(permit, _FAILURE if failed else _SUCCESS, None)
 
-    def _exit_error(self, permit: _Permit, exc: BaseException) -> None:
+    def _exit_error(
+        self, permit: _Permit, exc: BaseException, first_item: float | None = None
+    ) -> None:
         try:
             outcome = self._classify_error(exc)
         except BaseException as own:  # failure_predicate raised: its error goes on
             self._exit_raised(permit, own)
             raise
-        self._exit(permit, outcome, exc)
+        self._exit(permit, outcome, exc, first_item)
 
     def _exit_raised(self, permit: _Permit, exc: BaseException) -> None:
         """A predicate of the user's raised ``exc`` while the call was being
@@ -908,6 +920,88 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._exit_result(permit, result)
         return result
+
+    # -- streams ---------------------------------------------------------------
+
+    # A stream is admitted at its first item's request and judged when it
+    # ends: exhausted, or closed by its consumer after an item, it succeeded;
+    # raised (or timed out), it failed as a call that raised does; closed
+    # before its first item, it is not counted. Slow means a late first item.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit = self._admit()
+            timeout = self._timeout
+            first: float | None = None
+            stream = fn(*args, **kwargs) if timeout is None else timeout._stream(fn, args, kwargs)
+            try:
+                for item in stream:
+                    if first is None:
+                        first = _clock.monotonic()
+                    yield item
+            except GeneratorExit:
+                _streams.close(stream)
+                self._exit(permit, _IGNORED if first is None else _SUCCESS, None, first)
+                raise
+            except BaseException as exc:
+                _streams.close(stream)
+                self._exit_error(permit, exc, first)
+                raise
+            self._exit(permit, _SUCCESS, None, first)
+        finally:
+            if member is not None:
+                member.leave()
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            if self._health_is_async and self._core.state is OPEN:
+                await self._apoll_health()
+            permit = await self._aadmit()
+            timeout = self._timeout
+            first: float | None = None
+            stream = fn(*args, **kwargs) if timeout is None else timeout._astream(fn, args, kwargs)
+            try:
+                async for item in stream:
+                    if first is None:
+                        first = _clock.monotonic()
+                    yield item
+            except GeneratorExit:
+                await _streams.aclose(stream)
+                self._exit(permit, _IGNORED if first is None else _SUCCESS, None, first)
+                raise
+            except BaseException as exc:
+                await _streams.aclose(stream)
+                self._exit_error(permit, exc, first)
+                raise
+            self._exit(permit, _SUCCESS, None, first)
+        finally:
+            if member is not None:
+                member.leave()
 
     # -- context managers ----------------------------------------------------
 
