@@ -122,9 +122,11 @@ def test_nothing_runs_before_the_first_next() -> None:
         yield 1
 
     opened = stream()
-    assert started == [] and bulkhead.metrics().active == 0
+    assert started == []
+    assert bulkhead.metrics().active == 0
     assert next(opened) == 1
-    assert started == [1] and bulkhead.metrics().active == 1
+    assert started == [1]
+    assert bulkhead.metrics().active == 1
     opened.close()
     assert bulkhead.metrics().active == 0
 
@@ -264,10 +266,9 @@ def test_after_the_first_item_an_error_propagates_as_itself() -> None:
         yield 2
         raise error
 
-    got = []
+    got: list[int] = []
     with instant_waits(), pytest.raises(Boom) as info:
-        for item in stream():
-            got.append(item)
+        got.extend(stream())
     assert info.value is error
     assert got == [1, 2]  # nothing repeated, nothing lost
     assert len(opened) == 1
@@ -287,10 +288,14 @@ def test_an_async_stream_is_retried_before_its_first_item_only(
         raise Boom("after")
 
     async def main() -> list[int]:
-        got = []
-        with pytest.raises(Boom, match="after"):
+        got: list[int] = []
+
+        async def consume() -> None:
             async for item in stream():
                 got.append(item)
+
+        with pytest.raises(Boom, match="after"):
+            await consume()
         return got
 
     with instant_waits():
@@ -299,7 +304,7 @@ def test_an_async_stream_is_retried_before_its_first_item_only(
 
 
 @pytest.mark.parametrize(
-    "answer, items",
+    ("answer", "items"),
     [(["a", "b"], ["a", "b"]), ("text", ["text"]), (7, [7]), ({"k": 1}, [{"k": 1}])],
     ids=["iterable", "text", "value", "mapping"],
 )
@@ -488,7 +493,8 @@ def test_first_item_leaves_later_waits_to_inactivity(run: Callable[[Main], Any])
 
     with pytest.raises(CallTimeoutError, match="yielded nothing") as info:
         run(main)
-    assert info.value.timeout == 0.02 and got == [1]
+    assert info.value.timeout == 0.02
+    assert got == [1]
 
 
 def test_seconds_bounds_the_whole_stream(run: Callable[[Main], Any]) -> None:
@@ -525,7 +531,8 @@ def test_a_float_timeout_of_a_stack_bounds_each_wait_not_the_stream(
 
     assert run(main) == [0, 1, 2, 3, 4]
     config = TimeoutConfig(0.2)
-    assert config.first_item is None and config.inactivity is None
+    assert config.first_item is None
+    assert config.inactivity is None
 
 
 def test_a_sync_stream_that_overran_its_first_item_fails() -> None:
