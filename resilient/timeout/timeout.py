@@ -14,8 +14,9 @@
   where its thread-locals are, and cannot stop it: a call that overruns fails
   with ``CallTimeoutError`` when it returns (its result is dropped), so retry
   and the breaker count the timeout.
-- Async generator functions get an inactivity timeout
-  (``inactivity=seconds``): a stream that yields nothing for that long fails.
+- Generator functions and async generator functions (streams) get
+  ``first_item=`` (the wait for the first item) and ``inactivity=`` (each
+  later wait) besides ``seconds`` (the whole stream).
 
 Timeouts measure real time (the event loop's clock, the OS timer). Under
 ``resilient.testing.fake_clock()`` an async call's timeout also ends when
@@ -71,7 +72,9 @@ _OWNER = "Timeout"
 class TimeoutConfig(FromDict):
     """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
 
-    ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
+    ``seconds``: the limit per attempt (on a stream: the whole stream).
+    ``first_item`` / ``inactivity``: on a stream, the wait for its first
+    item / for each later item. ``pool_size``: the most sync calls
     of this dependency that run at once in worker threads, timed-out calls
     still running included (threads start on demand). ``mode``, for sync
     functions: ``"inline"`` (the default: the call runs in the caller's
@@ -129,8 +132,9 @@ def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
 
 
 class Timeout(ForwardingPolicy):
-    """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
-    gaps between the items of an async stream (either or both).
+    """A time limit per call: ``seconds`` for a call (or a whole stream),
+    ``first_item`` for the wait for a stream's first item, ``inactivity``
+    for each later wait (any of them).
 
     ``mode`` applies to sync functions: ``"thread"`` (default),
     ``"signal"`` or ``"inline"`` (see the module's docstring). ``pool`` is
