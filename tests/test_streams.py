@@ -588,3 +588,83 @@ def test_the_full_stack_relays_a_stream(run: Callable[[Main], Any]) -> None:
         return [x async for x in stream(4)]
 
     assert run(main) == [0, 1, 2, 3]
+
+
+# -- time to first item ---------------------------------------------------------------
+
+
+def _paced(clock: Any, first: float) -> Callable[[], Iterator[str]]:
+    def stream() -> Iterator[str]:
+        clock.advance(first)
+        yield "first"
+        clock.advance(5.0)  # the rest of the stream is not the time to its first item
+        yield "second"
+
+    return stream
+
+
+def test_time_to_first_item_reaches_the_collector() -> None:
+    collector = resilient.MetricsCollector()
+    stop = resilient.subscribe(collector)
+    try:
+        with fake_clock() as clock:
+            stream = with_bulkhead("ttfi-stats", max_concurrent=2, registry=Registry())(
+                _paced(clock, 0.5)
+            )
+            assert list(stream()) == ["first", "second"]
+            assert list(stream()) == ["first", "second"]
+        stats = collector.statistics.by_name["ttfi-stats"]
+    finally:
+        stop()
+    assert stats.streams == 2
+    assert stats.average_first_item == pytest.approx(0.5)
+    assert stats.first_item_p99 == pytest.approx(0.5, rel=0.03)
+    assert stats.average_latency == pytest.approx(5.5)
+
+
+def test_time_to_first_item_is_a_prometheus_histogram() -> None:
+    prom = pytest.importorskip("prometheus_client")
+    from resilient.metrics import prometheus
+
+    registry = prom.CollectorRegistry()
+    stop = prometheus.instrument(registry)
+    try:
+        with fake_clock() as clock:
+            stream = with_bulkhead("ttfi-prom", max_concurrent=2, registry=Registry())(
+                _paced(clock, 0.02)
+            )
+            assert list(stream()) == ["first", "second"]
+        text = prom.generate_latest(registry).decode()
+    finally:
+        stop()
+    assert 'resilient_time_to_first_item_seconds_count{name="ttfi-prom"} 1.0' in text
+    assert 'resilient_time_to_first_item_seconds_bucket{le="0.025",name="ttfi-prom"} 1.0' in text
+    assert 'resilient_time_to_first_item_seconds_bucket{le="0.01",name="ttfi-prom"} 0.0' in text
+
+
+def test_time_to_first_item_is_an_opentelemetry_histogram() -> None:
+    sdk = pytest.importorskip("opentelemetry.sdk.metrics")
+    export = pytest.importorskip("opentelemetry.sdk.metrics.export")
+    from resilient.metrics import otel
+
+    reader = export.InMemoryMetricReader()
+    provider = sdk.MeterProvider(metric_readers=[reader])
+    stop = otel.instrument(meter_provider=provider)
+    try:
+        with fake_clock() as clock:
+            stream = with_bulkhead("ttfi-otel", max_concurrent=2, registry=Registry())(
+                _paced(clock, 0.02)
+            )
+            assert list(stream()) == ["first", "second"]
+        data = reader.get_metrics_data()
+    finally:
+        stop()
+        provider.shutdown()
+    metrics = {m.name: m for m in data.resource_metrics[0].scope_metrics[0].metrics}
+    (point,) = [
+        p
+        for p in metrics["resilient.stream.time_to_first_item"].data.data_points
+        if p.attributes["resilient.policy.name"] == "ttfi-otel"
+    ]
+    assert point.count == 1
+    assert point.sum == pytest.approx(0.02, rel=0.03)
