@@ -28,21 +28,20 @@ def _policy(**fields: object) -> ResiliencePolicy:
 
 
 def test_silence_before_the_first_byte_is_retried() -> None:
+    policy = _policy()
     with LoopbackServer(SILENT, ANSWER) as server, instant_waits():
-        with client(_policy(), base_url=server.url, inactivity=0.1, registry=Registry()) as http:
-            with http.stream("GET", "/events") as response:
-                events = [event.data for event in iter_sse(response)]
+        http = client(policy, base_url=server.url, inactivity=0.1, registry=Registry())
+        with http, http.stream("GET", "/events") as response:
+            events = [event.data for event in iter_sse(response)]
         assert len(server.requests) == 2
     assert events == ["ok"]
 
 
 async def test_silence_before_the_first_byte_is_retried_async() -> None:
     with LoopbackServer(SILENT, ANSWER) as server, instant_waits():
-        async with async_client(
-            _policy(), base_url=server.url, inactivity=0.1, registry=Registry()
-        ) as http:
-            async with http.stream("GET", "/events") as response:
-                body = await response.aread()
+        http = async_client(_policy(), base_url=server.url, inactivity=0.1, registry=Registry())
+        async with http, http.stream("GET", "/events") as response:
+            body = await response.aread()
         assert len(server.requests) == 2
     assert body == b"data: ok\n\n"
 
@@ -51,8 +50,8 @@ def test_silence_before_the_first_byte_is_a_breaker_failure() -> None:
     registry = Registry()
     policy = ResiliencePolicy(retry=None, circuit_breaker=CircuitBreakerConfig(failure_threshold=1))
     with LoopbackServer(SILENT) as server:
-        with client(policy, base_url=server.url, inactivity=0.05, registry=registry) as http:
-            with pytest.raises(HTTPTimeoutError):
-                http.get("/events")
+        http = client(policy, base_url=server.url, inactivity=0.05, registry=registry)
+        with http, pytest.raises(HTTPTimeoutError):
+            http.get("/events")
         host = server.url.removeprefix("http://")
         assert registry.get(f"http:{host}").state is CircuitState.OPEN
