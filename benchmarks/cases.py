@@ -853,4 +853,4 @@ case(
 
 
 # The rate limiters and per-key breakers (their own module, registered here).
-from . import cases_limits  # noqa: E402,F401
+from . import cases_limits, cases_streams  # noqa: E402,F401
