@@ -127,7 +127,7 @@ def _ms(values: list[float], q: float) -> str:
 
 def stream_rows(unprotected: StreamRun, protected: StreamRun) -> list[tuple[str, str, str]]:
     rows = []
-    for label, read in (
+    reads: tuple[tuple[str, Callable[[StreamRun], str]], ...] = (
         ("streams started", lambda r: str(r.started)),
         ("streams completed", lambda r: str(r.completed)),
         (
@@ -137,6 +137,7 @@ def stream_rows(unprotected: StreamRun, protected: StreamRun) -> list[tuple[str,
         ("time to first item p50", lambda r: _ms(r.first_items, 0.50)),
         ("time to first item p99", lambda r: _ms(r.first_items, 0.99)),
         ("items delivered", lambda r: str(r.items)),
-    ):
+    )
+    for label, read in reads:
         rows.append((label, read(unprotected), read(protected)))
     return rows
