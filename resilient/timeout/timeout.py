@@ -48,6 +48,7 @@ from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
+from .stream_deadline import StreamDeadline
 
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
@@ -456,6 +457,14 @@ class Timeout(ForwardingPolicy):
                 async for item in stream:
                     yield item
                 return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # trio, say
+                loop = None
+            if loop is not None:
+                async for item in self._asyncio_stream(stream, loop, name):
+                    yield item
+                return
             now = _async_backend.now
             total, wait, later = self._stream_bounds
             ends = None if total is None else now() + total
@@ -486,6 +495,47 @@ class Timeout(ForwardingPolicy):
                 yield item
         finally:
             await _streams.aclose(stream)
+
+    async def _asyncio_stream(
+        self, stream: AsyncIterator[R], loop: asyncio.AbstractEventLoop, name: str
+    ) -> AsyncIterator[R]:
+        """The waits of ``stream`` under asyncio, on one lazy timer."""
+        total, wait, later = self._stream_bounds
+        now = loop.time
+        ends = None if total is None else now() + total
+        deadline = StreamDeadline(loop)
+        first = True
+        try:
+            while True:
+                quiet_ends = None if wait is None else now() + wait
+                if ends is None or (quiet_ends is not None and quiet_ends < ends):
+                    when, silent = quiet_ends, True
+                else:
+                    when, silent = ends, False
+                if when is None:
+                    item = await anext(stream)
+                else:
+                    deadline.arm(when)
+                    try:
+                        item = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.CancelledError as exc:
+                        if not deadline.timed_out():
+                            raise
+                        if silent:
+                            assert wait is not None
+                            raise self._late(name, wait, first) from exc
+                        assert total is not None
+                        raise self._timed_out(name, total) from exc
+                    finally:
+                        deadline.disarm()
+                first, wait = False, later
+                yield item
+        except StopAsyncIteration:
+            return
+        finally:
+            deadline.close()
 
     def _late(self, name: str, bound: float, first: bool) -> CallTimeoutError:
         """A stream's wait for an item ran past ``bound``."""
