@@ -126,10 +126,18 @@ class CircuitBreaker(NamedPolicy):
     around bookkeeping, never across the protected call or an ``await``.
 
     Args:
-        name: what its events, errors and registry entry are called.
+        name: what its events, errors and registry entry are called; for a
+            per-key breaker, the name of its group.
         config: a ``CircuitBreakerConfig`` (default: ``CircuitBreakerConfig()``).
         storage: a shared store of its state (e.g. ``RedisStorage``); default
-            ``config.storage``, else in memory."""
+            ``config.storage``, else in memory.
+        key: the key of a per-key breaker (``with_circuit_breaker(name,
+            key=fn)``) within the group ``name``. Its identity (registry,
+            shared store) is the pair ``(name, key)``, which no other key,
+            group or plain name can meet; ``breaker.name`` is then only its
+            label.
+        label: what a per-key breaker's events and errors call it (default
+            ``f"{name}[{key}]"``)."""
 
     _kind = "circuit_breaker"
     # Its place under a bound (a bounded registry, a per-key group), once it
@@ -143,12 +151,28 @@ class CircuitBreaker(NamedPolicy):
         *,
         listeners: events.ListenerSet | None = None,
         storage: BreakerStorage | None = None,
+        key: str | None = None,
+        label: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
         if config is not None and not isinstance(config, CircuitBreakerConfig):
             raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
-        self.name = name
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"CircuitBreaker key must be a str or None, got {key!r}")
+        if label is not None and (key is None or not isinstance(label, str) or not label):
+            raise ValueError(
+                "CircuitBreaker label must be a non-empty str, for a per-key breaker only, "
+                f"got {label!r}"
+            )
+        #: The group of a per-key breaker (else ``None``) and its key there.
+        self.group: str | None = None if key is None else name
+        self.key: str | None = key
+        #: What the registry and a shared store know it by: its name, or
+        #: ``(group, key)`` for a per-key breaker.
+        self.identity: str | tuple[str, str] = name if key is None else (name, key)
+        # Its label: events, errors, logs, health and metrics show this.
+        self.name = name if key is None else (label if label is not None else f"{name}[{key}]")
         self._lock = threading.Lock()
         # True while a thread delivers state changes (see _announce).
         self._announcing = False
@@ -195,7 +219,12 @@ class CircuitBreaker(NamedPolicy):
         # ordinary failure to classify.
         self._timeout = (
             Timeout(
-                cfg.timeout, name=self.name, pool=pool_for(self.name), listeners=self._listeners
+                cfg.timeout,
+                name=self.name,
+                # A per-key breaker uses its group's pool: ``max_keys`` bounds
+                # the threads as it bounds the breakers.
+                pool=pool_for(self.name if self.group is None else self.group),
+                listeners=self._listeners,
             )
             if cfg.timeout is not None
             else None
