@@ -54,4 +54,6 @@ def test_silence_before_the_first_byte_is_a_breaker_failure() -> None:
         with http, pytest.raises(HTTPTimeoutError):
             http.get("/events")
         host = server.url.removeprefix("http://")
-        assert registry.get(f"http:{host}").state is CircuitState.OPEN
+        breaker = registry.get("http", key=host)
+        assert breaker is not None
+        assert breaker.state is CircuitState.OPEN
