@@ -976,10 +976,15 @@ class CircuitBreaker(NamedPolicy):
             first: float | None = None
             stream = fn(*args, **kwargs) if timeout is None else timeout._stream(fn, args, kwargs)
             try:
-                for item in stream:
-                    if first is None:
-                        first = _clock.monotonic()
+                try:
+                    item = next(stream)
+                except StopIteration:
+                    pass
+                else:
+                    first = _clock.monotonic()
                     yield item
+                    del item
+                    yield from stream  # the rest, delegated
             except GeneratorExit:
                 _streams.close(stream)
                 self._exit(permit, _IGNORED if first is None else _SUCCESS, None, first)

@@ -15,9 +15,16 @@ passes through untouched).
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["StreamDeadline"]
+
+# The running task of a loop: before 3.12, read without asyncio.current_task()'s checks.
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    asyncio.current_task if sys.version_info >= (3, 12) else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+)
 
 
 class StreamDeadline:
@@ -35,20 +42,18 @@ class StreamDeadline:
         self.cancelling = 0
 
     def arm(self, when: float) -> None:
-        """A wait starts, bounded by loop time ``when``."""
-        task = asyncio.current_task(self.loop)
-        if task is not self.task:
-            self.task = task
-        if task is not None:
-            self.cancelling = task.cancelling()
-        self.when = when
+        """A wait starts, bounded by loop time ``when`` (in the task that waits)."""
+        self.task = _current_task(self.loop)
         self.waiting = True
-        handle = self.handle
-        if handle is None:
+        if self.handle is None:
+            self.when = when
             self.handle = self.loop.call_at(when, self._fire)
-        elif handle.when() > when:  # a shorter bound than the timer's
-            handle.cancel()
+        elif when < self.when:  # a shorter bound than the timer's
+            self.handle.cancel()
+            self.when = when
             self.handle = self.loop.call_at(when, self._fire)
+        else:
+            self.when = when
 
     def disarm(self) -> None:
         """The wait ended (an item, the end, or an error)."""
@@ -78,4 +83,5 @@ class StreamDeadline:
         task = self.task
         if task is not None and not task.done():
             self.expired = True
+            self.cancelling = task.cancelling()
             task.cancel()

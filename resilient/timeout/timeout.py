@@ -424,7 +424,7 @@ class Timeout(ForwardingPolicy):
                 yield from stream
                 return
             total, first, later = self._stream_bounds
-            monotonic = _clock.monotonic
+            monotonic = _clock.now  # the installed clock's, looked up once per stream
             began = monotonic()
             bound, waiting_first = first, True
             while True:
