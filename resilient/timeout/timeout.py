@@ -443,26 +443,29 @@ class Timeout(ForwardingPolicy):
         finally:
             _streams.close(stream)
 
-    async def _astream(
+    def _astream(
         self,
         fn: Callable[..., AsyncIterator[R]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[R]:
+        # Called when the stream starts (inside the running loop): under
+        # asyncio its waits share one lazy timer, elsewhere each has a scope.
         name = name or self._event_name(fn)
-        stream = fn(*args, **kwargs)
-        try:
-            if not switch.on:
-                async for item in stream:
-                    yield item
-                return
+        if switch.on:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # trio, say
-                loop = None
-            if loop is not None:
-                async for item in self._asyncio_stream(stream, loop, name):
+                pass
+            else:
+                return self._asyncio_stream(fn(*args, **kwargs), loop, name)
+        return self._scoped_stream(fn(*args, **kwargs), name)
+
+    async def _scoped_stream(self, stream: AsyncIterator[R], name: str) -> AsyncIterator[R]:
+        try:
+            if not switch.on:
+                async for item in stream:
                     yield item
                 return
             now = _async_backend.now
@@ -507,10 +510,8 @@ class Timeout(ForwardingPolicy):
         first = True
         try:
             while True:
-                quiet_ends = None if wait is None else now() + wait
-                if ends is None or (quiet_ends is not None and quiet_ends < ends):
-                    when, silent = quiet_ends, True
-                else:
+                when, silent = (None, False) if wait is None else (now() + wait, True)
+                if ends is not None and (when is None or ends <= when):
                     when, silent = ends, False
                 if when is None:
                     item = await anext(stream)
@@ -536,6 +537,7 @@ class Timeout(ForwardingPolicy):
             return
         finally:
             deadline.close()
+            await _streams.aclose(stream)
 
     def _late(self, name: str, bound: float, first: bool) -> CallTimeoutError:
         """A stream's wait for an item ran past ``bound``."""
