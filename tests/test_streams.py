@@ -668,3 +668,21 @@ def test_time_to_first_item_is_an_opentelemetry_histogram() -> None:
     ]
     assert point.count == 1
     assert point.sum == pytest.approx(0.02, rel=0.03)
+
+
+def test_a_plain_closed_breaker_counts_streams_on_its_fast_path() -> None:
+    breaker = CircuitBreaker("fast-streams")  # a plain config: successes are lock-free ticks
+    assert list(breaker(counting)(2)) == [0, 1]
+    breaker(counting)(5).close()  # never started
+    opened = breaker(counting)(5)
+    assert next(opened) == 0
+    opened.close()  # closed after an item: a success
+
+    @breaker
+    def broken() -> Iterator[int]:
+        yield 1
+        raise Boom()
+
+    with pytest.raises(Boom):
+        list(broken())
+    assert (breaker.metrics().calls, breaker.metrics().failures) == (3, 1)

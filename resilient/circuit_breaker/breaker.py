@@ -957,6 +957,35 @@ class CircuitBreaker(NamedPolicy):
     # raised (or timed out), it failed as a call that raised does; closed
     # before its first item, it is not counted. Slow means a late first item.
 
+    def _stream_permit(self) -> tuple[_Permit, itertools.count[int] | None]:
+        """A stream's admission on the fast path (CLOSED, a plain config,
+        nobody listening: its success is a tick, as a call's), or ``ticks``
+        None for the locked path."""
+        core = self._core
+        if core.fast and not self._listeners.events:
+            return _Permit(core.generation, None), core.ticks
+        return _Permit(core.generation, None), None
+
+    def _stream_ended(
+        self,
+        permit: _Permit,
+        ticks: itertools.count[int] | None,
+        error: BaseException | None,
+        first: float | None,
+        closed: bool = False,
+    ) -> None:
+        """Judge a stream that ended: raised (``error``), closed by its
+        consumer (a success after an item, else not counted) or exhausted."""
+        if ticks is not None:
+            if error is not None:
+                self._exit_error(_Permit(_generation_of(self._core, ticks), None), error)
+            elif first is not None or not closed:
+                next(ticks)
+        elif error is not None:
+            self._exit_error(permit, error, first)
+        else:
+            self._exit(permit, _IGNORED if closed and first is None else _SUCCESS, None, first)
+
     def _stream(
         self,
         fn: Callable[..., Iterator[Any]],
@@ -971,7 +1000,9 @@ class CircuitBreaker(NamedPolicy):
         if member is not None:
             member.enter()
         try:
-            permit = self._admit()
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                permit = self._admit()
             timeout = self._timeout
             first: float | None = None
             stream = fn(*args, **kwargs) if timeout is None else timeout._stream(fn, args, kwargs)
@@ -987,13 +1018,13 @@ class CircuitBreaker(NamedPolicy):
                     yield from stream  # the rest, delegated
             except GeneratorExit:
                 _streams.close(stream)
-                self._exit(permit, _IGNORED if first is None else _SUCCESS, None, first)
+                self._stream_ended(permit, ticks, None, first, closed=True)
                 raise
             except BaseException as exc:
                 _streams.close(stream)
-                self._exit_error(permit, exc, first)
+                self._stream_ended(permit, ticks, exc, first)
                 raise
-            self._exit(permit, _SUCCESS, None, first)
+            self._stream_ended(permit, ticks, None, first)
         finally:
             if member is not None:
                 member.leave()
@@ -1013,9 +1044,11 @@ class CircuitBreaker(NamedPolicy):
         if member is not None:
             member.enter()
         try:
-            if self._health_is_async and self._core.state is OPEN:
-                await self._apoll_health()
-            permit = await self._aadmit()
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                if self._health_is_async and self._core.state is OPEN:
+                    await self._apoll_health()
+                permit = await self._aadmit()
             timeout = self._timeout
             first: float | None = None
             stream = fn(*args, **kwargs) if timeout is None else timeout._astream(fn, args, kwargs)
@@ -1026,13 +1059,13 @@ class CircuitBreaker(NamedPolicy):
                     yield item
             except GeneratorExit:
                 await _streams.aclose(stream)
-                self._exit(permit, _IGNORED if first is None else _SUCCESS, None, first)
+                self._stream_ended(permit, ticks, None, first, closed=True)
                 raise
             except BaseException as exc:
                 await _streams.aclose(stream)
-                self._exit_error(permit, exc, first)
+                self._stream_ended(permit, ticks, exc, first)
                 raise
-            self._exit(permit, _SUCCESS, None, first)
+            self._stream_ended(permit, ticks, None, first)
         finally:
             if member is not None:
                 member.leave()
