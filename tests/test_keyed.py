@@ -86,7 +86,8 @@ def test_no_key_reaches_another_groups_breaker_whatever_its_label() -> None:
     assert second("c") == "c"
     assert plain.call(lambda: "plain") == "plain"
     one, two = resilient.registry.get("a", key="b][c"), resilient.registry.get("a[b]", key="c")
-    assert one is not None and two is not None
+    assert one is not None
+    assert two is not None
     assert len({id(one), id(two), id(plain)}) == 3
     assert (one.state, two.state, plain.state) == (
         CircuitState.OPEN,
@@ -270,7 +271,7 @@ def test_bad_arguments() -> None:
         Registry(max_breakers=0)
     with pytest.raises(TypeError, match="key must be a str or None, got 5"):
         resilient.CircuitBreaker("x", key=5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="label .* got 'x'"):
+    with pytest.raises(ValueError, match=r"label .* got 'x'"):
         resilient.CircuitBreaker("x", label="x")  # a label is for a per-key breaker only
 
 
