@@ -29,6 +29,7 @@ from resilient import (
     Retry,
     RetryConfig,
     StateChanged,
+    with_rate_limit,
 )
 from resilient.testing import FakeClock, fake_clock
 
@@ -218,3 +219,57 @@ def test_a_raising_callback_reaches_the_caller_and_leaves_nothing_behind(
             assert call(_trigger(callback)) == "fine"
             assert "listener" in caplog.text
         _check_nothing_left(case, clock, call)
+
+
+# -- rate limit costs: cost before the call, actual after it -------------------------
+
+
+def _limited(callback: str, error: BaseException, shape: str, flavour: str) -> Any:
+    """A call through one limit (``policy``) or three stacked (``stack``),
+    with ``callback`` (``cost`` or ``actual``) raising ``error`` on "boom"."""
+    registry = Registry()
+
+    def raising(value: Any) -> float:
+        if value in ("boom", "BOOM"):
+            raise error
+        return 1.0
+
+    weighed = {callback: raising}
+
+    def call(prompt: str) -> str:
+        return prompt.upper()
+
+    async def acall(prompt: str) -> str:
+        return prompt.upper()
+
+    fn: Any = call if flavour == "sync" else acall
+    fn = with_rate_limit("weighed", rate=2, burst=2, registry=registry, **weighed)(fn)
+    if shape == "stack":
+        fn = with_rate_limit("outer", rate=2, burst=2, registry=registry)(fn)
+        fn = with_rate_limit("outermost", cost=1, rate=2, burst=2, registry=registry)(fn)
+    names = ("weighed", "outer", "outermost") if shape == "stack" else ("weighed",)
+    return fn, [registry.rate_limiter(n) for n in names]
+
+
+@pytest.mark.parametrize("shape", ["policy", "stack"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize("raises", sorted(RAISES))
+@pytest.mark.parametrize("callback", ["cost", "actual"])
+def test_a_raising_cost_or_actual_reaches_the_caller_and_leaks_no_turn(
+    callback: str, raises: str, flavour: str, shape: str
+) -> None:
+    error = RAISES[raises]()
+    with fake_clock():
+        fn, limiters = _limited(callback, error, shape, flavour)
+
+        def run(prompt: str) -> Any:
+            return fn(prompt) if flavour == "sync" else asyncio.run(fn(prompt))
+
+        with pytest.raises(type(error)) as caught:
+            run("boom")
+        assert caught.value is error
+        # cost raised: no turn was taken; actual raised: the call ran and
+        # spent exactly its one turn, nothing more.
+        spent = 0 if callback == "cost" else 1
+        assert [lim.metrics().available for lim in limiters] == [2 - spent] * len(limiters)
+        assert run("ok") == "OK"
