@@ -72,6 +72,7 @@ class RetryFields(TypedDict, total=False):
     give_up_on: tuple[type[BaseException], ...]
     retry_if_result: Callable[[Any], bool] | None
     on_retry: Callable[[int, BaseException | None, float], object] | None
+    wait: Callable[[int, BaseException | None, Any], float | None] | None
     respect_retry_after: bool
     deadline: float | None
     rng: random.Random | None

@@ -237,7 +237,7 @@ def with_retry(
         **fields: fields of ``RetryConfig`` replacing those of
             ``config``: ``max_attempts``, ``initial_delay``, ``max_delay``,
             ``multiplier``, ``jitter``, ``retry_on``, ``give_up_on``,
-            ``retry_if_result``, ``on_retry``, ``respect_retry_after``,
+            ``retry_if_result``, ``on_retry``, ``wait``, ``respect_retry_after``,
             ``deadline``, ``rng``, ``budget``.
 
     Returns:

@@ -53,6 +53,7 @@ CALLBACKS = (
     "result_predicate",
     "failure_predicate",
     "on_retry",
+    "wait",
     "retry_if_result",
     "fallback_handler",
     "listener",
@@ -90,8 +91,8 @@ def _configs(callback: str, error: BaseException) -> dict[str, Any]:
         breaker["result_predicate"] = _raiser(error, lambda r: r == "bad")
     elif callback == "failure_predicate":
         breaker["failure_predicate"] = _raiser(error, lambda e: isinstance(e, Broken), True)
-    elif callback == "on_retry":
-        retry["on_retry"] = _raiser(error, lambda *a: True)
+    elif callback in ("on_retry", "wait"):
+        retry[callback] = _raiser(error, lambda *a: True)
     elif callback == "retry_if_result":
         retry["retry_if_result"] = _raiser(error, lambda r: r == "bad")
     elif callback == "fallback_handler":
@@ -109,7 +110,7 @@ def _trigger(callback: str) -> Callable[[], Any]:
         return lambda: "bad"
     if callback == "listener":
         return lambda: "fine"
-    if callback == "on_retry":
+    if callback in ("on_retry", "wait"):
         return lambda: 1 / 0  # an error the retry takes on
 
     def broken() -> str:
@@ -137,7 +138,7 @@ def _build(callback: str, error: BaseException, shape: str) -> Case:
             assert stack.breaker is not None
             stack.breaker.subscribe(_half_open_raiser(error))
         return Case(callback, error, stack.call, stack.breaker, stack)
-    if callback in ("on_retry", "retry_if_result"):
+    if callback in ("on_retry", "wait", "retry_if_result"):
         return Case(callback, error, Retry(RetryConfig(**settings["retry"])).call)
     if callback == "fallback_handler":
         return Case(callback, error, settings["fallback"].call)
