@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .bulkhead.bulkhead import BulkheadConfig
     from .circuit_breaker.breaker import CircuitBreakerConfig
     from .circuit_breaker.storage import BreakerStorage
+    from .failover import Failover
     from .fallback import Fallback
     from .hedging.hedging import HedgingConfig
     from .rate_limit.limiter import RateLimitConfig
@@ -98,6 +99,7 @@ class ResilienceOverrides(TypedDict, total=False):
     fallback: Fallback | None
     rate_limit: RateLimitConfig | None
     hedging: HedgingConfig | None
+    failover: Failover | None
 
 
 class RateLimitFields(TypedDict, total=False):

@@ -313,8 +313,8 @@ def with_resilience(
     **overrides: Unpack[ResilienceOverrides],
 ) -> Callable[[F], F]:
     """Protect a function, coroutine function or method with every layer of
-    a policy, outermost first: fallback → retry → circuit breaker →
-    bulkhead → timeout.
+    a policy, outermost first: fallback → retry → failover → hedging →
+    circuit breaker → rate limiter → bulkhead → timeout.
 
     Args:
         name: the name its breaker and bulkhead are registered under.
@@ -322,7 +322,8 @@ def with_resilience(
         registry: the ``Registry`` to register in (default: the global one).
         **overrides: fields of ``ResiliencePolicy`` replacing the
             policy's (``circuit_breaker``, ``retry``, ``timeout``,
-            ``bulkhead``, ``fallback``); ``None`` drops a layer.
+            ``bulkhead``, ``fallback``, ``rate_limit``, ``hedging``,
+            ``failover``); ``None`` drops a layer.
     """
     if policy is None:
         policy = ResiliencePolicy()
