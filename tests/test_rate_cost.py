@@ -335,3 +335,20 @@ def test_limits_apart_in_a_chain_still_act_alone() -> None:
         call("xxx")
         assert registry.rate_limiter("outer").metrics().available == 4
         assert registry.rate_limiter("inner").metrics().available == 2
+
+
+async def test_a_stream_takes_the_turns_of_every_stacked_limit_when_it_starts() -> None:
+    with fake_clock(), Registry().isolated() as registry:
+
+        @with_rate_limit("rpm", rate=10, registry=registry)
+        @with_rate_limit("tpm", cost=lambda n: float(n), rate=10, registry=registry)
+        async def stream(n: int) -> Any:
+            for i in range(n):
+                yield i
+
+        assert [i async for i in stream(4)] == [0, 1, 2, 3]
+        assert registry.rate_limiter("rpm").metrics().available == 9
+        assert registry.rate_limiter("tpm").metrics().available == 6
+        with pytest.raises(RateLimitExceededError):
+            [i async for i in stream(7)]
+        assert registry.rate_limiter("rpm").metrics().available == 9  # given back

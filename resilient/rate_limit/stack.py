@@ -15,7 +15,7 @@ error reaches the caller as itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
@@ -182,6 +182,20 @@ class Limits(PolicyBase):
         if self._settles:
             self._settle(costs, result)
         return result
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        """A stream takes its turns when it starts. ``actual`` has no result
+        to read from a stream: its estimate stays charged."""
+        if switch.on:
+            await self._aadmit(self._costs(args, kwargs))
+        async for item in fn(*args, **kwargs):
+            yield item
 
     @property
     def _settles(self) -> bool:
