@@ -36,8 +36,14 @@ __all__ = ["QuotaState", "exhausted_for", "parse_duration"]
 
 # A Unix time rather than a number of seconds to wait (about 2001-09-09).
 _EPOCH_FLOOR = 1e9
-_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|us|µs|ns|h|m|s)")
+_DIGITS = frozenset("0123456789.")
+_FIRST = frozenset("xXaArR")
+_NUM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+# Go's time.Duration format, as OpenAI sends it: 1h2m3.5s, 6m0s, 20ms.
+_DURATION = re.compile(
+    f"(?:{_NUM}h)?(?:{_NUM}m(?!s))?(?:{_NUM}s)?(?:{_NUM}ms)?(?:{_NUM}(?:us|µs))?(?:{_NUM}ns)?"
+)
+_UNITS = (3600.0, 60.0, 1.0, 0.001, 1e-6, 1e-9)
 _PARAM = re.compile(r"\s*([a-zA-Z][a-zA-Z0-9_*-]*)\s*=\s*(\"[^\"]*\"|[^;,\s]+)")
 
 
@@ -47,19 +53,20 @@ def parse_duration(text: str) -> float | None:
     text = text.strip()
     if not text:
         return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if 0 <= seconds < math.inf else None
-    total, at = 0.0, 0
-    for match in _PART.finditer(text):
-        if match.start() != at:
+    if text[-1] in _DIGITS:
+        try:
+            seconds = float(text)
+        except ValueError:
             return None
-        total += float(match[1]) * _UNIT[match[2]]
-        at = match.end()
-    return total if at == len(text) and at else None
+        return seconds if 0 <= seconds < math.inf else None
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        return None
+    total = 0.0
+    for value, unit in zip(match.groups(), _UNITS, strict=True):
+        if value is not None:
+            total += float(value) * unit
+    return total if match.end() else None
 
 
 def _count(text: str) -> float | None:
@@ -120,6 +127,8 @@ def exhausted_for(headers: Iterable[tuple[str, str]], now: float) -> float | Non
     resets: dict[str, str] = {}
     longest: float | None = None
     for name, value in headers:
+        if name[:1] not in _FIRST:
+            continue  # most headers: no quota family starts so
         low = name.lower()
         if low.startswith("x-ratelimit-"):
             rest = low[12:]

@@ -35,6 +35,8 @@ __all__ = ["Limit", "Limits", "limit_of"]
 
 R = TypeVar("R")
 
+_INF = float("inf")
+
 
 class Limit(NamedTuple):
     """One limiter of a ``Limits`` layer and what a call costs it."""
@@ -71,6 +73,18 @@ class Limits(PolicyBase):
         self.name = first.name
         self._listeners = first._listeners
         self._own_gate = events.Gate(None, tuple(lim.limiter._listeners for lim in limits))
+        self._settles = any(lim.actual is not None for lim in limits)
+        #: The costs when none is a callable (shared, never written).
+        self._fixed = None if any(lim.cost for lim in limits) else [lim.fixed for lim in limits]
+        self._pricing = tuple(
+            (lim.cost, lim.fixed, lim.limiter.config.burst or 1, lim.limiter._check_cost)
+            for lim in limits
+        )
+        self._settlers = tuple(
+            (index, lim.limiter, lim.actual)
+            for index, lim in enumerate(limits)
+            if lim.actual is not None
+        )
 
     def __repr__(self) -> str:
         return f"<Limits {[lim.limiter.name for lim in self.limits]!r}>"
@@ -86,11 +100,42 @@ class Limits(PolicyBase):
     # -- admission ---------------------------------------------------------------
 
     def _costs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[float]:
+        """What the call costs each limit, before any turn is taken."""
+        fixed = self._fixed
+        if fixed is not None:
+            return fixed
         costs = []
-        for lim in self.limits:
-            fn = lim.cost
-            costs.append(lim.fixed if fn is None else lim.limiter._check_cost(fn(*args, **kwargs)))
+        for cost, units, burst, check in self._pricing:
+            if cost is not None:
+                units = cost(*args, **kwargs)
+                kind = type(units)
+                # The usual answer checked inline; anything else by the limiter.
+                if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                    units = check(units)
+            costs.append(units)
         return costs
+
+    def _fast(self) -> list[tuple[Any, ...]]:
+        """Per limit, what the lock-free path reads: the core, its holes, the
+        interval, how far ahead ``tat`` may be for a whole cost to start now
+        (``-1``: never; a shared limit, or no GIL), and its counters."""
+        plan = []
+        for lim in self.limits:
+            limiter = lim.limiter
+            core = limiter._core
+            within = core.tolerance + core.interval + core.slack
+            if limiter._shared is not None or not GIL:
+                within = -1.0
+            plan.append((core, core.holes, core.interval, within, limiter._stats_for(limiter.name)))
+        return plan
+
+    def _undo(self, taken: int, costs: list[float]) -> None:
+        """Refund the turns the lock-free path took from the first ``taken``
+        limits, and their counts: one of the others must wait or refuses."""
+        for index in range(taken - 1, -1, -1):
+            limiter = self.limits[index].limiter
+            limiter._stats_for(limiter.name).succeeded -= 1
+            limiter.adjust(-costs[index])
 
     @staticmethod
     def _give_back(taken: list[tuple[RateLimiter, object, float]]) -> None:
@@ -139,17 +184,19 @@ class Limits(PolicyBase):
         """Charge or refund what each call really took; the first error of an
         ``actual`` is raised once every limit is settled."""
         error: BaseException | None = None
-        for lim, cost in zip(self.limits, costs, strict=True):
-            actual = lim.actual
-            if actual is None:
-                continue
+        for index, limiter, actual in self._settlers:
             try:
-                units = lim.limiter._check_units(actual(result))
+                units = actual(result)
+                kind = type(units)
+                if (kind is not float and kind is not int) or not 0 <= units < _INF:
+                    units = limiter._check_units(units)
             except BaseException as exc:  # raised below, after the others
                 if error is None:
                     error = exc
                 continue
-            lim.limiter.adjust(units - cost)
+            delta = units - costs[index]
+            if delta:
+                limiter.adjust(delta)
         if error is not None:
             raise error
 
@@ -197,10 +244,6 @@ class Limits(PolicyBase):
         async for item in fn(*args, **kwargs):
             yield item
 
-    @property
-    def _settles(self) -> bool:
-        return any(lim.actual is not None for lim in self.limits)
-
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
@@ -213,13 +256,41 @@ class Limits(PolicyBase):
         if len(self.limits) == 1 and self.limits[0].actual is None:
             return self._one_sync(fn, name, gate, detour, meter)
 
+        costs_of, admit, undo, settle = self._costs, self._admit, self._undo, self._settle
+        plan = self._fast()
+        settles = self._settles
+
         def through_limits(*args: Any, **kwargs: Any) -> R:
             level = gate.level
             if level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
-            return run(fn, name, args, kwargs)
+            if not switch.on:
+                return fn(*args, **kwargs)
+            costs = costs_of(args, kwargs)  # before any turn: a raising cost takes none
+            now = clock.now()
+            taken = 0
+            for (core, holes, interval, within, stats), units in zip(plan, costs):  # noqa: B905
+                need = units * interval
+                # GCRA, inline: no call between reading core.tat and writing it.
+                tat = core.tat
+                if tat < now:
+                    tat = now
+                if tat + need - now > within or holes:
+                    break
+                core.tat = tat + need
+                stats.succeeded += 1
+                taken += 1
+            else:
+                taken = -1
+            if taken >= 0:  # one must wait or refuses: all the locked way
+                undo(taken, costs)
+                admit(costs)
+            result = fn(*args, **kwargs)
+            if settles:
+                settle(costs, result)
+            return result
 
         return through_limits
 
@@ -283,13 +354,41 @@ class Limits(PolicyBase):
         if len(self.limits) == 1 and self.limits[0].actual is None:
             return self._one_async(fn, name, gate, detour, meter)
 
+        costs_of, aadmit, undo, settle = self._costs, self._aadmit, self._undo, self._settle
+        plan = self._fast()
+        settles = self._settles
+
         async def through_limits(*args: Any, **kwargs: Any) -> R:
             level = gate.level
             if level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
-            return await arun(fn, name, args, kwargs)
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            costs = costs_of(args, kwargs)  # before any turn: a raising cost takes none
+            now = clock.now()
+            taken = 0
+            for (core, holes, interval, within, stats), units in zip(plan, costs):  # noqa: B905
+                need = units * interval
+                # GCRA, inline: no call between reading core.tat and writing it.
+                tat = core.tat
+                if tat < now:
+                    tat = now
+                if tat + need - now > within or holes:
+                    break
+                core.tat = tat + need
+                stats.succeeded += 1
+                taken += 1
+            else:
+                taken = -1
+            if taken >= 0:  # one must wait or refuses: all the locked way
+                undo(taken, costs)
+                await aadmit(costs)
+            result = await fn(*args, **kwargs)
+            if settles:
+                settle(costs, result)
+            return result
 
         return through_limits
 
