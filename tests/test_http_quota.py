@@ -294,7 +294,7 @@ def test_a_429_is_the_hosts_quota_not_a_breaker_failure(clock: FakeClock) -> Non
             assert http.get("/").status_code == 200  # retried by its Retry-After
         assert clock.delays == [2.0, 2.0]
         host = server.url.removeprefix("http://")
-        assert registry.get(f"http:{host}").state is CircuitState.CLOSED  # type: ignore[union-attr]
+        assert registry.get("http", key=host).state is CircuitState.CLOSED  # type: ignore[union-attr]
 
 
 def test_a_429_holds_the_host_for_other_requests_until_its_retry_after(clock: FakeClock) -> None:
