@@ -53,6 +53,7 @@ def _default_on(error: BaseException) -> bool:
 
 #: What the decorated function is called among the targets.
 PRIMARY = "primary"
+ANSWERED = "answered"
 
 
 def _target_names(alternates: tuple[Callable[..., Any], ...]) -> tuple[str, ...]:
@@ -128,8 +129,7 @@ class Failover(PolicyBase):
             raise TypeError(f"{_OWNER}.on must be exception types, a predicate or None, got {on!r}")
         self._names = _target_names(self.alternates)
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
-        # Counted in place, without a lock, as every policy's counters are.
-        self._answered: dict[str, int] = dict.fromkeys((PRIMARY, *self._names), 0)
+        self._stats_for(name)  # readers see it from the start
         self._switches = 0
         self._exhausted = 0
 
@@ -141,13 +141,18 @@ class Failover(PolicyBase):
         return f"<Failover {self.name!r} alternates={list(self._names)!r}>"
 
     def metrics(self) -> FailoverMetrics:
-        return FailoverMetrics(dict(self._answered), self._switches, self._exhausted)
+        answered = dict.fromkeys((PRIMARY, *self._names), 0)
+        for (target, _), count in dict(self._stats_for(self.name).changes).items():
+            answered[target] = count
+        return FailoverMetrics(answered, self._switches, self._exhausted)
 
     # -- the rules -----------------------------------------------------------------
 
-    def _answered_by(self, target: str) -> None:
-        answered = self._answered
-        answered[target] = answered.get(target, 0) + 1
+    def _answered_by(self, name: str, target: str) -> None:
+        """Count the call ``target`` answered: in place, in the counters'
+        table of changes as ``(target, "answered")``, which the exporters
+        read as ``failover_calls_total{target}``."""
+        self._stats_for(name).changed(target, ANSWERED)
 
     def _next(self, name: str, tried: list[str], error: Exception, index: int) -> bool:
         """After target ``index`` (named last in ``tried``) raised ``error``:
@@ -176,7 +181,7 @@ class Failover(PolicyBase):
             if not self._next(name, tried, exc, 0):
                 raise
         else:
-            self._answered_by(PRIMARY)
+            self._answered_by(name, PRIMARY)
             return result
         return self._alternate(name, args, kwargs, tried)  # type: ignore[no-any-return]
 
@@ -192,7 +197,7 @@ class Failover(PolicyBase):
                 if not self._next(name, tried, exc, index):
                     raise
                 continue
-            self._answered_by(target)
+            self._answered_by(name, target)
             return result
         raise AssertionError("unreachable: the last target's error is raised")
 
@@ -213,7 +218,7 @@ class Failover(PolicyBase):
                 if not self._next(name, tried, exc, index):
                     raise
                 continue
-            self._answered_by(tried[-1])
+            self._answered_by(name, tried[-1])
             return result  # type: ignore[no-any-return]
         raise AssertionError("unreachable: the last target's error is raised")
 
@@ -235,13 +240,13 @@ class Failover(PolicyBase):
             try:
                 first = await anext(stream)
             except StopAsyncIteration:
-                self._answered_by(tried[-1])
+                self._answered_by(name, tried[-1])
                 return
             except Exception as exc:
                 if not self._next(name, tried, exc, index):
                     raise
                 continue
-            self._answered_by(tried[-1])
+            self._answered_by(name, tried[-1])
             try:
                 yield first
                 async for item in stream:
@@ -257,7 +262,8 @@ class Failover(PolicyBase):
         self, fn: Callable[..., R], name: str, entry: Request | None = None
     ) -> Callable[..., R]:
         gate, detour, meter = watching(self, fn, name, entry)
-        run, rest, answered = self._run, self._alternate, self._answered
+        run, rest = self._run, self._alternate
+        answered = self._stats_for(name).changed
         primary = PRIMARY
         clock = _clock
 
@@ -274,7 +280,7 @@ class Failover(PolicyBase):
                 if not self._next(name, tried, exc, 0):
                     raise
             else:
-                answered[primary] += 1
+                answered(primary, ANSWERED)
                 return result
             return rest(name, args, kwargs, tried)  # type: ignore[no-any-return]
 
