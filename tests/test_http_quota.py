@@ -337,3 +337,17 @@ async def test_async_transport_holds_requests_while_the_quota_is_spent(clock: Fa
 def test_quota_headers_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="quota_headers"):
         _client(ResiliencePolicy(), quota_headers="yes")  # type: ignore[arg-type]
+
+
+def test_switched_off_the_quota_holds_nothing_back(clock: FakeClock) -> None:
+    import resilient
+
+    with LoopbackServer(Reply(headers=SPENT_30S), 200) as server:
+        with make(_policy(max_delay=10.0), server.url) as http:
+            http.get("/")
+            resilient.set_active(False)
+            try:
+                assert http.get("/").status_code == 200
+            finally:
+                resilient.set_active(True)
+        assert len(server.requests) == 2

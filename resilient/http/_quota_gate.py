@@ -47,7 +47,6 @@ class QuotaGate:
             or retry.max_attempts < 2
             or left > retry.max_delay
             or (retry.deadline is not None and left > retry.deadline)
-            or not switch.on
         ):
             raise RateLimitExceededError(self.name, left)
         return left
@@ -59,7 +58,7 @@ class QuotaGate:
 
         def gated(*args: Any) -> Any:
             left = state.left(_clock.monotonic())
-            if left > 0.0:
+            if left > 0.0 and switch.on:
                 _clock.sleep(wait(left))
             return fn(*args)
 
@@ -72,7 +71,7 @@ class QuotaGate:
 
         async def gated(*args: Any) -> Any:
             left = state.left(_clock.monotonic())
-            if left > 0.0:
+            if left > 0.0 and switch.on:
                 await _clock.sleep_async(wait(left))
             return await fn(*args)
 
