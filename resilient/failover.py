@@ -35,6 +35,7 @@ from .events import METERED
 
 if TYPE_CHECKING:
     from ._execution.compose import Decoratable
+    from ._execution.counters import Stats
     from ._execution.request import Request
 
 __all__ = ["Failover", "FailoverMetrics", "with_failover"]
@@ -128,6 +129,7 @@ class Failover(PolicyBase):
         else:
             raise TypeError(f"{_OWNER}.on must be exception types, a predicate or None, got {on!r}")
         self._names = _target_names(self.alternates)
+        self._targets = tuple(zip(self.alternates, self._names, strict=True))
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._stats_for(name)  # readers see it from the start
         self._switches = 0
@@ -141,18 +143,25 @@ class Failover(PolicyBase):
         return f"<Failover {self.name!r} alternates={list(self._names)!r}>"
 
     def metrics(self) -> FailoverMetrics:
+        stats = self._stats_for(self.name)
         answered = dict.fromkeys((PRIMARY, *self._names), 0)
-        for (target, _), count in dict(self._stats_for(self.name).changes).items():
+        answered[PRIMARY] = stats.succeeded
+        for (target, _), count in dict(stats.changes).items():
             answered[target] = count
         return FailoverMetrics(answered, self._switches, self._exhausted)
 
     # -- the rules -----------------------------------------------------------------
 
     def _answered_by(self, name: str, target: str) -> None:
-        """Count the call ``target`` answered: in place, in the counters'
-        table of changes as ``(target, "answered")``, which the exporters
-        read as ``failover_calls_total{target}``."""
-        self._stats_for(name).changed(target, ANSWERED)
+        """Count the call ``target`` answered, in place: the primary's in the
+        counters' ``succeeded``, an alternate's in their table of changes as
+        ``(target, "answered")``; the exporters read both as
+        ``failover_calls_total{target}``."""
+        stats = self._stats_for(name)
+        if target == PRIMARY:
+            stats.succeeded += 1
+        else:
+            stats.changed(target, ANSWERED)
 
     def _next(self, name: str, tried: list[str], error: Exception, index: int) -> bool:
         """After target ``index`` (named last in ``tried``) raised ``error``:
@@ -183,13 +192,22 @@ class Failover(PolicyBase):
         else:
             self._answered_by(name, PRIMARY)
             return result
-        return self._alternate(name, args, kwargs, tried)  # type: ignore[no-any-return]
+        return self._alternate(self._stats_for(name), name, args, kwargs, tried)  # type: ignore[no-any-return]
 
     def _alternate(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], tried: list[str]
+        self,
+        stats: Stats,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        tried: list[str],
     ) -> Any:
-        for index, alternate in enumerate(self.alternates, 1):
-            target = self._names[index - 1]
+        """The alternates in turn, once the primary was left (each called
+        outside the except block of the one before: no error chains onto
+        another)."""
+        index = 0
+        for alternate, target in self._targets:
+            index += 1
             tried.append(target)
             try:
                 result = alternate(*args, **kwargs)
@@ -197,7 +215,7 @@ class Failover(PolicyBase):
                 if not self._next(name, tried, exc, index):
                     raise
                 continue
-            self._answered_by(name, target)
+            stats.changed(target, ANSWERED)
             return result
         raise AssertionError("unreachable: the last target's error is raised")
 
@@ -263,7 +281,7 @@ class Failover(PolicyBase):
     ) -> Callable[..., R]:
         gate, detour, meter = watching(self, fn, name, entry)
         run, rest = self._run, self._alternate
-        answered = self._stats_for(name).changed
+        stats = self._stats_for(name)
         primary = PRIMARY
         clock = _clock
 
@@ -280,9 +298,9 @@ class Failover(PolicyBase):
                 if not self._next(name, tried, exc, 0):
                     raise
             else:
-                answered(primary, ANSWERED)
+                stats.succeeded += 1
                 return result
-            return rest(name, args, kwargs, tried)  # type: ignore[no-any-return]
+            return rest(stats, name, args, kwargs, tried)  # type: ignore[no-any-return]
 
         return failing_over
 

@@ -467,7 +467,9 @@ def series(view: View) -> Series:
                 (name, "rejected", counts.rejected),
             ]
         elif kind == "failover":
-            # A failover counts answers in its changes table: (target, "answered").
+            # A failover counts the primary's answers as succeeded, and the
+            # alternates' in its changes table: (target, "answered").
+            failover.append((name, "primary", counts.succeeded))
             failover += [(name, target, n) for (target, _), n in sorted(counts.changes.items())]
         if counts.refused:
             refusals[name] = refusals.get(name, 0) + counts.refused
