@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .cases import EVENTS_PER_CALL, Case
 from .imports import BASELINE, ImportTime
-from .memory import DAY_TRAFFIC, DAY_WINDOW
+from .memory import DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED, DAY_WINDOW
 from .svg import Bar, bar_chart
 
 __all__ = [
@@ -743,7 +743,7 @@ def write(
         b
         for label, b in memory
         if label.startswith("resilient")
-        and label not in (DAY_WINDOW, DAY_TRAFFIC)
+        and label not in (DAY_WINDOW, DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED)
         and b is not None
     ]
     if ours:

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
@@ -44,7 +44,6 @@ from .state import (
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
     from .._execution.counters import Stats
-    from .._registry.membership import Member
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
@@ -105,6 +104,19 @@ def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
 
 
 # -- what a bound on breakers reads and sets (resilient._registry.membership) ----
+
+
+class Member(Protocol):
+    """A breaker's place under a bound (``resilient._registry.membership.Member``),
+    as the breaker uses it: it counts the breaker's calls in flight."""
+
+    def enter(self) -> None: ...
+
+    def leave(self) -> None: ...
+
+    def counting(self, run: Callable[..., R]) -> Callable[..., R]: ...
+
+    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]: ...
 
 
 def is_closed(breaker: CircuitBreaker) -> bool:
