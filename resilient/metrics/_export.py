@@ -33,6 +33,8 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   rate limiter.
 - ``retry_budget_refusals_total``: retries a retry budget refused (under the
   retry's name).
+- ``failover_calls_total{target}``: calls a failover's target answered
+  (``primary``: the decorated function; an alternate: its name).
 - ``resilient_operation_duration_seconds``: the duration of each request
   (one call of a decorated function, retries included) that ran.
 """
@@ -413,6 +415,7 @@ class Series(NamedTuple):
     durations: list[tuple[str, Counts]]  # name, the requests' latency (and sum)
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
+    failover: list[tuple[str, str, int]]  # name, target that answered, count
 
 
 def series(view: View) -> Series:
@@ -437,6 +440,7 @@ def series(view: View) -> Series:
     breaker_calls: list[tuple[str, str, int]] = []
     bulkhead: list[tuple[str, str, int]] = []
     rate_limiter: list[tuple[str, str, int]] = []
+    failover: list[tuple[str, str, int]] = []
     refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
     hedges: dict[str, int] = {}
@@ -462,6 +466,11 @@ def series(view: View) -> Series:
                 (name, "admitted", counts.succeeded),
                 (name, "rejected", counts.rejected),
             ]
+        elif kind == "failover":
+            # A failover counts the primary's answers as succeeded, and the
+            # alternates' in its changes table: (target, "answered").
+            failover.append((name, "primary", counts.succeeded))
+            failover += [(name, target, n) for (target, _), n in sorted(counts.changes.items())]
         if counts.refused:
             refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
@@ -489,6 +498,7 @@ def series(view: View) -> Series:
         durations=sorted(durations.items(), key=lambda item: item[0]),
         rate_limiter=sorted(rate_limiter),
         budget_refusals=sorted(refusals.items()),
+        failover=sorted(failover),
     )
 
 
