@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .cases import EVENTS_PER_CALL, Case
 from .imports import BASELINE, ImportTime
-from .memory import DAY_WINDOW
+from .memory import DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED, DAY_WINDOW
 from .svg import Bar, bar_chart
 
 __all__ = [
@@ -34,6 +34,7 @@ PER_CALL = "observed per call"
 PER_EVENT = EVENTS_PER_CALL  # the per-call case's extra: events one call delivers
 QUEUES = "floor: two SimpleQueues"
 DAY_MEMORY = "memory, one-day window"
+DAY_TRAFFIC_MEMORY = "memory, one-day window after a day of traffic"
 # Each breaker option's limit, as a multiple of the plain closed breaker.
 OPTION_LIMITS = {
     "failure rate, count window": 1.1,
@@ -234,6 +235,13 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             _extra(DAY_MEMORY),
             " B",
         ),
+        Target(
+            "memory of a breaker with a one-day time window, after a day of traffic",
+            8192.0,
+            True,
+            _extra(DAY_TRAFFIC_MEMORY),
+            " B",
+        ),
         # A closed breaker configured with each option, against the plain one.
         *(
             Target(
@@ -372,8 +380,45 @@ def _limit_targets() -> list[Target]:
     ]
 
 
+def _quota_targets() -> list[Target]:
+    """Provider quotas and failover."""
+    rl = "sync rate limiter: resilient"
+    return [
+        Target(
+            "weighed rate limit (cost=) / count rate limit (sync)",
+            1.1,
+            True,
+            _ratio("sync weighed rate limiter: resilient", rl),
+        ),
+        Target(
+            "three stacked rate limits / one (sync)",
+            2.5,
+            True,
+            _ratio("sync three stacked rate limits: resilient", rl),
+        ),
+        Target(
+            "failover, healthy primary / the primary's own stack (sync)",
+            1.2,
+            True,
+            _ratio(
+                "sync failover, healthy primary: resilient",
+                "sync failover's primary stack: resilient",
+            ),
+        ),
+        Target(
+            "failover skipping an open breaker / a bare open rejection (sync)",
+            2.0,
+            True,
+            _ratio("sync failover skips an open breaker: resilient", "sync rejection: resilient"),
+        ),
+        Target(
+            "quota header parsing, per response", 5.0, True, _extra("quota header parsing"), " µs"
+        ),
+    ]
+
+
 def _all_targets(cases: Sequence[Case]) -> list[Target]:
-    return [*targets(cases), *_limit_targets()]
+    return [*targets(cases), *_limit_targets(), *_quota_targets()]
 
 
 TARGETS = _all_targets  # built from the case list, which the spreads need
@@ -721,13 +766,18 @@ def write(
     ours = [
         b
         for label, b in memory
-        if label.startswith("resilient") and label != DAY_WINDOW and b is not None
+        if label.startswith("resilient")
+        and label not in (DAY_WINDOW, DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED)
+        and b is not None
     ]
     if ours:
         extra["memory"] = max(ours)
     day = dict(memory).get(DAY_WINDOW)
     if day is not None:
         extra[DAY_MEMORY] = day
+    day_of_traffic = dict(memory).get(DAY_TRAFFIC)
+    if day_of_traffic is not None:
+        extra[DAY_TRAFFIC_MEMORY] = day_of_traffic
     (out / "overhead.svg").write_text(overhead_chart(cases, times))
     (out / "windows.svg").write_text(scaling_chart(cases, times))
     observed = observed_table(cases, times)

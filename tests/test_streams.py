@@ -686,3 +686,28 @@ def test_a_plain_closed_breaker_counts_streams_on_its_fast_path() -> None:
     with pytest.raises(Boom):
         list(broken())
     assert (breaker.metrics().calls, breaker.metrics().failures) == (3, 1)
+
+
+# -- failover -----------------------------------------------------------------------
+
+
+def test_a_sync_stream_fails_over_before_its_first_item_only() -> None:
+    def spare() -> Iterator[str]:
+        yield "spare"
+
+    @resilient.with_failover("stream-failover", [spare])
+    def primary() -> Iterator[str]:
+        raise resilient.CircuitOpenError("upstream", "open", 1.0)
+        yield "never"  # pragma: no cover
+
+    assert list(primary()) == ["spare"]
+
+    @resilient.with_failover("stream-failover-late", [spare])
+    def late() -> Iterator[str]:
+        yield "first"
+        raise resilient.CircuitOpenError("upstream", "open", 1.0)
+
+    got: list[str] = []
+    with pytest.raises(resilient.CircuitOpenError):
+        got.extend(late())
+    assert got == ["first"]

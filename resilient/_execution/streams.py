@@ -51,11 +51,15 @@ async def aclose(stream: object) -> None:
 
 
 def before_first(
-    opener: Opener[T], recover: Callable[[Exception, int], Opener[T] | None]
+    opener: Opener[T],
+    recover: Callable[[Exception, int], Opener[T] | None],
+    answered: Callable[[], object] | None = None,
 ) -> Iterator[T]:
     """The items of ``opener()``; a failure before the first item asks
     ``recover(error, attempt)`` for the stream to open instead (``None``:
-    the error propagates). ``attempt`` counts the streams opened so far."""
+    the error propagates). ``attempt`` counts the streams opened so far.
+    ``answered()``, when given, is called once a stream gave its first item
+    (or ended without one)."""
     attempt = 1
     while True:
         stream: Iterator[T] | None = None
@@ -63,6 +67,8 @@ def before_first(
             stream = opener()
             first = next(stream)
         except StopIteration:
+            if answered is not None:
+                answered()
             return
         except Exception as exc:
             if stream is not None:
@@ -78,6 +84,8 @@ def before_first(
                 close(stream)
             raise
         break
+    if answered is not None:
+        answered()
     try:
         yield first
         del first
@@ -87,7 +95,9 @@ def before_first(
 
 
 async def abefore_first(
-    opener: AOpener[T], recover: Callable[[Exception, int], Awaitable[AOpener[T] | None]]
+    opener: AOpener[T],
+    recover: Callable[[Exception, int], Awaitable[AOpener[T] | None]],
+    answered: Callable[[], object] | None = None,
 ) -> AsyncIterator[T]:
     """``before_first`` for async streams (``recover`` is awaited)."""
     attempt = 1
@@ -97,6 +107,8 @@ async def abefore_first(
             stream = opener()
             first = await anext(stream)
         except StopAsyncIteration:
+            if answered is not None:
+                answered()
             return
         except Exception as exc:
             if stream is not None:
@@ -112,6 +124,8 @@ async def abefore_first(
                 await aclose(stream)
             raise
         break
+    if answered is not None:
+        answered()
     try:
         yield first
         del first

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
@@ -45,7 +45,6 @@ from .state import (
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
     from .._execution.counters import Stats
-    from .._registry.membership import Member
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
@@ -106,6 +105,19 @@ def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
 
 
 # -- what a bound on breakers reads and sets (resilient._registry.membership) ----
+
+
+class Member(Protocol):
+    """A breaker's place under a bound (``resilient._registry.membership.Member``),
+    as the breaker uses it: it counts the breaker's calls in flight."""
+
+    def enter(self) -> None: ...
+
+    def leave(self) -> None: ...
+
+    def counting(self, run: Callable[..., R]) -> Callable[..., R]: ...
+
+    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]: ...
 
 
 def is_closed(breaker: CircuitBreaker) -> bool:
@@ -174,17 +186,29 @@ class CircuitBreaker(NamedPolicy):
         # Its label: events, errors, logs, health and metrics show this.
         self.name = name if key is None else (label if label is not None else f"{name}[{key}]")
         self._lock = threading.Lock()
+        # The last chain ``call`` / ``call_async`` built, set now so that the
+        # instance dict keeps its shared keys (set later, it would be split
+        # into a full dict: ~900 B a breaker).
+        self._last = self._alast = None
         # True while a thread delivers state changes (see _announce).
         self._announcing = False
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The per-call events of the breaker itself (the policy level).
-        self._stats_for(name)  # readers see it (its state) from the start
+        self._stats_for(self.name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._blocks: BlockStack[_Entry] = BlockStack("resilient_cb_", name)
         _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    @property
+    def _blocks(self) -> BlockStack[_Entry]:
+        """The ``with`` blocks open on it, made on the first (most breakers
+        never see one): ``setdefault`` is atomic, so racing threads share one."""
+        stack = self.__dict__.get("_block_stack")
+        if stack is None:
+            stack = self.__dict__.setdefault("_block_stack", BlockStack("resilient_cb_", self.name))
+        return stack  # type: ignore[no-any-return]
 
     def _forked(self) -> None:
         """In a forked child: a new lock (one its counters share), and no
@@ -211,10 +235,7 @@ class CircuitBreaker(NamedPolicy):
         )
         # A spent rate limit says nothing about the dependency's health: never
         # counted. Nor does a full bulkhead, unless record_on names it.
-        ignore = (*cfg.ignore_on, RateLimitExceededError)
-        if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
-            ignore = (*ignore, BulkheadFullError)
-        self._ignore_on = ignore
+        self._ignore_on = _never_counted(cfg.ignore_on, cfg.record_on)
         # Each admitted call runs under this; its CallTimeoutError is an
         # ordinary failure to classify.
         self._timeout = (
@@ -1160,6 +1181,20 @@ def swap_state(breaker: CircuitBreaker, saved: object | None = None) -> object:
     """Install ``saved`` (``None``: a fresh CLOSED state) without events and
     return what it replaced (``Registry.isolated()``)."""
     return breaker._swap_state(cast(_Saved | None, saved))
+
+
+@functools.lru_cache(maxsize=256)
+def _never_counted(
+    ignore_on: tuple[type[BaseException], ...], record_on: tuple[type[BaseException], ...]
+) -> tuple[type[BaseException], ...]:
+    """The errors a breaker never counts: ``ignore_on``, a spent rate limit
+    (it says nothing about the dependency's health), and a full bulkhead
+    unless ``record_on`` names it. One tuple per config shape, shared by
+    every breaker of that shape (the breakers of every key, say)."""
+    ignore = (*ignore_on, RateLimitExceededError)
+    if not any(issubclass(BulkheadFullError, t) for t in record_on if t is not Exception):
+        ignore = (*ignore, BulkheadFullError)
+    return ignore
 
 
 class _Ticks:

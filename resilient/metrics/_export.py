@@ -33,6 +33,8 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   rate limiter.
 - ``retry_budget_refusals_total``: retries a retry budget refused (under the
   retry's name).
+- ``failover_calls_total{target}``: calls a failover's target answered
+  (``primary``: the decorated function; an alternate: its name).
 - ``resilient_operation_duration_seconds``: the duration of each request
   (one call of a decorated function, retries included) that ran.
 """
@@ -146,7 +148,7 @@ class Counts:
             (self.latency, stats.latency, base.latency if base is not None else {}),
             (self.first_items, stats.first_items, base.first_items if base is not None else {}),
         ):
-            for i, n in enumerate(theirs):
+            for i, n in list(theirs.items()):  # list(): taken at once, under the GIL
                 if n:
                     n -= before.get(i, 0)
                     if n:
@@ -187,13 +189,6 @@ class Counts:
     def ran(self) -> int:
         """Requests that ran (succeeded or failed): those with a duration."""
         return sum(self.latency.values())
-
-    def histogram(self, sparse: dict[int, int] | None = None) -> list[int]:
-        """``latency`` (or ``sparse``) as the dense counts ``_stats.quantile`` reads."""
-        dense = [0] * (len(BOUNDS) + 1)
-        for i, n in (self.latency if sparse is None else sparse).items():
-            dense[i] = n
-        return dense
 
     @property
     def streams(self) -> int:
@@ -436,6 +431,7 @@ class Series(NamedTuple):
     first_items: list[tuple[str, Counts]]  # name, the streams' time to first item
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
+    failover: list[tuple[str, str, int]]  # name, target that answered, count
 
 
 def series(view: View) -> Series:
@@ -460,6 +456,7 @@ def series(view: View) -> Series:
     breaker_calls: list[tuple[str, str, int]] = []
     bulkhead: list[tuple[str, str, int]] = []
     rate_limiter: list[tuple[str, str, int]] = []
+    failover: list[tuple[str, str, int]] = []
     refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
     hedges: dict[str, int] = {}
@@ -486,6 +483,11 @@ def series(view: View) -> Series:
                 (name, "admitted", counts.succeeded),
                 (name, "rejected", counts.rejected),
             ]
+        elif kind == "failover":
+            # A failover counts the primary's answers as succeeded, and the
+            # alternates' in its changes table: (target, "answered").
+            failover.append((name, "primary", counts.succeeded))
+            failover += [(name, target, n) for (target, _), n in sorted(counts.changes.items())]
         if counts.refused:
             refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
@@ -521,6 +523,7 @@ def series(view: View) -> Series:
         first_items=sorted(first_items.items(), key=lambda item: item[0]),
         rate_limiter=sorted(rate_limiter),
         budget_refusals=sorted(refusals.items()),
+        failover=sorted(failover),
     )
 
 

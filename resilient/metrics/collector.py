@@ -115,12 +115,11 @@ def _snapshot(
     successes = ran - counts.failures
     p50 = p95 = p99 = 0.0
     if ran:
-        histogram = counts.histogram()
-        p50, p95, p99 = (_stats.quantile(histogram, q) for q in (0.50, 0.95, 0.99))
+        p50, p95, p99 = (_stats.quantile(counts.latency, q) for q in (0.50, 0.95, 0.99))
     streams = counts.streams
     first = (0.0, 0.0, 0.0)
     if streams:
-        waits = counts.histogram(counts.first_items)
+        waits = counts.first_items
         first = tuple(_stats.quantile(waits, q) for q in (0.50, 0.95, 0.99))  # type: ignore[assignment]
     return Statistics(
         streams=streams,
