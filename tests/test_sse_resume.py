@@ -100,7 +100,7 @@ def test_a_stall_past_the_inactivity_limit_resumes() -> None:
         Reply(events=[event("b", id="2")]),
     )
     with LoopbackServer(*script) as server:
-        http = client(_policy(), base_url=server.url, inactivity=0.1, registry=Registry())
+        http = client(_policy(), base_url=server.url, inactivity=0.5, registry=Registry())
         with http, connect_sse(http, "GET", "/events") as source:
             data = [e.data for e in source.iter_sse()]
         assert server.requests[1].headers["last-event-id"] == "1"
@@ -123,7 +123,7 @@ async def test_the_async_source_resumes_too() -> None:
 def test_a_silent_server_times_out_without_ids() -> None:
     script = (Reply(events=[event("a")], stall=math.inf),)
     with LoopbackServer(*script) as server:
-        http = client(_policy(), base_url=server.url, inactivity=0.05, registry=Registry())
+        http = client(_policy(), base_url=server.url, inactivity=0.3, registry=Registry())
         with http, connect_sse(http, "GET", "/events") as source:
 
             def consume() -> list[str]:

@@ -517,19 +517,19 @@ def test_a_float_timeout_of_a_stack_bounds_each_wait_not_the_stream(
     run: Callable[[Main], Any],
 ) -> None:
     stack = resilient.Resilience(
-        "per-wait", ResiliencePolicy(timeout=0.2, retry=None, circuit_breaker=None)
+        "per-wait", ResiliencePolicy(timeout=0.5, retry=None, circuit_breaker=None)
     )
 
     @stack
     async def stream() -> AsyncIterator[int]:
-        for i in range(5):
-            await anyio.sleep(0.06)  # 0.3s in all: more than 0.2, each wait less
+        for i in range(10):
+            await anyio.sleep(0.06)  # 0.6s in all: more than 0.5, each wait far less
             yield i
 
     async def main() -> list[int]:
         return [x async for x in stream()]
 
-    assert run(main) == [0, 1, 2, 3, 4]
+    assert run(main) == list(range(10))
     config = TimeoutConfig(0.2)
     assert config.first_item is None
     assert config.inactivity is None

@@ -30,7 +30,7 @@ def _policy(**fields: object) -> ResiliencePolicy:
 def test_silence_before_the_first_byte_is_retried() -> None:
     policy = _policy()
     with LoopbackServer(SILENT, ANSWER) as server, instant_waits():
-        http = client(policy, base_url=server.url, inactivity=0.1, registry=Registry())
+        http = client(policy, base_url=server.url, inactivity=0.5, registry=Registry())
         with http, http.stream("GET", "/events") as response:
             events = [event.data for event in iter_sse(response)]
         assert len(server.requests) == 2
@@ -39,7 +39,7 @@ def test_silence_before_the_first_byte_is_retried() -> None:
 
 async def test_silence_before_the_first_byte_is_retried_async() -> None:
     with LoopbackServer(SILENT, ANSWER) as server, instant_waits():
-        http = async_client(_policy(), base_url=server.url, inactivity=0.1, registry=Registry())
+        http = async_client(_policy(), base_url=server.url, inactivity=0.5, registry=Registry())
         async with http, http.stream("GET", "/events") as response:
             body = await response.aread()
         assert len(server.requests) == 2
@@ -50,7 +50,7 @@ def test_silence_before_the_first_byte_is_a_breaker_failure() -> None:
     registry = Registry()
     policy = ResiliencePolicy(retry=None, circuit_breaker=CircuitBreakerConfig(failure_threshold=1))
     with LoopbackServer(SILENT) as server:
-        http = client(policy, base_url=server.url, inactivity=0.05, registry=registry)
+        http = client(policy, base_url=server.url, inactivity=0.3, registry=registry)
         with http, pytest.raises(HTTPTimeoutError):
             http.get("/events")
         host = server.url.removeprefix("http://")

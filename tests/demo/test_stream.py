@@ -8,8 +8,9 @@ import pytest
 from resilient.__main__ import main
 
 
+@pytest.mark.slow  # real time: two seconds a side
 def test_the_stream_scenario_reports_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--scenario", "stream", "--duration", "2", "--no-live"])
+    code = main(["demo", "--scenario", "stream", "--duration", "4", "--no-live"])
     assert code == 0
     text = capsys.readouterr().out
     rows = {
