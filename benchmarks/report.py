@@ -150,6 +150,30 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             ),
         ),
         Target(
+            "async stream, full stack / a bare relay, per item (100 items)",
+            1.5,
+            True,
+            _ratio("async stream of 100: resilient", "async stream of 100: floor: bare relay"),
+        ),
+        Target(
+            "sync stream, full stack / a bare relay, per item (100 items)",
+            1.5,
+            True,
+            _ratio("sync stream of 100: resilient", "sync stream of 100: floor: bare relay"),
+        ),
+        Target(
+            "async stream of one item / the same stack around a call (setup and teardown)",
+            2.0,
+            True,
+            _ratio("async stream of 1: resilient", "async stack around a call: resilient"),
+        ),
+        Target(
+            "hedged stream, first item in time / the same stream unhedged",
+            1.3,
+            True,
+            _ratio("async hedged stream of 1: resilient", "async stream of 1: resilient"),
+        ),
+        Target(
             "adaptive bulkhead / fixed bulkhead (sync)",
             2.0,
             True,

@@ -84,6 +84,7 @@ class TimeoutOptions(TypedDict, total=False):
     """The options of ``Timeout`` beside its seconds."""
 
     mode: Literal["thread", "signal", "inline"]
+    first_item: float | None
     inactivity: float | None
     name: str | None
     pool: WorkerPool | None

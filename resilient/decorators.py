@@ -262,9 +262,11 @@ def with_timeout(
     Args:
         seconds: the limit per call, or a ready ``Timeout``.
         **options: those of ``Timeout``: ``mode`` (``"thread"``, the
-            default, or ``"signal"`` for sync functions), ``inactivity``
-            (seconds without an item, for async generator functions),
-            ``name``, ``pool`` (a ``WorkerPool``).
+            default, or ``"signal"`` for sync functions), ``first_item``
+            (seconds to the first item of a stream), ``inactivity``
+            (seconds without an item after it), ``name``, ``pool`` (a
+            ``WorkerPool``). On a generator function (or an async generator
+            function) ``seconds`` bounds the whole stream.
     """
     if isinstance(seconds, Timeout):
         if options:

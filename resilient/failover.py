@@ -22,10 +22,11 @@ error, so a stream fails over by the same rules, before its first item.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import events
+from ._execution import streams as _streams
 from ._execution.compose import aforwarding, decorate, watching
 from ._execution.policy_base import PolicyBase
 from ._runtime import clock as _clock
@@ -240,38 +241,50 @@ class Failover(PolicyBase):
             return result  # type: ignore[no-any-return]
         raise AssertionError("unreachable: the last target's error is raised")
 
-    async def _astream(
+    # Streams fail over before their first item only (the shared rule of
+    # ``_execution/streams.py``); after it, errors are the stream's own.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        name = name or self.name
+        tried = [PRIMARY]
+
+        def recover(error: Exception, opened: int) -> Callable[[], Iterator[Any]] | None:
+            if not self._next(name, tried, error, opened - 1):
+                return None
+            tried.append(self._names[opened - 1])
+            alternate = self.alternates[opened - 1]
+            return lambda: alternate(*args, **kwargs)
+
+        return _streams.before_first(
+            lambda: fn(*args, **kwargs), recover, lambda: self._answered_by(name, tried[-1])
+        )
+
+    def _astream(
         self,
         fn: Callable[..., AsyncIterator[Any]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        """Fail over before the first item only; after it, errors are the
-        stream's own."""
         name = name or self.name
-        targets: tuple[Callable[..., AsyncIterator[Any]], ...] = (fn, *self.alternates)
-        tried: list[str] = []
-        for index, target in enumerate(targets):
-            tried.append(PRIMARY if index == 0 else self._names[index - 1])
-            stream = target(*args, **kwargs)
-            try:
-                first = await anext(stream)
-            except StopAsyncIteration:
-                self._answered_by(name, tried[-1])
-                return
-            except Exception as exc:
-                if not self._next(name, tried, exc, index):
-                    raise
-                continue
-            self._answered_by(name, tried[-1])
-            try:
-                yield first
-                async for item in stream:
-                    yield item
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-            return
+        tried = [PRIMARY]
+
+        async def recover(error: Exception, opened: int) -> Callable[[], AsyncIterator[Any]] | None:
+            if not self._next(name, tried, error, opened - 1):
+                return None
+            tried.append(self._names[opened - 1])
+            alternate = self.alternates[opened - 1]
+            return lambda: alternate(*args, **kwargs)
+
+        return _streams.abefore_first(
+            lambda: fn(*args, **kwargs), recover, lambda: self._answered_by(name, tried[-1])
+        )
 
     # The fast path, written once per flavour: a ``try`` around the first
     # target until it fails; the walk over the alternates after it.

@@ -252,10 +252,12 @@ class Resilience(PolicyBase):
         # On this dependency's own worker pool: another's hung calls never
         # hold the workers this one needs.
         timeout = policy.timeout
+        # A plain float bounds each wait of a stream, not the whole stream.
+        per_wait = timeout is not None and not isinstance(timeout, TimeoutConfig)
         if timeout is not None and not isinstance(timeout, TimeoutConfig):
             timeout = TimeoutConfig(timeout)
         self.timeout: Timeout | None = (
-            None if timeout is None else timeout.for_stack(name, listeners)
+            None if timeout is None else timeout.for_stack(name, listeners, per_wait=per_wait)
         )
         self.fallback = (
             None if policy.fallback is None else policy.fallback.for_stack(name, listeners)
@@ -307,9 +309,9 @@ class Resilience(PolicyBase):
         """Use the composed policy itself as a decorator."""
         fallback = self.fallback
         if fallback is not None and fallback.async_handler:
-            from ._execution.compose import is_async_callable
+            from ._execution.compose import is_async_callable, is_async_gen
 
-            if not is_async_callable(fn):
+            if not is_async_callable(fn) and not is_async_gen(fn):
                 raise TypeError(
                     f"{fallback!r}: an async handler cannot answer for the sync function {fn!r}"
                 )

@@ -105,6 +105,7 @@ LAYER_PROTOCOL = {
     "_stats_for",
     "_wrap_sync",
     "_wrap_async",
+    "_stream",
     "_astream",
     "_meters",
     "_run",

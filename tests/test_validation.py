@@ -158,6 +158,7 @@ def _timeout(**kw: Any) -> object:
 
 
 _add("Timeout", _timeout, "seconds", SECONDS_OR_NONE)
+_add("Timeout", _timeout, "first_item", SECONDS_OR_NONE)
 _add("Timeout", _timeout, "inactivity", SECONDS_OR_NONE)
 _add("Timeout", _timeout, "mode", ["threads", None, 1])
 _add("Timeout", _timeout, "pool", ["pool", 4])
@@ -169,6 +170,8 @@ def _timeout_config(**kw: Any) -> object:
 
 
 _add("TimeoutConfig", _timeout_config, "seconds", SECONDS_OR_NONE)
+_add("TimeoutConfig", _timeout_config, "first_item", SECONDS_OR_NONE)
+_add("TimeoutConfig", _timeout_config, "inactivity", SECONDS_OR_NONE)
 _add("TimeoutConfig", _timeout_config, "pool_size", [*COUNT, 0, 10**6])
 _add("TimeoutConfig", _timeout_config, "mode", ["threads", None, 1])
 

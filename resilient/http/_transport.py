@@ -338,7 +338,13 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             if cls is None:
                 failure = self._watch(name, request, response)
                 assert isinstance(response.stream, httpx.SyncByteStream)
-                response.stream = GuardedStream(response.stream, failure)
+                body = GuardedStream(response.stream, failure)
+                response.stream = body
+                try:
+                    body.first()
+                except BaseException:
+                    response.close()
+                    raise
                 return response
             response.request = request
             try:
@@ -413,7 +419,13 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             if cls is None:
                 failure = self._watch(name, request, response)
                 assert isinstance(response.stream, httpx.AsyncByteStream)
-                response.stream = AsyncGuardedStream(response.stream, failure)
+                body = AsyncGuardedStream(response.stream, failure)
+                response.stream = body
+                try:
+                    await body.first()
+                except BaseException:
+                    await response.aclose()
+                    raise
                 return response
             response.request = request
             try:

@@ -67,6 +67,7 @@ class _Collector:
                 "retry_budget_refusals",
                 "failover_calls",
                 "resilient_operation_duration_seconds",
+                "resilient_time_to_first_item_seconds",
             )
         }
         self._les = [floatToGoString(b) for b in buckets]  # type: ignore[no-untyped-call]
@@ -132,7 +133,16 @@ class _Collector:
             "Duration of each call of a protected function, retries included",
             labels=["name"],
         )
+        first_item = self._histogram(
+            n["resilient_time_to_first_item_seconds"],
+            "Time from the start of each stream of a protected function to its first item",
+            labels=["name"],
+        )
         if values is not None:
+            for name, counts in values.first_items:
+                below = cumulative(counts.first_items, self._cuts)
+                buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.streams)]
+                first_item.add_metric([name], buckets, counts.first_item_sum)
             for name, value in values.states:
                 state.add_metric([name], value)
             for name, old, new, count in values.changes:
@@ -173,6 +183,7 @@ class _Collector:
             failover,
         )
         yield duration
+        yield first_item
 
 
 def instrument(

@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
@@ -483,6 +484,23 @@ class RateLimiter(NamedPolicy):
             await self._aacquire()
         return await fn(*args, **kwargs)
 
+    # A stream takes one turn when it starts (at its first item's request).
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if switch.on:
+            self._acquire()
+        stream = fn(*args, **kwargs)
+        try:
+            yield from stream
+        finally:
+            _streams.close(stream)
+
     async def _astream(
         self,
         fn: Callable[..., AsyncIterator[Any]],
@@ -490,11 +508,14 @@ class RateLimiter(NamedPolicy):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        """A stream takes one turn when it starts."""
         if switch.on:
             await self._aacquire()
-        async for item in fn(*args, **kwargs):
-            yield item
+        stream = fn(*args, **kwargs)
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            await _streams.aclose(stream)
 
     # -- context managers --------------------------------------------------------
 

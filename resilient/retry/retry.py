@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
 from .._runtime import clock as _clock
@@ -594,6 +595,85 @@ class Retry(PolicyBase):
             if check is None or not check(result):
                 return cast(R, result)
             error = None
+
+    # Streams: a failure before the first item opens the same stream again,
+    # after the planned wait; after it, the error is the consumer's. A wait
+    # ticket (an open breaker) is waited for, then given back: the next
+    # stream asks the breaker as any other call does.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        previous = 0.0
+        first_attempt = self._first_attempt
+
+        def opener() -> Iterator[Any]:
+            return fn(*args, **kwargs)
+
+        def first() -> Iterator[Any]:
+            if first_attempt is not None:
+                first_attempt()
+            return fn(*args, **kwargs)
+
+        def recover(error: Exception, attempt: int) -> Callable[[], Iterator[Any]] | None:
+            nonlocal previous
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
+                return None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            _clock.sleep(_ticket_wait(next_wait.delay, ticket))
+            return opener
+
+        return _streams.before_first(first, recover)
+
+    def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        previous = 0.0
+        first_attempt = self._first_attempt
+
+        def opener() -> AsyncIterator[Any]:
+            return fn(*args, **kwargs)
+
+        def first() -> AsyncIterator[Any]:
+            if first_attempt is not None:
+                first_attempt()
+            return fn(*args, **kwargs)
+
+        async def recover(
+            error: Exception, attempt: int
+        ) -> Callable[[], AsyncIterator[Any]] | None:
+            nonlocal previous
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
+                return None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            await _clock.sleep_async(_ticket_wait(next_wait.delay, ticket))
+            return opener
+
+        return _streams.abefore_first(first, recover)
+
+
+def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
+    """The wait before a stream's next attempt: the planned delay, or until
+    a wait ticket is due (the ticket goes back: a stream's attempt does
+    not hold it)."""
+    if ticket is None:
+        return delay
+    ticket.release()
+    return max(delay, ticket.due - _clock.monotonic())
 
 
 # An attempt made on a wait ticket: sleep until the breaker lets it probe
