@@ -872,5 +872,6 @@ case(
 )(_signal_timeout)
 
 
-# The rate limiters and per-key breakers (their own module, registered here).
-from . import cases_limits  # noqa: E402,F401
+# The rate limiters, per-key breakers, quotas, failover and streams (their own
+# modules, registered here).
+from . import cases_limits, cases_quota, cases_streams  # noqa: E402,F401  (quota reads limits)

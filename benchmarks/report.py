@@ -150,6 +150,30 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             ),
         ),
         Target(
+            "async stream, full stack / a bare relay, per item (100 items)",
+            1.5,
+            True,
+            _ratio("async stream of 100: resilient", "async stream of 100: floor: bare relay"),
+        ),
+        Target(
+            "sync stream, full stack / a bare relay, per item (100 items)",
+            1.5,
+            True,
+            _ratio("sync stream of 100: resilient", "sync stream of 100: floor: bare relay"),
+        ),
+        Target(
+            "async stream of one item / the same stack around a call (setup and teardown)",
+            2.0,
+            True,
+            _ratio("async stream of 1: resilient", "async stack around a call: resilient"),
+        ),
+        Target(
+            "hedged stream, first item in time / the same stream unhedged",
+            1.3,
+            True,
+            _ratio("async hedged stream of 1: resilient", "async stream of 1: resilient"),
+        ),
+        Target(
             "adaptive bulkhead / fixed bulkhead (sync)",
             2.0,
             True,
@@ -356,8 +380,45 @@ def _limit_targets() -> list[Target]:
     ]
 
 
+def _quota_targets() -> list[Target]:
+    """Provider quotas and failover."""
+    rl = "sync rate limiter: resilient"
+    return [
+        Target(
+            "weighed rate limit (cost=) / count rate limit (sync)",
+            1.1,
+            True,
+            _ratio("sync weighed rate limiter: resilient", rl),
+        ),
+        Target(
+            "three stacked rate limits / one (sync)",
+            2.5,
+            True,
+            _ratio("sync three stacked rate limits: resilient", rl),
+        ),
+        Target(
+            "failover, healthy primary / the primary's own stack (sync)",
+            1.2,
+            True,
+            _ratio(
+                "sync failover, healthy primary: resilient",
+                "sync failover's primary stack: resilient",
+            ),
+        ),
+        Target(
+            "failover skipping an open breaker / a bare open rejection (sync)",
+            2.0,
+            True,
+            _ratio("sync failover skips an open breaker: resilient", "sync rejection: resilient"),
+        ),
+        Target(
+            "quota header parsing, per response", 5.0, True, _extra("quota header parsing"), " µs"
+        ),
+    ]
+
+
 def _all_targets(cases: Sequence[Case]) -> list[Target]:
-    return [*targets(cases), *_limit_targets()]
+    return [*targets(cases), *_limit_targets(), *_quota_targets()]
 
 
 TARGETS = _all_targets  # built from the case list, which the spreads need

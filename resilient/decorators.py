@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
 
-from ._execution.compose import decorate
+from ._execution.compose import chain_of, decorate
 from ._fields import (
     CircuitBreakerFields,
     RateLimitFields,
@@ -21,6 +21,7 @@ from .circuit_breaker.keyed import KeyedBreakers
 from .fallback import MISSING, Fallback
 from .policy import Resilience, ResiliencePolicy
 from .rate_limit.limiter import RateLimitConfig, RateLimiter
+from .rate_limit.stack import Limits, limit_of
 from .retry.retry import Retry, RetryConfig
 from .timeout.timeout import Timeout
 
@@ -195,6 +196,8 @@ def with_bulkhead(
 def with_rate_limit(
     name: str | RateLimiter,
     *,
+    cost: Callable[..., float] | float | None = None,
+    actual: Callable[[Any], float] | None = None,
     config: RateLimitConfig | None = None,
     registry: Any = None,
     **fields: Unpack[RateLimitFields],
@@ -203,9 +206,19 @@ def with_rate_limit(
     once); a caller waits up to ``max_wait`` seconds for its turn, else gets
     ``RateLimitExceededError``.
 
+    With ``cost``, a call takes ``cost(*args, **kwargs)`` units of the limit
+    instead of one (a cost above ``burst`` is a ``ValueError``); with
+    ``actual``, ``actual(result)`` is what it really took, and the
+    difference is charged or refunded when it returns. Rate limits
+    decorated directly on top of one another act as one: a call waits for
+    the latest of its turns, and takes none when one of them refuses it.
+
     Args:
         name: the name the limiter is registered (or reused) under, or a
             ready ``RateLimiter``.
+        cost: what a call takes: a callable of the call's arguments, or a
+            number (default 1).
+        actual: a callable of the result: what the call really took.
         config: a ``RateLimitConfig``.
         registry: the ``Registry`` to register in (default: the global one).
         **fields: fields of ``RateLimitConfig``: ``rate``, ``period``,
@@ -214,24 +227,36 @@ def with_rate_limit(
     Returns:
         A decorator that keeps the decorated callable's exact signature.
     """
+    if cost is not None and not callable(cost) and not isinstance(cost, (int, float)):
+        raise TypeError(f"with_rate_limit.cost must be a callable, a number or None, got {cost!r}")
+
+    def layer_of(limiter: RateLimiter) -> Limits | RateLimiter:
+        if cost is not None or actual is not None:
+            return Limits((limit_of(limiter, cost, actual),))
+        return limiter
+
+    def apply(layer: Limits | RateLimiter, fn: F) -> F:
+        stacked = chain_of(fn)
+        if stacked is not None and isinstance(stacked.layers[0], (Limits, RateLimiter)):
+            # Limits on top of limits: one layer, taken together.
+            first = layer if isinstance(layer, Limits) else Limits((limit_of(layer, None, None),))
+            merged = first.then(stacked.layers[0])
+            return decorate(merged, cast(F, stacked.fn), merged, (merged, *stacked.layers[1:]))
+        return decorate(layer, fn)
+
     if isinstance(name, RateLimiter):
         if config is not None or fields:
             raise TypeError("with_rate_limit: pass either a RateLimiter or a name with a limit")
-        limiter = name
-    else:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
-        registry = _registry_of("with_rate_limit", registry)
-        if fields:
-            if config is not None:
-                raise TypeError(f"registry.rate_limiter({name!r}): pass either a config or fields")
-            config = RateLimitConfig(**fields)
-        return _registering(lambda: registry.rate_limiter(name, config))
+        ready = layer_of(name)
 
-    def decorator(fn: F) -> F:
-        return decorate(limiter, fn)
+        def decorator(fn: F) -> F:
+            return apply(ready, fn)
 
-    return decorator
+        return decorator
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
+    registry = _registry_of("with_rate_limit", registry)
+    return _registering(lambda: layer_of(registry.rate_limiter(name, config, **fields)), apply)
 
 
 def with_retry(
@@ -245,7 +270,7 @@ def with_retry(
         **fields: fields of ``RetryConfig`` replacing those of
             ``config``: ``max_attempts``, ``initial_delay``, ``max_delay``,
             ``multiplier``, ``jitter``, ``retry_on``, ``give_up_on``,
-            ``retry_if_result``, ``on_retry``, ``respect_retry_after``,
+            ``retry_if_result``, ``on_retry``, ``wait``, ``respect_retry_after``,
             ``deadline``, ``rng``, ``budget``.
 
     Returns:
@@ -275,9 +300,11 @@ def with_timeout(
     Args:
         seconds: the limit per call, or a ready ``Timeout``.
         **options: those of ``Timeout``: ``mode`` (``"thread"``, the
-            default, or ``"signal"`` for sync functions), ``inactivity``
-            (seconds without an item, for async generator functions),
-            ``name``, ``pool`` (a ``WorkerPool``).
+            default, or ``"signal"`` for sync functions), ``first_item``
+            (seconds to the first item of a stream), ``inactivity``
+            (seconds without an item after it), ``name``, ``pool`` (a
+            ``WorkerPool``). On a generator function (or an async generator
+            function) ``seconds`` bounds the whole stream.
     """
     if isinstance(seconds, Timeout):
         if options:
@@ -321,8 +348,8 @@ def with_resilience(
     **overrides: Unpack[ResilienceOverrides],
 ) -> Callable[[F], F]:
     """Protect a function, coroutine function or method with every layer of
-    a policy, outermost first: fallback → retry → circuit breaker →
-    bulkhead → timeout.
+    a policy, outermost first: fallback → retry → failover → hedging →
+    circuit breaker → rate limiter → bulkhead → timeout.
 
     Args:
         name: the name its breaker and bulkhead are registered under.
@@ -330,7 +357,8 @@ def with_resilience(
         registry: the ``Registry`` to register in (default: the global one).
         **overrides: fields of ``ResiliencePolicy`` replacing the
             policy's (``circuit_breaker``, ``retry``, ``timeout``,
-            ``bulkhead``, ``fallback``); ``None`` drops a layer.
+            ``bulkhead``, ``fallback``, ``rate_limit``, ``hedging``,
+            ``failover``); ``None`` drops a layer.
     """
     if policy is None:
         policy = ResiliencePolicy()

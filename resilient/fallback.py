@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import events
-from ._execution.compose import is_async_callable, watching
+from ._execution import streams as _streams
+from ._execution.compose import is_async_callable, is_async_gen, watching
 from ._execution.policy_base import PolicyBase
 from ._runtime import clock as _clock
 from ._runtime import validation as _validate
@@ -207,9 +208,59 @@ class Fallback(PolicyBase):
             answer = await answer
         return answer
 
+    # Streams: a failure before the first item is answered by the handler's
+    # items (an iterable, an async iterable, or one value); after it, the
+    # error is the consumer's.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]:
+        on = self.on
+
+        def opener() -> Iterator[Any]:
+            return fn(*args, **kwargs)
+
+        def recover(error: Exception, attempt: int) -> Callable[[], Iterator[Any]] | None:
+            if attempt > 1 or not isinstance(error, on) or not switch.on:
+                return None
+            if self.async_handler:
+                raise TypeError(
+                    f"{self!r}: an async handler cannot answer for the generator function {fn!r}"
+                ) from error
+            answer = self._answer(name, args, kwargs, error)
+            return lambda: _streams.one_stream(answer)
+
+        return _streams.before_first(opener, recover)
+
+    def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]:
+        on = self.on
+
+        def opener() -> AsyncIterator[Any]:
+            return fn(*args, **kwargs)
+
+        async def recover(
+            error: Exception, attempt: int
+        ) -> Callable[[], AsyncIterator[Any]] | None:
+            if attempt > 1 or not isinstance(error, on) or not switch.on:
+                return None
+            answer = self._answer(name, args, kwargs, error)
+            return lambda: _streams.aone_stream(answer)
+
+        return _streams.abefore_first(opener, recover)
+
     def __call__(self, fn: F) -> F:
         """Use the fallback itself as a decorator."""
-        if self.async_handler and not is_async_callable(fn):
+        if self.async_handler and not is_async_callable(fn) and not is_async_gen(fn):
             raise TypeError(
                 f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
             )

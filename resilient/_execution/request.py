@@ -16,7 +16,7 @@ id, though, which lives in a contextvar for the whole call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from .._runtime import clock as _clock
@@ -205,57 +205,98 @@ class Request:
 
     async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """``items`` (a protected stream) as one request: consumed to its end
-        it succeeded; abandoned by its consumer it is not counted.
+        it succeeded; abandoned by its consumer it is not counted. The time
+        to its first item goes into the counters' ``first_items``.
 
         The request id is set around each step only, so nothing is left set
         in the consumer's context while it holds an item.
         """
-        if self.gate.level < EVENTS:
-            start = _clock.now()
-            try:
-                async for item in items:
-                    yield item
-            except BaseException as exc:
-                if not isinstance(exc, GeneratorExit):
-                    self.failed(exc, start, False)
-                raise
-            self.succeeded(start, False)
-            return
-        rid = _request.current.get() or _request.new_request_id()
-        token = _request.current.set(rid)
-        try:
-            opened = self.begin()
-        finally:
-            _request.current.reset(token)
-        start, emit, _ = opened
+        rid, start, emit = self._open_stream()
+        current, now = _request.current, _clock.now
+        waiting = True
         try:
             while True:
-                token = _request.current.set(rid)
+                token = current.set(rid) if rid is not None else None
                 try:
                     item = await anext(items)
                 except StopAsyncIteration:
                     break
                 finally:
-                    _request.current.reset(token)
+                    if token is not None:
+                        current.reset(token)
+                if waiting:
+                    waiting = False
+                    self.stats.first_item(now() - start)
                 yield item
         except BaseException as exc:
             if not isinstance(exc, GeneratorExit):
-                token = _request.current.set(rid)
-                try:
-                    self.failed(exc, start, emit)
-                finally:
-                    _request.current.reset(token)
+                self._in(rid, self.failed, exc, start, emit)
             raise
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
-                token = _request.current.set(rid)
+                token = current.set(rid) if rid is not None else None
                 try:
                     await aclose()
                 finally:
-                    _request.current.reset(token)
+                    if token is not None:
+                        current.reset(token)
+        self._in(rid, self.succeeded, start, emit)
+
+    def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
+        """``stream`` for a sync stream."""
+        rid, start, emit = self._open_stream()
+        current, now = _request.current, _clock.now
+        waiting = True
+        try:
+            while True:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                finally:
+                    if token is not None:
+                        current.reset(token)
+                if waiting:
+                    waiting = False
+                    self.stats.first_item(now() - start)
+                yield item
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                self._in(rid, self.failed, exc, start, emit)
+            raise
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    close()
+                finally:
+                    if token is not None:
+                        current.reset(token)
+        self._in(rid, self.succeeded, start, emit)
+
+    def _open_stream(self) -> tuple[str | None, float, bool]:
+        """A stream's request id (with events only), start and whether it emits."""
+        if self.gate.level < EVENTS:
+            return None, _clock.now(), False
+        rid = _request.current.get() or _request.new_request_id()
         token = _request.current.set(rid)
         try:
-            self.succeeded(start, emit)
+            start, emit, _ = self.begin()
+        finally:
+            _request.current.reset(token)
+        return rid, start, emit
+
+    @staticmethod
+    def _in(rid: str | None, report: Callable[..., None], *args: Any) -> None:
+        """``report(*args)`` with the stream's request id current."""
+        if rid is None:
+            report(*args)
+            return
+        token = _request.current.set(rid)
+        try:
+            report(*args)
         finally:
             _request.current.reset(token)

@@ -19,11 +19,12 @@ import functools
 import inspect
 import threading
 from _thread import LockType
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
@@ -797,6 +798,30 @@ class Bulkhead(NamedPolicy):
         self._report(start, None)
         return result
 
+    # A stream holds its permit from its first item's request until it ends:
+    # exhausted, raised, or closed by its consumer (``close()``, ``break``
+    # then garbage collection).
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        self._acquire()
+        try:
+            stream = fn(*args, **kwargs)
+            try:
+                yield from stream
+            finally:
+                _streams.close(stream)
+        finally:
+            self._release()
+
     async def _astream(
         self,
         fn: Callable[..., AsyncIterator[Any]],
@@ -804,15 +829,18 @@ class Bulkhead(NamedPolicy):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        """A stream holds its slot until it ends or is closed."""
         if not switch.on:
             async for item in fn(*args, **kwargs):
                 yield item
             return
         await self._aacquire()
         try:
-            async for item in fn(*args, **kwargs):
-                yield item
+            stream = fn(*args, **kwargs)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await _streams.aclose(stream)
         finally:
             self._release()
 

@@ -9,11 +9,12 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import is_async_callable, watching
 from .._execution.counters import FOLD_AT
@@ -584,14 +585,23 @@ class CircuitBreaker(NamedPolicy):
             return _SUCCESS
         return _FAILURE
 
-    def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
-        """Record how an admitted call ended."""
+    def _exit(
+        self,
+        permit: _Permit,
+        outcome: int,
+        error: BaseException | None,
+        first_item: float | None = None,
+    ) -> None:
+        """Record how an admitted call ended (for a stream that yielded,
+        ``first_item`` is when its first item came: its duration is the
+        time to it)."""
         core = self._core
         token, start, probe, epoch = permit
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
-        duration = now - start if start is not None else 0.0
+        until = now if first_item is None else first_item
+        duration = until - start if start is not None else 0.0
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
@@ -641,13 +651,15 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._exit(permit, _FAILURE if failed else _SUCCESS, None)
 
-    def _exit_error(self, permit: _Permit, exc: BaseException) -> None:
+    def _exit_error(
+        self, permit: _Permit, exc: BaseException, first_item: float | None = None
+    ) -> None:
         try:
             outcome = self._classify_error(exc)
         except BaseException as own:  # failure_predicate raised: its error goes on
             self._exit_raised(permit, own)
             raise
-        self._exit(permit, outcome, exc)
+        self._exit(permit, outcome, exc, first_item)
 
     def _exit_raised(self, permit: _Permit, exc: BaseException) -> None:
         """A predicate of the user's raised ``exc`` while the call was being
@@ -958,6 +970,126 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._exit_result(permit, result)
         return result
+
+    # -- streams ---------------------------------------------------------------
+
+    # A stream is admitted at its first item's request and judged when it
+    # ends: exhausted, or closed by its consumer after an item, it succeeded;
+    # raised (or timed out), it failed as a call that raised does; closed
+    # before its first item, it is not counted. Slow means a late first item.
+
+    def _stream_permit(self) -> tuple[_Permit, itertools.count[int] | None]:
+        """A stream's admission on the fast path (CLOSED, a plain config,
+        nobody listening: its success is a tick, as a call's), or ``ticks``
+        None for the locked path."""
+        core = self._core
+        if core.fast and not self._listeners.events:
+            return _Permit(core.generation, None), core.ticks
+        return _Permit(core.generation, None), None
+
+    def _stream_ended(
+        self,
+        permit: _Permit,
+        ticks: itertools.count[int] | None,
+        error: BaseException | None,
+        first: float | None,
+        closed: bool = False,
+    ) -> None:
+        """Judge a stream that ended: raised (``error``), closed by its
+        consumer (a success after an item, else not counted) or exhausted."""
+        if ticks is not None:
+            if error is not None:
+                self._exit_error(_Permit(_generation_of(self._core, ticks), None), error)
+            elif first is not None or not closed:
+                next(ticks)
+        elif error is not None:
+            self._exit_error(permit, error, first)
+        else:
+            self._exit(permit, _IGNORED if closed and first is None else _SUCCESS, None, first)
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                permit = self._admit()
+            timeout = self._timeout
+            first: float | None = None
+            stream = fn(*args, **kwargs) if timeout is None else timeout._stream(fn, args, kwargs)
+            try:
+                try:
+                    item = next(stream)
+                except StopIteration:
+                    pass
+                else:
+                    first = _clock.monotonic()
+                    yield item
+                    del item
+                    yield from stream  # the rest, delegated
+            except GeneratorExit:
+                _streams.close(stream)
+                self._stream_ended(permit, ticks, None, first, closed=True)
+                raise
+            except BaseException as exc:
+                _streams.close(stream)
+                self._stream_ended(permit, ticks, exc, first)
+                raise
+            self._stream_ended(permit, ticks, None, first)
+        finally:
+            if member is not None:
+                member.leave()
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                if self._health_is_async and self._core.state is OPEN:
+                    await self._apoll_health()
+                permit = await self._aadmit()
+            timeout = self._timeout
+            first: float | None = None
+            stream = fn(*args, **kwargs) if timeout is None else timeout._astream(fn, args, kwargs)
+            try:
+                async for item in stream:
+                    if first is None:
+                        first = _clock.monotonic()
+                    yield item
+            except GeneratorExit:
+                await _streams.aclose(stream)
+                self._stream_ended(permit, ticks, None, first, closed=True)
+                raise
+            except BaseException as exc:
+                await _streams.aclose(stream)
+                self._stream_ended(permit, ticks, exc, first)
+                raise
+            self._stream_ended(permit, ticks, None, first)
+        finally:
+            if member is not None:
+                member.leave()
 
     # -- context managers ----------------------------------------------------
 

@@ -33,6 +33,8 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   rate limiter.
 - ``retry_budget_refusals_total``: retries a retry budget refused (under the
   retry's name).
+- ``failover_calls_total{target}``: calls a failover's target answered
+  (``primary``: the decorated function; an alternate: its name).
 - ``resilient_operation_duration_seconds``: the duration of each request
   (one call of a decorated function, retries included) that ran.
 """
@@ -83,6 +85,7 @@ _SEVERITY = {0: 0, 2: 1, 1: 2}
 # The plain integer and float fields of a Stats, summed and subtracted alike.
 FIELDS = (
     "latency_sum",
+    "first_item_sum",
     "failures",
     "rejections",
     "retries",
@@ -103,9 +106,10 @@ class Counts:
     between two moments, or several summed. ``latency`` is sparse (bucket
     index to count, the buckets of ``_stats.BOUNDS``)."""
 
-    __slots__ = ("changes", "latency", *FIELDS)
+    __slots__ = ("changes", "first_items", "latency", *FIELDS)
 
     latency_sum: float
+    first_item_sum: float
     failures: int
     rejections: int
     retries: int
@@ -122,8 +126,9 @@ class Counts:
     def __init__(self) -> None:
         for f in FIELDS:
             setattr(self, f, 0)
-        self.latency_sum = 0.0
+        self.latency_sum = self.first_item_sum = 0.0
         self.latency: dict[int, int] = {}
+        self.first_items: dict[int, int] = {}
         self.changes: dict[tuple[str, str], int] = {}
 
     @classmethod
@@ -139,13 +144,15 @@ class Counts:
         for f in FIELDS:
             now = getattr(stats, f)
             setattr(self, f, getattr(self, f) + (now if base is None else now - getattr(base, f)))
-        latency = self.latency
-        before = base.latency if base is not None else {}
-        for i, n in list(stats.latency.items()):  # list(): taken at once, under the GIL
-            if n:
-                n -= before.get(i, 0)
+        for mine, theirs, before in (
+            (self.latency, stats.latency, base.latency if base is not None else {}),
+            (self.first_items, stats.first_items, base.first_items if base is not None else {}),
+        ):
+            for i, n in list(theirs.items()):  # list(): taken at once, under the GIL
                 if n:
-                    latency[i] = latency.get(i, 0) + n
+                    n -= before.get(i, 0)
+                    if n:
+                        mine[i] = mine.get(i, 0) + n
         changes = self.changes
         previous = base.changes if base is not None else {}
         for key, n in _copy(stats.changes).items():
@@ -156,9 +163,9 @@ class Counts:
     def merge(self, other: Counts) -> None:
         for f in FIELDS:
             setattr(self, f, getattr(self, f) + getattr(other, f))
-        latency = self.latency
-        for i, n in other.latency.items():
-            latency[i] = latency.get(i, 0) + n
+        for mine, theirs in ((self.latency, other.latency), (self.first_items, other.first_items)):
+            for i, n in theirs.items():
+                mine[i] = mine.get(i, 0) + n
         changes = self.changes
         for key, n in other.changes.items():
             changes[key] = changes.get(key, 0) + n
@@ -169,7 +176,12 @@ class Counts:
         return counts
 
     def __bool__(self) -> bool:
-        return bool(self.latency or self.changes or any(getattr(self, f) for f in FIELDS))
+        return bool(
+            self.latency
+            or self.first_items
+            or self.changes
+            or any(getattr(self, f) for f in FIELDS)
+        )
 
     # -- request level ---------------------------------------------------------
 
@@ -177,6 +189,11 @@ class Counts:
     def ran(self) -> int:
         """Requests that ran (succeeded or failed): those with a duration."""
         return sum(self.latency.values())
+
+    @property
+    def streams(self) -> int:
+        """Streams that yielded a first item (those with a time to it)."""
+        return sum(self.first_items.values())
 
 
 def _copy(changes: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -411,8 +428,10 @@ class Series(NamedTuple):
     bulkhead: list[tuple[str, str, int]]  # name, state, count
     limits: list[tuple[str, float]]
     durations: list[tuple[str, Counts]]  # name, the requests' latency (and sum)
+    first_items: list[tuple[str, Counts]]  # name, the streams' time to first item
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
+    failover: list[tuple[str, str, int]]  # name, target that answered, count
 
 
 def series(view: View) -> Series:
@@ -437,11 +456,13 @@ def series(view: View) -> Series:
     breaker_calls: list[tuple[str, str, int]] = []
     bulkhead: list[tuple[str, str, int]] = []
     rate_limiter: list[tuple[str, str, int]] = []
+    failover: list[tuple[str, str, int]] = []
     refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
     hedges: dict[str, int] = {}
     timeouts: dict[str, int] = {}
     durations: dict[str, Counts] = {}
+    first_items: dict[str, Counts] = {}
     for (kind, name), counts in sorted(view.counts.items(), key=lambda item: item[0][::-1]):
         if kind == "circuit_breaker":
             for (old, new), n in sorted(counts.changes.items()):
@@ -462,6 +483,11 @@ def series(view: View) -> Series:
                 (name, "admitted", counts.succeeded),
                 (name, "rejected", counts.rejected),
             ]
+        elif kind == "failover":
+            # A failover counts the primary's answers as succeeded, and the
+            # alternates' in its changes table: (target, "answered").
+            failover.append((name, "primary", counts.succeeded))
+            failover += [(name, target, n) for (target, _), n in sorted(counts.changes.items())]
         if counts.refused:
             refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
@@ -477,6 +503,13 @@ def series(view: View) -> Series:
             total.latency_sum += counts.latency_sum
             for i, n in counts.latency.items():
                 total.latency[i] = total.latency.get(i, 0) + n
+        if counts.first_items:
+            total = first_items.get(name)
+            if total is None:
+                first_items[name] = total = Counts()
+            total.first_item_sum += counts.first_item_sum
+            for i, n in counts.first_items.items():
+                total.first_items[i] = total.first_items.get(i, 0) + n
     return Series(
         states=sorted(states.items()),
         changes=sorted(changes),
@@ -487,8 +520,10 @@ def series(view: View) -> Series:
         bulkhead=sorted(bulkhead),
         limits=sorted(limits.items()),
         durations=sorted(durations.items(), key=lambda item: item[0]),
+        first_items=sorted(first_items.items(), key=lambda item: item[0]),
         rate_limiter=sorted(rate_limiter),
         budget_refusals=sorted(refusals.items()),
+        failover=sorted(failover),
     )
 
 

@@ -65,7 +65,9 @@ class _Collector:
                 "bulkhead_limit",
                 "rate_limiter_calls",
                 "retry_budget_refusals",
+                "failover_calls",
                 "resilient_operation_duration_seconds",
+                "resilient_time_to_first_item_seconds",
             )
         }
         self._les = [floatToGoString(b) for b in buckets]  # type: ignore[no-untyped-call]
@@ -121,12 +123,26 @@ class _Collector:
         refusals = self._counter(
             n["retry_budget_refusals"], "Retries a retry budget refused", labels=["name"]
         )
+        failover = self._counter(
+            n["failover_calls"],
+            "Calls through a failover, by the target that answered",
+            labels=["name", "target"],
+        )
         duration = self._histogram(
             n["resilient_operation_duration_seconds"],
             "Duration of each call of a protected function, retries included",
             labels=["name"],
         )
+        first_item = self._histogram(
+            n["resilient_time_to_first_item_seconds"],
+            "Time from the start of each stream of a protected function to its first item",
+            labels=["name"],
+        )
         if values is not None:
+            for name, counts in values.first_items:
+                below = cumulative(counts.first_items, self._cuts)
+                buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.streams)]
+                first_item.add_metric([name], buckets, counts.first_item_sum)
             for name, value in values.states:
                 state.add_metric([name], value)
             for name, old, new, count in values.changes:
@@ -147,6 +163,8 @@ class _Collector:
                 limiter.add_metric([name, result], count)
             for name, count in values.budget_refusals:
                 refusals.add_metric([name], count)
+            for name, target, count in values.failover:
+                failover.add_metric([name, target], count)
             for name, counts in values.durations:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
@@ -162,8 +180,10 @@ class _Collector:
             limit,
             limiter,
             refusals,
+            failover,
         )
         yield duration
+        yield first_item
 
 
 def instrument(
