@@ -627,6 +627,33 @@ async def test_stream_total_time_limit(seen: list[Event]) -> None:
     assert any(isinstance(e, TimedOut) for e in seen)
 
 
+async def test_a_stream_past_its_whole_limit_times_out_at_its_next_wait() -> None:
+    @with_timeout(SHORT, inactivity=LONG)
+    async def forever() -> AsyncIterator[int]:
+        i = 0
+        while True:
+            await asyncio.sleep(0)
+            yield i
+            i += 1
+
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in forever():
+            got.append(item)
+            if item == 0:
+                # The consumer holds the first item past the stream's limit:
+                # the timer fires between two waits.
+                await asyncio.sleep(2 * SHORT)
+            await asyncio.sleep(0)
+
+    with pytest.raises(CallTimeoutError) as info:
+        async with asyncio.timeout(LONG):  # it used to go on for ever
+            await consume()
+    assert info.value.timeout == SHORT
+    assert got == [0]
+
+
 async def test_stream_early_break_closes_the_generator() -> None:
     closed = asyncio.Event()
 
