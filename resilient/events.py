@@ -51,6 +51,7 @@ __all__ = [
     "Listener",
     "RateLimited",
     "Reader",
+    "Reconfigured",
     "RetriesExhausted",
     "RetryAttempted",
     "StateChanged",
@@ -300,6 +301,29 @@ class ChaosInjected(Event):
     kind: _Field[str] = _Field(_BASE)
     delay: _Field[float] = _Field(_BASE + 1)
     error: _Field[BaseException | None] = _Field(_BASE + 2)
+
+
+class Reconfigured(Event):
+    """A breaker, bulkhead or rate limiter adopted new settings in place
+    (``reconfigure``): ``changes`` maps each field that changed to its
+    ``(old, new)`` values."""
+
+    __slots__ = ()
+    _fields = (*Event._fields, "changes")
+    changes: _Field[dict[str, tuple[Any, Any]]] = _Field(_BASE)
+
+
+def announce_settings(policy: str, name: str, scope: ListenerSet, changes: dict[str, Any]) -> None:
+    """Log a reconfiguration of ``name`` and emit its ``Reconfigured`` event."""
+    log.warning(
+        "%s %r reconfigured: %s",
+        policy,
+        name,
+        ", ".join(f"{field} {old!r} -> {new!r}" for field, (old, new) in changes.items()),
+        extra={"policy_name": name, "changes": changes},
+    )
+    if scope.events:
+        scope.new(Reconfigured, name, policy, changes)
 
 
 Listener = Callable[[Event], object]

@@ -168,7 +168,8 @@ class FromDict:
         resilient's own errors) that names may stand for, by name, e.g.
         ``{"PaymentDeclined": PaymentDeclined}``. Nothing is ever imported."""
         exceptions = _check_exceptions(cls.__name__, exceptions)
-        return load_table(cls, mapping, exceptions, "")
+        loaded: Self = load_table(cls, mapping, exceptions, "")
+        return loaded
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict; ``from_dict`` reads it back equal."""

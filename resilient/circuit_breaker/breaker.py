@@ -22,6 +22,7 @@ from .._execution.request import Request
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
+from .._runtime.settings import changes as _settings_changes
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
 from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
@@ -174,9 +175,14 @@ class CircuitBreaker(NamedPolicy):
         stats.gauges = self._ticks.gauges
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
-        self.config = cfg
         self._core = BreakerCore(cfg)
         self._ticks.core = self._core
+        self._settings(cfg)
+        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
+
+    def _settings(self, cfg: CircuitBreakerConfig) -> None:
+        """What the paths read of ``cfg``, outside the core."""
+        self.config = cfg
         # The clock is read per call only when something needs a time: at
         # the end for a time window's bucket or a duration, at the start too
         # only for a duration.
@@ -201,7 +207,6 @@ class CircuitBreaker(NamedPolicy):
         )
         self._health_check = cfg.health_check
         self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
-        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
 
     def _attach(self, storage: BreakerStorage | None) -> None:
         if self._shared is not None:
@@ -224,6 +229,34 @@ class CircuitBreaker(NamedPolicy):
             self._configure(cfg)
             if state is not CLOSED:
                 self._core.changes.append((state, CLOSED))
+        self._announce()
+
+    def reconfigure(self, config: CircuitBreakerConfig) -> None:
+        """Adopt ``config`` in place: the state (and its timer), the counts
+        and the calls in flight are kept; a window that shrinks keeps its
+        newest outcomes (one that changes kind starts empty); the new
+        thresholds apply from the next outcome on. Emits ``Reconfigured``.
+        The store (``storage``) cannot change: a different one is a
+        ``ValueError``. With a shared store, the settings are this process's
+        own: no other process is reconfigured."""
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
+        if config.storage is not self.config.storage:
+            raise ValueError(
+                f"CircuitBreaker {self.name!r}: storage cannot change in place "
+                f"(got {config.storage!r}, the breaker has {self.config.storage!r})"
+            )
+        changed = _settings_changes(self.config, config)
+        if not changed:
+            return
+        with self._lock:
+            self._core.retune(config, _clock.monotonic())
+            self._settings(config)
+        shared = self._shared
+        retune = getattr(shared, "retune", None)
+        if retune is not None:
+            retune()
+        events.announce_settings(self._kind, self.name, self._listeners, changed)
         self._announce()
 
     def _swap_state(self, saved: _Saved | None = None) -> _Saved:

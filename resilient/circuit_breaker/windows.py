@@ -98,6 +98,22 @@ class CountWindow:
         self._ring = None
         self._pos = self.calls = self.failures = self.slow = 0
 
+    def resized(self, size: int) -> CountWindow:
+        """A window of ``size`` calls holding this one's newest outcomes
+        (as many as fit)."""
+        new = CountWindow(size)
+        keep = min(self.calls, size)
+        ring = self._ring
+        if ring is None:  # all successes
+            new.calls = keep
+            new._pos = keep % size
+            return new
+        old_size = self._size
+        newest_first = [ring[(self._pos - 1 - i) % old_size] for i in range(keep)]
+        for byte in reversed(newest_first):
+            new.record(bool(byte & _FAILURE), bool(byte & _SLOW), 0.0)
+        return new
+
 
 class TimeWindow:
     """Outcomes of the last ``duration`` seconds, in buckets of whole seconds.
@@ -188,6 +204,31 @@ class TimeWindow:
         self.calls += 1
         self.failures += failure
         self.slow += slow
+
+    def resized(self, duration: float) -> TimeWindow:
+        """A window of ``duration`` seconds holding this one's newest buckets
+        (as many as fit; buckets of another width are moved whole)."""
+        new = TimeWindow(duration)
+        last = self._last
+        if last is None:
+            return new
+        new._last = newest = last * self.width // new.width
+        n, m = self._n, new._n
+        for b in range(last - n + 1, last + 1):
+            i = b % n
+            if not self._calls[i]:
+                continue
+            target = b * self.width // new.width
+            if target <= newest - m:
+                continue  # slid out of the new window
+            j = target % m
+            new._calls[j] += self._calls[i]
+            new._failures[j] += self._failures[i]
+            new._slow[j] += self._slow[i]
+            new.calls += self._calls[i]
+            new.failures += self._failures[i]
+            new.slow += self._slow[i]
+        return new
 
     def clear(self) -> None:
         n = self._n
