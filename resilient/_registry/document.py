@@ -67,10 +67,7 @@ def read(source: str | os.PathLike[str]) -> dict[str, Any]:
         raw = file.read()
     name = os.fspath(source)
     try:
-        if name.endswith(".json"):
-            data = json.loads(raw)
-        else:
-            data = tomllib.loads(raw.decode("utf-8"))
+        data = json.loads(raw) if name.endswith(".json") else tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"{name}: not a valid document: {error}") from None
     if not isinstance(data, dict):
@@ -104,7 +101,7 @@ def parse(document: Mapping[str, Any], exceptions: Exceptions | None = None) -> 
     found = Document(
         parsed["breakers"], parsed["bulkheads"], parsed["rate_limits"], parsed["policies"]
     )
-    for name, policy in found.policies.items():
+    for name in found.policies:
         for layer, policy_kind in _POLICY_LAYERS:
             table = next(t for t, (k, _) in _TABLES.items() if k == policy_kind)
             if layer in document["policies"][name] and name in getattr(found, table):
