@@ -788,6 +788,7 @@ BREAKER_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "slow calls": {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
     "result predicate": {"result_predicate": lambda result: result is None},
+    "shadow=True": {"shadow": True},
 }
 
 

@@ -40,6 +40,7 @@ OPTION_LIMITS = {
     "time window (60 s)": 2.0,
     "slow calls": 2.0,
     "result predicate": 1.5,
+    "shadow=True": 1.1,
 }
 
 Times = dict[str, float]  # case name -> seconds per call

@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     class _Field(Generic[T]):
         """A read-only field of an event (typed for checkers)."""
 
-        def __init__(self, index: int) -> None: ...
+        def __init__(self, index: int, default: object = ...) -> None: ...
         @overload
         def __get__(self, obj: None, owner: Any) -> _Field[T]: ...
         @overload
@@ -95,8 +95,12 @@ else:
         def __class_getitem__(cls, item):
             return cls
 
-        def __new__(cls, index):
-            return property(itemgetter(index))
+        def __new__(cls, index, *default):
+            if not default:
+                return property(itemgetter(index))
+            (value,) = default
+            # A field added later: events built without it read its default.
+            return property(lambda event: event[index] if len(event) > index else value)
 
 
 _MISSING: Any = object()
@@ -197,14 +201,16 @@ class CallFailed(Event):
 
 class CallRejected(Event):
     """A call refused without running: ``state`` is the breaker's state,
-    ``"full"`` for a bulkhead, ``"rate_limited"`` for a rate limiter."""
+    ``"full"`` for a bulkhead, ``"rate_limited"`` for a rate limiter.
+    ``shadow``: a shadow breaker would have refused it, and let it run."""
 
     __slots__ = ()
-    _fields = (*Event._fields, "state", "remaining", "level")
-    _defaults = _LEVELLED
+    _fields = (*Event._fields, "state", "remaining", "level", "shadow")
+    _defaults: ClassVar[dict[str, object]] = {"level": POLICY, "shadow": False}
     state: _Field[str] = _Field(_BASE)
     remaining: _Field[float] = _Field(_BASE + 1)
     level: _Field[Level] = _Field(_BASE + 2)
+    shadow: _Field[bool] = _Field(_BASE + 3, False)
 
 
 class RetryAttempted(Event):
@@ -240,12 +246,15 @@ class RateLimited(Event):
 
 class StateChanged(Event):
     """A breaker moved from ``old_state`` to ``new_state`` (the values of
-    ``CircuitState``), forced moves included."""
+    ``CircuitState``), forced moves included. ``shadow``: a shadow breaker
+    moved (it rejects nothing: what a real one would have done)."""
 
     __slots__ = ()
-    _fields = (*Event._fields, "old_state", "new_state")
+    _fields = (*Event._fields, "old_state", "new_state", "shadow")
+    _defaults: ClassVar[dict[str, object]] = {"shadow": False}
     old_state: _Field[str] = _Field(_BASE)
     new_state: _Field[str] = _Field(_BASE + 1)
+    shadow: _Field[bool] = _Field(_BASE + 2, False)
 
 
 class TimedOut(Event):

@@ -469,7 +469,10 @@ class Registry:
     def _states(self) -> dict[str, health.CircuitState]:
         # Reading .state lets an expired OPEN timer (or a health check)
         # move a breaker to HALF_OPEN, as any caller would see it.
-        return {breaker.name: breaker.state for breaker in self.breakers()}
+        # A shadow breaker rejects nothing: it makes no one unhealthy.
+        return {
+            breaker.name: breaker.state for breaker in self.breakers() if not breaker.config.shadow
+        }
 
     def _pending_open(self) -> list[str]:
         with self._lock:

@@ -85,6 +85,7 @@ class _Permit(NamedTuple):
     start: float | None  # None: nothing needs this call's duration
     probe: object = None  # a half-open probe granted by the shared store
     epoch: int = NO_PROBE  # admitted as a local half-open probe: its permit's epoch
+    shadowed: bool = False  # a shadow breaker would have rejected it: not counted
 
 
 # The request id a rejection carries (CircuitOpenError has no __init__ to read it).
@@ -206,6 +207,7 @@ class CircuitBreaker(NamedPolicy):
             else None
         )
         self._health_check = cfg.health_check
+        self._shadow = cfg.shadow
         self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
 
     def _attach(self, storage: BreakerStorage | None) -> None:
@@ -438,16 +440,41 @@ class CircuitBreaker(NamedPolicy):
             raise
 
     def _deliver(self, old: CircuitState, new: CircuitState) -> None:
+        shadow = self._shadow
         log.warning(
-            "circuit %r: %s -> %s",
+            "circuit %r%s: %s -> %s",
             self.name,
+            " (shadow)" if shadow else "",
             old.value,
             new.value,
-            extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
+            extra={
+                "breaker": self.name,
+                "old_state": old.value,
+                "new_state": new.value,
+                "shadow": shadow,
+            },
         )
         self._stats_for(self.name).changed(old.value, new.value)
         if self._listeners.events:
-            self._listeners.new(events.StateChanged, self.name, self._kind, old.value, new.value)
+            self._listeners.new(
+                events.StateChanged, self.name, self._kind, old.value, new.value, shadow
+            )
+
+    def _shadow_permit(self, state: str, remaining: float, now: float) -> _Permit:
+        """A shadow breaker lets through a call it would have rejected: counted
+        and announced as a rejection (``shadow=True``), its outcome not counted."""
+        self._stats_for(self.name).rejected += 1
+        if self._listeners.events:
+            self._listeners.new(
+                events.CallRejected,
+                self.name,
+                self._kind,
+                state,
+                remaining,
+                events.POLICY,
+                True,
+            )
+        return _Permit(UNTRACKED, now, None, NO_PROBE, True)
 
     def _emit_rejected(self, error: CircuitOpenError) -> None:
         self._listeners.new(
@@ -467,7 +494,12 @@ class CircuitBreaker(NamedPolicy):
         if self._health_check is not None and core.state is OPEN:
             self._poll_health()
         state = core.state
-        if (state is OPEN or state is FORCED_OPEN) and not self._listeners.events and switch.on:
+        if (
+            (state is OPEN or state is FORCED_OPEN)
+            and not self._listeners.events
+            and switch.on
+            and not self._shadow
+        ):
             # Rejected without the lock. Racy reads are fine here too:
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
@@ -495,6 +527,8 @@ class CircuitBreaker(NamedPolicy):
                 self.with_core(lambda core, now: core.on_ignored(token, now, epoch))
             raise
         if token == REJECT:
+            if self._shadow:
+                return self._shadow_permit(state.value, remaining, now)
             # Emitted outside the lock: a listener may read the breaker.
             error = CircuitOpenError(self.name, state, remaining, _request_id(), self)
             self._stats_for(self.name).rejected += 1
@@ -549,6 +583,8 @@ class CircuitBreaker(NamedPolicy):
             return UNTRACKED
 
         settled = self.with_core(settle)
+        if isinstance(settled, CircuitOpenError) and self._shadow:
+            return self._shadow_permit(settled.state, settled.remaining, _clock.monotonic())
         if isinstance(settled, CircuitOpenError):
             self._stats_for(self.name).rejected += 1
             if self._listeners.events:
@@ -570,7 +606,9 @@ class CircuitBreaker(NamedPolicy):
     def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
         """Record how an admitted call ended."""
         core = self._core
-        token, start, probe, epoch = permit
+        token, start, probe, epoch, shadowed = permit
+        if shadowed:
+            outcome = _IGNORED  # a rejection it would have made: counted as that
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
@@ -1070,7 +1108,8 @@ class _Ticks:
         if core is None:
             return None
         with self.lock:
-            return {"state": core.current(_clock.monotonic()).value}
+            state = core.current(_clock.monotonic()).value
+        return {"state": state, "shadow": 1} if core.config.shadow else {"state": state}
 
 
 class _ResultCountedAsFailure(Exception):

@@ -259,9 +259,10 @@ class BreakerCore:
         self.changes.append((old, new))
 
     def _update_reject_until(self) -> None:
+        cfg = self.config
         self.reject_until = (
             self.opened_at + self.open_for
-            if self.state is OPEN and self.config.health_check is None
+            if self.state is OPEN and cfg.health_check is None and not cfg.shadow
             else 0.0
         )
 
