@@ -424,7 +424,7 @@ class Series(NamedTuple):
     durations: list[tuple[str, Counts]]  # name, the requests' latency (and sum)
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
-    shadows: list[tuple[str, int]] = []  # name, 1: the breakers that only watch
+    shadows: list[tuple[str, int]]  # name, 1: the breakers that only watch
 
 
 def series(view: View) -> Series:
