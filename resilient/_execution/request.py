@@ -35,7 +35,7 @@ from ..events import (
 from . import counters as _stats
 from . import request_id as _request
 
-__all__ = ["Request", "rejection"]
+__all__ = ["Request", "Span", "Tracer", "rejection", "tracer"]
 
 R = TypeVar("R")
 
@@ -109,25 +109,29 @@ class Request:
         if emit:
             self._emit(CallFailed, now, now - start, error)
 
-    def begin(self) -> tuple[float, bool, Any]:
-        """Open the request: ``(start, emit, token)`` for ``end``."""
+    def begin(self, current: bool = True) -> tuple[float, bool, Any, Any]:
+        """Open the request: ``(start, emit, token, span)`` for ``end``.
+        ``current``: its span (when tracing) is the current one while it runs."""
         token = None
         if _request.current.get() is None:
             token = _request.current.set(_request.new_request_id())
         start = _clock.now()
         emit = self.scope.events
+        traced = tracer.open(self.name, self.kind, current) if tracer is not None else None
         if emit:
             self._emit(CallStarted, start)
-        return start, emit, token
+        return start, emit, token, traced
 
-    def end(self, opened: tuple[float, bool, Any], error: BaseException | None) -> None:
-        start, emit, token = opened
+    def end(self, opened: tuple[float, bool, Any, Any], error: BaseException | None) -> None:
+        start, emit, token, traced = opened
         try:
             if error is None:
                 self.succeeded(start, emit)
             else:
                 self.failed(error, start, emit)
         finally:
+            if traced is not None:
+                traced.close(error)
             if token is not None:
                 try:
                     _request.current.reset(token)
@@ -224,10 +228,11 @@ class Request:
         rid = _request.current.get() or _request.new_request_id()
         token = _request.current.set(rid)
         try:
-            opened = self.begin()
+            opened = self.begin(current=False)
         finally:
             _request.current.reset(token)
-        start, emit, _ = opened
+        start, emit, _, traced = opened
+        ended: BaseException | None = None
         try:
             while True:
                 token = _request.current.set(rid)
@@ -239,6 +244,7 @@ class Request:
                     _request.current.reset(token)
                 yield item
         except BaseException as exc:
+            ended = exc
             if not isinstance(exc, GeneratorExit):
                 token = _request.current.set(rid)
                 try:
@@ -254,8 +260,31 @@ class Request:
                     await aclose()
                 finally:
                     _request.current.reset(token)
+            if traced is not None:
+                traced.close(ended)
         token = _request.current.set(rid)
         try:
             self.succeeded(start, emit)
         finally:
             _request.current.reset(token)
+
+
+class Span:
+    """What a tracer gives each traced request: ``close(error)`` ends it."""
+
+    def close(self, error: BaseException | None) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class Tracer:
+    """What ``resilient.tracing`` installs as ``tracer``: ``open(name, kind,
+    current)`` starts a request's span (``current``: it is the current span
+    while the request runs), or returns None."""
+
+    def open(self, name: str, kind: str, current: bool) -> Span | None:  # pragma: no cover
+        raise NotImplementedError
+
+
+#: The tracer every request opens a span with (``resilient.tracing``); None:
+#: no tracing. Read on the events path only: the fast paths never look.
+tracer: Tracer | None = None
