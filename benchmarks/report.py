@@ -203,6 +203,26 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             True,
             _spread("window", "time window", cases),
         ),
+        *(
+            Target(
+                f"traced full stack ({mode}) / the stack in one bare SDK span",
+                1.5,
+                True,
+                _ratio(
+                    f"{mode} stack, observed by tracing: resilient",
+                    f"{mode} stack, observed by tracing: floor: one SDK span",
+                ),
+            )
+            for mode in ("sync", "async")
+        ),
+        Target(
+            "full stack (sync) after tracing was stopped / never traced",
+            1.02,
+            True,
+            _ratio(
+                "sync stack, observed after tracing stopped: resilient", "sync stack: resilient"
+            ),
+        ),
         Target("memory per breaker (10,000 breakers)", 2048.0, True, _extra("memory"), " B"),
         Target(
             "memory of a breaker with a one-day time window",

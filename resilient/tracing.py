@@ -28,6 +28,7 @@ from ._execution import request as _request_hooks
 __all__ = ["instrument"]
 
 _SCOPE = "resilient"
+_NAME = "resilient.policy.name"
 
 # The span of the innermost traced call running in this context.
 _active: contextvars.ContextVar[_Traced | None] = contextvars.ContextVar(
@@ -67,9 +68,7 @@ class _Traced(_request_hooks.Span):
             if self.retries:
                 span.set_attribute("resilient.retries", self.retries)
                 span.set_attribute("http.request.resend_count", self.retries)
-            if error is None:
-                span.set_attribute("resilient.outcome", "success")
-            else:
+            if error is not None:  # no resilient.outcome: a success
                 _, trace = self._owner.api
                 if isinstance(error, GeneratorExit):
                     outcome = "closed"
@@ -108,10 +107,7 @@ class _Tracer(_request_hooks.Tracer):
     def open(self, name: str, kind: str, current: bool) -> _Traced | None:
         if self.stopping:
             return None
-        span = self.tracer.start_span(
-            f"resilient {name}",
-            attributes={"resilient.policy.name": name, "resilient.policy": kind},
-        )
+        span = self.tracer.start_span(f"resilient {name}", attributes={_NAME: name})
         with _lock:
             self.open_spans += 1
         return _Traced(self, span, current)
@@ -128,10 +124,13 @@ class _Tracer(_request_hooks.Tracer):
     def __call__(self, event: events.Event) -> None:
         """A listener on every policy: events within a traced call become
         events of its span."""
+        describe = _SPAN_EVENTS.get(type(event))
+        if describe is None:
+            return
         traced = _active.get()
         if traced is None:
             return
-        found = _describe(event)
+        found = describe(event)
         if found is None:
             return
         what, attributes = found
@@ -144,61 +143,96 @@ def _error_type(error: BaseException | None) -> dict[str, Any]:
     return {} if error is None else {"exception.type": type(error).__qualname__}
 
 
-def _describe(event: events.Event) -> tuple[str, dict[str, Any]] | None:
-    """The span event for ``event``, or None (call events: the span is the call)."""
-    base: dict[str, Any] = {"resilient.policy.name": event.name, "resilient.policy": event.policy}
-    if isinstance(event, events.RetryAttempted):
-        return "resilient.retry", {
-            **base,
-            "resilient.attempt": event.attempt,
-            "resilient.retry.delay": event.delay,
-            "http.request.resend_count": event.attempt,
-            **_error_type(event.error),
-        }
-    if isinstance(event, events.CallRejected):
-        if event.level != events.POLICY:
-            return None
-        return "resilient.rejected", {
-            **base,
-            "resilient.rejection.state": event.state,
-            "resilient.retry_after": event.remaining,
-            "resilient.shadow": event.shadow,
-        }
-    if isinstance(event, events.BulkheadRejected):
-        return "resilient.rejected", {
-            **base,
-            "resilient.rejection.state": "full",
-            "resilient.bulkhead.max_concurrent": event.max_concurrent,
-        }
-    if isinstance(event, events.StateChanged):
-        return "resilient.state_change", {
-            **base,
-            "resilient.circuit_breaker.from_state": event.old_state,
-            "resilient.circuit_breaker.to_state": event.new_state,
-            "resilient.shadow": event.shadow,
-        }
-    if isinstance(event, events.TimedOut):
-        return "resilient.timeout", {**base, "resilient.timeout": event.timeout}
-    if isinstance(event, events.StreamInactive):
-        return "resilient.timeout", {**base, "resilient.timeout": event.inactivity}
-    if isinstance(event, events.HedgeStarted):
-        return "resilient.hedge", {**base, "resilient.attempt": event.attempt}
-    if isinstance(event, events.FallbackUsed):
-        return "resilient.fallback", {**base, **_error_type(event.error)}
-    if type(event).__name__ == "FailoverUsed":
-        target = getattr(event, "target", None)
-        return "resilient.failover", {
-            **base,
-            "resilient.failover.target": getattr(target, "__qualname__", repr(target)),
-            **_error_type(getattr(event, "error", None)),
-        }
-    if isinstance(event, events.RetriesExhausted):
-        return "resilient.retries_exhausted", {
-            **base,
-            "resilient.attempt": event.attempts,
-            **_error_type(event.error),
-        }
-    return None
+def _base(event: events.Event) -> dict[str, Any]:
+    return {_NAME: event.name, "resilient.policy": event.policy}
+
+
+def _retry(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.retry", {
+        **_base(event),
+        "resilient.attempt": event.attempt,
+        "resilient.retry.delay": event.delay,
+        "http.request.resend_count": event.attempt,
+        **_error_type(event.error),
+    }
+
+
+def _rejected(event: Any) -> tuple[str, dict[str, Any]] | None:
+    if event.level != events.POLICY:
+        return None  # the call's own end: the span says it
+    return "resilient.rejected", {
+        **_base(event),
+        "resilient.rejection.state": event.state,
+        "resilient.retry_after": event.remaining,
+        "resilient.shadow": event.shadow,
+    }
+
+
+def _bulkhead_full(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.rejected", {
+        **_base(event),
+        "resilient.rejection.state": "full",
+        "resilient.bulkhead.max_concurrent": event.max_concurrent,
+    }
+
+
+def _state_change(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.state_change", {
+        **_base(event),
+        "resilient.circuit_breaker.from_state": event.old_state,
+        "resilient.circuit_breaker.to_state": event.new_state,
+        "resilient.shadow": event.shadow,
+    }
+
+
+def _timed_out(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.timeout", {**_base(event), "resilient.timeout": event.timeout}
+
+
+def _inactive(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.timeout", {**_base(event), "resilient.timeout": event.inactivity}
+
+
+def _hedge(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.hedge", {**_base(event), "resilient.attempt": event.attempt}
+
+
+def _fallback(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.fallback", {**_base(event), **_error_type(event.error)}
+
+
+def _failover(event: Any) -> tuple[str, dict[str, Any]]:
+    target = getattr(event, "target", None)
+    return "resilient.failover", {
+        **_base(event),
+        "resilient.failover.target": getattr(target, "__qualname__", repr(target)),
+        **_error_type(getattr(event, "error", None)),
+    }
+
+
+def _exhausted(event: Any) -> tuple[str, dict[str, Any]]:
+    return "resilient.retries_exhausted", {
+        **_base(event),
+        "resilient.attempt": event.attempts,
+        **_error_type(event.error),
+    }
+
+
+# What each kind of event becomes on the span; the call events are the span itself.
+_SPAN_EVENTS: dict[type, Callable[[Any], tuple[str, dict[str, Any]] | None]] = {
+    events.RetryAttempted: _retry,
+    events.CallRejected: _rejected,
+    events.BulkheadRejected: _bulkhead_full,
+    events.StateChanged: _state_change,
+    events.TimedOut: _timed_out,
+    events.StreamInactive: _inactive,
+    events.HedgeStarted: _hedge,
+    events.FallbackUsed: _fallback,
+    events.RetriesExhausted: _exhausted,
+}
+_failover_event = getattr(events, "FailoverUsed", None)
+if _failover_event is not None:  # pragma: no branch
+    _SPAN_EVENTS[_failover_event] = _failover
 
 
 def instrument(tracer_provider: Any = None) -> Callable[[], None]:
