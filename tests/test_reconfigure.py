@@ -361,3 +361,26 @@ def test_reconfiguring_under_eight_threads_loses_and_doubles_no_call() -> None:
         assert (stats.total_requests, stats.failures) == (total, failures)
     finally:
         unsubscribe()
+
+
+def test_a_per_key_group_reconfigures_every_key_and_the_keys_to_come(clock: FakeClock) -> None:
+    from resilient.circuit_breaker.keyed import KeyedBreakers
+
+    reg = Registry()
+    group = KeyedBreakers(
+        "tenants",
+        lambda tenant: tenant,
+        config=CircuitBreakerConfig(failure_threshold=5),
+        max_keys=8,
+        registry=reg,
+    )
+    first = group.breaker("acme")
+    with contextlib.suppress(OSError):
+        first.call(boom)
+    group.breaker("globex")
+    group.reconfigure(CircuitBreakerConfig(failure_threshold=2))
+    assert [group.breaker(k).config.failure_threshold for k in ("acme", "globex")] == [2, 2]
+    assert first.metrics().consecutive_failures == 1  # kept
+    assert group.breaker("initech").config.failure_threshold == 2  # a key to come
+    with pytest.raises(TypeError):
+        group.reconfigure("strict")  # type: ignore[arg-type]
