@@ -285,11 +285,13 @@ def test_per_key_breakers_are_reconfigured_together(clock: FakeClock) -> None:
 
     fetch("a")
     fetch("b")
-    keyed = reg.get("hosts[a]")
+    keyed = reg.get("hosts", key="a")
     assert keyed is not None
-    reg.reconfigure("hosts[a]", failure_threshold=2)
+    reg.reconfigure("hosts", key="a", failure_threshold=2)
     assert keyed.config.failure_threshold == 2
-    other = reg.get("hosts[b]")
+    with pytest.raises(KeyError, match="per-key breaker 'hosts'\\['zz'\\]"):
+        reg.reconfigure("hosts", key="zz", failure_threshold=2)
+    other = reg.get("hosts", key="b")
     assert other is not None
     assert other.config.failure_threshold == 5
 

@@ -37,7 +37,7 @@ from ._keys import tagged
 __all__ = ["ARG_COUNT", "SCRIPT", "keys", "names_key"]
 
 
-def keys(namespace: str, name: str) -> list[str]:
+def keys(namespace: str, name: str | bytes) -> list[str]:
     """The keys of breaker ``name``: one cluster slot, no other name's."""
     base = tagged(namespace, "cb", name)
     return [base, f"{base}:run", f"{base}:votes", f"{base}:probes", f"{base}:instances"]
