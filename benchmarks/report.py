@@ -211,7 +211,7 @@ def targets(cases: Sequence[Case]) -> list[Target]:
                 True,
                 _ratio(
                     f"{mode} stack, observed by tracing: resilient",
-                    f"{mode} stack, observed by tracing: floor: one SDK span",
+                    f"{mode} stack in one SDK span: floor: not traced",
                 ),
             )
             for mode in ("sync", "async")
