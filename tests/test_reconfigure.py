@@ -313,19 +313,26 @@ def test_reconfiguring_under_eight_threads_loses_and_doubles_no_call() -> None:
             raise OSError(i)
         return i
 
-    start = threading.Barrier(threads + 1)
+    start = threading.Barrier(threads + 2)
     stop = threading.Event()
+    done = [0, 0]  # calls made when the operator started, changes made
 
     def work() -> None:
         start.wait()
         for i in range(calls_per_thread):
             with contextlib.suppress(OSError):
                 call(i)
+            if i == calls_per_thread // 2:
+                halfway.wait()
 
     def operate() -> None:
+        start.wait()
         n = 0
-        while not stop.is_set():
+        while not stop.is_set() or n < 20:
             n += 1
+            done[1] = n
+            if n == 20:
+                halfway.wait()  # the workers go on only once 20 changes were made
             reg.reconfigure(
                 "svc",
                 failure_threshold=10**6 - n % 3,
@@ -335,6 +342,7 @@ def test_reconfiguring_under_eight_threads_loses_and_doubles_no_call() -> None:
                 rate=10**6 - n % 2,
             )
 
+    halfway = threading.Barrier(threads + 1)
     workers = [threading.Thread(target=work) for _ in range(threads)]
     for worker in workers:
         worker.start()
@@ -345,6 +353,7 @@ def test_reconfiguring_under_eight_threads_loses_and_doubles_no_call() -> None:
         worker.join()
     stop.set()
     operator.join()
+    assert done[1] >= 20  # reconfigured while the calls ran
     try:
         total = threads * calls_per_thread
         failures = threads * len(range(0, calls_per_thread, 7))
@@ -386,3 +395,60 @@ def test_a_per_key_group_reconfigures_every_key_and_the_keys_to_come(clock: Fake
     assert group.breaker("initech").config.failure_threshold == 2  # a key to come
     with pytest.raises(TypeError):
         group.reconfigure("strict")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_shrunk_decorated_bulkhead_keeps_its_new_bound(flavour: str) -> None:
+    """The decorated fast paths give a permit back to the new bound, not the old."""
+    import asyncio
+
+    reg = Registry()
+    gates = [threading.Event() for _ in range(5)]
+    gates[4].set()  # the probe: returns at once if (wrongly) admitted
+    entered = threading.Semaphore(0)
+
+    if flavour == "sync":
+
+        @with_bulkhead("pool", max_concurrent=3, registry=reg)
+        def hold(i: int) -> int:
+            entered.release()
+            gates[i].wait()
+            return i
+
+        def run(i: int) -> int:
+            return hold(i)
+
+    else:
+
+        @with_bulkhead("pool", max_concurrent=3, registry=reg)
+        async def ahold(i: int) -> int:
+            entered.release()
+            await asyncio.to_thread(gates[i].wait)
+            return i
+
+        def run(i: int) -> int:
+            return asyncio.run(ahold(i))
+
+    bulkhead = reg.get_bulkhead("pool")
+    assert bulkhead is not None
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in range(3):
+        assert entered.acquire(timeout=10)
+    reg.reconfigure("pool", max_concurrent=1)
+    for i, thread in enumerate(threads):
+        with pytest.raises(BulkheadFullError):
+            run(4)  # 3 - i running: none is under the new bound of 1
+        assert entered.acquire(blocking=False) is False
+        gates[i].set()
+        thread.join()
+    assert bulkhead.metrics().active == 0
+    holder = threading.Thread(target=run, args=(3,))
+    holder.start()
+    assert entered.acquire(timeout=10)
+    with pytest.raises(BulkheadFullError):
+        run(4)  # one running: the bound is 1, whatever the old one was
+    gates[3].set()
+    holder.join()
+    assert bulkhead.metrics().active == 0
