@@ -925,5 +925,5 @@ case(
 )(_signal_timeout)
 
 
-# The rate limiters and per-key breakers (their own module, registered here).
-from . import cases_limits  # noqa: E402,F401
+# The rate limiters, per-key breakers, quotas and failover (their own modules, registered here).
+from . import cases_limits, cases_quota  # noqa: E402,F401  (quota reads limits)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .cases import EVENTS_PER_CALL, Case
 from .imports import BASELINE, ImportTime
-from .memory import DAY_TRAFFIC, DAY_WINDOW
+from .memory import DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED, DAY_WINDOW
 from .svg import Bar, bar_chart
 
 __all__ = [
@@ -377,8 +377,45 @@ def _limit_targets() -> list[Target]:
     ]
 
 
+def _quota_targets() -> list[Target]:
+    """Provider quotas and failover."""
+    rl = "sync rate limiter: resilient"
+    return [
+        Target(
+            "weighed rate limit (cost=) / count rate limit (sync)",
+            1.1,
+            True,
+            _ratio("sync weighed rate limiter: resilient", rl),
+        ),
+        Target(
+            "three stacked rate limits / one (sync)",
+            2.5,
+            True,
+            _ratio("sync three stacked rate limits: resilient", rl),
+        ),
+        Target(
+            "failover, healthy primary / the primary's own stack (sync)",
+            1.2,
+            True,
+            _ratio(
+                "sync failover, healthy primary: resilient",
+                "sync failover's primary stack: resilient",
+            ),
+        ),
+        Target(
+            "failover skipping an open breaker / a bare open rejection (sync)",
+            2.0,
+            True,
+            _ratio("sync failover skips an open breaker: resilient", "sync rejection: resilient"),
+        ),
+        Target(
+            "quota header parsing, per response", 5.0, True, _extra("quota header parsing"), " µs"
+        ),
+    ]
+
+
 def _all_targets(cases: Sequence[Case]) -> list[Target]:
-    return [*targets(cases), *_limit_targets()]
+    return [*targets(cases), *_limit_targets(), *_quota_targets()]
 
 
 TARGETS = _all_targets  # built from the case list, which the spreads need
@@ -727,7 +764,7 @@ def write(
         b
         for label, b in memory
         if label.startswith("resilient")
-        and label not in (DAY_WINDOW, DAY_TRAFFIC)
+        and label not in (DAY_WINDOW, DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED)
         and b is not None
     ]
     if ours:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         CallSucceeded,
         ChaosInjected,
         Event,
+        FailoverUsed,
         FallbackUsed,
         HedgeStarted,
         RateLimited,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         request_context,
         subscribe,
     )
+    from .failover import Failover, FailoverMetrics, with_failover
     from .fallback import Fallback
     from .health import DegradationLevel, Feature, HealthReport, HealthStatus
     from .hedging.hedging import Hedging, HedgingConfig, with_hedging
@@ -96,6 +98,9 @@ _WHERE: dict[str, str] = {
     "CircuitState": ".circuit_breaker.state",
     "DegradationLevel": ".health",
     "Event": ".events",
+    "Failover": ".failover",
+    "FailoverMetrics": ".failover",
+    "FailoverUsed": ".events",
     "Fallback": ".fallback",
     "FallbackUsed": ".events",
     "Feature": ".health",
@@ -137,6 +142,7 @@ _WHERE: dict[str, str] = {
     "with_bulkhead": ".decorators",
     "with_chaos": ".chaos",
     "with_circuit_breaker": ".decorators",
+    "with_failover": ".failover",
     "with_fallback": ".decorators",
     "with_hedging": ".hedging.hedging",
     "with_rate_limit": ".decorators",
@@ -181,6 +187,9 @@ __all__ = [
     "CircuitState",
     "DegradationLevel",
     "Event",
+    "Failover",
+    "FailoverMetrics",
+    "FailoverUsed",
     "Fallback",
     "FallbackUsed",
     "Feature",
@@ -223,6 +232,7 @@ __all__ = [
     "with_bulkhead",
     "with_chaos",
     "with_circuit_breaker",
+    "with_failover",
     "with_fallback",
     "with_hedging",
     "with_rate_limit",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .bulkhead.bulkhead import BulkheadConfig
     from .circuit_breaker.breaker import CircuitBreakerConfig
     from .circuit_breaker.storage import BreakerStorage
+    from .failover import Failover
     from .fallback import Fallback
     from .hedging.hedging import HedgingConfig
     from .rate_limit.limiter import RateLimitConfig
@@ -73,6 +74,7 @@ class RetryFields(TypedDict, total=False):
     give_up_on: tuple[type[BaseException], ...]
     retry_if_result: Callable[[Any], bool] | None
     on_retry: Callable[[int, BaseException | None, float], object] | None
+    wait: Callable[[int, BaseException | None, Any], float | None] | None
     respect_retry_after: bool
     deadline: float | None
     rng: random.Random | None
@@ -98,6 +100,7 @@ class ResilienceOverrides(TypedDict, total=False):
     fallback: Fallback | None
     rate_limit: RateLimitConfig | None
     hedging: HedgingConfig | None
+    failover: Failover | None
 
 
 class RateLimitFields(TypedDict, total=False):

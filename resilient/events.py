@@ -45,6 +45,7 @@ __all__ = [
     "CallSucceeded",
     "ChaosInjected",
     "Event",
+    "FailoverUsed",
     "FallbackUsed",
     "HedgeStarted",
     "Level",
@@ -290,6 +291,16 @@ class FallbackUsed(Event):
     __slots__ = ()
     _fields = (*Event._fields, "error")
     error: _Field[BaseException | None] = _Field(_BASE)
+
+
+class FailoverUsed(Event):
+    """A failover left a target: ``target`` is the name of the one it tries
+    next, ``error`` what the one it left raised."""
+
+    __slots__ = ()
+    _fields = (*Event._fields, "target", "error")
+    target: _Field[str] = _Field(_BASE)
+    error: _Field[BaseException] = _Field(_BASE + 1)
 
 
 class StreamInactive(Event):

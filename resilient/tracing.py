@@ -202,11 +202,10 @@ def _fallback(event: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _failover(event: Any) -> tuple[str, dict[str, Any]]:
-    target = getattr(event, "target", None)
     return "resilient.failover", {
         **_base(event),
-        "resilient.failover.target": getattr(target, "__qualname__", repr(target)),
-        **_error_type(getattr(event, "error", None)),
+        "resilient.failover.target": str(event.target),
+        **_error_type(event.error),
     }
 
 
@@ -229,10 +228,8 @@ _SPAN_EVENTS: dict[type, Callable[[Any], tuple[str, dict[str, Any]] | None]] = {
     events.HedgeStarted: _hedge,
     events.FallbackUsed: _fallback,
     events.RetriesExhausted: _exhausted,
+    events.FailoverUsed: _failover,
 }
-_failover_event = getattr(events, "FailoverUsed", None)
-if _failover_event is not None:  # pragma: no branch
-    _SPAN_EVENTS[_failover_event] = _failover
 
 
 def instrument(tracer_provider: Any = None) -> Callable[[], None]:

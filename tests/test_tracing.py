@@ -230,3 +230,22 @@ def test_nothing_is_traced_without_instrument() -> None:
 
     assert call() == 1
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_failover_is_a_span_event(traced: tuple[InMemorySpanExporter, TracerProvider]) -> None:
+    from resilient import with_failover
+
+    exporter, _ = traced
+
+    def backup(region: str) -> str:
+        return f"backup {region}"
+
+    @with_failover("regions", [backup])
+    def primary(region: str) -> str:
+        raise CircuitOpenError("primary", "open", 5.0)
+
+    assert primary("eu") == "backup eu"
+    (span,) = exporter.get_finished_spans()
+    (moved,) = [attrs for name, attrs in _events(span) if name == "resilient.failover"]
+    assert moved["exception.type"] == "CircuitOpenError"
+    assert "backup" in moved["resilient.failover.target"]

@@ -118,7 +118,7 @@ _add("RetryConfig", _retry_config, "multiplier", [None, "2", True, 0.5, -2.0, NA
 _add("RetryConfig", _retry_config, "jitter", [None, True, -0.1, 1.5, NAN, INF, "fully"])
 _add("RetryConfig", _retry_config, "retry_on", [None, "ValueError", 3, (ValueError, int)])
 _add("RetryConfig", _retry_config, "give_up_on", EXCEPTIONS)
-for _field in ("retry_if_result", "on_retry"):
+for _field in ("retry_if_result", "on_retry", "wait"):
     _add("RetryConfig", _retry_config, _field, CALLABLE_OR_NONE)
 _add("RetryConfig", _retry_config, "respect_retry_after", [None, 1, "yes"])
 _add("RetryConfig", _retry_config, "deadline", SECONDS_OR_NONE)
@@ -210,7 +210,15 @@ def _resilience_policy(**kw: Any) -> object:
 
 
 _NOT_A_CONFIG = [{"max_attempts": 3}, "default", 3]
-for _field in ("circuit_breaker", "retry", "bulkhead", "fallback", "rate_limit", "hedging"):
+for _field in (
+    "circuit_breaker",
+    "retry",
+    "bulkhead",
+    "fallback",
+    "rate_limit",
+    "hedging",
+    "failover",
+):
     _add("ResiliencePolicy", _resilience_policy, _field, _NOT_A_CONFIG)
 
 

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
         "--scenario",
-        choices=sorted([*SCENARIOS, "herd", "overload"]),
+        choices=sorted([*SCENARIOS, "herd", "overload", "quota"]),
         default="outage",
         help="what the dependency does (default: outage); herd: 200 callers with "
         "retry against one breaker, measured at half-open",
@@ -67,6 +67,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return run_overload(args, out)
     if args.scenario == "herd":
         return _run_herd(args, out)
+    if args.scenario == "quota":
+        from .quota import run_quota
+
+        return run_quota(args, out)
     scenario = SCENARIOS[args.scenario]
     collector = MetricsCollector()
     rejections = Rejections()

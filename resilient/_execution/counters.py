@@ -92,7 +92,7 @@ def bucket(duration: float, _bounds: tuple[float, ...] = BOUNDS) -> int:
 
 
 #: Durations a ``Stats`` keeps unbucketed at most (then it folds them).
-FOLD_AT = 1024
+FOLD_AT = 128
 
 _NO_LATENCY: dict[int, int] = {}  # shared, never written: see Stats.ensure_latency
 # Likewise; a tuple, so a write that should never happen fails loudly.

@@ -37,6 +37,8 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   rate limiter.
 - ``retry_budget_refusals_total``: retries a retry budget refused (under the
   retry's name).
+- ``failover_calls_total{target}``: calls a failover's target answered
+  (``primary``: the decorated function; an alternate: its name).
 - ``resilient_operation_duration_seconds``: the duration of each request
   (one call of a decorated function, retries included) that ran.
 """
@@ -418,6 +420,7 @@ class Series(NamedTuple):
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
     shadows: list[tuple[str, int]]  # name, 1: the breakers that only watch
+    failover: list[tuple[str, str, int]]  # name, target that answered, count
 
 
 def series(view: View) -> Series:
@@ -445,6 +448,7 @@ def series(view: View) -> Series:
     breaker_calls: list[tuple[str, str, int]] = []
     bulkhead: list[tuple[str, str, int]] = []
     rate_limiter: list[tuple[str, str, int]] = []
+    failover: list[tuple[str, str, int]] = []
     refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
     hedges: dict[str, int] = {}
@@ -470,6 +474,11 @@ def series(view: View) -> Series:
                 (name, "admitted", counts.succeeded),
                 (name, "rejected", counts.rejected),
             ]
+        elif kind == "failover":
+            # A failover counts the primary's answers as succeeded, and the
+            # alternates' in its changes table: (target, "answered").
+            failover.append((name, "primary", counts.succeeded))
+            failover += [(name, target, n) for (target, _), n in sorted(counts.changes.items())]
         if counts.refused:
             refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
@@ -498,6 +507,7 @@ def series(view: View) -> Series:
         rate_limiter=sorted(rate_limiter),
         budget_refusals=sorted(refusals.items()),
         shadows=sorted(shadows.items()),
+        failover=sorted(failover),
     )
 
 

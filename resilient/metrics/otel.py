@@ -16,10 +16,11 @@ Instruments, on the meter ``resilient``:
 | ``resilient.bulkhead.limit`` | observable gauge | ``{call}`` |
 | ``resilient.rate_limiter.calls`` | observable counter | ``{call}`` |
 | ``resilient.retry.budget_refusals`` | observable counter | ``{call}`` |
+| ``resilient.failover.calls`` | observable counter | ``{call}`` |
 | ``resilient.operation.duration`` | histogram | ``s`` |
 
 The policy's name is the attribute ``resilient.policy.name``; ``result``,
-``state``, ``from_state`` and ``to_state`` are as the Prometheus labels.
+``state``, ``from_state``, ``to_state`` and ``target`` are as the Prometheus labels.
 
 OpenTelemetry has no observable histogram, so the duration histogram is a
 synchronous one fed at collection time: each collection records, for every
@@ -139,6 +140,12 @@ class _Exporter:
             unit="{call}",
             description="Retries a retry budget refused",
         )
+        meter.create_observable_counter(
+            "resilient.failover.calls",
+            callbacks=[self._failover],
+            unit="{call}",
+            description="Calls through a failover, by the target that answered",
+        )
         self._duration = meter.create_histogram(
             "resilient.operation.duration",
             unit="s",
@@ -227,6 +234,10 @@ class _Exporter:
     def _refusals(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)
         return [] if values is None else self._observe(values.budget_refusals, (NAME,))
+
+    def _failover(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.failover, (NAME, "target"))
 
 
 def instrument(

@@ -66,6 +66,7 @@ class _Collector:
                 "bulkhead_limit",
                 "rate_limiter_calls",
                 "retry_budget_refusals",
+                "failover_calls",
                 "resilient_operation_duration_seconds",
             )
         }
@@ -128,6 +129,11 @@ class _Collector:
         refusals = self._counter(
             n["retry_budget_refusals"], "Retries a retry budget refused", labels=["name"]
         )
+        failover = self._counter(
+            n["failover_calls"],
+            "Calls through a failover, by the target that answered",
+            labels=["name", "target"],
+        )
         duration = self._histogram(
             n["resilient_operation_duration_seconds"],
             "Duration of each call of a protected function, retries included",
@@ -156,6 +162,8 @@ class _Collector:
                 limiter.add_metric([name, result], count)
             for name, count in values.budget_refusals:
                 refusals.add_metric([name], count)
+            for name, target, count in values.failover:
+                failover.add_metric([name, target], count)
             for name, counts in values.durations:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
@@ -172,6 +180,7 @@ class _Collector:
             limit,
             limiter,
             refusals,
+            failover,
         )
         yield duration
 

@@ -58,12 +58,16 @@ class SharedLimit(Protocol):
     """What a storage's ``bind_rate_limit(limiter)`` returns: turns of a limit
     shared with other processes."""
 
-    def acquire(self, max_wait: float) -> tuple[object, float]:
-        """``(token, wait)`` for a turn ``wait`` seconds away, or ``(None,
-        retry_after)`` when none is within ``max_wait``."""
+    def acquire(self, max_wait: float, cost: float = 1.0) -> tuple[object, float]:
+        """``(token, wait)`` for a turn of ``cost`` ``wait`` seconds away, or
+        ``(None, retry_after)`` when none is within ``max_wait``."""
         ...
 
     def give_back(self, token: object) -> None: ...
+
+    def adjust(self, units: float) -> None:
+        """Charge ``units`` (refund, when negative), atomically."""
+        ...
 
     def detach(self) -> None: ...
 
@@ -276,32 +280,91 @@ class RateLimiter(NamedPolicy):
             )
         return RateLimitExceededError(self.name, retry_after)
 
-    def _reserve(self) -> tuple[object, float]:
-        """``(token, wait)`` of this caller's turn; raises when none is in reach."""
+    def adjust(self, units: float) -> None:
+        """Charge ``units`` turns to the limit now (or, when negative, refund
+        them): what a call really took, settled after it ran. Fleet-wide
+        with a shared storage, atomically."""
+        if isinstance(units, bool) or not isinstance(units, (int, float)) or units != units:
+            raise TypeError(
+                f"RateLimiter {self.name!r}.adjust(units) needs a number, got {units!r}"
+            )
+        if units == 0 or not switch.on:
+            return
+        shared = self._shared
+        if shared is not None:
+            shared.adjust(float(units))
+            return
+        with self._lock:
+            self._core.adjust(_clock.now(), float(units))
+
+    def _check_cost(self, cost: float) -> float:
+        """``cost`` as a float, or a ValueError naming it (and ``burst``)."""
+        burst = self.config.burst
+        assert burst is not None
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+            raise TypeError(f"rate limit {self.name!r}: cost must be a number, got {cost!r}")
+        if not 0 <= cost <= burst:
+            if cost > burst:
+                raise ValueError(
+                    f"rate limit {self.name!r}: cost={cost!r} is larger than burst={burst!r}; "
+                    "no call of that cost could ever start"
+                )
+            raise ValueError(f"rate limit {self.name!r}: cost must be >= 0, got {cost!r}")
+        return float(cost)
+
+    def _check_units(self, units: float) -> float:
+        """What an ``actual`` callback said a call took, as a float."""
+        if isinstance(units, bool) or not isinstance(units, (int, float)) or not units >= 0:
+            raise ValueError(
+                f"rate limit {self.name!r}: actual must return a number >= 0, got {units!r}"
+            )
+        if units == float("inf"):
+            raise ValueError(f"rate limit {self.name!r}: actual must be finite, got {units!r}")
+        return float(units)
+
+    def _reserve(self, cost: float = 1.0) -> tuple[object, float]:
+        """``(token, wait)`` of this caller's turn (of ``cost``); raises when
+        none is in reach."""
         max_wait = self.config.max_wait
         shared = self._shared
         now = _clock.now()
         if shared is not None:
-            token, wait = shared.acquire(max_wait)
+            token, wait = shared.acquire(max_wait, cost)
             if token is None:
                 raise self._refused(wait, now)
             return token, wait
         core = self._core
         with self._lock:
-            local = core.acquire(now, max_wait)
+            local = core.acquire(now, max_wait, cost)
             if local is None:
-                retry_after = core.retry_after(now)
+                retry_after = core.retry_after(now, cost)
         if local is None:
             raise self._refused(retry_after, now)
-        return local, core.start_of(local) - now
+        return local, core.start_of(local, cost) - now
 
-    def _give_back(self, token: object) -> None:
+    def _take(self, cost: float) -> tuple[object, float]:
+        """``_reserve``, trying first a turn free now without the lock (as
+        the fast path does)."""
+        if self._shared is None and GIL and not self._core.holes:
+            core = self._core
+            need = cost * core.interval
+            now = _clock.now()
+            # No call between reading core.tat and writing it (see the fast path).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + need - now <= core.tolerance + core.interval + core.slack:
+                core.tat = tat + need
+                return tat, 0.0
+        return self._reserve(cost)
+
+    def _give_back(self, token: object, cost: float = 1.0) -> None:
         shared = self._shared
         if shared is not None:
             shared.give_back(token)
             return
         with self._lock:
-            self._core.give_back(token)  # type: ignore[arg-type]
+            self._core.give_back(token, cost)  # type: ignore[arg-type]
 
     def _acquire(self) -> None:
         """Take a turn for this thread, sleeping until it comes if need be."""
