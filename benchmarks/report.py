@@ -41,6 +41,7 @@ OPTION_LIMITS = {
     "time window (60 s)": 2.0,
     "slow calls": 2.0,
     "result predicate": 1.5,
+    "shadow=True": 1.1,
 }
 
 Times = dict[str, float]  # case name -> seconds per call
@@ -226,6 +227,26 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             1.25,
             True,
             _spread("window", "time window", cases),
+        ),
+        *(
+            Target(
+                f"traced full stack ({mode}) / the stack in one bare SDK span",
+                1.5,
+                True,
+                _ratio(
+                    f"{mode} stack, observed by tracing: resilient",
+                    f"{mode} stack in one SDK span: floor: not traced",
+                ),
+            )
+            for mode in ("sync", "async")
+        ),
+        Target(
+            "full stack (sync) after tracing was stopped / never traced",
+            1.02,
+            True,
+            _ratio(
+                "sync stack, observed after tracing stopped: resilient", "sync stack: resilient"
+            ),
         ),
         Target("memory per breaker (10,000 breakers)", 2048.0, True, _extra("memory"), " B"),
         Target(

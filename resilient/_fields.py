@@ -59,6 +59,7 @@ class CircuitBreakerFields(TypedDict, total=False):
     recovery_backoff: float
     max_recovery_timeout: float | None
     max_half_open_duration: float | None
+    shadow: bool
 
 
 class RetryFields(TypedDict, total=False):

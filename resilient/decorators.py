@@ -76,7 +76,8 @@ def with_circuit_breaker(
             ``success_threshold``, ``record_on``, ``ignore_on``,
             ``failure_predicate``, ``result_predicate``, ``timeout``,
             ``health_check``, ``health_check_interval``, ``storage``,
-            ``recovery_backoff``, ``max_recovery_timeout``, ``max_half_open_duration``.
+            ``recovery_backoff``, ``max_recovery_timeout``, ``max_half_open_duration``,
+            ``shadow``.
 
     Returns:
         A decorator that keeps the decorated callable's exact signature.

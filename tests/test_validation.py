@@ -101,6 +101,7 @@ _add(
 # 1.0 is under the default recovery_timeout (30 s): the first opening would exceed the cap.
 _add("CircuitBreakerConfig", _breaker_config, "max_recovery_timeout", [*SECONDS_OR_NONE, 1.0])
 _add("CircuitBreakerConfig", _breaker_config, "max_half_open_duration", SECONDS_OR_NONE)
+_add("CircuitBreakerConfig", _breaker_config, "shadow", ["yes", 1, None])
 
 
 # -- RetryConfig -------------------------------------------------------------------

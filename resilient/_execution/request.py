@@ -35,7 +35,7 @@ from ..events import (
 from . import counters as _stats
 from . import request_id as _request
 
-__all__ = ["Request", "rejection"]
+__all__ = ["Request", "Span", "Tracer", "rejection", "tracer"]
 
 R = TypeVar("R")
 
@@ -109,25 +109,29 @@ class Request:
         if emit:
             self._emit(CallFailed, now, now - start, error)
 
-    def begin(self) -> tuple[float, bool, Any]:
-        """Open the request: ``(start, emit, token)`` for ``end``."""
+    def begin(self, current: bool = True) -> tuple[float, bool, Any, Any]:
+        """Open the request: ``(start, emit, token, span)`` for ``end``.
+        ``current``: its span (when tracing) is the current one while it runs."""
         token = None
         if _request.current.get() is None:
             token = _request.current.set(_request.new_request_id())
         start = _clock.now()
         emit = self.scope.events
+        traced = tracer.open(self.name, self.kind, current) if tracer is not None else None
         if emit:
             self._emit(CallStarted, start)
-        return start, emit, token
+        return start, emit, token, traced
 
-    def end(self, opened: tuple[float, bool, Any], error: BaseException | None) -> None:
-        start, emit, token = opened
+    def end(self, opened: tuple[float, bool, Any, Any], error: BaseException | None) -> None:
+        start, emit, token, traced = opened
         try:
             if error is None:
                 self.succeeded(start, emit)
             else:
                 self.failed(error, start, emit)
         finally:
+            if traced is not None:
+                traced.close(error)
             if token is not None:
                 try:
                     _request.current.reset(token)
@@ -211,9 +215,10 @@ class Request:
         The request id is set around each step only, so nothing is left set
         in the consumer's context while it holds an item.
         """
-        rid, start, emit = self._open_stream()
+        rid, start, emit, traced = self._open_stream()
         current, now = _request.current, _clock.now
         waiting = True
+        ended: BaseException | None = None
         try:
             while True:
                 token = current.set(rid) if rid is not None else None
@@ -229,6 +234,7 @@ class Request:
                     self.stats.first_item(now() - start)
                 yield item
         except BaseException as exc:
+            ended = exc
             if not isinstance(exc, GeneratorExit):
                 self._in(rid, self.failed, exc, start, emit)
             raise
@@ -241,13 +247,16 @@ class Request:
                 finally:
                     if token is not None:
                         current.reset(token)
+            if traced is not None:
+                traced.close(ended)
         self._in(rid, self.succeeded, start, emit)
 
     def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
         """``stream`` for a sync stream."""
-        rid, start, emit = self._open_stream()
+        rid, start, emit, traced = self._open_stream()
         current, now = _request.current, _clock.now
         waiting = True
+        ended: BaseException | None = None
         try:
             while True:
                 token = current.set(rid) if rid is not None else None
@@ -263,6 +272,7 @@ class Request:
                     self.stats.first_item(now() - start)
                 yield item
         except BaseException as exc:
+            ended = exc
             if not isinstance(exc, GeneratorExit):
                 self._in(rid, self.failed, exc, start, emit)
             raise
@@ -275,19 +285,23 @@ class Request:
                 finally:
                     if token is not None:
                         current.reset(token)
+            if traced is not None:
+                traced.close(ended)
         self._in(rid, self.succeeded, start, emit)
 
-    def _open_stream(self) -> tuple[str | None, float, bool]:
-        """A stream's request id (with events only), start and whether it emits."""
+    def _open_stream(self) -> tuple[str | None, float, bool, Any]:
+        """A stream's request id (with events only), start, whether it
+        emits, and its span (when tracing; never the current one: the
+        consumer runs between its items)."""
         if self.gate.level < EVENTS:
-            return None, _clock.now(), False
+            return None, _clock.now(), False, None
         rid = _request.current.get() or _request.new_request_id()
         token = _request.current.set(rid)
         try:
-            start, emit, _ = self.begin()
+            start, emit, _, traced = self.begin(current=False)
         finally:
             _request.current.reset(token)
-        return rid, start, emit
+        return rid, start, emit, traced
 
     @staticmethod
     def _in(rid: str | None, report: Callable[..., None], *args: Any) -> None:
@@ -300,3 +314,24 @@ class Request:
             report(*args)
         finally:
             _request.current.reset(token)
+
+
+class Span:
+    """What a tracer gives each traced request: ``close(error)`` ends it."""
+
+    def close(self, error: BaseException | None) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class Tracer:
+    """What ``resilient.tracing`` installs as ``tracer``: ``open(name, kind,
+    current)`` starts a request's span (``current``: it is the current span
+    while the request runs), or returns None."""
+
+    def open(self, name: str, kind: str, current: bool) -> Span | None:  # pragma: no cover
+        raise NotImplementedError
+
+
+#: The tracer every request opens a span with (``resilient.tracing``); None:
+#: no tracing. Read on the events path only: the fast paths never look.
+tracer: Tracer | None = None

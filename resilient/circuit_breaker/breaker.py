@@ -23,6 +23,7 @@ from .._execution.request import Request
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
+from .._runtime.settings import changes as _settings_changes
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
 from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
@@ -84,6 +85,7 @@ class _Permit(NamedTuple):
     start: float | None  # None: nothing needs this call's duration
     probe: object = None  # a half-open probe granted by the shared store
     epoch: int = NO_PROBE  # admitted as a local half-open probe: its permit's epoch
+    shadowed: bool = False  # a shadow breaker would have rejected it: not counted
 
 
 # The request id a rejection carries (CircuitOpenError has no __init__ to read it).
@@ -223,9 +225,14 @@ class CircuitBreaker(NamedPolicy):
         stats.gauges = self._ticks.gauges
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
-        self.config = cfg
         self._core = BreakerCore(cfg)
         self._ticks.core = self._core
+        self._settings(cfg)
+        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
+
+    def _settings(self, cfg: CircuitBreakerConfig) -> None:
+        """What the paths read of ``cfg``, outside the core."""
+        self.config = cfg
         # The clock is read per call only when something needs a time: at
         # the end for a time window's bucket or a duration, at the start too
         # only for a duration.
@@ -251,8 +258,8 @@ class CircuitBreaker(NamedPolicy):
             else None
         )
         self._health_check = cfg.health_check
+        self._shadow = cfg.shadow
         self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
-        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
 
     def _attach(self, storage: BreakerStorage | None) -> None:
         if self._shared is not None:
@@ -275,6 +282,34 @@ class CircuitBreaker(NamedPolicy):
             self._configure(cfg)
             if state is not CLOSED:
                 self._core.changes.append((state, CLOSED))
+        self._announce()
+
+    def reconfigure(self, config: CircuitBreakerConfig) -> None:
+        """Adopt ``config`` in place: the state (and its timer), the counts
+        and the calls in flight are kept; a window that shrinks keeps its
+        newest outcomes (one that changes kind starts empty); the new
+        thresholds apply from the next outcome on. Emits ``Reconfigured``.
+        The store (``storage``) cannot change: a different one is a
+        ``ValueError``. With a shared store, the settings are this process's
+        own: no other process is reconfigured."""
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
+        if config.storage is not self.config.storage:
+            raise ValueError(
+                f"CircuitBreaker {self.name!r}: storage cannot change in place "
+                f"(got {config.storage!r}, the breaker has {self.config.storage!r})"
+            )
+        changed = _settings_changes(self.config, config)
+        if not changed:
+            return
+        with self._lock:
+            self._core.retune(config, _clock.monotonic())
+            self._settings(config)
+        shared = self._shared
+        retune = getattr(shared, "retune", None)
+        if retune is not None:
+            retune()
+        events.announce_settings(self._kind, self.name, self._listeners, changed)
         self._announce()
 
     def _swap_state(self, saved: _Saved | None = None) -> _Saved:
@@ -456,16 +491,41 @@ class CircuitBreaker(NamedPolicy):
             raise
 
     def _deliver(self, old: CircuitState, new: CircuitState) -> None:
+        shadow = self._shadow
         log.warning(
-            "circuit %r: %s -> %s",
+            "circuit %r%s: %s -> %s",
             self.name,
+            " (shadow)" if shadow else "",
             old.value,
             new.value,
-            extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
+            extra={
+                "breaker": self.name,
+                "old_state": old.value,
+                "new_state": new.value,
+                "shadow": shadow,
+            },
         )
         self._stats_for(self.name).changed(old.value, new.value)
         if self._listeners.events:
-            self._listeners.new(events.StateChanged, self.name, self._kind, old.value, new.value)
+            self._listeners.new(
+                events.StateChanged, self.name, self._kind, old.value, new.value, shadow
+            )
+
+    def _shadow_permit(self, state: str, remaining: float, now: float) -> _Permit:
+        """A shadow breaker lets through a call it would have rejected: counted
+        and announced as a rejection (``shadow=True``), its outcome not counted."""
+        self._stats_for(self.name).rejected += 1
+        if self._listeners.events:
+            self._listeners.new(
+                events.CallRejected,
+                self.name,
+                self._kind,
+                state,
+                remaining,
+                events.POLICY,
+                True,
+            )
+        return _Permit(UNTRACKED, now, None, NO_PROBE, True)
 
     def _emit_rejected(self, error: CircuitOpenError) -> None:
         self._listeners.new(
@@ -485,7 +545,12 @@ class CircuitBreaker(NamedPolicy):
         if self._health_check is not None and core.state is OPEN:
             self._poll_health()
         state = core.state
-        if (state is OPEN or state is FORCED_OPEN) and not self._listeners.events and switch.on:
+        if (
+            (state is OPEN or state is FORCED_OPEN)
+            and not self._listeners.events
+            and switch.on
+            and not self._shadow
+        ):
             # Rejected without the lock. Racy reads are fine here too:
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
@@ -513,6 +578,8 @@ class CircuitBreaker(NamedPolicy):
                 self.with_core(lambda core, now: core.on_ignored(token, now, epoch))
             raise
         if token == REJECT:
+            if self._shadow:
+                return self._shadow_permit(state.value, remaining, now)
             # Emitted outside the lock: a listener may read the breaker.
             error = CircuitOpenError(self.name, state, remaining, _request_id(), self)
             self._stats_for(self.name).rejected += 1
@@ -567,6 +634,8 @@ class CircuitBreaker(NamedPolicy):
             return UNTRACKED
 
         settled = self.with_core(settle)
+        if isinstance(settled, CircuitOpenError) and self._shadow:
+            return self._shadow_permit(settled.state, settled.remaining, _clock.monotonic())
         if isinstance(settled, CircuitOpenError):
             self._stats_for(self.name).rejected += 1
             if self._listeners.events:
@@ -596,7 +665,9 @@ class CircuitBreaker(NamedPolicy):
         ``first_item`` is when its first item came: its duration is the
         time to it)."""
         core = self._core
-        token, start, probe, epoch = permit
+        token, start, probe, epoch, shadowed = permit
+        if shadowed:
+            outcome = _IGNORED  # a rejection it would have made: counted as that
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
@@ -1233,7 +1304,8 @@ class _Ticks:
         if core is None:
             return None
         with self.lock:
-            return {"state": core.current(_clock.monotonic()).value}
+            state = core.current(_clock.monotonic()).value
+        return {"state": state, "shadow": 1} if core.config.shadow else {"state": state}
 
 
 class _ResultCountedAsFailure(Exception):

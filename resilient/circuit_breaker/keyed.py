@@ -86,6 +86,14 @@ class KeyedBreakers(PolicyBase):
         """The keys that have a breaker now, least recently used first."""
         return self._group.keys()
 
+    def reconfigure(self, config: CircuitBreakerConfig) -> None:
+        """Every key's breaker adopts ``config`` in place (see
+        ``CircuitBreaker.reconfigure``), and so does each breaker made for a
+        new key from now on."""
+        for member in list(self._group.members.values()):
+            member.breaker.reconfigure(config)  # checked by the first one
+        self.config = config
+
     def breaker(self, key: str) -> CircuitBreaker:
         """The breaker of ``key`` (made now if it has none)."""
         return self._join(key).breaker

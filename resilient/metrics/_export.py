@@ -17,6 +17,10 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   says whether it was forced (``to_state="forced_open"``). Read live at
   scrape time; should two live breakers share a name, the least healthy
   state wins (open, then half-open, then closed).
+- ``circuit_breaker_shadow``: 1 for a shadow breaker
+  (``CircuitBreakerConfig(shadow=True)``), whose states, changes and
+  ``rejected`` calls are what it would have done: it rejects nothing.
+  Absent for a real breaker.
 - ``circuit_breaker_state_changes_total{from_state, to_state}``
 - ``circuit_breaker_calls_total{result}``: every call through a breaker
   (every attempt of a retry), ``success`` / ``failure`` / ``rejected``, as
@@ -431,6 +435,7 @@ class Series(NamedTuple):
     first_items: list[tuple[str, Counts]]  # name, the streams' time to first item
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
+    shadows: list[tuple[str, int]]  # name, 1: the breakers that only watch
     failover: list[tuple[str, str, int]]  # name, target that answered, count
 
 
@@ -438,6 +443,7 @@ def series(view: View) -> Series:
     """The exporters' values from one read."""
     states: dict[str, int] = {}
     limits: dict[str, float] = {}
+    shadows: dict[str, int] = {}
     for stats in view.live:
         gauges = stats.gauges() if stats.gauges is not None else None
         if gauges is None:
@@ -447,6 +453,8 @@ def series(view: View) -> Series:
             held = states.get(stats.name)
             if held is None or _SEVERITY[value] > _SEVERITY[held]:
                 states[stats.name] = value
+            if gauges.get("shadow"):
+                shadows[stats.name] = 1
         elif stats.kind == "bulkhead":
             limit = gauges.get("limit")
             if isinstance(limit, (int, float)):
@@ -523,6 +531,7 @@ def series(view: View) -> Series:
         first_items=sorted(first_items.items(), key=lambda item: item[0]),
         rate_limiter=sorted(rate_limiter),
         budget_refusals=sorted(refusals.items()),
+        shadows=sorted(shadows.items()),
         failover=sorted(failover),
     )
 

@@ -81,6 +81,12 @@ class _Exporter:
             description="Circuit breaker state: 0 closed (or forced closed), "
             "1 open (or forced open), 2 half-open",
         )
+        meter.create_observable_gauge(
+            "resilient.circuit_breaker.shadow",
+            callbacks=[self._shadows],
+            description="1 for a shadow circuit breaker: its states, changes and "
+            "rejections are what it would have done (it rejects nothing)",
+        )
         meter.create_observable_counter(
             "resilient.circuit_breaker.state_changes",
             callbacks=[self._changes],
@@ -205,6 +211,10 @@ class _Exporter:
     def _states(self, options: Any) -> list[Any]:
         values = self._read(fresh=True)
         return [] if values is None else self._observe(values.states, (NAME,))
+
+    def _shadows(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.shadows, (NAME,))
 
     def _changes(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)

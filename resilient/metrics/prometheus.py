@@ -56,6 +56,7 @@ class _Collector:
             name: name if name.startswith(prefix) else prefix + name
             for name in (
                 "circuit_breaker_state",
+                "circuit_breaker_shadow",
                 "circuit_breaker_state_changes",
                 "circuit_breaker_calls",
                 "retry_attempts",
@@ -86,6 +87,12 @@ class _Collector:
             n["circuit_breaker_state"],
             "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), "
             "2 half-open",
+            labels=["name"],
+        )
+        shadow = self._gauge(
+            n["circuit_breaker_shadow"],
+            "1 for a shadow circuit breaker: its states, changes and rejections are what "
+            "it would have done (it rejects nothing)",
             labels=["name"],
         )
         changes = self._counter(
@@ -145,6 +152,8 @@ class _Collector:
                 first_item.add_metric([name], buckets, counts.first_item_sum)
             for name, value in values.states:
                 state.add_metric([name], value)
+            for name, value in values.shadows:
+                shadow.add_metric([name], value)
             for name, old, new, count in values.changes:
                 changes.add_metric([name, old, new], count)
             for name, result, count in values.breaker_calls:
@@ -171,6 +180,7 @@ class _Collector:
                 duration.add_metric([name], buckets, counts.latency_sum)
         yield from (
             state,
+            shadow,
             changes,
             calls,
             retries,

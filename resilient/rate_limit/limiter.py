@@ -30,6 +30,7 @@ from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
 from .._runtime.mapping import FromDict
+from .._runtime.settings import changes as _settings_changes
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -182,6 +183,7 @@ class RateLimiter(NamedPolicy):
         self._shared: SharedLimit | None = (
             config.storage.bind_rate_limit(self) if config.storage is not None else None
         )
+        self._within = self._fast_within()
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -206,6 +208,33 @@ class RateLimiter(NamedPolicy):
         """Every turn free again (a full burst)."""
         with self._lock:
             self._core.reset()
+
+    def reconfigure(self, config: RateLimitConfig) -> None:
+        """Adopt ``config`` in place: the turns taken and the callers waiting
+        for theirs are kept (a backlog is the same number of turns at the
+        new rate). The store (``storage``) cannot change: a different one is
+        a ``ValueError``. With a shared store the settings are this
+        process's own choice: no other process is reconfigured. Emits
+        ``Reconfigured``."""
+        if not isinstance(config, RateLimitConfig):
+            raise TypeError(f"RateLimiter config must be a RateLimitConfig, got {config!r}")
+        if config.storage is not self.config.storage:
+            raise ValueError(
+                f"RateLimiter {self.name!r}: storage cannot change in place "
+                f"(got {config.storage!r}, the limiter has {self.config.storage!r})"
+            )
+        changed = _settings_changes(self.config, config)
+        if not changed:
+            return
+        assert config.burst is not None
+        with self._lock:
+            self._core.retune(config.rate, config.period, config.burst, _clock.monotonic())
+            self.config = config
+            self._within = self._fast_within()
+        if self._shared is not None and config.storage is not None:
+            self._shared.detach()
+            self._shared = config.storage.bind_rate_limit(self)
+        events.announce_settings(self._kind, self.name, self._listeners, changed)
 
     def _swap_turns(
         self, saved: tuple[float, list[float]] | None = None
@@ -366,15 +395,14 @@ class RateLimiter(NamedPolicy):
     # clock and GCRA's compare, without the lock. Waiting, refusing and a
     # shared limit go through ``_acquire`` / ``_aacquire``.
 
-    def _fast_gcra(self) -> tuple[GcraCore, list[float], float, float]:
-        """What the fast path reads: the core, its holes, the interval, and
-        how far ahead ``tat`` may be for a call to start now (``-1``: never,
-        every call takes the locked path: a shared limit, or no GIL)."""
+    def _fast_within(self) -> float:
+        """How far ahead ``tat`` may be for a call to start now on the fast
+        path (``-1``: never, every call takes the locked path: a shared
+        limit, or no GIL)."""
         core = self._core
-        within = core.tolerance + core.slack
         if self._shared is not None or not GIL:  # see resilient._runtime.gil
-            within = -1.0
-        return core, core.holes, core.interval, within
+            return -1.0
+        return core.tolerance + core.slack
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
@@ -382,7 +410,8 @@ class RateLimiter(NamedPolicy):
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
         acquire_slow = self._acquire
-        core, holes, interval, within = self._fast_gcra()
+        core = self._core
+        holes = core.holes
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -401,8 +430,8 @@ class RateLimiter(NamedPolicy):
             tat = core.tat
             if tat < now:
                 tat = now
-            if tat - now <= within and not holes:
-                core.tat = tat + interval
+            if tat - now <= self._within and not holes:
+                core.tat = tat + core.interval
                 stats.succeeded += 1
             else:
                 try:
@@ -431,7 +460,8 @@ class RateLimiter(NamedPolicy):
         )
         assert detour is not None
         aacquire = self._aacquire
-        core, holes, interval, within = self._fast_gcra()
+        core = self._core
+        holes = core.holes
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -450,8 +480,8 @@ class RateLimiter(NamedPolicy):
             tat = core.tat
             if tat < now:
                 tat = now
-            if tat - now <= within and not holes:
-                core.tat = tat + interval
+            if tat - now <= self._within and not holes:
+                core.tat = tat + core.interval
                 stats.succeeded += 1
             else:
                 try:

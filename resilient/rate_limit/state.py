@@ -149,6 +149,25 @@ class GcraCore:
         else:
             bisect.insort(self.holes, token)
 
+    def retune(self, rate: float, period: float, burst: int, now: float) -> None:
+        """New settings in place: the turns already taken stay taken (the
+        backlog ahead of ``now`` is the same number of turns, spaced by the
+        new interval), and so do the turns given back."""
+        old = self.interval
+        new = period / rate
+        ratio = new / old
+
+        def moved(t: float) -> float:
+            return now + (t - now) * ratio if t > now else t
+
+        if self.tat > now:
+            # Measured from the start of the burst: the turns owed stay owed.
+            self.tat = now + (self.tat - now) * ratio
+        self.holes[:] = [moved(hole) for hole in self.holes]
+        self.interval = new
+        self.tolerance = (burst - 1) * new
+        self.slack = new * 1e-9
+
     def adjust(self, now: float, units: float) -> None:
         """Charge ``units`` more (or, negative, refund them) after the fact."""
         tat = self.tat
