@@ -206,7 +206,7 @@ def targets(cases: Sequence[Case]) -> list[Target]:
         ),
         Target(
             "timeout (async) / stdlib asyncio.timeout",
-            1.2,
+            0.5,
             True,
             _ratio("async timeout: resilient", "async timeout: floor: asyncio.timeout"),
         ),
@@ -286,10 +286,10 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             _ratio("sync timeout: resilient", f"sync timeout: {QUEUES}"),
         ),
         Target(
-            "timeout (sync, signal) / functools.wraps pass-through",
-            10.0,
+            "timeout (sync, signal) / two setitimer calls",
+            1.3,
             True,
-            _ratio("sync timeout: resilient (signal)", f"sync pass-through: {WRAPS}"),
+            _ratio("sync timeout: resilient (signal)", "sync timeout: floor: two setitimer calls"),
         ),
         Target(
             "2 threads / 1 thread throughput, one breaker",

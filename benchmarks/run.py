@@ -258,6 +258,10 @@ def _options() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["service"]:
+        from benchmarks import service
+
+        return service.main(argv[1:])
     options, _ = _options().parse_known_args(argv)
     cases, skipped = select(options.only)
     load = os.getloadavg()

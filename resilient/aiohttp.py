@@ -162,6 +162,12 @@ class _Route(PolicyBase):
         self.name = name
         self._listeners = listeners
 
+    def timed_out(self, seconds: float | None) -> None:
+        """Count an attempt that ran out of time as ``Timeout`` counts its own."""
+        self._stats_for(self.name).timeouts += 1
+        if self._listeners.events:
+            self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
+
 
 class _Sends(NamedTuple):
     send: Send  # for requests that may be repeated
@@ -242,7 +248,7 @@ class ResilientMiddleware:
         outer.append(_RaiseForStatus)
         owner = _Route(name, self._listeners)
         quota = QuotaState() if self.quota_headers else None
-        attempt = functools.partial(self._attempt, quota)
+        attempt = functools.partial(self._attempt, quota, owner)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
@@ -264,7 +270,11 @@ class ResilientMiddleware:
         )
 
     async def _attempt(
-        self, quota: QuotaState | None, request: aiohttp.ClientRequest, handler: Handler
+        self,
+        quota: QuotaState | None,
+        route: _Route,
+        request: aiohttp.ClientRequest,
+        handler: Handler,
     ) -> aiohttp.ClientResponse:
         timeout = timeout_seconds(self.policy.timeout) if switch.on else None
         scope = asyncio.timeout(timeout)  # None: no limit
@@ -272,10 +282,13 @@ class ResilientMiddleware:
             async with scope:
                 response = await handler(request)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            if isinstance(exc, TimeoutError):  # aiohttp's own connect or read timeout
+                route.timed_out(timeout)
             raise _failure(exc, request, timeout) from exc
         except TimeoutError as exc:
             if timeout is None or not scope.expired():
                 raise
+            route.timed_out(timeout)
             raise _failure(exc, request, timeout) from exc
         if quota is not None:
             headers = response.headers

@@ -15,7 +15,7 @@ from ._fields import (
     TimeoutOptions,
 )
 from ._runtime import validation as _validate
-from .bulkhead.bulkhead import Bulkhead
+from .bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
 from .circuit_breaker.keyed import KeyedBreakers
 from .fallback import MISSING, Fallback
@@ -114,10 +114,44 @@ def with_circuit_breaker(
         if fields:
             config = dataclasses.replace(config or CircuitBreakerConfig(), **fields)
         registry = _registry_of("with_circuit_breaker", registry)
-        breaker = registry.get_or_create(name, config)
+        return _registering(lambda: registry.get_or_create(name, config))
 
     def decorator(fn: F) -> F:
         return decorate(breaker, fn)
+
+    return decorator
+
+
+def _registering(
+    make: Callable[[], Any], apply: Callable[[Any, Any], Any] = decorate
+) -> Callable[[F], F]:
+    """The decorator of the policy ``make()`` registers now (so a conflict
+    with a registered one is an error at once). When a decoration fails
+    (``apply(policy, fn)`` raises: a ``TypeError`` for what cannot be
+    decorated, say) before any succeeded, what ``make()`` registered is
+    taken back: a failed decoration leaves nothing in the registry. Applied
+    again after that, the decorator registers anew."""
+    from ._registry.registry import recording
+
+    with recording() as registered:
+        policy = make()
+    # [policy, its registrations while no decoration has succeeded yet]
+    state: list[Any] = [policy, registered]
+
+    def decorator(fn: F) -> F:
+        policy, pending = state
+        if pending is not None and pending.taken_back:
+            with recording() as pending:
+                policy = make()
+            state[:] = [policy, pending]
+        try:
+            decorated = cast(F, apply(policy, fn))
+        except BaseException:
+            if pending is not None:
+                pending.take_back()
+            raise
+        state[1] = None  # registered for good
+        return decorated
 
     return decorator
 
@@ -151,9 +185,8 @@ def with_bulkhead(
         if max_concurrent is None:
             raise TypeError(f"with_bulkhead({name!r}) needs max_concurrent")
         registry = _registry_of("with_bulkhead", registry)
-        bulkhead = registry.bulkhead(
-            name, max_concurrent=max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout
-        )
+        config = BulkheadConfig(max_concurrent, max_queue=max_queue, queue_timeout=queue_timeout)
+        return _registering(lambda: registry.bulkhead(name, config=config))
 
     def decorator(fn: F) -> F:
         return decorate(bulkhead, fn)
@@ -195,22 +228,15 @@ def with_rate_limit(
     Returns:
         A decorator that keeps the decorated callable's exact signature.
     """
-    if isinstance(name, RateLimiter):
-        if config is not None or fields:
-            raise TypeError("with_rate_limit: pass either a RateLimiter or a name with a limit")
-        limiter = name
-    else:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
-        registry = _registry_of("with_rate_limit", registry)
-        limiter = registry.rate_limiter(name, config, **fields)
     if cost is not None and not callable(cost) and not isinstance(cost, (int, float)):
         raise TypeError(f"with_rate_limit.cost must be a callable, a number or None, got {cost!r}")
-    layer: Limits | RateLimiter = limiter
-    if cost is not None or actual is not None:
-        layer = Limits((limit_of(limiter, cost, actual),))
 
-    def decorator(fn: F) -> F:
+    def layer_of(limiter: RateLimiter) -> Limits | RateLimiter:
+        if cost is not None or actual is not None:
+            return Limits((limit_of(limiter, cost, actual),))
+        return limiter
+
+    def apply(layer: Limits | RateLimiter, fn: F) -> F:
         stacked = chain_of(fn)
         if stacked is not None and isinstance(stacked.layers[0], (Limits, RateLimiter)):
             # Limits on top of limits: one layer, taken together.
@@ -219,7 +245,19 @@ def with_rate_limit(
             return decorate(merged, cast(F, stacked.fn), merged, (merged, *stacked.layers[1:]))
         return decorate(layer, fn)
 
-    return decorator
+    if isinstance(name, RateLimiter):
+        if config is not None or fields:
+            raise TypeError("with_rate_limit: pass either a RateLimiter or a name with a limit")
+        ready = layer_of(name)
+
+        def decorator(fn: F) -> F:
+            return apply(ready, fn)
+
+        return decorator
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
+    registry = _registry_of("with_rate_limit", registry)
+    return _registering(lambda: layer_of(registry.rate_limiter(name, config, **fields)), apply)
 
 
 def with_retry(
@@ -329,4 +367,9 @@ def with_resilience(
         raise TypeError(f"with_resilience: policy must be a ResiliencePolicy, got {policy!r}")
     if overrides:
         policy = policy.replace(**overrides)
-    return Resilience(name, policy, registry=_registry_of("with_resilience", registry)).__call__
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Resilience name must be a non-empty str, got {name!r}")
+    registry = _registry_of("with_resilience", registry)
+    return _registering(
+        lambda: Resilience(name, policy, registry=registry), lambda made, fn: made(fn)
+    )

@@ -2,10 +2,11 @@
 and out, and a health endpoint. Needs the ``starlette`` extra
 (``pip install 'resilient-kit[starlette]'``); FastAPI uses it as it is.
 
-- ``install`` ``(app)`` answers ``CircuitOpenError`` and
-  ``BulkheadFullError`` with 503 and ``RateLimitExceededError`` with 429,
-  each with ``Retry-After`` (whole seconds, rounded up) when the wait is
-  known and finite, and runs every request inside
+- ``install`` ``(app, *, expose_names=False)`` answers ``CircuitOpenError``
+  and ``BulkheadFullError`` with 503 and ``RateLimitExceededError`` with
+  429, each with ``Retry-After`` (whole seconds, rounded up, at least 1)
+  when the wait is known and finite; the body names no upstream host,
+  address or policy unless ``expose_names=True``. It runs every request inside
   ``resilient.request_context`` with the caller's ``X-Request-ID`` (or a
   new one), which the response carries back.
 - ``health_endpoint`` ``(registry=None, *, fail_on="unhealthy")`` is an
@@ -113,9 +114,19 @@ def _rejections() -> dict[type[Exception], tuple[int, str]]:
     return mapped
 
 
-def error_response(error: Exception) -> Response:
+_PUBLIC_DETAIL = {
+    503: "the service is temporarily unavailable; try again later",
+    429: "too many requests; try again later",
+}
+
+
+def error_response(error: Exception, *, expose_names: bool = False) -> Response:
     """The answer for a rejection: 503 (or 429 for a rate limit), a JSON body
-    naming the error and the policy, and ``Retry-After`` when finite."""
+    ``{"error": code, "detail": text}`` and ``Retry-After`` (at least 1 s)
+    when the wait is finite. The body names the policy (``"name"``) and
+    repeats the error's own message only with ``expose_names=True``: a
+    policy's name often is an upstream's host or address, which public
+    clients should not learn."""
     status, code = 503, "unavailable"
     for cls, (cls_status, cls_code) in _rejections().items():
         if isinstance(error, cls):
@@ -124,8 +135,14 @@ def error_response(error: Exception) -> Response:
     headers = {}
     wait = _wait_of(error)
     if wait is not None and math.isfinite(wait):
-        headers["Retry-After"] = str(max(0, math.ceil(wait)))
-    body = {"error": code, "name": getattr(error, "name", None), "detail": str(error)}
+        # "Retry-After: 0" asks every client to come back at once (a
+        # half-open breaker's wait is 0): one second is the least we send.
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    body: dict[str, object]
+    if expose_names:
+        body = {"error": code, "name": getattr(error, "name", None), "detail": str(error)}
+    else:
+        body = {"error": code, "detail": _PUBLIC_DETAIL[status]}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -133,14 +150,22 @@ async def _handle(request: Request, error: Exception) -> Response:
     return error_response(error)
 
 
-def install(app: App) -> App:
+async def _handle_exposed(request: Request, error: Exception) -> Response:
+    return error_response(error, expose_names=True)
+
+
+def install(app: App, *, expose_names: bool = False) -> App:
     """Map resilience rejections to 503/429 and carry ``X-Request-ID`` on
     ``app`` (a Starlette or FastAPI application, before it starts). Returns
-    ``app``."""
+    ``app``. The answers name the policy (often an upstream's host) only
+    with ``expose_names=True``."""
     if not isinstance(app, Starlette):
         raise TypeError(f"install(app) needs a Starlette or FastAPI application, got {app!r}")
+    if not isinstance(expose_names, bool):
+        raise TypeError(f"install(expose_names) must be a bool, got {expose_names!r}")
+    handler = _handle_exposed if expose_names else _handle
     for cls in _rejections():
-        app.add_exception_handler(cls, _handle)
+        app.add_exception_handler(cls, handler)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -219,6 +219,24 @@ async def test_a_slow_answer_times_out(server: tuple[str, Script]) -> None:
     assert "read timeout" in str(caught.value)
 
 
+async def test_a_slow_answer_is_counted_as_a_timeout(server: tuple[str, Script]) -> None:
+    from resilient.metrics import MetricsCollector
+
+    url, script = server
+    script.hang = True
+    collector = MetricsCollector()
+    unsubscribe = resilient.subscribe(collector)
+    try:
+        policy = ResiliencePolicy(retry=None, timeout=0.05)
+        async with _session(middleware(policy, name="counted")) as session:
+            with pytest.raises(HTTPTimeoutError):
+                await session.get(f"{url}/slow")
+        host = url.removeprefix("http://")
+        assert collector.statistics.by_name[f"counted:{host}"].timeouts == 1
+    finally:
+        unsubscribe()
+
+
 async def test_401_is_raised_at_once_and_not_held_against_the_host(
     server: tuple[str, Script], instant_waits: WaitRecorder
 ) -> None:

@@ -4,6 +4,7 @@ asserted."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +279,41 @@ def test_the_repository_performance_page_has_the_import_block() -> None:
     text = run.PAGE.read_text()
     assert text.index(run.IMPORT_BEGIN) < text.index(run.IMPORT_END)
     assert "## Import time" in text
+
+
+@pytest.mark.slow
+def test_the_service_benchmark_runs_fast(tmp_path: Path) -> None:
+    """``python -m benchmarks service --fast``: every variant through every
+    phase; what it measures is not checked, only that it all ran."""
+    for peer in ("uvicorn", "fastapi", "httpx", "tenacity", "stamina", "pybreaker"):
+        pytest.importorskip(peer)
+    raw = tmp_path / "service.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "service", "--fast", "--json", str(raw)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    from benchmarks import service
+
+    results = json.loads(raw.read_text())
+    assert [r["variant"] for r in results] == list(service.VARIANTS)
+    for result in results:
+        assert [p["phase"] for p in result["phases"]] == list(service.PHASES)
+        assert sum(p["requests"] for p in result["phases"]) > 0
+    assert "| variant | phase | goodput /s |" in done.stdout
+    assert "| variant | time to open |" in done.stdout
+
+
+def test_the_service_benchmark_refuses_an_unknown_variant() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "service", "--fast", "--variants", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "unknown variants ['nope']" in done.stderr

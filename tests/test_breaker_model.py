@@ -155,7 +155,16 @@ class ModelBreaker:
         self.probe_epoch = 0
         # Wait tickets: probe permits kept for their holders.
         self.reserved: set[int] = set()
+        # Tickets whose permit a backed-off opening's probe took: "that
+        # caller, when it wakes, finds the breaker as the probe left it".
+        self.stolen: set[int] = set()
         self.next_reservation = 0
+        # "While an opening lasts longer than recovery_timeout (it backed
+        # off), one call still goes through as a probe every
+        # recovery_timeout (counted from the opening, then from the start of
+        # the previous such probe)."
+        self.probe_at = math.inf
+        self.base_probing = False
 
     # states and the window
 
@@ -166,6 +175,8 @@ class ModelBreaker:
         self.state = new
         self.epoch += 1
         self.probe_successes = 0
+        self.base_probing = False
+        self.probe_at = math.inf
         if new == OPEN:
             self.opened_at = now
             self.openings += 1
@@ -173,6 +184,8 @@ class ModelBreaker:
             grown = cfg.recovery_timeout * cfg.recovery_backoff ** (self.openings - 1)
             cap = cfg.max_recovery_timeout
             self.open_for = grown if cap is None else min(grown, cap)
+            if cfg.recovery_timeout < self.open_for:
+                self.probe_at = now + cfg.recovery_timeout
         elif new == HALF_OPEN:
             self.half_opened_at = now
         elif new == CLOSED:
@@ -192,6 +205,7 @@ class ModelBreaker:
         # drops them.
         self._free()
         self.reserved.clear()
+        self.stolen.clear()
 
     def _timer(self, now: float) -> None:
         """ "after recovery_timeout the next call (or a read of .state) moves it
@@ -221,6 +235,13 @@ class ModelBreaker:
             return max(0.0, self.opened_at + self.open_for - now)
         return 0.0
 
+    def retry_in(self, now: float) -> float:
+        """ "CircuitOpenError.remaining is the time until the next call may go
+        through: the next such probe, or the end of the opening." """
+        if self.state == OPEN:
+            return max(0.0, min(self.opened_at + self.open_for, self.probe_at) - now)
+        return self.remaining(now)
+
     def free_probes(self) -> int:
         return max(0, self.cfg.half_open_max_calls - self.running - len(self.reserved))
 
@@ -233,11 +254,31 @@ class ModelBreaker:
         if self.state == HALF_OPEN:
             if reservation is not None and reservation in self.reserved:
                 self.reserved.discard(reservation)
+                if reservation in self.stolen:
+                    self.stolen.discard(reservation)
+                    if self.free_probes() == 0:
+                        raise Rejected(self.state, self.remaining(now))
             elif self.free_probes() == 0:
                 raise Rejected(self.state, self.remaining(now))
             self.running += 1
             return Ticket(self.epoch, self.probe_epoch)
-        raise Rejected(self.state, self.remaining(now))
+        if self.state == OPEN and now >= self.probe_at:
+            # open: a call that finds no probe to take still moves the next
+            # chance a recovery_timeout on.
+            self.probe_at = now + self.cfg.recovery_timeout
+            if not self.base_probing:
+                free = self.free_probes() > 0
+                kept = self.reserved - self.stolen
+                if not free and kept and self.running < self.cfg.half_open_max_calls:
+                    # "When every free permit is kept for callers with a wait
+                    # ticket, it takes the newest ticket's."
+                    self.stolen.add(max(kept))
+                    free = True
+                if free:
+                    self.base_probing = True
+                    self.running += 1
+                    return Ticket(self.epoch, self.probe_epoch)
+        raise Rejected(self.state, self.retry_in(now))
 
     def reserve(self, now: float) -> tuple[int, float] | None:
         """A wait ticket: at most the free probe permits of the coming (or
@@ -254,6 +295,7 @@ class ModelBreaker:
 
     def unreserve(self, reservation: int) -> None:
         self.reserved.discard(reservation)
+        self.stolen.discard(reservation)
 
     def classify(self, error: BaseException | None, result: object = None) -> str:
         cfg = self.cfg
@@ -280,6 +322,18 @@ class ModelBreaker:
                 self.running -= 1
         if ticket.epoch != self.epoch:
             return
+        if self.state == OPEN:
+            # The probe of a backed-off opening: "when it succeeds the breaker
+            # is HALF_OPEN with that success counted; when it fails the opening
+            # goes on unchanged; when it ends counting as nothing the next
+            # call may probe."
+            self.base_probing = False
+            if outcome == IGNORED:
+                self.probe_at = now
+                return
+            if outcome == FAILURE:
+                return
+            self._go(HALF_OPEN, now)
         if self.state == HALF_OPEN:
             # open: a probe's success counts even when slow.
             if outcome == SUCCESS:
@@ -657,7 +711,7 @@ class BreakerMachine(RuleBasedStateMachine):
 
     def _check_rejection(self, error: CircuitOpenError, now: float) -> None:
         assert error.state == self.model.state
-        assert error.remaining == self.model.remaining(now)
+        assert error.remaining == self.model.retry_in(now)
         if self.listening:
             self.expected_events["rejected"] += 1
 
@@ -941,7 +995,8 @@ class BreakerMachine(RuleBasedStateMachine):
         running = [c.ticket for c in self.in_flight] + [h.ticket for h in self.held]
         holding_permits = sum(t.probe == model.probe_epoch for t in running)
         assert holding_permits == model.running <= self.cfg.half_open_max_calls
-        assert len(model.reserved) + model.running <= self.cfg.half_open_max_calls
+        kept = len(model.reserved - model.stolen)
+        assert kept + model.running <= self.cfg.half_open_max_calls
         assert self.breaker._core.probes_running == model.running
 
     @invariant()
@@ -1038,7 +1093,7 @@ class KeyedMachine(BreakerMachine):
             assert not ran
             assert raised.name == f"{KEYED}[{OTHER}]"
             assert raised.state == model.state
-            assert raised.remaining == model.remaining(start)
+            assert raised.remaining == model.retry_in(start)
             return
         assert ticket is not None, f"key b: the model rejects, the breaker ran it: {raised!r}"
         assert ran

@@ -3,15 +3,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from typing import Any
 
 import pytest
 
 from resilient import (
+    BulkheadConfig,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
+    Fallback,
+    RateLimitConfig,
+    ResiliencePolicies,
+    ResiliencePolicy,
     registry,
+    with_bulkhead,
     with_circuit_breaker,
+    with_rate_limit,
+    with_resilience,
 )
 
 
@@ -262,3 +271,64 @@ def test_what_wrapt_binds_runs_a_chain_built_for_the_bound_callable() -> None:
     chain = chain_of(Service.__dict__["name"])
     assert chain is not None
     assert chain.layers == (breaker,)
+
+
+_REGISTERING = {
+    "with_circuit_breaker": lambda: with_circuit_breaker("phantom"),
+    "with_bulkhead": lambda: with_bulkhead("phantom", max_concurrent=2),
+    "with_rate_limit": lambda: with_rate_limit("phantom", rate=5.0),
+    "with_resilience": lambda: with_resilience(
+        "phantom", ResiliencePolicy(bulkhead=BulkheadConfig(2), rate_limit=RateLimitConfig(5.0))
+    ),
+    "api preset": lambda: with_resilience("phantom", ResiliencePolicies.api()),
+}
+
+
+def _registered(name: str) -> list[object]:
+    found = [
+        registry.get(name),
+        registry.get_bulkhead(name),
+        registry.get_rate_limiter(name),
+    ]
+    return [policy for policy in found if policy is not None]
+
+
+@pytest.mark.parametrize("make", list(_REGISTERING.values()), ids=list(_REGISTERING))
+def test_a_failed_decoration_registers_nothing(make: Any) -> None:
+    decorator = make()
+    with pytest.raises(TypeError, match="callable"):
+        decorator(42)
+    assert _registered("phantom") == []
+    assert "phantom" not in registry.health().to_dict()["breakers"]  # type: ignore[operator]
+
+    def work() -> int:
+        return 1
+
+    # The same decorator, applied to what it can protect, registers after all.
+    assert decorator(work)() == 1
+    assert _registered("phantom") != []
+    kept = _registered("phantom")
+    with pytest.raises(TypeError):
+        decorator(42)  # a failure after a success takes nothing back
+    assert _registered("phantom") == kept
+
+
+def test_a_failed_decoration_leaves_what_was_there_before() -> None:
+    breaker = registry.get_or_create("phantom")
+    with pytest.raises(TypeError):
+        with_circuit_breaker("phantom")(42)  # type: ignore[type-var]
+    assert registry.get("phantom") is breaker
+
+
+def test_an_async_handler_on_a_sync_function_registers_nothing() -> None:
+    async def cached() -> int:
+        return 0
+
+    policy = ResiliencePolicy(fallback=Fallback(handler=cached), bulkhead=BulkheadConfig(2))
+
+    def work() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="async handler"):
+        with_resilience("phantom", policy)(work)
+    assert _registered("phantom") == []

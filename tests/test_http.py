@@ -997,3 +997,93 @@ def test_loopback_server_records_requests_and_repeats_its_last_reply() -> None:
     assert server.url.startswith("http://127.0.0.1:")
     with pytest.raises(RuntimeError, match="not been started"):
         _ = LoopbackServer().url
+
+
+# -- timeouts in the metrics --------------------------------------------------------
+
+
+def _timing_out(*errors: type[httpx.TimeoutException]) -> httpx.MockTransport:
+    raised = iter(errors)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        error = next(raised, None)
+        if error is None:
+            return httpx.Response(200)
+        raise error("timed out", request=request)
+
+    return httpx.MockTransport(handler)
+
+
+def test_transport_timeouts_are_counted_in_every_metric(seen: list[events.Event]) -> None:
+    import prometheus_client
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from resilient.metrics import MetricsCollector, otel, prometheus
+
+    collector = MetricsCollector()
+    unsubscribe = resilient.subscribe(collector)
+    prom = prometheus_client.CollectorRegistry()
+    unprom = prometheus.instrument(prom)
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[memory])
+    unotel = otel.instrument(meter_provider=provider)
+    transport = _timing_out(httpx.ReadTimeout, httpx.ConnectTimeout, httpx.PoolTimeout)
+    try:
+        with (
+            fake_clock(),
+            _client(
+                policy(retry=RetryConfig(max_attempts=4, initial_delay=0.0, jitter=0.0)),
+                transport=transport,
+                base_url="http://upstream.test",
+            ) as http,
+        ):
+            assert http.get("/").status_code == 200  # after three timeouts
+        stats = collector.statistics
+        assert stats.timeouts == 3
+        assert stats.by_name["http:upstream.test"].timeouts == 3
+        text = prometheus_client.generate_latest(prom).decode()
+        got = {
+            (s.name, *sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert got[("timeout_operations_total", ("name", "http:upstream.test"))] == 3
+        data = memory.get_metrics_data()
+        assert data is not None
+        otel_timeouts = [
+            point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "resilient.timeout.operations"
+            for point in metric.data.data_points
+            if point.attributes.get("resilient.policy.name") == "http:upstream.test"
+        ]
+        assert otel_timeouts == [3]
+        timed_out = [e for e in seen if isinstance(e, events.TimedOut)]
+        assert [(e.name, e.policy) for e in timed_out] == [("http:upstream.test", "http")] * 3
+    finally:
+        unprom()
+        unotel()
+        provider.shutdown()
+        unsubscribe()
+
+
+def test_a_silent_stream_is_counted_as_a_timeout() -> None:
+    from resilient.metrics import MetricsCollector
+
+    collector = MetricsCollector()
+    unsubscribe = resilient.subscribe(collector)
+    try:
+        with (
+            LoopbackServer(Reply(events=SSE, stall=math.inf)) as server,
+            client(policy(), base_url=server.url, inactivity=0.2) as http,
+            pytest.raises(HTTPTimeoutError),
+        ):
+            http.get("/")
+        assert collector.statistics.by_name[breaker_name(server)].timeouts == 1
+        assert collector.statistics.timeouts == 1
+    finally:
+        unsubscribe()

@@ -64,7 +64,144 @@ def test_each_opening_in_a_row_stays_open_longer_up_to_the_cap(fake_clock: FakeC
     assert opened == [1.0, 2.0, 4.0, 5.0]
     with pytest.raises(CircuitOpenError) as info:
         breaker.call(lambda: None)
-    assert info.value.remaining == 5.0
+    # The opening lasts 5 s, but a probe goes every recovery_timeout: the
+    # rejection tells when that is.
+    assert info.value.remaining == 1.0
+    assert breaker.metrics().remaining == 5.0
+
+
+# -- a probe on the recovery_timeout schedule while the open time backs off -----------
+
+
+def _backed_off(clock: FakeClock, **fields: Any) -> CircuitBreaker:
+    """Opened twice in a row: the second opening lasts 4 s (base 1 s); one
+    successful probe closes it unless ``fields`` say otherwise."""
+    fields.setdefault("success_threshold", 1)
+    breaker = _breaker(recovery_backoff=4.0, **fields)
+    _fail(breaker)
+    clock.advance(1.0)
+    _fail(breaker)  # the half-open probe fails: the second opening, 4 s
+    assert breaker.metrics().remaining == 4.0
+    return breaker
+
+
+def test_a_backed_off_opening_lets_one_probe_through_every_recovery_timeout(
+    fake_clock: FakeClock,
+) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(lambda: "early")
+    assert info.value.remaining == 1.0  # the next probe, not the opening's end
+    clock.advance(1.0)
+    assert breaker.call(lambda: "healthy again") == "healthy again"  # the probe
+    assert breaker.state.value == "closed"  # success_threshold=1: closed by it
+
+
+def test_a_backed_off_probe_that_succeeds_counts_towards_closing(fake_clock: FakeClock) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock, success_threshold=2, half_open_max_calls=2)
+    clock.advance(1.0)
+    assert breaker.call(lambda: 1) == 1
+    assert breaker.state.value == "half_open"  # one of the two successes
+    assert breaker.call(lambda: 2) == 2
+    assert breaker.state.value == "closed"
+
+
+def test_a_failed_backed_off_probe_keeps_the_opening(fake_clock: FakeClock) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock)
+    seen = _changes(breaker)
+    clock.advance(1.0)
+    _fail(breaker)  # the probe fails
+    assert breaker.state.value == "open"
+    assert seen == []  # no new opening: the same one goes on
+    assert breaker.metrics().remaining == 3.0
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(lambda: None)
+    assert info.value.remaining == 1.0  # the next probe, a recovery_timeout on
+    clock.advance(1.0)
+    assert breaker.call(lambda: "back") == "back"
+
+
+async def test_only_one_backed_off_probe_runs_at_a_time(fake_clock: FakeClock) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock, half_open_max_calls=3)
+    release: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    calls = 0
+
+    async def slow() -> str:
+        nonlocal calls
+        calls += 1
+        await release
+        return "ok"
+
+    clock.advance(1.0)
+    probe = asyncio.ensure_future(breaker.call_async(slow))
+    await asyncio.sleep(0)
+    assert calls == 1
+    for _ in range(3):
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(slow)
+    clock.advance(1.0)  # a recovery_timeout later, the probe still runs
+    with pytest.raises(CircuitOpenError):
+        await breaker.call_async(slow)
+    assert calls == 1
+    release.set_result(None)
+    assert await probe == "ok"
+    assert breaker.state.value == "closed"
+
+
+async def test_a_cancelled_backed_off_probe_lets_the_next_call_probe(
+    fake_clock: FakeClock,
+) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock)
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def hangs() -> None:
+        await never
+
+    clock.advance(1.0)
+    probe = asyncio.ensure_future(breaker.call_async(hangs))
+    await asyncio.sleep(0)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+    async def answers() -> str:
+        return "ok"
+
+    assert await breaker.call_async(answers) == "ok"  # at once, no wait
+    assert breaker.state.value == "closed"
+
+
+def test_a_first_opening_has_no_early_probe(fake_clock: FakeClock) -> None:
+    clock = fake_clock
+    breaker = CircuitBreaker(
+        "first",
+        CircuitBreakerConfig(failure_threshold=1, recovery_timeout=2.0, recovery_backoff=4.0),
+        listeners=events.ListenerSet(),
+    )
+    _fail(breaker)
+    clock.advance(1.0)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(lambda: None)
+    assert info.value.remaining == 1.0
+    clock.advance(1.0)
+    assert breaker.call(lambda: "ok") == "ok"  # the ordinary half-open probe
+
+
+def test_a_backed_off_probe_without_listeners_passes_the_lock_free_rejection(
+    fake_clock: FakeClock,
+) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock)
+    protected = with_circuit_breaker(breaker)(lambda: "ok")
+    with pytest.raises(CircuitOpenError):
+        protected()
+    clock.advance(1.0)
+    assert protected() == "ok"
 
 
 def test_a_close_resets_the_open_time(fake_clock: FakeClock) -> None:
@@ -341,3 +478,13 @@ def test_a_retry_that_waited_its_ticket_finds_its_probe(start: float, opened: fl
 
         assert call() == "probed"
         assert len(clock.sleeps) == 1
+
+
+def test_a_wait_ticket_does_not_hold_the_backed_off_probe_back(fake_clock: FakeClock) -> None:
+    clock = fake_clock
+    breaker = _backed_off(clock)  # one probe permit, kept below for a waiting caller
+    ticket = breaker._wait_ticket()
+    assert ticket is not None
+    clock.advance(1.0)
+    assert breaker.call(lambda: "back") == "back"  # the probe took the ticket's permit
+    assert breaker.state.value == "closed"

@@ -65,7 +65,45 @@ def test_an_open_breaker_answers_503_with_retry_after(starlette_client: TestClie
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "13"  # 12.2 s, rounded up
     assert answer.json()["error"] == "circuit_open"
-    assert answer.json()["name"] == "inventory"
+    assert "name" not in answer.json()
+    assert "inventory" not in answer.text  # the policy's name stays inside
+
+
+def test_a_rejection_body_names_no_upstream_by_default() -> None:
+    @with_circuit_breaker("http:10.1.2.3:8080", failure_threshold=1)
+    async def upstream(request: Request) -> JSONResponse:
+        raise ConnectionError("down")
+
+    hidden = install(Starlette(routes=[Route("/", upstream)]))
+    shown = install(Starlette(routes=[Route("/", upstream)]), expose_names=True)
+    with TestClient(hidden, raise_server_exceptions=False) as client:
+        assert client.get("/").status_code == 500
+        answer = client.get("/")
+    assert answer.status_code == 503
+    assert "10.1.2.3" not in answer.text
+    assert answer.json() == {
+        "error": "circuit_open",
+        "detail": "the service is temporarily unavailable; try again later",
+    }
+    with TestClient(shown, raise_server_exceptions=False) as client:
+        exposed = client.get("/")
+    assert exposed.json()["name"] == "http:10.1.2.3:8080"
+    assert "10.1.2.3" in exposed.json()["detail"]
+
+
+def test_a_rate_limit_body_names_no_limiter_by_default() -> None:
+    answer = error_response(resilient.RateLimitExceededError("partner-api.internal", 2.5))
+    assert answer.status_code == 429
+    assert b"partner-api" not in answer.body
+    exposed = error_response(
+        resilient.RateLimitExceededError("partner-api.internal", 2.5), expose_names=True
+    )
+    assert b"partner-api" in exposed.body
+
+
+def test_install_refuses_a_non_bool_expose_names() -> None:
+    with pytest.raises(TypeError, match="expose_names"):
+        install(Starlette(), expose_names="yes")  # type: ignore[arg-type]
 
 
 def test_a_forced_open_breaker_has_no_retry_after(starlette_client: TestClient) -> None:
@@ -162,11 +200,17 @@ def test_a_full_bulkhead_answers_503_without_retry_after() -> None:
     assert "retry-after" not in answer.headers
 
 
-def test_retry_after_is_whole_seconds_rounded_up() -> None:
+def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
     error = resilient.CircuitOpenError("x", "open", 0.01)
     assert error_response(error).headers["retry-after"] == "1"
-    error = resilient.CircuitOpenError("x", "open", 0.0)
-    assert error_response(error).headers["retry-after"] == "0"
+    error = resilient.CircuitOpenError("x", "open", 2.01)
+    assert error_response(error).headers["retry-after"] == "3"
+    # half-open: the probe slot is taken, the wait is 0; "0" would call every
+    # client back at once
+    error = resilient.CircuitOpenError("x", "half_open", 0.0)
+    assert error_response(error).headers["retry-after"] == "1"
+    limited = resilient.RateLimitExceededError("api", 0.0)
+    assert error_response(limited).headers["retry-after"] == "1"
 
 
 def test_a_rate_limit_answers_429_when_the_error_exists() -> None:
@@ -251,7 +295,7 @@ def test_fastapi_open_breaker_answers_503_with_retry_after_and_the_callers_id(
     assert answer.status_code == 503
     assert answer.headers["X-Request-ID"] == "r-1"
     assert answer.headers["Retry-After"] == "30"
-    assert answer.json()["name"] == "pricing"
+    assert answer.json()["error"] == "circuit_open"
 
 
 def test_fastapi_forced_open_answers_503_with_the_callers_id(fastapi_client: TestClient) -> None:

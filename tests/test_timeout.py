@@ -627,6 +627,33 @@ async def test_stream_total_time_limit(seen: list[Event]) -> None:
     assert any(isinstance(e, TimedOut) for e in seen)
 
 
+async def test_a_stream_past_its_whole_limit_times_out_at_its_next_wait() -> None:
+    @with_timeout(SHORT, inactivity=LONG)
+    async def forever() -> AsyncIterator[int]:
+        i = 0
+        while True:
+            await asyncio.sleep(0)
+            yield i
+            i += 1
+
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in forever():
+            got.append(item)
+            if item == 0:
+                # The consumer holds the first item past the stream's limit:
+                # the timer fires between two waits.
+                await asyncio.sleep(2 * SHORT)
+            await asyncio.sleep(0)
+
+    with pytest.raises(CallTimeoutError) as info:
+        async with asyncio.timeout(LONG):  # it used to go on for ever
+            await consume()
+    assert info.value.timeout == SHORT
+    assert got == [0]
+
+
 async def test_stream_early_break_closes_the_generator() -> None:
     closed = asyncio.Event()
 
@@ -962,3 +989,189 @@ async def test_a_call_that_finishes_first_leaves_no_deadline_behind() -> None:
         clock.advance(10.0)  # the cancelled deadline wakes nothing
         await asyncio.sleep(0)
         assert clock._deadlines == [] or all(f.done() for _, _, f in clock._deadlines)
+
+
+# -- coroutine deadlines: one queue and one loop timer per timeout and loop ---------
+
+
+async def test_a_timed_out_call_leaves_its_task_not_cancelling() -> None:
+    @with_timeout(SHORT)
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError):
+        await stuck()
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # and no cancellation is left pending for it
+
+
+async def test_nested_timeouts_the_sooner_one_wins() -> None:
+    inner_long = Timeout(LONG, name="inner")
+    outer_short = Timeout(SHORT, name="outer")
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError) as info:
+        await outer_short.call_async(inner_long.call_async, stuck)
+    assert (info.value.name, info.value.timeout) == ("outer", SHORT)
+
+    inner_short = Timeout(SHORT, name="inner")
+    outer_long = Timeout(LONG, name="outer")
+
+    async def caught() -> str:
+        with pytest.raises(CallTimeoutError) as inner_info:
+            await inner_short.call_async(stuck)
+        assert inner_info.value.name == "inner"
+        return "outer goes on"
+
+    assert await outer_long.call_async(caught) == "outer goes on"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
+async def test_stdlib_timeouts_around_and_inside_keep_their_own() -> None:
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    # asyncio.timeout outside, sooner: its own TimeoutError, not ours
+    with pytest.raises(TimeoutError) as info:
+        async with asyncio.timeout(SHORT):
+            await Timeout(LONG).call_async(stuck)
+    assert not isinstance(info.value, CallTimeoutError)
+
+    # ours inside a later asyncio.timeout: ours fires, theirs stays armed
+    async with asyncio.timeout(LONG) as outer:
+        with pytest.raises(CallTimeoutError):
+            await Timeout(SHORT).call_async(stuck)
+    assert not outer.expired()
+
+    # asyncio.timeout inside ours, sooner: the call's own TimeoutError
+    async def own_stdlib_timeout() -> None:
+        async with asyncio.timeout(SHORT):
+            await stuck()
+
+    with pytest.raises(TimeoutError) as own:
+        await Timeout(LONG).call_async(own_stdlib_timeout)
+    assert not isinstance(own.value, CallTimeoutError)
+
+
+async def test_a_cancellation_asked_with_the_deadline_stays_a_cancellation() -> None:
+    from resilient.timeout.deadlines import WHEN
+
+    timeout = Timeout(LONG)
+
+    async def cancelled_then_due() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the caller's own cancellation, asked first
+        queue = timeout._queue
+        assert queue is not None
+        queue.entries[-1][WHEN] = 0.0  # ... and the deadline passes too
+        queue.fire()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(timeout.call_async(cancelled_then_due))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert task.cancelling() == 1  # the caller's, untouched
+
+
+async def test_a_call_that_swallows_the_deadline_returns_and_is_not_cancelling() -> None:
+    timeout = Timeout(SHORT)
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "kept going"
+        return "never"
+
+    assert await timeout.call_async(stubborn) == "kept going"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
+async def test_calls_in_time_share_one_loop_timer_and_leave_no_entries() -> None:
+    timeout = Timeout(LONG)
+
+    async def quick(x: int) -> int:
+        return x
+
+    assert await timeout.call_async(quick, 1) == 1
+    queue = timeout._queue
+    assert queue is not None
+    handle = queue.handle
+    assert handle is not None
+    for i in range(50):
+        assert await timeout.call_async(quick, i) == i
+    assert queue.handle is handle  # no timer made per call
+    assert not queue.entries  # each call, the last one armed, took its entry back
+
+    async def pause() -> None:
+        await asyncio.sleep(0)
+
+    # Calls ending out of order: each is marked, and the timer drops them.
+    await asyncio.gather(*(timeout.call_async(pause) for _ in range(5)))
+    assert all(entry[0] is None for entry in queue.entries)
+    queue.fire()  # early: nothing due, nothing counts; the timer is set again
+    assert not queue.entries
+    assert queue.handle is None
+
+
+async def test_a_timed_out_call_among_calls_in_time() -> None:
+    timeout = Timeout(SHORT)
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    async def waits() -> str:
+        await release.wait()
+        return "in time"
+
+    slow = asyncio.create_task(timeout.call_async(stuck))
+    fast = asyncio.create_task(timeout.call_async(waits))
+    await asyncio.sleep(0)
+    release.set()
+    assert await fast == "in time"
+    with pytest.raises(CallTimeoutError):
+        await slow
+
+
+async def test_within_bounds_any_awaitable_with_a_queue() -> None:
+    from resilient.timeout.deadlines import DeadlineQueue, within
+
+    loop = asyncio.get_running_loop()
+    queue = DeadlineQueue(loop, SHORT)
+    assert await within(queue, asyncio.sleep(0, "done")) == "done"
+    with pytest.raises(TimeoutError) as info:
+        await within(queue, asyncio.Event().wait())
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
+async def test_a_timeout_used_on_two_loops_times_each() -> None:
+    timeout = Timeout(SHORT)
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    def other_loop() -> str:
+        async def run() -> str:
+            with pytest.raises(CallTimeoutError):
+                await timeout.call_async(stuck)
+            return "timed out there"
+
+        return asyncio.run(run())
+
+    assert await asyncio.to_thread(other_loop) == "timed out there"
+    with pytest.raises(CallTimeoutError):
+        await timeout.call_async(stuck)

@@ -236,6 +236,15 @@ class Membership:
         member = self._adopt(breaker)
         self._shrink(self._order, self.limit, member)
 
+    def discard(self, breaker: CircuitBreaker) -> None:
+        """Under the lock: ``breaker`` leaves its groups and the registry at
+        once, whatever the bounds (a registration taken back)."""
+        member = self._members.get(breaker.identity)
+        if member is not None and member.breaker is breaker:
+            self._drop(member)
+        else:
+            self._forget(breaker)
+
     def used(self, identity: Identity) -> None:
         """The registry was asked for a breaker again: a use, if it has a member."""
         member = self._members.get(identity)

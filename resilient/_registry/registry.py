@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +32,7 @@ _SETTINGS = {
 if TYPE_CHECKING:
     from ..circuit_breaker.storage import BreakerStorage
 
-__all__ = ["Registry", "registry", "resolve"]
+__all__ = ["Registrations", "Registry", "recording", "registry", "resolve"]
 
 _Force = Literal["open", "closed"]
 # What the registry knows a breaker by: its name, or (group, key) for a
@@ -46,6 +47,53 @@ def _identity(name: str, key: str | None) -> Identity:
 
 def _label(identity: Identity) -> str:
     return identity if isinstance(identity, str) else f"{identity[0]}[{identity[1]}]"
+
+
+# What the registries made inside ``recording()`` blocks of this context;
+# None outside any block.
+_journal: contextvars.ContextVar[Registrations | None] = contextvars.ContextVar(
+    "resilient_registry_journal", default=None
+)
+
+
+class Registrations:
+    """What registries created inside a ``recording()`` block (breakers,
+    bulkheads, rate limiters), so that it can be taken back."""
+
+    __slots__ = ("made", "taken_back")
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Registry, str, Identity, object]] = []
+        self.taken_back = False
+
+    def take_back(self) -> None:
+        """Each policy recorded leaves its registry (unless another has its
+        name by now): a decoration that failed registers nothing."""
+        self.taken_back = True
+        made, self.made = self.made, []
+        for owner, table, name, policy in reversed(made):
+            owner._take_back(table, name, policy)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[Registrations]:
+    """Records what any registry creates inside the block, in this thread or
+    task; when the block raises, that is taken back at once."""
+    made = Registrations()
+    token = _journal.set(made)
+    try:
+        yield made
+    except BaseException:
+        made.take_back()
+        raise
+    finally:
+        _journal.reset(token)
+
+
+def _record(owner: Registry, table: str, name: Identity, policy: object) -> None:
+    made = _journal.get()
+    if made is not None:
+        made.made.append((owner, table, name, policy))
 
 
 def _renew_lock(registry: Registry) -> None:
@@ -157,6 +205,7 @@ class Registry:
         )
         identity = breaker.identity
         self._breakers[identity] = breaker
+        _record(self, "breakers", identity, breaker)
         if config is not None:
             self._explicit.add(identity)
         force = self._pending.pop(identity, None)
@@ -165,6 +214,21 @@ class Registry:
         elif force == "closed":
             breaker.force_closed()
         return breaker
+
+    def _take_back(self, table: str, name: Identity, policy: object) -> None:
+        """``policy``, made under ``name`` and recorded for a decoration
+        that failed, leaves this registry (unless another has that name by now)."""
+        with self._lock:
+            if table == "breakers":
+                assert isinstance(policy, CircuitBreaker)
+                self._membership.discard(policy)  # calls _forget
+                return
+            assert isinstance(name, str)
+            if table == "bulkheads":
+                if self._bulkheads.get(name) is policy:
+                    del self._bulkheads[name]
+            elif self._rate_limiters.get(name) is policy:
+                del self._rate_limiters[name]
 
     def _forget(self, breaker: CircuitBreaker) -> None:
         """Under the lock: the membership dropped ``breaker`` (the LRU rule):
@@ -340,6 +404,7 @@ class Registry:
             if bulkhead is None:
                 bulkhead = Bulkhead(name, config, listeners=self._listeners)
                 self._bulkheads[name] = bulkhead
+                _record(self, "bulkheads", name, bulkhead)
             elif bulkhead.config != config and ("bulkhead", name) not in self._operated:
                 raise ValueError(
                     f"bulkhead {name!r} already exists with {bulkhead.config!r}; "
@@ -376,6 +441,7 @@ class Registry:
                     raise TypeError(f"registry.rate_limiter({name!r}) needs a config or rate=")
                 limiter = RateLimiter(name, config, listeners=self._listeners)
                 self._rate_limiters[name] = limiter
+                _record(self, "rate_limiters", name, limiter)
             elif (
                 config is not None
                 and limiter.config != config

@@ -555,7 +555,7 @@ class CircuitBreaker(NamedPolicy):
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
             # locked path below decides.
-            left = core.remaining(_clock.now())
+            left = core.retry_in(_clock.now())
             # More than its open time left: the clock went back; the locked
             # path puts the breaker's times right.
             if left and (left <= core.open_for or state is FORCED_OPEN):
@@ -567,7 +567,7 @@ class CircuitBreaker(NamedPolicy):
         with self._lock:
             token = core.acquire(now, reservation)
             state = core.state
-            remaining = core.remaining(now)
+            remaining = core.retry_in(now)
             epoch = core.probe_epoch
         try:
             self._announce()

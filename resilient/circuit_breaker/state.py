@@ -3,10 +3,11 @@
 The caller passes ``now`` in, holds the lock around every method, and drains
 ``changes`` afterwards to emit one event per transition.
 
-Recovery (the k-th opening in a row stays open longer, a half-open period
-has a time limit, probe permits outlive ordinary reopenings, and a bounded
-number of callers may reserve a probe of the next half-open period) lives
-here too; ``docs/circuit_breaker.md`` states the rules.
+Recovery (the k-th opening in a row stays open longer, while one call at a
+time still probes every ``recovery_timeout``; a half-open period has a time
+limit, probe permits outlive ordinary reopenings, and a bounded number of
+callers may reserve a probe of the next half-open period) lives here too;
+``docs/circuit_breaker.md`` states the rules.
 
 A core can be a *follower*: it still counts every outcome, but leaves the
 decisions that belong to a fleet (tripping, and ending a half-open period) to
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from .windows import CountWindow, TimeWindow
 
 # Every core's reservations until its first one: shared, never written.
-_NO_RESERVATIONS: dict[int, None] = {}
+_NO_RESERVATIONS: dict[int, bool] = {}
 
 if TYPE_CHECKING:
     from .config import CircuitBreakerConfig
@@ -74,6 +75,7 @@ class BreakerCore:
     __slots__ = (
         "_flushed",
         "_reads",
+        "base_probing",
         "changes",
         "config",
         "consecutive_failures",
@@ -89,6 +91,7 @@ class BreakerCore:
         "open_for",
         "opened_at",
         "openings",
+        "probe_at",
         "probe_epoch",
         "probes_running",
         "reject_until",
@@ -116,6 +119,13 @@ class BreakerCore:
         # lasts (open_duration of it).
         self.openings = 0
         self.open_for = config.recovery_timeout
+        # An opening longer than recovery_timeout (backed off) still lets one
+        # call through as a probe every recovery_timeout, from ``probe_at``
+        # on (inf: no such probe this opening); ``base_probing`` while that
+        # call runs. It succeeds: HALF_OPEN, that success counted. It fails:
+        # still OPEN, the next one a recovery_timeout after it started.
+        self.probe_at = math.inf
+        self.base_probing = False
         self.half_opened_at = 0.0
         # Probe permits held by calls still running: they outlive an ordinary
         # reopening; only the end of a half-open period by its time limit (or
@@ -130,7 +140,7 @@ class BreakerCore:
         # A dict as a set: an empty one is a third of an empty set's size,
         # and every breaker has one.
         # Shared and empty until the first reservation (most breakers never make one).
-        self.reserved: dict[int, None] = _NO_RESERVATIONS
+        self.reserved: dict[int, bool] = _NO_RESERVATIONS
         self.next_reservation = 0
         self.half_open_successes = 0
         self.generation = 0
@@ -247,11 +257,16 @@ class BreakerCore:
         self.state = new
         self._next_generation()
         self.half_open_successes = 0
+        self.base_probing = False
+        self.probe_at = math.inf
         if new is OPEN:
             self.opened_at = now
             self.health_checked_at = now
             self.openings += 1
-            self.open_for = open_duration(self.config, self.openings)
+            self.open_for = open_for = open_duration(self.config, self.openings)
+            base = self.config.recovery_timeout
+            if base < open_for:
+                self.probe_at = now + base
         elif new is HALF_OPEN:
             self.half_opened_at = now
         elif new is CLOSED:
@@ -264,11 +279,12 @@ class BreakerCore:
 
     def _update_reject_until(self) -> None:
         cfg = self.config
-        self.reject_until = (
-            self.opened_at + self.open_for
-            if self.state is OPEN and cfg.health_check is None and not cfg.shadow
-            else 0.0
-        )
+        if self.state is OPEN and cfg.health_check is None and not cfg.shadow:
+            until = self.opened_at + self.open_for
+            probe_at = self.probe_at
+            self.reject_until = probe_at if probe_at < until else until
+        else:
+            self.reject_until = 0.0
 
     def _free_probes(self) -> None:
         """Take back every probe permit: the calls holding them are hung."""
@@ -306,6 +322,9 @@ class BreakerCore:
             self.half_opened_at = now
         if self.health_checked_at > now:
             self.health_checked_at = now
+        base = self.config.recovery_timeout
+        if self.probe_at != math.inf and self.probe_at > now + base:
+            self.probe_at = now + base
         self._update_reject_until()
 
     def remaining(self, now: float) -> float:
@@ -313,9 +332,23 @@ class BreakerCore:
         if state is FORCED_OPEN:
             return math.inf
         if state is OPEN:
+            left = self.opened_at + self.open_for - now
+            return left if left > 0.0 else 0.0
+        return 0.0
+
+    def retry_in(self, now: float) -> float:
+        """Seconds until a call may go through (what a rejection tells its
+        caller): ``remaining``, or less when a probe on the
+        ``recovery_timeout`` schedule comes sooner."""
+        state = self.state
+        if state is FORCED_OPEN:
+            return math.inf
+        if state is OPEN:
             # Not max(): this runs on every rejected call, and max() costs
             # more than the rest of it.
-            left = self.opened_at + self.open_for - now
+            until = self.opened_at + self.open_for
+            probe_at = self.probe_at
+            left = (probe_at if probe_at < until else until) - now
             return left if left > 0.0 else 0.0
         return 0.0
 
@@ -354,12 +387,45 @@ class BreakerCore:
         if state is HALF_OPEN:
             reserved = self.reserved
             if reservation is not None and reservation in reserved:
-                del reserved[reservation]
+                # A ticket whose permit a backed-off opening's probe took
+                # (True) is an ordinary caller now.
+                if reserved.pop(reservation) and self.probes_free() <= 0:
+                    return REJECT
             elif self.probes_free() <= 0:
                 return REJECT
             self.probes_running += 1
             return self.generation
+        if state is OPEN and now >= self.probe_at:
+            return self._base_probe(now)
         return REJECT
+
+    def _base_probe(self, now: float) -> int:
+        """OPEN past ``probe_at``: one call goes through as a probe, if no
+        such probe runs and a probe permit is free or kept for a wait ticket
+        (else the next chance is a ``recovery_timeout`` later)."""
+        self.probe_at = now + self.config.recovery_timeout
+        self._update_reject_until()
+        if self.base_probing:
+            return REJECT
+        if self.probes_free() <= 0:
+            # Every free permit is kept for a waiting caller: the newest
+            # ticket's goes to this probe (its holder, when it wakes, finds
+            # the breaker as this probe left it, holding no permit; its
+            # ticket still counts, so no more callers wait than permits).
+            # Waiting callers must not hold recovery back until the opening
+            # ends.
+            reserved = self.reserved
+            if self.probes_running >= self.config.half_open_max_calls:
+                return REJECT
+            for kept in reversed(reserved):
+                if not reserved[kept]:
+                    reserved[kept] = True
+                    break
+            else:
+                return REJECT
+        self.base_probing = True
+        self.probes_running += 1
+        return self.generation
 
     # -- waiting for a probe -----------------------------------------------------
 
@@ -383,7 +449,7 @@ class BreakerCore:
         self.next_reservation += 1
         if self.reserved is _NO_RESERVATIONS:
             self.reserved = {}
-        self.reserved[self.next_reservation] = None
+        self.reserved[self.next_reservation] = False
         return self.next_reservation, due
 
     def unreserve(self, reservation: int) -> None:
@@ -403,6 +469,11 @@ class BreakerCore:
         if token != self.generation:
             return
         state = self.state
+        if state is OPEN:  # the probe of a backed-off opening answered
+            self.base_probing = False
+            if not self.follower:
+                self._move(HALF_OPEN, now)
+                state = HALF_OPEN
         if state is HALF_OPEN:
             # A probe's success counts even when slow: it answered.
             if not self.follower:
@@ -425,6 +496,12 @@ class BreakerCore:
         if token != self.generation:
             return
         state = self.state
+        if state is OPEN:
+            # The probe of a backed-off opening failed: the opening goes on,
+            # and the next probe keeps the schedule (a recovery_timeout after
+            # this one started; at once if this one ran longer).
+            self.base_probing = False
+            return
         if state is HALF_OPEN:
             # An ordinary reopening: the other probes keep their permits.
             if not self.follower:
@@ -443,6 +520,12 @@ class BreakerCore:
     def on_ignored(self, token: int, now: float, probe: int = NO_PROBE) -> None:
         """A call that is neither success nor failure (ignored error, cancellation)."""
         self._end_probe(probe, now)
+        if token == self.generation and self.state is OPEN and self.base_probing:
+            # A probe of a backed-off opening that told nothing: the next
+            # call may probe.
+            self.base_probing = False
+            self.probe_at = now
+            self._update_reject_until()
 
     def _check_rates(self, now: float) -> None:
         if self.rates_trip():

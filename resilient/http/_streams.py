@@ -9,7 +9,7 @@ governed by the ordinary read timeout).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
@@ -31,7 +31,7 @@ def limit_inactivity(request: httpx.Request, seconds: float) -> None:
 class StreamFailure:
     """Turns an error raised while the body streams into an HTTPError."""
 
-    __slots__ = ("listeners", "name", "request", "request_id", "response")
+    __slots__ = ("listeners", "name", "on_timeout", "request", "request_id", "response")
 
     def __init__(
         self,
@@ -40,8 +40,11 @@ class StreamFailure:
         response: httpx.Response,
         request_id: str,
         listeners: events.ListenerSet,
+        *,
+        on_timeout: Callable[..., None] | None = None,
     ) -> None:
         self.name = name
+        self.on_timeout = on_timeout  # counts a silent body as a timeout
         self.request = request
         self.response = response
         self.request_id = request_id
@@ -64,6 +67,8 @@ class StreamFailure:
                 response=self.response,
             )
         silent = (request.extensions.get("timeout") or {}).get("read") or 0.0
+        if self.on_timeout is not None:
+            self.on_timeout(silent, inactive=True)
         if self.listeners.events:
             self.listeners.emit(
                 events.StreamInactive(

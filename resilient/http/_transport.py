@@ -45,6 +45,7 @@ from ._map import from_exception, from_response
 from ._quota import QuotaState
 from ._quota_gate import QuotaGate, breaker_config, note_quota
 from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
+from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
 
@@ -112,6 +113,20 @@ class _Route(PolicyBase):
     def __init__(self, name: str, listeners: events.ListenerSet) -> None:
         self.name = name
         self._listeners = listeners
+
+    def timed_out(self, seconds: float | None, *, inactive: bool = False) -> None:
+        """Count a timeout of httpx's (connect, read, write, pool, or a body
+        gone silent) as ``Timeout`` counts its own."""
+        self._stats_for(self.name).timeouts += 1
+        if not inactive and self._listeners.events:
+            self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
+
+    def failed(self, exc: httpx.TransportError, request: httpx.Request) -> HTTPError:
+        """``exc`` as an ``HTTPError``, a timeout counted."""
+        error = from_exception(exc, request)
+        if isinstance(exc, httpx.TimeoutException):
+            self.timed_out(getattr(error, "timeout", None))
+        return error
 
 
 class _Sends(NamedTuple):
@@ -214,7 +229,7 @@ class _Base:
         outer.append(_RaiseForStatus)
         owner = _Route(name, self._listeners)
         quota = QuotaState() if self.quota_headers else None
-        attempt = self._attempt_for(name, quota)
+        attempt = self._attempt_for(owner, quota)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
@@ -240,7 +255,7 @@ class _Base:
 
     _is_async = False
 
-    def _attempt_for(self, name: str, quota: QuotaState | None) -> Send:
+    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
         raise NotImplementedError
 
     # -- per request -----------------------------------------------------------
@@ -275,7 +290,9 @@ class _Base:
             return request_id, route.name, route.send
         return request_id, route.name, route.send_once
 
-    def _watch(self, name: str, request: httpx.Request, response: httpx.Response) -> StreamFailure:
+    def _watch(
+        self, route: _Route, request: httpx.Request, response: httpx.Response
+    ) -> StreamFailure:
         """How the body of an answered request fails: silent past the
         inactivity limit, or broken off."""
         response.request = request
@@ -285,7 +302,9 @@ class _Base:
                 limit_inactivity(request, inactivity)
         # Attempts run inside request_context(the request's id).
         request_id = events.get_request_id() or ""
-        return StreamFailure(name, request, response, request_id, self._listeners)
+        return StreamFailure(
+            route.name, request, response, request_id, self._listeners, on_timeout=route.timed_out
+        )
 
 
 class ResilientTransport(_Base, httpx.BaseTransport):
@@ -321,12 +340,12 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _attempt_for(self, name: str, quota: QuotaState | None) -> Send:
+    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
         def attempt(request: httpx.Request) -> httpx.Response:
             try:
                 response = self.transport.handle_request(request)
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             cls = error_class(response.status_code)
             if quota is not None:
                 note_quota(
@@ -336,7 +355,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
                     retry_after(response.headers, _clock.wall()),
                 )
             if cls is None:
-                failure = self._watch(name, request, response)
+                failure = self._watch(route, request, response)
                 assert isinstance(response.stream, httpx.SyncByteStream)
                 body = GuardedStream(response.stream, failure)
                 response.stream = body
@@ -350,7 +369,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             try:
                 response.read()
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             finally:
                 response.close()
             if cls.is_retryable:
@@ -402,12 +421,12 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
 
     _is_async = True
 
-    def _attempt_for(self, name: str, quota: QuotaState | None) -> Send:
+    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
         async def attempt(request: httpx.Request) -> httpx.Response:
             try:
                 response = await self.transport.handle_async_request(request)
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             cls = error_class(response.status_code)
             if quota is not None:
                 note_quota(
@@ -417,7 +436,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                     retry_after(response.headers, _clock.wall()),
                 )
             if cls is None:
-                failure = self._watch(name, request, response)
+                failure = self._watch(route, request, response)
                 assert isinstance(response.stream, httpx.AsyncByteStream)
                 body = AsyncGuardedStream(response.stream, failure)
                 response.stream = body
@@ -431,7 +450,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             try:
                 await response.aread()
             except httpx.TransportError as exc:
-                raise from_exception(exc, request) from exc
+                raise route.failed(exc, request) from exc
             finally:
                 await response.aclose()
             if cls.is_retryable:

@@ -37,7 +37,7 @@ class StreamDeadline:
         self.when = 0.0
         self.waiting = False
         self.expired = False
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle: asyncio.Handle | None = None
         self.task: asyncio.Task[Any] | None = None
         self.cancelling = 0
 
@@ -46,14 +46,23 @@ class StreamDeadline:
         self.task = _current_task(self.loop)
         self.waiting = True
         if self.handle is None:
-            self.when = when
-            self.handle = self.loop.call_at(when, self._fire)
+            self._set(when)
         elif when < self.when:  # a shorter bound than the timer's
             self.handle.cancel()
-            self.when = when
-            self.handle = self.loop.call_at(when, self._fire)
+            self._set(when)
         else:
             self.when = when
+
+    def _set(self, when: float) -> None:
+        self.when = when
+        if when <= self.loop.time():
+            # Already past (the timer fired between two waits): fire during
+            # this wait. A timer set for a past time runs after this task's
+            # next step, which may end the wait first, every time: a stream
+            # that never timed out.
+            self.handle = self.loop.call_soon(self._fire)
+        else:
+            self.handle = self.loop.call_at(when, self._fire)
 
     def disarm(self) -> None:
         """The wait ended (an item, the end, or an error)."""

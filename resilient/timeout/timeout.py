@@ -1,8 +1,9 @@
 """``Timeout``: stop waiting for a call that takes too long.
 
-- Coroutines run under ``asyncio.timeout``: asyncio's own cancellation, no
-  extra task; under trio (or anyio on trio), in a trio cancel scope. A
-  cancellation from outside passes through untouched.
+- Coroutines are cancelled the way ``asyncio.timeout`` cancels them, no
+  extra task, behind one deadline queue and one loop timer per timeout and
+  event loop (``deadlines``); under trio (or anyio on trio), in a trio
+  cancel scope. A cancellation from outside passes through untouched.
 - Sync functions (``mode="thread"``, the default) run in a worker thread of a
   bounded pool (``resilient._runtime.workers``), in a copy of the caller's
   contextvars; on timeout the caller stops waiting. Python cannot kill a
@@ -48,6 +49,7 @@ from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
+from . import deadlines as _deadlines
 from .stream_deadline import StreamDeadline
 
 if TYPE_CHECKING:
@@ -180,6 +182,9 @@ class Timeout(ForwardingPolicy):
         self._pool = pool
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._blocks: BlockStack[Deadline] = BlockStack("resilient_timeout_", id(self))
+        # The deadlines of this timeout's coroutine calls on the last loop
+        # that ran one (see ``deadlines``).
+        self._queue: _deadlines.DeadlineQueue | None = None
 
     def _per_wait(self) -> None:
         """On a stream, ``seconds`` bounds the first item and each later wait
@@ -383,6 +388,57 @@ class Timeout(ForwardingPolicy):
             raise self._no_seconds()
         if not switch.on:
             return await fn(*args, **kwargs)
+        loop = _deadlines.running_loop()
+        if loop is None or _clock.wake_at is not None:
+            return await self._arun_scoped(fn, name, args, kwargs, seconds)
+        task = _deadlines.current_task(loop)
+        if task is None:
+            return await self._arun_scoped(fn, name, args, kwargs, seconds)
+        # DeadlineQueue.arm, inline: this runs on every timed coroutine call.
+        queue = self._queue
+        if queue is None or queue.loop is not loop:
+            queue = self._queue = _deadlines.DeadlineQueue(loop, seconds)
+        when = queue.time() + seconds
+        entry: list[Any] = [when, task, task.cancelling(), False]
+        entries = queue.entries
+        entries.append(entry)
+        if queue.handle is None:
+            queue.handle = loop.call_at(when, queue.fire)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            if _deadlines.settle(entries, entry, exc):
+                stdlib = self._stdlib_timeout(exc)
+                raise self._timed_out(name or self._event_name(fn), seconds) from stdlib
+            raise
+        # settle(entries, entry, None), inline.
+        if entry[3]:
+            task.uncancel()
+        else:
+            entry[0] = None
+            if entries[-1] is entry:
+                entries.pop()
+        return result
+
+    @staticmethod
+    def _stdlib_timeout(cancelled: BaseException) -> TimeoutError:
+        """The ``TimeoutError`` ``asyncio.timeout`` would raise from the
+        cancellation of a call (chained, it shows where the call was
+        interrupted)."""
+        try:
+            raise TimeoutError from cancelled
+        except TimeoutError as stdlib:
+            return stdlib
+
+    async def _arun_scoped(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        seconds: float,
+    ) -> R:
+        """Under trio, outside a task, or on a test clock: a scope per call."""
         scope: Deadline
         try:
             scope = asyncio.timeout(seconds)
