@@ -74,13 +74,16 @@ class BreakerCore:
         "changes",
         "config",
         "consecutive_failures",
+        "exact",
         "failed_total",
         "fast",
+        "flushed_at",
         "follower",
         "generation",
         "half_open_successes",
         "half_opened_at",
         "health_checked_at",
+        "last_ok_at",
         "next_reservation",
         "ok_total",
         "open_for",
@@ -90,6 +93,7 @@ class BreakerCore:
         "probes_running",
         "reject_until",
         "reserved",
+        "run_times",
         "state",
         "tick_at",
         "tick_until",
@@ -135,6 +139,17 @@ class BreakerCore:
         # store sends the differences, so nothing is lost between two syncs.
         self.ok_total = 0
         self.failed_total = 0
+        # When those outcomes happened, for a store that merges a fleet's
+        # outcomes in time order: the latest success (successes counted
+        # without the lock are placed at the flush before them, a time no
+        # later than theirs), and the times of the current run of
+        # consecutive failures (the newest ``failure_threshold``).
+        # ``exact``: a store needs exact success times now (every success
+        # takes the lock).
+        self.last_ok_at = -math.inf
+        self.flushed_at = -math.inf
+        self.run_times: list[float] = []
+        self.exact = False
         self.changes: list[tuple[CircuitState, CircuitState]] = []
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
@@ -175,7 +190,7 @@ class BreakerCore:
         None when nothing is recorded (its ticks keep their bucket)."""
         cfg = self.config
         window = self.window
-        allowed = self.state is CLOSED and not self._success_may_trip()
+        allowed = self.state is CLOSED and not self.exact and not self._success_may_trip()
         plain = (
             cfg.slow_call_duration is None
             and cfg.window_duration is None
@@ -214,7 +229,11 @@ class BreakerCore:
             if self.state is CLOSED or self.state is FORCED_CLOSED:
                 self.ok_total += pending
                 self.consecutive_failures = 0
+                self.last_ok_at = self.flushed_at
+                if self.run_times:
+                    self.run_times = []
                 self.window.add_successes(pending, self.tick_at if self.ticking else now)
+        self.flushed_at = now
 
     def _seen(self) -> int:
         """How many successes ``ticks`` has counted, by reading the counter
@@ -253,6 +272,7 @@ class BreakerCore:
         elif new is CLOSED:
             self.window.clear()
             self.consecutive_failures = 0
+            self.run_times = []
             self.openings = 0
         self._update_fast(now)
         self._update_reject_until()
@@ -406,6 +426,9 @@ class BreakerCore:
         # Admitted in this generation, so CLOSED or FORCED_CLOSED.
         self.ok_total += 1
         self.consecutive_failures = 0
+        self.last_ok_at = now
+        if self.run_times:
+            self.run_times = []
         self.window.record(False, slow, now)
         if state is CLOSED:
             if not self.follower:
@@ -425,6 +448,10 @@ class BreakerCore:
             return
         self.failed_total += 1
         self.consecutive_failures += 1
+        times = self.run_times
+        times.append(now)
+        if len(times) > self.config.failure_threshold:
+            del times[0]
         self.window.record(True, slow, now)
         if state is CLOSED and not self.follower:
             if self.consecutive_failures >= self.config.failure_threshold:
@@ -455,6 +482,15 @@ class BreakerCore:
         return slow_rate is not None and window.slow / calls >= slow_rate
 
     # -- a state decided elsewhere -------------------------------------------
+
+    def time_successes(self, exact: bool, now: float) -> None:
+        """Whether every success must take the lock and be timed exactly
+        (a shared store asks while the fleet has a run of failures that a
+        success would end)."""
+        self.flush(now)
+        if exact is not self.exact:
+            self.exact = exact
+            self._update_fast(now)
 
     def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
         """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
@@ -493,6 +529,7 @@ class BreakerCore:
         self._move(CLOSED, now)
         self.window.clear()
         self.consecutive_failures = 0
+        self.run_times = []
         # Calls in flight belong to the window just cleared.
         self._next_generation()
         self._update_fast(now)

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import math
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -46,10 +47,13 @@ class Op(NamedTuple):
 class _Snapshot(NamedTuple):
     ok_total: int
     failed_total: int
-    trailing: int
+    last_ok_at: float
+    run_times: list[float]
+    run_length: int
     vote: bool
     state: CircuitState
     remaining: float
+    now: float
 
 
 def _text(value: object) -> str:
@@ -91,6 +95,9 @@ class Binding:
         self.stale = True
         self._fleet_run = 0
         self._sent_vote = False
+        # Whether the core times every success exactly (while the fleet has
+        # a run of failures that a success of ours would end).
+        self._exact = False
 
     def _args(self, op: str, *extra: str) -> list[str | bytes]:
         storage = self._storage
@@ -219,25 +226,33 @@ class Binding:
                 ops.append(Op(self, "peek", self._args("peek"), None))
             return ops
         self.stale = False
-        ops.append(
-            Op(
-                self,
-                "sync",
-                self._args(
-                    "sync",
-                    str(snap.ok_total - self._sent_ok),
-                    str(snap.failed_total - self._sent_failed),
-                    str(snap.trailing),
-                    "1" if snap.vote else "0",
-                    self._incarnation,
-                    str(self._epoch),
-                    snap.state.value,
-                    repr(snap.remaining),
-                ),
-                snap,
-            )
-        )
+        ops.append(Op(self, "sync", self._args("sync", *self._counts(snap)), snap))
         return ops
+
+    def _counts(self, snap: _Snapshot) -> list[str]:
+        """A sync's arguments: the counts since the last acknowledged sync,
+        with when they happened (the fleet merges them in that order)."""
+        new_failures = snap.failed_total - self._sent_failed
+        run = snap.run_times[len(snap.run_times) - min(new_failures, len(snap.run_times)) :]
+        first = snap.failed_total - len(run) + 1  # failures are numbered: a resend counts once
+        last_ok = snap.last_ok_at
+        offset = self._storage.clock_offset
+        args = [
+            str(snap.ok_total - self._sent_ok),
+            str(new_failures),
+            "" if offset is None else repr(offset),
+            "1" if snap.vote else "0",
+            self._incarnation,
+            str(self._epoch),
+            snap.state.value,
+            repr(snap.remaining),
+            repr(snap.now),
+            repr(last_ok) if snap.ok_total != self._sent_ok and math.isfinite(last_ok) else "",
+            str(min(new_failures, snap.run_length) - len(run)),
+        ]
+        for i, at in enumerate(run):
+            args += (str(first + i), repr(at))
+        return args
 
     def _worth_syncing(self, snap: _Snapshot) -> bool:
         if not self._incarnation:
@@ -262,6 +277,7 @@ class Binding:
             self._fleet_run = int(reply[5])
             if self._fleet_run:
                 self._storage.wake()  # successes of ours may end that run
+            self._time_successes()
         elif op.kind == "control" and self._pending_control == op.context:
             self._pending_control = None
         elif op.kind == "sync":
@@ -270,6 +286,7 @@ class Binding:
             self._sent_failed = snap.failed_total
             self._sent_vote = snap.vote
             self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
+            self._time_successes()
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
@@ -302,9 +319,22 @@ class Binding:
         self.go_local()
 
     def go_local(self) -> None:
+        self._exact = False
         breaker = self._breaker()
         if breaker is not None:
             breaker.with_core(_lead)
+
+    def _time_successes(self) -> None:
+        """While the fleet has a run of failures, our successes are timed
+        exactly (they take the breaker's lock): one of them ends the run
+        only if it happened after the run's failures."""
+        exact = self._fleet_run > 0
+        if exact is self._exact:
+            return
+        self._exact = exact
+        breaker = self._breaker()
+        if breaker is not None:
+            breaker.with_core(lambda core, now: core.time_successes(exact, now))
 
     # -- mirroring ---------------------------------------------------------------
 
@@ -315,10 +345,13 @@ class Binding:
         return _Snapshot(
             core.ok_total,
             core.failed_total,
+            core.last_ok_at,
+            list(core.run_times),
             core.consecutive_failures,
             core.rates_trip(),
             core.state,
             core.remaining(now),
+            now,
         )
 
     def _seen(self, incarnation: str, epoch: int) -> bool:
@@ -356,6 +389,7 @@ class Binding:
 
 def _lead(core: BreakerCore, now: float) -> None:
     core.follower = False
+    core.time_successes(False, now)
 
 
 def _parse(reply: Any) -> tuple[CircuitState, float, int, str]:

@@ -14,9 +14,13 @@ key, and all of one breaker's keys share a cluster slot):
 - ``B`` hash: ``state``, ``epoch`` (bumped by every transition),
   ``incarnation`` (when the hash was made: a Redis that lost its data is told
   apart from an old epoch), ``opened_at``, ``run`` (the fleet's consecutive
-  failures), ``probe_ok``, ``calls``/``failures`` (since the last close),
+  failures), ``last_ok`` (when the fleet's latest success happened, in
+  Redis's time), ``probe_ok``, ``calls``/``failures`` (since the last close),
   ``recovery``/``threshold`` (as the last instance configured them), ``changed_at``.
-- ``B:run`` set: instances whose failures make up ``run`` (quorum).
+- ``B:fails`` zset: ``instance:number`` -> when that failure happened (in
+  Redis's time): the failures later than ``last_ok``, the fleet's run.
+- ``B:runners`` zset: instance -> when its latest failure of the run
+  happened (quorum).
 - ``B:votes`` zset: instance -> when its own window last asked to
   open on a failure or slow-call rate (quorum).
 - ``B:probes`` zset: probe id -> when it was admitted (a lease, so
@@ -40,7 +44,14 @@ __all__ = ["ARG_COUNT", "SCRIPT", "keys", "names_key"]
 def keys(namespace: str, name: str) -> list[str]:
     """The keys of breaker ``name``: one cluster slot, no other name's."""
     base = tagged(namespace, "cb", name)
-    return [base, f"{base}:run", f"{base}:votes", f"{base}:probes", f"{base}:instances"]
+    return [
+        base,
+        f"{base}:fails",
+        f"{base}:votes",
+        f"{base}:probes",
+        f"{base}:instances",
+        f"{base}:runners",
+    ]
 
 
 def names_key(namespace: str) -> str:
@@ -53,7 +64,7 @@ def names_key(namespace: str) -> str:
 ARG_COUNT = 11
 
 SCRIPT = r"""
-local H, RUN, VOTES, PROBES, INST = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local H, FAILS, VOTES, PROBES, INST, RUNNERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local op, name, me, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -88,9 +99,10 @@ end
 local function move(to)
   redis.call('HINCRBY', H, 'epoch', 1)
   redis.call('HSET', H, 'state', to, 'run', 0, 'probe_ok', 0, 'changed_at', tostring(now))
+  redis.call('HDEL', H, 'last_ok', 'older', 'older_at')
   if to == 'open' then redis.call('HSET', H, 'opened_at', tostring(now)) end
   if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0) end
-  redis.call('DEL', RUN, VOTES, PROBES)
+  redis.call('DEL', FAILS, RUNNERS, VOTES, PROBES)
   redis.call('PUBLISH', channel, name)
 end
 
@@ -107,10 +119,16 @@ local function ensure(seed_state, seed_remaining)
 end
 
 if op == 'sync' then
-  -- ARGV 12..: successes, failures, trailing failures, rate vote, local
-  -- incarnation, local epoch, seed state, seed remaining, threshold...
-  local ok, bad, trailing, vote = tonumber(ARGV[12]), tonumber(ARGV[13]),
-    tonumber(ARGV[14]), ARGV[15]
+  -- ARGV 12..: successes, failures, clock offset (fleet time = local time +
+  -- offset; empty: learn it from this request), rate vote, local
+  -- incarnation, local epoch, seed state, seed remaining, local time of
+  -- sending, local time of the latest success (empty: none new), the
+  -- number of new failures of the instance's current run sent without their
+  -- times (older than the timed ones), then (failure number, local time)
+  -- pairs of the newest failures of that run.
+  local ok, bad, vote = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[15]
+  local offset = ARGV[14]
+  if offset == '' then offset = now - tonumber(ARGV[20]) else offset = tonumber(offset) end
   local seeded = ensure(ARGV[18], tonumber(ARGV[19]))
   redis.call('HSET', H, 'recovery', ARGV[5], 'threshold', ARGV[6], 'quorum', ARGV[9],
     'vote_ttl', ARGV[10])
@@ -125,18 +143,59 @@ if op == 'sync' then
       redis.call('HINCRBY', H, 'calls', ok + bad)
       redis.call('HINCRBY', H, 'failures', bad)
     end
-    local run = tonumber(field('run', '0'))
-    local was_run = run
-    if ok > 0 then
-      -- A success ended the fleet's run; only this batch's tail is left.
-      run = trailing
-      redis.call('DEL', RUN)
-      if trailing > 0 then redis.call('SADD', RUN, me) end
-    elseif bad > 0 then
-      run = run + bad
-      redis.call('SADD', RUN, me)
+    local was_run = tonumber(field('run', '0'))
+    -- The fleet's run: the failures later than the latest success anywhere,
+    -- by when they happened (not by when they were reported). The oldest
+    -- of a long run are only counted (``older``, none later than ``older_at``).
+    local last_ok = redis.call('HGET', H, 'last_ok')
+    if last_ok then last_ok = tonumber(last_ok) end
+    local older = tonumber(field('older', '0'))
+    local older_at = tonumber(field('older_at', '0'))
+    local kept = was_run - older  -- failures kept one by one, unless they change
+    local touched = false
+    if ARGV[21] ~= '' then
+      local t = tonumber(ARGV[21]) + offset
+      if not last_ok or t > last_ok then
+        last_ok = t
+        redis.call('HSET', H, 'last_ok', string.format('%.17g', t))
+        if was_run > 0 then
+          redis.call('ZREMRANGEBYSCORE', FAILS, '-inf', t)
+          redis.call('ZREMRANGEBYSCORE', RUNNERS, '-inf', t)
+          touched = true
+        end
+        if t >= older_at then older = 0 end
+      end
     end
-    redis.call('HSET', H, 'run', run)
+    local first = nil
+    for i = 23, #ARGV - 1, 2 do
+      local t = tonumber(ARGV[i + 1]) + offset
+      if not first then first = t end
+      if not last_ok or t > last_ok then
+        redis.call('ZADD', FAILS, t, me .. ':' .. ARGV[i])
+        touched = true
+        local seen = redis.call('ZSCORE', RUNNERS, me)
+        if not seen or tonumber(seen) < t then redis.call('ZADD', RUNNERS, t, me) end
+      end
+    end
+    -- Failures of this instance's run too old to have been kept one by one.
+    local untimed = tonumber(ARGV[22])
+    if untimed > 0 and first and (not last_ok or first > last_ok) then
+      older = older + untimed
+      if first > older_at then older_at = first end
+    end
+    local threshold = cfg(6, 'threshold')
+    if touched then kept = redis.call('ZCARD', FAILS) end
+    if kept > threshold then
+      -- Enough to open on are kept one by one (memory stays bounded).
+      local drop = kept - threshold
+      local newest = redis.call('ZRANGE', FAILS, drop - 1, drop - 1, 'WITHSCORES')
+      redis.call('ZREMRANGEBYRANK', FAILS, 0, drop - 1)
+      older = older + drop
+      if tonumber(newest[2]) > older_at then older_at = tonumber(newest[2]) end
+      kept = threshold
+    end
+    local run = kept + older
+    redis.call('HSET', H, 'run', run, 'older', older, 'older_at', string.format('%.17g', older_at))
     if was_run == 0 and run > 0 then
       -- A run of failures starts: instances with successes to report end it.
       redis.call('PUBLISH', channel, name)
@@ -146,7 +205,7 @@ if op == 'sync' then
       if vote == '1' then redis.call('ZADD', VOTES, now, me) else redis.call('ZREM', VOTES, me) end
       redis.call('ZREMRANGEBYSCORE', VOTES, '-inf', now - cfg(10, 'vote_ttl'))
       local votes = redis.call('ZCARD', VOTES)
-      if (run >= cfg(6, 'threshold') and redis.call('SCARD', RUN) >= quorum)
+      if (run >= threshold and redis.call('ZCARD', RUNNERS) >= quorum)
           or (votes > 0 and votes >= quorum) then
         move('open')
       end
@@ -154,6 +213,7 @@ if op == 'sync' then
   end
   local out = reply(seeded)
   out[6] = tonumber(field('run', '0'))
+  out[7] = string.format('%.17g', now)
   return out
 end
 
@@ -215,6 +275,7 @@ if op == 'peek' then
   if redis.call('EXISTS', H) == 0 then return {'missing'} end
   local out = reply(0)
   out[6] = tonumber(field('run', '0'))
+  out[7] = string.format('%.17g', now)
   return out
 end
 
@@ -226,7 +287,7 @@ if op == 'read' then
   local seen = redis.call('ZCOUNT', INST, now - 60, '+inf')
   local votes = redis.call('ZCOUNT', VOTES, now - cfg(10, 'vote_ttl'), '+inf')
   return {out[1], out[2], out[3], out[4], tonumber(field('run', '0')),
-    redis.call('SCARD', RUN), votes, redis.call('ZCARD', PROBES),
+    redis.call('ZCARD', RUNNERS), votes, redis.call('ZCARD', PROBES),
     seen, redis.call('ZCARD', INST), tonumber(field('calls', '0')),
     tonumber(field('failures', '0')), field('changed_at', '0'), field('threshold', '')}
 end

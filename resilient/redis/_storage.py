@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
+from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from ._binding import Binding, Op
@@ -39,6 +40,8 @@ _OWNER = "RedisStorage"
 # After a sync, the flusher waits this long before the next one, so a burst of
 # failures costs one round trip, not one each.
 _MIN_GAP = 0.005
+# How long a clock offset learnt from a quick round trip stands (clocks drift).
+_OFFSET_FOR = 60.0
 _UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError)
 # Where a reply says the breaker's hash was just made, per op.
 _SEEDED = {"sync": 4, "control": 5}
@@ -110,6 +113,11 @@ class RedisStorage:
         self._up = True
         self._full_due = True
         self._closed = False
+        # Redis's clock (TIME) minus ours, as learnt from the round trips
+        # with the least delay: outcomes go up stamped in the fleet's time.
+        self.clock_offset: float | None = None
+        self._offset_rtt = math.inf
+        self._offset_at = -math.inf
         self._new_instance()
         _fork.renew_in_child(self, RedisStorage._forked, step=_fork.STATE)
 
@@ -367,7 +375,9 @@ class RedisStorage:
             if not ops:
                 return self._up
             try:
+                sent = _clock.monotonic()
                 replies = self.execute([(op.binding.keys, op.args) for op in ops])
+                self._learn_offset(ops, replies, sent, _clock.monotonic())
             except _UNAVAILABLE as exc:
                 for binding, plan in plans:
                     binding.undo(plan)
@@ -387,6 +397,28 @@ class RedisStorage:
                     self._failing.discard((op.kind, op.binding.name))
                     op.binding.done(op, reply)
             return True
+
+    def _learn_offset(self, ops: list[Op], replies: list[Any], sent: float, back: float) -> None:
+        """Redis's clock minus ours, from a round trip's replies: off by at
+        most half the round trip. The estimate from the quickest round trip
+        of the last minute stands (a slow one would be worse)."""
+        redis_now = next(
+            (
+                float(_text(reply[6]))
+                for op, reply in zip(ops, replies, strict=True)
+                if op.kind in ("sync", "peek")
+                and not isinstance(reply, Exception)
+                and len(reply) > 6
+            ),
+            None,
+        )
+        if redis_now is None:
+            return
+        rtt = back - sent
+        if rtt <= self._offset_rtt or back - self._offset_at > _OFFSET_FOR:
+            self.clock_offset = redis_now - (sent + back) / 2
+            self._offset_rtt = rtt
+            self._offset_at = back
 
     # -- background threads ------------------------------------------------------
 
