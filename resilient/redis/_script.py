@@ -135,9 +135,10 @@ if op == 'sync' then
   redis.call('ZADD', INST, now, me)
   redis.call('ZREMRANGEBYSCORE', INST, '-inf', now - 86400)
   local state = field('state', 'closed')
-  -- Counts made under another epoch belong to a period that is over.
+  -- Counts made under another epoch belong to a period that is over; an
+  -- instance's first sync (epoch 0) brings the counts it made before.
   local current = ARGV[16] == field('incarnation', '') and ARGV[17] == field('epoch', '')
-  if seeded == 0 and (current or ARGV[17] == '0')
+  if (current or ARGV[17] == '0')
       and (state == 'closed' or state == 'forced_closed') then
     if ok + bad > 0 then
       redis.call('HINCRBY', H, 'calls', ok + bad)
