@@ -172,16 +172,23 @@ def test_counts_from_before_a_fleet_reset_do_not_count_after_it(storages) -> Non
 
 
 def test_a_failure_wakes_the_background_sync(storages) -> None:
-    a, b = storages(), storages()
+    # A generous socket timeout: on a loaded machine a round trip may take
+    # longer than the default 0.25 s, and Redis would count as down (the
+    # breakers then decide alone, another test's subject).
+    a, b = storages(socket_timeout=5.0), storages(socket_timeout=5.0)
     one, two = shared("pay", a, failure_threshold=2), shared("pay", b, failure_threshold=2)
-    # Both instances known to the fleet first: a breaker made in the same
-    # instant as the failures races its first sync (the ordering of
-    # outcomes across the fleet is another test's subject).
+    opened = threading.Event()
+    two.subscribe(
+        lambda event: (
+            opened.set() if isinstance(event, StateChanged) and event.new_state == "open" else None
+        )
+    )
     sync(a, b)
     failing(one, 2)
     # No hand-made sync after them: the failures woke a's thread, the
     # transition was published, and b's thread fetched it.
-    wait_for(lambda: two.state is OPEN, what="the other instance to see the breaker open")
+    assert opened.wait(10.0), "the other instance never saw the breaker open"
+    assert two.state is OPEN
 
 
 # -- quorum and rates -------------------------------------------------------------

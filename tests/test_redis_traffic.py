@@ -40,6 +40,12 @@ def _calls(client: redis.Redis, command: str | None = None) -> int:
     )
 
 
+def _done(client: redis.Redis, command: str) -> int:
+    """Calls of ``command`` that Redis ran to the end (not a NOSCRIPT, say)."""
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))
+
+
 def _idle_commands(url: str, client: redis.Redis, count: int, busy: bool = False) -> int:
     storage = RedisStorage.from_url(
         url, namespace=f"idle{count}", refresh_interval=0.05, heartbeat_interval=HEARTBEAT
@@ -49,9 +55,10 @@ def _idle_commands(url: str, client: redis.Redis, count: int, busy: bool = False
             CircuitBreaker(f"dep:{i}", CircuitBreakerConfig(storage=storage)) for i in range(count)
         ]
         assert storage.sync()
-        # The background thread's own first (full) sync and heartbeat.
+        # The background thread's first heartbeat and its one full sync (made
+        # once it listens): then the process is idle.
         wait_for(lambda: client.zscore(f"idle{count}:instances", storage.instance), what="a beat")
-        time.sleep(0.1)
+        wait_for(lambda: _done(client, "evalsha") >= 2 * count, what="the first full sync")
         client.config_resetstat()
         ends = time.monotonic() + WINDOW  # the window measured
         while busy and time.monotonic() < ends:
@@ -101,7 +108,9 @@ def test_a_run_of_failures_that_starts_is_ended_by_successes_elsewhere(
             lambda: (info := a.describe("pay")) is not None and info.consecutive_failures == 2,
             what="a's failures to reach Redis",
         )
-        # The run's start was published: b knows a success of its own ends it.
+        # The run's start was published; b hears of it within milliseconds
+        # (by hand here, to be sure): a success of its own now ends it.
+        assert b.sync()
         two.call(lambda: "ok")
         wait_for(
             lambda: (info := a.describe("pay")) is not None and info.calls == 3,
@@ -126,7 +135,8 @@ def test_a_transition_costs_each_other_instance_one_fetch_of_that_breaker(
         theirs = [CircuitBreaker(f"d{i}", CircuitBreakerConfig(storage=b)) for i in range(50)]
         assert a.sync()
         assert b.sync()
-        time.sleep(0.2)  # both background threads done with their first sync
+        # Both background threads done with their one first sync.
+        wait_for(lambda: _done(client, "evalsha") >= 4 * 50, what="the first syncs")
         client.config_resetstat()
         mine[7].force_open()  # one script call, one publish
         wait_for(lambda: theirs[7].state is CircuitState.FORCED_OPEN, what="b to fetch d7")

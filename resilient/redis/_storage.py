@@ -193,6 +193,9 @@ class RedisStorage:
         self._sync_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Set once the listener first tried to subscribe: the first sync
+        # waits for it, so whatever is published after that sync is heard.
+        self._listening = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -260,6 +263,7 @@ class RedisStorage:
             bindings = list(self._bindings)
         self._stop.set()
         self._wake.set()
+        self._listening.set()
         if threads:
             with contextlib.suppress(*_UNAVAILABLE):
                 self._client.publish(self._private_channel(), b"close")
@@ -429,6 +433,7 @@ class RedisStorage:
         # Real time on purpose: this paces I/O; it is no policy's wait.
         wake, stop = self._wake, self._stop
         beat_at = 0.0
+        self._listening.wait(self.refresh_interval)
         while not stop.is_set():
             wake.wait(self.refresh_interval)
             if stop.is_set():
@@ -482,16 +487,19 @@ class RedisStorage:
                     # releases (untyped, then typed).
                     pubsub = cast(Any, self._client).pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self.channel, self._private_channel())
-                    # Whatever was published while we were away, a full sync
-                    # catches up.
-                    self._full_due = True
-                    self._wake.set()
+                    if self._listening.is_set():
+                        # Whatever was published while we were away, a full
+                        # sync catches up (the first sync waits for us).
+                        self._full_due = True
+                        self._wake.set()
+                    self._listening.set()
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None:
                     if _text(message["channel"]) == self.channel:
                         self._stale(message["data"])
                     self._wake.set()
             except Exception as exc:  # whatever broke the connection, start over
+                self._listening.set()
                 if not isinstance(exc, _UNAVAILABLE):
                     log.debug("resilient: Redis listener restarts", exc_info=True)
                 _discard(pubsub)
