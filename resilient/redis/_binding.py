@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import itertools
 import logging
 import math
@@ -133,8 +134,43 @@ class Binding:
         self._pending_control = action
 
     def acquire(self) -> Verdict | None:
+        """The fleet's answer, waited for at most the storage's probe bound
+        (``socket_timeout``): after that the local probe stands, and a probe
+        Redis grants later is given back."""
         if not self._worth_asking():
             return self._without_asking()
+        future = self._storage.submit(self._ask)
+        try:
+            return future.result(timeout=self._storage.probe_wait)
+        except concurrent.futures.TimeoutError:
+            future.add_done_callback(self._abandon)
+            return None
+        except BaseException:
+            future.add_done_callback(self._abandon)
+            raise
+
+    async def acquire_async(self) -> Verdict | None:
+        """``acquire`` on the storage's own threads, never the event loop's
+        (nor its default executor, which the application may keep busy)."""
+        if not self._worth_asking():
+            return self._without_asking()
+        loop = asyncio._get_running_loop()
+        if loop is None:  # trio, say: acquire is bounded, on a thread of its own
+            return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
+        future = self._storage.submit(self._ask)
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), self._storage.probe_wait
+            )
+        except TimeoutError:
+            future.add_done_callback(self._abandon)
+            return None
+        except BaseException:
+            # Cancelled: the caller is gone but the request may still be granted.
+            future.add_done_callback(self._abandon)
+            raise
+
+    def _ask(self) -> Verdict | None:
         storage = self._storage
         probe_id = f"{storage.instance}:{next(self._probe_ids)}"
         try:
@@ -159,20 +195,6 @@ class Binding:
         self._seen(incarnation, epoch)
         return Verdict("reject" if kind == "reject" else "admit", state, remaining)
 
-    async def acquire_async(self) -> Verdict | None:
-        if not self._worth_asking():
-            return self._without_asking()
-        loop = asyncio._get_running_loop()
-        if loop is None:  # trio, say
-            return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
-        future = loop.run_in_executor(None, self.acquire)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The caller is gone but the request may still be granted.
-            future.add_done_callback(self._abandon)
-            raise
-
     def _worth_asking(self) -> bool:
         return self._storage.up and _clock.monotonic() >= self._busy_until
 
@@ -180,7 +202,7 @@ class Binding:
         # Redis down: the local probe stands. Every fleet slot taken: reject.
         return Verdict("reject", HALF_OPEN, 0.0) if self._storage.up else None
 
-    def _abandon(self, future: asyncio.Future[Verdict | None]) -> None:
+    def _abandon(self, future: concurrent.futures.Future[Verdict | None]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
         self._abandon_verdict(future.result())
