@@ -661,3 +661,44 @@ def test_quorum_across_processes(workers, storages) -> None:
     assert healthy.ask("fail") == "failed"
     for worker in (sick, healthy):
         wait_for(lambda w=worker: w.ask("state") == "open", what="the quorum to open the fleet")
+
+
+def test_a_shared_breaker_backs_off_fleet_wide(storages) -> None:
+    # The k-th opening in a row stays open recovery_timeout * backoff ** (k - 1)
+    # (capped), for every instance alike: each rejects with that much left.
+    a, b = storages(), storages()
+    fields = {
+        "failure_threshold": 1,
+        "recovery_timeout": 0.3,
+        "recovery_backoff": 3.0,
+        "max_recovery_timeout": 1.0,
+        "success_threshold": 1,
+    }
+    one, two = shared("pay", a, **fields), shared("pay", b, **fields)
+    sync(a, b)
+    failing(one)
+    # (open time, and less than which is left when seen: a loaded machine
+    # may take a while to look, but never as long as the previous open time)
+    for opened_for, above in ((0.3, 0.0), (0.9, 0.3), (1.0, 0.3), (1.0, 0.3)):
+        sync(a, b)
+        info = a.describe("pay")
+        assert info is not None
+        assert info.state == "open"
+        assert above < info.remaining <= opened_for
+        for breaker in (one, two):
+            with pytest.raises(CircuitOpenError) as rejected:
+                breaker.call(ok)
+            assert above < rejected.value.remaining <= opened_for
+        prober = two if opened_for == 0.9 else one
+        wait_for(lambda p=prober: p.state is HALF_OPEN, what="the open time to run out")
+        failing(prober)  # the probe fails: the next opening in a row
+    sync(a, b)
+    wait_for(lambda: one.state is HALF_OPEN, what="the open time to run out")
+    assert one.call(ok) == "ok"  # the probe succeeds: closed, and k starts over
+    sync(a, b)
+    assert (one.state, two.state) == (CLOSED, CLOSED)
+    failing(one)
+    sync(a, b)
+    info = a.describe("pay")
+    assert info is not None
+    assert 0.0 < info.remaining <= 0.3

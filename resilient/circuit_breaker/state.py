@@ -501,6 +501,10 @@ class BreakerCore:
                 return
             if self.state is not OPEN:
                 self._move(OPEN, now)
+            if remaining > self.open_for:
+                # The fleet's opening lasts longer than our own count says
+                # (it has opened more often in a row than we saw).
+                self.open_for = remaining
             self.opened_at = now - (self.open_for - remaining)
             self._update_reject_until()
         elif state is not self.state:

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
-from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState
+from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState, open_duration
 from ..circuit_breaker.storage import Action, Outcome, Verdict
 from ._keys import name_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
+    from ..circuit_breaker.config import CircuitBreakerConfig
     from ..circuit_breaker.storage import StoredBreaker
     from ._storage import RedisStorage
 
@@ -70,7 +71,7 @@ class Binding:
         self.keys = keys(storage.namespace, breaker.name)
         cfg = breaker.config
         self._config = [
-            repr(cfg.recovery_timeout),
+            _open_times(cfg),
             str(cfg.failure_threshold),
             str(cfg.half_open_max_calls),
             str(cfg.success_threshold),
@@ -407,6 +408,24 @@ class Binding:
             core.adopt(state, remaining, now)
 
         breaker.with_core(adopt)
+
+
+# Openings in a row the fleet is told the open time of (the last one holds
+# for every later opening), and the longest open time it is told.
+_MAX_OPENINGS = 32
+_LONGEST = 1e15
+
+
+def _open_times(config: CircuitBreakerConfig) -> str:
+    """How long the 1st, 2nd, ... opening in a row stays open, by the
+    breaker's own rule (``open_duration``), until it stops growing."""
+    times: list[float] = []
+    for openings in range(1, _MAX_OPENINGS + 1):
+        seconds = min(open_duration(config, openings), _LONGEST)
+        if times and seconds == times[-1]:
+            break
+        times.append(seconds)
+    return ",".join(repr(t) for t in times)
 
 
 def _lead(core: BreakerCore, now: float) -> None:

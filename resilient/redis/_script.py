@@ -16,7 +16,9 @@ key, and all of one breaker's keys share a cluster slot):
   apart from an old epoch), ``opened_at``, ``run`` (the fleet's consecutive
   failures), ``last_ok`` (when the fleet's latest success happened, in
   Redis's time), ``probe_ok``, ``calls``/``failures`` (since the last close),
-  ``recovery``/``threshold`` (as the last instance configured them), ``changed_at``.
+  ``openings`` (in a row, no close between), ``recovery`` (how long each
+  opening in a row stays open) and ``threshold`` (as the last instance
+  configured them), ``changed_at``.
 - ``B:fails`` zset: ``instance:number`` -> when that failure happened (in
   Redis's time): the failures later than ``last_ok``, the fleet's run.
 - ``B:runners`` zset: instance -> when its latest failure of the run
@@ -73,18 +75,32 @@ local function cfg(i, field)
   if ARGV[i] ~= '' then return tonumber(ARGV[i]) end
   return tonumber(redis.call('HGET', H, field) or '0')
 end
-local recovery = cfg(5, 'recovery')
-
 local function field(f, default)
   local v = redis.call('HGET', H, f)
   if v then return v end
   return default
 end
 
+-- ARGV 5: how long the 1st, 2nd, ... opening in a row stays open, comma
+-- separated (the instances' own rule, worked out by them); the last one
+-- holds for every later opening.
+local recovery = {}
+for x in string.gmatch(ARGV[5] ~= '' and ARGV[5] or field('recovery', '0'), '[^,]+') do
+  recovery[#recovery + 1] = tonumber(x)
+end
+if #recovery == 0 then recovery[1] = 0 end
+
+local function open_for()
+  local k = tonumber(field('openings', '1'))
+  if k < 1 then k = 1 end
+  if k > #recovery then k = #recovery end
+  return recovery[k]
+end
+
 local function remaining(state)
   if state == 'forced_open' then return 'inf' end
   if state ~= 'open' then return '0' end
-  local left = tonumber(field('opened_at', '0')) + recovery - now
+  local left = tonumber(field('opened_at', '0')) + open_for() - now
   if left < 0 then left = 0 end
   return tostring(left)
 end
@@ -100,8 +116,12 @@ local function move(to)
   redis.call('HINCRBY', H, 'epoch', 1)
   redis.call('HSET', H, 'state', to, 'run', 0, 'probe_ok', 0, 'changed_at', tostring(now))
   redis.call('HDEL', H, 'last_ok', 'older', 'older_at')
-  if to == 'open' then redis.call('HSET', H, 'opened_at', tostring(now)) end
-  if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0) end
+  if to == 'open' then
+    -- The k-th opening in a row (no close between) stays open longer.
+    redis.call('HINCRBY', H, 'openings', 1)
+    redis.call('HSET', H, 'opened_at', tostring(now))
+  end
+  if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0, 'openings', 0) end
   redis.call('DEL', FAILS, RUNNERS, VOTES, PROBES)
   redis.call('PUBLISH', channel, name)
 end
@@ -113,7 +133,8 @@ local function ensure(seed_state, seed_remaining)
   redis.call('HSET', H, 'state', seed_state, 'epoch', 1, 'incarnation', tostring(now),
     'run', 0, 'probe_ok', 0, 'calls', 0, 'failures', 0, 'changed_at', tostring(now))
   if seed_state == 'open' then
-    redis.call('HSET', H, 'opened_at', tostring(now - recovery + seed_remaining))
+    redis.call('HSET', H, 'openings', 1)
+    redis.call('HSET', H, 'opened_at', tostring(now - open_for() + seed_remaining))
   end
   return 1
 end
@@ -222,7 +243,7 @@ if op == 'acquire' then
   -- ARGV 12: probe id
   if redis.call('EXISTS', H) == 0 then return {'missing'} end
   local state = field('state', 'closed')
-  if state == 'open' and now - tonumber(field('opened_at', '0')) >= recovery then
+  if state == 'open' and now - tonumber(field('opened_at', '0')) >= open_for() then
     move('half_open')
     state = 'half_open'
   end
