@@ -23,7 +23,7 @@ import redis
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from resilient.redis import RedisStorage
 from resilient.redis._script import keys
-from tests.redis_cluster import RedisCluster, redis_cluster
+from tests.redis_cluster import RedisCluster, cluster_of_three
 from tests.redis_server import RedisServer, wait_for
 
 pytestmark = pytest.mark.redis
@@ -120,7 +120,7 @@ def test_a_probe_waits_at_most_the_bound_for_a_stalled_redis(
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     """A cluster of this test's own: the test kills one of its nodes."""
-    gen = redis_cluster.__wrapped__(tmp_path)  # type: ignore[attr-defined]
+    gen = cluster_of_three(tmp_path)
     yield next(gen)
     gen.close()
 
