@@ -148,7 +148,7 @@ class BreakerCore:
         # takes the lock).
         self.last_ok_at = -math.inf
         self.flushed_at = -math.inf
-        self.run_times: list[float] = []
+        self.run_times: list[float] | tuple[()] = ()  # a list once a failure is timed
         self.exact = False
         self.changes: list[tuple[CircuitState, CircuitState]] = []
         self.window: CountWindow | TimeWindow = (
@@ -230,8 +230,7 @@ class BreakerCore:
                 self.ok_total += pending
                 self.consecutive_failures = 0
                 self.last_ok_at = self.flushed_at
-                if self.run_times:
-                    self.run_times = []
+                self.run_times = ()
                 self.window.add_successes(pending, self.tick_at if self.ticking else now)
         self.flushed_at = now
 
@@ -272,7 +271,7 @@ class BreakerCore:
         elif new is CLOSED:
             self.window.clear()
             self.consecutive_failures = 0
-            self.run_times = []
+            self.run_times = ()
             self.openings = 0
         self._update_fast(now)
         self._update_reject_until()
@@ -427,8 +426,7 @@ class BreakerCore:
         self.ok_total += 1
         self.consecutive_failures = 0
         self.last_ok_at = now
-        if self.run_times:
-            self.run_times = []
+        self.run_times = ()
         self.window.record(False, slow, now)
         if state is CLOSED:
             if not self.follower:
@@ -449,9 +447,13 @@ class BreakerCore:
         self.failed_total += 1
         self.consecutive_failures += 1
         times = self.run_times
-        times.append(now)
-        if len(times) > self.config.failure_threshold:
-            del times[0]
+        if times:
+            assert isinstance(times, list)
+            times.append(now)
+            if len(times) > self.config.failure_threshold:
+                del times[0]
+        else:
+            self.run_times = [now]
         self.window.record(True, slow, now)
         if state is CLOSED and not self.follower:
             if self.consecutive_failures >= self.config.failure_threshold:
@@ -533,7 +535,7 @@ class BreakerCore:
         self._move(CLOSED, now)
         self.window.clear()
         self.consecutive_failures = 0
-        self.run_times = []
+        self.run_times = ()
         # Calls in flight belong to the window just cleared.
         self._next_generation()
         self._update_fast(now)
