@@ -51,6 +51,8 @@ REJECT = -1
 UNTRACKED = -2
 # The probe epoch of a call that holds no probe permit.
 NO_PROBE = -1
+# A time before any other (one object, shared by every core).
+_NEVER = -math.inf
 
 
 def open_duration(config: CircuitBreakerConfig, openings: int) -> float:
@@ -146,8 +148,8 @@ class BreakerCore:
         # consecutive failures (the newest ``failure_threshold``).
         # ``exact``: a store needs exact success times now (every success
         # takes the lock).
-        self.last_ok_at = -math.inf
-        self.flushed_at = -math.inf
+        self.last_ok_at = _NEVER
+        self.flushed_at = _NEVER
         self.run_times: list[float] | tuple[()] = ()  # a list once a failure is timed
         self.exact = False
         self.changes: list[tuple[CircuitState, CircuitState]] = []
