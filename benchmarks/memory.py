@@ -1,7 +1,11 @@
-"""Memory per breaker: 10,000 breakers built under tracemalloc."""
+"""Memory per breaker: 10,000 breakers built under tracemalloc, and 50
+breakers with a one-day window, each after a day of traffic (under the fake
+clock: a success a minute, and a failure every seven minutes, through
+``call``)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import tracemalloc
@@ -9,10 +13,16 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["BREAKERS", "DAY_WINDOW", "per_breaker"]
+__all__ = ["BREAKERS", "DAY_TRAFFIC", "DAY_TRAFFIC_OBSERVED", "DAY_WINDOW", "per_breaker"]
 
 COUNT = 10_000
 DAY_WINDOW = "resilient (time window of one day)"
+DAY_TRAFFIC = "resilient (time window of one day, after a day of traffic)"
+DAY_TRAFFIC_OBSERVED = (
+    "resilient (time window of one day, after a day of traffic, a MetricsCollector subscribed)"
+)
+# Breakers driven through a day each: fewer, as each takes ~3,000 calls.
+TRAFFIC_COUNT = 50
 
 
 def _resilient() -> Callable[[int], Any]:
@@ -55,10 +65,44 @@ def _resilient_day_window() -> Callable[[int], Any]:
     return lambda i: CircuitBreaker(f"breaker-{i}", config)
 
 
+def _resilient_day_of_traffic() -> Callable[[int], Any]:
+    from resilient import CircuitBreaker, CircuitBreakerConfig
+    from resilient.testing import fake_clock
+
+    # Never opens: every call of the day is counted in the window.
+    config = CircuitBreakerConfig(
+        window_duration=86_400.0,
+        failure_rate_threshold=0.9,
+        failure_threshold=1_000_000,
+        minimum_calls=1_000_000,
+    )
+
+    def ok() -> int:
+        return 1
+
+    def boom() -> None:
+        raise ValueError
+
+    def make(i: int) -> Any:
+        breaker = CircuitBreaker(f"breaker-{i}", config)
+        with fake_clock() as clock:
+            for minute in range(24 * 60):
+                clock.advance(60.0)
+                breaker.call(ok)
+                if minute % 7 == 0:
+                    with contextlib.suppress(ValueError):
+                        breaker.call(boom)
+        return breaker
+
+    return make
+
+
 BREAKERS: list[tuple[str, str | None, Callable[[], Callable[[int], Any]]]] = [
     ("resilient (CircuitBreaker, window of 100 calls)", None, _resilient),
     ("resilient (registered by name)", None, _resilient_registry),
     (DAY_WINDOW, None, _resilient_day_window),
+    (DAY_TRAFFIC, None, _resilient_day_of_traffic),
+    (DAY_TRAFFIC_OBSERVED, None, _resilient_day_of_traffic),
     ("pybreaker", "pybreaker", _pybreaker),
     ("circuitbreaker", "circuitbreaker", _circuitbreaker),
     ("aiobreaker", "aiobreaker", _aiobreaker),
@@ -89,5 +133,20 @@ def per_breaker(count: int = COUNT) -> list[tuple[str, float | None]]:
         if module is not None and importlib.util.find_spec(module) is None:
             results.append((label, None))
             continue
-        results.append((label, _measure(factory(), count)))
+        if label not in (DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED):
+            results.append((label, _measure(factory(), count)))
+            continue
+        n = min(count, TRAFFIC_COUNT)
+        if label == DAY_TRAFFIC:
+            results.append((label, _measure(factory(), n)))
+            continue
+        import resilient
+
+        # What production runs: the counters read by a collector (its own
+        # memory per name included), and the durations it has not read yet.
+        stop = resilient.subscribe(resilient.MetricsCollector())
+        try:
+            results.append((label, _measure(factory(), n)))
+        finally:
+            stop()
     return results

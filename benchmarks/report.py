@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .cases import EVENTS_PER_CALL, Case
 from .imports import BASELINE, ImportTime
-from .memory import DAY_WINDOW
+from .memory import DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED, DAY_WINDOW
 from .svg import Bar, bar_chart
 
 __all__ = [
@@ -34,6 +34,7 @@ PER_CALL = "observed per call"
 PER_EVENT = EVENTS_PER_CALL  # the per-call case's extra: events one call delivers
 QUEUES = "floor: two SimpleQueues"
 DAY_MEMORY = "memory, one-day window"
+DAY_TRAFFIC_MEMORY = "memory, one-day window after a day of traffic"
 # Each breaker option's limit, as a multiple of the plain closed breaker.
 OPTION_LIMITS = {
     "failure rate, count window": 1.1,
@@ -208,6 +209,13 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             8192.0,
             True,
             _extra(DAY_MEMORY),
+            " B",
+        ),
+        Target(
+            "memory of a breaker with a one-day time window, after a day of traffic",
+            8192.0,
+            True,
+            _extra(DAY_TRAFFIC_MEMORY),
             " B",
         ),
         # A closed breaker configured with each option, against the plain one.
@@ -697,13 +705,18 @@ def write(
     ours = [
         b
         for label, b in memory
-        if label.startswith("resilient") and label != DAY_WINDOW and b is not None
+        if label.startswith("resilient")
+        and label not in (DAY_WINDOW, DAY_TRAFFIC, DAY_TRAFFIC_OBSERVED)
+        and b is not None
     ]
     if ours:
         extra["memory"] = max(ours)
     day = dict(memory).get(DAY_WINDOW)
     if day is not None:
         extra[DAY_MEMORY] = day
+    day_of_traffic = dict(memory).get(DAY_TRAFFIC)
+    if day_of_traffic is not None:
+        extra[DAY_TRAFFIC_MEMORY] = day_of_traffic
     (out / "overhead.svg").write_text(overhead_chart(cases, times))
     (out / "windows.svg").write_text(scaling_chart(cases, times))
     observed = observed_table(cases, times)

@@ -37,7 +37,7 @@ from . import events
 from ._execution.compose import NEVER, compose
 from ._execution.policy_base import PolicyBase
 from ._execution.request_id import request_context
-from ._registry.registry import Registry
+from ._registry.registry import Registry, resolve
 from ._runtime import clock as _clock
 from ._runtime import fork as _fork
 from ._runtime.switch import switch
@@ -176,10 +176,7 @@ class ResilientMiddleware:
                 f"{_OWNER}: retry_methods must be an iterable of method names, "
                 f"got {retry_methods!r}"
             )
-        if registry is None:
-            from ._registry.registry import registry as global_registry
-
-            registry = global_registry
+        registry = resolve(_OWNER, registry)
         self.policy = policy if policy is not None else ResiliencePolicy()
         self.per_host = bool(per_host)
         self.name = name

@@ -42,14 +42,9 @@ F = TypeVar("F", bound="Decoratable")
 
 def _registry_of(owner: str, registry: object) -> Any:
     """``registry``, or the global one for ``None``; anything else is a TypeError."""
-    from ._registry.registry import Registry
-    from ._registry.registry import registry as global_registry
+    from ._registry.registry import resolve
 
-    if registry is None:
-        return global_registry
-    if not isinstance(registry, Registry):
-        raise TypeError(f"{owner}.registry must be a Registry or None, got {registry!r}")
-    return registry
+    return resolve(owner, registry)
 
 
 def with_circuit_breaker(

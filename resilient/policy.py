@@ -221,10 +221,9 @@ class Resilience(PolicyBase):
             policy = ResiliencePolicy()
         elif not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"Resilience policy must be a ResiliencePolicy, got {policy!r}")
-        if registry is None:
-            from ._registry.registry import registry as global_registry
+        from ._registry.registry import resolve
 
-            registry = global_registry
+        registry = resolve("Resilience", registry)
         listeners = registry.listeners
         self.name = name
         self.policy = policy

@@ -202,7 +202,42 @@ CASES: list[Case] = [
         "'x'",
         TypeError,
     ),
+    Case(
+        "Resilience.registry=str",
+        lambda: Resilience("p", registry="x"),  # type: ignore[arg-type]
+        "Resilience.registry",
+        "'x'",
+        TypeError,
+    ),
+    Case(
+        "CircuitBreaker.key=int",
+        lambda: CircuitBreaker("p", key=5),  # type: ignore[arg-type]
+        "key",
+        "5",
+        TypeError,
+    ),
 ]
+
+
+def _integration(which: str) -> object:
+    """An integration made with ``registry="x"`` (each needs its extra)."""
+    if which == "aiohttp.middleware":
+        pytest.importorskip("aiohttp")
+        from resilient.aiohttp import middleware
+
+        return middleware(registry="x")  # type: ignore[arg-type]
+    pytest.importorskip("httpx")
+    from resilient.http import ResilientTransport, client
+
+    if which == "http.client":
+        return client(registry="x")  # type: ignore[arg-type]
+    return ResilientTransport(registry="x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("which", ["ResilientTransport", "http.client", "aiohttp.middleware"])
+def test_the_integrations_name_a_bad_registry(which: str) -> None:
+    with pytest.raises(TypeError, match=r"\.registry must be a Registry or None, got 'x'"):
+        _integration(which)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

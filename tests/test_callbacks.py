@@ -5,7 +5,9 @@ left behind (no probe slot, no bulkhead permit), so the next call behaves.
 The matrix: callback x (an ``Exception``, ``KeyboardInterrupt``) x (sync,
 async) x (the policy alone, a ``with_resilience`` stack). Listeners are the
 one exception to "reaches the caller": a listener's ``Exception`` is logged
-and the call goes on; its interrupt reaches the caller.
+and the call goes on; its interrupt reaches the caller. A per-key breaker's
+``key`` function is checked on its own (sync, async): it runs before any
+breaker is chosen, and must leave no key and no call in flight behind.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from resilient import (
     Retry,
     RetryConfig,
     StateChanged,
+    with_circuit_breaker,
 )
 from resilient.testing import FakeClock, fake_clock
 
@@ -218,3 +221,42 @@ def test_a_raising_callback_reaches_the_caller_and_leaves_nothing_behind(
             assert call(_trigger(callback)) == "fine"
             assert "listener" in caplog.text
         _check_nothing_left(case, clock, call)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize("raises", sorted(RAISES))
+def test_a_raising_key_function_reaches_the_caller_and_leaves_no_key_behind(
+    raises: str, flavour: str
+) -> None:
+    error = RAISES[raises]()
+    registry = Registry()
+
+    def key(k: str) -> str:
+        if k == "boom":
+            raise error
+        return k
+
+    if flavour == "sync":
+
+        @with_circuit_breaker("keyed", key=key, registry=registry, max_keys=1)
+        def sync_call(k: str) -> str:
+            return k
+
+        run: Callable[[str], str] = sync_call
+    else:
+
+        @with_circuit_breaker("keyed", key=key, registry=registry, max_keys=1)
+        async def async_call(k: str) -> str:
+            return k
+
+        def run(k: str) -> str:
+            return asyncio.run(async_call(k))
+
+    assert run("a") == "a"
+    with pytest.raises(type(error)) as caught:
+        run("boom")
+    assert caught.value is error
+    assert registry.names() == ["keyed[a]"]  # no breaker for the failed call
+    # Nothing of the failed call is in flight on "a": the bound drops it.
+    assert run("b") == "b"
+    assert registry.names() == ["keyed[b]"]

@@ -23,6 +23,7 @@ from resilient import (
     BulkheadConfig,
     BulkheadFullError,
     CallTimeoutError,
+    CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
@@ -80,7 +81,17 @@ def async_client(p: ResiliencePolicy, **kw: object) -> httpx.AsyncClient:
 
 
 def breaker_name(server: LoopbackServer) -> str:
-    return "http:" + server.url.removeprefix("http://")
+    """The label of the server's breaker (its events' and errors' name)."""
+    return "http:" + host(server)
+
+
+def host(server: LoopbackServer) -> str:
+    return server.url.removeprefix("http://")
+
+
+def host_breaker(server: LoopbackServer) -> CircuitBreaker | None:
+    """The server's breaker: the key of its host in the group ``http``."""
+    return registry.get("http", key=host(server))
 
 
 @pytest.fixture
@@ -121,7 +132,7 @@ def test_500s_then_success_is_retried_with_backoff(clock: FakeClock) -> None:
     assert response.json() == {"ok": True}
     assert clock.sleeps == [1.0, 2.0]
     assert [r.path for r in server.requests] == ["/items"] * 3
-    assert registry.get(breaker_name(server)) is not None
+    assert host_breaker(server) is not None
 
 
 def test_retries_spent_raise_the_last_server_error(clock: FakeClock) -> None:
@@ -371,7 +382,8 @@ def test_refused_connections_open_the_host_breaker(clock: FakeClock, refused_url
             http.get("/")
     name = "http:" + refused_url.removeprefix("http://")
     assert info.value.name == name
-    assert registry.get(name).state is CircuitState.OPEN  # type: ignore[union-attr]
+    host = refused_url.removeprefix("http://")
+    assert registry.get("http", key=host).state is CircuitState.OPEN  # type: ignore[union-attr]
 
 
 def test_a_dropped_connection_is_a_network_error(clock: FakeClock) -> None:
@@ -442,7 +454,7 @@ def test_401_is_raised_at_once_and_not_held_against_the_host(clock: FakeClock) -
     assert error.response.json()["error"]["message"] == "Incorrect API key provided"
     assert clock.sleeps == []
     assert len(server.requests) == 3
-    assert registry.get(breaker_name(server)).state is CircuitState.CLOSED  # type: ignore[union-attr]
+    assert host_breaker(server).state is CircuitState.CLOSED  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -483,8 +495,8 @@ def test_one_breaker_per_host(clock: FakeClock) -> None:
         with pytest.raises(CircuitOpenError):
             http.get(bad.url)
         assert http.get(good.url).status_code == 200
-    assert registry.get(breaker_name(bad)).state is CircuitState.OPEN  # type: ignore[union-attr]
-    assert registry.get(breaker_name(good)).state is CircuitState.CLOSED  # type: ignore[union-attr]
+    assert host_breaker(bad).state is CircuitState.OPEN  # type: ignore[union-attr]
+    assert host_breaker(good).state is CircuitState.CLOSED  # type: ignore[union-attr]
     assert len(bad.requests) == 1
 
 
@@ -523,12 +535,12 @@ def test_two_clients_disagreeing_about_a_host_is_an_error() -> None:
             two.get("/")
         three.get("/")
     assert len(server.requests) == 2
-    assert registry.get("batch:" + server.url.removeprefix("http://")) is not None
+    assert registry.get("batch", key=host(server)) is not None
 
 
 def test_a_forced_open_host_is_not_called(clock: FakeClock) -> None:
     with LoopbackServer(200) as server, client(policy(), base_url=server.url) as http:
-        with registry.forced_open(breaker_name(server)), pytest.raises(CircuitOpenError):
+        with registry.forced_open("http", key=host(server)), pytest.raises(CircuitOpenError):
             http.get("/")
         assert http.get("/").status_code == 200
     assert len(server.requests) == 1
@@ -549,7 +561,7 @@ def test_a_half_open_probe_closes_the_host_again(clock: FakeClock) -> None:
         assert info.value.remaining == 30.0
         clock.advance(30.0)
         assert http.get("/").status_code == 200
-    assert registry.get(breaker_name(server)).state is CircuitState.CLOSED  # type: ignore[union-attr]
+    assert host_breaker(server).state is CircuitState.CLOSED  # type: ignore[union-attr]
 
 
 def test_retry_waits_for_a_breaker_that_opens_mid_way(clock: FakeClock) -> None:
@@ -577,7 +589,7 @@ def test_a_request_with_no_wait_ticket_left_gives_up_at_once(clock: FakeClock) -
     with LoopbackServer(500, 200) as server, client(opening, base_url=server.url) as http:
         with pytest.raises(HTTPError):
             http.get("/", extensions={RETRY: False})  # opens the host's breaker
-        breaker = registry.get(breaker_name(server))
+        breaker = host_breaker(server)
         assert breaker is not None
         held = breaker._wait_ticket()  # another request waits for the probe
         assert held is not None
@@ -781,7 +793,7 @@ async def test_async_cancellation_is_not_a_failure(clock: FakeClock) -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-    assert registry.get(breaker_name(server)).metrics().calls == 0  # type: ignore[union-attr]
+    assert host_breaker(server).metrics().calls == 0  # type: ignore[union-attr]
     assert clock.sleeps == []
 
 

@@ -31,7 +31,7 @@ def test_per_host_breakers_are_bounded_by_the_lru_rule(monkeypatch: pytest.Monke
     names = reg.names()
     # The open breaker stays; the rest are the most recently used hosts.
     assert "http:down.test" in names
-    assert reg.get("http:down.test").state is CircuitState.OPEN  # type: ignore[union-attr]
+    assert reg.get("http", key="down.test").state is CircuitState.OPEN  # type: ignore[union-attr]
     assert len(names) == 8
     assert "http:host-49.test" in names
     assert "http:host-0.test" not in names

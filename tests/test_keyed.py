@@ -52,7 +52,7 @@ def test_each_key_has_its_own_breaker_registered_as_name_and_key() -> None:
     assert caught.value.name == "api[a]"
     assert get("b") == "b"  # another key, another breaker: still closed
     assert names() == ["api[a]", "api[b]"]
-    assert resilient.registry.get("api[a]").state is CircuitState.OPEN  # type: ignore[union-attr]
+    assert resilient.registry.get("api", key="a").state is CircuitState.OPEN  # type: ignore[union-attr]
 
 
 def test_names_are_data_in_keys_too() -> None:
@@ -62,9 +62,83 @@ def test_names_are_data_in_keys_too() -> None:
     assert sorted(names()) == sorted(f"api[{h}]" for h in ("x:1", "a]b[", "ünï", "multi\nline"))
 
 
+def _opened_by_key(key: str, *, group: str = "a") -> Any:
+    """A per-key call of ``group`` whose key ``key`` fails once (and opens)."""
+
+    @with_circuit_breaker(group, key=lambda k, fail=False: k, failure_threshold=1)
+    def call(k: str, fail: bool = False) -> str:
+        if fail:
+            raise Down(k)
+        return k
+
+    return call
+
+
+def test_no_key_reaches_another_groups_breaker_whatever_its_label() -> None:
+    # Key "b][c" of group "a" and key "c" of group "a[b]" share the label
+    # "a[b][c]", and so would a plain breaker of that name: three breakers.
+    first, second = _opened_by_key("b][c", group="a"), _opened_by_key("c", group="a[b]")
+    plain = resilient.registry.get_or_create("a[b][c]")
+    with pytest.raises(Down):
+        first("b][c", fail=True)
+    with pytest.raises(CircuitOpenError):
+        first("b][c")
+    assert second("c") == "c"
+    assert plain.call(lambda: "plain") == "plain"
+    one, two = resilient.registry.get("a", key="b][c"), resilient.registry.get("a[b]", key="c")
+    assert one is not None
+    assert two is not None
+    assert len({id(one), id(two), id(plain)}) == 3
+    assert (one.state, two.state, plain.state) == (
+        CircuitState.OPEN,
+        CircuitState.CLOSED,
+        CircuitState.CLOSED,
+    )
+    assert (one.group, one.key, one.identity) == ("a", "b][c", ("a", "b][c"))
+    assert (plain.group, plain.key, plain.identity) == (None, None, "a[b][c]")
+
+
+def test_a_plain_breaker_named_like_a_key_is_not_that_key() -> None:
+    call = _opened_by_key("acme", group="tenant")
+    plain = resilient.registry.get_or_create("tenant[acme]")
+    with pytest.raises(Down):
+        plain.call(_raise_down)
+    for _ in range(4):
+        with pytest.raises(Down):
+            plain.call(_raise_down)
+    assert plain.state is CircuitState.OPEN  # five failures: the default threshold
+    assert call("acme") == "acme"  # the key's own breaker is still closed
+    resilient.registry.force_open("tenant", key="acme")
+    with pytest.raises(CircuitOpenError):
+        call("acme")
+    resilient.registry.release("tenant[acme]")  # the plain one's name: not the key's
+    with pytest.raises(CircuitOpenError):
+        call("acme")
+    resilient.registry.release("tenant", key="acme")
+    assert call("acme") == "acme"
+
+
+def _raise_down() -> None:
+    raise Down
+
+
+def test_the_breakers_of_every_key_share_their_groups_timeout_threads() -> None:
+    @with_circuit_breaker("pooled", key=lambda t: t, timeout=5.0, max_keys=10)
+    def fetch(t: str) -> str:
+        return t
+
+    before = threading.active_count()
+    for i in range(200):
+        assert fetch(f"t{i}") == f"t{i}"
+    # Calls one after another need one worker thread, whatever the keys:
+    # every key's breaker runs its calls on the group's pool.
+    assert threading.active_count() - before <= 1
+    assert len([n for n in resilient.registry.names() if n.startswith("pooled[")]) == 10
+
+
 def test_a_force_on_a_key_applies_when_its_breaker_is_made() -> None:
     get = make_get()
-    resilient.registry.force_open("api[down]")
+    resilient.registry.force_open("api", key="down")
     with pytest.raises(CircuitOpenError):
         get("down")
     assert get("up") == "up"
@@ -195,6 +269,10 @@ def test_bad_arguments() -> None:
         with_circuit_breaker(resilient.CircuitBreaker("x"), key=_by_host)
     with pytest.raises(ValueError, match="max_breakers"):
         Registry(max_breakers=0)
+    with pytest.raises(TypeError, match="key must be a str or None, got 5"):
+        resilient.CircuitBreaker("x", key=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"label .* got 'x'"):
+        resilient.CircuitBreaker("x", label="x")  # a label is for a per-key breaker only
 
 
 def test_a_bounded_registry_drops_the_least_recently_used_closed_breaker() -> None:
@@ -273,7 +351,7 @@ async def test_async_an_open_key_rejects_under_its_own_name_and_others_still_run
     assert caught.value.name == "api[a]"
     assert await aget("b") == "b"
     assert names() == ["api[a]", "api[b]"]
-    assert resilient.registry.get("api[a]").state is CircuitState.OPEN  # type: ignore[union-attr]
+    assert resilient.registry.get("api", key="a").state is CircuitState.OPEN  # type: ignore[union-attr]
 
 
 async def test_async_the_least_recently_used_closed_idle_breaker_is_dropped() -> None:
@@ -323,7 +401,7 @@ async def test_async_a_breaker_with_a_call_awaiting_is_never_dropped() -> None:
 
 def _keyed_or_plain(reg: Registry, keyed: bool, run: Any) -> tuple[Any, str]:
     """``run`` decorated with a plain breaker called "slow", or with per-key
-    breakers whose key "slow" is registered as "api[slow]"."""
+    breakers whose key "slow" is labelled "api[slow]"."""
     if keyed:
         return with_circuit_breaker("api", key=lambda: "slow", registry=reg)(run), "api[slow]"
     return with_circuit_breaker("slow", registry=reg)(run), "slow"
@@ -417,26 +495,26 @@ def test_two_decorators_of_one_name_share_each_key_and_drop_it_together() -> Non
         second("a", fail=True)
     with pytest.raises(CircuitOpenError):
         first("a")  # opened through the other decorator
-    resilient.registry.reset("api[a]")
-    old = resilient.registry.get("api[a]")
+    resilient.registry.reset("api", key="a")
+    old = resilient.registry.get("api", key="a")
     second("b")  # second's bound drops a: from the registry and from first too
     assert names() == ["api[b]"]
     assert first("a") == "a"  # a fresh breaker, in the registry again
     assert names() == ["api[a]", "api[b]"]
-    assert resilient.registry.get("api[a]") is not old
+    assert resilient.registry.get("api", key="a") is not old
 
 
 def test_an_isolated_registry_brings_back_the_keys_dropped_inside() -> None:
     get = make_get(max_keys=2)
     get("a")
     get("b")
-    kept = resilient.registry.get("api[a]")
+    kept = resilient.registry.get("api", key="a")
     with resilient.registry.isolated():
         get("c")  # a, the least recently used, is dropped inside
         assert names() == ["api[b]", "api[c]"]
     assert names() == ["api[a]", "api[b]"]
-    assert resilient.registry.get("api[a]") is kept
+    assert resilient.registry.get("api", key="a") is kept
     get("a")  # its group has it again: no new breaker
-    assert resilient.registry.get("api[a]") is kept
+    assert resilient.registry.get("api", key="a") is kept
     get("d")  # b is now the least recently used
     assert names() == ["api[a]", "api[d]"]

@@ -14,7 +14,7 @@ import redis
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from resilient.__main__ import main
 from resilient.redis import RedisStorage
-from resilient.redis._keys import encode_name, tagged
+from resilient.redis._keys import encode_name, identity_bytes, tagged
 from resilient.redis._script import keys
 from tests.redis_server import RedisServer
 
@@ -166,3 +166,35 @@ def test_the_cli_lists_and_controls_any_name(
 def test_a_namespace_with_braces_is_refused() -> None:
     with pytest.raises(ValueError, match="namespace"):
         RedisStorage(redis.Redis(), namespace="a{b}")
+
+
+def test_a_per_key_breaker_shares_state_with_its_own_key_only(storages) -> None:
+    """Key "b][c" of group "a", key "c" of group "a[b]" and the plain name
+    "a[b][c]" share one label, and three states in Redis."""
+    one, two = storages(), storages()
+
+    def trio(storage: RedisStorage) -> list[CircuitBreaker]:
+        config = CircuitBreakerConfig(storage=storage, failure_threshold=1)
+        return [
+            CircuitBreaker("a", config, key="b][c"),
+            CircuitBreaker("a[b]", config, key="c"),
+            CircuitBreaker("a[b][c]", config),
+        ]
+
+    mine, theirs = trio(one), trio(two)
+    assert [b.name for b in mine] == ["a[b][c]"] * 3
+    assert len({tuple(keys("ns", identity_bytes(b.identity))) for b in mine}) == 3
+    for opened in range(3):
+        for breaker in mine + theirs:
+            breaker.reset()
+        assert one.sync()
+        assert two.sync()
+        with pytest.raises(Boom):
+            mine[opened].call(_fail)
+        assert one.sync()
+        assert two.sync()
+        states = [b.state for b in theirs]
+        expected = [CircuitState.CLOSED] * 3
+        expected[opened] = CircuitState.OPEN
+        assert states == expected, opened
+    assert sorted(info.name for info in one.breakers()) == ["a[b][c]"] * 3

@@ -156,11 +156,13 @@ def test_time_window_buckets_are_seconds_up_to_the_boundary_then_wider(
 @pytest.mark.parametrize("duration", [86_400.0, 1e8, 1e9, 1e15])
 def test_a_long_time_window_is_small_and_works(duration: float) -> None:
     window = TimeWindow(duration)
-    size = sum(sys.getsizeof(a) for a in (window._calls, window._failures, window._slow))
-    assert size < 4096
+    size = sys.getsizeof(window._calls)
+    assert size < 1024
     window.record(True, False, 5.0)
     window.add_successes(3, 6.0)
     assert totals(window) == (4, 1, 0)
+    arrays = (window._calls, window._failures, window._slow)
+    assert sum(sys.getsizeof(a) for a in arrays) < 2048  # no slow call: no slow array
     window.expire(5.0 + duration * 2)
     assert totals(window) == (0, 0, 0)
 
@@ -212,3 +214,33 @@ def test_time_window_of_any_width_matches_a_naive_list(duration: float) -> None:
         kept = [(f, s) for t, f, s in history if current - t // width < buckets]
         window.expire(now)
         assert totals(window) == (len(kept), sum(f for f, _ in kept), sum(s for _, s in kept))
+
+
+def test_a_bucket_past_32_bits_widens_its_counts_and_keeps_them() -> None:
+    window = TimeWindow(60)
+    window.add_successes(2**32 - 1, 5.0)  # a 32-bit bucket's most
+    window.record(True, True, 5.0)  # one more: every array it touches must widen
+    window.add_successes(2**32, 5.0)
+    assert totals(window) == (2 * 2**32 + 0, 1, 1)
+    window.record(True, False, 6.0)
+    assert totals(window) == (2 * 2**32 + 1, 2, 1)
+    window.expire(5.0 + 60.0)  # second 5 slides out, second 6 stays
+    assert totals(window) == (1, 1, 0)
+
+
+def test_a_clock_gone_back_a_whole_window_starts_the_window_afresh() -> None:
+    window = TimeWindow(60)
+    window.record(True, False, 1_000.0)
+    window.record(True, False, 100.0)  # the clock went back 900 s: more than the window
+    assert totals(window) == (1, 1, 0)  # the outcome "from the future" is gone
+    window.expire(161.0)  # and the new one slides out a window after it
+    assert totals(window) == (0, 0, 0)
+
+
+def test_a_clock_gone_back_less_than_a_window_keeps_the_newest_bucket() -> None:
+    window = TimeWindow(60)
+    window.record(True, False, 1_000.0)
+    window.record(False, False, 990.0)  # 10 s back: counted in the newest bucket
+    assert totals(window) == (2, 1, 0)
+    window.expire(1_060.0)  # a window after the newest bucket: both slide out
+    assert totals(window) == (0, 0, 0)

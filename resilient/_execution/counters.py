@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._runtime import fork as _fork
@@ -92,9 +92,9 @@ def bucket(duration: float, _bounds: tuple[float, ...] = BOUNDS) -> int:
 
 
 #: Durations a ``Stats`` keeps unbucketed at most (then it folds them).
-FOLD_AT = 1024
+FOLD_AT = 128
 
-_NO_LATENCY: list[int] = []  # shared, never written: see Stats.ensure_latency
+_NO_LATENCY: dict[int, int] = {}  # shared, never written: see Stats.ensure_latency
 # Likewise; a tuple, so a write that should never happen fails loudly.
 _NO_PENDING: list[float] = ()  # type: ignore[assignment]
 # Folds of every Stats, one at a time: a fold takes a batch out of a list
@@ -110,8 +110,10 @@ class Stats:
 
     Request level (the call as its caller saw it, counted by the outermost
     layer while a reader watches): ``latency`` (counts per bucket of the
-    requests that ran, success or failure), ``latency_sum``, ``failures``,
-    ``rejections``. Successes are ``sum(latency) - failures``.
+    requests that ran, success or failure: sparse, ``bucket index -> count``,
+    so a policy whose calls take much the same time keeps a few entries, not
+    one per bucket), ``latency_sum``, ``failures``, ``rejections``.
+    Successes are ``sum(latency.values()) - failures``.
 
     Policy level (always counted, off the hot path): ``retries``,
     ``rate_limited`` (retries that honoured a ``retry_after``, calls a rate
@@ -156,7 +158,7 @@ class Stats:
         self.scope = scope
         # Allocated by the first chain that meters into it (``ensure_latency``):
         # a policy nothing times (a breaker per key, a registry entry) stays small.
-        self.latency: list[int] = _NO_LATENCY
+        self.latency: dict[int, int] = _NO_LATENCY
         self.pending: list[float] = _NO_PENDING  # durations not bucketed yet
         self.folding = False
         self.latency_sum = 0.0
@@ -180,14 +182,14 @@ class Stats:
             changes = self.changes = {}
         changes[old, new] = changes.get((old, new), 0) + 1
 
-    def ensure_latency(self) -> list[int]:
+    def ensure_latency(self) -> dict[int, int]:
         """The latency histogram and the list of pending durations, made on
         first use (one each per Stats, for good: closures keep them)."""
         if self.latency is _NO_LATENCY:
             with _fold_lock:
                 if self.latency is _NO_LATENCY:
                     self.pending = []
-                    self.latency = [0] * (len(BOUNDS) + 1)
+                    self.latency = {}
         return self.latency
 
     def fold(self) -> None:
@@ -225,12 +227,12 @@ class Stats:
         lo, i = 0, where(bounds, batch[0])
         while i < last:
             hi = upto(batch, bounds[i], lo)
-            counts[i] += hi - lo
+            counts[i] = counts.get(i, 0) + hi - lo
             if hi == n:
                 return
             lo = hi
             i = where(bounds, batch[lo], i + 1)
-        counts[last] += n - lo  # longer than the last bound
+        counts[last] = counts.get(last, 0) + n - lo  # longer than the last bound
 
     def __del__(self) -> None:
         # The policy is gone: readers keep what it counted (see keep_counts).
@@ -314,15 +316,17 @@ def within(scope: ListenerSet) -> list[Stats]:
     return found
 
 
-def quantile(counts: list[int], q: float) -> float:
-    """The nearest-rank ``q`` quantile of a latency histogram, as the
-    geometric middle of its bucket (0.0 when empty)."""
-    total = sum(counts)
+def quantile(counts: Mapping[int, int] | Sequence[int], q: float) -> float:
+    """The nearest-rank ``q`` quantile of a latency histogram (sparse,
+    ``bucket -> count``, or dense), as the geometric middle of its bucket
+    (0.0 when empty)."""
+    items = sorted(counts.items()) if isinstance(counts, Mapping) else list(enumerate(counts))
+    total = sum(n for _, n in items)
     if not total:
         return 0.0
     rank = max(1, math.ceil(q * total))
     seen = 0
-    for i, n in enumerate(counts):
+    for i, n in items:
         seen += n
         if seen >= rank:
             if i == 0:

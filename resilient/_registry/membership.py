@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Group", "Member", "Membership"]
 
 R = TypeVar("R")
+# A breaker's ``identity``: its name, or (group, key) for a per-key breaker.
+Identity = str | tuple[str, str]
 
 
 class Member:
@@ -47,11 +49,12 @@ class Member:
     everything else goes through the membership.
     """
 
-    __slots__ = ("also", "breaker", "group", "inflight", "key", "name", "owner")
+    __slots__ = ("also", "breaker", "group", "identity", "inflight", "key", "owner")
 
-    def __init__(self, owner: Membership, name: str, breaker: CircuitBreaker) -> None:
+    def __init__(self, owner: Membership, breaker: CircuitBreaker) -> None:
         self.owner = owner
-        self.name = name
+        # What the registry knows its breaker by (``breaker.identity``).
+        self.identity = breaker.identity
         self.breaker = breaker
         self.inflight = 0
         # The group it is in, under ``key`` (a breaker two groups share, by
@@ -61,7 +64,7 @@ class Member:
         self.also: list[tuple[Group, str]] | None = None
 
     def __repr__(self) -> str:
-        return f"<Member {self.name!r} inflight={self.inflight}>"
+        return f"<Member {self.breaker.name!r} inflight={self.inflight}>"
 
     @property
     def busy(self) -> bool:
@@ -180,7 +183,7 @@ class Group:
 
 
 class _Saved(NamedTuple):
-    members: dict[str, Member]
+    members: dict[Identity, Member]
     groups: dict[Group, OrderedDict[str, Member]]
 
 
@@ -207,8 +210,8 @@ class Membership:
         # Bounded: every breaker of the registry, least recently used first
         # (``_order`` is ``_members``). Otherwise only those in a group, in a
         # plain dict: no order to keep.
-        self._order: OrderedDict[str, Member] | None = None if limit is None else OrderedDict()
-        self._members: dict[str, Member] = {} if self._order is None else self._order
+        self._order: OrderedDict[Identity, Member] | None = None if limit is None else OrderedDict()
+        self._members: dict[Identity, Member] = {} if self._order is None else self._order
 
     def __repr__(self) -> str:
         return f"<Membership {len(self._members)}/{self.limit}>"
@@ -233,9 +236,9 @@ class Membership:
         member = self._adopt(breaker)
         self._shrink(self._order, self.limit, member)
 
-    def used(self, name: str) -> None:
-        """The registry was asked for ``name`` again: a use, if it has a member."""
-        member = self._members.get(name)
+    def used(self, identity: Identity) -> None:
+        """The registry was asked for a breaker again: a use, if it has a member."""
+        member = self._members.get(identity)
         if member is not None:
             self.touch(member)
 
@@ -244,10 +247,10 @@ class Membership:
     def _adopt(self, breaker: CircuitBreaker) -> Member:
         """Under the lock: ``breaker``'s member, made if it has none (the
         breaker then counts its calls there)."""
-        name = breaker.name
-        member = self._members.get(name)
+        identity = breaker.identity
+        member = self._members.get(identity)
         if member is None or member.breaker is not breaker:
-            member = self._members[name] = Member(self, name, breaker)
+            member = self._members[identity] = Member(self, breaker)
             count_calls_into(breaker, member)
         return member
 
@@ -259,7 +262,7 @@ class Membership:
         if order is not None:
             last = None
             try:
-                order.move_to_end(member.name)
+                order.move_to_end(member.identity)
             except KeyError:
                 return
         group = member.group
@@ -278,7 +281,7 @@ class Membership:
                     continue
                 other.last = last
 
-    def _shrink(self, order: OrderedDict[str, Member], limit: int, keep: Member) -> None:
+    def _shrink(self, order: OrderedDict[Any, Member], limit: int, keep: Member) -> None:
         """Under the lock: while ``order`` holds more than ``limit``, drop its
         least recently used idle member (never ``keep``, nor a busy one)."""
         excess = len(order) - limit
@@ -296,8 +299,8 @@ class Membership:
 
     def _drop(self, member: Member) -> None:
         """Under the lock: ``member`` leaves its groups and the registry."""
-        if self._members.get(member.name) is member:
-            del self._members[member.name]
+        if self._members.get(member.identity) is member:
+            del self._members[member.identity]
         self._leave_groups(member)
         self._forget(member.breaker)
 
@@ -325,8 +328,8 @@ class Membership:
         """Under the lock: back to ``saved``. Members made since leave their
         groups (their ``on_drop`` is told); those dropped since come back.
         The registry puts its own tables back itself."""
-        for name, member in list(self._members.items()):
-            if saved.members.get(name) is not member:
+        for identity, member in list(self._members.items()):
+            if saved.members.get(identity) is not member:
                 self._leave_groups(member)
         self._members.clear()
         self._members.update(saved.members)

@@ -23,9 +23,21 @@ from .membership import Membership
 if TYPE_CHECKING:
     from ..circuit_breaker.storage import BreakerStorage
 
-__all__ = ["Registry", "registry"]
+__all__ = ["Registry", "registry", "resolve"]
 
 _Force = Literal["open", "closed"]
+# What the registry knows a breaker by: its name, or (group, key) for a
+# per-key breaker, so that no key can name another key's, group's or plain
+# breaker (a label like "group[key]" could).
+Identity = str | tuple[str, str]
+
+
+def _identity(name: str, key: str | None) -> Identity:
+    return name if key is None else (name, key)
+
+
+def _label(identity: Identity) -> str:
+    return identity if isinstance(identity, str) else f"{identity[0]}[{identity[1]}]"
 
 
 def _renew_lock(registry: Registry) -> None:
@@ -55,9 +67,9 @@ class Registry:
         # The bound (max_breakers) and the per-key groups, under the same lock.
         self._membership = Membership(max_breakers, lock=self._lock, forget=self._forget)
         _fork.renew_in_child(self, _renew_lock)
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._explicit: set[str] = set()
-        self._pending: dict[str, _Force] = {}
+        self._breakers: dict[Identity, CircuitBreaker] = {}
+        self._explicit: set[Identity] = set()
+        self._pending: dict[Identity, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
         self._rate_limiters: dict[str, RateLimiter] = {}
         self._retry_budgets: dict[str, RetryBudget] = {}
@@ -65,26 +77,35 @@ class Registry:
         self._listeners = events.ListenerSet(events.GLOBAL)
 
     def __repr__(self) -> str:
-        return f"<Registry breakers={sorted(self._breakers)}>"
+        return f"<Registry breakers={self.names()}>"
 
     # -- breakers ------------------------------------------------------------
 
     def get_or_create(
-        self, name: str, config: CircuitBreakerConfig | None = None
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None = None,
+        *,
+        key: str | None = None,
+        label: str | None = None,
     ) -> CircuitBreaker:
-        """The breaker called ``name``, created with ``config`` on first use.
+        """The breaker called ``name`` (with ``key``: the breaker of that key
+        in the per-key group ``name``), created with ``config`` on first use.
+        ``label`` is what a per-key breaker's events call it (default
+        ``f"{name}[{key}]"``).
 
         Asking again with a different explicit config is an error: two call
         sites would otherwise silently disagree about one dependency.
         """
+        identity = _identity(name, key)
         with self._lock:
-            breaker = self._breakers.get(name)
+            breaker = self._breakers.get(identity)
             if breaker is None:
-                breaker = self._create(name, config)
+                breaker = self._create(name, config, key, label)
                 # Bounded: the least recently used idle breakers past the bound go.
                 self._membership.add(breaker)
                 return breaker
-            self._adopt(name, breaker, config)
+            self._adopt(identity, breaker, config)
             return breaker
 
     @property
@@ -94,28 +115,37 @@ class Registry:
         return self._membership
 
     def _adopt(
-        self, name: str, breaker: CircuitBreaker, config: CircuitBreakerConfig | None
+        self, identity: Identity, breaker: CircuitBreaker, config: CircuitBreakerConfig | None
     ) -> None:
         """Under the lock: ``breaker`` asked for again, with ``config``."""
-        self._membership.used(name)
+        self._membership.used(identity)
         if config is not None and config != breaker.config:
-            if name in self._explicit:
+            if identity in self._explicit:
                 raise ValueError(
-                    f"circuit breaker {name!r} already exists with config "
+                    f"circuit breaker {breaker.name!r} already exists with config "
                     f"{breaker.config!r}; got a different one: {config!r}"
                 )
             breaker_hooks.adopt_config(breaker, config)
-            self._explicit.add(name)
+            self._explicit.add(identity)
         elif config is not None:
-            self._explicit.add(name)
+            self._explicit.add(identity)
 
-    def _create(self, name: str, config: CircuitBreakerConfig | None) -> CircuitBreaker:
-        """Under the lock: a new breaker called ``name``, registered."""
-        breaker = CircuitBreaker(name, config, listeners=self._listeners, storage=self._storage)
-        self._breakers[name] = breaker
+    def _create(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None,
+        key: str | None = None,
+        label: str | None = None,
+    ) -> CircuitBreaker:
+        """Under the lock: a new breaker called ``name`` (of ``key``), registered."""
+        breaker = CircuitBreaker(
+            name, config, listeners=self._listeners, storage=self._storage, key=key, label=label
+        )
+        identity = breaker.identity
+        self._breakers[identity] = breaker
         if config is not None:
-            self._explicit.add(name)
-        force = self._pending.pop(name, None)
+            self._explicit.add(identity)
+        force = self._pending.pop(identity, None)
         if force == "open":
             breaker.force_open()
         elif force == "closed":
@@ -125,10 +155,10 @@ class Registry:
     def _forget(self, breaker: CircuitBreaker) -> None:
         """Under the lock: the membership dropped ``breaker`` (the LRU rule):
         it leaves the registry, unless another breaker has its name by now."""
-        name = breaker.name
-        if self._breakers.get(name) is breaker:
-            del self._breakers[name]
-            self._explicit.discard(name)
+        identity = breaker.identity
+        if self._breakers.get(identity) is breaker:
+            del self._breakers[identity]
+            self._explicit.discard(identity)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
@@ -139,30 +169,33 @@ class Registry:
         for breaker in breakers:
             breaker_hooks.use_default_storage(breaker, storage)
 
-    def get(self, name: str) -> CircuitBreaker | None:
-        """The breaker called ``name``, or ``None``."""
-        return self._breakers.get(name)
+    def get(self, name: str, *, key: str | None = None) -> CircuitBreaker | None:
+        """The breaker called ``name`` (with ``key``: that key's breaker in
+        the per-key group ``name``), or ``None``."""
+        return self._breakers.get(name if key is None else (name, key))
 
     def names(self) -> list[str]:
-        """Names of every breaker, sorted."""
+        """Names (labels, for per-key breakers) of every breaker, sorted."""
         with self._lock:
-            return sorted(self._breakers)
+            return sorted(b.name for b in self._breakers.values())
 
     def breakers(self) -> list[CircuitBreaker]:
+        """Every breaker, sorted by name (label)."""
         with self._lock:
-            return [self._breakers[n] for n in sorted(self._breakers)]
+            return sorted(self._breakers.values(), key=_by_name)
 
-    def _require(self, name: str) -> CircuitBreaker:
-        breaker = self._breakers.get(name)
+    def _require(self, identity: Identity) -> CircuitBreaker:
+        breaker = self._breakers.get(identity)
         if breaker is None:
-            raise KeyError(f"no circuit breaker named {name!r}")
+            raise KeyError(f"no circuit breaker named {_label(identity)!r}")
         return breaker
 
-    def reset(self, name: str) -> None:
-        """Close ``name`` and clear its window."""
+    def reset(self, name: str, *, key: str | None = None) -> None:
+        """Close ``name`` (of ``key``) and clear its window."""
+        identity = _identity(name, key)
         with self._lock:
-            self._pending.pop(name, None)
-            self._require(name).reset()
+            self._pending.pop(identity, None)
+            self._require(identity).reset()
 
     def reset_all(self) -> None:
         """Reset every breaker; forces, pending ones included, are cleared."""
@@ -172,55 +205,58 @@ class Registry:
         for breaker in breakers:
             breaker.reset()
 
-    def _force(self, name: str, how: _Force) -> None:
+    def _force(self, identity: Identity, how: _Force) -> None:
         with self._lock:
-            breaker = self._breakers.get(name)
+            breaker = self._breakers.get(identity)
             if breaker is None:
-                self._pending[name] = how
+                self._pending[identity] = how
                 return
         if how == "open":
             breaker.force_open()
         else:
             breaker.force_closed()
 
-    def force_open(self, name: str) -> None:
-        """Reject every call to ``name``; applies at creation if it does not exist yet."""
-        self._force(name, "open")
+    def force_open(self, name: str, *, key: str | None = None) -> None:
+        """Reject every call to ``name`` (of ``key``); applies at creation if
+        it does not exist yet."""
+        self._force(_identity(name, key), "open")
 
-    def force_closed(self, name: str) -> None:
-        """Admit every call to ``name``; applies at creation if it does not exist yet."""
-        self._force(name, "closed")
+    def force_closed(self, name: str, *, key: str | None = None) -> None:
+        """Admit every call to ``name`` (of ``key``); applies at creation if
+        it does not exist yet."""
+        self._force(_identity(name, key), "closed")
 
-    def release(self, name: str) -> None:
-        """Undo a force on ``name`` (a pending one too); otherwise nothing."""
+    def release(self, name: str, *, key: str | None = None) -> None:
+        """Undo a force on ``name`` (of ``key``; a pending one too); otherwise nothing."""
+        identity = _identity(name, key)
         with self._lock:
-            self._pending.pop(name, None)
-            breaker = self._breakers.get(name)
+            self._pending.pop(identity, None)
+            breaker = self._breakers.get(identity)
         if breaker is not None:
             breaker.release()
 
     def pending_forces(self) -> dict[str, _Force]:
-        """Forces waiting for their breaker to be created."""
+        """Forces waiting for their breaker to be created, by name (label)."""
         with self._lock:
-            return dict(self._pending)
+            return {_label(identity): how for identity, how in self._pending.items()}
 
     @contextlib.contextmanager
-    def forced_open(self, name: str) -> Iterator[None]:
-        """``name`` is forced open inside the block and released after it."""
-        self.force_open(name)
+    def forced_open(self, name: str, *, key: str | None = None) -> Iterator[None]:
+        """``name`` (of ``key``) is forced open inside the block and released after it."""
+        self.force_open(name, key=key)
         try:
             yield
         finally:
-            self.release(name)
+            self.release(name, key=key)
 
     @contextlib.contextmanager
-    def forced_closed(self, name: str) -> Iterator[None]:
-        """``name`` is forced closed inside the block and released after it."""
-        self.force_closed(name)
+    def forced_closed(self, name: str, *, key: str | None = None) -> Iterator[None]:
+        """``name`` (of ``key``) is forced closed inside the block and released after it."""
+        self.force_closed(name, key=key)
         try:
             yield
         finally:
-            self.release(name)
+            self.release(name, key=key)
 
     @contextlib.contextmanager
     def isolated(self) -> Iterator[Registry]:
@@ -394,7 +430,7 @@ class Registry:
 
     def _pending_open(self) -> list[str]:
         with self._lock:
-            return [name for name, how in self._pending.items() if how == "open"]
+            return [_label(identity) for identity, how in self._pending.items() if how == "open"]
 
     def health(self, *, rejection_window: float = 60.0) -> HealthReport:
         """Every breaker's state, every bulkhead's load and rate limiter's
@@ -497,6 +533,20 @@ class Registry:
 
 
 registry = Registry()
+
+
+def resolve(owner: str, given: object) -> Registry:
+    """``given``, or the global registry for ``None``; anything else is a
+    ``TypeError`` naming ``owner``'s ``registry`` argument and the value."""
+    if given is None:
+        return registry
+    if not isinstance(given, Registry):
+        raise TypeError(f"{owner}.registry must be a Registry or None, got {given!r}")
+    return given
+
+
+def _by_name(breaker: CircuitBreaker) -> str:
+    return breaker.name
 
 
 def _settings(budget: RetryBudget) -> tuple[float, float, float]:

@@ -38,7 +38,9 @@ T = TypeVar("T")
 LOCKS, STATE = 0, 1
 
 _Renewal = Callable[[Any], None]
-_steps: tuple[weakref.WeakKeyDictionary[Any, tuple[_Renewal, ...]], ...] = (
+# An object's renewals: the one function (most objects have one: no tuple
+# to keep per object), or a tuple of them in order.
+_steps: tuple[weakref.WeakKeyDictionary[Any, _Renewal | tuple[_Renewal, ...]], ...] = (
     weakref.WeakKeyDictionary(),
     weakref.WeakKeyDictionary(),
 )
@@ -56,7 +58,11 @@ def renew_in_child(obj: T, renew: Callable[[T], None], *, step: int = LOCKS) -> 
     of one step run in the order their objects registered (a registry
     before the groups made from it)."""
     table = _steps[step]
-    table[obj] = (*table.get(obj, ()), renew)
+    known = table.get(obj)
+    if known is None:
+        table[obj] = renew
+    else:
+        table[obj] = (*known, renew) if isinstance(known, tuple) else (known, renew)
 
 
 def fresh_lock(lock: T) -> T:
@@ -103,7 +109,7 @@ def _after_fork_in_child() -> None:
             locks(*names)(module)
     for table in _steps:
         for obj, renewals in list(table.items()):
-            for renew in renewals:
+            for renew in renewals if isinstance(renewals, tuple) else (renewals,):
                 try:
                     renew(obj)
                 except Exception:  # one object's trouble must not stop the others

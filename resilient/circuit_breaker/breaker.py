@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
@@ -44,7 +44,6 @@ from .state import (
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
     from .._execution.counters import Stats
-    from .._registry.membership import Member
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
@@ -107,6 +106,19 @@ def _generation_of(core: BreakerCore, ticks: itertools.count[int]) -> int:
 # -- what a bound on breakers reads and sets (resilient._registry.membership) ----
 
 
+class Member(Protocol):
+    """A breaker's place under a bound (``resilient._registry.membership.Member``),
+    as the breaker uses it: it counts the breaker's calls in flight."""
+
+    def enter(self) -> None: ...
+
+    def leave(self) -> None: ...
+
+    def counting(self, run: Callable[..., R]) -> Callable[..., R]: ...
+
+    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]: ...
+
+
 def is_closed(breaker: CircuitBreaker) -> bool:
     """Whether ``breaker`` is CLOSED as last recorded: a racy read, without
     its lock, that moves no timer and asks no health check (``state`` may do
@@ -125,10 +137,18 @@ class CircuitBreaker(NamedPolicy):
     around bookkeeping, never across the protected call or an ``await``.
 
     Args:
-        name: what its events, errors and registry entry are called.
+        name: what its events, errors and registry entry are called; for a
+            per-key breaker, the name of its group.
         config: a ``CircuitBreakerConfig`` (default: ``CircuitBreakerConfig()``).
         storage: a shared store of its state (e.g. ``RedisStorage``); default
-            ``config.storage``, else in memory."""
+            ``config.storage``, else in memory.
+        key: the key of a per-key breaker (``with_circuit_breaker(name,
+            key=fn)``) within the group ``name``. Its identity (registry,
+            shared store) is the pair ``(name, key)``, which no other key,
+            group or plain name can meet; ``breaker.name`` is then only its
+            label.
+        label: what a per-key breaker's events and errors call it (default
+            ``f"{name}[{key}]"``)."""
 
     _kind = "circuit_breaker"
     # Its place under a bound (a bounded registry, a per-key group), once it
@@ -142,24 +162,52 @@ class CircuitBreaker(NamedPolicy):
         *,
         listeners: events.ListenerSet | None = None,
         storage: BreakerStorage | None = None,
+        key: str | None = None,
+        label: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
         if config is not None and not isinstance(config, CircuitBreakerConfig):
             raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
-        self.name = name
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"CircuitBreaker key must be a str or None, got {key!r}")
+        if label is not None and (key is None or not isinstance(label, str) or not label):
+            raise ValueError(
+                "CircuitBreaker label must be a non-empty str, for a per-key breaker only, "
+                f"got {label!r}"
+            )
+        #: The group of a per-key breaker (else ``None``) and its key there.
+        self.group: str | None = None if key is None else name
+        self.key: str | None = key
+        #: What the registry and a shared store know it by: its name, or
+        #: ``(group, key)`` for a per-key breaker.
+        self.identity: str | tuple[str, str] = name if key is None else (name, key)
+        # Its label: events, errors, logs, health and metrics show this.
+        self.name = name if key is None else (label if label is not None else f"{name}[{key}]")
         self._lock = threading.Lock()
+        # The last chain ``call`` / ``call_async`` built, set now so that the
+        # instance dict keeps its shared keys (set later, it would be split
+        # into a full dict: ~900 B a breaker).
+        self._last = self._alast = None
         # True while a thread delivers state changes (see _announce).
         self._announcing = False
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         # The per-call events of the breaker itself (the policy level).
-        self._stats_for(name)  # readers see it (its state) from the start
+        self._stats_for(self.name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        self._blocks: BlockStack[_Entry] = BlockStack("resilient_cb_", name)
         _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    @property
+    def _blocks(self) -> BlockStack[_Entry]:
+        """The ``with`` blocks open on it, made on the first (most breakers
+        never see one): ``setdefault`` is atomic, so racing threads share one."""
+        stack = self.__dict__.get("_block_stack")
+        if stack is None:
+            stack = self.__dict__.setdefault("_block_stack", BlockStack("resilient_cb_", self.name))
+        return stack  # type: ignore[no-any-return]
 
     def _forked(self) -> None:
         """In a forked child: a new lock (one its counters share), and no
@@ -186,15 +234,17 @@ class CircuitBreaker(NamedPolicy):
         )
         # A spent rate limit says nothing about the dependency's health: never
         # counted. Nor does a full bulkhead, unless record_on names it.
-        ignore = (*cfg.ignore_on, RateLimitExceededError)
-        if not any(issubclass(BulkheadFullError, t) for t in cfg.record_on if t is not Exception):
-            ignore = (*ignore, BulkheadFullError)
-        self._ignore_on = ignore
+        self._ignore_on = _never_counted(cfg.ignore_on, cfg.record_on)
         # Each admitted call runs under this; its CallTimeoutError is an
         # ordinary failure to classify.
         self._timeout = (
             Timeout(
-                cfg.timeout, name=self.name, pool=pool_for(self.name), listeners=self._listeners
+                cfg.timeout,
+                name=self.name,
+                # A per-key breaker uses its group's pool: ``max_keys`` bounds
+                # the threads as it bounds the breakers.
+                pool=pool_for(self.name if self.group is None else self.group),
+                listeners=self._listeners,
             )
             if cfg.timeout is not None
             else None
@@ -999,6 +1049,20 @@ def swap_state(breaker: CircuitBreaker, saved: object | None = None) -> object:
     """Install ``saved`` (``None``: a fresh CLOSED state) without events and
     return what it replaced (``Registry.isolated()``)."""
     return breaker._swap_state(cast(_Saved | None, saved))
+
+
+@functools.lru_cache(maxsize=256)
+def _never_counted(
+    ignore_on: tuple[type[BaseException], ...], record_on: tuple[type[BaseException], ...]
+) -> tuple[type[BaseException], ...]:
+    """The errors a breaker never counts: ``ignore_on``, a spent rate limit
+    (it says nothing about the dependency's health), and a full bulkhead
+    unless ``record_on`` names it. One tuple per config shape, shared by
+    every breaker of that shape (the breakers of every key, say)."""
+    ignore = (*ignore_on, RateLimitExceededError)
+    if not any(issubclass(BulkheadFullError, t) for t in record_on if t is not Exception):
+        ignore = (*ignore, BulkheadFullError)
+    return ignore
 
 
 class _Ticks:

@@ -3,11 +3,14 @@ first use and bounded by the LRU rule.
 
 ``with_circuit_breaker(name, key=fn, max_keys=1024)`` puts a
 ``KeyedBreakers`` layer in the chain: each call asks ``fn(*args,
-**kwargs)`` for its key and runs through that key's breaker, registered as
-``f"{name}[{key}]"``. Beyond ``max_keys`` breakers, the least recently used
-one that is CLOSED and has no call in flight is dropped (from this layer
-and from the registry); an open or busy breaker never is, so the cap may be
-passed for a while. A breaker dropped and asked for again starts afresh,
+**kwargs)`` for its key and runs through that key's breaker, registered
+under the pair ``(name, key)`` (``registry.get(name, key=key)``) and
+labelled ``f"{name}[{key}]"`` in its events. A pair is not a string: no
+key can name another key's breaker, another group's or a plain one.
+Beyond ``max_keys`` breakers, the least recently used one that is CLOSED
+and has no call in flight is dropped (from this layer and from the
+registry); an open or busy breaker never is, so the cap may be passed for
+a while. A breaker dropped and asked for again starts afresh,
 CLOSED, which is what it was.
 
 The keys, their LRU order, the calls in flight and the dropping are a
@@ -61,7 +64,7 @@ class KeyedBreakers(PolicyBase):
         config: CircuitBreakerConfig | None,
         max_keys: int,
         registry: Registry,
-        naming: Callable[[str], str] | None = None,
+        label: Callable[[str], str] | None = None,
         on_drop: Callable[[str], object] | None = None,
     ) -> None:
         self.name = name
@@ -69,7 +72,7 @@ class KeyedBreakers(PolicyBase):
         self.max_keys = max_keys
         self._key = key
         self._registry = registry
-        self._naming = naming if naming is not None else (lambda k: f"{name}[{k}]")
+        self._label = label
         self._listeners = events.ListenerSet(registry.listeners)
         self._group = registry.membership.group(max_keys, on_drop)
 
@@ -88,7 +91,10 @@ class KeyedBreakers(PolicyBase):
 
     def _make(self, key: str) -> CircuitBreaker:
         """The registry's breaker for ``key`` (made, or adopted as it is)."""
-        return self._registry.get_or_create(self._naming(key), self.config)
+        label = self._label
+        return self._registry.get_or_create(
+            self.name, self.config, key=key, label=None if label is None else label(key)
+        )
 
     def _join(self, key: object, entering: bool = False) -> Member:
         """The member of ``key``, made (and the LRU rule applied) if new."""

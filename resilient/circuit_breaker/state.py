@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 
 from .windows import CountWindow, TimeWindow
 
+# Every core's reservations until its first one: shared, never written.
+_NO_RESERVATIONS: dict[int, None] = {}
+
 if TYPE_CHECKING:
     from .config import CircuitBreakerConfig
 
@@ -132,7 +135,8 @@ class BreakerCore:
         # most half_open_max_calls callers wait at any time.
         # A dict as a set: an empty one is a third of an empty set's size,
         # and every breaker has one.
-        self.reserved: dict[int, None] = {}
+        # Shared and empty until the first reservation (most breakers never make one).
+        self.reserved: dict[int, None] = _NO_RESERVATIONS
         self.next_reservation = 0
         self.half_open_successes = 0
         self.generation = 0
@@ -397,6 +401,8 @@ class BreakerCore:
         if self.probes_free() <= 0:
             return None
         self.next_reservation += 1
+        if self.reserved is _NO_RESERVATIONS:
+            self.reserved = {}
         self.reserved[self.next_reservation] = None
         return self.next_reservation, due
 

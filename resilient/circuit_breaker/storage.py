@@ -64,6 +64,11 @@ class StoredBreaker(Protocol):
     def name(self) -> str: ...
 
     @property
+    def identity(self) -> str | tuple[str, str]:
+        """Its name, or ``(group, key)`` for a per-key breaker."""
+        ...
+
+    @property
     def config(self) -> CircuitBreakerConfig: ...
 
     def with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:

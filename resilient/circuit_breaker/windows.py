@@ -105,11 +105,17 @@ class TimeWindow:
     A bucket is one second wide while the window is at most ``MAX_BUCKETS``
     seconds long; a longer window has ``MAX_BUCKETS`` buckets of
     ``ceil(duration / MAX_BUCKETS)`` seconds each, so its memory is bounded
-    whatever its length (about 3 KB at most). An outcome recorded at time
+    whatever its length (about 1.2 KB at most). An outcome recorded at time
     ``t`` falls in bucket ``t // width`` and counts until its bucket slides
     out: for between ``(n - 1) * width`` and ``n * width`` seconds, where
     ``n = ceil(duration / width)`` (with one-second buckets: the last
     ``ceil(duration)`` whole seconds, the current one included).
+
+    Memory: the counts per bucket are 32-bit (an array is widened to 64-bit
+    the first time a bucket would overflow), and the failure and slow-call
+    arrays are made with the first failure or slow call. A breaker that
+    never saw a slow call (most have no ``slow_call_duration``) keeps two
+    arrays of ``4 * n`` bytes: about 1 KB for a one-day window.
     """
 
     __slots__ = (
@@ -128,8 +134,9 @@ class TimeWindow:
         self.width = max(1, math.ceil(duration / MAX_BUCKETS))
         self._n = max(1, math.ceil(duration / self.width))
         self._calls = _zeros(self._n)
-        self._failures = _zeros(self._n)
-        self._slow = _zeros(self._n)
+        # Made with the first failure / slow call (see _count).
+        self._failures: array[int] | None = None
+        self._slow: array[int] | None = None
         self._last: int | None = None  # the newest bucket expired up to
         self.calls = 0
         self.failures = 0
@@ -156,14 +163,31 @@ class TimeWindow:
             for b in range(last + 1, bucket + 1):
                 i = b % n
                 self.calls -= calls[i]
-                self.failures -= failures[i]
-                self.slow -= slow[i]
-                calls[i] = failures[i] = slow[i] = 0
+                calls[i] = 0
+                if failures is not None:
+                    self.failures -= failures[i]
+                    failures[i] = 0
+                if slow is not None:
+                    self.slow -= slow[i]
+                    slow[i] = 0
         self._last = bucket
+
+    def _now(self, now: float) -> int:
+        """The bucket of ``now``. A clock that went back a whole window or
+        more (a VM restored, a test's time travel) starts the window afresh
+        at ``now``: what it held would otherwise stay counted until the
+        clock caught up again. A smaller step back keeps the newest bucket,
+        so nothing stays counted longer than the window plus that step."""
+        bucket = int(now // self.width)
+        last = self._last
+        if last is not None and last - bucket >= self._n:
+            self.clear()
+            self._last = bucket
+        return bucket
 
     def expire(self, now: float) -> None:
         """Drop the buckets that have slid out of the window by ``now``."""
-        self._advance(int(now // self.width))
+        self._advance(self._now(now))
 
     def add_successes(self, k: int, at: float) -> None:
         """Record ``k`` fast, successful calls made at time ``at`` (possibly
@@ -175,30 +199,57 @@ class TimeWindow:
         assert last is not None
         if last - bucket >= self._n:
             return
-        self._calls[bucket % self._n] += k
+        i = bucket % self._n
+        try:
+            self._calls[i] += k
+        except OverflowError:
+            self._calls = _wide(self._calls)
+            self._calls[i] += k
         self.calls += k
 
     def record(self, failure: bool, slow: bool, now: float) -> None:
-        self._advance(int(now // self.width))
+        self._advance(self._now(now))
         # The newest bucket: ``now``'s, or a later one if the clock stepped back.
         i = self._last % self._n  # type: ignore[operator]
-        self._calls[i] += 1
-        self._failures[i] += failure
-        self._slow[i] += slow
+        try:
+            self._calls[i] += 1
+        except OverflowError:
+            self._calls = _wide(self._calls)
+            self._calls[i] += 1
         self.calls += 1
-        self.failures += failure
-        self.slow += slow
+        if failure:
+            self._failures = _count(self._failures, self._n, i)
+            self.failures += 1
+        if slow:
+            self._slow = _count(self._slow, self._n, i)
+            self.slow += 1
 
     def clear(self) -> None:
-        n = self._n
-        self._calls = _zeros(n)
-        self._failures = _zeros(n)
-        self._slow = _zeros(n)
+        self._calls = _zeros(self._n)
+        self._failures = self._slow = None
         self.calls = self.failures = self.slow = 0
 
 
 def _zeros(n: int) -> array[int]:
-    return array("q", bytes(8 * n))
+    # 32-bit counts: half the memory of 64-bit ones; widened on overflow.
+    return array("I", bytes(4 * n))
+
+
+def _wide(counts: array[int]) -> array[int]:
+    """``counts`` as 64-bit counts (a bucket reached 2**32 calls)."""
+    return array("q", counts)
+
+
+def _count(counts: array[int] | None, n: int, i: int) -> array[int]:
+    """``counts`` (made if ``None``) with one more in bucket ``i``."""
+    if counts is None:
+        counts = _zeros(n)
+    try:
+        counts[i] += 1
+    except OverflowError:
+        counts = _wide(counts)
+        counts[i] += 1
+    return counts
 
 
 Window = CountWindow | TimeWindow

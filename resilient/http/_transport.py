@@ -22,7 +22,7 @@ import httpx
 from .. import events
 from .._execution.compose import NEVER, compose
 from .._execution.policy_base import PolicyBase
-from .._registry.registry import Registry
+from .._registry.registry import Registry, resolve
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.switch import switch
@@ -133,10 +133,7 @@ class _Base:
             raise TypeError(
                 f"{_OWNER}.retry_methods must be an iterable of method names, got {retry_methods!r}"
             )
-        if registry is None:
-            from .._registry.registry import registry as global_registry
-
-            registry = global_registry
+        registry = resolve(_OWNER, registry)
         self.policy = policy if policy is not None else ResiliencePolicy()
         self.per_host = bool(per_host)
         self.name = name
@@ -156,7 +153,7 @@ class _Base:
                 config=self.policy.circuit_breaker,
                 max_keys=MAX_HOSTS,
                 registry=registry,
-                naming=self._route_name,
+                label=self._route_name,
                 on_drop=self._drop_route,
             )
         )

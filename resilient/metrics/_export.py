@@ -141,7 +141,7 @@ class Counts:
             setattr(self, f, getattr(self, f) + (now if base is None else now - getattr(base, f)))
         latency = self.latency
         before = base.latency if base is not None else {}
-        for i, n in enumerate(stats.latency):
+        for i, n in list(stats.latency.items()):  # list(): taken at once, under the GIL
             if n:
                 n -= before.get(i, 0)
                 if n:
@@ -177,13 +177,6 @@ class Counts:
     def ran(self) -> int:
         """Requests that ran (succeeded or failed): those with a duration."""
         return sum(self.latency.values())
-
-    def histogram(self) -> list[int]:
-        """``latency`` as the dense counts ``_stats.quantile`` reads."""
-        dense = [0] * (len(BOUNDS) + 1)
-        for i, n in self.latency.items():
-            dense[i] = n
-        return dense
 
 
 def _copy(changes: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:

@@ -105,8 +105,7 @@ def _snapshot(
     successes = ran - counts.failures
     p50 = p95 = p99 = 0.0
     if ran:
-        histogram = counts.histogram()
-        p50, p95, p99 = (_stats.quantile(histogram, q) for q in (0.50, 0.95, 0.99))
+        p50, p95, p99 = (_stats.quantile(counts.latency, q) for q in (0.50, 0.95, 0.99))
     return Statistics(
         total_requests=total,
         successes=successes,

@@ -21,7 +21,7 @@ from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState, open_duration
 from ..circuit_breaker.storage import Action, Outcome, Verdict
-from ._keys import name_bytes
+from ._keys import identity_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ class Binding:
         self._storage = storage
         self._breaker = weakref.ref(breaker)
         self.name = breaker.name
-        self.name_bytes = name_bytes(breaker.name)  # names are data: sent as bytes
-        self.keys = keys(storage.namespace, breaker.name)
+        # Names are data, sent as bytes; a per-key breaker's are its pair's.
+        self.name_bytes = identity_bytes(breaker.identity)
+        self.keys = keys(storage.namespace, self.name_bytes)
         cfg = breaker.config
         self._config = [
             _open_times(cfg),

@@ -43,7 +43,7 @@ from ._keys import tagged
 __all__ = ["ARG_COUNT", "SCRIPT", "keys", "names_key"]
 
 
-def keys(namespace: str, name: str) -> list[str]:
+def keys(namespace: str, name: str | bytes) -> list[str]:
     """The keys of breaker ``name``: one cluster slot, no other name's."""
     base = tagged(namespace, "cb", name)
     return [

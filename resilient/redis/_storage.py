@@ -541,16 +541,15 @@ class RedisStorage:
         """Raise the Redis error if Redis cannot be reached."""
         self._client.ping()
 
-    def _admin(self, names: Sequence[str], op: str, *extra: str) -> list[Any]:
+    def _admin(self, names: Sequence[str | bytes], op: str, *extra: str) -> list[Any]:
         # Empty config arguments: the script uses what the instances stored.
+        # A name is a str, or the raw bytes of an identity (a per-key pair).
         blank = [""] * 7
+        raws = [name if isinstance(name, bytes) else name_bytes(name) for name in names]
         return self.execute(
             [
-                (
-                    keys(self.namespace, name),
-                    [op, name_bytes(name), "cli", self.channel, *blank, *extra],
-                )
-                for name in names
+                (keys(self.namespace, raw), [op, raw, "cli", self.channel, *blank, *extra])
+                for raw in raws
             ]
         )
 
@@ -569,11 +568,15 @@ class RedisStorage:
     def breakers(self) -> list[SharedBreakerInfo]:
         """Every shared breaker, sorted by name. One whose keys Redis cannot
         read (someone else wrote them) is left out and logged, not fatal."""
-        names = self.names()
-        if not names:
+        members = self._client.smembers(names_key(self.namespace))
+        raws = sorted(
+            (m if isinstance(m, bytes) else name_bytes(m) for m in members), key=decode_name
+        )
+        if not raws:
             return []
         found = []
-        for name, reply in zip(names, self._admin(names, "read"), strict=True):
+        for raw, reply in zip(raws, self._admin(raws, "read"), strict=True):
+            name = decode_name(raw)
             if isinstance(reply, Exception):
                 self.failed("read", name, reply)
                 continue
