@@ -330,31 +330,33 @@ async def test_a_cancelled_probe_request_gives_its_permit_back(storages) -> None
     proceed = threading.Event()
     binding = breaker._shared
     assert binding is not None
-    real_acquire = binding.acquire
+    real_ask = binding._ask  # the round trip, on the storage's threads
 
     def slow_acquire() -> Any:
-        verdict = real_acquire()
+        verdict = real_ask()
         granted.set()
         proceed.wait(10)
         return verdict
 
-    binding.acquire = slow_acquire  # type: ignore[method-assign]
+    binding._ask = slow_acquire  # type: ignore[method-assign]
 
     async def aok() -> str:
         return "ok"
 
     task = asyncio.ensure_future(breaker.call_async(aok))
+    deadline = time.monotonic() + 10
     while not granted.is_set():
+        assert time.monotonic() < deadline, "the probe was never asked for"
         await asyncio.sleep(0.001)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     proceed.set()
-    binding.acquire = real_acquire  # type: ignore[method-assign]
+    binding._ask = real_ask  # type: ignore[method-assign]
     deadline = time.monotonic() + 10
     while (info := a.describe("pay")) is None or info.probes_in_flight:
         assert time.monotonic() < deadline, "the abandoned probe was not given back"
-        await asyncio.sleep(0.01)  # the loop must run: it hands the probe back
+        await asyncio.sleep(0.01)
     assert breaker._core.probes_running == 0
 
 
