@@ -234,14 +234,23 @@ class RedisStorage:
         return SharedLimiter(self, limiter)
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        """Run ``fn`` on the storage's probe threads."""
+        """Run ``fn`` on the storage's probe threads (in this thread once
+        the storage is closed: no thread outlives ``close``)."""
         with self._lock:
             pool = self._pool
-            if pool is None:
+            if pool is None and not self._closed:
                 pool = self._pool = concurrent.futures.ThreadPoolExecutor(
                     _PROBE_THREADS, thread_name_prefix="resilient-redis-probe"
                 )
-        return pool.submit(fn)
+        if pool is not None:
+            with contextlib.suppress(RuntimeError):  # shut down meanwhile: closed
+                return pool.submit(fn)
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            done.set_result(fn())
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
 
     def forget(self, binding: Binding) -> None:
         with self._lock, contextlib.suppress(ValueError):
