@@ -658,6 +658,78 @@ for _mode, _fn in (("sync", work), ("async", awork)):
         also=("sync retry: tenacity",) if _mode == "sync" else (),
     )(functools.partial(_observed_by_metrics, _stack, f"bench-stack-{_mode}"))
 
+# -- tracing: the stack in a span of its own, against one bare SDK span around it ----
+
+TRACING = ("opentelemetry.sdk.trace",)
+
+
+def _sdk_tracer() -> Any:
+    """A tracer of an SDK provider that keeps nothing (spans are made and
+    ended, as a sampled span is, and dropped by no exporter)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider()
+
+
+def _traced(make: Callable[[], Callable[..., Any]], name: str) -> Any:
+    """``make()``'s call with ``resilient.tracing`` instrumented."""
+    import resilient.tracing
+
+    call = make()
+    provider = _sdk_tracer()
+    on_release(resilient.tracing.instrument(provider))
+    _call_once(call)
+    return call
+
+
+def _one_span(make: Callable[[], Callable[..., Any]], is_async: bool) -> Any:
+    """``make()``'s call (not instrumented) inside one bare SDK span: what
+    the traced stack is measured against."""
+    call = make()
+    tracer = _sdk_tracer().get_tracer("bench")
+    span = tracer.start_as_current_span
+    if is_async:
+
+        async def aspanned(x: int) -> Any:
+            with span("resilient bench"):
+                return await call(x)
+
+        return aspanned
+
+    def spanned(x: int) -> Any:
+        with span("resilient bench"):
+            return call(x)
+
+    return spanned
+
+
+def _tracing_stopped(make: Callable[[], Callable[..., Any]]) -> Any:
+    """``make()``'s call after tracing was instrumented and stopped."""
+    import resilient.tracing
+
+    call = make()
+    resilient.tracing.instrument(_sdk_tracer())()
+    return call
+
+
+for _mode, _fn in (("sync", work), ("async", awork)):
+    _stack = functools.partial(_with_stack, _fn, f"bench-stack-{_mode}")
+    case(_mode, "stack in one SDK span", "floor: not traced", requires=TRACING)(
+        functools.partial(_one_span, _stack, _mode == "async")
+    )
+    case(
+        _mode,
+        "stack",
+        "resilient",
+        observer="by tracing",
+        requires=TRACING,
+        features=STACK,
+        also=(f"{_mode} stack in one SDK span: floor: not traced",),
+    )(functools.partial(_traced, _stack, f"bench-stack-{_mode}"))
+case("sync", "stack", "resilient", observer="after tracing stopped", features=STACK)(
+    functools.partial(_tracing_stopped, functools.partial(_with_stack, work, "bench-stack-sync"))
+)
+
 case("sync", "circuit breaker", "resilient", observer="elsewhere")(
     functools.partial(_listener_elsewhere, functools.partial(_with_breaker, work, "cb"))
 )
@@ -788,6 +860,7 @@ BREAKER_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "slow calls": {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
     "result predicate": {"result_predicate": lambda result: result is None},
+    "shadow=True": {"shadow": True},
 }
 
 
@@ -852,5 +925,6 @@ case(
 )(_signal_timeout)
 
 
-# The rate limiters and per-key breakers (their own module, registered here).
-from . import cases_limits  # noqa: E402,F401
+# The rate limiters, per-key breakers, quotas, failover and streams (their own
+# modules, registered here).
+from . import cases_limits, cases_quota, cases_streams  # noqa: E402,F401  (quota reads limits)

@@ -41,6 +41,7 @@ OPTION_LIMITS = {
     "time window (60 s)": 2.0,
     "slow calls": 2.0,
     "result predicate": 1.5,
+    "shadow=True": 1.1,
 }
 
 Times = dict[str, float]  # case name -> seconds per call
@@ -150,6 +151,30 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             ),
         ),
         Target(
+            "async stream, full stack / a bare relay, per item (100 items)",
+            1.5,
+            True,
+            _ratio("async stream of 100: resilient", "async stream of 100: floor: bare relay"),
+        ),
+        Target(
+            "sync stream, full stack / a bare relay, per item (100 items)",
+            1.5,
+            True,
+            _ratio("sync stream of 100: resilient", "sync stream of 100: floor: bare relay"),
+        ),
+        Target(
+            "async stream of one item / the same stack around a call (setup and teardown)",
+            2.0,
+            True,
+            _ratio("async stream of 1: resilient", "async stack around a call: resilient"),
+        ),
+        Target(
+            "hedged stream, first item in time / the same stream unhedged",
+            1.3,
+            True,
+            _ratio("async hedged stream of 1: resilient", "async stream of 1: resilient"),
+        ),
+        Target(
             "adaptive bulkhead / fixed bulkhead (sync)",
             2.0,
             True,
@@ -202,6 +227,26 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             1.25,
             True,
             _spread("window", "time window", cases),
+        ),
+        *(
+            Target(
+                f"traced full stack ({mode}) / the stack in one bare SDK span",
+                1.5,
+                True,
+                _ratio(
+                    f"{mode} stack, observed by tracing: resilient",
+                    f"{mode} stack in one SDK span: floor: not traced",
+                ),
+            )
+            for mode in ("sync", "async")
+        ),
+        Target(
+            "full stack (sync) after tracing was stopped / never traced",
+            1.02,
+            True,
+            _ratio(
+                "sync stack, observed after tracing stopped: resilient", "sync stack: resilient"
+            ),
         ),
         Target("memory per breaker (10,000 breakers)", 2048.0, True, _extra("memory"), " B"),
         Target(
@@ -356,8 +401,45 @@ def _limit_targets() -> list[Target]:
     ]
 
 
+def _quota_targets() -> list[Target]:
+    """Provider quotas and failover."""
+    rl = "sync rate limiter: resilient"
+    return [
+        Target(
+            "weighed rate limit (cost=) / count rate limit (sync)",
+            1.1,
+            True,
+            _ratio("sync weighed rate limiter: resilient", rl),
+        ),
+        Target(
+            "three stacked rate limits / one (sync)",
+            2.5,
+            True,
+            _ratio("sync three stacked rate limits: resilient", rl),
+        ),
+        Target(
+            "failover, healthy primary / the primary's own stack (sync)",
+            1.2,
+            True,
+            _ratio(
+                "sync failover, healthy primary: resilient",
+                "sync failover's primary stack: resilient",
+            ),
+        ),
+        Target(
+            "failover skipping an open breaker / a bare open rejection (sync)",
+            2.0,
+            True,
+            _ratio("sync failover skips an open breaker: resilient", "sync rejection: resilient"),
+        ),
+        Target(
+            "quota header parsing, per response", 5.0, True, _extra("quota header parsing"), " µs"
+        ),
+    ]
+
+
 def _all_targets(cases: Sequence[Case]) -> list[Target]:
-    return [*targets(cases), *_limit_targets()]
+    return [*targets(cases), *_limit_targets(), *_quota_targets()]
 
 
 TARGETS = _all_targets  # built from the case list, which the spreads need

@@ -50,7 +50,7 @@ def bar_chart(
 
     def x(value: float) -> float:
         if log:
-            span = math.log10(high) - math.log10(low)
+            span = (math.log10(high) - math.log10(low)) or 1.0  # one value: no span
             frac = (math.log10(max(value, low)) - math.log10(low)) / span
         else:
             frac = value / high

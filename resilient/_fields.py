@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .bulkhead.bulkhead import BulkheadConfig
     from .circuit_breaker.breaker import CircuitBreakerConfig
     from .circuit_breaker.storage import BreakerStorage
+    from .failover import Failover
     from .fallback import Fallback
     from .hedging.hedging import HedgingConfig
     from .rate_limit.limiter import RateLimitConfig
@@ -58,6 +59,7 @@ class CircuitBreakerFields(TypedDict, total=False):
     recovery_backoff: float
     max_recovery_timeout: float | None
     max_half_open_duration: float | None
+    shadow: bool
 
 
 class RetryFields(TypedDict, total=False):
@@ -72,6 +74,7 @@ class RetryFields(TypedDict, total=False):
     give_up_on: tuple[type[BaseException], ...]
     retry_if_result: Callable[[Any], bool] | None
     on_retry: Callable[[int, BaseException | None, float], object] | None
+    wait: Callable[[int, BaseException | None, Any], float | None] | None
     respect_retry_after: bool
     deadline: float | None
     rng: random.Random | None
@@ -82,6 +85,7 @@ class TimeoutOptions(TypedDict, total=False):
     """The options of ``Timeout`` beside its seconds."""
 
     mode: Literal["thread", "signal", "inline"]
+    first_item: float | None
     inactivity: float | None
     name: str | None
     pool: WorkerPool | None
@@ -97,6 +101,7 @@ class ResilienceOverrides(TypedDict, total=False):
     fallback: Fallback | None
     rate_limit: RateLimitConfig | None
     hedging: HedgingConfig | None
+    failover: Failover | None
 
 
 class RateLimitFields(TypedDict, total=False):

@@ -15,12 +15,18 @@ after they were sent. Every request carries ``X-Request-ID`` (the caller's,
 the current ``resilient.request_context``'s, or a new one), and with
 ``per_host=True`` each host gets its own breaker and bulkhead, registered as
 ``http:{host}`` (``http:{host}:{port}`` for a port the URL spells out).
+Quota headers are read as the httpx transports read them: while a host's
+quota is spent, a request waits for the reset when retry would wait that
+long, else fails at once with ``RateLimitExceededError``, unsent
+(``quota_headers=False`` turns this off); a 429 never counts as a failure
+of the host's breaker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -41,7 +47,15 @@ from ._registry.registry import Registry, resolve
 from ._runtime import clock as _clock
 from ._runtime import fork as _fork
 from ._runtime.switch import switch
-from .http._classify import IDEMPOTENT_METHODS, error_class, error_for_status, may_retry
+from .http._classify import (
+    IDEMPOTENT_METHODS,
+    error_class,
+    error_for_status,
+    may_retry,
+    retry_after,
+)
+from .http._quota import QuotaState
+from .http._quota_gate import QuotaGate, breaker_config, note_quota
 from .http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 from .policy import ResiliencePolicy
 from .retry.retry import Retry, RetryConfig
@@ -165,6 +179,7 @@ class ResilientMiddleware:
         name: str = "http",
         registry: Registry | None = None,
         retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        quota_headers: bool = True,
     ) -> None:
         if policy is not None and not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"{_OWNER}: policy must be a ResiliencePolicy or None, got {policy!r}")
@@ -182,6 +197,10 @@ class ResilientMiddleware:
         self.name = name
         self.registry = registry
         self.retry_methods = frozenset(m.upper() for m in methods)
+        if not isinstance(quota_headers, bool):
+            raise TypeError(f"{_OWNER}: quota_headers must be a bool, got {quota_headers!r}")
+        self.quota_headers = quota_headers
+        self._breaker_config = breaker_config(self.policy)
         self._listeners = events.ListenerSet(registry.listeners)
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
@@ -215,19 +234,22 @@ class ResilientMiddleware:
     def _build(self, name: str) -> _Sends:
         policy = self.policy
         inner: list[Any] = []
-        if policy.circuit_breaker is not None:
-            inner.append(self.registry.get_or_create(name, policy.circuit_breaker))
+        if self._breaker_config is not None:
+            inner.append(self.registry.get_or_create(name, self._breaker_config))
         if policy.bulkhead is not None:
             inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
         outer.append(_RaiseForStatus)
         owner = _Route(name, self._listeners)
-        attempt = self._attempt
+        quota = QuotaState() if self.quota_headers else None
+        attempt = functools.partial(self._attempt, quota)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
             if retry is not None:
                 layers.append(Retry(retry, name=name, listeners=self._listeners))
+            if quota is not None:
+                layers.append(QuotaGate(name, quota, retry))
             layers.extend(inner)
             return compose(owner, layers, attempt, is_async=True)
 
@@ -242,7 +264,7 @@ class ResilientMiddleware:
         )
 
     async def _attempt(
-        self, request: aiohttp.ClientRequest, handler: Handler
+        self, quota: QuotaState | None, request: aiohttp.ClientRequest, handler: Handler
     ) -> aiohttp.ClientResponse:
         timeout = timeout_seconds(self.policy.timeout) if switch.on else None
         scope = asyncio.timeout(timeout)  # None: no limit
@@ -255,6 +277,9 @@ class ResilientMiddleware:
             if timeout is None or not scope.expired():
                 raise
             raise _failure(exc, request, timeout) from exc
+        if quota is not None:
+            headers = response.headers
+            note_quota(quota, response.status, headers.items(), retry_after(headers, _clock.wall()))
         cls = error_class(response.status)
         if cls is not None and cls.is_retryable:
             raise await _error_of(response, cls)
@@ -281,10 +306,17 @@ def middleware(
     name: str = "http",
     registry: Registry | None = None,
     retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+    quota_headers: bool = True,
 ) -> ResilientMiddleware:
     """An aiohttp client middleware applying ``policy`` (default:
     ``ResiliencePolicy()``) to every request; pass it in
-    ``ClientSession(middlewares=(...,))`` or per request."""
+    ``ClientSession(middlewares=(...,))`` or per request.
+    ``quota_headers=False`` stops it reading the hosts' quota headers."""
     return ResilientMiddleware(
-        policy, per_host=per_host, name=name, registry=registry, retry_methods=retry_methods
+        policy,
+        per_host=per_host,
+        name=name,
+        registry=registry,
+        retry_methods=retry_methods,
+        quota_headers=quota_headers,
     )

@@ -17,10 +17,11 @@ import copy
 import logging
 import random
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import events
+from ._execution import streams as _streams
 from ._execution.policy_base import ForwardingPolicy
 from ._runtime import clock as _clock
 from ._runtime import fork as _fork
@@ -232,6 +233,50 @@ class Chaos(ForwardingPolicy):
         if fault:
             return self._fault(name)  # type: ignore[no-any-return]
         return await fn(*args, **kwargs)
+
+    # A stream's fate is drawn when it starts: latency before its first
+    # item, a fault instead of its items (an injected result is its one item).
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]:
+        if self._active():
+            delay, fault = self._fate()
+            if delay:
+                _clock.sleep(self._delay(name, delay))
+            if fault:
+                yield self._fault(name)
+                return
+        stream = fn(*args, **kwargs)
+        try:
+            yield from stream
+        finally:
+            _streams.close(stream)
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]:
+        if self._active():
+            delay, fault = self._fate()
+            if delay:
+                await _clock.sleep_async(self._delay(name, delay))
+            if fault:
+                yield self._fault(name)
+                return
+        stream = fn(*args, **kwargs)
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            await _streams.aclose(stream)
 
 
 def with_chaos(

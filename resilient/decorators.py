@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
 
-from ._execution.compose import decorate
+from ._execution.compose import chain_of, decorate
 from ._fields import (
     CircuitBreakerFields,
     RateLimitFields,
@@ -21,6 +21,7 @@ from .circuit_breaker.keyed import KeyedBreakers
 from .fallback import MISSING, Fallback
 from .policy import Resilience, ResiliencePolicy
 from .rate_limit.limiter import RateLimitConfig, RateLimiter
+from .rate_limit.stack import Limits, limit_of
 from .retry.retry import Retry, RetryConfig
 from .timeout.timeout import Timeout
 
@@ -75,7 +76,8 @@ def with_circuit_breaker(
             ``success_threshold``, ``record_on``, ``ignore_on``,
             ``failure_predicate``, ``result_predicate``, ``timeout``,
             ``health_check``, ``health_check_interval``, ``storage``,
-            ``recovery_backoff``, ``max_recovery_timeout``, ``max_half_open_duration``.
+            ``recovery_backoff``, ``max_recovery_timeout``, ``max_half_open_duration``,
+            ``shadow``.
 
     Returns:
         A decorator that keeps the decorated callable's exact signature.
@@ -162,6 +164,8 @@ def with_bulkhead(
 def with_rate_limit(
     name: str | RateLimiter,
     *,
+    cost: Callable[..., float] | float | None = None,
+    actual: Callable[[Any], float] | None = None,
     config: RateLimitConfig | None = None,
     registry: Any = None,
     **fields: Unpack[RateLimitFields],
@@ -170,9 +174,19 @@ def with_rate_limit(
     once); a caller waits up to ``max_wait`` seconds for its turn, else gets
     ``RateLimitExceededError``.
 
+    With ``cost``, a call takes ``cost(*args, **kwargs)`` units of the limit
+    instead of one (a cost above ``burst`` is a ``ValueError``); with
+    ``actual``, ``actual(result)`` is what it really took, and the
+    difference is charged or refunded when it returns. Rate limits
+    decorated directly on top of one another act as one: a call waits for
+    the latest of its turns, and takes none when one of them refuses it.
+
     Args:
         name: the name the limiter is registered (or reused) under, or a
             ready ``RateLimiter``.
+        cost: what a call takes: a callable of the call's arguments, or a
+            number (default 1).
+        actual: a callable of the result: what the call really took.
         config: a ``RateLimitConfig``.
         registry: the ``Registry`` to register in (default: the global one).
         **fields: fields of ``RateLimitConfig``: ``rate``, ``period``,
@@ -190,9 +204,20 @@ def with_rate_limit(
             raise TypeError(f"with_rate_limit: name must be a non-empty str, got {name!r}")
         registry = _registry_of("with_rate_limit", registry)
         limiter = registry.rate_limiter(name, config, **fields)
+    if cost is not None and not callable(cost) and not isinstance(cost, (int, float)):
+        raise TypeError(f"with_rate_limit.cost must be a callable, a number or None, got {cost!r}")
+    layer: Limits | RateLimiter = limiter
+    if cost is not None or actual is not None:
+        layer = Limits((limit_of(limiter, cost, actual),))
 
     def decorator(fn: F) -> F:
-        return decorate(limiter, fn)
+        stacked = chain_of(fn)
+        if stacked is not None and isinstance(stacked.layers[0], (Limits, RateLimiter)):
+            # Limits on top of limits: one layer, taken together.
+            first = layer if isinstance(layer, Limits) else Limits((limit_of(layer, None, None),))
+            merged = first.then(stacked.layers[0])
+            return decorate(merged, cast(F, stacked.fn), merged, (merged, *stacked.layers[1:]))
+        return decorate(layer, fn)
 
     return decorator
 
@@ -208,7 +233,7 @@ def with_retry(
         **fields: fields of ``RetryConfig`` replacing those of
             ``config``: ``max_attempts``, ``initial_delay``, ``max_delay``,
             ``multiplier``, ``jitter``, ``retry_on``, ``give_up_on``,
-            ``retry_if_result``, ``on_retry``, ``respect_retry_after``,
+            ``retry_if_result``, ``on_retry``, ``wait``, ``respect_retry_after``,
             ``deadline``, ``rng``, ``budget``.
 
     Returns:
@@ -238,9 +263,11 @@ def with_timeout(
     Args:
         seconds: the limit per call, or a ready ``Timeout``.
         **options: those of ``Timeout``: ``mode`` (``"thread"``, the
-            default, or ``"signal"`` for sync functions), ``inactivity``
-            (seconds without an item, for async generator functions),
-            ``name``, ``pool`` (a ``WorkerPool``).
+            default, or ``"signal"`` for sync functions), ``first_item``
+            (seconds to the first item of a stream), ``inactivity``
+            (seconds without an item after it), ``name``, ``pool`` (a
+            ``WorkerPool``). On a generator function (or an async generator
+            function) ``seconds`` bounds the whole stream.
     """
     if isinstance(seconds, Timeout):
         if options:
@@ -284,8 +311,8 @@ def with_resilience(
     **overrides: Unpack[ResilienceOverrides],
 ) -> Callable[[F], F]:
     """Protect a function, coroutine function or method with every layer of
-    a policy, outermost first: fallback → retry → circuit breaker →
-    bulkhead → timeout.
+    a policy, outermost first: fallback → retry → failover → hedging →
+    circuit breaker → rate limiter → bulkhead → timeout.
 
     Args:
         name: the name its breaker and bulkhead are registered under.
@@ -293,7 +320,8 @@ def with_resilience(
         registry: the ``Registry`` to register in (default: the global one).
         **overrides: fields of ``ResiliencePolicy`` replacing the
             policy's (``circuit_breaker``, ``retry``, ``timeout``,
-            ``bulkhead``, ``fallback``); ``None`` drops a layer.
+            ``bulkhead``, ``fallback``, ``rate_limit``, ``hedging``,
+            ``failover``); ``None`` drops a layer.
     """
     if policy is None:
         policy = ResiliencePolicy()

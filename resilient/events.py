@@ -45,12 +45,14 @@ __all__ = [
     "CallSucceeded",
     "ChaosInjected",
     "Event",
+    "FailoverUsed",
     "FallbackUsed",
     "HedgeStarted",
     "Level",
     "Listener",
     "RateLimited",
     "Reader",
+    "Reconfigured",
     "RetriesExhausted",
     "RetryAttempted",
     "StateChanged",
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
     class _Field(Generic[T]):
         """A read-only field of an event (typed for checkers)."""
 
-        def __init__(self, index: int) -> None: ...
+        def __init__(self, index: int, default: object = ...) -> None: ...
         @overload
         def __get__(self, obj: None, owner: Any) -> _Field[T]: ...
         @overload
@@ -94,8 +96,12 @@ else:
         def __class_getitem__(cls, item):
             return cls
 
-        def __new__(cls, index):
-            return property(itemgetter(index))
+        def __new__(cls, index, *default):
+            if not default:
+                return property(itemgetter(index))
+            (value,) = default
+            # A field added later: events built without it read its default.
+            return property(lambda event: event[index] if len(event) > index else value)
 
 
 _MISSING: Any = object()
@@ -196,14 +202,16 @@ class CallFailed(Event):
 
 class CallRejected(Event):
     """A call refused without running: ``state`` is the breaker's state,
-    ``"full"`` for a bulkhead, ``"rate_limited"`` for a rate limiter."""
+    ``"full"`` for a bulkhead, ``"rate_limited"`` for a rate limiter.
+    ``shadow``: a shadow breaker would have refused it, and let it run."""
 
     __slots__ = ()
-    _fields = (*Event._fields, "state", "remaining", "level")
-    _defaults = _LEVELLED
+    _fields = (*Event._fields, "state", "remaining", "level", "shadow")
+    _defaults: ClassVar[dict[str, object]] = {"level": POLICY, "shadow": False}
     state: _Field[str] = _Field(_BASE)
     remaining: _Field[float] = _Field(_BASE + 1)
     level: _Field[Level] = _Field(_BASE + 2)
+    shadow: _Field[bool] = _Field(_BASE + 3, False)
 
 
 class RetryAttempted(Event):
@@ -239,12 +247,15 @@ class RateLimited(Event):
 
 class StateChanged(Event):
     """A breaker moved from ``old_state`` to ``new_state`` (the values of
-    ``CircuitState``), forced moves included."""
+    ``CircuitState``), forced moves included. ``shadow``: a shadow breaker
+    moved (it rejects nothing: what a real one would have done)."""
 
     __slots__ = ()
-    _fields = (*Event._fields, "old_state", "new_state")
+    _fields = (*Event._fields, "old_state", "new_state", "shadow")
+    _defaults: ClassVar[dict[str, object]] = {"shadow": False}
     old_state: _Field[str] = _Field(_BASE)
     new_state: _Field[str] = _Field(_BASE + 1)
+    shadow: _Field[bool] = _Field(_BASE + 2, False)
 
 
 class TimedOut(Event):
@@ -282,6 +293,16 @@ class FallbackUsed(Event):
     error: _Field[BaseException | None] = _Field(_BASE)
 
 
+class FailoverUsed(Event):
+    """A failover left a target: ``target`` is the name of the one it tries
+    next, ``error`` what the one it left raised."""
+
+    __slots__ = ()
+    _fields = (*Event._fields, "target", "error")
+    target: _Field[str] = _Field(_BASE)
+    error: _Field[BaseException] = _Field(_BASE + 1)
+
+
 class StreamInactive(Event):
     """An async stream yielded nothing for ``inactivity`` seconds."""
 
@@ -300,6 +321,29 @@ class ChaosInjected(Event):
     kind: _Field[str] = _Field(_BASE)
     delay: _Field[float] = _Field(_BASE + 1)
     error: _Field[BaseException | None] = _Field(_BASE + 2)
+
+
+class Reconfigured(Event):
+    """A breaker, bulkhead or rate limiter adopted new settings in place
+    (``reconfigure``): ``changes`` maps each field that changed to its
+    ``(old, new)`` values."""
+
+    __slots__ = ()
+    _fields = (*Event._fields, "changes")
+    changes: _Field[dict[str, tuple[Any, Any]]] = _Field(_BASE)
+
+
+def announce_settings(policy: str, name: str, scope: ListenerSet, changes: dict[str, Any]) -> None:
+    """Log a reconfiguration of ``name`` and emit its ``Reconfigured`` event."""
+    log.warning(
+        "%s %r reconfigured: %s",
+        policy,
+        name,
+        ", ".join(f"{field} {old!r} -> {new!r}" for field, (old, new) in changes.items()),
+        extra={"policy_name": name, "changes": changes},
+    )
+    if scope.events:
+        scope.new(Reconfigured, name, policy, changes)
 
 
 Listener = Callable[[Event], object]

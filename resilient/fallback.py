@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import events
-from ._execution.compose import is_async_callable, watching
+from ._execution import streams as _streams
+from ._execution.compose import is_async_callable, is_async_gen, watching
 from ._execution.policy_base import PolicyBase
 from ._runtime import clock as _clock
+from ._runtime import mapping as _mapping
 from ._runtime import validation as _validate
 from ._runtime.switch import switch
 from .events import METERED
@@ -26,6 +28,7 @@ from .events import METERED
 if TYPE_CHECKING:
     from ._execution.compose import Decoratable
     from ._execution.request import Request
+    from ._runtime.mapping import Exceptions
 
 __all__ = ["Fallback"]
 
@@ -94,6 +97,49 @@ class Fallback(PolicyBase):
         #: Whether the handler is a coroutine function (it then answers for
         #: coroutine functions only).
         self.async_handler = handler is not None and is_async_callable(handler)
+
+    @classmethod
+    def from_dict(
+        cls, mapping: Mapping[str, Any], *, exceptions: Exceptions | None = None
+    ) -> Fallback:
+        """A fallback from a table: ``value`` (or ``handler``, a callable,
+        when the mapping is built in Python) and ``on`` (exception names, as
+        ``CircuitBreakerConfig.from_dict`` reads them)."""
+        return cls.from_table(mapping, exceptions, "")
+
+    @classmethod
+    def from_table(
+        cls, mapping: Mapping[str, Any], exceptions: Exceptions | None, path: str
+    ) -> Fallback:
+        """``from_dict``, naming ``path`` (the table's key in its document) in errors."""
+        owner = path or _OWNER
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"{_OWNER}.from_dict needs a mapping, got {mapping!r}")
+        unknown = sorted(str(key) for key in mapping if key not in ("value", "handler", "on"))
+        if unknown:
+            raise ValueError(
+                f"{owner} has no field {', '.join(map(repr, unknown))}; "
+                "the fields are value, handler, on"
+            )
+        if ("value" in mapping) == ("handler" in mapping):
+            raise ValueError(f"{owner} needs exactly one of 'value' or 'handler'")
+        on = _mapping.exception_types(owner, "on", mapping.get("on", (Exception,)), exceptions)
+        try:
+            if "handler" in mapping:
+                return cls(handler=mapping["handler"], on=on)  # type: ignore[arg-type]
+            return cls(mapping["value"], on=on)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as error:
+            if not path:
+                raise
+            raise type(error)(f"{path}: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``value`` (or ``handler``) and ``on``, as ``from_dict`` reads them."""
+        out: dict[str, Any] = (
+            {"handler": self.handler} if self.handler is not None else {"value": self.value}
+        )
+        out["on"] = [_mapping.exception_name(kind) for kind in self.on]
+        return out
 
     def for_stack(self, name: str, listeners: events.ListenerSet | None) -> Fallback:
         """This fallback as a layer of the composed policy ``name``: its
@@ -207,9 +253,59 @@ class Fallback(PolicyBase):
             answer = await answer
         return answer
 
+    # Streams: a failure before the first item is answered by the handler's
+    # items (an iterable, an async iterable, or one value); after it, the
+    # error is the consumer's.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]:
+        on = self.on
+
+        def opener() -> Iterator[Any]:
+            return fn(*args, **kwargs)
+
+        def recover(error: Exception, attempt: int) -> Callable[[], Iterator[Any]] | None:
+            if attempt > 1 or not isinstance(error, on) or not switch.on:
+                return None
+            if self.async_handler:
+                raise TypeError(
+                    f"{self!r}: an async handler cannot answer for the generator function {fn!r}"
+                ) from error
+            answer = self._answer(name, args, kwargs, error)
+            return lambda: _streams.one_stream(answer)
+
+        return _streams.before_first(opener, recover)
+
+    def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]:
+        on = self.on
+
+        def opener() -> AsyncIterator[Any]:
+            return fn(*args, **kwargs)
+
+        async def recover(
+            error: Exception, attempt: int
+        ) -> Callable[[], AsyncIterator[Any]] | None:
+            if attempt > 1 or not isinstance(error, on) or not switch.on:
+                return None
+            answer = self._answer(name, args, kwargs, error)
+            return lambda: _streams.aone_stream(answer)
+
+        return _streams.abefore_first(opener, recover)
+
     def __call__(self, fn: F) -> F:
         """Use the fallback itself as a decorator."""
-        if self.async_handler and not is_async_callable(fn):
+        if self.async_handler and not is_async_callable(fn) and not is_async_gen(fn):
             raise TypeError(
                 f"{self!r}: an async handler cannot answer for the sync function {fn!r}"
             )

@@ -1,9 +1,11 @@
 """``ResiliencePolicy``, its presets in ``ResiliencePolicies``, and
 ``Resilience``: every layer composed into one policy.
 
-The order, outermost first: fallback → retry → hedging → circuit breaker →
-rate limiter → bulkhead → timeout → function (each hedged attempt passes the
-breaker, the rate limiter, the bulkhead and the timeout). So the timeout
+The order, outermost first: fallback → retry → failover → hedging →
+circuit breaker → rate limiter → bulkhead → timeout → function (each hedged
+attempt passes the breaker, the rate limiter, the bulkhead and the timeout;
+the failover's alternates carry their own policies, and a retry tries the
+whole failover again). So the timeout
 bounds each attempt, the breaker counts each attempt, a full bulkhead or a
 spent rate limit is not the dependency's failure, retry waits out (or gives
 up on) an open breaker and honours a rate limit's ``retry_after``, and the
@@ -23,6 +25,7 @@ from ._runtime.mapping import FromDict
 from .bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
 from .config import defaults
+from .failover import Failover
 from .fallback import Fallback
 from .hedging.hedging import Hedging, HedgingConfig
 from .rate_limit.limiter import RateLimitConfig, RateLimiter
@@ -62,6 +65,8 @@ class ResiliencePolicy(FromDict):
         fallback: a ``Fallback``, or ``None``.
         rate_limit: a ``RateLimitConfig``, or ``None`` (the default).
         hedging: a ``HedgingConfig``, or ``None`` (the default).
+        failover: a ``Failover``, or ``None`` (the default): its alternates
+            are tried, at once, when the protected call fails.
     """
 
     _durations = frozenset({"timeout"})
@@ -73,6 +78,7 @@ class ResiliencePolicy(FromDict):
     fallback: Fallback | None = None
     rate_limit: RateLimitConfig | None = None
     hedging: HedgingConfig | None = None
+    failover: Failover | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -82,6 +88,7 @@ class ResiliencePolicy(FromDict):
             ("fallback", Fallback),
             ("rate_limit", RateLimitConfig),
             ("hedging", HedgingConfig),
+            ("failover", Failover),
         ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
@@ -245,10 +252,12 @@ class Resilience(PolicyBase):
         # On this dependency's own worker pool: another's hung calls never
         # hold the workers this one needs.
         timeout = policy.timeout
+        # A plain float bounds each wait of a stream, not the whole stream.
+        per_wait = timeout is not None and not isinstance(timeout, TimeoutConfig)
         if timeout is not None and not isinstance(timeout, TimeoutConfig):
             timeout = TimeoutConfig(timeout)
         self.timeout: Timeout | None = (
-            None if timeout is None else timeout.for_stack(name, listeners)
+            None if timeout is None else timeout.for_stack(name, listeners, per_wait=per_wait)
         )
         self.fallback = (
             None if policy.fallback is None else policy.fallback.for_stack(name, listeners)
@@ -258,10 +267,14 @@ class Resilience(PolicyBase):
             if policy.hedging is None
             else Hedging(policy.hedging, name=name, listeners=listeners)
         )
+        self.failover: Failover | None = (
+            None if policy.failover is None else policy.failover.for_stack(name, listeners)
+        )
         # Outermost first.
         order = (
             self.fallback,
             self.retry,
+            self.failover,
             self.hedging,
             self.breaker,
             self.rate_limiter,
@@ -281,6 +294,7 @@ class Resilience(PolicyBase):
             for kind, layer in (
                 ("fallback", self.fallback),
                 ("retry", self.retry),
+                ("failover", self.failover),
                 ("hedging", self.hedging),
                 ("circuit_breaker", self.breaker),
                 ("rate_limit", self.rate_limiter),
@@ -295,9 +309,9 @@ class Resilience(PolicyBase):
         """Use the composed policy itself as a decorator."""
         fallback = self.fallback
         if fallback is not None and fallback.async_handler:
-            from ._execution.compose import is_async_callable
+            from ._execution.compose import is_async_callable, is_async_gen
 
-            if not is_async_callable(fn):
+            if not is_async_callable(fn) and not is_async_gen(fn):
                 raise TypeError(
                     f"{fallback!r}: an async handler cannot answer for the sync function {fn!r}"
                 )

@@ -8,16 +8,17 @@ and out, and a health endpoint. Needs the ``starlette`` extra
   known and finite, and runs every request inside
   ``resilient.request_context`` with the caller's ``X-Request-ID`` (or a
   new one), which the response carries back.
-- ``health_endpoint`` ``(registry=None)`` is an endpoint answering
-  ``registry.health().to_dict()``: 200 when healthy or degraded, 503 when
-  unhealthy or critical.
+- ``health_endpoint`` ``(registry=None, *, fail_on="unhealthy")`` is an
+  endpoint answering ``registry.health().to_dict()``: 503 at ``fail_on`` or
+  worse (``"unhealthy"``, ``"critical"``, or ``"never"`` for a liveness
+  probe), else 200.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 try:
     from starlette.applications import Starlette
@@ -144,16 +145,32 @@ def install(app: App) -> App:
     return app
 
 
-_FAILING = frozenset({HealthStatus.UNHEALTHY, HealthStatus.CRITICAL})
+_FAILING = {
+    "unhealthy": frozenset({HealthStatus.UNHEALTHY, HealthStatus.CRITICAL}),
+    "critical": frozenset({HealthStatus.CRITICAL}),
+    "never": frozenset(),
+}
 
 
-def health_endpoint(registry: Registry | None = None) -> Callable[[Request], Awaitable[Response]]:
+def health_endpoint(
+    registry: Registry | None = None,
+    *,
+    fail_on: Literal["unhealthy", "critical", "never"] = "unhealthy",
+) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint answering ``registry.health().to_dict()`` (the global
-    registry by default): 200 when healthy or degraded, 503 otherwise.
+    registry by default): 503 when the status is ``fail_on`` or worse, else
+    200. ``fail_on``: ``"unhealthy"`` (a breaker open), ``"critical"`` (half
+    or more of the breakers open), or ``"never"`` (always 200: a liveness
+    probe, which must not restart a process for a dependency's outage).
     ``Route("/health", health_endpoint())`` in Starlette,
     ``app.add_api_route("/health", health_endpoint())`` in FastAPI."""
     if registry is not None and not isinstance(registry, Registry):
         raise TypeError(f"health_endpoint(registry) must be a Registry or None, got {registry!r}")
+    failing = _FAILING.get(fail_on) if isinstance(fail_on, str) else None
+    if failing is None:
+        raise ValueError(
+            f"health_endpoint(fail_on) must be 'unhealthy', 'critical' or 'never', got {fail_on!r}"
+        )
 
     async def health(request: Request) -> Response:
         if registry is None:
@@ -161,7 +178,7 @@ def health_endpoint(registry: Registry | None = None) -> Callable[[Request], Awa
         else:
             current = registry
         report = current.health()
-        status = 503 if report.status in _FAILING else 200
+        status = 503 if report.status in failing else 200
         return JSONResponse(report.to_dict(), status_code=status)
 
     return health

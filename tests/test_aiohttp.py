@@ -15,7 +15,14 @@ import pytest
 from aiohttp import web
 
 import resilient
-from resilient import CircuitOpenError, CircuitState, ResiliencePolicy, RetryConfig
+from resilient import (
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    CircuitState,
+    RateLimitExceededError,
+    ResiliencePolicy,
+    RetryConfig,
+)
 from resilient.aiohttp import ResilientMiddleware, middleware
 from resilient.http import (
     AuthenticationError,
@@ -25,7 +32,7 @@ from resilient.http import (
     RateLimitError,
     ServerError,
 )
-from resilient.testing import WaitRecorder
+from resilient.testing import WaitRecorder, fake_clock
 
 FOREVER = web.AppKey("forever", asyncio.Event)
 POLICY = ResiliencePolicy(
@@ -138,28 +145,27 @@ async def test_the_callers_and_the_contexts_request_id_are_kept(
     assert [seen["X-Request-ID"] for seen in script.seen] == ["mine", "from-context"]
 
 
-async def test_429_retry_after_is_honoured(
-    server: tuple[str, Script], instant_waits: WaitRecorder
-) -> None:
+async def test_429_retry_after_is_honoured(server: tuple[str, Script]) -> None:
     url, script = server
     script.then(429, **{"Retry-After": "7"})
-    async with _session(middleware(POLICY)) as session:
-        response = await session.get(f"{url}/a")
+    # The fake clock: the 429 holds the host for 7 s, which the retry waits out.
+    with fake_clock() as clock:
+        async with _session(middleware(POLICY)) as session:
+            response = await session.get(f"{url}/a")
     assert response.status == 200
-    assert instant_waits.delays == [7.0]
+    assert clock.delays == [7.0]
 
 
-async def test_rate_limit_error_when_retries_are_spent(
-    server: tuple[str, Script], instant_waits: WaitRecorder
-) -> None:
+async def test_rate_limit_error_when_retries_are_spent(server: tuple[str, Script]) -> None:
     url, script = server
     for _ in range(3):
         script.then(429, **{"Retry-After": "2"})
-    async with _session(middleware(POLICY)) as session:
-        with pytest.raises(RateLimitError) as caught:
-            await session.get(f"{url}/a")
+    with fake_clock() as clock:
+        async with _session(middleware(POLICY)) as session:
+            with pytest.raises(RateLimitError) as caught:
+                await session.get(f"{url}/a")
     assert caught.value.retry_after == 2.0
-    assert instant_waits.delays == [2.0, 2.0]
+    assert clock.delays == [2.0, 2.0]
 
 
 async def test_a_retry_after_longer_than_max_delay_is_raised_at_once(
@@ -308,3 +314,58 @@ def test_bad_arguments_are_named() -> None:
         middleware(name="")
     with pytest.raises(TypeError, match="retry_methods"):
         middleware(retry_methods="GET")
+
+
+# -- quota hints --------------------------------------------------------------------
+
+
+async def test_a_host_announcing_nothing_left_gets_no_request_until_the_reset(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.then(200, **{"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m"})
+    with fake_clock() as clock:
+        async with _session(middleware(POLICY)) as session:
+            await session.get(f"{url}/a")
+            with pytest.raises(RateLimitExceededError) as caught:
+                await session.get(f"{url}/a")  # retry's max_delay is 30 s: 60 s is more
+            assert caught.value.retry_after == 60.0
+            assert len(script.seen) == 1
+        async with _session(middleware(POLICY)) as session:
+            script.then(200, RateLimit='"default";r=0;t=45')
+            await session.get(f"{url}/a")
+            with pytest.raises(RateLimitExceededError) as caught:
+                await session.get(f"{url}/a")
+            assert caught.value.retry_after == 45.0
+            assert len(script.seen) == 2
+            clock.advance(45.0)
+            assert (await session.get(f"{url}/a")).status == 200
+            assert len(script.seen) == 3
+
+
+async def test_quota_headers_false_leaves_the_quota_to_the_server(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.then(200, RateLimit='"default";r=0;t=45')
+    with fake_clock():
+        async with _session(middleware(POLICY, quota_headers=False)) as session:
+            await session.get(f"{url}/a")
+            assert (await session.get(f"{url}/a")).status == 200
+    assert len(script.seen) == 2
+
+
+async def test_a_429_never_opens_the_hosts_breaker(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.then(429, **{"Retry-After": "1"}).then(429, **{"Retry-After": "1"})
+    policy = ResiliencePolicy(
+        retry=RetryConfig(max_attempts=3, initial_delay=1.0, jitter=0.0),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+        timeout=5.0,
+    )
+    with fake_clock() as clock:
+        async with _session(middleware(policy)) as session:
+            assert (await session.get(f"{url}/a")).status == 200
+    assert clock.delays == [1.0, 2.0]  # the backoff, when longer than Retry-After
+    host = url.removeprefix("http://")
+    assert resilient.registry.get(f"http:{host}").state is CircuitState.CLOSED  # type: ignore[union-attr]

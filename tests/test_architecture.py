@@ -105,6 +105,7 @@ LAYER_PROTOCOL = {
     "_stats_for",
     "_wrap_sync",
     "_wrap_async",
+    "_stream",
     "_astream",
     "_meters",
     "_run",
@@ -196,6 +197,7 @@ def _layers() -> dict[str, Callable[[], Any]]:
         "rate_limit": lambda: resilient.RateLimiter("arch", rate=1000.0),
         "hedging": lambda: resilient.Hedging(resilient.HedgingConfig(delay=1.0)),
         "chaos": lambda: resilient.Chaos(),
+        "failover": lambda: resilient.Failover("arch", []),
         "keyed": lambda: registry,  # replaced below: a keyed group is built by its decorator
     }
 
@@ -264,6 +266,7 @@ DECORATORS: dict[str, Callable[[], Any]] = {
     "rate_limit": lambda: with_rate_limit("frames", rate=1000.0),
     "hedging": lambda: with_hedging(1.0),
     "chaos": lambda: with_chaos(),
+    "failover": lambda: resilient.with_failover("frames", []),
     "keyed": lambda: with_circuit_breaker("frames-keyed", key=lambda: "k"),
     "stack": lambda: with_resilience("frames-stack", timeout=None),
     "stack_with_bulkhead": lambda: with_resilience(
@@ -284,6 +287,7 @@ SYNC_FRAMES = {
     "rate_limit": 2,
     "hedging": 6,
     "chaos": 3,
+    "failover": 2,
     "keyed": 3,
     "stack": 3,
     "stack_with_bulkhead": 4,
@@ -297,6 +301,7 @@ ASYNC_FRAMES = {
     "rate_limit": 2,
     "hedging": 2,
     "chaos": 2,
+    "failover": 2,
     "keyed": 3,
     "stack": 3,
     "stack_with_bulkhead": 4,

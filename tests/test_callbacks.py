@@ -32,6 +32,7 @@ from resilient import (
     RetryConfig,
     StateChanged,
     with_circuit_breaker,
+    with_rate_limit,
 )
 from resilient.testing import FakeClock, fake_clock
 
@@ -55,6 +56,7 @@ CALLBACKS = (
     "result_predicate",
     "failure_predicate",
     "on_retry",
+    "wait",
     "retry_if_result",
     "fallback_handler",
     "listener",
@@ -92,8 +94,8 @@ def _configs(callback: str, error: BaseException) -> dict[str, Any]:
         breaker["result_predicate"] = _raiser(error, lambda r: r == "bad")
     elif callback == "failure_predicate":
         breaker["failure_predicate"] = _raiser(error, lambda e: isinstance(e, Broken), True)
-    elif callback == "on_retry":
-        retry["on_retry"] = _raiser(error, lambda *a: True)
+    elif callback in ("on_retry", "wait"):
+        retry[callback] = _raiser(error, lambda *a: True)
     elif callback == "retry_if_result":
         retry["retry_if_result"] = _raiser(error, lambda r: r == "bad")
     elif callback == "fallback_handler":
@@ -111,7 +113,7 @@ def _trigger(callback: str) -> Callable[[], Any]:
         return lambda: "bad"
     if callback == "listener":
         return lambda: "fine"
-    if callback == "on_retry":
+    if callback in ("on_retry", "wait"):
         return lambda: 1 / 0  # an error the retry takes on
 
     def broken() -> str:
@@ -139,7 +141,7 @@ def _build(callback: str, error: BaseException, shape: str) -> Case:
             assert stack.breaker is not None
             stack.breaker.subscribe(_half_open_raiser(error))
         return Case(callback, error, stack.call, stack.breaker, stack)
-    if callback in ("on_retry", "retry_if_result"):
+    if callback in ("on_retry", "wait", "retry_if_result"):
         return Case(callback, error, Retry(RetryConfig(**settings["retry"])).call)
     if callback == "fallback_handler":
         return Case(callback, error, settings["fallback"].call)
@@ -260,3 +262,57 @@ def test_a_raising_key_function_reaches_the_caller_and_leaves_no_key_behind(
     # Nothing of the failed call is in flight on "a": the bound drops it.
     assert run("b") == "b"
     assert registry.names() == ["keyed[b]"]
+
+
+# -- rate limit costs: cost before the call, actual after it -------------------------
+
+
+def _limited(callback: str, error: BaseException, shape: str, flavour: str) -> Any:
+    """A call through one limit (``policy``) or three stacked (``stack``),
+    with ``callback`` (``cost`` or ``actual``) raising ``error`` on "boom"."""
+    registry = Registry()
+
+    def raising(value: Any) -> float:
+        if value in ("boom", "BOOM"):
+            raise error
+        return 1.0
+
+    weighed = {callback: raising}
+
+    def call(prompt: str) -> str:
+        return prompt.upper()
+
+    async def acall(prompt: str) -> str:
+        return prompt.upper()
+
+    fn: Any = call if flavour == "sync" else acall
+    fn = with_rate_limit("weighed", rate=2, burst=2, registry=registry, **weighed)(fn)
+    if shape == "stack":
+        fn = with_rate_limit("outer", rate=2, burst=2, registry=registry)(fn)
+        fn = with_rate_limit("outermost", cost=1, rate=2, burst=2, registry=registry)(fn)
+    names = ("weighed", "outer", "outermost") if shape == "stack" else ("weighed",)
+    return fn, [registry.rate_limiter(n) for n in names]
+
+
+@pytest.mark.parametrize("shape", ["policy", "stack"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize("raises", sorted(RAISES))
+@pytest.mark.parametrize("callback", ["cost", "actual"])
+def test_a_raising_cost_or_actual_reaches_the_caller_and_leaks_no_turn(
+    callback: str, raises: str, flavour: str, shape: str
+) -> None:
+    error = RAISES[raises]()
+    with fake_clock():
+        fn, limiters = _limited(callback, error, shape, flavour)
+
+        def run(prompt: str) -> Any:
+            return fn(prompt) if flavour == "sync" else asyncio.run(fn(prompt))
+
+        with pytest.raises(type(error)) as caught:
+            run("boom")
+        assert caught.value is error
+        # cost raised: no turn was taken; actual raised: the call ran and
+        # spent exactly its one turn, nothing more.
+        spent = 0 if callback == "cost" else 1
+        assert [lim.metrics().available for lim in limiters] == [2 - spent] * len(limiters)
+        assert run("ok") == "OK"

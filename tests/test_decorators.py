@@ -169,14 +169,6 @@ def test_decorating_a_non_callable_is_a_type_error() -> None:
         with_circuit_breaker("x")(42)  # type: ignore[type-var]
 
 
-def test_decorating_an_async_generator_is_a_type_error() -> None:
-    async def stream():  # type: ignore[no-untyped-def]
-        yield 1
-
-    with pytest.raises(TypeError, match="async generator"):
-        with_circuit_breaker("x")(stream)
-
-
 def test_a_ready_breaker_can_be_passed() -> None:
     breaker = CircuitBreaker("own", CircuitBreakerConfig(failure_threshold=1))
 

@@ -136,15 +136,16 @@ def test_an_unknown_key_names_it(config: type[FromDict]) -> None:
 
 
 def test_an_unknown_key_in_a_nested_layer_names_it() -> None:
-    with pytest.raises(ValueError, match=r"RetryConfig has no field 'max_attempt'"):
+    with pytest.raises(ValueError, match=r"retry \(RetryConfig\) has no field 'max_attempt'"):
         ResiliencePolicy.from_dict({"retry": {"max_attempt": 3}})
 
 
 def test_not_a_mapping() -> None:
     with pytest.raises(TypeError, match=r"RetryConfig.from_dict needs a mapping, got \[1\]"):
         RetryConfig.from_dict([1])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"ResiliencePolicy.retry must be a RetryConfig"):
+    with pytest.raises(TypeError, match=r"retry must be a table of RetryConfig fields") as caught:
         ResiliencePolicy.from_dict({"retry": 3})
+    assert "None" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -334,3 +335,69 @@ def test_a_policy_table_takes_a_rate_limit_hedging_and_a_timeout_table() -> None
     assert policy.rate_limit == RateLimitConfig(10.0, 60.0, max_wait=0.25)
     assert policy.hedging == HedgingConfig(0.05, on=(ConnectionError,))
     assert policy.bulkhead == BulkheadConfig(3, adaptive=AdaptiveLimit("vegas"))
+
+
+def test_every_table_of_a_policy_loads_from_toml() -> None:
+    document = tomllib.loads(
+        """
+        timeout = "2s"
+        [circuit_breaker]
+        failure_threshold = 4
+        [retry]
+        max_attempts = 2
+        [bulkhead]
+        max_concurrent = 8
+        [rate_limit]
+        rate = 50
+        period = "1s"
+        [hedging]
+        delay = "150ms"
+        on = ["ConnectionError"]
+        [fallback]
+        value = "cached"
+        on = ["TimeoutError"]
+        """
+    )
+    policy = ResiliencePolicy.from_dict(document)
+    assert policy.rate_limit == RateLimitConfig(rate=50, period=1.0)
+    assert policy.hedging == HedgingConfig(delay=0.15, on=(ConnectionError,))
+    assert policy.bulkhead == BulkheadConfig(8)
+    assert isinstance(policy.fallback, Fallback)
+    assert policy.fallback.value == "cached"
+    assert policy.fallback.on == (TimeoutError,)
+    back = policy.to_dict()
+    assert back["fallback"] == {"value": "cached", "on": ["TimeoutError"]}
+    again = ResiliencePolicy.from_dict(json.loads(json.dumps(back)))
+    assert again.replace(fallback=None) == policy.replace(fallback=None)
+    assert again.fallback is not None
+    assert again.fallback.value == "cached"
+
+
+def test_a_fallback_table_needs_a_value_and_knows_its_keys() -> None:
+    with pytest.raises(ValueError, match=r"fallback needs exactly one of 'value' or 'handler'"):
+        ResiliencePolicy.from_dict({"fallback": {}})
+    with pytest.raises(ValueError, match=r"fallback has no field 'valeu'"):
+        ResiliencePolicy.from_dict({"fallback": {"valeu": 1}})
+    assert Fallback.from_dict({"value": 0}).value == 0
+
+
+def test_a_bulkhead_table_without_max_concurrent_names_the_key() -> None:
+    with pytest.raises(ValueError, match=r"^bulkhead \(BulkheadConfig\) needs 'max_concurrent'$"):
+        ResiliencePolicy.from_dict({"bulkhead": {"max_queue": 3}})
+    with pytest.raises(ValueError, match=r"^BulkheadConfig needs 'max_concurrent'$"):
+        BulkheadConfig.from_dict({})
+    with pytest.raises(ValueError, match=r"^RateLimitConfig needs 'rate'$"):
+        RateLimitConfig.from_dict({})
+
+
+@pytest.mark.parametrize("key", ["rate_limit", "hedging", "fallback", "bulkhead", "retry"])
+def test_a_layer_that_is_not_a_table_speaks_of_tables_and_false(key: str) -> None:
+    with pytest.raises(TypeError, match=rf"^{key} must be a table of \w+ fields") as caught:
+        ResiliencePolicy.from_dict({key: 3})
+    assert "None" not in str(caught.value)
+    assert "or false for no" in str(caught.value)
+
+
+def test_an_error_inside_a_layer_names_its_key() -> None:
+    with pytest.raises(TypeError, match=r"^rate_limit: RateLimitConfig.rate must be"):
+        ResiliencePolicy.from_dict({"rate_limit": {"rate": "many"}})

@@ -180,7 +180,7 @@ def test_the_front_pages_list_exactly_the_user_extras(page: str) -> None:
 def test_the_front_pages_list_exactly_the_demo_scenarios(page: str) -> None:
     scenario = _demo_scenario()
     choices = list(scenario.choices or ())
-    assert len(choices) == 5
+    assert len(choices) == 7
     text = (ROOT / page).read_text()
     # The option as --help spells it, and one row per scenario.
     assert re.findall(r"--scenario \{[^}]*\}", text) == [f"--scenario {{{','.join(choices)}}}"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from resilient import RateLimitConfig, RateLimiter, RateLimitExceededError
+from resilient import RateLimitConfig, RateLimiter, RateLimitExceededError, with_rate_limit
 from resilient.redis import RedisStorage
 from resilient.redis._limit import limit_keys
 from resilient.testing import fake_clock
@@ -220,3 +220,62 @@ async def test_the_async_path_never_blocks_the_event_loop_on_a_stalled_redis(
     # Blocked, the loop would have stalled for the whole socket timeout (0.25 s).
     assert len(lags) > 10
     assert max(lags) < 0.1, f"worst loop lag {max(lags) * 1000:.1f} ms"
+
+
+def test_instances_share_one_weighed_burst(storages: Callable[..., RedisStorage]) -> None:
+    one = shared("tpm", storages(), rate=1, period=60.0, burst=100)
+    two = shared("tpm", storages(), rate=1, period=60.0, burst=100)
+    weighed_one = with_rate_limit(one, cost=lambda n: float(n))(lambda n: n)
+    weighed_two = with_rate_limit(two, cost=lambda n: float(n))(lambda n: n)
+    assert weighed_one(60) == 60
+    with pytest.raises(RateLimitExceededError) as caught:
+        weighed_two(50)
+    assert 9 * 60.0 < caught.value.retry_after <= 10 * 60.0
+    assert weighed_two(40) == 40
+
+
+def test_adjust_is_shared_by_the_fleet(storages: Callable[..., RedisStorage]) -> None:
+    one = shared("tpm", storages(), rate=1, period=60.0, burst=100)
+    two = shared("tpm", storages(), rate=1, period=60.0, burst=100)
+    settled = with_rate_limit(one, cost=lambda: 80.0, actual=lambda r: 10.0)(lambda: "ok")
+    assert settled() == "ok"  # 80 taken, 70 refunded: 90 left for the fleet
+    weighed = with_rate_limit(two, cost=lambda n: float(n))(lambda n: n)
+    assert weighed(90) == 90
+    with pytest.raises(RateLimitExceededError):
+        weighed(1)
+    two.adjust(-50)  # a refund from either instance
+    assert weighed(50) == 50
+    one.adjust(30)  # a charge: the fleet owes it
+    with pytest.raises(RateLimitExceededError):
+        weighed(1)
+
+
+def test_a_weighed_turn_given_back_is_the_fleets_again(
+    storages: Callable[..., RedisStorage],
+) -> None:
+    limiter = shared("tpm", storages(), rate=10, burst=10, max_wait=5.0)
+    token, wait = limiter._shared.acquire(5.0, 7.0)  # type: ignore[union-attr]
+    assert token is not None
+    assert wait == 0.0
+    limiter._shared.give_back(token)  # type: ignore[union-attr]
+    again, _ = limiter._shared.acquire(0.0, 10.0)  # type: ignore[union-attr]
+    assert again is not None
+
+
+def test_one_round_trip_per_weighed_admission(
+    storages: Callable[..., RedisStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = shared("tpm", storages(), rate=100000, burst=100000)
+    weighed = with_rate_limit(limiter, cost=lambda: 5.0)(lambda: None)
+    weighed()  # the script is loaded
+    sent: list[object] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    for _ in range(20):
+        weighed()
+    assert len(sent) == 20

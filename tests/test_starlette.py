@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import httpx
 import pytest
@@ -118,6 +118,32 @@ def test_health_endpoint_of_its_own_registry() -> None:
         answer = client.get("/health")
     assert answer.status_code == 503
     assert answer.json()["status"] == "unhealthy"
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "one_open", "two_open"),
+    [("unhealthy", 503, 503), ("critical", 200, 503), ("never", 200, 200)],
+)
+def test_health_endpoint_fails_on_its_level(
+    fail_on: Literal["unhealthy", "critical", "never"], one_open: int, two_open: int
+) -> None:
+    own = resilient.Registry()
+    for name in ("a", "b", "c", "d"):
+        own.get_or_create(name)
+    app = Starlette(routes=[Route("/health", health_endpoint(own, fail_on=fail_on))])
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        own.force_open("a")
+        answer = client.get("/health")
+        assert (answer.status_code, answer.json()["status"]) == (one_open, "unhealthy")
+        own.force_open("b")
+        answer = client.get("/health")
+        assert (answer.status_code, answer.json()["status"]) == (two_open, "critical")
+
+
+def test_health_endpoint_refuses_an_unknown_level() -> None:
+    with pytest.raises(ValueError, match=r"fail_on.*'sometimes'"):
+        health_endpoint(fail_on="sometimes")  # type: ignore[arg-type]
 
 
 def test_health_endpoint_refuses_a_non_registry() -> None:

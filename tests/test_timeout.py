@@ -64,7 +64,7 @@ def release() -> Iterator[threading.Event]:
         ({"seconds": "5"}, TypeError, ["Timeout.seconds", "'5'"]),
         ({"seconds": True}, TypeError, ["Timeout.seconds", "True"]),
         ({"inactivity": 0}, ValueError, ["Timeout.inactivity", "0"]),
-        ({}, ValueError, ["seconds or inactivity"]),
+        ({}, ValueError, ["seconds, first_item or inactivity"]),
         ({"seconds": 1, "mode": "process"}, ValueError, ["Timeout.mode", "'process'"]),
         ({"seconds": 1, "name": ""}, ValueError, ["name", "''"]),
         ({"seconds": 1, "pool": 4}, TypeError, ["Timeout.pool", "4"]),

@@ -101,6 +101,7 @@ _add(
 # 1.0 is under the default recovery_timeout (30 s): the first opening would exceed the cap.
 _add("CircuitBreakerConfig", _breaker_config, "max_recovery_timeout", [*SECONDS_OR_NONE, 1.0])
 _add("CircuitBreakerConfig", _breaker_config, "max_half_open_duration", SECONDS_OR_NONE)
+_add("CircuitBreakerConfig", _breaker_config, "shadow", ["yes", 1, None])
 
 
 # -- RetryConfig -------------------------------------------------------------------
@@ -117,7 +118,7 @@ _add("RetryConfig", _retry_config, "multiplier", [None, "2", True, 0.5, -2.0, NA
 _add("RetryConfig", _retry_config, "jitter", [None, True, -0.1, 1.5, NAN, INF, "fully"])
 _add("RetryConfig", _retry_config, "retry_on", [None, "ValueError", 3, (ValueError, int)])
 _add("RetryConfig", _retry_config, "give_up_on", EXCEPTIONS)
-for _field in ("retry_if_result", "on_retry"):
+for _field in ("retry_if_result", "on_retry", "wait"):
     _add("RetryConfig", _retry_config, _field, CALLABLE_OR_NONE)
 _add("RetryConfig", _retry_config, "respect_retry_after", [None, 1, "yes"])
 _add("RetryConfig", _retry_config, "deadline", SECONDS_OR_NONE)
@@ -158,6 +159,7 @@ def _timeout(**kw: Any) -> object:
 
 
 _add("Timeout", _timeout, "seconds", SECONDS_OR_NONE)
+_add("Timeout", _timeout, "first_item", SECONDS_OR_NONE)
 _add("Timeout", _timeout, "inactivity", SECONDS_OR_NONE)
 _add("Timeout", _timeout, "mode", ["threads", None, 1])
 _add("Timeout", _timeout, "pool", ["pool", 4])
@@ -169,6 +171,8 @@ def _timeout_config(**kw: Any) -> object:
 
 
 _add("TimeoutConfig", _timeout_config, "seconds", SECONDS_OR_NONE)
+_add("TimeoutConfig", _timeout_config, "first_item", SECONDS_OR_NONE)
+_add("TimeoutConfig", _timeout_config, "inactivity", SECONDS_OR_NONE)
 _add("TimeoutConfig", _timeout_config, "pool_size", [*COUNT, 0, 10**6])
 _add("TimeoutConfig", _timeout_config, "mode", ["threads", None, 1])
 
@@ -209,7 +213,15 @@ def _resilience_policy(**kw: Any) -> object:
 
 
 _NOT_A_CONFIG = [{"max_attempts": 3}, "default", 3]
-for _field in ("circuit_breaker", "retry", "bulkhead", "fallback", "rate_limit", "hedging"):
+for _field in (
+    "circuit_breaker",
+    "retry",
+    "bulkhead",
+    "fallback",
+    "rate_limit",
+    "hedging",
+    "failover",
+):
     _add("ResiliencePolicy", _resilience_policy, _field, _NOT_A_CONFIG)
 
 

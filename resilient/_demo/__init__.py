@@ -21,10 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
         "--scenario",
-        choices=sorted([*SCENARIOS, "herd", "overload"]),
+        choices=sorted([*SCENARIOS, "herd", "overload", "quota", "stream"]),
         default="outage",
         help="what the dependency does (default: outage); herd: 200 callers with "
-        "retry against one breaker, measured at half-open",
+        "retry against one breaker, measured at half-open; stream: a streaming "
+        "LLM client through stalls, mid-stream errors and 5xx before the first token",
     )
     parser.add_argument("--no-live", action="store_true", help="no live view, summary only")
     parser.add_argument(
@@ -67,6 +68,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return run_overload(args, out)
     if args.scenario == "herd":
         return _run_herd(args, out)
+    if args.scenario == "quota":
+        from .quota import run_quota
+
+        return run_quota(args, out)
+    if args.scenario == "stream":
+        return _run_stream(args, out)
     scenario = SCENARIOS[args.scenario]
     collector = MetricsCollector()
     rejections = Rejections()
@@ -128,4 +135,29 @@ def _run_herd(args: argparse.Namespace, out: TextIO) -> int:
     print(f"{'':<{width}}  {'unprotected':>15}  {'with breaker':>15}", file=out)
     for label, bare, guarded in rows:
         print(f"{label:<{width}}  {bare:>15}  {guarded:>15}", file=out)
+    return 0
+
+
+def _run_stream(args: argparse.Namespace, out: TextIO) -> int:
+    from .stream import run_streams, stream_rows
+
+    half = args.duration / 2
+    print(
+        "resilient demo: scenario 'stream' (a model streaming tokens: 5xx and "
+        "silence before the first token, stalls and breaks mid-stream), "
+        f"{half:g} s unprotected then {half:g} s through with_resilience",
+        file=out,
+    )
+    unprotected, protected = run_streams(half, args.seed)
+    rows = stream_rows(unprotected, protected)
+    width = max(len(r[0]) for r in rows)
+    print(file=out)
+    print(f"{'':<{width}}  {'unprotected':>15}  {'with_resilience':>15}", file=out)
+    for label, bare, guarded in rows:
+        print(f"{label:<{width}}  {bare:>15}  {guarded:>15}", file=out)
+    print(
+        "\n- with_resilience: retry before the first token, first_item=0.2 s, "
+        "inactivity=0.1 s; errors after the first token are not retried.",
+        file=out,
+    )
     return 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
 
 from .._runtime import clock as _clock
@@ -42,10 +42,12 @@ __all__ = [
     "chain_of",
     "aforwarding",
     "compose",
+    "compose_stream",
     "decorate",
     "forwarding",
     "is_async_callable",
     "is_async_gen",
+    "is_stream",
     "watching",
 ]
 
@@ -137,7 +139,18 @@ def is_async_callable(fn: object) -> bool:
 def is_async_gen(fn: object) -> bool:
     if isinstance(fn, (classmethod, staticmethod)):
         fn = fn.__func__
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     return inspect.isasyncgenfunction(fn)
+
+
+def is_stream(fn: object) -> bool:
+    """Whether calling ``fn`` returns a stream (a generator or async generator function)."""
+    if isinstance(fn, (classmethod, staticmethod)):
+        fn = fn.__func__
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
 
 def compose(
@@ -272,38 +285,56 @@ def _bare_async(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
 
 
 def compose_stream(
-    owner: Owner, layers: Sequence[Any], fn: Callable[..., AsyncIterator[Any]]
-) -> Callable[..., AsyncIterator[Any]]:
-    """The entry of ``layers`` around an async generator function: each layer's
-    ``_astream(fn, args, kwargs, name)``; the whole stream is one request."""
+    owner: Owner, layers: Sequence[Any], fn: Callable[..., Any]
+) -> Callable[..., Any]:
+    """The entry of ``layers`` around a generator function or an async
+    generator function: each layer's ``_stream`` / ``_astream(fn, args,
+    kwargs, name)``, innermost first; the whole stream is one request,
+    started at its first item's request."""
     name = owner._event_name(fn)
     scope = owner._listeners
     gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
     request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
-    run: Callable[..., AsyncIterator[Any]] = fn
-    for layer in reversed(layers):
-        run = functools.partial(_stream_through, layer, run, name)
+    run: Callable[..., Any] = fn
+    if is_async_gen(fn):
+        for layer in reversed(layers):
+            run = functools.partial(_stream_through, layer._astream, run, name)
 
-    async def entry(*args: Any, **kwargs: Any) -> Any:
-        stream = run(*args, **kwargs)
-        if gate.level:
-            stream = request.stream(stream)
-        try:
-            async for item in stream:
-                yield item
-        finally:
-            # Closed with this generator, not whenever the collector gets to
-            # it: a layer's stream may hold a slot.
-            await stream.aclose()  # type: ignore[attr-defined]
+        async def aentry(*args: Any, **kwargs: Any) -> Any:
+            stream = run(*args, **kwargs)
+            if gate.level:
+                stream = request.stream(stream)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                # Closed with this generator, not whenever the collector gets
+                # to it: a layer's stream may hold a permit.
+                await stream.aclose()
 
+        entry: Callable[..., Any] = aentry
+    else:
+        for layer in reversed(layers):
+            run = functools.partial(_stream_through, layer._stream, run, name)
+
+        def sentry(*args: Any, **kwargs: Any) -> Any:
+            stream = run(*args, **kwargs)
+            if gate.level:
+                stream = request.sync_stream(stream)
+            try:
+                yield from stream
+            finally:
+                stream.close()
+
+        entry = sentry
     setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
     return entry
 
 
 def _stream_through(
-    layer: Any, fn: Callable[..., AsyncIterator[Any]], name: str, *args: Any, **kwargs: Any
-) -> AsyncIterator[Any]:
-    return cast(AsyncIterator[Any], layer._astream(fn, args, kwargs, name))
+    method: Callable[..., Any], fn: Callable[..., Any], name: str, *args: Any, **kwargs: Any
+) -> Any:
+    return method(fn, args, kwargs, name)
 
 
 def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = None) -> F:
@@ -325,13 +356,12 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
         if stacked is not None:  # a chain under the classmethod: rebuild it round the function
             own = (*own, *stacked.layers)
             target = cast(F, type(target)(stacked.fn))
-    if is_async_gen(target):
-        missing = [layer for layer in own if getattr(layer, "_astream", None) is None]
+    if is_stream(target):
+        method = "_astream" if is_async_gen(target) else "_stream"
+        missing = [layer for layer in own if getattr(layer, method, None) is None]
         if missing:
             raise TypeError(
-                f"{type(missing[0]).__name__} cannot wrap the async generator function "
-                f"{target!r}: its calls return a stream at once; use "
-                "with_timeout(inactivity=...) on it"
+                f"{type(missing[0]).__name__} cannot wrap the generator function {target!r}"
             )
         if inspect.isfunction(target):
             return cast(F, _update_wrapper(compose_stream(owner, own, target), target))

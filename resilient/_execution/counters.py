@@ -124,6 +124,9 @@ class Stats:
     ``(old, new) -> count``). ``refresh``, when set, folds counts kept
     elsewhere (a breaker's lock-free successes) in before a read; ``gauges``
     reports live values (a breaker's ``state``, a bulkhead's ``limit``).
+
+    Streams (request level): ``first_items`` (counts per bucket of the time
+    each stream took to its first item) and ``first_item_sum``.
     """
 
     __slots__ = (
@@ -133,6 +136,8 @@ class Stats:
         "failed",
         "failures",
         "fallbacks",
+        "first_item_sum",
+        "first_items",
         "folding",
         "gauges",
         "hedges",
@@ -168,6 +173,10 @@ class Stats:
         self.refused = 0  # retries a retry budget refused
         self.hedges = 0
         self.succeeded = self.failed = self.rejected = 0
+        # Streams: the time each one took to its first item (its histogram
+        # made on the first stream).
+        self.first_items: dict[int, int] = _NO_LATENCY  # sparse, as ``latency``
+        self.first_item_sum = 0.0
         self.changes: dict[tuple[str, str], int] = _NO_CHANGES  # made on the first
         self.refresh: Callable[[], object] | None = None
         self.gauges: Callable[[], dict[str, float | str] | None] | None = None
@@ -253,6 +262,15 @@ class Stats:
                 reader.retired(self)
             except Exception:  # pragma: no cover - a reader must not break collection
                 log.exception("resilient: a counter reader failed to keep %r", self)
+
+    def first_item(self, wait: float) -> None:
+        """A stream whose first item came ``wait`` seconds after it started."""
+        counts = self.first_items
+        if counts is _NO_LATENCY:
+            counts = self.first_items = {}
+        i = bucket(wait)
+        counts[i] = counts.get(i, 0) + 1
+        self.first_item_sum += wait
 
     def record(self, duration: float) -> None:
         """A request that ran for ``duration`` seconds (slow paths; the hot

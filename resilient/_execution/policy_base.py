@@ -3,12 +3,12 @@ through it, use as a decorator, its counters and its listeners."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast, overload
 
 from .. import events
 from . import counters as _stats
-from .compose import NEVER, aforwarding, compose, decorate, forwarding
+from .compose import NEVER, aforwarding, compose, compose_stream, decorate, forwarding, is_stream
 from .request import Request
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ __all__ = ["ForwardingPolicy", "NamedPolicy", "PolicyBase", "fn_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 F = TypeVar("F", bound="Decoratable")
 
 
@@ -98,20 +99,41 @@ class PolicyBase:
     def _compose(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
         from .compose import chain_of
 
+        layers = self._layers()
         stacked = chain_of(fn)
         if stacked is not None:
-            return compose(self, (*self._layers(), *stacked.layers), stacked.fn, is_async=is_async)
-        return compose(self, self._layers(), fn, is_async=is_async)
+            layers, fn = (*layers, *stacked.layers), stacked.fn
+        if is_stream(fn):
+            stream = compose_stream(self, layers, fn)
+            if not is_async:
+                return stream
+
+            async def opened(*args: Any, **kwargs: Any) -> Any:
+                return stream(*args, **kwargs)  # awaited by call_async: the stream itself
+
+            return opened
+        return compose(self, layers, fn, is_async=is_async)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` through this policy."""
+        """Run ``fn(*args, **kwargs)`` through this policy. For a generator
+        function (or an async generator function), the protected stream."""
         return cast(R, self._chain(fn)(*args, **kwargs))
 
+    @overload
+    async def call_async(
+        self, fn: Callable[P, AsyncIterator[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncIterator[T]: ...
+
+    @overload
     async def call_async(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Await ``fn(*args, **kwargs)`` through this policy."""
-        return cast(R, await self._achain(fn)(*args, **kwargs))
+    ) -> R: ...
+
+    async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Await ``fn(*args, **kwargs)`` through this policy. For an async
+        generator function, the protected stream (``async for x in await
+        policy.call_async(stream, ...)``)."""
+        return await self._achain(fn)(*args, **kwargs)
 
     def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
         """Call ``listener`` with every event of this policy; returns the unsubscriber."""

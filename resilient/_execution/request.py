@@ -16,7 +16,7 @@ id, though, which lives in a contextvar for the whole call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from .._runtime import clock as _clock
@@ -35,7 +35,7 @@ from ..events import (
 from . import counters as _stats
 from . import request_id as _request
 
-__all__ = ["Request", "rejection"]
+__all__ = ["Request", "Span", "Tracer", "rejection", "tracer"]
 
 R = TypeVar("R")
 
@@ -109,25 +109,29 @@ class Request:
         if emit:
             self._emit(CallFailed, now, now - start, error)
 
-    def begin(self) -> tuple[float, bool, Any]:
-        """Open the request: ``(start, emit, token)`` for ``end``."""
+    def begin(self, current: bool = True) -> tuple[float, bool, Any, Any]:
+        """Open the request: ``(start, emit, token, span)`` for ``end``.
+        ``current``: its span (when tracing) is the current one while it runs."""
         token = None
         if _request.current.get() is None:
             token = _request.current.set(_request.new_request_id())
         start = _clock.now()
         emit = self.scope.events
+        traced = tracer.open(self.name, self.kind, current) if tracer is not None else None
         if emit:
             self._emit(CallStarted, start)
-        return start, emit, token
+        return start, emit, token, traced
 
-    def end(self, opened: tuple[float, bool, Any], error: BaseException | None) -> None:
-        start, emit, token = opened
+    def end(self, opened: tuple[float, bool, Any, Any], error: BaseException | None) -> None:
+        start, emit, token, traced = opened
         try:
             if error is None:
                 self.succeeded(start, emit)
             else:
                 self.failed(error, start, emit)
         finally:
+            if traced is not None:
+                traced.close(error)
             if token is not None:
                 try:
                     _request.current.reset(token)
@@ -205,57 +209,129 @@ class Request:
 
     async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """``items`` (a protected stream) as one request: consumed to its end
-        it succeeded; abandoned by its consumer it is not counted.
+        it succeeded; abandoned by its consumer it is not counted. The time
+        to its first item goes into the counters' ``first_items``.
 
         The request id is set around each step only, so nothing is left set
         in the consumer's context while it holds an item.
         """
-        if self.gate.level < EVENTS:
-            start = _clock.now()
-            try:
-                async for item in items:
-                    yield item
-            except BaseException as exc:
-                if not isinstance(exc, GeneratorExit):
-                    self.failed(exc, start, False)
-                raise
-            self.succeeded(start, False)
-            return
-        rid = _request.current.get() or _request.new_request_id()
-        token = _request.current.set(rid)
-        try:
-            opened = self.begin()
-        finally:
-            _request.current.reset(token)
-        start, emit, _ = opened
+        rid, start, emit, traced = self._open_stream()
+        current, now = _request.current, _clock.now
+        waiting = True
+        ended: BaseException | None = None
         try:
             while True:
-                token = _request.current.set(rid)
+                token = current.set(rid) if rid is not None else None
                 try:
                     item = await anext(items)
                 except StopAsyncIteration:
                     break
                 finally:
-                    _request.current.reset(token)
+                    if token is not None:
+                        current.reset(token)
+                if waiting:
+                    waiting = False
+                    self.stats.first_item(now() - start)
                 yield item
         except BaseException as exc:
+            ended = exc
             if not isinstance(exc, GeneratorExit):
-                token = _request.current.set(rid)
-                try:
-                    self.failed(exc, start, emit)
-                finally:
-                    _request.current.reset(token)
+                self._in(rid, self.failed, exc, start, emit)
             raise
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
-                token = _request.current.set(rid)
+                token = current.set(rid) if rid is not None else None
                 try:
                     await aclose()
                 finally:
-                    _request.current.reset(token)
+                    if token is not None:
+                        current.reset(token)
+            if traced is not None:
+                traced.close(ended)
+        self._in(rid, self.succeeded, start, emit)
+
+    def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
+        """``stream`` for a sync stream."""
+        rid, start, emit, traced = self._open_stream()
+        current, now = _request.current, _clock.now
+        waiting = True
+        ended: BaseException | None = None
+        try:
+            while True:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                finally:
+                    if token is not None:
+                        current.reset(token)
+                if waiting:
+                    waiting = False
+                    self.stats.first_item(now() - start)
+                yield item
+        except BaseException as exc:
+            ended = exc
+            if not isinstance(exc, GeneratorExit):
+                self._in(rid, self.failed, exc, start, emit)
+            raise
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    close()
+                finally:
+                    if token is not None:
+                        current.reset(token)
+            if traced is not None:
+                traced.close(ended)
+        self._in(rid, self.succeeded, start, emit)
+
+    def _open_stream(self) -> tuple[str | None, float, bool, Any]:
+        """A stream's request id (with events only), start, whether it
+        emits, and its span (when tracing; never the current one: the
+        consumer runs between its items)."""
+        if self.gate.level < EVENTS:
+            return None, _clock.now(), False, None
+        rid = _request.current.get() or _request.new_request_id()
         token = _request.current.set(rid)
         try:
-            self.succeeded(start, emit)
+            start, emit, _, traced = self.begin(current=False)
         finally:
             _request.current.reset(token)
+        return rid, start, emit, traced
+
+    @staticmethod
+    def _in(rid: str | None, report: Callable[..., None], *args: Any) -> None:
+        """``report(*args)`` with the stream's request id current."""
+        if rid is None:
+            report(*args)
+            return
+        token = _request.current.set(rid)
+        try:
+            report(*args)
+        finally:
+            _request.current.reset(token)
+
+
+class Span:
+    """What a tracer gives each traced request: ``close(error)`` ends it."""
+
+    def close(self, error: BaseException | None) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class Tracer:
+    """What ``resilient.tracing`` installs as ``tracer``: ``open(name, kind,
+    current)`` starts a request's span (``current``: it is the current span
+    while the request runs), or returns None."""
+
+    def open(self, name: str, kind: str, current: bool) -> Span | None:  # pragma: no cover
+        raise NotImplementedError
+
+
+#: The tracer every request opens a span with (``resilient.tracing``); None:
+#: no tracing. Read on the events path only: the fast paths never look.
+tracer: Tracer | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import events, health
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
+from .._runtime import settings as _new_settings
 from .._runtime import validation as _validate
 from ..bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from ..circuit_breaker import breaker as breaker_hooks
@@ -19,6 +21,12 @@ from ..rate_limit import limiter as limiter_hooks
 from ..rate_limit.limiter import RateLimitConfig, RateLimiter
 from ..retry.budget import RetryBudget
 from .membership import Membership
+
+_SETTINGS = {
+    "circuit_breaker": frozenset(f.name for f in dataclasses.fields(CircuitBreakerConfig)),
+    "bulkhead": frozenset(f.name for f in dataclasses.fields(BulkheadConfig)),
+    "rate_limiter": frozenset(f.name for f in dataclasses.fields(RateLimitConfig)),
+}
 
 if TYPE_CHECKING:
     from ..circuit_breaker.storage import BreakerStorage
@@ -75,6 +83,10 @@ class Registry:
         self._retry_budgets: dict[str, RetryBudget] = {}
         self._features: dict[str, Feature] = {}
         self._listeners = events.ListenerSet(events.GLOBAL)
+        # (kind, name) of the policies whose settings an operator set
+        # (reconfigure, a loaded file): a call site asking for other ones
+        # gets these, not an error.
+        self._operated: set[tuple[str, Identity]] = set()
 
     def __repr__(self) -> str:
         return f"<Registry breakers={self.names()}>"
@@ -120,6 +132,8 @@ class Registry:
         """Under the lock: ``breaker`` asked for again, with ``config``."""
         self._membership.used(identity)
         if config is not None and config != breaker.config:
+            if ("circuit_breaker", identity) in self._operated:
+                return  # the operator's settings stand
             if identity in self._explicit:
                 raise ValueError(
                     f"circuit breaker {breaker.name!r} already exists with config "
@@ -326,7 +340,7 @@ class Registry:
             if bulkhead is None:
                 bulkhead = Bulkhead(name, config, listeners=self._listeners)
                 self._bulkheads[name] = bulkhead
-            elif bulkhead.config != config:
+            elif bulkhead.config != config and ("bulkhead", name) not in self._operated:
                 raise ValueError(
                     f"bulkhead {name!r} already exists with {bulkhead.config!r}; "
                     f"got different limits: {config!r}"
@@ -362,7 +376,11 @@ class Registry:
                     raise TypeError(f"registry.rate_limiter({name!r}) needs a config or rate=")
                 limiter = RateLimiter(name, config, listeners=self._listeners)
                 self._rate_limiters[name] = limiter
-            elif config is not None and limiter.config != config:
+            elif (
+                config is not None
+                and limiter.config != config
+                and ("rate_limiter", name) not in self._operated
+            ):
                 raise ValueError(
                     f"rate limiter {name!r} already exists with {limiter.config!r}; "
                     f"got a different one: {config!r}"
@@ -377,6 +395,82 @@ class Registry:
         """Every rate limiter, sorted by name."""
         with self._lock:
             return [self._rate_limiters[n] for n in sorted(self._rate_limiters)]
+
+    # -- new settings, in place -------------------------------------------------
+
+    def reconfigure(self, name: str, *, key: str | None = None, **fields: Any) -> None:
+        """Change the settings of the breaker, bulkhead and/or rate limiter
+        called ``name`` in place (each field goes to the one of them that
+        has it): state, counts and callers in flight are kept. Nothing
+        changes when any field is unknown or any value bad (a
+        ``ValueError`` naming it). Each policy changed emits
+        ``Reconfigured``. A call site asking later for other settings
+        under this name gets these.
+
+        ``key``: the breaker of that key in the per-key group ``name``
+        (the group's ``reconfigure(config)`` changes every key's)."""
+        present = self._named(name, key)
+        if not present:
+            what = (
+                f"per-key breaker {name!r}[{key!r}]"
+                if key is not None
+                else (f"circuit breaker, bulkhead or rate limiter named {name!r}")
+            )
+            raise KeyError(f"no {what}")
+        by_kind: dict[str, dict[str, Any]] = {}
+        for field, value in fields.items():
+            owners = [kind for kind in present if field in _SETTINGS[kind]]
+            if not owners:
+                raise ValueError(
+                    f"{field!r} is not a setting of the {' or '.join(present)} named {name!r}"
+                )
+            if len(owners) > 1:
+                raise ValueError(
+                    f"{field!r} is a setting of both the {' and the '.join(owners)} named "
+                    f"{name!r}: reconfigure each with its reconfigure(config)"
+                )
+            by_kind.setdefault(owners[0], {})[field] = value
+        new = {
+            kind: _new_settings.replaced(f"{kind} {name!r}", present[kind].config, changed)
+            for kind, changed in by_kind.items()
+        }
+        self._apply(name, new, key)
+
+    def _apply(self, name: str, configs: dict[str, Any], key: str | None = None) -> None:
+        """Give the policies called ``name`` these configs, by kind
+        (``"circuit_breaker"``, ``"bulkhead"``, ``"rate_limiter"``): those
+        that exist are reconfigured in place, the others created."""
+        with self._lock:
+            for kind, config in configs.items():
+                policy = self._named(name, key).get(kind)
+                if policy is not None:
+                    policy.reconfigure(config)
+                elif kind == "circuit_breaker":
+                    self.get_or_create(name, config, key=key)
+                elif kind == "bulkhead":
+                    self.bulkhead(name, config=config)
+                else:
+                    self.rate_limiter(name, config)
+                self._operated.add(
+                    (kind, _identity(name, key) if kind == "circuit_breaker" else name)
+                )
+
+    def _named(self, name: str, key: str | None = None) -> dict[str, Any]:
+        """The breaker, bulkhead and rate limiter called ``name`` (with
+        ``key``: only that key's breaker of the per-key group ``name``)."""
+        found: dict[str, Any] = {}
+        breaker = self._breakers.get(_identity(name, key))
+        if breaker is not None:
+            found["circuit_breaker"] = breaker
+        if key is None:
+            for kind, table in (
+                ("bulkhead", self._bulkheads),
+                ("rate_limiter", self._rate_limiters),
+            ):
+                policy = table.get(name)
+                if policy is not None:
+                    found[kind] = policy
+        return found
 
     # -- retry budgets ----------------------------------------------------------
 
@@ -426,7 +520,10 @@ class Registry:
     def _states(self) -> dict[str, health.CircuitState]:
         # Reading .state lets an expired OPEN timer (or a health check)
         # move a breaker to HALF_OPEN, as any caller would see it.
-        return {breaker.name: breaker.state for breaker in self.breakers()}
+        # A shadow breaker rejects nothing: it makes no one unhealthy.
+        return {
+            breaker.name: breaker.state for breaker in self.breakers() if not breaker.config.shadow
+        }
 
     def _pending_open(self) -> list[str]:
         with self._lock:

@@ -37,7 +37,14 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
-__all__ = ["FromDict", "duration", "exception_name", "exception_type"]
+__all__ = [
+    "FromDict",
+    "duration",
+    "exception_name",
+    "exception_type",
+    "exception_types",
+    "load_table",
+]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # ASCII only: ``\d`` would also take Arabic-Indic or full-width digits.
@@ -116,6 +123,13 @@ def exception_name(kind: type[BaseException]) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+def exception_types(
+    owner: str, field: str, value: object, exceptions: Exceptions | None = None
+) -> object:
+    """``exception_type`` of ``value``, or of each item of a list of them."""
+    return _exceptions(owner, field, value, exceptions)
+
+
 def _exceptions(owner: str, field: str, value: object, exceptions: Exceptions | None) -> object:
     if isinstance(value, (list, tuple)):
         return tuple(exception_type(owner, field, item, exceptions) for item in value)
@@ -153,36 +167,16 @@ class FromDict:
         ``exceptions``: the exception classes (beyond the builtins and
         resilient's own errors) that names may stand for, by name, e.g.
         ``{"PaymentDeclined": PaymentDeclined}``. Nothing is ever imported."""
-        owner = cls.__name__
-        if not isinstance(mapping, Mapping):
-            raise TypeError(f"{owner}.from_dict needs a mapping, got {mapping!r}")
-        exceptions = _check_exceptions(owner, exceptions)
-        fields = _fields(cls)
-        unknown = sorted(str(key) for key in mapping if key not in fields)
-        if unknown:
-            raise ValueError(
-                f"{owner} has no field {', '.join(map(repr, unknown))}; "
-                f"the fields are {', '.join(fields)}"
-            )
-        nested = _nested(cls)
-        values: dict[str, Any] = {}
-        durations = cls._durations
-        for key, value in mapping.items():
-            if key in nested and (isinstance(value, Mapping) or key not in durations):
-                value = _layer(nested[key], value, exceptions)
-            elif key in durations:
-                value = None if value is False else duration(owner, key, value)
-            elif key in _EXCEPTION_FIELDS:
-                value = _exceptions(owner, key, value, exceptions)
-            values[key] = value
-        return cls(**values)
+        exceptions = _check_exceptions(cls.__name__, exceptions)
+        loaded: Self = load_table(cls, mapping, exceptions, "")
+        return loaded
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict; ``from_dict`` reads it back equal."""
         out: dict[str, Any] = {}
         for name in _fields(type(self)):
             value = getattr(self, name)
-            if isinstance(value, FromDict):
+            if isinstance(value, FromDict) or _is_table(type(value)):
                 value = value.to_dict()
             elif name in _EXCEPTION_FIELDS and isinstance(value, tuple):
                 value = [exception_name(kind) for kind in value]
@@ -190,16 +184,63 @@ class FromDict:
         return out
 
 
-def _layer(kind: type[FromDict], value: object, exceptions: Exceptions | None) -> object:
+def load_table(cls: Any, mapping: object, exceptions: Exceptions | None, path: str) -> Any:
+    """``cls`` from ``mapping``; errors name ``path``, the key of the table
+    in its document (``""``: the mapping itself), and the document's keys."""
+    owner = f"{path} ({cls.__name__})" if path else cls.__name__
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{cls.__name__}.from_dict needs a mapping, got {mapping!r}")
+    fields = _fields(cls)
+    unknown = sorted(str(key) for key in mapping if key not in fields)
+    if unknown:
+        raise ValueError(
+            f"{owner} has no field {', '.join(map(repr, unknown))}; "
+            f"the fields are {', '.join(fields)}"
+        )
+    missing = [name for name in _required(cls) if name not in mapping]
+    if missing:
+        raise ValueError(f"{owner} needs {', '.join(map(repr, missing))}")
+    nested = _nested(cls)
+    values: dict[str, Any] = {}
+    durations: frozenset[str] = getattr(cls, "_durations", frozenset())
+    try:
+        for key, value in mapping.items():
+            if key in nested and (isinstance(value, Mapping) or key not in durations):
+                value = _layer(nested[key], value, exceptions, f"{path}.{key}" if path else key)
+            elif key in durations:
+                value = None if value is False else duration(cls.__name__, key, value)
+            elif key in _EXCEPTION_FIELDS:
+                value = _exceptions(cls.__name__, key, value, exceptions)
+            values[key] = value
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        if not path or str(error).startswith(path):
+            raise
+        raise type(error)(f"{path}: {error}") from None
+
+
+def _is_table(kind: type) -> bool:
+    """A layer that is not a dataclass config but loads from a table too."""
+    return callable(getattr(kind, "from_table", None))
+
+
+def _layer(kind: Any, value: object, exceptions: Exceptions | None, path: str) -> object:
     if value is None or value is False:
         return None
-    if isinstance(value, Mapping):
-        return kind.from_dict(value, exceptions=exceptions)
-    return value  # a ready config, or a bad value the config rejects by name
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{path} must be a table of {kind.__name__} fields ({{}} for its defaults), "
+            f"or false for no {path.rpartition('.')[2]}, got {value!r}"
+        )
+    if _is_table(kind):
+        return kind.from_table(value, exceptions, path)
+    return load_table(kind, value, exceptions, path)
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_NESTED: dict[type, dict[str, type[FromDict]]] = {}
+_NESTED: dict[type, dict[str, Any]] = {}
 
 
 def _fields(cls: type) -> tuple[str, ...]:
@@ -211,8 +252,21 @@ def _fields(cls: type) -> tuple[str, ...]:
     return found
 
 
-def _nested(cls: type) -> dict[str, type[FromDict]]:
-    """The fields typed as another ``FromDict`` config (or ``None``)."""
+def _required(cls: type) -> tuple[str, ...]:
+    """The fields a table must give (no default)."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init
+        and not f.name.startswith("_")
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+
+
+def _nested(cls: type) -> dict[str, Any]:
+    """The fields typed as another ``FromDict`` config, or a layer that
+    loads from a table (``from_table``), or ``None``."""
     found = _NESTED.get(cls)
     if found is None:
         found = {}
@@ -226,7 +280,7 @@ def _nested(cls: type) -> dict[str, type[FromDict]]:
                     continue
             options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
             for option in options:
-                if isinstance(option, type) and issubclass(option, FromDict):
+                if isinstance(option, type) and (issubclass(option, FromDict) or _is_table(option)):
                     found[field.name] = option
         _NESTED[cls] = found
     return found

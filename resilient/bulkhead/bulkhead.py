@@ -19,11 +19,12 @@ import functools
 import inspect
 import threading
 from _thread import LockType
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
@@ -35,6 +36,7 @@ from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.mapping import FromDict
+from .._runtime.settings import changes as _settings_changes
 from .._runtime.switch import switch
 from ..errors import BulkheadFullError
 from ..events import METERED, POLICY
@@ -182,6 +184,39 @@ class Bulkhead(NamedPolicy):
         self._stats_for(name)  # readers see it (its state) from the start
         self._blocks: BlockStack[_Held] = BlockStack("resilient_bh_", name)
         _fork.renew_in_child(self, Bulkhead._forked)
+
+    def reconfigure(self, config: BulkheadConfig) -> None:
+        """Adopt ``config`` in place: the calls running and waiting keep their
+        places. A smaller ``max_concurrent`` takes no permit from a running
+        call: no one new is admitted until fewer than the new bound run; a
+        smaller ``max_queue`` turns no waiter away. An adaptive limit keeps
+        its estimate within the new bound; ``adaptive`` itself cannot change
+        in place (a ``ValueError``). Emits ``Reconfigured``."""
+        if not isinstance(config, BulkheadConfig):
+            raise TypeError(f"Bulkhead config must be a BulkheadConfig, got {config!r}")
+        if config.adaptive != self.config.adaptive:
+            raise ValueError(
+                f"Bulkhead {self.name!r}: adaptive cannot change in place "
+                f"(got {config.adaptive!r}, the bulkhead has {self.config.adaptive!r})"
+            )
+        changed = _settings_changes(self.config, config)
+        if not changed:
+            return
+        core = self._core
+        with self._lock:
+            core.max_concurrent = config.max_concurrent
+            core.max_queue = config.max_queue
+            self.config = config
+            limit = config.max_concurrent
+            estimator = self._estimator
+            if estimator is not None and config.adaptive is not None:
+                estimator.high = float(min(config.adaptive.max_limit, config.max_concurrent))
+                estimator.estimate = min(max(estimator.estimate, estimator.low), estimator.high)
+                limit = int(estimator.estimate)
+            core.resize(limit)
+        if core.queued:
+            self._hand_over()
+        events.announce_settings(self._kind, self.name, self._listeners, changed)
 
     def _forked(self) -> None:
         """In a forked child only the thread that forked exists: the
@@ -471,7 +506,7 @@ class Bulkhead(NamedPolicy):
         assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
-        wait, hand_over = self._wait_for_permit, self._hand_over
+        wait, hand_over, give_back = self._wait_for_permit, self._hand_over, self._give_back
         keep_until_finished = self._keep_until_finished
         stats = self._stats_for(self.name)
         clock = _clock
@@ -505,14 +540,20 @@ class Bulkhead(NamedPolicy):
             except BaseException:
                 self._interrupted += 1
                 next(done)
+                if core.owed:
+                    give_back()
+                else:
+                    give(None)
+                    if core.queued:
+                        hand_over()
+                raise
+            next(done)
+            if core.owed:
+                give_back()
+            else:
                 give(None)
                 if core.queued:
                     hand_over()
-                raise
-            next(done)
-            give(None)
-            if core.queued:
-                hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result
@@ -538,7 +579,7 @@ class Bulkhead(NamedPolicy):
         assert detour is not None
         core = self._core
         take, done, give = core.free.pop, core.done, core.free.append
-        await_permit, hand_over = self._await_permit, self._hand_over
+        await_permit, hand_over, give_back = self._await_permit, self._hand_over, self._give_back
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -571,9 +612,12 @@ class Bulkhead(NamedPolicy):
                 raise
             finally:
                 next(done)
-                give(None)
-                if core.queued:
-                    hand_over()
+                if core.owed:
+                    give_back()
+                else:
+                    give(None)
+                    if core.queued:
+                        hand_over()
             if level:
                 meter.ok(start)  # type: ignore[union-attr]
             return result
@@ -797,6 +841,30 @@ class Bulkhead(NamedPolicy):
         self._report(start, None)
         return result
 
+    # A stream holds its permit from its first item's request until it ends:
+    # exhausted, raised, or closed by its consumer (``close()``, ``break``
+    # then garbage collection).
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        self._acquire()
+        try:
+            stream = fn(*args, **kwargs)
+            try:
+                yield from stream
+            finally:
+                _streams.close(stream)
+        finally:
+            self._release()
+
     async def _astream(
         self,
         fn: Callable[..., AsyncIterator[Any]],
@@ -804,15 +872,18 @@ class Bulkhead(NamedPolicy):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        """A stream holds its slot until it ends or is closed."""
         if not switch.on:
             async for item in fn(*args, **kwargs):
                 yield item
             return
         await self._aacquire()
         try:
-            async for item in fn(*args, **kwargs):
-                yield item
+            stream = fn(*args, **kwargs)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await _streams.aclose(stream)
         finally:
             self._release()
 

@@ -9,11 +9,12 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import is_async_callable, watching
 from .._execution.counters import FOLD_AT
@@ -22,6 +23,7 @@ from .._execution.request import Request
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
+from .._runtime.settings import changes as _settings_changes
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
 from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
@@ -83,6 +85,7 @@ class _Permit(NamedTuple):
     start: float | None  # None: nothing needs this call's duration
     probe: object = None  # a half-open probe granted by the shared store
     epoch: int = NO_PROBE  # admitted as a local half-open probe: its permit's epoch
+    shadowed: bool = False  # a shadow breaker would have rejected it: not counted
 
 
 # The request id a rejection carries (CircuitOpenError has no __init__ to read it).
@@ -222,9 +225,14 @@ class CircuitBreaker(NamedPolicy):
         stats.gauges = self._ticks.gauges
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
-        self.config = cfg
         self._core = BreakerCore(cfg)
         self._ticks.core = self._core
+        self._settings(cfg)
+        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
+
+    def _settings(self, cfg: CircuitBreakerConfig) -> None:
+        """What the paths read of ``cfg``, outside the core."""
+        self.config = cfg
         # The clock is read per call only when something needs a time: at
         # the end for a time window's bucket or a duration, at the start too
         # only for a duration.
@@ -250,8 +258,8 @@ class CircuitBreaker(NamedPolicy):
             else None
         )
         self._health_check = cfg.health_check
+        self._shadow = cfg.shadow
         self._health_is_async = cfg.health_check is not None and is_async_callable(cfg.health_check)
-        self._attach(cfg.storage if cfg.storage is not None else self._default_storage)
 
     def _attach(self, storage: BreakerStorage | None) -> None:
         if self._shared is not None:
@@ -274,6 +282,34 @@ class CircuitBreaker(NamedPolicy):
             self._configure(cfg)
             if state is not CLOSED:
                 self._core.changes.append((state, CLOSED))
+        self._announce()
+
+    def reconfigure(self, config: CircuitBreakerConfig) -> None:
+        """Adopt ``config`` in place: the state (and its timer), the counts
+        and the calls in flight are kept; a window that shrinks keeps its
+        newest outcomes (one that changes kind starts empty); the new
+        thresholds apply from the next outcome on. Emits ``Reconfigured``.
+        The store (``storage``) cannot change: a different one is a
+        ``ValueError``. With a shared store, the settings are this process's
+        own: no other process is reconfigured."""
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
+        if config.storage is not self.config.storage:
+            raise ValueError(
+                f"CircuitBreaker {self.name!r}: storage cannot change in place "
+                f"(got {config.storage!r}, the breaker has {self.config.storage!r})"
+            )
+        changed = _settings_changes(self.config, config)
+        if not changed:
+            return
+        with self._lock:
+            self._core.retune(config, _clock.monotonic())
+            self._settings(config)
+        shared = self._shared
+        retune = getattr(shared, "retune", None)
+        if retune is not None:
+            retune()
+        events.announce_settings(self._kind, self.name, self._listeners, changed)
         self._announce()
 
     def _swap_state(self, saved: _Saved | None = None) -> _Saved:
@@ -455,16 +491,41 @@ class CircuitBreaker(NamedPolicy):
             raise
 
     def _deliver(self, old: CircuitState, new: CircuitState) -> None:
+        shadow = self._shadow
         log.warning(
-            "circuit %r: %s -> %s",
+            "circuit %r%s: %s -> %s",
             self.name,
+            " (shadow)" if shadow else "",
             old.value,
             new.value,
-            extra={"breaker": self.name, "old_state": old.value, "new_state": new.value},
+            extra={
+                "breaker": self.name,
+                "old_state": old.value,
+                "new_state": new.value,
+                "shadow": shadow,
+            },
         )
         self._stats_for(self.name).changed(old.value, new.value)
         if self._listeners.events:
-            self._listeners.new(events.StateChanged, self.name, self._kind, old.value, new.value)
+            self._listeners.new(
+                events.StateChanged, self.name, self._kind, old.value, new.value, shadow
+            )
+
+    def _shadow_permit(self, state: str, remaining: float, now: float) -> _Permit:
+        """A shadow breaker lets through a call it would have rejected: counted
+        and announced as a rejection (``shadow=True``), its outcome not counted."""
+        self._stats_for(self.name).rejected += 1
+        if self._listeners.events:
+            self._listeners.new(
+                events.CallRejected,
+                self.name,
+                self._kind,
+                state,
+                remaining,
+                events.POLICY,
+                True,
+            )
+        return _Permit(UNTRACKED, now, None, NO_PROBE, True)
 
     def _emit_rejected(self, error: CircuitOpenError) -> None:
         self._listeners.new(
@@ -484,7 +545,12 @@ class CircuitBreaker(NamedPolicy):
         if self._health_check is not None and core.state is OPEN:
             self._poll_health()
         state = core.state
-        if (state is OPEN or state is FORCED_OPEN) and not self._listeners.events and switch.on:
+        if (
+            (state is OPEN or state is FORCED_OPEN)
+            and not self._listeners.events
+            and switch.on
+            and not self._shadow
+        ):
             # Rejected without the lock. Racy reads are fine here too:
             # rejecting a call that raced a probe's success is the same as
             # that call arriving a moment earlier. When a probe is due, the
@@ -512,6 +578,8 @@ class CircuitBreaker(NamedPolicy):
                 self.with_core(lambda core, now: core.on_ignored(token, now, epoch))
             raise
         if token == REJECT:
+            if self._shadow:
+                return self._shadow_permit(state.value, remaining, now)
             # Emitted outside the lock: a listener may read the breaker.
             error = CircuitOpenError(self.name, state, remaining, _request_id(), self)
             self._stats_for(self.name).rejected += 1
@@ -566,6 +634,8 @@ class CircuitBreaker(NamedPolicy):
             return UNTRACKED
 
         settled = self.with_core(settle)
+        if isinstance(settled, CircuitOpenError) and self._shadow:
+            return self._shadow_permit(settled.state, settled.remaining, _clock.monotonic())
         if isinstance(settled, CircuitOpenError):
             self._stats_for(self.name).rejected += 1
             if self._listeners.events:
@@ -584,14 +654,25 @@ class CircuitBreaker(NamedPolicy):
             return _SUCCESS
         return _FAILURE
 
-    def _exit(self, permit: _Permit, outcome: int, error: BaseException | None) -> None:
-        """Record how an admitted call ended."""
+    def _exit(
+        self,
+        permit: _Permit,
+        outcome: int,
+        error: BaseException | None,
+        first_item: float | None = None,
+    ) -> None:
+        """Record how an admitted call ended (for a stream that yielded,
+        ``first_item`` is when its first item came: its duration is the
+        time to it)."""
         core = self._core
-        token, start, probe, epoch = permit
+        token, start, probe, epoch, shadowed = permit
+        if shadowed:
+            outcome = _IGNORED  # a rejection it would have made: counted as that
         # Off the fast path: the clock is cheap next to the lock, and any
         # outcome here may trip the breaker, when the time matters.
         now = _clock.monotonic()
-        duration = now - start if start is not None else 0.0
+        until = now if first_item is None else first_item
+        duration = until - start if start is not None else 0.0
         slow = duration >= self._slow_after
         with self._lock:
             if outcome == _SUCCESS:
@@ -641,13 +722,15 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._exit(permit, _FAILURE if failed else _SUCCESS, None)
 
-    def _exit_error(self, permit: _Permit, exc: BaseException) -> None:
+    def _exit_error(
+        self, permit: _Permit, exc: BaseException, first_item: float | None = None
+    ) -> None:
         try:
             outcome = self._classify_error(exc)
         except BaseException as own:  # failure_predicate raised: its error goes on
             self._exit_raised(permit, own)
             raise
-        self._exit(permit, outcome, exc)
+        self._exit(permit, outcome, exc, first_item)
 
     def _exit_raised(self, permit: _Permit, exc: BaseException) -> None:
         """A predicate of the user's raised ``exc`` while the call was being
@@ -959,6 +1042,126 @@ class CircuitBreaker(NamedPolicy):
         self._exit_result(permit, result)
         return result
 
+    # -- streams ---------------------------------------------------------------
+
+    # A stream is admitted at its first item's request and judged when it
+    # ends: exhausted, or closed by its consumer after an item, it succeeded;
+    # raised (or timed out), it failed as a call that raised does; closed
+    # before its first item, it is not counted. Slow means a late first item.
+
+    def _stream_permit(self) -> tuple[_Permit, itertools.count[int] | None]:
+        """A stream's admission on the fast path (CLOSED, a plain config,
+        nobody listening: its success is a tick, as a call's), or ``ticks``
+        None for the locked path."""
+        core = self._core
+        if core.fast and not self._listeners.events:
+            return _Permit(core.generation, None), core.ticks
+        return _Permit(core.generation, None), None
+
+    def _stream_ended(
+        self,
+        permit: _Permit,
+        ticks: itertools.count[int] | None,
+        error: BaseException | None,
+        first: float | None,
+        closed: bool = False,
+    ) -> None:
+        """Judge a stream that ended: raised (``error``), closed by its
+        consumer (a success after an item, else not counted) or exhausted."""
+        if ticks is not None:
+            if error is not None:
+                self._exit_error(_Permit(_generation_of(self._core, ticks), None), error)
+            elif first is not None or not closed:
+                next(ticks)
+        elif error is not None:
+            self._exit_error(permit, error, first)
+        else:
+            self._exit(permit, _IGNORED if closed and first is None else _SUCCESS, None, first)
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                permit = self._admit()
+            timeout = self._timeout
+            first: float | None = None
+            stream = fn(*args, **kwargs) if timeout is None else timeout._stream(fn, args, kwargs)
+            try:
+                try:
+                    item = next(stream)
+                except StopIteration:
+                    pass
+                else:
+                    first = _clock.monotonic()
+                    yield item
+                    del item
+                    yield from stream  # the rest, delegated
+            except GeneratorExit:
+                _streams.close(stream)
+                self._stream_ended(permit, ticks, None, first, closed=True)
+                raise
+            except BaseException as exc:
+                _streams.close(stream)
+                self._stream_ended(permit, ticks, exc, first)
+                raise
+            self._stream_ended(permit, ticks, None, first)
+        finally:
+            if member is not None:
+                member.leave()
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                if self._health_is_async and self._core.state is OPEN:
+                    await self._apoll_health()
+                permit = await self._aadmit()
+            timeout = self._timeout
+            first: float | None = None
+            stream = fn(*args, **kwargs) if timeout is None else timeout._astream(fn, args, kwargs)
+            try:
+                async for item in stream:
+                    if first is None:
+                        first = _clock.monotonic()
+                    yield item
+            except GeneratorExit:
+                await _streams.aclose(stream)
+                self._stream_ended(permit, ticks, None, first, closed=True)
+                raise
+            except BaseException as exc:
+                await _streams.aclose(stream)
+                self._stream_ended(permit, ticks, exc, first)
+                raise
+            self._stream_ended(permit, ticks, None, first)
+        finally:
+            if member is not None:
+                member.leave()
+
     # -- context managers ----------------------------------------------------
 
     def _open_block(self) -> object:
@@ -1101,7 +1304,8 @@ class _Ticks:
         if core is None:
             return None
         with self.lock:
-            return {"state": core.current(_clock.monotonic()).value}
+            state = core.current(_clock.monotonic()).value
+        return {"state": state, "shadow": 1} if core.config.shadow else {"state": state}
 
 
 class _ResultCountedAsFailure(Exception):

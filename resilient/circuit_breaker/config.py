@@ -53,6 +53,12 @@ class CircuitBreakerConfig(FromDict):
         max_recovery_timeout: the cap of that growth, in seconds (``None``: none).
         max_half_open_duration: seconds half-open may last before it reopens
             and frees the permits of probes still running (``None``: no limit).
+        shadow: apply every rule, move through the states and emit the
+            events and metrics, but never reject a call: what the breaker
+            would do. Its ``StateChanged`` and ``CallRejected`` events say
+            ``shadow=True`` (a rejection it would have made), its metrics
+            carry ``circuit_breaker_shadow``, and it leaves the health
+            report alone.
     """
 
     _durations = frozenset(
@@ -88,6 +94,7 @@ class CircuitBreakerConfig(FromDict):
     recovery_backoff: float = 1.0
     max_recovery_timeout: float | None = None
     max_half_open_duration: float | None = None
+    shadow: bool = False
 
     DEFAULT: ClassVar[CircuitBreakerConfig]
     LENIENT: ClassVar[CircuitBreakerConfig]
@@ -137,6 +144,8 @@ class CircuitBreakerConfig(FromDict):
                 f"({self.recovery_timeout!r}), got {self.max_recovery_timeout!r}"
             )
         v.seconds_or_none(_OWNER, "max_half_open_duration", self.max_half_open_duration)
+        if not isinstance(self.shadow, bool):
+            raise TypeError(f"{_OWNER}.shadow must be a bool, got {self.shadow!r}")
         if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
             raise ValueError(
                 f"{_OWNER}.slow_call_rate_threshold={self.slow_call_rate_threshold!r} "

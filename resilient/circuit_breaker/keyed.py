@@ -24,10 +24,11 @@ breaker and its member, no closure.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.compose import NEVER
 from .._execution.policy_base import PolicyBase
 from .._runtime import clock as _clock
@@ -47,6 +48,8 @@ R = TypeVar("R")
 # The breaker's paths for a caller that picked it (the API this module uses).
 _through = CircuitBreaker._through
 _athrough = CircuitBreaker._athrough
+_stream = CircuitBreaker._stream
+_astream = CircuitBreaker._astream
 
 
 class KeyedBreakers(PolicyBase):
@@ -82,6 +85,14 @@ class KeyedBreakers(PolicyBase):
     def keys(self) -> list[str]:
         """The keys that have a breaker now, least recently used first."""
         return self._group.keys()
+
+    def reconfigure(self, config: CircuitBreakerConfig) -> None:
+        """Every key's breaker adopts ``config`` in place (see
+        ``CircuitBreaker.reconfigure``), and so does each breaker made for a
+        new key from now on."""
+        for member in list(self._group.members.values()):
+            member.breaker.reconfigure(config)  # checked by the first one
+        self.config = config
 
     def breaker(self, key: str) -> CircuitBreaker:
         """The breaker of ``key`` (made now if it has none)."""
@@ -188,3 +199,37 @@ class KeyedBreakers(PolicyBase):
             return result
 
         return through_keyed
+
+    # A stream goes through its key's breaker (picked when the stream
+    # starts, from the call's arguments), counted in flight there until it ends.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        member = self._join(self._key(*args, **kwargs), True)
+        try:
+            yield from _stream(member.breaker, fn, args, kwargs)
+        finally:
+            member.inflight -= 1
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        member = self._join(self._key(*args, **kwargs), True)
+        try:
+            stream = _astream(member.breaker, fn, args, kwargs)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await _streams.aclose(stream)
+        finally:
+            member.inflight -= 1

@@ -284,9 +284,10 @@ class BreakerCore:
         self.changes.append((old, new))
 
     def _update_reject_until(self) -> None:
+        cfg = self.config
         self.reject_until = (
             self.opened_at + self.open_for
-            if self.state is OPEN and self.config.health_check is None
+            if self.state is OPEN and cfg.health_check is None and not cfg.shadow
             else 0.0
         )
 
@@ -490,6 +491,37 @@ class BreakerCore:
             return True
         slow_rate = cfg.slow_call_rate_threshold
         return slow_rate is not None and window.slow / calls >= slow_rate
+
+    # -- new settings ------------------------------------------------------------
+
+    def retune(self, config: CircuitBreakerConfig, now: float) -> None:
+        """Adopt ``config`` in place: the state, its timer, the counts and
+        the calls in flight (their generation) are kept. A window that
+        shrinks keeps its newest outcomes; one that changes kind (a count
+        for a time window, or back) starts empty. The new thresholds apply
+        from the next outcome on."""
+        self.flush(now)
+        old = self.config
+        self.config = config
+        window = self.window
+        if config.window_duration is not None:
+            if isinstance(window, TimeWindow):
+                if config.window_duration != old.window_duration:
+                    window.expire(now)
+                    self.window = window.resized(config.window_duration)
+            else:
+                self.window = TimeWindow(config.window_duration)
+            self.tick_until = 0.0  # the next success sets its bucket
+        elif isinstance(window, CountWindow):
+            if config.window_size != old.window_size:
+                self.window = window.resized(config.window_size)
+        else:
+            self.window = CountWindow(config.window_size)
+            self.tick_until = math.inf
+        if self.openings:
+            self.open_for = open_duration(config, self.openings)
+        self._update_reject_until()
+        self._update_fast(None)
 
     # -- a state decided elsewhere -------------------------------------------
 

@@ -98,6 +98,22 @@ class CountWindow:
         self._ring = None
         self._pos = self.calls = self.failures = self.slow = 0
 
+    def resized(self, size: int) -> CountWindow:
+        """A window of ``size`` calls holding this one's newest outcomes
+        (as many as fit)."""
+        new = CountWindow(size)
+        keep = min(self.calls, size)
+        ring = self._ring
+        if ring is None:  # all successes
+            new.calls = keep
+            new._pos = keep % size
+            return new
+        old_size = self._size
+        newest_first = [ring[(self._pos - 1 - i) % old_size] for i in range(keep)]
+        for byte in reversed(newest_first):
+            new.record(bool(byte & _FAILURE), bool(byte & _SLOW), 0.0)
+        return new
+
 
 class TimeWindow:
     """Outcomes of the last ``duration`` seconds, in buckets of whole seconds.
@@ -223,6 +239,37 @@ class TimeWindow:
         if slow:
             self._slow = _count(self._slow, self._n, i)
             self.slow += 1
+
+    def resized(self, duration: float) -> TimeWindow:
+        """A window of ``duration`` seconds holding this one's newest buckets
+        (as many as fit; buckets of another width are moved whole)."""
+        new = TimeWindow(duration)
+        last = self._last
+        if last is None:
+            return new
+        new._last = newest = last * self.width // new.width
+        n, m = self._n, new._n
+        calls = array("q", bytes(8 * m))  # 64-bit: merged buckets may add up
+        failures = array("q", bytes(8 * m)) if self._failures is not None else None
+        slow = array("q", bytes(8 * m)) if self._slow is not None else None
+        for b in range(last - n + 1, last + 1):
+            i = b % n
+            if not self._calls[i]:
+                continue
+            target = b * self.width // new.width
+            if target <= newest - m:
+                continue  # slid out of the new window
+            j = target % m
+            calls[j] += self._calls[i]
+            new.calls += self._calls[i]
+            if failures is not None and self._failures is not None:
+                failures[j] += self._failures[i]
+                new.failures += self._failures[i]
+            if slow is not None and self._slow is not None:
+                slow[j] += self._slow[i]
+                new.slow += self._slow[i]
+        new._calls, new._failures, new._slow = calls, failures, slow
+        return new
 
     def clear(self) -> None:
         self._calls = _zeros(self._n)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
 from .._runtime import fork as _fork
@@ -230,6 +231,83 @@ class Hedging(ForwardingPolicy):
             core.done = True
             for job in jobs:
                 pool.drop(job)
+
+    # A stream is hedged by its first item: each attempt opens the stream
+    # and waits for its first item (a call the race above runs as any other);
+    # the first to get one wins, and the others are closed. The winner's
+    # stream is then relayed to its end: what fails after is not hedged.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        stream, first = self._run(_first_item, name, (fn, *args), kwargs)
+        if stream is None:
+            return
+        try:
+            yield first
+            del first
+            yield from stream
+        finally:
+            _streams.close(stream)
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]:
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        stream, first = await self._arun(_afirst_item, name, (fn, *args), kwargs)
+        if stream is None:
+            return
+        try:
+            yield first
+            del first
+            async for item in stream:
+                yield item
+        finally:
+            await _streams.aclose(stream)
+
+
+def _first_item(
+    fn: Callable[..., Iterator[Any]], /, *args: Any, **kwargs: Any
+) -> tuple[Iterator[Any] | None, Any]:
+    """One attempt of a hedged stream: the stream and its first item
+    (``(None, None)`` for a stream with none)."""
+    stream = fn(*args, **kwargs)
+    try:
+        return stream, next(stream)
+    except StopIteration:
+        return None, None
+    except BaseException:
+        _streams.close(stream)
+        raise
+
+
+async def _afirst_item(
+    fn: Callable[..., AsyncIterator[Any]], /, *args: Any, **kwargs: Any
+) -> tuple[AsyncIterator[Any] | None, Any]:
+    stream = fn(*args, **kwargs)
+    try:
+        return stream, await anext(stream)
+    except StopAsyncIteration:
+        return None, None
+    except BaseException:
+        # A losing attempt is cancelled here: its stream is closed (with
+        # aclose(), so a connection it holds goes back).
+        await _streams.aclose(stream)
+        raise
 
 
 def with_hedging(

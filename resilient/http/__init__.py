@@ -1,7 +1,8 @@
 """httpx integration: typed errors, Retry-After, request ids, per-host
-breakers, stream inactivity. Needs the ``http`` extra for everything that
-touches httpx (``pip install 'resilient-kit[http]'``); the errors and the
-event-stream decoder import without it.
+breakers, stream inactivity, server-sent events that resume. Needs the
+``http`` extra for everything that touches httpx (``pip install
+'resilient-kit[http]'``); the errors and the event-stream decoder import
+without it.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._map import classify
+    from ._resume import AsyncEventSource, EventSource, aconnect_sse, connect_sse
     from ._transport import AsyncResilientTransport, ResilientTransport, async_client, client
 
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "AsyncEventSource",
     "AsyncResilientTransport",
     "AuthenticationError",
+    "EventSource",
     "HTTPError",
     "HTTPTimeoutError",
     "NetworkError",
@@ -40,16 +44,22 @@ __all__ = [
     "ServerSentEvent",
     "StreamError",
     "ValidationError",
+    "aconnect_sse",
     "aiter_sse",
     "async_client",
     "classify",
     "client",
+    "connect_sse",
     "iter_sse",
     "parse_retry_after",
 ]
 
 _NEEDS_HTTPX = {
     "classify": "._map",
+    "AsyncEventSource": "._resume",
+    "EventSource": "._resume",
+    "aconnect_sse": "._resume",
+    "connect_sse": "._resume",
     "AsyncResilientTransport": "._transport",
     "ResilientTransport": "._transport",
     "async_client": "._transport",

@@ -15,7 +15,7 @@ import httpx
 
 from .. import events
 from .._runtime import clock as _clock
-from .errors import HTTPError, HTTPTimeoutError, StreamError
+from .errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 
 __all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]
 
@@ -47,12 +47,17 @@ class StreamFailure:
         self.request_id = request_id
         self.listeners = listeners
 
-    def __call__(self, exc: httpx.HTTPError) -> HTTPError:
+    def __call__(self, exc: httpx.HTTPError, started: bool = True) -> HTTPError:
+        """The error of a body that failed with ``exc``; before its first
+        byte (``started`` false) a broken body is a ``NetworkError``, which
+        retry repeats as any failed attempt."""
         request = self.request
         where = f"{request.method} {request.url}"
         if not isinstance(exc, httpx.TimeoutException):
-            return StreamError(
-                f"the response body of {where} broke off: {exc}",
+            broken = StreamError if started else NetworkError
+            return broken(
+                f"the response body of {where} broke off"
+                f"{'' if started else ' before its first byte'}: {exc}",
                 request_id=self.request_id,
                 status_code=self.response.status_code,
                 request=request,
@@ -80,16 +85,39 @@ class StreamFailure:
         )
 
 
+# A body is a stream: its first byte is read inside the attempt (``first``),
+# so a body that breaks or stays silent before it fails the attempt, which
+# retry repeats and the breaker counts, as any error before a stream's first
+# item. What fails after it is the consumer's.
+
+
 class GuardedStream(httpx.SyncByteStream):
-    __slots__ = ("_failure", "_stream")
+    __slots__ = ("_chunks", "_failure", "_head", "_stream")
 
     def __init__(self, stream: httpx.SyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
         self._failure = failure
+        self._chunks: Iterator[bytes] | None = None
+        self._head: bytes | None = None
+
+    def first(self) -> None:
+        """Read up to the first non-empty chunk (kept for the consumer)."""
+        chunks = self._chunks = iter(self._stream)
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self._head = chunk
+                    return
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc, started=False) from exc
 
     def __iter__(self) -> Iterator[bytes]:
+        head, self._head = self._head, None
+        if head is not None:
+            yield head
+        chunks = self._chunks if self._chunks is not None else iter(self._stream)
         try:
-            yield from self._stream
+            yield from chunks
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failure(exc) from exc
 
@@ -98,15 +126,31 @@ class GuardedStream(httpx.SyncByteStream):
 
 
 class AsyncGuardedStream(httpx.AsyncByteStream):
-    __slots__ = ("_failure", "_stream")
+    __slots__ = ("_chunks", "_failure", "_head", "_stream")
 
     def __init__(self, stream: httpx.AsyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
         self._failure = failure
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._head: bytes | None = None
+
+    async def first(self) -> None:
+        chunks = self._chunks = aiter(self._stream)
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    self._head = chunk
+                    return
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc, started=False) from exc
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        head, self._head = self._head, None
+        if head is not None:
+            yield head
+        chunks = self._chunks if self._chunks is not None else aiter(self._stream)
         try:
-            async for chunk in self._stream:
+            async for chunk in chunks:
                 yield chunk
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failure(exc) from exc

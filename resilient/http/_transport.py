@@ -1,9 +1,16 @@
 """httpx transports that run every request through a resilience policy.
 
 Per request, outermost first: fallback -> raise for status -> retry ->
-circuit breaker -> bulkhead -> one attempt on the wrapped transport. The
-breaker and bulkhead are per host (``http:{host}`` in the registry); the
-policy's timeout bounds each attempt through httpx's own timeouts. The
+quota -> circuit breaker -> bulkhead -> one attempt on the wrapped
+transport. The breaker, bulkhead and quota are per host (``http:{host}`` in
+the registry); the policy's timeout bounds each attempt through httpx's own
+timeouts.
+
+Quota (``resilient.http._quota``): every answer's quota headers, and a
+429's ``Retry-After``, say until when the host refuses; a request to it
+before then waits for that time when its retry policy would wait that
+long, else fails at once with ``RateLimitExceededError``, unsent. A 429 is
+the host's quota speaking: its breaker never counts it. The
 per-host breakers are per-key breakers (``resilient.circuit_breaker.keyed``): at most
 ``MAX_HOSTS`` of them, the least recently used CLOSED one with no request
 in flight dropped beyond that (with its route).
@@ -23,6 +30,7 @@ from .. import events
 from .._execution.compose import NEVER, compose
 from .._execution.policy_base import PolicyBase
 from .._registry.registry import Registry, resolve
+from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.switch import switch
@@ -31,9 +39,11 @@ from ..events import request_context
 from ..policy import ResiliencePolicy
 from ..retry.retry import Retry, RetryConfig
 from ..timeout.timeout import timeout_seconds
-from ._classify import IDEMPOTENT_METHODS, error_class
+from ._classify import IDEMPOTENT_METHODS, error_class, retry_after
 from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
+from ._quota import QuotaState
+from ._quota_gate import QuotaGate, breaker_config, note_quota
 from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
@@ -123,6 +133,7 @@ class _Base:
         registry: Registry | None,
         retry_methods: Iterable[str],
         inactivity: float | None,
+        quota_headers: bool = True,
     ) -> None:
         if policy is not None and not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"{_OWNER}.policy must be a ResiliencePolicy or None, got {policy!r}")
@@ -140,6 +151,9 @@ class _Base:
         self.registry = registry
         self.retry_methods = frozenset(m.upper() for m in methods)
         self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
+        if not isinstance(quota_headers, bool):
+            raise TypeError(f"{_OWNER}.quota_headers must be a bool, got {quota_headers!r}")
+        self.quota_headers = quota_headers
         self._listeners = events.ListenerSet(registry.listeners)
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
@@ -150,7 +164,7 @@ class _Base:
             else KeyedBreakers(
                 name,
                 self._route_key,
-                config=self.policy.circuit_breaker,
+                config=breaker_config(self.policy),
                 max_keys=MAX_HOSTS,
                 registry=registry,
                 label=self._route_name,
@@ -199,14 +213,18 @@ class _Base:
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
         outer.append(_RaiseForStatus)
         owner = _Route(name, self._listeners)
+        quota = QuotaState() if self.quota_headers else None
+        attempt = self._attempt_for(name, quota)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
             if retry is not None:
                 layers.append(Retry(retry, name=name, listeners=self._listeners))
+            if quota is not None:
+                layers.append(QuotaGate(name, quota, retry))
             layers.extend(inner)
             # One request per HTTP request, whatever the layers inside do.
-            return compose(owner, layers, self._attempt_for(name), is_async=self._is_async)
+            return compose(owner, layers, attempt, is_async=self._is_async)
 
         cfg = policy.retry
         if cfg is None:
@@ -222,7 +240,7 @@ class _Base:
 
     _is_async = False
 
-    def _attempt_for(self, name: str) -> Send:
+    def _attempt_for(self, name: str, quota: QuotaState | None) -> Send:
         raise NotImplementedError
 
     # -- per request -----------------------------------------------------------
@@ -288,6 +306,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         registry: Registry | None = None,
         retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
         inactivity: float | None = None,
+        quota_headers: bool = True,
     ) -> None:
         super().__init__(
             policy,
@@ -296,22 +315,36 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             registry=registry,
             retry_methods=retry_methods,
             inactivity=inactivity,
+            quota_headers=quota_headers,
         )
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _attempt_for(self, name: str) -> Send:
+    def _attempt_for(self, name: str, quota: QuotaState | None) -> Send:
         def attempt(request: httpx.Request) -> httpx.Response:
             try:
                 response = self.transport.handle_request(request)
             except httpx.TransportError as exc:
                 raise from_exception(exc, request) from exc
             cls = error_class(response.status_code)
+            if quota is not None:
+                note_quota(
+                    quota,
+                    response.status_code,
+                    response.headers.multi_items(),
+                    retry_after(response.headers, _clock.wall()),
+                )
             if cls is None:
                 failure = self._watch(name, request, response)
                 assert isinstance(response.stream, httpx.SyncByteStream)
-                response.stream = GuardedStream(response.stream, failure)
+                body = GuardedStream(response.stream, failure)
+                response.stream = body
+                try:
+                    body.first()
+                except BaseException:
+                    response.close()
+                    raise
                 return response
             response.request = request
             try:
@@ -349,6 +382,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         registry: Registry | None = None,
         retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
         inactivity: float | None = None,
+        quota_headers: bool = True,
     ) -> None:
         super().__init__(
             policy,
@@ -357,6 +391,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             registry=registry,
             retry_methods=retry_methods,
             inactivity=inactivity,
+            quota_headers=quota_headers,
         )
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(
@@ -367,17 +402,30 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
 
     _is_async = True
 
-    def _attempt_for(self, name: str) -> Send:
+    def _attempt_for(self, name: str, quota: QuotaState | None) -> Send:
         async def attempt(request: httpx.Request) -> httpx.Response:
             try:
                 response = await self.transport.handle_async_request(request)
             except httpx.TransportError as exc:
                 raise from_exception(exc, request) from exc
             cls = error_class(response.status_code)
+            if quota is not None:
+                note_quota(
+                    quota,
+                    response.status_code,
+                    response.headers.multi_items(),
+                    retry_after(response.headers, _clock.wall()),
+                )
             if cls is None:
                 failure = self._watch(name, request, response)
                 assert isinstance(response.stream, httpx.AsyncByteStream)
-                response.stream = AsyncGuardedStream(response.stream, failure)
+                body = AsyncGuardedStream(response.stream, failure)
+                response.stream = body
+                try:
+                    await body.first()
+                except BaseException:
+                    await response.aclose()
+                    raise
                 return response
             response.request = request
             try:
@@ -423,6 +471,7 @@ def client(
     registry: Registry | None = None,
     retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
     inactivity: float | None = None,
+    quota_headers: bool = True,
     **kw: Any,
 ) -> httpx.Client:
     """An ``httpx.Client`` whose requests go through ``ResilientTransport``.
@@ -440,6 +489,7 @@ def client(
         registry=registry,
         retry_methods=retry_methods,
         inactivity=inactivity,
+        quota_headers=quota_headers,
     )
     if (seconds := timeout_seconds(wrapped.policy.timeout)) is not None:
         kw.setdefault("timeout", seconds)
@@ -455,6 +505,7 @@ def async_client(
     registry: Registry | None = None,
     retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
     inactivity: float | None = None,
+    quota_headers: bool = True,
     **kw: Any,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose requests go through ``AsyncResilientTransport``."""
@@ -467,6 +518,7 @@ def async_client(
         registry=registry,
         retry_methods=retry_methods,
         inactivity=inactivity,
+        quota_headers=quota_headers,
     )
     if (seconds := timeout_seconds(wrapped.policy.timeout)) is not None:
         kw.setdefault("timeout", seconds)

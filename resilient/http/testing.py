@@ -20,7 +20,7 @@ from typing import Any
 
 from .._runtime.exc_info import ExcInfo
 
-__all__ = ["LoopbackServer", "RecordedRequest", "Reply"]
+__all__ = ["LoopbackServer", "RecordedRequest", "Reply", "event"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,9 +28,12 @@ class Reply:
     """One scripted answer.
 
     ``delay`` holds the status line back (a slow server); ``events`` are sent
-    one chunk at a time as ``text/event-stream``; ``stall`` then keeps the
+    one chunk at a time as ``text/event-stream`` (``event(...)`` writes one,
+    with an id and a ``retry:`` field if wanted); ``stall`` then keeps the
     connection open without a byte (``math.inf``: until the server stops);
-    ``drop`` closes the connection without answering at all.
+    ``broken`` then drops the connection in the middle of the body (the
+    client sees the body break off); ``drop`` closes the connection without
+    answering at all.
     """
 
     status: int = 200
@@ -40,7 +43,23 @@ class Reply:
     delay: float = 0.0
     events: Sequence[str] = ()
     stall: float = 0.0
+    broken: bool = False
     drop: bool = False
+
+
+def event(
+    data: str, *, id: str | None = None, event: str | None = None, retry: int | None = None
+) -> str:
+    """One server-sent event as the server writes it (``retry`` in milliseconds)."""
+    lines = []
+    if event is not None:
+        lines.append(f"event: {event}")
+    if id is not None:
+        lines.append(f"id: {id}")
+    if retry is not None:
+        lines.append(f"retry: {retry}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return "\n".join(lines) + "\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         for name, value in reply.headers.items():
             self.send_header(name, value)
-        if not reply.events and not reply.stall:
+        if reply.broken:
+            # Promise more than is sent: closing early breaks the body off.
+            sent = len(content) + sum(len(chunk.encode()) for chunk in reply.events)
+            self.send_header("Content-Length", str(sent + 1024))
+        elif not reply.events and not reply.stall:
             self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         if self.command != "HEAD":

@@ -17,6 +17,10 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   says whether it was forced (``to_state="forced_open"``). Read live at
   scrape time; should two live breakers share a name, the least healthy
   state wins (open, then half-open, then closed).
+- ``circuit_breaker_shadow``: 1 for a shadow breaker
+  (``CircuitBreakerConfig(shadow=True)``), whose states, changes and
+  ``rejected`` calls are what it would have done: it rejects nothing.
+  Absent for a real breaker.
 - ``circuit_breaker_state_changes_total{from_state, to_state}``
 - ``circuit_breaker_calls_total{result}``: every call through a breaker
   (every attempt of a retry), ``success`` / ``failure`` / ``rejected``, as
@@ -33,6 +37,8 @@ The exporters' series (label ``name`` is the policy's name everywhere):
   rate limiter.
 - ``retry_budget_refusals_total``: retries a retry budget refused (under the
   retry's name).
+- ``failover_calls_total{target}``: calls a failover's target answered
+  (``primary``: the decorated function; an alternate: its name).
 - ``resilient_operation_duration_seconds``: the duration of each request
   (one call of a decorated function, retries included) that ran.
 """
@@ -83,6 +89,7 @@ _SEVERITY = {0: 0, 2: 1, 1: 2}
 # The plain integer and float fields of a Stats, summed and subtracted alike.
 FIELDS = (
     "latency_sum",
+    "first_item_sum",
     "failures",
     "rejections",
     "retries",
@@ -103,9 +110,10 @@ class Counts:
     between two moments, or several summed. ``latency`` is sparse (bucket
     index to count, the buckets of ``_stats.BOUNDS``)."""
 
-    __slots__ = ("changes", "latency", *FIELDS)
+    __slots__ = ("changes", "first_items", "latency", *FIELDS)
 
     latency_sum: float
+    first_item_sum: float
     failures: int
     rejections: int
     retries: int
@@ -122,8 +130,9 @@ class Counts:
     def __init__(self) -> None:
         for f in FIELDS:
             setattr(self, f, 0)
-        self.latency_sum = 0.0
+        self.latency_sum = self.first_item_sum = 0.0
         self.latency: dict[int, int] = {}
+        self.first_items: dict[int, int] = {}
         self.changes: dict[tuple[str, str], int] = {}
 
     @classmethod
@@ -139,13 +148,15 @@ class Counts:
         for f in FIELDS:
             now = getattr(stats, f)
             setattr(self, f, getattr(self, f) + (now if base is None else now - getattr(base, f)))
-        latency = self.latency
-        before = base.latency if base is not None else {}
-        for i, n in list(stats.latency.items()):  # list(): taken at once, under the GIL
-            if n:
-                n -= before.get(i, 0)
+        for mine, theirs, before in (
+            (self.latency, stats.latency, base.latency if base is not None else {}),
+            (self.first_items, stats.first_items, base.first_items if base is not None else {}),
+        ):
+            for i, n in list(theirs.items()):  # list(): taken at once, under the GIL
                 if n:
-                    latency[i] = latency.get(i, 0) + n
+                    n -= before.get(i, 0)
+                    if n:
+                        mine[i] = mine.get(i, 0) + n
         changes = self.changes
         previous = base.changes if base is not None else {}
         for key, n in _copy(stats.changes).items():
@@ -156,9 +167,9 @@ class Counts:
     def merge(self, other: Counts) -> None:
         for f in FIELDS:
             setattr(self, f, getattr(self, f) + getattr(other, f))
-        latency = self.latency
-        for i, n in other.latency.items():
-            latency[i] = latency.get(i, 0) + n
+        for mine, theirs in ((self.latency, other.latency), (self.first_items, other.first_items)):
+            for i, n in theirs.items():
+                mine[i] = mine.get(i, 0) + n
         changes = self.changes
         for key, n in other.changes.items():
             changes[key] = changes.get(key, 0) + n
@@ -169,7 +180,12 @@ class Counts:
         return counts
 
     def __bool__(self) -> bool:
-        return bool(self.latency or self.changes or any(getattr(self, f) for f in FIELDS))
+        return bool(
+            self.latency
+            or self.first_items
+            or self.changes
+            or any(getattr(self, f) for f in FIELDS)
+        )
 
     # -- request level ---------------------------------------------------------
 
@@ -177,6 +193,11 @@ class Counts:
     def ran(self) -> int:
         """Requests that ran (succeeded or failed): those with a duration."""
         return sum(self.latency.values())
+
+    @property
+    def streams(self) -> int:
+        """Streams that yielded a first item (those with a time to it)."""
+        return sum(self.first_items.values())
 
 
 def _copy(changes: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -411,14 +432,18 @@ class Series(NamedTuple):
     bulkhead: list[tuple[str, str, int]]  # name, state, count
     limits: list[tuple[str, float]]
     durations: list[tuple[str, Counts]]  # name, the requests' latency (and sum)
+    first_items: list[tuple[str, Counts]]  # name, the streams' time to first item
     rate_limiter: list[tuple[str, str, int]]  # name, result, count
     budget_refusals: list[tuple[str, int]]
+    shadows: list[tuple[str, int]]  # name, 1: the breakers that only watch
+    failover: list[tuple[str, str, int]]  # name, target that answered, count
 
 
 def series(view: View) -> Series:
     """The exporters' values from one read."""
     states: dict[str, int] = {}
     limits: dict[str, float] = {}
+    shadows: dict[str, int] = {}
     for stats in view.live:
         gauges = stats.gauges() if stats.gauges is not None else None
         if gauges is None:
@@ -428,6 +453,8 @@ def series(view: View) -> Series:
             held = states.get(stats.name)
             if held is None or _SEVERITY[value] > _SEVERITY[held]:
                 states[stats.name] = value
+            if gauges.get("shadow"):
+                shadows[stats.name] = 1
         elif stats.kind == "bulkhead":
             limit = gauges.get("limit")
             if isinstance(limit, (int, float)):
@@ -437,11 +464,13 @@ def series(view: View) -> Series:
     breaker_calls: list[tuple[str, str, int]] = []
     bulkhead: list[tuple[str, str, int]] = []
     rate_limiter: list[tuple[str, str, int]] = []
+    failover: list[tuple[str, str, int]] = []
     refusals: dict[str, int] = {}
     retries: dict[str, int] = {}
     hedges: dict[str, int] = {}
     timeouts: dict[str, int] = {}
     durations: dict[str, Counts] = {}
+    first_items: dict[str, Counts] = {}
     for (kind, name), counts in sorted(view.counts.items(), key=lambda item: item[0][::-1]):
         if kind == "circuit_breaker":
             for (old, new), n in sorted(counts.changes.items()):
@@ -462,6 +491,11 @@ def series(view: View) -> Series:
                 (name, "admitted", counts.succeeded),
                 (name, "rejected", counts.rejected),
             ]
+        elif kind == "failover":
+            # A failover counts the primary's answers as succeeded, and the
+            # alternates' in its changes table: (target, "answered").
+            failover.append((name, "primary", counts.succeeded))
+            failover += [(name, target, n) for (target, _), n in sorted(counts.changes.items())]
         if counts.refused:
             refusals[name] = refusals.get(name, 0) + counts.refused
         if counts.retries or kind == "retry":
@@ -477,6 +511,13 @@ def series(view: View) -> Series:
             total.latency_sum += counts.latency_sum
             for i, n in counts.latency.items():
                 total.latency[i] = total.latency.get(i, 0) + n
+        if counts.first_items:
+            total = first_items.get(name)
+            if total is None:
+                first_items[name] = total = Counts()
+            total.first_item_sum += counts.first_item_sum
+            for i, n in counts.first_items.items():
+                total.first_items[i] = total.first_items.get(i, 0) + n
     return Series(
         states=sorted(states.items()),
         changes=sorted(changes),
@@ -487,8 +528,11 @@ def series(view: View) -> Series:
         bulkhead=sorted(bulkhead),
         limits=sorted(limits.items()),
         durations=sorted(durations.items(), key=lambda item: item[0]),
+        first_items=sorted(first_items.items(), key=lambda item: item[0]),
         rate_limiter=sorted(rate_limiter),
         budget_refusals=sorted(refusals.items()),
+        shadows=sorted(shadows.items()),
+        failover=sorted(failover),
     )
 
 

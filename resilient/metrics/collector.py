@@ -39,7 +39,10 @@ class Statistics:
     ``p50``/``p95``/``p99`` are within ``resilient._execution.counters.RELATIVE_ERROR``
     (about 2.2 %) of the exact nearest-rank percentile for durations from
     1 µs to about 18 minutes (read from fixed logarithmic buckets, 16 per
-    doubling). ``by_name`` holds the same fields per policy name (its own
+    doubling). ``streams`` counts the streams (generator functions, async
+    generator functions) that yielded a first item; ``average_first_item``
+    and ``first_item_p50``/``p95``/``p99`` are their time to it, read the
+    same way. ``by_name`` holds the same fields per policy name (its own
     ``by_name`` is empty).
     """
 
@@ -58,6 +61,12 @@ class Statistics:
     timeouts: int = 0
     fallbacks: int = 0
     hedges: int = 0
+    #: Streams that yielded a first item, and the time they took to it.
+    streams: int = 0
+    average_first_item: float = 0.0
+    first_item_p50: float = 0.0
+    first_item_p95: float = 0.0
+    first_item_p99: float = 0.0
     #: Per name only: a bulkhead's current limit (``max_concurrent``, or where
     #: an adaptive limit stands), read live; None elsewhere.
     limit: int | None = None
@@ -76,6 +85,7 @@ def _counted(counts: Counts) -> bool:
     """Whether ``counts`` holds anything ``Statistics`` reports."""
     return bool(
         counts.latency
+        or counts.first_items
         or counts.rejections
         or counts.retries
         or counts.rate_limited
@@ -106,7 +116,17 @@ def _snapshot(
     p50 = p95 = p99 = 0.0
     if ran:
         p50, p95, p99 = (_stats.quantile(counts.latency, q) for q in (0.50, 0.95, 0.99))
+    streams = counts.streams
+    first = (0.0, 0.0, 0.0)
+    if streams:
+        waits = counts.first_items
+        first = tuple(_stats.quantile(waits, q) for q in (0.50, 0.95, 0.99))  # type: ignore[assignment]
     return Statistics(
+        streams=streams,
+        average_first_item=counts.first_item_sum / streams if streams else 0.0,
+        first_item_p50=first[0],
+        first_item_p95=first[1],
+        first_item_p99=first[2],
         total_requests=total,
         successes=successes,
         failures=counts.failures,

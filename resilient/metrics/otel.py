@@ -16,13 +16,15 @@ Instruments, on the meter ``resilient``:
 | ``resilient.bulkhead.limit`` | observable gauge | ``{call}`` |
 | ``resilient.rate_limiter.calls`` | observable counter | ``{call}`` |
 | ``resilient.retry.budget_refusals`` | observable counter | ``{call}`` |
+| ``resilient.failover.calls`` | observable counter | ``{call}`` |
 | ``resilient.operation.duration`` | histogram | ``s`` |
+| ``resilient.stream.time_to_first_item`` | histogram | ``s`` |
 
 The policy's name is the attribute ``resilient.policy.name``; ``result``,
-``state``, ``from_state`` and ``to_state`` are as the Prometheus labels.
+``state``, ``from_state``, ``to_state`` and ``target`` are as the Prometheus labels.
 
-OpenTelemetry has no observable histogram, so the duration histogram is a
-synchronous one fed at collection time: each collection records, for every
+OpenTelemetry has no observable histogram, so the two histograms are
+synchronous ones fed at collection time: each collection records, for every
 request that ran since the last one, the geometric middle of the internal
 bucket its duration fell in (``resilient._execution.counters``, 16 per doubling). Each
 recorded value is within ``resilient._execution.counters.RELATIVE_ERROR`` (about 2.2 %)
@@ -79,6 +81,12 @@ class _Exporter:
             description="Circuit breaker state: 0 closed (or forced closed), "
             "1 open (or forced open), 2 half-open",
         )
+        meter.create_observable_gauge(
+            "resilient.circuit_breaker.shadow",
+            callbacks=[self._shadows],
+            description="1 for a shadow circuit breaker: its states, changes and "
+            "rejections are what it would have done (it rejects nothing)",
+        )
         meter.create_observable_counter(
             "resilient.circuit_breaker.state_changes",
             callbacks=[self._changes],
@@ -133,12 +141,27 @@ class _Exporter:
             unit="{call}",
             description="Retries a retry budget refused",
         )
+        meter.create_observable_counter(
+            "resilient.failover.calls",
+            callbacks=[self._failover],
+            unit="{call}",
+            description="Calls through a failover, by the target that answered",
+        )
         self._duration = meter.create_histogram(
             "resilient.operation.duration",
             unit="s",
             description="Duration of each call of a protected function, retries included",
             explicit_bucket_boundaries_advisory=list(buckets),
         )
+
+        self._first_item = meter.create_histogram(
+            "resilient.stream.time_to_first_item",
+            unit="s",
+            description="Time from the start of each stream of a protected function "
+            "to its first item",
+            explicit_bucket_boundaries_advisory=list(buckets),
+        )
+        self._fed_first: dict[str, dict[int, int]] = {}
 
     def stop(self) -> None:
         with self._lock:
@@ -161,17 +184,25 @@ class _Exporter:
             return self._values
 
     def _feed(self, values: Series) -> None:
-        record = self._duration.record
-        for name, counts in values.durations:
-            fed = self._fed.setdefault(name, {})
-            attributes = {NAME: name}
-            for index, n in counts.latency.items():
-                new = n - fed.get(index, 0)
-                if new > 0:
-                    value = middle(index)
-                    for _ in range(new):
-                        record(value, attributes)
-                fed[index] = n
+        for histogram, fed_by_name, rows in (
+            (self._duration, self._fed, [(name, c.latency) for name, c in values.durations]),
+            (
+                self._first_item,
+                self._fed_first,
+                [(name, c.first_items) for name, c in values.first_items],
+            ),
+        ):
+            record = histogram.record
+            for name, buckets in rows:
+                fed = fed_by_name.setdefault(name, {})
+                attributes = {NAME: name}
+                for index, n in buckets.items():
+                    new = n - fed.get(index, 0)
+                    if new > 0:
+                        value = middle(index)
+                        for _ in range(new):
+                            record(value, attributes)
+                    fed[index] = n
 
     def _observe(self, rows: Iterable[tuple[Any, ...]], labels: tuple[str, ...]) -> list[Any]:
         observation = self._observation
@@ -180,6 +211,10 @@ class _Exporter:
     def _states(self, options: Any) -> list[Any]:
         values = self._read(fresh=True)
         return [] if values is None else self._observe(values.states, (NAME,))
+
+    def _shadows(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.shadows, (NAME,))
 
     def _changes(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)
@@ -217,6 +252,10 @@ class _Exporter:
     def _refusals(self, options: Any) -> list[Any]:
         values = self._read(fresh=False)
         return [] if values is None else self._observe(values.budget_refusals, (NAME,))
+
+    def _failover(self, options: Any) -> list[Any]:
+        values = self._read(fresh=False)
+        return [] if values is None else self._observe(values.failover, (NAME, "target"))
 
 
 def instrument(

@@ -56,6 +56,7 @@ class _Collector:
             name: name if name.startswith(prefix) else prefix + name
             for name in (
                 "circuit_breaker_state",
+                "circuit_breaker_shadow",
                 "circuit_breaker_state_changes",
                 "circuit_breaker_calls",
                 "retry_attempts",
@@ -65,7 +66,9 @@ class _Collector:
                 "bulkhead_limit",
                 "rate_limiter_calls",
                 "retry_budget_refusals",
+                "failover_calls",
                 "resilient_operation_duration_seconds",
+                "resilient_time_to_first_item_seconds",
             )
         }
         self._les = [floatToGoString(b) for b in buckets]  # type: ignore[no-untyped-call]
@@ -84,6 +87,12 @@ class _Collector:
             n["circuit_breaker_state"],
             "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), "
             "2 half-open",
+            labels=["name"],
+        )
+        shadow = self._gauge(
+            n["circuit_breaker_shadow"],
+            "1 for a shadow circuit breaker: its states, changes and rejections are what "
+            "it would have done (it rejects nothing)",
             labels=["name"],
         )
         changes = self._counter(
@@ -121,14 +130,30 @@ class _Collector:
         refusals = self._counter(
             n["retry_budget_refusals"], "Retries a retry budget refused", labels=["name"]
         )
+        failover = self._counter(
+            n["failover_calls"],
+            "Calls through a failover, by the target that answered",
+            labels=["name", "target"],
+        )
         duration = self._histogram(
             n["resilient_operation_duration_seconds"],
             "Duration of each call of a protected function, retries included",
             labels=["name"],
         )
+        first_item = self._histogram(
+            n["resilient_time_to_first_item_seconds"],
+            "Time from the start of each stream of a protected function to its first item",
+            labels=["name"],
+        )
         if values is not None:
+            for name, counts in values.first_items:
+                below = cumulative(counts.first_items, self._cuts)
+                buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.streams)]
+                first_item.add_metric([name], buckets, counts.first_item_sum)
             for name, value in values.states:
                 state.add_metric([name], value)
+            for name, value in values.shadows:
+                shadow.add_metric([name], value)
             for name, old, new, count in values.changes:
                 changes.add_metric([name, old, new], count)
             for name, result, count in values.breaker_calls:
@@ -147,12 +172,15 @@ class _Collector:
                 limiter.add_metric([name, result], count)
             for name, count in values.budget_refusals:
                 refusals.add_metric([name], count)
+            for name, target, count in values.failover:
+                failover.add_metric([name, target], count)
             for name, counts in values.durations:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
                 duration.add_metric([name], buckets, counts.latency_sum)
         yield from (
             state,
+            shadow,
             changes,
             calls,
             retries,
@@ -162,8 +190,10 @@ class _Collector:
             limit,
             limiter,
             refusals,
+            failover,
         )
         yield duration
+        yield first_item
 
 
 def instrument(

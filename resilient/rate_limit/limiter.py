@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
@@ -29,6 +30,7 @@ from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
 from .._runtime.mapping import FromDict
+from .._runtime.settings import changes as _settings_changes
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -57,9 +59,9 @@ class SharedLimit(Protocol):
     """What a storage's ``bind_rate_limit(limiter)`` returns: turns of a limit
     shared with other processes."""
 
-    def acquire(self, max_wait: float) -> tuple[object, float]:
-        """``(token, wait)`` for a turn ``wait`` seconds away, or ``(None,
-        retry_after)`` when none is within ``max_wait``."""
+    def acquire(self, max_wait: float, cost: float = 1.0) -> tuple[object, float]:
+        """``(token, wait)`` for a turn of ``cost`` ``wait`` seconds away, or
+        ``(None, retry_after)`` when none is within ``max_wait``."""
         ...
 
     async def acquire_async(self, max_wait: float) -> tuple[object, float]:
@@ -67,6 +69,10 @@ class SharedLimit(Protocol):
         ...
 
     def give_back(self, token: object) -> None: ...
+
+    def adjust(self, units: float) -> None:
+        """Charge ``units`` (refund, when negative), atomically."""
+        ...
 
     def detach(self) -> None: ...
 
@@ -181,6 +187,7 @@ class RateLimiter(NamedPolicy):
         self._shared: SharedLimit | None = (
             config.storage.bind_rate_limit(self) if config.storage is not None else None
         )
+        self._within = self._fast_within()
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -205,6 +212,33 @@ class RateLimiter(NamedPolicy):
         """Every turn free again (a full burst)."""
         with self._lock:
             self._core.reset()
+
+    def reconfigure(self, config: RateLimitConfig) -> None:
+        """Adopt ``config`` in place: the turns taken and the callers waiting
+        for theirs are kept (a backlog is the same number of turns at the
+        new rate). The store (``storage``) cannot change: a different one is
+        a ``ValueError``. With a shared store the settings are this
+        process's own choice: no other process is reconfigured. Emits
+        ``Reconfigured``."""
+        if not isinstance(config, RateLimitConfig):
+            raise TypeError(f"RateLimiter config must be a RateLimitConfig, got {config!r}")
+        if config.storage is not self.config.storage:
+            raise ValueError(
+                f"RateLimiter {self.name!r}: storage cannot change in place "
+                f"(got {config.storage!r}, the limiter has {self.config.storage!r})"
+            )
+        changed = _settings_changes(self.config, config)
+        if not changed:
+            return
+        assert config.burst is not None
+        with self._lock:
+            self._core.retune(config.rate, config.period, config.burst, _clock.monotonic())
+            self.config = config
+            self._within = self._fast_within()
+        if self._shared is not None and config.storage is not None:
+            self._shared.detach()
+            self._shared = config.storage.bind_rate_limit(self)
+        events.announce_settings(self._kind, self.name, self._listeners, changed)
 
     def _swap_turns(
         self, saved: tuple[float, list[float]] | None = None
@@ -251,32 +285,91 @@ class RateLimiter(NamedPolicy):
             )
         return RateLimitExceededError(self.name, retry_after)
 
-    def _reserve(self) -> tuple[object, float]:
-        """``(token, wait)`` of this caller's turn; raises when none is in reach."""
+    def adjust(self, units: float) -> None:
+        """Charge ``units`` turns to the limit now (or, when negative, refund
+        them): what a call really took, settled after it ran. Fleet-wide
+        with a shared storage, atomically."""
+        if isinstance(units, bool) or not isinstance(units, (int, float)) or units != units:
+            raise TypeError(
+                f"RateLimiter {self.name!r}.adjust(units) needs a number, got {units!r}"
+            )
+        if units == 0 or not switch.on:
+            return
+        shared = self._shared
+        if shared is not None:
+            shared.adjust(float(units))
+            return
+        with self._lock:
+            self._core.adjust(_clock.now(), float(units))
+
+    def _check_cost(self, cost: float) -> float:
+        """``cost`` as a float, or a ValueError naming it (and ``burst``)."""
+        burst = self.config.burst
+        assert burst is not None
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+            raise TypeError(f"rate limit {self.name!r}: cost must be a number, got {cost!r}")
+        if not 0 <= cost <= burst:
+            if cost > burst:
+                raise ValueError(
+                    f"rate limit {self.name!r}: cost={cost!r} is larger than burst={burst!r}; "
+                    "no call of that cost could ever start"
+                )
+            raise ValueError(f"rate limit {self.name!r}: cost must be >= 0, got {cost!r}")
+        return float(cost)
+
+    def _check_units(self, units: float) -> float:
+        """What an ``actual`` callback said a call took, as a float."""
+        if isinstance(units, bool) or not isinstance(units, (int, float)) or not units >= 0:
+            raise ValueError(
+                f"rate limit {self.name!r}: actual must return a number >= 0, got {units!r}"
+            )
+        if units == float("inf"):
+            raise ValueError(f"rate limit {self.name!r}: actual must be finite, got {units!r}")
+        return float(units)
+
+    def _reserve(self, cost: float = 1.0) -> tuple[object, float]:
+        """``(token, wait)`` of this caller's turn (of ``cost``); raises when
+        none is in reach."""
         max_wait = self.config.max_wait
         shared = self._shared
         now = _clock.now()
         if shared is not None:
-            token, wait = shared.acquire(max_wait)
+            token, wait = shared.acquire(max_wait, cost)
             if token is None:
                 raise self._refused(wait, now)
             return token, wait
         core = self._core
         with self._lock:
-            local = core.acquire(now, max_wait)
+            local = core.acquire(now, max_wait, cost)
             if local is None:
-                retry_after = core.retry_after(now)
+                retry_after = core.retry_after(now, cost)
         if local is None:
             raise self._refused(retry_after, now)
-        return local, core.start_of(local) - now
+        return local, core.start_of(local, cost) - now
 
-    def _give_back(self, token: object) -> None:
+    def _take(self, cost: float) -> tuple[object, float]:
+        """``_reserve``, trying first a turn free now without the lock (as
+        the fast path does)."""
+        if self._shared is None and GIL and not self._core.holes:
+            core = self._core
+            need = cost * core.interval
+            now = _clock.now()
+            # No call between reading core.tat and writing it (see the fast path).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + need - now <= core.tolerance + core.interval + core.slack:
+                core.tat = tat + need
+                return tat, 0.0
+        return self._reserve(cost)
+
+    def _give_back(self, token: object, cost: float = 1.0) -> None:
         shared = self._shared
         if shared is not None:
             shared.give_back(token)
             return
         with self._lock:
-            self._core.give_back(token)  # type: ignore[arg-type]
+            self._core.give_back(token, cost)  # type: ignore[arg-type]
 
     def _acquire(self) -> None:
         """Take a turn for this thread, sleeping until it comes if need be."""
@@ -317,15 +410,14 @@ class RateLimiter(NamedPolicy):
     # clock and GCRA's compare, without the lock. Waiting, refusing and a
     # shared limit go through ``_acquire`` / ``_aacquire``.
 
-    def _fast_gcra(self) -> tuple[GcraCore, list[float], float, float]:
-        """What the fast path reads: the core, its holes, the interval, and
-        how far ahead ``tat`` may be for a call to start now (``-1``: never,
-        every call takes the locked path: a shared limit, or no GIL)."""
+    def _fast_within(self) -> float:
+        """How far ahead ``tat`` may be for a call to start now on the fast
+        path (``-1``: never, every call takes the locked path: a shared
+        limit, or no GIL)."""
         core = self._core
-        within = core.tolerance + core.slack
         if self._shared is not None or not GIL:  # see resilient._runtime.gil
-            within = -1.0
-        return core, core.holes, core.interval, within
+            return -1.0
+        return core.tolerance + core.slack
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
@@ -333,7 +425,8 @@ class RateLimiter(NamedPolicy):
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
         acquire_slow = self._acquire
-        core, holes, interval, within = self._fast_gcra()
+        core = self._core
+        holes = core.holes
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -352,8 +445,8 @@ class RateLimiter(NamedPolicy):
             tat = core.tat
             if tat < now:
                 tat = now
-            if tat - now <= within and not holes:
-                core.tat = tat + interval
+            if tat - now <= self._within and not holes:
+                core.tat = tat + core.interval
                 stats.succeeded += 1
             else:
                 try:
@@ -382,7 +475,8 @@ class RateLimiter(NamedPolicy):
         )
         assert detour is not None
         aacquire = self._aacquire
-        core, holes, interval, within = self._fast_gcra()
+        core = self._core
+        holes = core.holes
         stats = self._stats_for(self.name)
         clock = _clock
 
@@ -401,8 +495,8 @@ class RateLimiter(NamedPolicy):
             tat = core.tat
             if tat < now:
                 tat = now
-            if tat - now <= within and not holes:
-                core.tat = tat + interval
+            if tat - now <= self._within and not holes:
+                core.tat = tat + core.interval
                 stats.succeeded += 1
             else:
                 try:
@@ -435,6 +529,23 @@ class RateLimiter(NamedPolicy):
             await self._aacquire()
         return await fn(*args, **kwargs)
 
+    # A stream takes one turn when it starts (at its first item's request).
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if switch.on:
+            self._acquire()
+        stream = fn(*args, **kwargs)
+        try:
+            yield from stream
+        finally:
+            _streams.close(stream)
+
     async def _astream(
         self,
         fn: Callable[..., AsyncIterator[Any]],
@@ -442,11 +553,14 @@ class RateLimiter(NamedPolicy):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        """A stream takes one turn when it starts."""
         if switch.on:
             await self._aacquire()
-        async for item in fn(*args, **kwargs):
-            yield item
+        stream = fn(*args, **kwargs)
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            await _streams.aclose(stream)
 
     # -- context managers --------------------------------------------------------
 

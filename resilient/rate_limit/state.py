@@ -16,6 +16,16 @@ back; an earlier one becomes a hole the next caller takes, at the same
 start time, so giving back never lets more calls start than the limit.
 A hole whose time has passed unused is dropped.
 
+A turn may weigh more than one call: a call of ``cost`` c takes c
+intervals of ``tat`` and may start at ``max(tat, now) + (c - 1) * interval
+- tolerance`` (GCRA with a quantity; ``cost`` 1 is the rule above). A
+weighed turn given back rolls ``tat`` back when it was the last handed
+out; an earlier one stays spent (strict, never loose). ``adjust`` charges
+units after the fact (``tat`` moves on) or refunds them (``tat`` moves
+back, never behind ``now``: a refund gives back turns, never more than a
+full burst). A debt charged beyond the burst widens ``reach`` as a long
+wait does.
+
 A clock that goes back (a test's time travel, a stepped clock) leaves
 ``tat`` far ahead of ``now``: further than any turn could have been
 reserved (``tolerance + interval + reach``, ``reach`` being the longest
@@ -65,16 +75,19 @@ class GcraCore:
             while holes and holes[-1] >= horizon:
                 del holes[-1]
 
-    def start_of(self, token: float) -> float:
-        """When the call holding ``token`` may start."""
-        return token - self.tolerance
+    def start_of(self, token: float, cost: float = 1.0) -> float:
+        """When the call holding ``token`` (of ``cost``) may start."""
+        return token + (cost - 1.0) * self.interval - self.tolerance
 
-    def acquire(self, now: float, max_wait: float = 0.0) -> float | None:
-        """A token for a turn starting within ``max_wait`` of ``now`` (wait
-        ``start_of(token) - now``, if positive), or None: no such turn."""
+    def acquire(self, now: float, max_wait: float = 0.0, cost: float = 1.0) -> float | None:
+        """A token for a turn of ``cost`` starting within ``max_wait`` of
+        ``now`` (wait ``start_of(token, cost) - now``, if positive), or None:
+        no such turn."""
         if max_wait > self.reach:
             self.reach = max_wait
         self._bound(now)
+        if cost != 1.0:
+            return self._acquire_weighed(now, max_wait, cost)
         if self.holes:
             hole = self._take_hole(now, max_wait)
             if hole is not None:
@@ -87,6 +100,15 @@ class GcraCore:
         self.tat = tat + self.interval
         return tat
 
+    def _acquire_weighed(self, now: float, max_wait: float, cost: float) -> float | None:
+        tat = self.tat
+        if tat < now:
+            tat = now
+        if tat + (cost - 1.0) * self.interval - self.tolerance - now > max_wait + self.slack:
+            return None
+        self.tat = tat + cost * self.interval
+        return tat
+
     def _take_hole(self, now: float, max_wait: float) -> float | None:
         holes = self.holes
         tolerance = self.tolerance
@@ -96,10 +118,12 @@ class GcraCore:
             return holes.pop(0)
         return None
 
-    def retry_after(self, now: float) -> float:
-        """Seconds until a call would be admitted without waiting."""
+    def retry_after(self, now: float, cost: float = 1.0) -> float:
+        """Seconds until a call (of ``cost``) would be admitted without waiting."""
         self._bound(now)
-        left = max(self.tat, now) - self.tolerance - now
+        left = max(self.tat, now) + (cost - 1.0) * self.interval - self.tolerance - now
+        if cost != 1.0:
+            return left if left > self.slack else 0.0
         holes = self.holes
         for hole in holes:
             if hole - self.tolerance >= now:
@@ -107,8 +131,13 @@ class GcraCore:
                 break
         return left if left > self.slack else 0.0
 
-    def give_back(self, token: float) -> None:
-        """The call holding ``token`` will not start: its turn is free again."""
+    def give_back(self, token: float, cost: float = 1.0) -> None:
+        """The call holding ``token`` (of ``cost``) will not start: its turn
+        is free again."""
+        if cost != 1.0:
+            if token + cost * self.interval == self.tat:
+                self.tat = token
+            return  # an earlier weighed turn stays spent
         if token + self.interval == self.tat:
             self.tat = token
             holes = self.holes
@@ -119,6 +148,46 @@ class GcraCore:
                 del holes[-1]
         else:
             bisect.insort(self.holes, token)
+
+    def retune(self, rate: float, period: float, burst: int, now: float) -> None:
+        """New settings in place: the turns already taken stay taken (the
+        backlog ahead of ``now`` is the same number of turns, spaced by the
+        new interval), and so do the turns given back."""
+        old = self.interval
+        new = period / rate
+        ratio = new / old
+
+        def moved(t: float) -> float:
+            return now + (t - now) * ratio if t > now else t
+
+        if self.tat > now:
+            # Measured from the start of the burst: the turns owed stay owed.
+            self.tat = now + (self.tat - now) * ratio
+        self.holes[:] = [moved(hole) for hole in self.holes]
+        self.interval = new
+        self.tolerance = (burst - 1) * new
+        self.slack = new * 1e-9
+
+    def adjust(self, now: float, units: float) -> None:
+        """Charge ``units`` more (or, negative, refund them) after the fact."""
+        tat = self.tat
+        if units >= 0.0:
+            tat = (tat if tat > now else now) + units * self.interval
+            self.tat = tat
+            # A debt beyond the burst is no clock gone back: in reach.
+            owed = tat - now - self.tolerance - self.interval
+            if owed > self.reach:
+                self.reach = owed
+            return
+        if tat <= now:
+            return  # nothing owed: a full burst is there already
+        tat += units * self.interval
+        if tat < now:
+            tat = now
+        self.tat = tat
+        holes = self.holes
+        while holes and holes[-1] >= tat:
+            del holes[-1]
 
     def reset(self) -> None:
         self.tat = -math.inf

@@ -70,18 +70,8 @@ class Binding:
         # Names are data, sent as bytes; a per-key breaker's are its pair's.
         self.name_bytes = identity_bytes(breaker.identity)
         self.keys = keys(storage.namespace, self.name_bytes)
-        cfg = breaker.config
-        self._config = [
-            _open_times(cfg),
-            str(cfg.failure_threshold),
-            str(cfg.half_open_max_calls),
-            str(cfg.success_threshold),
-            str(storage.quorum),
-            # A rate vote stands while its instance keeps renewing it.
-            repr(max(3 * storage.refresh_interval, 1.0)),
-            # A probe's permit outlives any sane probe, not a crashed instance.
-            repr(max(30.0, cfg.recovery_timeout)),
-        ]
+        self._config: list[str] = []
+        self.retune()
         self._sent_ok = 0
         self._sent_failed = 0
         # The shared state last mirrored: which Redis data set, which transition.
@@ -101,6 +91,26 @@ class Binding:
         # Whether the core times every success exactly (while the fleet has
         # a run of failures that a success of ours would end).
         self._exact = False
+
+    def retune(self) -> None:
+        """Send the breaker's settings as they are now (it was reconfigured:
+        this process's own choice, no other instance's)."""
+        breaker = self._breaker()
+        if breaker is None:
+            return
+        cfg = breaker.config
+        storage = self._storage
+        self._config = [
+            _open_times(cfg),
+            str(cfg.failure_threshold),
+            str(cfg.half_open_max_calls),
+            str(cfg.success_threshold),
+            str(storage.quorum),
+            # A rate vote stands while its instance keeps renewing it.
+            repr(max(3 * storage.refresh_interval, 1.0)),
+            # A probe's permit outlives any sane probe, not a crashed instance.
+            repr(max(30.0, cfg.recovery_timeout)),
+        ]
 
     def _args(self, op: str, *extra: str) -> list[str | bytes]:
         storage = self._storage

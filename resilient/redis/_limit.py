@@ -5,7 +5,9 @@ limit's theoretical arrival time, decides with Redis's own clock (``TIME``,
 so hosts with skewed clocks agree), moves it on when it admits, and notes
 the instance as seen. A waiter that gives its turn back runs the script
 once more; only the last turn handed out can be taken back (an earlier one
-stays spent: the fleet errs on the strict side).
+stays spent: the fleet errs on the strict side). A turn may weigh more
+than one call (``cost``), and ``adjust`` charges or refunds units after
+the fact: the same script, so every decision is one atomic round trip.
 
 While Redis is unreachable, each instance limits alone at ``rate`` divided
 by the number of instances it last saw (and the burst likewise), with the
@@ -51,12 +53,14 @@ def limit_keys(namespace: str, name: str) -> list[str]:
     return [base, f"{base}:instances"]
 
 
-# ARGV: op ("acquire" or "give"), interval, tolerance, max_wait, instance,
-# token (give only), seen_for. Numbers travel as "%.17g" strings: exact doubles.
+# ARGV: op ("acquire", "give" or "adjust"), interval, tolerance, max_wait,
+# instance, token (give only), seen_for, cost (the units of "adjust").
+# Numbers travel as "%.17g" strings: exact doubles.
 LIMIT_SCRIPT = r"""
 local TAT, INST = KEYS[1], KEYS[2]
 local op = ARGV[1]
 local interval, tolerance = tonumber(ARGV[2]), tonumber(ARGV[3])
+local cost = tonumber(ARGV[8] or '1')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function num(x) return string.format('%.17g', x) end
@@ -74,11 +78,11 @@ if op == 'acquire' then
   local seen = redis.call('ZCARD', INST)
   local tat = tonumber(redis.call('GET', TAT) or '0')
   if tat < now then tat = now end
-  local wait = tat - tolerance - now
+  local wait = tat + (cost - 1) * interval - tolerance - now
   if wait > max_wait + interval * 1e-9 then
     return {0, num(wait), seen}
   end
-  keep(tat + interval)
+  keep(tat + cost * interval)
   if wait < 0 then wait = 0 end
   return {1, num(wait), seen, num(tat)}
 end
@@ -86,11 +90,23 @@ end
 if op == 'give' then
   local token = tonumber(ARGV[6])
   local tat = tonumber(redis.call('GET', TAT) or '0')
-  if num(token + interval) == num(tat) then
+  if num(token + cost * interval) == num(tat) then
     if token > now then keep(token) else redis.call('DEL', TAT) end
     return 1
   end
   return 0
+end
+
+if op == 'adjust' then
+  local tat = tonumber(redis.call('GET', TAT) or '0')
+  if cost >= 0 then
+    if tat < now then tat = now end
+    keep(tat + cost * interval)
+  elseif tat > now then
+    tat = tat + cost * interval
+    if tat > now then keep(tat) else redis.call('DEL', TAT) end
+  end
+  return 1
 end
 
 return redis.error_reply('resilient: unknown op ' .. tostring(op))
@@ -130,9 +146,9 @@ class SharedLimiter:
         """Whether this instance limits alone now (Redis unreachable)."""
         return self._local is not None
 
-    def acquire(self, max_wait: float) -> tuple[object, float]:
+    def acquire(self, max_wait: float, cost: float = 1.0) -> tuple[object, float]:
         if self._local is not None and _clock.monotonic() < self._retry_at:
-            return self._acquire_locally(max_wait)
+            return self._acquire_locally(max_wait, cost)
         storage = self._storage
         try:
             reply: Any = self._script(
@@ -145,11 +161,12 @@ class SharedLimiter:
                     storage.instance,
                     "",
                     _num(SEEN_FOR),
+                    _num(cost),
                 ],
             )
         except storage.unavailable as exc:
             self._go_local(exc)
-            return self._acquire_locally(max_wait)
+            return self._acquire_locally(max_wait, cost)
         if self._local is not None:
             self._local = None
             log.info("resilient: Redis is reachable again; rate limit %r is shared", self._name)
@@ -157,7 +174,7 @@ class SharedLimiter:
         wait = float(_text(reply[1]))
         if not int(reply[0]):
             return None, wait
-        return ("redis", float(_text(reply[3]))), wait
+        return ("redis", float(_text(reply[3])), cost), wait
 
     async def acquire_async(self, max_wait: float) -> tuple[object, float]:
         """``acquire`` on the storage's own threads: the event loop never
@@ -187,11 +204,11 @@ class SharedLimiter:
             self.give_back(token)
 
     def give_back(self, token: object) -> None:
-        where, value = cast("tuple[str, float]", token)
+        where, value, cost = cast("tuple[str, float, float]", token)
         if where == "local":
             with self._lock:
                 if self._local is not None:
-                    self._local.give_back(value)
+                    self._local.give_back(value, cost)
             return
         storage = self._storage
         try:
@@ -205,10 +222,35 @@ class SharedLimiter:
                     storage.instance,
                     _num(value),
                     _num(SEEN_FOR),
+                    _num(cost),
                 ],
             )
         except storage.unavailable as exc:  # the turn stays spent: strict, never loose
             self._go_local(exc)
+
+    def adjust(self, units: float) -> None:
+        """Charge (or refund) ``units``: one atomic round trip."""
+        if self._local is not None and _clock.monotonic() < self._retry_at:
+            self._adjust_locally(units)
+            return
+        storage = self._storage
+        try:
+            self._script(
+                keys=self._keys,
+                args=[
+                    "adjust",
+                    _num(self._interval),
+                    _num(self._tolerance),
+                    "0",
+                    storage.instance,
+                    "",
+                    _num(SEEN_FOR),
+                    _num(units),
+                ],
+            )
+        except storage.unavailable as exc:
+            self._go_local(exc)
+            self._adjust_locally(units)
 
     def detach(self) -> None:
         """Nothing to stop: every acquisition is its own round trip."""
@@ -234,13 +276,21 @@ class SharedLimiter:
             share,
         )
 
-    def _acquire_locally(self, max_wait: float) -> tuple[object, float]:
+    def _acquire_locally(self, max_wait: float, cost: float = 1.0) -> tuple[object, float]:
         now = _clock.now()
         with self._lock:
             core = self._local
             if core is None:  # back meanwhile: one more local decision is fine
-                return ("local", 0.0), 0.0
-            token = core.acquire(now, max_wait)
+                return ("local", 0.0, 0.0), 0.0
+            # Alone, this instance has a share of the burst: a call costing
+            # more than the share takes all of it.
+            cost = min(cost, core.tolerance / core.interval + 1.0)
+            token = core.acquire(now, max_wait, cost)
             if token is None:
-                return None, core.retry_after(now)
-        return ("local", token), max(0.0, core.start_of(token) - now)
+                return None, core.retry_after(now, cost)
+        return ("local", token, cost), max(0.0, core.start_of(token, cost) - now)
+
+    def _adjust_locally(self, units: float) -> None:
+        with self._lock:
+            if self._local is not None:
+                self._local.adjust(_clock.now(), units)

@@ -163,6 +163,7 @@ def plan(
     deadline: float | None,
     retry_after: float | None = None,
     circuit: Circuit | None = None,
+    chosen: float | None = None,
 ) -> Plan:
     """The wait after failed attempt ``attempt`` (1-based), or why to stop.
 
@@ -170,12 +171,17 @@ def plan(
     bounds it, waits included. ``retry_after`` is the wait a server asked
     for (at least that long; past ``max_delay``: stop). ``circuit``: the
     attempt was a breaker's rejection (see the module's docstring).
+    ``chosen``: the wait a user's ``wait`` callable picked instead of the
+    backoff (capped at ``max_delay``, as the backoff is).
     """
     if attempt >= max_attempts:
         return Plan(0.0, previous, None, "")
     if circuit is not None:
         return _circuit_plan(circuit, backoff, rng, previous, elapsed, deadline)
-    delay = previous = backoff.delay(attempt, previous, rng)
+    if chosen is None:
+        delay = previous = backoff.delay(attempt, previous, rng)
+    else:
+        delay = previous = min(chosen, backoff.max_delay)
     if retry_after is not None and retry_after > delay:
         delay = retry_after
     if deadline is not None and elapsed + delay > deadline:

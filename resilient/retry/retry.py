@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
 from .._runtime import clock as _clock
@@ -70,6 +71,10 @@ class RetryConfig(FromDict):
         give_up_on: exception types never retried (they win over ``retry_on``).
         retry_if_result: ``result -> bool``: a result to try again on.
         on_retry: called as ``on_retry(attempt, error, delay)`` before each wait.
+        wait: ``wait(attempt, error, result) -> float | None`` picks the wait
+            after failed attempt ``attempt`` (``error`` is None when a
+            result is retried); ``None`` means the configured backoff. The
+            deadline, ``max_delay`` and ``Retry-After`` rules still apply.
         respect_retry_after: wait what an error's ``retry_after`` says.
         deadline: seconds from the first attempt that bound the whole.
         rng: the random source of the jitter (a seeded ``random.Random``
@@ -89,6 +94,7 @@ class RetryConfig(FromDict):
     give_up_on: tuple[type[BaseException], ...] = ()
     retry_if_result: Callable[[Any], bool] | None = None
     on_retry: Callable[[int, BaseException | None, float], object] | None = None
+    wait: Callable[[int, BaseException | None, Any], float | None] | None = None
     respect_retry_after: bool = True
     deadline: float | None = None
     rng: random.Random | None = None
@@ -125,6 +131,7 @@ class RetryConfig(FromDict):
         )
         v.callable_or_none(_OWNER, "retry_if_result", self.retry_if_result)
         v.callable_or_none(_OWNER, "on_retry", self.on_retry)
+        v.callable_or_none(_OWNER, "wait", self.wait)
         if not isinstance(self.respect_retry_after, bool):
             raise TypeError(
                 f"{_OWNER}.respect_retry_after must be a bool, got {self.respect_retry_after!r}"
@@ -265,6 +272,7 @@ class Retry(PolicyBase):
         error: BaseException | None,
         start: float,
         previous: float,
+        result: Any = None,
     ) -> tuple[Plan, _waiting.WaitTicket | None] | None:
         """After failed attempt ``attempt`` (an error, or a result that
         ``retry_if_result`` rejected when ``error`` is None): the wait before
@@ -291,6 +299,9 @@ class Retry(PolicyBase):
         circuit = ticket = None
         if isinstance(error, CircuitOpenError):
             circuit, ticket = self._circuit(error, attempt, elapsed)
+        chosen = None
+        if cfg.wait is not None and circuit is None and attempt < cfg.max_attempts:
+            chosen = self._chosen_wait(attempt, error, result)
         next_wait = plan(
             self._backoff,
             cfg.rng if cfg.rng is not None else DEFAULT_RANDOM,
@@ -301,6 +312,7 @@ class Retry(PolicyBase):
             deadline=deadline,
             retry_after=retry_after_of(error) if cfg.respect_retry_after else None,
             circuit=circuit,
+            chosen=chosen,
         )
         if next_wait.stop is not None:
             if ticket is not None:
@@ -321,6 +333,18 @@ class Retry(PolicyBase):
                 ticket.release()
             raise
         return next_wait, ticket
+
+    def _chosen_wait(self, attempt: int, error: BaseException | None, result: Any) -> float | None:
+        """What ``wait`` picks (None: the backoff); a bad answer is a ValueError."""
+        assert self.config.wait is not None
+        chosen = self.config.wait(attempt, error, result)
+        if chosen is None:
+            return None
+        if isinstance(chosen, bool) or not isinstance(chosen, (int, float)) or not chosen >= 0:
+            raise ValueError(
+                f"{_OWNER}.wait must return a number of seconds >= 0 or None, got {chosen!r}"
+            )
+        return float(chosen)
 
     def _circuit(
         self, error: CircuitOpenError, attempt: int, elapsed: float
@@ -505,7 +529,9 @@ class Retry(PolicyBase):
         previous = 0.0
         check = self._check_result
         while True:
-            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            planned = (
+                self._plan(name, attempt, error, start, previous, result) if switch.on else None
+            )
             if planned is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
@@ -543,7 +569,9 @@ class Retry(PolicyBase):
         previous = 0.0
         check = self._check_result
         while True:
-            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            planned = (
+                self._plan(name, attempt, error, start, previous, result) if switch.on else None
+            )
             if planned is None:
                 if error is None:
                     return result  # type: ignore[no-any-return]
@@ -567,6 +595,85 @@ class Retry(PolicyBase):
             if check is None or not check(result):
                 return cast(R, result)
             error = None
+
+    # Streams: a failure before the first item opens the same stream again,
+    # after the planned wait; after it, the error is the consumer's. A wait
+    # ticket (an open breaker) is waited for, then given back: the next
+    # stream asks the breaker as any other call does.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        previous = 0.0
+        first_attempt = self._first_attempt
+
+        def opener() -> Iterator[Any]:
+            return fn(*args, **kwargs)
+
+        def first() -> Iterator[Any]:
+            if first_attempt is not None:
+                first_attempt()
+            return fn(*args, **kwargs)
+
+        def recover(error: Exception, attempt: int) -> Callable[[], Iterator[Any]] | None:
+            nonlocal previous
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
+                return None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            _clock.sleep(_ticket_wait(next_wait.delay, ticket))
+            return opener
+
+        return _streams.before_first(first, recover)
+
+    def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        previous = 0.0
+        first_attempt = self._first_attempt
+
+        def opener() -> AsyncIterator[Any]:
+            return fn(*args, **kwargs)
+
+        def first() -> AsyncIterator[Any]:
+            if first_attempt is not None:
+                first_attempt()
+            return fn(*args, **kwargs)
+
+        async def recover(
+            error: Exception, attempt: int
+        ) -> Callable[[], AsyncIterator[Any]] | None:
+            nonlocal previous
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
+                return None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            await _clock.sleep_async(_ticket_wait(next_wait.delay, ticket))
+            return opener
+
+        return _streams.abefore_first(first, recover)
+
+
+def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
+    """The wait before a stream's next attempt: the planned delay, or until
+    a wait ticket is due (the ticket goes back: a stream's attempt does
+    not hold it)."""
+    if ticket is None:
+        return delay
+    ticket.release()
+    return max(delay, ticket.due - _clock.monotonic())
 
 
 # An attempt made on a wait ticket: sleep until the breaker lets it probe

@@ -14,8 +14,9 @@
   where its thread-locals are, and cannot stop it: a call that overruns fails
   with ``CallTimeoutError`` when it returns (its result is dropped), so retry
   and the breaker count the timeout.
-- Async generator functions get an inactivity timeout
-  (``inactivity=seconds``): a stream that yields nothing for that long fails.
+- Generator functions and async generator functions (streams) get
+  ``first_item=`` (the wait for the first item) and ``inactivity=`` (each
+  later wait) besides ``seconds`` (the whole stream).
 
 Timeouts measure real time (the event loop's clock, the OS timer). Under
 ``resilient.testing.fake_clock()`` an async call's timeout also ends when
@@ -29,11 +30,12 @@ import asyncio
 import functools
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.policy_base import ForwardingPolicy
 from .._runtime import alarm as _alarm
@@ -46,6 +48,7 @@ from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
+from .stream_deadline import StreamDeadline
 
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
@@ -70,7 +73,9 @@ _OWNER = "Timeout"
 class TimeoutConfig(FromDict):
     """A per-attempt timeout of a named stack (``ResiliencePolicy(timeout=...)``).
 
-    ``seconds``: the limit per attempt. ``pool_size``: the most sync calls
+    ``seconds``: the limit per attempt (on a stream: the whole stream).
+    ``first_item`` / ``inactivity``: on a stream, the wait for its first
+    item / for each later item. ``pool_size``: the most sync calls
     of this dependency that run at once in worker threads, timed-out calls
     still running included (threads start on demand). ``mode``, for sync
     functions: ``"inline"`` (the default: the call runs in the caller's
@@ -78,10 +83,12 @@ class TimeoutConfig(FromDict):
     the caller stops waiting in time) or ``"signal"`` (SIGALRM, main thread).
     """
 
-    _durations = frozenset({"seconds"})
+    _durations = frozenset({"seconds", "first_item", "inactivity"})
 
     seconds: float
     _: KW_ONLY
+    first_item: float | None = None
+    inactivity: float | None = None
     pool_size: int = DEFAULT_MAX_WORKERS
     mode: TimeoutMode = "inline"
 
@@ -89,16 +96,35 @@ class TimeoutConfig(FromDict):
         owner = "TimeoutConfig"
         seconds = _validate.seconds(owner, "seconds", self.seconds, allow_zero=False)
         object.__setattr__(self, "seconds", seconds)
+        for field in ("first_item", "inactivity"):
+            value = _validate.seconds_or_none(owner, field, getattr(self, field))
+            object.__setattr__(self, field, value)
         _validate.int_between(owner, "pool_size", self.pool_size, 1, _validate.MAX_WORKERS)
         if self.mode not in _MODES:
             raise ValueError(
                 f"{owner}.mode must be 'inline', 'thread' or 'signal', got {self.mode!r}"
             )
 
-    def for_stack(self, name: str, listeners: events.ListenerSet) -> Timeout:
-        """The timeout of the stack ``name``, on that dependency's own worker pool."""
+    def for_stack(
+        self, name: str, listeners: events.ListenerSet, *, per_wait: bool = False
+    ) -> Timeout:
+        """The timeout of the stack ``name``, on that dependency's own worker
+        pool. ``per_wait`` (a plain float given as the stack's timeout): on a
+        stream, ``seconds`` bounds the first item and each later wait, not
+        the whole stream."""
         pool = pool_for(name, self.pool_size) if self.mode == "thread" else None
-        return Timeout(self.seconds, mode=self.mode, name=name, pool=pool, listeners=listeners)
+        timeout = Timeout(
+            self.seconds,
+            mode=self.mode,
+            first_item=self.first_item,
+            inactivity=self.inactivity,
+            name=name,
+            pool=pool,
+            listeners=listeners,
+        )
+        if per_wait:
+            timeout._per_wait()
+        return timeout
 
 
 def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
@@ -107,8 +133,9 @@ def timeout_seconds(value: float | TimeoutConfig | None) -> float | None:
 
 
 class Timeout(ForwardingPolicy):
-    """A time limit per call: ``seconds`` for a call, ``inactivity`` for the
-    gaps between the items of an async stream (either or both).
+    """A time limit per call: ``seconds`` for a call (or a whole stream),
+    ``first_item`` for the wait for a stream's first item, ``inactivity``
+    for each later wait (any of them).
 
     ``mode`` applies to sync functions: ``"thread"`` (default),
     ``"signal"`` or ``"inline"`` (see the module's docstring). ``pool`` is
@@ -125,15 +152,21 @@ class Timeout(ForwardingPolicy):
         seconds: float | None = None,
         *,
         mode: TimeoutMode = "thread",
+        first_item: float | None = None,
         inactivity: float | None = None,
         name: str | None = None,
         pool: WorkerPool | None = None,
         listeners: events.ListenerSet | None = None,
     ) -> None:
         self.seconds = _validate.seconds_or_none(_OWNER, "seconds", seconds)
+        self.first_item = _validate.seconds_or_none(_OWNER, "first_item", first_item)
         self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
-        if self.seconds is None and self.inactivity is None:
-            raise ValueError(f"{_OWNER} needs seconds or inactivity (or both), got neither")
+        if self.seconds is None and self.inactivity is None and self.first_item is None:
+            raise ValueError(
+                f"{_OWNER} needs seconds, first_item or inactivity (any of them), got none"
+            )
+        #: What bounds a stream: the whole of it, its first item, each later wait.
+        self._stream_bounds = (self.seconds, self.first_item, self.inactivity)
         if mode not in _MODES:
             raise ValueError(f"{_OWNER}.mode must be 'thread', 'signal' or 'inline', got {mode!r}")
         if mode == "signal" and not hasattr(signal, "SIGALRM"):
@@ -148,10 +181,22 @@ class Timeout(ForwardingPolicy):
         self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
         self._blocks: BlockStack[Deadline] = BlockStack("resilient_timeout_", id(self))
 
+    def _per_wait(self) -> None:
+        """On a stream, ``seconds`` bounds the first item and each later wait
+        (unless set apart), never the whole stream."""
+        seconds, first_item, inactivity = self._stream_bounds
+        self._stream_bounds = (
+            None,
+            seconds if first_item is None else first_item,
+            seconds if inactivity is None else inactivity,
+        )
+
     def __repr__(self) -> str:
         parts = [f"{self.name!r}"] if self.name else []
         if self.seconds is not None:
             parts.append(f"seconds={self.seconds:g}")
+        if self.first_item is not None:
+            parts.append(f"first_item={self.first_item:g}")
         if self.inactivity is not None:
             parts.append(f"inactivity={self.inactivity:g}")
         if self.mode != "thread":
@@ -202,8 +247,9 @@ class Timeout(ForwardingPolicy):
 
     def _no_seconds(self) -> TypeError:
         return TypeError(
-            f"{self!r} has only an inactivity limit, which applies to async "
-            "generator functions; give it seconds to time other calls"
+            f"{self!r} has only an inactivity limit (or a first_item one), which "
+            "applies to generator functions and async generator functions; give it "
+            "seconds to time other calls"
         )
 
     # -- execution -----------------------------------------------------------
@@ -356,26 +402,78 @@ class Timeout(ForwardingPolicy):
             # Chained, so the traceback shows where the call was interrupted.
             raise self._timed_out(name or self._event_name(fn), seconds) from exc
 
-    async def _astream(
+    # Streams: ``seconds`` bounds the whole stream, ``first_item`` the wait
+    # for the first item, ``inactivity`` each later wait; whichever fires
+    # raises ``CallTimeoutError`` carrying that bound. The consumer's own
+    # time between items is never counted.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[R]:
+        """A sync stream runs in the caller's thread and cannot be
+        interrupted: a wait that overran fails when its item arrives (the
+        item is dropped), as ``mode="inline"`` does for a call."""
+        name = name or self._event_name(fn)
+        stream = fn(*args, **kwargs)
+        try:
+            if not switch.on:
+                yield from stream
+                return
+            total, first, later = self._stream_bounds
+            monotonic = _clock.now  # the installed clock's, looked up once per stream
+            began = monotonic()
+            bound, waiting_first = first, True
+            while True:
+                asked = monotonic()
+                try:
+                    item = next(stream)
+                except StopIteration:
+                    return
+                came = monotonic()
+                if total is not None and came - began > total:
+                    raise self._timed_out(name, total)
+                if bound is not None and came - asked > bound:
+                    raise self._late(name, bound, waiting_first)
+                bound, waiting_first = later, False
+                yield item
+        finally:
+            _streams.close(stream)
+
+    def _astream(
         self,
         fn: Callable[..., AsyncIterator[R]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[R]:
+        # Called when the stream starts (inside the running loop): under
+        # asyncio its waits share one lazy timer, elsewhere each has a scope.
         name = name or self._event_name(fn)
-        stream = fn(*args, **kwargs)
+        if switch.on:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # trio, say
+                pass
+            else:
+                return self._asyncio_stream(fn(*args, **kwargs), loop, name)
+        return self._scoped_stream(fn(*args, **kwargs), name)
+
+    async def _scoped_stream(self, stream: AsyncIterator[R], name: str) -> AsyncIterator[R]:
         try:
             if not switch.on:
                 async for item in stream:
                     yield item
                 return
             now = _async_backend.now
-            inactivity = self.inactivity
-            total = self.seconds
+            total, wait, later = self._stream_bounds
             ends = None if total is None else now() + total
+            first = True
             while True:
-                quiet_ends = None if inactivity is None else now() + inactivity
+                quiet_ends = None if wait is None else now() + wait
                 if ends is None or (quiet_ends is not None and quiet_ends < ends):
                     when, silent = quiet_ends, True
                 else:
@@ -390,15 +488,67 @@ class Timeout(ForwardingPolicy):
                     if not scope.expired():
                         raise
                     if silent:
-                        assert inactivity is not None
-                        raise self._inactive(name, inactivity) from exc
+                        assert wait is not None
+                        raise self._late(name, wait, first) from exc
                     assert total is not None
                     raise self._timed_out(name, total) from exc
+                first, wait = False, later
                 # Yielded outside the scope: the consumer's time between
                 # items is not the stream's silence.
                 yield item
         finally:
-            await _aclose(stream)
+            await _streams.aclose(stream)
+
+    async def _asyncio_stream(
+        self, stream: AsyncIterator[R], loop: asyncio.AbstractEventLoop, name: str
+    ) -> AsyncIterator[R]:
+        """The waits of ``stream`` under asyncio, on one lazy timer."""
+        total, wait, later = self._stream_bounds
+        now = loop.time
+        ends = None if total is None else now() + total
+        deadline = StreamDeadline(loop)
+        first = True
+        try:
+            while True:
+                when, silent = (None, False) if wait is None else (now() + wait, True)
+                if ends is not None and (when is None or ends <= when):
+                    when, silent = ends, False
+                if when is None:
+                    item = await anext(stream)
+                else:
+                    deadline.arm(when)
+                    try:
+                        item = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.CancelledError as exc:
+                        if not deadline.timed_out():
+                            raise
+                        if silent:
+                            assert wait is not None
+                            raise self._late(name, wait, first) from exc
+                        assert total is not None
+                        raise self._timed_out(name, total) from exc
+                    finally:
+                        deadline.disarm()
+                first, wait = False, later
+                yield item
+        except StopAsyncIteration:
+            return
+        finally:
+            deadline.close()
+            await _streams.aclose(stream)
+
+    def _late(self, name: str, bound: float, first: bool) -> CallTimeoutError:
+        """A stream's wait for an item ran past ``bound``."""
+        if first:
+            self._stats_for(name).timeouts += 1
+            if self._listeners.events:
+                self._listeners.new(events.TimedOut, name, self._kind, bound)
+            return CallTimeoutError(
+                bound, name=name, message=f"stream {name!r} yielded no first item in {bound:g}s"
+            )
+        return self._inactive(name, bound)
 
     def _inactive(self, name: str, inactivity: float) -> CallTimeoutError:
         self._stats_for(name).timeouts += 1
@@ -412,11 +562,14 @@ class Timeout(ForwardingPolicy):
 
     def __call__(self, fn: F) -> F:
         """Use the timeout itself as a decorator."""
-        from .._execution.compose import is_async_gen
+        from .._execution.compose import chain_of, is_stream
 
-        if not is_async_gen(fn) and self.inactivity is not None:
+        stacked = chain_of(fn)
+        target = fn if stacked is None else stacked.fn
+        if not is_stream(target) and (self.inactivity is not None or self.first_item is not None):
             raise TypeError(
-                f"{self!r}: inactivity= applies to async generator functions, not {fn!r}"
+                f"{self!r}: first_item= and inactivity= apply to generator functions and "
+                f"async generator functions, not {fn!r}"
             )
         return super().__call__(fn)
 
@@ -437,12 +590,6 @@ async def _racing_test_clock(scope: Deadline, deadline: Waiter, call: Awaitable[
     finally:
         inside = False
         deadline.cancel()
-
-
-async def _aclose(stream: AsyncIterator[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 def _deadline(seconds: float) -> Deadline:

@@ -280,3 +280,21 @@ def test_rate_limiter_calls_and_budget_refusals(reader: InMemoryMetricReader) ->
     assert value(reader, calls, "quota", result="rejected") == 1
     assert value(reader, "resilient.retry.budget_refusals", "spent") == 1
     assert metrics_of(reader)[calls].unit == "{call}"
+
+
+def test_failover_calls_by_the_target_that_answered(reader: InMemoryMetricReader) -> None:
+    class Down(Exception):
+        is_retryable = True
+
+    def secondary() -> str:
+        return "secondary"
+
+    def primary() -> str:
+        raise Down
+
+    ask = resilient.with_failover("llm", [secondary])(primary)
+    ask()
+    ask()
+    calls = "resilient.failover.calls"
+    assert value(reader, calls, "llm", target="secondary") == 2
+    assert metrics_of(reader)[calls].unit == "{call}"

@@ -350,3 +350,29 @@ def test_rate_limiter_calls_and_budget_refusals(
     assert got[("rate_limiter_calls_total", ("name", "quota"), ("result", "admitted"))] == 2
     assert got[("rate_limiter_calls_total", ("name", "quota"), ("result", "rejected"))] == 3
     assert got[("retry_budget_refusals_total", ("name", "spent"))] == 1
+
+
+def test_failover_calls_by_the_target_that_answered(
+    registry: prometheus_client.CollectorRegistry,
+) -> None:
+    class Down(Exception):
+        is_retryable = True
+
+    def secondary() -> str:
+        return "secondary"
+
+    state = {"down": False}
+
+    def primary() -> str:
+        if state["down"]:
+            raise Down
+        return "primary"
+
+    ask = resilient.with_failover("llm", [secondary])(primary)
+    ask()
+    state["down"] = True
+    ask()
+    ask()
+    got = samples(registry)
+    assert got[("failover_calls_total", ("name", "llm"), ("target", "primary"))] == 1
+    assert got[("failover_calls_total", ("name", "llm"), ("target", "secondary"))] == 2

@@ -1,0 +1,439 @@
+"""Weighed and stacked rate limits: ``with_rate_limit(cost=..., actual=...)``.
+
+A ``Limits`` layer holds one or more rate limiters, each with what a call
+costs it: ``cost(*args, **kwargs)`` (default 1) before the call runs, and,
+when given, ``actual(result)`` after it returns; the difference is charged
+or refunded (``RateLimiter.adjust``). Limits decorated directly on top of
+one another are one layer: a call takes a turn from each, outermost first,
+and waits once, for the latest of them; when one refuses, every turn
+already taken is given back, so a refused call costs no limit anything.
+
+A ``cost`` or ``actual`` that raises takes no turn (``cost`` runs before
+any is taken; ``actual`` after the call, whose turns were spent) and its
+error reaches the caller as itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from .. import events
+from .._execution.compose import watching
+from .._execution.policy_base import PolicyBase
+from .._runtime import clock as _clock
+from .._runtime.gil import GIL
+from .._runtime.switch import switch
+from ..events import METERED
+from .limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from .._execution.counters import Stats
+    from .._execution.request import Request
+
+__all__ = ["Limit", "Limits", "limit_of"]
+
+R = TypeVar("R")
+
+_INF = float("inf")
+
+
+class Limit(NamedTuple):
+    """One limiter of a ``Limits`` layer and what a call costs it."""
+
+    limiter: RateLimiter
+    cost: Callable[..., float] | None  # None: ``fixed``
+    fixed: float
+    actual: Callable[[Any], float] | None
+
+
+def limit_of(
+    limiter: RateLimiter,
+    cost: Callable[..., float] | float | None,
+    actual: Callable[[Any], float] | None,
+) -> Limit:
+    """A ``Limit``, or a TypeError/ValueError naming the bad field."""
+    fixed = 1.0
+    if cost is not None and not callable(cost):
+        fixed = limiter._check_cost(cost)
+        cost = None
+    if actual is not None and not callable(actual):
+        raise TypeError(f"with_rate_limit.actual must be a callable or None, got {actual!r}")
+    return Limit(limiter, cost, fixed, actual)
+
+
+class Limits(PolicyBase):
+    """A layer of rate limits taken together (see the module)."""
+
+    _kind = "rate_limiter"
+
+    def __init__(self, limits: tuple[Limit, ...]) -> None:
+        self.limits = limits
+        first = limits[0].limiter
+        self.name = first.name
+        self._listeners = first._listeners
+        self._own_gate = events.Gate(None, tuple(lim.limiter._listeners for lim in limits))
+        self._settles = any(lim.actual is not None for lim in limits)
+        #: The costs when none is a callable (shared, never written).
+        self._fixed = None if any(lim.cost for lim in limits) else [lim.fixed for lim in limits]
+        self._pricing = tuple(
+            (lim.cost, lim.fixed, lim.limiter.config.burst or 1, lim.limiter._check_cost)
+            for lim in limits
+        )
+        self._settlers = tuple(
+            (index, lim.limiter, lim.actual)
+            for index, lim in enumerate(limits)
+            if lim.actual is not None
+        )
+
+    def __repr__(self) -> str:
+        return f"<Limits {[lim.limiter.name for lim in self.limits]!r}>"
+
+    def _stats_for(self, name: str) -> Stats:
+        return self.limits[0].limiter._stats_for(name)
+
+    def then(self, inner: Limits | RateLimiter) -> Limits:
+        """These limits, then ``inner``'s, as one layer."""
+        more = inner.limits if isinstance(inner, Limits) else (limit_of(inner, None, None),)
+        return Limits((*self.limits, *more))
+
+    # -- admission ---------------------------------------------------------------
+
+    def _costs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[float]:
+        """What the call costs each limit, before any turn is taken."""
+        fixed = self._fixed
+        if fixed is not None:
+            return fixed
+        costs = []
+        for cost, units, burst, check in self._pricing:
+            if cost is not None:
+                units = cost(*args, **kwargs)
+                kind = type(units)
+                # The usual answer checked inline; anything else by the limiter.
+                if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                    units = check(units)
+            costs.append(units)
+        return costs
+
+    def _fast(self) -> list[tuple[Any, ...]]:
+        """Per limit, what the lock-free path reads: the core, its holes, the
+        interval, how far ahead ``tat`` may be for a whole cost to start now
+        (``-1``: never; a shared limit, or no GIL), and its counters."""
+        plan = []
+        for lim in self.limits:
+            limiter = lim.limiter
+            core = limiter._core
+            within = core.tolerance + core.interval + core.slack
+            if limiter._shared is not None or not GIL:
+                within = -1.0
+            plan.append((core, core.holes, core.interval, within, limiter._stats_for(limiter.name)))
+        return plan
+
+    def _undo(self, taken: int, costs: list[float]) -> None:
+        """Refund the turns the lock-free path took from the first ``taken``
+        limits, and their counts: one of the others must wait or refuses."""
+        for index in range(taken - 1, -1, -1):
+            limiter = self.limits[index].limiter
+            limiter._stats_for(limiter.name).succeeded -= 1
+            limiter.adjust(-costs[index])
+
+    @staticmethod
+    def _give_back(taken: list[tuple[RateLimiter, object, float]]) -> None:
+        for limiter, token, cost in reversed(taken):
+            limiter._give_back(token, cost)
+
+    def _admit(self, costs: list[float]) -> None:
+        taken, wait = self._turns(costs)
+        if wait > 0.0:
+            try:
+                _clock.sleep(wait)
+            except BaseException:
+                self._give_back(taken)
+                raise
+        self._count()
+
+    async def _aadmit(self, costs: list[float]) -> None:
+        taken, wait = self._turns(costs)
+        if wait > 0.0:
+            try:
+                await _clock.sleep_async(wait)
+            except BaseException:
+                self._give_back(taken)
+                raise
+        self._count()
+
+    def _turns(self, costs: list[float]) -> tuple[list[tuple[RateLimiter, object, float]], float]:
+        taken: list[tuple[RateLimiter, object, float]] = []
+        wait = 0.0
+        try:
+            for lim, cost in zip(self.limits, costs, strict=True):
+                token, turn_wait = lim.limiter._take(cost)
+                taken.append((lim.limiter, token, cost))
+                if turn_wait > wait:
+                    wait = turn_wait
+        except BaseException:
+            self._give_back(taken)
+            raise
+        return taken, wait
+
+    def _count(self) -> None:
+        for lim in self.limits:
+            lim.limiter._stats_for(lim.limiter.name).succeeded += 1
+
+    def _settle(self, costs: list[float], result: Any) -> None:
+        """Charge or refund what each call really took; the first error of an
+        ``actual`` is raised once every limit is settled."""
+        error: BaseException | None = None
+        for index, limiter, actual in self._settlers:
+            try:
+                units = actual(result)
+                kind = type(units)
+                if (kind is not float and kind is not int) or not 0 <= units < _INF:
+                    units = limiter._check_units(units)
+            except BaseException as exc:  # raised below, after the others
+                if error is None:
+                    error = exc
+                continue
+            delta = units - costs[index]
+            if delta:
+                limiter.adjust(delta)
+        if error is not None:
+            raise error
+
+    # -- execution -----------------------------------------------------------------
+
+    def _run(
+        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        if not switch.on:
+            return fn(*args, **kwargs)
+        costs = self._costs(args, kwargs)
+        self._admit(costs)
+        result = fn(*args, **kwargs)
+        if self._settles:
+            self._settle(costs, result)
+        return result
+
+    async def _arun(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        costs = self._costs(args, kwargs)
+        await self._aadmit(costs)
+        result = await fn(*args, **kwargs)
+        if self._settles:
+            self._settle(costs, result)
+        return result
+
+    async def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> AsyncIterator[Any]:
+        """A stream takes its turns when it starts. ``actual`` has no result
+        to read from a stream: its estimate stays charged."""
+        if switch.on:
+            await self._aadmit(self._costs(args, kwargs))
+        async for item in fn(*args, **kwargs):
+            yield item
+
+    def _wrap_sync(
+        self, fn: Callable[..., R], name: str, entry: Request | None = None
+    ) -> Callable[..., R]:
+        run = self._run
+        gate, detour, meter = watching(
+            self, fn, name, entry, lambda args, kwargs: run(fn, name, args, kwargs)
+        )
+        assert detour is not None
+        clock = _clock
+        if len(self.limits) == 1 and self.limits[0].actual is None:
+            return self._one_sync(fn, name, gate, detour, meter)
+
+        costs_of, admit, undo, settle = self._costs, self._admit, self._undo, self._settle
+        plan = self._fast()
+        settles = self._settles
+
+        def through_limits(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
+            if not switch.on:
+                return fn(*args, **kwargs)
+            costs = costs_of(args, kwargs)  # before any turn: a raising cost takes none
+            now = clock.now()
+            taken = 0
+            for (core, holes, interval, within, stats), units in zip(plan, costs):  # noqa: B905
+                need = units * interval
+                # GCRA, inline: no call between reading core.tat and writing it.
+                tat = core.tat
+                if tat < now:
+                    tat = now
+                if tat + need - now > within or holes:
+                    break
+                core.tat = tat + need
+                stats.succeeded += 1
+                taken += 1
+            else:
+                taken = -1
+            if taken >= 0:  # one must wait or refuses: all the locked way
+                undo(taken, costs)
+                admit(costs)
+            result = fn(*args, **kwargs)
+            if settles:
+                settle(costs, result)
+            return result
+
+        return through_limits
+
+    def _one_sync(
+        self, fn: Callable[..., R], name: str, gate: Any, detour: Any, meter: Any
+    ) -> Callable[..., R]:
+        """One limit with a cost and no ``actual``: GCRA inline, as the plain
+        limiter's fast path, weighed."""
+        lim = self.limits[0]
+        limiter = lim.limiter
+        core = limiter._core
+        holes = core.holes
+        interval = core.interval
+        within = core.tolerance + core.interval + core.slack
+        if limiter._shared is not None or not GIL:
+            within = -1.0
+        burst = limiter.config.burst
+        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
+        stats = limiter._stats_for(limiter.name)
+        admit, run, clock = self._admit, self._run, _clock
+
+        def through_limit(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
+            if not switch.on:
+                return fn(*args, **kwargs)
+            units = fixed if cost is None else cost(*args, **kwargs)
+            try:
+                fits = 0 <= units <= burst  # type: ignore[operator]
+            except TypeError:
+                fits = False
+            if not fits:
+                units = check(units)
+            need = units * interval
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it.
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + need - now <= within and not holes:
+                core.tat = tat + need
+                stats.succeeded += 1
+            else:
+                admit([units])
+            return fn(*args, **kwargs)
+
+        return through_limit
+
+    def _wrap_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+    ) -> Callable[..., Awaitable[R]]:
+        arun = self._arun
+        gate, detour, meter = watching(
+            self, fn, name, entry, lambda args, kwargs: arun(fn, name, args, kwargs), is_async=True
+        )
+        assert detour is not None
+        clock = _clock
+        if len(self.limits) == 1 and self.limits[0].actual is None:
+            return self._one_async(fn, name, gate, detour, meter)
+
+        costs_of, aadmit, undo, settle = self._costs, self._aadmit, self._undo, self._settle
+        plan = self._fast()
+        settles = self._settles
+
+        async def through_limits(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            costs = costs_of(args, kwargs)  # before any turn: a raising cost takes none
+            now = clock.now()
+            taken = 0
+            for (core, holes, interval, within, stats), units in zip(plan, costs):  # noqa: B905
+                need = units * interval
+                # GCRA, inline: no call between reading core.tat and writing it.
+                tat = core.tat
+                if tat < now:
+                    tat = now
+                if tat + need - now > within or holes:
+                    break
+                core.tat = tat + need
+                stats.succeeded += 1
+                taken += 1
+            else:
+                taken = -1
+            if taken >= 0:  # one must wait or refuses: all the locked way
+                undo(taken, costs)
+                await aadmit(costs)
+            result = await fn(*args, **kwargs)
+            if settles:
+                settle(costs, result)
+            return result
+
+        return through_limits
+
+    def _one_async(
+        self, fn: Callable[..., Awaitable[R]], name: str, gate: Any, detour: Any, meter: Any
+    ) -> Callable[..., Awaitable[R]]:
+        lim = self.limits[0]
+        limiter = lim.limiter
+        core = limiter._core
+        holes = core.holes
+        interval = core.interval
+        within = core.tolerance + core.interval + core.slack
+        if limiter._shared is not None or not GIL:
+            within = -1.0
+        burst = limiter.config.burst
+        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
+        stats = limiter._stats_for(limiter.name)
+        aadmit, arun, clock = self._aadmit, self._arun, _clock
+
+        async def through_limit(*args: Any, **kwargs: Any) -> R:
+            level = gate.level
+            if level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[no-any-return]
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            units = fixed if cost is None else cost(*args, **kwargs)
+            try:
+                fits = 0 <= units <= burst  # type: ignore[operator]
+            except TypeError:
+                fits = False
+            if not fits:
+                units = check(units)
+            need = units * interval
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it.
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + need - now <= within and not holes:
+                core.tat = tat + need
+                stats.succeeded += 1
+            else:
+                await aadmit([units])
+            return await fn(*args, **kwargs)
+
+        return through_limit
