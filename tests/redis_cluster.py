@@ -17,7 +17,7 @@ import pytest
 
 from tests.redis_server import RedisServer, _free_port, redis_binary, wait_for
 
-__all__ = ["RedisCluster", "redis_cluster"]
+__all__ = ["RedisCluster", "cluster_of_three", "redis_cluster"]
 
 
 def _free_pair() -> int:
@@ -36,9 +36,10 @@ def _free_pair() -> int:
 
 
 class ClusterNode(RedisServer):
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, *options: str) -> None:
         super().__init__(binary, workdir)
         self.port = _free_pair()
+        self.options = options  # more redis-server options
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -47,7 +48,7 @@ class ClusterNode(RedisServer):
              "--cluster-config-file", str(self.workdir / f"nodes-{self.port}.conf"),
              "--cluster-node-timeout", "2000",
              "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-             "--loglevel", "warning"],
+             "--loglevel", "warning", *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -90,8 +91,14 @@ def _cli_binary() -> str:
 @pytest.fixture
 def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     """Three nodes, every slot assigned, stopped after the test."""
+    yield from cluster_of_three(tmp_path)
+
+
+def cluster_of_three(tmp_path: Path, *options: str) -> Iterator[RedisCluster]:
+    """Three masters (``options``: more redis-server options for each),
+    every slot assigned; stopped when the generator is closed."""
     server, cli = redis_binary(), _cli_binary()
-    nodes = [ClusterNode(server, tmp_path) for _ in range(3)]
+    nodes = [ClusterNode(server, tmp_path, *options) for _ in range(3)]
     try:
         for node in nodes:
             node.start()

@@ -120,8 +120,8 @@ def test_a_success_anywhere_breaks_the_fleets_run(storages) -> None:
     one, two = shared("pay", a), shared("pay", b)
     sync(a, b)
     failing(one, 3)
-    sync(a)
-    assert two.call(ok) == "ok"
+    sync(a, b)  # b hears of the run (pub/sub does this within milliseconds)
+    assert two.call(ok) == "ok"  # a success after the run's failures ends it
     sync(b)
     info = a.describe("pay")
     assert info is not None
@@ -172,16 +172,23 @@ def test_counts_from_before_a_fleet_reset_do_not_count_after_it(storages) -> Non
 
 
 def test_a_failure_wakes_the_background_sync(storages) -> None:
-    a, b = storages(), storages()
+    # A generous socket timeout: on a loaded machine a round trip may take
+    # longer than the default 0.25 s, and Redis would count as down (the
+    # breakers then decide alone, another test's subject).
+    a, b = storages(socket_timeout=5.0), storages(socket_timeout=5.0)
     one, two = shared("pay", a, failure_threshold=2), shared("pay", b, failure_threshold=2)
-    # Both instances known to the fleet first: a breaker made in the same
-    # instant as the failures races its first sync (the ordering of
-    # outcomes across the fleet is another test's subject).
+    opened = threading.Event()
+    two.subscribe(
+        lambda event: (
+            opened.set() if isinstance(event, StateChanged) and event.new_state == "open" else None
+        )
+    )
     sync(a, b)
     failing(one, 2)
     # No hand-made sync after them: the failures woke a's thread, the
     # transition was published, and b's thread fetched it.
-    wait_for(lambda: two.state is OPEN, what="the other instance to see the breaker open")
+    assert opened.wait(10.0), "the other instance never saw the breaker open"
+    assert two.state is OPEN
 
 
 # -- quorum and rates -------------------------------------------------------------
@@ -323,31 +330,33 @@ async def test_a_cancelled_probe_request_gives_its_permit_back(storages) -> None
     proceed = threading.Event()
     binding = breaker._shared
     assert binding is not None
-    real_acquire = binding.acquire
+    real_ask = binding._ask  # the round trip, on the storage's threads
 
     def slow_acquire() -> Any:
-        verdict = real_acquire()
+        verdict = real_ask()
         granted.set()
         proceed.wait(10)
         return verdict
 
-    binding.acquire = slow_acquire  # type: ignore[method-assign]
+    binding._ask = slow_acquire  # type: ignore[method-assign]
 
     async def aok() -> str:
         return "ok"
 
     task = asyncio.ensure_future(breaker.call_async(aok))
+    deadline = time.monotonic() + 10
     while not granted.is_set():
+        assert time.monotonic() < deadline, "the probe was never asked for"
         await asyncio.sleep(0.001)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     proceed.set()
-    binding.acquire = real_acquire  # type: ignore[method-assign]
+    binding._ask = real_ask  # type: ignore[method-assign]
     deadline = time.monotonic() + 10
     while (info := a.describe("pay")) is None or info.probes_in_flight:
         assert time.monotonic() < deadline, "the abandoned probe was not given back"
-        await asyncio.sleep(0.01)  # the loop must run: it hands the probe back
+        await asyncio.sleep(0.01)
     assert breaker._core.probes_running == 0
 
 
@@ -654,3 +663,44 @@ def test_quorum_across_processes(workers, storages) -> None:
     assert healthy.ask("fail") == "failed"
     for worker in (sick, healthy):
         wait_for(lambda w=worker: w.ask("state") == "open", what="the quorum to open the fleet")
+
+
+def test_a_shared_breaker_backs_off_fleet_wide(storages) -> None:
+    # The k-th opening in a row stays open recovery_timeout * backoff ** (k - 1)
+    # (capped), for every instance alike: each rejects with that much left.
+    a, b = storages(), storages()
+    fields = {
+        "failure_threshold": 1,
+        "recovery_timeout": 0.3,
+        "recovery_backoff": 3.0,
+        "max_recovery_timeout": 1.0,
+        "success_threshold": 1,
+    }
+    one, two = shared("pay", a, **fields), shared("pay", b, **fields)
+    sync(a, b)
+    failing(one)
+    # (open time, and less than which is left when seen: a loaded machine
+    # may take a while to look, but never as long as the previous open time)
+    for opened_for, above in ((0.3, 0.0), (0.9, 0.3), (1.0, 0.3), (1.0, 0.3)):
+        sync(a, b)
+        info = a.describe("pay")
+        assert info is not None
+        assert info.state == "open"
+        assert above < info.remaining <= opened_for
+        for breaker in (one, two):
+            with pytest.raises(CircuitOpenError) as rejected:
+                breaker.call(ok)
+            assert above < rejected.value.remaining <= opened_for
+        prober = two if opened_for == 0.9 else one
+        wait_for(lambda p=prober: p.state is HALF_OPEN, what="the open time to run out")
+        failing(prober)  # the probe fails: the next opening in a row
+    sync(a, b)
+    wait_for(lambda: one.state is HALF_OPEN, what="the open time to run out")
+    assert one.call(ok) == "ok"  # the probe succeeds: closed, and k starts over
+    sync(a, b)
+    assert (one.state, two.state) == (CLOSED, CLOSED)
+    failing(one)
+    sync(a, b)
+    info = a.describe("pay")
+    assert info is not None
+    assert 0.0 < info.remaining <= 0.3

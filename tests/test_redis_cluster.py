@@ -7,6 +7,7 @@ Each test starts its own cluster (about a second), so the module is marked
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +38,8 @@ from tests.test_redis_names import (  # noqa: F401
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
+_namespaces = itertools.count()
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
@@ -51,7 +54,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
 def storages(cluster: RedisCluster) -> Iterator[Callable[..., RedisStorage]]:
     """Instances of a fleet on the cluster, each test in a namespace of its own."""
     made: list[RedisStorage] = []
-    namespace = f"t{id(made)}"
+    # A namespace no other test of the module used (the cluster outlives
+    # each test; an id() is reused as soon as its object is freed).
+    namespace = f"t{next(_namespaces)}"
 
     def make(**options: Any) -> RedisStorage:
         options.setdefault("refresh_interval", 60.0)  # tests sync by hand

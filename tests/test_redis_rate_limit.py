@@ -186,6 +186,42 @@ def test_the_limit_is_shared_again_once_redis_is_back(
         assert not limiter._shared.local  # type: ignore[union-attr]
 
 
+async def test_the_async_path_never_blocks_the_event_loop_on_a_stalled_redis(
+    storages: Callable[..., RedisStorage], redis_server: RedisServer
+) -> None:
+    import asyncio
+    import signal
+
+    limiter = shared("lag", storages(), rate=1000.0)
+    assert await limiter.call_async(asyncio.sleep, 0, "ok") == "ok"  # connected, script loaded
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        # How late the loop runs a task that asked to wake in 1 ms.
+        while not done.is_set():
+            began = time.monotonic()
+            await asyncio.sleep(0.001)
+            lags.append(time.monotonic() - began - 0.001)
+
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    ticking = asyncio.create_task(ticker())
+    try:
+        for _ in range(3):  # the first waits out the socket timeout, then local turns
+            assert await limiter.call_async(asyncio.sleep, 0, "ok") == "ok"
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        done.set()
+        await ticking
+    shared_limit = limiter._shared  # type: ignore[attr-defined]
+    assert shared_limit is not None
+    assert shared_limit.local  # it went on alone
+    # Blocked, the loop would have stalled for the whole socket timeout (0.25 s).
+    assert len(lags) > 10
+    assert max(lags) < 0.1, f"worst loop lag {max(lags) * 1000:.1f} ms"
+
+
 def test_instances_share_one_weighed_burst(storages: Callable[..., RedisStorage]) -> None:
     one = shared("tpm", storages(), rate=1, period=60.0, burst=100)
     two = shared("tpm", storages(), rate=1, period=60.0, burst=100)

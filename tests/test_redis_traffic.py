@@ -40,6 +40,15 @@ def _calls(client: redis.Redis, command: str | None = None) -> int:
     )
 
 
+def _settled(client: redis.Redis, namespace: str, storage: RedisStorage) -> None:
+    """Wait until the storage's background thread made its second heartbeat:
+    its first round (a heartbeat, then the one full sync, made once it
+    listens) is over, and every breaker made before has been synced."""
+    key = f"{namespace}:instances"
+    first = wait_for(lambda: client.zscore(key, storage.instance), what="a heartbeat")
+    wait_for(lambda: (client.zscore(key, storage.instance) or 0) > first, what="a second one")
+
+
 def _idle_commands(url: str, client: redis.Redis, count: int, busy: bool = False) -> int:
     storage = RedisStorage.from_url(
         url, namespace=f"idle{count}", refresh_interval=0.05, heartbeat_interval=HEARTBEAT
@@ -49,9 +58,7 @@ def _idle_commands(url: str, client: redis.Redis, count: int, busy: bool = False
             CircuitBreaker(f"dep:{i}", CircuitBreakerConfig(storage=storage)) for i in range(count)
         ]
         assert storage.sync()
-        # The background thread's own first (full) sync and heartbeat.
-        wait_for(lambda: client.zscore(f"idle{count}:instances", storage.instance), what="a beat")
-        time.sleep(0.1)
+        _settled(client, f"idle{count}", storage)
         client.config_resetstat()
         ends = time.monotonic() + WINDOW  # the window measured
         while busy and time.monotonic() < ends:
@@ -101,7 +108,9 @@ def test_a_run_of_failures_that_starts_is_ended_by_successes_elsewhere(
             lambda: (info := a.describe("pay")) is not None and info.consecutive_failures == 2,
             what="a's failures to reach Redis",
         )
-        # The run's start was published: b knows a success of its own ends it.
+        # The run's start was published; b hears of it within milliseconds
+        # (by hand here, to be sure): a success of its own now ends it.
+        assert b.sync()
         two.call(lambda: "ok")
         wait_for(
             lambda: (info := a.describe("pay")) is not None and info.calls == 3,
@@ -118,7 +127,8 @@ def test_a_run_of_failures_that_starts_is_ended_by_successes_elsewhere(
 def test_a_transition_costs_each_other_instance_one_fetch_of_that_breaker(
     redis_server: RedisServer, client: redis.Redis
 ) -> None:
-    options = {"refresh_interval": 0.05, "heartbeat_interval": 60.0}
+    # (Heartbeats are not script calls: they do not count here.)
+    options = {"refresh_interval": 0.05, "heartbeat_interval": HEARTBEAT}
     a = RedisStorage.from_url(redis_server.url, **options)  # type: ignore[arg-type]
     b = RedisStorage.from_url(redis_server.url, **options)  # type: ignore[arg-type]
     try:
@@ -126,7 +136,8 @@ def test_a_transition_costs_each_other_instance_one_fetch_of_that_breaker(
         theirs = [CircuitBreaker(f"d{i}", CircuitBreakerConfig(storage=b)) for i in range(50)]
         assert a.sync()
         assert b.sync()
-        time.sleep(0.2)  # both background threads done with their first sync
+        _settled(client, "resilient", a)
+        _settled(client, "resilient", b)
         client.config_resetstat()
         mine[7].force_open()  # one script call, one publish
         wait_for(lambda: theirs[7].state is CircuitState.FORCED_OPEN, what="b to fetch d7")

@@ -55,6 +55,8 @@ REJECT = -1
 UNTRACKED = -2
 # The probe epoch of a call that holds no probe permit.
 NO_PROBE = -1
+# A time before any other (one object, shared by every core).
+_NEVER = -math.inf
 
 
 def open_duration(config: CircuitBreakerConfig, openings: int) -> float:
@@ -79,13 +81,16 @@ class BreakerCore:
         "changes",
         "config",
         "consecutive_failures",
+        "exact",
         "failed_total",
         "fast",
+        "flushed_at",
         "follower",
         "generation",
         "half_open_successes",
         "half_opened_at",
         "health_checked_at",
+        "last_ok_at",
         "next_reservation",
         "ok_total",
         "open_for",
@@ -96,6 +101,7 @@ class BreakerCore:
         "probes_running",
         "reject_until",
         "reserved",
+        "run_times",
         "state",
         "tick_at",
         "tick_until",
@@ -149,6 +155,17 @@ class BreakerCore:
         # store sends the differences, so nothing is lost between two syncs.
         self.ok_total = 0
         self.failed_total = 0
+        # When those outcomes happened, for a store that merges a fleet's
+        # outcomes in time order: the latest success (successes counted
+        # without the lock are placed at the flush before them, a time no
+        # later than theirs), and the times of the current run of
+        # consecutive failures (the newest ``failure_threshold``).
+        # ``exact``: a store needs exact success times now (every success
+        # takes the lock).
+        self.last_ok_at = _NEVER
+        self.flushed_at = _NEVER
+        self.run_times: list[float] | tuple[()] = ()  # a list once a failure is timed
+        self.exact = False
         self.changes: list[tuple[CircuitState, CircuitState]] = []
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
@@ -189,7 +206,7 @@ class BreakerCore:
         None when nothing is recorded (its ticks keep their bucket)."""
         cfg = self.config
         window = self.window
-        allowed = self.state is CLOSED and not self._success_may_trip()
+        allowed = self.state is CLOSED and not self.exact and not self._success_may_trip()
         plain = (
             cfg.slow_call_duration is None
             and cfg.window_duration is None
@@ -228,7 +245,10 @@ class BreakerCore:
             if self.state is CLOSED or self.state is FORCED_CLOSED:
                 self.ok_total += pending
                 self.consecutive_failures = 0
+                self.last_ok_at = self.flushed_at
+                self.run_times = ()
                 self.window.add_successes(pending, self.tick_at if self.ticking else now)
+        self.flushed_at = now
 
     def _seen(self) -> int:
         """How many successes ``ticks`` has counted, by reading the counter
@@ -272,6 +292,7 @@ class BreakerCore:
         elif new is CLOSED:
             self.window.clear()
             self.consecutive_failures = 0
+            self.run_times = ()
             self.openings = 0
         self._update_fast(now)
         self._update_reject_until()
@@ -484,6 +505,8 @@ class BreakerCore:
         # Admitted in this generation, so CLOSED or FORCED_CLOSED.
         self.ok_total += 1
         self.consecutive_failures = 0
+        self.last_ok_at = now
+        self.run_times = ()
         self.window.record(False, slow, now)
         if state is CLOSED:
             if not self.follower:
@@ -509,6 +532,14 @@ class BreakerCore:
             return
         self.failed_total += 1
         self.consecutive_failures += 1
+        times = self.run_times
+        if times:
+            assert isinstance(times, list)
+            times.append(now)
+            if len(times) > self.config.failure_threshold:
+                del times[0]
+        else:
+            self.run_times = [now]
         self.window.record(True, slow, now)
         if state is CLOSED and not self.follower:
             if self.consecutive_failures >= self.config.failure_threshold:
@@ -577,6 +608,15 @@ class BreakerCore:
 
     # -- a state decided elsewhere -------------------------------------------
 
+    def time_successes(self, exact: bool, now: float) -> None:
+        """Whether every success must take the lock and be timed exactly
+        (a shared store asks while the fleet has a run of failures that a
+        success would end)."""
+        self.flush(now)
+        if exact is not self.exact:
+            self.exact = exact
+            self._update_fast(now)
+
     def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
         """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
         by a shared store."""
@@ -586,6 +626,10 @@ class BreakerCore:
                 return
             if self.state is not OPEN:
                 self._move(OPEN, now)
+            if remaining > self.open_for:
+                # The fleet's opening lasts longer than our own count says
+                # (it has opened more often in a row than we saw).
+                self.open_for = remaining
             self.opened_at = now - (self.open_for - remaining)
             self._update_reject_until()
         elif state is not self.state:
@@ -614,6 +658,7 @@ class BreakerCore:
         self._move(CLOSED, now)
         self.window.clear()
         self.consecutive_failures = 0
+        self.run_times = ()
         # Calls in flight belong to the window just cleared.
         self._next_generation()
         self._update_fast(now)

@@ -64,6 +64,10 @@ class SharedLimit(Protocol):
         ``(None, retry_after)`` when none is within ``max_wait``."""
         ...
 
+    async def acquire_async(self, max_wait: float) -> tuple[object, float]:
+        """``acquire`` without blocking the event loop."""
+        ...
+
     def give_back(self, token: object) -> None: ...
 
     def adjust(self, units: float) -> None:
@@ -378,9 +382,20 @@ class RateLimiter(NamedPolicy):
                 raise
         self._stats_for(self.name).succeeded += 1
 
+    async def _areserve(self) -> tuple[object, float]:
+        """``_reserve`` for a task: a shared limit is asked off the event loop."""
+        shared = self._shared
+        if shared is None:
+            return self._reserve()
+        now = _clock.now()
+        token, wait = await shared.acquire_async(self.config.max_wait)
+        if token is None:
+            raise self._refused(wait, now)
+        return token, wait
+
     async def _aacquire(self) -> None:
         """Take a turn for this task, sleeping until it comes if need be."""
-        token, wait = self._reserve()
+        token, wait = await self._areserve()
         if wait > 0.0:
             try:
                 await _clock.sleep_async(wait)

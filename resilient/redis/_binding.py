@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import itertools
 import logging
+import math
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
-from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState
+from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState, open_duration
 from ..circuit_breaker.storage import Action, Outcome, Verdict
 from ._keys import identity_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
+    from ..circuit_breaker.config import CircuitBreakerConfig
     from ..circuit_breaker.storage import StoredBreaker
     from ._storage import RedisStorage
 
@@ -46,10 +49,13 @@ class Op(NamedTuple):
 class _Snapshot(NamedTuple):
     ok_total: int
     failed_total: int
-    trailing: int
+    last_ok_at: float
+    run_times: list[float]
+    run_length: int
     vote: bool
     state: CircuitState
     remaining: float
+    now: float
 
 
 def _text(value: object) -> str:
@@ -82,6 +88,9 @@ class Binding:
         self.stale = True
         self._fleet_run = 0
         self._sent_vote = False
+        # Whether the core times every success exactly (while the fleet has
+        # a run of failures that a success of ours would end).
+        self._exact = False
 
     def retune(self) -> None:
         """Send the breaker's settings as they are now (it was reconfigured:
@@ -92,7 +101,7 @@ class Binding:
         cfg = breaker.config
         storage = self._storage
         self._config = [
-            repr(cfg.recovery_timeout),
+            _open_times(cfg),
             str(cfg.failure_threshold),
             str(cfg.half_open_max_calls),
             str(cfg.success_threshold),
@@ -137,8 +146,43 @@ class Binding:
         self._pending_control = action
 
     def acquire(self) -> Verdict | None:
+        """The fleet's answer, waited for at most the storage's probe bound
+        (``socket_timeout``): after that the local probe stands, and a probe
+        Redis grants later is given back."""
         if not self._worth_asking():
             return self._without_asking()
+        future = self._storage.submit(self._ask)
+        try:
+            return future.result(timeout=self._storage.probe_wait)
+        except concurrent.futures.TimeoutError:
+            future.add_done_callback(self._abandon)
+            return None
+        except BaseException:
+            future.add_done_callback(self._abandon)
+            raise
+
+    async def acquire_async(self) -> Verdict | None:
+        """``acquire`` on the storage's own threads, never the event loop's
+        (nor its default executor, which the application may keep busy)."""
+        if not self._worth_asking():
+            return self._without_asking()
+        loop = asyncio._get_running_loop()
+        if loop is None:  # trio, say: acquire is bounded, on a thread of its own
+            return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
+        future = self._storage.submit(self._ask)
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), self._storage.probe_wait
+            )
+        except TimeoutError:
+            future.add_done_callback(self._abandon)
+            return None
+        except BaseException:
+            # Cancelled: the caller is gone but the request may still be granted.
+            future.add_done_callback(self._abandon)
+            raise
+
+    def _ask(self) -> Verdict | None:
         storage = self._storage
         probe_id = f"{storage.instance}:{next(self._probe_ids)}"
         try:
@@ -163,20 +207,6 @@ class Binding:
         self._seen(incarnation, epoch)
         return Verdict("reject" if kind == "reject" else "admit", state, remaining)
 
-    async def acquire_async(self) -> Verdict | None:
-        if not self._worth_asking():
-            return self._without_asking()
-        loop = asyncio._get_running_loop()
-        if loop is None:  # trio, say
-            return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
-        future = loop.run_in_executor(None, self.acquire)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The caller is gone but the request may still be granted.
-            future.add_done_callback(self._abandon)
-            raise
-
     def _worth_asking(self) -> bool:
         return self._storage.up and _clock.monotonic() >= self._busy_until
 
@@ -184,7 +214,7 @@ class Binding:
         # Redis down: the local probe stands. Every fleet slot taken: reject.
         return Verdict("reject", HALF_OPEN, 0.0) if self._storage.up else None
 
-    def _abandon(self, future: asyncio.Future[Verdict | None]) -> None:
+    def _abandon(self, future: concurrent.futures.Future[Verdict | None]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
         self._abandon_verdict(future.result())
@@ -230,25 +260,33 @@ class Binding:
                 ops.append(Op(self, "peek", self._args("peek"), None))
             return ops
         self.stale = False
-        ops.append(
-            Op(
-                self,
-                "sync",
-                self._args(
-                    "sync",
-                    str(snap.ok_total - self._sent_ok),
-                    str(snap.failed_total - self._sent_failed),
-                    str(snap.trailing),
-                    "1" if snap.vote else "0",
-                    self._incarnation,
-                    str(self._epoch),
-                    snap.state.value,
-                    repr(snap.remaining),
-                ),
-                snap,
-            )
-        )
+        ops.append(Op(self, "sync", self._args("sync", *self._counts(snap)), snap))
         return ops
+
+    def _counts(self, snap: _Snapshot) -> list[str]:
+        """A sync's arguments: the counts since the last acknowledged sync,
+        with when they happened (the fleet merges them in that order)."""
+        new_failures = snap.failed_total - self._sent_failed
+        run = snap.run_times[len(snap.run_times) - min(new_failures, len(snap.run_times)) :]
+        first = snap.failed_total - len(run) + 1  # failures are numbered: a resend counts once
+        last_ok = snap.last_ok_at
+        offset = self._storage.clock_offset
+        args = [
+            str(snap.ok_total - self._sent_ok),
+            str(new_failures),
+            "" if offset is None else repr(offset),
+            "1" if snap.vote else "0",
+            self._incarnation,
+            str(self._epoch),
+            snap.state.value,
+            repr(snap.remaining),
+            repr(snap.now),
+            repr(last_ok) if snap.ok_total != self._sent_ok and math.isfinite(last_ok) else "",
+            str(min(new_failures, snap.run_length) - len(run)),
+        ]
+        for i, at in enumerate(run):
+            args += (str(first + i), repr(at))
+        return args
 
     def _worth_syncing(self, snap: _Snapshot) -> bool:
         if not self._incarnation:
@@ -273,6 +311,7 @@ class Binding:
             self._fleet_run = int(reply[5])
             if self._fleet_run:
                 self._storage.wake()  # successes of ours may end that run
+            self._time_successes()
         elif op.kind == "control" and self._pending_control == op.context:
             self._pending_control = None
         elif op.kind == "sync":
@@ -281,6 +320,7 @@ class Binding:
             self._sent_failed = snap.failed_total
             self._sent_vote = snap.vote
             self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
+            self._time_successes()
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
@@ -313,9 +353,22 @@ class Binding:
         self.go_local()
 
     def go_local(self) -> None:
+        self._exact = False
         breaker = self._breaker()
         if breaker is not None:
             breaker.with_core(_lead)
+
+    def _time_successes(self) -> None:
+        """While the fleet has a run of failures, our successes are timed
+        exactly (they take the breaker's lock): one of them ends the run
+        only if it happened after the run's failures."""
+        exact = self._fleet_run > 0
+        if exact is self._exact:
+            return
+        self._exact = exact
+        breaker = self._breaker()
+        if breaker is not None:
+            breaker.with_core(lambda core, now: core.time_successes(exact, now))
 
     # -- mirroring ---------------------------------------------------------------
 
@@ -326,10 +379,13 @@ class Binding:
         return _Snapshot(
             core.ok_total,
             core.failed_total,
+            core.last_ok_at,
+            list(core.run_times),
             core.consecutive_failures,
             core.rates_trip(),
             core.state,
             core.remaining(now),
+            now,
         )
 
     def _seen(self, incarnation: str, epoch: int) -> bool:
@@ -365,8 +421,27 @@ class Binding:
         breaker.with_core(adopt)
 
 
+# Openings in a row the fleet is told the open time of (the last one holds
+# for every later opening), and the longest open time it is told.
+_MAX_OPENINGS = 32
+_LONGEST = 1e15
+
+
+def _open_times(config: CircuitBreakerConfig) -> str:
+    """How long the 1st, 2nd, ... opening in a row stays open, by the
+    breaker's own rule (``open_duration``), until it stops growing."""
+    times: list[float] = []
+    for openings in range(1, _MAX_OPENINGS + 1):
+        seconds = min(open_duration(config, openings), _LONGEST)
+        if times and seconds == times[-1]:
+            break
+        times.append(seconds)
+    return ",".join(repr(t) for t in times)
+
+
 def _lead(core: BreakerCore, now: float) -> None:
     core.follower = False
+    core.time_successes(False, now)
 
 
 def _parse(reply: Any) -> tuple[CircuitState, float, int, str]:

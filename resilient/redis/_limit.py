@@ -21,11 +21,14 @@ it last acquired).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import math
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
+from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from ..rate_limit.state import GcraCore
@@ -172,6 +175,33 @@ class SharedLimiter:
         if not int(reply[0]):
             return None, wait
         return ("redis", float(_text(reply[3])), cost), wait
+
+    async def acquire_async(self, max_wait: float) -> tuple[object, float]:
+        """``acquire`` on the storage's own threads: the event loop never
+        waits for Redis (a stalled one costs the caller at most
+        ``socket_timeout``, then the instance limits alone)."""
+        if self._local is not None and _clock.monotonic() < self._retry_at:
+            return self._acquire_locally(max_wait)  # no I/O
+        if asyncio._get_running_loop() is None:  # trio, say
+            return await _async_backend.in_thread(
+                lambda: self.acquire(max_wait), self._abandon_turn
+            )
+        future = self._storage.submit(lambda: self.acquire(max_wait))
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except BaseException:
+            # Cancelled: a turn granted after the caller left goes back.
+            future.add_done_callback(self._abandoned)
+            raise
+
+    def _abandoned(self, future: concurrent.futures.Future[tuple[object, float]]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._abandon_turn(future.result())
+
+    def _abandon_turn(self, turn: tuple[object, float]) -> None:
+        token, _ = turn
+        if token is not None:
+            self.give_back(token)
 
     def give_back(self, token: object) -> None:
         where, value, cost = cast("tuple[str, float, float]", token)

@@ -14,9 +14,15 @@ key, and all of one breaker's keys share a cluster slot):
 - ``B`` hash: ``state``, ``epoch`` (bumped by every transition),
   ``incarnation`` (when the hash was made: a Redis that lost its data is told
   apart from an old epoch), ``opened_at``, ``run`` (the fleet's consecutive
-  failures), ``probe_ok``, ``calls``/``failures`` (since the last close),
-  ``recovery``/``threshold`` (as the last instance configured them), ``changed_at``.
-- ``B:run`` set: instances whose failures make up ``run`` (quorum).
+  failures), ``last_ok`` (when the fleet's latest success happened, in
+  Redis's time), ``probe_ok``, ``calls``/``failures`` (since the last close),
+  ``openings`` (in a row, no close between), ``recovery`` (how long each
+  opening in a row stays open) and ``threshold`` (as the last instance
+  configured them), ``changed_at``.
+- ``B:fails`` zset: ``instance:number`` -> when that failure happened (in
+  Redis's time): the failures later than ``last_ok``, the fleet's run.
+- ``B:runners`` zset: instance -> when its latest failure of the run
+  happened (quorum).
 - ``B:votes`` zset: instance -> when its own window last asked to
   open on a failure or slow-call rate (quorum).
 - ``B:probes`` zset: probe id -> when it was admitted (a lease, so
@@ -40,7 +46,14 @@ __all__ = ["ARG_COUNT", "SCRIPT", "keys", "names_key"]
 def keys(namespace: str, name: str | bytes) -> list[str]:
     """The keys of breaker ``name``: one cluster slot, no other name's."""
     base = tagged(namespace, "cb", name)
-    return [base, f"{base}:run", f"{base}:votes", f"{base}:probes", f"{base}:instances"]
+    return [
+        base,
+        f"{base}:fails",
+        f"{base}:votes",
+        f"{base}:probes",
+        f"{base}:instances",
+        f"{base}:runners",
+    ]
 
 
 def names_key(namespace: str) -> str:
@@ -53,7 +66,7 @@ def names_key(namespace: str) -> str:
 ARG_COUNT = 11
 
 SCRIPT = r"""
-local H, RUN, VOTES, PROBES, INST = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local H, FAILS, VOTES, PROBES, INST, RUNNERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local op, name, me, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -62,18 +75,32 @@ local function cfg(i, field)
   if ARGV[i] ~= '' then return tonumber(ARGV[i]) end
   return tonumber(redis.call('HGET', H, field) or '0')
 end
-local recovery = cfg(5, 'recovery')
-
 local function field(f, default)
   local v = redis.call('HGET', H, f)
   if v then return v end
   return default
 end
 
+-- ARGV 5: how long the 1st, 2nd, ... opening in a row stays open, comma
+-- separated (the instances' own rule, worked out by them); the last one
+-- holds for every later opening.
+local recovery = {}
+for x in string.gmatch(ARGV[5] ~= '' and ARGV[5] or field('recovery', '0'), '[^,]+') do
+  recovery[#recovery + 1] = tonumber(x)
+end
+if #recovery == 0 then recovery[1] = 0 end
+
+local function open_for()
+  local k = tonumber(field('openings', '1'))
+  if k < 1 then k = 1 end
+  if k > #recovery then k = #recovery end
+  return recovery[k]
+end
+
 local function remaining(state)
   if state == 'forced_open' then return 'inf' end
   if state ~= 'open' then return '0' end
-  local left = tonumber(field('opened_at', '0')) + recovery - now
+  local left = tonumber(field('opened_at', '0')) + open_for() - now
   if left < 0 then left = 0 end
   return tostring(left)
 end
@@ -88,9 +115,14 @@ end
 local function move(to)
   redis.call('HINCRBY', H, 'epoch', 1)
   redis.call('HSET', H, 'state', to, 'run', 0, 'probe_ok', 0, 'changed_at', tostring(now))
-  if to == 'open' then redis.call('HSET', H, 'opened_at', tostring(now)) end
-  if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0) end
-  redis.call('DEL', RUN, VOTES, PROBES)
+  redis.call('HDEL', H, 'last_ok', 'older', 'older_at')
+  if to == 'open' then
+    -- The k-th opening in a row (no close between) stays open longer.
+    redis.call('HINCRBY', H, 'openings', 1)
+    redis.call('HSET', H, 'opened_at', tostring(now))
+  end
+  if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0, 'openings', 0) end
+  redis.call('DEL', FAILS, RUNNERS, VOTES, PROBES)
   redis.call('PUBLISH', channel, name)
 end
 
@@ -101,42 +133,91 @@ local function ensure(seed_state, seed_remaining)
   redis.call('HSET', H, 'state', seed_state, 'epoch', 1, 'incarnation', tostring(now),
     'run', 0, 'probe_ok', 0, 'calls', 0, 'failures', 0, 'changed_at', tostring(now))
   if seed_state == 'open' then
-    redis.call('HSET', H, 'opened_at', tostring(now - recovery + seed_remaining))
+    redis.call('HSET', H, 'openings', 1)
+    redis.call('HSET', H, 'opened_at', tostring(now - open_for() + seed_remaining))
   end
   return 1
 end
 
 if op == 'sync' then
-  -- ARGV 12..: successes, failures, trailing failures, rate vote, local
-  -- incarnation, local epoch, seed state, seed remaining, threshold...
-  local ok, bad, trailing, vote = tonumber(ARGV[12]), tonumber(ARGV[13]),
-    tonumber(ARGV[14]), ARGV[15]
+  -- ARGV 12..: successes, failures, clock offset (fleet time = local time +
+  -- offset; empty: learn it from this request), rate vote, local
+  -- incarnation, local epoch, seed state, seed remaining, local time of
+  -- sending, local time of the latest success (empty: none new), the
+  -- number of new failures of the instance's current run sent without their
+  -- times (older than the timed ones), then (failure number, local time)
+  -- pairs of the newest failures of that run.
+  local ok, bad, vote = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[15]
+  local offset = ARGV[14]
+  if offset == '' then offset = now - tonumber(ARGV[20]) else offset = tonumber(offset) end
   local seeded = ensure(ARGV[18], tonumber(ARGV[19]))
   redis.call('HSET', H, 'recovery', ARGV[5], 'threshold', ARGV[6], 'quorum', ARGV[9],
     'vote_ttl', ARGV[10])
   redis.call('ZADD', INST, now, me)
   redis.call('ZREMRANGEBYSCORE', INST, '-inf', now - 86400)
   local state = field('state', 'closed')
-  -- Counts made under another epoch belong to a period that is over.
+  -- Counts made under another epoch belong to a period that is over; an
+  -- instance's first sync (epoch 0) brings the counts it made before.
   local current = ARGV[16] == field('incarnation', '') and ARGV[17] == field('epoch', '')
-  if seeded == 0 and (current or ARGV[17] == '0')
+  if (current or ARGV[17] == '0')
       and (state == 'closed' or state == 'forced_closed') then
     if ok + bad > 0 then
       redis.call('HINCRBY', H, 'calls', ok + bad)
       redis.call('HINCRBY', H, 'failures', bad)
     end
-    local run = tonumber(field('run', '0'))
-    local was_run = run
-    if ok > 0 then
-      -- A success ended the fleet's run; only this batch's tail is left.
-      run = trailing
-      redis.call('DEL', RUN)
-      if trailing > 0 then redis.call('SADD', RUN, me) end
-    elseif bad > 0 then
-      run = run + bad
-      redis.call('SADD', RUN, me)
+    local was_run = tonumber(field('run', '0'))
+    -- The fleet's run: the failures later than the latest success anywhere,
+    -- by when they happened (not by when they were reported). The oldest
+    -- of a long run are only counted (``older``, none later than ``older_at``).
+    local last_ok = redis.call('HGET', H, 'last_ok')
+    if last_ok then last_ok = tonumber(last_ok) end
+    local older = tonumber(field('older', '0'))
+    local older_at = tonumber(field('older_at', '0'))
+    local kept = was_run - older  -- failures kept one by one, unless they change
+    local touched = false
+    if ARGV[21] ~= '' then
+      local t = tonumber(ARGV[21]) + offset
+      if not last_ok or t > last_ok then
+        last_ok = t
+        redis.call('HSET', H, 'last_ok', string.format('%.17g', t))
+        if was_run > 0 then
+          redis.call('ZREMRANGEBYSCORE', FAILS, '-inf', t)
+          redis.call('ZREMRANGEBYSCORE', RUNNERS, '-inf', t)
+          touched = true
+        end
+        if t >= older_at then older = 0 end
+      end
     end
-    redis.call('HSET', H, 'run', run)
+    local first = nil
+    for i = 23, #ARGV - 1, 2 do
+      local t = tonumber(ARGV[i + 1]) + offset
+      if not first then first = t end
+      if not last_ok or t > last_ok then
+        redis.call('ZADD', FAILS, t, me .. ':' .. ARGV[i])
+        touched = true
+        local seen = redis.call('ZSCORE', RUNNERS, me)
+        if not seen or tonumber(seen) < t then redis.call('ZADD', RUNNERS, t, me) end
+      end
+    end
+    -- Failures of this instance's run too old to have been kept one by one.
+    local untimed = tonumber(ARGV[22])
+    if untimed > 0 and first and (not last_ok or first > last_ok) then
+      older = older + untimed
+      if first > older_at then older_at = first end
+    end
+    local threshold = cfg(6, 'threshold')
+    if touched then kept = redis.call('ZCARD', FAILS) end
+    if kept > threshold then
+      -- Enough to open on are kept one by one (memory stays bounded).
+      local drop = kept - threshold
+      local newest = redis.call('ZRANGE', FAILS, drop - 1, drop - 1, 'WITHSCORES')
+      redis.call('ZREMRANGEBYRANK', FAILS, 0, drop - 1)
+      older = older + drop
+      if tonumber(newest[2]) > older_at then older_at = tonumber(newest[2]) end
+      kept = threshold
+    end
+    local run = kept + older
+    redis.call('HSET', H, 'run', run, 'older', older, 'older_at', string.format('%.17g', older_at))
     if was_run == 0 and run > 0 then
       -- A run of failures starts: instances with successes to report end it.
       redis.call('PUBLISH', channel, name)
@@ -146,7 +227,7 @@ if op == 'sync' then
       if vote == '1' then redis.call('ZADD', VOTES, now, me) else redis.call('ZREM', VOTES, me) end
       redis.call('ZREMRANGEBYSCORE', VOTES, '-inf', now - cfg(10, 'vote_ttl'))
       local votes = redis.call('ZCARD', VOTES)
-      if (run >= cfg(6, 'threshold') and redis.call('SCARD', RUN) >= quorum)
+      if (run >= threshold and redis.call('ZCARD', RUNNERS) >= quorum)
           or (votes > 0 and votes >= quorum) then
         move('open')
       end
@@ -154,6 +235,7 @@ if op == 'sync' then
   end
   local out = reply(seeded)
   out[6] = tonumber(field('run', '0'))
+  out[7] = string.format('%.17g', now)
   return out
 end
 
@@ -161,7 +243,7 @@ if op == 'acquire' then
   -- ARGV 12: probe id
   if redis.call('EXISTS', H) == 0 then return {'missing'} end
   local state = field('state', 'closed')
-  if state == 'open' and now - tonumber(field('opened_at', '0')) >= recovery then
+  if state == 'open' and now - tonumber(field('opened_at', '0')) >= open_for() then
     move('half_open')
     state = 'half_open'
   end
@@ -215,6 +297,7 @@ if op == 'peek' then
   if redis.call('EXISTS', H) == 0 then return {'missing'} end
   local out = reply(0)
   out[6] = tonumber(field('run', '0'))
+  out[7] = string.format('%.17g', now)
   return out
 end
 
@@ -226,7 +309,7 @@ if op == 'read' then
   local seen = redis.call('ZCOUNT', INST, now - 60, '+inf')
   local votes = redis.call('ZCOUNT', VOTES, now - cfg(10, 'vote_ttl'), '+inf')
   return {out[1], out[2], out[3], out[4], tonumber(field('run', '0')),
-    redis.call('SCARD', RUN), votes, redis.call('ZCARD', PROBES),
+    redis.call('ZCARD', RUNNERS), votes, redis.call('ZCARD', PROBES),
     seen, redis.call('ZCARD', INST), tonumber(field('calls', '0')),
     tonumber(field('failures', '0')), field('changed_at', '0'), field('threshold', '')}
 end

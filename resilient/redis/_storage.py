@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -11,18 +12,20 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.retry import Retry
 
+from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from ._binding import Binding, Op
+from ._cluster import cluster_client
 from ._keys import decode_name, name_bytes, validate_namespace
 from ._script import SCRIPT, keys, names_key
 
@@ -35,11 +38,19 @@ __all__ = ["RedisStorage", "SharedBreakerInfo"]
 
 log = logging.getLogger("resilient")
 
+T = TypeVar("T")
+
 _OWNER = "RedisStorage"
 # After a sync, the flusher waits this long before the next one, so a burst of
 # failures costs one round trip, not one each.
 _MIN_GAP = 0.005
-_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError)
+# How long a clock offset learnt from a quick round trip stands (clocks drift).
+_OFFSET_FOR = 60.0
+_PROBE_WAIT = 0.25
+# How many probe requests may be on their way to Redis at once, per storage.
+_PROBE_THREADS = 4
+# A cluster that cannot be discovered raises this (not a RedisError).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, OSError, RedisClusterException)
 # Where a reply says the breaker's hash was just made, per op.
 _SEEDED = {"sync": 4, "control": 5}
 
@@ -110,6 +121,13 @@ class RedisStorage:
         self._up = True
         self._full_due = True
         self._closed = False
+        # How long a caller waits for Redis's answer to a half-open probe.
+        self.probe_wait = _PROBE_WAIT
+        # Redis's clock (TIME) minus ours, as learnt from the round trips
+        # with the least delay: outcomes go up stamped in the fleet's time.
+        self.clock_offset: float | None = None
+        self._offset_rtt = math.inf
+        self._offset_at = -math.inf
         self._new_instance()
         _fork.renew_in_child(self, RedisStorage._forked, step=_fork.STATE)
 
@@ -128,22 +146,19 @@ class RedisStorage:
         on a Redis Cluster (``redis+cluster://host:port``, any one node:
         the others are discovered; ``rediss+cluster://`` with TLS).
 
-        Nothing connects yet (a cluster's nodes are discovered at once).
-        Every command gives up after ``socket_timeout`` seconds and is never
-        retried: a breaker would rather decide on local state than wait.
+        Nothing connects yet (a cluster's nodes are discovered at once; with
+        none of them answering, the storage starts on local state and
+        discovers them when they do). Every command gives up after
+        ``socket_timeout`` seconds and is never retried, and a caller waits
+        at most that long for a half-open probe's answer: a breaker would
+        rather decide on local state than wait.
         """
         timeout = _validate.seconds(_OWNER, "socket_timeout", socket_timeout, allow_zero=False)
         client: Any
         try:
             scheme, _, rest = url.partition("://")
             if scheme in ("redis+cluster", "rediss+cluster"):
-                from redis.cluster import RedisCluster
-
-                client = RedisCluster.from_url(
-                    f"{scheme.removesuffix('+cluster')}://{rest}",
-                    socket_timeout=timeout,
-                    socket_connect_timeout=timeout,
-                )
+                client = cluster_client(f"{scheme.removesuffix('+cluster')}://{rest}", timeout)
             else:
                 client = redis.Redis.from_url(
                     url,
@@ -154,13 +169,15 @@ class RedisStorage:
                 )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{_OWNER}: bad Redis URL {url!r}: {exc}") from exc
-        return cls(
+        storage = cls(
             client,
             namespace=namespace,
             refresh_interval=refresh_interval,
             quorum=quorum,
             heartbeat_interval=heartbeat_interval,
         )
+        storage.probe_wait = timeout
+        return storage
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "up" if self._up else "down"
@@ -170,6 +187,8 @@ class RedisStorage:
         pool = getattr(self._client, "connection_pool", None)
         if pool is None:  # a cluster
             nodes = cast(Any, self._client).get_nodes()
+            if not nodes:  # not discovered yet
+                return f"cluster {getattr(self._client, 'url', '?')}"
             return "cluster " + ",".join(f"{node.host}:{node.port}" for node in nodes[:3])
         kwargs = pool.connection_kwargs
         if "path" in kwargs:
@@ -185,7 +204,13 @@ class RedisStorage:
         self._sync_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Set once the listener first tried to subscribe: the first sync
+        # waits for it, so whatever is published after that sync is heard.
+        self._listening = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Where half-open probes ask Redis: threads of the storage's own, so
+        # neither a caller nor an event loop waits longer than probe_wait.
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def up(self) -> bool:
@@ -207,6 +232,25 @@ class RedisStorage:
         from ._limit import SharedLimiter
 
         return SharedLimiter(self, limiter)
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the storage's probe threads (in this thread once
+        the storage is closed: no thread outlives ``close``)."""
+        with self._lock:
+            pool = self._pool
+            if pool is None and not self._closed:
+                pool = self._pool = concurrent.futures.ThreadPoolExecutor(
+                    _PROBE_THREADS, thread_name_prefix="resilient-redis-probe"
+                )
+        if pool is not None:
+            with contextlib.suppress(RuntimeError):  # shut down meanwhile: closed
+                return pool.submit(fn)
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            done.set_result(fn())
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
 
     def forget(self, binding: Binding) -> None:
         with self._lock, contextlib.suppress(ValueError):
@@ -252,6 +296,7 @@ class RedisStorage:
             bindings = list(self._bindings)
         self._stop.set()
         self._wake.set()
+        self._listening.set()
         if threads:
             with contextlib.suppress(*_UNAVAILABLE):
                 self._client.publish(self._private_channel(), b"close")
@@ -259,6 +304,10 @@ class RedisStorage:
             thread.join(timeout=5.0)
         for binding in bindings:
             binding.go_local()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # at most one round trip
         self._client.close()
 
     def __enter__(self) -> RedisStorage:
@@ -367,7 +416,9 @@ class RedisStorage:
             if not ops:
                 return self._up
             try:
+                sent = _clock.monotonic()
                 replies = self.execute([(op.binding.keys, op.args) for op in ops])
+                self._learn_offset(ops, replies, sent, _clock.monotonic())
             except _UNAVAILABLE as exc:
                 for binding, plan in plans:
                     binding.undo(plan)
@@ -388,12 +439,38 @@ class RedisStorage:
                     op.binding.done(op, reply)
             return True
 
+    def _learn_offset(self, ops: list[Op], replies: list[Any], sent: float, back: float) -> None:
+        """Redis's clock minus ours, from a round trip's replies: off by at
+        most half the round trip. The estimate from the quickest round trip
+        of the last minute stands (a slow one would be worse)."""
+        redis_now = next(
+            (
+                float(_text(reply[6]))
+                for op, reply in zip(ops, replies, strict=True)
+                if op.kind in ("sync", "peek")
+                and not isinstance(reply, Exception)
+                and len(reply) > 6
+            ),
+            None,
+        )
+        if redis_now is None:
+            return
+        rtt = back - sent
+        # Its age in real time: under a test's fake clock, which moves
+        # while Redis's does not, the first estimate stands.
+        learnt = time.monotonic()
+        if rtt < self._offset_rtt or learnt - self._offset_at > _OFFSET_FOR:
+            self.clock_offset = redis_now - (sent + back) / 2
+            self._offset_rtt = rtt
+            self._offset_at = learnt
+
     # -- background threads ------------------------------------------------------
 
     def _flush_loop(self) -> None:
         # Real time on purpose: this paces I/O; it is no policy's wait.
         wake, stop = self._wake, self._stop
         beat_at = 0.0
+        self._listening.wait(self.refresh_interval)
         while not stop.is_set():
             wake.wait(self.refresh_interval)
             if stop.is_set():
@@ -447,16 +524,19 @@ class RedisStorage:
                     # releases (untyped, then typed).
                     pubsub = cast(Any, self._client).pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self.channel, self._private_channel())
-                    # Whatever was published while we were away, a full sync
-                    # catches up.
-                    self._full_due = True
-                    self._wake.set()
+                    if self._listening.is_set():
+                        # Whatever was published while we were away, a full
+                        # sync catches up (the first sync waits for us).
+                        self._full_due = True
+                        self._wake.set()
+                    self._listening.set()
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None:
                     if _text(message["channel"]) == self.channel:
                         self._stale(message["data"])
                     self._wake.set()
             except Exception as exc:  # whatever broke the connection, start over
+                self._listening.set()
                 if not isinstance(exc, _UNAVAILABLE):
                     log.debug("resilient: Redis listener restarts", exc_info=True)
                 _discard(pubsub)
