@@ -690,6 +690,8 @@ def test_a_shared_breaker_backs_off_fleet_wide(storages) -> None:
         for breaker in (one, two):
             with pytest.raises(CircuitOpenError) as rejected:
                 breaker.call(ok)
+            # A shared breaker probes on the fleet's schedule: no probe on
+            # the base one while the fleet's opening backs off.
             assert above < rejected.value.remaining <= opened_for
         prober = two if opened_for == 0.9 else one
         wait_for(lambda p=prober: p.state is HALF_OPEN, what="the open time to run out")

@@ -285,7 +285,9 @@ class BreakerCore:
             self.openings += 1
             self.open_for = open_for = open_duration(self.config, self.openings)
             base = self.config.recovery_timeout
-            if base < open_for:
+            # A follower's openings are the fleet's: it probes on the fleet's
+            # schedule (the store's open time), not on the base one.
+            if base < open_for and not self.follower:
                 self.probe_at = now + base
         elif new is HALF_OPEN:
             self.half_opened_at = now
