@@ -149,35 +149,35 @@ class _Collector:
             for name, counts in values.first_items:
                 below = cumulative(counts.first_items, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.streams)]
-                first_item.add_metric([name], buckets, counts.first_item_sum)
+                first_item.add_metric([_label(name)], buckets, counts.first_item_sum)
             for name, value in values.states:
-                state.add_metric([name], value)
+                state.add_metric([_label(name)], value)
             for name, value in values.shadows:
-                shadow.add_metric([name], value)
+                shadow.add_metric([_label(name)], value)
             for name, old, new, count in values.changes:
-                changes.add_metric([name, old, new], count)
+                changes.add_metric([_label(name), old, new], count)
             for name, result, count in values.breaker_calls:
-                calls.add_metric([name, result], count)
+                calls.add_metric([_label(name), result], count)
             for name, count in values.retries:
-                retries.add_metric([name], count)
+                retries.add_metric([_label(name)], count)
             for name, count in values.hedges:
-                hedges.add_metric([name], count)
+                hedges.add_metric([_label(name)], count)
             for name, count in values.timeouts:
-                timeouts.add_metric([name], count)
+                timeouts.add_metric([_label(name)], count)
             for name, outcome, count in values.bulkhead:
-                bulkhead.add_metric([name, outcome], count)
+                bulkhead.add_metric([_label(name), outcome], count)
             for name, value in values.limits:
-                limit.add_metric([name], value)
+                limit.add_metric([_label(name)], value)
             for name, result, count in values.rate_limiter:
-                limiter.add_metric([name, result], count)
+                limiter.add_metric([_label(name), result], count)
             for name, count in values.budget_refusals:
-                refusals.add_metric([name], count)
+                refusals.add_metric([_label(name)], count)
             for name, target, count in values.failover:
-                failover.add_metric([name, target], count)
+                failover.add_metric([_label(name), target], count)
             for name, counts in values.durations:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
-                duration.add_metric([name], buckets, counts.latency_sum)
+                duration.add_metric([_label(name)], buckets, counts.latency_sum)
         yield from (
             state,
             shadow,
@@ -252,3 +252,13 @@ def instrument(
             target.unregister(collector)
 
     return uninstrument
+
+
+def _label(name: str) -> str:
+    """``name`` as a label value the exposition can encode: names are data,
+    and a lone surrogate (any str is a policy's name) is shown escaped."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return name

@@ -131,6 +131,13 @@ class RedisStorage:
         self._new_instance()
         _fork.renew_in_child(self, RedisStorage._forked, step=_fork.STATE)
 
+    @property
+    def clock_skew(self) -> float:
+        """How far ``clock_offset`` may be off (half the round trip it was
+        learnt from; ``inf`` before the first): two instances' outcomes
+        closer in time than the sum of their skews may merge in either order."""
+        return self._offset_rtt / 2
+
     @classmethod
     def from_url(
         cls,

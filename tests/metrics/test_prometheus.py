@@ -376,3 +376,13 @@ def test_failover_calls_by_the_target_that_answered(
     got = samples(registry)
     assert got[("failover_calls_total", ("name", "llm"), ("target", "primary"))] == 1
     assert got[("failover_calls_total", ("name", "llm"), ("target", "secondary"))] == 2
+
+
+def test_a_name_with_a_lone_surrogate_is_exported_escaped(
+    registry: prometheus_client.CollectorRegistry,
+) -> None:
+    # Names are data: any str names a breaker, and the exposition (UTF-8)
+    # must not fail for every breaker because of one.
+    breaker = CircuitBreaker("lone \ud800 surrogate")
+    assert breaker.call(lambda: 1) == 1
+    assert state_of(registry, "lone \\ud800 surrogate") == 0
