@@ -215,29 +215,21 @@ class TimeWindow:
         assert last is not None
         if last - bucket >= self._n:
             return
-        i = bucket % self._n
-        try:
-            self._calls[i] += k
-        except OverflowError:
-            self._calls = _wide(self._calls)
-            self._calls[i] += k
+        self._calls = _add(self._calls, self._n, bucket % self._n, k)
         self.calls += k
 
     def record(self, failure: bool, slow: bool, now: float) -> None:
         self._advance(self._now(now))
         # The newest bucket: ``now``'s, or a later one if the clock stepped back.
-        i = self._last % self._n  # type: ignore[operator]
-        try:
-            self._calls[i] += 1
-        except OverflowError:
-            self._calls = _wide(self._calls)
-            self._calls[i] += 1
+        n = self._n
+        i = self._last % n  # type: ignore[operator]
+        self._calls = _add(self._calls, n, i, 1)
         self.calls += 1
         if failure:
-            self._failures = _count(self._failures, self._n, i)
+            self._failures = _add(self._failures, n, i, 1)
             self.failures += 1
         if slow:
-            self._slow = _count(self._slow, self._n, i)
+            self._slow = _add(self._slow, n, i, 1)
             self.slow += 1
 
     def resized(self, duration: float) -> TimeWindow:
@@ -287,15 +279,16 @@ def _wide(counts: array[int]) -> array[int]:
     return array("q", counts)
 
 
-def _count(counts: array[int] | None, n: int, i: int) -> array[int]:
-    """``counts`` (made if ``None``) with one more in bucket ``i``."""
+def _add(counts: array[int] | None, n: int, i: int, k: int) -> array[int]:
+    """``counts`` (made if ``None``, widened if bucket ``i`` would overflow)
+    with ``k`` more in bucket ``i``."""
     if counts is None:
         counts = _zeros(n)
     try:
-        counts[i] += 1
+        counts[i] += k
     except OverflowError:
         counts = _wide(counts)
-        counts[i] += 1
+        counts[i] += k
     return counts
 
 
