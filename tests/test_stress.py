@@ -98,9 +98,12 @@ class EventTally:
 
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
-    before = threading.active_count()
+    # Compare identities, not counts: an idle worker left by an earlier test may
+    # retire during this one, which a count would read as balancing a leak.
+    before = set(threading.enumerate())
     yield
-    assert threading.active_count() == before, "a thread outlived the test"
+    outlived = [t.name for t in threading.enumerate() if t not in before]
+    assert not outlived, f"threads outlived the test: {outlived}"
 
 
 def _run_threads(target: Callable[[int], None]) -> None:
