@@ -19,13 +19,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
-from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState, open_duration
+from ..circuit_breaker.state import (
+    CLOSED,
+    HALF_OPEN,
+    BreakerCore,
+    CircuitState,
+    Rules,
+    open_duration,
+)
 from ..circuit_breaker.storage import Action, Outcome, Verdict
 from ._keys import identity_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
-    from ..circuit_breaker.config import CircuitBreakerConfig
     from ..circuit_breaker.storage import StoredBreaker
     from ._storage import RedisStorage
 
@@ -427,7 +433,7 @@ _MAX_OPENINGS = 32
 _LONGEST = 1e15
 
 
-def _open_times(config: CircuitBreakerConfig) -> str:
+def _open_times(config: Rules) -> str:
     """How long the 1st, 2nd, ... opening in a row stays open, by the
     breaker's own rule (``open_duration``), until it stops growing."""
     times: list[float] = []
