@@ -206,7 +206,7 @@ class Binding:
         (nor its default executor, which the application may keep busy)."""
         if not self._worth_asking():
             return self._without_asking()
-        loop = asyncio._get_running_loop()
+        loop = _async_backend.running_loop()
         if loop is None:  # trio, say: acquire is bounded, on a thread of its own
             return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
         future = self._storage.submit(self._ask)

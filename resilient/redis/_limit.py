@@ -190,7 +190,7 @@ class SharedLimiter:
         ``socket_timeout``, then the instance limits alone)."""
         if self._local is not None and _clock.monotonic() < self._retry_at:
             return self._acquire_locally(max_wait)  # no I/O
-        if asyncio._get_running_loop() is None:  # trio, say
+        if _async_backend.running_loop() is None:  # trio, say
             return await _async_backend.in_thread(
                 lambda: self.acquire(max_wait), self._abandon_turn
             )
