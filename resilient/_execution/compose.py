@@ -108,8 +108,8 @@ class Streaming(Layer, Protocol):
     """What a layer implements to run streams: ``_stream`` /
     ``_astream(fn, args, kwargs, name)`` run a generator function / an async
     generator function through it. Optional: ``decorate`` refuses a stream
-    that one of the layers has no member for (a stack of rate limits takes
-    async streams only)."""
+    that one of the layers has no member for (the HTTP integrations' layers
+    run whole requests, not streams)."""
 
     def _stream(
         self,
