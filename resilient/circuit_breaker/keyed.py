@@ -201,7 +201,8 @@ class KeyedBreakers(PolicyBase):
         return through_keyed
 
     # A stream goes through its key's breaker (picked when the stream
-    # starts, from the call's arguments), counted in flight there until it ends.
+    # starts, from the call's arguments), counted in flight there until it
+    # ends. An error thrown into it reaches the breaker's stream.
 
     def _stream(
         self,
@@ -228,7 +229,16 @@ class KeyedBreakers(PolicyBase):
             stream = _astream(member.breaker, fn, args, kwargs)
             try:
                 async for item in stream:
-                    yield item
+                    try:
+                        yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        # Thrown in by the consumer: the breaker's stream
+                        # judges it, as ``yield from`` would hand it on (its
+                        # stream ends on it, raising).
+                        await stream.athrow(exc)
+                        raise
             finally:
                 await _streams.aclose(stream)
         finally:

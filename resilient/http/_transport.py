@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, NamedTuple, NoReturn
 
 import httpx
@@ -44,7 +44,14 @@ from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._quota import QuotaState
 from ._quota_gate import QuotaGate, breaker_config, note_quota
-from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
+from ._streams import (
+    AsyncGuardedStream,
+    GuardedStream,
+    StreamFailure,
+    aread_ahead,
+    limit_inactivity,
+    read_ahead,
+)
 from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
@@ -70,6 +77,15 @@ def _names(methods: Any) -> tuple[str, ...] | None:
     except TypeError:
         return None
     return names if all(isinstance(m, str) for m in names) else None
+
+
+def _through(path: Callable[..., Any], body: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``body`` (a generator function of one request) through a layer's stream ``path``."""
+
+    def through(request: httpx.Request) -> Any:
+        return path(body, (request,), {}, name)
+
+    return through
 
 
 def _raise_for(response: httpx.Response) -> NoReturn:
@@ -220,16 +236,21 @@ class _Base:
 
     def _build(self, name: str) -> _Sends:
         policy = self.policy
-        inner: list[Any] = []
-        if self._breakers is not None:
-            inner.append(self._breakers)  # the request's host picks its breaker
-        if policy.bulkhead is not None:
-            inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
-        outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
-        outer.append(_RaiseForStatus)
         owner = _Route(name, self._listeners)
         quota = QuotaState() if self.quota_headers else None
-        attempt = self._attempt_for(owner, quota)
+        # The host's layers see a request as a stream that ends with its
+        # body (see ``_streams``): their stream paths, innermost first.
+        body: Callable[[httpx.Request], Any] = self._exchange_for(owner, quota)
+        path = "_astream" if self._is_async else "_stream"
+        if policy.bulkhead is not None:
+            body = _through(
+                getattr(self.registry.bulkhead(name, config=policy.bulkhead), path), body, name
+            )
+        if self._breakers is not None:
+            body = _through(getattr(self._breakers, path), body, name)  # the host's breaker
+        attempt = self._attempt_for(body)
+        outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
+        outer.append(_RaiseForStatus)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
@@ -237,7 +258,6 @@ class _Base:
                 layers.append(Retry(retry, name=name, listeners=self._listeners))
             if quota is not None:
                 layers.append(QuotaGate(name, quota, retry))
-            layers.extend(inner)
             # One request per HTTP request, whatever the layers inside do.
             return compose(owner, layers, attempt, is_async=self._is_async)
 
@@ -255,8 +275,32 @@ class _Base:
 
     _is_async = False
 
-    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
+    def _exchange_for(self, route: _Route, quota: QuotaState | None) -> Callable[..., Any]:
+        """The generator function of one exchange with the host: the
+        response, once its body's first byte is in, then the body's chunks."""
         raise NotImplementedError
+
+    def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
+        raise NotImplementedError
+
+    def _answered(
+        self,
+        route: _Route,
+        quota: QuotaState | None,
+        request: httpx.Request,
+        response: httpx.Response,
+    ) -> type[HTTPError] | None:
+        """Note what ``response`` says of the host's quota; the error its
+        status is, if any."""
+        if quota is not None:
+            note_quota(
+                quota,
+                response.status_code,
+                response.headers.multi_items(),
+                retry_after(response.headers, _clock.wall()),
+            )
+        response.request = request
+        return error_class(response.status_code)
 
     # -- per request -----------------------------------------------------------
 
@@ -340,32 +384,20 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
-        def attempt(request: httpx.Request) -> httpx.Response:
+    def _exchange_for(self, route: _Route, quota: QuotaState | None) -> Callable[..., Any]:
+        transport, answered, watch = self.transport, self._answered, self._watch
+
+        def exchange(request: httpx.Request) -> Iterator[Any]:
             try:
-                response = self.transport.handle_request(request)
+                response = transport.handle_request(request)
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
-            cls = error_class(response.status_code)
-            if quota is not None:
-                note_quota(
-                    quota,
-                    response.status_code,
-                    response.headers.multi_items(),
-                    retry_after(response.headers, _clock.wall()),
-                )
+            cls = answered(route, quota, request, response)
             if cls is None:
-                failure = self._watch(route, request, response)
-                assert isinstance(response.stream, httpx.SyncByteStream)
-                body = GuardedStream(response.stream, failure)
-                response.stream = body
-                try:
-                    body.first()
-                except BaseException:
-                    response.close()
-                    raise
-                return response
-            response.request = request
+                raw = response.stream
+                assert isinstance(raw, httpx.SyncByteStream)
+                yield from read_ahead(raw, response, watch(route, request, response))
+                return
             try:
                 response.read()
             except httpx.TransportError as exc:
@@ -374,6 +406,19 @@ class ResilientTransport(_Base, httpx.BaseTransport):
                 response.close()
             if cls.is_retryable:
                 _raise_for(response)
+            yield response
+
+        return exchange
+
+    def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
+        def attempt(request: httpx.Request) -> httpx.Response:
+            stream = body(request)
+            response: httpx.Response = next(stream)
+            if response.status_code >= 400:  # read already: the call ends here
+                for _ in stream:
+                    pass
+            else:
+                response.stream = GuardedStream(stream)
             return response
 
         return attempt
@@ -421,32 +466,25 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
 
     _is_async = True
 
-    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
-        async def attempt(request: httpx.Request) -> httpx.Response:
+    def _exchange_for(self, route: _Route, quota: QuotaState | None) -> Callable[..., Any]:
+        transport, answered, watch = self.transport, self._answered, self._watch
+
+        async def exchange(request: httpx.Request) -> AsyncIterator[Any]:
             try:
-                response = await self.transport.handle_async_request(request)
+                response = await transport.handle_async_request(request)
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
-            cls = error_class(response.status_code)
-            if quota is not None:
-                note_quota(
-                    quota,
-                    response.status_code,
-                    response.headers.multi_items(),
-                    retry_after(response.headers, _clock.wall()),
-                )
+            cls = answered(route, quota, request, response)
             if cls is None:
-                failure = self._watch(route, request, response)
-                assert isinstance(response.stream, httpx.AsyncByteStream)
-                body = AsyncGuardedStream(response.stream, failure)
-                response.stream = body
+                raw = response.stream
+                assert isinstance(raw, httpx.AsyncByteStream)
+                body = aread_ahead(raw, response, watch(route, request, response))
                 try:
-                    await body.first()
-                except BaseException:
-                    await response.aclose()
-                    raise
-                return response
-            response.request = request
+                    async for item in body:
+                        yield item
+                finally:
+                    await body.aclose()
+                return
             try:
                 await response.aread()
             except httpx.TransportError as exc:
@@ -455,6 +493,19 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 await response.aclose()
             if cls.is_retryable:
                 _raise_for(response)
+            yield response
+
+        return exchange
+
+    def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
+        async def attempt(request: httpx.Request) -> httpx.Response:
+            stream = body(request)
+            response: httpx.Response = await anext(stream)
+            if response.status_code >= 400:  # read already: the call ends here
+                async for _ in stream:
+                    pass
+            else:
+                response.stream = AsyncGuardedStream(stream)
             return response
 
         return attempt
