@@ -24,8 +24,8 @@ breaker and its member, no closure.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
@@ -226,7 +226,7 @@ class KeyedBreakers(PolicyBase):
     ) -> AsyncIterator[Any]:
         member = self._join(self._key(*args, **kwargs), True)
         try:
-            stream = _astream(member.breaker, fn, args, kwargs)
+            stream = cast("AsyncGenerator[Any, None]", _astream(member.breaker, fn, args, kwargs))
             try:
                 async for item in stream:
                     try:

@@ -393,7 +393,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
             cls = answered(route, quota, request, response)
-            if cls is None:
+            if cls is None and not response.is_closed:
                 raw = response.stream
                 assert isinstance(raw, httpx.SyncByteStream)
                 yield from read_ahead(raw, response, watch(route, request, response))
@@ -404,9 +404,9 @@ class ResilientTransport(_Base, httpx.BaseTransport):
                 raise route.failed(exc, request) from exc
             finally:
                 response.close()
-            if cls.is_retryable:
+            if cls is not None and cls.is_retryable:
                 _raise_for(response)
-            yield response
+            yield response  # an error, or a body read already: it ends here
 
         return exchange
 
@@ -414,7 +414,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         def attempt(request: httpx.Request) -> httpx.Response:
             stream = body(request)
             response: httpx.Response = next(stream)
-            if response.status_code >= 400:  # read already: the call ends here
+            if response.is_closed:  # read already: the call ends here
                 for _ in stream:
                     pass
             else:
@@ -475,7 +475,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
             cls = answered(route, quota, request, response)
-            if cls is None:
+            if cls is None and not response.is_closed:
                 raw = response.stream
                 assert isinstance(raw, httpx.AsyncByteStream)
                 body = aread_ahead(raw, response, watch(route, request, response))
@@ -491,9 +491,9 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 raise route.failed(exc, request) from exc
             finally:
                 await response.aclose()
-            if cls.is_retryable:
+            if cls is not None and cls.is_retryable:
                 _raise_for(response)
-            yield response
+            yield response  # an error, or a body read already: it ends here
 
         return exchange
 
@@ -501,7 +501,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         async def attempt(request: httpx.Request) -> httpx.Response:
             stream = body(request)
             response: httpx.Response = await anext(stream)
-            if response.status_code >= 400:  # read already: the call ends here
+            if response.is_closed:  # read already: the call ends here
                 async for _ in stream:
                     pass
             else:
