@@ -113,6 +113,19 @@ class KeyedBreakers(PolicyBase):
             raise TypeError(f"the key function of {self.name!r} must return a str, got {key!r}")
         return self._group.join(key, self._make, entering=entering)
 
+    def _enter(self, key: object) -> Member:
+        """The member of ``key``, a use, its call counted in flight (the
+        closures' fast path, for streams)."""
+        group = self._group
+        try:
+            member = group.members[key]  # type: ignore[index]
+        except (KeyError, TypeError):
+            return self._join(key, True)
+        if member is not group.last:
+            group.use(member)
+        member.inflight += 1
+        return member
+
     # -- execution -----------------------------------------------------------------
 
     # One closure per chain, not per key: it picks the key's member, counts
@@ -211,7 +224,7 @@ class KeyedBreakers(PolicyBase):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> Iterator[Any]:
-        member = self._join(self._key(*args, **kwargs), True)
+        member = self._enter(self._key(*args, **kwargs))
         try:
             yield from _stream(member.breaker, fn, args, kwargs)
         finally:
@@ -224,7 +237,7 @@ class KeyedBreakers(PolicyBase):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        member = self._join(self._key(*args, **kwargs), True)
+        member = self._enter(self._key(*args, **kwargs))
         try:
             stream = cast("AsyncGenerator[Any, None]", _astream(member.breaker, fn, args, kwargs))
             try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from typing import Any
 
 import httpx
 
@@ -24,9 +23,7 @@ __all__ = [
     "GuardedStream",
     "StreamFailure",
     "Unread",
-    "aread_ahead",
     "limit_inactivity",
-    "read_ahead",
 ]
 
 
@@ -102,14 +99,14 @@ class StreamFailure:
 
 # A body is a stream, and its request one call: the host's layers (breaker,
 # bulkhead) see it through their stream paths (``_stream`` / ``_astream``),
-# whose items are the response (once its first byte is in: read within the
+# whose items are the response with its body's first chunk (read within the
 # attempt, so a body that breaks or stays silent before it fails the
 # attempt, which retry repeats and the breaker counts, as any error before a
-# stream's first item) and then the chunks of its body. The call ends with
+# stream's first item) and then the body's other chunks. The call ends with
 # the body: read to the end, or closed by its consumer after a chunk, it
 # succeeded; raised (broken off, silent past ``inactivity``), it failed, and
-# its error goes to the consumer as it is, never retried; closed before its
-# first chunk was read, it is neither (``Unread`` is thrown into it, a
+# its error goes to the consumer as it is, never retried; closed before a
+# chunk of it was read, it is neither (``Unread`` is thrown into it, a
 # ``BaseException`` no breaker counts). A bulkhead's permit is held until
 # then.
 
@@ -119,19 +116,22 @@ class Unread(BaseException):
 
 
 class GuardedStream(httpx.SyncByteStream):
-    """The body of an answered request: the rest of its stream (after the
-    response), through the host's layers."""
+    """The body of an answered request: its first chunk, read ahead, then
+    the rest of its stream through the host's layers."""
 
-    __slots__ = ("_body", "_read")
+    __slots__ = ("_body", "_head", "_read")
 
-    def __init__(self, body: Generator[bytes, None, None]) -> None:
+    def __init__(self, body: Generator[bytes, None, None], head: bytes) -> None:
         self._body = body
+        self._head = head
         self._read = False
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._body:
-            self._read = True
-            yield chunk
+        self._read = True
+        head, self._head = self._head, b""
+        if head:
+            yield head
+        yield from self._body
 
     def close(self) -> None:
         if self._read:
@@ -143,15 +143,19 @@ class GuardedStream(httpx.SyncByteStream):
 
 
 class AsyncGuardedStream(httpx.AsyncByteStream):
-    __slots__ = ("_body", "_read")
+    __slots__ = ("_body", "_head", "_read")
 
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, body: AsyncGenerator[bytes, None], head: bytes) -> None:
         self._body = body
+        self._head = head
         self._read = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        self._read = True
+        head, self._head = self._head, b""
+        if head:
+            yield head
         async for chunk in self._body:
-            self._read = True
             yield chunk
 
     async def aclose(self) -> None:
@@ -161,55 +165,3 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
         self._read = True
         with contextlib.suppress(Unread, StopAsyncIteration):
             await self._body.athrow(Unread())
-
-
-def read_ahead(
-    raw: httpx.SyncByteStream, response: httpx.Response, failure: StreamFailure
-) -> Generator[Any, None, None]:
-    """``response`` once the first byte of its body is in, then the body's
-    chunks; its errors as ``failure`` says. Closes ``raw`` when it ends."""
-    try:
-        chunks = iter(raw)
-        try:
-            for head in chunks:
-                if head:
-                    break
-            else:
-                head = b""
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise failure(exc, started=False) from exc
-        yield response
-        if head:
-            yield head
-        try:
-            yield from chunks
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise failure(exc) from exc
-    finally:
-        raw.close()
-
-
-async def aread_ahead(
-    raw: httpx.AsyncByteStream, response: httpx.Response, failure: StreamFailure
-) -> AsyncGenerator[Any, None]:
-    try:
-        chunks = aiter(raw)
-        head = b""
-        try:
-            async for head in chunks:
-                if head:
-                    break
-            else:
-                head = b""
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise failure(exc, started=False) from exc
-        yield response
-        if head:
-            yield head
-        try:
-            async for chunk in chunks:
-                yield chunk
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise failure(exc) from exc
-    finally:
-        await raw.aclose()

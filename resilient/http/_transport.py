@@ -48,9 +48,7 @@ from ._streams import (
     AsyncGuardedStream,
     GuardedStream,
     StreamFailure,
-    aread_ahead,
     limit_inactivity,
-    read_ahead,
 )
 from .errors import HTTPError
 
@@ -67,6 +65,9 @@ RETRY = "resilient.retry"
 INACTIVITY = "resilient.inactivity"
 
 Send = Callable[[httpx.Request], Any]
+
+# What a body that fails while it streams raises (see StreamFailure).
+FAILURES = (httpx.TransportError, httpx.DecodingError)
 
 
 def _names(methods: Any) -> tuple[str, ...] | None:
@@ -393,32 +394,49 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
             cls = answered(route, quota, request, response)
-            if cls is None and not response.is_closed:
-                raw = response.stream
-                assert isinstance(raw, httpx.SyncByteStream)
-                yield from read_ahead(raw, response, watch(route, request, response))
+            if cls is not None or response.is_closed:
+                try:
+                    response.read()
+                except httpx.TransportError as exc:
+                    raise route.failed(exc, request) from exc
+                finally:
+                    response.close()
+                if cls is not None and cls.is_retryable:
+                    _raise_for(response)
+                yield response, b""  # an error, or a body read already: it ends here
                 return
+            failure = watch(route, request, response)
+            raw = response.stream
+            assert isinstance(raw, httpx.SyncByteStream)
             try:
-                response.read()
-            except httpx.TransportError as exc:
-                raise route.failed(exc, request) from exc
+                chunks = iter(raw)
+                head = b""
+                try:
+                    for head in chunks:
+                        if head:
+                            break
+                except FAILURES as exc:
+                    raise failure(exc, started=False) from exc
+                yield response, head
+                try:
+                    yield from chunks
+                except FAILURES as exc:
+                    raise failure(exc) from exc
             finally:
-                response.close()
-            if cls is not None and cls.is_retryable:
-                _raise_for(response)
-            yield response  # an error, or a body read already: it ends here
+                raw.close()
 
         return exchange
 
     def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
         def attempt(request: httpx.Request) -> httpx.Response:
             stream = body(request)
-            response: httpx.Response = next(stream)
+            response: httpx.Response
+            response, head = next(stream)
             if response.is_closed:  # read already: the call ends here
                 for _ in stream:
                     pass
             else:
-                response.stream = GuardedStream(stream)
+                response.stream = GuardedStream(stream, head)
             return response
 
         return attempt
@@ -475,37 +493,50 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
             cls = answered(route, quota, request, response)
-            if cls is None and not response.is_closed:
-                raw = response.stream
-                assert isinstance(raw, httpx.AsyncByteStream)
-                body = aread_ahead(raw, response, watch(route, request, response))
+            if cls is not None or response.is_closed:
                 try:
-                    async for item in body:
-                        yield item
+                    await response.aread()
+                except httpx.TransportError as exc:
+                    raise route.failed(exc, request) from exc
                 finally:
-                    await body.aclose()
+                    await response.aclose()
+                if cls is not None and cls.is_retryable:
+                    _raise_for(response)
+                yield response, b""  # an error, or a body read already: it ends here
                 return
+            failure = watch(route, request, response)
+            raw = response.stream
+            assert isinstance(raw, httpx.AsyncByteStream)
             try:
-                await response.aread()
-            except httpx.TransportError as exc:
-                raise route.failed(exc, request) from exc
+                chunks = aiter(raw)
+                head = b""
+                try:
+                    async for head in chunks:
+                        if head:
+                            break
+                except FAILURES as exc:
+                    raise failure(exc, started=False) from exc
+                yield response, head
+                try:
+                    async for chunk in chunks:
+                        yield chunk
+                except FAILURES as exc:
+                    raise failure(exc) from exc
             finally:
-                await response.aclose()
-            if cls is not None and cls.is_retryable:
-                _raise_for(response)
-            yield response  # an error, or a body read already: it ends here
+                await raw.aclose()
 
         return exchange
 
     def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
         async def attempt(request: httpx.Request) -> httpx.Response:
             stream = body(request)
-            response: httpx.Response = await anext(stream)
+            response: httpx.Response
+            response, head = await anext(stream)
             if response.is_closed:  # read already: the call ends here
                 async for _ in stream:
                     pass
             else:
-                response.stream = AsyncGuardedStream(stream)
+                response.stream = AsyncGuardedStream(stream, head)
             return response
 
         return attempt
