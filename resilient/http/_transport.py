@@ -4,7 +4,11 @@ Per request, outermost first: fallback -> raise for status -> retry ->
 quota -> circuit breaker -> bulkhead -> one attempt on the wrapped
 transport. The breaker, bulkhead and quota are per host (``http:{host}`` in
 the registry); the policy's timeout bounds each attempt through httpx's own
-timeouts.
+timeouts. The host's breaker and bulkhead take a request as a stream (their
+``_stream`` / ``_astream`` paths): admitted when it is sent, ended with its
+response body (see ``_streams``), so a body that breaks or stalls after its
+first byte is a failure of the host's breaker and the permit is held until
+the body ends; the attempt returns once the body's first byte is in.
 
 Quota (``resilient.http._quota``): every answer's quota headers, and a
 429's ``Retry-After``, say until when the host refuses; a request to it
