@@ -4,7 +4,10 @@ error before a stream's first item."""
 
 from __future__ import annotations
 
+import gc
 import math
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +22,7 @@ from resilient import (
     RetryConfig,
 )
 from resilient.http import (
+    HTTPError,
     HTTPTimeoutError,
     StreamError,
     aiter_sse,
@@ -77,6 +81,8 @@ def test_silence_before_the_first_byte_is_a_breaker_failure() -> None:
 
 # -- a streamed response is one call, judged when its body ends ---------------------
 
+Main = Callable[[], Awaitable[Any]]
+
 FIVE = [f"data: {n}\n\n" for n in range(5)]
 BROKEN = Reply(events=FIVE, broken=True)  # five events, then the connection drops
 STALLED = Reply(events=FIVE[:2], stall=math.inf)  # two events, then silence
@@ -134,20 +140,25 @@ def test_a_body_that_breaks_after_its_first_byte_opens_the_breaker() -> None:
         assert len(server.requests) == 2  # each error after the first byte: not retried
 
 
-async def test_a_body_that_breaks_after_its_first_byte_opens_the_breaker_async() -> None:
-    registry = Registry()
-    with LoopbackServer(BROKEN) as server, instant_waits():
-        async with async_client(
-            _counting(threshold=2), base_url=server.url, registry=registry
-        ) as http:
-            for _ in range(2):
-                received: list[str] = []
-                with pytest.raises(StreamError):
-                    await _read_events(http, received)
-                assert received == ["0", "1", "2", "3", "4"]
-            assert _breaker(registry, server).state is CircuitState.OPEN
-            assert _active(registry, server) == 0
-        assert len(server.requests) == 2
+def test_a_body_that_breaks_after_its_first_byte_opens_the_breaker_async(
+    run: Callable[[Main], Any],
+) -> None:
+    async def main() -> None:
+        registry = Registry()
+        with LoopbackServer(BROKEN) as server, instant_waits():
+            async with async_client(
+                _counting(threshold=2), base_url=server.url, registry=registry
+            ) as http:
+                for _ in range(2):
+                    received: list[str] = []
+                    with pytest.raises(StreamError):
+                        await _read_events(http, received)
+                    assert received == ["0", "1", "2", "3", "4"]
+                assert _breaker(registry, server).state is CircuitState.OPEN
+                assert _active(registry, server) == 0
+            assert len(server.requests) == 2
+
+    run(main)
 
 
 def test_a_body_that_stalls_after_its_first_byte_is_a_failure() -> None:
@@ -163,19 +174,24 @@ def test_a_body_that_stalls_after_its_first_byte_is_a_failure() -> None:
         assert len(server.requests) == 1
 
 
-async def test_a_body_that_stalls_after_its_first_byte_is_a_failure_async() -> None:
-    registry = Registry()
-    with LoopbackServer(STALLED) as server, instant_waits():
-        async with async_client(
-            _counting(), base_url=server.url, registry=registry, inactivity=0.5
-        ) as http:
-            received: list[str] = []
-            with pytest.raises(HTTPTimeoutError):
-                await _read_events(http, received)
-        assert received == ["0", "1"]
-        assert _outcome(registry, server) == (1, 1)
-        assert _active(registry, server) == 0
-        assert len(server.requests) == 1
+def test_a_body_that_stalls_after_its_first_byte_is_a_failure_async(
+    run: Callable[[Main], Any],
+) -> None:
+    async def main() -> None:
+        registry = Registry()
+        with LoopbackServer(STALLED) as server, instant_waits():
+            async with async_client(
+                _counting(), base_url=server.url, registry=registry, inactivity=0.5
+            ) as http:
+                received: list[str] = []
+                with pytest.raises(HTTPTimeoutError):
+                    await _read_events(http, received)
+            assert received == ["0", "1"]
+            assert _outcome(registry, server) == (1, 1)
+            assert _active(registry, server) == 0
+            assert len(server.requests) == 1
+
+    run(main)
 
 
 def test_a_body_read_to_the_end_is_a_success_and_holds_its_permit_until_then() -> None:
@@ -194,18 +210,23 @@ def test_a_body_read_to_the_end_is_a_success_and_holds_its_permit_until_then() -
     assert _outcome(registry, server) == (2, 0)
 
 
-async def test_a_body_read_to_the_end_is_a_success_and_holds_its_permit_until_then_async() -> None:
-    registry = Registry()
-    with LoopbackServer(Reply(events=FIVE)) as server:
-        async with async_client(_counting(), base_url=server.url, registry=registry) as http:
-            async with http.stream("GET", "/events") as response:
-                assert _active(registry, server) == 1
-                assert _outcome(registry, server) == (0, 0)
-                body = await response.aread()
-            assert _active(registry, server) == 0
-            assert (await http.get("/events")).text == body.decode()
-    assert body == "".join(FIVE).encode()
-    assert _outcome(registry, server) == (2, 0)
+def test_a_body_read_to_the_end_is_a_success_and_holds_its_permit_until_then_async(
+    run: Callable[[Main], Any],
+) -> None:
+    async def main() -> None:
+        registry = Registry()
+        with LoopbackServer(Reply(events=FIVE)) as server:
+            async with async_client(_counting(), base_url=server.url, registry=registry) as http:
+                async with http.stream("GET", "/events") as response:
+                    assert _active(registry, server) == 1
+                    assert _outcome(registry, server) == (0, 0)
+                    body = await response.aread()
+                assert _active(registry, server) == 0
+                assert (await http.get("/events")).text == body.decode()
+        assert body == "".join(FIVE).encode()
+        assert _outcome(registry, server) == (2, 0)
+
+    run(main)
 
 
 def test_a_body_closed_after_a_chunk_is_a_success() -> None:
@@ -220,18 +241,21 @@ def test_a_body_closed_after_a_chunk_is_a_success() -> None:
         assert _active(registry, server) == 0
 
 
-async def test_a_body_closed_after_a_chunk_is_a_success_async() -> None:
-    registry = Registry()
-    with LoopbackServer(ENDLESS) as server:
-        async with (
-            async_client(_counting(), base_url=server.url, registry=registry) as http,
-            http.stream("GET", "/events") as response,
-        ):
-            chunks = response.aiter_bytes()
-            assert await anext(chunks)
-            await chunks.aclose()
-        assert _outcome(registry, server) == (1, 0)
-        assert _active(registry, server) == 0
+def test_a_body_closed_after_a_chunk_is_a_success_async(run: Callable[[Main], Any]) -> None:
+    async def main() -> None:
+        registry = Registry()
+        with LoopbackServer(ENDLESS) as server:
+            async with (
+                async_client(_counting(), base_url=server.url, registry=registry) as http,
+                http.stream("GET", "/events") as response,
+            ):
+                chunks = response.aiter_bytes()
+                assert await anext(chunks)
+                await chunks.aclose()
+            assert _outcome(registry, server) == (1, 0)
+            assert _active(registry, server) == 0
+
+    run(main)
 
 
 def test_a_body_closed_before_its_first_byte_is_neither() -> None:
@@ -246,15 +270,45 @@ def test_a_body_closed_before_its_first_byte_is_neither() -> None:
         assert _active(registry, server) == 0
 
 
-async def test_a_body_closed_before_its_first_byte_is_neither_async() -> None:
+def test_a_body_closed_before_its_first_byte_is_neither_async(run: Callable[[Main], Any]) -> None:
+    async def main() -> None:
+        registry = Registry()
+        with LoopbackServer(ENDLESS) as server:
+            async with async_client(
+                _counting(threshold=1), base_url=server.url, registry=registry
+            ) as http:
+                for _ in range(3):
+                    async with http.stream("GET", "/events"):
+                        pass
+            assert _outcome(registry, server) == (0, 0)
+            assert _breaker(registry, server).state is CircuitState.CLOSED
+            assert _active(registry, server) == 0
+
+    run(main)
+
+
+def test_a_body_dropped_unclosed_gives_its_permit_back_when_collected() -> None:
     registry = Registry()
-    with LoopbackServer(ENDLESS) as server:
-        async with async_client(
-            _counting(threshold=1), base_url=server.url, registry=registry
-        ) as http:
-            for _ in range(3):
-                async with http.stream("GET", "/events"):
-                    pass
-        assert _outcome(registry, server) == (0, 0)
-        assert _breaker(registry, server).state is CircuitState.CLOSED
+    with (
+        LoopbackServer(ENDLESS) as server,
+        client(_counting(), base_url=server.url, registry=registry) as http,
+    ):
+        response = http.send(http.build_request("GET", "/events"), stream=True)
+        assert next(response.iter_bytes())
+        assert _active(registry, server) == 1
+        del response
+        gc.collect()
         assert _active(registry, server) == 0
+        assert _outcome(registry, server) == (1, 0)  # closed after a chunk: a success
+
+
+def test_an_error_response_ends_its_call_with_the_attempt() -> None:
+    registry = Registry()
+    with (
+        LoopbackServer(Reply(status=404, body="no such model")) as server,
+        client(_counting(), base_url=server.url, registry=registry) as http,
+        pytest.raises(HTTPError, match="404"),
+    ):
+        http.get("/v1/models/nope")
+    assert _active(registry, server) == 0
+    assert _outcome(registry, server) == (1, 0)  # the host answered: a success
