@@ -15,10 +15,11 @@ error reaches the caller as itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
 from .._runtime import clock as _clock
@@ -36,6 +37,7 @@ __all__ = ["Limit", "Limits", "limit_of"]
 R = TypeVar("R")
 
 _INF = float("inf")
+_NOTHING: Any = object()  # a stream that yielded no item
 
 
 class Limit(NamedTuple):
@@ -230,6 +232,33 @@ class Limits(PolicyBase):
             self._settle(costs, result)
         return result
 
+    # A stream takes its turns when it starts (at its first item's request).
+    # ``actual`` reads the stream's last item once it is exhausted (where
+    # LLM APIs put a stream's usage); a stream that raises or is closed
+    # early keeps its estimate charged.
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+    ) -> Iterator[Any]:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        costs = self._costs(args, kwargs)
+        self._admit(costs)
+        stream = fn(*args, **kwargs)
+        last = _NOTHING
+        try:
+            for last in stream:
+                yield last
+        finally:
+            _streams.close(stream)
+        if self._settles and last is not _NOTHING:
+            self._settle(costs, last)
+
     async def _astream(
         self,
         fn: Callable[..., AsyncIterator[Any]],
@@ -237,12 +266,21 @@ class Limits(PolicyBase):
         kwargs: dict[str, Any],
         name: str | None = None,
     ) -> AsyncIterator[Any]:
-        """A stream takes its turns when it starts. ``actual`` has no result
-        to read from a stream: its estimate stays charged."""
-        if switch.on:
-            await self._aadmit(self._costs(args, kwargs))
-        async for item in fn(*args, **kwargs):
-            yield item
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        costs = self._costs(args, kwargs)
+        await self._aadmit(costs)
+        stream = fn(*args, **kwargs)
+        last = _NOTHING
+        try:
+            async for last in stream:
+                yield last
+        finally:
+            await _streams.aclose(stream)
+        if self._settles and last is not _NOTHING:
+            self._settle(costs, last)
 
     def _wrap_sync(
         self, fn: Callable[..., R], name: str, entry: Request | None = None
