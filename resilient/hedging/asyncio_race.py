@@ -15,7 +15,6 @@ caller's task; hedges as tasks; the delays of one policy behind one timer.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import types
 from collections import deque
@@ -23,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .._runtime import clock as _clock
+from .._runtime.async_backend import current_task as _current_task
+from .._runtime.async_backend import running_loop as _running_loop
 from .._runtime.switch import switch
 from . import trio_race as _hedge_trio
 from .state import RAISE, START, HedgeCore, Racer
@@ -31,12 +32,6 @@ __all__ = ["race"]
 
 R = TypeVar("R")
 
-_running_loop = asyncio._get_running_loop
-# The caller's task: asyncio.current_task is C from Python 3.12; on 3.11 it
-# is a Python function around this dict's ``get``, read here directly.
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
-    asyncio.current_task if sys.version_info >= (3, 12) else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
-)
 _CoroutineType = types.CoroutineType
 # How early asyncio runs a timer (it takes those due within its clock's
 # resolution): a shared timer waking that early still counts its deadline as due.
