@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 import httpx
 
 from .. import events
-from .._execution.compose import NEVER, compose
+from .._execution.compose import NEVER, Streaming, compose
 from .._execution.policy_base import PolicyBase
 from .._registry.registry import Registry, resolve
 from .._runtime import clock as _clock
@@ -246,13 +246,13 @@ class _Base:
         # The host's layers see a request as a stream that ends with its
         # body (see ``_streams``): their stream paths, innermost first.
         body: Callable[[httpx.Request], Any] = self._exchange_for(owner, quota)
-        path = "_astream" if self._is_async else "_stream"
+        host: list[Streaming] = []  # innermost first
         if policy.bulkhead is not None:
-            body = _through(
-                getattr(self.registry.bulkhead(name, config=policy.bulkhead), path), body, name
-            )
+            host.append(self.registry.bulkhead(name, config=policy.bulkhead))
         if self._breakers is not None:
-            body = _through(getattr(self._breakers, path), body, name)  # the host's breaker
+            host.append(self._breakers)  # the request's host picks its breaker
+        for layer in host:
+            body = _through(layer._astream if self._is_async else layer._stream, body, name)
         attempt = self._attempt_for(body)
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
         outer.append(_RaiseForStatus)
