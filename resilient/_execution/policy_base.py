@@ -10,6 +10,7 @@ from .. import events
 from . import counters as _stats
 from .compose import NEVER, aforwarding, compose, compose_stream, decorate, forwarding, is_stream
 from .request import Request
+from .streams import Args, AsyncFn, Kwargs, SyncFn
 
 if TYPE_CHECKING:
     from .compose import Decoratable, Layer
@@ -150,32 +151,22 @@ class ForwardingPolicy(PolicyBase):
     ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
     closures are the shared forwarding ones."""
 
-    def _run(
-        self,
-        fn: Callable[..., Any],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
+    def _run(self, fn: Callable[..., Any], name: str, args: Args, kwargs: Kwargs) -> Any:
         raise NotImplementedError
 
     def _arun(
         self,
         fn: Callable[..., Awaitable[Any]],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
     ) -> Awaitable[Any]:
         raise NotImplementedError
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         return forwarding(self, fn, name, entry, self._run)
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         return aforwarding(self, fn, name, entry, self._arun)
 
 

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .._execution.streams import Args, AsyncFn, Kwargs
 from .._runtime import clock as _clock
 from .._runtime.switch import switch
 from . import trio_race as _hedge_trio
@@ -55,13 +56,7 @@ _RESOLUTION = time.get_clock_info("monotonic").resolution
 WHEN, RACE, ALARM = 0, 1, 2
 
 
-async def race(
-    policy: Racer,
-    fn: Callable[..., Awaitable[R]],
-    name: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
+async def race(policy: Racer, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
     """``fn(*args, **kwargs)``, hedged by ``policy`` (under trio: the trio race)."""
     if not switch.on:
         return await fn(*args, **kwargs)
@@ -153,9 +148,7 @@ def _due(policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any], when:
         state.launch()
 
 
-async def _attempt(
-    fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> R:
+async def _attempt(fn: Callable[..., Awaitable[R]], args: Args, kwargs: Kwargs) -> R:
     """A hedge, as its task runs it (whatever ``fn`` returns or raises)."""
     return await fn(*args, **kwargs)
 
@@ -240,8 +233,8 @@ class _Race:
         policy: Racer,
         fn: Callable[..., Awaitable[Any]],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         loop: asyncio.AbstractEventLoop,
         caller: asyncio.Task[Any] | None,
     ) -> None:

@@ -28,6 +28,7 @@ from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
+from .._execution.streams import Args, AStream, AStreamFn, Kwargs, StreamFn, SyncFn
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
@@ -180,9 +181,7 @@ class Hedging(ForwardingPolicy):
     #: The async path, a method so the closure calls it bound (cheaper than a partial).
     _arun = _hedge_asyncio.race
 
-    def _run(
-        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
         core = HedgeCore(self._attempts)
@@ -237,13 +236,7 @@ class Hedging(ForwardingPolicy):
     # the first to get one wins, and the others are closed. The winner's
     # stream is then relayed to its end: what fails after is not hedged.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
         if not switch.on:
             yield from fn(*args, **kwargs)
             return
@@ -257,13 +250,7 @@ class Hedging(ForwardingPolicy):
         finally:
             _streams.close(stream)
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream:
         if not switch.on:
             async for item in fn(*args, **kwargs):
                 yield item
@@ -280,9 +267,7 @@ class Hedging(ForwardingPolicy):
             await _streams.aclose(stream)
 
 
-def _first_item(
-    fn: Callable[..., Iterator[Any]], /, *args: Any, **kwargs: Any
-) -> tuple[Iterator[Any] | None, Any]:
+def _first_item(fn: StreamFn, /, *args: Any, **kwargs: Any) -> tuple[Iterator[Any] | None, Any]:
     """One attempt of a hedged stream: the stream and its first item
     (``(None, None)`` for a stream with none)."""
     stream = fn(*args, **kwargs)
@@ -296,7 +281,7 @@ def _first_item(
 
 
 async def _afirst_item(
-    fn: Callable[..., AsyncIterator[Any]], /, *args: Any, **kwargs: Any
+    fn: AStreamFn, /, *args: Any, **kwargs: Any
 ) -> tuple[AsyncIterator[Any] | None, Any]:
     stream = fn(*args, **kwargs)
     try:

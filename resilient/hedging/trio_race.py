@@ -18,6 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._execution.streams import Args, Kwargs
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .state import RAISE, START, HedgeCore, Racer
@@ -29,8 +30,8 @@ async def race(
     policy: Racer,
     fn: Callable[..., Awaitable[Any]],
     name: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    args: Args,
+    kwargs: Kwargs,
 ) -> Any:
     """``fn(*args, **kwargs)``, hedged: its first attempt in the calling task."""
     trio: Any = sys.modules["trio"]
@@ -81,8 +82,8 @@ class _Race:
         policy: Racer,
         fn: Callable[..., Awaitable[Any]],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         trio: Any,
     ) -> None:
         self.policy = policy

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
@@ -24,6 +23,7 @@ from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
@@ -419,9 +419,7 @@ class RateLimiter(NamedPolicy):
             return -1.0
         return core.tolerance + core.slack
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
         acquire_slow = self._acquire
@@ -467,9 +465,7 @@ class RateLimiter(NamedPolicy):
 
         return through_limiter
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
         )
@@ -517,27 +513,19 @@ class RateLimiter(NamedPolicy):
 
         return through_limiter
 
-    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             self._acquire()
         return fn(*args, **kwargs)
 
-    async def _arun(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             await self._aacquire()
         return await fn(*args, **kwargs)
 
     # A stream takes one turn when it starts (at its first item's request).
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         if switch.on:
             self._acquire()
         stream = fn(*args, **kwargs)
@@ -546,13 +534,7 @@ class RateLimiter(NamedPolicy):
         finally:
             _streams.close(stream)
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
         if switch.on:
             await self._aacquire()
         stream = fn(*args, **kwargs)

@@ -15,12 +15,13 @@ error reaches the caller as itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, SyncFn
 from .._runtime import clock as _clock
 from .._runtime.gil import GIL
 from .._runtime.switch import switch
@@ -99,7 +100,7 @@ class Limits(PolicyBase):
 
     # -- admission ---------------------------------------------------------------
 
-    def _costs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[float]:
+    def _costs(self, args: Args, kwargs: Kwargs) -> list[float]:
         """What the call costs each limit, before any turn is taken."""
         fixed = self._fixed
         if fixed is not None:
@@ -202,9 +203,7 @@ class Limits(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
-    def _run(
-        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
         costs = self._costs(args, kwargs)
@@ -214,13 +213,7 @@ class Limits(PolicyBase):
             self._settle(costs, result)
         return result
 
-    async def _arun(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
         costs = self._costs(args, kwargs)
@@ -230,13 +223,7 @@ class Limits(PolicyBase):
             self._settle(costs, result)
         return result
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
         """A stream takes its turns when it starts. ``actual`` has no result
         to read from a stream: its estimate stays charged."""
         if switch.on:
@@ -244,9 +231,7 @@ class Limits(PolicyBase):
         async for item in fn(*args, **kwargs):
             yield item
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run
         gate, detour, meter = watching(
             self, fn, name, entry, lambda args, kwargs: run(fn, name, args, kwargs)
@@ -294,9 +279,7 @@ class Limits(PolicyBase):
 
         return through_limits
 
-    def _one_sync(
-        self, fn: Callable[..., R], name: str, gate: Any, detour: Any, meter: Any
-    ) -> Callable[..., R]:
+    def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
         """One limit with a cost and no ``actual``: GCRA inline, as the plain
         limiter's fast path, weighed."""
         lim = self.limits[0]
@@ -342,9 +325,7 @@ class Limits(PolicyBase):
 
         return through_limit
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         arun = self._arun
         gate, detour, meter = watching(
             self, fn, name, entry, lambda args, kwargs: arun(fn, name, args, kwargs), is_async=True

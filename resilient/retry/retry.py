@@ -18,6 +18,7 @@ from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
+from .._execution.streams import Args, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
@@ -431,9 +432,7 @@ class Retry(PolicyBase):
     # once it has failed (and outside its except block, so later errors do
     # not chain onto earlier ones).
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
@@ -473,9 +472,7 @@ class Retry(PolicyBase):
 
         return retrying
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
@@ -519,8 +516,8 @@ class Retry(PolicyBase):
         self,
         fn: Callable[..., R],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         error: Exception | None,
         result: Any,
         start: float,
@@ -559,8 +556,8 @@ class Retry(PolicyBase):
         self,
         fn: Callable[..., Awaitable[R]],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         error: Exception | None,
         result: Any,
         start: float,
@@ -601,13 +598,7 @@ class Retry(PolicyBase):
     # ticket (an open breaker) is waited for, then given back: the next
     # stream asks the breaker as any other call does.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
         start = _clock.monotonic() if self._deadline is not None else 0.0
         previous = 0.0
         first_attempt = self._first_attempt
@@ -632,13 +623,7 @@ class Retry(PolicyBase):
 
         return _streams.before_first(first, recover)
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]:
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AsyncIterator[Any]:
         start = _clock.monotonic() if self._deadline is not None else 0.0
         previous = 0.0
         first_attempt = self._first_attempt
@@ -685,8 +670,8 @@ def _attempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
     fn: Callable[..., R],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    args: Args,
+    kwargs: Kwargs,
 ) -> R:
     try:
         _clock.sleep(delay)
@@ -705,8 +690,8 @@ async def _aattempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
     fn: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    args: Args,
+    kwargs: Kwargs,
 ) -> R:
     try:
         await _clock.sleep_async(delay)
