@@ -52,7 +52,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from .._execution import counters as _stats
 from .._execution.counters import BOUNDS, BUCKETS_PER_OCTAVE, DEFAULT_BUCKETS, Stats
@@ -85,6 +85,7 @@ STATE_VALUES = {
 }
 # Which state a name reports when live breakers share it: the least healthy.
 _SEVERITY = {0: 0, 2: 1, 1: 2}
+K = TypeVar("K")
 
 # The plain integer and float fields of a Stats, summed and subtracted alike.
 FIELDS = (
@@ -167,12 +168,9 @@ class Counts:
     def merge(self, other: Counts) -> None:
         for f in FIELDS:
             setattr(self, f, getattr(self, f) + getattr(other, f))
-        for mine, theirs in ((self.latency, other.latency), (self.first_items, other.first_items)):
-            for i, n in theirs.items():
-                mine[i] = mine.get(i, 0) + n
-        changes = self.changes
-        for key, n in other.changes.items():
-            changes[key] = changes.get(key, 0) + n
+        _add(self.latency, other.latency)
+        _add(self.first_items, other.first_items)
+        _add(self.changes, other.changes)
 
     def copy(self) -> Counts:
         counts = Counts()
@@ -198,6 +196,12 @@ class Counts:
     def streams(self) -> int:
         """Streams that yielded a first item (those with a time to it)."""
         return sum(self.first_items.values())
+
+
+def _add(mine: dict[K, int], theirs: dict[K, int]) -> None:
+    """Add ``theirs`` counts into ``mine``, key by key."""
+    for key, n in theirs.items():
+        mine[key] = mine.get(key, 0) + n
 
 
 def _copy(changes: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -505,19 +509,13 @@ def series(view: View) -> Series:
         if counts.timeouts or kind == "timeout":
             timeouts[name] = timeouts.get(name, 0) + counts.timeouts
         if counts.latency:
-            total = durations.get(name)
-            if total is None:
-                durations[name] = total = Counts()
+            total = durations.setdefault(name, Counts())
             total.latency_sum += counts.latency_sum
-            for i, n in counts.latency.items():
-                total.latency[i] = total.latency.get(i, 0) + n
+            _add(total.latency, counts.latency)
         if counts.first_items:
-            total = first_items.get(name)
-            if total is None:
-                first_items[name] = total = Counts()
+            total = first_items.setdefault(name, Counts())
             total.first_item_sum += counts.first_item_sum
-            for i, n in counts.first_items.items():
-                total.first_items[i] = total.first_items.get(i, 0) + n
+            _add(total.first_items, counts.first_items)
     return Series(
         states=sorted(states.items()),
         changes=sorted(changes),

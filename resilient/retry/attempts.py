@@ -139,10 +139,7 @@ class Retrying(_Loop):
     __slots__ = ()
 
     def __iter__(self) -> Iterator[Attempt]:
-        while True:
-            attempt = self._next()
-            if attempt is None:
-                return
+        while (attempt := self._next()) is not None:
             yield attempt
             if self._delay is not None:
                 _clock.sleep(self._delay)
@@ -154,10 +151,7 @@ class AsyncRetrying(_Loop):
     __slots__ = ()
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
-        while True:
-            attempt = self._next()
-            if attempt is None:
-                return
+        while (attempt := self._next()) is not None:
             yield attempt
             if self._delay is not None:
                 # A cancellation here ends the loop: no further attempt.
