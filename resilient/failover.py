@@ -275,14 +275,12 @@ class Failover(PolicyBase):
         run, rest = self._run, self._alternate
         stats = self._stats_for(name)
         primary = PRIMARY
-        clock = _clock
 
         def failing_over(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
+                return meter.timed(_clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:

@@ -181,14 +181,12 @@ class Fallback(PolicyBase):
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         on = self.on
         gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -212,14 +210,12 @@ class Fallback(PolicyBase):
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         on = self.on
         gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:

@@ -218,14 +218,12 @@ def forwarding(
     """The closure of a layer whose whole fast path is ``run(fn, name, args,
     kwargs)`` (chaos, hedging): the gate, the metering and the call, once."""
     gate, detour, meter = watching(layer, fn, name, entry)
-    clock = _clock
 
     def forwarded(*args: Any, **kwargs: Any) -> Any:
-        level = gate.level
-        if level:
+        if level := gate.level:
             if level != METERED:
                 return detour(args, kwargs)  # type: ignore[misc]
-            return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr]
+            return meter.timed(_clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr]
         return run(fn, name, args, kwargs)
 
     return forwarded
@@ -247,14 +245,12 @@ def aforwarding(
     caller awaits it but picking the path.
     """
     gate, detour, meter = watching(layer, fn, name, entry, is_async=True)
-    clock = _clock
 
     def forwarded(*args: Any, **kwargs: Any) -> Awaitable[Any]:
-        level = gate.level
-        if level:
+        if level := gate.level:
             if level != METERED:
                 return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-            return meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
+            return meter.atimed(_clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
         return arun(fn, name, args, kwargs)
 
     return forwarded

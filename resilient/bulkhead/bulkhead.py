@@ -511,8 +511,7 @@ class Bulkhead(NamedPolicy):
         clock = _clock
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -581,8 +580,7 @@ class Bulkhead(NamedPolicy):
         clock = _clock
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -641,8 +639,7 @@ class Bulkhead(NamedPolicy):
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             nonlocal total, timed, count, failures, started
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -719,8 +716,7 @@ class Bulkhead(NamedPolicy):
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             nonlocal total, timed, count, failures, started
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()

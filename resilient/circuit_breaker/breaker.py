@@ -760,8 +760,7 @@ class CircuitBreaker(NamedPolicy):
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -865,8 +864,7 @@ class CircuitBreaker(NamedPolicy):
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()

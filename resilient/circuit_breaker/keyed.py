@@ -128,14 +128,12 @@ class KeyedBreakers(PolicyBase):
         gate, detour, meter = NEVER, None, entry
         if entry is not None:
             gate, detour = entry.gate, entry.detour(self._wrap_sync(fn, name))
-        clock = _clock
 
         def through_keyed(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             k = key(*args, **kwargs)
             try:
                 member = members[k]
@@ -166,14 +164,12 @@ class KeyedBreakers(PolicyBase):
         gate, adetour, meter = NEVER, None, entry
         if entry is not None:
             gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))
-        clock = _clock
 
         async def through_keyed(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await adetour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             k = key(*args, **kwargs)
             try:
                 member = members[k]

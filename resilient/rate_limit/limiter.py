@@ -429,8 +429,7 @@ class RateLimiter(NamedPolicy):
         clock = _clock
 
         def through_limiter(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -477,8 +476,7 @@ class RateLimiter(NamedPolicy):
         clock = _clock
 
         async def through_limiter(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()

@@ -246,8 +246,7 @@ class Limits(PolicyBase):
         settles = self._settles
 
         def through_limits(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
@@ -296,8 +295,7 @@ class Limits(PolicyBase):
         admit, run, clock = self._admit, self._run, _clock
 
         def through_limit(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
@@ -340,8 +338,7 @@ class Limits(PolicyBase):
         settles = self._settles
 
         async def through_limits(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
@@ -390,8 +387,7 @@ class Limits(PolicyBase):
         aadmit, arun, clock = self._aadmit, self._arun, _clock
 
         async def through_limit(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[no-any-return]

@@ -438,14 +438,12 @@ class Retry(PolicyBase):
         deadline = self._deadline
         first_attempt = self._first_attempt
         gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
 
         def retrying(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                begun = clock.now()
+                begun = _clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
             if first_attempt is not None:
                 first_attempt()
@@ -478,14 +476,12 @@ class Retry(PolicyBase):
         deadline = self._deadline
         first_attempt = self._first_attempt
         gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                begun = clock.now()
+                begun = _clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
             if first_attempt is not None:
                 first_attempt()
