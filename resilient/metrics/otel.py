@@ -63,6 +63,110 @@ def _require() -> Any:
     return metrics
 
 
+# The observable instruments: (name, kind, unit, the Series field they
+# report, its labels, description). The first, the state gauge, is the
+# first callback of each collection: it reads the counters (see _read).
+_OBSERVED: tuple[tuple[str, str, str, str, tuple[str, ...], str], ...] = (
+    (
+        "resilient.circuit_breaker.state",
+        "gauge",
+        "",
+        "states",
+        (NAME,),
+        "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), 2 half-open",
+    ),
+    (
+        "resilient.circuit_breaker.shadow",
+        "gauge",
+        "",
+        "shadows",
+        (NAME,),
+        "1 for a shadow circuit breaker: its states, changes and "
+        "rejections are what it would have done (it rejects nothing)",
+    ),
+    (
+        "resilient.circuit_breaker.state_changes",
+        "counter",
+        "{transition}",
+        "changes",
+        (NAME, "from_state", "to_state"),
+        "Circuit breaker state transitions",
+    ),
+    (
+        "resilient.circuit_breaker.calls",
+        "counter",
+        "{call}",
+        "breaker_calls",
+        (NAME, "result"),
+        "Calls through a circuit breaker, by how the breaker counted them",
+    ),
+    (
+        "resilient.retry.attempts",
+        "counter",
+        "{call}",
+        "retries",
+        (NAME,),
+        "Retries (attempts after the first)",
+    ),
+    (
+        "resilient.hedging.attempts",
+        "counter",
+        "{call}",
+        "hedges",
+        (NAME,),
+        "Hedges (attempts a hedged call started after the first)",
+    ),
+    (
+        "resilient.timeout.operations",
+        "counter",
+        "{call}",
+        "timeouts",
+        (NAME,),
+        "Calls that timed out",
+    ),
+    (
+        "resilient.bulkhead.executions",
+        "counter",
+        "{call}",
+        "bulkhead",
+        (NAME, "state"),
+        "Calls through a bulkhead: success, failure or rejected",
+    ),
+    (
+        "resilient.bulkhead.limit",
+        "gauge",
+        "{call}",
+        "limits",
+        (NAME,),
+        "A bulkhead's limit of concurrent calls",
+    ),
+    (
+        "resilient.rate_limiter.calls",
+        "counter",
+        "{call}",
+        "rate_limiter",
+        (NAME, "result"),
+        "Calls a rate limiter admitted or rejected",
+    ),
+    (
+        "resilient.retry.budget_refusals",
+        "counter",
+        "{call}",
+        "budget_refusals",
+        (NAME,),
+        "Retries a retry budget refused",
+    ),
+    (
+        "resilient.failover.calls",
+        "counter",
+        "{call}",
+        "failover",
+        (NAME, "target"),
+        "Calls through a failover, by the target that answered",
+    ),
+)
+
+
 class _Exporter:
     def __init__(self, api: Any, meter: Any, reading: Reading, buckets: Sequence[float]) -> None:
         self._observation = api.Observation
@@ -75,78 +179,10 @@ class _Exporter:
         self._values: Series | None = None
         # Per name: the latency bucket counts already recorded.
         self._fed: dict[str, dict[int, int]] = {}
-        meter.create_observable_gauge(
-            "resilient.circuit_breaker.state",
-            callbacks=[self._states],
-            description="Circuit breaker state: 0 closed (or forced closed), "
-            "1 open (or forced open), 2 half-open",
-        )
-        meter.create_observable_gauge(
-            "resilient.circuit_breaker.shadow",
-            callbacks=[self._shadows],
-            description="1 for a shadow circuit breaker: its states, changes and "
-            "rejections are what it would have done (it rejects nothing)",
-        )
-        meter.create_observable_counter(
-            "resilient.circuit_breaker.state_changes",
-            callbacks=[self._changes],
-            unit="{transition}",
-            description="Circuit breaker state transitions",
-        )
-        meter.create_observable_counter(
-            "resilient.circuit_breaker.calls",
-            callbacks=[self._calls],
-            unit="{call}",
-            description="Calls through a circuit breaker, by how the breaker counted them",
-        )
-        meter.create_observable_counter(
-            "resilient.retry.attempts",
-            callbacks=[self._retries],
-            unit="{call}",
-            description="Retries (attempts after the first)",
-        )
-        meter.create_observable_counter(
-            "resilient.hedging.attempts",
-            callbacks=[self._hedges],
-            unit="{call}",
-            description="Hedges (attempts a hedged call started after the first)",
-        )
-        meter.create_observable_counter(
-            "resilient.timeout.operations",
-            callbacks=[self._timeouts],
-            unit="{call}",
-            description="Calls that timed out",
-        )
-        meter.create_observable_counter(
-            "resilient.bulkhead.executions",
-            callbacks=[self._bulkhead],
-            unit="{call}",
-            description="Calls through a bulkhead: success, failure or rejected",
-        )
-        meter.create_observable_gauge(
-            "resilient.bulkhead.limit",
-            callbacks=[self._limits],
-            unit="{call}",
-            description="A bulkhead's limit of concurrent calls",
-        )
-        meter.create_observable_counter(
-            "resilient.rate_limiter.calls",
-            callbacks=[self._limiter],
-            unit="{call}",
-            description="Calls a rate limiter admitted or rejected",
-        )
-        meter.create_observable_counter(
-            "resilient.retry.budget_refusals",
-            callbacks=[self._refusals],
-            unit="{call}",
-            description="Retries a retry budget refused",
-        )
-        meter.create_observable_counter(
-            "resilient.failover.calls",
-            callbacks=[self._failover],
-            unit="{call}",
-            description="Calls through a failover, by the target that answered",
-        )
+        for instrument, kind, unit, field, labels, description in _OBSERVED:
+            create = getattr(meter, f"create_observable_{kind}")
+            callback = self._callback(field, labels, fresh=field == "states")
+            create(instrument, callbacks=[callback], unit=unit, description=description)
         self._duration = meter.create_histogram(
             "resilient.operation.duration",
             unit="s",
@@ -208,54 +244,16 @@ class _Exporter:
         observation = self._observation
         return [observation(row[-1], dict(zip(labels, row[:-1], strict=True))) for row in rows]
 
-    def _states(self, options: Any) -> list[Any]:
-        values = self._read(fresh=True)
-        return [] if values is None else self._observe(values.states, (NAME,))
+    def _callback(
+        self, field: str, labels: tuple[str, ...], *, fresh: bool
+    ) -> Callable[[Any], list[Any]]:
+        """The callback of the instrument reporting the Series' ``field``."""
 
-    def _shadows(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.shadows, (NAME,))
+        def observe(options: Any) -> list[Any]:
+            values = self._read(fresh=fresh)
+            return [] if values is None else self._observe(getattr(values, field), labels)
 
-    def _changes(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        labels = (NAME, "from_state", "to_state")
-        return [] if values is None else self._observe(values.changes, labels)
-
-    def _calls(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.breaker_calls, (NAME, "result"))
-
-    def _retries(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.retries, (NAME,))
-
-    def _hedges(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.hedges, (NAME,))
-
-    def _timeouts(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.timeouts, (NAME,))
-
-    def _bulkhead(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.bulkhead, (NAME, "state"))
-
-    def _limits(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.limits, (NAME,))
-
-    def _limiter(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.rate_limiter, (NAME, "result"))
-
-    def _refusals(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.budget_refusals, (NAME,))
-
-    def _failover(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.failover, (NAME, "target"))
+        return observe
 
 
 def instrument(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 
 from .. import events
@@ -700,3 +700,20 @@ async def _aattempt_with(
             _waiting.holding.reset(token)
     finally:
         ticket.release()
+
+
+def retry_of(owner: str, config: RetryConfig | Retry | None, fields: Mapping[str, Any]) -> Retry:
+    """What ``with_retry`` and ``retrying`` (``owner``, named in errors) run:
+    a ready ``Retry`` as is, or a new one of ``config`` (default
+    ``RetryConfig()``) with ``fields`` replacing its own."""
+    if isinstance(config, Retry):
+        if fields:
+            raise TypeError(
+                f"{owner}: pass either a Retry or a config with fields, "
+                f"not both (got fields={sorted(fields)})"
+            )
+        return config
+    if config is not None and not isinstance(config, RetryConfig):
+        raise TypeError(f"{owner}: config must be a RetryConfig or a Retry, got {config!r}")
+    base = config if config is not None else RetryConfig()
+    return Retry(replace(base, **fields) if fields else base)
