@@ -54,6 +54,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+from .. import events
 from .._execution import counters as _stats
 from .._execution.counters import BOUNDS, BUCKETS_PER_OCTAVE, DEFAULT_BUCKETS, Stats
 from .._runtime import fork as _fork
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from ..events import ListenerSet
 
 __all__ = [
+    "exporting",
     "DEFAULT_BUCKETS",
     "STATE_VALUES",
     "Counts",
@@ -403,6 +405,24 @@ class Reading:
                     self._drain()
                 finally:
                     self._lock.release()
+
+
+def exporting(reading: Reading, stop: Callable[[], object]) -> Callable[[], None]:
+    """Feed ``reading`` every event from now on. Returns the function that
+    ends an exporter, once: ``stop()`` (the exporter's own end), then the
+    subscription and the reading."""
+    unsubscribe = events.GLOBAL.subscribe(reading)
+    done = False
+
+    def uninstrument() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            stop()
+            unsubscribe()
+            reading.close()
+
+    return uninstrument
 
 
 def _base_of(base: dict[int, tuple[weakref.ref[Stats], Counts]], stats: Stats) -> Counts | None:

@@ -41,9 +41,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import __version__, events
+from .. import __version__
 from .._runtime import fork as _fork
-from ._export import DEFAULT_BUCKETS, Reading, Series, check_buckets, middle, series
+from ._export import (
+    DEFAULT_BUCKETS,
+    Reading,
+    Series,
+    check_buckets,
+    exporting,
+    middle,
+    series,
+)
 
 __all__ = ["NAME", "instrument"]
 
@@ -274,15 +282,4 @@ def instrument(
     provider = meter_provider if meter_provider is not None else api.get_meter_provider()
     reading = Reading()
     exporter = _Exporter(api, provider.get_meter("resilient", __version__), reading, bounds)
-    unsubscribe = events.GLOBAL.subscribe(reading)
-    done = False
-
-    def uninstrument() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            exporter.stop()
-            unsubscribe()
-            reading.close()
-
-    return uninstrument
+    return exporting(reading, exporter.stop)

@@ -8,13 +8,13 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .. import events
 from ._export import (
     DEFAULT_BUCKETS,
     Reading,
     check_buckets,
     cumulative,
     cutoffs,
+    exporting,
     series,
 )
 
@@ -240,18 +240,7 @@ def instrument(
             "resilient's metrics are already in this Prometheus registry: call the "
             f"function the first instrument() returned before instrumenting again ({exc})"
         ) from exc
-    unsubscribe = events.GLOBAL.subscribe(reading)
-    done = False
-
-    def uninstrument() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            unsubscribe()
-            reading.close()
-            target.unregister(collector)
-
-    return uninstrument
+    return exporting(reading, lambda: target.unregister(collector))
 
 
 def _label(name: str) -> str:
