@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
 from ._execution import streams as _streams
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Chaos", "with_chaos"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 

@@ -22,7 +22,7 @@ error, so a stream fails over by the same rules, before its first item.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import events
@@ -237,35 +237,34 @@ class Failover(PolicyBase):
     # Streams fail over before their first item only (the shared rule of
     # ``_execution/streams.py``); after it, errors are the stream's own.
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+    def _switching(
+        self, args: Args, kwargs: Kwargs, name: str
+    ) -> tuple[Callable[[Exception, int], Callable[[], Any] | None], Callable[[], None]]:
+        """A stream's ``recover`` (the next target, while the rules allow
+        one) and ``answered`` (counts the target that gave the first item)."""
         name = name or self.name
         tried = [PRIMARY]
 
-        def recover(error: Exception, opened: int) -> Callable[[], Iterator[Any]] | None:
+        def recover(error: Exception, opened: int) -> Callable[[], Any] | None:
             if not self._next(name, tried, error, opened - 1):
                 return None
             tried.append(self._names[opened - 1])
             alternate = self.alternates[opened - 1]
             return lambda: alternate(*args, **kwargs)
 
-        return _streams.before_first(
-            lambda: fn(*args, **kwargs), recover, lambda: self._answered_by(name, tried[-1])
-        )
+        return recover, lambda: self._answered_by(name, tried[-1])
+
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+        recover, answered = self._switching(args, kwargs, name)
+        return _streams.before_first(lambda: fn(*args, **kwargs), recover, answered)
 
     def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        name = name or self.name
-        tried = [PRIMARY]
+        recover, answered = self._switching(args, kwargs, name)
 
-        async def recover(error: Exception, opened: int) -> Callable[[], AsyncIterator[Any]] | None:
-            if not self._next(name, tried, error, opened - 1):
-                return None
-            tried.append(self._names[opened - 1])
-            alternate = self.alternates[opened - 1]
-            return lambda: alternate(*args, **kwargs)
+        async def arecover(error: Exception, opened: int) -> Callable[[], AStream] | None:
+            return recover(error, opened)
 
-        return _streams.abefore_first(
-            lambda: fn(*args, **kwargs), recover, lambda: self._answered_by(name, tried[-1])
-        )
+        return _streams.abefore_first(lambda: fn(*args, **kwargs), arecover, answered)
 
     # The fast path, written once per flavour: a ``try`` around the first
     # target until it fails; the walk over the alternates after it.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
 from ._execution import streams as _streams
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Fallback"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import events
 from ._execution.policy_base import PolicyBase
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Resilience", "ResiliencePolicies", "ResiliencePolicy"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
 _OWNER = "ResiliencePolicy"

@@ -21,7 +21,7 @@ import threading
 from _thread import LockType
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
@@ -47,14 +47,11 @@ from .state import LimiterCore, Waiter
 if TYPE_CHECKING:
     from types import FrameType
 
-    from .._execution.compose import Decoratable
     from .._execution.counters import Stats
 
 __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound="Decoratable")
 
 _OWNER = "BulkheadConfig"
 

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
@@ -45,16 +45,13 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from .._execution.compose import Decoratable
     from .._execution.counters import Stats
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
 

@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_HEDGES", "Hedging", "HedgingConfig", "with_hedging"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 

@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
@@ -41,14 +41,11 @@ from .backoff import (
 from .budget import RetryBudget
 
 if TYPE_CHECKING:
-    from .._execution.compose import Decoratable
     from .._execution.request import Request
 
 __all__ = ["Retry", "RetryConfig", "RetryPolicies"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
 

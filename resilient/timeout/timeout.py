@@ -33,7 +33,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Timeout", "TimeoutConfig", "TimeoutMode", "WorkerPool", "timeout_seconds"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
