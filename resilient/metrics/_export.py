@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from ..events import ListenerSet
 
 __all__ = [
+    "FAMILIES",
+    "Family",
     "exporting",
     "DEFAULT_BUCKETS",
     "STATE_VALUES",
@@ -405,6 +407,131 @@ class Reading:
                     self._drain()
                 finally:
                     self._lock.release()
+
+
+class Family(NamedTuple):
+    """One counted series as both exporters name and describe it."""
+
+    name: str  # Prometheus's (before any namespace)
+    instrument: str  # OpenTelemetry's
+    kind: str  # "gauge" or "counter"
+    field: str  # the Series field with its rows: (policy name, *labels, value)
+    labels: tuple[str, ...]  # after the policy's name
+    unit: str  # OpenTelemetry's
+    text: str  # the help / description
+
+
+FAMILIES = (
+    Family(
+        "circuit_breaker_state",
+        "resilient.circuit_breaker.state",
+        "gauge",
+        "states",
+        (),
+        "",
+        "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), 2 half-open",
+    ),
+    Family(
+        "circuit_breaker_shadow",
+        "resilient.circuit_breaker.shadow",
+        "gauge",
+        "shadows",
+        (),
+        "",
+        "1 for a shadow circuit breaker: its states, changes and rejections are what "
+        "it would have done (it rejects nothing)",
+    ),
+    Family(
+        "circuit_breaker_state_changes",
+        "resilient.circuit_breaker.state_changes",
+        "counter",
+        "changes",
+        ("from_state", "to_state"),
+        "{transition}",
+        "Circuit breaker state transitions",
+    ),
+    Family(
+        "circuit_breaker_calls",
+        "resilient.circuit_breaker.calls",
+        "counter",
+        "breaker_calls",
+        ("result",),
+        "{call}",
+        "Calls through a circuit breaker, by how the breaker counted them",
+    ),
+    Family(
+        "retry_attempts",
+        "resilient.retry.attempts",
+        "counter",
+        "retries",
+        (),
+        "{call}",
+        "Retries (attempts after the first)",
+    ),
+    Family(
+        "hedging_attempts",
+        "resilient.hedging.attempts",
+        "counter",
+        "hedges",
+        (),
+        "{call}",
+        "Hedges (attempts a hedged call started after the first)",
+    ),
+    Family(
+        "timeout_operations",
+        "resilient.timeout.operations",
+        "counter",
+        "timeouts",
+        (),
+        "{call}",
+        "Calls that timed out",
+    ),
+    Family(
+        "bulkhead_executions",
+        "resilient.bulkhead.executions",
+        "counter",
+        "bulkhead",
+        ("state",),
+        "{call}",
+        "Calls through a bulkhead: success, failure or rejected",
+    ),
+    Family(
+        "bulkhead_limit",
+        "resilient.bulkhead.limit",
+        "gauge",
+        "limits",
+        (),
+        "{call}",
+        "A bulkhead's limit of concurrent calls",
+    ),
+    Family(
+        "rate_limiter_calls",
+        "resilient.rate_limiter.calls",
+        "counter",
+        "rate_limiter",
+        ("result",),
+        "{call}",
+        "Calls a rate limiter admitted or rejected",
+    ),
+    Family(
+        "retry_budget_refusals",
+        "resilient.retry.budget_refusals",
+        "counter",
+        "budget_refusals",
+        (),
+        "{call}",
+        "Retries a retry budget refused",
+    ),
+    Family(
+        "failover_calls",
+        "resilient.failover.calls",
+        "counter",
+        "failover",
+        ("target",),
+        "{call}",
+        "Calls through a failover, by the target that answered",
+    ),
+)
 
 
 def exporting(reading: Reading, stop: Callable[[], object]) -> Callable[[], None]:

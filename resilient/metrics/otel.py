@@ -45,6 +45,8 @@ from .. import __version__
 from .._runtime import fork as _fork
 from ._export import (
     DEFAULT_BUCKETS,
+    FAMILIES,
+    Family,
     Reading,
     Series,
     check_buckets,
@@ -71,110 +73,6 @@ def _require() -> Any:
     return metrics
 
 
-# The observable instruments: (name, kind, unit, the Series field they
-# report, its labels, description). The first, the state gauge, is the
-# first callback of each collection: it reads the counters (see _read).
-_OBSERVED: tuple[tuple[str, str, str, str, tuple[str, ...], str], ...] = (
-    (
-        "resilient.circuit_breaker.state",
-        "gauge",
-        "",
-        "states",
-        (NAME,),
-        "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), 2 half-open",
-    ),
-    (
-        "resilient.circuit_breaker.shadow",
-        "gauge",
-        "",
-        "shadows",
-        (NAME,),
-        "1 for a shadow circuit breaker: its states, changes and "
-        "rejections are what it would have done (it rejects nothing)",
-    ),
-    (
-        "resilient.circuit_breaker.state_changes",
-        "counter",
-        "{transition}",
-        "changes",
-        (NAME, "from_state", "to_state"),
-        "Circuit breaker state transitions",
-    ),
-    (
-        "resilient.circuit_breaker.calls",
-        "counter",
-        "{call}",
-        "breaker_calls",
-        (NAME, "result"),
-        "Calls through a circuit breaker, by how the breaker counted them",
-    ),
-    (
-        "resilient.retry.attempts",
-        "counter",
-        "{call}",
-        "retries",
-        (NAME,),
-        "Retries (attempts after the first)",
-    ),
-    (
-        "resilient.hedging.attempts",
-        "counter",
-        "{call}",
-        "hedges",
-        (NAME,),
-        "Hedges (attempts a hedged call started after the first)",
-    ),
-    (
-        "resilient.timeout.operations",
-        "counter",
-        "{call}",
-        "timeouts",
-        (NAME,),
-        "Calls that timed out",
-    ),
-    (
-        "resilient.bulkhead.executions",
-        "counter",
-        "{call}",
-        "bulkhead",
-        (NAME, "state"),
-        "Calls through a bulkhead: success, failure or rejected",
-    ),
-    (
-        "resilient.bulkhead.limit",
-        "gauge",
-        "{call}",
-        "limits",
-        (NAME,),
-        "A bulkhead's limit of concurrent calls",
-    ),
-    (
-        "resilient.rate_limiter.calls",
-        "counter",
-        "{call}",
-        "rate_limiter",
-        (NAME, "result"),
-        "Calls a rate limiter admitted or rejected",
-    ),
-    (
-        "resilient.retry.budget_refusals",
-        "counter",
-        "{call}",
-        "budget_refusals",
-        (NAME,),
-        "Retries a retry budget refused",
-    ),
-    (
-        "resilient.failover.calls",
-        "counter",
-        "{call}",
-        "failover",
-        (NAME, "target"),
-        "Calls through a failover, by the target that answered",
-    ),
-)
-
-
 class _Exporter:
     def __init__(self, api: Any, meter: Any, reading: Reading, buckets: Sequence[float]) -> None:
         self._observation = api.Observation
@@ -187,10 +85,14 @@ class _Exporter:
         self._values: Series | None = None
         # Per name: the latency bucket counts already recorded.
         self._fed: dict[str, dict[int, int]] = {}
-        for instrument, kind, unit, field, labels, description in _OBSERVED:
-            create = getattr(meter, f"create_observable_{kind}")
-            callback = self._callback(field, labels, fresh=field == "states")
-            create(instrument, callbacks=[callback], unit=unit, description=description)
+        # The state gauge's callback is the first of each collection: it
+        # reads the counters (see _read).
+        for family in FAMILIES:
+            create = getattr(meter, f"create_observable_{family.kind}")
+            callback = self._callback(family, fresh=family.field == "states")
+            create(
+                family.instrument, callbacks=[callback], unit=family.unit, description=family.text
+            )
         self._duration = meter.create_histogram(
             "resilient.operation.duration",
             unit="s",
@@ -252,10 +154,9 @@ class _Exporter:
         observation = self._observation
         return [observation(row[-1], dict(zip(labels, row[:-1], strict=True))) for row in rows]
 
-    def _callback(
-        self, field: str, labels: tuple[str, ...], *, fresh: bool
-    ) -> Callable[[Any], list[Any]]:
-        """The callback of the instrument reporting the Series' ``field``."""
+    def _callback(self, family: Family, *, fresh: bool) -> Callable[[Any], list[Any]]:
+        """The callback of the instrument of ``family``."""
+        field, labels = family.field, (NAME, *family.labels)
 
         def observe(options: Any) -> list[Any]:
             values = self._read(fresh=fresh)
