@@ -24,7 +24,7 @@ from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stre
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
-from .._runtime.settings import changes as _settings_changes
+from .._runtime.settings import store_kept as _store_kept
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
 from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
@@ -290,14 +290,7 @@ class CircuitBreaker(NamedPolicy):
         The store (``storage``) cannot change: a different one is a
         ``ValueError``. With a shared store, the settings are this process's
         own: no other process is reconfigured."""
-        if not isinstance(config, CircuitBreakerConfig):
-            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
-        if config.storage is not self.config.storage:
-            raise ValueError(
-                f"CircuitBreaker {self.name!r}: storage cannot change in place "
-                f"(got {config.storage!r}, the breaker has {self.config.storage!r})"
-            )
-        changed = _settings_changes(self.config, config)
+        changed = _store_kept("CircuitBreaker", "breaker", self.name, self.config, config)
         if not changed:
             return
         with self._lock:

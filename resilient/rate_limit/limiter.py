@@ -30,7 +30,7 @@ from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
 from .._runtime.mapping import FromDict
-from .._runtime.settings import changes as _settings_changes
+from .._runtime.settings import store_kept as _store_kept
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -220,14 +220,7 @@ class RateLimiter(NamedPolicy):
         a ``ValueError``. With a shared store the settings are this
         process's own choice: no other process is reconfigured. Emits
         ``Reconfigured``."""
-        if not isinstance(config, RateLimitConfig):
-            raise TypeError(f"RateLimiter config must be a RateLimitConfig, got {config!r}")
-        if config.storage is not self.config.storage:
-            raise ValueError(
-                f"RateLimiter {self.name!r}: storage cannot change in place "
-                f"(got {config.storage!r}, the limiter has {self.config.storage!r})"
-            )
-        changed = _settings_changes(self.config, config)
+        changed = _store_kept("RateLimiter", "limiter", self.name, self.config, config)
         if not changed:
             return
         assert config.burst is not None
