@@ -178,8 +178,8 @@ class Fallback(PolicyBase):
     # The fast path, written once per flavour: a ``try`` until something fails.
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
-        on = self.on
         gate, detour, meter = watching(self, fn, name, entry)
+        on = self.on
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
             if level := gate.level:
@@ -207,8 +207,8 @@ class Fallback(PolicyBase):
         return falling_back
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
-        on = self.on
         gate, detour, meter = watching(self, fn, name, entry, is_async=True)
+        on = self.on
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:
             if level := gate.level:

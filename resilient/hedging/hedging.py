@@ -99,10 +99,10 @@ def _workers(name: str) -> WorkerPool:
     timeout's worker never waits on itself."""
     pool = _pools.get(name)
     if pool is None:
-        with _pool_lock:
-            pool = _pools.get(name)
-            if pool is None:
-                pool = _pools[name] = WorkerPool(POOL_SIZE)
+        with _pool_lock:  # made once, by the first thread to get here
+            if name not in _pools:
+                _pools[name] = WorkerPool(POOL_SIZE)
+            pool = _pools[name]
     return pool
 
 
