@@ -170,6 +170,17 @@ def test_a_malformed_header_is_ignored_never_an_error(headers: dict[str, str]) -
     assert exhausted_for(headers.items(), NOW) is None
 
 
+def test_header_names_are_read_in_any_case_and_remembered_within_a_bound() -> None:
+    from resilient.http import _quota
+
+    spent = [("X-RateLimit-Remaining-Tokens", "0"), ("x-ratelimit-reset-tokens", "6m0s")]
+    for _ in range(2):  # the second time from what was remembered
+        assert exhausted_for(spent, NOW) == 360.0
+    invented = [(f"x-trace-{i}", "1") for i in range(3 * _quota._NAMES_KEPT)]
+    assert exhausted_for([*invented, *spent], NOW) == 360.0
+    assert len(_quota._names) <= _quota._NAMES_KEPT
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [

@@ -352,3 +352,88 @@ async def test_a_stream_takes_the_turns_of_every_stacked_limit_when_it_starts() 
         with pytest.raises(RateLimitExceededError):
             [i async for i in stream(7)]
         assert registry.rate_limiter("rpm").metrics().available == 9  # given back
+
+
+def test_a_sync_stream_takes_its_weighed_turn_when_it_starts() -> None:
+    with fake_clock(), Registry().isolated() as registry:
+        started: list[int] = []
+
+        @with_rate_limit("tpm", cost=lambda n: float(n), rate=10, registry=registry)
+        def stream(n: int) -> Any:
+            started.append(n)
+            yield from range(n)
+
+        tokens = stream(4)
+        assert registry.rate_limiter("tpm").metrics().available == 10  # not started
+        assert next(tokens) == 0
+        assert registry.rate_limiter("tpm").metrics().available == 6
+        assert list(tokens) == [1, 2, 3]
+        with pytest.raises(RateLimitExceededError):
+            next(stream(7))
+        assert started == [4]  # the refused stream never ran
+        assert registry.rate_limiter("tpm").metrics().available == 6
+
+
+def _usage(last: dict[str, int]) -> float:
+    return float(last["usage"])
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_stream_settles_actual_from_its_last_item_when_exhausted(kind: str) -> None:
+    with fake_clock(), Registry().isolated() as registry:
+        limit = with_rate_limit(
+            "tpm", cost=lambda n: 8.0, actual=_usage, rate=20, period=60, registry=registry
+        )
+        chunks = [{"text": 1}, {"text": 2}, {"usage": 3}]  # the usage comes last
+
+        if kind == "sync":
+
+            @limit
+            def stream(n: int) -> Any:
+                yield from chunks[:n]
+
+            assert list(stream(3)) == chunks
+            available = registry.rate_limiter("tpm").metrics().available
+            # Closed early, or broken off: the estimate stays charged.
+            partial = stream(3)
+            next(partial)
+            partial.close()
+        else:
+
+            @limit
+            async def stream(n: int) -> Any:
+                for chunk in chunks[:n]:
+                    yield chunk
+
+            assert [c async for c in stream(3)] == chunks
+            available = registry.rate_limiter("tpm").metrics().available
+            partial = stream(3)
+            await partial.__anext__()
+            await partial.aclose()
+        assert available == 17  # 8 estimated, 3 used: 5 refunded
+        assert registry.rate_limiter("tpm").metrics().available == available - 8
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_actual_that_raises_on_a_streams_last_item_reaches_the_consumer(
+    kind: str,
+) -> None:
+    with fake_clock(), Registry().isolated() as registry:
+        limit = with_rate_limit("tpm", cost=lambda: 4.0, actual=_usage, rate=10, registry=registry)
+        if kind == "sync":
+
+            @limit
+            def stream() -> Any:
+                yield {"text": 1}
+
+            with pytest.raises(KeyError, match="usage"):
+                list(stream())
+        else:
+
+            @limit
+            async def astream() -> Any:
+                yield {"text": 1}
+
+            with pytest.raises(KeyError, match="usage"):
+                [c async for c in astream()]
+        assert registry.rate_limiter("tpm").metrics().available == 6  # estimate kept

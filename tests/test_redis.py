@@ -213,6 +213,23 @@ def test_quorum_needs_failures_from_that_many_instances(storages) -> None:
     assert (one.state, two.state) == (OPEN, OPEN)
 
 
+def test_an_instance_that_loses_redis_judges_its_own_failures_at_once(
+    storages, redis_server
+) -> None:
+    # Ten failures the fleet did not act on (a quorum of 2): once Redis is
+    # gone the instance decides alone, from what it counted, without
+    # waiting for one more failure.
+    a = storages(quorum=2)
+    one = shared("pay", a)
+    sync(a)
+    failing(one, 10)
+    sync(a)
+    assert one.state is CLOSED
+    redis_server.kill()
+    assert not a.sync()
+    assert one.state is OPEN
+
+
 def test_a_failure_rate_seen_by_one_instance_votes_to_open(storages) -> None:
     a, b = storages(), storages(quorum=2)
     fields = {"failure_threshold": 100, "failure_rate_threshold": 0.5, "minimum_calls": 4}

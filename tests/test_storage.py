@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from resilient import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    CircuitState,
+    StateChanged,
+)
 from resilient.circuit_breaker.breaker import adopt_config, use_default_storage
+from resilient.circuit_breaker.state import BreakerCore
 from resilient.circuit_breaker.storage import Action, Outcome, Verdict
 from resilient.testing import fake_clock
 
@@ -103,6 +110,47 @@ def test_a_leader_trips_on_its_own() -> None:
         with pytest.raises(Boom):
             breaker.call(fail)
     assert breaker.state is OPEN
+
+
+def test_a_follower_left_alone_judges_what_it_counted_at_once() -> None:
+    # The store went out of reach after failures it had not yet acted on:
+    # the instance opens now, not at its next failure.
+    breaker, _ = follower(FakeStorage())
+    changes: list[tuple[CircuitState, CircuitState]] = []
+    breaker.subscribe(
+        lambda e: (
+            changes.append((e.old_state, e.new_state)) if isinstance(e, StateChanged) else None
+        )
+    )
+    for _ in range(2):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+    assert breaker.state is CLOSED
+    breaker.with_core(BreakerCore.lead)
+    assert breaker.state is OPEN
+    assert changes == [(CLOSED, OPEN)]
+
+
+def test_a_follower_left_alone_judges_its_rates_too() -> None:
+    breaker, _ = follower(
+        FakeStorage(), failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=2
+    )
+    breaker.call(lambda: 1)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    breaker.with_core(BreakerCore.lead)
+    assert breaker.state is OPEN
+
+
+def test_a_follower_left_alone_below_its_thresholds_stays_closed() -> None:
+    breaker, _ = follower(FakeStorage())
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    breaker.with_core(BreakerCore.lead)
+    assert breaker.state is CLOSED
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    assert breaker.state is OPEN  # deciding alone from then on
 
 
 def test_adopt_mirrors_the_store_with_its_timer() -> None:

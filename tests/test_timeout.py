@@ -422,6 +422,34 @@ def test_signal_mode_nested_the_sooner_alarm_wins() -> None:
 
 
 @needs_sigalrm
+def test_signal_mode_a_late_handled_alarm_still_rearms_the_enclosing_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A preempted thread may handle its alarm, and disarm, well after the
+    # deadline: the timer has fired, and the enclosing deadline is re-armed.
+    from resilient._runtime import alarm
+
+    late = [0.0]
+    real_now = alarm._now
+    monkeypatch.setattr(alarm, "_now", lambda: real_now() + late[0])
+
+    def preempted() -> None:
+        try:
+            threading.Event().wait(LONG)
+        finally:
+            late[0] = 0.1  # the thread ran again 100 ms after its alarm
+
+    def inner_times_out() -> float:
+        with pytest.raises(CallTimeoutError):
+            Timeout(SHORT, mode="signal").call(preempted)
+        return signal.getitimer(signal.ITIMER_REAL)[0]
+
+    left = Timeout(LONG, mode="signal").call(inner_times_out)
+    assert LONG - 1.0 < left < LONG
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
 def test_signal_mode_installs_its_handler_once_and_passes_other_alarms_on() -> None:
     seen: list[int] = []
 

@@ -148,9 +148,16 @@ def call(
             return fn(*args, **kwargs)
         finally:
             if armed:
+                before = _now()
                 left, interval = setitimer(real, 0)
+                after = _now()
                 armed = False
-                if interval or abs(left - (due - _now())) > 5 * _EARLY:
+                # Ours had ``due - now`` left, for a ``now`` between the two
+                # reads (a preempted thread may spend milliseconds between
+                # them). A timer that has fired (0, 0) is nobody's to keep.
+                if left and (
+                    interval or not due - after - 5 * _EARLY <= left <= due - before + 5 * _EARLY
+                ):
                     theirs = (left, interval)  # not ours: the call armed it
             _armed[0], _due[0] = outer, outer_due
     except Alarm as alarm:

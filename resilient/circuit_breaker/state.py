@@ -619,6 +619,19 @@ class BreakerCore:
             self.exact = exact
             self._update_fast(now)
 
+    def lead(self, now: float) -> None:
+        """Decide alone again (the shared store is out of reach): the
+        outcomes counted while following are judged by the breaker's own
+        rules now, not at the next failure."""
+        self.flush(now)
+        self.follower = False
+        self.time_successes(False, now)
+        if self.state is CLOSED:
+            if self.consecutive_failures >= self.config.failure_threshold:
+                self._move(OPEN, now)
+            else:
+                self._check_rates(now)
+
     def adopt(self, state: CircuitState, remaining: float, now: float) -> None:
         """Mirror ``state`` (with ``remaining`` seconds of OPEN left), as decided
         by a shared store."""

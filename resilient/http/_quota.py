@@ -31,6 +31,7 @@ import math
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 __all__ = ["QuotaState", "exhausted_for", "parse_duration"]
 
@@ -120,45 +121,81 @@ def _structured(value: str, now: float) -> float | None:
     return longest
 
 
+def _classify(name: str) -> tuple[str, str] | None:
+    """What a header name is to the quota families: ``(kind, quota)`` with
+    kind ``"left"``, ``"reset"`` or ``"field"`` (the IETF ``RateLimit``),
+    and the quota's key (its family's letter, then its name); ``None`` for
+    any other header."""
+    low = name.lower()
+    if low.startswith("x-ratelimit-"):
+        rest = low[12:]
+        if rest.startswith("remaining"):
+            return ("left", "x" + rest[9:])
+        if rest.startswith("reset"):
+            return ("reset", "x" + rest[5:])
+    elif low.startswith("anthropic-ratelimit-"):
+        rest = low[20:]
+        if rest.endswith("-remaining"):
+            return ("left", "a" + rest[:-10])
+        if rest.endswith("-reset"):
+            return ("reset", "a" + rest[:-6])
+    elif low == "ratelimit":
+        return ("field", "")
+    elif low == "ratelimit-remaining":
+        return ("left", "r")
+    elif low == "ratelimit-reset":
+        return ("reset", "r")
+    return None
+
+
+# Header names, as they come, to what they are (``_classify``): a response
+# carries the same few names every time, so each is worked out once. This
+# is most of what reading a response's headers costs (measured: the
+# "quota header parsing" row of ``python -m benchmarks``). Bounded: past
+# ``_NAMES_KEPT`` names (a server inventing them), it starts over.
+_names: dict[str, tuple[str, str] | None] = {}
+_NAMES_KEPT = 512
+_UNSEEN: Any = ("", "")
+
+
 def exhausted_for(headers: Iterable[tuple[str, str]], now: float) -> float | None:
     """Seconds until every spent quota in ``headers`` (name, value pairs, any
     case) resets, or ``None`` when none is spent (see the module)."""
-    remaining: dict[str, str] = {}
+    names = _names
+    spent: list[str] | None = None  # the quotas with nothing left
     resets: dict[str, str] = {}
     longest: float | None = None
     for name, value in headers:
-        if name[:1] not in _FIRST:
-            continue  # most headers: no quota family starts so
-        low = name.lower()
-        if low.startswith("x-ratelimit-"):
-            rest = low[12:]
-            if rest.startswith("remaining"):
-                remaining["x" + rest[9:]] = value
-            elif rest.startswith("reset"):
-                resets["x" + rest[5:]] = value
-        elif low.startswith("anthropic-ratelimit-"):
-            rest = low[20:]
-            if rest.endswith("-remaining"):
-                remaining["a" + rest[:-10]] = value
-            elif rest.endswith("-reset"):
-                resets["a" + rest[:-6]] = value
-        elif low.startswith("ratelimit"):
-            if low == "ratelimit":
-                found = _structured(value, now)
-                if found is not None and (longest is None or found > longest):
-                    longest = found
-            elif low == "ratelimit-remaining":
-                remaining["r"] = value
-            elif low == "ratelimit-reset":
-                resets["r"] = value
-    for key, left_text in remaining.items():
-        left = _count(left_text)
-        if left is None or left > 0:
+        what = names.get(name, _UNSEEN)
+        if what is None:
             continue
-        reset_text = resets.get(key)
+        if what is _UNSEEN:
+            what = _classify(name) if name[:1] in _FIRST else None
+            if len(names) >= _NAMES_KEPT:
+                names.clear()
+            names[name] = what
+            if what is None:
+                continue
+        kind, quota = what
+        if kind == "left":
+            left = _count(value)
+            if left is not None and left <= 0:
+                if spent is None:
+                    spent = []
+                spent.append(quota)
+        elif kind == "reset":
+            resets[quota] = value
+        else:
+            found = _structured(value, now)
+            if found is not None and (longest is None or found > longest):
+                longest = found
+    if spent is None:
+        return longest
+    for quota in spent:
+        reset_text = resets.get(quota)
         if reset_text is None:
             continue
-        reset = _rfc3339(reset_text, now) if key[0] == "a" else _reset_seconds(reset_text, now)
+        reset = _rfc3339(reset_text, now) if quota[0] == "a" else _reset_seconds(reset_text, now)
         if reset is not None and (longest is None or reset > longest):
             longest = reset
     return longest

@@ -144,6 +144,10 @@ class LoopbackServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Buffered: the head of a reply goes out with its first event, in one
+    # write, so no client sees headers and then a silence a loaded machine
+    # made (the first byte's wait is part of what tests time).
+    wbufsize = -1
     owner: LoopbackServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -179,10 +183,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(content)
-        self.wfile.flush()
         for chunk in reply.events:
             self.wfile.write(chunk.encode())
             self.wfile.flush()
+        self.wfile.flush()
         owner._wait(reply.stall)
         self.close_connection = True
 

@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
+from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
-from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, SyncFn
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime.gil import GIL
 from .._runtime.switch import switch
@@ -37,6 +38,7 @@ __all__ = ["Limit", "Limits", "limit_of"]
 R = TypeVar("R")
 
 _INF = float("inf")
+_NOTHING: Any = object()  # a stream that yielded no item
 
 
 class Limit(NamedTuple):
@@ -223,13 +225,43 @@ class Limits(PolicyBase):
             self._settle(costs, result)
         return result
 
+    # A stream takes its turns when it starts (at its first item's request).
+    # ``actual`` reads the stream's last item once it is exhausted (where
+    # LLM APIs put a stream's usage); a stream that raises or is closed
+    # early keeps its estimate charged.
+
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+        if not switch.on:
+            yield from fn(*args, **kwargs)
+            return
+        costs = self._costs(args, kwargs)
+        self._admit(costs)
+        stream = fn(*args, **kwargs)
+        last = _NOTHING
+        try:
+            for last in stream:
+                yield last
+        finally:
+            _streams.close(stream)
+        if self._settles and last is not _NOTHING:
+            self._settle(costs, last)
+
     async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        """A stream takes its turns when it starts. ``actual`` has no result
-        to read from a stream: its estimate stays charged."""
-        if switch.on:
-            await self._aadmit(self._costs(args, kwargs))
-        async for item in fn(*args, **kwargs):
-            yield item
+        if not switch.on:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        costs = self._costs(args, kwargs)
+        await self._aadmit(costs)
+        stream = fn(*args, **kwargs)
+        last = _NOTHING
+        try:
+            async for last in stream:
+                yield last
+        finally:
+            await _streams.aclose(stream)
+        if self._settles and last is not _NOTHING:
+            self._settle(costs, last)
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run

@@ -356,7 +356,7 @@ class Binding:
         self._exact = False
         breaker = self._breaker()
         if breaker is not None:
-            breaker.with_core(_lead)
+            breaker.with_core(BreakerCore.lead)
 
     def _time_successes(self) -> None:
         """While the fleet has a run of failures, our successes are timed
@@ -437,11 +437,6 @@ def _open_times(config: CircuitBreakerConfig) -> str:
             break
         times.append(seconds)
     return ",".join(repr(t) for t in times)
-
-
-def _lead(core: BreakerCore, now: float) -> None:
-    core.follower = False
-    core.time_successes(False, now)
 
 
 def _parse(reply: Any) -> tuple[CircuitState, float, int, str]:
