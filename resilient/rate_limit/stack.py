@@ -228,14 +228,13 @@ class Limits(PolicyBase):
     # A stream takes its turns when it starts (at its first item's request).
     # ``actual`` reads the stream's last item once it is exhausted (where
     # LLM APIs put a stream's usage); a stream that raises or is closed
-    # early keeps its estimate charged.
+    # early keeps its estimate charged. With resilience switched off, the
+    # stream is relayed and nothing is taken.
 
     def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
-        if not switch.on:
-            yield from fn(*args, **kwargs)
-            return
-        costs = self._costs(args, kwargs)
-        self._admit(costs)
+        costs = self._costs(args, kwargs) if switch.on else None
+        if costs is not None:
+            self._admit(costs)
         stream = fn(*args, **kwargs)
         last = _NOTHING
         try:
@@ -243,16 +242,13 @@ class Limits(PolicyBase):
                 yield last
         finally:
             _streams.close(stream)
-        if self._settles and last is not _NOTHING:
+        if costs is not None and self._settles and last is not _NOTHING:
             self._settle(costs, last)
 
     async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        if not switch.on:
-            async for item in fn(*args, **kwargs):
-                yield item
-            return
-        costs = self._costs(args, kwargs)
-        await self._aadmit(costs)
+        costs = self._costs(args, kwargs) if switch.on else None
+        if costs is not None:
+            await self._aadmit(costs)
         stream = fn(*args, **kwargs)
         last = _NOTHING
         try:
@@ -260,7 +256,7 @@ class Limits(PolicyBase):
                 yield last
         finally:
             await _streams.aclose(stream)
-        if self._settles and last is not _NOTHING:
+        if costs is not None and self._settles and last is not _NOTHING:
             self._settle(costs, last)
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
