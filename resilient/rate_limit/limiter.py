@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
@@ -368,11 +369,7 @@ class RateLimiter(NamedPolicy):
         """Take a turn for this thread, sleeping until it comes if need be."""
         token, wait = self._reserve()
         if wait > 0.0:
-            try:
-                _clock.sleep(wait)
-            except BaseException:
-                self._give_back(token)
-                raise
+            wait_for_turn(wait, self._give_back, token)
         self._stats_for(self.name).succeeded += 1
 
     async def _areserve(self) -> tuple[object, float]:
@@ -390,11 +387,7 @@ class RateLimiter(NamedPolicy):
         """Take a turn for this task, sleeping until it comes if need be."""
         token, wait = await self._areserve()
         if wait > 0.0:
-            try:
-                await _clock.sleep_async(wait)
-            except BaseException:
-                self._give_back(token)
-                raise
+            await await_turn(wait, self._give_back, token)
         self._stats_for(self.name).succeeded += 1
 
     # -- execution -------------------------------------------------------------
@@ -580,3 +573,25 @@ def swap_turns(limiter: RateLimiter, saved: object | None = None) -> object:
     """Install ``saved`` turns (``None``: a full burst) in ``limiter`` and
     return what they replaced (``Registry.isolated()``)."""
     return limiter._swap_turns(cast("tuple[float, list[float]] | None", saved))
+
+
+# Waiting for a turn taken ahead (a limiter's, or a stack's turns): an
+# interrupt while waiting (a cancellation, KeyboardInterrupt) gives it back.
+
+
+def wait_for_turn(wait: float, give_back: Callable[[Any], object], taken: object) -> None:
+    """Sleep ``wait`` seconds for the turn ``taken``; give it back if interrupted."""
+    try:
+        _clock.sleep(wait)
+    except BaseException:
+        give_back(taken)
+        raise
+
+
+async def await_turn(wait: float, give_back: Callable[[Any], object], taken: object) -> None:
+    """``wait_for_turn`` for a task."""
+    try:
+        await _clock.sleep_async(wait)
+    except BaseException:
+        give_back(taken)
+        raise

@@ -27,7 +27,7 @@ from .._runtime import clock as _clock
 from .._runtime.gil import GIL
 from .._runtime.switch import switch
 from ..events import METERED
-from .limiter import RateLimiter
+from .limiter import RateLimiter, await_turn, wait_for_turn
 
 if TYPE_CHECKING:
     from .._execution.counters import Stats
@@ -148,21 +148,13 @@ class Limits(PolicyBase):
     def _admit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
         if wait > 0.0:
-            try:
-                _clock.sleep(wait)
-            except BaseException:
-                self._give_back(taken)
-                raise
+            wait_for_turn(wait, self._give_back, taken)
         self._count()
 
     async def _aadmit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
         if wait > 0.0:
-            try:
-                await _clock.sleep_async(wait)
-            except BaseException:
-                self._give_back(taken)
-                raise
+            await await_turn(wait, self._give_back, taken)
         self._count()
 
     def _turns(self, costs: list[float]) -> tuple[list[tuple[RateLimiter, object, float]], float]:
