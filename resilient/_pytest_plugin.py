@@ -17,7 +17,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ._registry.registry import Registry
-    from .testing import FakeClock, WaitRecorder
+    from ._runtime.fake_time import FakeClock, WaitRecorder
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +42,7 @@ def resilient_registry() -> Iterator[Registry]:
 def fake_clock_fixture() -> Iterator[FakeClock]:
     """A ``FakeClock`` installed for the test;
     ``advance(seconds)``."""
-    from .testing import fake_clock
+    from ._runtime.fake_time import fake_clock
 
     with fake_clock() as clock:
         yield clock
@@ -51,7 +51,7 @@ def fake_clock_fixture() -> Iterator[FakeClock]:
 @pytest.fixture(name="instant_waits")
 def instant_waits_fixture(request: pytest.FixtureRequest) -> Iterator[WaitRecorder]:
     """Waits return at once; ``.delays`` lists what would have been slept."""
-    from .testing import instant_waits
+    from ._runtime.fake_time import instant_waits
 
     if "fake_clock" in request.fixturenames:
         # Installed first, whatever the order the test asks in, so the

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from . import events
 from ._execution.policy_base import PolicyBase
 from ._runtime import validation as _validate
+from ._runtime.environment import defaults
 from ._runtime.mapping import FromDict
 from .bulkhead.bulkhead import Bulkhead, BulkheadConfig
 from .circuit_breaker.breaker import CircuitBreaker, CircuitBreakerConfig
-from .config import defaults
 from .failover import Failover
 from .fallback import Fallback
 from .hedging.hedging import Hedging, HedgingConfig

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
 
 from .._runtime import clock as _clock
@@ -102,6 +102,30 @@ class Layer(Owner, Protocol):
     def _wrap_async(
         self, fn: Callable[..., Awaitable[Any]], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[Any]]: ...
+
+
+class Streaming(Layer, Protocol):
+    """What a layer implements to run streams: ``_stream`` /
+    ``_astream(fn, args, kwargs, name)`` run a generator function / an async
+    generator function through it. Optional: ``decorate`` refuses a stream
+    that one of the layers has no member for (the HTTP integrations' layers
+    run whole requests, not streams)."""
+
+    def _stream(
+        self,
+        fn: Callable[..., Iterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> Iterator[Any]: ...
+
+    def _astream(
+        self,
+        fn: Callable[..., AsyncIterator[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> AsyncIterator[Any]: ...
 
 
 class Chain(NamedTuple):
@@ -281,7 +305,7 @@ def _bare_async(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
 
 
 def compose_stream(
-    owner: Owner, layers: Sequence[Any], fn: Callable[..., Any]
+    owner: Owner, layers: Sequence[Layer], fn: Callable[..., Any]
 ) -> Callable[..., Any]:
     """The entry of ``layers`` around a generator function or an async
     generator function: each layer's ``_stream`` / ``_astream(fn, args,
@@ -292,8 +316,10 @@ def compose_stream(
     gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
     request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
     run: Callable[..., Any] = fn
+    # Each has the member the stream needs: decorate refuses it otherwise.
+    streaming = cast("Sequence[Streaming]", layers)
     if is_async_gen(fn):
-        for layer in reversed(layers):
+        for layer in reversed(streaming):
             run = functools.partial(_stream_through, layer._astream, run, name)
 
         async def aentry(*args: Any, **kwargs: Any) -> Any:
@@ -310,7 +336,7 @@ def compose_stream(
 
         entry: Callable[..., Any] = aentry
     else:
-        for layer in reversed(layers):
+        for layer in reversed(streaming):
             run = functools.partial(_stream_through, layer._stream, run, name)
 
         def sentry(*args: Any, **kwargs: Any) -> Any:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._runtime import validation as _validate
+from .._runtime.environment import defaults
 from .._runtime.mapping import FromDict
-from ..config import defaults
 
 if TYPE_CHECKING:
     from .storage import BreakerStorage

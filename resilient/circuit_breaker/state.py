@@ -19,17 +19,67 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .windows import CountWindow, TimeWindow
 
 # Every core's reservations until its first one: shared, never written.
 _NO_RESERVATIONS: dict[int, bool] = {}
 
-if TYPE_CHECKING:
-    from .config import CircuitBreakerConfig
+__all__ = [
+    "NO_PROBE",
+    "REJECT",
+    "UNTRACKED",
+    "BreakerCore",
+    "CircuitState",
+    "Rules",
+    "open_duration",
+]
 
-__all__ = ["NO_PROBE", "REJECT", "UNTRACKED", "BreakerCore", "CircuitState", "open_duration"]
+
+class Rules(Protocol):
+    """The settings the rules read (a ``CircuitBreakerConfig`` is one).
+
+    Declared here so that the rules, the lowest module of a breaker, import
+    nothing above them: the config holds a storage, whose protocol speaks of
+    cores and of these settings."""
+
+    @property
+    def failure_threshold(self) -> int: ...
+    @property
+    def failure_rate_threshold(self) -> float | None: ...
+    @property
+    def minimum_calls(self) -> int: ...
+    @property
+    def window_size(self) -> int: ...
+    @property
+    def window_duration(self) -> float | None: ...
+    @property
+    def slow_call_duration(self) -> float | None: ...
+    @property
+    def slow_call_rate_threshold(self) -> float | None: ...
+    @property
+    def recovery_timeout(self) -> float: ...
+    @property
+    def recovery_backoff(self) -> float: ...
+    @property
+    def max_recovery_timeout(self) -> float | None: ...
+    @property
+    def max_half_open_duration(self) -> float | None: ...
+    @property
+    def half_open_max_calls(self) -> int: ...
+    @property
+    def success_threshold(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def result_predicate(self) -> object: ...  # read only as "is there one"
+    @property
+    def health_check(self) -> object: ...  # read only as "is there one"
+    @property
+    def health_check_interval(self) -> float: ...
+    @property
+    def shadow(self) -> bool: ...
 
 
 class CircuitState(enum.StrEnum):
@@ -59,7 +109,7 @@ NO_PROBE = -1
 _NEVER = -math.inf
 
 
-def open_duration(config: CircuitBreakerConfig, openings: int) -> float:
+def open_duration(config: Rules, openings: int) -> float:
     """How long the ``openings``-th opening in a row stays open:
     ``min(recovery_timeout * recovery_backoff ** (openings - 1), max_recovery_timeout)``."""
     base = config.recovery_timeout
@@ -111,7 +161,7 @@ class BreakerCore:
         "window",
     )
 
-    def __init__(self, config: CircuitBreakerConfig) -> None:
+    def __init__(self, config: Rules) -> None:
         self.config = config
         self.state = CLOSED
         self.opened_at = 0.0
@@ -579,7 +629,7 @@ class BreakerCore:
 
     # -- new settings ------------------------------------------------------------
 
-    def retune(self, config: CircuitBreakerConfig, now: float) -> None:
+    def retune(self, config: Rules, now: float) -> None:
         """Adopt ``config`` in place: the state, its timer, the counts and
         the calls in flight (their generation) are kept. A window that
         shrinks keeps its newest outcomes; one that changes kind (a count

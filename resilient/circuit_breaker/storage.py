@@ -14,8 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from .config import CircuitBreakerConfig
-    from .state import BreakerCore, CircuitState
+    from .state import BreakerCore, CircuitState, Rules
 
 __all__ = ["Action", "BreakerStorage", "Outcome", "SharedBreaker", "StoredBreaker", "Verdict"]
 
@@ -69,7 +68,9 @@ class StoredBreaker(Protocol):
         ...
 
     @property
-    def config(self) -> CircuitBreakerConfig: ...
+    def config(self) -> Rules:
+        """Its settings (a ``CircuitBreakerConfig``), as the rules read them."""
+        ...
 
     def with_core(self, fn: Callable[[BreakerCore, float], T]) -> T:
         """Run ``fn(core, now)`` under the breaker's lock, then announce the

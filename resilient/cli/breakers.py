@@ -9,7 +9,7 @@ import json
 import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..redis import RedisStorage, SharedBreakerInfo
@@ -26,11 +26,20 @@ _ACTIONS = {
 }
 
 
+class Commands(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns, as far as a command
+    uses it (argparse gives that type no public name)."""
+
+    def add_parser(
+        self, name: str, *, help: str | None = ..., description: str | None = ...
+    ) -> argparse.ArgumentParser: ...
+
+
 class _Failure(Exception):
     """Reported on stderr; the command exits with 1."""
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     parser = commands.add_parser(
         "breakers",
         help="list, inspect, force and reset circuit breakers shared through Redis",

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 from .._execution.streams import Args, AsyncFn, Kwargs
 from .._runtime import clock as _clock
+from .._runtime.async_backend import current_task as _current_task
+from .._runtime.async_backend import running_loop as _running_loop
 from .._runtime.switch import switch
 from ..timeout.deadlines import LoopTimer
-from ..timeout.deadlines import current_task as _current_task
 from . import trio_race as _hedge_trio
 from .state import RAISE, START, Call, RaceCall, Racer
 
@@ -32,9 +33,6 @@ __all__ = ["race"]
 
 R = TypeVar("R")
 
-_running_loop = asyncio._get_running_loop
-# The caller's task: asyncio.current_task is C from Python 3.12; on 3.11 it
-# is a Python function around this dict's ``get``, read here directly.
 _CoroutineType = types.CoroutineType
 
 

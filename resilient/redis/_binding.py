@@ -15,21 +15,61 @@ import itertools
 import logging
 import math
 import weakref
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
-from ..circuit_breaker.state import CLOSED, HALF_OPEN, BreakerCore, CircuitState, open_duration
+from ..circuit_breaker.state import (
+    CLOSED,
+    HALF_OPEN,
+    BreakerCore,
+    CircuitState,
+    Rules,
+    open_duration,
+)
 from ..circuit_breaker.storage import Action, Outcome, Verdict
 from ._keys import identity_bytes
 from ._script import keys
 
 if TYPE_CHECKING:
-    from ..circuit_breaker.config import CircuitBreakerConfig
     from ..circuit_breaker.storage import StoredBreaker
-    from ._storage import RedisStorage
 
-__all__ = ["Binding", "Op"]
+__all__ = ["Binding", "Hub", "Op"]
+
+T = TypeVar("T")
+
+
+class Hub(Protocol):
+    """What a link to the fleet (a breaker's ``Binding``, a limiter's
+    ``SharedLimiter``) uses of the ``RedisStorage`` it belongs to. Declared
+    here, below the storage, which makes the links: they never import it."""
+
+    @property
+    def instance(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def quorum(self) -> int: ...
+    @property
+    def refresh_interval(self) -> float: ...
+    @property
+    def probe_wait(self) -> float: ...
+    @property
+    def clock_offset(self) -> float | None: ...
+    @property
+    def unavailable(self) -> tuple[type[BaseException], ...]: ...
+    @property
+    def up(self) -> bool: ...
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]: ...
+    def execute(self, calls: Sequence[tuple[list[str], list[str | bytes]]]) -> list[Any]: ...
+    def wake(self) -> None: ...
+    def forget(self, binding: Binding) -> None: ...
+    def failed(self, what: str, name: str, error: BaseException) -> None: ...
+    def down(self, error: BaseException) -> None: ...
+
 
 log = logging.getLogger("resilient")
 
@@ -63,7 +103,7 @@ def _text(value: object) -> str:
 
 
 class Binding:
-    def __init__(self, storage: RedisStorage, breaker: StoredBreaker) -> None:
+    def __init__(self, storage: Hub, breaker: StoredBreaker) -> None:
         self._storage = storage
         self._breaker = weakref.ref(breaker)
         self.name = breaker.name
@@ -166,7 +206,7 @@ class Binding:
         (nor its default executor, which the application may keep busy)."""
         if not self._worth_asking():
             return self._without_asking()
-        loop = asyncio._get_running_loop()
+        loop = _async_backend.running_loop()
         if loop is None:  # trio, say: acquire is bounded, on a thread of its own
             return await _async_backend.in_thread(self.acquire, self._abandon_verdict)
         future = self._storage.submit(self._ask)
@@ -427,7 +467,7 @@ _MAX_OPENINGS = 32
 _LONGEST = 1e15
 
 
-def _open_times(config: CircuitBreakerConfig) -> str:
+def _open_times(config: Rules) -> str:
     """How long the 1st, 2nd, ... opening in a row stays open, by the
     breaker's own rule (``open_duration``), until it stops growing."""
     times: list[float] = []

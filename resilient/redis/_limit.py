@@ -26,17 +26,17 @@ import concurrent.futures
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from ..rate_limit.state import GcraCore
+from ._binding import Hub
 from ._keys import tagged
 
 if TYPE_CHECKING:
     from ..rate_limit.limiter import RateLimiter
-    from ._storage import RedisStorage
 
 __all__ = ["LIMIT_SCRIPT", "SharedLimiter", "limit_keys"]
 
@@ -121,11 +121,19 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class _LimitHub(Hub, Protocol):
+    """What a limiter's link uses of its storage: a ``Hub``, and the client
+    its script is registered with."""
+
+    @property
+    def _client(self) -> Any: ...
+
+
 class SharedLimiter:
     """One limiter's link to a ``RedisStorage`` (what
     ``RateLimitConfig(storage=...)`` makes)."""
 
-    def __init__(self, storage: RedisStorage, limiter: RateLimiter) -> None:
+    def __init__(self, storage: _LimitHub, limiter: RateLimiter) -> None:
         cfg = limiter.config
         assert cfg.burst is not None
         self._storage = storage
@@ -182,7 +190,7 @@ class SharedLimiter:
         ``socket_timeout``, then the instance limits alone)."""
         if self._local is not None and _clock.monotonic() < self._retry_at:
             return self._acquire_locally(max_wait)  # no I/O
-        if asyncio._get_running_loop() is None:  # trio, say
+        if _async_backend.running_loop() is None:  # trio, say
             return await _async_backend.in_thread(
                 lambda: self.acquire(max_wait), self._abandon_turn
             )

@@ -21,10 +21,10 @@ from .._execution.policy_base import PolicyBase
 from .._execution.streams import Args, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
+from .._runtime.environment import defaults
 from .._runtime.mapping import FromDict
 from .._runtime.switch import switch
 from ..circuit_breaker import waiting as _waiting
-from ..config import defaults
 from ..errors import CircuitOpenError
 from ..events import METERED
 from .backoff import (

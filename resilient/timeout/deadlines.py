@@ -26,11 +26,12 @@ its hot path.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from .._runtime.async_backend import current_task, running_loop
 
 __all__ = [
     "CANCELLING",
@@ -46,12 +47,6 @@ __all__ = [
 
 R = TypeVar("R")
 
-running_loop = asyncio._get_running_loop
-# The caller's task: asyncio.current_task is C from Python 3.12; on 3.11 it
-# is a Python function around this dict's ``get``, read here directly.
-current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
-    asyncio.current_task if sys.version_info >= (3, 12) else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
-)
 # How early asyncio runs a timer (it takes those due within its clock's
 # resolution): a timer waking that early still counts its deadline as due.
 _RESOLUTION = time.get_clock_info("monotonic").resolution

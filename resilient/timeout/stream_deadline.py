@@ -15,16 +15,11 @@ passes through untouched).
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["StreamDeadline"]
+from .._runtime.async_backend import current_task as _current_task
 
-# The running task of a loop: before 3.12, read without asyncio.current_task()'s checks.
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
-    asyncio.current_task if sys.version_info >= (3, 12) else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
-)
+__all__ = ["StreamDeadline"]
 
 
 class StreamDeadline:
