@@ -26,12 +26,13 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
 
 from .._runtime import clock as _clock
 from ..events import METERED, NONE, Gate, ListenerSet
 from .request import Request
+from .streams import Args, AStream, AStreamFn, Kwargs, Stream, StreamFn
 
 __all__ = [
     "NEVER",
@@ -111,21 +112,9 @@ class Streaming(Layer, Protocol):
     that one of the layers has no member for (the HTTP integrations' layers
     run whole requests, not streams)."""
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]: ...
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Stream: ...
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]: ...
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream: ...
 
 
 class Chain(NamedTuple):

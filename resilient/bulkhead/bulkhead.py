@@ -696,7 +696,7 @@ class Bulkhead(NamedPolicy):
         return through_bulkhead
 
     def _wrap_adaptive_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+        self, fn: AsyncFn[R], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True

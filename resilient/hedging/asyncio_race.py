@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .._execution.streams import Args, AsyncFn, Kwargs
@@ -140,7 +139,7 @@ def _due(policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any], when:
         state.launch()
 
 
-async def _attempt(fn: Callable[..., Awaitable[R]], args: Args, kwargs: Kwargs) -> R:
+async def _attempt(fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
     """A hedge, as its task runs it (whatever ``fn`` returns or raises)."""
     return await fn(*args, **kwargs)
 

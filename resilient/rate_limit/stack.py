@@ -391,7 +391,7 @@ class Limits(PolicyBase):
         return through_limits
 
     def _one_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, gate: Any, detour: Any, meter: Any
+        self, fn: AsyncFn[R], name: str, gate: Any, detour: Any, meter: Any
     ) -> Callable[..., Awaitable[R]]:
         lim = self.limits[0]
         limiter = lim.limiter

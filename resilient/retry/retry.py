@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
@@ -507,7 +507,7 @@ class Retry(PolicyBase):
 
     def _retry(
         self,
-        fn: Callable[..., R],
+        fn: SyncFn[R],
         name: str,
         args: Args,
         kwargs: Kwargs,
@@ -547,7 +547,7 @@ class Retry(PolicyBase):
 
     async def _aretry(
         self,
-        fn: Callable[..., Awaitable[R]],
+        fn: AsyncFn[R],
         name: str,
         args: Args,
         kwargs: Kwargs,
@@ -662,7 +662,7 @@ def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
 def _attempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
-    fn: Callable[..., R],
+    fn: SyncFn[R],
     args: Args,
     kwargs: Kwargs,
 ) -> R:
@@ -682,7 +682,7 @@ def _attempt_with(
 async def _aattempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
-    fn: Callable[..., Awaitable[R]],
+    fn: AsyncFn[R],
     args: Args,
     kwargs: Kwargs,
 ) -> R:

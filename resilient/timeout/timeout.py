@@ -287,7 +287,7 @@ class Timeout(ForwardingPolicy):
 
     def _call_inline(
         self,
-        fn: Callable[..., R],
+        fn: SyncFn[R],
         args: Args,
         kwargs: Kwargs,
         seconds: float,
@@ -303,7 +303,7 @@ class Timeout(ForwardingPolicy):
 
     def _call_thread(
         self,
-        fn: Callable[..., R],
+        fn: SyncFn[R],
         args: Args,
         kwargs: Kwargs,
         seconds: float,
@@ -347,7 +347,7 @@ class Timeout(ForwardingPolicy):
 
     def _call_signal(
         self,
-        fn: Callable[..., R],
+        fn: SyncFn[R],
         args: Args,
         kwargs: Kwargs,
         seconds: float,
@@ -416,7 +416,7 @@ class Timeout(ForwardingPolicy):
 
     async def _arun_scoped(
         self,
-        fn: Callable[..., Awaitable[R]],
+        fn: AsyncFn[R],
         name: str | None,
         args: Args,
         kwargs: Kwargs,
