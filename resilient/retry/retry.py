@@ -81,6 +81,11 @@ class RetryConfig(FromDict):
             retry it refuses gives up (``None``: no budget).
     """
 
+    # The presets, set below the class.
+    DEFAULT: ClassVar[RetryConfig]
+    AGGRESSIVE: ClassVar[RetryConfig]
+    NO_RETRY: ClassVar[RetryConfig]
+
     _durations = frozenset({"initial_delay", "max_delay", "deadline"})
 
     max_attempts: int = field(default_factory=lambda: defaults.retry_max_attempts)
@@ -97,10 +102,6 @@ class RetryConfig(FromDict):
     deadline: float | None = None
     rng: random.Random | None = None
     budget: RetryBudget | None = None
-
-    DEFAULT: ClassVar[RetryConfig]
-    AGGRESSIVE: ClassVar[RetryConfig]
-    NO_RETRY: ClassVar[RetryConfig]
 
     def __post_init__(self) -> None:
         v = _validate
