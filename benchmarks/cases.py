@@ -347,6 +347,68 @@ for _mode, _fn, _fail, _trip in (("sync", work, fail, trip), ("async", awork, af
     )
 
 
+# -- the floors under three micro targets: what the target's own rule costs ----
+#
+# Each is the least any implementation of that rule pays, written as one
+# closure with nothing else: the report's tables show it beside ours.
+
+
+def _raise_open_error() -> Any:
+    """A fresh ``CircuitOpenError`` (its fields, one clock read) raised from
+    one closure: what every open rejection pays at least."""
+    import time
+
+    from resilient import CircuitOpenError
+
+    now = time.monotonic
+
+    def reject(x: int) -> Any:
+        error = CircuitOpenError("floor", "open", 30.0 - now(), None, None)
+        try:
+            raise error
+        finally:
+            del error
+
+    return reject
+
+
+def _layers_of_wraps(fn: Callable[..., Any], layers: int = 4) -> Any:
+    """One ``functools.wraps`` pass-through per layer of the full stack
+    (fallback, retry, breaker, bulkhead): a frame per layer, nothing else."""
+    for _ in range(layers):
+        fn = wraps_passthrough(fn)
+    return fn
+
+
+def _timed_breaker(fn: Callable[..., Any], name: str) -> Any:
+    """The unobserved breaker timed from outside, as metering must: two
+    clock reads and one append per call (folded like the counters)."""
+    import time
+
+    call = _with_breaker(fn, name)
+    now = time.perf_counter
+    pending: list[float] = []
+
+    def timed(x: int) -> Any:
+        start = now()
+        result = call(x)
+        pending.append(now() - start)
+        if len(pending) >= 128:
+            pending.clear()
+        return result
+
+    return timed
+
+
+case(
+    "sync", "rejection", "floor: raise CircuitOpenError", guarded=True, rejects="CircuitOpenError"
+)(_raise_open_error)
+case("sync", "stack", "floor: functools.wraps per layer")(functools.partial(_layers_of_wraps, work))
+case("sync", "circuit breaker", "floor: unobserved, timed outside")(
+    functools.partial(_timed_breaker, work, "cb-timed")
+)
+
+
 case("async", "hedged stack", "resilient", features=(*STACK, "HedgingConfig"))(
     functools.partial(_with_hedged_stack, awork, "bench-hedged-stack-async")
 )
@@ -945,6 +1007,6 @@ case(
 )(_signal_timeout)
 
 
-# The rate limiters, per-key breakers, quotas, failover and streams (their own
-# modules, registered here).
-from . import cases_limits, cases_quota, cases_streams  # noqa: E402,F401  (quota reads limits)
+# The rate limiters, per-key breakers, quotas, failover, streams and the httpx
+# transports (their own modules, registered here).
+from . import cases_http, cases_limits, cases_quota, cases_streams  # noqa: E402,F401  (quota reads limits)

@@ -394,7 +394,7 @@ class Gate:
         self.level = NONE
         with _subscribe_lock:
             for scope in {*inner, *((entry,) if entry is not None else ())}:
-                scope._gates = _add_ref(scope._gates, self)
+                scope._add_gate(self)
             self.refresh()
 
     def refresh(self) -> None:
@@ -414,7 +414,9 @@ class ListenerSet:
     __slots__ = (
         "__weakref__",
         "_children",
+        "_dead_children",
         "_gates",
+        "_on_child_death",
         "_stats",
         "events",
         "listeners",
@@ -429,14 +431,45 @@ class ListenerSet:
         self.parent = parent
         self.events = False
         self.metered = False
-        # Weak references, pruned as they die: a policy's scope must stay small.
+        # Weak references, pruned as they die: a scope must stay small.
         self._children: tuple[weakref.ref[ListenerSet], ...] = ()
         self._gates: tuple[weakref.ref[Gate], ...] = ()
+        self._dead_children = 0
+        self._on_child_death: Callable[[object], None] | None = None  # made by a first child
         self._stats: tuple[weakref.ref[Any], ...] = ()  # the counters kept in this scope
         with _subscribe_lock:
             if parent is not None:
-                parent._children = _add_ref(parent._children, self)
+                parent._add_child(self)
             self._refresh()
+
+    # Under ``_subscribe_lock``. Children (the scopes of policies, which
+    # come and go: per-key breakers, say) are counted as they die, and
+    # pruned once the dead are half of them: after many have died, the
+    # tuple is not copied whole, dead ones and all, for every new child.
+    # The callback may run in any thread, at any time: it only counts (a
+    # count lost to a race delays a pruning, nothing more). Gates (one per
+    # chain, which rarely die) are pruned when their number is a power of
+    # two: a weak reference without a callback is shared by the scopes a
+    # gate is in.
+
+    def _add_child(self, child: ListenerSet) -> None:
+        children = self._children
+        if 2 * self._dead_children >= len(children) > 0:
+            children = tuple(r for r in children if r() is not None)
+            self._dead_children = 0
+        counting = self._on_child_death
+        if counting is None:  # one bound method for all its children's references
+            counting = self._on_child_death = self._child_died
+        self._children = (*children, weakref.ref(child, counting))
+
+    def _child_died(self, ref: object) -> None:
+        self._dead_children += 1
+
+    def _add_gate(self, gate: Gate) -> None:
+        gates = self._gates
+        if len(gates) >= 8 and (len(gates) & (len(gates) - 1)) == 0:
+            gates = tuple(r for r in gates if r() is not None)
+        self._gates = (*gates, weakref.ref(gate))
 
     def _refresh(self) -> None:
         parent = self.parent
@@ -547,17 +580,6 @@ class ListenerSet:
                 ),
             )
         )
-
-
-_Ref = TypeVar("_Ref")
-
-
-def _add_ref(refs: tuple[weakref.ref[_Ref], ...], item: _Ref) -> tuple[weakref.ref[_Ref], ...]:
-    """``refs`` plus a weak reference to ``item``, without the dead ones once
-    they could be half of it (immutable: readers iterate the old one)."""
-    if len(refs) >= 8 and (len(refs) & (len(refs) - 1)) == 0:
-        refs = tuple(r for r in refs if r() is not None)
-    return (*refs, weakref.ref(item))
 
 
 def _failed_listener(listener: Listener) -> None:

@@ -33,6 +33,11 @@ def _isolate(resilient_registry: resilient.Registry) -> Iterator[None]:
 #: A coroutine function a test hands to ``run``.
 Main = Callable[[], Awaitable[Any]]
 
+#: A sync timeout a worker surely picks its call up within, on a loaded
+#: machine: for tests whose call must have started when the deadline fires
+#: (a call no worker had picked up yet is dropped, never run).
+PICKUP = 1.0
+
 
 def _asyncio(main: Main) -> Any:
     async def wrapped() -> Any:

@@ -909,3 +909,19 @@ def test_events_exports_the_event_types_and_how_to_listen_nothing_of_the_hot_pat
     assert internals.isdisjoint(namespace)
     # Every exported event type is also a name of the package.
     assert _event_types() <= set(resilient.__all__)
+
+
+def test_a_scope_forgets_its_dead_children_before_they_are_half_of_it() -> None:
+    # Policies come and go (per-key breakers, say): the scope above them
+    # keeps no more dead references than live ones, whatever it held before.
+    from resilient.events import ListenerSet
+
+    parent = ListenerSet()
+    children = [ListenerSet(parent) for _ in range(1000)]
+    del children
+    gc.collect()
+    kept = [ListenerSet(parent) for _ in range(10)]
+    assert len(parent._children) <= 2 * len(kept) + 1
+    assert [r() for r in parent._children[-10:]] == kept
+    more = [ListenerSet(parent) for _ in range(3000)]  # live ones are never dropped
+    assert sum(r() is not None for r in parent._children) == len(kept) + len(more)

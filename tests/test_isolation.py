@@ -27,6 +27,7 @@ from resilient import (
 from resilient._runtime.workers import WorkerPool, pool_for, shared_pool
 from resilient.policy import Resilience
 from resilient.testing import fake_clock
+from tests.conftest import PICKUP
 
 SHORT = 0.05
 LONG = 10.0
@@ -89,17 +90,17 @@ def test_a_hung_dependency_never_times_out_a_healthy_one(release: threading.Even
 
 
 def test_a_call_that_could_not_start_says_so(release: threading.Event) -> None:
-    timeout = Timeout(SHORT, name="stuck", pool=WorkerPool(1))
+    pool = WorkerPool(1)
 
     def hang() -> None:
         release.wait(LONG)
 
     with pytest.raises(CallTimeoutError) as first:
-        timeout.call(hang)
+        Timeout(PICKUP, name="stuck", pool=pool).call(hang)
     assert first.value.started
     assert "timed out after" in str(first.value)
     with pytest.raises(CallTimeoutError) as second:
-        timeout.call(hang)
+        Timeout(SHORT, name="stuck", pool=pool).call(hang)
     assert not second.value.started
     message = str(second.value)
     assert "could not start within 0.05s" in message
@@ -117,7 +118,7 @@ def test_a_timed_out_call_keeps_its_bulkhead_permit_until_its_worker_ends(
     limit = AdaptiveLimit(initial=1, max_limit=1) if adaptive else None
     stack = _stack(
         "bounded",
-        timeout=TimeoutConfig(SHORT, mode="thread"),
+        timeout=TimeoutConfig(PICKUP, mode="thread"),
         bulkhead=BulkheadConfig(1, max_queue=1, queue_timeout=LONG, adaptive=limit),
     )
     bulkhead = stack.bulkhead
@@ -175,7 +176,7 @@ def test_an_idle_worker_keeps_nothing_of_the_calls_it_ran() -> None:
 def test_a_call_that_never_started_frees_its_permit_at_once(release: threading.Event) -> None:
     stack = _stack(
         "never",
-        timeout=TimeoutConfig(SHORT, pool_size=1, mode="thread"),
+        timeout=TimeoutConfig(PICKUP, pool_size=1, mode="thread"),
         bulkhead=BulkheadConfig(2),
     )
     bulkhead = stack.bulkhead

@@ -31,6 +31,7 @@ from resilient import (
 )
 from resilient.events import Event
 from resilient.testing import FakeClock, fake_clock
+from tests.conftest import PICKUP
 
 NO_JITTER = RetryConfig(max_attempts=3, initial_delay=1.0, jitter=0.0)
 QUICK = 0.02  # a per-attempt timeout for calls that hang on purpose
@@ -477,7 +478,7 @@ def test_the_timeout_bounds_each_attempt_of_a_sync_call(clock: FakeClock) -> Non
     policy = ResiliencePolicy(
         circuit_breaker=CircuitBreakerConfig(failure_threshold=5),
         retry=NO_JITTER,
-        timeout=TimeoutConfig(QUICK, mode="thread"),
+        timeout=TimeoutConfig(PICKUP, mode="thread"),  # each attempt must start
     )
     try:
         assert with_resilience("dep", policy)(slow_then_fast)() == "fast"

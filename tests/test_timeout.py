@@ -27,6 +27,7 @@ from resilient import (
 )
 from resilient._runtime.workers import Job, WorkerPool
 from resilient.events import Event
+from tests.conftest import PICKUP
 
 # Timeouts under test are real, and small; nothing here sleeps to wait for state.
 SHORT = 0.05
@@ -131,24 +132,26 @@ def test_sync_result_and_errors_pass_through() -> None:
 def test_sync_timeout_raises_and_the_abandoned_call_keeps_running(
     release: threading.Event, seen: list[Event]
 ) -> None:
-    finished = threading.Event()
+    started, finished = threading.Event(), threading.Event()
 
-    @with_timeout(SHORT)
+    @with_timeout(PICKUP)
     def stuck() -> str:
+        started.set()
         release.wait(LONG)
         finished.set()
         return "late"
 
     with pytest.raises(CallTimeoutError) as info:
         stuck()
-    assert info.value.timeout == SHORT
+    assert info.value.timeout == PICKUP
     assert info.value.name == stuck.__qualname__
+    assert started.is_set()
     assert not finished.is_set()
     release.set()
     assert finished.wait(LONG)  # it ran to its end in the background
     timed_out = [e for e in seen if isinstance(e, TimedOut)]
     assert len(timed_out) == 1
-    assert timed_out[0].timeout == SHORT
+    assert timed_out[0].timeout == PICKUP
     assert timed_out[0].policy == "timeout"
 
 
@@ -187,11 +190,10 @@ def test_the_pool_is_bounded_and_a_call_that_never_started_never_runs(
         release.wait(LONG)
         return tag
 
-    timeout = Timeout(SHORT, pool=pool)
     with pytest.raises(CallTimeoutError):
-        timeout.call(work, "first")  # abandoned; holds the only worker
+        Timeout(PICKUP, pool=pool).call(work, "first")  # abandoned; holds the only worker
     with pytest.raises(CallTimeoutError):
-        timeout.call(work, "second")  # queued behind it, then given up
+        Timeout(SHORT, pool=pool).call(work, "second")  # queued behind it, then given up
     assert pool.threads == 1
     assert pool.queued == 0  # a call nobody waits for leaves the queue
     release.set()

@@ -24,8 +24,8 @@ breaker and its member, no closure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
@@ -114,6 +114,19 @@ class KeyedBreakers(PolicyBase):
             raise TypeError(f"the key function of {self.name!r} must return a str, got {key!r}")
         return self._group.join(key, self._make, entering=entering)
 
+    def _enter(self, key: object) -> Member:
+        """The member of ``key``, a use, its call counted in flight (the
+        closures' fast path, for streams)."""
+        group = self._group
+        try:
+            member = group.members[key]  # type: ignore[index]
+        except (KeyError, TypeError):
+            return self._join(key, True)
+        if member is not group.last:
+            group.use(member)
+        member.inflight += 1
+        return member
+
     # -- execution -----------------------------------------------------------------
 
     # One closure per chain, not per key: it picks the key's member, counts
@@ -194,22 +207,32 @@ class KeyedBreakers(PolicyBase):
         return through_keyed
 
     # A stream goes through its key's breaker (picked when the stream
-    # starts, from the call's arguments), counted in flight there until it ends.
+    # starts, from the call's arguments), counted in flight there until it
+    # ends. An error thrown into it reaches the breaker's stream.
 
     def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
-        member = self._join(self._key(*args, **kwargs), True)
+        member = self._enter(self._key(*args, **kwargs))
         try:
             yield from _stream(member.breaker, fn, args, kwargs)
         finally:
             member.inflight -= 1
 
     async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        member = self._join(self._key(*args, **kwargs), True)
+        member = self._enter(self._key(*args, **kwargs))
         try:
-            stream = _astream(member.breaker, fn, args, kwargs)
+            stream = cast("AsyncGenerator[Any, None]", _astream(member.breaker, fn, args, kwargs))
             try:
                 async for item in stream:
-                    yield item
+                    try:
+                        yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        # Thrown in by the consumer: the breaker's stream
+                        # judges it, as ``yield from`` would hand it on (its
+                        # stream ends on it, raising).
+                        await stream.athrow(exc)
+                        raise
             finally:
                 await _streams.aclose(stream)
         finally:
