@@ -17,12 +17,13 @@ import copy
 import logging
 import random
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
 from ._execution import streams as _streams
 from ._execution.policy_base import ForwardingPolicy
+from ._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
 from ._runtime import clock as _clock
 from ._runtime import fork as _fork
 from ._runtime import validation as _validate
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Chaos", "with_chaos"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
@@ -206,9 +206,7 @@ class Chaos(ForwardingPolicy):
 
     # -- execution -------------------------------------------------------------
 
-    def _run(
-        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not self._active():
             return fn(*args, **kwargs)
         delay, fault = self._fate()
@@ -218,13 +216,7 @@ class Chaos(ForwardingPolicy):
             return self._fault(name)  # type: ignore[no-any-return]
         return fn(*args, **kwargs)
 
-    async def _arun(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not self._active():
             return await fn(*args, **kwargs)
         delay, fault = self._fate()
@@ -237,13 +229,7 @@ class Chaos(ForwardingPolicy):
     # A stream's fate is drawn when it starts: latency before its first
     # item, a fault instead of its items (an injected result is its one item).
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
         if self._active():
             delay, fault = self._fate()
             if delay:
@@ -257,13 +243,7 @@ class Chaos(ForwardingPolicy):
         finally:
             _streams.close(stream)
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream:
         if self._active():
             delay, fault = self._fate()
             if delay:

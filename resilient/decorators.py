@@ -22,7 +22,7 @@ from .fallback import MISSING, Fallback
 from .policy import Resilience, ResiliencePolicy
 from .rate_limit.limiter import RateLimitConfig, RateLimiter
 from .rate_limit.stack import Limits, limit_of
-from .retry.retry import Retry, RetryConfig
+from .retry.retry import Retry, RetryConfig, retry_of
 from .timeout.timeout import Timeout
 
 if TYPE_CHECKING:
@@ -277,19 +277,7 @@ def with_retry(
     Returns:
         A decorator that keeps the decorated callable's exact signature.
     """
-    if isinstance(config, Retry):
-        if fields:
-            raise TypeError(
-                "with_retry: pass either a Retry or a config with fields, "
-                f"not both (got fields={sorted(fields)})"
-            )
-        retry = config
-    else:
-        if config is not None and not isinstance(config, RetryConfig):
-            raise TypeError(f"with_retry: config must be a RetryConfig or a Retry, got {config!r}")
-        if fields:
-            config = dataclasses.replace(config or RetryConfig(), **fields)
-        retry = Retry(config)
+    retry = retry_of("with_retry", config, fields)
     return retry.__call__
 
 

@@ -22,13 +22,14 @@ error, so a stream fails over by the same rules, before its first item.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import events
 from ._execution import streams as _streams
 from ._execution.compose import aforwarding, decorate, watching
 from ._execution.policy_base import PolicyBase
+from ._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from ._runtime import clock as _clock
 from ._runtime.switch import switch
 from .errors import ResilienceError
@@ -181,9 +182,7 @@ class Failover(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
-    def _run(
-        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -199,8 +198,8 @@ class Failover(PolicyBase):
         self,
         stats: Stats,
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         tried: list[str],
     ) -> Any:
         """The alternates in turn, once the primary was left (each called
@@ -220,13 +219,7 @@ class Failover(PolicyBase):
             return result
         raise AssertionError("unreachable: the last target's error is raised")
 
-    async def _arun(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         targets: tuple[Callable[..., Awaitable[Any]], ...] = (fn, *self.alternates)
         tried: list[str] = []
         for index, target in enumerate(targets):
@@ -244,66 +237,49 @@ class Failover(PolicyBase):
     # Streams fail over before their first item only (the shared rule of
     # ``_execution/streams.py``); after it, errors are the stream's own.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
+    def _switching(
+        self, args: Args, kwargs: Kwargs, name: str
+    ) -> tuple[Callable[[Exception, int], Callable[[], Any] | None], Callable[[], None]]:
+        """A stream's ``recover`` (the next target, while the rules allow
+        one) and ``answered`` (counts the target that gave the first item)."""
         name = name or self.name
         tried = [PRIMARY]
 
-        def recover(error: Exception, opened: int) -> Callable[[], Iterator[Any]] | None:
+        def recover(error: Exception, opened: int) -> Callable[[], Any] | None:
             if not self._next(name, tried, error, opened - 1):
                 return None
             tried.append(self._names[opened - 1])
             alternate = self.alternates[opened - 1]
             return lambda: alternate(*args, **kwargs)
 
-        return _streams.before_first(
-            lambda: fn(*args, **kwargs), recover, lambda: self._answered_by(name, tried[-1])
-        )
+        return recover, lambda: self._answered_by(name, tried[-1])
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
-        name = name or self.name
-        tried = [PRIMARY]
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+        recover, answered = self._switching(args, kwargs, name)
+        return _streams.before_first(lambda: fn(*args, **kwargs), recover, answered)
 
-        async def recover(error: Exception, opened: int) -> Callable[[], AsyncIterator[Any]] | None:
-            if not self._next(name, tried, error, opened - 1):
-                return None
-            tried.append(self._names[opened - 1])
-            alternate = self.alternates[opened - 1]
-            return lambda: alternate(*args, **kwargs)
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+        recover, answered = self._switching(args, kwargs, name)
 
-        return _streams.abefore_first(
-            lambda: fn(*args, **kwargs), recover, lambda: self._answered_by(name, tried[-1])
-        )
+        async def arecover(error: Exception, opened: int) -> Callable[[], AStream] | None:
+            return recover(error, opened)
+
+        return _streams.abefore_first(lambda: fn(*args, **kwargs), arecover, answered)
 
     # The fast path, written once per flavour: a ``try`` around the first
     # target until it fails; the walk over the alternates after it.
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry)
         run, rest = self._run, self._alternate
         stats = self._stats_for(name)
         primary = PRIMARY
-        clock = _clock
 
         def failing_over(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
+                return meter.timed(_clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -317,9 +293,7 @@ class Failover(PolicyBase):
 
         return failing_over
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         return aforwarding(self, fn, name, entry, self._arun)
 
 

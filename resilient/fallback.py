@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
 from ._execution import streams as _streams
 from ._execution.compose import is_async_callable, is_async_gen, watching
 from ._execution.policy_base import PolicyBase
+from ._execution.streams import Args, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
 from ._runtime import clock as _clock
 from ._runtime import mapping as _mapping
 from ._runtime import validation as _validate
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Fallback"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
@@ -163,13 +163,7 @@ class Fallback(PolicyBase):
         if self._listeners.events:
             self._listeners.new(events.FallbackUsed, name, self._kind, error)
 
-    def _answer(
-        self,
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        error: Exception,
-    ) -> Any:
+    def _answer(self, name: str, args: Args, kwargs: Kwargs, error: Exception) -> Any:
         """What the failed call returns instead (for an async handler, an awaitable)."""
         self._used(name, error)
         handler = self.handler
@@ -183,19 +177,15 @@ class Fallback(PolicyBase):
 
     # The fast path, written once per flavour: a ``try`` until something fails.
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
-        on = self.on
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
+        on = self.on
 
         def falling_back(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -216,19 +206,15 @@ class Fallback(PolicyBase):
 
         return falling_back
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
-        on = self.on
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
+        on = self.on
 
         async def falling_back(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
@@ -245,9 +231,7 @@ class Fallback(PolicyBase):
 
         return falling_back
 
-    async def _aanswer(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], error: Exception
-    ) -> Any:
+    async def _aanswer(self, name: str, args: Args, kwargs: Kwargs, error: Exception) -> Any:
         answer = self._answer(name, args, kwargs, error)
         if inspect.isawaitable(answer):
             answer = await answer
@@ -257,13 +241,7 @@ class Fallback(PolicyBase):
     # items (an iterable, an async iterable, or one value); after it, the
     # error is the consumer's.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
         on = self.on
 
         def opener() -> Iterator[Any]:
@@ -281,13 +259,7 @@ class Fallback(PolicyBase):
 
         return _streams.before_first(opener, recover)
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]:
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AsyncIterator[Any]:
         on = self.on
 
         def opener() -> AsyncIterator[Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import events
 from ._execution.policy_base import PolicyBase
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Resilience", "ResiliencePolicies", "ResiliencePolicy"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
 _OWNER = "ResiliencePolicy"
@@ -129,9 +127,22 @@ def _recovering(failures: int, recovery: float, *, timeout: float) -> CircuitBre
     )
 
 
-def _within(retry: RetryConfig, deadline: float) -> RetryConfig:
-    """A preset's retry, bounded in all by ``deadline`` seconds."""
-    return dataclasses.replace(retry, deadline=deadline)
+def _preset(
+    breaker: tuple[int, float] | None,
+    retry: RetryConfig,
+    deadline: float,
+    timeout: float,
+    bulkhead: tuple[int, int],
+) -> ResiliencePolicy:
+    """A preset: a breaker recovering under load (failures, recovery) or
+    none, ``retry`` bounded in all by ``deadline`` seconds, ``timeout`` per
+    attempt, and a bulkhead (concurrent, queued)."""
+    return ResiliencePolicy(
+        circuit_breaker=None if breaker is None else _recovering(*breaker, timeout=timeout),
+        retry=dataclasses.replace(retry, deadline=deadline),
+        timeout=timeout,
+        bulkhead=BulkheadConfig(bulkhead[0], max_queue=bulkhead[1]),
+    )
 
 
 class ResiliencePolicies:
@@ -142,24 +153,14 @@ class ResiliencePolicies:
         """An HTTP API: trips after 5 failures for 60 s, 3 attempts with
         exponential backoff within 60 s in all, 30 s per attempt, 50
         concurrent calls + 100 queued."""
-        return ResiliencePolicy(
-            circuit_breaker=_recovering(5, 60.0, timeout=30.0),
-            retry=_within(RetryPolicies.exponential(3), 60.0),
-            timeout=30.0,
-            bulkhead=BulkheadConfig(50, max_queue=100),
-        )
+        return _preset((5, 60.0), RetryPolicies.exponential(3), 60.0, 30.0, (50, 100))
 
     @staticmethod
     def ai() -> ResiliencePolicy:
         """An LLM provider: trips after 3 failures for 120 s, rate-limit aware
         retry (``Retry-After`` honoured) within 300 s in all, 120 s per
         attempt, 10 + 50 queued."""
-        return ResiliencePolicy(
-            circuit_breaker=_recovering(3, 120.0, timeout=120.0),
-            retry=_within(RetryPolicies.api_rate_limit(), 300.0),
-            timeout=120.0,
-            bulkhead=BulkheadConfig(10, max_queue=50),
-        )
+        return _preset((3, 120.0), RetryPolicies.api_rate_limit(), 300.0, 120.0, (10, 50))
 
     @staticmethod
     def database() -> ResiliencePolicy:
@@ -172,11 +173,12 @@ class ResiliencePolicies:
         when it overruns, fails as it returns. Use the driver's own
         statement timeout to stop it; see docs/timeout.md.
         """
-        return ResiliencePolicy(
-            circuit_breaker=_recovering(10, 30.0, timeout=30.0),
-            retry=_within(RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0), 60.0),
-            timeout=30.0,
-            bulkhead=BulkheadConfig(100, max_queue=200),
+        return _preset(
+            (10, 30.0),
+            RetryPolicies.exponential(3, initial_delay=0.1, max_delay=1.0),
+            60.0,
+            30.0,
+            (100, 200),
         )
 
     @staticmethod
@@ -184,24 +186,14 @@ class ResiliencePolicies:
         """A third-party service: trips after 5 failures for 60 s, retries
         network errors only within 30 s in all, 15 s per attempt, 20
         concurrent + 50 queued."""
-        return ResiliencePolicy(
-            circuit_breaker=_recovering(5, 60.0, timeout=15.0),
-            retry=_within(RetryPolicies.network(), 30.0),
-            timeout=15.0,
-            bulkhead=BulkheadConfig(20, max_queue=50),
-        )
+        return _preset((5, 60.0), RetryPolicies.network(), 30.0, 15.0, (20, 50))
 
     @staticmethod
     def critical() -> ResiliencePolicy:
         """A call that must not be cut off by a breaker: no breaker, 5 attempts
         (from 0.5 s) within 300 s in all, 60 s per attempt, 5 concurrent +
         10 queued."""
-        return ResiliencePolicy(
-            circuit_breaker=None,
-            retry=_within(RetryConfig.AGGRESSIVE, 300.0),
-            timeout=60.0,
-            bulkhead=BulkheadConfig(5, max_queue=10),
-        )
+        return _preset(None, RetryConfig.AGGRESSIVE, 300.0, 60.0, (5, 10))
 
 
 class Resilience(PolicyBase):

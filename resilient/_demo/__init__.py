@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from .chart import render_svg
     from .runner import run_scenario
     from .summary import summarize, timeline
-    from .view import LiveView, Rejections, policy_line, summary_notes, summary_rows
+    from .view import LiveView, Rejections, policy_line, print_table, summary_notes, summary_rows
 
     out = out if out is not None else sys.stdout
     if args.scenario == "overload":
@@ -93,12 +93,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for unsubscribe in unsubscribers:
             unsubscribe()
     summaries = summarize(result)
-    rows = summary_rows(summaries)
-    width = max(len(r[0]) for r in rows)
-    print(file=out)
-    print(f"{'':<{width}}  {'unprotected':>15}  {'with_resilience':>15}", file=out)
-    for label, unprotected, protected in rows:
-        print(f"{label:<{width}}  {unprotected:>15}  {protected:>15}", file=out)
+    print_table(summary_rows(summaries), ("unprotected", "with_resilience"), out)
     print(file=out)
     for note in summary_notes():
         print(textwrap.fill(note, 78, initial_indent="- ", subsequent_indent="  "), file=out)
@@ -114,6 +109,7 @@ def _run_herd(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
     from .herd import herd_rows, run_herd
+    from .view import print_table
 
     half = args.duration / 2
     shape = {
@@ -129,17 +125,13 @@ def _run_herd(args: argparse.Namespace, out: TextIO) -> int:
     )
     unprotected = asyncio.run(run_herd(protected=False, **shape))
     protected = asyncio.run(run_herd(protected=True, **shape))
-    rows = herd_rows(unprotected, protected)
-    width = max(len(r[0]) for r in rows)
-    print(file=out)
-    print(f"{'':<{width}}  {'unprotected':>15}  {'with breaker':>15}", file=out)
-    for label, bare, guarded in rows:
-        print(f"{label:<{width}}  {bare:>15}  {guarded:>15}", file=out)
+    print_table(herd_rows(unprotected, protected), ("unprotected", "with breaker"), out)
     return 0
 
 
 def _run_stream(args: argparse.Namespace, out: TextIO) -> int:
     from .stream import run_streams, stream_rows
+    from .view import print_table
 
     half = args.duration / 2
     print(
@@ -149,12 +141,7 @@ def _run_stream(args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     unprotected, protected = run_streams(half, args.seed)
-    rows = stream_rows(unprotected, protected)
-    width = max(len(r[0]) for r in rows)
-    print(file=out)
-    print(f"{'':<{width}}  {'unprotected':>15}  {'with_resilience':>15}", file=out)
-    for label, bare, guarded in rows:
-        print(f"{label:<{width}}  {bare:>15}  {guarded:>15}", file=out)
+    print_table(stream_rows(unprotected, protected), ("unprotected", "with_resilience"), out)
     print(
         "\n- with_resilience: retry before the first token, first_item=0.2 s, "
         "inactivity=0.1 s; errors after the first token are not retried.",

@@ -184,6 +184,8 @@ def run_quota(args: Any, out: TextIO) -> int:
     except ImportError:
         print("the quota scenario needs httpx: pip install 'resilient-kit[http]'", file=out)
         return 1
+    from .view import print_table
+
     seconds = args.duration * 15.0
     print(
         f"resilient demo: scenario 'quota' (a provider allowing {TOKENS_PER_MINUTE:,} tokens "
@@ -193,12 +195,7 @@ def run_quota(args: Any, out: TextIO) -> int:
     )
     bare = simulate_quota(seconds, args.seed, protected=False)
     guarded = simulate_quota(seconds, args.seed, protected=True)
-    rows = quota_rows(bare, guarded)
-    width = max(len(r[0]) for r in rows)
-    print(file=out)
-    print(f"{'':<{width}}  {'unprotected':>12}  {'protected':>12}", file=out)
-    for label, left, right in rows:
-        print(f"{label:<{width}}  {left:>12}  {right:>12}", file=out)
+    print_table(quota_rows(bare, guarded), ("unprotected", "protected"), out, cell=12)
     print(
         "\nprotected: a token limit (cost: prompt + max_tokens, settled from the usage) "
         "and the provider's quota headers",

@@ -46,6 +46,9 @@ class Scenario:
 
 _FAST = 0.004
 _SLOW = 0.5
+# Every scenario starts healthy and ends recovering at 70 % of the run.
+_HEALTHY = Phase("healthy", 0.0, 0.02, _FAST, True)
+_RECOVERING = Phase("recovering", 0.7, 0.02, _FAST, True)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -54,29 +57,21 @@ SCENARIOS: dict[str, Scenario] = {
             "outage",
             "healthy -> failing -> slow -> recovering",
             (
-                Phase("healthy", 0.0, 0.02, _FAST, True),
+                _HEALTHY,
                 Phase("failing", 0.25, 0.95, _FAST, False),
                 Phase("slow", 0.5, 0.05, _SLOW, False),
-                Phase("recovering", 0.7, 0.02, _FAST, True),
+                _RECOVERING,
             ),
         ),
         Scenario(
             "flaky",
             "healthy -> flaky (40% errors) -> healthy",
-            (
-                Phase("healthy", 0.0, 0.02, _FAST, True),
-                Phase("flaky", 0.3, 0.4, _FAST, False),
-                Phase("recovering", 0.7, 0.02, _FAST, True),
-            ),
+            (_HEALTHY, Phase("flaky", 0.3, 0.4, _FAST, False), _RECOVERING),
         ),
         Scenario(
             "slow",
             "healthy -> slow (0.5 s per call) -> healthy",
-            (
-                Phase("healthy", 0.0, 0.02, _FAST, True),
-                Phase("slow", 0.3, 0.02, _SLOW, False),
-                Phase("recovering", 0.7, 0.02, _FAST, True),
-            ),
+            (_HEALTHY, Phase("slow", 0.3, 0.02, _SLOW, False), _RECOVERING),
         ),
     ]
 }

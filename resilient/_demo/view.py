@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from .runner import ATTEMPT_TIMEOUT, ATTEMPTS, POLICY_NAME, PROTECTED, UNPROTECTED, Run
 from .summary import PathSummary, percentile, window_stats
 
-__all__ = ["LiveView", "Rejections", "policy_line", "summary_rows"]
+__all__ = ["LiveView", "Rejections", "policy_line", "print_table", "summary_rows"]
 
 
 def _ms(seconds: float) -> str:
@@ -122,6 +122,16 @@ class LiveView:
         self._live.update(self._render(run))
         if run.done:
             self._live.stop()
+
+
+def print_table(
+    rows: list[tuple[str, str, str]], heads: tuple[str, str], out: TextIO, cell: int = 15
+) -> None:
+    """The closing table: a label column, then the two runs side by side."""
+    width = max(len(r[0]) for r in rows)
+    print(file=out)
+    for label, left, right in [("", *heads), *rows]:
+        print(f"{label:<{width}}  {left:>{cell}}  {right:>{cell}}", file=out)
 
 
 def summary_rows(summaries: dict[str, PathSummary]) -> list[tuple[str, str, str]]:

@@ -26,12 +26,13 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias, TypeVar, cast
 
 from .._runtime import clock as _clock
 from ..events import METERED, NONE, Gate, ListenerSet
 from .request import Request
+from .streams import Args, AStream, AStreamFn, Kwargs, Stream, StreamFn
 
 __all__ = [
     "NEVER",
@@ -111,21 +112,9 @@ class Streaming(Layer, Protocol):
     that one of the layers has no member for (the HTTP integrations' layers
     run whole requests, not streams)."""
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]: ...
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Stream: ...
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]: ...
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream: ...
 
 
 class Chain(NamedTuple):
@@ -242,14 +231,12 @@ def forwarding(
     """The closure of a layer whose whole fast path is ``run(fn, name, args,
     kwargs)`` (chaos, hedging): the gate, the metering and the call, once."""
     gate, detour, meter = watching(layer, fn, name, entry)
-    clock = _clock
 
     def forwarded(*args: Any, **kwargs: Any) -> Any:
-        level = gate.level
-        if level:
+        if level := gate.level:
             if level != METERED:
                 return detour(args, kwargs)  # type: ignore[misc]
-            return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr]
+            return meter.timed(_clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr]
         return run(fn, name, args, kwargs)
 
     return forwarded
@@ -271,14 +258,12 @@ def aforwarding(
     caller awaits it but picking the path.
     """
     gate, detour, meter = watching(layer, fn, name, entry, is_async=True)
-    clock = _clock
 
     def forwarded(*args: Any, **kwargs: Any) -> Awaitable[Any]:
-        level = gate.level
-        if level:
+        if level := gate.level:
             if level != METERED:
                 return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-            return meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
+            return meter.atimed(_clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
         return arun(fn, name, args, kwargs)
 
     return forwarded

@@ -10,6 +10,7 @@ from .. import events
 from . import counters as _stats
 from .compose import NEVER, aforwarding, compose, compose_stream, decorate, forwarding, is_stream
 from .request import Request
+from .streams import Args, AsyncFn, Kwargs, SyncFn
 
 if TYPE_CHECKING:
     from .compose import Decoratable, Layer
@@ -78,22 +79,18 @@ class PolicyBase:
 
     # -- running and decorating ------------------------------------------------
 
-    def _chain(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        last = self._last
+    def _chain(self, fn: Callable[..., Any], is_async: bool = False) -> Callable[..., Any]:
+        """The chain ``call`` (or ``call_async``) runs ``fn`` through: the
+        last one made for each, kept, as a loop calls the same ``fn``."""
+        last = self._alast if is_async else self._last
         if last is not None and (last[0] is fn or last[0] == fn):
             return last[1]
-        _callable(self, "call", fn)
-        chain = self._compose(fn, is_async=False)
-        self._last = (fn, chain)
-        return chain
-
-    def _achain(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        last = self._alast
-        if last is not None and (last[0] is fn or last[0] == fn):
-            return last[1]
-        _callable(self, "call_async", fn)
-        chain = self._compose(fn, is_async=True)
-        self._alast = (fn, chain)
+        _callable(self, "call_async" if is_async else "call", fn)
+        chain = self._compose(fn, is_async=is_async)
+        if is_async:
+            self._alast = (fn, chain)
+        else:
+            self._last = (fn, chain)
         return chain
 
     def _compose(self, fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
@@ -133,7 +130,7 @@ class PolicyBase:
         """Await ``fn(*args, **kwargs)`` through this policy. For an async
         generator function, the protected stream (``async for x in await
         policy.call_async(stream, ...)``)."""
-        return await self._achain(fn)(*args, **kwargs)
+        return await self._chain(fn, True)(*args, **kwargs)
 
     def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
         """Call ``listener`` with every event of this policy; returns the unsubscriber."""
@@ -150,32 +147,22 @@ class ForwardingPolicy(PolicyBase):
     ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
     closures are the shared forwarding ones."""
 
-    def _run(
-        self,
-        fn: Callable[..., Any],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
+    def _run(self, fn: Callable[..., Any], name: str, args: Args, kwargs: Kwargs) -> Any:
         raise NotImplementedError
 
     def _arun(
         self,
         fn: Callable[..., Awaitable[Any]],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
     ) -> Awaitable[Any]:
         raise NotImplementedError
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         return forwarding(self, fn, name, entry, self._run)
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         return aforwarding(self, fn, name, entry, self._arun)
 
 

@@ -34,6 +34,7 @@ from ..events import (
 )
 from . import counters as _stats
 from . import request_id as _request
+from .streams import Args, Kwargs
 
 __all__ = ["Request", "Span", "Tracer", "rejection", "tracer"]
 
@@ -178,7 +179,7 @@ class Request:
     def detour(self, plain: Plain) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
         """The events path of a sync chain around ``plain``."""
 
-        def with_events(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
             try:
                 result = plain(*args, **kwargs)
@@ -195,7 +196,7 @@ class Request:
     ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
         """The events path of an async chain around ``plain``."""
 
-        async def with_events(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
             try:
                 result = await plain(*args, **kwargs)

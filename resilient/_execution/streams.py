@@ -21,8 +21,16 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Any, TypeVar
 
 __all__ = [
-    "Opener",
     "AOpener",
+    "AStream",
+    "AStreamFn",
+    "Args",
+    "AsyncFn",
+    "Kwargs",
+    "Opener",
+    "Stream",
+    "StreamFn",
+    "SyncFn",
     "abefore_first",
     "aclose",
     "aone_stream",
@@ -35,6 +43,17 @@ T = TypeVar("T")
 
 Opener = Callable[[], Iterator[T]]
 AOpener = Callable[[], AsyncIterator[T]]
+
+# What a layer's paths are handed and give back, spelt once: the function
+# (sync, async, or the generator function of a stream) and its arguments.
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+SyncFn = Callable[..., T]
+AsyncFn = Callable[..., Awaitable[T]]
+Stream = Iterator[Any]
+AStream = AsyncIterator[Any]
+StreamFn = Callable[..., Stream]
+AStreamFn = Callable[..., AStream]
 
 
 def close(stream: object) -> None:

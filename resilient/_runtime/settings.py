@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["changes", "replaced", "settings_error"]
+__all__ = ["changes", "replaced", "settings_error", "store_kept"]
 
 log = logging.getLogger("resilient")
 
@@ -51,3 +51,19 @@ def changes(old: object, new: object) -> dict[str, tuple[Any, Any]]:
         if before != after:
             out[f.name] = (before, after)
     return out
+
+
+def store_kept(
+    owner: str, noun: str, name: str, old: Any, new: object
+) -> dict[str, tuple[Any, Any]]:
+    """What ``new`` changes of ``old``, the config of the ``owner`` (a
+    ``noun``) called ``name``: a TypeError for a config of another type, a
+    ValueError for another store (``storage`` cannot change in place)."""
+    if not isinstance(new, type(old)):
+        raise TypeError(f"{owner} config must be a {type(old).__name__}, got {new!r}")
+    if new.storage is not old.storage:
+        raise ValueError(
+            f"{owner} {name!r}: storage cannot change in place "
+            f"(got {new.storage!r}, the {noun} has {old.storage!r})"
+        )
+    return changes(old, new)

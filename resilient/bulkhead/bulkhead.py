@@ -19,9 +19,9 @@ import functools
 import inspect
 import threading
 from _thread import LockType
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
@@ -30,6 +30,7 @@ from .._execution.compose import watching
 from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
@@ -46,14 +47,11 @@ from .state import LimiterCore, Waiter
 if TYPE_CHECKING:
     from types import FrameType
 
-    from .._execution.compose import Decoratable
     from .._execution.counters import Stats
 
 __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound="Decoratable")
 
 _OWNER = "BulkheadConfig"
 
@@ -497,9 +495,7 @@ class Bulkhead(NamedPolicy):
     # ``_arun`` are the same with the policy's own events, the detour while
     # someone listens to this bulkhead.
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         if self._estimator is not None:
             return self._wrap_adaptive(fn, name, entry)
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
@@ -512,8 +508,7 @@ class Bulkhead(NamedPolicy):
         clock = _clock
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -568,9 +563,7 @@ class Bulkhead(NamedPolicy):
         if when_finished is None or not when_finished(self._give_back):
             self._give_back()
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         if self._estimator is not None:
             return self._wrap_adaptive_async(fn, name, entry)
         gate, detour, meter = watching(
@@ -584,8 +577,7 @@ class Bulkhead(NamedPolicy):
         clock = _clock
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -628,9 +620,7 @@ class Bulkhead(NamedPolicy):
     # timed for the algorithm (see _flush), and the permit given back through
     # ``_give_back`` when a smaller limit may be owed it.
 
-    def _wrap_adaptive(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_adaptive(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
         core = self._core
@@ -646,8 +636,7 @@ class Bulkhead(NamedPolicy):
 
         def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             nonlocal total, timed, count, failures, started
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -707,7 +696,7 @@ class Bulkhead(NamedPolicy):
         return through_bulkhead
 
     def _wrap_adaptive_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
+        self, fn: AsyncFn[R], name: str, entry: Request | None = None
     ) -> Callable[..., Awaitable[R]]:
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
@@ -724,8 +713,7 @@ class Bulkhead(NamedPolicy):
 
         async def through_bulkhead(*args: Any, **kwargs: Any) -> R:
             nonlocal total, timed, count, failures, started
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -800,7 +788,7 @@ class Bulkhead(NamedPolicy):
             else:
                 listeners.new(events.CallFailed, self.name, self._kind, now - start, error, POLICY)
 
-    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
         self._acquire()
@@ -822,9 +810,7 @@ class Bulkhead(NamedPolicy):
         self._report(start, None)
         return result
 
-    async def _arun(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
         await self._aacquire()
@@ -845,13 +831,7 @@ class Bulkhead(NamedPolicy):
     # exhausted, raised, or closed by its consumer (``close()``, ``break``
     # then garbage collection).
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         if not switch.on:
             yield from fn(*args, **kwargs)
             return
@@ -865,13 +845,7 @@ class Bulkhead(NamedPolicy):
         finally:
             self._release()
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
         if not switch.on:
             async for item in fn(*args, **kwargs):
                 yield item

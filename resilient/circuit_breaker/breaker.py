@@ -9,8 +9,8 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
@@ -20,10 +20,11 @@ from .._execution.compose import is_async_callable, watching
 from .._execution.counters import FOLD_AT
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
-from .._runtime.settings import changes as _settings_changes
+from .._runtime.settings import store_kept as _store_kept
 from .._runtime.switch import switch
 from .._runtime.workers import pool_for
 from ..errors import BulkheadFullError, CircuitOpenError, RateLimitExceededError
@@ -44,16 +45,13 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from .._execution.compose import Decoratable
     from .._execution.counters import Stats
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
 __all__ = ["BreakerMetrics", "CircuitBreaker", "CircuitBreakerConfig", "CircuitState"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
 
@@ -292,14 +290,7 @@ class CircuitBreaker(NamedPolicy):
         The store (``storage``) cannot change: a different one is a
         ``ValueError``. With a shared store, the settings are this process's
         own: no other process is reconfigured."""
-        if not isinstance(config, CircuitBreakerConfig):
-            raise TypeError(f"CircuitBreaker config must be a CircuitBreakerConfig, got {config!r}")
-        if config.storage is not self.config.storage:
-            raise ValueError(
-                f"CircuitBreaker {self.name!r}: storage cannot change in place "
-                f"(got {config.storage!r}, the breaker has {self.config.storage!r})"
-            )
-        changed = _settings_changes(self.config, config)
+        changed = _store_kept("CircuitBreaker", "breaker", self.name, self.config, config)
         if not changed:
             return
         with self._lock:
@@ -748,9 +739,7 @@ class CircuitBreaker(NamedPolicy):
     # ``_athrough``. A breaker under a bound (it has a member) has its
     # closures counted in flight there.
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._through, fn))
         assert detour is not None
@@ -761,8 +750,7 @@ class CircuitBreaker(NamedPolicy):
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
 
         def through_breaker(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -853,9 +841,7 @@ class CircuitBreaker(NamedPolicy):
         member = self._member
         return through_breaker if member is None else member.counting(through_breaker)
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         arun = self._arun
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._athrough, fn), is_async=True
@@ -868,8 +854,7 @@ class CircuitBreaker(NamedPolicy):
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
 
         async def through_breaker(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -967,7 +952,7 @@ class CircuitBreaker(NamedPolicy):
     # without the lock (timed and with its event while listened to);
     # anything else is the locked path, ``_run`` / ``_arun``.
 
-    def _through(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         core = self._core
         if not (core.fast and switch.on):
             return self._run(fn, args, kwargs)
@@ -983,9 +968,7 @@ class CircuitBreaker(NamedPolicy):
             self._succeeded_listened(start)
         return result
 
-    async def _athrough(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         core = self._core
         if not (core.fast and switch.on):
             return await self._arun(fn, args, kwargs)
@@ -1007,7 +990,7 @@ class CircuitBreaker(NamedPolicy):
             took = _clock.now() - start
             listeners.new(events.CallSucceeded, self.name, self._kind, took, events.POLICY)
 
-    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
         permit = self._admit()
@@ -1022,9 +1005,7 @@ class CircuitBreaker(NamedPolicy):
         self._exit_result(permit, result)
         return result
 
-    async def _arun(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
         if self._health_is_async and self._core.state is OPEN:
@@ -1078,13 +1059,7 @@ class CircuitBreaker(NamedPolicy):
         else:
             self._exit(permit, _IGNORED if closed and first is None else _SUCCESS, None, first)
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         if not switch.on:
             yield from fn(*args, **kwargs)
             return
@@ -1121,13 +1096,7 @@ class CircuitBreaker(NamedPolicy):
             if member is not None:
                 member.leave()
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
         if not switch.on:
             async for item in fn(*args, **kwargs):
                 yield item

@@ -24,13 +24,14 @@ breaker and its member, no closure.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import NEVER
 from .._execution.policy_base import PolicyBase
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from ..events import METERED
 from .breaker import CircuitBreaker
@@ -133,23 +134,19 @@ class KeyedBreakers(PolicyBase):
     # the breaker's own path. Outermost, it meters the request as every
     # outermost layer does.
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
         through = _through
         gate, detour, meter = NEVER, None, entry
         if entry is not None:
             gate, detour = entry.gate, entry.detour(self._wrap_sync(fn, name))
-        clock = _clock
 
         def through_keyed(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             k = key(*args, **kwargs)
             try:
                 member = members[k]
@@ -173,23 +170,19 @@ class KeyedBreakers(PolicyBase):
 
         return through_keyed
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
         athrough = _athrough
         gate, adetour, meter = NEVER, None, entry
         if entry is not None:
             gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))
-        clock = _clock
 
         async def through_keyed(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await adetour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = clock.now()
+                start = _clock.now()
             k = key(*args, **kwargs)
             try:
                 member = members[k]
@@ -217,26 +210,14 @@ class KeyedBreakers(PolicyBase):
     # starts, from the call's arguments), counted in flight there until it
     # ends. An error thrown into it reaches the breaker's stream.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         member = self._enter(self._key(*args, **kwargs))
         try:
             yield from _stream(member.breaker, fn, args, kwargs)
         finally:
             member.inflight -= 1
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
         member = self._enter(self._key(*args, **kwargs))
         try:
             stream = cast("AsyncGenerator[Any, None]", _astream(member.breaker, fn, args, kwargs))

@@ -15,27 +15,24 @@ caller's task; hedges as tasks; the delays of one policy behind one timer.
 from __future__ import annotations
 
 import asyncio
-import time
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .._execution.streams import Args, AsyncFn, Kwargs
 from .._runtime import clock as _clock
 from .._runtime.async_backend import current_task as _current_task
 from .._runtime.async_backend import running_loop as _running_loop
 from .._runtime.switch import switch
+from ..timeout.deadlines import LoopTimer
 from . import trio_race as _hedge_trio
-from .state import RAISE, START, HedgeCore, Racer
+from .state import RAISE, START, Call, RaceCall, Racer
 
 __all__ = ["race"]
 
 R = TypeVar("R")
 
 _CoroutineType = types.CoroutineType
-# How early asyncio runs a timer (it takes those due within its clock's
-# resolution): a shared timer waking that early still counts its deadline as due.
-_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 # Until its delay passes, a hedged call is only an entry on its policy's
@@ -50,13 +47,7 @@ _RESOLUTION = time.get_clock_info("monotonic").resolution
 WHEN, RACE, ALARM = 0, 1, 2
 
 
-async def race(
-    policy: Racer,
-    fn: Callable[..., Awaitable[R]],
-    name: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> R:
+async def race(policy: Racer, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
     """``fn(*args, **kwargs)``, hedged by ``policy`` (under trio: the trio race)."""
     if not switch.on:
         return await fn(*args, **kwargs)
@@ -84,7 +75,7 @@ async def race(
         if state is None:  # no hedge started: an error of the first attempt alone
             if isinstance(exc, asyncio.CancelledError) or not policy._hedged_on(exc):
                 raise
-            state = _Race(policy, fn, name, args, kwargs, loop, None)
+            state = _Race(loop, None, policy, fn, name, args, kwargs)
         state.inline = False
         return await state.after(exc)  # type: ignore[no-any-return]
     entry[WHEN] = None
@@ -143,19 +134,17 @@ def _due(policy: Racer, loop: asyncio.AbstractEventLoop, entry: list[Any], when:
     state = entry[RACE]
     if state is None:
         fn, name, args, kwargs, caller = entry[3:]
-        state = entry[RACE] = _Race(policy, fn, name, args, kwargs, loop, caller)
+        state = entry[RACE] = _Race(loop, caller, policy, fn, name, args, kwargs)
     if state.core.may_start():
         state.launch()
 
 
-async def _attempt(
-    fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> R:
+async def _attempt(fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
     """A hedge, as its task runs it (whatever ``fn`` returns or raises)."""
     return await fn(*args, **kwargs)
 
 
-class Timers:
+class Timers(LoopTimer):
     """The delays of one policy's calls on one event loop, behind one
     ``loop.call_at``.
 
@@ -168,18 +157,12 @@ class Timers:
     was a third of what hedging added to a call that awaits.
     """
 
-    __slots__ = ("delay", "entries", "handle", "loop", "policy", "time")
+    __slots__ = ("delay", "policy")
 
     def __init__(self, policy: Racer, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self.policy = policy
-        self.loop = loop
         self.delay = policy._delay
-        # The loop's clock: asyncio's own is ``time.monotonic``, read here
-        # without the method around it.
-        base = type(loop).time is asyncio.BaseEventLoop.time
-        self.time: Callable[[], float] = time.monotonic if base else loop.time
-        self.entries: deque[list[Any]] = deque()
-        self.handle: asyncio.Handle | None = None
 
     def arm(self, entry: list[Any]) -> None:
         when = entry[WHEN] = self.time() + self.delay
@@ -187,74 +170,29 @@ class Timers:
         if self.handle is None:
             self.handle = self.loop.call_at(when, self.fire)
 
-    def fire(self) -> None:
-        # ``handle`` stays set while firing, so entries armed meanwhile (a
-        # hedge started here arms the next) add no timer of their own.
-        entries = self.entries
-        due = self.time() + _RESOLUTION
-        try:
-            while entries:
-                when = entries[0][WHEN]
-                if when is None:
-                    entries.popleft()
-                elif when <= due:
-                    _due(self.policy, self.loop, entries.popleft(), when)
-                else:
-                    self.handle = self.loop.call_at(when, self.fire)
-                    return
-        except BaseException:
-            # An interrupt out of a hedge's start: the others still get theirs.
-            self.handle = self.loop.call_soon(self.fire)
-            raise
-        self.handle = None
+    def expire(self, entry: list[Any], when: float) -> None:
+        """A hedge is due: start it (a hedge started here arms the next)."""
+        _due(self.policy, self.loop, entry, when)
 
 
-class _Race:
+class _Race(RaceCall):
     """One async hedged call once a hedge is due, or its first attempt
     failed with an error hedged on."""
 
-    __slots__ = (
-        "args",
-        "caller",
-        "core",
-        "entry",
-        "fn",
-        "inline",
-        "interrupting",
-        "kwargs",
-        "loop",
-        "name",
-        "policy",
-        "result",
-        "tasks",
-        "waiter",
-    )
+    __slots__ = ("caller", "entry", "inline", "interrupting", "loop", "tasks", "waiter")
 
     def __init__(
-        self,
-        policy: Racer,
-        fn: Callable[..., Awaitable[Any]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        loop: asyncio.AbstractEventLoop,
-        caller: asyncio.Task[Any] | None,
+        self, loop: asyncio.AbstractEventLoop, caller: asyncio.Task[Any] | None, *call: *Call
     ) -> None:
-        self.policy = policy
-        self.fn = fn
-        self.name = name
-        self.args = args
-        self.kwargs = kwargs
+        super().__init__(*call)
+        self.core.start()  # the first attempt
         self.loop = loop
         self.caller = caller  # the task the first attempt runs in
-        self.core = core = HedgeCore(policy._attempts)
-        core.start()  # the first attempt
         self.tasks: list[asyncio.Task[Any]] = []
         self.entry: list[Any] | None = None  # on the timer, for the next attempt
         self.waiter: asyncio.Future[None] | None = None
         self.inline = True  # the first attempt still runs
         self.interrupting = False
-        self.result: Any = None
 
     async def after(self, error: BaseException) -> Any:
         """The first attempt ended with ``error`` (a cancellation, perhaps

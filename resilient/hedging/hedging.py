@@ -22,12 +22,13 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
+from .._execution.streams import Args, AStream, AStreamFn, Kwargs, StreamFn, SyncFn
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_HEDGES", "Hedging", "HedgingConfig", "with_hedging"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
@@ -99,10 +99,10 @@ def _workers(name: str) -> WorkerPool:
     timeout's worker never waits on itself."""
     pool = _pools.get(name)
     if pool is None:
-        with _pool_lock:
-            pool = _pools.get(name)
-            if pool is None:
-                pool = _pools[name] = WorkerPool(POOL_SIZE)
+        with _pool_lock:  # made once, by the first thread to get here
+            if name not in _pools:
+                _pools[name] = WorkerPool(POOL_SIZE)
+            pool = _pools[name]
     return pool
 
 
@@ -180,9 +180,7 @@ class Hedging(ForwardingPolicy):
     #: The async path, a method so the closure calls it bound (cheaper than a partial).
     _arun = _hedge_asyncio.race
 
-    def _run(
-        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
         core = HedgeCore(self._attempts)
@@ -237,13 +235,7 @@ class Hedging(ForwardingPolicy):
     # the first to get one wins, and the others are closed. The winner's
     # stream is then relayed to its end: what fails after is not hedged.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
         if not switch.on:
             yield from fn(*args, **kwargs)
             return
@@ -257,13 +249,7 @@ class Hedging(ForwardingPolicy):
         finally:
             _streams.close(stream)
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream:
         if not switch.on:
             async for item in fn(*args, **kwargs):
                 yield item
@@ -280,9 +266,7 @@ class Hedging(ForwardingPolicy):
             await _streams.aclose(stream)
 
 
-def _first_item(
-    fn: Callable[..., Iterator[Any]], /, *args: Any, **kwargs: Any
-) -> tuple[Iterator[Any] | None, Any]:
+def _first_item(fn: StreamFn, /, *args: Any, **kwargs: Any) -> tuple[Iterator[Any] | None, Any]:
     """One attempt of a hedged stream: the stream and its first item
     (``(None, None)`` for a stream with none)."""
     stream = fn(*args, **kwargs)
@@ -296,7 +280,7 @@ def _first_item(
 
 
 async def _afirst_item(
-    fn: Callable[..., AsyncIterator[Any]], /, *args: Any, **kwargs: Any
+    fn: AStreamFn, /, *args: Any, **kwargs: Any
 ) -> tuple[AsyncIterator[Any] | None, Any]:
     stream = fn(*args, **kwargs)
     try:

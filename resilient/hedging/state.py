@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-__all__ = ["RAISE", "START", "WAIT", "HedgeCore"]
+from .._execution.streams import Args, AsyncFn, Kwargs
+
+__all__ = ["RAISE", "START", "WAIT", "Call", "HedgeCore", "RaceCall"]
 
 #: What to do after an attempt failed.
 START = "start"  # start another attempt at once
@@ -82,3 +84,19 @@ class Racer(Protocol):
 
     def _hedged_on(self, error: BaseException) -> bool: ...
     def _started(self, name: str, attempt: int) -> None: ...
+
+
+#: What a race is handed: the policy, the function, its name and arguments.
+Call = tuple[Racer, AsyncFn[Any], str, Args, Kwargs]
+
+
+class RaceCall:
+    """One hedged call, as both races (asyncio, trio) hold it: what is
+    called, under which name, its core and its outcome."""
+
+    __slots__ = ("args", "core", "fn", "kwargs", "name", "policy", "result")
+
+    def __init__(self, *call: *Call) -> None:
+        self.policy, self.fn, self.name, self.args, self.kwargs = call
+        self.core = HedgeCore(call[0]._attempts)
+        self.result: Any = None

@@ -18,9 +18,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._execution.streams import Args, Kwargs
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
-from .state import RAISE, START, HedgeCore, Racer
+from .state import RAISE, START, Call, RaceCall, Racer
 
 __all__ = ["race"]
 
@@ -29,12 +30,12 @@ async def race(
     policy: Racer,
     fn: Callable[..., Awaitable[Any]],
     name: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    args: Args,
+    kwargs: Kwargs,
 ) -> Any:
     """``fn(*args, **kwargs)``, hedged: its first attempt in the calling task."""
     trio: Any = sys.modules["trio"]
-    state = _Race(policy, fn, name, args, kwargs, trio)
+    state = _Race(trio, policy, fn, name, args, kwargs)
     core = state.core
     core.start()
     async with trio.open_nursery() as nursery:
@@ -59,42 +60,17 @@ async def race(
     return state.result
 
 
-class _Race:
+class _Race(RaceCall):
     """One hedged call's shared state: what the attempts and the timer tell
     the core, and the decision they act on."""
 
-    __slots__ = (
-        "args",
-        "core",
-        "fn",
-        "kick",
-        "kwargs",
-        "name",
-        "nursery",
-        "policy",
-        "result",
-        "trio",
-    )
+    __slots__ = ("kick", "nursery", "trio")
 
-    def __init__(
-        self,
-        policy: Racer,
-        fn: Callable[..., Awaitable[Any]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        trio: Any,
-    ) -> None:
-        self.policy = policy
-        self.fn = fn
-        self.name = name
-        self.args = args
-        self.kwargs = kwargs
+    def __init__(self, trio: Any, *call: *Call) -> None:
+        super().__init__(*call)
         self.trio = trio
-        self.core = HedgeCore(policy._attempts)
         self.nursery: Any = None
         self.kick: _async_backend.Waiter | None = None  # wakes the timer early
-        self.result: Any = None
 
     # -- what an attempt tells ----------------------------------------------------
 

@@ -52,8 +52,9 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+from .. import events
 from .._execution import counters as _stats
 from .._execution.counters import BOUNDS, BUCKETS_PER_OCTAVE, DEFAULT_BUCKETS, Stats
 from .._runtime import fork as _fork
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
     from ..events import ListenerSet
 
 __all__ = [
+    "FAMILIES",
+    "Family",
+    "exporting",
     "DEFAULT_BUCKETS",
     "STATE_VALUES",
     "Counts",
@@ -85,6 +89,7 @@ STATE_VALUES = {
 }
 # Which state a name reports when live breakers share it: the least healthy.
 _SEVERITY = {0: 0, 2: 1, 1: 2}
+K = TypeVar("K")
 
 # The plain integer and float fields of a Stats, summed and subtracted alike.
 FIELDS = (
@@ -167,12 +172,9 @@ class Counts:
     def merge(self, other: Counts) -> None:
         for f in FIELDS:
             setattr(self, f, getattr(self, f) + getattr(other, f))
-        for mine, theirs in ((self.latency, other.latency), (self.first_items, other.first_items)):
-            for i, n in theirs.items():
-                mine[i] = mine.get(i, 0) + n
-        changes = self.changes
-        for key, n in other.changes.items():
-            changes[key] = changes.get(key, 0) + n
+        _add(self.latency, other.latency)
+        _add(self.first_items, other.first_items)
+        _add(self.changes, other.changes)
 
     def copy(self) -> Counts:
         counts = Counts()
@@ -198,6 +200,12 @@ class Counts:
     def streams(self) -> int:
         """Streams that yielded a first item (those with a time to it)."""
         return sum(self.first_items.values())
+
+
+def _add(mine: dict[K, int], theirs: dict[K, int]) -> None:
+    """Add ``theirs`` counts into ``mine``, key by key."""
+    for key, n in theirs.items():
+        mine[key] = mine.get(key, 0) + n
 
 
 def _copy(changes: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -401,6 +409,149 @@ class Reading:
                     self._lock.release()
 
 
+class Family(NamedTuple):
+    """One counted series as both exporters name and describe it."""
+
+    name: str  # Prometheus's (before any namespace)
+    instrument: str  # OpenTelemetry's
+    kind: str  # "gauge" or "counter"
+    field: str  # the Series field with its rows: (policy name, *labels, value)
+    labels: tuple[str, ...]  # after the policy's name
+    unit: str  # OpenTelemetry's
+    text: str  # the help / description
+
+
+FAMILIES = (
+    Family(
+        "circuit_breaker_state",
+        "resilient.circuit_breaker.state",
+        "gauge",
+        "states",
+        (),
+        "",
+        "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), 2 half-open",
+    ),
+    Family(
+        "circuit_breaker_shadow",
+        "resilient.circuit_breaker.shadow",
+        "gauge",
+        "shadows",
+        (),
+        "",
+        "1 for a shadow circuit breaker: its states, changes and rejections are what "
+        "it would have done (it rejects nothing)",
+    ),
+    Family(
+        "circuit_breaker_state_changes",
+        "resilient.circuit_breaker.state_changes",
+        "counter",
+        "changes",
+        ("from_state", "to_state"),
+        "{transition}",
+        "Circuit breaker state transitions",
+    ),
+    Family(
+        "circuit_breaker_calls",
+        "resilient.circuit_breaker.calls",
+        "counter",
+        "breaker_calls",
+        ("result",),
+        "{call}",
+        "Calls through a circuit breaker, by how the breaker counted them",
+    ),
+    Family(
+        "retry_attempts",
+        "resilient.retry.attempts",
+        "counter",
+        "retries",
+        (),
+        "{call}",
+        "Retries (attempts after the first)",
+    ),
+    Family(
+        "hedging_attempts",
+        "resilient.hedging.attempts",
+        "counter",
+        "hedges",
+        (),
+        "{call}",
+        "Hedges (attempts a hedged call started after the first)",
+    ),
+    Family(
+        "timeout_operations",
+        "resilient.timeout.operations",
+        "counter",
+        "timeouts",
+        (),
+        "{call}",
+        "Calls that timed out",
+    ),
+    Family(
+        "bulkhead_executions",
+        "resilient.bulkhead.executions",
+        "counter",
+        "bulkhead",
+        ("state",),
+        "{call}",
+        "Calls through a bulkhead: success, failure or rejected",
+    ),
+    Family(
+        "bulkhead_limit",
+        "resilient.bulkhead.limit",
+        "gauge",
+        "limits",
+        (),
+        "{call}",
+        "A bulkhead's limit of concurrent calls",
+    ),
+    Family(
+        "rate_limiter_calls",
+        "resilient.rate_limiter.calls",
+        "counter",
+        "rate_limiter",
+        ("result",),
+        "{call}",
+        "Calls a rate limiter admitted or rejected",
+    ),
+    Family(
+        "retry_budget_refusals",
+        "resilient.retry.budget_refusals",
+        "counter",
+        "budget_refusals",
+        (),
+        "{call}",
+        "Retries a retry budget refused",
+    ),
+    Family(
+        "failover_calls",
+        "resilient.failover.calls",
+        "counter",
+        "failover",
+        ("target",),
+        "{call}",
+        "Calls through a failover, by the target that answered",
+    ),
+)
+
+
+def exporting(reading: Reading, stop: Callable[[], object]) -> Callable[[], None]:
+    """Feed ``reading`` every event from now on. Returns the function that
+    ends an exporter, once: ``stop()`` (the exporter's own end), then the
+    subscription and the reading."""
+    unsubscribe = events.GLOBAL.subscribe(reading)
+    done = False
+
+    def uninstrument() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            stop()
+            unsubscribe()
+            reading.close()
+
+    return uninstrument
+
+
 def _base_of(base: dict[int, tuple[weakref.ref[Stats], Counts]], stats: Stats) -> Counts | None:
     entry = base.get(id(stats))
     if entry is None or entry[0]() is not stats:
@@ -505,19 +656,13 @@ def series(view: View) -> Series:
         if counts.timeouts or kind == "timeout":
             timeouts[name] = timeouts.get(name, 0) + counts.timeouts
         if counts.latency:
-            total = durations.get(name)
-            if total is None:
-                durations[name] = total = Counts()
+            total = durations.setdefault(name, Counts())
             total.latency_sum += counts.latency_sum
-            for i, n in counts.latency.items():
-                total.latency[i] = total.latency.get(i, 0) + n
+            _add(total.latency, counts.latency)
         if counts.first_items:
-            total = first_items.get(name)
-            if total is None:
-                first_items[name] = total = Counts()
+            total = first_items.setdefault(name, Counts())
             total.first_item_sum += counts.first_item_sum
-            for i, n in counts.first_items.items():
-                total.first_items[i] = total.first_items.get(i, 0) + n
+            _add(total.first_items, counts.first_items)
     return Series(
         states=sorted(states.items()),
         changes=sorted(changes),

@@ -41,9 +41,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import __version__, events
+from .. import __version__
 from .._runtime import fork as _fork
-from ._export import DEFAULT_BUCKETS, Reading, Series, check_buckets, middle, series
+from ._export import (
+    DEFAULT_BUCKETS,
+    FAMILIES,
+    Family,
+    Reading,
+    Series,
+    check_buckets,
+    exporting,
+    middle,
+    series,
+)
 
 __all__ = ["NAME", "instrument"]
 
@@ -75,78 +85,14 @@ class _Exporter:
         self._values: Series | None = None
         # Per name: the latency bucket counts already recorded.
         self._fed: dict[str, dict[int, int]] = {}
-        meter.create_observable_gauge(
-            "resilient.circuit_breaker.state",
-            callbacks=[self._states],
-            description="Circuit breaker state: 0 closed (or forced closed), "
-            "1 open (or forced open), 2 half-open",
-        )
-        meter.create_observable_gauge(
-            "resilient.circuit_breaker.shadow",
-            callbacks=[self._shadows],
-            description="1 for a shadow circuit breaker: its states, changes and "
-            "rejections are what it would have done (it rejects nothing)",
-        )
-        meter.create_observable_counter(
-            "resilient.circuit_breaker.state_changes",
-            callbacks=[self._changes],
-            unit="{transition}",
-            description="Circuit breaker state transitions",
-        )
-        meter.create_observable_counter(
-            "resilient.circuit_breaker.calls",
-            callbacks=[self._calls],
-            unit="{call}",
-            description="Calls through a circuit breaker, by how the breaker counted them",
-        )
-        meter.create_observable_counter(
-            "resilient.retry.attempts",
-            callbacks=[self._retries],
-            unit="{call}",
-            description="Retries (attempts after the first)",
-        )
-        meter.create_observable_counter(
-            "resilient.hedging.attempts",
-            callbacks=[self._hedges],
-            unit="{call}",
-            description="Hedges (attempts a hedged call started after the first)",
-        )
-        meter.create_observable_counter(
-            "resilient.timeout.operations",
-            callbacks=[self._timeouts],
-            unit="{call}",
-            description="Calls that timed out",
-        )
-        meter.create_observable_counter(
-            "resilient.bulkhead.executions",
-            callbacks=[self._bulkhead],
-            unit="{call}",
-            description="Calls through a bulkhead: success, failure or rejected",
-        )
-        meter.create_observable_gauge(
-            "resilient.bulkhead.limit",
-            callbacks=[self._limits],
-            unit="{call}",
-            description="A bulkhead's limit of concurrent calls",
-        )
-        meter.create_observable_counter(
-            "resilient.rate_limiter.calls",
-            callbacks=[self._limiter],
-            unit="{call}",
-            description="Calls a rate limiter admitted or rejected",
-        )
-        meter.create_observable_counter(
-            "resilient.retry.budget_refusals",
-            callbacks=[self._refusals],
-            unit="{call}",
-            description="Retries a retry budget refused",
-        )
-        meter.create_observable_counter(
-            "resilient.failover.calls",
-            callbacks=[self._failover],
-            unit="{call}",
-            description="Calls through a failover, by the target that answered",
-        )
+        # The state gauge's callback is the first of each collection: it
+        # reads the counters (see _read).
+        for family in FAMILIES:
+            create = getattr(meter, f"create_observable_{family.kind}")
+            callback = self._callback(family, fresh=family.field == "states")
+            create(
+                family.instrument, callbacks=[callback], unit=family.unit, description=family.text
+            )
         self._duration = meter.create_histogram(
             "resilient.operation.duration",
             unit="s",
@@ -208,54 +154,15 @@ class _Exporter:
         observation = self._observation
         return [observation(row[-1], dict(zip(labels, row[:-1], strict=True))) for row in rows]
 
-    def _states(self, options: Any) -> list[Any]:
-        values = self._read(fresh=True)
-        return [] if values is None else self._observe(values.states, (NAME,))
+    def _callback(self, family: Family, *, fresh: bool) -> Callable[[Any], list[Any]]:
+        """The callback of the instrument of ``family``."""
+        field, labels = family.field, (NAME, *family.labels)
 
-    def _shadows(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.shadows, (NAME,))
+        def observe(options: Any) -> list[Any]:
+            values = self._read(fresh=fresh)
+            return [] if values is None else self._observe(getattr(values, field), labels)
 
-    def _changes(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        labels = (NAME, "from_state", "to_state")
-        return [] if values is None else self._observe(values.changes, labels)
-
-    def _calls(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.breaker_calls, (NAME, "result"))
-
-    def _retries(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.retries, (NAME,))
-
-    def _hedges(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.hedges, (NAME,))
-
-    def _timeouts(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.timeouts, (NAME,))
-
-    def _bulkhead(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.bulkhead, (NAME, "state"))
-
-    def _limits(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.limits, (NAME,))
-
-    def _limiter(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.rate_limiter, (NAME, "result"))
-
-    def _refusals(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.budget_refusals, (NAME,))
-
-    def _failover(self, options: Any) -> list[Any]:
-        values = self._read(fresh=False)
-        return [] if values is None else self._observe(values.failover, (NAME, "target"))
+        return observe
 
 
 def instrument(
@@ -276,15 +183,4 @@ def instrument(
     provider = meter_provider if meter_provider is not None else api.get_meter_provider()
     reading = Reading()
     exporter = _Exporter(api, provider.get_meter("resilient", __version__), reading, bounds)
-    unsubscribe = events.GLOBAL.subscribe(reading)
-    done = False
-
-    def uninstrument() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            exporter.stop()
-            unsubscribe()
-            reading.close()
-
-    return uninstrument
+    return exporting(reading, exporter.stop)

@@ -8,13 +8,14 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .. import events
 from ._export import (
     DEFAULT_BUCKETS,
+    FAMILIES,
     Reading,
     check_buckets,
     cumulative,
     cutoffs,
+    exporting,
     series,
 )
 
@@ -55,18 +56,7 @@ class _Collector:
         self._names = {
             name: name if name.startswith(prefix) else prefix + name
             for name in (
-                "circuit_breaker_state",
-                "circuit_breaker_shadow",
-                "circuit_breaker_state_changes",
-                "circuit_breaker_calls",
-                "retry_attempts",
-                "hedging_attempts",
-                "timeout_operations",
-                "bulkhead_executions",
-                "bulkhead_limit",
-                "rate_limiter_calls",
-                "retry_budget_refusals",
-                "failover_calls",
+                *(family.name for family in FAMILIES),
                 "resilient_operation_duration_seconds",
                 "resilient_time_to_first_item_seconds",
             )
@@ -83,58 +73,13 @@ class _Collector:
 
     def _families(self, values: Any) -> Iterator[Any]:
         n = self._names
-        state = self._gauge(
-            n["circuit_breaker_state"],
-            "Circuit breaker state: 0 closed (or forced closed), 1 open (or forced open), "
-            "2 half-open",
-            labels=["name"],
-        )
-        shadow = self._gauge(
-            n["circuit_breaker_shadow"],
-            "1 for a shadow circuit breaker: its states, changes and rejections are what "
-            "it would have done (it rejects nothing)",
-            labels=["name"],
-        )
-        changes = self._counter(
-            n["circuit_breaker_state_changes"],
-            "Circuit breaker state transitions",
-            labels=["name", "from_state", "to_state"],
-        )
-        calls = self._counter(
-            n["circuit_breaker_calls"],
-            "Calls through a circuit breaker, by how the breaker counted them",
-            labels=["name", "result"],
-        )
-        retries = self._counter(
-            n["retry_attempts"], "Retries (attempts after the first)", labels=["name"]
-        )
-        hedges = self._counter(
-            n["hedging_attempts"],
-            "Hedges (attempts a hedged call started after the first)",
-            labels=["name"],
-        )
-        timeouts = self._counter(n["timeout_operations"], "Calls that timed out", labels=["name"])
-        bulkhead = self._counter(
-            n["bulkhead_executions"],
-            "Calls through a bulkhead: success, failure or rejected",
-            labels=["name", "state"],
-        )
-        limit = self._gauge(
-            n["bulkhead_limit"], "A bulkhead's limit of concurrent calls", labels=["name"]
-        )
-        limiter = self._counter(
-            n["rate_limiter_calls"],
-            "Calls a rate limiter admitted or rejected",
-            labels=["name", "result"],
-        )
-        refusals = self._counter(
-            n["retry_budget_refusals"], "Retries a retry budget refused", labels=["name"]
-        )
-        failover = self._counter(
-            n["failover_calls"],
-            "Calls through a failover, by the target that answered",
-            labels=["name", "target"],
-        )
+        for family in FAMILIES:
+            make = self._gauge if family.kind == "gauge" else self._counter
+            metric = make(n[family.name], family.text, labels=["name", *family.labels])
+            if values is not None:
+                for policy, *rest in getattr(values, family.field):
+                    metric.add_metric([_label(policy), *rest[:-1]], rest[-1])
+            yield metric
         duration = self._histogram(
             n["resilient_operation_duration_seconds"],
             "Duration of each call of a protected function, retries included",
@@ -146,52 +91,14 @@ class _Collector:
             labels=["name"],
         )
         if values is not None:
-            for name, counts in values.first_items:
-                below = cumulative(counts.first_items, self._cuts)
-                buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.streams)]
-                first_item.add_metric([_label(name)], buckets, counts.first_item_sum)
-            for name, value in values.states:
-                state.add_metric([_label(name)], value)
-            for name, value in values.shadows:
-                shadow.add_metric([_label(name)], value)
-            for name, old, new, count in values.changes:
-                changes.add_metric([_label(name), old, new], count)
-            for name, result, count in values.breaker_calls:
-                calls.add_metric([_label(name), result], count)
-            for name, count in values.retries:
-                retries.add_metric([_label(name)], count)
-            for name, count in values.hedges:
-                hedges.add_metric([_label(name)], count)
-            for name, count in values.timeouts:
-                timeouts.add_metric([_label(name)], count)
-            for name, outcome, count in values.bulkhead:
-                bulkhead.add_metric([_label(name), outcome], count)
-            for name, value in values.limits:
-                limit.add_metric([_label(name)], value)
-            for name, result, count in values.rate_limiter:
-                limiter.add_metric([_label(name), result], count)
-            for name, count in values.budget_refusals:
-                refusals.add_metric([_label(name)], count)
-            for name, target, count in values.failover:
-                failover.add_metric([_label(name), target], count)
             for name, counts in values.durations:
                 below = cumulative(counts.latency, self._cuts)
                 buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.ran)]
                 duration.add_metric([_label(name)], buckets, counts.latency_sum)
-        yield from (
-            state,
-            shadow,
-            changes,
-            calls,
-            retries,
-            hedges,
-            timeouts,
-            bulkhead,
-            limit,
-            limiter,
-            refusals,
-            failover,
-        )
+            for name, counts in values.first_items:
+                below = cumulative(counts.first_items, self._cuts)
+                buckets = [*zip(self._les, below, strict=True), ("+Inf", counts.streams)]
+                first_item.add_metric([_label(name)], buckets, counts.first_item_sum)
         yield duration
         yield first_item
 
@@ -240,18 +147,7 @@ def instrument(
             "resilient's metrics are already in this Prometheus registry: call the "
             f"function the first instrument() returned before instrumenting again ({exc})"
         ) from exc
-    unsubscribe = events.GLOBAL.subscribe(reading)
-    done = False
-
-    def uninstrument() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            unsubscribe()
-            reading.close()
-            target.unregister(collector)
-
-    return uninstrument
+    return exporting(reading, lambda: target.unregister(collector))
 
 
 def _label(name: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
@@ -24,13 +24,14 @@ from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.exc_info import ExcInfo
 from .._runtime.gil import GIL
 from .._runtime.mapping import FromDict
-from .._runtime.settings import changes as _settings_changes
+from .._runtime.settings import store_kept as _store_kept
 from .._runtime.switch import switch
 from ..errors import RateLimitExceededError
 from ..events import METERED
@@ -220,14 +221,7 @@ class RateLimiter(NamedPolicy):
         a ``ValueError``. With a shared store the settings are this
         process's own choice: no other process is reconfigured. Emits
         ``Reconfigured``."""
-        if not isinstance(config, RateLimitConfig):
-            raise TypeError(f"RateLimiter config must be a RateLimitConfig, got {config!r}")
-        if config.storage is not self.config.storage:
-            raise ValueError(
-                f"RateLimiter {self.name!r}: storage cannot change in place "
-                f"(got {config.storage!r}, the limiter has {self.config.storage!r})"
-            )
-        changed = _settings_changes(self.config, config)
+        changed = _store_kept("RateLimiter", "limiter", self.name, self.config, config)
         if not changed:
             return
         assert config.burst is not None
@@ -375,11 +369,7 @@ class RateLimiter(NamedPolicy):
         """Take a turn for this thread, sleeping until it comes if need be."""
         token, wait = self._reserve()
         if wait > 0.0:
-            try:
-                _clock.sleep(wait)
-            except BaseException:
-                self._give_back(token)
-                raise
+            wait_for_turn(wait, self._give_back, token)
         self._stats_for(self.name).succeeded += 1
 
     async def _areserve(self) -> tuple[object, float]:
@@ -397,11 +387,7 @@ class RateLimiter(NamedPolicy):
         """Take a turn for this task, sleeping until it comes if need be."""
         token, wait = await self._areserve()
         if wait > 0.0:
-            try:
-                await _clock.sleep_async(wait)
-            except BaseException:
-                self._give_back(token)
-                raise
+            await await_turn(wait, self._give_back, token)
         self._stats_for(self.name).succeeded += 1
 
     # -- execution -------------------------------------------------------------
@@ -419,9 +405,7 @@ class RateLimiter(NamedPolicy):
             return -1.0
         return core.tolerance + core.slack
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
         acquire_slow = self._acquire
@@ -431,8 +415,7 @@ class RateLimiter(NamedPolicy):
         clock = _clock
 
         def through_limiter(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -467,9 +450,7 @@ class RateLimiter(NamedPolicy):
 
         return through_limiter
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
         )
@@ -481,8 +462,7 @@ class RateLimiter(NamedPolicy):
         clock = _clock
 
         async def through_limiter(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 start = clock.now()
@@ -517,27 +497,19 @@ class RateLimiter(NamedPolicy):
 
         return through_limiter
 
-    def _run(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             self._acquire()
         return fn(*args, **kwargs)
 
-    async def _arun(
-        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             await self._aacquire()
         return await fn(*args, **kwargs)
 
     # A stream takes one turn when it starts (at its first item's request).
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         if switch.on:
             self._acquire()
         stream = fn(*args, **kwargs)
@@ -546,13 +518,7 @@ class RateLimiter(NamedPolicy):
         finally:
             _streams.close(stream)
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
         if switch.on:
             await self._aacquire()
         stream = fn(*args, **kwargs)
@@ -607,3 +573,25 @@ def swap_turns(limiter: RateLimiter, saved: object | None = None) -> object:
     """Install ``saved`` turns (``None``: a full burst) in ``limiter`` and
     return what they replaced (``Registry.isolated()``)."""
     return limiter._swap_turns(cast("tuple[float, list[float]] | None", saved))
+
+
+# Waiting for a turn taken ahead (a limiter's, or a stack's turns): an
+# interrupt while waiting (a cancellation, KeyboardInterrupt) gives it back.
+
+
+def wait_for_turn(wait: float, give_back: Callable[[Any], object], taken: object) -> None:
+    """Sleep ``wait`` seconds for the turn ``taken``; give it back if interrupted."""
+    try:
+        _clock.sleep(wait)
+    except BaseException:
+        give_back(taken)
+        raise
+
+
+async def await_turn(wait: float, give_back: Callable[[Any], object], taken: object) -> None:
+    """``wait_for_turn`` for a task."""
+    try:
+        await _clock.sleep_async(wait)
+    except BaseException:
+        give_back(taken)
+        raise

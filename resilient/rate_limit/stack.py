@@ -15,18 +15,19 @@ error reaches the caller as itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
+from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime.gil import GIL
 from .._runtime.switch import switch
 from ..events import METERED
-from .limiter import RateLimiter
+from .limiter import RateLimiter, await_turn, wait_for_turn
 
 if TYPE_CHECKING:
     from .._execution.counters import Stats
@@ -101,7 +102,7 @@ class Limits(PolicyBase):
 
     # -- admission ---------------------------------------------------------------
 
-    def _costs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[float]:
+    def _costs(self, args: Args, kwargs: Kwargs) -> list[float]:
         """What the call costs each limit, before any turn is taken."""
         fixed = self._fixed
         if fixed is not None:
@@ -147,21 +148,13 @@ class Limits(PolicyBase):
     def _admit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
         if wait > 0.0:
-            try:
-                _clock.sleep(wait)
-            except BaseException:
-                self._give_back(taken)
-                raise
+            wait_for_turn(wait, self._give_back, taken)
         self._count()
 
     async def _aadmit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
         if wait > 0.0:
-            try:
-                await _clock.sleep_async(wait)
-            except BaseException:
-                self._give_back(taken)
-                raise
+            await await_turn(wait, self._give_back, taken)
         self._count()
 
     def _turns(self, costs: list[float]) -> tuple[list[tuple[RateLimiter, object, float]], float]:
@@ -204,9 +197,7 @@ class Limits(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
-    def _run(
-        self, fn: Callable[..., R], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
         costs = self._costs(args, kwargs)
@@ -216,13 +207,7 @@ class Limits(PolicyBase):
             self._settle(costs, result)
         return result
 
-    async def _arun(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
         costs = self._costs(args, kwargs)
@@ -235,20 +220,13 @@ class Limits(PolicyBase):
     # A stream takes its turns when it starts (at its first item's request).
     # ``actual`` reads the stream's last item once it is exhausted (where
     # LLM APIs put a stream's usage); a stream that raises or is closed
-    # early keeps its estimate charged.
+    # early keeps its estimate charged. With resilience switched off, the
+    # stream is relayed and nothing is taken.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> Iterator[Any]:
-        if not switch.on:
-            yield from fn(*args, **kwargs)
-            return
-        costs = self._costs(args, kwargs)
-        self._admit(costs)
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+        costs = self._costs(args, kwargs) if switch.on else None
+        if costs is not None:
+            self._admit(costs)
         stream = fn(*args, **kwargs)
         last = _NOTHING
         try:
@@ -256,22 +234,13 @@ class Limits(PolicyBase):
                 yield last
         finally:
             _streams.close(stream)
-        if self._settles and last is not _NOTHING:
+        if costs is not None and self._settles and last is not _NOTHING:
             self._settle(costs, last)
 
-    async def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-    ) -> AsyncIterator[Any]:
-        if not switch.on:
-            async for item in fn(*args, **kwargs):
-                yield item
-            return
-        costs = self._costs(args, kwargs)
-        await self._aadmit(costs)
+    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+        costs = self._costs(args, kwargs) if switch.on else None
+        if costs is not None:
+            await self._aadmit(costs)
         stream = fn(*args, **kwargs)
         last = _NOTHING
         try:
@@ -279,12 +248,10 @@ class Limits(PolicyBase):
                 yield last
         finally:
             await _streams.aclose(stream)
-        if self._settles and last is not _NOTHING:
+        if costs is not None and self._settles and last is not _NOTHING:
             self._settle(costs, last)
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run
         gate, detour, meter = watching(
             self, fn, name, entry, lambda args, kwargs: run(fn, name, args, kwargs)
@@ -299,8 +266,7 @@ class Limits(PolicyBase):
         settles = self._settles
 
         def through_limits(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
@@ -332,9 +298,7 @@ class Limits(PolicyBase):
 
         return through_limits
 
-    def _one_sync(
-        self, fn: Callable[..., R], name: str, gate: Any, detour: Any, meter: Any
-    ) -> Callable[..., R]:
+    def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
         """One limit with a cost and no ``actual``: GCRA inline, as the plain
         limiter's fast path, weighed."""
         lim = self.limits[0]
@@ -351,8 +315,7 @@ class Limits(PolicyBase):
         admit, run, clock = self._admit, self._run, _clock
 
         def through_limit(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[no-any-return]
                 return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
@@ -380,9 +343,7 @@ class Limits(PolicyBase):
 
         return through_limit
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         arun = self._arun
         gate, detour, meter = watching(
             self, fn, name, entry, lambda args, kwargs: arun(fn, name, args, kwargs), is_async=True
@@ -397,8 +358,7 @@ class Limits(PolicyBase):
         settles = self._settles
 
         async def through_limits(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
@@ -431,7 +391,7 @@ class Limits(PolicyBase):
         return through_limits
 
     def _one_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, gate: Any, detour: Any, meter: Any
+        self, fn: AsyncFn[R], name: str, gate: Any, detour: Any, meter: Any
     ) -> Callable[..., Awaitable[R]]:
         lim = self.limits[0]
         limiter = lim.limiter
@@ -447,8 +407,7 @@ class Limits(PolicyBase):
         aadmit, arun, clock = self._aadmit, self._arun, _clock
 
         async def through_limit(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
                 return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[no-any-return]

@@ -24,7 +24,6 @@ emitted.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from typing import Unpack
 
@@ -32,7 +31,7 @@ from .._fields import RetryFields
 from .._runtime import clock as _clock
 from .._runtime.exc_info import ExcInfo
 from .._runtime.switch import switch
-from .retry import Retry, RetryConfig
+from .retry import Retry, RetryConfig, retry_of
 
 __all__ = ["AsyncRetrying", "Attempt", "Retrying", "aretrying", "retrying"]
 
@@ -69,20 +68,7 @@ class _Loop:
     __slots__ = ("_delay", "_done", "_name", "_number", "_previous", "_retry", "_start")
 
     def __init__(self, config: RetryConfig | Retry | None, fields: RetryFields) -> None:
-        if isinstance(config, Retry):
-            if fields:
-                raise TypeError(
-                    "retrying: pass either a Retry or a config with fields, "
-                    f"not both (got fields={sorted(fields)})"
-                )
-            retry = config
-        else:
-            if config is not None and not isinstance(config, RetryConfig):
-                raise TypeError(
-                    f"retrying: config must be a RetryConfig or a Retry, got {config!r}"
-                )
-            base = config if config is not None else RetryConfig()
-            retry = Retry(dataclasses.replace(base, **fields) if fields else base)
+        retry = retry_of("retrying", config, fields)
         if retry.config.retry_if_result is not None:
             raise ValueError(
                 "retrying: retry_if_result has no result to look at in a block; "
@@ -139,10 +125,7 @@ class Retrying(_Loop):
     __slots__ = ()
 
     def __iter__(self) -> Iterator[Attempt]:
-        while True:
-            attempt = self._next()
-            if attempt is None:
-                return
+        while (attempt := self._next()) is not None:
             yield attempt
             if self._delay is not None:
                 _clock.sleep(self._delay)
@@ -154,10 +137,7 @@ class AsyncRetrying(_Loop):
     __slots__ = ()
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
-        while True:
-            attempt = self._next()
-            if attempt is None:
-                return
+        while (attempt := self._next()) is not None:
             yield attempt
             if self._delay is not None:
                 # A cancellation here ends the loop: no further attempt.

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
+from .._execution.streams import Args, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.environment import defaults
@@ -40,14 +41,11 @@ from .backoff import (
 from .budget import RetryBudget
 
 if TYPE_CHECKING:
-    from .._execution.compose import Decoratable
     from .._execution.request import Request
 
 __all__ = ["Retry", "RetryConfig", "RetryPolicies"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound="Decoratable")
 
 log = logging.getLogger("resilient")
 
@@ -83,6 +81,11 @@ class RetryConfig(FromDict):
             retry it refuses gives up (``None``: no budget).
     """
 
+    # The presets, set below the class.
+    DEFAULT: ClassVar[RetryConfig]
+    AGGRESSIVE: ClassVar[RetryConfig]
+    NO_RETRY: ClassVar[RetryConfig]
+
     _durations = frozenset({"initial_delay", "max_delay", "deadline"})
 
     max_attempts: int = field(default_factory=lambda: defaults.retry_max_attempts)
@@ -99,10 +102,6 @@ class RetryConfig(FromDict):
     deadline: float | None = None
     rng: random.Random | None = None
     budget: RetryBudget | None = None
-
-    DEFAULT: ClassVar[RetryConfig]
-    AGGRESSIVE: ClassVar[RetryConfig]
-    NO_RETRY: ClassVar[RetryConfig]
 
     def __post_init__(self) -> None:
         v = _validate
@@ -431,22 +430,18 @@ class Retry(PolicyBase):
     # once it has failed (and outside its except block, so later errors do
     # not chain onto earlier ones).
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         retry = self._retry
         check = self._check_result
         deadline = self._deadline
         first_attempt = self._first_attempt
         gate, detour, meter = watching(self, fn, name, entry)
-        clock = _clock
 
         def retrying(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                begun = clock.now()
+                begun = _clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
             if first_attempt is not None:
                 first_attempt()
@@ -473,22 +468,18 @@ class Retry(PolicyBase):
 
         return retrying
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         aretry = self._aretry
         check = self._check_result
         deadline = self._deadline
         first_attempt = self._first_attempt
         gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-        clock = _clock
 
         async def retrying(*args: Any, **kwargs: Any) -> R:
-            level = gate.level
-            if level:
+            if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                begun = clock.now()
+                begun = _clock.now()
             start = _clock.monotonic() if deadline is not None else 0.0
             if first_attempt is not None:
                 first_attempt()
@@ -517,10 +508,10 @@ class Retry(PolicyBase):
 
     def _retry(
         self,
-        fn: Callable[..., R],
+        fn: SyncFn[R],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         error: Exception | None,
         result: Any,
         start: float,
@@ -557,10 +548,10 @@ class Retry(PolicyBase):
 
     async def _aretry(
         self,
-        fn: Callable[..., Awaitable[R]],
+        fn: AsyncFn[R],
         name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         error: Exception | None,
         result: Any,
         start: float,
@@ -601,13 +592,7 @@ class Retry(PolicyBase):
     # ticket (an open breaker) is waited for, then given back: the next
     # stream asks the breaker as any other call does.
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> Iterator[Any]:
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
         start = _clock.monotonic() if self._deadline is not None else 0.0
         previous = 0.0
         first_attempt = self._first_attempt
@@ -632,13 +617,7 @@ class Retry(PolicyBase):
 
         return _streams.before_first(first, recover)
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str,
-    ) -> AsyncIterator[Any]:
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AsyncIterator[Any]:
         start = _clock.monotonic() if self._deadline is not None else 0.0
         previous = 0.0
         first_attempt = self._first_attempt
@@ -684,9 +663,9 @@ def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
 def _attempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
-    fn: Callable[..., R],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    fn: SyncFn[R],
+    args: Args,
+    kwargs: Kwargs,
 ) -> R:
     try:
         _clock.sleep(delay)
@@ -704,9 +683,9 @@ def _attempt_with(
 async def _aattempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
-    fn: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    fn: AsyncFn[R],
+    args: Args,
+    kwargs: Kwargs,
 ) -> R:
     try:
         await _clock.sleep_async(delay)
@@ -719,3 +698,20 @@ async def _aattempt_with(
             _waiting.holding.reset(token)
     finally:
         ticket.release()
+
+
+def retry_of(owner: str, config: RetryConfig | Retry | None, fields: Mapping[str, Any]) -> Retry:
+    """What ``with_retry`` and ``retrying`` (``owner``, named in errors) run:
+    a ready ``Retry`` as is, or a new one of ``config`` (default
+    ``RetryConfig()``) with ``fields`` replacing its own."""
+    if isinstance(config, Retry):
+        if fields:
+            raise TypeError(
+                f"{owner}: pass either a Retry or a config with fields, "
+                f"not both (got fields={sorted(fields)})"
+            )
+        return config
+    if config is not None and not isinstance(config, RetryConfig):
+        raise TypeError(f"{owner}: config must be a RetryConfig or a Retry, got {config!r}")
+    base = config if config is not None else RetryConfig()
+    return Retry(replace(base, **fields) if fields else base)

@@ -38,6 +38,7 @@ __all__ = [
     "FIRED",
     "WHEN",
     "DeadlineQueue",
+    "LoopTimer",
     "current_task",
     "running_loop",
     "settle",
@@ -54,21 +55,59 @@ _RESOLUTION = time.get_clock_info("monotonic").resolution
 WHEN, TASK, CANCELLING, FIRED = 0, 1, 2, 3
 
 
-class DeadlineQueue:
-    """The deadlines of the calls timed by ``seconds`` on ``loop``, behind
-    one ``loop.call_at``. Used from the loop's own thread only."""
+class LoopTimer:
+    """Entries (lists, their deadline first) in deadline order on one event
+    loop, behind one ``loop.call_at`` for the first: arming is an append,
+    and an entry whose deadline is None no longer counts (dropped when the
+    timer gets there). ``fire`` hands each due entry to ``expire``."""
 
-    __slots__ = ("entries", "handle", "loop", "seconds", "time")
+    __slots__ = ("entries", "handle", "loop", "time")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.seconds = seconds
         # The loop's clock: asyncio's own is ``time.monotonic``, read here
         # without the method around it (uvloop keeps its own).
         base = type(loop).time is asyncio.BaseEventLoop.time
         self.time: Callable[[], float] = time.monotonic if base else loop.time
         self.entries: deque[list[Any]] = deque()
         self.handle: asyncio.Handle | None = None
+
+    def expire(self, entry: list[Any], when: float) -> None:
+        """``entry``'s deadline ``when`` has come (it is off the queue)."""
+        raise NotImplementedError
+
+    def fire(self) -> None:
+        """The loop timer: expire every entry due by now, and set the timer
+        for the first one that is not. ``handle`` stays set meanwhile, so
+        entries armed by an expiry add no timer of their own."""
+        entries = self.entries
+        due = self.time() + _RESOLUTION
+        try:
+            while entries:
+                when = entries[0][WHEN]
+                if when is None:
+                    entries.popleft()
+                elif when <= due:
+                    self.expire(entries.popleft(), when)
+                else:
+                    self.handle = self.loop.call_at(when, self.fire)
+                    return
+        except BaseException:
+            # An interrupt out of an expiry: the others still get theirs.
+            self.handle = self.loop.call_soon(self.fire)
+            raise
+        self.handle = None
+
+
+class DeadlineQueue(LoopTimer):
+    """The deadlines of the calls timed by ``seconds`` on ``loop``, behind
+    one ``loop.call_at``. Used from the loop's own thread only."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        super().__init__(loop)
+        self.seconds = seconds
 
     def __repr__(self) -> str:
         return f"<DeadlineQueue {self.seconds:g}s entries={len(self.entries)}>"
@@ -82,30 +121,11 @@ class DeadlineQueue:
             self.handle = self.loop.call_at(when, self.fire)
         return entry
 
-    def fire(self) -> None:
-        """The loop timer: cancel the task of every entry due by now, and
-        set the timer for the first one that is not."""
-        entries = self.entries
-        due = self.time() + _RESOLUTION
-        try:
-            while entries:
-                entry = entries[0]
-                when = entry[WHEN]
-                if when is None:
-                    entries.popleft()
-                elif when <= due:
-                    entries.popleft()
-                    entry[WHEN] = None
-                    entry[FIRED] = True
-                    entry[TASK].cancel()
-                else:
-                    self.handle = self.loop.call_at(when, self.fire)
-                    return
-        except BaseException:
-            # An interrupt out of a cancellation: the others still get theirs.
-            self.handle = self.loop.call_soon(self.fire)
-            raise
-        self.handle = None
+    def expire(self, entry: list[Any], when: float) -> None:
+        """Cancel the task of ``entry``: its deadline has come."""
+        entry[WHEN] = None
+        entry[FIRED] = True
+        entry[TASK].cancel()
 
 
 def settle(entries: deque[list[Any]], entry: list[Any], error: BaseException | None) -> bool:

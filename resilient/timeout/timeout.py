@@ -33,12 +33,13 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.policy_base import ForwardingPolicy
+from .._execution.streams import Args, AsyncFn, Kwargs, SyncFn
 from .._runtime import alarm as _alarm
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Timeout", "TimeoutConfig", "TimeoutMode", "WorkerPool", "timeout_seconds"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound="Decoratable")
 
@@ -263,27 +263,17 @@ class Timeout(ForwardingPolicy):
     # arming a timeout costs far more than the frame, and it has no per-call
     # events of its own.
 
-    def _wrap_sync(
-        self, fn: Callable[..., R], name: str, entry: Request | None = None
-    ) -> Callable[..., R]:
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         if self.seconds is None:
             raise self._no_seconds()
         return super()._wrap_sync(fn, name, entry)
 
-    def _wrap_async(
-        self, fn: Callable[..., Awaitable[R]], name: str, entry: Request | None = None
-    ) -> Callable[..., Awaitable[R]]:
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         if self.seconds is None:
             raise self._no_seconds()
         return super()._wrap_async(fn, name, entry)
 
-    def _run(
-        self,
-        fn: Callable[..., R],
-        name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
+    def _run(self, fn: SyncFn[R], name: str | None, args: Args, kwargs: Kwargs) -> R:
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
@@ -297,9 +287,9 @@ class Timeout(ForwardingPolicy):
 
     def _call_inline(
         self,
-        fn: Callable[..., R],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        fn: SyncFn[R],
+        args: Args,
+        kwargs: Kwargs,
         seconds: float,
         name: str | None,
     ) -> R:
@@ -313,9 +303,9 @@ class Timeout(ForwardingPolicy):
 
     def _call_thread(
         self,
-        fn: Callable[..., R],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        fn: SyncFn[R],
+        args: Args,
+        kwargs: Kwargs,
         seconds: float,
         name: str | None,
     ) -> R:
@@ -357,9 +347,9 @@ class Timeout(ForwardingPolicy):
 
     def _call_signal(
         self,
-        fn: Callable[..., R],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        fn: SyncFn[R],
+        args: Args,
+        kwargs: Kwargs,
         seconds: float,
         name: str | None,
     ) -> R:
@@ -376,13 +366,7 @@ class Timeout(ForwardingPolicy):
             lambda: self._timed_out(name or self._event_name(fn), seconds),
         )
 
-    async def _arun(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
+    async def _arun(self, fn: AsyncFn[R], name: str | None, args: Args, kwargs: Kwargs) -> R:
         seconds = self.seconds
         if seconds is None:
             raise self._no_seconds()
@@ -432,10 +416,10 @@ class Timeout(ForwardingPolicy):
 
     async def _arun_scoped(
         self,
-        fn: Callable[..., Awaitable[R]],
+        fn: AsyncFn[R],
         name: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         seconds: float,
     ) -> R:
         """Under trio, outside a task, or on a test clock: a scope per call."""
@@ -466,8 +450,8 @@ class Timeout(ForwardingPolicy):
     def _stream(
         self,
         fn: Callable[..., Iterator[R]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         name: str | None = None,
     ) -> Iterator[R]:
         """A sync stream runs in the caller's thread and cannot be
@@ -502,8 +486,8 @@ class Timeout(ForwardingPolicy):
     def _astream(
         self,
         fn: Callable[..., AsyncIterator[R]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: Args,
+        kwargs: Kwargs,
         name: str | None = None,
     ) -> AsyncIterator[R]:
         # Called when the stream starts (inside the running loop): under
