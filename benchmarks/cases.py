@@ -1007,6 +1007,6 @@ case(
 )(_signal_timeout)
 
 
-# The rate limiters, per-key breakers, quotas, failover, streams and the httpx
-# transports (their own modules, registered here).
-from . import cases_http, cases_limits, cases_quota, cases_streams  # noqa: E402,F401  (quota reads limits)
+# The rate limiters, per-key breakers, quotas, failover and streams (their own
+# modules, registered here).
+from . import cases_limits, cases_quota, cases_streams  # noqa: E402,F401  (quota reads limits)

@@ -193,18 +193,6 @@ def targets(cases: Sequence[Case]) -> list[Target]:
             _ratio("async stack: resilient", "sync stack: resilient"),
         ),
         Target(
-            "GET through ResilientTransport (api() preset, body read) / bare httpx client",
-            1.5,
-            True,
-            _ratio("sync http get: resilient", "sync http get: floor: httpx"),
-        ),
-        Target(
-            "GET through AsyncResilientTransport (api() preset, body read) / bare httpx client",
-            1.5,
-            True,
-            _ratio("async http get: resilient", "async http get: floor: httpx"),
-        ),
-        Target(
             "hyx / resilient, closed breaker (async)",
             2.0,
             False,

@@ -9,8 +9,7 @@ governed by the ordinary read timeout).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
@@ -18,13 +17,7 @@ from .. import events
 from .._runtime import clock as _clock
 from .errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 
-__all__ = [
-    "AsyncGuardedStream",
-    "GuardedStream",
-    "StreamFailure",
-    "Unread",
-    "limit_inactivity",
-]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]
 
 
 def limit_inactivity(request: httpx.Request, seconds: float) -> None:
@@ -97,76 +90,75 @@ class StreamFailure:
         )
 
 
-# A body is a stream, and its request one call: the host's layers (breaker,
-# bulkhead) see it through their stream paths (``_stream`` / ``_astream``),
-# whose items are the response with its body's first chunk (read within the
-# attempt, so a body that breaks or stays silent before it fails the
-# attempt, which retry repeats and the breaker counts, as any error before a
-# stream's first item) and then the body's other chunks. The call ends with
-# the body: read to the end, or closed by its consumer after a chunk, it
-# succeeded; raised (broken off, silent past ``inactivity``), it failed, and
-# its error goes to the consumer as it is, never retried; closed before a
-# chunk of it was read, it is neither (``Unread`` is thrown into it, a
-# ``BaseException`` no breaker counts). A bulkhead's permit is held until
-# then.
-
-
-class Unread(BaseException):
-    """Thrown into the stream of a body closed before a chunk of it was read."""
+# A body is a stream: its first byte is read inside the attempt (``first``),
+# so a body that breaks or stays silent before it fails the attempt, which
+# retry repeats and the breaker counts, as any error before a stream's first
+# item. What fails after it is the consumer's.
 
 
 class GuardedStream(httpx.SyncByteStream):
-    """The body of an answered request: its first chunk, read ahead, then
-    the rest of its stream through the host's layers."""
+    __slots__ = ("_chunks", "_failure", "_head", "_stream")
 
-    __slots__ = ("_body", "_head", "_read")
+    def __init__(self, stream: httpx.SyncByteStream, failure: StreamFailure) -> None:
+        self._stream = stream
+        self._failure = failure
+        self._chunks: Iterator[bytes] | None = None
+        self._head: bytes | None = None
 
-    def __init__(self, body: Generator[bytes, None, None], head: bytes) -> None:
-        self._body = body
-        self._head = head
-        self._read = False
+    def first(self) -> None:
+        """Read up to the first non-empty chunk (kept for the consumer)."""
+        chunks = self._chunks = iter(self._stream)
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self._head = chunk
+                    return
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc, started=False) from exc
 
     def __iter__(self) -> Iterator[bytes]:
-        self._read = True
-        head, self._head = self._head, b""
-        if head:
+        head, self._head = self._head, None
+        if head is not None:
             yield head
-        yield from self._body
+        chunks = self._chunks if self._chunks is not None else iter(self._stream)
+        try:
+            yield from chunks
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc) from exc
 
     def close(self) -> None:
-        if self._read:
-            self._body.close()
-            return
-        self._read = True  # closing twice closes once
-        with contextlib.suppress(Unread, StopIteration):
-            self._body.throw(Unread())
+        self._stream.close()
 
 
 class AsyncGuardedStream(httpx.AsyncByteStream):
-    __slots__ = ("_body", "_head", "_read")
+    __slots__ = ("_chunks", "_failure", "_head", "_stream")
 
-    def __init__(self, body: AsyncGenerator[bytes, None], head: bytes) -> None:
-        self._body = body
-        self._head = head
-        self._read = False
+    def __init__(self, stream: httpx.AsyncByteStream, failure: StreamFailure) -> None:
+        self._stream = stream
+        self._failure = failure
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._head: bytes | None = None
 
-    # An iterator of its own, not an async generator: one async generator
-    # less per request (each costs the event loop's hooks).
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self._read = True
-        return self
+    async def first(self) -> None:
+        chunks = self._chunks = aiter(self._stream)
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    self._head = chunk
+                    return
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc, started=False) from exc
 
-    async def __anext__(self) -> bytes:
-        head = self._head
-        if head:
-            self._head = b""
-            return head
-        return await anext(self._body)
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        head, self._head = self._head, None
+        if head is not None:
+            yield head
+        chunks = self._chunks if self._chunks is not None else aiter(self._stream)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._failure(exc) from exc
 
     async def aclose(self) -> None:
-        if self._read:
-            await self._body.aclose()
-            return
-        self._read = True
-        with contextlib.suppress(Unread, StopAsyncIteration):
-            await self._body.athrow(Unread())
+        await self._stream.aclose()

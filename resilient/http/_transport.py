@@ -4,11 +4,7 @@ Per request, outermost first: fallback -> raise for status -> retry ->
 quota -> circuit breaker -> bulkhead -> one attempt on the wrapped
 transport. The breaker, bulkhead and quota are per host (``http:{host}`` in
 the registry); the policy's timeout bounds each attempt through httpx's own
-timeouts. The host's breaker and bulkhead take a request as a stream (their
-``_stream`` / ``_astream`` paths): admitted when it is sent, ended with its
-response body (see ``_streams``), so a body that breaks or stalls after its
-first byte is a failure of the host's breaker and the permit is held until
-the body ends; the attempt returns once the body's first byte is in.
+timeouts.
 
 Quota (``resilient.http._quota``): every answer's quota headers, and a
 429's ``Retry-After``, say until when the host refuses; a request to it
@@ -25,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, NoReturn
 
 import httpx
 
 from .. import events
-from .._execution.compose import NEVER, Streaming, compose
+from .._execution.compose import NEVER, compose
 from .._execution.policy_base import PolicyBase
 from .._registry.registry import Registry, resolve
 from .._runtime import clock as _clock
@@ -48,12 +44,7 @@ from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._quota import QuotaState
 from ._quota_gate import QuotaGate, breaker_config, note_quota
-from ._streams import (
-    AsyncGuardedStream,
-    GuardedStream,
-    StreamFailure,
-    limit_inactivity,
-)
+from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
 from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
@@ -70,9 +61,6 @@ INACTIVITY = "resilient.inactivity"
 
 Send = Callable[[httpx.Request], Any]
 
-# What a body that fails while it streams raises (see StreamFailure).
-FAILURES = (httpx.TransportError, httpx.DecodingError)
-
 
 def _names(methods: Any) -> tuple[str, ...] | None:
     if isinstance(methods, str):
@@ -82,15 +70,6 @@ def _names(methods: Any) -> tuple[str, ...] | None:
     except TypeError:
         return None
     return names if all(isinstance(m, str) for m in names) else None
-
-
-def _through(path: Callable[..., Any], body: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """``body`` (a generator function of one request) through a layer's stream ``path``."""
-
-    def through(request: httpx.Request) -> Any:
-        return path(body, (request,), {}, name)
-
-    return through
 
 
 def _raise_for(response: httpx.Response) -> NoReturn:
@@ -241,21 +220,16 @@ class _Base:
 
     def _build(self, name: str) -> _Sends:
         policy = self.policy
-        owner = _Route(name, self._listeners)
-        quota = QuotaState() if self.quota_headers else None
-        # The host's layers see a request as a stream that ends with its
-        # body (see ``_streams``): their stream paths, innermost first.
-        body: Callable[[httpx.Request], Any] = self._exchange_for(owner, quota)
-        host: list[Streaming] = []  # innermost first
-        if policy.bulkhead is not None:
-            host.append(self.registry.bulkhead(name, config=policy.bulkhead))
+        inner: list[Any] = []
         if self._breakers is not None:
-            host.append(self._breakers)  # the request's host picks its breaker
-        for layer in host:
-            body = _through(layer._astream if self._is_async else layer._stream, body, name)
-        attempt = self._attempt_for(body)
+            inner.append(self._breakers)  # the request's host picks its breaker
+        if policy.bulkhead is not None:
+            inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
         outer.append(_RaiseForStatus)
+        owner = _Route(name, self._listeners)
+        quota = QuotaState() if self.quota_headers else None
+        attempt = self._attempt_for(owner, quota)
 
         def chain(retry: RetryConfig | None) -> Send:
             layers = [*outer]
@@ -263,6 +237,7 @@ class _Base:
                 layers.append(Retry(retry, name=name, listeners=self._listeners))
             if quota is not None:
                 layers.append(QuotaGate(name, quota, retry))
+            layers.extend(inner)
             # One request per HTTP request, whatever the layers inside do.
             return compose(owner, layers, attempt, is_async=self._is_async)
 
@@ -280,32 +255,8 @@ class _Base:
 
     _is_async = False
 
-    def _exchange_for(self, route: _Route, quota: QuotaState | None) -> Callable[..., Any]:
-        """The generator function of one exchange with the host: the
-        response, once its body's first byte is in, then the body's chunks."""
+    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
         raise NotImplementedError
-
-    def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
-        raise NotImplementedError
-
-    def _answered(
-        self,
-        route: _Route,
-        quota: QuotaState | None,
-        request: httpx.Request,
-        response: httpx.Response,
-    ) -> type[HTTPError] | None:
-        """Note what ``response`` says of the host's quota; the error its
-        status is, if any."""
-        if quota is not None:
-            note_quota(
-                quota,
-                response.status_code,
-                response.headers.multi_items(),
-                retry_after(response.headers, _clock.wall()),
-            )
-        response.request = request
-        return error_class(response.status_code)
 
     # -- per request -----------------------------------------------------------
 
@@ -389,58 +340,40 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             raise TypeError(f"{_OWNER}.transport must be an httpx.BaseTransport, got {transport!r}")
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _exchange_for(self, route: _Route, quota: QuotaState | None) -> Callable[..., Any]:
-        transport, answered, watch = self.transport, self._answered, self._watch
-
-        def exchange(request: httpx.Request) -> Iterator[Any]:
+    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
+        def attempt(request: httpx.Request) -> httpx.Response:
             try:
-                response = transport.handle_request(request)
+                response = self.transport.handle_request(request)
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
-            cls = answered(route, quota, request, response)
-            if cls is not None or response.is_closed:
+            cls = error_class(response.status_code)
+            if quota is not None:
+                note_quota(
+                    quota,
+                    response.status_code,
+                    response.headers.multi_items(),
+                    retry_after(response.headers, _clock.wall()),
+                )
+            if cls is None:
+                failure = self._watch(route, request, response)
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                body = GuardedStream(response.stream, failure)
+                response.stream = body
                 try:
-                    response.read()
-                except httpx.TransportError as exc:
-                    raise route.failed(exc, request) from exc
-                finally:
+                    body.first()
+                except BaseException:
                     response.close()
-                if cls is not None and cls.is_retryable:
-                    _raise_for(response)
-                yield response, b""  # an error, or a body read already: it ends here
-                return
-            failure = watch(route, request, response)
-            raw = response.stream
-            assert isinstance(raw, httpx.SyncByteStream)
+                    raise
+                return response
+            response.request = request
             try:
-                chunks = iter(raw)
-                head = b""
-                try:
-                    for head in chunks:
-                        if head:
-                            break
-                except FAILURES as exc:
-                    raise failure(exc, started=False) from exc
-                yield response, head
-                try:
-                    yield from chunks
-                except FAILURES as exc:
-                    raise failure(exc) from exc
+                response.read()
+            except httpx.TransportError as exc:
+                raise route.failed(exc, request) from exc
             finally:
-                raw.close()
-
-        return exchange
-
-    def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
-        def attempt(request: httpx.Request) -> httpx.Response:
-            stream = body(request)
-            response: httpx.Response
-            response, head = next(stream)
-            if response.is_closed:  # read already: the call ends here
-                for _ in stream:
-                    pass
-            else:
-                response.stream = GuardedStream(stream, head)
+                response.close()
+            if cls.is_retryable:
+                _raise_for(response)
             return response
 
         return attempt
@@ -488,59 +421,40 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
 
     _is_async = True
 
-    def _exchange_for(self, route: _Route, quota: QuotaState | None) -> Callable[..., Any]:
-        transport, answered, watch = self.transport, self._answered, self._watch
-
-        async def exchange(request: httpx.Request) -> AsyncIterator[Any]:
+    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
+        async def attempt(request: httpx.Request) -> httpx.Response:
             try:
-                response = await transport.handle_async_request(request)
+                response = await self.transport.handle_async_request(request)
             except httpx.TransportError as exc:
                 raise route.failed(exc, request) from exc
-            cls = answered(route, quota, request, response)
-            if cls is not None or response.is_closed:
+            cls = error_class(response.status_code)
+            if quota is not None:
+                note_quota(
+                    quota,
+                    response.status_code,
+                    response.headers.multi_items(),
+                    retry_after(response.headers, _clock.wall()),
+                )
+            if cls is None:
+                failure = self._watch(route, request, response)
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                body = AsyncGuardedStream(response.stream, failure)
+                response.stream = body
                 try:
-                    await response.aread()
-                except httpx.TransportError as exc:
-                    raise route.failed(exc, request) from exc
-                finally:
+                    await body.first()
+                except BaseException:
                     await response.aclose()
-                if cls is not None and cls.is_retryable:
-                    _raise_for(response)
-                yield response, b""  # an error, or a body read already: it ends here
-                return
-            failure = watch(route, request, response)
-            raw = response.stream
-            assert isinstance(raw, httpx.AsyncByteStream)
+                    raise
+                return response
+            response.request = request
             try:
-                chunks = aiter(raw)
-                head = b""
-                try:
-                    async for head in chunks:
-                        if head:
-                            break
-                except FAILURES as exc:
-                    raise failure(exc, started=False) from exc
-                yield response, head
-                try:
-                    async for chunk in chunks:
-                        yield chunk
-                except FAILURES as exc:
-                    raise failure(exc) from exc
+                await response.aread()
+            except httpx.TransportError as exc:
+                raise route.failed(exc, request) from exc
             finally:
-                await raw.aclose()
-
-        return exchange
-
-    def _attempt_for(self, body: Callable[[httpx.Request], Any]) -> Send:
-        async def attempt(request: httpx.Request) -> httpx.Response:
-            stream = body(request)
-            response: httpx.Response
-            response, head = await anext(stream)
-            if response.is_closed:  # read already: the call ends here
-                async for _ in stream:
-                    pass
-            else:
-                response.stream = AsyncGuardedStream(stream, head)
+                await response.aclose()
+            if cls.is_retryable:
+                _raise_for(response)
             return response
 
         return attempt
