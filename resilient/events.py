@@ -458,12 +458,9 @@ class ListenerSet:
             children = tuple(r for r in children if r() is not None)
             self._dead_children = 0
         counting = self._on_child_death
-        if counting is None:  # one bound method for all its children's references
-            counting = self._on_child_death = self._child_died
+        if counting is None:  # one callback for all its children's references
+            counting = self._on_child_death = _death_counter(weakref.ref(self))
         self._children = (*children, weakref.ref(child, counting))
-
-    def _child_died(self, ref: object) -> None:
-        self._dead_children += 1
 
     def _add_gate(self, gate: Gate) -> None:
         gates = self._gates
@@ -580,6 +577,19 @@ class ListenerSet:
                 ),
             )
         )
+
+
+def _death_counter(scope: weakref.ref[ListenerSet]) -> Callable[[object], None]:
+    """The callback of a scope's references to its children: it counts their
+    deaths, holding the scope weakly (a strong hold would make a cycle, and
+    the scope would wait for the cyclic collector to be freed)."""
+
+    def died(ref: object) -> None:
+        owner = scope()
+        if owner is not None:
+            owner._dead_children += 1
+
+    return died
 
 
 def _failed_listener(listener: Listener) -> None:

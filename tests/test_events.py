@@ -925,3 +925,17 @@ def test_a_scope_forgets_its_dead_children_before_they_are_half_of_it() -> None:
     assert [r() for r in parent._children[-10:]] == kept
     more = [ListenerSet(parent) for _ in range(3000)]  # live ones are never dropped
     assert sum(r() is not None for r in parent._children) == len(kept) + len(more)
+
+
+def test_a_scope_with_children_is_freed_without_the_cyclic_collector() -> None:
+    from resilient.events import ListenerSet
+
+    gc.disable()
+    try:
+        parent = ListenerSet()
+        child = ListenerSet(parent)
+        freed = weakref.ref(parent)
+        del parent, child
+        assert freed() is None
+    finally:
+        gc.enable()

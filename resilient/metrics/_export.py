@@ -545,9 +545,11 @@ def exporting(reading: Reading, stop: Callable[[], object]) -> Callable[[], None
         nonlocal done
         if not done:
             done = True
-            stop()
-            unsubscribe()
-            reading.close()
+            try:
+                stop()
+            finally:  # fed no more events, whatever the exporter's end raised
+                unsubscribe()
+                reading.close()
 
     return uninstrument
 

@@ -207,6 +207,17 @@ def test_uninstrumenting_removes_the_metrics_and_stops_reading() -> None:
     again()
 
 
+def test_uninstrumenting_stops_reading_even_when_the_registry_lost_the_collector() -> None:
+    reg = prometheus_client.CollectorRegistry()
+    uninstrument = prometheus.instrument(reg)
+    for collector in list(reg._collector_to_names):  # the application reset it
+        reg.unregister(collector)
+    with pytest.raises(KeyError):
+        uninstrument()  # its own end fails, as prometheus_client says
+    assert not events.GLOBAL.metered  # but it reads nothing more
+    assert events.GLOBAL.readers == ()
+
+
 def test_instrumenting_one_registry_twice_is_a_clear_error(
     registry: prometheus_client.CollectorRegistry,
 ) -> None:
