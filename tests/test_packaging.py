@@ -231,7 +231,7 @@ def test_the_readme_quotes_its_performance_figures_from_docs_performance() -> No
     quoted = _figures(section)
     assert len(quoted) >= 10
     measured = _measured()
-    assert ("190", "ns") in measured  # the parser reads the tables
+    assert len(measured) >= 50  # the parser reads the tables (any run of them)
     assert [figure for figure in quoted if figure not in measured] == []
     # The rest of the README quotes none.
     assert _figures(readme.replace(section, "")) == []
