@@ -247,7 +247,7 @@ def instrument(tracer_provider: Any = None) -> Callable[[], None]:
     from . import __version__
 
     owner = _Tracer(provider.get_tracer(_SCOPE, __version__), (context, trace))
-    owner.unsubscribe = events.subscribe(owner)
+    owner.unsubscribe = events.GLOBAL.subscribe(owner, every_call=False)
     _request_hooks.tracer = owner
     stopped = False
 
