@@ -11,8 +11,11 @@ stops it. docs/observability.md lists the span's attributes and events, and
 how they map to Polly's, gRPC's and OpenTelemetry's names.
 
 With no tracing instrumented it costs nothing: the calls take their fast
-paths. Instrumented, every call takes the events path (as with any
-listener) and costs one span.
+paths (stopped, it leaves no listener or flag behind). Instrumented, each
+request takes its events path, where its span opens, and costs one span;
+the tracer listens with ``every_call=False``, so the layers inside keep
+their fast paths and build no per-call event (what they do, a retry or a
+rejection, they report from their slow paths).
 """
 
 from __future__ import annotations
