@@ -745,6 +745,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
+        scope = self._listeners
         clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
@@ -782,6 +783,8 @@ class CircuitBreaker(NamedPolicy):
                 if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
+                    if scope.events:  # a listener of what policies do only (tracing)
+                        self._emit_rejected(error)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     try:
@@ -849,6 +852,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
+        scope = self._listeners
         clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
@@ -886,6 +890,8 @@ class CircuitBreaker(NamedPolicy):
                 if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
+                    if scope.events:  # a listener of what policies do only (tracing)
+                        self._emit_rejected(error)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     try:
