@@ -71,8 +71,11 @@ class SyncWaits:
 
 class StreamDeadline:
     """The deadline of the current wait of one stream, on ``loop``: the
-    first item's (``arm``), then each later one's (``rearm``), at most
-    ``later`` seconds and never past ``total`` from the start."""
+    first item's (``arm``), then each later one's, which the relay starts
+    itself (``AWaits``): ``when`` at most ``later`` seconds from the wait's
+    start, never past ``ends`` (``total`` from the stream's start), the
+    waiting ``task``, ``waiting``, and ``schedule()`` when no timer is set
+    (``handle`` None)."""
 
     __slots__ = (
         "cancelling",
@@ -83,7 +86,6 @@ class StreamDeadline:
         "loop",
         "name",
         "owner",
-        "silent",
         "task",
         "time",
         "total",
@@ -110,7 +112,6 @@ class StreamDeadline:
         self.total = total
         self.ends = math.inf if total is None else self.time() + total
         self.when = 0.0
-        self.silent = True  # the current wait's bound is ``later``, not the end
         self.waiting = False
         self.expired = False
         self.handle: asyncio.Handle | None = None
@@ -129,29 +130,17 @@ class StreamDeadline:
         else:
             self.when = when
 
-    def rearm(self) -> None:
-        """A later wait starts: ``arm`` for ``later`` from now, or the end."""
-        when = self.time() + self.later
-        if self.ends <= when:
-            when = self.ends
-            self.silent = False
-        # ``arm``, inline: this runs for every item.
-        self.task = _current_task(self.loop)
-        self.waiting = True
-        if self.handle is None:
-            self._set(when)
-        elif when < self.when:
-            self.handle.cancel()
-            self._set(when)
-        else:
-            self.when = when
+    def schedule(self) -> None:
+        """Set the timer for ``when`` (the relay, starting a wait with none set)."""
+        self._set(self.when)
 
     def error(self) -> BaseException:
-        """The error of the later wait whose deadline this was."""
-        if self.silent:
-            return self.owner._late(self.name, self.later, False)
-        assert self.total is not None
-        return self.owner._timed_out(self.name, self.total)
+        """The error of the later wait whose deadline this was: the whole
+        stream's end, or the inactivity limit."""
+        if self.when >= self.ends:
+            assert self.total is not None
+            return self.owner._timed_out(self.name, self.total)
+        return self.owner._late(self.name, self.later, False)
 
     def _set(self, when: float) -> None:
         self.when = when

@@ -519,6 +519,8 @@ class Timeout(ForwardingPolicy):
             except BaseException:
                 deadline.close()
                 raise
+        if deadline.handle is not None and deadline.when > deadline.time() + deadline.later:
+            deadline.close()  # set for a first item due after the next wait's end
         opened.waits = deadline
         opened.ends.append(deadline.ended)
         return opened
