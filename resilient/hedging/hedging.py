@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
-from .._execution import streams as _streams
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
-from .._execution.streams import AOpen, Args, AStream, Kwargs, Open, Opened, Stream, SyncFn
+from .._execution.streams import AOpen, Args, Held, Kwargs, Open, Opened, SyncFn
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
@@ -233,35 +232,35 @@ class Hedging(ForwardingPolicy):
     # A stream is hedged by its first item: each attempt opens the stream
     # up to its first item (a call the race above runs as any other); the
     # first to get one wins, and the others are closed. Each attempt's
-    # stream is sealed (``streams.sealed``): a loser that got its item after
-    # the race was decided is dropped, and closing on collection ends it.
-    # The winner's stream is then relayed to its end: what fails after is
-    # not hedged.
+    # stream is ``Held``: a loser that got its item after the race was
+    # decided is dropped, and dropping it ends it. The winner's stream is
+    # then relayed to its end: what fails after is not hedged.
 
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
         if not switch.on:
             return open(args, kwargs, name)
-        return Opened(*self._run(_first_item, name, (open, args, kwargs, name), {}))
+        held: Held = self._run(_first_item, name, (open, args, kwargs, name), {})
+        held.taken = True
+        return held
 
     async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
         if not switch.on:
             return await open(args, kwargs, name)
-        return Opened(*await self._arun(_afirst_item, name, (open, args, kwargs, name), {}))
+        held: Held = await self._arun(_afirst_item, name, (open, args, kwargs, name), {})
+        held.taken = True
+        return held
 
 
-def _first_item(open: Open, args: Args, kwargs: Kwargs, name: str) -> tuple[Stream | None, Any]:
-    """One attempt of a hedged stream: its stream, sealed, and its first
-    item (``(None, None)`` for a stream with none)."""
-    return _streams.sealed(open(args, kwargs, name))
+def _first_item(open: Open, args: Args, kwargs: Kwargs, name: str) -> Held:
+    """One attempt of a hedged stream: the stream opened up to its first item."""
+    return Held(open(args, kwargs, name))
 
 
-async def _afirst_item(
-    open: AOpen, args: Args, kwargs: Kwargs, name: str
-) -> tuple[AStream | None, Any]:
+async def _afirst_item(open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Held:
     # A losing attempt is cancelled while it opens: each layer inside
     # undoes its own step, and the stream is closed (with aclose(), so a
     # connection it holds goes back).
-    return await _streams.asealed(await open(args, kwargs, name))
+    return Held(await open(args, kwargs, name))
 
 
 def with_hedging(
