@@ -17,13 +17,12 @@ import copy
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
-from ._execution import streams as _streams
 from ._execution.policy_base import ForwardingPolicy
-from ._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
+from ._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from ._runtime import clock as _clock
 from ._runtime import fork as _fork
 from ._runtime import validation as _validate
@@ -229,34 +228,30 @@ class Chaos(ForwardingPolicy):
     # A stream's fate is drawn when it starts: latency before its first
     # item, a fault instead of its items (an injected result is its one item).
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
         if self._active():
             delay, fault = self._fate()
             if delay:
                 _clock.sleep(self._delay(name, delay))
             if fault:
-                yield self._fault(name)
-                return
-        stream = fn(*args, **kwargs)
-        try:
-            yield from stream
-        finally:
-            _streams.close(stream)
+                return Opened(iter(()), self._fault(name))
+        return open(args, kwargs, name)
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream:
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
         if self._active():
             delay, fault = self._fate()
             if delay:
                 await _clock.sleep_async(self._delay(name, delay))
             if fault:
-                yield self._fault(name)
-                return
-        stream = fn(*args, **kwargs)
-        try:
-            async for item in stream:
-                yield item
-        finally:
-            await _streams.aclose(stream)
+                return Opened(_nothing(), self._fault(name))
+        return await open(args, kwargs, name)
+
+
+async def _nothing() -> AsyncIterator[Any]:
+    """The rest of a stream whose one item is an injected result."""
+    nothing: tuple[Any, ...] = ()
+    for item in nothing:
+        yield item  # pragma: no cover
 
 
 def with_chaos(

@@ -22,6 +22,7 @@ error, so a stream fails over by the same rules, before its first item.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -29,7 +30,7 @@ from . import events
 from ._execution import streams as _streams
 from ._execution.compose import aforwarding, decorate, watching
 from ._execution.policy_base import PolicyBase
-from ._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
+from ._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from ._runtime import clock as _clock
 from ._runtime.switch import switch
 from .errors import ResilienceError
@@ -238,33 +239,64 @@ class Failover(PolicyBase):
     # ``_execution/streams.py``); after it, errors are the stream's own.
 
     def _switching(
-        self, args: Args, kwargs: Kwargs, name: str
-    ) -> tuple[Callable[[Exception, int], Callable[[], Any] | None], Callable[[], None]]:
-        """A stream's ``recover`` (the next target, while the rules allow
-        one) and ``answered`` (counts the target that gave the first item)."""
+        self, args: Args, kwargs: Kwargs, name: str, first: Callable[..., Any]
+    ) -> tuple[Callable[[Exception, int], Any], Callable[[], None]]:
+        """A stream's ``recover`` (the open of the next target, by ``first``,
+        while the rules allow one) and ``answered`` (counts the target that
+        gave the first item)."""
         name = name or self.name
         tried = [PRIMARY]
 
-        def recover(error: Exception, opened: int) -> Callable[[], Any] | None:
+        def recover(error: Exception, opened: int) -> Any:
             if not self._next(name, tried, error, opened - 1):
                 return None
             tried.append(self._names[opened - 1])
-            alternate = self.alternates[opened - 1]
-            return lambda: alternate(*args, **kwargs)
+            return functools.partial(first, self.alternates[opened - 1])
 
         return recover, lambda: self._answered_by(name, tried[-1])
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
-        recover, answered = self._switching(args, kwargs, name)
-        return _streams.before_first(lambda: fn(*args, **kwargs), recover, answered)
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
+        recover, answered = self._switching(args, kwargs, name, _streams.open_first)
+        try:
+            opened = open(args, kwargs, name)
+        except Exception as exc:
+            error: Exception | None = exc
+        else:
+            error = None
+        if error is not None:
+            opened = _streams.reopen(args, kwargs, name, error, recover)
+            error = None
+        try:
+            answered()
+        except BaseException as exc:
+            _streams.abandon(opened, exc)
+            raise
+        return opened
 
-    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        recover, answered = self._switching(args, kwargs, name)
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
+        recover, answered = self._switching(args, kwargs, name, _streams.aopen_first)
 
-        async def arecover(error: Exception, opened: int) -> Callable[[], AStream] | None:
-            return recover(error, opened)
+        async def arecover(error: Exception, opened: int) -> AOpen | None:
+            following: AOpen | None = recover(error, opened)
+            return following
 
-        return _streams.abefore_first(lambda: fn(*args, **kwargs), arecover, answered)
+        try:
+            opened = await open(args, kwargs, name)
+        except Exception as exc:
+            error: Exception | None = exc
+        else:
+            error = None
+        if error is not None:
+            opened = await _streams.areopen(args, kwargs, name, error, arecover)
+            error = None
+        try:
+            answered()
+        except BaseException as exc:
+            await _streams.aabandon(opened, exc)
+            raise
+        return opened
 
     # The fast path, written once per flavour: a ``try`` around the first
     # target until it fails; the walk over the alternates after it.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
@@ -20,7 +20,7 @@ from ._execution import streams as _streams
 from ._execution.compose import is_async_callable, is_async_gen, watching
 from ._execution.counters import FOLD_AT
 from ._execution.policy_base import PolicyBase
-from ._execution.streams import Args, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
+from ._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from ._runtime import clock as _clock
 from ._runtime import mapping as _mapping
 from ._runtime import validation as _validate
@@ -253,39 +253,43 @@ class Fallback(PolicyBase):
     # items (an iterable, an async iterable, or one value); after it, the
     # error is the consumer's.
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        try:
+            return open(args, kwargs, name)
+        except Exception as exc:
+            error = exc
         on = self.on
 
-        def opener() -> Iterator[Any]:
-            return fn(*args, **kwargs)
-
-        def recover(error: Exception, attempt: int) -> Callable[[], Iterator[Any]] | None:
+        def recover(error: Exception, attempt: int) -> Open | None:
             if attempt > 1 or not isinstance(error, on) or not switch.on:
                 return None
             if self.async_handler:
                 raise TypeError(
-                    f"{self!r}: an async handler cannot answer for the generator function {fn!r}"
+                    f"{self!r}: an async handler cannot answer for a generator function"
                 ) from error
             answer = self._answer(name, args, kwargs, error)
-            return lambda: _streams.one_stream(answer)
+            return lambda args, kwargs, name: _streams.open_first(
+                _streams.one_stream, (answer,), {}, name
+            )
 
-        return _streams.before_first(opener, recover)
+        return _streams.reopen(args, kwargs, name, error, recover)
 
-    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AsyncIterator[Any]:
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        try:
+            return await open(args, kwargs, name)
+        except Exception as exc:
+            error = exc
         on = self.on
 
-        def opener() -> AsyncIterator[Any]:
-            return fn(*args, **kwargs)
-
-        async def recover(
-            error: Exception, attempt: int
-        ) -> Callable[[], AsyncIterator[Any]] | None:
+        async def recover(error: Exception, attempt: int) -> AOpen | None:
             if attempt > 1 or not isinstance(error, on) or not switch.on:
                 return None
             answer = self._answer(name, args, kwargs, error)
-            return lambda: _streams.aone_stream(answer)
+            return lambda args, kwargs, name: _streams.aopen_first(
+                _streams.aone_stream, (answer,), {}, name
+            )
 
-        return _streams.abefore_first(opener, recover)
+        return await _streams.areopen(args, kwargs, name, error, recover)
 
     def __call__(self, fn: F) -> F:
         """Use the fallback itself as a decorator."""

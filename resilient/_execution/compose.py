@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias
 
 from .._runtime import clock as _clock
 from ..events import METERED, NONE, Gate, ListenerSet
+from . import streams as _streams
 from .request import Request
-from .streams import Args, AStream, AStreamFn, Kwargs, Stream, StreamFn
+from .streams import AOpen, Args, AStream, AStreamFn, Kwargs, Open, Opened, Stream, StreamFn
 
 __all__ = [
     "NEVER",
@@ -106,11 +107,19 @@ class Layer(Owner, Protocol):
 
 
 class Streaming(Layer, Protocol):
-    """What a layer implements to run streams: ``_stream`` /
-    ``_astream(fn, args, kwargs, name)`` run a generator function / an async
-    generator function through it. Optional: ``decorate`` refuses a stream
-    that one of the layers has no member for (the HTTP integrations' layers
-    run whole requests, not streams)."""
+    """What a layer implements to run streams (see ``streams``):
+    ``_open_stream`` / ``_aopen_stream(open, args, kwargs, name)`` do the
+    layer's work before a stream's first item around ``open(args, kwargs,
+    name)`` (the layers inside it) and give back the ``Opened`` stream,
+    with the layer's end hook added; ``_stream`` / ``_astream(fn, args,
+    kwargs, name)`` (``PolicyBase``'s) run a generator function / an async
+    generator function through the layer alone. Optional: ``decorate``
+    refuses a stream that one of the layers cannot open (the HTTP
+    integrations' layers run whole requests, not streams)."""
+
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened: ...
+
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened: ...
 
     def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Stream: ...
 
@@ -297,55 +306,29 @@ def compose_stream(
     owner: Owner, layers: Sequence[Layer], fn: Callable[..., Any]
 ) -> Callable[..., Any]:
     """The entry of ``layers`` around a generator function or an async
-    generator function: each layer's ``_stream`` / ``_astream(fn, args,
-    kwargs, name)``, innermost first; the whole stream is one request,
-    started at its first item's request."""
+    generator function: each layer's ``_open_stream`` / ``_aopen_stream``
+    nested innermost first, opening the stream up to its first item, and
+    one relay for its items (``streams.relaying``); the whole stream is
+    one request, started at its first item's request."""
     name = owner._event_name(fn)
     scope = owner._listeners
     gate = Gate(scope, tuple(s for layer in layers for s in layer._own_gate.inner))
     request = Request(name, owner._kind, scope, owner._stats_for(name), gate)
-    run: Callable[..., Any] = fn
     # Each has the member the stream needs: decorate refuses it otherwise.
     streaming = cast("Sequence[Streaming]", layers)
+    entry: Callable[..., Any]
     if is_async_gen(fn):
+        aopen: Any = functools.partial(_streams.aopen_first, fn)
         for layer in reversed(streaming):
-            run = functools.partial(_stream_through, layer._astream, run, name)
-
-        async def aentry(*args: Any, **kwargs: Any) -> Any:
-            stream = run(*args, **kwargs)
-            if gate.level:
-                stream = request.stream(stream)
-            try:
-                async for item in stream:
-                    yield item
-            finally:
-                # Closed with this generator, not whenever the collector gets
-                # to it: a layer's stream may hold a permit.
-                await stream.aclose()
-
-        entry: Callable[..., Any] = aentry
+            aopen = functools.partial(layer._aopen_stream, aopen)
+        entry = _streams.arelaying(aopen, name, gate, request.stream)
     else:
+        open: Any = functools.partial(_streams.open_first, fn)
         for layer in reversed(streaming):
-            run = functools.partial(_stream_through, layer._stream, run, name)
-
-        def sentry(*args: Any, **kwargs: Any) -> Any:
-            stream = run(*args, **kwargs)
-            if gate.level:
-                stream = request.sync_stream(stream)
-            try:
-                yield from stream
-            finally:
-                stream.close()
-
-        entry = sentry
+            open = functools.partial(layer._open_stream, open)
+        entry = _streams.relaying(open, name, gate, request.sync_stream)
     setattr(entry, _CHAIN, Chain(owner, tuple(layers), fn))
     return entry
-
-
-def _stream_through(
-    method: Callable[..., Any], fn: Callable[..., Any], name: str, *args: Any, **kwargs: Any
-) -> Any:
-    return method(fn, args, kwargs, name)
 
 
 def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = None) -> F:
@@ -368,7 +351,7 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
             own = (*own, *stacked.layers)
             target = cast(F, type(target)(stacked.fn))
     if is_stream(target):
-        method = "_astream" if is_async_gen(target) else "_stream"
+        method = "_aopen_stream" if is_async_gen(target) else "_open_stream"
         missing = [layer for layer in own if getattr(layer, method, None) is None]
         if missing:
             raise TypeError(

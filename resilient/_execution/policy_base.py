@@ -3,14 +3,16 @@ through it, use as a decorator, its counters and its listeners."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast, overload
 
 from .. import events
 from . import counters as _stats
+from . import streams as _streams
 from .compose import NEVER, aforwarding, compose, compose_stream, decorate, forwarding, is_stream
 from .request import Request
-from .streams import Args, AsyncFn, Kwargs, SyncFn
+from .streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
 
 if TYPE_CHECKING:
     from .compose import Decoratable, Layer
@@ -76,6 +78,19 @@ class PolicyBase:
 
     def _layers(self) -> tuple[Layer, ...]:
         return (cast("Layer", self),)
+
+    # -- a stream through this policy alone (a chain opens its layers in turn) --
+
+    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+        """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
+        layer: Any = self
+        opened = functools.partial(layer._open_stream, functools.partial(_streams.open_first, fn))
+        return _streams.relaying(opened, name or self._event_name(fn))(*args, **kwargs)
+
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+        layer: Any = self
+        opened = functools.partial(layer._aopen_stream, functools.partial(_streams.aopen_first, fn))
+        return _streams.arelaying(opened, name or self._event_name(fn))(*args, **kwargs)
 
     # -- running and decorating ------------------------------------------------
 

@@ -24,13 +24,12 @@ from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, cast
 
 from .. import events
-from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
-from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
@@ -829,37 +828,36 @@ class Bulkhead(NamedPolicy):
 
     # A stream holds its permit from its first item's request until it ends:
     # exhausted, raised, or closed by its consumer (``close()``, ``break``
-    # then garbage collection).
+    # then garbage collection): the permit goes back in its end hook.
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         if not switch.on:
-            yield from fn(*args, **kwargs)
-            return
+            return open(args, kwargs, name)
         self._acquire()
         try:
-            stream = fn(*args, **kwargs)
-            try:
-                yield from stream
-            finally:
-                _streams.close(stream)
-        finally:
+            opened = open(args, kwargs, name)
+        except BaseException:
             self._release()
+            raise
+        opened.ends.append(self._stream_ended)
+        return opened
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
         if not switch.on:
-            async for item in fn(*args, **kwargs):
-                yield item
-            return
+            return await open(args, kwargs, name)
         await self._aacquire()
         try:
-            stream = fn(*args, **kwargs)
-            try:
-                async for item in stream:
-                    yield item
-            finally:
-                await _streams.aclose(stream)
-        finally:
+            opened = await open(args, kwargs, name)
+        except BaseException:
             self._release()
+            raise
+        opened.ends.append(self._stream_ended)
+        return opened
+
+    def _stream_ended(self, error: BaseException | None, closed: bool) -> None:
+        self._release()
 
     # -- context managers ----------------------------------------------------
 

@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
 from .._execution import request_id as _request
-from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import is_async_callable, watching
 from .._execution.counters import FOLD_AT
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
-from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
@@ -1049,26 +1048,31 @@ class CircuitBreaker(NamedPolicy):
         self,
         permit: _Permit,
         ticks: itertools.count[int] | None,
-        error: BaseException | None,
         first: float | None,
+        member: Member | None,
+        error: BaseException | None,
         closed: bool = False,
     ) -> None:
-        """Judge a stream that ended: raised (``error``), closed by its
-        consumer (a success after an item, else not counted) or exhausted."""
-        if ticks is not None:
-            if error is not None:
-                self._exit_error(_Permit(_generation_of(self._core, ticks), None), error)
-            elif first is not None or not closed:
-                next(ticks)
-        elif error is not None:
-            self._exit_error(permit, error, first)
-        else:
-            self._exit(permit, _IGNORED if closed and first is None else _SUCCESS, None, first)
+        """Judge a stream that ended (its end hook): raised (``error``),
+        closed by its consumer (a success after an item, else not counted)
+        or exhausted. ``first``: when its first item came."""
+        try:
+            if ticks is not None:
+                if error is not None:
+                    self._exit_error(_Permit(_generation_of(self._core, ticks), None), error)
+                elif first is not None or not closed:
+                    next(ticks)
+            elif error is not None:
+                self._exit_error(permit, error, first)
+            else:
+                self._exit(permit, _IGNORED if closed and first is None else _SUCCESS, None, first)
+        finally:
+            if member is not None:
+                member.leave()
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         if not switch.on:
-            yield from fn(*args, **kwargs)
-            return
+            return open(args, kwargs, name)
         member = self._member
         if member is not None:
             member.enter()
@@ -1076,37 +1080,28 @@ class CircuitBreaker(NamedPolicy):
             permit, ticks = self._stream_permit()
             if ticks is None:
                 permit = self._admit()
-            timeout = self._timeout
-            first: float | None = None
-            stream = fn(*args, **kwargs) if timeout is None else timeout._stream(fn, args, kwargs)
-            try:
-                try:
-                    item = next(stream)
-                except StopIteration:
-                    pass
-                else:
-                    first = _clock.monotonic()
-                    yield item
-                    del item
-                    yield from stream  # the rest, delegated
-            except GeneratorExit:
-                _streams.close(stream)
-                self._stream_ended(permit, ticks, None, first, closed=True)
-                raise
-            except BaseException as exc:
-                _streams.close(stream)
-                self._stream_ended(permit, ticks, exc, first)
-                raise
-            self._stream_ended(permit, ticks, None, first)
-        finally:
+        except BaseException:
             if member is not None:
                 member.leave()
+            raise
+        timeout = self._timeout
+        try:
+            if timeout is None:
+                opened = open(args, kwargs, name)
+            else:
+                opened = timeout._open_stream(open, args, kwargs, self.name)
+        except BaseException as exc:
+            self._stream_ended(permit, ticks, None, member, exc)
+            raise
+        first = None if opened.stream is None else _clock.monotonic()
+        opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
+        return opened
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
         if not switch.on:
-            async for item in fn(*args, **kwargs):
-                yield item
-            return
+            return await open(args, kwargs, name)
         member = self._member
         if member is not None:
             member.enter()
@@ -1116,26 +1111,22 @@ class CircuitBreaker(NamedPolicy):
                 if self._health_is_async and self._core.state is OPEN:
                     await self._apoll_health()
                 permit = await self._aadmit()
-            timeout = self._timeout
-            first: float | None = None
-            stream = fn(*args, **kwargs) if timeout is None else timeout._astream(fn, args, kwargs)
-            try:
-                async for item in stream:
-                    if first is None:
-                        first = _clock.monotonic()
-                    yield item
-            except GeneratorExit:
-                await _streams.aclose(stream)
-                self._stream_ended(permit, ticks, None, first, closed=True)
-                raise
-            except BaseException as exc:
-                await _streams.aclose(stream)
-                self._stream_ended(permit, ticks, exc, first)
-                raise
-            self._stream_ended(permit, ticks, None, first)
-        finally:
+        except BaseException:
             if member is not None:
                 member.leave()
+            raise
+        timeout = self._timeout
+        try:
+            if timeout is None:
+                opened = await open(args, kwargs, name)
+            else:
+                opened = await timeout._aopen_stream(open, args, kwargs, self.name)
+        except BaseException as exc:
+            self._stream_ended(permit, ticks, None, member, exc)
+            raise
+        first = None if opened.stream is None else _clock.monotonic()
+        opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
+        return opened
 
     # -- context managers ----------------------------------------------------
 

@@ -24,14 +24,13 @@ breaker and its member, no closure.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
-from .._execution import streams as _streams
 from .._execution.compose import NEVER
 from .._execution.policy_base import PolicyBase
-from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from ..events import METERED
 from .breaker import CircuitBreaker
@@ -49,8 +48,12 @@ R = TypeVar("R")
 # The breaker's paths for a caller that picked it (the API this module uses).
 _through = CircuitBreaker._through
 _athrough = CircuitBreaker._athrough
-_stream = CircuitBreaker._stream
-_astream = CircuitBreaker._astream
+_open_stream = CircuitBreaker._open_stream
+_aopen_stream = CircuitBreaker._aopen_stream
+
+
+def _leave(member: Member) -> None:
+    member.inflight -= 1
 
 
 class KeyedBreakers(PolicyBase):
@@ -208,32 +211,26 @@ class KeyedBreakers(PolicyBase):
 
     # A stream goes through its key's breaker (picked when the stream
     # starts, from the call's arguments), counted in flight there until it
-    # ends. An error thrown into it reaches the breaker's stream.
+    # ends (after the breaker has judged it).
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         member = self._enter(self._key(*args, **kwargs))
         try:
-            yield from _stream(member.breaker, fn, args, kwargs)
-        finally:
+            opened = _open_stream(member.breaker, open, args, kwargs, name)
+        except BaseException:
             member.inflight -= 1
+            raise
+        opened.ends.append(lambda error, closed: _leave(member))
+        return opened
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
         member = self._enter(self._key(*args, **kwargs))
         try:
-            stream = cast("AsyncGenerator[Any, None]", _astream(member.breaker, fn, args, kwargs))
-            try:
-                async for item in stream:
-                    try:
-                        yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:
-                        # Thrown in by the consumer: the breaker's stream
-                        # judges it, as ``yield from`` would hand it on (its
-                        # stream ends on it, raising).
-                        await stream.athrow(exc)
-                        raise
-            finally:
-                await _streams.aclose(stream)
-        finally:
+            opened = await _aopen_stream(member.breaker, open, args, kwargs, name)
+        except BaseException:
             member.inflight -= 1
+            raise
+        opened.ends.append(lambda error, closed: _leave(member))
+        return opened

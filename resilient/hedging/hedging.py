@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
-from .._execution import streams as _streams
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
-from .._execution.streams import Args, AStream, AStreamFn, Kwargs, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, Held, Kwargs, Open, Opened, SyncFn
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
@@ -231,67 +230,37 @@ class Hedging(ForwardingPolicy):
                 pool.drop(job)
 
     # A stream is hedged by its first item: each attempt opens the stream
-    # and waits for its first item (a call the race above runs as any other);
-    # the first to get one wins, and the others are closed. The winner's
-    # stream is then relayed to its end: what fails after is not hedged.
+    # up to its first item (a call the race above runs as any other); the
+    # first to get one wins, and the others are closed. Each attempt's
+    # stream is ``Held``: a loser that got its item after the race was
+    # decided is dropped, and dropping it ends it. The winner's stream is
+    # then relayed to its end: what fails after is not hedged.
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
         if not switch.on:
-            yield from fn(*args, **kwargs)
-            return
-        stream, first = self._run(_first_item, name, (fn, *args), kwargs)
-        if stream is None:
-            return
-        try:
-            yield first
-            del first
-            yield from stream
-        finally:
-            _streams.close(stream)
+            return open(args, kwargs, name)
+        held: Held = self._run(_first_item, name, (open, args, kwargs, name), {})
+        held.taken = True
+        return held
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AStream:
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
         if not switch.on:
-            async for item in fn(*args, **kwargs):
-                yield item
-            return
-        stream, first = await self._arun(_afirst_item, name, (fn, *args), kwargs)
-        if stream is None:
-            return
-        try:
-            yield first
-            del first
-            async for item in stream:
-                yield item
-        finally:
-            await _streams.aclose(stream)
+            return await open(args, kwargs, name)
+        held: Held = await self._arun(_afirst_item, name, (open, args, kwargs, name), {})
+        held.taken = True
+        return held
 
 
-def _first_item(fn: StreamFn, /, *args: Any, **kwargs: Any) -> tuple[Iterator[Any] | None, Any]:
-    """One attempt of a hedged stream: the stream and its first item
-    (``(None, None)`` for a stream with none)."""
-    stream = fn(*args, **kwargs)
-    try:
-        return stream, next(stream)
-    except StopIteration:
-        return None, None
-    except BaseException:
-        _streams.close(stream)
-        raise
+def _first_item(open: Open, args: Args, kwargs: Kwargs, name: str) -> Held:
+    """One attempt of a hedged stream: the stream opened up to its first item."""
+    return Held(open(args, kwargs, name))
 
 
-async def _afirst_item(
-    fn: AStreamFn, /, *args: Any, **kwargs: Any
-) -> tuple[AsyncIterator[Any] | None, Any]:
-    stream = fn(*args, **kwargs)
-    try:
-        return stream, await anext(stream)
-    except StopAsyncIteration:
-        return None, None
-    except BaseException:
-        # A losing attempt is cancelled here: its stream is closed (with
-        # aclose(), so a connection it holds goes back).
-        await _streams.aclose(stream)
-        raise
+async def _afirst_item(open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Held:
+    # A losing attempt is cancelled while it opens: each layer inside
+    # undoes its own step, and the stream is closed (with aclose(), so a
+    # connection it holds goes back).
+    return Held(await open(args, kwargs, name))
 
 
 def with_hedging(

@@ -19,12 +19,11 @@ from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
-from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.compose import watching
 from .._execution.counters import weakly
 from .._execution.policy_base import NamedPolicy
-from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
@@ -509,24 +508,17 @@ class RateLimiter(NamedPolicy):
 
     # A stream takes one turn when it starts (at its first item's request).
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         if switch.on:
             self._acquire()
-        stream = fn(*args, **kwargs)
-        try:
-            yield from stream
-        finally:
-            _streams.close(stream)
+        return open(args, kwargs, name)
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
         if switch.on:
             await self._aacquire()
-        stream = fn(*args, **kwargs)
-        try:
-            async for item in stream:
-                yield item
-        finally:
-            await _streams.aclose(stream)
+        return await open(args, kwargs, name)
 
     # -- context managers --------------------------------------------------------
 

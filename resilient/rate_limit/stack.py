@@ -15,14 +15,15 @@ error reaches the caller as itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
-from .._execution.streams import Args, AStream, AStreamFn, AsyncFn, Kwargs, Stream, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from .._runtime.gil import GIL
 from .._runtime.switch import switch
@@ -38,7 +39,6 @@ __all__ = ["Limit", "Limits", "limit_of"]
 R = TypeVar("R")
 
 _INF = float("inf")
-_NOTHING: Any = object()  # a stream that yielded no item
 
 
 class Limit(NamedTuple):
@@ -223,33 +223,35 @@ class Limits(PolicyBase):
     # early keeps its estimate charged. With resilience switched off, the
     # stream is relayed and nothing is taken.
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         costs = self._costs(args, kwargs) if switch.on else None
         if costs is not None:
             self._admit(costs)
-        stream = fn(*args, **kwargs)
-        last = _NOTHING
-        try:
-            for last in stream:
-                yield last
-        finally:
-            _streams.close(stream)
-        if costs is not None and self._settles and last is not _NOTHING:
-            self._settle(costs, last)
+        opened = open(args, kwargs, name)
+        if costs is not None and self._settles and opened.stream is not None:
+            last = _Last(opened.stream, opened.first)
+            opened.stream = last
+            opened.ends.append(functools.partial(self._stream_ended, costs, last))
+        return opened
 
-    async def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
         costs = self._costs(args, kwargs) if switch.on else None
         if costs is not None:
             await self._aadmit(costs)
-        stream = fn(*args, **kwargs)
-        last = _NOTHING
-        try:
-            async for last in stream:
-                yield last
-        finally:
-            await _streams.aclose(stream)
-        if costs is not None and self._settles and last is not _NOTHING:
-            self._settle(costs, last)
+        opened = await open(args, kwargs, name)
+        if costs is not None and self._settles and opened.stream is not None:
+            last = _ALast(opened.stream, opened.first)
+            opened.stream = last
+            opened.ends.append(functools.partial(self._stream_ended, costs, last))
+        return opened
+
+    def _stream_ended(
+        self, costs: Any, last: _Last | _ALast, error: BaseException | None, closed: bool
+    ) -> None:
+        if error is None and not closed:
+            self._settle(costs, last.last)
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run
@@ -434,3 +436,43 @@ class Limits(PolicyBase):
             return await fn(*args, **kwargs)
 
         return through_limit
+
+
+class _Last:
+    """A stream whose last item is kept (what ``actual`` reads)."""
+
+    __slots__ = ("last", "stream")
+
+    def __init__(self, stream: Iterator[Any], first: Any) -> None:
+        self.stream = stream
+        self.last = first
+
+    def __iter__(self) -> _Last:
+        return self
+
+    def __next__(self) -> Any:
+        self.last = item = next(self.stream)
+        return item
+
+    def close(self) -> None:
+        _streams.close(self.stream)
+
+
+class _ALast:
+    """``_Last`` for an async stream."""
+
+    __slots__ = ("last", "stream")
+
+    def __init__(self, stream: AsyncIterator[Any], first: Any) -> None:
+        self.stream = stream
+        self.last = first
+
+    def __aiter__(self) -> _ALast:
+        return self
+
+    async def __anext__(self) -> Any:
+        self.last = item = await anext(self.stream)
+        return item
+
+    async def aclose(self) -> None:
+        await _streams.aclose(self.stream)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
@@ -18,7 +18,7 @@ from .. import events
 from .._execution import streams as _streams
 from .._execution.compose import watching
 from .._execution.policy_base import PolicyBase
-from .._execution.streams import Args, AStreamFn, AsyncFn, Kwargs, StreamFn, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import validation as _validate
 from .._runtime.environment import defaults
@@ -592,20 +592,18 @@ class Retry(PolicyBase):
     # ticket (an open breaker) is waited for, then given back: the next
     # stream asks the breaker as any other call does.
 
-    def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Iterator[Any]:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
         start = _clock.monotonic() if self._deadline is not None else 0.0
-        previous = 0.0
         first_attempt = self._first_attempt
+        if first_attempt is not None:
+            first_attempt()
+        try:
+            return open(args, kwargs, name)
+        except Exception as exc:
+            error = exc
+        previous = 0.0
 
-        def opener() -> Iterator[Any]:
-            return fn(*args, **kwargs)
-
-        def first() -> Iterator[Any]:
-            if first_attempt is not None:
-                first_attempt()
-            return fn(*args, **kwargs)
-
-        def recover(error: Exception, attempt: int) -> Callable[[], Iterator[Any]] | None:
+        def recover(error: Exception, attempt: int) -> Open | None:
             nonlocal previous
             planned = self._plan(name, attempt, error, start, previous) if switch.on else None
             if planned is None:
@@ -613,26 +611,22 @@ class Retry(PolicyBase):
             next_wait, ticket = planned
             previous = next_wait.previous
             _clock.sleep(_ticket_wait(next_wait.delay, ticket))
-            return opener
+            return open
 
-        return _streams.before_first(first, recover)
+        return _streams.reopen(args, kwargs, name, error, recover)
 
-    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> AsyncIterator[Any]:
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
         start = _clock.monotonic() if self._deadline is not None else 0.0
-        previous = 0.0
         first_attempt = self._first_attempt
+        if first_attempt is not None:
+            first_attempt()
+        try:
+            return await open(args, kwargs, name)
+        except Exception as exc:
+            error = exc
+        previous = 0.0
 
-        def opener() -> AsyncIterator[Any]:
-            return fn(*args, **kwargs)
-
-        def first() -> AsyncIterator[Any]:
-            if first_attempt is not None:
-                first_attempt()
-            return fn(*args, **kwargs)
-
-        async def recover(
-            error: Exception, attempt: int
-        ) -> Callable[[], AsyncIterator[Any]] | None:
+        async def recover(error: Exception, attempt: int) -> AOpen | None:
             nonlocal previous
             planned = self._plan(name, attempt, error, start, previous) if switch.on else None
             if planned is None:
@@ -640,9 +634,9 @@ class Retry(PolicyBase):
             next_wait, ticket = planned
             previous = next_wait.previous
             await _clock.sleep_async(_ticket_wait(next_wait.delay, ticket))
-            return opener
+            return open
 
-        return _streams.abefore_first(first, recover)
+        return await _streams.areopen(args, kwargs, name, error, recover)
 
 
 def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:

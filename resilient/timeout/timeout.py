@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -39,7 +40,7 @@ from .. import events
 from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
 from .._execution.policy_base import ForwardingPolicy
-from .._execution.streams import Args, AsyncFn, Kwargs, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import alarm as _alarm
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
@@ -51,7 +52,7 @@ from .._runtime.switch import switch
 from .._runtime.workers import DEFAULT_MAX_WORKERS, Job, WorkerPool, pool_for, shared_pool
 from ..errors import CallTimeoutError
 from . import deadlines as _deadlines
-from .stream_deadline import StreamDeadline
+from .stream_deadline import StreamDeadline, SyncWaits
 
 if TYPE_CHECKING:
     from .._execution.compose import Decoratable
@@ -445,139 +446,114 @@ class Timeout(ForwardingPolicy):
     # Streams: ``seconds`` bounds the whole stream, ``first_item`` the wait
     # for the first item, ``inactivity`` each later wait; whichever fires
     # raises ``CallTimeoutError`` carrying that bound. The consumer's own
-    # time between items is never counted.
+    # time between items is never counted. The first wait is bounded here,
+    # around the layers inside; the later ones by the chain's relay, with
+    # the waits this gives it (``stream_deadline``).
 
-    def _stream(
-        self,
-        fn: Callable[..., Iterator[R]],
-        args: Args,
-        kwargs: Kwargs,
-        name: str | None = None,
-    ) -> Iterator[R]:
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
         """A sync stream runs in the caller's thread and cannot be
         interrupted: a wait that overran fails when its item arrives (the
         item is dropped), as ``mode="inline"`` does for a call."""
-        name = name or self._event_name(fn)
-        stream = fn(*args, **kwargs)
-        try:
-            if not switch.on:
-                yield from stream
-                return
-            total, first, later = self._stream_bounds
-            monotonic = _clock.now  # the installed clock's, looked up once per stream
-            began = monotonic()
-            bound, waiting_first = first, True
-            while True:
-                asked = monotonic()
-                try:
-                    item = next(stream)
-                except StopIteration:
-                    return
-                came = monotonic()
-                if total is not None and came - began > total:
-                    raise self._timed_out(name, total)
-                if bound is not None and came - asked > bound:
-                    raise self._late(name, bound, waiting_first)
-                bound, waiting_first = later, False
-                yield item
-        finally:
-            _streams.close(stream)
+        if not switch.on:
+            return open(args, kwargs, name)
+        total, first, later = self._stream_bounds
+        monotonic = _clock.now  # the installed clock's, looked up once per stream
+        began = monotonic()
+        opened = open(args, kwargs, name)
+        if opened.stream is None:
+            return opened
+        came = monotonic()
+        if total is not None and came - began > total:
+            error = self._timed_out(name, total)
+        elif first is not None and came - began > first:
+            error = self._late(name, first, True)
+        else:
+            if later is None and total is None:
+                return opened
+            if opened.waits is not None:  # a timeout inside this one: its own relay
+                opened = _streams.Opened(*_streams.sealed(opened))
+            opened.waits = SyncWaits(self, name, monotonic, began, later, total)
+            return opened
+        _streams.abandon(opened, error)
+        raise error
 
-    def _astream(
-        self,
-        fn: Callable[..., AsyncIterator[R]],
-        args: Args,
-        kwargs: Kwargs,
-        name: str | None = None,
-    ) -> AsyncIterator[R]:
-        # Called when the stream starts (inside the running loop): under
-        # asyncio its waits share one lazy timer, elsewhere each has a scope.
-        name = name or self._event_name(fn)
-        if switch.on:
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        if not switch.on:
+            return await open(args, kwargs, name)
+        loop = _deadlines.running_loop()
+        if loop is None:  # trio, say: a scope per wait
+            return await self._aopen_scoped(open, args, kwargs, name)
+        total, first, later = self._stream_bounds
+        deadline = StreamDeadline(loop, self, name, later, total)
+        when = deadline.ends
+        silent = first is not None and deadline.time() + first < when
+        if silent:
+            when = deadline.time() + first  # type: ignore[operator]
+        if when == math.inf:
+            opened = await open(args, kwargs, name)
+        else:
+            deadline.arm(when)
             try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # trio, say
-                pass
-            else:
-                return self._asyncio_stream(fn(*args, **kwargs), loop, name)
-        return self._scoped_stream(fn(*args, **kwargs), name)
-
-    async def _scoped_stream(self, stream: AsyncIterator[R], name: str) -> AsyncIterator[R]:
-        try:
-            if not switch.on:
-                async for item in stream:
-                    yield item
-                return
-            now = _async_backend.now
-            total, wait, later = self._stream_bounds
-            ends = None if total is None else now() + total
-            first = True
-            while True:
-                quiet_ends = None if wait is None else now() + wait
-                if ends is None or (quiet_ends is not None and quiet_ends < ends):
-                    when, silent = quiet_ends, True
-                else:
-                    when, silent = ends, False
-                scope = _async_backend.timeout_at(when)
-                try:
-                    async with scope:
-                        item = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError as exc:
-                    if not scope.expired():
-                        raise
-                    if silent:
-                        assert wait is not None
-                        raise self._late(name, wait, first) from exc
-                    assert total is not None
-                    raise self._timed_out(name, total) from exc
-                first, wait = False, later
-                # Yielded outside the scope: the consumer's time between
-                # items is not the stream's silence.
-                yield item
-        finally:
-            await _streams.aclose(stream)
-
-    async def _asyncio_stream(
-        self, stream: AsyncIterator[R], loop: asyncio.AbstractEventLoop, name: str
-    ) -> AsyncIterator[R]:
-        """The waits of ``stream`` under asyncio, on one lazy timer."""
-        total, wait, later = self._stream_bounds
-        now = loop.time
-        ends = None if total is None else now() + total
-        deadline = StreamDeadline(loop)
-        first = True
-        try:
-            while True:
-                when, silent = (None, False) if wait is None else (now() + wait, True)
-                if ends is not None and (when is None or ends <= when):
-                    when, silent = ends, False
-                if when is None:
-                    item = await anext(stream)
-                else:
-                    deadline.arm(when)
-                    try:
-                        item = await anext(stream)
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.CancelledError as exc:
-                        if not deadline.timed_out():
-                            raise
-                        if silent:
-                            assert wait is not None
-                            raise self._late(name, wait, first) from exc
-                        assert total is not None
-                        raise self._timed_out(name, total) from exc
-                    finally:
-                        deadline.disarm()
-                first, wait = False, later
-                yield item
-        except StopAsyncIteration:
-            return
-        finally:
+                opened = await open(args, kwargs, name)
+            except asyncio.CancelledError as exc:
+                deadline.waiting = False
+                deadline.close()
+                if not deadline.timed_out():
+                    raise
+                if silent:
+                    assert first is not None
+                    raise self._late(name, first, True) from exc
+                assert total is not None
+                raise self._timed_out(name, total) from exc
+            except BaseException:
+                deadline.waiting = False
+                deadline.close()
+                raise
+            deadline.waiting = False
+        if opened.stream is None or (later is None and total is None):
             deadline.close()
-            await _streams.aclose(stream)
+            return opened
+        if opened.waits is not None:  # a timeout inside this one: its own relay
+            try:
+                opened = _streams.Opened(*await _streams.asealed(opened))
+            except BaseException:
+                deadline.close()
+                raise
+        if deadline.handle is not None and deadline.when > deadline.time() + deadline.later:
+            deadline.close()  # set for a first item due after the next wait's end
+        opened.waits = deadline
+        opened.ends.append(deadline.ended)
+        return opened
+
+    async def _aopen_scoped(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        """Under trio (or anyio on trio): each wait in a deadline scope of
+        its own; the later ones through ``_Scoped``."""
+        now = _async_backend.now
+        total, first, later = self._stream_bounds
+        ends = None if total is None else now() + total
+        quiet_ends = None if first is None else now() + first
+        if ends is None or (quiet_ends is not None and quiet_ends < ends):
+            when, silent = quiet_ends, True
+        else:
+            when, silent = ends, False
+        scope = _async_backend.timeout_at(when)
+        try:
+            async with scope:
+                opened = await open(args, kwargs, name)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            if silent:
+                assert first is not None
+                raise self._late(name, first, True) from exc
+            assert total is not None
+            raise self._timed_out(name, total) from exc
+        if opened.stream is None or (later is None and total is None):
+            return opened
+        if opened.waits is not None:
+            opened = _streams.Opened(*await _streams.asealed(opened))
+        opened.stream = _Scoped(self, opened.stream, name, later, total, ends)
+        return opened
 
     def _late(self, name: str, bound: float, first: bool) -> CallTimeoutError:
         """A stream's wait for an item ran past ``bound``."""
@@ -637,3 +613,52 @@ def _deadline(seconds: float) -> Deadline:
         return asyncio.timeout(seconds)
     except RuntimeError:  # no asyncio loop in this thread: trio, say
         return _async_backend.timeout(seconds)
+
+
+class _Scoped:
+    """The later waits of a stream under trio: each in a scope of its own,
+    at most ``later`` and never past ``ends``."""
+
+    __slots__ = ("ends", "later", "name", "stream", "timeout", "total")
+
+    def __init__(
+        self,
+        timeout: Timeout,
+        stream: AsyncIterator[Any],
+        name: str,
+        later: float | None,
+        total: float | None,
+        ends: float | None,
+    ) -> None:
+        self.timeout = timeout
+        self.stream = stream
+        self.name = name
+        self.later = later
+        self.total = total
+        self.ends = ends
+
+    def __aiter__(self) -> _Scoped:
+        return self
+
+    async def __anext__(self) -> Any:
+        later, ends = self.later, self.ends
+        quiet_ends = None if later is None else _async_backend.now() + later
+        if ends is None or (quiet_ends is not None and quiet_ends < ends):
+            when, silent = quiet_ends, True
+        else:
+            when, silent = ends, False
+        scope = _async_backend.timeout_at(when)
+        try:
+            async with scope:
+                return await anext(self.stream)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            if silent:
+                assert later is not None
+                raise self.timeout._late(self.name, later, False) from exc
+            assert self.total is not None
+            raise self.timeout._timed_out(self.name, self.total) from exc
+
+    async def aclose(self) -> None:
+        await _streams.aclose(self.stream)
