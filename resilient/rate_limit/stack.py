@@ -109,7 +109,7 @@ class Limits(PolicyBase):
         costs = []
         for cost, units, burst, check in self._pricing:
             if cost is not None:
-                units = cost(*args, **kwargs)
+                units = cost(*args, **kwargs) if kwargs else cost(*args)
                 kind = type(units)
                 # The usual answer checked inline; anything else by the limiter.
                 if (kind is not float and kind is not int) or not 0 <= units <= burst:
@@ -258,7 +258,9 @@ class Limits(PolicyBase):
     # as a whole count limiter (a limit's turn here is a few attribute
     # reads). When one limit would make the call wait or refuses it, the
     # turns taken from the others are refunded and the call takes the
-    # locked way (``_admit``): all or nothing.
+    # locked way (``_admit``): all or nothing. A cost is called without
+    # ``**kwargs`` when there are none: no dict built and merged per call
+    # (about 250 instructions of each weighed call's 5,500).
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run
@@ -285,7 +287,7 @@ class Limits(PolicyBase):
                 costs = []
                 for cost, units, burst, check in pricing:
                     if cost is not None:
-                        units = cost(*args, **kwargs)
+                        units = cost(*args, **kwargs) if kwargs else cost(*args)
                         kind = type(units)
                         # The usual answer checked inline; anything else by the limiter.
                         if (kind is not float and kind is not int) or not 0 <= units <= burst:
@@ -348,7 +350,7 @@ class Limits(PolicyBase):
                 return fn(*args, **kwargs)
             units = fixed
             if cost is not None:
-                units = cost(*args, **kwargs)
+                units = cost(*args, **kwargs) if kwargs else cost(*args)
                 kind = type(units)
                 if (kind is not float and kind is not int) or not 0 <= units <= burst:
                     units = check(units)
@@ -391,7 +393,7 @@ class Limits(PolicyBase):
                 costs = []
                 for cost, units, burst, check in pricing:
                     if cost is not None:
-                        units = cost(*args, **kwargs)
+                        units = cost(*args, **kwargs) if kwargs else cost(*args)
                         kind = type(units)
                         # The usual answer checked inline; anything else by the limiter.
                         if (kind is not float and kind is not int) or not 0 <= units <= burst:
@@ -453,7 +455,7 @@ class Limits(PolicyBase):
                 return await fn(*args, **kwargs)
             units = fixed
             if cost is not None:
-                units = cost(*args, **kwargs)
+                units = cost(*args, **kwargs) if kwargs else cost(*args)
                 kind = type(units)
                 if (kind is not float and kind is not int) or not 0 <= units <= burst:
                     units = check(units)
