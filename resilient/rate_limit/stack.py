@@ -76,11 +76,14 @@ class Limits(PolicyBase):
         self._listeners = first._listeners
         self._own_gate = events.Gate(None, tuple(lim.limiter._listeners for lim in limits))
         self._settles = any(lim.actual is not None for lim in limits)
-        #: The costs when none is a callable (shared, never written).
-        self._fixed = None if any(lim.cost for lim in limits) else [lim.fixed for lim in limits]
-        self._pricing = tuple(
-            (lim.cost, lim.fixed, lim.limiter.config.burst or 1, lim.limiter._check_cost)
-            for lim in limits
+        #: The costs of a call before its callables are asked (shared when
+        #: none is a callable, else copied per call), and the callables:
+        #: ``(index, cost, burst, check)``.
+        self._estimate = [lim.fixed for lim in limits]
+        self._priced = tuple(
+            (index, lim.cost, lim.limiter.config.burst or 1, lim.limiter._check_cost)
+            for index, lim in enumerate(limits)
+            if lim.cost is not None
         )
         self._settlers = tuple(
             (index, lim.limiter, lim.actual)
@@ -103,18 +106,16 @@ class Limits(PolicyBase):
 
     def _costs(self, args: Args, kwargs: Kwargs) -> list[float]:
         """What the call costs each limit, before any turn is taken."""
-        fixed = self._fixed
-        if fixed is not None:
-            return fixed
-        costs = []
-        for cost, units, burst, check in self._pricing:
-            if cost is not None:
+        costs = self._estimate
+        if self._priced:
+            costs = costs[:]
+            for index, cost, burst, check in self._priced:
                 units = cost(*args, **kwargs) if kwargs else cost(*args)
                 kind = type(units)
                 # The usual answer checked inline; anything else by the limiter.
                 if (kind is not float and kind is not int) or not 0 <= units <= burst:
                     units = check(units)
-            costs.append(units)
+                costs[index] = units
         return costs
 
     def _plan(self) -> tuple[tuple[Any, ...], ...]:
@@ -271,7 +272,8 @@ class Limits(PolicyBase):
         if len(self.limits) == 1 and self.limits[0].actual is None:
             return self._one_sync(fn, name, gate, detour, meter)
         clock = _clock
-        fixed, pricing, plan, settlers = self._fixed, self._pricing, self._plan(), self._settlers
+        estimate, priced, settlers = self._estimate, self._priced, self._settlers
+        plan = self._plan()
         undo, admit = self._undo, self._admit
 
         def through_limits(*args: Any, **kwargs: Any) -> R:
@@ -282,19 +284,20 @@ class Limits(PolicyBase):
             if not switch.on:
                 return fn(*args, **kwargs)
             # Every cost before any turn: a raising cost takes none.
-            costs = fixed
-            if costs is None:
-                costs = []
-                for cost, units, burst, check in pricing:
-                    if cost is not None:
-                        units = cost(*args, **kwargs) if kwargs else cost(*args)
-                        kind = type(units)
-                        # The usual answer checked inline; anything else by the limiter.
-                        if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                            units = check(units)
-                    costs.append(units)
+            costs = estimate
+            if priced:
+                costs = estimate[:]
+                for index, cost, burst, check in priced:
+                    units = cost(*args, **kwargs) if kwargs else cost(*args)
+                    kind = type(units)
+                    # The usual answer checked inline; anything else by the limiter.
+                    if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                        units = check(units)
+                    costs[index] = units
             now = clock.now()
-            for taken, ((core, holes, limiter, stats), units) in enumerate(zip(plan, costs)):  # noqa: B905
+            taken = 0
+            for core, holes, limiter, stats in plan:
+                units = costs[taken]
                 # GCRA, inline: no call between reading core.tat and writing it.
                 tat = core.tat
                 if tat < now:
@@ -305,6 +308,7 @@ class Limits(PolicyBase):
                     break
                 core.tat = tat + units * core.interval
                 stats.succeeded += 1
+                taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
             result = fn(*args, **kwargs)
             if settlers:
                 # ``_settle``, inline: the first error of an ``actual`` is
@@ -377,7 +381,8 @@ class Limits(PolicyBase):
         if len(self.limits) == 1 and self.limits[0].actual is None:
             return self._one_async(fn, name, gate, detour, meter)
         clock = _clock
-        fixed, pricing, plan, settlers = self._fixed, self._pricing, self._plan(), self._settlers
+        estimate, priced, settlers = self._estimate, self._priced, self._settlers
+        plan = self._plan()
         undo, aadmit = self._undo, self._aadmit
 
         async def through_limits(*args: Any, **kwargs: Any) -> R:
@@ -388,19 +393,20 @@ class Limits(PolicyBase):
             if not switch.on:
                 return await fn(*args, **kwargs)
             # Every cost before any turn: a raising cost takes none.
-            costs = fixed
-            if costs is None:
-                costs = []
-                for cost, units, burst, check in pricing:
-                    if cost is not None:
-                        units = cost(*args, **kwargs) if kwargs else cost(*args)
-                        kind = type(units)
-                        # The usual answer checked inline; anything else by the limiter.
-                        if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                            units = check(units)
-                    costs.append(units)
+            costs = estimate
+            if priced:
+                costs = estimate[:]
+                for index, cost, burst, check in priced:
+                    units = cost(*args, **kwargs) if kwargs else cost(*args)
+                    kind = type(units)
+                    # The usual answer checked inline; anything else by the limiter.
+                    if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                        units = check(units)
+                    costs[index] = units
             now = clock.now()
-            for taken, ((core, holes, limiter, stats), units) in enumerate(zip(plan, costs)):  # noqa: B905
+            taken = 0
+            for core, holes, limiter, stats in plan:
+                units = costs[taken]
                 # GCRA, inline: no call between reading core.tat and writing it.
                 tat = core.tat
                 if tat < now:
@@ -411,6 +417,7 @@ class Limits(PolicyBase):
                     break
                 core.tat = tat + units * core.interval
                 stats.succeeded += 1
+                taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
             result = await fn(*args, **kwargs)
             if settlers:
                 # ``_settle``, inline: the first error of an ``actual`` is
