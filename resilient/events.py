@@ -23,6 +23,7 @@ need no events at all: they read the counters each policy keeps in place.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -384,6 +385,12 @@ class Gate:
     ``entry`` is the scope whose request is counted (``None``: a layer
     inside a chain, which only cares about its own listeners); ``inner`` are
     the scopes whose listeners make the whole call take the events path.
+
+    A listener of what policies do only (``every_call=False``: tracing)
+    sends the request through its events path (where its span opens) but
+    leaves every layer's gate as it is: the layers take their fast paths,
+    and emit what they do (retries, rejections, ...) from their slow paths,
+    which read ``scope.events``.
     """
 
     __slots__ = ("__weakref__", "entry", "inner", "level")
@@ -402,7 +409,7 @@ class Gate:
         level = NONE
         if entry is not None:
             level = EVENTS if entry.events else METERED if entry.metered else NONE
-        if level != EVENTS and any(scope.events for scope in self.inner):
+        if level != EVENTS and any(scope.calls for scope in self.inner):
             level = EVENTS
         self.level = level
 
@@ -418,6 +425,7 @@ class ListenerSet:
         "_gates",
         "_on_child_death",
         "_stats",
+        "calls",
         "events",
         "listeners",
         "metered",
@@ -429,7 +437,8 @@ class ListenerSet:
         self.listeners: tuple[Listener, ...] = ()
         self.readers: tuple[object, ...] = ()
         self.parent = parent
-        self.events = False
+        self.events = False  # a listener in scope: emit events
+        self.calls = False  # and one wants every call's events (every_call)
         self.metered = False
         # Weak references, pruned as they die: a scope must stay small.
         self._children: tuple[weakref.ref[ListenerSet], ...] = ()
@@ -471,6 +480,9 @@ class ListenerSet:
     def _refresh(self) -> None:
         parent = self.parent
         self.events = bool(self.listeners) or (parent is not None and parent.events)
+        self.calls = any(type(listener) is not _Quiet for listener in self.listeners) or (
+            parent is not None and parent.calls
+        )
         self.metered = bool(self.readers) or self.events or (parent is not None and parent.metered)
         for gate_ref in self._gates:
             gate = gate_ref()
@@ -499,16 +511,28 @@ class ListenerSet:
             here = here.parent
         return False
 
-    def subscribe(self, listener: Listener | Reader) -> Callable[[], None]:
+    def subscribe(
+        self, listener: Listener | Reader, *, every_call: bool = True
+    ) -> Callable[[], None]:
         """Deliver every event of this scope to ``listener``; returns the
         unsubscriber. An object with a ``_watch(scope)`` method (such as a
         ``MetricsCollector``) is attached as a counter reader instead, and
-        costs the hot path no event at all."""
+        costs the hot path no event at all.
+
+        ``every_call=False``: the listener wants what the policies do
+        (retries, rejections, state changes, ...) and each request's
+        events path, not every layer's per-call events: the layers keep
+        their fast paths (see ``Gate``). It may still receive per-call
+        events, from the paths that build them anyway."""
         watch = getattr(listener, "_watch", None)
         if watch is not None and not isinstance(listener, type):
             return self._add_reader(listener, watch)
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
+        if not every_call:
+            # Marked by its type; a partial forwards each event with no
+            # Python frame of its own.
+            listener = _Quiet(listener)
         with _subscribe_lock:
             self.listeners = (*self.listeners, listener)
             self._refresh()
@@ -577,6 +601,10 @@ class ListenerSet:
                 ),
             )
         )
+
+
+class _Quiet(functools.partial):  # type: ignore[type-arg]
+    """A listener subscribed with ``every_call=False``."""
 
 
 def _death_counter(scope: weakref.ref[ListenerSet]) -> Callable[[object], None]:

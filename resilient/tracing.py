@@ -11,8 +11,11 @@ stops it. docs/observability.md lists the span's attributes and events, and
 how they map to Polly's, gRPC's and OpenTelemetry's names.
 
 With no tracing instrumented it costs nothing: the calls take their fast
-paths. Instrumented, every call takes the events path (as with any
-listener) and costs one span.
+paths (stopped, it leaves no listener or flag behind). Instrumented, each
+request takes its events path, where its span opens, and costs one span;
+the tracer listens with ``every_call=False``, so the layers inside keep
+their fast paths and build no per-call event (what they do, a retry or a
+rejection, they report from their slow paths).
 """
 
 from __future__ import annotations
@@ -247,7 +250,7 @@ def instrument(tracer_provider: Any = None) -> Callable[[], None]:
     from . import __version__
 
     owner = _Tracer(provider.get_tracer(_SCOPE, __version__), (context, trace))
-    owner.unsubscribe = events.subscribe(owner)
+    owner.unsubscribe = events.GLOBAL.subscribe(owner, every_call=False)
     _request_hooks.tracer = owner
     stopped = False
 

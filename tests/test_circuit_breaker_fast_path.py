@@ -42,6 +42,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "slow calls": {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
     "result predicate": {"result_predicate": lambda result: result == BAD},
     "timeout": {"timeout": 10.0},
+    # A shadow breaker differs only where it would reject: CLOSED, its path is a plain one's.
+    "shadow": {"shadow": True},
+    "shadow, failure rate": {"shadow": True, "failure_rate_threshold": 0.5, "minimum_calls": 1},
     "everything": {
         "window_duration": 90_000.0,
         "slow_call_duration": 1.0,

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+import resilient._execution.request
 import resilient.tracing
 from resilient import (
     CircuitBreakerConfig,
@@ -20,6 +21,7 @@ from resilient import (
     Fallback,
     Registry,
     RetryConfig,
+    events,
     with_bulkhead,
     with_circuit_breaker,
     with_resilience,
@@ -249,3 +251,89 @@ def test_a_failover_is_a_span_event(traced: tuple[InMemorySpanExporter, TracerPr
     (moved,) = [attrs for name, attrs in _events(span) if name == "resilient.failover"]
     assert moved["exception.type"] == "CircuitOpenError"
     assert "backup" in moved["resilient.failover.target"]
+
+
+class _CountingLock:
+    """A breaker's lock, counting how often it is taken."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.taken = 0
+
+    def __enter__(self) -> Any:
+        self.taken += 1
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self.lock.__exit__(*exc_info)
+
+
+def test_traced_calls_keep_every_layer_on_its_fast_path(
+    traced: tuple[InMemorySpanExporter, TracerProvider],
+) -> None:
+    exporter, _ = traced
+    reg = Registry()
+    heard: list[Any] = []
+    stop_listening = events.GLOBAL.subscribe(heard.append, every_call=False)
+
+    @with_resilience("fast", registry=reg, timeout=None, fallback=Fallback(value=None))
+    def call(x: int) -> int:
+        return x
+
+    breaker = reg.get("fast")
+    assert breaker is not None
+    lock = breaker._lock = _CountingLock(breaker._lock)  # type: ignore[assignment]
+    try:
+        for i in range(50):
+            assert call(i) == i
+    finally:
+        stop_listening()
+    assert lock.taken == 0  # the closed breaker counted each success without its lock
+    assert heard == []  # no layer built a per-call event for a listener that wants none
+    assert [s.name for s in exporter.get_finished_spans()] == ["resilient fast"] * 50
+
+
+def test_a_rejection_inside_a_stack_is_one_span_event(
+    clock: FakeClock, traced: tuple[InMemorySpanExporter, TracerProvider]
+) -> None:
+    exporter, _ = traced
+
+    @with_resilience(
+        "inner-open",
+        registry=Registry(),
+        retry=None,
+        timeout=None,
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=1),
+    )
+    def call() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        call()
+    for _ in range(2):  # rejected by the open breaker's lock-free path
+        with pytest.raises(CircuitOpenError):
+            call()
+    _, *rejected_spans = exporter.get_finished_spans()
+    for span in rejected_spans:
+        names = [name for name, _ in _events(span) if name.startswith("resilient.")]
+        assert names == ["resilient.rejected"]  # once, whichever path rejected it
+        assert span.attributes is not None
+        assert span.attributes["resilient.outcome"] == "rejected"
+
+
+def test_stopping_tracing_leaves_the_never_traced_path() -> None:
+    scope = events.GLOBAL
+    hooks = resilient._execution.request
+    before = (scope.listeners, scope.events, scope.calls, scope.metered, hooks.tracer)
+
+    @with_resilience("restored", registry=Registry(), timeout=None)
+    def call() -> int:
+        return 1
+
+    provider = TracerProvider()
+    stop = resilient.tracing.instrument(provider)
+    assert scope.events
+    assert not scope.calls
+    assert call() == 1
+    stop()
+    assert (scope.listeners, scope.events, scope.calls, scope.metered, hooks.tracer) == before

@@ -117,7 +117,7 @@ class Request:
         if _request.current.get() is None:
             token = _request.current.set(_request.new_request_id())
         start = _clock.now()
-        emit = self.scope.events
+        emit = self.scope.calls  # not for a listener of what policies do only (tracing)
         traced = tracer.open(self.name, self.kind, current) if tracer is not None else None
         if emit:
             self._emit(CallStarted, start)

@@ -752,6 +752,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
+        scope = self._listeners
         clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
@@ -789,6 +790,8 @@ class CircuitBreaker(NamedPolicy):
                 if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
+                    if scope.events:  # a listener of what policies do only (tracing)
+                        self._emit_rejected(error)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     if hand_back:  # under a failover (see compose.offer_hand_back)
@@ -864,6 +867,7 @@ class CircuitBreaker(NamedPolicy):
         assert detour is not None
         stats = self._stats_for(self.name)
         breaker = self.name
+        scope = self._listeners
         clock, inf = _clock, math.inf
         observed = meter.stats if meter is not None else stats
         pending, fold, fold_at = observed.pending, observed.fold, FOLD_AT
@@ -901,6 +905,8 @@ class CircuitBreaker(NamedPolicy):
                 if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
+                    if scope.events:  # a listener of what policies do only (tracing)
+                        self._emit_rejected(error)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
                     try:

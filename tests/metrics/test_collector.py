@@ -614,3 +614,28 @@ def test_a_fold_reentered_on_its_own_thread_counts_every_duration_once() -> None
     assert stats.latency_sum == pytest.approx(
         0.01 * (_stats.FOLD_AT - 1) + 0.02 + 0.5 * _stats.FOLD_AT
     )
+
+
+def test_a_stack_with_a_fallback_outermost_times_each_success(
+    collector: MetricsCollector,
+) -> None:
+    # The fallback is the outermost layer of with_resilience: it meters the call.
+    def work(seconds: float) -> float:
+        clock.advance(seconds)
+        return seconds
+
+    async def awork(seconds: float) -> float:
+        clock.advance(seconds)
+        return seconds
+
+    fallback = resilient.Fallback(value=0.0)
+    sync_call = resilient.with_resilience("fronted", timeout=None, fallback=fallback)(work)
+    async_call = resilient.with_resilience("afronted", timeout=None, fallback=fallback)(awork)
+    with fake_clock() as clock:
+        for seconds in (0.1, 0.3):
+            assert sync_call(seconds) == seconds
+            assert asyncio.run(async_call(seconds)) == seconds
+    for name in ("fronted", "afronted"):
+        stats = collector.statistics.by_name[name]
+        assert (stats.total_requests, stats.successes) == (2, 2)
+        assert stats.average_latency == pytest.approx(0.2)
