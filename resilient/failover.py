@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import events
 from ._execution import streams as _streams
-from ._execution.compose import aforwarding, decorate, watching
+from ._execution.compose import Refused, aforwarding, decorate, handing_back, watching
 from ._execution.policy_base import PolicyBase
 from ._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from ._runtime import clock as _clock
@@ -299,13 +299,18 @@ class Failover(PolicyBase):
         return opened
 
     # The fast path, written once per flavour: a ``try`` around the first
-    # target until it fails; the walk over the alternates after it.
+    # target until it fails; the walk over the alternates after it. A first
+    # target that offers to hand its refusals back (an open breaker, see
+    # ``compose.offer_hand_back``) is run that way: its refusal is an error
+    # returned, not raised and caught.
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry)
-        run, rest = self._run, self._alternate
+        run, rest, after = self._run, self._alternate, self._next
         stats = self._stats_for(name)
         primary = PRIMARY
+        first = handing_back(fn) or fn
+        refused = Refused
 
         def failing_over(*args: Any, **kwargs: Any) -> R:
             if level := gate.level:
@@ -313,14 +318,22 @@ class Failover(PolicyBase):
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 return meter.timed(_clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
             try:
-                result = fn(*args, **kwargs)
+                result = first(*args, **kwargs)
             except Exception as exc:
                 tried = [primary]
-                if not self._next(name, tried, exc, 0):
+                if not after(name, tried, exc, 0):
                     raise
             else:
-                stats.succeeded += 1
-                return result
+                if type(result) is not refused:
+                    stats.succeeded += 1
+                    return result
+                error = result[0]
+                tried = [primary]
+                if not after(name, tried, error, 0):
+                    try:
+                        raise error
+                    finally:
+                        del error  # no cycle: error -> traceback -> this frame
             return rest(stats, name, args, kwargs, tried)  # type: ignore[no-any-return]
 
         return failing_over

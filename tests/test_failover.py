@@ -6,12 +6,16 @@ in ResiliencePolicy."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+import resilient
 from resilient import (
+    CallRejected,
+    CircuitBreaker,
     CircuitOpenError,
     Failover,
     FailoverUsed,
@@ -24,6 +28,7 @@ from resilient import (
     with_failover,
     with_rate_limit,
 )
+from resilient._execution.compose import chain_of, handing_back
 from resilient.http.errors import ServerError
 from resilient.testing import fake_clock
 
@@ -291,3 +296,113 @@ def test_interrupts_are_never_failed_over() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(with_failover("llm", [up])(cancelled)("x"))
+
+
+# -- a primary whose breaker is open: its refusal handed back, not raised ---------
+
+
+def _opened(registry: Registry, failover: Failover) -> Any:
+    """``failover`` around a breaker opened by two real failures."""
+    failing = [True]
+
+    @failover
+    @with_circuit_breaker("primary", registry=registry, failure_threshold=2)
+    def ask(prompt: str) -> str:
+        if failing[0]:
+            raise Retryable("down")
+        return f"primary:{prompt}"
+
+    for _ in range(2):
+        assert ask("warm") == "secondary:warm"
+    assert registry.get("primary").state.value == "open"  # type: ignore[union-attr]
+    return ask
+
+
+def test_an_opened_breaker_hands_its_refusal_to_the_failover_unraised() -> None:
+    offered: list[BaseException] = []
+
+    def on(error: BaseException) -> bool:
+        offered.append(error)
+        return True
+
+    with fake_clock() as clock, Registry().isolated() as registry:
+        failover = Failover("llm", [secondary], on=on)
+        ask = _opened(registry, failover)
+        offered.clear()
+        assert ask("hi") == "secondary:hi"
+        assert ask("ho") == "secondary:ho"
+        assert clock.delays == []
+    assert [type(e) for e in offered] == [CircuitOpenError, CircuitOpenError]
+    assert offered[0].args[:2] == ("primary", "open")
+    # Handed back, never raised: no traceback was ever made for it.
+    assert [e.__traceback__ for e in offered] == [None, None]
+    assert failover.metrics() == ({"primary": 0, "secondary": 4}, 4, 0)
+
+
+def test_a_handed_back_refusal_with_no_target_left_is_raised_with_the_note() -> None:
+    with fake_clock(), Registry().isolated() as registry:
+        ask = _opened(registry, Failover("llm", [secondary]))
+        lone = with_failover("alone", [])(registry_breaker_call(registry))
+        with pytest.raises(CircuitOpenError) as caught:
+            lone("hi")
+        assert ask("x") == "secondary:x"
+    assert caught.value.__notes__ == ["resilient: failover 'alone' tried primary; all failed"]
+
+
+def registry_breaker_call(registry: Registry) -> Any:
+    """A function behind the (open) breaker ``primary`` of ``registry``."""
+
+    @with_circuit_breaker(registry.get("primary"))  # type: ignore[arg-type]
+    def direct(prompt: str) -> str:
+        return prompt
+
+    return direct
+
+
+def test_a_handed_back_refusal_on_does_not_accept_is_raised_as_it_is() -> None:
+    with fake_clock(), Registry().isolated() as registry:
+        _opened(registry, Failover("llm", [secondary]))
+        strict = with_failover("strict", [secondary], on=(Retryable,))(
+            registry_breaker_call(registry)
+        )
+        with pytest.raises(CircuitOpenError) as caught:
+            strict("hi")
+    assert not getattr(caught.value, "__notes__", [])
+
+
+def test_skipping_an_opened_breaker_emits_the_rejection_and_the_switch() -> None:
+    seen: list[Any] = []
+    with fake_clock(), Registry().isolated() as registry:
+        failover = Failover("llm", [secondary])
+        ask = _opened(registry, failover)
+        unsubscribe = resilient.subscribe(seen.append)
+        try:
+            assert ask("hi") == "secondary:hi"
+        finally:
+            unsubscribe()
+    rejected = [e for e in seen if isinstance(e, CallRejected)]
+    used = [e for e in seen if isinstance(e, FailoverUsed)]
+    assert [(e.name, e.state) for e in rejected] == [("primary", "open")]
+    assert [(e.name, e.target, type(e.error)) for e in used] == [
+        ("llm", "secondary", CircuitOpenError)
+    ]
+
+
+def test_a_copy_of_a_closures_attributes_is_not_offered_a_hand_back() -> None:
+    with Registry().isolated() as registry:
+
+        @with_failover("llm", [secondary])
+        @with_circuit_breaker("primary", registry=registry)
+        def ask(prompt: str) -> str:
+            return prompt
+
+        closure = chain_of(ask)
+        assert closure is not None
+        inner = CircuitBreaker("inner")._wrap_sync(secondary, "inner")
+        assert handing_back(inner) is not None
+
+        @functools.wraps(inner)
+        def impostor(prompt: str) -> str:
+            return "impostor"
+
+        assert handing_back(impostor) is None

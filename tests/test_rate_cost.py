@@ -437,3 +437,60 @@ async def test_an_actual_that_raises_on_a_streams_last_item_reaches_the_consumer
             with pytest.raises(KeyError, match="usage"):
                 [c async for c in astream()]
         assert registry.rate_limiter("tpm").metrics().available == 6  # estimate kept
+
+
+# -- the one-frame fast paths ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("actual", [None, len], ids=["weighed", "settled"])
+def test_a_weighed_limit_obeys_its_reconfigured_rate_on_the_fast_path(actual: Any) -> None:
+    with fake_clock(), Registry().isolated() as registry:
+        limited = with_rate_limit(
+            "tpm", cost=tokens, actual=actual, registry=registry, rate=100, period=60.0
+        )(ask)
+        limited("x" * 10)
+        assert registry.rate_limiter("tpm").metrics().available == 90
+        registry.reconfigure("tpm", rate=20, burst=20)
+        # The 10 turns taken stay taken at the new rate: 10 of 20 are left.
+        assert registry.rate_limiter("tpm").metrics().available == 10
+        with pytest.raises(RateLimitExceededError):
+            limited("x" * 11)
+        assert limited("x" * 10) == "X" * 10
+        assert registry.rate_limiter("tpm").metrics().available == 0
+
+
+def test_a_raising_cost_of_a_later_stacked_limit_takes_no_turn_from_any() -> None:
+    def refuses(prompt: str) -> float:
+        raise LookupError("no tokenizer")
+
+    with fake_clock(), Registry().isolated() as registry:
+
+        @with_rate_limit("rpm", registry=registry, rate=10, period=60.0)
+        @with_rate_limit("itpm", cost=tokens, registry=registry, rate=1000, period=60.0)
+        @with_rate_limit("otpm", cost=refuses, registry=registry, rate=500, period=60.0)
+        def complete(prompt: str) -> str:
+            return prompt
+
+        with pytest.raises(LookupError):
+            complete("x" * 30)
+        available = {
+            n: registry.rate_limiter(n).metrics().available for n in ("rpm", "itpm", "otpm")
+        }
+    assert available == {"rpm": 10, "itpm": 1000, "otpm": 500}
+
+
+def test_stacked_actuals_all_settle_before_the_first_error_is_raised() -> None:
+    def broken(result: str) -> float:
+        raise LookupError("no usage")
+
+    with fake_clock(), Registry().isolated() as registry:
+
+        @with_rate_limit("itpm", cost=5.0, actual=broken, registry=registry, rate=100)
+        @with_rate_limit("otpm", cost=5.0, actual=len, registry=registry, rate=100)
+        def complete(prompt: str) -> str:
+            return prompt
+
+        with pytest.raises(LookupError):
+            complete("x" * 20)
+        available = {n: registry.rate_limiter(n).metrics().available for n in ("itpm", "otpm")}
+    assert available == {"itpm": 95, "otpm": 80}

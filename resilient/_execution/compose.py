@@ -38,6 +38,7 @@ from .streams import AOpen, Args, AStream, AStreamFn, Kwargs, Open, Opened, Stre
 __all__ = [
     "NEVER",
     "Chain",
+    "Refused",
     "Decoratable",
     "Layer",
     "Owner",
@@ -47,9 +48,11 @@ __all__ = [
     "compose_stream",
     "decorate",
     "forwarding",
+    "handing_back",
     "is_async_callable",
     "is_async_gen",
     "is_stream",
+    "offer_hand_back",
     "watching",
 ]
 
@@ -145,6 +148,42 @@ def chain_of(fn: object) -> Chain | None:
         return chain
     found = getattr(fn, _CHAIN, None) if inspect.isfunction(fn) else None
     return found if isinstance(found, Chain) else None
+
+
+# -- refusals handed back ------------------------------------------------------
+#
+# A layer that refuses calls at once (an open breaker) may offer, on its
+# closure, a variant of that same closure that returns ``Refused(error)``
+# instead of raising ``error``. A layer just above it that only wants to
+# move on when refused (a failover) runs the variant: a refused target then
+# costs the error, not its raise, its traceback and the unwinding to the
+# failover's ``except``.
+
+
+class Refused(tuple):  # type: ignore[type-arg]
+    """What a closure built to hand its refusals back returns instead of
+    raising an error: ``Refused((error,))``, the error its ``[0]``. (A bare
+    tuple subclass: built by the builtin constructor, no Python frame.)"""
+
+
+_HAND_BACK = "__resilient_hand_back__"
+
+
+def offer_hand_back(closure: Callable[..., Any], variant: Callable[[], Callable[..., Any]]) -> None:
+    """Offer, on ``closure``, ``variant()``: the same closure, built to
+    return ``Refused(error)`` where ``closure`` raises ``error`` at once."""
+    setattr(closure, _HAND_BACK, (closure, variant))
+
+
+def handing_back(fn: object) -> Callable[..., Any] | None:
+    """The variant of ``fn`` that hands its refusals back, if ``fn`` is a
+    layer's closure that offers one (never a copy of its attributes, as
+    ``functools.wraps`` makes: it is checked to be ``fn``'s own)."""
+    offered = getattr(fn, _HAND_BACK, None) if inspect.isfunction(fn) else None
+    if offered is None or offered[0] is not fn:
+        return None
+    variant: Callable[..., Any] = offered[1]()
+    return variant
 
 
 def is_async_callable(fn: object) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 from .. import events
 from .._execution import request_id as _request
 from .._execution.blocks import BlockStack
-from .._execution.compose import is_async_callable, watching
+from .._execution.compose import Refused, is_async_callable, offer_hand_back, watching
 from .._execution.counters import FOLD_AT
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
@@ -739,6 +739,13 @@ class CircuitBreaker(NamedPolicy):
     # closures counted in flight there.
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
+        return self._closure_sync(fn, name, entry, False)
+
+    def _closure_sync(
+        self, fn: SyncFn[R], name: str, entry: Request | None, hand_back: bool
+    ) -> SyncFn[R]:
+        """The sync closure; with ``hand_back``, one that returns
+        ``Refused(error)`` where it would raise a rejection at once."""
         run = self._run
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._through, fn))
         assert detour is not None
@@ -786,6 +793,8 @@ class CircuitBreaker(NamedPolicy):
                         self._emit_rejected(error)
                     if level:
                         meter.failed(error, start, False)  # type: ignore[union-attr]
+                    if hand_back:  # under a failover (see compose.offer_hand_back)
+                        return Refused((error,))  # type: ignore[return-value]
                     try:
                         raise error
                     finally:
@@ -841,7 +850,13 @@ class CircuitBreaker(NamedPolicy):
             return run(fn, args, kwargs)
 
         member = self._member
-        return through_breaker if member is None else member.counting(through_breaker)
+        if member is not None:
+            return member.counting(through_breaker)
+        if entry is None and not hand_back:
+            offer_hand_back(
+                through_breaker, functools.partial(self._closure_sync, fn, name, None, True)
+            )
+        return through_breaker
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         arun = self._arun

@@ -397,11 +397,11 @@ class RateLimiter(NamedPolicy):
 
     def _fast_within(self) -> float:
         """How far ahead ``tat`` may be for a call to start now on the fast
-        path (``-1``: never, every call takes the locked path: a shared
-        limit, or no GIL)."""
+        path (``-inf``: never, every call takes the locked path: a shared
+        limit, or no GIL; whatever a turn weighs)."""
         core = self._core
         if self._shared is not None or not GIL:  # see resilient._runtime.gil
-            return -1.0
+            return -math.inf
         return core.tolerance + core.slack
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
