@@ -406,3 +406,25 @@ def test_a_copy_of_a_closures_attributes_is_not_offered_a_hand_back() -> None:
             return "impostor"
 
         assert handing_back(impostor) is None
+
+
+def test_offering_a_hand_back_makes_no_reference_cycle() -> None:
+    # A closure that held its own offer was a cycle: the breaker and its
+    # counters lived on until the cyclic collector ran, and a collector
+    # subscribed meanwhile was told of their retirement.
+    import gc
+    import weakref
+
+    gc.collect()
+    breaker = CircuitBreaker("inner")
+    inner = breaker._wrap_sync(secondary, "inner")
+    assert handing_back(inner) is not None
+    gone = weakref.ref(breaker)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del breaker, inner
+        assert gone() is None  # freed by reference counting alone
+    finally:
+        if was_enabled:
+            gc.enable()
