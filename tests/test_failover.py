@@ -428,3 +428,17 @@ def test_offering_a_hand_back_makes_no_reference_cycle() -> None:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_a_breaker_whose_call_offered_a_hand_back_is_still_collected() -> None:
+    # ``call`` keeps its chain on the breaker; the offer must not keep the
+    # breaker alive through it (a table of offers did, for good).
+    import gc
+    import weakref
+
+    breaker = CircuitBreaker("called")
+    assert breaker.call(secondary, "hi") == secondary("hi")
+    gone = weakref.ref(breaker)
+    del breaker
+    gc.collect()
+    assert gone() is None

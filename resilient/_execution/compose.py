@@ -167,29 +167,29 @@ class Refused(tuple):  # type: ignore[type-arg]
     tuple subclass: built by the builtin constructor, no Python frame.)"""
 
 
-# Closure -> the factory of its hand-back variant. Weak keys, and nothing on
-# the closure itself: an attribute holding the closure (to tell it from a
-# ``functools.wraps`` copy) made every breaker closure a reference cycle,
-# freed only by the cyclic collector, and its counters with it.
-_OFFERS: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[], Callable[..., Any]]] = (
-    weakref.WeakKeyDictionary()
-)
+_HAND_BACK = "__resilient_hand_back__"
 
 
 def offer_hand_back(closure: Callable[..., Any], variant: Callable[[], Callable[..., Any]]) -> None:
     """Offer, on ``closure``, ``variant()``: the same closure, built to
     return ``Refused(error)`` where ``closure`` raises ``error`` at once."""
-    _OFFERS[closure] = variant
+    # The closure is named weakly: holding itself, every breaker closure
+    # was a reference cycle, freed only by the cyclic collector (and its
+    # breaker and counters with it). Not a table beside it either: the
+    # variant holds the breaker, which may hold the closure (``call``'s
+    # cached chain), so a table's entry would never go.
+    setattr(closure, _HAND_BACK, (weakref.ref(closure), variant))
 
 
 def handing_back(fn: object) -> Callable[..., Any] | None:
     """The variant of ``fn`` that hands its refusals back, if ``fn`` is a
-    layer's closure that offers one (never a copy, as ``functools.wraps``
-    makes: the offer is kept by the closure's identity)."""
-    if not inspect.isfunction(fn):
+    layer's closure that offers one (never a copy of its attributes, as
+    ``functools.wraps`` makes: it is checked to be ``fn``'s own)."""
+    offered = getattr(fn, _HAND_BACK, None) if inspect.isfunction(fn) else None
+    if offered is None or offered[0]() is not fn:
         return None
-    offered = _OFFERS.get(fn)
-    return None if offered is None else offered()
+    variant: Callable[..., Any] = offered[1]()
+    return variant
 
 
 def is_async_callable(fn: object) -> bool:
