@@ -91,9 +91,7 @@ def test_a_merged_count_window_holds_the_fleets_newest_outcomes(seed, size) -> N
     for at, kind in everything:
         alone.record(bool(kind & FAILURE), bool(kind & SLOW), at)
     assert (fleet.calls, fleet.failures, fleet.slow) == (alone.calls, alone.failures, alone.slow)
-    held = sorted(
-        (round(at, 6), kind) for at, _, kind, n in fleet.entries for _ in range(n)
-    )
+    held = sorted((round(at, 6), kind) for at, _, kind, n in fleet.entries for _ in range(n))
     newest = sorted((round(at, 6), kind) for at, kind in everything[-size:])
     assert held == newest
 

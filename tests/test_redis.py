@@ -230,7 +230,7 @@ def test_an_instance_that_loses_redis_judges_its_own_failures_at_once(
     assert one.state is OPEN
 
 
-def test_a_failure_rate_seen_by_one_instance_votes_to_open(storages) -> None:
+def test_a_failure_rate_in_the_fleets_window_opens_it(storages) -> None:
     a, b = storages(), storages(quorum=2)
     fields = {"failure_threshold": 100, "failure_rate_threshold": 0.5, "minimum_calls": 4}
     one = shared("pay", a, **fields)
@@ -241,7 +241,7 @@ def test_a_failure_rate_seen_by_one_instance_votes_to_open(storages) -> None:
     sync(a)
     assert one.state is OPEN
 
-    # With a quorum of 2, one voting instance is not enough.
+    # With a quorum of 2, one instance's failures in the window are not enough.
     three = shared("search", b, **fields)
     sync(b)
     for _ in range(2):

@@ -77,7 +77,16 @@ class OutcomeLog:
     the segments of its last ``duration`` seconds, one per kind per
     ``TIME_QUANTUM`` of a bucket at most."""
 
-    __slots__ = ("_duration", "_next", "_quantum", "_sealed", "_size", "outcomes", "segments")
+    __slots__ = (
+        "_duration",
+        "_next",
+        "_quantum",
+        "_sealed",
+        "_size",
+        "bad",
+        "outcomes",
+        "segments",
+    )
 
     def __init__(self, size: int | None, duration: float | None, first: int = 1) -> None:
         self._size = size
@@ -88,6 +97,7 @@ class OutcomeLog:
             self._quantum = COUNT_QUANTUM
         self.segments: list[Segment] = []
         self.outcomes = 0
+        self.bad = 0  # failures and slow calls among them
         self._next = first
         # Segments numbered below this were handed out: never grown again
         # (the fleet may have applied them already).
@@ -110,13 +120,18 @@ class OutcomeLog:
                 and last[1] <= at < last[1] + self._quantum
             ):
                 last[3] += count
-                self.outcomes += count
+                self._count(kind, count)
                 self._bound(at)
                 return
         segments.append([self._next, at, kind, count])
         self._next += 1
-        self.outcomes += count
+        self._count(kind, count)
         self._bound(at)
+
+    def _count(self, kind: float, count: int) -> None:
+        self.outcomes += count
+        if kind:
+            self.bad += count
 
     def _bound(self, now: float) -> None:
         segments = self.segments
@@ -124,26 +139,23 @@ class OutcomeLog:
             excess = self.outcomes - self._size
             while excess > 0:
                 oldest = segments[0]
-                if oldest[3] <= excess:
-                    excess -= int(oldest[3])
-                    self.outcomes -= int(oldest[3])
+                drop = min(int(oldest[3]), excess)
+                self._count(oldest[2], -drop)
+                excess -= drop
+                if drop == oldest[3]:
                     del segments[0]
                 else:
-                    oldest[3] -= excess
-                    self.outcomes -= excess
-                    excess = 0
+                    oldest[3] -= drop
         elif self._duration is not None:
             horizon = now - self._duration - self._quantum * 16
             while segments and segments[0][1] < horizon:
-                self.outcomes -= int(segments[0][3])
+                self._count(segments[0][2], -int(segments[0][3]))
                 del segments[0]
 
     def take(self) -> list[Segment]:
         """Hand every segment out (for a sync); ``give_back`` if it failed."""
         taken = self.segments
-        self.segments = []
-        self.outcomes = 0
-        self._sealed = self._next
+        self.clear()
         return taken
 
     def give_back(self, taken: Sequence[Segment]) -> None:
@@ -151,12 +163,13 @@ class OutcomeLog:
         if not taken:
             return
         self.segments[:0] = taken
-        self.outcomes += sum(int(s[3]) for s in taken)
+        for segment in taken:
+            self._count(segment[2], int(segment[3]))
         self._bound(self.segments[-1][1])
 
     def clear(self) -> None:
         self.segments = []
-        self.outcomes = 0
+        self.outcomes = self.bad = 0
         self._sealed = self._next
 
 
@@ -219,9 +232,7 @@ class FleetTimeWindow:
         self.applied: dict[str, int] = {}
         self.calls = self.failures = self.slow = 0
 
-    def merge(
-        self, instance: str, offset: float, segments: Iterable[Segment], now: float
-    ) -> None:
+    def merge(self, instance: str, offset: float, segments: Iterable[Segment], now: float) -> None:
         """Add ``segments`` (stamps + ``offset`` are fleet times) at fleet
         time ``now``; what has slid out of the window by then is dropped."""
         self.expire(now)
