@@ -306,9 +306,10 @@ class BreakerCore:
                 self.window.add_successes(pending, self.tick_at if self.ticking else now)
                 log = self.log
                 if log is not None:
-                    # No later than they happened: a tick's bucket start,
-                    # or the locked operation before them.
-                    at = self.tick_at if self.ticking else self.flushed_at
+                    # No later than they happened: at the flush before them
+                    # (a shared store flushes at every sync, so they are at
+                    # most its refresh interval early).
+                    at = self.flushed_at
                     log.add(at if at > _NEVER else now, 0, pending)
         self.flushed_at = now
 
