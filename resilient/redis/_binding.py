@@ -376,6 +376,10 @@ class Binding:
         elif op.kind == "control" and self._pending_control == op.context:
             self._pending_control = None
         elif op.kind == "sync":
+            # Our first sync (or the first since Redis lost the state) went
+            # up as epoch 0: the fleet took its counts into the period it is
+            # in, and the counts made since belong to that period too.
+            joined = not self._incarnation
             snap: _Snapshot = op.context[0]
             self._sent_ok = snap.ok_total
             self._sent_failed = snap.failed_total
@@ -385,6 +389,8 @@ class Binding:
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
+            self._mirror(reply, joined)
+            return
         self._mirror(reply)
 
     def forked(self) -> None:
@@ -463,7 +469,9 @@ class Binding:
         self._epoch = epoch
         return True
 
-    def _mirror(self, reply: Any) -> None:
+    def _mirror(self, reply: Any, joined: bool = False) -> None:
+        """Mirror the fleet's state. ``joined``: the reply to a sync sent
+        before any state was mirrored (its counts were taken as ours)."""
         state, remaining, epoch, incarnation = _parse(reply)
         fresh = (incarnation, epoch) != (self._incarnation, self._epoch)
         if not self._seen(incarnation, epoch):
@@ -474,7 +482,7 @@ class Binding:
 
         def adopt(core: BreakerCore, now: float) -> None:
             core.follower = self._storage.up
-            if fresh:
+            if fresh and not joined:
                 # Counts made before belong to a period that is over: they
                 # must not go up under the new one (a peek learns of it
                 # before the next sync would have told us).
