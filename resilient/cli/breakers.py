@@ -181,10 +181,10 @@ def _show(info: SharedBreakerInfo, *, as_json: bool) -> None:
         ["consecutive failures", _run(info)],
         ["instances in that run", str(info.failing_instances)],
         [
-            "fleet window: calls, failures, slow",
+            "window: calls/fails/slow",
             f"{info.window_calls}, {info.window_failures}, {info.window_slow}",
         ],
-        ["instances failing in that window", str(info.rate_votes)],
+        ["failing instances (window)", str(info.rate_votes)],
         ["probes in flight", str(info.probes_in_flight)],
         ["instances (last minute)", str(info.instances)],
         ["created by an instance", "yes" if info.created else "no (forced before creation)"],
