@@ -164,6 +164,17 @@ def test_a_time_windows_log_forgets_what_slid_out() -> None:
     assert log.outcomes == 1
 
 
+def test_a_time_windows_log_stays_small_whatever_the_mix_of_outcomes() -> None:
+    # Alternating successes and failures, 1,000 a second for a minute: the
+    # log keeps one segment per kind per sixteenth of a bucket at most.
+    log = OutcomeLog(None, 10.0)
+    for i in range(60_000):
+        log.add(i / 1000, FAILURE if i % 2 else 0)
+    assert len(log.segments) <= 2 * 16 * 12
+    assert log.outcomes == sum(int(s[3]) for s in log.segments)
+    assert all(s[1] >= 60.0 - 10.0 - 2.0 for s in log.segments)
+
+
 def test_a_segment_sent_twice_counts_once() -> None:
     fleet = FleetTimeWindow(60.0)
     log = OutcomeLog(None, 60.0)

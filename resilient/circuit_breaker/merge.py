@@ -80,6 +80,7 @@ class OutcomeLog:
     __slots__ = (
         "_duration",
         "_next",
+        "_open",
         "_quantum",
         "_sealed",
         "_size",
@@ -98,6 +99,10 @@ class OutcomeLog:
         self.segments: list[Segment] = []
         self.outcomes = 0
         self.bad = 0  # failures and slow calls among them
+        # A time window's newest segment of each kind: outcomes join it
+        # whatever came between (order within a bucket does not matter); a
+        # count window's only join the last segment (its order does).
+        self._open: dict[float, Segment] = {}
         self._next = first
         # Segments numbered below this were handed out: never grown again
         # (the fleet may have applied them already).
@@ -112,18 +117,24 @@ class OutcomeLog:
 
     def add(self, at: float, kind: int, count: int = 1) -> None:
         segments = self.segments
-        if segments:
-            last = segments[-1]
-            if (
-                last[2] == kind
-                and last[0] >= self._sealed
-                and last[1] <= at < last[1] + self._quantum
-            ):
-                last[3] += count
-                self._count(kind, count)
-                self._bound(at)
-                return
-        segments.append([self._next, at, kind, count])
+        if self._duration is not None:
+            last = self._open.get(kind)
+        else:
+            last = segments[-1] if segments else None
+        if (
+            last is not None
+            and last[2] == kind
+            and last[0] >= self._sealed
+            and last[1] <= at < last[1] + self._quantum
+        ):
+            last[3] += count
+            self._count(kind, count)
+            self._bound(at)
+            return
+        segment = [self._next, at, kind, count]
+        segments.append(segment)
+        if self._duration is not None:
+            self._open[kind] = segment
         self._next += 1
         self._count(kind, count)
         self._bound(at)
@@ -169,6 +180,7 @@ class OutcomeLog:
 
     def clear(self) -> None:
         self.segments = []
+        self._open = {}
         self.outcomes = self.bad = 0
         self._sealed = self._next
 
