@@ -5,7 +5,9 @@
 Reads one command per line on stdin and answers one line on stdout:
 ``fail`` / ``ok`` (a call through the breaker: failed, ok or rejected),
 ``hold`` (enter the breaker and stay inside: admitted or rejected),
-``leave ok|fail`` (end the held call), ``state``, ``quit``.
+``leave ok|fail`` (end the held call), ``state``, ``sync`` (a full sync
+now, as the background thread makes: ``synced`` once Redis answered, or
+``down``), ``quit``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def main() -> None:
             break
         if command == "state":
             answer = breaker.state.value
+        elif command == "sync":
+            answer = "synced" if storage.sync() else "down"
         elif command in ("fail", "ok"):
             try:
                 breaker.call(_fail if command == "fail" else (lambda: None))

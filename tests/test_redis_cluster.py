@@ -21,7 +21,7 @@ from resilient.redis._script import keys
 from tests.redis_cluster import RedisCluster, redis_cluster
 from tests.test_redis import (  # noqa: F401  (collected again here, on the cluster)
     test_a_failed_probe_reopens_the_fleet,
-    test_a_failure_rate_seen_by_one_instance_votes_to_open,
+    test_a_failure_rate_in_the_fleets_window_opens_it,
     test_a_failure_wakes_the_background_sync,
     test_a_success_anywhere_breaks_the_fleets_run,
     test_counts_from_before_a_fleet_reset_do_not_count_after_it,

@@ -151,6 +151,30 @@ def test_a_newer_success_ends_the_run_and_a_later_failure_starts_one(storages, c
     assert info.state == "closed"
 
 
+def test_a_failure_made_while_the_first_sync_is_on_its_way_goes_up_with_the_next(
+    storages, monkeypatch
+) -> None:
+    # The first sync's reply made the instance mirror the fleet's period and
+    # took every count made so far as sent: one made during the round trip
+    # was lost (the fleet's run missed it; a quorum waited for ever).
+    host = storages()
+    breaker = CircuitBreaker("pay", CircuitBreakerConfig(storage=host, failure_threshold=3))
+    execute = host.execute
+
+    def failing_meanwhile(calls):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(host, "execute", execute)
+        with pytest.raises(Boom):
+            breaker.call(fail)  # after the snapshot, before the reply
+        return execute(calls)
+
+    monkeypatch.setattr(host, "execute", failing_meanwhile)
+    _sync(host)
+    _sync(host)
+    info = host.describe("pay")
+    assert info is not None
+    assert (info.consecutive_failures, info.failures) == (1, 1)
+
+
 # -- a model: the fleet sees what one process seeing every outcome sees -------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -49,13 +50,16 @@ def _settled(client: redis.Redis, namespace: str, storage: RedisStorage) -> None
     wait_for(lambda: (client.zscore(key, storage.instance) or 0) > first, what="a second one")
 
 
-def _idle_commands(url: str, client: redis.Redis, count: int, busy: bool = False) -> int:
+def _idle_commands(
+    url: str, client: redis.Redis, count: int, busy: bool = False, **fields: Any
+) -> int:
     storage = RedisStorage.from_url(
         url, namespace=f"idle{count}", refresh_interval=0.05, heartbeat_interval=HEARTBEAT
     )
     try:
         kept = [
-            CircuitBreaker(f"dep:{i}", CircuitBreakerConfig(storage=storage)) for i in range(count)
+            CircuitBreaker(f"dep:{i}", CircuitBreakerConfig(storage=storage, **fields))
+            for i in range(count)
         ]
         assert storage.sync()
         _settled(client, f"idle{count}", storage)
@@ -86,6 +90,22 @@ def test_a_busy_healthy_process_costs_what_an_idle_one_does(
     redis_server: RedisServer, client: redis.Redis
 ) -> None:
     sent = _idle_commands(redis_server.url, client, 100, busy=True)
+    assert sent <= 2 * (WINDOW / HEARTBEAT + 1)
+
+
+RATES = {
+    "count": {"failure_rate_threshold": 0.5, "window_size": 50},
+    "time": {"failure_rate_threshold": 0.5, "window_duration": 60.0},
+}
+
+
+@pytest.mark.parametrize("rates", RATES.values(), ids=RATES.keys())
+def test_a_busy_healthy_process_sends_no_window_while_the_fleets_has_no_failure(
+    redis_server: RedisServer, client: redis.Redis, rates: dict[str, Any]
+) -> None:
+    # Successes go into each breaker's outcome log, but go up only with a
+    # failure, or while the fleet's window holds failures.
+    sent = _idle_commands(redis_server.url, client, 100, busy=True, **rates)
     assert sent <= 2 * (WINDOW / HEARTBEAT + 1)
 
 

@@ -92,7 +92,7 @@ def test_a_follower_counts_but_leaves_tripping_to_the_store() -> None:
     assert breaker._core.ok_total == 1
 
 
-def test_a_follower_votes_on_rates_instead_of_tripping() -> None:
+def test_a_follower_leaves_its_rates_to_the_fleet() -> None:
     breaker, _ = follower(
         FakeStorage(), failure_threshold=100, failure_rate_threshold=0.5, minimum_calls=2
     )

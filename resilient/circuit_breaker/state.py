@@ -21,6 +21,7 @@ import itertools
 import math
 from typing import Protocol
 
+from .merge import FAILURE, SLOW, OutcomeLog
 from .windows import CountWindow, TimeWindow
 
 # Every core's reservations until its first one: shared, never written.
@@ -141,6 +142,7 @@ class BreakerCore:
         "half_opened_at",
         "health_checked_at",
         "last_ok_at",
+        "log",
         "next_reservation",
         "ok_total",
         "open_for",
@@ -216,6 +218,10 @@ class BreakerCore:
         self.flushed_at = _NEVER
         self.run_times: list[float] | tuple[()] = ()  # a list once a failure is timed
         self.exact = False
+        # Every outcome counted in CLOSED / FORCED_CLOSED, with when it
+        # happened, for a store that merges the fleet's failure-rate window
+        # (it installs the log and takes its segments).
+        self.log: OutcomeLog | None = None
         self.changes: list[tuple[CircuitState, CircuitState]] = []
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
@@ -298,6 +304,13 @@ class BreakerCore:
                 self.last_ok_at = self.flushed_at
                 self.run_times = ()
                 self.window.add_successes(pending, self.tick_at if self.ticking else now)
+                log = self.log
+                if log is not None:
+                    # No later than they happened: at the flush before them
+                    # (a shared store flushes at every sync, so they are at
+                    # most its refresh interval early).
+                    at = self.flushed_at
+                    log.add(at if at > _NEVER else now, 0, pending)
         self.flushed_at = now
 
     def _seen(self) -> int:
@@ -560,6 +573,8 @@ class BreakerCore:
         self.last_ok_at = now
         self.run_times = ()
         self.window.record(False, slow, now)
+        if self.log is not None:
+            self.log.add(now, SLOW if slow else 0)
         if state is CLOSED:
             if not self.follower:
                 self._check_rates(now)
@@ -593,6 +608,8 @@ class BreakerCore:
         else:
             self.run_times = [now]
         self.window.record(True, slow, now)
+        if self.log is not None:
+            self.log.add(now, FAILURE | SLOW if slow else FAILURE)
         if state is CLOSED and not self.follower:
             if self.consecutive_failures >= self.config.failure_threshold:
                 self._move(OPEN, now)

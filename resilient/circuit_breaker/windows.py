@@ -9,13 +9,19 @@ from __future__ import annotations
 import math
 from array import array
 
-__all__ = ["MAX_BUCKETS", "CountWindow", "TimeWindow", "Window"]
+__all__ = ["MAX_BUCKETS", "CountWindow", "TimeWindow", "Window", "time_buckets"]
 
 #: The most buckets a time window keeps; beyond this many seconds, buckets widen.
 MAX_BUCKETS = 128
 
 _FAILURE = 1
 _SLOW = 2
+
+
+def time_buckets(duration: float) -> tuple[int, int]:
+    """A time window's ``(width, n)``: ``n`` buckets of ``width`` whole seconds."""
+    width = max(1, math.ceil(duration / MAX_BUCKETS))
+    return width, max(1, math.ceil(duration / width))
 
 
 class CountWindow:
@@ -147,8 +153,7 @@ class TimeWindow:
     )
 
     def __init__(self, duration: float) -> None:
-        self.width = max(1, math.ceil(duration / MAX_BUCKETS))
-        self._n = max(1, math.ceil(duration / self.width))
+        self.width, self._n = time_buckets(duration)
         self._calls = _zeros(self._n)
         # Made with the first failure / slow call (see _count).
         self._failures: array[int] | None = None

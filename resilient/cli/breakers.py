@@ -180,7 +180,11 @@ def _show(info: SharedBreakerInfo, *, as_json: bool) -> None:
         ["remaining", _remaining(info.remaining)],
         ["consecutive failures", _run(info)],
         ["instances in that run", str(info.failing_instances)],
-        ["instances voting on a rate", str(info.rate_votes)],
+        [
+            "window: calls/fails/slow",
+            f"{info.window_calls}, {info.window_failures}, {info.window_slow}",
+        ],
+        ["failing instances (window)", str(info.rate_votes)],
         ["probes in flight", str(info.probes_in_flight)],
         ["instances (last minute)", str(info.instances)],
         ["created by an instance", "yes" if info.created else "no (forced before creation)"],

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from .._runtime import async_backend as _async_backend
 from .._runtime import clock as _clock
+from ..circuit_breaker.merge import OutcomeLog, Segment
 from ..circuit_breaker.state import (
     CLOSED,
     HALF_OPEN,
@@ -29,6 +30,7 @@ from ..circuit_breaker.state import (
     open_duration,
 )
 from ..circuit_breaker.storage import Action, Outcome, Verdict
+from ..circuit_breaker.windows import time_buckets
 from ._keys import identity_bytes
 from ._script import keys
 
@@ -92,7 +94,7 @@ class _Snapshot(NamedTuple):
     last_ok_at: float
     run_times: list[float]
     run_length: int
-    vote: bool
+    bad: bool  # failures or slow calls in the outcome log
     state: CircuitState
     remaining: float
     now: float
@@ -124,10 +126,11 @@ class Binding:
         self._busy_until = 0.0
         # What decides whether a sync has anything to say (an idle breaker
         # sends nothing): a publish about it arrived, the fleet's run as last
-        # seen (a success ends it), the vote last sent.
+        # seen (a success ends it), the failures and slow calls in the
+        # fleet's window as last seen (successes lower its rates).
         self.stale = True
         self._fleet_run = 0
-        self._sent_vote = False
+        self._fleet_bad = 0
         # Whether the core times every success exactly (while the fleet has
         # a run of failures that a success of ours would end).
         self._exact = False
@@ -146,8 +149,7 @@ class Binding:
             str(cfg.half_open_max_calls),
             str(cfg.success_threshold),
             str(storage.quorum),
-            # A rate vote stands while its instance keeps renewing it.
-            repr(max(3 * storage.refresh_interval, 1.0)),
+            _window_spec(cfg),
             # A probe's permit outlives any sane probe, not a crashed instance.
             repr(max(30.0, cfg.recovery_timeout)),
         ]
@@ -300,10 +302,13 @@ class Binding:
                 ops.append(Op(self, "peek", self._args("peek"), None))
             return ops
         self.stale = False
-        ops.append(Op(self, "sync", self._args("sync", *self._counts(snap)), snap))
+        segments = breaker.with_core(_take_log)
+        ops.append(
+            Op(self, "sync", self._args("sync", *self._counts(snap, segments)), (snap, segments))
+        )
         return ops
 
-    def _counts(self, snap: _Snapshot) -> list[str]:
+    def _counts(self, snap: _Snapshot, segments: list[Segment]) -> list[str]:
         """A sync's arguments: the counts since the last acknowledged sync,
         with when they happened (the fleet merges them in that order)."""
         new_failures = snap.failed_total - self._sent_failed
@@ -315,7 +320,7 @@ class Binding:
             str(snap.ok_total - self._sent_ok),
             str(new_failures),
             "" if offset is None else repr(offset),
-            "1" if snap.vote else "0",
+            str(len(segments)),
             self._incarnation,
             str(self._epoch),
             snap.state.value,
@@ -324,6 +329,8 @@ class Binding:
             repr(last_ok) if snap.ok_total != self._sent_ok and math.isfinite(last_ok) else "",
             str(min(new_failures, snap.run_length) - len(run)),
         ]
+        for number, at, kind, count in segments:
+            args += (str(int(number)), repr(at), str(int(kind)), str(int(count)))
         for i, at in enumerate(run):
             args += (str(first + i), repr(at))
         return args
@@ -331,9 +338,10 @@ class Binding:
     def _worth_syncing(self, snap: _Snapshot) -> bool:
         if not self._incarnation:
             return True  # never synced (or Redis lost it): seed
-        if snap.failed_total != self._sent_failed or snap.vote or self._sent_vote:
-            return True  # a vote stands only while it is renewed
-        return snap.ok_total != self._sent_ok and self._fleet_run > 0
+        if snap.failed_total != self._sent_failed or snap.bad:
+            return True
+        # Successes end a fleet run of failures, and lower the window's rates.
+        return snap.ok_total != self._sent_ok and (self._fleet_run > 0 or self._fleet_bad > 0)
 
     def undo(self, ops: list[Op]) -> None:
         """The round trip failed: keep the probe outcomes for the next one."""
@@ -341,6 +349,18 @@ class Binding:
         for op in reversed(ops):
             if op.kind == "finish":
                 self._finished.appendleft((op.context, op.args[-2]))
+            elif op.kind == "sync":
+                self._give_back(op.context[1])
+
+    def _give_back(self, segments: list[Segment]) -> None:
+        breaker = self._breaker()
+        if breaker is not None and segments:
+
+            def give_back(core: BreakerCore, now: float) -> None:
+                if core.log is not None:
+                    core.log.give_back(segments)
+
+            breaker.with_core(give_back)
 
     def done(self, op: Op, reply: Any) -> None:
         if op.kind == "peek":
@@ -349,21 +369,28 @@ class Binding:
                 self._storage.wake()
                 return
             self._fleet_run = int(reply[5])
-            if self._fleet_run:
+            self._fleet_bad = int(reply[7]) if len(reply) > 7 else 0
+            if self._fleet_run or self._fleet_bad:
                 self._storage.wake()  # successes of ours may end that run
             self._time_successes()
         elif op.kind == "control" and self._pending_control == op.context:
             self._pending_control = None
         elif op.kind == "sync":
-            snap: _Snapshot = op.context
+            # Our first sync (or the first since Redis lost the state) went
+            # up as epoch 0: the fleet took its counts into the period it is
+            # in, and the counts made since belong to that period too.
+            joined = not self._incarnation
+            snap: _Snapshot = op.context[0]
             self._sent_ok = snap.ok_total
             self._sent_failed = snap.failed_total
-            self._sent_vote = snap.vote
             self._fleet_run = int(reply[5]) if len(reply) > 5 else 0
+            self._fleet_bad = int(reply[7]) if len(reply) > 7 else 0
             self._time_successes()
             self._busy_until = 0.0
             if len(reply) > 4 and int(reply[4]) and self._incarnation:
                 log.info("resilient: shared state of %r was missing in Redis; re-seeded", self.name)
+            self._mirror(reply, joined)
+            return
         self._mirror(reply)
 
     def forked(self) -> None:
@@ -372,7 +399,7 @@ class Binding:
         the child's own counts start from here."""
         self._finished.clear()
         self._pending_control = None
-        self._sent_vote = False
+        self._fleet_bad = 0
         self._busy_until = 0.0
         self.stale = True
         breaker = self._breaker()
@@ -382,6 +409,8 @@ class Binding:
     def _rebase(self, core: BreakerCore, now: float) -> None:
         core.flush(now)
         self._sent_ok, self._sent_failed = core.ok_total, core.failed_total
+        if core.log is not None:
+            core.log.clear()
 
     def refused(self, op: Op, error: Exception) -> None:
         """Redis answered, but the script failed this op (another program's
@@ -390,6 +419,8 @@ class Binding:
         a probe's outcome is dropped (its lease expires)."""
         self._storage.failed(op.kind, self.name, error)
         self.stale = True
+        if op.kind == "sync":
+            self._give_back(op.context[1])
         self.go_local()
 
     def go_local(self) -> None:
@@ -414,15 +445,17 @@ class Binding:
 
     @staticmethod
     def _snapshot(core: BreakerCore, now: float) -> _Snapshot:
+        _shape_log(core)
         core.flush(now)
         core.window.expire(now)
+        log = core.log
         return _Snapshot(
             core.ok_total,
             core.failed_total,
             core.last_ok_at,
             list(core.run_times),
             core.consecutive_failures,
-            core.rates_trip(),
+            log is not None and log.bad > 0,
             core.state,
             core.remaining(now),
             now,
@@ -436,7 +469,9 @@ class Binding:
         self._epoch = epoch
         return True
 
-    def _mirror(self, reply: Any) -> None:
+    def _mirror(self, reply: Any, joined: bool = False) -> None:
+        """Mirror the fleet's state. ``joined``: the reply to a sync sent
+        before any state was mirrored (its counts were taken as ours)."""
         state, remaining, epoch, incarnation = _parse(reply)
         fresh = (incarnation, epoch) != (self._incarnation, self._epoch)
         if not self._seen(incarnation, epoch):
@@ -447,12 +482,14 @@ class Binding:
 
         def adopt(core: BreakerCore, now: float) -> None:
             core.follower = self._storage.up
-            if fresh:
+            if fresh and not joined:
                 # Counts made before belong to a period that is over: they
                 # must not go up under the new one (a peek learns of it
                 # before the next sync would have told us).
                 core.flush(now)
                 self._sent_ok, self._sent_failed = core.ok_total, core.failed_total
+                if core.log is not None:
+                    core.log.clear()
                 if state is CLOSED and core.state is CLOSED:
                     # A new closed period for the fleet (a reset): so for us too.
                     core.reset(now)
@@ -477,6 +514,45 @@ def _open_times(config: Rules) -> str:
             break
         times.append(seconds)
     return ",".join(repr(t) for t in times)
+
+
+def _window_spec(config: Rules) -> str:
+    """The fleet window the instance asks for (``kind,size,n,minimum_calls,
+    failure_rate,slow_rate``; empty when it has no rate to judge)."""
+    failure_rate = config.failure_rate_threshold
+    slow_rate = config.slow_call_rate_threshold
+    if failure_rate is None and slow_rate is None:
+        return ""
+    duration = config.window_duration
+    if duration is None:
+        shape = f"count,{config.window_size},0"
+    else:
+        width, n = time_buckets(duration)
+        shape = f"time,{width},{n}"
+    rates = ["" if r is None else repr(float(r)) for r in (failure_rate, slow_rate)]
+    return ",".join([shape, str(config.minimum_calls), *rates])
+
+
+def _shape_log(core: BreakerCore) -> None:
+    """Log the core's outcomes for the fleet's window, shaped like its own
+    (none when it has no rate to judge)."""
+    cfg = core.config
+    if cfg.failure_rate_threshold is None and cfg.slow_call_rate_threshold is None:
+        core.log = None
+        return
+    size, duration = (
+        (cfg.window_size, None) if cfg.window_duration is None else (None, cfg.window_duration)
+    )
+    log = core.log
+    if log is None:
+        core.log = OutcomeLog(size, duration)
+    elif not log.shaped_for(size, duration):
+        core.log = log.reshaped(size, duration)
+
+
+def _take_log(core: BreakerCore, now: float) -> list[Segment]:
+    core.flush(now)
+    return core.log.take() if core.log is not None else []
 
 
 def _parse(reply: Any) -> tuple[CircuitState, float, int, str]:

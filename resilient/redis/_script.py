@@ -23,8 +23,18 @@ key, and all of one breaker's keys share a cluster slot):
   Redis's time): the failures later than ``last_ok``, the fleet's run.
 - ``B:runners`` zset: instance -> when its latest failure of the run
   happened (quorum).
-- ``B:votes`` zset: instance -> when its own window last asked to
-  open on a failure or slow-call rate (quorum).
+- ``B:window`` zset: the fleet's failure-rate window. A count window: one
+  member per segment (``instance:number:kind:count``: ``count`` outcomes of
+  one kind, failure and/or slow) scored by when it happened, the newest
+  ``size`` outcomes of the fleet; a time window: one member per bucket
+  (scored by its number, fleet time // width), ``n`` buckets at most. The
+  totals are ``wcalls``/``wfailures``/``wslow`` in ``B``.
+- ``B:buckets`` hash: a time window's counts, ``c:BUCKET``, ``f:BUCKET``,
+  ``s:BUCKET``.
+- ``B:applied`` hash: instance -> the number of its newest segment merged
+  (a segment sent again counts once).
+- ``B:raters`` zset: instance -> when its latest failure or slow call in
+  the window happened (quorum for a rate).
 - ``B:probes`` zset: probe id -> when it was admitted (a lease, so
   a crashed instance cannot hold a probe forever).
 - ``B:instances`` zset: instance -> when it last synced.
@@ -49,10 +59,13 @@ def keys(namespace: str, name: str | bytes) -> list[str]:
     return [
         base,
         f"{base}:fails",
-        f"{base}:votes",
+        f"{base}:raters",
         f"{base}:probes",
         f"{base}:instances",
         f"{base}:runners",
+        f"{base}:window",
+        f"{base}:buckets",
+        f"{base}:applied",
     ]
 
 
@@ -62,11 +75,14 @@ def names_key(namespace: str) -> str:
 
 # ARGV: op, name, instance, channel, then the config (empty: use the stored
 # value): recovery, threshold, half_open_max, success_threshold, quorum,
-# vote_ttl, lease; then the op's own arguments.
+# window (``kind,size,n,minimum_calls,failure_rate,slow_rate``: kind
+# ``count`` (size outcomes) or ``time`` (n buckets of size seconds); empty:
+# no rate), lease; then the op's own arguments.
 ARG_COUNT = 11
 
 SCRIPT = r"""
-local H, FAILS, VOTES, PROBES, INST, RUNNERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local H, FAILS, RATERS, PROBES, INST, RUNNERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local WIN, BUCKETS, APPLIED = KEYS[7], KEYS[8], KEYS[9]
 local op, name, me, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -115,15 +131,148 @@ end
 local function move(to)
   redis.call('HINCRBY', H, 'epoch', 1)
   redis.call('HSET', H, 'state', to, 'run', 0, 'probe_ok', 0, 'changed_at', tostring(now))
-  redis.call('HDEL', H, 'last_ok', 'older', 'older_at')
+  redis.call('HDEL', H, 'last_ok', 'older', 'older_at', 'wnewest')
+  redis.call('HSET', H, 'wcalls', 0, 'wfailures', 0, 'wslow', 0)
   if to == 'open' then
     -- The k-th opening in a row (no close between) stays open longer.
     redis.call('HINCRBY', H, 'openings', 1)
     redis.call('HSET', H, 'opened_at', tostring(now))
   end
   if to == 'closed' then redis.call('HSET', H, 'calls', 0, 'failures', 0, 'openings', 0) end
-  redis.call('DEL', FAILS, RUNNERS, VOTES, PROBES)
+  redis.call('DEL', FAILS, RUNNERS, RATERS, PROBES, WIN, BUCKETS)
   redis.call('PUBLISH', channel, name)
+end
+
+-- The fleet's failure-rate window (ARGV 10; see resilient.circuit_breaker.merge,
+-- its model). ``spec``: kind, size (or bucket width), n, minimum_calls,
+-- failure rate, slow-call rate.
+local spec = {}
+for x in string.gmatch(ARGV[10] .. ',', '([^,]*),') do spec[#spec + 1] = x end
+local wkind = spec[1] or ''
+
+local function wtotals(calls, failures, slow)
+  redis.call('HINCRBY', H, 'wcalls', calls)
+  if failures ~= 0 then redis.call('HINCRBY', H, 'wfailures', failures) end
+  if slow ~= 0 then redis.call('HINCRBY', H, 'wslow', slow) end
+end
+
+local function bad(kind) return kind % 2, math.floor(kind / 2) % 2 end
+
+-- Time window: drop the buckets before ``first``.
+local function drop_before(first)
+  local old = redis.call('ZRANGEBYSCORE', WIN, '-inf', '(' .. string.format('%d', first))
+  for _, b in ipairs(old) do
+    local c = redis.call('HMGET', BUCKETS, 'c:' .. b, 'f:' .. b, 's:' .. b)
+    wtotals(-tonumber(c[1] or '0'), -tonumber(c[2] or '0'), -tonumber(c[3] or '0'))
+    redis.call('HDEL', BUCKETS, 'c:' .. b, 'f:' .. b, 's:' .. b)
+  end
+  if #old > 0 then
+    redis.call('ZREMRANGEBYSCORE', WIN, '-inf', '(' .. string.format('%d', first))
+  end
+end
+
+-- Merge segments ARGV[at], ... (number, local time, kind, count each) of
+-- this instance, ``offset`` making their times the fleet's.
+local function merge_window(at, count, offset)
+  local shape = wkind .. ',' .. (spec[2] or '') .. ',' .. (spec[3] or '')
+  if field('wshape', '') ~= shape then
+    -- Another window (a first sync, or instances reconfigured): start over.
+    redis.call('DEL', WIN, BUCKETS, RATERS)
+    redis.call('HSET', H, 'wshape', shape, 'wcalls', 0, 'wfailures', 0, 'wslow', 0)
+    redis.call('HDEL', H, 'wnewest')
+  end
+  local last = tonumber(redis.call('HGET', APPLIED, me) or '0')
+  local width, nb = tonumber(spec[2]), tonumber(spec[3])
+  local newest = nil
+  if wkind == 'time' then
+    newest = tonumber(field('wnewest', ''))
+    local b = math.floor(now / width)
+    if not newest or b > newest then newest = b end
+    drop_before(newest - nb + 1)
+  end
+  for i = at, at + 4 * count - 1, 4 do
+    local number = tonumber(ARGV[i])
+    if number > last then
+      last = number
+      local t = tonumber(ARGV[i + 1]) + offset
+      local kind, n = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+      local f, s = bad(kind)
+      local kept = true
+      if wkind == 'count' then
+        redis.call('ZADD', WIN, t, me .. ':' .. ARGV[i] .. ':' .. ARGV[i + 2] .. ':' .. ARGV[i + 3])
+      else
+        local b = math.floor(t / width)
+        if b <= newest - nb then
+          kept = false  -- slid out already
+        else
+          local key = string.format('%d', b)
+          redis.call('ZADD', WIN, b, key)
+          redis.call('HINCRBY', BUCKETS, 'c:' .. key, n)
+          if f == 1 then redis.call('HINCRBY', BUCKETS, 'f:' .. key, n) end
+          if s == 1 then redis.call('HINCRBY', BUCKETS, 's:' .. key, n) end
+          if b > newest then
+            newest = b
+            drop_before(newest - nb + 1)
+          end
+        end
+      end
+      if kept then
+        wtotals(n, f * n, s * n)
+        if f + s > 0 then
+          local seen = redis.call('ZSCORE', RATERS, me)
+          if not seen or tonumber(seen) < t then redis.call('ZADD', RATERS, t, me) end
+        end
+      end
+    end
+  end
+  if last > 0 then redis.call('HSET', APPLIED, me, string.format('%d', last)) end
+  if wkind == 'time' then
+    redis.call('HSET', H, 'wnewest', string.format('%d', newest))
+  else
+    -- The newest ``size`` outcomes: the oldest segments go, the last one
+    -- of them perhaps in part.
+    local excess = tonumber(field('wcalls', '0')) - width
+    while excess > 0 do
+      local oldest = redis.call('ZRANGE', WIN, 0, 0, 'WITHSCORES')
+      local prefix, kind, n = string.match(oldest[1], '^(.*):(%d+):(%d+)$')
+      kind, n = tonumber(kind), tonumber(n)
+      local drop = n
+      if excess < drop then drop = excess end
+      redis.call('ZREM', WIN, oldest[1])
+      if drop < n then
+        redis.call('ZADD', WIN, oldest[2], prefix .. ':' .. kind .. ':' .. (n - drop))
+      end
+      local f, s = bad(kind)
+      wtotals(-drop, -f * drop, -s * drop)
+      excess = excess - drop
+    end
+  end
+end
+
+-- The fleet time of the oldest outcome the window holds (nil: none).
+local function window_start()
+  if wkind == 'count' then
+    local oldest = redis.call('ZRANGE', WIN, 0, 0, 'WITHSCORES')
+    if #oldest == 0 then return nil end
+    return tonumber(oldest[2])
+  end
+  local newest = tonumber(field('wnewest', ''))
+  if not newest then return nil end
+  return (newest - tonumber(spec[3]) + 1) * tonumber(spec[2])
+end
+
+-- Whether the window's rates call for opening, from enough instances.
+local function rates_trip(quorum)
+  local calls = tonumber(field('wcalls', '0'))
+  if wkind == '' or calls == 0 or calls < tonumber(spec[4]) then return false end
+  local trip = (spec[5] ~= '' and tonumber(field('wfailures', '0')) / calls >= tonumber(spec[5]))
+    or (spec[6] ~= '' and tonumber(field('wslow', '0')) / calls >= tonumber(spec[6]))
+  if not trip then return false end
+  local start = window_start()
+  if start then
+    redis.call('ZREMRANGEBYSCORE', RATERS, '-inf', '(' .. string.format('%.17g', start))
+  end
+  return redis.call('ZCARD', RATERS) >= quorum
 end
 
 -- A missing hash is a breaker nobody has made yet, or a Redis that lost its
@@ -141,20 +290,26 @@ end
 
 if op == 'sync' then
   -- ARGV 12..: successes, failures, clock offset (fleet time = local time +
-  -- offset; empty: learn it from this request), rate vote, local
+  -- offset; empty: learn it from this request), k window segments, local
   -- incarnation, local epoch, seed state, seed remaining, local time of
   -- sending, local time of the latest success (empty: none new), the
   -- number of new failures of the instance's current run sent without their
-  -- times (older than the timed ones), then (failure number, local time)
-  -- pairs of the newest failures of that run.
-  local ok, bad, vote = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[15]
+  -- times (older than the timed ones), then the k window segments (number,
+  -- local time, kind, count), then (failure number, local time) pairs of
+  -- the newest failures of that run.
+  local ok, bad, segments = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[15])
+  local pairs_at = 23 + 4 * segments
   local offset = ARGV[14]
   if offset == '' then offset = now - tonumber(ARGV[20]) else offset = tonumber(offset) end
   local seeded = ensure(ARGV[18], tonumber(ARGV[19]))
   redis.call('HSET', H, 'recovery', ARGV[5], 'threshold', ARGV[6], 'quorum', ARGV[9],
-    'vote_ttl', ARGV[10])
+    'window', ARGV[10])
   redis.call('ZADD', INST, now, me)
-  redis.call('ZREMRANGEBYSCORE', INST, '-inf', now - 86400)
+  local gone = redis.call('ZRANGEBYSCORE', INST, '-inf', now - 86400)
+  if #gone > 0 then
+    redis.call('HDEL', APPLIED, unpack(gone))
+    redis.call('ZREMRANGEBYSCORE', INST, '-inf', now - 86400)
+  end
   local state = field('state', 'closed')
   -- Counts made under another epoch belong to a period that is over; an
   -- instance's first sync (epoch 0) brings the counts it made before.
@@ -189,7 +344,7 @@ if op == 'sync' then
       end
     end
     local first = nil
-    for i = 23, #ARGV - 1, 2 do
+    for i = pairs_at, #ARGV - 1, 2 do
       local t = tonumber(ARGV[i + 1]) + offset
       if not first then first = t end
       if not last_ok or t > last_ok then
@@ -222,13 +377,11 @@ if op == 'sync' then
       -- A run of failures starts: instances with successes to report end it.
       redis.call('PUBLISH', channel, name)
     end
+    if wkind ~= '' then merge_window(23, segments, offset) end
     if state == 'closed' then
       local quorum = cfg(9, 'quorum')
-      if vote == '1' then redis.call('ZADD', VOTES, now, me) else redis.call('ZREM', VOTES, me) end
-      redis.call('ZREMRANGEBYSCORE', VOTES, '-inf', now - cfg(10, 'vote_ttl'))
-      local votes = redis.call('ZCARD', VOTES)
       if (run >= threshold and redis.call('ZCARD', RUNNERS) >= quorum)
-          or (votes > 0 and votes >= quorum) then
+          or (segments > 0 and rates_trip(quorum)) then
         move('open')
       end
     end
@@ -236,6 +389,7 @@ if op == 'sync' then
   local out = reply(seeded)
   out[6] = tonumber(field('run', '0'))
   out[7] = string.format('%.17g', now)
+  out[8] = tonumber(field('wfailures', '0')) + tonumber(field('wslow', '0'))
   return out
 end
 
@@ -298,6 +452,7 @@ if op == 'peek' then
   local out = reply(0)
   out[6] = tonumber(field('run', '0'))
   out[7] = string.format('%.17g', now)
+  out[8] = tonumber(field('wfailures', '0')) + tonumber(field('wslow', '0'))
   return out
 end
 
@@ -307,11 +462,22 @@ if op == 'read' then
   local out = reply()
   if out[1] == 'open' and tonumber(out[2]) <= 0 then out[1] = 'half_open' end
   local seen = redis.call('ZCOUNT', INST, now - 60, '+inf')
-  local votes = redis.call('ZCOUNT', VOTES, now - cfg(10, 'vote_ttl'), '+inf')
+  if wkind == '' then
+    -- (The CLI sends no config: the window as the instances last sent it.)
+    spec = {}
+    for x in string.gmatch(field('window', '') .. ',', '([^,]*),') do spec[#spec + 1] = x end
+    wkind = spec[1] or ''
+  end
+  local raters = 0
+  local start = nil
+  if wkind ~= '' then start = window_start() end
+  if start then raters = redis.call('ZCOUNT', RATERS, start, '+inf') end
   return {out[1], out[2], out[3], out[4], tonumber(field('run', '0')),
-    redis.call('ZCARD', RUNNERS), votes, redis.call('ZCARD', PROBES),
+    redis.call('ZCARD', RUNNERS), raters, redis.call('ZCARD', PROBES),
     seen, redis.call('ZCARD', INST), tonumber(field('calls', '0')),
-    tonumber(field('failures', '0')), field('changed_at', '0'), field('threshold', '')}
+    tonumber(field('failures', '0')), field('changed_at', '0'), field('threshold', ''),
+    tonumber(field('wcalls', '0')), tonumber(field('wfailures', '0')),
+    tonumber(field('wslow', '0'))}
 end
 
 return redis.error_reply('resilient: unknown op ' .. tostring(op))

@@ -65,13 +65,18 @@ class SharedBreakerInfo:
     consecutive_failures: int  # the fleet's run, as the instances reported it
     failure_threshold: int | None
     failing_instances: int  # instances whose failures make up that run
-    rate_votes: int  # instances whose own window asks to open on a rate
+    rate_votes: int  # instances with failures or slow calls in the fleet's window (quorum)
     probes_in_flight: int
     instances: int  # instances that reported on it in the last minute (idle ones send nothing)
     created: bool  # some instance has made this breaker (not only a forced name)
     calls: int  # reported since it last closed
     failures: int
     changed_at: float  # Redis's wall clock at the last transition
+    # The fleet's failure-rate window, merged from every instance's outcomes
+    # (zero without a failure or slow-call rate).
+    window_calls: int = 0
+    window_failures: int = 0
+    window_slow: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -269,7 +274,7 @@ class RedisStorage:
 
     def _forked(self) -> None:
         """In a forked child: another instance of the fleet (its own id,
-        heartbeat and votes), on connections of its own; the counts the
+        heartbeat and segments), on connections of its own; the counts the
         parent made and had not sent yet stay the parent's to send."""
         had_threads = bool(self._threads)
         self._new_instance()
@@ -675,4 +680,7 @@ def _info(name: str, reply: Any) -> SharedBreakerInfo | None:
         calls=int(reply[10]),
         failures=int(reply[11]),
         changed_at=float(_text(reply[12])),
+        window_calls=int(reply[14]),
+        window_failures=int(reply[15]),
+        window_slow=int(reply[16]),
     )
