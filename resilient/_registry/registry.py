@@ -97,8 +97,12 @@ def _record(owner: Registry, table: str, name: Identity, policy: object) -> None
 
 
 def _renew_lock(registry: Registry) -> None:
-    """In a forked child: a new lock, shared again with its membership."""
+    """In a forked child: a new lock, shared again with its membership, and
+    the breakers it holds renewed (they have no fork hook of their own
+    while it holds them: see ``_hold`` and ``_release``)."""
     registry._lock = registry._membership.lock = threading.RLock()
+    for breaker in list(registry._breakers.values()):
+        breaker_hooks.renew_after_fork(breaker)
 
 
 class Registry:
@@ -205,6 +209,9 @@ class Registry:
         )
         identity = breaker.identity
         self._breakers[identity] = breaker
+        # Renewed after a fork by this registry while it holds it (a per-key
+        # group may hold thousands: one hook, not a weak entry each).
+        breaker_hooks.renewed_by_owner(breaker)
         _record(self, "breakers", identity, breaker)
         if config is not None:
             self._explicit.add(identity)
@@ -237,6 +244,8 @@ class Registry:
         if self._breakers.get(identity) is breaker:
             del self._breakers[identity]
             self._explicit.discard(identity)
+            # Whoever still holds it: it renews itself after a fork again.
+            breaker_hooks.released_by_owner(breaker)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
@@ -365,6 +374,11 @@ class Registry:
             yield self
         finally:
             with self._lock:
+                saved_breakers = tables["_breakers"]
+                for breaker in self._breakers.values():
+                    if saved_breakers.get(breaker.identity) is not breaker:
+                        # Made inside, dropped now: it renews itself after a fork.
+                        breaker_hooks.released_by_owner(breaker)
                 for key, saved in tables.items():
                     live = getattr(self, key)
                     live.clear()

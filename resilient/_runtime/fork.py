@@ -31,7 +31,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["LOCKS", "STATE", "fresh_lock", "locks", "renew_in_child", "renew_module_locks"]
+__all__ = [
+    "LOCKS",
+    "STATE",
+    "fresh_lock",
+    "locks",
+    "renew_in_child",
+    "renew_module_locks",
+    "renewed_by_owner",
+]
 
 T = TypeVar("T")
 
@@ -59,10 +67,20 @@ def renew_in_child(obj: T, renew: Callable[[T], None], *, step: int = LOCKS) -> 
     before the groups made from it)."""
     table = _steps[step]
     known = table.get(obj)
+    if known is renew:
+        return  # registered again by an owner letting it go: once is enough
     if known is None:
         table[obj] = renew
     else:
         table[obj] = (*known, renew) if isinstance(known, tuple) else (known, renew)
+
+
+def renewed_by_owner(obj: object) -> None:
+    """``obj``'s renewals are taken back: its owner (a registry, for the
+    breakers it holds) renews it itself, with one hook for all it holds, and
+    registers it again here should it let it go while it lives."""
+    for table in _steps:
+        table.pop(obj, None)
 
 
 def fresh_lock(lock: T) -> T:

@@ -1229,6 +1229,24 @@ def use_default_storage(breaker: CircuitBreaker, storage: BreakerStorage | None)
     breaker._use_default_storage(storage)
 
 
+def renewed_by_owner(breaker: CircuitBreaker) -> None:
+    """``breaker``'s owner (a registry) renews it after a fork, with
+    ``renew_after_fork``, for as long as it holds it: no registration of
+    its own (a weak dictionary entry per breaker)."""
+    _fork.renewed_by_owner(breaker)
+
+
+def renew_after_fork(breaker: CircuitBreaker) -> None:
+    """In a forked child: what ``breaker`` renews (its owner calls this)."""
+    breaker._forked()
+
+
+def released_by_owner(breaker: CircuitBreaker) -> None:
+    """``breaker`` leaves the owner that renewed it: it renews itself again
+    after a fork, for as long as it lives."""
+    _fork.renew_in_child(breaker, CircuitBreaker._forked)
+
+
 def swap_state(breaker: CircuitBreaker, saved: object | None = None) -> object:
     """Install ``saved`` (``None``: a fresh CLOSED state) without events and
     return what it replaced (``Registry.isolated()``)."""
