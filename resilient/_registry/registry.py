@@ -7,7 +7,7 @@ import contextvars
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .. import events, health
 from .._runtime import clock as _clock
@@ -374,7 +374,7 @@ class Registry:
             yield self
         finally:
             with self._lock:
-                saved_breakers = tables["_breakers"]
+                saved_breakers = cast("dict[Identity, CircuitBreaker]", tables["_breakers"])
                 for breaker in self._breakers.values():
                     if saved_breakers.get(breaker.identity) is not breaker:
                         # Made inside, dropped now: it renews itself after a fork.

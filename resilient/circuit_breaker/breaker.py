@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
+from .._execution import counters as _counters
 from .._execution import request_id as _request
 from .._execution.blocks import BlockStack
 from .._execution.compose import Refused, is_async_callable, offer_hand_back, watching
@@ -44,6 +45,7 @@ from .state import (
 )
 
 if TYPE_CHECKING:
+    from .._execution.compose import Layer
     from .._execution.counters import Stats
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
@@ -191,7 +193,12 @@ class CircuitBreaker(NamedPolicy):
         self._last = self._alast = None
         # True while a thread delivers state changes (see _announce).
         self._announcing = False
-        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        # Its scope of listeners. A per-key breaker shares its parent's (its
+        # registry's) until it is used on its own (see _own_scope): a group
+        # may hold thousands, most never subscribed to one by one.
+        parent = listeners if listeners is not None else events.GLOBAL
+        self._shares_scope = key is not None
+        self._listeners = parent if key is not None else events.ListenerSet(parent)
         # The per-call events of the breaker itself (the policy level).
         self._stats_for(self.name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
@@ -199,6 +206,47 @@ class CircuitBreaker(NamedPolicy):
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
         _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    # -- its own scope of listeners ----------------------------------------------
+
+    def _own_scope(self) -> None:
+        """A per-key breaker used on its own (subscribed to, run through a
+        chain or a ``with`` block of its own) gets its own scope now, inside
+        the one it shared, and its counters move there. Until then its events
+        went to the shared scope: all that a scope of its own, with no
+        listener yet, would have passed them on to."""
+        if not self._shares_scope:
+            return
+        shared = self._listeners
+        with self._lock:
+            if self._listeners is not shared:
+                return  # another thread made it meanwhile
+            scope = events.ListenerSet(shared)
+            for stats in (self._own_stats, *(self._stats_table or {}).values()):
+                if stats is not None and stats.scope is shared:
+                    _counters.move(stats, scope)
+            self._listeners = scope
+            if self._timeout is not None:
+                self._settings(self.config)  # a timeout whose scope is inside it
+            self._shares_scope = False
+
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
+        """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
+        self._own_scope()
+        return super().subscribe(listener)
+
+    @property
+    def _own_gate(self) -> events.Gate:  # type: ignore[override]
+        self._own_scope()
+        return super()._own_gate
+
+    def _layers(self) -> tuple[Layer, ...]:
+        self._own_scope()
+        return super()._layers()
+
+    def _block_request(self) -> Request:
+        self._own_scope()
+        return super()._block_request()
 
     @property
     def _blocks(self) -> BlockStack[_Entry]:
@@ -746,6 +794,7 @@ class CircuitBreaker(NamedPolicy):
     ) -> SyncFn[R]:
         """The sync closure; with ``hand_back``, one that returns
         ``Refused(error)`` where it would raise a rejection at once."""
+        self._own_scope()
         run = self._run
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._through, fn))
         assert detour is not None
@@ -859,6 +908,7 @@ class CircuitBreaker(NamedPolicy):
         return through_breaker
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
+        self._own_scope()
         arun = self._arun
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._athrough, fn), is_async=True
