@@ -1029,7 +1029,8 @@ class CircuitBreaker(NamedPolicy):
         ticks = core.ticks  # this generation's
         start = _clock.now() if self._listeners.events else None
         try:
-            result = fn(*args, **kwargs)
+            # Without keywords, no copy of ``kwargs`` (a new dict per call).
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
@@ -1045,7 +1046,8 @@ class CircuitBreaker(NamedPolicy):
         ticks = core.ticks  # this generation's
         start = _clock.now() if self._listeners.events else None
         try:
-            result = await fn(*args, **kwargs)
+            # Without keywords, no copy of ``kwargs`` (a new dict per call).
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
