@@ -326,7 +326,7 @@ class CircuitBreaker(NamedPolicy):
             state = self._core.state
             self._configure(cfg)
             if state is not CLOSED:
-                self._core.changes.append((state, CLOSED))
+                self._core.changed(state, CLOSED)
         self._announce()
 
     def reconfigure(self, config: CircuitBreakerConfig) -> None:

@@ -216,7 +216,9 @@ class BreakerCore:
         self.flushed_at = _NEVER
         self.run_times: list[float] | tuple[()] = ()  # a list once a failure is timed
         self.exact = False
-        self.changes: list[tuple[CircuitState, CircuitState]] = []
+        # Transitions not announced yet: a list from the first one on (most
+        # breakers, one per key say, never have one).
+        self.changes: list[tuple[CircuitState, CircuitState]] | tuple[()] = ()
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
             if config.window_duration is not None
@@ -348,7 +350,15 @@ class BreakerCore:
             self.openings = 0
         self._update_fast(now)
         self._update_reject_until()
-        self.changes.append((old, new))
+        self.changed(old, new)
+
+    def changed(self, old: CircuitState, new: CircuitState) -> None:
+        """A transition from ``old`` to ``new``, to announce."""
+        changes = self.changes
+        if isinstance(changes, list):
+            changes.append((old, new))
+        else:
+            self.changes = [(old, new)]
 
     def _update_reject_until(self) -> None:
         cfg = self.config
@@ -733,7 +743,7 @@ class BreakerCore:
         if self.state is FORCED_OPEN or self.state is FORCED_CLOSED:
             self.reset(now)
 
-    def take_changes(self) -> list[tuple[CircuitState, CircuitState]]:
+    def take_changes(self) -> list[tuple[CircuitState, CircuitState]] | tuple[()]:
         changes = self.changes
-        self.changes = []
+        self.changes = ()
         return changes
