@@ -96,6 +96,26 @@ def _record(owner: Registry, table: str, name: Identity, policy: object) -> None
         made.made.append((owner, table, name, policy))
 
 
+# The configs of the breakers registries make without one, by id (one per
+# set of defaults read when a breaker is made): a breaker with any other
+# config was given it explicitly.
+_IMPLICIT: dict[int, CircuitBreakerConfig] = {}
+
+
+def _implicit() -> CircuitBreakerConfig:
+    """The config of a breaker made without one: the defaults as they are now."""
+    fresh = CircuitBreakerConfig()
+    for config in list(_IMPLICIT.values()):  # a few: one per reload of the defaults
+        if config == fresh:
+            return config
+    _IMPLICIT[id(fresh)] = fresh
+    return fresh
+
+
+def _is_implicit(config: CircuitBreakerConfig) -> bool:
+    return _IMPLICIT.get(id(config)) is config
+
+
 def _renew_lock(registry: Registry) -> None:
     """In a forked child: a new lock, shared again with its membership, and
     the breakers it holds renewed (they have no fork hook of their own
@@ -128,6 +148,8 @@ class Registry:
         self._membership = Membership(max_breakers, lock=self._lock, forget=self._forget)
         _fork.renew_in_child(self, _renew_lock)
         self._breakers: dict[Identity, CircuitBreaker] = {}
+        # Breakers made with defaults (``_implicit()``) asked for again with a
+        # config equal to them: explicit too (any other config is).
         self._explicit: set[Identity] = set()
         self._pending: dict[Identity, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
@@ -186,15 +208,14 @@ class Registry:
         if config is not None and config != breaker.config:
             if ("circuit_breaker", identity) in self._operated:
                 return  # the operator's settings stand
-            if identity in self._explicit:
+            if not _is_implicit(breaker.config) or identity in self._explicit:
                 raise ValueError(
                     f"circuit breaker {breaker.name!r} already exists with config "
                     f"{breaker.config!r}; got a different one: {config!r}"
                 )
-            breaker_hooks.adopt_config(breaker, config)
-            self._explicit.add(identity)
-        elif config is not None:
-            self._explicit.add(identity)
+            breaker_hooks.adopt_config(breaker, config)  # explicit from now on
+        elif config is not None and _is_implicit(breaker.config):
+            self._explicit.add(identity)  # its defaults, asked for explicitly
 
     def _create(
         self,
@@ -204,8 +225,16 @@ class Registry:
         label: str | None = None,
     ) -> CircuitBreaker:
         """Under the lock: a new breaker called ``name`` (of ``key``), registered."""
+        # A breaker made without a config has a shared implicit one:
+        # any other config it has was given explicitly (no table entry per
+        # breaker, one per key of a per-key group, to say so).
         breaker = CircuitBreaker(
-            name, config, listeners=self._listeners, storage=self._storage, key=key, label=label
+            name,
+            _implicit() if config is None else config,
+            listeners=self._listeners,
+            storage=self._storage,
+            key=key,
+            label=label,
         )
         identity = breaker.identity
         self._breakers[identity] = breaker
@@ -213,8 +242,6 @@ class Registry:
         # group may hold thousands: one hook, not a weak entry each).
         breaker_hooks.renewed_by_owner(breaker)
         _record(self, "breakers", identity, breaker)
-        if config is not None:
-            self._explicit.add(identity)
         force = self._pending.pop(identity, None)
         if force == "open":
             breaker.force_open()
