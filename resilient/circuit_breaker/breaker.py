@@ -266,8 +266,8 @@ class CircuitBreaker(NamedPolicy):
 
     def _init_stats(self, stats: Stats) -> None:
         self._ticks = _Ticks(self._lock, stats)
-        stats.refresh = self._ticks
-        stats.gauges = self._ticks.gauges
+        # One call does both (one object per breaker, not two).
+        stats.refresh = stats.gauges = self._ticks
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self._core = BreakerCore(cfg)
@@ -1336,26 +1336,22 @@ class _Ticks:
         self.seen_core: BreakerCore | None = None
         self.seen = 0
 
-    def __call__(self) -> None:
+    def __call__(self) -> dict[str, float | str] | None:
+        """The counters' ``refresh`` and ``gauges`` at once: folds the
+        lock-free successes in, and returns the breaker's state now (a
+        transition it implies is announced by the breaker's next call)."""
         with self.lock:
             core = self.core
             if core is None:
-                return
-            core.flush(_clock.monotonic())
+                return None
+            now = _clock.monotonic()
+            core.flush(now)
             if core is not self.seen_core:
                 self.seen_core, self.seen = core, 0
             new = core.ticked - self.seen
             self.seen = core.ticked
+            state = core.current(now).value
         self.stats.succeeded += new
-
-    def gauges(self) -> dict[str, float | str] | None:
-        """The breaker's state now (a transition it implies is announced by
-        the breaker's next call)."""
-        core = self.core
-        if core is None:
-            return None
-        with self.lock:
-            state = core.current(_clock.monotonic()).value
         return {"state": state, "shadow": 1} if core.config.shadow else {"state": state}
 
 
