@@ -49,12 +49,10 @@ class Member:
     everything else goes through the membership.
     """
 
-    __slots__ = ("also", "breaker", "group", "identity", "inflight", "key", "owner")
+    __slots__ = ("also", "breaker", "group", "inflight", "key", "owner")
 
     def __init__(self, owner: Membership, breaker: CircuitBreaker) -> None:
         self.owner = owner
-        # What the registry knows its breaker by (``breaker.identity``).
-        self.identity = breaker.identity
         self.breaker = breaker
         self.inflight = 0
         # The group it is in, under ``key`` (a breaker two groups share, by
@@ -65,6 +63,11 @@ class Member:
 
     def __repr__(self) -> str:
         return f"<Member {self.breaker.name!r} inflight={self.inflight}>"
+
+    @property
+    def identity(self) -> Identity:
+        """What the registry knows its breaker by (``breaker.identity``)."""
+        return self.breaker.identity
 
     @property
     def busy(self) -> bool:
@@ -271,7 +274,7 @@ class Membership:
         if order is not None:
             last = None
             try:
-                order.move_to_end(member.identity)
+                order.move_to_end(member.breaker.identity)
             except KeyError:
                 return
         group = member.group
@@ -308,8 +311,9 @@ class Membership:
 
     def _drop(self, member: Member) -> None:
         """Under the lock: ``member`` leaves its groups and the registry."""
-        if self._members.get(member.identity) is member:
-            del self._members[member.identity]
+        identity = member.breaker.identity
+        if self._members.get(identity) is member:
+            del self._members[identity]
         self._leave_groups(member)
         self._forget(member.breaker)
 
