@@ -228,7 +228,9 @@ class Registry:
         # A breaker made without a config has a shared implicit one:
         # any other config it has was given explicitly (no table entry per
         # breaker, one per key of a per-key group, to say so).
-        breaker = CircuitBreaker(
+        # Renewed after a fork by this registry while it holds it (a per-key
+        # group may hold thousands: one hook, not a weak entry each).
+        breaker = breaker_hooks.held_by_owner(
             name,
             _implicit() if config is None else config,
             listeners=self._listeners,
@@ -238,9 +240,6 @@ class Registry:
         )
         identity = breaker.identity
         self._breakers[identity] = breaker
-        # Renewed after a fork by this registry while it holds it (a per-key
-        # group may hold thousands: one hook, not a weak entry each).
-        breaker_hooks.renewed_by_owner(breaker)
         _record(self, "breakers", identity, breaker)
         force = self._pending.pop(identity, None)
         if force == "open":

@@ -38,7 +38,6 @@ __all__ = [
     "locks",
     "renew_in_child",
     "renew_module_locks",
-    "renewed_by_owner",
 ]
 
 T = TypeVar("T")
@@ -73,14 +72,6 @@ def renew_in_child(obj: T, renew: Callable[[T], None], *, step: int = LOCKS) -> 
         table[obj] = renew
     else:
         table[obj] = (*known, renew) if isinstance(known, tuple) else (known, renew)
-
-
-def renewed_by_owner(obj: object) -> None:
-    """``obj``'s renewals are taken back: its owner (a registry, for the
-    breakers it holds) renews it itself, with one hook for all it holds, and
-    registers it again here should it let it go while it lives."""
-    for table in _steps:
-        table.pop(obj, None)
 
 
 def fresh_lock(lock: T) -> T:

@@ -167,6 +167,19 @@ class CircuitBreaker(NamedPolicy):
         key: str | None = None,
         label: str | None = None,
     ) -> None:
+        self._setup(name, config, listeners, storage, key, label)
+        _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    def _setup(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None,
+        listeners: events.ListenerSet | None,
+        storage: BreakerStorage | None,
+        key: str | None,
+        label: str | None,
+    ) -> None:
+        """All of ``__init__`` but the fork hook (see ``held_by_owner``)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
         if config is not None and not isinstance(config, CircuitBreakerConfig):
@@ -205,7 +218,6 @@ class CircuitBreaker(NamedPolicy):
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        _fork.renew_in_child(self, CircuitBreaker._forked)
 
     # -- its own scope of listeners ----------------------------------------------
 
@@ -1281,11 +1293,22 @@ def use_default_storage(breaker: CircuitBreaker, storage: BreakerStorage | None)
     breaker._use_default_storage(storage)
 
 
-def renewed_by_owner(breaker: CircuitBreaker) -> None:
-    """``breaker``'s owner (a registry) renews it after a fork, with
-    ``renew_after_fork``, for as long as it holds it: no registration of
-    its own (a weak dictionary entry per breaker)."""
-    _fork.renewed_by_owner(breaker)
+def held_by_owner(
+    name: str,
+    config: CircuitBreakerConfig | None,
+    *,
+    listeners: events.ListenerSet | None,
+    storage: BreakerStorage | None,
+    key: str | None,
+    label: str | None,
+) -> CircuitBreaker:
+    """A new ``CircuitBreaker(name, config, ...)`` whose owner (a registry)
+    renews it after a fork, with ``renew_after_fork``, for as long as it
+    holds it: no fork hook of its own (a weak dictionary entry per breaker,
+    per key of a per-key group)."""
+    breaker = CircuitBreaker.__new__(CircuitBreaker)
+    breaker._setup(name, config, listeners, storage, key, label)
+    return breaker
 
 
 def renew_after_fork(breaker: CircuitBreaker) -> None:
