@@ -49,7 +49,7 @@ class Member:
     everything else goes through the membership.
     """
 
-    __slots__ = ("also", "breaker", "group", "inflight", "key", "owner")
+    __slots__ = ("also", "breaker", "group", "inflight", "owner")
 
     def __init__(self, owner: Membership, breaker: CircuitBreaker) -> None:
         self.owner = owner
@@ -58,7 +58,6 @@ class Member:
         # The group it is in, under ``key`` (a breaker two groups share, by
         # name, is in ``also`` for the others).
         self.group: Group | None = None
-        self.key = ""
         self.also: list[tuple[Group, str]] | None = None
 
     def __repr__(self) -> str:
@@ -68,6 +67,11 @@ class Member:
     def identity(self) -> Identity:
         """What the registry knows its breaker by (``breaker.identity``)."""
         return self.breaker.identity
+
+    @property
+    def key(self) -> str:
+        """Its key in its groups: its breaker's (``""`` for a plain breaker)."""
+        return self.breaker.key or ""
 
     @property
     def busy(self) -> bool:
@@ -172,7 +176,7 @@ class Group:
             if member is None:
                 member = owner._adopt(make(key))
                 if member.group is None:
-                    member.group, member.key = self, key
+                    member.group = self  # under its breaker's key, ``key``
                 elif member.group is not self:
                     member.also = [*(member.also or ()), (self, key)]
                 self.members[key] = member
@@ -281,7 +285,7 @@ class Membership:
         if group is None:
             return
         try:
-            group.members.move_to_end(member.key)
+            group.members.move_to_end(member.breaker.key or "")
         except KeyError:
             return
         group.last = last
