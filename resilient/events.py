@@ -27,7 +27,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
@@ -445,7 +445,9 @@ class ListenerSet:
         self._gates: tuple[weakref.ref[Gate], ...] = ()
         self._dead_children = 0
         self._on_child_death: Callable[[object], None] | None = None  # made by a first child
-        self._stats: tuple[weakref.ref[Any], ...] = ()  # the counters kept in this scope
+        # The counters kept in this scope: a tuple, or a list once many
+        # (resilient._execution.counters keeps it).
+        self._stats: Sequence[weakref.ref[Any]] = ()
         with _subscribe_lock:
             if parent is not None:
                 parent._add_child(self)

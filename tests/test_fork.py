@@ -315,6 +315,34 @@ def _lock_cases() -> dict[str, Callable[[], tuple[Any, Callable[[], Any]]]]:
             group(),
         ]
 
+    def keyed_breaker() -> tuple[Any, Callable[[], Any]]:
+        # Renewed by the registry that holds it (no fork hook of its own).
+        reg = resilient.Registry()
+        keyed = resilient.with_circuit_breaker("fork-lock-kb", key=lambda: "k", registry=reg)
+        group = keyed(_ok)
+        group()
+        b = reg.get_or_create("fork-lock-kb", key="k")
+        return b._lock, lambda: [_failing_call(b), group()]
+
+    def dropped_keyed_breaker() -> tuple[Any, Callable[[], Any]]:
+        # Dropped by its group (max_keys) but still held: it renews itself.
+        reg = resilient.Registry()
+        group = resilient.with_circuit_breaker(
+            "fork-lock-kd", key=lambda k: k, max_keys=1, registry=reg
+        )(lambda k: k)
+        group("a")
+        b = reg.get_or_create("fork-lock-kd", key="a")
+        group("b")
+        assert reg.get("fork-lock-kd", key="a") is not b
+        return b._lock, lambda: [_failing_call(b), b.call(_ok)]
+
+    def isolated_keyed_breaker() -> tuple[Any, Callable[[], Any]]:
+        # Made inside Registry.isolated(), dropped at its end, still held.
+        reg = resilient.Registry()
+        with reg.isolated():
+            b = reg.get_or_create("fork-lock-ki", key="k")
+        return b._lock, lambda: [_failing_call(b), b.call(_ok)]
+
     def pool() -> tuple[Any, Callable[[], Any]]:
         t = Timeout(0.5)
         t.call(_ok)
@@ -335,7 +363,19 @@ def _lock_cases() -> dict[str, Callable[[], tuple[Any, Callable[[], Any]]]]:
 
     return {
         f.__name__: f
-        for f in (breaker, bulkhead, limiter, budget, registry, pool, events, counters)
+        for f in (
+            breaker,
+            keyed_breaker,
+            dropped_keyed_breaker,
+            isolated_keyed_breaker,
+            bulkhead,
+            limiter,
+            budget,
+            registry,
+            pool,
+            events,
+            counters,
+        )
     }
 
 

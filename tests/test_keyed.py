@@ -4,6 +4,7 @@ rule (open or busy breakers are never dropped), names, metering, errors."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from typing import Any
 
@@ -518,3 +519,86 @@ def test_an_isolated_registry_brings_back_the_keys_dropped_inside() -> None:
     assert resilient.registry.get("api", key="a") is kept
     get("d")  # b is now the least recently used
     assert names() == ["api[a]", "api[d]"]
+
+
+# -- a key's own scope of listeners, made when that key is used on its own ----------------
+
+
+def _registry_events(registry: Registry) -> list[Any]:
+    seen: list[Any] = []
+    registry.subscribe(seen.append)
+    return seen
+
+
+def test_a_listener_of_one_key_sees_that_key_and_the_registrys_sees_every_key() -> None:
+    registry = Registry()
+    get = with_circuit_breaker("svc", key=lambda k: k, failure_threshold=1, registry=registry)(
+        lambda k: k
+    )
+    get("a")
+    get("b")
+    everything = _registry_events(registry)
+    only_b: list[Any] = []
+    registry.get_or_create("svc", key="b").subscribe(only_b.append)
+    get("a")
+    get("b")
+    assert sorted({e.name for e in everything if e.name != "svc"}) == ["svc[a]", "svc[b]"]
+    assert only_b
+    assert {e.name for e in only_b} == {"svc[b]"}
+
+
+def test_the_counters_of_a_key_used_on_its_own_are_found_once_in_each_scope() -> None:
+    from resilient._execution import counters
+
+    registry = Registry()
+    get = with_circuit_breaker("svc", key=lambda k: k, failure_threshold=1, registry=registry)(
+        lambda k: k
+    )
+    get("a")
+    get("b")
+    b = registry.get_or_create("svc", key="b")
+    b.subscribe(MetricsCollector())
+    get("b")
+
+    def keys(scope: Any) -> list[str]:
+        return sorted(s.name for s in counters.within(scope) if s.name.startswith("svc["))
+
+    assert keys(b._listeners) == ["svc[b]"]
+    assert keys(registry.listeners) == ["svc[a]", "svc[b]"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_chain_of_a_key_made_before_a_listener_of_that_key_reports_to_it(
+    is_async: bool,
+) -> None:
+    registry = Registry()
+    with_circuit_breaker("svc", key=lambda k: k, registry=registry)(lambda k: k)("a")
+    breaker = registry.get_or_create("svc", key="a")
+    if is_async:
+
+        async def work() -> int:
+            return 1
+
+        chain: Any = breaker(work)
+    else:
+        chain = breaker(lambda: 1)
+    seen: list[Any] = []
+    breaker.subscribe(seen.append)
+    assert (asyncio.run(chain()) if is_async else chain()) == 1
+    assert any(type(e).__name__ == "CallSucceeded" and e.name == "svc[a]" for e in seen)
+
+
+def test_keys_coming_and_going_keep_the_shared_scope_small() -> None:
+    from resilient._execution import counters
+
+    registry = Registry()
+    get = with_circuit_breaker("svc", key=lambda k: k, max_keys=16, registry=registry)(lambda k: k)
+    for i in range(2000):
+        get(f"k{i}")
+        if i % 50 == 0:
+            gc.collect()  # dropped breakers are freed (their counters with them)
+    # Without pruning: 2,000. Pruned once the references have doubled: at
+    # most twice what was alive then (16 keys, and up to 50 uncollected).
+    assert len(registry.listeners._stats) <= 2 * (16 + 50)
+    gc.collect()
+    assert len([s for s in counters.within(registry.listeners) if s.name.startswith("svc[")]) == 16

@@ -71,6 +71,41 @@ def test_a_default_breaker_adopts_the_first_explicit_config() -> None:
         reg.get_or_create("db", CircuitBreakerConfig.LENIENT)
 
 
+def test_a_default_breaker_asked_for_with_its_defaults_keeps_them_explicitly() -> None:
+    reg = Registry()
+    breaker = reg.get_or_create("db")
+    assert reg.get_or_create("db", CircuitBreakerConfig()) is breaker
+    with pytest.raises(ValueError, match="already exists"):
+        reg.get_or_create("db", CircuitBreakerConfig.STRICT)
+
+
+def test_a_breaker_made_before_the_defaults_changed_still_adopts_a_config() -> None:
+    from resilient import config as env
+
+    reg = Registry()
+    try:
+        env.reload({"RESILIENT_CB_FAILURE_THRESHOLD": "8"})
+        before = reg.get_or_create("db")
+        env.reload({"RESILIENT_CB_FAILURE_THRESHOLD": "9"})
+        after = reg.get_or_create("cache")
+    finally:
+        env.reload()
+    assert (before.config.failure_threshold, after.config.failure_threshold) == (8, 9)
+    strict = CircuitBreakerConfig.STRICT
+    assert reg.get_or_create("db", strict).config is strict
+    assert reg.get_or_create("cache", strict).config is strict
+
+
+def test_each_key_of_a_group_with_a_config_has_it_explicitly() -> None:
+    reg = Registry()
+    get = with_circuit_breaker("api", key=lambda k: k, failure_threshold=2, registry=reg)(
+        lambda k: k
+    )
+    get("a")
+    with pytest.raises(ValueError, match=r"'api\[a\]' already exists"):
+        reg.get_or_create("api", CircuitBreakerConfig(failure_threshold=3), key="a")
+
+
 def test_reset_unknown_name_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="no circuit breaker named 'ghost'"):
         Registry().reset("ghost")

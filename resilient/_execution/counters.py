@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._runtime import fork as _fork
@@ -49,6 +49,7 @@ __all__ = [
     "RELATIVE_ERROR",
     "Stats",
     "keep_counts",
+    "move",
     "quantile",
     "stats_for",
     "weakly",
@@ -319,8 +320,54 @@ def keep_counts(reader: Any) -> Callable[[], None]:
 def stats_for(name: str, kind: str, scope: ListenerSet) -> Stats:
     """New counters for ``name``, findable by readers of ``scope``."""
     stats = Stats(name, kind, scope)
-    scope._stats = (*scope._stats, weakref.ref(stats))
+    with _keep_lock:
+        _keep(scope, weakref.ref(stats))
     return stats
+
+
+def move(stats: Stats, scope: ListenerSet) -> None:
+    """``stats`` is found through ``scope`` from now on (its policy has a
+    scope of its own now: a per-key breaker used on its own)."""
+    with _keep_lock:
+        old = stats.scope
+        kept = old._stats
+        rest = [ref for ref in kept if ref() is not stats]
+        old._stats = _Kept(rest, kept.pruned_at) if isinstance(kept, _Kept) else tuple(rest)
+        stats.scope = scope
+        _keep(scope, weakref.ref(stats))
+
+
+class _Kept(list):  # type: ignore[type-arg]
+    """The weak references to the counters of a scope that keeps many (a
+    registry's per-key breakers share its scope): appended in place, not
+    copied whole per new one, and pruned of the dead once they have doubled
+    since the last pruning (keys come and go)."""
+
+    __slots__ = ("pruned_at",)
+
+    def __init__(self, refs: Iterable[weakref.ref[Stats]], pruned_at: int) -> None:
+        super().__init__(refs)
+        self.pruned_at = pruned_at
+
+
+# A scope keeps its first few in a tuple (most keep one), then a ``_Kept``.
+_FEW = 8
+_keep_lock = threading.Lock()
+_fork.renew_module_locks(__name__, "_keep_lock")
+
+
+def _keep(scope: ListenerSet, ref: weakref.ref[Stats]) -> None:
+    """Under ``_keep_lock``: ``scope`` keeps ``ref``."""
+    kept = scope._stats
+    if not isinstance(kept, _Kept):
+        if len(kept) < _FEW:
+            scope._stats = (*kept, ref)
+            return
+        kept = scope._stats = _Kept(kept, _FEW)
+    elif len(kept) >= 2 * kept.pruned_at:
+        live = [r for r in kept if r() is not None]
+        kept = scope._stats = _Kept(live, max(len(live), _FEW))
+    kept.append(ref)
 
 
 def within(scope: ListenerSet) -> list[Stats]:

@@ -49,22 +49,29 @@ class Member:
     everything else goes through the membership.
     """
 
-    __slots__ = ("also", "breaker", "group", "identity", "inflight", "key", "owner")
+    __slots__ = ("also", "breaker", "group", "inflight", "owner")
 
     def __init__(self, owner: Membership, breaker: CircuitBreaker) -> None:
         self.owner = owner
-        # What the registry knows its breaker by (``breaker.identity``).
-        self.identity = breaker.identity
         self.breaker = breaker
         self.inflight = 0
         # The group it is in, under ``key`` (a breaker two groups share, by
         # name, is in ``also`` for the others).
         self.group: Group | None = None
-        self.key = ""
         self.also: list[tuple[Group, str]] | None = None
 
     def __repr__(self) -> str:
         return f"<Member {self.breaker.name!r} inflight={self.inflight}>"
+
+    @property
+    def identity(self) -> Identity:
+        """What the registry knows its breaker by (``breaker.identity``)."""
+        return self.breaker.identity
+
+    @property
+    def key(self) -> str:
+        """Its key in its groups: its breaker's (``""`` for a plain breaker)."""
+        return self.breaker.key or ""
 
     @property
     def busy(self) -> bool:
@@ -169,7 +176,7 @@ class Group:
             if member is None:
                 member = owner._adopt(make(key))
                 if member.group is None:
-                    member.group, member.key = self, key
+                    member.group = self  # under its breaker's key, ``key``
                 elif member.group is not self:
                     member.also = [*(member.also or ()), (self, key)]
                 self.members[key] = member
@@ -271,14 +278,14 @@ class Membership:
         if order is not None:
             last = None
             try:
-                order.move_to_end(member.identity)
+                order.move_to_end(member.breaker.identity)
             except KeyError:
                 return
         group = member.group
         if group is None:
             return
         try:
-            group.members.move_to_end(member.key)
+            group.members.move_to_end(member.breaker.key or "")
         except KeyError:
             return
         group.last = last
@@ -308,8 +315,9 @@ class Membership:
 
     def _drop(self, member: Member) -> None:
         """Under the lock: ``member`` leaves its groups and the registry."""
-        if self._members.get(member.identity) is member:
-            del self._members[member.identity]
+        identity = member.breaker.identity
+        if self._members.get(identity) is member:
+            del self._members[identity]
         self._leave_groups(member)
         self._forget(member.breaker)
 

@@ -7,7 +7,7 @@ import contextvars
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .. import events, health
 from .._runtime import clock as _clock
@@ -96,9 +96,33 @@ def _record(owner: Registry, table: str, name: Identity, policy: object) -> None
         made.made.append((owner, table, name, policy))
 
 
+# The configs of the breakers registries make without one, by id (one per
+# set of defaults read when a breaker is made): a breaker with any other
+# config was given it explicitly.
+_IMPLICIT: dict[int, CircuitBreakerConfig] = {}
+
+
+def _implicit() -> CircuitBreakerConfig:
+    """The config of a breaker made without one: the defaults as they are now."""
+    fresh = CircuitBreakerConfig()
+    for config in list(_IMPLICIT.values()):  # a few: one per reload of the defaults
+        if config == fresh:
+            return config
+    _IMPLICIT[id(fresh)] = fresh
+    return fresh
+
+
+def _is_implicit(config: CircuitBreakerConfig) -> bool:
+    return _IMPLICIT.get(id(config)) is config
+
+
 def _renew_lock(registry: Registry) -> None:
-    """In a forked child: a new lock, shared again with its membership."""
+    """In a forked child: a new lock, shared again with its membership, and
+    the breakers it holds renewed (they have no fork hook of their own
+    while it holds them: see ``_hold`` and ``_release``)."""
     registry._lock = registry._membership.lock = threading.RLock()
+    for breaker in list(registry._breakers.values()):
+        breaker_hooks.renew_after_fork(breaker)
 
 
 class Registry:
@@ -124,6 +148,8 @@ class Registry:
         self._membership = Membership(max_breakers, lock=self._lock, forget=self._forget)
         _fork.renew_in_child(self, _renew_lock)
         self._breakers: dict[Identity, CircuitBreaker] = {}
+        # Breakers made with defaults (``_implicit()``) asked for again with a
+        # config equal to them: explicit too (any other config is).
         self._explicit: set[Identity] = set()
         self._pending: dict[Identity, _Force] = {}
         self._bulkheads: dict[str, Bulkhead] = {}
@@ -182,15 +208,14 @@ class Registry:
         if config is not None and config != breaker.config:
             if ("circuit_breaker", identity) in self._operated:
                 return  # the operator's settings stand
-            if identity in self._explicit:
+            if not _is_implicit(breaker.config) or identity in self._explicit:
                 raise ValueError(
                     f"circuit breaker {breaker.name!r} already exists with config "
                     f"{breaker.config!r}; got a different one: {config!r}"
                 )
-            breaker_hooks.adopt_config(breaker, config)
-            self._explicit.add(identity)
-        elif config is not None:
-            self._explicit.add(identity)
+            breaker_hooks.adopt_config(breaker, config)  # explicit from now on
+        elif config is not None and _is_implicit(breaker.config):
+            self._explicit.add(identity)  # its defaults, asked for explicitly
 
     def _create(
         self,
@@ -200,14 +225,22 @@ class Registry:
         label: str | None = None,
     ) -> CircuitBreaker:
         """Under the lock: a new breaker called ``name`` (of ``key``), registered."""
-        breaker = CircuitBreaker(
-            name, config, listeners=self._listeners, storage=self._storage, key=key, label=label
+        # A breaker made without a config has a shared implicit one:
+        # any other config it has was given explicitly (no table entry per
+        # breaker, one per key of a per-key group, to say so).
+        # Renewed after a fork by this registry while it holds it (a per-key
+        # group may hold thousands: one hook, not a weak entry each).
+        breaker = breaker_hooks.held_by_owner(
+            name,
+            _implicit() if config is None else config,
+            listeners=self._listeners,
+            storage=self._storage,
+            key=key,
+            label=label,
         )
         identity = breaker.identity
         self._breakers[identity] = breaker
         _record(self, "breakers", identity, breaker)
-        if config is not None:
-            self._explicit.add(identity)
         force = self._pending.pop(identity, None)
         if force == "open":
             breaker.force_open()
@@ -237,6 +270,8 @@ class Registry:
         if self._breakers.get(identity) is breaker:
             del self._breakers[identity]
             self._explicit.discard(identity)
+            # Whoever still holds it: it renews itself after a fork again.
+            breaker_hooks.released_by_owner(breaker)
 
     def set_default_storage(self, storage: BreakerStorage | None) -> None:
         """Share every breaker whose config names no store through ``storage``
@@ -365,6 +400,11 @@ class Registry:
             yield self
         finally:
             with self._lock:
+                saved_breakers = cast("dict[Identity, CircuitBreaker]", tables["_breakers"])
+                for breaker in self._breakers.values():
+                    if saved_breakers.get(breaker.identity) is not breaker:
+                        # Made inside, dropped now: it renews itself after a fork.
+                        breaker_hooks.released_by_owner(breaker)
                 for key, saved in tables.items():
                     live = getattr(self, key)
                     live.clear()

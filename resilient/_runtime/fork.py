@@ -31,7 +31,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["LOCKS", "STATE", "fresh_lock", "locks", "renew_in_child", "renew_module_locks"]
+__all__ = [
+    "LOCKS",
+    "STATE",
+    "fresh_lock",
+    "locks",
+    "renew_in_child",
+    "renew_module_locks",
+]
 
 T = TypeVar("T")
 
@@ -59,6 +66,8 @@ def renew_in_child(obj: T, renew: Callable[[T], None], *, step: int = LOCKS) -> 
     before the groups made from it)."""
     table = _steps[step]
     known = table.get(obj)
+    if known is renew:
+        return  # registered again by an owner letting it go: once is enough
     if known is None:
         table[obj] = renew
     else:

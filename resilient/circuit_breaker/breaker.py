@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from .. import events
+from .._execution import counters as _counters
 from .._execution import request_id as _request
 from .._execution.blocks import BlockStack
 from .._execution.compose import Refused, is_async_callable, offer_hand_back, watching
@@ -44,6 +45,7 @@ from .state import (
 )
 
 if TYPE_CHECKING:
+    from .._execution.compose import Layer
     from .._execution.counters import Stats
     from .storage import Action, BreakerStorage, Outcome, SharedBreaker, Verdict
 
@@ -165,6 +167,19 @@ class CircuitBreaker(NamedPolicy):
         key: str | None = None,
         label: str | None = None,
     ) -> None:
+        self._setup(name, config, listeners, storage, key, label)
+        _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    def _setup(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None,
+        listeners: events.ListenerSet | None,
+        storage: BreakerStorage | None,
+        key: str | None,
+        label: str | None,
+    ) -> None:
+        """All of ``__init__`` but the fork hook (see ``held_by_owner``)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"CircuitBreaker name must be a non-empty str, got {name!r}")
         if config is not None and not isinstance(config, CircuitBreakerConfig):
@@ -191,14 +206,59 @@ class CircuitBreaker(NamedPolicy):
         self._last = self._alast = None
         # True while a thread delivers state changes (see _announce).
         self._announcing = False
-        self._listeners = events.ListenerSet(listeners if listeners is not None else events.GLOBAL)
+        # Its scope of listeners. A per-key breaker shares its parent's (its
+        # registry's) until it is used on its own (see _own_scope): a group
+        # may hold thousands, most never subscribed to one by one.
+        parent = listeners if listeners is not None else events.GLOBAL
+        self._shares_scope = key is not None
+        self._listeners = parent if key is not None else events.ListenerSet(parent)
         # The per-call events of the breaker itself (the policy level).
         self._stats_for(self.name)  # readers see it (its state) from the start
         # The store to use when the config names none (a registry's default).
         self._default_storage = storage
         self._shared: SharedBreaker | None = None
         self._configure(config if config is not None else CircuitBreakerConfig())
-        _fork.renew_in_child(self, CircuitBreaker._forked)
+
+    # -- its own scope of listeners ----------------------------------------------
+
+    def _own_scope(self) -> None:
+        """A per-key breaker used on its own (subscribed to, run through a
+        chain or a ``with`` block of its own) gets its own scope now, inside
+        the one it shared, and its counters move there. Until then its events
+        went to the shared scope: all that a scope of its own, with no
+        listener yet, would have passed them on to."""
+        if not self._shares_scope:
+            return
+        shared = self._listeners
+        with self._lock:
+            if self._listeners is not shared:
+                return  # another thread made it meanwhile
+            scope = events.ListenerSet(shared)
+            for stats in (self._own_stats, *(self._stats_table or {}).values()):
+                if stats is not None and stats.scope is shared:
+                    _counters.move(stats, scope)
+            self._listeners = scope
+            if self._timeout is not None:
+                self._settings(self.config)  # a timeout whose scope is inside it
+            self._shares_scope = False
+
+    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
+        """Call ``listener`` with every event of this breaker; returns the unsubscriber."""
+        self._own_scope()
+        return super().subscribe(listener)
+
+    @property
+    def _own_gate(self) -> events.Gate:  # type: ignore[override]
+        self._own_scope()
+        return super()._own_gate
+
+    def _layers(self) -> tuple[Layer, ...]:
+        self._own_scope()
+        return super()._layers()
+
+    def _block_request(self) -> Request:
+        self._own_scope()
+        return super()._block_request()
 
     @property
     def _blocks(self) -> BlockStack[_Entry]:
@@ -218,8 +278,8 @@ class CircuitBreaker(NamedPolicy):
 
     def _init_stats(self, stats: Stats) -> None:
         self._ticks = _Ticks(self._lock, stats)
-        stats.refresh = self._ticks
-        stats.gauges = self._ticks.gauges
+        # One call does both (one object per breaker, not two).
+        stats.refresh = stats.gauges = self._ticks
 
     def _configure(self, cfg: CircuitBreakerConfig) -> None:
         self._core = BreakerCore(cfg)
@@ -278,7 +338,7 @@ class CircuitBreaker(NamedPolicy):
             state = self._core.state
             self._configure(cfg)
             if state is not CLOSED:
-                self._core.changes.append((state, CLOSED))
+                self._core.changed(state, CLOSED)
         self._announce()
 
     def reconfigure(self, config: CircuitBreakerConfig) -> None:
@@ -746,6 +806,7 @@ class CircuitBreaker(NamedPolicy):
     ) -> SyncFn[R]:
         """The sync closure; with ``hand_back``, one that returns
         ``Refused(error)`` where it would raise a rejection at once."""
+        self._own_scope()
         run = self._run
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._through, fn))
         assert detour is not None
@@ -859,6 +920,7 @@ class CircuitBreaker(NamedPolicy):
         return through_breaker
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
+        self._own_scope()
         arun = self._arun
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._athrough, fn), is_async=True
@@ -979,7 +1041,8 @@ class CircuitBreaker(NamedPolicy):
         ticks = core.ticks  # this generation's
         start = _clock.now() if self._listeners.events else None
         try:
-            result = fn(*args, **kwargs)
+            # Without keywords, no copy of ``kwargs`` (a new dict per call).
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
@@ -995,7 +1058,8 @@ class CircuitBreaker(NamedPolicy):
         ticks = core.ticks  # this generation's
         start = _clock.now() if self._listeners.events else None
         try:
-            result = await fn(*args, **kwargs)
+            # Without keywords, no copy of ``kwargs`` (a new dict per call).
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         except BaseException as exc:
             self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
             raise
@@ -1229,6 +1293,35 @@ def use_default_storage(breaker: CircuitBreaker, storage: BreakerStorage | None)
     breaker._use_default_storage(storage)
 
 
+def held_by_owner(
+    name: str,
+    config: CircuitBreakerConfig | None,
+    *,
+    listeners: events.ListenerSet | None,
+    storage: BreakerStorage | None,
+    key: str | None,
+    label: str | None,
+) -> CircuitBreaker:
+    """A new ``CircuitBreaker(name, config, ...)`` whose owner (a registry)
+    renews it after a fork, with ``renew_after_fork``, for as long as it
+    holds it: no fork hook of its own (a weak dictionary entry per breaker,
+    per key of a per-key group)."""
+    breaker = CircuitBreaker.__new__(CircuitBreaker)
+    breaker._setup(name, config, listeners, storage, key, label)
+    return breaker
+
+
+def renew_after_fork(breaker: CircuitBreaker) -> None:
+    """In a forked child: what ``breaker`` renews (its owner calls this)."""
+    breaker._forked()
+
+
+def released_by_owner(breaker: CircuitBreaker) -> None:
+    """``breaker`` leaves the owner that renewed it: it renews itself again
+    after a fork, for as long as it lives."""
+    _fork.renew_in_child(breaker, CircuitBreaker._forked)
+
+
 def swap_state(breaker: CircuitBreaker, saved: object | None = None) -> object:
     """Install ``saved`` (``None``: a fresh CLOSED state) without events and
     return what it replaced (``Registry.isolated()``)."""
@@ -1266,26 +1359,22 @@ class _Ticks:
         self.seen_core: BreakerCore | None = None
         self.seen = 0
 
-    def __call__(self) -> None:
+    def __call__(self) -> dict[str, float | str] | None:
+        """The counters' ``refresh`` and ``gauges`` at once: folds the
+        lock-free successes in, and returns the breaker's state now (a
+        transition it implies is announced by the breaker's next call)."""
         with self.lock:
             core = self.core
             if core is None:
-                return
-            core.flush(_clock.monotonic())
+                return None
+            now = _clock.monotonic()
+            core.flush(now)
             if core is not self.seen_core:
                 self.seen_core, self.seen = core, 0
             new = core.ticked - self.seen
             self.seen = core.ticked
+            state = core.current(now).value
         self.stats.succeeded += new
-
-    def gauges(self) -> dict[str, float | str] | None:
-        """The breaker's state now (a transition it implies is announced by
-        the breaker's next call)."""
-        core = self.core
-        if core is None:
-            return None
-        with self.lock:
-            state = core.current(_clock.monotonic()).value
         return {"state": state, "shadow": 1} if core.config.shadow else {"state": state}
 
 

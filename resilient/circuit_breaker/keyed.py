@@ -150,7 +150,9 @@ class KeyedBreakers(PolicyBase):
                 if level != METERED:
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 start = _clock.now()
-            k = key(*args, **kwargs)
+            # ``f(*args, **kwargs)`` copies ``kwargs`` into a new dict per
+            # call: without keywords (the usual call), none is made.
+            k = key(*args, **kwargs) if kwargs else key(*args)
             try:
                 member = members[k]
             except (KeyError, TypeError):
@@ -186,7 +188,9 @@ class KeyedBreakers(PolicyBase):
                 if level != METERED:
                     return await adetour(args, kwargs)  # type: ignore[misc,no-any-return]
                 start = _clock.now()
-            k = key(*args, **kwargs)
+            # ``f(*args, **kwargs)`` copies ``kwargs`` into a new dict per
+            # call: without keywords (the usual call), none is made.
+            k = key(*args, **kwargs) if kwargs else key(*args)
             try:
                 member = members[k]
             except (KeyError, TypeError):

@@ -222,7 +222,9 @@ class BreakerCore:
         # happened, for a store that merges the fleet's failure-rate window
         # (it installs the log and takes its segments).
         self.log: OutcomeLog | None = None
-        self.changes: list[tuple[CircuitState, CircuitState]] = []
+        # Transitions not announced yet: a list from the first one on (most
+        # breakers, one per key say, never have one).
+        self.changes: list[tuple[CircuitState, CircuitState]] | tuple[()] = ()
         self.window: CountWindow | TimeWindow = (
             TimeWindow(config.window_duration)
             if config.window_duration is not None
@@ -361,7 +363,15 @@ class BreakerCore:
             self.openings = 0
         self._update_fast(now)
         self._update_reject_until()
-        self.changes.append((old, new))
+        self.changed(old, new)
+
+    def changed(self, old: CircuitState, new: CircuitState) -> None:
+        """A transition from ``old`` to ``new``, to announce."""
+        changes = self.changes
+        if isinstance(changes, list):
+            changes.append((old, new))
+        else:
+            self.changes = [(old, new)]
 
     def _update_reject_until(self) -> None:
         cfg = self.config
@@ -750,7 +760,7 @@ class BreakerCore:
         if self.state is FORCED_OPEN or self.state is FORCED_CLOSED:
             self.reset(now)
 
-    def take_changes(self) -> list[tuple[CircuitState, CircuitState]]:
+    def take_changes(self) -> list[tuple[CircuitState, CircuitState]] | tuple[()]:
         changes = self.changes
-        self.changes = []
+        self.changes = ()
         return changes
