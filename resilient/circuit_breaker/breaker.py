@@ -972,22 +972,6 @@ class CircuitBreaker(NamedPolicy):
     # without the lock (timed and with its event while listened to);
     # anything else is the locked path, ``_run`` / ``_arun``.
 
-    def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
-        core = self._core
-        if not (core.fast and switch.on):
-            return self._run(fn, args, kwargs)
-        ticks = core.ticks  # this generation's
-        start = _clock.now() if self._listeners.events else None
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
-            raise
-        next(ticks)
-        if start is not None:
-            self._succeeded_listened(start)
-        return result
-
     async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         core = self._core
         if not (core.fast and switch.on):
@@ -1004,12 +988,51 @@ class CircuitBreaker(NamedPolicy):
             self._succeeded_listened(start)
         return result
 
+    # --- generated from _athrough by scripts/unasync.py; do not edit ---
+    def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return self._run(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now() if self._listeners.events else None
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        if start is not None:
+            self._succeeded_listened(start)
+        return result
+
+    # --- end generated ---
+
     def _succeeded_listened(self, start: float) -> None:
         listeners = self._listeners
         if listeners.events:
             took = _clock.now() - start
             listeners.new(events.CallSucceeded, self.name, self._kind, took, events.POLICY)
 
+    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        if self._health_is_async and self._core.state is OPEN:  # unasync: async only
+            await self._apoll_health()
+        permit = await self._aadmit()
+        timeout = self._timeout
+        try:
+            result = (
+                await fn(*args, **kwargs)
+                if timeout is None
+                else await timeout._arun(fn, None, args, kwargs)
+            )
+        except BaseException as exc:
+            self._exit_error(permit, exc)
+            raise
+        self._exit_result(permit, result)
+        return result
+
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
@@ -1025,23 +1048,7 @@ class CircuitBreaker(NamedPolicy):
         self._exit_result(permit, result)
         return result
 
-    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
-        if not switch.on:
-            return await fn(*args, **kwargs)
-        if self._health_is_async and self._core.state is OPEN:
-            await self._apoll_health()
-        permit = await self._aadmit()
-        timeout = self._timeout
-        try:
-            if timeout is None:
-                result = await fn(*args, **kwargs)
-            else:
-                result = await timeout._arun(fn, None, args, kwargs)
-        except BaseException as exc:
-            self._exit_error(permit, exc)
-            raise
-        self._exit_result(permit, result)
-        return result
+    # --- end generated ---
 
     # -- streams ---------------------------------------------------------------
 
@@ -1085,6 +1092,38 @@ class CircuitBreaker(NamedPolicy):
             if member is not None:
                 member.leave()
 
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
+        if not switch.on:
+            return await open(args, kwargs, name)
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                if self._health_is_async and self._core.state is OPEN:  # unasync: async only
+                    await self._apoll_health()
+                permit = await self._aadmit()
+        except BaseException:
+            if member is not None:
+                member.leave()
+            raise
+        timeout = self._timeout
+        try:
+            if timeout is None:
+                opened = await open(args, kwargs, name)
+            else:
+                opened = await timeout._aopen_stream(open, args, kwargs, self.name)
+        except BaseException as exc:
+            self._stream_ended(permit, ticks, None, member, exc)
+            raise
+        first = None if opened.stream is None else _clock.monotonic()
+        opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
+        return opened
+
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         if not switch.on:
             return open(args, kwargs, name)
@@ -1112,36 +1151,7 @@ class CircuitBreaker(NamedPolicy):
         opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
         return opened
 
-    async def _aopen_stream(
-        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
-    ) -> Opened:
-        if not switch.on:
-            return await open(args, kwargs, name)
-        member = self._member
-        if member is not None:
-            member.enter()
-        try:
-            permit, ticks = self._stream_permit()
-            if ticks is None:
-                if self._health_is_async and self._core.state is OPEN:
-                    await self._apoll_health()
-                permit = await self._aadmit()
-        except BaseException:
-            if member is not None:
-                member.leave()
-            raise
-        timeout = self._timeout
-        try:
-            if timeout is None:
-                opened = await open(args, kwargs, name)
-            else:
-                opened = await timeout._aopen_stream(open, args, kwargs, self.name)
-        except BaseException as exc:
-            self._stream_ended(permit, ticks, None, member, exc)
-            raise
-        first = None if opened.stream is None else _clock.monotonic()
-        opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
-        return opened
+    # --- end generated ---
 
     # -- context managers ----------------------------------------------------
 
@@ -1154,24 +1164,6 @@ class CircuitBreaker(NamedPolicy):
     def _close_block(self, opened: object, exc: BaseException | None) -> None:
         if opened is not None:
             self._block_request().end(opened, exc)  # type: ignore[arg-type]
-
-    def __enter__(self) -> CircuitBreaker:
-        if not switch.on:
-            self._blocks.push(None)
-            return self
-        member = self._member
-        if member is not None:
-            member.enter()
-        opened = self._open_block()
-        try:
-            permit = self._admit()
-        except BaseException as exc:
-            if member is not None:
-                member.leave()
-            self._close_block(opened, exc)
-            raise
-        self._blocks.push(_Entry(permit, opened, member))
-        return self
 
     def __exit__(self, *exc_info: *ExcInfo) -> None:
         exc = exc_info[1]
@@ -1198,7 +1190,7 @@ class CircuitBreaker(NamedPolicy):
             member.enter()
         opened = self._open_block()
         try:
-            if self._health_is_async and self._core.state is OPEN:
+            if self._health_is_async and self._core.state is OPEN:  # unasync: async only
                 await self._apoll_health()
             permit = await self._aadmit()
         except BaseException as exc:
@@ -1208,6 +1200,27 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._blocks.push(_Entry(permit, opened, member))
         return self
+
+    # --- generated from __aenter__ by scripts/unasync.py; do not edit ---
+    def __enter__(self) -> CircuitBreaker:
+        if not switch.on:
+            self._blocks.push(None)
+            return self
+        member = self._member
+        if member is not None:
+            member.enter()
+        opened = self._open_block()
+        try:
+            permit = self._admit()
+        except BaseException as exc:
+            if member is not None:
+                member.leave()
+            self._close_block(opened, exc)
+            raise
+        self._blocks.push(_Entry(permit, opened, member))
+        return self
+
+    # --- end generated ---
 
     async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         self.__exit__(*exc_info)

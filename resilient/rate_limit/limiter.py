@@ -404,51 +404,6 @@ class RateLimiter(NamedPolicy):
             return -math.inf
         return core.tolerance + core.slack
 
-    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
-        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
-        assert detour is not None
-        acquire_slow = self._acquire
-        core = self._core
-        holes = core.holes
-        stats = self._stats_for(self.name)
-        clock = _clock
-
-        def through_limiter(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[no-any-return]
-                start = clock.now()
-            if not switch.on:
-                return fn(*args, **kwargs)
-            now = clock.now()
-            # GCRA, inline: no call between reading core.tat and writing it,
-            # so under the GIL no other thread runs in between (the lock
-            # guards the rest: holes, waits).
-            tat = core.tat
-            if tat < now:
-                tat = now
-            if tat - now <= self._within and not holes:
-                core.tat = tat + core.interval
-                stats.succeeded += 1
-            else:
-                try:
-                    acquire_slow()
-                except BaseException as exc:
-                    if level:
-                        meter.failed(exc, start, False)  # type: ignore[union-attr]
-                    raise
-            if not level:
-                return fn(*args, **kwargs)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                meter.failed(exc, start, False)  # type: ignore[union-attr]
-                raise
-            meter.ok(start)  # type: ignore[union-attr]
-            return result
-
-        return through_limiter
-
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         gate, detour, meter = watching(
             self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
@@ -495,6 +450,54 @@ class RateLimiter(NamedPolicy):
             return result
 
         return through_limiter
+
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
+        gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
+        assert detour is not None
+        acquire = self._acquire
+        core = self._core
+        holes = core.holes
+        stats = self._stats_for(self.name)
+        clock = _clock
+
+        def through_limiter(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            if not switch.on:
+                return fn(*args, **kwargs)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it,
+            # so under the GIL no other thread runs in between (the lock
+            # guards the rest: holes, waits).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat - now <= self._within and not holes:
+                core.tat = tat + core.interval
+                stats.succeeded += 1
+            else:
+                try:
+                    acquire()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+            if not level:
+                return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_limiter
+
+    # --- end generated ---
 
     def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:

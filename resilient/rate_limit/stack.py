@@ -16,7 +16,7 @@ error reaches the caller as itself.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
@@ -254,7 +254,8 @@ class Limits(PolicyBase):
         if error is None and not closed:
             self._settle(costs, last.last)
 
-    # The fast path, written once per flavour. Everything a call of several
+    # The fast path, written once: the sync twin is generated from the
+    # async one (scripts/unasync.py). Everything a call of several
     # limits does is inline in one frame: the costs (the user's callbacks
     # are the only calls), a turn from each limit without the lock, the
     # call, and the settling; a frame of ours per step would cost as much
@@ -264,115 +265,6 @@ class Limits(PolicyBase):
     # locked way (``_admit``): all or nothing. A cost is called without
     # ``**kwargs`` when there are none: no dict built and merged per call
     # (about 250 instructions of each weighed call's 5,500).
-
-    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
-        run = self._run
-        gate, detour, meter = watching(
-            self, fn, name, entry, lambda args, kwargs: run(fn, name, args, kwargs)
-        )
-        assert detour is not None
-        if len(self.limits) == 1 and self.limits[0].actual is None:
-            return self._one_sync(fn, name, gate, detour, meter)
-        clock = _clock
-        estimate, priced, settlers = self._estimate, self._priced, self._settlers
-        plan = self._plan()
-        undo, admit = self._undo, self._admit
-
-        def through_limits(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
-            if not switch.on:
-                return fn(*args, **kwargs)
-            # Every cost before any turn: a raising cost takes none.
-            costs = estimate
-            if priced:
-                costs = estimate[:]
-                for index, cost, burst, check in priced:
-                    units = cost(*args, **kwargs) if kwargs else cost(*args)
-                    kind = type(units)
-                    # The usual answer checked inline; anything else by the limiter.
-                    if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                        units = check(units)
-                    costs[index] = units
-            now = clock.now()
-            taken = 0
-            for core, holes, limiter, stats in plan:
-                units = costs[taken]
-                # GCRA, inline: no call between reading core.tat and writing it.
-                tat = core.tat
-                if tat < now:
-                    tat = now
-                if tat + (units - 1.0) * core.interval - now > limiter._within or holes:
-                    undo(taken, costs)  # one must wait or refuses: all the locked way
-                    admit(costs)
-                    break
-                core.tat = tat + units * core.interval
-                stats.succeeded += 1
-                taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
-            result = fn(*args, **kwargs)
-            if settlers:
-                # ``_settle``, inline: the first error of an ``actual`` is
-                # raised once every limit is settled.
-                error = None
-                for index, limiter, actual in settlers:
-                    try:
-                        units = actual(result)
-                        kind = type(units)
-                        if (kind is not float and kind is not int) or not 0 <= units < _INF:
-                            units = limiter._check_units(units)
-                    except BaseException as exc:  # raised below, after the others
-                        if error is None:
-                            error = exc
-                        continue
-                    if units != costs[index]:
-                        limiter.adjust(units - costs[index])
-                if error is not None:
-                    raise error
-            return result
-
-        return through_limits
-
-    def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
-        """One limit with no ``actual``: the count limiter's fast path, with
-        the cost called first (the only call added) and a turn that weighs
-        ``cost`` intervals."""
-        lim = self.limits[0]
-        limiter = lim.limiter
-        core = limiter._core
-        holes = core.holes
-        burst: float = limiter.config.burst or 1
-        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
-        stats = limiter._stats_for(limiter.name)
-        admit, run, clock = self._admit, self._run, _clock
-
-        def through_limit(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
-            if not switch.on:
-                return fn(*args, **kwargs)
-            units = fixed
-            if cost is not None:
-                units = cost(*args, **kwargs) if kwargs else cost(*args)
-                kind = type(units)
-                if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                    units = check(units)
-            now = clock.now()
-            # GCRA, inline: no call between reading core.tat and writing it.
-            tat = core.tat
-            if tat < now:
-                tat = now
-            if tat + (units - 1.0) * core.interval - now <= limiter._within and not holes:
-                core.tat = tat + units * core.interval
-                stats.succeeded += 1
-            else:
-                admit([units])
-            return fn(*args, **kwargs)
-
-        return through_limit
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         arun = self._arun
@@ -443,9 +335,84 @@ class Limits(PolicyBase):
 
         return through_limits
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
+        run = self._run
+        gate, detour, meter = watching(
+            self, fn, name, entry, lambda args, kwargs: run(fn, name, args, kwargs)
+        )
+        assert detour is not None
+        if len(self.limits) == 1 and self.limits[0].actual is None:
+            return self._one_sync(fn, name, gate, detour, meter)
+        clock = _clock
+        estimate, priced, settlers = self._estimate, self._priced, self._settlers
+        plan = self._plan()
+        undo, admit = self._undo, self._admit
+
+        def through_limits(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
+            if not switch.on:
+                return fn(*args, **kwargs)
+            # Every cost before any turn: a raising cost takes none.
+            costs = estimate
+            if priced:
+                costs = estimate[:]
+                for index, cost, burst, check in priced:
+                    units = cost(*args, **kwargs) if kwargs else cost(*args)
+                    kind = type(units)
+                    # The usual answer checked inline; anything else by the limiter.
+                    if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                        units = check(units)
+                    costs[index] = units
+            now = clock.now()
+            taken = 0
+            for core, holes, limiter, stats in plan:
+                units = costs[taken]
+                # GCRA, inline: no call between reading core.tat and writing it.
+                tat = core.tat
+                if tat < now:
+                    tat = now
+                if tat + (units - 1.0) * core.interval - now > limiter._within or holes:
+                    undo(taken, costs)  # one must wait or refuses: all the locked way
+                    admit(costs)
+                    break
+                core.tat = tat + units * core.interval
+                stats.succeeded += 1
+                taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
+            result = fn(*args, **kwargs)
+            if settlers:
+                # ``_settle``, inline: the first error of an ``actual`` is
+                # raised once every limit is settled.
+                error = None
+                for index, limiter, actual in settlers:
+                    try:
+                        units = actual(result)
+                        kind = type(units)
+                        if (kind is not float and kind is not int) or not 0 <= units < _INF:
+                            units = limiter._check_units(units)
+                    except BaseException as exc:  # raised below, after the others
+                        if error is None:
+                            error = exc
+                        continue
+                    if units != costs[index]:
+                        limiter.adjust(units - costs[index])
+                if error is not None:
+                    raise error
+            return result
+
+        return through_limits
+
+    # --- end generated ---
+
     def _one_async(
         self, fn: AsyncFn[R], name: str, gate: Any, detour: Any, meter: Any
-    ) -> Callable[..., Awaitable[R]]:
+    ) -> AsyncFn[R]:
+        """One limit with no ``actual``: the count limiter's fast path, with
+        the cost called first (the only call added) and a turn that weighs
+        ``cost`` intervals."""
         lim = self.limits[0]
         limiter = lim.limiter
         core = limiter._core
@@ -481,6 +448,49 @@ class Limits(PolicyBase):
             return await fn(*args, **kwargs)
 
         return through_limit
+
+    # --- generated from _one_async by scripts/unasync.py; do not edit ---
+    def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
+        """One limit with no ``actual``: the count limiter's fast path, with
+        the cost called first (the only call added) and a turn that weighs
+        ``cost`` intervals."""
+        lim = self.limits[0]
+        limiter = lim.limiter
+        core = limiter._core
+        holes = core.holes
+        burst: float = limiter.config.burst or 1
+        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
+        stats = limiter._stats_for(limiter.name)
+        admit, run, clock = self._admit, self._run, _clock
+
+        def through_limit(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
+            if not switch.on:
+                return fn(*args, **kwargs)
+            units = fixed
+            if cost is not None:
+                units = cost(*args, **kwargs) if kwargs else cost(*args)
+                kind = type(units)
+                if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                    units = check(units)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it.
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + (units - 1.0) * core.interval - now <= limiter._within and not holes:
+                core.tat = tat + units * core.interval
+                stats.succeeded += 1
+            else:
+                admit([units])
+            return fn(*args, **kwargs)
+
+        return through_limit
+
+    # --- end generated ---
 
 
 class _Last:

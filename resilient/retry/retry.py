@@ -430,44 +430,6 @@ class Retry(PolicyBase):
     # once it has failed (and outside its except block, so later errors do
     # not chain onto earlier ones).
 
-    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
-        retry = self._retry
-        check = self._check_result
-        deadline = self._deadline
-        first_attempt = self._first_attempt
-        gate, detour, meter = watching(self, fn, name, entry)
-
-        def retrying(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                begun = _clock.now()
-            start = _clock.monotonic() if deadline is not None else 0.0
-            if first_attempt is not None:
-                first_attempt()
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                error: Exception | None = exc
-            except BaseException as exc:
-                if level:
-                    meter.failed(exc, begun, False)  # type: ignore[union-attr]
-                raise
-            else:
-                if check is None or not check(result):
-                    if level:
-                        meter.ok(begun)  # type: ignore[union-attr]
-                    return result
-                error = None
-            last = result if error is None else None
-            if level:
-                return meter.timed(  # type: ignore[union-attr,no-any-return]
-                    begun, retry, fn, name, args, kwargs, error, last, start
-                )
-            return retry(fn, name, args, kwargs, error, last, start)
-
-        return retrying
-
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         aretry = self._aretry
         check = self._check_result
@@ -506,45 +468,46 @@ class Retry(PolicyBase):
 
         return retrying
 
-    def _retry(
-        self,
-        fn: SyncFn[R],
-        name: str,
-        args: Args,
-        kwargs: Kwargs,
-        error: Exception | None,
-        result: Any,
-        start: float,
-    ) -> R:
-        attempt = 1
-        previous = 0.0
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
+    def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
+        retry = self._retry
         check = self._check_result
-        while True:
-            planned = (
-                self._plan(name, attempt, error, start, previous, result) if switch.on else None
-            )
-            if planned is None:
-                if error is None:
-                    return result  # type: ignore[no-any-return]
-                try:
-                    raise error
-                finally:
-                    error = None
-            next_wait, ticket = planned
-            previous = next_wait.previous
-            attempt += 1
+        deadline = self._deadline
+        first_attempt = self._first_attempt
+        gate, detour, meter = watching(self, fn, name, entry)
+
+        def retrying(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                begun = _clock.now()
+            start = _clock.monotonic() if deadline is not None else 0.0
+            if first_attempt is not None:
+                first_attempt()
             try:
-                if ticket is None:
-                    _clock.sleep(next_wait.delay)
-                    result = fn(*args, **kwargs)
-                else:
-                    result = _attempt_with(ticket, next_wait.delay, fn, args, kwargs)
+                result = fn(*args, **kwargs)
             except Exception as exc:
-                error = exc
-                continue
-            if check is None or not check(result):
-                return cast(R, result)
-            error = None
+                error: Exception | None = exc
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, begun, False)  # type: ignore[union-attr]
+                raise
+            else:
+                if check is None or not check(result):
+                    if level:
+                        meter.ok(begun)  # type: ignore[union-attr]
+                    return result
+                error = None
+            last = result if error is None else None
+            if level:
+                return meter.timed(  # type: ignore[union-attr,no-any-return]
+                    begun, retry, fn, name, args, kwargs, error, last, start
+                )
+            return retry(fn, name, args, kwargs, error, last, start)
+
+        return retrying
+
+    # --- end generated ---
 
     async def _aretry(
         self,
@@ -574,7 +537,8 @@ class Retry(PolicyBase):
             previous = next_wait.previous
             attempt += 1
             try:
-                # A cancellation here ends the whole call: no further attempt.
+                # A cancellation (or KeyboardInterrupt) here ends the whole
+                # call: no further attempt.
                 if ticket is None:
                     await _clock.sleep_async(next_wait.delay)
                     result = await fn(*args, **kwargs)
@@ -586,6 +550,51 @@ class Retry(PolicyBase):
             if check is None or not check(result):
                 return cast(R, result)
             error = None
+
+    # --- generated from _aretry by scripts/unasync.py; do not edit ---
+    def _retry(
+        self,
+        fn: SyncFn[R],
+        name: str,
+        args: Args,
+        kwargs: Kwargs,
+        error: Exception | None,
+        result: Any,
+        start: float,
+    ) -> R:
+        attempt = 1
+        previous = 0.0
+        check = self._check_result
+        while True:
+            planned = (
+                self._plan(name, attempt, error, start, previous, result) if switch.on else None
+            )
+            if planned is None:
+                if error is None:
+                    return result  # type: ignore[no-any-return]
+                try:
+                    raise error
+                finally:
+                    error = None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            attempt += 1
+            try:
+                # A cancellation (or KeyboardInterrupt) here ends the whole
+                # call: no further attempt.
+                if ticket is None:
+                    _clock.sleep(next_wait.delay)
+                    result = fn(*args, **kwargs)
+                else:
+                    result = _attempt_with(ticket, next_wait.delay, fn, args, kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            if check is None or not check(result):
+                return cast(R, result)
+            error = None
+
+    # --- end generated ---
 
     # Streams: a failure before the first item opens the same stream again,
     # after the planned wait; after it, the error is the consumer's. A wait

@@ -1,0 +1,229 @@
+"""Write each generated sync twin from its async source, as httpcore's
+unasync does, but into a region of the same module: a concept keeps its
+sync, async and stream paths in one hot-path file.
+
+    python scripts/unasync.py          # rewrite the generated regions
+    python scripts/unasync.py --check  # fail if one is out of date (the suite runs this)
+
+A region stands right after its async source:
+
+    async def _wrap_async(...): ...
+
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
+    def _wrap_sync(...): ...
+    # --- end generated ---
+
+The sync code is the async code with the replacements below, token by
+token (whole names only), then ``ruff format``: nothing is added, so the
+sync twin runs exactly the instructions a hand-written one would. A
+statement whose first line ends with ``# unasync: async only`` is left
+out of the sync twin (an async health check before admission, say).
+Twins that differ on purpose (a bulkhead's threads and tasks, a
+timeout's worker thread and loop timers, hedging's threads and tasks)
+stay written out; ``docs/architecture.md`` lists both kinds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ASYNC_ONLY = "# unasync: async only"
+
+# Syntax: what an async twin has that its sync twin has not.
+SYNTAX: list[tuple[str, str]] = [
+    (r"\basync def ", "def "),
+    (r"\basync for ", "for "),
+    (r"\basync with ", "with "),
+    (r"\bawait ", ""),
+    (r", is_async=True\b", ""),
+]
+
+# Names, whole words only: the protocols', then the package's naming habit
+# (``_arun`` / ``_run``, ``AsyncFn`` / ``SyncFn``...).
+NAMES: dict[str, str] = {
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
+    "__anext__": "__next__",
+    "aclose": "close",
+    "athrow": "throw",
+    "asend": "send",
+    "anext": "next",
+    "aiter": "iter",
+    "AsyncIterator": "Iterator",
+    "AsyncIterable": "Iterable",
+    "AsyncFn": "SyncFn",
+    "AOpen": "Open",
+    "AStream": "Stream",
+    "AStreamFn": "StreamFn",
+    "atimed": "timed",
+    "sleep_async": "sleep",
+    "_wrap_async": "_wrap_sync",
+    "_arun": "_run",
+    "arun": "run",
+    "_aadmit": "_admit",
+    "aadmit": "admit",
+    "_aacquire": "_acquire",
+    "aacquire": "acquire",
+    "_athrough": "_through",
+    "_aopen_stream": "_open_stream",
+    "acounting": "counting",
+}
+
+# After the names: what the sync twin's types need. ``meter.timed`` of a
+# generic ``run`` is ``Any`` to mypy where ``await meter.atimed`` is not.
+AFTER: list[tuple[str, str]] = [
+    (r"(\bmeter\.timed\(.*# type: ignore\[union-attr)\]", r"\1,no-any-return]"),
+]
+
+# Per module: the async functions whose sync twin is generated (qualified
+# names), and the names only that module maps.
+TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "resilient/rate_limit/stack.py": (
+        ["Limits._wrap_async", "Limits._one_async"],
+        {"_one_async": "_one_sync"},
+    ),
+    "resilient/rate_limit/limiter.py": (["RateLimiter._wrap_async"], {}),
+    "resilient/retry/retry.py": (
+        ["Retry._wrap_async", "Retry._aretry"],
+        {"_aretry": "_retry", "aretry": "retry", "_aattempt_with": "_attempt_with"},
+    ),
+    "resilient/circuit_breaker/breaker.py": (
+        [
+            "CircuitBreaker._athrough",
+            "CircuitBreaker._arun",
+            "CircuitBreaker._aopen_stream",
+            "CircuitBreaker.__aenter__",
+        ],
+        {},
+    ),
+}
+
+BEGIN = "# --- generated from {} by scripts/unasync.py; do not edit ---"
+END = "# --- end generated ---"
+
+
+def _compile(table: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:
+    return [(re.compile(rf"\b{re.escape(old)}\b"), new) for old, new in table.items()]
+
+
+def unasync_lines(lines: list[str], names: dict[str, str]) -> list[str]:
+    """The sync twin of ``lines`` (async source, dropped statements gone)."""
+    syntax = [(re.compile(old), new) for old, new in SYNTAX]
+    words = _compile({**NAMES, **names})
+    after = [(re.compile(old), new) for old, new in AFTER]
+    out = []
+    for line in lines:
+        for rules in (syntax, words, after):
+            for pattern, new in rules:
+                line = pattern.sub(new, line)
+        out.append(line)
+    return out
+
+
+def _find(tree: ast.Module, qualname: str) -> ast.AsyncFunctionDef | ast.FunctionDef:
+    body: list[ast.stmt] = tree.body
+    node: ast.stmt | None = None
+    for part in qualname.split("."):
+        node = next(
+            (
+                n
+                for n in body
+                if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.name == part
+            ),
+            None,
+        )
+        if node is None:
+            raise SystemExit(f"scripts/unasync.py: no {qualname}")
+        body = node.body  # type: ignore[attr-defined]
+    assert isinstance(node, (ast.AsyncFunctionDef, ast.FunctionDef))
+    return node
+
+
+def _dropped(node: ast.AST, lines: list[str]) -> set[int]:
+    """The (0-based) lines of the statements marked async only."""
+    drop: set[int] = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.stmt) and lines[child.lineno - 1].rstrip().endswith(ASYNC_ONLY):
+            assert child.end_lineno is not None
+            drop.update(range(child.lineno - 1, child.end_lineno))
+    return drop
+
+
+def generate(text: str, path: str) -> str:
+    """``text`` with every generated region of the module at ``path`` written anew."""
+    qualnames, names = TWINS[path]
+    for qualname in qualnames:
+        lines = text.splitlines(keepends=True)
+        node = _find(ast.parse(text), qualname)
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+        assert node.end_lineno is not None
+        last = node.end_lineno  # one past the function, 0-based
+        drop = _dropped(node, lines)
+        source = [line for i, line in enumerate(lines[first:last], first) if i not in drop]
+        indent = lines[node.lineno - 1][: node.col_offset]
+        begin = indent + BEGIN.format(node.name) + "\n"
+        region = [begin, *unasync_lines(source, names), indent + END + "\n"]
+        # The region already there (after blank lines), if any, is replaced.
+        start = last
+        while start < len(lines) and not lines[start].strip():
+            start += 1
+        stop = start
+        if start < len(lines) and lines[start] == begin:
+            stop = lines.index(indent + END + "\n", start) + 1
+        else:
+            start = stop = last
+        text = "".join([*lines[:last], "\n", *region, *lines[stop:]])
+    return _format(text, path)
+
+
+def _format(text: str, path: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", path, "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"scripts/unasync.py: ruff format failed on {path}:\n{done.stderr}")
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only say what is out of date")
+    check = parser.parse_args(argv).check
+    stale = []
+    for path in TWINS:
+        file = ROOT / path
+        text = file.read_text()
+        new = generate(text, path)
+        if new != text:
+            stale.append(path)
+            if not check:
+                file.write_text(new)
+    if check and stale:
+        print(
+            "generated sync code is out of date in: "
+            + ", ".join(stale)
+            + "\nedit the async source, then run: python scripts/unasync.py",
+            file=sys.stderr,
+        )
+        return 1
+    for path in stale:
+        print(f"rewrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
