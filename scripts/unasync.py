@@ -143,7 +143,7 @@ def _find(tree: ast.Module, qualname: str) -> ast.AsyncFunctionDef | ast.Functio
         )
         if node is None:
             raise SystemExit(f"scripts/unasync.py: no {qualname}")
-        body = node.body  # type: ignore[attr-defined]
+        body = node.body
     assert isinstance(node, (ast.AsyncFunctionDef, ast.FunctionDef))
     return node
 
