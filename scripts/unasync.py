@@ -59,11 +59,13 @@ NAMES: dict[str, str] = {
     "aiter": "iter",
     "AsyncIterator": "Iterator",
     "AsyncIterable": "Iterable",
+    "StopAsyncIteration": "StopIteration",
     "AsyncFn": "SyncFn",
     "AOpen": "Open",
     "AStream": "Stream",
     "AStreamFn": "StreamFn",
     "atimed": "timed",
+    "adetour": "detour",
     "sleep_async": "sleep",
     "_wrap_async": "_wrap_sync",
     "_arun": "_run",
@@ -80,15 +82,17 @@ NAMES: dict[str, str] = {
 # After the names: what the sync twin's types need. ``meter.timed`` of a
 # generic ``run`` is ``Any`` to mypy where ``await meter.atimed`` is not.
 AFTER: list[tuple[str, str]] = [
+    (r"\bAwaitable\[(\w+)\]", r"\1"),
     (r"(\bmeter\.timed\(.*# type: ignore\[union-attr)\]", r"\1,no-any-return]"),
 ]
 
-# Per module: the async functions whose sync twin is generated (qualified
-# names), and the names only that module maps.
+# Per module: the async functions (or classes) whose sync twin is generated
+# (qualified names), and the names only that module maps (whole words; a
+# key that is not a name is replaced as it stands).
 TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
     "resilient/rate_limit/stack.py": (
-        ["Limits._wrap_async", "Limits._one_async"],
-        {"_one_async": "_one_sync"},
+        ["Limits._wrap_async", "Limits._one_async", "_ALast"],
+        {"_one_async": "_one_sync", "_ALast": "_Last"},
     ),
     "resilient/rate_limit/limiter.py": (["RateLimiter._wrap_async"], {}),
     "resilient/retry/retry.py": (
@@ -104,6 +108,14 @@ TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
         ],
         {},
     ),
+    "resilient/circuit_breaker/keyed.py": (
+        ["KeyedBreakers._wrap_async"],
+        {"athrough": "through"},
+    ),
+    "resilient/_execution/request.py": (
+        ["Request.atimed", "Request.adetour", "Request.stream"],
+        {"def stream(": "def sync_stream("},
+    ),
 }
 
 BEGIN = "# --- generated from {} by scripts/unasync.py; do not edit ---"
@@ -111,7 +123,10 @@ END = "# --- end generated ---"
 
 
 def _compile(table: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:
-    return [(re.compile(rf"\b{re.escape(old)}\b"), new) for old, new in table.items()]
+    return [
+        (re.compile(rf"\b{re.escape(old)}\b" if old.isidentifier() else re.escape(old)), new)
+        for old, new in table.items()
+    ]
 
 
 def unasync_lines(lines: list[str], names: dict[str, str]) -> list[str]:
@@ -128,7 +143,10 @@ def unasync_lines(lines: list[str], names: dict[str, str]) -> list[str]:
     return out
 
 
-def _find(tree: ast.Module, qualname: str) -> ast.AsyncFunctionDef | ast.FunctionDef:
+Twin = ast.AsyncFunctionDef | ast.FunctionDef | ast.ClassDef
+
+
+def _find(tree: ast.Module, qualname: str) -> Twin:
     body: list[ast.stmt] = tree.body
     node: ast.stmt | None = None
     for part in qualname.split("."):
@@ -144,7 +162,7 @@ def _find(tree: ast.Module, qualname: str) -> ast.AsyncFunctionDef | ast.Functio
         if node is None:
             raise SystemExit(f"scripts/unasync.py: no {qualname}")
         body = node.body
-    assert isinstance(node, (ast.AsyncFunctionDef, ast.FunctionDef))
+    assert isinstance(node, Twin)
     return node
 
 
@@ -214,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                 file.write_text(new)
     if check and stale:
         print(
-            "generated sync code is out of date in: "
+            "generated sync code is out of date (or its module is not formatted) in: "
             + ", ".join(stale)
-            + "\nedit the async source, then run: python scripts/unasync.py",
+            + "\nedit the async source, never a generated region, then run:"
+            + " python scripts/unasync.py",
             file=sys.stderr,
         )
         return 1

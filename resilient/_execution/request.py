@@ -40,8 +40,6 @@ __all__ = ["Request", "Span", "Tracer", "rejection", "tracer"]
 
 R = TypeVar("R")
 
-Plain = Callable[..., Any]
-
 
 def rejection(error: BaseException) -> tuple[str, float] | None:
     """``(state, remaining)`` when ``error`` is a policy refusing the call."""
@@ -157,6 +155,17 @@ class Request:
         if len(pending) >= _fold_at:
             stats.fold()
 
+    async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """``run(*args)`` (a layer's slow path) finishing a metered call."""
+        try:
+            result = await run(*args)
+        except BaseException as exc:
+            self.failed(exc, start, False)
+            raise
+        self.ok(start)
+        return result
+
+    # --- generated from atimed by scripts/unasync.py; do not edit ---
     def timed(self, start: float, run: Callable[..., R], *args: Any) -> R:
         """``run(*args)`` (a layer's slow path) finishing a metered call."""
         try:
@@ -167,17 +176,28 @@ class Request:
         self.ok(start)
         return result
 
-    async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
-        try:
-            result = await run(*args)
-        except BaseException as exc:
-            self.failed(exc, start, False)
-            raise
-        self.ok(start)
-        return result
+    # --- end generated ---
 
-    def detour(self, plain: Plain) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-        """The events path of a sync chain around ``plain``."""
+    def adetour(
+        self, plain: Callable[..., Awaitable[Any]]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
+        """The events path of a chain around ``plain``."""
+
+        async def with_events(args: Args, kwargs: Kwargs) -> Any:
+            opened = self.begin()
+            try:
+                result = await plain(*args, **kwargs)
+            except BaseException as exc:
+                self.end(opened, exc)
+                raise
+            self.end(opened, None)
+            return result
+
+        return with_events
+
+    # --- generated from adetour by scripts/unasync.py; do not edit ---
+    def detour(self, plain: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+        """The events path of a chain around ``plain``."""
 
         def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
@@ -191,22 +211,7 @@ class Request:
 
         return with_events
 
-    def adetour(
-        self, plain: Callable[..., Awaitable[Any]]
-    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
-        """The events path of an async chain around ``plain``."""
-
-        async def with_events(args: Args, kwargs: Kwargs) -> Any:
-            opened = self.begin()
-            try:
-                result = await plain(*args, **kwargs)
-            except BaseException as exc:
-                self.end(opened, exc)
-                raise
-            self.end(opened, None)
-            return result
-
-        return with_events
+    # --- end generated ---
 
     async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """``items`` (a protected stream) as one request: consumed to its end
@@ -252,8 +257,15 @@ class Request:
                 traced.close(ended)
         self._in(rid, self.succeeded, start, emit)
 
+    # --- generated from stream by scripts/unasync.py; do not edit ---
     def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
-        """``stream`` for a sync stream."""
+        """``items`` (a protected stream) as one request: consumed to its end
+        it succeeded; abandoned by its consumer it is not counted. The time
+        to its first item goes into the counters' ``first_items``.
+
+        The request id is set around each step only, so nothing is left set
+        in the consumer's context while it holds an item.
+        """
         rid, start, emit, traced = self._open_stream()
         current, now = _request.current, _clock.now
         waiting = True
@@ -289,6 +301,8 @@ class Request:
             if traced is not None:
                 traced.close(ended)
         self._in(rid, self.succeeded, start, emit)
+
+    # --- end generated ---
 
     def _open_stream(self) -> tuple[str | None, float, bool, Any]:
         """A stream's request id (with events only), start, whether it

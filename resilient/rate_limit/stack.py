@@ -493,6 +493,27 @@ class Limits(PolicyBase):
     # --- end generated ---
 
 
+class _ALast:
+    """A stream whose last item is kept (what ``actual`` reads)."""
+
+    __slots__ = ("last", "stream")
+
+    def __init__(self, stream: AsyncIterator[Any], first: Any) -> None:
+        self.stream = stream
+        self.last = first
+
+    def __aiter__(self) -> _ALast:
+        return self
+
+    async def __anext__(self) -> Any:
+        self.last = item = await anext(self.stream)
+        return item
+
+    async def aclose(self) -> None:
+        await _streams.aclose(self.stream)
+
+
+# --- generated from _ALast by scripts/unasync.py; do not edit ---
 class _Last:
     """A stream whose last item is kept (what ``actual`` reads)."""
 
@@ -513,21 +534,4 @@ class _Last:
         _streams.close(self.stream)
 
 
-class _ALast:
-    """``_Last`` for an async stream."""
-
-    __slots__ = ("last", "stream")
-
-    def __init__(self, stream: AsyncIterator[Any], first: Any) -> None:
-        self.stream = stream
-        self.last = first
-
-    def __aiter__(self) -> _ALast:
-        return self
-
-    async def __anext__(self) -> Any:
-        self.last = item = await anext(self.stream)
-        return item
-
-    async def aclose(self) -> None:
-        await _streams.aclose(self.stream)
+# --- end generated ---
