@@ -82,7 +82,7 @@ NAMES: dict[str, str] = {
 # After the names: what the sync twin's types need. ``meter.timed`` of a
 # generic ``run`` is ``Any`` to mypy where ``await meter.atimed`` is not.
 AFTER: list[tuple[str, str]] = [
-    (r"\bAwaitable\[(\w+)\]", r"\1"),
+    (r"\bAwaitable\[([^\[\]]+)\]", r"\1"),
     (r"(\bmeter\.timed\(.*# type: ignore\[union-attr)\]", r"\1,no-any-return]"),
 ]
 
@@ -111,6 +111,10 @@ TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
     "resilient/circuit_breaker/keyed.py": (
         ["KeyedBreakers._wrap_async"],
         {"athrough": "through"},
+    ),
+    "resilient/_execution/streams.py": (
+        ["aclose", "aabandon", "aopen_first", "areopen"],
+        {"aabandon": "abandon", "aopen_first": "open_first", "areopen": "reopen"},
     ),
     "resilient/_execution/request.py": (
         ["Request.atimed", "Request.adetour", "Request.stream"],

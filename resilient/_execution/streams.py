@@ -175,6 +175,14 @@ Open = Callable[[Args, Kwargs, str], Opened]
 AOpen = Callable[[Args, Kwargs, str], Awaitable[Opened]]
 
 
+async def aclose(stream: object) -> None:
+    """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
+    closing = getattr(stream, "aclose", None)
+    if closing is not None:
+        await closing()
+
+
+# --- generated from aclose by scripts/unasync.py; do not edit ---
 def close(stream: object) -> None:
     """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
     closing = getattr(stream, "close", None)
@@ -182,10 +190,7 @@ def close(stream: object) -> None:
         closing()
 
 
-async def aclose(stream: object) -> None:
-    closing = getattr(stream, "aclose", None)
-    if closing is not None:
-        await closing()
+# --- end generated ---
 
 
 def end(ends: list[End], error: BaseException | None, closed: bool) -> None:
@@ -206,6 +211,16 @@ def end(ends: list[End], error: BaseException | None, closed: bool) -> None:
             raised = error = None
 
 
+async def aabandon(opened: Opened, error: BaseException) -> None:
+    """End ``opened`` with ``error`` before it reached the relay (a layer's
+    own step failed after the layers inside it opened)."""
+    try:
+        await aclose(opened.stream)
+    finally:
+        end(opened.ends, error, False)
+
+
+# --- generated from aabandon by scripts/unasync.py; do not edit ---
 def abandon(opened: Opened, error: BaseException) -> None:
     """End ``opened`` with ``error`` before it reached the relay (a layer's
     own step failed after the layers inside it opened)."""
@@ -215,16 +230,26 @@ def abandon(opened: Opened, error: BaseException) -> None:
         end(opened.ends, error, False)
 
 
-async def aabandon(opened: Opened, error: BaseException) -> None:
-    try:
-        await aclose(opened.stream)
-    finally:
-        end(opened.ends, error, False)
+# --- end generated ---
 
 
 # -- opening ------------------------------------------------------------------------
 
 
+async def aopen_first(fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
+    """The innermost open: the stream of ``fn(*args, **kwargs)`` and its first item."""
+    stream = fn(*args, **kwargs)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        return Opened(None, None)
+    except BaseException:
+        await aclose(stream)
+        raise
+    return Opened(stream, first)
+
+
+# --- generated from aopen_first by scripts/unasync.py; do not edit ---
 def open_first(fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
     """The innermost open: the stream of ``fn(*args, **kwargs)`` and its first item."""
     stream = fn(*args, **kwargs)
@@ -238,18 +263,35 @@ def open_first(fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
     return Opened(stream, first)
 
 
-async def aopen_first(fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
-    stream = fn(*args, **kwargs)
-    try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        return Opened(None, None)
-    except BaseException:
-        await aclose(stream)
-        raise
-    return Opened(stream, first)
+# --- end generated ---
 
 
+async def areopen(
+    args: Args,
+    kwargs: Kwargs,
+    name: str,
+    error: Exception,
+    recover: Callable[[Exception, int], Awaitable[AOpen | None]],
+) -> Opened:
+    """After the first open failed with ``error``: the open
+    ``recover(error, attempt)`` gives instead (``attempt`` counts the
+    opens so far), while it gives one; else the last error propagates."""
+    attempt = 1
+    while True:
+        following = await recover(error, attempt)
+        if following is None:
+            try:
+                raise error
+            finally:
+                error = None  # type: ignore[assignment]  # no cycle through the traceback
+        attempt += 1
+        try:
+            return await following(args, kwargs, name)
+        except Exception as exc:
+            error = exc
+
+
+# --- generated from areopen by scripts/unasync.py; do not edit ---
 def reopen(
     args: Args,
     kwargs: Kwargs,
@@ -275,27 +317,7 @@ def reopen(
             error = exc
 
 
-async def areopen(
-    args: Args,
-    kwargs: Kwargs,
-    name: str,
-    error: Exception,
-    recover: Callable[[Exception, int], Awaitable[AOpen | None]],
-) -> Opened:
-    """``reopen`` for async streams (``recover`` is awaited)."""
-    attempt = 1
-    while True:
-        following = await recover(error, attempt)
-        if following is None:
-            try:
-                raise error
-            finally:
-                error = None  # type: ignore[assignment]
-        attempt += 1
-        try:
-            return await following(args, kwargs, name)
-        except Exception as exc:
-            error = exc
+# --- end generated ---
 
 
 # -- relaying -------------------------------------------------------------------------
