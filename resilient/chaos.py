@@ -205,6 +205,17 @@ class Chaos(ForwardingPolicy):
 
     # -- execution -------------------------------------------------------------
 
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
+        if not self._active():
+            return await fn(*args, **kwargs)
+        delay, fault = self._fate()
+        if delay:
+            await _clock.sleep_async(self._delay(name, delay))
+        if fault:
+            return self._fault(name)  # type: ignore[no-any-return]
+        return await fn(*args, **kwargs)
+
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not self._active():
             return fn(*args, **kwargs)
@@ -215,15 +226,7 @@ class Chaos(ForwardingPolicy):
             return self._fault(name)  # type: ignore[no-any-return]
         return fn(*args, **kwargs)
 
-    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
-        if not self._active():
-            return await fn(*args, **kwargs)
-        delay, fault = self._fate()
-        if delay:
-            await _clock.sleep_async(self._delay(name, delay))
-        if fault:
-            return self._fault(name)  # type: ignore[no-any-return]
-        return await fn(*args, **kwargs)
+    # --- end generated ---
 
     # A stream's fate is drawn when it starts: latency before its first
     # item, a fault instead of its items (an injected result is its one item).

@@ -77,6 +77,10 @@ NAMES: dict[str, str] = {
     "_athrough": "_through",
     "_aopen_stream": "_open_stream",
     "acounting": "counting",
+    "aabandon": "abandon",
+    "aopen_first": "open_first",
+    "areopen": "reopen",
+    "asealed": "sealed",
 }
 
 # After the names: what the sync twin's types need. ``meter.timed`` of a
@@ -91,30 +95,38 @@ AFTER: list[tuple[str, str]] = [
 # key that is not a name is replaced as it stands).
 TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
     "resilient/rate_limit/stack.py": (
-        ["Limits._wrap_async", "Limits._one_async", "_ALast"],
-        {"_one_async": "_one_sync", "_ALast": "_Last"},
+        ["Limits._aadmit", "Limits._wrap_async", "Limits._one_async", "Limits._arun", "_ALast"],
+        {"_one_async": "_one_sync", "_ALast": "_Last", "await_turn": "wait_for_turn"},
     ),
-    "resilient/rate_limit/limiter.py": (["RateLimiter._wrap_async"], {}),
+    "resilient/rate_limit/limiter.py": (
+        ["RateLimiter._wrap_async", "RateLimiter._arun", "RateLimiter._aopen_stream"],
+        {},
+    ),
     "resilient/retry/retry.py": (
-        ["Retry._wrap_async", "Retry._aretry"],
+        ["Retry._wrap_async", "Retry._aretry", "Retry._aopen_stream", "_aattempt_with"],
         {"_aretry": "_retry", "aretry": "retry", "_aattempt_with": "_attempt_with"},
     ),
     "resilient/circuit_breaker/breaker.py": (
         [
+            "CircuitBreaker._aadmit",
             "CircuitBreaker._athrough",
             "CircuitBreaker._arun",
             "CircuitBreaker._aopen_stream",
             "CircuitBreaker.__aenter__",
         ],
-        {},
+        {"acquire_async": "acquire"},
     ),
     "resilient/circuit_breaker/keyed.py": (
-        ["KeyedBreakers._wrap_async"],
+        ["KeyedBreakers._wrap_async", "KeyedBreakers._aopen_stream"],
         {"athrough": "through"},
     ),
+    "resilient/_registry/membership.py": (["Member.acounting"], {}),
+    "resilient/chaos.py": (["Chaos._arun"], {}),
+    "resilient/http/_quota_gate.py": (["QuotaGate._wrap_async"], {}),
+    "resilient/http/_transport.py": (["_RaiseForStatus._wrap_async"], {}),
     "resilient/_execution/streams.py": (
         ["aclose", "aabandon", "aopen_first", "areopen"],
-        {"aabandon": "abandon", "aopen_first": "open_first", "areopen": "reopen"},
+        {},
     ),
     "resilient/_execution/request.py": (
         ["Request.atimed", "Request.adetour", "Request.stream"],

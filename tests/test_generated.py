@@ -53,7 +53,7 @@ def test_each_twin_is_generated_right_after_its_async_source() -> None:
             after = [line for line in lines[node.end_lineno :] if line.strip()]
             begin = after[0].strip()
             assert begin == unasync.BEGIN.format(node.name), (path, qualname, begin)
-            generated = after[1].strip()
+            generated = next(line.strip() for line in after[1:] if not line.strip().startswith("@"))
             assert generated.startswith(("def ", "class ")), (path, qualname, generated)
             assert "async" not in generated
             assert "await" not in generated

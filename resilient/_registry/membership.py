@@ -89,6 +89,22 @@ class Member:
         """That call ended, whichever way."""
         self.inflight -= 1
 
+    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        """``run`` (a breaker's closure), each call of it a use counted in flight."""
+        touch = self.owner.touch
+        member = self
+
+        async def counted(*args: Any, **kwargs: Any) -> R:
+            touch(member)
+            member.inflight += 1
+            try:
+                return await run(*args, **kwargs)
+            finally:
+                member.inflight -= 1
+
+        return counted
+
+    # --- generated from acounting by scripts/unasync.py; do not edit ---
     def counting(self, run: Callable[..., R]) -> Callable[..., R]:
         """``run`` (a breaker's closure), each call of it a use counted in flight."""
         touch = self.owner.touch
@@ -104,20 +120,7 @@ class Member:
 
         return counted
 
-    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        """``counting`` for a coroutine function: counted until it ends."""
-        touch = self.owner.touch
-        member = self
-
-        async def counted(*args: Any, **kwargs: Any) -> R:
-            touch(member)
-            member.inflight += 1
-            try:
-                return await run(*args, **kwargs)
-            finally:
-                member.inflight -= 1
-
-        return counted
+    # --- end generated ---
 
 
 class Group:

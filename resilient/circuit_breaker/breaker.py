@@ -583,28 +583,32 @@ class CircuitBreaker(NamedPolicy):
             return _Permit(token, now)
         return _Permit(token, now, None, epoch)
 
+    async def _aadmit(self) -> _Permit:
+        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
+        permit = self._enter()
+        if permit.epoch != NO_PROBE and self._shared is not None:
+            try:
+                verdict = await self._shared.acquire_async()
+            except BaseException:  # interrupted while asking: the local permit goes back
+                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
+
+    # --- generated from _aadmit by scripts/unasync.py; do not edit ---
     def _admit(self) -> _Permit:
         """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
         permit = self._enter()
         if permit.epoch != NO_PROBE and self._shared is not None:
             try:
                 verdict = self._shared.acquire()
-            except BaseException:
+            except BaseException:  # interrupted while asking: the local permit goes back
                 self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
                 raise
             return self._fleet_verdict(permit, verdict)
         return permit
 
-    async def _aadmit(self) -> _Permit:
-        permit = self._enter()
-        if permit.epoch != NO_PROBE and self._shared is not None:
-            try:
-                verdict = await self._shared.acquire_async()
-            except BaseException:  # cancelled while asking: the local permit goes back
-                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
-                raise
-            return self._fleet_verdict(permit, verdict)
-        return permit
+    # --- end generated ---
 
     def _fleet_verdict(self, permit: _Permit, verdict: Verdict | None) -> _Permit:
         if verdict is None:

@@ -216,16 +216,6 @@ class KeyedBreakers(PolicyBase):
     # starts, from the call's arguments), counted in flight there until it
     # ends (after the breaker has judged it).
 
-    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
-        member = self._enter(self._key(*args, **kwargs))
-        try:
-            opened = _open_stream(member.breaker, open, args, kwargs, name)
-        except BaseException:
-            member.inflight -= 1
-            raise
-        opened.ends.append(lambda error, closed: _leave(member))
-        return opened
-
     async def _aopen_stream(
         self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
     ) -> Opened:
@@ -237,3 +227,16 @@ class KeyedBreakers(PolicyBase):
             raise
         opened.ends.append(lambda error, closed: _leave(member))
         return opened
+
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
+        member = self._enter(self._key(*args, **kwargs))
+        try:
+            opened = _open_stream(member.breaker, open, args, kwargs, name)
+        except BaseException:
+            member.inflight -= 1
+            raise
+        opened.ends.append(lambda error, closed: _leave(member))
+        return opened
+
+    # --- end generated ---

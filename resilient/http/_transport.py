@@ -85,6 +85,17 @@ class _RaiseForStatus:
     _meters = False  # outermost (no fallback), the chain's plain entry counts
 
     @staticmethod
+    def _wrap_async(fn: Send, name: str) -> Send:
+        async def raising(request: httpx.Request) -> httpx.Response:
+            response: httpx.Response = await fn(request)
+            if response.status_code >= 400:
+                _raise_for(response)
+            return response
+
+        return raising
+
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
+    @staticmethod
     def _wrap_sync(fn: Send, name: str) -> Send:
         def raising(request: httpx.Request) -> httpx.Response:
             response: httpx.Response = fn(request)
@@ -94,15 +105,7 @@ class _RaiseForStatus:
 
         return raising
 
-    @staticmethod
-    def _wrap_async(fn: Send, name: str) -> Send:
-        async def raising(request: httpx.Request) -> httpx.Response:
-            response: httpx.Response = await fn(request)
-            if response.status_code >= 400:
-                _raise_for(response)
-            return response
-
-        return raising
+    # --- end generated ---
 
 
 class _Route(PolicyBase):

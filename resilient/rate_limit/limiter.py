@@ -499,22 +499,20 @@ class RateLimiter(NamedPolicy):
 
     # --- end generated ---
 
-    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
-        if switch.on:
-            self._acquire()
-        return fn(*args, **kwargs)
-
     async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             await self._aacquire()
         return await fn(*args, **kwargs)
 
-    # A stream takes one turn when it starts (at its first item's request).
-
-    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
+    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             self._acquire()
-        return open(args, kwargs, name)
+        return fn(*args, **kwargs)
+
+    # --- end generated ---
+
+    # A stream takes one turn when it starts (at its first item's request).
 
     async def _aopen_stream(
         self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
@@ -522,6 +520,14 @@ class RateLimiter(NamedPolicy):
         if switch.on:
             await self._aacquire()
         return await open(args, kwargs, name)
+
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
+        if switch.on:
+            self._acquire()
+        return open(args, kwargs, name)
+
+    # --- end generated ---
 
     # -- context managers --------------------------------------------------------
 

@@ -146,17 +146,20 @@ class Limits(PolicyBase):
         for limiter, token, cost in reversed(taken):
             limiter._give_back(token, cost)
 
+    async def _aadmit(self, costs: list[float]) -> None:
+        taken, wait = self._turns(costs)
+        if wait > 0.0:
+            await await_turn(wait, self._give_back, taken)
+        self._count()
+
+    # --- generated from _aadmit by scripts/unasync.py; do not edit ---
     def _admit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
         if wait > 0.0:
             wait_for_turn(wait, self._give_back, taken)
         self._count()
 
-    async def _aadmit(self, costs: list[float]) -> None:
-        taken, wait = self._turns(costs)
-        if wait > 0.0:
-            await await_turn(wait, self._give_back, taken)
-        self._count()
+    # --- end generated ---
 
     def _turns(self, costs: list[float]) -> tuple[list[tuple[RateLimiter, object, float]], float]:
         taken: list[tuple[RateLimiter, object, float]] = []
@@ -198,6 +201,17 @@ class Limits(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        costs = self._costs(args, kwargs)
+        await self._aadmit(costs)
+        result = await fn(*args, **kwargs)
+        if self._settles:
+            self._settle(costs, result)
+        return result
+
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
@@ -208,15 +222,7 @@ class Limits(PolicyBase):
             self._settle(costs, result)
         return result
 
-    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
-        if not switch.on:
-            return await fn(*args, **kwargs)
-        costs = self._costs(args, kwargs)
-        await self._aadmit(costs)
-        result = await fn(*args, **kwargs)
-        if self._settles:
-            self._settle(costs, result)
-        return result
+    # --- end generated ---
 
     # A stream takes its turns when it starts (at its first item's request).
     # ``actual`` reads the stream's last item once it is exhausted (where

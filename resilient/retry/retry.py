@@ -601,29 +601,6 @@ class Retry(PolicyBase):
     # ticket (an open breaker) is waited for, then given back: the next
     # stream asks the breaker as any other call does.
 
-    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
-        start = _clock.monotonic() if self._deadline is not None else 0.0
-        first_attempt = self._first_attempt
-        if first_attempt is not None:
-            first_attempt()
-        try:
-            return open(args, kwargs, name)
-        except Exception as exc:
-            error = exc
-        previous = 0.0
-
-        def recover(error: Exception, attempt: int) -> Open | None:
-            nonlocal previous
-            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
-            if planned is None:
-                return None
-            next_wait, ticket = planned
-            previous = next_wait.previous
-            _clock.sleep(_ticket_wait(next_wait.delay, ticket))
-            return open
-
-        return _streams.reopen(args, kwargs, name, error, recover)
-
     async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
         start = _clock.monotonic() if self._deadline is not None else 0.0
         first_attempt = self._first_attempt
@@ -647,6 +624,32 @@ class Retry(PolicyBase):
 
         return await _streams.areopen(args, kwargs, name, error, recover)
 
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        first_attempt = self._first_attempt
+        if first_attempt is not None:
+            first_attempt()
+        try:
+            return open(args, kwargs, name)
+        except Exception as exc:
+            error = exc
+        previous = 0.0
+
+        def recover(error: Exception, attempt: int) -> Open | None:
+            nonlocal previous
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
+                return None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            _clock.sleep(_ticket_wait(next_wait.delay, ticket))
+            return open
+
+        return _streams.reopen(args, kwargs, name, error, recover)
+
+    # --- end generated ---
+
 
 def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
     """The wait before a stream's next attempt: the planned delay, or until
@@ -661,26 +664,6 @@ def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
 # An attempt made on a wait ticket: sleep until the breaker lets it probe
 # (again, if the sleep woke early), make it with the ticket current, and give
 # the ticket back however it ends (a cancelled sleep included).
-
-
-def _attempt_with(
-    ticket: _waiting.WaitTicket,
-    delay: float,
-    fn: SyncFn[R],
-    args: Args,
-    kwargs: Kwargs,
-) -> R:
-    try:
-        _clock.sleep(delay)
-        while (left := ticket.due - _clock.monotonic()) > 0.0:
-            _clock.sleep(left)
-        token = _waiting.holding.set(ticket)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _waiting.holding.reset(token)
-    finally:
-        ticket.release()
 
 
 async def _aattempt_with(
@@ -701,6 +684,30 @@ async def _aattempt_with(
             _waiting.holding.reset(token)
     finally:
         ticket.release()
+
+
+# --- generated from _aattempt_with by scripts/unasync.py; do not edit ---
+def _attempt_with(
+    ticket: _waiting.WaitTicket,
+    delay: float,
+    fn: SyncFn[R],
+    args: Args,
+    kwargs: Kwargs,
+) -> R:
+    try:
+        _clock.sleep(delay)
+        while (left := ticket.due - _clock.monotonic()) > 0.0:
+            _clock.sleep(left)
+        token = _waiting.holding.set(ticket)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _waiting.holding.reset(token)
+    finally:
+        ticket.release()
+
+
+# --- end generated ---
 
 
 def retry_of(owner: str, config: RetryConfig | Retry | None, fields: Mapping[str, Any]) -> Retry:
