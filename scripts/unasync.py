@@ -81,6 +81,8 @@ NAMES: dict[str, str] = {
     "aopen_first": "open_first",
     "areopen": "reopen",
     "asealed": "sealed",
+    "arelaying": "relaying",
+    "_astream": "_stream",
 }
 
 # After the names: what the sync twin's types need. ``meter.timed`` of a
@@ -99,8 +101,13 @@ TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
         {"_one_async": "_one_sync", "_ALast": "_Last", "await_turn": "wait_for_turn"},
     ),
     "resilient/rate_limit/limiter.py": (
-        ["RateLimiter._wrap_async", "RateLimiter._arun", "RateLimiter._aopen_stream"],
-        {},
+        [
+            "RateLimiter._aacquire",
+            "RateLimiter._wrap_async",
+            "RateLimiter._arun",
+            "RateLimiter._aopen_stream",
+        ],
+        {"_areserve": "_reserve", "await_turn": "wait_for_turn"},
     ),
     "resilient/retry/retry.py": (
         ["Retry._wrap_async", "Retry._aretry", "Retry._aopen_stream", "_aattempt_with"],
@@ -121,6 +128,10 @@ TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
         {"athrough": "through"},
     ),
     "resilient/_registry/membership.py": (["Member.acounting"], {}),
+    "resilient/_execution/policy_base.py": (
+        ["PolicyBase._astream", "ForwardingPolicy._arun"],
+        {},
+    ),
     "resilient/chaos.py": (["Chaos._arun"], {}),
     "resilient/http/_quota_gate.py": (["QuotaGate._wrap_async"], {}),
     "resilient/http/_transport.py": (["_RaiseForStatus._wrap_async"], {}),

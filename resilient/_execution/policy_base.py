@@ -81,16 +81,20 @@ class PolicyBase:
 
     # -- a stream through this policy alone (a chain opens its layers in turn) --
 
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+        """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
+        layer: Any = self
+        opened = functools.partial(layer._aopen_stream, functools.partial(_streams.aopen_first, fn))
+        return _streams.arelaying(opened, name or self._event_name(fn))(*args, **kwargs)
+
+    # --- generated from _astream by scripts/unasync.py; do not edit ---
     def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
         layer: Any = self
         opened = functools.partial(layer._open_stream, functools.partial(_streams.open_first, fn))
         return _streams.relaying(opened, name or self._event_name(fn))(*args, **kwargs)
 
-    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        layer: Any = self
-        opened = functools.partial(layer._aopen_stream, functools.partial(_streams.aopen_first, fn))
-        return _streams.arelaying(opened, name or self._event_name(fn))(*args, **kwargs)
+    # --- end generated ---
 
     # -- running and decorating ------------------------------------------------
 
@@ -162,9 +166,6 @@ class ForwardingPolicy(PolicyBase):
     ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
     closures are the shared forwarding ones."""
 
-    def _run(self, fn: Callable[..., Any], name: str, args: Args, kwargs: Kwargs) -> Any:
-        raise NotImplementedError
-
     def _arun(
         self,
         fn: Callable[..., Awaitable[Any]],
@@ -173,6 +174,18 @@ class ForwardingPolicy(PolicyBase):
         kwargs: Kwargs,
     ) -> Awaitable[Any]:
         raise NotImplementedError
+
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
+    def _run(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        args: Args,
+        kwargs: Kwargs,
+    ) -> Any:
+        raise NotImplementedError
+
+    # --- end generated ---
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         return forwarding(self, fn, name, entry, self._run)

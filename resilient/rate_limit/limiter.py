@@ -364,13 +364,6 @@ class RateLimiter(NamedPolicy):
         with self._lock:
             self._core.give_back(token, cost)  # type: ignore[arg-type]
 
-    def _acquire(self) -> None:
-        """Take a turn for this thread, sleeping until it comes if need be."""
-        token, wait = self._reserve()
-        if wait > 0.0:
-            wait_for_turn(wait, self._give_back, token)
-        self._stats_for(self.name).succeeded += 1
-
     async def _areserve(self) -> tuple[object, float]:
         """``_reserve`` for a task: a shared limit is asked off the event loop."""
         shared = self._shared
@@ -383,11 +376,21 @@ class RateLimiter(NamedPolicy):
         return token, wait
 
     async def _aacquire(self) -> None:
-        """Take a turn for this task, sleeping until it comes if need be."""
+        """Take a turn for this caller, sleeping until it comes if need be."""
         token, wait = await self._areserve()
         if wait > 0.0:
             await await_turn(wait, self._give_back, token)
         self._stats_for(self.name).succeeded += 1
+
+    # --- generated from _aacquire by scripts/unasync.py; do not edit ---
+    def _acquire(self) -> None:
+        """Take a turn for this caller, sleeping until it comes if need be."""
+        token, wait = self._reserve()
+        if wait > 0.0:
+            wait_for_turn(wait, self._give_back, token)
+        self._stats_for(self.name).succeeded += 1
+
+    # --- end generated ---
 
     # -- execution -------------------------------------------------------------
 
