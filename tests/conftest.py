@@ -17,6 +17,21 @@ from tests.redis_server import redis_server  # noqa: F401  (a fixture)
 pytest_plugins = ["resilient.testing"]
 
 
+class CountingLock:
+    """A breaker's lock, counting how often it is taken."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.taken = 0
+
+    def __enter__(self) -> Any:
+        self.taken += 1
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self.lock.__exit__(*exc_info)
+
+
 @pytest.fixture(autouse=True)
 def _isolate(resilient_registry: resilient.Registry) -> Iterator[None]:
     """Every test gets an isolated global registry, the real clock (some tests

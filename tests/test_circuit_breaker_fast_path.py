@@ -27,6 +27,7 @@ from resilient import (
     with_circuit_breaker,
 )
 from resilient.testing import FakeClock, fake_clock
+from tests.conftest import CountingLock
 
 BAD = "bad"
 
@@ -55,21 +56,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "timeout": 10.0,
     },
 }
-
-
-class CountingLock:
-    """The breaker's lock, counting how often it is taken."""
-
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-        self.taken = 0
-
-    def __enter__(self) -> Any:
-        self.taken += 1
-        return self.lock.__enter__()
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        return self.lock.__exit__(*exc_info)
 
 
 @pytest.fixture

@@ -459,6 +459,32 @@ def test_a_weighed_limit_obeys_its_reconfigured_rate_on_the_fast_path(actual: An
         assert registry.rate_limiter("tpm").metrics().available == 0
 
 
+@pytest.mark.parametrize("stacked", [False, True], ids=["one", "stacked"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_cost_above_a_lowered_burst_is_a_value_error_not_a_refusal(
+    flavour: str, stacked: bool
+) -> None:
+    """The fast path checks a cost against ``burst`` as it was when the
+    function was decorated; the limiter itself checks it against today's."""
+    with fake_clock(), Registry().isolated() as registry:
+        limit = with_rate_limit("tpm", cost=tokens, registry=registry, rate=100, period=60.0)
+        outer = with_rate_limit("rpm", registry=registry, rate=10, period=60.0)
+        wrap = (lambda fn: outer(limit(fn))) if stacked else limit
+        limited = wrap(ask) if flavour == "sync" else wrap(aask)
+
+        def call(prompt: str) -> Any:
+            result = limited(prompt)
+            return asyncio.run(result) if flavour == "async" else result
+
+        call("x" * 10)
+        registry.reconfigure("tpm", burst=20)
+        with pytest.raises(ValueError, match=r"cost=25.0 is larger than burst=20"):
+            call("x" * 25)
+        # No turn is taken from either limit by the refused call.
+        assert registry.rate_limiter("tpm").metrics().available == 10
+        assert registry.rate_limiter("rpm").metrics().available == (9 if stacked else 10)
+
+
 def test_a_raising_cost_of_a_later_stacked_limit_takes_no_turn_from_any() -> None:
     def refuses(prompt: str) -> float:
         raise LookupError("no tokenizer")

@@ -27,6 +27,7 @@ from resilient import (
     with_resilience,
 )
 from resilient.testing import FakeClock, fake_clock
+from tests.conftest import CountingLock
 
 RETRY = RetryConfig(max_attempts=3, initial_delay=0.5, jitter=0.0)
 
@@ -253,21 +254,6 @@ def test_a_failover_is_a_span_event(traced: tuple[InMemorySpanExporter, TracerPr
     assert "backup" in moved["resilient.failover.target"]
 
 
-class _CountingLock:
-    """A breaker's lock, counting how often it is taken."""
-
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-        self.taken = 0
-
-    def __enter__(self) -> Any:
-        self.taken += 1
-        return self.lock.__enter__()
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        return self.lock.__exit__(*exc_info)
-
-
 def test_traced_calls_keep_every_layer_on_its_fast_path(
     traced: tuple[InMemorySpanExporter, TracerProvider],
 ) -> None:
@@ -282,7 +268,7 @@ def test_traced_calls_keep_every_layer_on_its_fast_path(
 
     breaker = reg.get("fast")
     assert breaker is not None
-    lock = breaker._lock = _CountingLock(breaker._lock)  # type: ignore[assignment]
+    lock = breaker._lock = CountingLock(breaker._lock)  # type: ignore[assignment]
     try:
         for i in range(50):
             assert call(i) == i

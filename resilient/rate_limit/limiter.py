@@ -343,6 +343,10 @@ class RateLimiter(NamedPolicy):
     def _take(self, cost: float) -> tuple[object, float]:
         """``_reserve``, trying first a turn free now without the lock (as
         the fast path does)."""
+        if cost > 1.0 and cost > (self.config.burst or 1):
+            # The fast paths check a cost against ``burst`` as it was when the
+            # function was decorated; a reconfigure may have lowered it since.
+            self._check_cost(cost)
         if self._shared is None and GIL and not self._core.holes:
             core = self._core
             need = cost * core.interval
