@@ -398,9 +398,10 @@ class RateLimiter(NamedPolicy):
 
     # -- execution -------------------------------------------------------------
 
-    # The fast path, written once per flavour: a turn free now costs the
-    # clock and GCRA's compare, without the lock. Waiting, refusing and a
-    # shared limit go through ``_acquire`` / ``_aacquire``.
+    # The fast path, written once (its sync twin is generated from the async
+    # one by scripts/unasync.py): a turn free now costs the clock and GCRA's
+    # compare, without the lock. Waiting, refusing and a shared limit go
+    # through ``_acquire`` / ``_aacquire``.
 
     def _fast_within(self) -> float:
         """How far ahead ``tat`` may be for a call to start now on the fast

@@ -425,10 +425,11 @@ class Retry(PolicyBase):
 
     # -- execution -----------------------------------------------------------
 
-    # The fast path, written once per flavour: the first attempt costs a try
-    # and two reads; everything else happens in ``_retry`` / ``_aretry``
-    # once it has failed (and outside its except block, so later errors do
-    # not chain onto earlier ones).
+    # The fast path, written once (its sync twin is generated from the async
+    # one by scripts/unasync.py): the first attempt costs a try and two
+    # reads; everything else happens in ``_retry`` / ``_aretry`` once it has
+    # failed (and outside its except block, so later errors do not chain
+    # onto earlier ones).
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         aretry = self._aretry
