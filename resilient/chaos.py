@@ -205,16 +205,6 @@ class Chaos(ForwardingPolicy):
 
     # -- execution -------------------------------------------------------------
 
-    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
-        if not self._active():
-            return await fn(*args, **kwargs)
-        delay, fault = self._fate()
-        if delay:
-            await _clock.sleep_async(self._delay(name, delay))
-        if fault:
-            return self._fault(name)  # type: ignore[no-any-return]
-        return await fn(*args, **kwargs)
-
     # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not self._active():
@@ -227,6 +217,16 @@ class Chaos(ForwardingPolicy):
         return fn(*args, **kwargs)
 
     # --- end generated ---
+
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
+        if not self._active():
+            return await fn(*args, **kwargs)
+        delay, fault = self._fate()
+        if delay:
+            await _clock.sleep_async(self._delay(name, delay))
+        if fault:
+            return self._fault(name)  # type: ignore[no-any-return]
+        return await fn(*args, **kwargs)
 
     # A stream's fate is drawn when it starts: latency before its first
     # item, a fault instead of its items (an injected result is its one item).

@@ -5,13 +5,15 @@ sync, async and stream paths in one hot-path file.
     python scripts/unasync.py          # rewrite the generated regions
     python scripts/unasync.py --check  # fail if one is out of date (the suite runs this)
 
-A region stands right after its async source:
-
-    async def _wrap_async(...): ...
+A region stands right before its async source, where the hand-written
+sync twin stood (the class keeps its order of methods: a class dict in
+another order cost the per-key breaker about 1 % more instructions):
 
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(...): ...
     # --- end generated ---
+
+    async def _wrap_async(...): ...
 
 The sync code is the async code with the replacements below, token by
 token (whole names only), then ``ruff format``: nothing is added, so the
@@ -217,16 +219,17 @@ def generate(text: str, path: str) -> str:
         indent = lines[node.lineno - 1][: node.col_offset]
         begin = indent + BEGIN.format(node.name) + "\n"
         region = [begin, *unasync_lines(source, names), indent + END + "\n"]
-        # The region already there (after blank lines), if any, is replaced.
-        start = last
-        while start < len(lines) and not lines[start].strip():
-            start += 1
-        stop = start
-        if start < len(lines) and lines[start] == begin:
-            stop = lines.index(indent + END + "\n", start) + 1
+        # The region already there (before blank lines), if any, is replaced.
+        end = indent + END + "\n"
+        stop = first
+        while stop > 0 and not lines[stop - 1].strip():
+            stop -= 1
+        start = stop
+        if stop > 0 and lines[stop - 1] == end:
+            start = max(i for i in range(stop) if lines[i] == begin)
         else:
-            start = stop = last
-        text = "".join([*lines[:last], "\n", *region, *lines[stop:]])
+            start = stop = first
+        text = "".join([*lines[:start], *region, "\n", *lines[stop:]])
     return _format(text, path)
 
 

@@ -1,5 +1,5 @@
 """The sync twins generated from their async source (scripts/unasync.py) are
-current, and the generator writes what it says: a region right after each
+current, and the generator writes what it says: a region right before each
 async source, the same code but for the async words."""
 
 from __future__ import annotations
@@ -43,17 +43,19 @@ def test_generated_sync_code_is_current() -> None:
     )
 
 
-def test_each_twin_is_generated_right_after_its_async_source() -> None:
+def test_each_twin_is_generated_right_before_its_async_source() -> None:
     for path, (qualnames, _names) in unasync.TWINS.items():
         text = (ROOT / path).read_text()
         lines = text.splitlines()
         tree = ast.parse(text)
         for qualname in qualnames:
             node = unasync._find(tree, qualname)
-            after = [line for line in lines[node.end_lineno :] if line.strip()]
-            begin = after[0].strip()
-            assert begin == unasync.BEGIN.format(node.name), (path, qualname, begin)
-            generated = next(line.strip() for line in after[1:] if not line.strip().startswith("@"))
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            before = [line.strip() for line in lines[:first] if line.strip()]
+            assert before[-1] == unasync.END, (path, qualname, before[-1])
+            begin = max(i for i, line in enumerate(before) if line.startswith("# --- generated"))
+            assert before[begin] == unasync.BEGIN.format(node.name), (path, qualname)
+            generated = next(line for line in before[begin + 1 :] if not line.startswith("@"))
             assert generated.startswith(("def ", "class ")), (path, qualname, generated)
             assert "async" not in generated
             assert "await" not in generated
@@ -107,12 +109,14 @@ def test_a_statement_marked_async_only_is_left_out() -> None:
         generated = unasync.generate(text, module)
     finally:
         del unasync.TWINS[module]
-    assert generated.endswith(
+    assert generated == (
+        "class A:\n"
         "    # --- generated from _aenter by scripts/unasync.py; do not edit ---\n"
         "    def _enter(self) -> None:\n"
         "        self._admit()\n"
         "\n"
         "    # --- end generated ---\n"
+        "\n" + text.removeprefix("class A:\n")
     )
     # Written again, the region is replaced, not added.
     unasync.TWINS[module] = (["A._aenter"], {"_aenter": "_enter"})

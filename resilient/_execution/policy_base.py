@@ -81,12 +81,6 @@ class PolicyBase:
 
     # -- a stream through this policy alone (a chain opens its layers in turn) --
 
-    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
-        """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
-        layer: Any = self
-        opened = functools.partial(layer._aopen_stream, functools.partial(_streams.aopen_first, fn))
-        return _streams.arelaying(opened, name or self._event_name(fn))(*args, **kwargs)
-
     # --- generated from _astream by scripts/unasync.py; do not edit ---
     def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
@@ -95,6 +89,12 @@ class PolicyBase:
         return _streams.relaying(opened, name or self._event_name(fn))(*args, **kwargs)
 
     # --- end generated ---
+
+    def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+        """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
+        layer: Any = self
+        opened = functools.partial(layer._aopen_stream, functools.partial(_streams.aopen_first, fn))
+        return _streams.arelaying(opened, name or self._event_name(fn))(*args, **kwargs)
 
     # -- running and decorating ------------------------------------------------
 
@@ -166,15 +166,6 @@ class ForwardingPolicy(PolicyBase):
     ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
     closures are the shared forwarding ones."""
 
-    def _arun(
-        self,
-        fn: Callable[..., Awaitable[Any]],
-        name: str,
-        args: Args,
-        kwargs: Kwargs,
-    ) -> Awaitable[Any]:
-        raise NotImplementedError
-
     # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(
         self,
@@ -186,6 +177,15 @@ class ForwardingPolicy(PolicyBase):
         raise NotImplementedError
 
     # --- end generated ---
+
+    def _arun(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        name: str,
+        args: Args,
+        kwargs: Kwargs,
+    ) -> Awaitable[Any]:
+        raise NotImplementedError
 
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         return forwarding(self, fn, name, entry, self._run)

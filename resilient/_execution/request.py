@@ -155,16 +155,6 @@ class Request:
         if len(pending) >= _fold_at:
             stats.fold()
 
-    async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
-        """``run(*args)`` (a layer's slow path) finishing a metered call."""
-        try:
-            result = await run(*args)
-        except BaseException as exc:
-            self.failed(exc, start, False)
-            raise
-        self.ok(start)
-        return result
-
     # --- generated from atimed by scripts/unasync.py; do not edit ---
     def timed(self, start: float, run: Callable[..., R], *args: Any) -> R:
         """``run(*args)`` (a layer's slow path) finishing a metered call."""
@@ -178,22 +168,15 @@ class Request:
 
     # --- end generated ---
 
-    def adetour(
-        self, plain: Callable[..., Awaitable[Any]]
-    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
-        """The events path of a chain around ``plain``."""
-
-        async def with_events(args: Args, kwargs: Kwargs) -> Any:
-            opened = self.begin()
-            try:
-                result = await plain(*args, **kwargs)
-            except BaseException as exc:
-                self.end(opened, exc)
-                raise
-            self.end(opened, None)
-            return result
-
-        return with_events
+    async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """``run(*args)`` (a layer's slow path) finishing a metered call."""
+        try:
+            result = await run(*args)
+        except BaseException as exc:
+            self.failed(exc, start, False)
+            raise
+        self.ok(start)
+        return result
 
     # --- generated from adetour by scripts/unasync.py; do not edit ---
     def detour(self, plain: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
@@ -213,49 +196,22 @@ class Request:
 
     # --- end generated ---
 
-    async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
-        """``items`` (a protected stream) as one request: consumed to its end
-        it succeeded; abandoned by its consumer it is not counted. The time
-        to its first item goes into the counters' ``first_items``.
+    def adetour(
+        self, plain: Callable[..., Awaitable[Any]]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
+        """The events path of a chain around ``plain``."""
 
-        The request id is set around each step only, so nothing is left set
-        in the consumer's context while it holds an item.
-        """
-        rid, start, emit, traced = self._open_stream()
-        current, now = _request.current, _clock.now
-        waiting = True
-        ended: BaseException | None = None
-        try:
-            while True:
-                token = current.set(rid) if rid is not None else None
-                try:
-                    item = await anext(items)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    if token is not None:
-                        current.reset(token)
-                if waiting:
-                    waiting = False
-                    self.stats.first_item(now() - start)
-                yield item
-        except BaseException as exc:
-            ended = exc
-            if not isinstance(exc, GeneratorExit):
-                self._in(rid, self.failed, exc, start, emit)
-            raise
-        finally:
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                token = current.set(rid) if rid is not None else None
-                try:
-                    await aclose()
-                finally:
-                    if token is not None:
-                        current.reset(token)
-            if traced is not None:
-                traced.close(ended)
-        self._in(rid, self.succeeded, start, emit)
+        async def with_events(args: Args, kwargs: Kwargs) -> Any:
+            opened = self.begin()
+            try:
+                result = await plain(*args, **kwargs)
+            except BaseException as exc:
+                self.end(opened, exc)
+                raise
+            self.end(opened, None)
+            return result
+
+        return with_events
 
     # --- generated from stream by scripts/unasync.py; do not edit ---
     def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
@@ -303,6 +259,50 @@ class Request:
         self._in(rid, self.succeeded, start, emit)
 
     # --- end generated ---
+
+    async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
+        """``items`` (a protected stream) as one request: consumed to its end
+        it succeeded; abandoned by its consumer it is not counted. The time
+        to its first item goes into the counters' ``first_items``.
+
+        The request id is set around each step only, so nothing is left set
+        in the consumer's context while it holds an item.
+        """
+        rid, start, emit, traced = self._open_stream()
+        current, now = _request.current, _clock.now
+        waiting = True
+        ended: BaseException | None = None
+        try:
+            while True:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    if token is not None:
+                        current.reset(token)
+                if waiting:
+                    waiting = False
+                    self.stats.first_item(now() - start)
+                yield item
+        except BaseException as exc:
+            ended = exc
+            if not isinstance(exc, GeneratorExit):
+                self._in(rid, self.failed, exc, start, emit)
+            raise
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    await aclose()
+                finally:
+                    if token is not None:
+                        current.reset(token)
+            if traced is not None:
+                traced.close(ended)
+        self._in(rid, self.succeeded, start, emit)
 
     def _open_stream(self) -> tuple[str | None, float, bool, Any]:
         """A stream's request id (with events only), start, whether it

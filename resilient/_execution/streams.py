@@ -175,13 +175,6 @@ Open = Callable[[Args, Kwargs, str], Opened]
 AOpen = Callable[[Args, Kwargs, str], Awaitable[Opened]]
 
 
-async def aclose(stream: object) -> None:
-    """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
-    closing = getattr(stream, "aclose", None)
-    if closing is not None:
-        await closing()
-
-
 # --- generated from aclose by scripts/unasync.py; do not edit ---
 def close(stream: object) -> None:
     """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
@@ -191,6 +184,13 @@ def close(stream: object) -> None:
 
 
 # --- end generated ---
+
+
+async def aclose(stream: object) -> None:
+    """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
+    closing = getattr(stream, "aclose", None)
+    if closing is not None:
+        await closing()
 
 
 def end(ends: list[End], error: BaseException | None, closed: bool) -> None:
@@ -211,15 +211,6 @@ def end(ends: list[End], error: BaseException | None, closed: bool) -> None:
             raised = error = None
 
 
-async def aabandon(opened: Opened, error: BaseException) -> None:
-    """End ``opened`` with ``error`` before it reached the relay (a layer's
-    own step failed after the layers inside it opened)."""
-    try:
-        await aclose(opened.stream)
-    finally:
-        end(opened.ends, error, False)
-
-
 # --- generated from aabandon by scripts/unasync.py; do not edit ---
 def abandon(opened: Opened, error: BaseException) -> None:
     """End ``opened`` with ``error`` before it reached the relay (a layer's
@@ -233,20 +224,16 @@ def abandon(opened: Opened, error: BaseException) -> None:
 # --- end generated ---
 
 
-# -- opening ------------------------------------------------------------------------
-
-
-async def aopen_first(fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
-    """The innermost open: the stream of ``fn(*args, **kwargs)`` and its first item."""
-    stream = fn(*args, **kwargs)
+async def aabandon(opened: Opened, error: BaseException) -> None:
+    """End ``opened`` with ``error`` before it reached the relay (a layer's
+    own step failed after the layers inside it opened)."""
     try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        return Opened(None, None)
-    except BaseException:
-        await aclose(stream)
-        raise
-    return Opened(stream, first)
+        await aclose(opened.stream)
+    finally:
+        end(opened.ends, error, False)
+
+
+# -- opening ------------------------------------------------------------------------
 
 
 # --- generated from aopen_first by scripts/unasync.py; do not edit ---
@@ -266,29 +253,17 @@ def open_first(fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
 # --- end generated ---
 
 
-async def areopen(
-    args: Args,
-    kwargs: Kwargs,
-    name: str,
-    error: Exception,
-    recover: Callable[[Exception, int], Awaitable[AOpen | None]],
-) -> Opened:
-    """After the first open failed with ``error``: the open
-    ``recover(error, attempt)`` gives instead (``attempt`` counts the
-    opens so far), while it gives one; else the last error propagates."""
-    attempt = 1
-    while True:
-        following = await recover(error, attempt)
-        if following is None:
-            try:
-                raise error
-            finally:
-                error = None  # type: ignore[assignment]  # no cycle through the traceback
-        attempt += 1
-        try:
-            return await following(args, kwargs, name)
-        except Exception as exc:
-            error = exc
+async def aopen_first(fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
+    """The innermost open: the stream of ``fn(*args, **kwargs)`` and its first item."""
+    stream = fn(*args, **kwargs)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        return Opened(None, None)
+    except BaseException:
+        await aclose(stream)
+        raise
+    return Opened(stream, first)
 
 
 # --- generated from areopen by scripts/unasync.py; do not edit ---
@@ -318,6 +293,31 @@ def reopen(
 
 
 # --- end generated ---
+
+
+async def areopen(
+    args: Args,
+    kwargs: Kwargs,
+    name: str,
+    error: Exception,
+    recover: Callable[[Exception, int], Awaitable[AOpen | None]],
+) -> Opened:
+    """After the first open failed with ``error``: the open
+    ``recover(error, attempt)`` gives instead (``attempt`` counts the
+    opens so far), while it gives one; else the last error propagates."""
+    attempt = 1
+    while True:
+        following = await recover(error, attempt)
+        if following is None:
+            try:
+                raise error
+            finally:
+                error = None  # type: ignore[assignment]  # no cycle through the traceback
+        attempt += 1
+        try:
+            return await following(args, kwargs, name)
+        except Exception as exc:
+            error = exc
 
 
 # -- relaying -------------------------------------------------------------------------

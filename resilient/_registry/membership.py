@@ -89,21 +89,6 @@ class Member:
         """That call ended, whichever way."""
         self.inflight -= 1
 
-    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        """``run`` (a breaker's closure), each call of it a use counted in flight."""
-        touch = self.owner.touch
-        member = self
-
-        async def counted(*args: Any, **kwargs: Any) -> R:
-            touch(member)
-            member.inflight += 1
-            try:
-                return await run(*args, **kwargs)
-            finally:
-                member.inflight -= 1
-
-        return counted
-
     # --- generated from acounting by scripts/unasync.py; do not edit ---
     def counting(self, run: Callable[..., R]) -> Callable[..., R]:
         """``run`` (a breaker's closure), each call of it a use counted in flight."""
@@ -121,6 +106,21 @@ class Member:
         return counted
 
     # --- end generated ---
+
+    def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        """``run`` (a breaker's closure), each call of it a use counted in flight."""
+        touch = self.owner.touch
+        member = self
+
+        async def counted(*args: Any, **kwargs: Any) -> R:
+            touch(member)
+            member.inflight += 1
+            try:
+                return await run(*args, **kwargs)
+            finally:
+                member.inflight -= 1
+
+        return counted
 
 
 class Group:

@@ -583,18 +583,6 @@ class CircuitBreaker(NamedPolicy):
             return _Permit(token, now)
         return _Permit(token, now, None, epoch)
 
-    async def _aadmit(self) -> _Permit:
-        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
-        permit = self._enter()
-        if permit.epoch != NO_PROBE and self._shared is not None:
-            try:
-                verdict = await self._shared.acquire_async()
-            except BaseException:  # interrupted while asking: the local permit goes back
-                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
-                raise
-            return self._fleet_verdict(permit, verdict)
-        return permit
-
     # --- generated from _aadmit by scripts/unasync.py; do not edit ---
     def _admit(self) -> _Permit:
         """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
@@ -609,6 +597,18 @@ class CircuitBreaker(NamedPolicy):
         return permit
 
     # --- end generated ---
+
+    async def _aadmit(self) -> _Permit:
+        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
+        permit = self._enter()
+        if permit.epoch != NO_PROBE and self._shared is not None:
+            try:
+                verdict = await self._shared.acquire_async()
+            except BaseException:  # interrupted while asking: the local permit goes back
+                self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
+                raise
+            return self._fleet_verdict(permit, verdict)
+        return permit
 
     def _fleet_verdict(self, permit: _Permit, verdict: Verdict | None) -> _Permit:
         if verdict is None:
@@ -976,22 +976,6 @@ class CircuitBreaker(NamedPolicy):
     # without the lock (timed and with its event while listened to);
     # anything else is the locked path, ``_run`` / ``_arun``.
 
-    async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
-        core = self._core
-        if not (core.fast and switch.on):
-            return await self._arun(fn, args, kwargs)
-        ticks = core.ticks  # this generation's
-        start = _clock.now() if self._listeners.events else None
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
-            raise
-        next(ticks)
-        if start is not None:
-            self._succeeded_listened(start)
-        return result
-
     # --- generated from _athrough by scripts/unasync.py; do not edit ---
     def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         core = self._core
@@ -1011,11 +995,45 @@ class CircuitBreaker(NamedPolicy):
 
     # --- end generated ---
 
+    async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return await self._arun(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now() if self._listeners.events else None
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        if start is not None:
+            self._succeeded_listened(start)
+        return result
+
     def _succeeded_listened(self, start: float) -> None:
         listeners = self._listeners
         if listeners.events:
             took = _clock.now() - start
             listeners.new(events.CallSucceeded, self.name, self._kind, took, events.POLICY)
+
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
+    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        if not switch.on:
+            return fn(*args, **kwargs)
+        permit = self._admit()
+        timeout = self._timeout
+        try:
+            result = (
+                fn(*args, **kwargs) if timeout is None else timeout._run(fn, None, args, kwargs)
+            )
+        except BaseException as exc:
+            self._exit_error(permit, exc)
+            raise
+        self._exit_result(permit, result)
+        return result
+
+    # --- end generated ---
 
     async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
@@ -1035,24 +1053,6 @@ class CircuitBreaker(NamedPolicy):
             raise
         self._exit_result(permit, result)
         return result
-
-    # --- generated from _arun by scripts/unasync.py; do not edit ---
-    def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
-        if not switch.on:
-            return fn(*args, **kwargs)
-        permit = self._admit()
-        timeout = self._timeout
-        try:
-            result = (
-                fn(*args, **kwargs) if timeout is None else timeout._run(fn, None, args, kwargs)
-            )
-        except BaseException as exc:
-            self._exit_error(permit, exc)
-            raise
-        self._exit_result(permit, result)
-        return result
-
-    # --- end generated ---
 
     # -- streams ---------------------------------------------------------------
 
@@ -1096,6 +1096,36 @@ class CircuitBreaker(NamedPolicy):
             if member is not None:
                 member.leave()
 
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
+    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
+        if not switch.on:
+            return open(args, kwargs, name)
+        member = self._member
+        if member is not None:
+            member.enter()
+        try:
+            permit, ticks = self._stream_permit()
+            if ticks is None:
+                permit = self._admit()
+        except BaseException:
+            if member is not None:
+                member.leave()
+            raise
+        timeout = self._timeout
+        try:
+            if timeout is None:
+                opened = open(args, kwargs, name)
+            else:
+                opened = timeout._open_stream(open, args, kwargs, self.name)
+        except BaseException as exc:
+            self._stream_ended(permit, ticks, None, member, exc)
+            raise
+        first = None if opened.stream is None else _clock.monotonic()
+        opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
+        return opened
+
+    # --- end generated ---
+
     async def _aopen_stream(
         self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
     ) -> Opened:
@@ -1127,36 +1157,6 @@ class CircuitBreaker(NamedPolicy):
         opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
         return opened
 
-    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
-    def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
-        if not switch.on:
-            return open(args, kwargs, name)
-        member = self._member
-        if member is not None:
-            member.enter()
-        try:
-            permit, ticks = self._stream_permit()
-            if ticks is None:
-                permit = self._admit()
-        except BaseException:
-            if member is not None:
-                member.leave()
-            raise
-        timeout = self._timeout
-        try:
-            if timeout is None:
-                opened = open(args, kwargs, name)
-            else:
-                opened = timeout._open_stream(open, args, kwargs, self.name)
-        except BaseException as exc:
-            self._stream_ended(permit, ticks, None, member, exc)
-            raise
-        first = None if opened.stream is None else _clock.monotonic()
-        opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
-        return opened
-
-    # --- end generated ---
-
     # -- context managers ----------------------------------------------------
 
     def _open_block(self) -> object:
@@ -1185,26 +1185,6 @@ class CircuitBreaker(NamedPolicy):
                 member.leave()
             self._close_block(opened, exc)
 
-    async def __aenter__(self) -> CircuitBreaker:
-        if not switch.on:
-            self._blocks.push(None)
-            return self
-        member = self._member
-        if member is not None:
-            member.enter()
-        opened = self._open_block()
-        try:
-            if self._health_is_async and self._core.state is OPEN:  # unasync: async only
-                await self._apoll_health()
-            permit = await self._aadmit()
-        except BaseException as exc:
-            if member is not None:
-                member.leave()
-            self._close_block(opened, exc)
-            raise
-        self._blocks.push(_Entry(permit, opened, member))
-        return self
-
     # --- generated from __aenter__ by scripts/unasync.py; do not edit ---
     def __enter__(self) -> CircuitBreaker:
         if not switch.on:
@@ -1225,6 +1205,26 @@ class CircuitBreaker(NamedPolicy):
         return self
 
     # --- end generated ---
+
+    async def __aenter__(self) -> CircuitBreaker:
+        if not switch.on:
+            self._blocks.push(None)
+            return self
+        member = self._member
+        if member is not None:
+            member.enter()
+        opened = self._open_block()
+        try:
+            if self._health_is_async and self._core.state is OPEN:  # unasync: async only
+                await self._apoll_health()
+            permit = await self._aadmit()
+        except BaseException as exc:
+            if member is not None:
+                member.leave()
+            self._close_block(opened, exc)
+            raise
+        self._blocks.push(_Entry(permit, opened, member))
+        return self
 
     async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         self.__exit__(*exc_info)

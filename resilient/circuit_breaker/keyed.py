@@ -137,42 +137,6 @@ class KeyedBreakers(PolicyBase):
     # the breaker's own path. Outermost, it meters the request as every
     # outermost layer does.
 
-    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
-        key, join, group = self._key, self._join, self._group
-        members, use = group.members, group.use
-        athrough = _athrough
-        gate, adetour, meter = NEVER, None, entry
-        if entry is not None:
-            gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))
-
-        async def through_keyed(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return await adetour(args, kwargs)  # type: ignore[misc,no-any-return]
-                start = _clock.now()
-            k = key(*args, **kwargs)
-            try:
-                member = members[k]
-            except (KeyError, TypeError):
-                member = join(k, True)  # counted in flight already
-            else:
-                if member is not group.last:
-                    use(member)
-                member.inflight += 1
-            try:
-                result = await athrough(member.breaker, fn, args, kwargs)
-            except BaseException as exc:
-                if level:
-                    meter.failed(exc, start, False)  # type: ignore[union-attr]
-                raise
-            finally:
-                member.inflight -= 1
-            if level:
-                meter.ok(start)  # type: ignore[union-attr]
-            return result
-
-        return through_keyed
-
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         key, join, group = self._key, self._join, self._group
@@ -212,21 +176,45 @@ class KeyedBreakers(PolicyBase):
 
     # --- end generated ---
 
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
+        key, join, group = self._key, self._join, self._group
+        members, use = group.members, group.use
+        athrough = _athrough
+        gate, adetour, meter = NEVER, None, entry
+        if entry is not None:
+            gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))
+
+        async def through_keyed(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return await adetour(args, kwargs)  # type: ignore[misc,no-any-return]
+                start = _clock.now()
+            k = key(*args, **kwargs)
+            try:
+                member = members[k]
+            except (KeyError, TypeError):
+                member = join(k, True)  # counted in flight already
+            else:
+                if member is not group.last:
+                    use(member)
+                member.inflight += 1
+            try:
+                result = await athrough(member.breaker, fn, args, kwargs)
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            finally:
+                member.inflight -= 1
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_keyed
+
     # A stream goes through its key's breaker (picked when the stream
     # starts, from the call's arguments), counted in flight there until it
     # ends (after the breaker has judged it).
-
-    async def _aopen_stream(
-        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
-    ) -> Opened:
-        member = self._enter(self._key(*args, **kwargs))
-        try:
-            opened = await _aopen_stream(member.breaker, open, args, kwargs, name)
-        except BaseException:
-            member.inflight -= 1
-            raise
-        opened.ends.append(lambda error, closed: _leave(member))
-        return opened
 
     # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
@@ -240,3 +228,15 @@ class KeyedBreakers(PolicyBase):
         return opened
 
     # --- end generated ---
+
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
+        member = self._enter(self._key(*args, **kwargs))
+        try:
+            opened = await _aopen_stream(member.breaker, open, args, kwargs, name)
+        except BaseException:
+            member.inflight -= 1
+            raise
+        opened.ends.append(lambda error, closed: _leave(member))
+        return opened

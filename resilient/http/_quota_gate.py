@@ -51,19 +51,6 @@ class QuotaGate:
             raise RateLimitExceededError(self.name, left)
         return left
 
-    def _wrap_async(
-        self, fn: Callable[..., Any], name: str, entry: Any = None
-    ) -> Callable[..., Any]:
-        state, wait = self.state, self._wait
-
-        async def gated(*args: Any) -> Any:
-            left = state.left(_clock.monotonic())
-            if left > 0.0 and switch.on:
-                await _clock.sleep_async(wait(left))
-            return await fn(*args)
-
-        return gated
-
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(
         self, fn: Callable[..., Any], name: str, entry: Any = None
@@ -79,6 +66,19 @@ class QuotaGate:
         return gated
 
     # --- end generated ---
+
+    def _wrap_async(
+        self, fn: Callable[..., Any], name: str, entry: Any = None
+    ) -> Callable[..., Any]:
+        state, wait = self.state, self._wait
+
+        async def gated(*args: Any) -> Any:
+            left = state.left(_clock.monotonic())
+            if left > 0.0 and switch.on:
+                await _clock.sleep_async(wait(left))
+            return await fn(*args)
+
+        return gated
 
 
 def breaker_config(policy: ResiliencePolicy) -> CircuitBreakerConfig | None:

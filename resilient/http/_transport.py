@@ -84,16 +84,6 @@ class _RaiseForStatus:
     _own_gate = NEVER
     _meters = False  # outermost (no fallback), the chain's plain entry counts
 
-    @staticmethod
-    def _wrap_async(fn: Send, name: str) -> Send:
-        async def raising(request: httpx.Request) -> httpx.Response:
-            response: httpx.Response = await fn(request)
-            if response.status_code >= 400:
-                _raise_for(response)
-            return response
-
-        return raising
-
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     @staticmethod
     def _wrap_sync(fn: Send, name: str) -> Send:
@@ -106,6 +96,16 @@ class _RaiseForStatus:
         return raising
 
     # --- end generated ---
+
+    @staticmethod
+    def _wrap_async(fn: Send, name: str) -> Send:
+        async def raising(request: httpx.Request) -> httpx.Response:
+            response: httpx.Response = await fn(request)
+            if response.status_code >= 400:
+                _raise_for(response)
+            return response
+
+        return raising
 
 
 class _Route(PolicyBase):

@@ -379,13 +379,6 @@ class RateLimiter(NamedPolicy):
             raise self._refused(wait, now)
         return token, wait
 
-    async def _aacquire(self) -> None:
-        """Take a turn for this caller, sleeping until it comes if need be."""
-        token, wait = await self._areserve()
-        if wait > 0.0:
-            await await_turn(wait, self._give_back, token)
-        self._stats_for(self.name).succeeded += 1
-
     # --- generated from _aacquire by scripts/unasync.py; do not edit ---
     def _acquire(self) -> None:
         """Take a turn for this caller, sleeping until it comes if need be."""
@@ -395,6 +388,13 @@ class RateLimiter(NamedPolicy):
         self._stats_for(self.name).succeeded += 1
 
     # --- end generated ---
+
+    async def _aacquire(self) -> None:
+        """Take a turn for this caller, sleeping until it comes if need be."""
+        token, wait = await self._areserve()
+        if wait > 0.0:
+            await await_turn(wait, self._give_back, token)
+        self._stats_for(self.name).succeeded += 1
 
     # -- execution -------------------------------------------------------------
 
@@ -411,53 +411,6 @@ class RateLimiter(NamedPolicy):
         if self._shared is not None or not GIL:  # see resilient._runtime.gil
             return -math.inf
         return core.tolerance + core.slack
-
-    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
-        gate, detour, meter = watching(
-            self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
-        )
-        assert detour is not None
-        aacquire = self._aacquire
-        core = self._core
-        holes = core.holes
-        stats = self._stats_for(self.name)
-        clock = _clock
-
-        async def through_limiter(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return await detour(args, kwargs)  # type: ignore[no-any-return]
-                start = clock.now()
-            if not switch.on:
-                return await fn(*args, **kwargs)
-            now = clock.now()
-            # GCRA, inline: no call between reading core.tat and writing it,
-            # so under the GIL no other thread runs in between (the lock
-            # guards the rest: holes, waits).
-            tat = core.tat
-            if tat < now:
-                tat = now
-            if tat - now <= self._within and not holes:
-                core.tat = tat + core.interval
-                stats.succeeded += 1
-            else:
-                try:
-                    await aacquire()
-                except BaseException as exc:
-                    if level:
-                        meter.failed(exc, start, False)  # type: ignore[union-attr]
-                    raise
-            if not level:
-                return await fn(*args, **kwargs)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                meter.failed(exc, start, False)  # type: ignore[union-attr]
-                raise
-            meter.ok(start)  # type: ignore[union-attr]
-            return result
-
-        return through_limiter
 
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
@@ -507,10 +460,52 @@ class RateLimiter(NamedPolicy):
 
     # --- end generated ---
 
-    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
-        if switch.on:
-            await self._aacquire()
-        return await fn(*args, **kwargs)
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
+        gate, detour, meter = watching(
+            self, fn, name, entry, functools.partial(self._arun, fn), is_async=True
+        )
+        assert detour is not None
+        aacquire = self._aacquire
+        core = self._core
+        holes = core.holes
+        stats = self._stats_for(self.name)
+        clock = _clock
+
+        async def through_limiter(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                start = clock.now()
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it,
+            # so under the GIL no other thread runs in between (the lock
+            # guards the rest: holes, waits).
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat - now <= self._within and not holes:
+                core.tat = tat + core.interval
+                stats.succeeded += 1
+            else:
+                try:
+                    await aacquire()
+                except BaseException as exc:
+                    if level:
+                        meter.failed(exc, start, False)  # type: ignore[union-attr]
+                    raise
+            if not level:
+                return await fn(*args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                meter.failed(exc, start, False)  # type: ignore[union-attr]
+                raise
+            meter.ok(start)  # type: ignore[union-attr]
+            return result
+
+        return through_limiter
 
     # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
@@ -520,14 +515,12 @@ class RateLimiter(NamedPolicy):
 
     # --- end generated ---
 
-    # A stream takes one turn when it starts (at its first item's request).
-
-    async def _aopen_stream(
-        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
-    ) -> Opened:
+    async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             await self._aacquire()
-        return await open(args, kwargs, name)
+        return await fn(*args, **kwargs)
+
+    # A stream takes one turn when it starts (at its first item's request).
 
     # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
@@ -536,6 +529,13 @@ class RateLimiter(NamedPolicy):
         return open(args, kwargs, name)
 
     # --- end generated ---
+
+    async def _aopen_stream(
+        self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
+    ) -> Opened:
+        if switch.on:
+            await self._aacquire()
+        return await open(args, kwargs, name)
 
     # -- context managers --------------------------------------------------------
 

@@ -146,12 +146,6 @@ class Limits(PolicyBase):
         for limiter, token, cost in reversed(taken):
             limiter._give_back(token, cost)
 
-    async def _aadmit(self, costs: list[float]) -> None:
-        taken, wait = self._turns(costs)
-        if wait > 0.0:
-            await await_turn(wait, self._give_back, taken)
-        self._count()
-
     # --- generated from _aadmit by scripts/unasync.py; do not edit ---
     def _admit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
@@ -160,6 +154,12 @@ class Limits(PolicyBase):
         self._count()
 
     # --- end generated ---
+
+    async def _aadmit(self, costs: list[float]) -> None:
+        taken, wait = self._turns(costs)
+        if wait > 0.0:
+            await await_turn(wait, self._give_back, taken)
+        self._count()
 
     def _turns(self, costs: list[float]) -> tuple[list[tuple[RateLimiter, object, float]], float]:
         taken: list[tuple[RateLimiter, object, float]] = []
@@ -201,16 +201,6 @@ class Limits(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
-    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
-        if not switch.on:
-            return await fn(*args, **kwargs)
-        costs = self._costs(args, kwargs)
-        await self._aadmit(costs)
-        result = await fn(*args, **kwargs)
-        if self._settles:
-            self._settle(costs, result)
-        return result
-
     # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
@@ -223,6 +213,16 @@ class Limits(PolicyBase):
         return result
 
     # --- end generated ---
+
+    async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
+        if not switch.on:
+            return await fn(*args, **kwargs)
+        costs = self._costs(args, kwargs)
+        await self._aadmit(costs)
+        result = await fn(*args, **kwargs)
+        if self._settles:
+            self._settle(costs, result)
+        return result
 
     # A stream takes its turns when it starts (at its first item's request).
     # ``actual`` reads the stream's last item once it is exhausted (where
@@ -271,75 +271,6 @@ class Limits(PolicyBase):
     # locked way (``_admit``): all or nothing. A cost is called without
     # ``**kwargs`` when there are none: no dict built and merged per call
     # (about 250 instructions of each weighed call's 5,500).
-
-    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
-        arun = self._arun
-        gate, detour, meter = watching(
-            self, fn, name, entry, lambda args, kwargs: arun(fn, name, args, kwargs), is_async=True
-        )
-        assert detour is not None
-        if len(self.limits) == 1 and self.limits[0].actual is None:
-            return self._one_async(fn, name, gate, detour, meter)
-        clock = _clock
-        estimate, priced, settlers = self._estimate, self._priced, self._settlers
-        plan = self._plan()
-        undo, aadmit = self._undo, self._aadmit
-
-        async def through_limits(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return await detour(args, kwargs)  # type: ignore[no-any-return]
-                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
-            if not switch.on:
-                return await fn(*args, **kwargs)
-            # Every cost before any turn: a raising cost takes none.
-            costs = estimate
-            if priced:
-                costs = estimate[:]
-                for index, cost, burst, check in priced:
-                    units = cost(*args, **kwargs) if kwargs else cost(*args)
-                    kind = type(units)
-                    # The usual answer checked inline; anything else by the limiter.
-                    if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                        units = check(units)
-                    costs[index] = units
-            now = clock.now()
-            taken = 0
-            for core, holes, limiter, stats in plan:
-                units = costs[taken]
-                # GCRA, inline: no call between reading core.tat and writing it.
-                tat = core.tat
-                if tat < now:
-                    tat = now
-                if tat + (units - 1.0) * core.interval - now > limiter._within or holes:
-                    undo(taken, costs)  # one must wait or refuses: all the locked way
-                    await aadmit(costs)
-                    break
-                core.tat = tat + units * core.interval
-                stats.succeeded += 1
-                taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
-            result = await fn(*args, **kwargs)
-            if settlers:
-                # ``_settle``, inline: the first error of an ``actual`` is
-                # raised once every limit is settled.
-                error = None
-                for index, limiter, actual in settlers:
-                    try:
-                        units = actual(result)
-                        kind = type(units)
-                        if (kind is not float and kind is not int) or not 0 <= units < _INF:
-                            units = limiter._check_units(units)
-                    except BaseException as exc:  # raised below, after the others
-                        if error is None:
-                            error = exc
-                        continue
-                    if units != costs[index]:
-                        limiter.adjust(units - costs[index])
-                if error is not None:
-                    raise error
-            return result
-
-        return through_limits
 
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
@@ -413,47 +344,74 @@ class Limits(PolicyBase):
 
     # --- end generated ---
 
-    def _one_async(
-        self, fn: AsyncFn[R], name: str, gate: Any, detour: Any, meter: Any
-    ) -> AsyncFn[R]:
-        """One limit with no ``actual``: the count limiter's fast path, with
-        the cost called first (the only call added) and a turn that weighs
-        ``cost`` intervals."""
-        lim = self.limits[0]
-        limiter = lim.limiter
-        core = limiter._core
-        holes = core.holes
-        burst: float = limiter.config.burst or 1
-        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
-        stats = limiter._stats_for(limiter.name)
-        aadmit, arun, clock = self._aadmit, self._arun, _clock
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
+        arun = self._arun
+        gate, detour, meter = watching(
+            self, fn, name, entry, lambda args, kwargs: arun(fn, name, args, kwargs), is_async=True
+        )
+        assert detour is not None
+        if len(self.limits) == 1 and self.limits[0].actual is None:
+            return self._one_async(fn, name, gate, detour, meter)
+        clock = _clock
+        estimate, priced, settlers = self._estimate, self._priced, self._settlers
+        plan = self._plan()
+        undo, aadmit = self._undo, self._aadmit
 
-        async def through_limit(*args: Any, **kwargs: Any) -> R:
+        async def through_limits(*args: Any, **kwargs: Any) -> R:
             if level := gate.level:
                 if level != METERED:
                     return await detour(args, kwargs)  # type: ignore[no-any-return]
-                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[no-any-return]
+                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[union-attr]
             if not switch.on:
                 return await fn(*args, **kwargs)
-            units = fixed
-            if cost is not None:
-                units = cost(*args, **kwargs) if kwargs else cost(*args)
-                kind = type(units)
-                if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                    units = check(units)
+            # Every cost before any turn: a raising cost takes none.
+            costs = estimate
+            if priced:
+                costs = estimate[:]
+                for index, cost, burst, check in priced:
+                    units = cost(*args, **kwargs) if kwargs else cost(*args)
+                    kind = type(units)
+                    # The usual answer checked inline; anything else by the limiter.
+                    if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                        units = check(units)
+                    costs[index] = units
             now = clock.now()
-            # GCRA, inline: no call between reading core.tat and writing it.
-            tat = core.tat
-            if tat < now:
-                tat = now
-            if tat + (units - 1.0) * core.interval - now <= limiter._within and not holes:
+            taken = 0
+            for core, holes, limiter, stats in plan:
+                units = costs[taken]
+                # GCRA, inline: no call between reading core.tat and writing it.
+                tat = core.tat
+                if tat < now:
+                    tat = now
+                if tat + (units - 1.0) * core.interval - now > limiter._within or holes:
+                    undo(taken, costs)  # one must wait or refuses: all the locked way
+                    await aadmit(costs)
+                    break
                 core.tat = tat + units * core.interval
                 stats.succeeded += 1
-            else:
-                await aadmit([units])
-            return await fn(*args, **kwargs)
+                taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
+            result = await fn(*args, **kwargs)
+            if settlers:
+                # ``_settle``, inline: the first error of an ``actual`` is
+                # raised once every limit is settled.
+                error = None
+                for index, limiter, actual in settlers:
+                    try:
+                        units = actual(result)
+                        kind = type(units)
+                        if (kind is not float and kind is not int) or not 0 <= units < _INF:
+                            units = limiter._check_units(units)
+                    except BaseException as exc:  # raised below, after the others
+                        if error is None:
+                            error = exc
+                        continue
+                    if units != costs[index]:
+                        limiter.adjust(units - costs[index])
+                if error is not None:
+                    raise error
+            return result
 
-        return through_limit
+        return through_limits
 
     # --- generated from _one_async by scripts/unasync.py; do not edit ---
     def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
@@ -498,25 +456,47 @@ class Limits(PolicyBase):
 
     # --- end generated ---
 
+    def _one_async(
+        self, fn: AsyncFn[R], name: str, gate: Any, detour: Any, meter: Any
+    ) -> AsyncFn[R]:
+        """One limit with no ``actual``: the count limiter's fast path, with
+        the cost called first (the only call added) and a turn that weighs
+        ``cost`` intervals."""
+        lim = self.limits[0]
+        limiter = lim.limiter
+        core = limiter._core
+        holes = core.holes
+        burst: float = limiter.config.burst or 1
+        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
+        stats = limiter._stats_for(limiter.name)
+        aadmit, arun, clock = self._aadmit, self._arun, _clock
 
-class _ALast:
-    """A stream whose last item is kept (what ``actual`` reads)."""
+        async def through_limit(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[no-any-return]
+                return await meter.atimed(clock.now(), arun, fn, name, args, kwargs)  # type: ignore[no-any-return]
+            if not switch.on:
+                return await fn(*args, **kwargs)
+            units = fixed
+            if cost is not None:
+                units = cost(*args, **kwargs) if kwargs else cost(*args)
+                kind = type(units)
+                if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                    units = check(units)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it.
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + (units - 1.0) * core.interval - now <= limiter._within and not holes:
+                core.tat = tat + units * core.interval
+                stats.succeeded += 1
+            else:
+                await aadmit([units])
+            return await fn(*args, **kwargs)
 
-    __slots__ = ("last", "stream")
-
-    def __init__(self, stream: AsyncIterator[Any], first: Any) -> None:
-        self.stream = stream
-        self.last = first
-
-    def __aiter__(self) -> _ALast:
-        return self
-
-    async def __anext__(self) -> Any:
-        self.last = item = await anext(self.stream)
-        return item
-
-    async def aclose(self) -> None:
-        await _streams.aclose(self.stream)
+        return through_limit
 
 
 # --- generated from _ALast by scripts/unasync.py; do not edit ---
@@ -541,3 +521,23 @@ class _Last:
 
 
 # --- end generated ---
+
+
+class _ALast:
+    """A stream whose last item is kept (what ``actual`` reads)."""
+
+    __slots__ = ("last", "stream")
+
+    def __init__(self, stream: AsyncIterator[Any], first: Any) -> None:
+        self.stream = stream
+        self.last = first
+
+    def __aiter__(self) -> _ALast:
+        return self
+
+    async def __anext__(self) -> Any:
+        self.last = item = await anext(self.stream)
+        return item
+
+    async def aclose(self) -> None:
+        await _streams.aclose(self.stream)

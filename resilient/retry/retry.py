@@ -431,44 +431,6 @@ class Retry(PolicyBase):
     # failed (and outside its except block, so later errors do not chain
     # onto earlier ones).
 
-    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
-        aretry = self._aretry
-        check = self._check_result
-        deadline = self._deadline
-        first_attempt = self._first_attempt
-        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
-
-        async def retrying(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
-                begun = _clock.now()
-            start = _clock.monotonic() if deadline is not None else 0.0
-            if first_attempt is not None:
-                first_attempt()
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                error: Exception | None = exc
-            except BaseException as exc:
-                if level:
-                    meter.failed(exc, begun, False)  # type: ignore[union-attr]
-                raise
-            else:
-                if check is None or not check(result):
-                    if level:
-                        meter.ok(begun)  # type: ignore[union-attr]
-                    return result
-                error = None
-            last = result if error is None else None
-            if level:
-                return await meter.atimed(  # type: ignore[union-attr]
-                    begun, aretry, fn, name, args, kwargs, error, last, start
-                )
-            return await aretry(fn, name, args, kwargs, error, last, start)
-
-        return retrying
-
     # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         retry = self._retry
@@ -510,47 +472,43 @@ class Retry(PolicyBase):
 
     # --- end generated ---
 
-    async def _aretry(
-        self,
-        fn: AsyncFn[R],
-        name: str,
-        args: Args,
-        kwargs: Kwargs,
-        error: Exception | None,
-        result: Any,
-        start: float,
-    ) -> R:
-        attempt = 1
-        previous = 0.0
+    def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
+        aretry = self._aretry
         check = self._check_result
-        while True:
-            planned = (
-                self._plan(name, attempt, error, start, previous, result) if switch.on else None
-            )
-            if planned is None:
-                if error is None:
-                    return result  # type: ignore[no-any-return]
-                try:
-                    raise error
-                finally:
-                    error = None
-            next_wait, ticket = planned
-            previous = next_wait.previous
-            attempt += 1
+        deadline = self._deadline
+        first_attempt = self._first_attempt
+        gate, detour, meter = watching(self, fn, name, entry, is_async=True)
+
+        async def retrying(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
+                begun = _clock.now()
+            start = _clock.monotonic() if deadline is not None else 0.0
+            if first_attempt is not None:
+                first_attempt()
             try:
-                # A cancellation (or KeyboardInterrupt) here ends the whole
-                # call: no further attempt.
-                if ticket is None:
-                    await _clock.sleep_async(next_wait.delay)
-                    result = await fn(*args, **kwargs)
-                else:
-                    result = await _aattempt_with(ticket, next_wait.delay, fn, args, kwargs)
+                result = await fn(*args, **kwargs)
             except Exception as exc:
-                error = exc
-                continue
-            if check is None or not check(result):
-                return cast(R, result)
-            error = None
+                error: Exception | None = exc
+            except BaseException as exc:
+                if level:
+                    meter.failed(exc, begun, False)  # type: ignore[union-attr]
+                raise
+            else:
+                if check is None or not check(result):
+                    if level:
+                        meter.ok(begun)  # type: ignore[union-attr]
+                    return result
+                error = None
+            last = result if error is None else None
+            if level:
+                return await meter.atimed(  # type: ignore[union-attr]
+                    begun, aretry, fn, name, args, kwargs, error, last, start
+                )
+            return await aretry(fn, name, args, kwargs, error, last, start)
+
+        return retrying
 
     # --- generated from _aretry by scripts/unasync.py; do not edit ---
     def _retry(
@@ -597,33 +555,52 @@ class Retry(PolicyBase):
 
     # --- end generated ---
 
+    async def _aretry(
+        self,
+        fn: AsyncFn[R],
+        name: str,
+        args: Args,
+        kwargs: Kwargs,
+        error: Exception | None,
+        result: Any,
+        start: float,
+    ) -> R:
+        attempt = 1
+        previous = 0.0
+        check = self._check_result
+        while True:
+            planned = (
+                self._plan(name, attempt, error, start, previous, result) if switch.on else None
+            )
+            if planned is None:
+                if error is None:
+                    return result  # type: ignore[no-any-return]
+                try:
+                    raise error
+                finally:
+                    error = None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            attempt += 1
+            try:
+                # A cancellation (or KeyboardInterrupt) here ends the whole
+                # call: no further attempt.
+                if ticket is None:
+                    await _clock.sleep_async(next_wait.delay)
+                    result = await fn(*args, **kwargs)
+                else:
+                    result = await _aattempt_with(ticket, next_wait.delay, fn, args, kwargs)
+            except Exception as exc:
+                error = exc
+                continue
+            if check is None or not check(result):
+                return cast(R, result)
+            error = None
+
     # Streams: a failure before the first item opens the same stream again,
     # after the planned wait; after it, the error is the consumer's. A wait
     # ticket (an open breaker) is waited for, then given back: the next
     # stream asks the breaker as any other call does.
-
-    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
-        start = _clock.monotonic() if self._deadline is not None else 0.0
-        first_attempt = self._first_attempt
-        if first_attempt is not None:
-            first_attempt()
-        try:
-            return await open(args, kwargs, name)
-        except Exception as exc:
-            error = exc
-        previous = 0.0
-
-        async def recover(error: Exception, attempt: int) -> AOpen | None:
-            nonlocal previous
-            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
-            if planned is None:
-                return None
-            next_wait, ticket = planned
-            previous = next_wait.previous
-            await _clock.sleep_async(_ticket_wait(next_wait.delay, ticket))
-            return open
-
-        return await _streams.areopen(args, kwargs, name, error, recover)
 
     # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
@@ -651,6 +628,29 @@ class Retry(PolicyBase):
 
     # --- end generated ---
 
+    async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        start = _clock.monotonic() if self._deadline is not None else 0.0
+        first_attempt = self._first_attempt
+        if first_attempt is not None:
+            first_attempt()
+        try:
+            return await open(args, kwargs, name)
+        except Exception as exc:
+            error = exc
+        previous = 0.0
+
+        async def recover(error: Exception, attempt: int) -> AOpen | None:
+            nonlocal previous
+            planned = self._plan(name, attempt, error, start, previous) if switch.on else None
+            if planned is None:
+                return None
+            next_wait, ticket = planned
+            previous = next_wait.previous
+            await _clock.sleep_async(_ticket_wait(next_wait.delay, ticket))
+            return open
+
+        return await _streams.areopen(args, kwargs, name, error, recover)
+
 
 def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
     """The wait before a stream's next attempt: the planned delay, or until
@@ -665,26 +665,6 @@ def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
 # An attempt made on a wait ticket: sleep until the breaker lets it probe
 # (again, if the sleep woke early), make it with the ticket current, and give
 # the ticket back however it ends (a cancelled sleep included).
-
-
-async def _aattempt_with(
-    ticket: _waiting.WaitTicket,
-    delay: float,
-    fn: AsyncFn[R],
-    args: Args,
-    kwargs: Kwargs,
-) -> R:
-    try:
-        await _clock.sleep_async(delay)
-        while (left := ticket.due - _clock.monotonic()) > 0.0:
-            await _clock.sleep_async(left)
-        token = _waiting.holding.set(ticket)
-        try:
-            return await fn(*args, **kwargs)
-        finally:
-            _waiting.holding.reset(token)
-    finally:
-        ticket.release()
 
 
 # --- generated from _aattempt_with by scripts/unasync.py; do not edit ---
@@ -709,6 +689,26 @@ def _attempt_with(
 
 
 # --- end generated ---
+
+
+async def _aattempt_with(
+    ticket: _waiting.WaitTicket,
+    delay: float,
+    fn: AsyncFn[R],
+    args: Args,
+    kwargs: Kwargs,
+) -> R:
+    try:
+        await _clock.sleep_async(delay)
+        while (left := ticket.due - _clock.monotonic()) > 0.0:
+            await _clock.sleep_async(left)
+        token = _waiting.holding.set(ticket)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _waiting.holding.reset(token)
+    finally:
+        ticket.release()
 
 
 def retry_of(owner: str, config: RetryConfig | Retry | None, fields: Mapping[str, Any]) -> Retry:
