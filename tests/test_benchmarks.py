@@ -307,6 +307,35 @@ def test_the_service_benchmark_runs_fast(tmp_path: Path) -> None:
     assert "| variant | time to open |" in done.stdout
 
 
+@pytest.mark.slow
+def test_the_service_benchmarks_cpu_added_per_call_runs(tmp_path: Path) -> None:
+    """``python -m benchmarks service --added``: one thread's CPU per call,
+    interleaved, with the paired difference to plain httpx per variant."""
+    raw = tmp_path / "added.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "service", "--added", "--fast"),
+            *("--variants", "resilient,httpx", "--json", str(raw)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    added = json.loads(raw.read_text())
+    from benchmarks import service
+
+    # httpx without its own timeout comes along: the layers alone are the
+    # difference to it.
+    assert sorted(added) == sorted(["httpx", "resilient", service.UNTIMED])
+    assert added["httpx"]["added_us"] == 0.0  # each call less itself
+    for row in added.values():
+        assert 0.0 < row["p25_us"] <= row["median_us"] <= row["p75_us"]
+    assert "| CPU added over plain httpx (one call, median of paired differences)" in done.stdout
+    assert "| CPU added over plain httpx without its timeout: resilient |" in done.stdout
+
+
 def test_the_service_benchmark_refuses_an_unknown_variant() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "service", "--fast", "--variants", "nope"],
