@@ -205,6 +205,7 @@ class Chaos(ForwardingPolicy):
 
     # -- execution -------------------------------------------------------------
 
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not self._active():
             return fn(*args, **kwargs)
@@ -214,6 +215,8 @@ class Chaos(ForwardingPolicy):
         if fault:
             return self._fault(name)  # type: ignore[no-any-return]
         return fn(*args, **kwargs)
+
+    # --- end generated ---
 
     async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not self._active():

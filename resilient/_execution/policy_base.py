@@ -81,13 +81,17 @@ class PolicyBase:
 
     # -- a stream through this policy alone (a chain opens its layers in turn) --
 
+    # --- generated from _astream by scripts/unasync.py; do not edit ---
     def _stream(self, fn: StreamFn, args: Args, kwargs: Kwargs, name: str = "") -> Stream:
         """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
         layer: Any = self
         opened = functools.partial(layer._open_stream, functools.partial(_streams.open_first, fn))
         return _streams.relaying(opened, name or self._event_name(fn))(*args, **kwargs)
 
+    # --- end generated ---
+
     def _astream(self, fn: AStreamFn, args: Args, kwargs: Kwargs, name: str = "") -> AStream:
+        """``fn(*args, **kwargs)`` through this layer's ``_open_stream``, relayed."""
         layer: Any = self
         opened = functools.partial(layer._aopen_stream, functools.partial(_streams.aopen_first, fn))
         return _streams.arelaying(opened, name or self._event_name(fn))(*args, **kwargs)
@@ -162,8 +166,17 @@ class ForwardingPolicy(PolicyBase):
     ``await _arun(fn, name, args, kwargs)`` (chaos, hedging, timeout): its
     closures are the shared forwarding ones."""
 
-    def _run(self, fn: Callable[..., Any], name: str, args: Args, kwargs: Kwargs) -> Any:
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
+    def _run(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        args: Args,
+        kwargs: Kwargs,
+    ) -> Any:
         raise NotImplementedError
+
+    # --- end generated ---
 
     def _arun(
         self,

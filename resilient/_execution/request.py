@@ -40,8 +40,6 @@ __all__ = ["Request", "Span", "Tracer", "rejection", "tracer"]
 
 R = TypeVar("R")
 
-Plain = Callable[..., Any]
-
 
 def rejection(error: BaseException) -> tuple[str, float] | None:
     """``(state, remaining)`` when ``error`` is a policy refusing the call."""
@@ -157,6 +155,7 @@ class Request:
         if len(pending) >= _fold_at:
             stats.fold()
 
+    # --- generated from atimed by scripts/unasync.py; do not edit ---
     def timed(self, start: float, run: Callable[..., R], *args: Any) -> R:
         """``run(*args)`` (a layer's slow path) finishing a metered call."""
         try:
@@ -167,7 +166,10 @@ class Request:
         self.ok(start)
         return result
 
+    # --- end generated ---
+
     async def atimed(self, start: float, run: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """``run(*args)`` (a layer's slow path) finishing a metered call."""
         try:
             result = await run(*args)
         except BaseException as exc:
@@ -176,8 +178,9 @@ class Request:
         self.ok(start)
         return result
 
-    def detour(self, plain: Plain) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-        """The events path of a sync chain around ``plain``."""
+    # --- generated from adetour by scripts/unasync.py; do not edit ---
+    def detour(self, plain: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+        """The events path of a chain around ``plain``."""
 
         def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
@@ -191,10 +194,12 @@ class Request:
 
         return with_events
 
+    # --- end generated ---
+
     def adetour(
         self, plain: Callable[..., Awaitable[Any]]
     ) -> Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[Any]]:
-        """The events path of an async chain around ``plain``."""
+        """The events path of a chain around ``plain``."""
 
         async def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
@@ -207,6 +212,53 @@ class Request:
             return result
 
         return with_events
+
+    # --- generated from stream by scripts/unasync.py; do not edit ---
+    def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
+        """``items`` (a protected stream) as one request: consumed to its end
+        it succeeded; abandoned by its consumer it is not counted. The time
+        to its first item goes into the counters' ``first_items``.
+
+        The request id is set around each step only, so nothing is left set
+        in the consumer's context while it holds an item.
+        """
+        rid, start, emit, traced = self._open_stream()
+        current, now = _request.current, _clock.now
+        waiting = True
+        ended: BaseException | None = None
+        try:
+            while True:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                finally:
+                    if token is not None:
+                        current.reset(token)
+                if waiting:
+                    waiting = False
+                    self.stats.first_item(now() - start)
+                yield item
+        except BaseException as exc:
+            ended = exc
+            if not isinstance(exc, GeneratorExit):
+                self._in(rid, self.failed, exc, start, emit)
+            raise
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                token = current.set(rid) if rid is not None else None
+                try:
+                    close()
+                finally:
+                    if token is not None:
+                        current.reset(token)
+            if traced is not None:
+                traced.close(ended)
+        self._in(rid, self.succeeded, start, emit)
+
+    # --- end generated ---
 
     async def stream(self, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """``items`` (a protected stream) as one request: consumed to its end
@@ -245,44 +297,6 @@ class Request:
                 token = current.set(rid) if rid is not None else None
                 try:
                     await aclose()
-                finally:
-                    if token is not None:
-                        current.reset(token)
-            if traced is not None:
-                traced.close(ended)
-        self._in(rid, self.succeeded, start, emit)
-
-    def sync_stream(self, items: Iterator[R]) -> Iterator[R]:
-        """``stream`` for a sync stream."""
-        rid, start, emit, traced = self._open_stream()
-        current, now = _request.current, _clock.now
-        waiting = True
-        ended: BaseException | None = None
-        try:
-            while True:
-                token = current.set(rid) if rid is not None else None
-                try:
-                    item = next(items)
-                except StopIteration:
-                    break
-                finally:
-                    if token is not None:
-                        current.reset(token)
-                if waiting:
-                    waiting = False
-                    self.stats.first_item(now() - start)
-                yield item
-        except BaseException as exc:
-            ended = exc
-            if not isinstance(exc, GeneratorExit):
-                self._in(rid, self.failed, exc, start, emit)
-            raise
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                token = current.set(rid) if rid is not None else None
-                try:
-                    close()
                 finally:
                     if token is not None:
                         current.reset(token)

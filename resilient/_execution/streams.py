@@ -175,6 +175,7 @@ Open = Callable[[Args, Kwargs, str], Opened]
 AOpen = Callable[[Args, Kwargs, str], Awaitable[Opened]]
 
 
+# --- generated from aclose by scripts/unasync.py; do not edit ---
 def close(stream: object) -> None:
     """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
     closing = getattr(stream, "close", None)
@@ -182,7 +183,11 @@ def close(stream: object) -> None:
         closing()
 
 
+# --- end generated ---
+
+
 async def aclose(stream: object) -> None:
+    """Close ``stream`` if it can be closed (a generator can; a list iterator cannot)."""
     closing = getattr(stream, "aclose", None)
     if closing is not None:
         await closing()
@@ -206,6 +211,7 @@ def end(ends: list[End], error: BaseException | None, closed: bool) -> None:
             raised = error = None
 
 
+# --- generated from aabandon by scripts/unasync.py; do not edit ---
 def abandon(opened: Opened, error: BaseException) -> None:
     """End ``opened`` with ``error`` before it reached the relay (a layer's
     own step failed after the layers inside it opened)."""
@@ -215,7 +221,12 @@ def abandon(opened: Opened, error: BaseException) -> None:
         end(opened.ends, error, False)
 
 
+# --- end generated ---
+
+
 async def aabandon(opened: Opened, error: BaseException) -> None:
+    """End ``opened`` with ``error`` before it reached the relay (a layer's
+    own step failed after the layers inside it opened)."""
     try:
         await aclose(opened.stream)
     finally:
@@ -225,6 +236,7 @@ async def aabandon(opened: Opened, error: BaseException) -> None:
 # -- opening ------------------------------------------------------------------------
 
 
+# --- generated from aopen_first by scripts/unasync.py; do not edit ---
 def open_first(fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
     """The innermost open: the stream of ``fn(*args, **kwargs)`` and its first item."""
     stream = fn(*args, **kwargs)
@@ -238,7 +250,11 @@ def open_first(fn: StreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
     return Opened(stream, first)
 
 
+# --- end generated ---
+
+
 async def aopen_first(fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> Opened:
+    """The innermost open: the stream of ``fn(*args, **kwargs)`` and its first item."""
     stream = fn(*args, **kwargs)
     try:
         first = await anext(stream)
@@ -250,6 +266,7 @@ async def aopen_first(fn: AStreamFn, args: Args, kwargs: Kwargs, name: str) -> O
     return Opened(stream, first)
 
 
+# --- generated from areopen by scripts/unasync.py; do not edit ---
 def reopen(
     args: Args,
     kwargs: Kwargs,
@@ -275,6 +292,9 @@ def reopen(
             error = exc
 
 
+# --- end generated ---
+
+
 async def areopen(
     args: Args,
     kwargs: Kwargs,
@@ -282,7 +302,9 @@ async def areopen(
     error: Exception,
     recover: Callable[[Exception, int], Awaitable[AOpen | None]],
 ) -> Opened:
-    """``reopen`` for async streams (``recover`` is awaited)."""
+    """After the first open failed with ``error``: the open
+    ``recover(error, attempt)`` gives instead (``attempt`` counts the
+    opens so far), while it gives one; else the last error propagates."""
     attempt = 1
     while True:
         following = await recover(error, attempt)
@@ -290,7 +312,7 @@ async def areopen(
             try:
                 raise error
             finally:
-                error = None  # type: ignore[assignment]
+                error = None  # type: ignore[assignment]  # no cycle through the traceback
         attempt += 1
         try:
             return await following(args, kwargs, name)

@@ -96,6 +96,7 @@ class Member:
         """That call ended, whichever way."""
         self.inflight -= 1
 
+    # --- generated from acounting by scripts/unasync.py; do not edit ---
     def counting(self, run: Callable[..., R]) -> Callable[..., R]:
         """``run`` (a breaker's closure), each call of it a use counted in flight."""
         touch = self.owner.touch
@@ -111,8 +112,10 @@ class Member:
 
         return counted
 
+    # --- end generated ---
+
     def acounting(self, run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        """``counting`` for a coroutine function: counted until it ends."""
+        """``run`` (a breaker's closure), each call of it a use counted in flight."""
         touch = self.owner.touch
         member = self
 

@@ -643,24 +643,28 @@ class CircuitBreaker(NamedPolicy):
             return _Permit(token, now)
         return _Permit(token, now, None, epoch)
 
+    # --- generated from _aadmit by scripts/unasync.py; do not edit ---
     def _admit(self) -> _Permit:
         """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
         permit = self._enter()
         if permit.epoch != NO_PROBE and self._shared is not None:
             try:
                 verdict = self._shared.acquire()
-            except BaseException:
+            except BaseException:  # interrupted while asking: the local permit goes back
                 self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
                 raise
             return self._fleet_verdict(permit, verdict)
         return permit
 
+    # --- end generated ---
+
     async def _aadmit(self) -> _Permit:
+        """``_enter``, then, for a half-open probe of a shared breaker, the fleet's consent."""
         permit = self._enter()
         if permit.epoch != NO_PROBE and self._shared is not None:
             try:
                 verdict = await self._shared.acquire_async()
-            except BaseException:  # cancelled while asking: the local permit goes back
+            except BaseException:  # interrupted while asking: the local permit goes back
                 self.with_core(lambda core, now: core.on_ignored(permit.token, now, permit.epoch))
                 raise
             return self._fleet_verdict(permit, verdict)
@@ -1034,6 +1038,7 @@ class CircuitBreaker(NamedPolicy):
     # without the lock (timed and with its event while listened to);
     # anything else is the locked path, ``_run`` / ``_arun``.
 
+    # --- generated from _athrough by scripts/unasync.py; do not edit ---
     def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         core = self._core
         if not (core.fast and switch.on):
@@ -1050,6 +1055,8 @@ class CircuitBreaker(NamedPolicy):
         if start is not None:
             self._succeeded_listened(start)
         return result
+
+    # --- end generated ---
 
     async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         core = self._core
@@ -1074,6 +1081,7 @@ class CircuitBreaker(NamedPolicy):
             took = _clock.now() - start
             listeners.new(events.CallSucceeded, self.name, self._kind, took, events.POLICY)
 
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
@@ -1089,18 +1097,21 @@ class CircuitBreaker(NamedPolicy):
         self._exit_result(permit, result)
         return result
 
+    # --- end generated ---
+
     async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return await fn(*args, **kwargs)
-        if self._health_is_async and self._core.state is OPEN:
+        if self._health_is_async and self._core.state is OPEN:  # unasync: async only
             await self._apoll_health()
         permit = await self._aadmit()
         timeout = self._timeout
         try:
-            if timeout is None:
-                result = await fn(*args, **kwargs)
-            else:
-                result = await timeout._arun(fn, None, args, kwargs)
+            result = (
+                await fn(*args, **kwargs)
+                if timeout is None
+                else await timeout._arun(fn, None, args, kwargs)
+            )
         except BaseException as exc:
             self._exit_error(permit, exc)
             raise
@@ -1149,6 +1160,7 @@ class CircuitBreaker(NamedPolicy):
             if member is not None:
                 member.leave()
 
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         if not switch.on:
             return open(args, kwargs, name)
@@ -1176,6 +1188,8 @@ class CircuitBreaker(NamedPolicy):
         opened.ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
         return opened
 
+    # --- end generated ---
+
     async def _aopen_stream(
         self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""
     ) -> Opened:
@@ -1187,7 +1201,7 @@ class CircuitBreaker(NamedPolicy):
         try:
             permit, ticks = self._stream_permit()
             if ticks is None:
-                if self._health_is_async and self._core.state is OPEN:
+                if self._health_is_async and self._core.state is OPEN:  # unasync: async only
                     await self._apoll_health()
                 permit = await self._aadmit()
         except BaseException:
@@ -1219,6 +1233,23 @@ class CircuitBreaker(NamedPolicy):
         if opened is not None:
             self._block_request().end(opened, exc)  # type: ignore[arg-type]
 
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        exc = exc_info[1]
+        entry = self._blocks.pop()
+        if entry is None:
+            return
+        permit, opened, member = entry
+        try:
+            if exc is None:
+                self._exit(permit, _SUCCESS, None)
+            else:
+                self._exit_error(permit, exc)
+        finally:
+            if member is not None:
+                member.leave()
+            self._close_block(opened, exc)
+
+    # --- generated from __aenter__ by scripts/unasync.py; do not edit ---
     def __enter__(self) -> CircuitBreaker:
         if not switch.on:
             self._blocks.push(None)
@@ -1237,21 +1268,7 @@ class CircuitBreaker(NamedPolicy):
         self._blocks.push(_Entry(permit, opened, member))
         return self
 
-    def __exit__(self, *exc_info: *ExcInfo) -> None:
-        exc = exc_info[1]
-        entry = self._blocks.pop()
-        if entry is None:
-            return
-        permit, opened, member = entry
-        try:
-            if exc is None:
-                self._exit(permit, _SUCCESS, None)
-            else:
-                self._exit_error(permit, exc)
-        finally:
-            if member is not None:
-                member.leave()
-            self._close_block(opened, exc)
+    # --- end generated ---
 
     async def __aenter__(self) -> CircuitBreaker:
         if not switch.on:
@@ -1262,7 +1279,7 @@ class CircuitBreaker(NamedPolicy):
             member.enter()
         opened = self._open_block()
         try:
-            if self._health_is_async and self._core.state is OPEN:
+            if self._health_is_async and self._core.state is OPEN:  # unasync: async only
                 await self._apoll_health()
             permit = await self._aadmit()
         except BaseException as exc:

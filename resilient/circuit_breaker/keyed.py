@@ -137,6 +137,7 @@ class KeyedBreakers(PolicyBase):
     # the breaker's own path. Outermost, it meters the request as every
     # outermost layer does.
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
@@ -174,6 +175,8 @@ class KeyedBreakers(PolicyBase):
             return result
 
         return through_keyed
+
+    # --- end generated ---
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         key, join, group = self._key, self._join, self._group
@@ -217,6 +220,7 @@ class KeyedBreakers(PolicyBase):
     # starts, from the call's arguments), counted in flight there until it
     # ends (after the breaker has judged it).
 
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         member = self._enter(self._key(*args, **kwargs))
         try:
@@ -226,6 +230,8 @@ class KeyedBreakers(PolicyBase):
             raise
         opened.ends.append(lambda error, closed: _leave(member))
         return opened
+
+    # --- end generated ---
 
     async def _aopen_stream(
         self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""

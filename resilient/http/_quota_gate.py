@@ -51,6 +51,7 @@ class QuotaGate:
             raise RateLimitExceededError(self.name, left)
         return left
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(
         self, fn: Callable[..., Any], name: str, entry: Any = None
     ) -> Callable[..., Any]:
@@ -63,6 +64,8 @@ class QuotaGate:
             return fn(*args)
 
         return gated
+
+    # --- end generated ---
 
     def _wrap_async(
         self, fn: Callable[..., Any], name: str, entry: Any = None

@@ -84,6 +84,7 @@ class _RaiseForStatus:
     _own_gate = NEVER
     _meters = False  # outermost (no fallback), the chain's plain entry counts
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     @staticmethod
     def _wrap_sync(fn: Send, name: str) -> Send:
         def raising(request: httpx.Request) -> httpx.Response:
@@ -93,6 +94,8 @@ class _RaiseForStatus:
             return response
 
         return raising
+
+    # --- end generated ---
 
     @staticmethod
     def _wrap_async(fn: Send, name: str) -> Send:

@@ -368,13 +368,6 @@ class RateLimiter(NamedPolicy):
         with self._lock:
             self._core.give_back(token, cost)  # type: ignore[arg-type]
 
-    def _acquire(self) -> None:
-        """Take a turn for this thread, sleeping until it comes if need be."""
-        token, wait = self._reserve()
-        if wait > 0.0:
-            wait_for_turn(wait, self._give_back, token)
-        self._stats_for(self.name).succeeded += 1
-
     async def _areserve(self) -> tuple[object, float]:
         """``_reserve`` for a task: a shared limit is asked off the event loop."""
         shared = self._shared
@@ -386,8 +379,18 @@ class RateLimiter(NamedPolicy):
             raise self._refused(wait, now)
         return token, wait
 
+    # --- generated from _aacquire by scripts/unasync.py; do not edit ---
+    def _acquire(self) -> None:
+        """Take a turn for this caller, sleeping until it comes if need be."""
+        token, wait = self._reserve()
+        if wait > 0.0:
+            wait_for_turn(wait, self._give_back, token)
+        self._stats_for(self.name).succeeded += 1
+
+    # --- end generated ---
+
     async def _aacquire(self) -> None:
-        """Take a turn for this task, sleeping until it comes if need be."""
+        """Take a turn for this caller, sleeping until it comes if need be."""
         token, wait = await self._areserve()
         if wait > 0.0:
             await await_turn(wait, self._give_back, token)
@@ -395,9 +398,10 @@ class RateLimiter(NamedPolicy):
 
     # -- execution -------------------------------------------------------------
 
-    # The fast path, written once per flavour: a turn free now costs the
-    # clock and GCRA's compare, without the lock. Waiting, refusing and a
-    # shared limit go through ``_acquire`` / ``_aacquire``.
+    # The fast path, written once (its sync twin is generated from the async
+    # one by scripts/unasync.py): a turn free now costs the clock and GCRA's
+    # compare, without the lock. Waiting, refusing and a shared limit go
+    # through ``_acquire`` / ``_aacquire``.
 
     def _fast_within(self) -> float:
         """How far ahead ``tat`` may be for a call to start now on the fast
@@ -408,10 +412,11 @@ class RateLimiter(NamedPolicy):
             return -math.inf
         return core.tolerance + core.slack
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         gate, detour, meter = watching(self, fn, name, entry, functools.partial(self._run, fn))
         assert detour is not None
-        acquire_slow = self._acquire
+        acquire = self._acquire
         core = self._core
         holes = core.holes
         stats = self._stats_for(self.name)
@@ -436,7 +441,7 @@ class RateLimiter(NamedPolicy):
                 stats.succeeded += 1
             else:
                 try:
-                    acquire_slow()
+                    acquire()
                 except BaseException as exc:
                     if level:
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
@@ -452,6 +457,8 @@ class RateLimiter(NamedPolicy):
             return result
 
         return through_limiter
+
+    # --- end generated ---
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         gate, detour, meter = watching(
@@ -500,10 +507,13 @@ class RateLimiter(NamedPolicy):
 
         return through_limiter
 
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             self._acquire()
         return fn(*args, **kwargs)
+
+    # --- end generated ---
 
     async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
@@ -512,10 +522,13 @@ class RateLimiter(NamedPolicy):
 
     # A stream takes one turn when it starts (at its first item's request).
 
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str = "") -> Opened:
         if switch.on:
             self._acquire()
         return open(args, kwargs, name)
+
+    # --- end generated ---
 
     async def _aopen_stream(
         self, open: AOpen, args: Args, kwargs: Kwargs, name: str = ""

@@ -16,7 +16,7 @@ error reaches the caller as itself.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .. import events
@@ -146,11 +146,14 @@ class Limits(PolicyBase):
         for limiter, token, cost in reversed(taken):
             limiter._give_back(token, cost)
 
+    # --- generated from _aadmit by scripts/unasync.py; do not edit ---
     def _admit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
         if wait > 0.0:
             wait_for_turn(wait, self._give_back, taken)
         self._count()
+
+    # --- end generated ---
 
     async def _aadmit(self, costs: list[float]) -> None:
         taken, wait = self._turns(costs)
@@ -198,6 +201,7 @@ class Limits(PolicyBase):
 
     # -- execution -----------------------------------------------------------------
 
+    # --- generated from _arun by scripts/unasync.py; do not edit ---
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
             return fn(*args, **kwargs)
@@ -207,6 +211,8 @@ class Limits(PolicyBase):
         if self._settles:
             self._settle(costs, result)
         return result
+
+    # --- end generated ---
 
     async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         if not switch.on:
@@ -254,7 +260,8 @@ class Limits(PolicyBase):
         if error is None and not closed:
             self._settle(costs, last.last)
 
-    # The fast path, written once per flavour. Everything a call of several
+    # The fast path, written once: the sync twin is generated from the
+    # async one (scripts/unasync.py). Everything a call of several
     # limits does is inline in one frame: the costs (the user's callbacks
     # are the only calls), a turn from each limit without the lock, the
     # call, and the settling; a frame of ours per step would cost as much
@@ -265,6 +272,7 @@ class Limits(PolicyBase):
     # ``**kwargs`` when there are none: no dict built and merged per call
     # (about 250 instructions of each weighed call's 5,500).
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         run = self._run
         gate, detour, meter = watching(
@@ -334,45 +342,7 @@ class Limits(PolicyBase):
 
         return through_limits
 
-    def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
-        """One limit with no ``actual``: the count limiter's fast path, with
-        the cost called first (the only call added) and a turn that weighs
-        ``cost`` intervals."""
-        lim = self.limits[0]
-        limiter = lim.limiter
-        core = limiter._core
-        holes = core.holes
-        burst: float = limiter.config.burst or 1
-        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
-        stats = limiter._stats_for(limiter.name)
-        admit, run, clock = self._admit, self._run, _clock
-
-        def through_limit(*args: Any, **kwargs: Any) -> R:
-            if level := gate.level:
-                if level != METERED:
-                    return detour(args, kwargs)  # type: ignore[no-any-return]
-                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
-            if not switch.on:
-                return fn(*args, **kwargs)
-            units = fixed
-            if cost is not None:
-                units = cost(*args, **kwargs) if kwargs else cost(*args)
-                kind = type(units)
-                if (kind is not float and kind is not int) or not 0 <= units <= burst:
-                    units = check(units)
-            now = clock.now()
-            # GCRA, inline: no call between reading core.tat and writing it.
-            tat = core.tat
-            if tat < now:
-                tat = now
-            if tat + (units - 1.0) * core.interval - now <= limiter._within and not holes:
-                core.tat = tat + units * core.interval
-                stats.succeeded += 1
-            else:
-                admit([units])
-            return fn(*args, **kwargs)
-
-        return through_limit
+    # --- end generated ---
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         arun = self._arun
@@ -443,9 +413,55 @@ class Limits(PolicyBase):
 
         return through_limits
 
+    # --- generated from _one_async by scripts/unasync.py; do not edit ---
+    def _one_sync(self, fn: SyncFn[R], name: str, gate: Any, detour: Any, meter: Any) -> SyncFn[R]:
+        """One limit with no ``actual``: the count limiter's fast path, with
+        the cost called first (the only call added) and a turn that weighs
+        ``cost`` intervals."""
+        lim = self.limits[0]
+        limiter = lim.limiter
+        core = limiter._core
+        holes = core.holes
+        burst: float = limiter.config.burst or 1
+        cost, fixed, check = lim.cost, lim.fixed, limiter._check_cost
+        stats = limiter._stats_for(limiter.name)
+        admit, run, clock = self._admit, self._run, _clock
+
+        def through_limit(*args: Any, **kwargs: Any) -> R:
+            if level := gate.level:
+                if level != METERED:
+                    return detour(args, kwargs)  # type: ignore[no-any-return]
+                return meter.timed(clock.now(), run, fn, name, args, kwargs)  # type: ignore[no-any-return]
+            if not switch.on:
+                return fn(*args, **kwargs)
+            units = fixed
+            if cost is not None:
+                units = cost(*args, **kwargs) if kwargs else cost(*args)
+                kind = type(units)
+                if (kind is not float and kind is not int) or not 0 <= units <= burst:
+                    units = check(units)
+            now = clock.now()
+            # GCRA, inline: no call between reading core.tat and writing it.
+            tat = core.tat
+            if tat < now:
+                tat = now
+            if tat + (units - 1.0) * core.interval - now <= limiter._within and not holes:
+                core.tat = tat + units * core.interval
+                stats.succeeded += 1
+            else:
+                admit([units])
+            return fn(*args, **kwargs)
+
+        return through_limit
+
+    # --- end generated ---
+
     def _one_async(
         self, fn: AsyncFn[R], name: str, gate: Any, detour: Any, meter: Any
-    ) -> Callable[..., Awaitable[R]]:
+    ) -> AsyncFn[R]:
+        """One limit with no ``actual``: the count limiter's fast path, with
+        the cost called first (the only call added) and a turn that weighs
+        ``cost`` intervals."""
         lim = self.limits[0]
         limiter = lim.limiter
         core = limiter._core
@@ -483,6 +499,7 @@ class Limits(PolicyBase):
         return through_limit
 
 
+# --- generated from _ALast by scripts/unasync.py; do not edit ---
 class _Last:
     """A stream whose last item is kept (what ``actual`` reads)."""
 
@@ -503,8 +520,11 @@ class _Last:
         _streams.close(self.stream)
 
 
+# --- end generated ---
+
+
 class _ALast:
-    """``_Last`` for an async stream."""
+    """A stream whose last item is kept (what ``actual`` reads)."""
 
     __slots__ = ("last", "stream")
 

@@ -425,11 +425,13 @@ class Retry(PolicyBase):
 
     # -- execution -----------------------------------------------------------
 
-    # The fast path, written once per flavour: the first attempt costs a try
-    # and two reads; everything else happens in ``_retry`` / ``_aretry``
-    # once it has failed (and outside its except block, so later errors do
-    # not chain onto earlier ones).
+    # The fast path, written once (its sync twin is generated from the async
+    # one by scripts/unasync.py): the first attempt costs a try and two
+    # reads; everything else happens in ``_retry`` / ``_aretry`` once it has
+    # failed (and outside its except block, so later errors do not chain
+    # onto earlier ones).
 
+    # --- generated from _wrap_async by scripts/unasync.py; do not edit ---
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         retry = self._retry
         check = self._check_result
@@ -467,6 +469,8 @@ class Retry(PolicyBase):
             return retry(fn, name, args, kwargs, error, last, start)
 
         return retrying
+
+    # --- end generated ---
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         aretry = self._aretry
@@ -506,6 +510,7 @@ class Retry(PolicyBase):
 
         return retrying
 
+    # --- generated from _aretry by scripts/unasync.py; do not edit ---
     def _retry(
         self,
         fn: SyncFn[R],
@@ -534,6 +539,8 @@ class Retry(PolicyBase):
             previous = next_wait.previous
             attempt += 1
             try:
+                # A cancellation (or KeyboardInterrupt) here ends the whole
+                # call: no further attempt.
                 if ticket is None:
                     _clock.sleep(next_wait.delay)
                     result = fn(*args, **kwargs)
@@ -545,6 +552,8 @@ class Retry(PolicyBase):
             if check is None or not check(result):
                 return cast(R, result)
             error = None
+
+    # --- end generated ---
 
     async def _aretry(
         self,
@@ -574,7 +583,8 @@ class Retry(PolicyBase):
             previous = next_wait.previous
             attempt += 1
             try:
-                # A cancellation here ends the whole call: no further attempt.
+                # A cancellation (or KeyboardInterrupt) here ends the whole
+                # call: no further attempt.
                 if ticket is None:
                     await _clock.sleep_async(next_wait.delay)
                     result = await fn(*args, **kwargs)
@@ -592,6 +602,7 @@ class Retry(PolicyBase):
     # ticket (an open breaker) is waited for, then given back: the next
     # stream asks the breaker as any other call does.
 
+    # --- generated from _aopen_stream by scripts/unasync.py; do not edit ---
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
         start = _clock.monotonic() if self._deadline is not None else 0.0
         first_attempt = self._first_attempt
@@ -614,6 +625,8 @@ class Retry(PolicyBase):
             return open
 
         return _streams.reopen(args, kwargs, name, error, recover)
+
+    # --- end generated ---
 
     async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
         start = _clock.monotonic() if self._deadline is not None else 0.0
@@ -654,6 +667,7 @@ def _ticket_wait(delay: float, ticket: _waiting.WaitTicket | None) -> float:
 # the ticket back however it ends (a cancelled sleep included).
 
 
+# --- generated from _aattempt_with by scripts/unasync.py; do not edit ---
 def _attempt_with(
     ticket: _waiting.WaitTicket,
     delay: float,
@@ -672,6 +686,9 @@ def _attempt_with(
             _waiting.holding.reset(token)
     finally:
         ticket.release()
+
+
+# --- end generated ---
 
 
 async def _aattempt_with(
