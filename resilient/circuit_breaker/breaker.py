@@ -830,7 +830,9 @@ class CircuitBreaker(NamedPolicy):
             if core.fast and switch.on:
                 ticks = core.ticks  # this generation's
                 try:
-                    result = fn(*args, **kwargs)
+                    # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                    # builds a dict per call (docs/architecture.md, calls without keywords).
+                    result = fn(*args, **kwargs) if kwargs else fn(*args)
                 except BaseException as exc:
                     self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
                     if level:
@@ -875,7 +877,7 @@ class CircuitBreaker(NamedPolicy):
                 timeout = self._timeout
                 try:
                     if timeout is None:
-                        result = fn(*args, **kwargs)
+                        result = fn(*args, **kwargs) if kwargs else fn(*args)
                     else:
                         result = timeout._run(fn, None, args, kwargs)
                 except BaseException as exc:
@@ -946,7 +948,7 @@ class CircuitBreaker(NamedPolicy):
             if core.fast and switch.on:
                 ticks = core.ticks  # this generation's
                 try:
-                    result = await fn(*args, **kwargs)
+                    result = await (fn(*args, **kwargs) if kwargs else fn(*args))
                 except BaseException as exc:
                     self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
                     if level:
@@ -989,7 +991,7 @@ class CircuitBreaker(NamedPolicy):
                 timeout = self._timeout
                 try:
                     if timeout is None:
-                        result = await fn(*args, **kwargs)
+                        result = await (fn(*args, **kwargs) if kwargs else fn(*args))
                     else:
                         result = await timeout._arun(fn, None, args, kwargs)
                 except BaseException as exc:
