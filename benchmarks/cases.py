@@ -363,11 +363,7 @@ def _raise_open_error() -> Any:
     now = time.monotonic
 
     def reject(x: int) -> Any:
-        error = CircuitOpenError("floor", "open", 30.0 - now(), None, None)
-        try:
-            raise error
-        finally:
-            del error
+        raise CircuitOpenError("floor", "open", 30.0 - now(), None, None)
 
     return reject
 

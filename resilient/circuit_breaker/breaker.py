@@ -855,6 +855,12 @@ class CircuitBreaker(NamedPolicy):
                 left = until - clock.now()
                 if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
+                    if not (level or scope.events or hand_back):
+                        # Raised as built: no local holds it, so no cycle
+                        # error -> traceback -> this frame -> error for the
+                        # garbage collector (about half a rejection's cost),
+                        # and no ``finally`` to run on the way out.
+                        raise CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     if scope.events:  # a listener of what policies do only (tracing)
                         self._emit_rejected(error)
@@ -865,10 +871,7 @@ class CircuitBreaker(NamedPolicy):
                     try:
                         raise error
                     finally:
-                        # No local left holding it: error -> traceback ->
-                        # this frame -> error would be a cycle per rejection,
-                        # for the garbage collector (about half its cost).
-                        del error
+                        del error  # (the cycle above)
             if core.ticking:
                 # CLOSED with options: still no lock for a success that is
                 # not slow and whose result passes (see BreakerCore).
@@ -971,6 +974,9 @@ class CircuitBreaker(NamedPolicy):
                 left = until - clock.now()
                 if 0.0 < left <= core.open_for:  # more: the clock went back
                     stats.rejected += 1
+                    if not (level or scope.events):
+                        # Raised as built: no local holds it (see the sync closure).
+                        raise CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     error = CircuitOpenError(breaker, OPEN, left, _request_id(), self)
                     if scope.events:  # a listener of what policies do only (tracing)
                         self._emit_rejected(error)
@@ -979,10 +985,7 @@ class CircuitBreaker(NamedPolicy):
                     try:
                         raise error
                     finally:
-                        # No local left holding it: error -> traceback ->
-                        # this frame -> error would be a cycle per rejection,
-                        # for the garbage collector (about half its cost).
-                        del error
+                        del error  # (the cycle the sync closure explains)
             if core.ticking:
                 # CLOSED with options: still no lock for a success that is
                 # not slow and whose result passes (see BreakerCore).
