@@ -32,6 +32,28 @@ class CountingLock:
         return self.lock.__exit__(*exc_info)
 
 
+@pytest.fixture
+def stepped_storages(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Any]]:
+    """Instances of a fleet on the test's Redis that sync only when the test
+    says so (their background threads are not started)."""
+    from resilient.redis import RedisStorage
+
+    url = request.getfixturevalue("redis_server").url
+    monkeypatch.setattr(RedisStorage, "_start", lambda self: None)
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        storage = RedisStorage.from_url(url, refresh_interval=60.0, **options)
+        made.append(storage)
+        return storage
+
+    yield make
+    for storage in made:
+        storage.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolate(resilient_registry: resilient.Registry) -> Iterator[None]:
     """Every test gets an isolated global registry, the real clock (some tests

@@ -1,7 +1,7 @@
 """The fleet merges outcomes in the order they happened, not in the order
 instances sync.
 
-Every sync here is made by the test: the storages' background threads are
+Every sync here is made by the test: the stepped_storages' background threads are
 not started, so each ordering of syncs is the one written down.
 """
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from resilient.redis import RedisStorage
 from resilient.testing import FakeClock, fake_clock
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -31,24 +29,6 @@ def ok() -> str:
 
 def fail() -> None:
     raise Boom
-
-
-@pytest.fixture
-def storages(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., RedisStorage]]:
-    """Instances of a fleet that sync only when the test says so."""
-    monkeypatch.setattr(RedisStorage, "_start", lambda self: None)
-    made: list[RedisStorage] = []
-
-    def make(**options: Any) -> RedisStorage:
-        storage = RedisStorage.from_url(redis_server.url, refresh_interval=60.0, **options)
-        made.append(storage)
-        return storage
-
-    yield make
-    for storage in made:
-        storage.close()
 
 
 @pytest.fixture
@@ -94,9 +74,9 @@ def _run(order: tuple[str, ...], a: CircuitBreaker, b: CircuitBreaker, step: Cal
 
 
 @pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
-def test_an_older_success_never_ends_a_newer_run_of_failures(storages, order) -> None:
+def test_an_older_success_never_ends_a_newer_run_of_failures(stepped_storages, order) -> None:
     # Breakers made just before the calls, 30 times: opens 30 of 30.
-    host_a, host_b = storages(), storages()
+    host_a, host_b = stepped_storages(), stepped_storages()
     opened = 0
     for attempt in range(30):
         name = f"pay-{attempt}"
@@ -112,10 +92,10 @@ def test_an_older_success_never_ends_a_newer_run_of_failures(storages, order) ->
 
 
 @pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
-def test_a_timed_older_success_never_ends_a_newer_run(storages, clock, order) -> None:
+def test_a_timed_older_success_never_ends_a_newer_run(stepped_storages, clock, order) -> None:
     # B has heard of a run of failures, so its success is timed exactly; A's
     # two failures come 0.5 s and 1 s after it, whatever the order of syncs.
-    host_a, host_b = storages(), storages()
+    host_a, host_b = stepped_storages(), stepped_storages()
     a = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_a, failure_threshold=2))
     b = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_b, failure_threshold=2))
     _sync(host_a), _sync(host_b)
@@ -128,8 +108,10 @@ def test_a_timed_older_success_never_ends_a_newer_run(storages, clock, order) ->
     assert (a.state, b.state) == (CircuitState.OPEN, CircuitState.OPEN)
 
 
-def test_a_newer_success_ends_the_run_and_a_later_failure_starts_one(storages, clock) -> None:
-    host_a, host_b = storages(), storages()
+def test_a_newer_success_ends_the_run_and_a_later_failure_starts_one(
+    stepped_storages, clock
+) -> None:
+    host_a, host_b = stepped_storages(), stepped_storages()
     a = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_a, failure_threshold=3))
     b = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_b, failure_threshold=3))
     _sync(host_a), _sync(host_b)
@@ -152,12 +134,12 @@ def test_a_newer_success_ends_the_run_and_a_later_failure_starts_one(storages, c
 
 
 def test_a_failure_made_while_the_first_sync_is_on_its_way_goes_up_with_the_next(
-    storages, monkeypatch
+    stepped_storages, monkeypatch
 ) -> None:
     # The first sync's reply made the instance mirror the fleet's period and
     # took every count made so far as sent: one made during the round trip
     # was lost (the fleet's run missed it; a quorum waited for ever).
-    host = storages()
+    host = stepped_storages()
     breaker = CircuitBreaker("pay", CircuitBreakerConfig(storage=host, failure_threshold=3))
     execute = host.execute
 
@@ -185,9 +167,11 @@ def _fleet_run(outcomes: list[tuple[float, bool]]) -> int:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_merged_outcome_streams_match_one_process_seeing_them_all(storages, clock, seed) -> None:
+def test_merged_outcome_streams_match_one_process_seeing_them_all(
+    stepped_storages, clock, seed
+) -> None:
     rng = random.Random(seed)
-    hosts = [storages() for _ in range(3)]
+    hosts = [stepped_storages() for _ in range(3)]
     config = {"failure_threshold": 1000, "window_size": 1000}
     breakers = [CircuitBreaker("m", CircuitBreakerConfig(storage=h, **config)) for h in hosts]
     alone = CircuitBreaker("m-alone", CircuitBreakerConfig(**config))

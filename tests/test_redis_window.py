@@ -1,7 +1,7 @@
 """The fleet's failure-rate window, merged in Redis from every instance's
 outcomes in the order they happened.
 
-Every sync here is made by the test: the storages' background threads are
+Every sync here is made by the test: the stepped_storages' background threads are
 not started, so each ordering of syncs is the one written down. Time is a
 fake clock (each instance learns its offset to Redis's clock at its first
 sync), so outcomes are stamped exactly.
@@ -10,8 +10,7 @@ sync), so outcomes are stamped exactly.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +18,6 @@ from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, Ci
 from resilient.circuit_breaker.windows import CountWindow, TimeWindow
 from resilient.redis import RedisStorage
 from resilient.testing import FakeClock, fake_clock
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -34,24 +32,6 @@ def ok() -> str:
 
 def fail() -> None:
     raise Boom
-
-
-@pytest.fixture
-def storages(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., RedisStorage]]:
-    """Instances of a fleet that sync only when the test says so."""
-    monkeypatch.setattr(RedisStorage, "_start", lambda self: None)
-    made: list[RedisStorage] = []
-
-    def make(**options: Any) -> RedisStorage:
-        storage = RedisStorage.from_url(redis_server.url, refresh_interval=60.0, **options)
-        made.append(storage)
-        return storage
-
-    yield make
-    for storage in made:
-        storage.close()
 
 
 @pytest.fixture
@@ -86,7 +66,7 @@ WINDOWS = {
 @pytest.mark.parametrize("window", WINDOWS.values(), ids=WINDOWS.keys())
 @pytest.mark.parametrize("first", ["a", "b"])
 def test_two_instances_each_seeing_half_the_failures_open_the_fleet(
-    storages, clock, window, first
+    stepped_storages, clock, window, first
 ) -> None:
     # Each instance sees 6 calls, 3 failing: under minimum_calls=10 alone
     # (an unshared breaker seeing the same stays closed); the fleet's window
@@ -97,7 +77,7 @@ def test_two_instances_each_seeing_half_the_failures_open_the_fleet(
         "minimum_calls": 10,
         **window,
     }
-    host_a, host_b = storages(), storages()
+    host_a, host_b = stepped_storages(), stepped_storages()
     a = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_a, **fields))
     b = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_b, **fields))
     alone = CircuitBreaker("alone", CircuitBreakerConfig(**fields))
@@ -119,7 +99,7 @@ def test_two_instances_each_seeing_half_the_failures_open_the_fleet(
 
 @pytest.mark.parametrize("order", ["old-first", "new-first"])
 def test_a_count_window_holds_the_newest_outcomes_whoever_reports_last(
-    storages, clock, order
+    stepped_storages, clock, order
 ) -> None:
     # A's five failures happened before B's ten successes: the fleet's last
     # ten outcomes are B's, so it stays closed in either order of syncs.
@@ -129,7 +109,7 @@ def test_a_count_window_holds_the_newest_outcomes_whoever_reports_last(
         "minimum_calls": 5,
         "window_size": 10,
     }
-    host_a, host_b = storages(), storages()
+    host_a, host_b = stepped_storages(), stepped_storages()
     a = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_a, **fields))
     b = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_b, **fields))
     _sync(host_a, host_b)
@@ -144,7 +124,7 @@ def test_a_count_window_holds_the_newest_outcomes_whoever_reports_last(
 
 
 def test_a_count_window_opens_on_newer_failures_reported_before_older_successes(
-    storages, clock
+    stepped_storages, clock
 ) -> None:
     # B's successes are older than A's failures: reported last, they fill
     # the window only behind A's outcomes, and do not dilute them.
@@ -154,7 +134,7 @@ def test_a_count_window_opens_on_newer_failures_reported_before_older_successes(
         "minimum_calls": 10,
         "window_size": 10,
     }
-    host_a, host_b = storages(), storages()
+    host_a, host_b = stepped_storages(), stepped_storages()
     a = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_a, **fields))
     b = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_b, **fields))
     _sync(host_a, host_b)
@@ -170,14 +150,14 @@ def test_a_count_window_opens_on_newer_failures_reported_before_older_successes(
     assert info.state == "open"
 
 
-def test_the_quorum_counts_instances_failing_in_the_window(storages, clock) -> None:
+def test_the_quorum_counts_instances_failing_in_the_window(stepped_storages, clock) -> None:
     fields = {
         "failure_threshold": 100,
         "failure_rate_threshold": 0.5,
         "minimum_calls": 4,
         "window_size": 10,
     }
-    host_a, host_b = storages(quorum=2), storages(quorum=2)
+    host_a, host_b = stepped_storages(quorum=2), stepped_storages(quorum=2)
     a = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_a, **fields))
     b = CircuitBreaker("pay", CircuitBreakerConfig(storage=host_b, **fields))
     _sync(host_a, host_b)
@@ -198,7 +178,7 @@ def test_the_quorum_counts_instances_failing_in_the_window(storages, clock) -> N
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("window", WINDOWS.values(), ids=WINDOWS.keys())
 def test_redis_merges_three_streams_as_one_window_seeing_them_all(
-    storages, clock, seed, window
+    stepped_storages, clock, seed, window
 ) -> None:
     # Random outcomes (slow ones too) of three instances, synced in a random
     # order, against one window fed every outcome in fleet-time order.
@@ -210,7 +190,7 @@ def test_redis_merges_three_streams_as_one_window_seeing_them_all(
         "slow_call_duration": 1.0,
         **window,
     }
-    hosts = [storages() for _ in range(3)]
+    hosts = [stepped_storages() for _ in range(3)]
     breakers = [CircuitBreaker("m", CircuitBreakerConfig(storage=h, **fields)) for h in hosts]
     _sync(*hosts)
     offsets = [h.clock_offset for h in hosts]
