@@ -89,7 +89,7 @@ def _no_retry(threshold: int = 3, **fields: object) -> ResiliencePolicy:
 def test_a_body_that_always_stalls_opens_the_host_breaker() -> None:
     registry = Registry()
     with LoopbackServer(*[STALLS] * 3) as server:
-        http = client(_no_retry(3), base_url=server.url, inactivity=0.1, registry=registry)
+        http = client(_no_retry(3), base_url=server.url, inactivity=0.3, registry=registry)
         with http:
             for _ in range(3):
                 with http.stream("GET", "/") as response, pytest.raises(HTTPTimeoutError):
@@ -104,7 +104,7 @@ def test_a_body_that_always_stalls_opens_the_host_breaker() -> None:
 async def test_a_body_that_always_stalls_opens_the_host_breaker_async() -> None:
     registry = Registry()
     with LoopbackServer(*[STALLS] * 3) as server:
-        http = async_client(_no_retry(3), base_url=server.url, inactivity=0.1, registry=registry)
+        http = async_client(_no_retry(3), base_url=server.url, inactivity=0.3, registry=registry)
         async with http:
             for _ in range(3):
                 async with http.stream("GET", "/") as response:
@@ -192,7 +192,7 @@ def test_a_half_open_probe_is_judged_when_its_body_ends() -> None:
     registry = Registry()
     policy = _no_retry(1, success_threshold=1, recovery_timeout=10.0)
     with fake_clock() as clock, LoopbackServer(STALLS, STALLS, EVENTS, EVENTS) as server:
-        http = client(policy, base_url=server.url, inactivity=0.1, registry=registry)
+        http = client(policy, base_url=server.url, inactivity=0.3, registry=registry)
         with http:
             with http.stream("GET", "/") as response, pytest.raises(HTTPTimeoutError):
                 response.read()
@@ -220,7 +220,7 @@ async def test_a_half_open_probe_is_judged_when_its_body_ends_async() -> None:
     registry = Registry()
     policy = _no_retry(1, success_threshold=1, recovery_timeout=10.0)
     with fake_clock() as clock, LoopbackServer(STALLS, STALLS, EVENTS, EVENTS) as server:
-        http = async_client(policy, base_url=server.url, inactivity=0.1, registry=registry)
+        http = async_client(policy, base_url=server.url, inactivity=0.3, registry=registry)
         async with http:
             async with http.stream("GET", "/") as response:
                 with pytest.raises(HTTPTimeoutError):
@@ -247,7 +247,7 @@ def test_a_body_dropped_unread_frees_its_probe_as_a_success() -> None:
     registry = Registry()
     policy = _no_retry(1, success_threshold=1, recovery_timeout=10.0)
     with fake_clock() as clock, LoopbackServer(STALLS, STALLS) as server:
-        http = client(policy, base_url=server.url, inactivity=0.1, registry=registry)
+        http = client(policy, base_url=server.url, inactivity=0.3, registry=registry)
         with http:
             with http.stream("GET", "/") as response, pytest.raises(HTTPTimeoutError):
                 response.read()
