@@ -89,6 +89,8 @@ class _Permit(NamedTuple):
 
 # The request id a rejection carries (CircuitOpenError has no __init__ to read it).
 _request_id = _request.current.get
+# The permit of a call admitted on the fast path (its ticks say the rest).
+_FAST = _Permit(0, None)
 _OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
 
 
@@ -1090,9 +1092,12 @@ class CircuitBreaker(NamedPolicy):
         member = self._member
         if member is not None:
             member.enter()
+        core = self._core
         try:
-            permit, ticks = self._stream_permit()
-            if ticks is None:
+            if core.fast and not self._listeners.events:
+                permit, ticks = _FAST, core.ticks  # a success is a tick
+            else:
+                ticks = None
                 permit = self._admit()
         except BaseException:
             if member is not None:
@@ -1117,10 +1122,13 @@ class CircuitBreaker(NamedPolicy):
         member = self._member
         if member is not None:
             member.enter()
+        core = self._core
         try:
-            permit, ticks = self._stream_permit()
-            if ticks is None:
-                if self._health_is_async and self._core.state is OPEN:  # unasync: async only
+            if core.fast and not self._listeners.events:
+                permit, ticks = _FAST, core.ticks  # a success is a tick
+            else:
+                ticks = None
+                if self._health_is_async and core.state is OPEN:  # unasync: async only
                     await self._apoll_health()
                 permit = await self._aadmit()
         except BaseException:
@@ -1154,6 +1162,8 @@ class CircuitBreaker(NamedPolicy):
             failed = predicate is not None and bool(predicate(result))
             ends = None if failed else hold(result)
         except BaseException as exc:
+            if ticks is not None:
+                permit = _Permit(_generation_of(self._core, ticks), None)
             try:
                 self._exit_raised(permit, exc)
             finally:
@@ -1161,7 +1171,8 @@ class CircuitBreaker(NamedPolicy):
                     member.leave()
             raise
         if ends is not None:
-            first = _clock.monotonic()
+            # On the fast path nothing is timed: ``first`` only says it came.
+            first = 0.0 if ticks is not None else _clock.monotonic()
             ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
             return
         try:

@@ -154,13 +154,15 @@ class GuardedStream(httpx.SyncByteStream):
         except BaseException as exc:
             self._end(exc, False)
             raise
-        self._end(None, False)
+        if self._ends:
+            self._end(None, False)
 
     def close(self) -> None:
         try:
             self._stream.close()
         finally:
-            self._end(None, True)
+            if self._ends:
+                self._end(None, True)
 
     def __del__(self) -> None:
         if self._ends:
@@ -211,13 +213,15 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
         except BaseException as exc:
             self._end(exc, False)
             raise
-        self._end(None, False)
+        if self._ends:
+            self._end(None, False)
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
-            self._end(None, True)
+            if self._ends:
+                self._end(None, True)
 
     def __del__(self) -> None:
         if self._ends:
