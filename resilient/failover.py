@@ -185,7 +185,9 @@ class Failover(PolicyBase):
 
     def _run(self, fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         try:
-            result = fn(*args, **kwargs)
+            # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+            # builds a dict per call (docs/architecture.md, calls without keywords).
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
         except Exception as exc:
             tried = [PRIMARY]
             if not self._next(name, tried, exc, 0):
@@ -226,7 +228,7 @@ class Failover(PolicyBase):
         for index, target in enumerate(targets):
             tried.append(PRIMARY if index == 0 else self._names[index - 1])
             try:
-                result = await target(*args, **kwargs)
+                result = await (target(*args, **kwargs) if kwargs else target(*args))
             except Exception as exc:
                 if not self._next(name, tried, exc, index):
                     raise
@@ -318,7 +320,7 @@ class Failover(PolicyBase):
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 return meter.timed(_clock.now(), run, fn, name, args, kwargs)  # type: ignore[union-attr,no-any-return]
             try:
-                result = first(*args, **kwargs)
+                result = first(*args, **kwargs) if kwargs else first(*args)
             except Exception as exc:
                 tried = [primary]
                 if not after(name, tried, exc, 0):

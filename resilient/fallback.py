@@ -192,7 +192,9 @@ class Fallback(PolicyBase):
                     return detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 start = _clock.now()
             try:
-                result = fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except Exception as exc:
                 if not isinstance(exc, on) or not switch.on:
                     if level:
@@ -226,7 +228,7 @@ class Fallback(PolicyBase):
                     return await detour(args, kwargs)  # type: ignore[misc,no-any-return]
                 start = _clock.now()
             try:
-                result = await fn(*args, **kwargs)
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except Exception as exc:
                 if not isinstance(exc, on) or not switch.on:
                     if level:

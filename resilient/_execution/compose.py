@@ -331,7 +331,9 @@ def _bare(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
     def entry(*args: Any, **kwargs: Any) -> Any:
         if gate.level:
             return detour(args, kwargs)
-        return fn(*args, **kwargs)
+        # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+        # builds a dict per call (docs/architecture.md, calls without keywords).
+        return fn(*args, **kwargs) if kwargs else fn(*args)
 
     return entry
 
@@ -342,7 +344,7 @@ def _bare_async(fn: Callable[..., Any], request: Request) -> Callable[..., Any]:
     async def entry(*args: Any, **kwargs: Any) -> Any:
         if gate.level:
             return await detour(args, kwargs)
-        return await fn(*args, **kwargs)
+        return await (fn(*args, **kwargs) if kwargs else fn(*args))
 
     return entry
 

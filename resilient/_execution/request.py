@@ -185,7 +185,9 @@ class Request:
         def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
             try:
-                result = plain(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = plain(*args, **kwargs) if kwargs else plain(*args)
             except BaseException as exc:
                 self.end(opened, exc)
                 raise
@@ -204,7 +206,9 @@ class Request:
         async def with_events(args: Args, kwargs: Kwargs) -> Any:
             opened = self.begin()
             try:
-                result = await plain(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = await (plain(*args, **kwargs) if kwargs else plain(*args))
             except BaseException as exc:
                 self.end(opened, exc)
                 raise

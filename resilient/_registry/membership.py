@@ -106,7 +106,9 @@ class Member:
             touch(member)
             member.inflight += 1
             try:
-                return run(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                return run(*args, **kwargs) if kwargs else run(*args)
             finally:
                 member.inflight -= 1
 
@@ -123,7 +125,9 @@ class Member:
             touch(member)
             member.inflight += 1
             try:
-                return await run(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                return await (run(*args, **kwargs) if kwargs else run(*args))
             finally:
                 member.inflight -= 1
 

@@ -145,7 +145,9 @@ def call(
             armed = False
             outer_left = 0.0
         try:
-            return fn(*args, **kwargs)
+            # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+            # builds a dict per call (docs/architecture.md, calls without keywords).
+            return fn(*args, **kwargs) if kwargs else fn(*args)
         finally:
             if armed:
                 before = _now()

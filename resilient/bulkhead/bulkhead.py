@@ -523,7 +523,9 @@ class Bulkhead(NamedPolicy):
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
             try:
-                result = fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except Exception as exc:
                 stats.failed += 1
                 next(done)
@@ -592,7 +594,7 @@ class Bulkhead(NamedPolicy):
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
             try:
-                result = await fn(*args, **kwargs)
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except Exception as exc:
                 stats.failed += 1
                 if level:
@@ -653,7 +655,7 @@ class Bulkhead(NamedPolicy):
             started += 1
             began = clock.now() if timing[started & 63] else None
             try:
-                result = fn(*args, **kwargs)
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except Exception as exc:
                 stats.failed += 1
                 if began is not None:
@@ -730,7 +732,7 @@ class Bulkhead(NamedPolicy):
             started += 1
             began = clock.now() if timing[started & 63] else None
             try:
-                result = await fn(*args, **kwargs)
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except Exception as exc:
                 stats.failed += 1
                 if began is not None:
@@ -793,7 +795,7 @@ class Bulkhead(NamedPolicy):
         self._acquire()
         start = _clock.monotonic()
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
         except Exception as exc:
             self._core.finished()
             self._keep_until_finished(exc)
@@ -815,7 +817,7 @@ class Bulkhead(NamedPolicy):
         await self._aacquire()
         start = _clock.monotonic()
         try:
-            result = await fn(*args, **kwargs)
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         except BaseException as exc:
             self._ended(start, exc)
             self._release()

@@ -832,7 +832,9 @@ class CircuitBreaker(NamedPolicy):
             if core.fast and switch.on:
                 ticks = core.ticks  # this generation's
                 try:
-                    result = fn(*args, **kwargs)
+                    # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                    # builds a dict per call (docs/architecture.md, calls without keywords).
+                    result = fn(*args, **kwargs) if kwargs else fn(*args)
                 except BaseException as exc:
                     self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
                     if level:
@@ -877,7 +879,7 @@ class CircuitBreaker(NamedPolicy):
                 timeout = self._timeout
                 try:
                     if timeout is None:
-                        result = fn(*args, **kwargs)
+                        result = fn(*args, **kwargs) if kwargs else fn(*args)
                     else:
                         result = timeout._run(fn, None, args, kwargs)
                 except BaseException as exc:
@@ -948,7 +950,7 @@ class CircuitBreaker(NamedPolicy):
             if core.fast and switch.on:
                 ticks = core.ticks  # this generation's
                 try:
-                    result = await fn(*args, **kwargs)
+                    result = await (fn(*args, **kwargs) if kwargs else fn(*args))
                 except BaseException as exc:
                     self._exit_error(_Permit(_generation_of(core, ticks), None), exc)
                     if level:
@@ -991,7 +993,7 @@ class CircuitBreaker(NamedPolicy):
                 timeout = self._timeout
                 try:
                     if timeout is None:
-                        result = await fn(*args, **kwargs)
+                        result = await (fn(*args, **kwargs) if kwargs else fn(*args))
                     else:
                         result = await timeout._arun(fn, None, args, kwargs)
                 except BaseException as exc:
@@ -1088,7 +1090,7 @@ class CircuitBreaker(NamedPolicy):
     # --- generated from _athrough_held by scripts/unasync.py; do not edit ---
     def _through_held(self, fn: SyncFn[R], args: Args, kwargs: Kwargs, hold: Hold) -> R:
         if not switch.on:
-            return fn(*args, **kwargs)
+            return fn(*args, **kwargs) if kwargs else fn(*args)
         member = self._member
         if member is not None:
             member.enter()
@@ -1106,7 +1108,9 @@ class CircuitBreaker(NamedPolicy):
         timeout = self._timeout
         try:
             result = (
-                fn(*args, **kwargs) if timeout is None else timeout._run(fn, None, args, kwargs)
+                (fn(*args, **kwargs) if kwargs else fn(*args))
+                if timeout is None
+                else timeout._run(fn, None, args, kwargs)
             )
         except BaseException as exc:
             self._stream_ended(permit, ticks, None, member, exc)
@@ -1118,7 +1122,7 @@ class CircuitBreaker(NamedPolicy):
 
     async def _athrough_held(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs, hold: Hold) -> R:
         if not switch.on:
-            return await fn(*args, **kwargs)
+            return await (fn(*args, **kwargs) if kwargs else fn(*args))
         member = self._member
         if member is not None:
             member.enter()
@@ -1138,7 +1142,7 @@ class CircuitBreaker(NamedPolicy):
         timeout = self._timeout
         try:
             result = (
-                await fn(*args, **kwargs)
+                await (fn(*args, **kwargs) if kwargs else fn(*args))
                 if timeout is None
                 else await timeout._arun(fn, None, args, kwargs)
             )

@@ -66,7 +66,9 @@ async def race(policy: Racer, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwa
         if timers.handle is None:
             timers.handle = loop.call_at(when, timers.fire)
     try:
-        result = await fn(*args, **kwargs)
+        # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+        # builds a dict per call (docs/architecture.md, calls without keywords).
+        result = await (fn(*args, **kwargs) if kwargs else fn(*args))
     except BaseException as exc:
         entry[WHEN] = None
         if entries is None:

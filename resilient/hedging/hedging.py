@@ -189,7 +189,9 @@ class Hedging(ForwardingPolicy):
 
         def attempt() -> None:
             try:
-                result = fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except BaseException as exc:
                 answers.put((False, exc))
             else:

@@ -42,7 +42,9 @@ async def race(
         state.nursery = nursery
         nursery.start_soon(state.timer)
         try:
-            result = await fn(*args, **kwargs)
+            # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+            # builds a dict per call (docs/architecture.md, calls without keywords).
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         except trio.Cancelled:
             raise  # a hedge decided the race (the nursery takes it), or the caller's
         except BaseException as exc:

@@ -447,9 +447,11 @@ class RateLimiter(NamedPolicy):
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
             if not level:
-                return fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                return fn(*args, **kwargs) if kwargs else fn(*args)
             try:
-                result = fn(*args, **kwargs)
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except BaseException as exc:
                 meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
@@ -496,9 +498,11 @@ class RateLimiter(NamedPolicy):
                         meter.failed(exc, start, False)  # type: ignore[union-attr]
                     raise
             if not level:
-                return await fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                return await (fn(*args, **kwargs) if kwargs else fn(*args))
             try:
-                result = await fn(*args, **kwargs)
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except BaseException as exc:
                 meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
@@ -511,14 +515,14 @@ class RateLimiter(NamedPolicy):
     def _run(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             self._acquire()
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs) if kwargs else fn(*args)
 
     # --- end generated ---
 
     async def _arun(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
         if switch.on:
             await self._aacquire()
-        return await fn(*args, **kwargs)
+        return await (fn(*args, **kwargs) if kwargs else fn(*args))
 
     # A stream takes one turn when it starts (at its first item's request).
 

@@ -110,6 +110,8 @@ class Limits(PolicyBase):
         if self._priced:
             costs = costs[:]
             for index, cost, burst, check in self._priced:
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
                 units = cost(*args, **kwargs) if kwargs else cost(*args)
                 kind = type(units)
                 # The usual answer checked inline; anything else by the limiter.
@@ -207,7 +209,7 @@ class Limits(PolicyBase):
             return fn(*args, **kwargs)
         costs = self._costs(args, kwargs)
         self._admit(costs)
-        result = fn(*args, **kwargs)
+        result = fn(*args, **kwargs) if kwargs else fn(*args)
         if self._settles:
             self._settle(costs, result)
         return result
@@ -219,7 +221,7 @@ class Limits(PolicyBase):
             return await fn(*args, **kwargs)
         costs = self._costs(args, kwargs)
         await self._aadmit(costs)
-        result = await fn(*args, **kwargs)
+        result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         if self._settles:
             self._settle(costs, result)
         return result
@@ -319,7 +321,7 @@ class Limits(PolicyBase):
                 core.tat = tat + units * core.interval
                 stats.succeeded += 1
                 taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
             if settlers:
                 # ``_settle``, inline: the first error of an ``actual`` is
                 # raised once every limit is settled.
@@ -390,7 +392,7 @@ class Limits(PolicyBase):
                 core.tat = tat + units * core.interval
                 stats.succeeded += 1
                 taken += 1  # noqa: SIM113 - cheaper than enumerate's tuple per limit
-            result = await fn(*args, **kwargs)
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             if settlers:
                 # ``_settle``, inline: the first error of an ``actual`` is
                 # raised once every limit is settled.
@@ -450,7 +452,7 @@ class Limits(PolicyBase):
                 stats.succeeded += 1
             else:
                 admit([units])
-            return fn(*args, **kwargs)
+            return fn(*args, **kwargs) if kwargs else fn(*args)
 
         return through_limit
 
@@ -494,7 +496,7 @@ class Limits(PolicyBase):
                 stats.succeeded += 1
             else:
                 await aadmit([units])
-            return await fn(*args, **kwargs)
+            return await (fn(*args, **kwargs) if kwargs else fn(*args))
 
         return through_limit
 

@@ -448,7 +448,9 @@ class Retry(PolicyBase):
             if first_attempt is not None:
                 first_attempt()
             try:
-                result = fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except Exception as exc:
                 error: Exception | None = exc
             except BaseException as exc:
@@ -488,7 +490,9 @@ class Retry(PolicyBase):
             if first_attempt is not None:
                 first_attempt()
             try:
-                result = await fn(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except Exception as exc:
                 error: Exception | None = exc
             except BaseException as exc:
@@ -543,7 +547,7 @@ class Retry(PolicyBase):
                 # call: no further attempt.
                 if ticket is None:
                     _clock.sleep(next_wait.delay)
-                    result = fn(*args, **kwargs)
+                    result = fn(*args, **kwargs) if kwargs else fn(*args)
                 else:
                     result = _attempt_with(ticket, next_wait.delay, fn, args, kwargs)
             except Exception as exc:
@@ -587,7 +591,7 @@ class Retry(PolicyBase):
                 # call: no further attempt.
                 if ticket is None:
                     await _clock.sleep_async(next_wait.delay)
-                    result = await fn(*args, **kwargs)
+                    result = await (fn(*args, **kwargs) if kwargs else fn(*args))
                 else:
                     result = await _aattempt_with(ticket, next_wait.delay, fn, args, kwargs)
             except Exception as exc:
@@ -681,7 +685,7 @@ def _attempt_with(
             _clock.sleep(left)
         token = _waiting.holding.set(ticket)
         try:
-            return fn(*args, **kwargs)
+            return fn(*args, **kwargs) if kwargs else fn(*args)
         finally:
             _waiting.holding.reset(token)
     finally:
@@ -704,7 +708,7 @@ async def _aattempt_with(
             await _clock.sleep_async(left)
         token = _waiting.holding.set(ticket)
         try:
-            return await fn(*args, **kwargs)
+            return await (fn(*args, **kwargs) if kwargs else fn(*args))
         finally:
             _waiting.holding.reset(token)
     finally:

@@ -297,7 +297,9 @@ class Timeout(ForwardingPolicy):
         """In the caller's thread: nothing can stop the call, so one that
         overran fails as it returns (an error it raised passes as itself)."""
         start = _clock.monotonic()
-        result = fn(*args, **kwargs)
+        # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+        # builds a dict per call (docs/architecture.md, calls without keywords).
+        result = fn(*args, **kwargs) if kwargs else fn(*args)
         if _clock.monotonic() - start > seconds:
             raise self._timed_out(name or self._event_name(fn), seconds)
         return result
@@ -390,7 +392,7 @@ class Timeout(ForwardingPolicy):
         if queue.handle is None:
             queue.handle = loop.call_at(when, queue.fire)
         try:
-            result = await fn(*args, **kwargs)
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         except BaseException as exc:
             if _deadlines.settle(entries, entry, exc):
                 stdlib = self._stdlib_timeout(exc)
