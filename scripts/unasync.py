@@ -77,6 +77,7 @@ NAMES: dict[str, str] = {
     "_aacquire": "_acquire",
     "aacquire": "acquire",
     "_athrough": "_through",
+    "_athrough_held": "_through_held",
     "_aopen_stream": "_open_stream",
     "acounting": "counting",
     "aabandon": "abandon",
@@ -119,6 +120,7 @@ TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
         [
             "CircuitBreaker._aadmit",
             "CircuitBreaker._athrough",
+            "CircuitBreaker._athrough_held",
             "CircuitBreaker._arun",
             "CircuitBreaker._aopen_stream",
             "CircuitBreaker.__aenter__",

@@ -57,6 +57,7 @@ __all__ = [
     "AsyncFn",
     "End",
     "Held",
+    "Hold",
     "Kwargs",
     "Open",
     "Opened",
@@ -98,6 +99,12 @@ AStreamFn = Callable[..., AStream]
 #: what it raised (None: exhausted, or closed), ``closed`` whether its
 #: consumer closed it (``close()``, ``aclose()``, ``break``, collected).
 End = Callable[[BaseException | None, bool], None]
+
+#: What is still pending of a call's result when the call returns (a
+#: response whose body streams on): ``hold(result)`` gives the end hooks of
+#: that pending part, which its owner runs once when it ends, or None when
+#: nothing is pending.
+Hold = Callable[[Any], "list[End] | None"]
 
 
 class Waits(Protocol):

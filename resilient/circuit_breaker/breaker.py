@@ -20,7 +20,7 @@ from .._execution.compose import Refused, is_async_callable, offer_hand_back, wa
 from .._execution.counters import FOLD_AT
 from .._execution.policy_base import NamedPolicy
 from .._execution.request import Request
-from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Hold, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from .._runtime import fork as _fork
 from .._runtime.exc_info import ExcInfo
@@ -89,6 +89,8 @@ class _Permit(NamedTuple):
 
 # The request id a rejection carries (CircuitOpenError has no __init__ to read it).
 _request_id = _request.current.get
+# The permit of a call admitted on the fast path (its ticks say the rest).
+_FAST = _Permit(0, None)
 _OUTCOMES: tuple[Outcome, Outcome, Outcome] = ("success", "failure", "ignored")
 
 
@@ -1079,6 +1081,115 @@ class CircuitBreaker(NamedPolicy):
         if start is not None:
             self._succeeded_listened(start)
         return result
+
+    # A call whose outcome may still be pending when it returns (a response
+    # whose body streams on): judged at its return by the result predicate
+    # as any call; when that passes and ``hold(result)`` gives the end hooks
+    # of what is still pending, the call is judged as a stream that yielded
+    # (``_stream_ended``) when they run: a success once it ends well, a
+    # failure when it raises. Its permit (a half-open probe's too) is held
+    # until then.
+
+    # --- generated from _athrough_held by scripts/unasync.py; do not edit ---
+    def _through_held(self, fn: SyncFn[R], args: Args, kwargs: Kwargs, hold: Hold) -> R:
+        if not switch.on:
+            return fn(*args, **kwargs) if kwargs else fn(*args)
+        member = self._member
+        if member is not None:
+            member.enter()
+        core = self._core
+        try:
+            if core.fast and not self._listeners.events:
+                permit, ticks = _FAST, core.ticks  # a success is a tick
+            else:
+                ticks = None
+                permit = self._admit()
+        except BaseException:
+            if member is not None:
+                member.leave()
+            raise
+        timeout = self._timeout
+        try:
+            result = (
+                (fn(*args, **kwargs) if kwargs else fn(*args))
+                if timeout is None
+                else timeout._run(fn, None, args, kwargs)
+            )
+        except BaseException as exc:
+            self._stream_ended(permit, ticks, None, member, exc)
+            raise
+        self._held(permit, ticks, member, result, hold)
+        return result
+
+    # --- end generated ---
+
+    async def _athrough_held(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs, hold: Hold) -> R:
+        if not switch.on:
+            return await (fn(*args, **kwargs) if kwargs else fn(*args))
+        member = self._member
+        if member is not None:
+            member.enter()
+        core = self._core
+        try:
+            if core.fast and not self._listeners.events:
+                permit, ticks = _FAST, core.ticks  # a success is a tick
+            else:
+                ticks = None
+                if self._health_is_async and core.state is OPEN:  # unasync: async only
+                    await self._apoll_health()
+                permit = await self._aadmit()
+        except BaseException:
+            if member is not None:
+                member.leave()
+            raise
+        timeout = self._timeout
+        try:
+            result = (
+                await (fn(*args, **kwargs) if kwargs else fn(*args))
+                if timeout is None
+                else await timeout._arun(fn, None, args, kwargs)
+            )
+        except BaseException as exc:
+            self._stream_ended(permit, ticks, None, member, exc)
+            raise
+        self._held(permit, ticks, member, result, hold)
+        return result
+
+    def _held(
+        self,
+        permit: _Permit,
+        ticks: itertools.count[int] | None,
+        member: Member | None,
+        result: object,
+        hold: Hold,
+    ) -> None:
+        """Judge ``result`` now, or when what ``hold`` says is pending ends."""
+        predicate = None if ticks is not None else self.config.result_predicate
+        try:
+            failed = predicate is not None and bool(predicate(result))
+            ends = None if failed else hold(result)
+        except BaseException as exc:
+            if ticks is not None:
+                permit = _Permit(_generation_of(self._core, ticks), None)
+            try:
+                self._exit_raised(permit, exc)
+            finally:
+                if member is not None:
+                    member.leave()
+            raise
+        if ends is not None:
+            # On the fast path nothing is timed: ``first`` only says it came.
+            first = 0.0 if ticks is not None else _clock.monotonic()
+            ends.append(functools.partial(self._stream_ended, permit, ticks, first, member))
+            return
+        try:
+            if ticks is not None:
+                next(ticks)
+            else:
+                self._exit(permit, _FAILURE if failed else _SUCCESS, None)
+        finally:
+            if member is not None:
+                member.leave()
 
     def _succeeded_listened(self, start: float) -> None:
         listeners = self._listeners

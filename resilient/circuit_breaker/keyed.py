@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import events
 from .._execution.compose import NEVER
 from .._execution.policy_base import PolicyBase
-from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
+from .._execution.streams import AOpen, Args, AsyncFn, Hold, Kwargs, Open, Opened, SyncFn
 from .._runtime import clock as _clock
 from ..events import METERED
 from .breaker import CircuitBreaker
@@ -50,6 +50,8 @@ _through = CircuitBreaker._through
 _athrough = CircuitBreaker._athrough
 _open_stream = CircuitBreaker._open_stream
 _aopen_stream = CircuitBreaker._aopen_stream
+_through_held = CircuitBreaker._through_held
+_athrough_held = CircuitBreaker._athrough_held
 
 
 def _leave(member: Member) -> None:
@@ -73,8 +75,12 @@ class KeyedBreakers(PolicyBase):
         registry: Registry,
         label: Callable[[str], str] | None = None,
         on_drop: Callable[[str], object] | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.name = name
+        # What is still pending of a call's result (a response whose body
+        # streams on): its key's breaker judges the call when that ends.
+        self._hold = hold
         self.config = config
         self.max_keys = max_keys
         self._key = key
@@ -142,6 +148,11 @@ class KeyedBreakers(PolicyBase):
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
         through = _through
+        hold = self._hold
+        if hold is not None:
+            through = lambda breaker, fn, args, kwargs: _through_held(  # type: ignore[assignment]  # noqa: E731
+                breaker, fn, args, kwargs, hold
+            )
         gate, detour, meter = NEVER, None, entry
         if entry is not None:
             gate, detour = entry.gate, entry.detour(self._wrap_sync(fn, name))
@@ -182,6 +193,11 @@ class KeyedBreakers(PolicyBase):
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
         athrough = _athrough
+        hold = self._hold
+        if hold is not None:
+            athrough = lambda breaker, fn, args, kwargs: _athrough_held(  # type: ignore[assignment]  # noqa: E731
+                breaker, fn, args, kwargs, hold
+            )
         gate, adetour, meter = NEVER, None, entry
         if entry is not None:
             gate, adetour = entry.gate, entry.adetour(self._wrap_async(fn, name))

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 
 from .. import events
+from .._execution.streams import End, end
 from .._runtime import clock as _clock
 from .errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity"]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity", "pending"]
 
 
 def limit_inactivity(request: httpx.Request, seconds: float) -> None:
@@ -93,17 +94,31 @@ class StreamFailure:
 # A body is a stream: its first byte is read inside the attempt (``first``),
 # so a body that breaks or stays silent before it fails the attempt, which
 # retry repeats and the breaker counts, as any error before a stream's first
-# item. What fails after it is the consumer's.
+# item. What fails after it is the consumer's, and its end is the request's
+# end for the host's breaker: ``pending(response)`` hands the breaker the
+# body's end hooks (``ends``), run once, ``hook(error, closed)``, when the
+# body is exhausted, raises, or is closed by its consumer (``close()``, or
+# garbage collected unread: closed).
+
+
+def pending(response: httpx.Response) -> list[End] | None:
+    """The end hooks of ``response``'s body when it streams on past its
+    first byte, else None (nothing is pending: judge the response now)."""
+    stream = response.stream
+    if type(stream) is GuardedStream or type(stream) is AsyncGuardedStream:
+        return stream._ends
+    return None
 
 
 class GuardedStream(httpx.SyncByteStream):
-    __slots__ = ("_chunks", "_failure", "_head", "_stream")
+    __slots__ = ("_chunks", "_ends", "_failure", "_head", "_stream")
 
     def __init__(self, stream: httpx.SyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
         self._failure = failure
         self._chunks: Iterator[bytes] | None = None
         self._head: bytes | None = None
+        self._ends: list[End] | None = []
 
     def first(self) -> None:
         """Read up to the first non-empty chunk (kept for the consumer)."""
@@ -115,6 +130,12 @@ class GuardedStream(httpx.SyncByteStream):
                     return
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failure(exc, started=False) from exc
+        self._ends = None  # empty: it ended in the attempt
+
+    def _end(self, error: BaseException | None, closed: bool) -> None:
+        ends, self._ends = self._ends, None
+        if ends:
+            end(ends, error, closed)
 
     def __iter__(self) -> Iterator[bytes]:
         head, self._head = self._head, None
@@ -124,20 +145,39 @@ class GuardedStream(httpx.SyncByteStream):
         try:
             yield from chunks
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise self._failure(exc) from exc
+            error = self._failure(exc)
+            self._end(error, False)
+            raise error from exc
+        except GeneratorExit:
+            self._end(None, True)
+            raise
+        except BaseException as exc:
+            self._end(exc, False)
+            raise
+        if self._ends:
+            self._end(None, False)
 
     def close(self) -> None:
-        self._stream.close()
+        try:
+            self._stream.close()
+        finally:
+            if self._ends:
+                self._end(None, True)
+
+    def __del__(self) -> None:
+        if self._ends:
+            self._end(None, True)
 
 
 class AsyncGuardedStream(httpx.AsyncByteStream):
-    __slots__ = ("_chunks", "_failure", "_head", "_stream")
+    __slots__ = ("_chunks", "_ends", "_failure", "_head", "_stream")
 
     def __init__(self, stream: httpx.AsyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
         self._failure = failure
         self._chunks: AsyncIterator[bytes] | None = None
         self._head: bytes | None = None
+        self._ends: list[End] | None = []
 
     async def first(self) -> None:
         chunks = self._chunks = aiter(self._stream)
@@ -148,6 +188,12 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
                     return
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failure(exc, started=False) from exc
+        self._ends = None  # empty: it ended in the attempt
+
+    def _end(self, error: BaseException | None, closed: bool) -> None:
+        ends, self._ends = self._ends, None
+        if ends:
+            end(ends, error, closed)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         head, self._head = self._head, None
@@ -158,7 +204,25 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
             async for chunk in chunks:
                 yield chunk
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise self._failure(exc) from exc
+            error = self._failure(exc)
+            self._end(error, False)
+            raise error from exc
+        except GeneratorExit:
+            self._end(None, True)
+            raise
+        except BaseException as exc:
+            self._end(exc, False)
+            raise
+        if self._ends:
+            self._end(None, False)
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._ends:
+                self._end(None, True)
+
+    def __del__(self) -> None:
+        if self._ends:
+            self._end(None, True)

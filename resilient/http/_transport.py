@@ -44,7 +44,7 @@ from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._quota import QuotaState
 from ._quota_gate import QuotaGate, breaker_config, note_quota
-from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity
+from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity, pending
 from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
@@ -187,6 +187,7 @@ class _Base:
                 registry=registry,
                 label=self._route_name,
                 on_drop=self._drop_route,
+                hold=pending,  # a streamed body is judged when it ends
             )
         )
 
