@@ -9,6 +9,10 @@ governed by the ordinary read timeout).
 
 from __future__ import annotations
 
+import gc
+import os
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -18,7 +22,15 @@ from .._execution.streams import End, end
 from .._runtime import clock as _clock
 from .errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "StreamFailure", "limit_inactivity", "pending"]
+__all__ = [
+    "AsyncGuardedStream",
+    "GuardedStream",
+    "StreamFailure",
+    "end_dropped",
+    "limit_inactivity",
+    "pending",
+    "set_aside",
+]
 
 
 def limit_inactivity(request: httpx.Request, seconds: float) -> None:
@@ -32,7 +44,7 @@ def limit_inactivity(request: httpx.Request, seconds: float) -> None:
 class StreamFailure:
     """Turns an error raised while the body streams into an HTTPError."""
 
-    __slots__ = ("listeners", "name", "on_timeout", "request", "request_id", "response")
+    __slots__ = ("_response", "listeners", "name", "on_timeout", "request", "request_id")
 
     def __init__(
         self,
@@ -47,15 +59,24 @@ class StreamFailure:
         self.name = name
         self.on_timeout = on_timeout  # counts a silent body as a timeout
         self.request = request
-        self.response = response
+        # Weakly: the response holds its body, which holds this. A strong
+        # reference would make a cycle, and a body dropped unread would end
+        # (its hooks taking its breaker's lock) whenever the cyclic collector
+        # ran, even inside that breaker's locked code, instead of at once.
+        self._response = weakref.ref(response)
         self.request_id = request_id
         self.listeners = listeners
+
+    @property
+    def response(self) -> httpx.Response | None:
+        """The response whose body failed (alive while its body is read)."""
+        return self._response()
 
     def __call__(self, exc: httpx.HTTPError, started: bool = True) -> HTTPError:
         """The error of a body that failed with ``exc``; before its first
         byte (``started`` false) a broken body is a ``NetworkError``, which
         retry repeats as any failed attempt."""
-        request = self.request
+        request, response = self.request, self._response()
         where = f"{request.method} {request.url}"
         if not isinstance(exc, httpx.TimeoutException):
             broken = StreamError if started else NetworkError
@@ -63,9 +84,9 @@ class StreamFailure:
                 f"the response body of {where} broke off"
                 f"{'' if started else ' before its first byte'}: {exc}",
                 request_id=self.request_id,
-                status_code=self.response.status_code,
+                status_code=response.status_code if response is not None else None,
                 request=request,
-                response=self.response,
+                response=response,
             )
         silent = (request.extensions.get("timeout") or {}).get("read") or 0.0
         if self.on_timeout is not None:
@@ -85,9 +106,9 @@ class StreamFailure:
             f"the response body of {where} went silent for {silent:g}s",
             timeout=silent,
             request_id=self.request_id,
-            status_code=self.response.status_code,
+            status_code=response.status_code if response is not None else None,
             request=request,
-            response=self.response,
+            response=response,
         )
 
 
@@ -99,6 +120,42 @@ class StreamFailure:
 # body's end hooks (``ends``), run once, ``hook(error, closed)``, when the
 # body is exhausted, raises, or is closed by its consumer (``close()``, or
 # garbage collected unread: closed).
+
+
+# A body dropped unread ends when it is collected, and httpx's own response
+# and stream refer to each other, so that is the cyclic collector's doing. It
+# may run inside any code, a breaker's locked code in this thread included,
+# where an end hook taking that breaker's lock would wait for ever. The ends
+# the collector reaches are kept here instead and run at the transport's next
+# request (``end_dropped``).
+_collecting = [False]
+set_aside: deque[tuple[list[End], BaseException | None, bool]] = deque()
+
+
+def _on_collect(phase: str, info: dict[str, int]) -> None:
+    _collecting[0] = phase == "start"
+
+
+gc.callbacks.append(_on_collect)
+if hasattr(os, "register_at_fork"):  # a child's breakers are its own
+    os.register_at_fork(after_in_child=set_aside.clear)
+
+
+def end_dropped() -> None:
+    """Run the ends the collector set aside (see above)."""
+    while set_aside:
+        try:
+            ends, error, closed = set_aside.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        end(ends, error, closed)
+
+
+def _end(ends: list[End], error: BaseException | None, closed: bool) -> None:
+    if _collecting[0]:
+        set_aside.append((ends, error, closed))
+    else:
+        end(ends, error, closed)
 
 
 def pending(response: httpx.Response) -> list[End] | None:
@@ -135,7 +192,7 @@ class GuardedStream(httpx.SyncByteStream):
     def _end(self, error: BaseException | None, closed: bool) -> None:
         ends, self._ends = self._ends, None
         if ends:
-            end(ends, error, closed)
+            _end(ends, error, closed)
 
     def __iter__(self) -> Iterator[bytes]:
         head, self._head = self._head, None
@@ -193,7 +250,7 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
     def _end(self, error: BaseException | None, closed: bool) -> None:
         ends, self._ends = self._ends, None
         if ends:
-            end(ends, error, closed)
+            _end(ends, error, closed)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         head, self._head = self._head, None

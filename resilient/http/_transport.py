@@ -44,7 +44,15 @@ from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._quota import QuotaState
 from ._quota_gate import QuotaGate, breaker_config, note_quota
-from ._streams import AsyncGuardedStream, GuardedStream, StreamFailure, limit_inactivity, pending
+from ._streams import (
+    AsyncGuardedStream,
+    GuardedStream,
+    StreamFailure,
+    end_dropped,
+    limit_inactivity,
+    pending,
+    set_aside,
+)
 from .errors import HTTPError
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "async_client", "client"]
@@ -383,6 +391,8 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         return attempt
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if set_aside:
+            end_dropped()
         request_id, _, send = self._prepare(request)
         with request_context(request_id):
             response: httpx.Response = send(request)
@@ -464,6 +474,8 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         return attempt
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if set_aside:
+            end_dropped()
         request_id, _, send = self._prepare(request)
         with request_context(request_id):
             response: httpx.Response = await send(request)
