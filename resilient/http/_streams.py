@@ -167,8 +167,24 @@ def pending(response: httpx.Response) -> list[End] | None:
     return None
 
 
-class GuardedStream(httpx.SyncByteStream):
-    __slots__ = ("_chunks", "_ends", "_failure", "_head", "_stream")
+class _Ending:
+    """What both flavours of body share: their end hooks, run once."""
+
+    __slots__ = ("_ends",)
+    _ends: list[End] | None
+
+    def _end(self, error: BaseException | None, closed: bool) -> None:
+        ends, self._ends = self._ends, None
+        if ends:
+            _end(ends, error, closed)
+
+    def __del__(self) -> None:
+        if self._ends:
+            self._end(None, True)
+
+
+class GuardedStream(_Ending, httpx.SyncByteStream):
+    __slots__ = ("_chunks", "_failure", "_head", "_stream")
 
     def __init__(self, stream: httpx.SyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
@@ -188,11 +204,6 @@ class GuardedStream(httpx.SyncByteStream):
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failure(exc, started=False) from exc
         self._ends = None  # empty: it ended in the attempt
-
-    def _end(self, error: BaseException | None, closed: bool) -> None:
-        ends, self._ends = self._ends, None
-        if ends:
-            _end(ends, error, closed)
 
     def __iter__(self) -> Iterator[bytes]:
         head, self._head = self._head, None
@@ -221,13 +232,9 @@ class GuardedStream(httpx.SyncByteStream):
             if self._ends:
                 self._end(None, True)
 
-    def __del__(self) -> None:
-        if self._ends:
-            self._end(None, True)
 
-
-class AsyncGuardedStream(httpx.AsyncByteStream):
-    __slots__ = ("_chunks", "_ends", "_failure", "_head", "_stream")
+class AsyncGuardedStream(_Ending, httpx.AsyncByteStream):
+    __slots__ = ("_chunks", "_failure", "_head", "_stream")
 
     def __init__(self, stream: httpx.AsyncByteStream, failure: StreamFailure) -> None:
         self._stream = stream
@@ -246,11 +253,6 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise self._failure(exc, started=False) from exc
         self._ends = None  # empty: it ended in the attempt
-
-    def _end(self, error: BaseException | None, closed: bool) -> None:
-        ends, self._ends = self._ends, None
-        if ends:
-            _end(ends, error, closed)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         head, self._head = self._head, None
@@ -279,7 +281,3 @@ class AsyncGuardedStream(httpx.AsyncByteStream):
         finally:
             if self._ends:
                 self._end(None, True)
-
-    def __del__(self) -> None:
-        if self._ends:
-            self._end(None, True)
