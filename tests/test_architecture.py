@@ -435,7 +435,9 @@ DECORATORS: dict[str, Callable[[], Any]] = {
 # The function's own frame plus one per layer. A sync timeout and a sync
 # hedge run the call on a worker thread: the count is the worker's stack.
 # A per-key breaker is two steps, each one frame: pick the key's breaker,
-# then run that breaker's own path (no copy of it).
+# then run that breaker's own path (no copy of it). Async, the first step
+# is a plain function that hands over the breaker's coroutine: gone from
+# the stack by the time the call runs.
 SYNC_FRAMES = {
     "circuit_breaker": 2,
     "retry": 2,
@@ -460,7 +462,7 @@ ASYNC_FRAMES = {
     "hedging": 2,
     "chaos": 2,
     "failover": 2,
-    "keyed": 3,
+    "keyed": 2,
     "stack": 3,
     "stack_with_bulkhead": 4,
 }

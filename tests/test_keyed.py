@@ -221,6 +221,26 @@ def test_a_key_that_is_not_a_str_is_an_error(bad: object) -> None:
     assert names() == []
 
 
+async def test_async_a_key_function_error_is_raised_when_the_call_is_awaited() -> None:
+    def broken(host: str) -> str:
+        raise LookupError("no key")
+
+    @with_circuit_breaker("api", key=broken)
+    async def get(host: str) -> str:
+        return host
+
+    @with_circuit_breaker("api-typed", key=lambda host: 3)
+    async def typed(host: str) -> str:
+        return host
+
+    pending = get("a")  # as from any coroutine function: nothing raised yet
+    with pytest.raises(LookupError, match="no key"):
+        await pending
+    with pytest.raises(TypeError, match="must return a str"):
+        await typed("a")
+    assert names() == []
+
+
 async def test_async_calls_pick_their_key_too() -> None:
     @with_circuit_breaker("api", key=lambda host, fail=False: host, failure_threshold=1)
     async def get(host: str, fail: bool = False) -> str:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from unittest import mock
 
+import freezegun
 import pytest
 
 import resilient
@@ -394,6 +395,51 @@ def test_signal_mode_leaves_a_timer_armed_inside_a_quick_call_armed(
 
 
 @needs_sigalrm
+def test_signal_mode_keeps_a_timer_armed_inside_the_call_for_as_long_as_its_own(
+    their_handler: list[int],
+) -> None:
+    # Theirs has the time ours had left: only the interval tells them apart.
+    def arms() -> str:
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        return "armed"
+
+    assert Timeout(LONG, mode="signal").call(arms) == "armed"
+    left, interval = signal.getitimer(signal.ITIMER_REAL)
+    assert LONG - 1.0 < left <= LONG
+    assert interval == 0.0
+    assert their_handler == []
+
+
+@needs_sigalrm
+def test_signal_mode_keeps_a_periodic_timer_armed_inside_the_call(
+    their_handler: list[int],
+) -> None:
+    def arms() -> str:
+        signal.setitimer(signal.ITIMER_REAL, 5.0, 2.5)
+        return "armed"
+
+    assert Timeout(LONG, mode="signal").call(arms) == "armed"
+    left, interval = signal.getitimer(signal.ITIMER_REAL)
+    assert 4.0 < left <= 5.0
+    assert interval == 2.5
+    assert their_handler == []
+
+
+@needs_sigalrm
+def test_signal_mode_keeps_real_time_when_freezegun_freezes_the_clock() -> None:
+    # SIGALRM's timer runs in real time: a frozen ``time.monotonic`` must not
+    # make the alarm look early (which would pass it on: the default action).
+    def stuck() -> None:
+        threading.Event().wait(LONG)
+
+    with freezegun.freeze_time("2026-01-01"), pytest.raises(CallTimeoutError) as info:
+        Timeout(SHORT, mode="signal").call(stuck)
+    assert info.value.timeout == SHORT
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
 def test_signal_mode_fast_call_leaves_no_timer() -> None:
     assert Timeout(LONG, mode="signal").call(lambda: 7) == 7
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
@@ -502,7 +548,8 @@ def test_signal_mode_arms_and_disarms_with_one_setitimer_each() -> None:
 
     with mock.patch.object(signal, "setitimer", counting):
         assert timeout.call(lambda: "done") == "done"
-    assert calls == [(signal.ITIMER_REAL, LONG), (signal.ITIMER_REAL, 0)]
+    # Armed once (with the interval that marks the timer as ours), disarmed once.
+    assert [call[:2] for call in calls] == [(signal.ITIMER_REAL, LONG), (signal.ITIMER_REAL, 0)]
 
 
 @needs_sigalrm

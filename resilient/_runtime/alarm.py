@@ -23,7 +23,6 @@ A timer of yours still pending when the call ends is left armed.
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import threading
@@ -46,25 +45,39 @@ class Alarm(BaseException):
     Exception`` cannot swallow it."""
 
 
-# The token of the innermost deadline armed (None: no deadline of ours).
-_armed: list[int | None] = [None]
-# When the innermost deadline armed is due (``_now()``): an alarm that
-# comes sooner is someone else's.
-_due: list[float] = [0.0]
+# The innermost deadline of ours armed: when it is due (``_now()``), or
+# None. The float object is also the deadline's token (compared by
+# identity): a call knows its own alarm from an enclosing one without a
+# counter, and an alarm that comes before it is someone else's.
+_armed: list[float | None] = [None]
 # How early an alarm may come and still be ours (the timer's granularity).
 _EARLY = 1e-3
+# Ours is armed with this interval, which no one else's timer has (a value
+# that survives the float -> timeval -> float round trip exactly): when a
+# call ends, the interval ``setitimer`` gives back tells ours from a timer
+# the call armed, with no reading of the clock (two readings and their
+# arithmetic cost a signal-mode call 15 % in instructions: ``python -m
+# benchmarks``, "sync timeout: resilient (signal)"). Its first firing ends
+# the call, which disarms it; a call that swallows the ``Alarm`` is
+# interrupted again an interval later.
+_OURS = 7919.5
+
+# The real monotonic time, whatever freezegun does to ``time.monotonic``
+# (SIGALRM's timer runs in real time). freezegun replaces the real
+# functions it finds among module attributes, so the function is kept in a
+# tuple, not in a module attribute: ``time.monotonic`` takes no argument to
+# parse and needs no Python frame, which a call's three readings notice
+# (``python -m benchmarks``, "sync timeout: resilient (signal)").
+_REAL_TIME = (time.monotonic,)
 
 
 def _now() -> float:
-    """The real monotonic time, whatever freezegun does to ``time.monotonic``
-    (SIGALRM's timer runs in real time)."""
-    return time.clock_gettime(_MONOTONIC)
+    """The real monotonic time (see ``_REAL_TIME``)."""
+    return _REAL_TIME[0]()
 
 
-_MONOTONIC = getattr(time, "CLOCK_MONOTONIC", 1)
 # The handler ours replaced: an alarm that is no deadline of ours goes there.
 _previous: list[Any] = [signal.SIG_DFL]
-_tokens = itertools.count(1)
 _SIGALRM = int(signal.SIGALRM) if hasattr(signal, "SIGALRM") else 14
 #: ``[ident]`` of the main thread, the only one SIGALRM reaches (refreshed
 #: in a forked child, whose main thread is the one that forked).
@@ -81,13 +94,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    token = _armed[0]
-    if token is None:
+    due = _armed[0]
+    if due is None:
         _pass_on(signum, frame)
         return
-    due = _due[0]
     if _now() >= due - _EARLY:
-        raise Alarm(token)
+        raise Alarm(due)
     # Before our deadline: a timer armed during the call (which replaced
     # ours) fired. Its handler gets it; then our deadline is armed again.
     try:
@@ -96,7 +108,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         left = signal.getitimer(signal.ITIMER_REAL)[0]
         remaining = max(due - _now(), 1e-6)
         if left == 0.0 or left > remaining:
-            signal.setitimer(signal.ITIMER_REAL, remaining)
+            signal.setitimer(signal.ITIMER_REAL, remaining, _OURS)
 
 
 def _pass_on(signum: int, frame: FrameType | None) -> None:
@@ -126,21 +138,20 @@ def call(
     stopped. Main thread only: the caller checks."""
     if _getsignal(_SIGALRM) is not _on_alarm:
         _install()
-    setitimer, real = signal.setitimer, signal.ITIMER_REAL
-    outer, outer_due = _armed[0], _due[0]
-    token = next(_tokens)
+    setitimer, real, now = signal.setitimer, signal.ITIMER_REAL, _REAL_TIME[0]
+    outer = _armed[0]
     outer_left = outer_interval = 0.0
     theirs: tuple[float, float] | None = None  # a timer armed during the call, pending
     armed = False
-    start = _now()
-    due = start + seconds
+    start = now()
+    due = start + seconds  # a new float: this deadline's token, by identity
     try:
-        _armed[0], _due[0] = token, due
-        outer_left, outer_interval = setitimer(real, seconds)
+        _armed[0] = due
+        outer_left, outer_interval = setitimer(real, seconds, _OURS)
         armed = True
         if 0.0 < outer_left <= seconds:
             # An enclosing alarm comes first anyway: put it back, run under it.
-            _armed[0], _due[0] = outer, outer_due
+            _armed[0] = outer
             setitimer(real, outer_left, outer_interval)
             armed = False
             outer_left = 0.0
@@ -150,31 +161,26 @@ def call(
             return fn(*args, **kwargs) if kwargs else fn(*args)
         finally:
             if armed:
-                before = _now()
                 left, interval = setitimer(real, 0)
-                after = _now()
                 armed = False
-                # Ours had ``due - now`` left, for a ``now`` between the two
-                # reads (a preempted thread may spend milliseconds between
-                # them). A timer that has fired (0, 0) is nobody's to keep.
-                if left and (
-                    interval or not due - after - 5 * _EARLY <= left <= due - before + 5 * _EARLY
-                ):
-                    theirs = (left, interval)  # not ours: the call armed it
-            _armed[0], _due[0] = outer, outer_due
+                # A timer the call armed replaced ours: it is still pending
+                # (a timer that has fired is (0, 0), nobody's to keep).
+                if left and interval != _OURS:
+                    theirs = (left, interval)
+            _armed[0] = outer
     except Alarm as alarm:
-        if alarm.args[0] != token:
+        if alarm.args[0] is not due:
             raise  # an enclosing deadline's
         raise expired().with_traceback(alarm.__traceback__) from None
     finally:
         if armed:  # interrupted between arming and the call
             setitimer(real, 0)
-        _armed[0], _due[0] = outer, outer_due
+        _armed[0] = outer
         if outer_left > 0.0:
             # Re-arm the enclosing alarm for what is left of it, periodic
             # again if it was (unless the call's own timer comes sooner: one
             # timer per process).
-            left = max(outer_left - (_now() - start), 1e-6)
+            left = max(outer_left - (now() - start), 1e-6)
             if theirs is None or left <= theirs[0]:
                 theirs = (left, outer_interval)
         if theirs is not None:
