@@ -32,13 +32,14 @@ import functools
 import math
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .. import events
 from .._execution import streams as _streams
 from .._execution.blocks import BlockStack
+from .._execution.compose import forwarding
 from .._execution.policy_base import ForwardingPolicy
 from .._execution.streams import AOpen, Args, AsyncFn, Kwargs, Open, Opened, SyncFn
 from .._runtime import alarm as _alarm
@@ -267,7 +268,31 @@ class Timeout(ForwardingPolicy):
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         if self.seconds is None:
             raise self._no_seconds()
+        if self.mode == "signal":
+            return forwarding(self, fn, name, entry, self._signal_run(fn, name))
         return super()._wrap_sync(fn, name, entry)
+
+    def _signal_run(self, fn: SyncFn[R], name: str) -> Callable[[SyncFn[R], str, Args, Kwargs], R]:
+        """``_run`` of a signal-mode chain, made once: its two system calls are
+        most of its cost, so it spends no frame of its own (``_run``,
+        ``_call_signal``) and makes no function per call (``python -m
+        benchmarks``, "sync timeout: resilient (signal)" against "floor: two
+        setitimer calls")."""
+        seconds = self.seconds
+        assert seconds is not None  # (checked by the caller)
+        call, main_thread, get_ident = _alarm.call, _alarm.main_thread, threading.get_ident
+
+        def expired() -> CallTimeoutError:
+            return self._timed_out(name or self._event_name(fn), seconds)
+
+        def run_signal(fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
+            if not switch.on:
+                return fn(*args, **kwargs) if kwargs else fn(*args)
+            if get_ident() != main_thread[0]:
+                raise self._not_main_thread()
+            return call(fn, args, kwargs, seconds, expired)
+
+        return run_signal
 
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         if self.seconds is None:
@@ -357,16 +382,19 @@ class Timeout(ForwardingPolicy):
         name: str | None,
     ) -> R:
         if threading.get_ident() != _alarm.main_thread[0]:
-            raise RuntimeError(
-                f"{self!r}: mode='signal' works only in the main thread "
-                f"(called from {threading.current_thread().name!r}); use mode='thread'"
-            )
+            raise self._not_main_thread()
         return _alarm.call(
             fn,
             args,
             kwargs,
             seconds,
             lambda: self._timed_out(name or self._event_name(fn), seconds),
+        )
+
+    def _not_main_thread(self) -> RuntimeError:
+        return RuntimeError(
+            f"{self!r}: mode='signal' works only in the main thread "
+            f"(called from {threading.current_thread().name!r}); use mode='thread'"
         )
 
     async def _arun(self, fn: AsyncFn[R], name: str | None, args: Args, kwargs: Kwargs) -> R:
