@@ -166,15 +166,16 @@ class Failover(PolicyBase):
         else:
             stats.changed(target, ANSWERED)
 
-    def _next(self, name: str, tried: list[str], error: Exception, index: int) -> bool:
-        """After target ``index`` (named last in ``tried``) raised ``error``:
-        True to try the next one, False to raise ``error`` (with a note when
-        every target failed)."""
+    def _next(self, name: str, error: Exception, index: int) -> bool:
+        """After target ``index`` (0: the primary) raised ``error``: True to
+        try the next one, False to raise ``error`` (with a note naming the
+        targets tried when every one failed)."""
         if not switch.on or not self._accepts(error):
             return False
         if index >= len(self.alternates):
             self._exhausted += 1
-            error.add_note(f"resilient: failover {name!r} tried {', '.join(tried)}; all failed")
+            tried = ", ".join((PRIMARY, *self._names))
+            error.add_note(f"resilient: failover {name!r} tried {tried}; all failed")
             return False
         self._switches += 1
         if self._listeners.events:
@@ -189,13 +190,12 @@ class Failover(PolicyBase):
             # builds a dict per call (docs/architecture.md, calls without keywords).
             result = fn(*args, **kwargs) if kwargs else fn(*args)
         except Exception as exc:
-            tried = [PRIMARY]
-            if not self._next(name, tried, exc, 0):
+            if not self._next(name, exc, 0):
                 raise
         else:
             self._answered_by(name, PRIMARY)
             return result
-        return self._alternate(self._stats_for(name), name, args, kwargs, tried)  # type: ignore[no-any-return]
+        return self._alternate(self._stats_for(name), name, args, kwargs)  # type: ignore[no-any-return]
 
     def _alternate(
         self,
@@ -203,7 +203,6 @@ class Failover(PolicyBase):
         name: str,
         args: Args,
         kwargs: Kwargs,
-        tried: list[str],
     ) -> Any:
         """The alternates in turn, once the primary was left (each called
         outside the except block of the one before: no error chains onto
@@ -211,11 +210,12 @@ class Failover(PolicyBase):
         index = 0
         for alternate, target in self._targets:
             index += 1
-            tried.append(target)
             try:
-                result = alternate(*args, **kwargs)
+                # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+                # builds a dict per call (docs/architecture.md, calls without keywords).
+                result = alternate(*args, **kwargs) if kwargs else alternate(*args)
             except Exception as exc:
-                if not self._next(name, tried, exc, index):
+                if not self._next(name, exc, index):
                     raise
                 continue
             stats.changed(target, ANSWERED)
@@ -224,16 +224,14 @@ class Failover(PolicyBase):
 
     async def _arun(self, fn: AsyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
         targets: tuple[Callable[..., Awaitable[Any]], ...] = (fn, *self.alternates)
-        tried: list[str] = []
         for index, target in enumerate(targets):
-            tried.append(PRIMARY if index == 0 else self._names[index - 1])
             try:
                 result = await (target(*args, **kwargs) if kwargs else target(*args))
             except Exception as exc:
-                if not self._next(name, tried, exc, index):
+                if not self._next(name, exc, index):
                     raise
                 continue
-            self._answered_by(name, tried[-1])
+            self._answered_by(name, PRIMARY if index == 0 else self._names[index - 1])
             return result  # type: ignore[no-any-return]
         raise AssertionError("unreachable: the last target's error is raised")
 
@@ -250,7 +248,7 @@ class Failover(PolicyBase):
         tried = [PRIMARY]
 
         def recover(error: Exception, opened: int) -> Any:
-            if not self._next(name, tried, error, opened - 1):
+            if not self._next(name, error, opened - 1):
                 return None
             tried.append(self._names[opened - 1])
             return functools.partial(first, self.alternates[opened - 1])
@@ -310,7 +308,6 @@ class Failover(PolicyBase):
         gate, detour, meter = watching(self, fn, name, entry)
         run, rest, after = self._run, self._alternate, self._next
         stats = self._stats_for(name)
-        primary = PRIMARY
         first = handing_back(fn) or fn
         refused = Refused
 
@@ -322,21 +319,19 @@ class Failover(PolicyBase):
             try:
                 result = first(*args, **kwargs) if kwargs else first(*args)
             except Exception as exc:
-                tried = [primary]
-                if not after(name, tried, exc, 0):
+                if not after(name, exc, 0):
                     raise
             else:
                 if type(result) is not refused:
                     stats.succeeded += 1
                     return result
                 error = result[0]
-                tried = [primary]
-                if not after(name, tried, error, 0):
+                if not after(name, error, 0):
                     try:
                         raise error
                     finally:
                         del error  # no cycle: error -> traceback -> this frame
-            return rest(stats, name, args, kwargs, tried)  # type: ignore[no-any-return]
+            return rest(stats, name, args, kwargs)  # type: ignore[no-any-return]
 
         return failing_over
 
