@@ -622,3 +622,49 @@ def test_keys_coming_and_going_keep_the_shared_scope_small() -> None:
     assert len(registry.listeners._stats) <= 2 * (16 + 50)
     gc.collect()
     assert len([s for s in counters.within(registry.listeners) if s.name.startswith("svc[")]) == 16
+
+
+# -- a call whose outcome is still pending (a streamed body) ---------------------
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_key_whose_held_call_is_pending_is_never_dropped(is_async: bool) -> None:
+    # The http integration's per-host breakers hold a response whose body
+    # streams on: that host's breaker is busy until the body ends.
+    from resilient.circuit_breaker.keyed import KeyedBreakers
+
+    registry = Registry()
+    pending: dict[str, list[Any]] = {}
+    keyed = KeyedBreakers(
+        "hosts",
+        lambda host: host,
+        config=None,
+        max_keys=1,
+        registry=registry,
+        hold=lambda result: result,  # the body's end hooks, or None
+    )
+
+    def body(host: str) -> list[Any]:
+        pending[host] = [] if host == "streaming" else None  # type: ignore[assignment]
+        return pending[host]
+
+    async def abody(host: str) -> list[Any]:
+        return body(host)
+
+    def call(host: str) -> None:
+        if is_async:
+            asyncio.run(keyed._wrap_async(abody, "hosts")(host))  # type: ignore[arg-type]
+        else:
+            keyed._wrap_sync(body, "hosts")(host)
+
+    call("streaming")
+    ends = pending["streaming"]
+    assert len(ends) == 1  # the breaker waits for the body's end
+    for host in ("b", "c"):  # each new key finds the cap passed
+        call(host)
+        assert "streaming" in keyed.keys()
+    for end in ends:
+        end(None, False)  # the body is read to its end: a success
+    call("d")  # idle now, and the least recently used: it goes
+    assert keyed.keys() == ["d"]
+    assert registry.get("hosts", key="streaming") is None
