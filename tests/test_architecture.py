@@ -435,9 +435,7 @@ DECORATORS: dict[str, Callable[[], Any]] = {
 # The function's own frame plus one per layer. A sync timeout and a sync
 # hedge run the call on a worker thread: the count is the worker's stack.
 # A per-key breaker is two steps, each one frame: pick the key's breaker,
-# then run that breaker's own path (no copy of it). Async, the first step
-# is a plain function that hands over the breaker's coroutine: gone from
-# the stack by the time the call runs.
+# then run that breaker's own path (no copy of it).
 SYNC_FRAMES = {
     "circuit_breaker": 2,
     "retry": 2,
@@ -462,7 +460,7 @@ ASYNC_FRAMES = {
     "hedging": 2,
     "chaos": 2,
     "failover": 2,
-    "keyed": 2,
+    "keyed": 3,
     "stack": 3,
     "stack_with_bulkhead": 4,
 }
@@ -483,10 +481,29 @@ def test_each_layer_adds_one_frame_per_sync_call(name: str) -> None:
     assert _caller(protected) == SYNC_FRAMES[name]
 
 
+# Layers whose async closure only forwards (a plain function returning the
+# awaitable): outermost, before Python 3.12 (which can mark a plain function
+# as a coroutine function), an ``async def`` entry awaits it, so that what
+# they decorate stays a coroutine function: one frame more.
+FORWARDERS = {"chaos", "failover", "hedging", "timeout"}
+
+
 @pytest.mark.parametrize("name", sorted(DECORATORS))
 def test_each_layer_adds_one_frame_per_async_call(name: str) -> None:
     @DECORATORS[name]()
     async def protected() -> int:
         return _frames_to("_acaller")
 
-    assert asyncio.run(_acaller(protected)) == ASYNC_FRAMES[name]
+    entry = 1 if name in FORWARDERS and sys.version_info < (3, 12) else 0
+    assert asyncio.run(_acaller(protected)) == ASYNC_FRAMES[name] + entry
+
+
+@pytest.mark.parametrize("name", sorted(DECORATORS))
+def test_every_layer_keeps_a_coroutine_function_a_coroutine_function(name: str) -> None:
+    async def protected() -> int:
+        return 7
+
+    decorated = DECORATORS[name]()(protected)
+    assert inspect.iscoroutinefunction(decorated)
+    assert asyncio.iscoroutinefunction(decorated)
+    assert asyncio.run(decorated()) == 7

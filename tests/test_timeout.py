@@ -5,6 +5,8 @@ import contextvars
 import functools
 import inspect
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -437,6 +439,49 @@ def test_signal_mode_keeps_real_time_when_freezegun_freezes_the_clock() -> None:
         Timeout(SHORT, mode="signal").call(stuck)
     assert info.value.timeout == SHORT
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_leaves_no_timer_when_its_alarm_comes_right_after_arming_it() -> None:
+    # The alarm of a tiny deadline can come as ``setitimer`` returns, before
+    # the call's bookkeeping: the timer (ours repeats) must not stay armed.
+    timeout = Timeout(1e-6, mode="signal")
+    real = signal.setitimer
+    arming = [True]
+
+    def alarm_as_it_returns(*args: Any) -> Any:
+        if not (arming[0] and args[1] > 0):
+            return real(*args)
+        arming[0] = False
+        # Armed (long enough that no real signal comes), then the handler
+        # runs as the system call returns: the deadline (1 µs) is due.
+        previous = real(args[0], LONG, *args[2:])
+        signal.getsignal(signal.SIGALRM)(signal.SIGALRM, None)  # type: ignore[operator]
+        return previous
+
+    with (
+        mock.patch.object(signal, "setitimer", alarm_as_it_returns),
+        pytest.raises(CallTimeoutError),
+    ):
+        timeout.call(lambda: None)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_signal_mode_keeps_real_time_when_first_imported_under_freezegun() -> None:
+    code = (
+        "import threading, freezegun\n"
+        "with freezegun.freeze_time('2026-01-01'):\n"
+        "    from resilient import CallTimeoutError, Timeout\n"
+        "    try:\n"
+        "        Timeout(0.05, mode='signal').call(threading.Event().wait, 10.0)\n"
+        "    except CallTimeoutError:\n"
+        "        print('timed out')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "timed out\n"), done.stderr
 
 
 @needs_sigalrm

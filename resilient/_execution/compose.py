@@ -413,11 +413,32 @@ def decorate(policy: Any, target: F, owner: Owner | None = None, layers: Any = N
         is_async = is_async_callable(target)
         if inspect.isfunction(target):
             entry = compose(owner, own, target, is_async=is_async)
+            if is_async and not inspect.iscoroutinefunction(entry):
+                entry = _coroutine_function(entry)
             return cast(F, _update_wrapper(entry, target))
         build = functools.partial(compose, owner, own, is_async=is_async)
     from .binding import BoundChain, ChainWrapper  # wrapt loads with the first one made
 
     return cast(F, ChainWrapper(target, BoundChain(build), Chain(owner, own, cast(Any, target))))
+
+
+def _coroutine_function(entry: Callable[..., Any]) -> Callable[..., Any]:
+    """``entry``, a plain function returning its awaitable (an outermost
+    layer that only forwards: a timeout, hedging, chaos, failover), as what
+    it decorates is: a coroutine function to ``inspect`` and ``asyncio``
+    (FastAPI, Starlette, pytest and Django decide how to call a function by
+    that). From Python 3.12 it is marked as one, at no cost per call;
+    before, an ``async def`` awaits it (a coroutine per call)."""
+    if sys.version_info >= (3, 12):
+        return inspect.markcoroutinefunction(entry)
+
+    async def entered(*args: Any, **kwargs: Any) -> Any:
+        # ``f(*args)`` when there are no keywords: ``f(*args, **kwargs)``
+        # builds a dict per call (docs/architecture.md, calls without keywords).
+        return await (entry(*args, **kwargs) if kwargs else entry(*args))
+
+    setattr(entered, _CHAIN, getattr(entry, _CHAIN))
+    return entered
 
 
 def _update_wrapper(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -23,6 +23,7 @@ A timer of yours still pending when the call ends is left armed.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -63,17 +64,12 @@ _EARLY = 1e-3
 _OURS = 7919.5
 
 # The real monotonic time, whatever freezegun does to ``time.monotonic``
-# (SIGALRM's timer runs in real time). freezegun replaces the real
-# functions it finds among module attributes, so the function is kept in a
-# tuple, not in a module attribute: ``time.monotonic`` takes no argument to
-# parse and needs no Python frame, which a call's three readings notice
-# (``python -m benchmarks``, "sync timeout: resilient (signal)").
-_REAL_TIME = (time.monotonic,)
-
-
-def _now() -> float:
-    """The real monotonic time (see ``_REAL_TIME``)."""
-    return _REAL_TIME[0]()
+# (SIGALRM's timer runs in real time): ``clock_gettime(CLOCK_MONOTONIC)``,
+# which neither freezegun nor time-machine replaces (time-machine only
+# answers for the real-time clock), even when this module is first imported
+# under a frozen clock.
+_MONOTONIC = getattr(time, "CLOCK_MONOTONIC", 1)
+_now: Callable[[], float] = functools.partial(time.clock_gettime, _MONOTONIC)
 
 
 # The handler ours replaced: an alarm that is no deadline of ours goes there.
@@ -96,6 +92,12 @@ if hasattr(os, "register_at_fork"):
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     due = _armed[0]
     if due is None:
+        if signal.getitimer(signal.ITIMER_REAL)[1] == _OURS:
+            # A timer of ours that no deadline owns (left armed by an alarm
+            # that came between arming it and the call's bookkeeping): its
+            # call is over. Nobody else's: disarm it, pass nothing on.
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return
         _pass_on(signum, frame)
         return
     if _now() >= due - _EARLY:
@@ -138,7 +140,7 @@ def call(
     stopped. Main thread only: the caller checks."""
     if _getsignal(_SIGALRM) is not _on_alarm:
         _install()
-    setitimer, real, now = signal.setitimer, signal.ITIMER_REAL, _REAL_TIME[0]
+    setitimer, real, now = signal.setitimer, signal.ITIMER_REAL, _now
     outer = _armed[0]
     outer_left = outer_interval = 0.0
     theirs: tuple[float, float] | None = None  # a timer armed during the call, pending
@@ -173,7 +175,9 @@ def call(
             raise  # an enclosing deadline's
         raise expired().with_traceback(alarm.__traceback__) from None
     finally:
-        if armed:  # interrupted between arming and the call
+        if armed or _armed[0] is due:
+            # Interrupted between arming and the call: by our own alarm too,
+            # when it came before ``armed`` was set (a tiny ``seconds``).
             setitimer(real, 0)
         _armed[0] = outer
         if outer_left > 0.0:

@@ -114,8 +114,6 @@ class Member(Protocol):
     """A breaker's place under a bound (``resilient._registry.membership.Member``),
     as the breaker uses it: it counts the breaker's calls in flight."""
 
-    inflight: int
-
     def enter(self) -> None: ...
 
     def leave(self) -> None: ...
@@ -1048,63 +1046,41 @@ class CircuitBreaker(NamedPolicy):
     # anything else is the locked path, ``_run`` / ``_arun``.
 
     # --- generated from _athrough by scripts/unasync.py; do not edit ---
-    def _through(
-        self, fn: SyncFn[R], args: Args, kwargs: Kwargs, member: Member | None = None
-    ) -> R:
-        # ``member``: the per-key layer's, whose calls in flight this call
-        # counts from its start to its end (the per-key layer hands over
-        # this coroutine from a plain function: one coroutine per call).
-        if member is not None:
-            member.inflight += 1
+    def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return self._run(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now() if self._listeners.events else None
         try:
-            core = self._core
-            if not (core.fast and switch.on):
-                return self._run(fn, args, kwargs)
-            ticks = core.ticks  # this generation's
-            start = _clock.now() if self._listeners.events else None
-            try:
-                # Without keywords, no copy of ``kwargs`` (a new dict per call).
-                result = fn(*args, **kwargs) if kwargs else fn(*args)
-            except BaseException as exc:
-                self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
-                raise
-            next(ticks)
-            if start is not None:
-                self._succeeded_listened(start)
-            return result
-        finally:
-            if member is not None:
-                member.inflight -= 1
+            # Without keywords, no copy of ``kwargs`` (a new dict per call).
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        if start is not None:
+            self._succeeded_listened(start)
+        return result
 
     # --- end generated ---
 
-    async def _athrough(
-        self, fn: AsyncFn[R], args: Args, kwargs: Kwargs, member: Member | None = None
-    ) -> R:
-        # ``member``: the per-key layer's, whose calls in flight this call
-        # counts from its start to its end (the per-key layer hands over
-        # this coroutine from a plain function: one coroutine per call).
-        if member is not None:
-            member.inflight += 1
+    async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        core = self._core
+        if not (core.fast and switch.on):
+            return await self._arun(fn, args, kwargs)
+        ticks = core.ticks  # this generation's
+        start = _clock.now() if self._listeners.events else None
         try:
-            core = self._core
-            if not (core.fast and switch.on):
-                return await self._arun(fn, args, kwargs)
-            ticks = core.ticks  # this generation's
-            start = _clock.now() if self._listeners.events else None
-            try:
-                # Without keywords, no copy of ``kwargs`` (a new dict per call).
-                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
-            except BaseException as exc:
-                self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
-                raise
-            next(ticks)
-            if start is not None:
-                self._succeeded_listened(start)
-            return result
-        finally:
-            if member is not None:
-                member.inflight -= 1
+            # Without keywords, no copy of ``kwargs`` (a new dict per call).
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+        except BaseException as exc:
+            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+            raise
+        next(ticks)
+        if start is not None:
+            self._succeeded_listened(start)
+        return result
 
     # A call whose outcome may still be pending when it returns (a response
     # whose body streams on): judged at its return by the result predicate

@@ -24,7 +24,7 @@ breaker and its member, no closure.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
@@ -56,11 +56,6 @@ _athrough_held = CircuitBreaker._athrough_held
 
 def _leave(member: Member) -> None:
     member.inflight -= 1
-
-
-async def _raising(error: Exception) -> Any:
-    """A coroutine that raises ``error`` when awaited."""
-    raise error
 
 
 class KeyedBreakers(PolicyBase):
@@ -152,11 +147,10 @@ class KeyedBreakers(PolicyBase):
     def _wrap_sync(self, fn: SyncFn[R], name: str, entry: Request | None = None) -> SyncFn[R]:
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
-        through = _through  # counts the call in flight on the member it is given
+        through = _through
         hold = self._hold
         if hold is not None:
-            # (The held path counts it in flight until what is held ends.)
-            through = lambda breaker, fn, args, kwargs, member: _through_held(  # type: ignore[assignment,misc]  # noqa: E731
+            through = lambda breaker, fn, args, kwargs: _through_held(  # type: ignore[assignment]  # noqa: E731
                 breaker, fn, args, kwargs, hold
             )
         gate, detour, meter = NEVER, None, entry
@@ -174,19 +168,21 @@ class KeyedBreakers(PolicyBase):
             try:
                 member = members[k]
             except (KeyError, TypeError):
-                member = join(k, True)  # kept in flight while the LRU rule runs
-                member.inflight -= 1
+                member = join(k, True)  # counted in flight already
             else:
                 if member is not group.last:
                     use(member)
-            if not level:
-                return through(member.breaker, fn, args, kwargs, member)
+                member.inflight += 1
             try:
-                result = through(member.breaker, fn, args, kwargs, member)
+                result = through(member.breaker, fn, args, kwargs)
             except BaseException as exc:
-                meter.failed(exc, start, False)  # type: ignore[union-attr]
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
-            meter.ok(start)  # type: ignore[union-attr]
+            finally:
+                member.inflight -= 1
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
             return result
 
         return through_keyed
@@ -196,11 +192,10 @@ class KeyedBreakers(PolicyBase):
     def _wrap_async(self, fn: AsyncFn[R], name: str, entry: Request | None = None) -> AsyncFn[R]:
         key, join, group = self._key, self._join, self._group
         members, use = group.members, group.use
-        athrough = _athrough  # counts the call in flight on the member it is given
+        athrough = _athrough
         hold = self._hold
         if hold is not None:
-            # (The held path counts it in flight until what is held ends.)
-            athrough = lambda breaker, fn, args, kwargs, member: _athrough_held(  # type: ignore[assignment,misc]  # noqa: E731
+            athrough = lambda breaker, fn, args, kwargs: _athrough_held(  # type: ignore[assignment]  # noqa: E731
                 breaker, fn, args, kwargs, hold
             )
         gate, adetour, meter = NEVER, None, entry
@@ -218,46 +213,23 @@ class KeyedBreakers(PolicyBase):
             try:
                 member = members[k]
             except (KeyError, TypeError):
-                member = join(k, True)  # kept in flight while the LRU rule runs
-                member.inflight -= 1
+                member = join(k, True)  # counted in flight already
             else:
                 if member is not group.last:
                     use(member)
-            if not level:
-                return await athrough(member.breaker, fn, args, kwargs, member)
+                member.inflight += 1
             try:
-                result = await athrough(member.breaker, fn, args, kwargs, member)
+                result = await athrough(member.breaker, fn, args, kwargs)
             except BaseException as exc:
-                meter.failed(exc, start, False)  # type: ignore[union-attr]
+                if level:
+                    meter.failed(exc, start, False)  # type: ignore[union-attr]
                 raise
-            meter.ok(start)  # type: ignore[union-attr]
+            finally:
+                member.inflight -= 1
+            if level:
+                meter.ok(start)  # type: ignore[union-attr]
             return result
 
-        if hold is None:  # unasync: async only
-            # Unmetered, the call is the breaker's own coroutine, handed over
-            # by a plain function that picks the key's member: one coroutine
-            # per call, not two (``python -m benchmarks``, "async per-key
-            # breaker": 11 % fewer instructions). An error of the key
-            # function is raised when the call is awaited, as from any
-            # coroutine function.
-            def through_key(*args: Any, **kwargs: Any) -> Awaitable[R]:
-                if gate.level:
-                    return through_keyed(*args, **kwargs)
-                try:
-                    k = key(*args, **kwargs) if kwargs else key(*args)
-                    try:
-                        member = members[k]
-                    except (KeyError, TypeError):
-                        member = join(k, True)
-                        member.inflight -= 1
-                    else:
-                        if member is not group.last:
-                            use(member)
-                except Exception as exc:
-                    return _raising(exc)
-                return _athrough(member.breaker, fn, args, kwargs, member)
-
-            return through_key
         return through_keyed
 
     # A stream goes through its key's breaker (picked when the stream

@@ -278,18 +278,22 @@ class Timeout(ForwardingPolicy):
         ``_call_signal``) and makes no function per call (``python -m
         benchmarks``, "sync timeout: resilient (signal)" against "floor: two
         setitimer calls")."""
-        seconds = self.seconds
-        assert seconds is not None  # (checked by the caller)
         call, main_thread, get_ident = _alarm.call, _alarm.main_thread, threading.get_ident
+        # (Read at each call, as ``_run`` reads them: ``seconds`` may change.)
+        bound: list[float] = [0.0]
 
         def expired() -> CallTimeoutError:
-            return self._timed_out(name or self._event_name(fn), seconds)
+            return self._timed_out(name or self._event_name(fn), bound[0])
 
         def run_signal(fn: SyncFn[R], name: str, args: Args, kwargs: Kwargs) -> R:
+            seconds = self.seconds
+            if seconds is None:
+                raise self._no_seconds()
             if not switch.on:
                 return fn(*args, **kwargs) if kwargs else fn(*args)
             if get_ident() != main_thread[0]:
                 raise self._not_main_thread()
+            bound[0] = seconds
             return call(fn, args, kwargs, seconds, expired)
 
         return run_signal
