@@ -10,11 +10,31 @@ import trio
 
 import resilient
 from resilient._runtime import clock as _clock
+from resilient.testing import FakeClock, fake_clock
 from tests.redis_server import redis_server  # noqa: F401  (a fixture)
 
 # Loads the plugin when the package is not installed; a no-op when its entry
 # point already did.
 pytest_plugins = ["resilient.testing"]
+
+
+class Boom(Exception):
+    """The failure of a protected function in a test."""
+
+
+def ok() -> str:
+    return "ok"
+
+
+def fail() -> None:
+    raise Boom
+
+
+@pytest.fixture
+def clock() -> Iterator[FakeClock]:
+    """A fake clock at 1000 s (a module that needs another start has its own)."""
+    with fake_clock(1000.0) as fake:
+        yield fake
 
 
 class CountingLock:

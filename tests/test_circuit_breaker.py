@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,11 +16,8 @@ from resilient import (
     StateChanged,
     set_active,
 )
-from resilient.testing import FakeClock, fake_clock
-
-
-class Boom(Exception):
-    pass
+from resilient.testing import FakeClock
+from tests.conftest import Boom
 
 
 def ok() -> str:
@@ -30,12 +26,6 @@ def ok() -> str:
 
 def boom() -> None:
     raise Boom("boom")
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(start=1000.0) as c:
-        yield c
 
 
 def fail(breaker: CircuitBreaker, times: int = 1, exc: type[Exception] = Boom) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -56,12 +55,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "timeout": 10.0,
     },
 }
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(start=1000.0) as c:
-        yield c
 
 
 def _breaker(**fields: Any) -> tuple[CircuitBreaker, CountingLock]:

@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from resilient import (
     Registry,
     with_resilience,
 )
-from resilient.testing import FakeClock, fake_clock
+from resilient.testing import FakeClock
 
 DOCUMENT = """
 [breakers.payments]
@@ -45,12 +44,6 @@ circuit_breaker = { failure_threshold = 4 }
 bulkhead = { max_concurrent = 8 }
 fallback = { value = "sorry" }
 """
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(1000.0) as c:
-        yield c
 
 
 def boom() -> None:

@@ -24,6 +24,7 @@ from resilient import (
     TimeoutConfig,
 )
 from resilient.policy import Resilience, ResiliencePolicy
+from tests.conftest import Boom
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +33,6 @@ TASKS = 1_000
 SECONDS = 2.0  # the threads' share; the tasks run beside them
 BULKHEAD = 3
 PROBES = 2
-
-
-class Boom(Exception):
-    pass
 
 
 class Inside:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,13 +24,7 @@ from resilient import (
     with_rate_limit,
 )
 from resilient.metrics import MetricsCollector
-from resilient.testing import FakeClock, fake_clock
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(1000.0) as c:
-        yield c
+from resilient.testing import FakeClock
 
 
 def boom() -> None:

@@ -30,6 +30,7 @@ from resilient import (
     StateChanged,
 )
 from resilient.redis import RedisStorage
+from tests.conftest import Boom
 from tests.redis_server import RedisServer, wait_for
 from tests.redis_worker import Worker
 
@@ -37,10 +38,6 @@ pytestmark = pytest.mark.redis
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 FORCED_OPEN, FORCED_CLOSED = CircuitState.FORCED_OPEN, CircuitState.FORCED_CLOSED
-
-
-class Boom(Exception):
-    pass
 
 
 def fail() -> None:

@@ -23,6 +23,7 @@ import redis
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from resilient.redis import RedisStorage
 from resilient.redis._script import keys
+from tests.conftest import Boom
 from tests.redis_cluster import RedisCluster, cluster_of_three
 from tests.redis_server import RedisServer, wait_for
 
@@ -30,10 +31,6 @@ pytestmark = pytest.mark.redis
 
 BOUND = 0.25
 SLACK = 0.25  # scheduling delay on a loaded machine, on top of the bound
-
-
-class Boom(Exception):
-    pass
 
 
 def fail() -> None:

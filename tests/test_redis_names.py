@@ -16,6 +16,7 @@ from resilient.__main__ import main
 from resilient.redis import RedisStorage
 from resilient.redis._keys import encode_name, identity_bytes, tagged
 from resilient.redis._script import keys
+from tests.conftest import Boom
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -37,10 +38,6 @@ NAMES = [
     "lone \ud800 surrogate",
     "n" * 10_000,
 ]
-
-
-class Boom(Exception):
-    pass
 
 
 def _fail() -> None:

@@ -8,33 +8,15 @@ not started, so each ordering of syncs is the one written down.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from resilient.redis import RedisStorage
-from resilient.testing import FakeClock, fake_clock
+from tests.conftest import Boom, fail, ok
 
 pytestmark = pytest.mark.redis
-
-
-class Boom(Exception):
-    pass
-
-
-def ok() -> str:
-    return "ok"
-
-
-def fail() -> None:
-    raise Boom
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(1000.0) as clock:
-        yield clock
 
 
 def _sync(storage: RedisStorage) -> None:

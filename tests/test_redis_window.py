@@ -10,34 +10,16 @@ sync), so outcomes are stamped exactly.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 
 from resilient import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from resilient.circuit_breaker.windows import CountWindow, TimeWindow
 from resilient.redis import RedisStorage
-from resilient.testing import FakeClock, fake_clock
+from resilient.testing import FakeClock
+from tests.conftest import Boom, fail, ok
 
 pytestmark = pytest.mark.redis
-
-
-class Boom(Exception):
-    pass
-
-
-def ok() -> str:
-    return "ok"
-
-
-def fail() -> None:
-    raise Boom
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(1000.0) as clock:
-        yield clock
 
 
 def _sync(*stores: RedisStorage) -> None:

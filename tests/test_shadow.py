@@ -4,7 +4,6 @@ event and metric emitted, no call ever rejected."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import prometheus_client
 import pytest
@@ -22,14 +21,7 @@ from resilient import (
     with_circuit_breaker,
 )
 from resilient.metrics import prometheus
-from resilient.testing import FakeClock, fake_clock
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(1000.0) as c:
-        yield c
-
+from resilient.testing import FakeClock
 
 SHADOW = CircuitBreakerConfig(failure_threshold=2, recovery_timeout=30.0, shadow=True)
 

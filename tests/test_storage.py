@@ -18,12 +18,9 @@ from resilient.circuit_breaker.breaker import adopt_config, use_default_storage
 from resilient.circuit_breaker.state import BreakerCore
 from resilient.circuit_breaker.storage import Action, Outcome, Verdict
 from resilient.testing import fake_clock
+from tests.conftest import Boom
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
-
-
-class Boom(Exception):
-    pass
 
 
 def fail() -> None:

@@ -42,12 +42,7 @@ from resilient import (
     with_timeout,
 )
 from resilient.testing import fake_clock, instant_waits
-from tests.conftest import Main
-
-
-class Boom(Exception):
-    pass
-
+from tests.conftest import Boom, Main
 
 # -- every decorator keeps the kind of function it wraps --------------------------
 

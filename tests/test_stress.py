@@ -28,16 +28,13 @@ from resilient import (
     events,
 )
 from resilient.policy import Resilience, ResiliencePolicy
+from tests.conftest import Boom
 
 pytestmark = pytest.mark.slow
 
 THREADS = 8
 CALLS_PER_THREAD = 50_000
 TASKS = 10_000
-
-
-class Boom(Exception):
-    pass
 
 
 class Skipped(Exception):

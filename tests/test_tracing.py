@@ -26,16 +26,10 @@ from resilient import (
     with_circuit_breaker,
     with_resilience,
 )
-from resilient.testing import FakeClock, fake_clock
+from resilient.testing import FakeClock
 from tests.conftest import CountingLock
 
 RETRY = RetryConfig(max_attempts=3, initial_delay=0.5, jitter=0.0)
-
-
-@pytest.fixture
-def clock() -> Iterator[FakeClock]:
-    with fake_clock(1000.0) as c:
-        yield c
 
 
 @pytest.fixture
