@@ -248,7 +248,7 @@ async def test_401_is_raised_at_once_and_not_held_against_the_host(
             with pytest.raises(AuthenticationError):
                 await session.get(f"{url}/a")
     port = url.rsplit(":", 1)[1]
-    assert resilient.registry.get(f"http:127.0.0.1:{port}").state is CircuitState.CLOSED
+    assert resilient.registry.get("http", key=f"127.0.0.1:{port}").state is CircuitState.CLOSED
     assert len(script.seen) == 8
     assert instant_waits.delays == []
 
@@ -285,7 +285,9 @@ async def test_one_breaker_per_host_opens_and_stops_calling(
     assert caught.value.name == f"http:127.0.0.1:{port}"
     assert len(script.seen) == 2
     refused_port = refused_url.rsplit(":", 1)[1]
-    assert resilient.registry.get(f"http:127.0.0.1:{refused_port}").state is CircuitState.CLOSED
+    other = resilient.registry.get("http", key=f"127.0.0.1:{refused_port}")
+    assert other is not None
+    assert other.state is CircuitState.CLOSED
 
 
 async def test_a_forced_open_host_is_not_called(server: tuple[str, Script]) -> None:
@@ -293,7 +295,7 @@ async def test_a_forced_open_host_is_not_called(server: tuple[str, Script]) -> N
     port = url.rsplit(":", 1)[1]
     async with _session(middleware(POLICY)) as session:
         with (
-            resilient.registry.forced_open(f"http:127.0.0.1:{port}"),
+            resilient.registry.forced_open("http", key=f"127.0.0.1:{port}"),
             pytest.raises(CircuitOpenError),
         ):
             await session.get(f"{url}/a")
@@ -386,4 +388,4 @@ async def test_a_429_never_opens_the_hosts_breaker(server: tuple[str, Script]) -
             assert (await session.get(f"{url}/a")).status == 200
     assert clock.delays == [1.0, 2.0]  # the backoff, when longer than Retry-After
     host = url.removeprefix("http://")
-    assert resilient.registry.get(f"http:{host}").state is CircuitState.CLOSED  # type: ignore[union-attr]
+    assert resilient.registry.get("http", key=host).state is CircuitState.CLOSED  # type: ignore[union-attr]

@@ -9,16 +9,14 @@ governed by the ordinary read timeout).
 
 from __future__ import annotations
 
-import gc
-import os
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
 from .. import events
-from .._execution.streams import End, end
+from .._execution.collected import end_or_set_aside
+from .._execution.streams import End
 from .._runtime import clock as _clock
 from .errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 
@@ -26,10 +24,8 @@ __all__ = [
     "AsyncGuardedStream",
     "GuardedStream",
     "StreamFailure",
-    "end_dropped",
     "limit_inactivity",
     "pending",
-    "set_aside",
 ]
 
 
@@ -122,40 +118,9 @@ class StreamFailure:
 # garbage collected unread: closed).
 
 
-# A body dropped unread ends when it is collected, and httpx's own response
-# and stream refer to each other, so that is the cyclic collector's doing. It
-# may run inside any code, a breaker's locked code in this thread included,
-# where an end hook taking that breaker's lock would wait for ever. The ends
-# the collector reaches are kept here instead and run at the transport's next
-# request (``end_dropped``).
-_collecting = [False]
-set_aside: deque[tuple[list[End], BaseException | None, bool]] = deque()
-
-
-def _on_collect(phase: str, info: dict[str, int]) -> None:
-    _collecting[0] = phase == "start"
-
-
-gc.callbacks.append(_on_collect)
-if hasattr(os, "register_at_fork"):  # a child's breakers are its own
-    os.register_at_fork(after_in_child=set_aside.clear)
-
-
-def end_dropped() -> None:
-    """Run the ends the collector set aside (see above)."""
-    while set_aside:
-        try:
-            ends, error, closed = set_aside.popleft()
-        except IndexError:  # another thread took the last one
-            return
-        end(ends, error, closed)
-
-
-def _end(ends: list[End], error: BaseException | None, closed: bool) -> None:
-    if _collecting[0]:
-        set_aside.append((ends, error, closed))
-    else:
-        end(ends, error, closed)
+# A body dropped unread ends when the cyclic collector reaches it: its hooks
+# are then set aside and run at the transport's next request (see
+# ``_execution.collected``).
 
 
 def pending(response: httpx.Response) -> list[End] | None:
@@ -176,7 +141,7 @@ class _Ending:
     def _end(self, error: BaseException | None, closed: bool) -> None:
         ends, self._ends = self._ends, None
         if ends:
-            _end(ends, error, closed)
+            end_or_set_aside(ends, error, closed)
 
     def __del__(self) -> None:
         if self._ends:

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, NoReturn
 import httpx
 
 from .. import events
+from .._execution.collected import end_dropped, set_aside
 from .._execution.compose import NEVER, compose
 from .._execution.policy_base import PolicyBase
 from .._registry.registry import Registry, resolve
@@ -48,10 +49,8 @@ from ._streams import (
     AsyncGuardedStream,
     GuardedStream,
     StreamFailure,
-    end_dropped,
     limit_inactivity,
     pending,
-    set_aside,
 )
 from .errors import HTTPError
 

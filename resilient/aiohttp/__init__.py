@@ -6,15 +6,21 @@ does for httpx, for ``aiohttp.ClientSession``. Needs the ``aiohttp`` extra
         async with s.get(url) as response: ...
 
 Each request goes through the policy (retry, breaker, bulkhead, fallback;
-the policy's ``timeout`` bounds each attempt until the headers arrive).
+the policy's ``timeout`` bounds each attempt until the first byte of the
+body arrives). A streamed body is judged by the host's breaker when it
+ends: one that breaks off or goes silent after its first byte is a failure
+of the host, one that does so before it fails the attempt, which retry
+repeats.
 Error statuses and connection failures are raised as the
 ``resilient.http.errors`` classes once the policy is done with them;
 429 and 503 carry the server's ``Retry-After``, which retry honours. Only
 idempotent methods (or requests with an ``Idempotency-Key``) are retried
 after they were sent. Every request carries ``X-Request-ID`` (the caller's,
 the current ``resilient.request_context``'s, or a new one), and with
-``per_host=True`` each host gets its own breaker and bulkhead, registered as
-``http:{host}`` (``http:{host}:{port}`` for a port the URL spells out).
+``per_host=True`` each host gets its own breaker, in the per-key group
+``name`` (``registry.get("http", key=host)``, labelled ``http:{host}``;
+``{host}:{port}`` for a port the URL spells out; at most 1024 of them, by
+the LRU rule), and its own bulkhead, registered as ``http:{host}``.
 Quota headers are read as the httpx transports read them: while a host's
 quota is spent, a request waits for the reset when retry would wait that
 long, else fails at once with ``RateLimitExceededError``, unsent
@@ -39,31 +45,35 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "resilient.aiohttp needs aiohttp: pip install 'resilient-kit[aiohttp]'"
     ) from exc
 
-from . import events
-from ._execution.compose import NEVER, compose
-from ._execution.policy_base import PolicyBase
-from ._execution.request_id import request_context
-from ._registry.registry import Registry, resolve
-from ._runtime import clock as _clock
-from ._runtime import fork as _fork
-from ._runtime.switch import switch
-from .http._classify import (
+from .. import events
+from .._execution.collected import end_dropped, set_aside
+from .._execution.compose import NEVER, compose
+from .._execution.policy_base import PolicyBase
+from .._execution.request_id import request_context
+from .._registry.registry import Registry, resolve
+from .._runtime import clock as _clock
+from .._runtime import fork as _fork
+from .._runtime.switch import switch
+from ..circuit_breaker.keyed import KeyedBreakers
+from ..http._classify import (
     IDEMPOTENT_METHODS,
     error_class,
     error_for_status,
     may_retry,
     retry_after,
 )
-from .http._quota import QuotaState
-from .http._quota_gate import QuotaGate, breaker_config, note_quota
-from .http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
-from .policy import ResiliencePolicy
-from .retry.retry import Retry, RetryConfig
-from .timeout.timeout import timeout_seconds
+from ..http._quota import QuotaState
+from ..http._quota_gate import QuotaGate, breaker_config, note_quota
+from ..http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
+from ..policy import ResiliencePolicy
+from ..retry.retry import Retry, RetryConfig
+from ..timeout.timeout import timeout_seconds
+from ._body import first_byte, judge, pending
 
 __all__ = ["ResilientMiddleware", "middleware"]
 
 _OWNER = "resilient.aiohttp.middleware"
+MAX_HOSTS = 1024  # per-host breakers kept by one middleware (the LRU rule)
 
 Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
 Send = Callable[[aiohttp.ClientRequest, Handler], Awaitable[aiohttp.ClientResponse]]
@@ -106,9 +116,15 @@ class _NetworkError(NetworkError, aiohttp.ClientConnectionError):
 
 
 def _failure(
-    exc: BaseException, request: aiohttp.ClientRequest, timeout: float | None
+    exc: BaseException,
+    request: aiohttp.ClientRequest,
+    timeout: float | None,
+    *,
+    started: bool = False,
 ) -> HTTPError:
-    """A connection failure or a timeout as an ``HTTPError``."""
+    """A connection failure or a timeout as an ``HTTPError``; a body that
+    broke off after its first byte (``started``) is a ``StreamError``, one
+    that broke off before it a ``NetworkError``, which retry repeats."""
     where = f" on {request.method} {request.url}"
     rid = _request_id(request)
     if isinstance(exc, TimeoutError):
@@ -122,8 +138,12 @@ def _failure(
         )
         error.request_sent = not connecting
         return error
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, aiohttp.ClientPayloadError) and started:
         error = StreamError(f"the response broke off{where}: {exc}", request_id=rid)
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        error = _NetworkError(
+            f"the response broke off before its body{where}: {exc}", request_id=rid
+        )
     elif isinstance(exc, aiohttp.ClientConnectorError):
         error = _NetworkError(f"could not connect{where}: {exc}", request_id=rid)
         error.request_sent = False
@@ -169,6 +189,18 @@ class _Route(PolicyBase):
             self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
 
 
+def _body_failure(
+    route: _Route, request: aiohttp.ClientRequest, exc: BaseException
+) -> BaseException:
+    """The error of a body that failed after its first byte, for its host's
+    breaker: broken off, or silent past aiohttp's read timeout (counted as a
+    timeout). What aiohttp set when the consumer released it early is no
+    failure, and never reaches here (judged before the release)."""
+    if isinstance(exc, TimeoutError):
+        route.timed_out(None)
+    return _failure(exc, request, None, started=True)
+
+
 class _Sends(NamedTuple):
     send: Send  # for requests that may be repeated
     send_once: Send  # for the others
@@ -211,6 +243,20 @@ class ResilientMiddleware:
         self._routes: dict[str, _Sends] = {}
         self._lock = threading.Lock()
         _fork.renew_in_child(self, _fork.locks("_lock"))
+        self._breakers = (
+            None
+            if self._breaker_config is None
+            else KeyedBreakers(
+                name,
+                self._route_key,
+                config=self._breaker_config,
+                max_keys=MAX_HOSTS,
+                registry=registry,
+                label=self._route_name,
+                on_drop=self._drop_route,
+                hold=pending,  # a streamed body is judged when it ends
+            )
+        )
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware {self.name!r} per_host={self.per_host}>"
@@ -219,29 +265,39 @@ class ResilientMiddleware:
         """Listen to this middleware's own events (its retries')."""
         return self._listeners.subscribe(listener)
 
-    def _route(self, request: aiohttp.ClientRequest) -> _Sends:
+    def _key(self, request: aiohttp.ClientRequest) -> str:
         url = request.url
         if not self.per_host:
-            key = ""
-        elif url.explicit_port is None:
-            key = url.host or ""
-        else:
-            key = f"{url.host}:{url.explicit_port}"
+            return ""
+        if url.explicit_port is None:
+            return url.host or ""
+        return f"{url.host}:{url.explicit_port}"
+
+    def _route_key(self, request: aiohttp.ClientRequest, handler: Handler) -> str:
+        return self._key(request)
+
+    def _route_name(self, key: str) -> str:
+        return f"{self.name}:{key}" if key else self.name
+
+    def _drop_route(self, key: str) -> None:
+        """The host's breaker was dropped (the LRU rule): its route goes too."""
+        self._routes.pop(key, None)
+
+    def _route(self, request: aiohttp.ClientRequest) -> _Sends:
+        key = self._key(request)
         route = self._routes.get(key)
         if route is None:
             with self._lock:
                 route = self._routes.get(key)
                 if route is None:
-                    route = self._routes[key] = self._build(
-                        f"{self.name}:{key}" if key else self.name
-                    )
+                    route = self._routes[key] = self._build(self._route_name(key))
         return route
 
     def _build(self, name: str) -> _Sends:
         policy = self.policy
         inner: list[Any] = []
-        if self._breaker_config is not None:
-            inner.append(self.registry.get_or_create(name, self._breaker_config))
+        if self._breakers is not None:
+            inner.append(self._breakers)  # the request's host picks its breaker
         if policy.bulkhead is not None:
             inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
         outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
@@ -278,9 +334,17 @@ class ResilientMiddleware:
     ) -> aiohttp.ClientResponse:
         timeout = timeout_seconds(self.policy.timeout) if switch.on else None
         scope = asyncio.timeout(timeout)  # None: no limit
+        response: aiohttp.ClientResponse | None = None
         try:
-            async with scope:
-                response = await handler(request)
+            try:
+                async with scope:
+                    response = await handler(request)
+                    cls = error_class(response.status)
+                    failed = None if cls is not None else await first_byte(response)
+            except BaseException:
+                if response is not None:  # its body timed out or was cancelled
+                    response.close()
+                raise
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             if isinstance(exc, TimeoutError):  # aiohttp's own connect or read timeout
                 route.timed_out(timeout)
@@ -290,17 +354,25 @@ class ResilientMiddleware:
                 raise
             route.timed_out(timeout)
             raise _failure(exc, request, timeout) from exc
+        if failed is not None:  # the body broke off or went silent before its first byte
+            response.close()
+            if isinstance(failed, TimeoutError):  # aiohttp's own read timeout
+                route.timed_out(None)
+            raise _failure(failed, request, None) from failed
         if quota is not None:
             headers = response.headers
             note_quota(quota, response.status, headers.items(), retry_after(headers, _clock.wall()))
-        cls = error_class(response.status)
-        if cls is not None and cls.is_retryable:
+        if cls is None:
+            judge(response, functools.partial(_body_failure, route, request))
+        elif cls.is_retryable:
             raise await _error_of(response, cls)
         return response
 
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: Handler
     ) -> aiohttp.ClientResponse:
+        if set_aside:
+            end_dropped()
         request_id = _request_id(request)
         if request_id is None:
             request_id = events.get_request_id() or uuid.uuid4().hex
