@@ -1,4 +1,5 @@
-"""Stream ends that the garbage collector reaches, run later.
+"""Stream ends that the garbage collector reaches, run later; ``Held``
+streams, which end when they are dropped.
 
 A response body dropped unread ends when it is collected, and the HTTP
 clients' responses and bodies refer to each other, so that is the cyclic
@@ -6,7 +7,8 @@ collector's doing. It may run inside any code, a breaker's locked code in
 this thread included, where an end hook taking that breaker's lock would
 wait for ever. ``end_or_set_aside`` runs a stream's end hooks at once,
 except while the collector runs: then they are kept in ``set_aside`` and run
-by ``end_dropped()``, which each integration calls at its next request.
+by ``end_dropped()``, which each integration calls at its next request,
+and hedging at its next stream.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import gc
 import os
 from collections import deque
 
-from .streams import End, end
+from .streams import End, Opened, end
 
-__all__ = ["end_dropped", "end_or_set_aside", "set_aside"]
+__all__ = ["Held", "end_dropped", "end_or_set_aside", "set_aside"]
 
 _collecting = [False]
 set_aside: deque[tuple[list[End], BaseException | None, bool]] = deque()
@@ -48,3 +50,24 @@ def end_or_set_aside(ends: list[End], error: BaseException | None, closed: bool)
         set_aside.append((ends, error, closed))
     else:
         end(ends, error, closed)
+
+
+class Held(Opened):
+    """An opened stream held apart from the relay (a hedge that may lose
+    the race): dropped before it is ``taken``, it ends as closed by its
+    consumer (its hooks run, or are set aside while the collector runs;
+    the stream itself is closed on collection)."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, opened: Opened) -> None:
+        self.stream = opened.stream
+        self.first = opened.first
+        self.ends = opened.ends
+        self.waits = opened.waits
+        self.taken = False
+
+    def __del__(self) -> None:
+        if not self.taken:
+            self.taken = True
+            end_or_set_aside(self.ends, None, True)

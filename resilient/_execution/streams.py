@@ -56,7 +56,6 @@ __all__ = [
     "Args",
     "AsyncFn",
     "End",
-    "Held",
     "Hold",
     "Kwargs",
     "Open",
@@ -156,26 +155,6 @@ class Opened:
         self.first = first
         self.ends: list[End] = []
         self.waits: Any = None  # Waits or AWaits, by the kind of stream
-
-
-class Held(Opened):
-    """An opened stream held apart from the relay (a hedge that may lose
-    the race): dropped before it is ``taken``, it ends as closed by its
-    consumer (its hooks run; the stream itself is closed on collection)."""
-
-    __slots__ = ("taken",)
-
-    def __init__(self, opened: Opened) -> None:
-        self.stream = opened.stream
-        self.first = opened.first
-        self.ends = opened.ends
-        self.waits = opened.waits
-        self.taken = False
-
-    def __del__(self) -> None:
-        if not self.taken:
-            self.taken = True
-            end(self.ends, None, True)
 
 
 Open = Callable[[Args, Kwargs, str], Opened]

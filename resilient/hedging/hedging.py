@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import events
+from .._execution.collected import Held, end_dropped, set_aside
 from .._execution.compose import decorate
 from .._execution.policy_base import ForwardingPolicy
-from .._execution.streams import AOpen, Args, Held, Kwargs, Open, Opened, SyncFn
+from .._execution.streams import AOpen, Args, Kwargs, Open, Opened, SyncFn
 from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.mapping import FromDict
@@ -239,6 +240,8 @@ class Hedging(ForwardingPolicy):
     # then relayed to its end: what fails after is not hedged.
 
     def _open_stream(self, open: Open, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        if set_aside:
+            end_dropped()
         if not switch.on:
             return open(args, kwargs, name)
         held: Held = self._run(_first_item, name, (open, args, kwargs, name), {})
@@ -246,6 +249,8 @@ class Hedging(ForwardingPolicy):
         return held
 
     async def _aopen_stream(self, open: AOpen, args: Args, kwargs: Kwargs, name: str) -> Opened:
+        if set_aside:
+            end_dropped()
         if not switch.on:
             return await open(args, kwargs, name)
         held: Held = await self._arun(_afirst_item, name, (open, args, kwargs, name), {})
