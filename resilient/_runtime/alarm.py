@@ -62,6 +62,15 @@ _EARLY = 1e-3
 # the call, which disarms it; a call that swallows the ``Alarm`` is
 # interrupted again an interval later.
 _OURS = 7919.5
+# The deadline whose alarm the handler raised last (its token), and whether
+# an alarm of ours is still on its way to the handler although its call has
+# ended. Our timer can fire as a call ends, just before the call disarms it:
+# the kernel has then delivered the signal, and the handler runs at
+# Python's next check, after the call. The call sees it in what the timer
+# it disarms had left, and marks it, and the handler drops that alarm
+# instead of passing it on (to the default action, which ends the process).
+_fired: list[float | None] = [None]
+_stray = [False]
 
 # The real monotonic time, whatever freezegun does to ``time.monotonic``
 # (SIGALRM's timer runs in real time): ``clock_gettime(CLOCK_MONOTONIC)``,
@@ -83,6 +92,7 @@ main_thread: list[int | None] = [threading.main_thread().ident]
 def _after_fork() -> None:
     main_thread[0] = threading.main_thread().ident
     _armed[0] = None
+    _stray[0] = False
 
 
 if hasattr(os, "register_at_fork"):
@@ -90,6 +100,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    if _stray[0]:  # the alarm of a call that had ended when it came (see _stray)
+        _stray[0] = False
+        return
     due = _armed[0]
     if due is None:
         if signal.getitimer(signal.ITIMER_REAL)[1] == _OURS:
@@ -101,6 +114,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         _pass_on(signum, frame)
         return
     if _now() >= due - _EARLY:
+        _fired[0] = due
         raise Alarm(due)
     # Before our deadline: a timer armed during the call (which replaced
     # ours) fired. Its handler gets it; then our deadline is armed again.
@@ -165,10 +179,18 @@ def call(
             if armed:
                 left, interval = setitimer(real, 0)
                 armed = False
-                # A timer the call armed replaced ours: it is still pending
-                # (a timer that has fired is (0, 0), nobody's to keep).
-                if left and interval != _OURS:
-                    theirs = (left, interval)
+                if interval != _OURS:
+                    # A timer the call armed replaced ours: it is still pending
+                    # (a timer that has fired is (0, 0), nobody's to keep).
+                    if left:
+                        theirs = (left, interval)
+                elif not 0.0 < left <= seconds and _fired[0] is not due:
+                    # Ours fired as the call ended (0 left: its signal is
+                    # pending; more than ``seconds``: delivered, and the
+                    # timer reloaded to its interval; a deadline longer
+                    # than that interval, 2.2 hours, is seen pending only);
+                    # its alarm is on its way to the handler.
+                    _stray[0] = True
             _armed[0] = outer
     except Alarm as alarm:
         if alarm.args[0] is not due:
