@@ -8,11 +8,11 @@ import pytest
 
 from resilient import CircuitBreakerConfig, CircuitState, Registry, ResiliencePolicy
 from resilient.http import ResilientTransport
-from resilient.http import _transport as transport_module
+from resilient.http import _routing as routing_module
 
 
 def test_per_host_breakers_are_bounded_by_the_lru_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport_module, "MAX_HOSTS", 8)
+    monkeypatch.setattr(routing_module, "MAX_HOSTS", 8)
     reg = Registry()
     down = {"down.test"}
 

@@ -31,12 +31,10 @@ of the host's breaker.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
-import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 try:
     import aiohttp
@@ -47,33 +45,28 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from .. import events
 from .._execution.collected import end_dropped, set_aside
-from .._execution.compose import NEVER, compose
-from .._execution.policy_base import PolicyBase
+from .._execution.compose import NEVER
 from .._execution.request_id import request_context
-from .._registry.registry import Registry, resolve
+from .._registry.registry import Registry
 from .._runtime import clock as _clock
-from .._runtime import fork as _fork
 from .._runtime.switch import switch
-from ..circuit_breaker.keyed import KeyedBreakers
 from ..http._classify import (
     IDEMPOTENT_METHODS,
     error_class,
     error_for_status,
-    may_retry,
     retry_after,
 )
 from ..http._quota import QuotaState
-from ..http._quota_gate import QuotaGate, breaker_config, note_quota
+from ..http._quota_gate import note_quota
+from ..http._routing import Route, Routing
 from ..http.errors import HTTPError, HTTPTimeoutError, NetworkError, StreamError
 from ..policy import ResiliencePolicy
-from ..retry.retry import Retry, RetryConfig
 from ..timeout.timeout import timeout_seconds
 from ._body import first_byte, judge, pending
 
 __all__ = ["ResilientMiddleware", "middleware"]
 
 _OWNER = "resilient.aiohttp.middleware"
-MAX_HOSTS = 1024  # per-host breakers kept by one middleware (the LRU rule)
 
 Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
 Send = Callable[[aiohttp.ClientRequest, Handler], Awaitable[aiohttp.ClientResponse]]
@@ -173,24 +166,8 @@ class _RaiseForStatus:
         return raising
 
 
-class _Route(PolicyBase):
-    """Who the requests of one route (one host) are counted for."""
-
-    _kind = "http"
-
-    def __init__(self, name: str, listeners: events.ListenerSet) -> None:
-        self.name = name
-        self._listeners = listeners
-
-    def timed_out(self, seconds: float | None) -> None:
-        """Count an attempt that ran out of time as ``Timeout`` counts its own."""
-        self._stats_for(self.name).timeouts += 1
-        if self._listeners.events:
-            self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
-
-
 def _body_failure(
-    route: _Route, request: aiohttp.ClientRequest, exc: BaseException
+    route: Route, request: aiohttp.ClientRequest, exc: BaseException
 ) -> BaseException:
     """The error of a body that failed after its first byte, for its host's
     breaker: broken off, or silent past aiohttp's read timeout (counted as a
@@ -201,13 +178,11 @@ def _body_failure(
     return _failure(exc, request, None, started=True)
 
 
-class _Sends(NamedTuple):
-    send: Send  # for requests that may be repeated
-    send_once: Send  # for the others
-
-
-class ResilientMiddleware:
+class ResilientMiddleware(Routing):
     """What ``middleware`` returns: an aiohttp client middleware."""
+
+    _is_async = True
+    _raise_for_status = _RaiseForStatus
 
     def __init__(
         self,
@@ -219,51 +194,19 @@ class ResilientMiddleware:
         retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
         quota_headers: bool = True,
     ) -> None:
-        if policy is not None and not isinstance(policy, ResiliencePolicy):
-            raise TypeError(f"{_OWNER}: policy must be a ResiliencePolicy or None, got {policy!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{_OWNER}: name must be a non-empty str, got {name!r}")
-        methods = None if isinstance(retry_methods, str) else tuple(retry_methods)
-        if methods is None or not all(isinstance(m, str) for m in methods):
-            raise TypeError(
-                f"{_OWNER}: retry_methods must be an iterable of method names, "
-                f"got {retry_methods!r}"
-            )
-        registry = resolve(_OWNER, registry)
-        self.policy = policy if policy is not None else ResiliencePolicy()
-        self.per_host = bool(per_host)
-        self.name = name
-        self.registry = registry
-        self.retry_methods = frozenset(m.upper() for m in methods)
-        if not isinstance(quota_headers, bool):
-            raise TypeError(f"{_OWNER}: quota_headers must be a bool, got {quota_headers!r}")
-        self.quota_headers = quota_headers
-        self._breaker_config = breaker_config(self.policy)
-        self._listeners = events.ListenerSet(registry.listeners)
-        self._routes: dict[str, _Sends] = {}
-        self._lock = threading.Lock()
-        _fork.renew_in_child(self, _fork.locks("_lock"))
-        self._breakers = (
-            None
-            if self._breaker_config is None
-            else KeyedBreakers(
-                name,
-                self._route_key,
-                config=self._breaker_config,
-                max_keys=MAX_HOSTS,
-                registry=registry,
-                label=self._route_name,
-                on_drop=self._drop_route,
-                hold=pending,  # a streamed body is judged when it ends
-            )
+        super().__init__(
+            f"{_OWNER}: ",
+            policy,
+            per_host=per_host,
+            name=name,
+            registry=registry,
+            retry_methods=retry_methods,
+            quota_headers=quota_headers,
+            hold=pending,
         )
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware {self.name!r} per_host={self.per_host}>"
-
-    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
-        """Listen to this middleware's own events (its retries')."""
-        return self._listeners.subscribe(listener)
 
     def _key(self, request: aiohttp.ClientRequest) -> str:
         url = request.url
@@ -273,62 +216,17 @@ class ResilientMiddleware:
             return url.host or ""
         return f"{url.host}:{url.explicit_port}"
 
-    def _route_key(self, request: aiohttp.ClientRequest, handler: Handler) -> str:
+    def _route_key(self, *args: Any) -> str:
+        request: aiohttp.ClientRequest = args[0]
         return self._key(request)
 
-    def _route_name(self, key: str) -> str:
-        return f"{self.name}:{key}" if key else self.name
-
-    def _drop_route(self, key: str) -> None:
-        """The host's breaker was dropped (the LRU rule): its route goes too."""
-        self._routes.pop(key, None)
-
-    def _route(self, request: aiohttp.ClientRequest) -> _Sends:
-        key = self._key(request)
-        route = self._routes.get(key)
-        if route is None:
-            with self._lock:
-                route = self._routes.get(key)
-                if route is None:
-                    route = self._routes[key] = self._build(self._route_name(key))
-        return route
-
-    def _build(self, name: str) -> _Sends:
-        policy = self.policy
-        inner: list[Any] = []
-        if self._breakers is not None:
-            inner.append(self._breakers)  # the request's host picks its breaker
-        if policy.bulkhead is not None:
-            inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
-        outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
-        outer.append(_RaiseForStatus)
-        owner = _Route(name, self._listeners)
-        quota = QuotaState() if self.quota_headers else None
-        attempt = functools.partial(self._attempt, quota, owner)
-
-        def chain(retry: RetryConfig | None) -> Send:
-            layers = [*outer]
-            if retry is not None:
-                layers.append(Retry(retry, name=name, listeners=self._listeners))
-            if quota is not None:
-                layers.append(QuotaGate(name, quota, retry))
-            layers.extend(inner)
-            return compose(owner, layers, attempt, is_async=True)
-
-        cfg = policy.retry
-        if cfg is None:
-            send = chain(None)
-            return _Sends(send, send)
-        replace = dataclasses.replace
-        return _Sends(
-            chain(replace(cfg, retry_on=may_retry(cfg.retry_on, cfg.max_delay, sent=True))),
-            chain(replace(cfg, retry_on=may_retry(cfg.retry_on, cfg.max_delay, sent=False))),
-        )
+    def _attempt_for(self, route: Route, quota: QuotaState | None) -> Send:
+        return functools.partial(self._attempt, quota, route)
 
     async def _attempt(
         self,
         quota: QuotaState | None,
-        route: _Route,
+        route: Route,
         request: aiohttp.ClientRequest,
         handler: Handler,
     ) -> aiohttp.ClientResponse:
@@ -377,11 +275,12 @@ class ResilientMiddleware:
         if request_id is None:
             request_id = events.get_request_id() or uuid.uuid4().hex
             request.headers["X-Request-ID"] = request_id
-        route = self._route(request)
+        route = self._route(self._key(request))
         repeatable = request.method in self.retry_methods or "Idempotency-Key" in request.headers
         send = route.send if repeatable else route.send_once
         with request_context(request_id):
-            return await send(request, handler)
+            response: aiohttp.ClientResponse = await send(request, handler)
+        return response
 
 
 def middleware(

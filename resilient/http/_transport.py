@@ -12,39 +12,33 @@ before then waits for that time when its retry policy would wait that
 long, else fails at once with ``RateLimitExceededError``, unsent. A 429 is
 the host's quota speaking: its breaker never counts it. The
 per-host breakers are per-key breakers (``resilient.circuit_breaker.keyed``): at most
-``MAX_HOSTS`` of them, the least recently used CLOSED one with no request
-in flight dropped beyond that (with its route).
+``MAX_HOSTS`` of them (``_routing``), the least recently used CLOSED one
+with no request in flight dropped beyond that (with its route).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 import httpx
 
 from .. import events
 from .._execution.collected import end_dropped, set_aside
-from .._execution.compose import NEVER, compose
-from .._execution.policy_base import PolicyBase
-from .._registry.registry import Registry, resolve
+from .._execution.compose import NEVER
+from .._registry.registry import Registry
 from .._runtime import clock as _clock
-from .._runtime import fork as _fork
 from .._runtime import validation as _validate
 from .._runtime.switch import switch
-from ..circuit_breaker.keyed import KeyedBreakers
 from ..events import request_context
 from ..policy import ResiliencePolicy
-from ..retry.retry import Retry, RetryConfig
 from ..timeout.timeout import timeout_seconds
 from ._classify import IDEMPOTENT_METHODS, error_class, retry_after
-from ._classify import may_retry as _may_retry
 from ._map import from_exception, from_response
 from ._quota import QuotaState
-from ._quota_gate import QuotaGate, breaker_config, note_quota
+from ._quota_gate import note_quota
+from ._routing import Route, Routing
 from ._streams import (
     AsyncGuardedStream,
     GuardedStream,
@@ -61,22 +55,10 @@ _PHASES = ("connect", "read", "write", "pool")
 # Options of httpx.Client that configure the transport it would have built.
 _TRANSPORT_OPTIONS = ("verify", "cert", "http1", "http2", "limits")
 
-MAX_HOSTS = 1024  # per-host breakers kept by one transport (the LRU rule)
-
 RETRY = "resilient.retry"
 INACTIVITY = "resilient.inactivity"
 
 Send = Callable[[httpx.Request], Any]
-
-
-def _names(methods: Any) -> tuple[str, ...] | None:
-    if isinstance(methods, str):
-        return None
-    try:
-        names = tuple(methods)
-    except TypeError:
-        return None
-    return names if all(isinstance(m, str) for m in names) else None
 
 
 def _raise_for(response: httpx.Response) -> NoReturn:
@@ -115,21 +97,8 @@ class _RaiseForStatus:
         return raising
 
 
-class _Route(PolicyBase):
-    """Who the requests of one route (one host) are counted for."""
-
-    _kind = "http"
-
-    def __init__(self, name: str, listeners: events.ListenerSet) -> None:
-        self.name = name
-        self._listeners = listeners
-
-    def timed_out(self, seconds: float | None, *, inactive: bool = False) -> None:
-        """Count a timeout of httpx's (connect, read, write, pool, or a body
-        gone silent) as ``Timeout`` counts its own."""
-        self._stats_for(self.name).timeouts += 1
-        if not inactive and self._listeners.events:
-            self._listeners.new(events.TimedOut, self.name, self._kind, seconds or 0.0)
+class _Route(Route):
+    """A route whose attempt's httpx errors become ``HTTPError``s."""
 
     def failed(self, exc: httpx.TransportError, request: httpx.Request) -> HTTPError:
         """``exc`` as an ``HTTPError``, a timeout counted."""
@@ -139,15 +108,11 @@ class _Route(PolicyBase):
         return error
 
 
-class _Sends(NamedTuple):
-    name: str
-    send: Send  # for requests that may be repeated
-    send_once: Send  # for the others
-    send_no_retry: Send  # for requests that asked not to be retried
-
-
-class _Base:
+class _Base(Routing):
     """What both transports share: everything but the I/O."""
+
+    _route_class = _Route
+    _raise_for_status = _RaiseForStatus
 
     def __init__(
         self,
@@ -160,47 +125,17 @@ class _Base:
         inactivity: float | None,
         quota_headers: bool = True,
     ) -> None:
-        if policy is not None and not isinstance(policy, ResiliencePolicy):
-            raise TypeError(f"{_OWNER}.policy must be a ResiliencePolicy or None, got {policy!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{_OWNER}.name must be a non-empty str, got {name!r}")
-        methods = _names(retry_methods)
-        if methods is None:
-            raise TypeError(
-                f"{_OWNER}.retry_methods must be an iterable of method names, got {retry_methods!r}"
-            )
-        registry = resolve(_OWNER, registry)
-        self.policy = policy if policy is not None else ResiliencePolicy()
-        self.per_host = bool(per_host)
-        self.name = name
-        self.registry = registry
-        self.retry_methods = frozenset(m.upper() for m in methods)
-        self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
-        if not isinstance(quota_headers, bool):
-            raise TypeError(f"{_OWNER}.quota_headers must be a bool, got {quota_headers!r}")
-        self.quota_headers = quota_headers
-        self._listeners = events.ListenerSet(registry.listeners)
-        self._routes: dict[str, _Sends] = {}
-        self._lock = threading.Lock()
-        _fork.renew_in_child(self, _fork.locks("_lock"))
-        self._breakers = (
-            None
-            if self.policy.circuit_breaker is None
-            else KeyedBreakers(
-                name,
-                self._route_key,
-                config=breaker_config(self.policy),
-                max_keys=MAX_HOSTS,
-                registry=registry,
-                label=self._route_name,
-                on_drop=self._drop_route,
-                hold=pending,  # a streamed body is judged when it ends
-            )
+        super().__init__(
+            f"{_OWNER}.",
+            policy,
+            per_host=per_host,
+            name=name,
+            registry=registry,
+            retry_methods=retry_methods,
+            quota_headers=quota_headers,
+            hold=pending,
         )
-
-    def subscribe(self, listener: events.Listener | events.Reader) -> Callable[[], None]:
-        """Listen to this transport's own events (``StreamInactive``, and its retries')."""
-        return self._listeners.subscribe(listener)
+        self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
 
     # -- routing -------------------------------------------------------------
 
@@ -209,65 +144,9 @@ class _Base:
             return ""
         return url.host if url.port is None else f"{url.host}:{url.port}"
 
-    def _route_key(self, request: httpx.Request) -> str:
+    def _route_key(self, *args: Any) -> str:
+        request: httpx.Request = args[0]
         return self._key(request.url)
-
-    def _route_name(self, key: str) -> str:
-        return f"{self.name}:{key}" if key else self.name
-
-    def _drop_route(self, key: str) -> None:
-        """The host's breaker was dropped (the LRU rule): its route goes too."""
-        self._routes.pop(key, None)
-
-    def _route(self, url: httpx.URL) -> _Sends:
-        key = self._key(url)
-        route = self._routes.get(key)
-        if route is None:
-            with self._lock:
-                route = self._routes.get(key)
-                if route is None:
-                    route = self._routes[key] = self._build(self._route_name(key))
-        return route
-
-    def _build(self, name: str) -> _Sends:
-        policy = self.policy
-        inner: list[Any] = []
-        if self._breakers is not None:
-            inner.append(self._breakers)  # the request's host picks its breaker
-        if policy.bulkhead is not None:
-            inner.append(self.registry.bulkhead(name, config=policy.bulkhead))
-        outer: list[Any] = [] if policy.fallback is None else [policy.fallback]
-        outer.append(_RaiseForStatus)
-        owner = _Route(name, self._listeners)
-        quota = QuotaState() if self.quota_headers else None
-        attempt = self._attempt_for(owner, quota)
-
-        def chain(retry: RetryConfig | None) -> Send:
-            layers = [*outer]
-            if retry is not None:
-                layers.append(Retry(retry, name=name, listeners=self._listeners))
-            if quota is not None:
-                layers.append(QuotaGate(name, quota, retry))
-            layers.extend(inner)
-            # One request per HTTP request, whatever the layers inside do.
-            return compose(owner, layers, attempt, is_async=self._is_async)
-
-        cfg = policy.retry
-        if cfg is None:
-            send = chain(None)
-            return _Sends(name, send, send, send)
-        replace = dataclasses.replace
-        return _Sends(
-            name,
-            chain(replace(cfg, retry_on=_may_retry(cfg.retry_on, cfg.max_delay, sent=True))),
-            chain(replace(cfg, retry_on=_may_retry(cfg.retry_on, cfg.max_delay, sent=False))),
-            chain(None),
-        )
-
-    _is_async = False
-
-    def _attempt_for(self, route: _Route, quota: QuotaState | None) -> Send:
-        raise NotImplementedError
 
     # -- per request -----------------------------------------------------------
 
@@ -278,7 +157,7 @@ class _Base:
         if request_id is None:
             request_id = events.get_request_id() or uuid.uuid4().hex
             request.headers["X-Request-ID"] = request_id
-        route = self._route(request.url)
+        route = self._route(self._key(request.url))
         timeout = timeout_seconds(self.policy.timeout)
         if timeout is not None and switch.on:
             timeouts = request.extensions.get("timeout") or {}
