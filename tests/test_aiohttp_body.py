@@ -5,6 +5,7 @@ repeats it. Against a real server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 from collections.abc import Iterator
@@ -142,16 +143,66 @@ async def test_a_body_released_after_its_first_byte_is_a_success(
         assert _breaker(server).state is CircuitState.CLOSED
 
 
-async def test_a_response_dropped_unread_is_judged_by_the_next_request(
+async def test_a_response_dropped_unread_holds_its_call_until_its_connection_ends(
     serve: list[LoopbackServer],
 ) -> None:
-    server = _start(serve, Reply(events=TWO_EVENTS, stall=math.inf), Reply(body="ok"))
-    async with _session(ONE_FAILURE_OPENS) as session:
+    # aiohttp's open connection keeps a response it has not released alive
+    # (and its connection with it): the host's breaker judges the call when
+    # that connection ends. Here the body ends with it (it is read until the
+    # connection closes): a success.
+    server = _start(serve, Reply(events=TWO_EVENTS, stall=math.inf))
+    session = _session(ONE_FAILURE_OPENS)
+    try:
         response = await session.get(server.url)
         assert pending(response) is not None
         del response
-        gc.collect()  # the response and its body refer to each other
-        async with session.get(server.url) as again:
+        gc.collect()
+        assert _breaker(server).metrics().calls == 0  # still in flight
+    finally:
+        await session.close()  # the connection ends
+    for _ in range(100):  # the loop's turns that deliver the connection's end
+        if _breaker(server).metrics().calls:
+            break
+        await asyncio.sleep(0)
+    metrics = _breaker(server).metrics()
+    assert (metrics.calls, metrics.failures) == (1, 0)
+
+
+async def test_an_end_hook_that_raises_still_lets_the_connection_go(
+    serve: list[LoopbackServer],
+) -> None:
+    def predicate(error: BaseException) -> bool:
+        raise RuntimeError("predicate bug")
+
+    server = _start(serve, Reply(events=TWO_EVENTS, broken=True))
+    policy = ResiliencePolicy(
+        retry=None, circuit_breaker=CircuitBreakerConfig(failure_predicate=predicate)
+    )
+    async with _session(policy) as session:
+        response = await session.get(server.url)
+        with pytest.raises(RuntimeError, match="predicate bug"):
+            await response.read()  # the body breaks; judging it raises
+        assert response.closed
+        assert response.connection is None
+
+
+async def test_a_response_dropped_unread_is_closed_by_its_consumer_whatever_came_after(
+    serve: list[LoopbackServer],
+) -> None:
+    # Its body broke off once nobody read it (the server closed the
+    # connection): no failure of the host, as for an httpx body dropped unread.
+    server = _start(serve, Reply(events=TWO_EVENTS, broken=True), Reply(body="ok"))
+    async with _session(ONE_FAILURE_OPENS) as session:
+        response = await session.get(server.url)
+        assert pending(response) is not None
+        for _ in range(100):  # the loop's turns that deliver the connection's end
+            if response.content.exception() is not None:
+                break
+            await asyncio.sleep(0)
+        assert response.content.exception() is not None
+        del response
+        gc.collect()
+        async with session.get(server.url) as again:  # runs what the collector set aside
             assert await again.text() == "ok"
     metrics = _breaker(server).metrics()
-    assert (metrics.calls, metrics.failures) == (2, 0)  # closed by its consumer: no failure
+    assert (metrics.calls, metrics.failures) == (2, 0)

@@ -70,3 +70,21 @@ def test_a_hedged_stream_runs_what_was_set_aside_before_it_opens() -> None:
 
     assert list(numbers()) == [1]
     assert seen == [(None, True)]
+
+
+def test_an_end_hook_that_raises_is_logged_not_raised_into_the_next_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(error: BaseException | None, closed: bool) -> None:
+        raise RuntimeError("a failure_predicate's bug")
+
+    opened = Opened(iter(()), 1)
+    opened.ends.append(broken)
+    held = Held(opened)
+    held.first = held
+    del held, opened
+    gc.collect()
+    assert len(set_aside) == 1
+    end_dropped()  # the next request, of another caller: not its error
+    assert not set_aside
+    assert "a failure_predicate's bug" in caplog.text

@@ -8,12 +8,15 @@ this thread included, where an end hook taking that breaker's lock would
 wait for ever. ``end_or_set_aside`` runs a stream's end hooks at once,
 except while the collector runs: then they are kept in ``set_aside`` and run
 by ``end_dropped()``, which each integration calls at its next request,
-and hedging at its next stream.
+and hedging at its next stream. An error an end hook raises there is
+logged (the ``resilient`` logger), never raised into that request, which
+is not the one that ended.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections import deque
 
@@ -41,7 +44,12 @@ def end_dropped() -> None:
             ends, error, closed = set_aside.popleft()
         except IndexError:  # another thread took the last one
             return
-        end(ends, error, closed)
+        try:
+            end(ends, error, closed)
+        except Exception:
+            logging.getLogger("resilient").exception(
+                "resilient: ending a stream the garbage collector dropped failed"
+            )
 
 
 def end_or_set_aside(ends: list[End], error: BaseException | None, closed: bool) -> None:

@@ -11,11 +11,13 @@ breaker), run once, ``hook(error, closed)``:
 - when the body reaches its end: exhausted;
 - when the response is released or closed (``release()``, ``close()``,
   leaving ``async with``, a failed ``read()``): a failure if the body had
-  failed by then (broken off, or silent past aiohttp's read timeout),
-  else closed by its consumer;
-- when the response is garbage collected before either: the same (the
-  hooks run at the middleware's next request, see
-  ``_execution.collected``).
+  failed by then (broken off, or silent past the session's ``sock_read``
+  timeout), else closed by its consumer (the session's ``total`` timeout
+  sets no error on the body: a body it cut is judged so too);
+- when the response is garbage collected before either: closed by its
+  consumer (the hooks run at the middleware's next request, see
+  ``_execution.collected``). aiohttp's open connection keeps a response
+  it has not released alive, so that is once its connection has ended.
 
 Both use aiohttp's public methods only:
 
@@ -107,31 +109,44 @@ class _Judged(aiohttp.ClientResponse):
     _resilient_ends: list[End] | None
     _resilient_failure: Failure
 
-    def _resilient_end(self, collected: bool = False) -> None:
+    def _resilient_end(self) -> None:
         ends, self._resilient_ends = self._resilient_ends, None
         if not ends:
             return
         reader = self.content
         failed = reader.exception()
         error = None if failed is None else self._resilient_failure(failed)
-        closed = failed is None and not reader.is_eof()
-        (end_or_set_aside if collected else end)(ends, error, closed)
+        end(ends, error, failed is None and not reader.is_eof())
 
     def _resilient_exhausted(self) -> None:
         self._resilient_end()
 
+    # A hook that raises (a failure_predicate's error) reaches the caller,
+    # after aiohttp has released the connection all the same.
+
     def release(self) -> Any:
-        self._resilient_end()
-        return super().release()
+        try:
+            self._resilient_end()
+        finally:
+            released = super().release()
+        return released
 
     def close(self) -> None:
-        self._resilient_end()
-        super().close()
+        try:
+            self._resilient_end()
+        finally:
+            super().close()
 
     def __del__(self, *args: Any) -> None:
-        if self.__dict__.get("_resilient_ends"):
-            self._resilient_end(collected=True)
-        super().__del__(*args)
+        # Dropped unread: closed by its consumer, as an httpx body is. (What
+        # the body met after it was dropped, the server closing an idle
+        # connection, say, is no failure of the host.)
+        ends, self._resilient_ends = self.__dict__.get("_resilient_ends"), None
+        try:
+            if ends:
+                end_or_set_aside(ends, None, True)
+        finally:
+            super().__del__(*args)
 
 
 def judge(response: aiohttp.ClientResponse, failure: Failure) -> None:
