@@ -17,6 +17,7 @@ from resilient._execution.streams import Opened
 
 @pytest.fixture(autouse=True)
 def nothing_set_aside() -> Iterator[None]:
+    gc.collect()  # what earlier tests dropped is set aside now, not in the test
     end_dropped()
     yield
     end_dropped()
