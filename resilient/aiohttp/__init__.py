@@ -181,29 +181,10 @@ def _body_failure(
 class ResilientMiddleware(Routing):
     """What ``middleware`` returns: an aiohttp client middleware."""
 
+    _owner = f"{_OWNER}: "
+    _hold = staticmethod(pending)
     _is_async = True
     _raise_for_status = _RaiseForStatus
-
-    def __init__(
-        self,
-        policy: ResiliencePolicy | None = None,
-        *,
-        per_host: bool = True,
-        name: str = "http",
-        registry: Registry | None = None,
-        retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
-        quota_headers: bool = True,
-    ) -> None:
-        super().__init__(
-            f"{_OWNER}: ",
-            policy,
-            per_host=per_host,
-            name=name,
-            registry=registry,
-            retry_methods=retry_methods,
-            quota_headers=quota_headers,
-            hold=pending,
-        )
 
     def __repr__(self) -> str:
         return f"<ResilientMiddleware {self.name!r} per_host={self.per_host}>"

@@ -22,13 +22,12 @@ from typing import Any, ClassVar, NamedTuple
 from .. import events
 from .._execution.compose import compose
 from .._execution.policy_base import PolicyBase
-from .._execution.streams import Hold
 from .._registry.registry import Registry, resolve
 from .._runtime import fork as _fork
 from ..circuit_breaker.keyed import KeyedBreakers
 from ..policy import ResiliencePolicy
 from ..retry.retry import Retry, RetryConfig
-from ._classify import may_retry
+from ._classify import IDEMPOTENT_METHODS, may_retry
 from ._quota import QuotaState
 from ._quota_gate import QuotaGate, breaker_config
 
@@ -79,30 +78,32 @@ def _names(methods: Any) -> tuple[str, ...] | None:
 class Routing:
     """Settings, per-host breakers and routes (see the module's docstring).
 
-    An integration sets ``_is_async``, ``_route_class`` (a ``Route``: who
-    a route's requests are counted for) and
-    ``_raise_for_status`` (the layer that raises an error response nobody
-    retried), and implements ``_route_key(*args)`` (the host of a
+    An integration sets ``_owner`` (what starts each error about its
+    arguments: ``"ResilientTransport."``), ``_hold`` (what of a response is
+    still pending when it returns: its streamed body), ``_is_async``,
+    ``_route_class`` (a ``Route``: who a route's requests are counted for)
+    and ``_raise_for_status`` (the layer that raises an error response
+    nobody retried), and implements ``_route_key(*args)`` (the host of a
     request, from what its chains are called with) and
     ``_attempt_for(route, quota)`` (one attempt: the I/O)."""
 
+    _owner: ClassVar[str]
+    _hold: ClassVar[Any]  # a Hold, as a staticmethod
     _is_async: ClassVar[bool] = False
     _route_class: ClassVar[type[Route]] = Route
     _raise_for_status: ClassVar[Any]
 
     def __init__(
         self,
-        owner: str,
-        policy: ResiliencePolicy | None,
+        policy: ResiliencePolicy | None = None,
         *,
-        per_host: bool,
-        name: str,
-        registry: Registry | None,
-        retry_methods: Iterable[str],
-        quota_headers: bool,
-        hold: Hold,
+        per_host: bool = True,
+        name: str = "http",
+        registry: Registry | None = None,
+        retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        quota_headers: bool = True,
     ) -> None:
-        # ``owner`` starts each error: "ResilientTransport." (then the field).
+        owner = self._owner
         if policy is not None and not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"{owner}policy must be a ResiliencePolicy or None, got {policy!r}")
         if not isinstance(name, str) or not name:
@@ -137,7 +138,7 @@ class Routing:
                 registry=registry,
                 label=self._route_name,
                 on_drop=self._drop_route,
-                hold=hold,  # a streamed body is judged when it ends
+                hold=self._hold,  # a streamed body is judged when it ends
             )
         )
 

@@ -111,6 +111,8 @@ class _Route(Route):
 class _Base(Routing):
     """What both transports share: everything but the I/O."""
 
+    _owner = f"{_OWNER}."
+    _hold = staticmethod(pending)
     _route_class = _Route
     _raise_for_status = _RaiseForStatus
 
@@ -126,14 +128,12 @@ class _Base(Routing):
         quota_headers: bool = True,
     ) -> None:
         super().__init__(
-            f"{_OWNER}.",
             policy,
             per_host=per_host,
             name=name,
             registry=registry,
             retry_methods=retry_methods,
             quota_headers=quota_headers,
-            hold=pending,
         )
         self.inactivity = _validate.seconds_or_none(_OWNER, "inactivity", inactivity)
 
