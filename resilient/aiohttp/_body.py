@@ -118,9 +118,6 @@ class _Judged(aiohttp.ClientResponse):
         error = None if failed is None else self._resilient_failure(failed)
         end(ends, error, failed is None and not reader.is_eof())
 
-    def _resilient_exhausted(self) -> None:
-        self._resilient_end()
-
     # A hook that raises (a failure_predicate's error) reaches the caller,
     # after aiohttp has released the connection all the same.
 
@@ -165,7 +162,7 @@ def judge(response: aiohttp.ClientResponse, failure: Failure) -> None:
     assert isinstance(response, _Judged)
     response._resilient_ends = []
     response._resilient_failure = failure
-    reader.on_eof(response._resilient_exhausted)
+    reader.on_eof(response._resilient_end)
 
 
 def pending(response: object) -> list[End] | None:
