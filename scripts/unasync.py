@@ -152,6 +152,23 @@ TWINS: dict[str, tuple[list[str], dict[str, str]]] = {
 BEGIN = "# --- generated from {} by scripts/unasync.py; do not edit ---"
 END = "# --- end generated ---"
 
+# Per module: where the async function bodies it inlines come from (a
+# module holding the function), and the names renamed in them (whole
+# words). A marked region holds a function's body but its last statement,
+# ``return result``, the only return it may have: the inlined lines leave
+# their result in ``result``. Rename what would meet a name of the closure
+# it is inlined into. Inlined where a call would cost a coroutine
+# per call (measured; the module says by how much). A sync twin generated
+# from the async code holds the region as unasync makes it.
+INLINES: dict[str, tuple[str, dict[str, str]]] = {
+    "resilient/circuit_breaker/keyed.py": (
+        "resilient/circuit_breaker/breaker.py",
+        {"self": "breaker", "start": "listened_at"},
+    ),
+}
+INLINE_BEGIN = re.compile(r"^( *)# --- inlined from (\S+) \(scripts/unasync\.py\) ---$")
+INLINE_END = "# --- end inlined ---"
+
 
 def _compile(table: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:
     return [
@@ -207,8 +224,69 @@ def _dropped(node: ast.AST, lines: list[str]) -> set[int]:
     return drop
 
 
+def inlined_lines(source: str, qualname: str, names: dict[str, str], indent: str) -> list[str]:
+    """The body of the function ``qualname`` of ``source`` but its final
+    ``return result``, renamed, at ``indent``."""
+    node = _find(ast.parse(source), qualname)
+    assert not isinstance(node, ast.ClassDef), qualname
+    body = node.body
+    last = body[-1]
+    if not (isinstance(last, ast.Return) and ast.unparse(last) == "return result"):
+        raise SystemExit(f"scripts/unasync.py: {qualname} must end with `return result`")
+    for statement in body[:-1]:
+        for child in ast.walk(statement):
+            if isinstance(child, ast.Return):
+                raise SystemExit(f"scripts/unasync.py: {qualname} returns before its end")
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                raise SystemExit(f"scripts/unasync.py: {qualname} defines a function: not inlined")
+    lines = source.splitlines(keepends=True)
+    assert body[-2].end_lineno is not None
+    words = _compile(names)
+    out = []
+    for line in lines[body[0].lineno - 1 : body[-2].end_lineno]:
+        if not line.strip():
+            out.append("\n")
+            continue
+        line = indent + line[body[0].col_offset :]
+        for pattern, new in words:
+            line = pattern.sub(new, line)
+        out.append(line)
+    return out
+
+
+def inline(text: str, path: str) -> str:
+    """``text`` with every inlined region of the module at ``path`` written
+    anew (but those of a generated twin: the twin is generated after)."""
+    module, names = INLINES[path]
+    source = (ROOT / module).read_text()
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    generated = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        stripped = line.strip()
+        if stripped.startswith("# --- generated from "):
+            generated = True
+        elif stripped == END:
+            generated = False
+        match = INLINE_BEGIN.match(line.rstrip("\n"))
+        if match is None or generated:
+            continue
+        end = next(j for j in range(i, len(lines)) if lines[j].strip() == INLINE_END)
+        out.extend(inlined_lines(source, match[2], names, match[1]))
+        i = end
+    return "".join(out)
+
+
 def generate(text: str, path: str) -> str:
     """``text`` with every generated region of the module at ``path`` written anew."""
+    if path in INLINES:
+        text = inline(text, path)
+    if path not in TWINS:
+        return _format(text, path)
     qualnames, names = TWINS[path]
     for qualname in qualnames:
         lines = text.splitlines(keepends=True)
@@ -254,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only say what is out of date")
     check = parser.parse_args(argv).check
     stale = []
-    for path in TWINS:
+    for path in {**TWINS, **INLINES}:
         file = ROOT / path
         text = file.read_text()
         new = generate(text, path)

@@ -434,8 +434,8 @@ DECORATORS: dict[str, Callable[[], Any]] = {
 
 # The function's own frame plus one per layer. A sync timeout and a sync
 # hedge run the call on a worker thread: the count is the worker's stack.
-# A per-key breaker is two steps, each one frame: pick the key's breaker,
-# then run that breaker's own path (no copy of it).
+# A per-key breaker is one frame: it picks the key's breaker and runs that
+# breaker's own path, inlined by scripts/unasync.py (no hand-made copy).
 SYNC_FRAMES = {
     "circuit_breaker": 2,
     "retry": 2,
@@ -446,7 +446,7 @@ SYNC_FRAMES = {
     "hedging": 6,
     "chaos": 3,
     "failover": 2,
-    "keyed": 3,
+    "keyed": 2,
     "stack": 3,
     "stack_with_bulkhead": 4,
 }
@@ -460,7 +460,7 @@ ASYNC_FRAMES = {
     "hedging": 2,
     "chaos": 2,
     "failover": 2,
-    "keyed": 3,
+    "keyed": 2,
     "stack": 3,
     "stack_with_bulkhead": 4,
 }

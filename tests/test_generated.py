@@ -8,8 +8,11 @@ import ast
 import importlib.util
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "unasync.py"
@@ -124,3 +127,78 @@ def test_a_statement_marked_async_only_is_left_out() -> None:
         assert unasync.generate(generated, module) == generated
     finally:
         del unasync.TWINS[module]
+
+
+# -- inlined bodies ---------------------------------------------------------------
+
+SOURCE = (
+    "class B:\n"
+    "    async def _athrough(self, fn: Any) -> Any:\n"
+    "        # not inlined: above the body\n"
+    "        start = self.now()\n"
+    "        if start:\n"
+    "            result = await fn()\n"
+    "\n"
+    "        else:\n"
+    "            result = None\n"
+    "        return result\n"
+)
+
+
+def test_an_inlined_region_is_the_body_but_its_return_renamed_at_the_marker() -> None:
+    lines = unasync.inlined_lines(SOURCE, "B._athrough", {"self": "b", "start": "at"}, "    ")
+    assert lines == [
+        "    at = b.now()\n",
+        "    if at:\n",
+        "        result = await fn()\n",
+        "\n",
+        "    else:\n",
+        "        result = None\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("        return None\n", "must end with `return result`"),
+        (
+            "        if fn:\n            return fn\n        result = 1\n        return result\n",
+            "returns before its end",
+        ),
+        (
+            "        result = lambda: 1\n        return result\n",
+            "defines a function",
+        ),
+    ],
+    ids=["other-return", "early-return", "nested-function"],
+)
+def test_a_body_that_cannot_be_inlined_is_refused(body: str, says: str) -> None:
+    source = "class B:\n    async def _athrough(self, fn: Any) -> Any:\n" + body
+    with pytest.raises(SystemExit, match=says):
+        unasync.inlined_lines(source, "B._athrough", {}, "")
+
+
+def test_the_per_key_closures_hold_the_breakers_path_as_it_is_now() -> None:
+    """The region in each per-key closure is the breaker's body of today,
+    the sync one too (generated from the async closure, it is the
+    breaker's generated sync path inlined)."""
+    module, names = unasync.INLINES["resilient/circuit_breaker/keyed.py"]
+    breaker = (ROOT / module).read_text()
+    keyed = (ROOT / "resilient/circuit_breaker/keyed.py").read_text().splitlines(keepends=True)
+    found = {}
+    for i, line in enumerate(keyed):
+        match = unasync.INLINE_BEGIN.match(line.rstrip("\n"))
+        if match is None:
+            continue
+        end = next(j for j in range(i, len(keyed)) if keyed[j].strip() == unasync.INLINE_END)
+        found[match[2]] = keyed[i + 1 : end]
+    assert sorted(found) == ["CircuitBreaker._athrough", "CircuitBreaker._through"]
+    # As code (ruff formats the region where it stands, so its lines may wrap
+    # otherwise than the function's).
+    for qualname, region in found.items():
+        inlined = unasync.inlined_lines(breaker, qualname, names, "")
+        assert _code(region) == _code(inlined), qualname
+
+
+def _code(lines: list[str]) -> str:
+    return ast.dump(ast.parse(textwrap.dedent("".join(lines))))

@@ -1047,39 +1047,45 @@ class CircuitBreaker(NamedPolicy):
 
     # --- generated from _athrough by scripts/unasync.py; do not edit ---
     def _through(self, fn: SyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        # One exit, at the end: scripts/unasync.py inlines the lines above it
+        # into the per-key closure (keyed.py).
         core = self._core
-        if not (core.fast and switch.on):
-            return self._run(fn, args, kwargs)
-        ticks = core.ticks  # this generation's
-        start = _clock.now() if self._listeners.events else None
-        try:
-            # Without keywords, no copy of ``kwargs`` (a new dict per call).
-            result = fn(*args, **kwargs) if kwargs else fn(*args)
-        except BaseException as exc:
-            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
-            raise
-        next(ticks)
-        if start is not None:
-            self._succeeded_listened(start)
+        if core.fast and switch.on:
+            ticks = core.ticks  # this generation's
+            start = _clock.now() if self._listeners.events else None
+            try:
+                # Without keywords, no copy of ``kwargs`` (a new dict per call).
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+            except BaseException as exc:
+                self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+                raise
+            next(ticks)
+            if start is not None:
+                self._succeeded_listened(start)
+        else:
+            result = self._run(fn, args, kwargs)
         return result
 
     # --- end generated ---
 
     async def _athrough(self, fn: AsyncFn[R], args: Args, kwargs: Kwargs) -> R:
+        # One exit, at the end: scripts/unasync.py inlines the lines above it
+        # into the per-key closure (keyed.py).
         core = self._core
-        if not (core.fast and switch.on):
-            return await self._arun(fn, args, kwargs)
-        ticks = core.ticks  # this generation's
-        start = _clock.now() if self._listeners.events else None
-        try:
-            # Without keywords, no copy of ``kwargs`` (a new dict per call).
-            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
-        except BaseException as exc:
-            self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
-            raise
-        next(ticks)
-        if start is not None:
-            self._succeeded_listened(start)
+        if core.fast and switch.on:
+            ticks = core.ticks  # this generation's
+            start = _clock.now() if self._listeners.events else None
+            try:
+                # Without keywords, no copy of ``kwargs`` (a new dict per call).
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                self._exit_error(_Permit(_generation_of(core, ticks), start), exc)
+                raise
+            next(ticks)
+            if start is not None:
+                self._succeeded_listened(start)
+        else:
+            result = await self._arun(fn, args, kwargs)
         return result
 
     # A call whose outcome may still be pending when it returns (a response
