@@ -405,8 +405,33 @@ case("sync", "circuit breaker", "floor: unobserved, timed outside")(
 )
 
 
+def _deadline_layer(fn: Callable[..., Any], name: str) -> Any:
+    """The stack under one more coroutine layer doing the least that a
+    hedge's deadline needs on a call that ends in time: the loop's time
+    read, an entry appended to a queue of deadlines, dropped when the call
+    returns. (Hedging also finds the caller's task, which it must interrupt
+    if a hedge wins: this floor leaves that out.)"""
+    call = _with_stack(fn, name)
+    deadlines: collections.deque[list[Any]] = collections.deque()
+
+    async def deadline(x: int) -> Any:
+        entry = [asyncio.get_running_loop().time() + TIMEOUT, None]
+        deadlines.append(entry)
+        try:
+            result = await call(x)
+        finally:
+            entry[0] = None
+            deadlines.pop()
+        return result
+
+    return deadline
+
+
 case("async", "hedged stack", "resilient", features=(*STACK, "HedgingConfig"))(
     functools.partial(_with_hedged_stack, awork, "bench-hedged-stack-async")
+)
+case("async", "hedged stack", "floor: a deadline entry per call", features=STACK)(
+    functools.partial(_deadline_layer, awork, "bench-deadline-stack")
 )
 # The same two around a call that suspends once, as a call doing I/O does:
 # what the event loop adds to each call is in both.

@@ -1,9 +1,12 @@
 """An async hedged call under asyncio: the first attempt inline, in the
 caller's task; hedges as tasks; the delays of one policy behind one timer.
 
-- The first step of the first attempt runs before anything is armed: a call
-  that answers without suspending (a cache hit) cannot be slow to answer,
-  and costs no timer.
+- The first attempt is awaited directly; its delay is an entry on its
+  policy's timer (appended, and popped when the call ends in time), and a
+  race is built only when a hedge is due. (Stepping the first attempt by
+  hand before arming, so that a call that never suspends arms nothing,
+  cost more than it saved on the calls that await: every later step went
+  through a frame of ours.)
 - When a hedge decides the race while the first attempt still runs, the
   caller's task is interrupted the way ``asyncio.timeout`` does it (a
   cancellation it takes back). The losers are cancelled; each ends at its
@@ -15,7 +18,6 @@ caller's task; hedges as tasks; the delays of one policy behind one timer.
 from __future__ import annotations
 
 import asyncio
-import types
 from collections import deque
 from typing import Any, TypeVar
 
@@ -31,8 +33,6 @@ from .state import RAISE, START, Call, RaceCall, Racer
 __all__ = ["race"]
 
 R = TypeVar("R")
-
-_CoroutineType = types.CoroutineType
 
 
 # Until its delay passes, a hedged call is only an entry on its policy's
