@@ -407,15 +407,18 @@ case("sync", "circuit breaker", "floor: unobserved, timed outside")(
 
 def _deadline_layer(fn: Callable[..., Any], name: str) -> Any:
     """The stack under one more coroutine layer doing the least that a
-    hedge's deadline needs on a call that ends in time: the loop's time
-    read, an entry appended to a queue of deadlines, dropped when the call
-    returns. (Hedging also finds the caller's task, which it must interrupt
+    hedge's deadline needs on a call that ends in time: the running loop
+    and its time read, an entry appended to a queue of deadlines, dropped
+    when the call returns. (Hedging also finds the caller's task, which it must interrupt
     if a hedge wins: this floor leaves that out.)"""
+    import time
+
     call = _with_stack(fn, name)
     deadlines: collections.deque[list[Any]] = collections.deque()
+    running_loop, now = asyncio.get_running_loop, time.monotonic  # both C; now is asyncio's clock
 
     async def deadline(x: int) -> Any:
-        entry = [asyncio.get_running_loop().time() + TIMEOUT, None]
+        entry = [now() + TIMEOUT, running_loop()]
         deadlines.append(entry)
         try:
             result = await call(x)
