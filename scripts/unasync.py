@@ -20,6 +20,12 @@ token (whole names only), then ``ruff format``: nothing is added, so the
 sync twin runs exactly the instructions a hand-written one would. A
 statement whose first line ends with ``# unasync: async only`` is left
 out of the sync twin (an async health check before admission, say).
+It also inlines: a region marked ``# --- inlined from Class.method
+(scripts/unasync.py) ---`` ... ``# --- end inlined ---`` holds that
+method's body (see ``INLINES``), where a call would cost a coroutine per
+call; it refuses a body that would rebind a name of the function around
+the region.
+
 Twins that differ on purpose (a bulkhead's threads and tasks, a
 timeout's worker thread and loop timers, hedging's threads and tasks)
 stay written out; ``docs/architecture.md`` lists both kinds.
@@ -32,6 +38,7 @@ import ast
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,14 +232,21 @@ def _dropped(node: ast.AST, lines: list[str]) -> set[int]:
 
 
 def inlined_lines(source: str, qualname: str, names: dict[str, str], indent: str) -> list[str]:
-    """The body of the function ``qualname`` of ``source`` but its final
-    ``return result``, renamed, at ``indent``."""
+    """The body of the function ``qualname`` of ``source`` (its docstring
+    and its final ``return result`` left out), renamed, at ``indent``.
+
+    A name is renamed where it stands alone, never as an attribute
+    (``.start`` stays)."""
     node = _find(ast.parse(source), qualname)
     assert not isinstance(node, ast.ClassDef), qualname
     body = node.body
+    if ast.get_docstring(node) is not None:
+        body = body[1:]
     last = body[-1]
     if not (isinstance(last, ast.Return) and ast.unparse(last) == "return result"):
         raise SystemExit(f"scripts/unasync.py: {qualname} must end with `return result`")
+    if len(body) < 2:
+        raise SystemExit(f"scripts/unasync.py: {qualname} has nothing to inline")
     for statement in body[:-1]:
         for child in ast.walk(statement):
             if isinstance(child, ast.Return):
@@ -241,17 +255,60 @@ def inlined_lines(source: str, qualname: str, names: dict[str, str], indent: str
                 raise SystemExit(f"scripts/unasync.py: {qualname} defines a function: not inlined")
     lines = source.splitlines(keepends=True)
     assert body[-2].end_lineno is not None
-    words = _compile(names)
+    words = [(re.compile(rf"(?<![.\w]){re.escape(old)}\b"), new) for old, new in names.items()]
+    column = body[0].col_offset
     out = []
-    for line in lines[body[0].lineno - 1 : body[-2].end_lineno]:
+    for number, line in enumerate(lines[body[0].lineno - 1 : body[-2].end_lineno], body[0].lineno):
         if not line.strip():
             out.append("\n")
             continue
-        line = indent + line[body[0].col_offset :]
+        if len(line) - len(line.lstrip()) < column:
+            raise SystemExit(
+                f"scripts/unasync.py: {qualname}, line {number}: less indented than its body"
+                " (a string going on over lines, or a comment): not inlined"
+            )
+        line = indent + line[column:]
         for pattern, new in words:
             line = pattern.sub(new, line)
         out.append(line)
     return out
+
+
+def _stored(nodes: list[ast.AST], skip: range = range(0)) -> set[str]:
+    """The names ``nodes`` bind (arguments and assignments), but on the lines ``skip``."""
+    found: set[str] = set()
+    for node in nodes:
+        for child in ast.walk(node):
+            if isinstance(child, ast.arg):
+                found.add(child.arg)
+            elif (
+                isinstance(child, ast.Name)
+                and isinstance(child.ctx, ast.Store)
+                and child.lineno not in skip
+            ):
+                found.add(child.id)
+    return found
+
+
+def _check_host(text: str, region: range, inlined: list[str], params: set[str], where: str) -> None:
+    """The inlined lines (``region`` of ``text``) bind no name the functions
+    around them use (but ``result``, which they hand over), and those
+    functions bind each of the inlined function's parameters."""
+    hosts = [
+        node
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.lineno < region.start
+        and (node.end_lineno or 0) >= region.stop
+    ]
+    host = _stored(hosts, region)  # type: ignore[arg-type]
+    own = _stored([ast.parse(textwrap.dedent("".join(inlined)))])
+    met = sorted((own & host) - {"result"})
+    if met:
+        raise SystemExit(f"scripts/unasync.py: {where}: the inlined lines rebind {met}")
+    missing = sorted(params - host)
+    if missing:
+        raise SystemExit(f"scripts/unasync.py: {where}: nothing around the region binds {missing}")
 
 
 def inline(text: str, path: str) -> str:
@@ -275,8 +332,15 @@ def inline(text: str, path: str) -> str:
         match = INLINE_BEGIN.match(line.rstrip("\n"))
         if match is None or generated:
             continue
-        end = next(j for j in range(i, len(lines)) if lines[j].strip() == INLINE_END)
-        out.extend(inlined_lines(source, match[2], names, match[1]))
+        end = next((j for j in range(i, len(lines)) if lines[j].strip() == INLINE_END), None)
+        if end is None:
+            raise SystemExit(f"scripts/unasync.py: {path}:{i}: no `{INLINE_END}` after the marker")
+        inlined = inlined_lines(source, match[2], names, match[1])
+        function = _find(ast.parse(source), match[2])
+        assert not isinstance(function, ast.ClassDef)
+        params = {names.get(a.arg, a.arg) for a in function.args.args}
+        _check_host(text, range(i + 1, end + 1), inlined, params, f"{path}:{i}")
+        out.extend(inlined)
         i = end
     return "".join(out)
 

@@ -134,8 +134,9 @@ def test_a_statement_marked_async_only_is_left_out() -> None:
 SOURCE = (
     "class B:\n"
     "    async def _athrough(self, fn: Any) -> Any:\n"
-    "        # not inlined: above the body\n"
+    '        """Not inlined: its docstring."""\n'
     "        start = self.now()\n"
+    "        self.span.start(fn)\n"
     "        if start:\n"
     "            result = await fn()\n"
     "\n"
@@ -149,6 +150,7 @@ def test_an_inlined_region_is_the_body_but_its_return_renamed_at_the_marker() ->
     lines = unasync.inlined_lines(SOURCE, "B._athrough", {"self": "b", "start": "at"}, "    ")
     assert lines == [
         "    at = b.now()\n",
+        "    b.span.start(fn)\n",  # an attribute is not the name
         "    if at:\n",
         "        result = await fn()\n",
         "\n",
@@ -169,8 +171,13 @@ def test_an_inlined_region_is_the_body_but_its_return_renamed_at_the_marker() ->
             "        result = lambda: 1\n        return result\n",
             "defines a function",
         ),
+        (
+            '        result = """a\nb"""\n        return result\n',
+            "less indented than its body",
+        ),
+        ("        return result\n", "nothing to inline"),
     ],
-    ids=["other-return", "early-return", "nested-function"],
+    ids=["other-return", "early-return", "nested-function", "string-over-lines", "only-return"],
 )
 def test_a_body_that_cannot_be_inlined_is_refused(body: str, says: str) -> None:
     source = "class B:\n    async def _athrough(self, fn: Any) -> Any:\n" + body
@@ -202,3 +209,42 @@ def test_the_per_key_closures_hold_the_breakers_path_as_it_is_now() -> None:
 
 def _code(lines: list[str]) -> str:
     return ast.dump(ast.parse(textwrap.dedent("".join(lines))))
+
+
+HOST = (
+    "def wrap(fn):\n"
+    "    def closure(*args, **kwargs):\n"
+    "        start = 1\n"
+    "        breaker = pick()\n"
+    "        # --- inlined from B._athrough (scripts/unasync.py) ---\n"
+    "        result = fn()\n"
+    "        # --- end inlined ---\n"
+    "        return start, result\n"
+    "    return closure\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("inlined", "params", "says"),
+    [
+        (["start = now()\n", "result = fn()\n"], {"fn"}, r"rebind \['start'\]"),
+        (["result = fn()\n"], {"fn", "brk"}, r"binds \['brk'\]"),
+    ],
+    ids=["rebinds-a-name-of-the-closure", "a-parameter-unbound"],
+)
+def test_inlined_lines_that_would_meet_the_closures_names_are_refused(
+    inlined: list[str], params: set[str], says: str
+) -> None:
+    with pytest.raises(SystemExit, match=says):
+        unasync._check_host(HOST, range(6, 7), inlined, params, "host.py:5")
+
+
+def test_inlined_lines_that_keep_to_their_own_names_pass() -> None:
+    unasync._check_host(HOST, range(6, 7), ["result = fn()\n"], {"fn", "breaker"}, "host.py:5")
+
+
+def test_a_marker_without_its_end_is_refused() -> None:
+    path = "resilient/circuit_breaker/keyed.py"
+    text = "# --- inlined from CircuitBreaker._athrough (scripts/unasync.py) ---\nx = 1\n"
+    with pytest.raises(SystemExit, match="no `# --- end inlined ---`"):
+        unasync.inline(text, path)

@@ -2,8 +2,9 @@
 caller's task; hedges as tasks; the delays of one policy behind one timer.
 
 - The first attempt is awaited directly; its delay is an entry on its
-  policy's timer (appended, and popped when the call ends in time), and a
-  race is built only when a hedge is due. (Stepping the first attempt by
+  policy's timer (appended; when the call ends in time, marked done, and
+  popped if it is still the last one), and a race is built only when a
+  hedge is due. (Stepping the first attempt by
   hand before arming, so that a call that never suspends arms nothing,
   cost more than it saved on the calls that await: every later step went
   through a frame of ours.)
